@@ -1,0 +1,764 @@
+//! The cancellation case (注销申请) as an explicit state machine.
+//!
+//! ```text
+//!  submitted ──verify──▶ identity_verified ──checks──▶ checks_blocked ◀─┐
+//!                                               │          │ checks ────┘
+//!                                               ▼          ▼
+//!                                         checks_clear ◀───┘
+//!                                               │ acknowledge (each consequence)
+//!                                               ▼
+//!                                 consequences_acknowledged
+//!                                               │ confirm
+//!                         ┌─────────────────────┴──────────────┐
+//!                         ▼ (policy: review)                   ▼
+//!                   under_review ──approve──▶ cooling_off ──(ends)──▶ erasing ──▶ erased
+//!                         │                       │                     │  ▲
+//!                         ▼ reject                ▼ withdraw            ▼  │ retry
+//!                      rejected               withdrawn               failed
+//! ```
+//!
+//! Every successful [`Case::apply`] yields exactly one [`Change`], which the
+//! storage layer writes as exactly one audit event in the same transaction.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::{AssuranceLevel, CaseId, Channel, Policy, Reason, SubjectId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseState {
+    Submitted,
+    IdentityVerified,
+    ChecksBlocked,
+    ChecksClear,
+    ConsequencesAcknowledged,
+    UnderReview,
+    CoolingOff,
+    Erasing,
+    Erased,
+    Withdrawn,
+    Rejected,
+    Failed,
+}
+
+impl CaseState {
+    pub const ALL: [CaseState; 12] = [
+        Self::Submitted,
+        Self::IdentityVerified,
+        Self::ChecksBlocked,
+        Self::ChecksClear,
+        Self::ConsequencesAcknowledged,
+        Self::UnderReview,
+        Self::CoolingOff,
+        Self::Erasing,
+        Self::Erased,
+        Self::Withdrawn,
+        Self::Rejected,
+        Self::Failed,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Submitted => "submitted",
+            Self::IdentityVerified => "identity_verified",
+            Self::ChecksBlocked => "checks_blocked",
+            Self::ChecksClear => "checks_clear",
+            Self::ConsequencesAcknowledged => "consequences_acknowledged",
+            Self::UnderReview => "under_review",
+            Self::CoolingOff => "cooling_off",
+            Self::Erasing => "erasing",
+            Self::Erased => "erased",
+            Self::Withdrawn => "withdrawn",
+            Self::Rejected => "rejected",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// A terminal case never changes again.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::Erased | Self::Withdrawn | Self::Rejected)
+    }
+
+    /// Whether the user can still change their mind and keep the account.
+    pub fn can_withdraw(&self) -> bool {
+        matches!(
+            self,
+            Self::Submitted
+                | Self::IdentityVerified
+                | Self::ChecksBlocked
+                | Self::ChecksClear
+                | Self::ConsequencesAcknowledged
+                | Self::UnderReview
+                | Self::CoolingOff
+        )
+    }
+
+    /// What has to happen next, in words for an operator or a developer.
+    pub fn next_step(&self) -> &'static str {
+        match self {
+            Self::Submitted => "verify the account holder's identity",
+            Self::IdentityVerified => "run the checks for blockers and assets",
+            Self::ChecksBlocked => "resolve the listed blockers, then run the checks again",
+            Self::ChecksClear => "acknowledge each stated consequence",
+            Self::ConsequencesAcknowledged => "confirm the cancellation",
+            Self::UnderReview => "wait for an agent's review",
+            Self::CoolingOff => "wait for the cooling-off period to end, or withdraw to keep the account",
+            Self::Erasing => "wait while the data is erased",
+            Self::Erased => "nothing: the account is cancelled and the receipt is ready",
+            Self::Withdrawn => "nothing: the account was kept",
+            Self::Rejected => "nothing: the request was rejected (see the reason)",
+            Self::Failed => "an operator must look at the failure and retry the erasure",
+        }
+    }
+}
+
+impl fmt::Display for CaseState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something that stops the cancellation until it is resolved (an unfinished
+/// order, an open dispute...). `items` are the platform's references (order
+/// numbers), never personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocker {
+    pub code: String,
+    pub system: String,
+    pub message_zh: String,
+    pub message_en: String,
+    pub items: Vec<String>,
+}
+
+/// A statement of what cancelling will do, which the user must acknowledge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consequence {
+    pub id: String,
+    pub version: u32,
+    pub text_zh: String,
+    pub text_en: String,
+}
+
+impl Consequence {
+    /// The statement every case carries whatever the platform configures.
+    pub fn account_gone() -> Self {
+        Self {
+            id: "account_erased".into(),
+            version: 1,
+            text_zh: "冷静期结束后，账号将被注销且无法恢复，您的个人信息将被删除（法律要求保留的记录除外，回执中会列明）。".into(),
+            text_en: "When the cooling-off period ends the account is cancelled for good and your personal data is erased (except records the law requires us to keep, which your receipt lists).".into(),
+        }
+    }
+
+    pub fn text(&self, locale: Locale) -> &str {
+        match locale {
+            Locale::ZhCn => &self.text_zh,
+            Locale::En => &self.text_en,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Locale {
+    #[serde(rename = "zh-CN")]
+    ZhCn,
+    #[serde(rename = "en")]
+    En,
+}
+
+/// The user's acknowledgement of one consequence: the exact text shown, its
+/// version and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acknowledgement {
+    pub consequence_id: String,
+    pub version: u32,
+    pub locale: Locale,
+    pub text_shown: String,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Case {
+    pub id: CaseId,
+    pub subject: SubjectId,
+    pub channel: Channel,
+    pub state: CaseState,
+    /// Number of changes applied so far; the storage layer uses it for
+    /// optimistic concurrency.
+    pub version: u64,
+    pub policy: Policy,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub assurance: AssuranceLevel,
+    pub verified_by: Option<String>,
+    pub blockers: Vec<Blocker>,
+    pub consequences: Vec<Consequence>,
+    pub acknowledgements: Vec<Acknowledgement>,
+    pub cooling_off_ends_at: Option<Timestamp>,
+    pub erasure_started_at: Option<Timestamp>,
+    pub closed_at: Option<Timestamp>,
+    /// Shown to the user when the case was rejected.
+    pub rejection_reason: Option<Reason>,
+    /// Shown to operators when the erasure failed.
+    pub failure: Option<String>,
+}
+
+/// The commands a case accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum CaseCommand {
+    VerifyIdentity {
+        method: String,
+        level: AssuranceLevel,
+    },
+    RecordChecks {
+        blockers: Vec<Blocker>,
+        consequences: Vec<Consequence>,
+    },
+    Acknowledge {
+        consequence_id: String,
+        version: u32,
+        locale: Locale,
+    },
+    Confirm,
+    Approve,
+    Reject {
+        reason: Reason,
+    },
+    Withdraw,
+    StartErasure,
+    CompleteErasure,
+    FailErasure {
+        reason: String,
+    },
+    RetryErasure,
+}
+
+impl CaseCommand {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::VerifyIdentity { .. } => "verify identity",
+            Self::RecordChecks { .. } => "record checks",
+            Self::Acknowledge { .. } => "acknowledge a consequence",
+            Self::Confirm => "confirm",
+            Self::Approve => "approve",
+            Self::Reject { .. } => "reject",
+            Self::Withdraw => "withdraw",
+            Self::StartErasure => "start erasure",
+            Self::CompleteErasure => "complete erasure",
+            Self::FailErasure { .. } => "fail erasure",
+            Self::RetryErasure => "retry erasure",
+        }
+    }
+}
+
+/// The record of one applied command: the audit event's content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// Event name, e.g. `case.identity_verified`.
+    pub kind: String,
+    /// `None` only for the creation of the case.
+    pub from: Option<CaseState>,
+    pub to: CaseState,
+    pub at: Timestamp,
+    /// Non-personal details (method, consequence id, blocker codes...).
+    pub detail: serde_json::Value,
+}
+
+impl Change {
+    pub fn is_state_change(&self) -> bool {
+        self.from != Some(self.to)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("cannot {command} a case that is {state}; next step: {next}")]
+    Illegal {
+        command: &'static str,
+        state: CaseState,
+        next: &'static str,
+    },
+    #[error("the cooling-off period ends at {ends_at}; nothing is erased before then")]
+    CoolingOffNotOver { ends_at: Timestamp },
+    #[error("identity verified at assurance level {got}, but this policy needs level {needed}")]
+    AssuranceTooLow { needed: u8, got: u8 },
+    #[error("no consequence with id '{id}' is listed on this case")]
+    UnknownConsequence { id: String },
+    #[error("consequence '{id}' is now at version {current}; show the user the current text and acknowledge that")]
+    StaleConsequence { id: String, current: u32 },
+    #[error("consequence '{id}' is already acknowledged")]
+    AlreadyAcknowledged { id: String },
+}
+
+fn illegal(cmd: &CaseCommand, state: CaseState) -> TransitionError {
+    TransitionError::Illegal {
+        command: cmd.name(),
+        state,
+        next: state.next_step(),
+    }
+}
+
+impl Case {
+    /// Opens a new case in `submitted`, with the change that records it.
+    pub fn open(
+        id: CaseId,
+        subject: SubjectId,
+        channel: Channel,
+        policy: Policy,
+        now: Timestamp,
+    ) -> (Case, Change) {
+        let case = Case {
+            id,
+            subject,
+            channel,
+            state: CaseState::Submitted,
+            version: 1,
+            policy,
+            created_at: now,
+            updated_at: now,
+            assurance: AssuranceLevel::NONE,
+            verified_by: None,
+            blockers: Vec::new(),
+            consequences: Vec::new(),
+            acknowledgements: Vec::new(),
+            cooling_off_ends_at: None,
+            erasure_started_at: None,
+            closed_at: None,
+            rejection_reason: None,
+            failure: None,
+        };
+        let change = Change {
+            kind: "case.submitted".into(),
+            from: None,
+            to: CaseState::Submitted,
+            at: now,
+            detail: serde_json::json!({ "channel": channel.as_str() }),
+        };
+        (case, change)
+    }
+
+    /// Applies a command at `now`. On success returns the new case and the
+    /// one change to audit; on failure the case is untouched.
+    pub fn apply(&self, cmd: &CaseCommand, now: Timestamp) -> Result<(Case, Change), TransitionError> {
+        use CaseState as S;
+        let mut next = self.clone();
+        let from = self.state;
+        let (kind, to, detail): (&str, CaseState, serde_json::Value) = match (cmd, from) {
+            (CaseCommand::VerifyIdentity { method, level }, S::Submitted) => {
+                if *level < self.policy.min_assurance {
+                    return Err(TransitionError::AssuranceTooLow {
+                        needed: self.policy.min_assurance.get(),
+                        got: level.get(),
+                    });
+                }
+                next.assurance = *level;
+                next.verified_by = Some(method.clone());
+                (
+                    "case.identity_verified",
+                    S::IdentityVerified,
+                    serde_json::json!({ "method": method, "level": level.get() }),
+                )
+            }
+            (
+                CaseCommand::RecordChecks {
+                    blockers,
+                    consequences,
+                },
+                S::IdentityVerified | S::ChecksBlocked | S::ChecksClear,
+            ) => {
+                let mut all = vec![Consequence::account_gone()];
+                all.extend(consequences.iter().cloned());
+                // Keep acknowledgements whose statement is unchanged.
+                next.acknowledgements.retain(|a| {
+                    all.iter()
+                        .any(|c| c.id == a.consequence_id && c.version == a.version)
+                });
+                next.blockers = blockers.clone();
+                next.consequences = all;
+                let to = if blockers.is_empty() {
+                    S::ChecksClear
+                } else {
+                    S::ChecksBlocked
+                };
+                let codes: Vec<&str> = blockers.iter().map(|b| b.code.as_str()).collect();
+                let kind = if blockers.is_empty() {
+                    "case.checks_clear"
+                } else {
+                    "case.checks_blocked"
+                };
+                (kind, to, serde_json::json!({ "blockers": codes }))
+            }
+            (
+                CaseCommand::Acknowledge {
+                    consequence_id,
+                    version,
+                    locale,
+                },
+                S::ChecksClear,
+            ) => {
+                let c = self
+                    .consequences
+                    .iter()
+                    .find(|c| &c.id == consequence_id)
+                    .ok_or_else(|| TransitionError::UnknownConsequence {
+                        id: consequence_id.clone(),
+                    })?;
+                if c.version != *version {
+                    return Err(TransitionError::StaleConsequence {
+                        id: c.id.clone(),
+                        current: c.version,
+                    });
+                }
+                if self
+                    .acknowledgements
+                    .iter()
+                    .any(|a| &a.consequence_id == consequence_id)
+                {
+                    return Err(TransitionError::AlreadyAcknowledged {
+                        id: consequence_id.clone(),
+                    });
+                }
+                next.acknowledgements.push(Acknowledgement {
+                    consequence_id: c.id.clone(),
+                    version: c.version,
+                    locale: *locale,
+                    text_shown: c.text(*locale).to_owned(),
+                    at: now,
+                });
+                let all_done = next.consequences.iter().all(|c| {
+                    next.acknowledgements
+                        .iter()
+                        .any(|a| a.consequence_id == c.id && a.version == c.version)
+                });
+                let to = if all_done {
+                    S::ConsequencesAcknowledged
+                } else {
+                    S::ChecksClear
+                };
+                (
+                    "case.consequence_acknowledged",
+                    to,
+                    serde_json::json!({ "consequence": c.id, "version": c.version }),
+                )
+            }
+            (CaseCommand::Confirm, S::ConsequencesAcknowledged) => {
+                if self.policy.review_required {
+                    ("case.confirmed", S::UnderReview, serde_json::json!({}))
+                } else {
+                    next.cooling_off_ends_at = Some(self.cooling_off_end(now));
+                    ("case.confirmed", S::CoolingOff, serde_json::json!({}))
+                }
+            }
+            (CaseCommand::Approve, S::UnderReview) => {
+                next.cooling_off_ends_at = Some(self.cooling_off_end(now));
+                ("case.approved", S::CoolingOff, serde_json::json!({}))
+            }
+            (
+                CaseCommand::Reject { reason },
+                S::Submitted | S::IdentityVerified | S::ChecksBlocked | S::UnderReview,
+            ) => {
+                next.rejection_reason = Some(reason.clone());
+                next.closed_at = Some(now);
+                ("case.rejected", S::Rejected, serde_json::json!({}))
+            }
+            (CaseCommand::Withdraw, st) if st.can_withdraw() => {
+                next.closed_at = Some(now);
+                next.cooling_off_ends_at = None;
+                (
+                    "case.withdrawn",
+                    S::Withdrawn,
+                    serde_json::json!({ "from": st.as_str() }),
+                )
+            }
+            (CaseCommand::StartErasure, S::CoolingOff) => {
+                // Invariant: nothing is erased before cooling-off ends. A case
+                // in cooling_off always has an end (set on entering it).
+                match self.cooling_off_ends_at {
+                    Some(ends_at) if now >= ends_at => {}
+                    Some(ends_at) => return Err(TransitionError::CoolingOffNotOver { ends_at }),
+                    None => return Err(illegal(cmd, from)),
+                }
+                next.erasure_started_at = Some(now);
+                ("case.erasure_started", S::Erasing, serde_json::json!({}))
+            }
+            (CaseCommand::CompleteErasure, S::Erasing) => {
+                next.closed_at = Some(now);
+                next.failure = None;
+                ("case.erased", S::Erased, serde_json::json!({}))
+            }
+            (CaseCommand::FailErasure { reason }, S::Erasing) => {
+                next.failure = Some(reason.clone());
+                ("case.erasure_failed", S::Failed, serde_json::json!({}))
+            }
+            (CaseCommand::RetryErasure, S::Failed) => {
+                next.failure = None;
+                ("case.erasure_retried", S::Erasing, serde_json::json!({}))
+            }
+            (cmd, st) => return Err(illegal(cmd, st)),
+        };
+        next.state = to;
+        next.version = self.version + 1;
+        next.updated_at = now;
+        Ok((
+            next,
+            Change {
+                kind: kind.to_owned(),
+                from: Some(from),
+                to,
+                at: now,
+                detail,
+            },
+        ))
+    }
+
+    fn cooling_off_end(&self, now: Timestamp) -> Timestamp {
+        now.checked_add(self.policy.cooling_off)
+            .unwrap_or(Timestamp::MAX)
+    }
+
+    /// The consequences the user has not acknowledged yet.
+    pub fn pending_consequences(&self) -> impl Iterator<Item = &Consequence> {
+        self.consequences.iter().filter(|c| {
+            !self
+                .acknowledgements
+                .iter()
+                .any(|a| a.consequence_id == c.id && a.version == c.version)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::SignedDuration;
+    use proptest::prelude::*;
+
+    fn t0() -> Timestamp {
+        "2026-03-02T02:00:00Z".parse().unwrap()
+    }
+
+    fn new_case(review: bool) -> Case {
+        let policy = Policy {
+            review_required: review,
+            ..Policy::default()
+        };
+        Case::open(
+            CaseId::from_uuid(uuid::Uuid::nil()),
+            SubjectId::parse("42").unwrap(),
+            Channel::App,
+            policy,
+            t0(),
+        )
+        .0
+    }
+
+    fn verify() -> CaseCommand {
+        CaseCommand::VerifyIdentity {
+            method: "sms".into(),
+            level: AssuranceLevel::PHONE,
+        }
+    }
+
+    fn clear() -> CaseCommand {
+        CaseCommand::RecordChecks {
+            blockers: vec![],
+            consequences: vec![],
+        }
+    }
+
+    fn ack(id: &str) -> CaseCommand {
+        CaseCommand::Acknowledge {
+            consequence_id: id.into(),
+            version: 1,
+            locale: Locale::En,
+        }
+    }
+
+    #[test]
+    fn happy_path_reaches_erased_only_after_cooling_off() {
+        let mut c = new_case(false);
+        let mut now = t0();
+        for cmd in [verify(), clear(), ack("account_erased"), CaseCommand::Confirm] {
+            c = c.apply(&cmd, now).unwrap().0;
+        }
+        assert_eq!(c.state, CaseState::CoolingOff);
+        now = now.checked_add(SignedDuration::from_hours(24 * 7 - 1)).unwrap();
+        let err = c.apply(&CaseCommand::StartErasure, now).unwrap_err();
+        assert!(matches!(err, TransitionError::CoolingOffNotOver { .. }));
+        now = now.checked_add(SignedDuration::from_hours(1)).unwrap();
+        c = c.apply(&CaseCommand::StartErasure, now).unwrap().0;
+        c = c.apply(&CaseCommand::CompleteErasure, now).unwrap().0;
+        assert_eq!(c.state, CaseState::Erased);
+        assert_eq!(c.acknowledgements[0].text_shown, Consequence::account_gone().text_en);
+    }
+
+    #[test]
+    fn illegal_transition_says_what_comes_next() {
+        let c = new_case(false);
+        let e = c.apply(&CaseCommand::Confirm, t0()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cannot confirm a case that is submitted; next step: verify the account holder's identity"
+        );
+    }
+
+    #[test]
+    fn blocked_checks_list_blockers_and_can_clear_later() {
+        let mut c = new_case(false);
+        c = c.apply(&verify(), t0()).unwrap().0;
+        let blocked = CaseCommand::RecordChecks {
+            blockers: vec![Blocker {
+                code: "unfinished_order".into(),
+                system: "demo_mart".into(),
+                message_zh: "有未完成的订单".into(),
+                message_en: "unfinished orders".into(),
+                items: vec!["9001".into()],
+            }],
+            consequences: vec![],
+        };
+        c = c.apply(&blocked, t0()).unwrap().0;
+        assert_eq!(c.state, CaseState::ChecksBlocked);
+        assert!(c.apply(&ack("account_erased"), t0()).is_err());
+        c = c.apply(&clear(), t0()).unwrap().0;
+        assert_eq!(c.state, CaseState::ChecksClear);
+        assert!(c.blockers.is_empty());
+    }
+
+    #[test]
+    fn review_policy_routes_through_under_review() {
+        let mut c = new_case(true);
+        for cmd in [verify(), clear(), ack("account_erased"), CaseCommand::Confirm] {
+            c = c.apply(&cmd, t0()).unwrap().0;
+        }
+        assert_eq!(c.state, CaseState::UnderReview);
+        let r = CaseCommand::Reject {
+            reason: Reason::parse("documents unreadable").unwrap(),
+        };
+        let rejected = c.apply(&r, t0()).unwrap().0;
+        assert_eq!(rejected.state, CaseState::Rejected);
+        assert_eq!(rejected.rejection_reason.unwrap().as_str(), "documents unreadable");
+        let approved = c.apply(&CaseCommand::Approve, t0()).unwrap().0;
+        assert_eq!(approved.state, CaseState::CoolingOff);
+    }
+
+    #[test]
+    fn stale_and_unknown_acknowledgements_are_refused() {
+        let mut c = new_case(false);
+        c = c.apply(&verify(), t0()).unwrap().0;
+        c = c.apply(&clear(), t0()).unwrap().0;
+        let stale = CaseCommand::Acknowledge {
+            consequence_id: "account_erased".into(),
+            version: 0,
+            locale: Locale::ZhCn,
+        };
+        assert!(matches!(
+            c.apply(&stale, t0()),
+            Err(TransitionError::StaleConsequence { current: 1, .. })
+        ));
+        assert!(matches!(
+            c.apply(&ack("nope"), t0()),
+            Err(TransitionError::UnknownConsequence { .. })
+        ));
+    }
+
+    fn arb_command() -> impl Strategy<Value = CaseCommand> {
+        prop_oneof![
+            (0u8..=3).prop_map(|l| CaseCommand::VerifyIdentity {
+                method: "sms".into(),
+                level: AssuranceLevel::new(l).unwrap()
+            }),
+            any::<bool>().prop_map(|blocked| CaseCommand::RecordChecks {
+                blockers: if blocked {
+                    vec![Blocker {
+                        code: "unfinished_order".into(),
+                        system: "s".into(),
+                        message_zh: "z".into(),
+                        message_en: "e".into(),
+                        items: vec![],
+                    }]
+                } else {
+                    vec![]
+                },
+                consequences: vec![Consequence {
+                    id: "points".into(),
+                    version: 1,
+                    text_zh: "积分作废".into(),
+                    text_en: "points forfeited".into(),
+                }],
+            }),
+            prop_oneof![Just("account_erased"), Just("points"), Just("other")].prop_map(ack),
+            Just(CaseCommand::Confirm),
+            Just(CaseCommand::Approve),
+            Just(CaseCommand::Reject {
+                reason: Reason::parse("no").unwrap()
+            }),
+            Just(CaseCommand::Withdraw),
+            Just(CaseCommand::StartErasure),
+            Just(CaseCommand::CompleteErasure),
+            Just(CaseCommand::FailErasure { reason: "down".into() }),
+            Just(CaseCommand::RetryErasure),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// Random event sequences with random time steps.
+        #[test]
+        fn invariants_hold_for_any_sequence(
+            review in any::<bool>(),
+            steps in proptest::collection::vec((arb_command(), 0i64..(3 * 86_400)), 0..60),
+        ) {
+            let mut case = new_case(review);
+            let mut now = t0();
+            let mut audit: Vec<Change> = vec![];
+            let mut state_changes = 0usize;
+            let mut was_cooling_off_until: Option<Timestamp> = None;
+            for (cmd, dt) in steps {
+                now = now.checked_add(SignedDuration::from_secs(dt)).unwrap();
+                let before = case.clone();
+                match case.apply(&cmd, now) {
+                    Ok((next, change)) => {
+                        prop_assert_eq!(next.version, before.version + 1);
+                        prop_assert_eq!(change.from, Some(before.state));
+                        prop_assert_eq!(change.to, next.state);
+                        if next.state != before.state { state_changes += 1; }
+                        // Terminal states never change.
+                        prop_assert!(!before.state.is_terminal());
+                        if next.state == CaseState::CoolingOff {
+                            was_cooling_off_until = next.cooling_off_ends_at;
+                        }
+                        // Nothing is erased before cooling-off ends.
+                        if next.state == CaseState::Erasing && before.state == CaseState::CoolingOff {
+                            let ends = was_cooling_off_until.expect("cooling-off had an end");
+                            prop_assert!(now >= ends);
+                        }
+                        if next.state == CaseState::Erasing || next.state == CaseState::Erased {
+                            prop_assert!(was_cooling_off_until.is_some_and(|e| now >= e));
+                        }
+                        audit.push(change);
+                        case = next;
+                    }
+                    Err(_) => {
+                        // A refused command leaves the case untouched.
+                        prop_assert_eq!(&case, &before);
+                    }
+                }
+                // A withdrawn or rejected case never erases.
+                if matches!(case.state, CaseState::Withdrawn | CaseState::Rejected) {
+                    let tries = [CaseCommand::StartErasure, CaseCommand::CompleteErasure, CaseCommand::RetryErasure];
+                    for t in &tries { prop_assert!(case.apply(t, now).is_err()); }
+                }
+            }
+            // Every state change has exactly one audit event.
+            prop_assert_eq!(audit.iter().filter(|c| c.is_state_change()).count(), state_changes);
+            prop_assert_eq!(audit.len() as u64, case.version - 1);
+        }
+    }
+}

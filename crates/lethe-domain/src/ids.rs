@@ -1,0 +1,300 @@
+//! Newtypes parsed at the edges ("parse, don't validate"): once a value has one
+//! of these types it is known to be well formed.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Why a raw value could not become a domain value. Messages never echo the
+/// raw input: it may be personal data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be at most {max} characters")]
+    TooLong { max: usize },
+    #[error("may contain only letters, digits, '-', '_', '.' and ':'")]
+    BadCharacters,
+    #[error("must be exactly {len} digits")]
+    NotDigits { len: usize },
+    #[error("is not a valid case id (expected a UUID)")]
+    BadCaseId,
+    #[error("unknown value; expected one of: {expected}")]
+    Unknown { expected: &'static str },
+    #[error("must be a whole number of minor units (fen/cents) between 0 and {max}")]
+    BadAmount { max: i64 },
+}
+
+/// A case identifier (UUID v7, so ids sort by creation time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CaseId(uuid::Uuid);
+
+impl CaseId {
+    /// Builds an id from a UUID the caller generated (the domain does not
+    /// generate randomness or read the clock itself).
+    pub fn from_uuid(id: uuid::Uuid) -> Self {
+        Self(id)
+    }
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        uuid::Uuid::parse_str(s)
+            .map(Self)
+            .map_err(|_| IdError::BadCaseId)
+    }
+    pub fn as_uuid(&self) -> uuid::Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for CaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The platform's own identifier of the account holder (for Demo Mart, the
+/// `users.id`). It links to personal data, so its `Debug` is redacted and it
+/// is never logged; audit events carry a keyed pseudonym instead.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct SubjectId(String);
+
+impl SubjectId {
+    pub const MAX_LEN: usize = 128;
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(IdError::Empty);
+        }
+        if s.chars().count() > Self::MAX_LEN {
+            return Err(IdError::TooLong { max: Self::MAX_LEN });
+        }
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        {
+            return Err(IdError::BadCharacters);
+        }
+        Ok(Self(s.to_owned()))
+    }
+    /// The raw value, for the connectors that must find the subject's rows.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SubjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SubjectId(<redacted>)")
+    }
+}
+
+impl<'de> Deserialize<'de> for SubjectId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        SubjectId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A six-digit one-time code as typed by the user.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OtpCode(String);
+
+impl OtpCode {
+    pub const LEN: usize = 6;
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let s = s.trim();
+        if s.len() != Self::LEN || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(IdError::NotDigits { len: Self::LEN });
+        }
+        Ok(Self(s.to_owned()))
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for OtpCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OtpCode(<redacted>)")
+    }
+}
+
+impl<'de> Deserialize<'de> for OtpCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        OtpCode::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// How the user reached Lethe (see the glossary: app, recovery, hotline, counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// The platform's app, logged in.
+    App,
+    /// The app, logged out: account recovery (找回密码).
+    Recovery,
+    /// A customer-service agent on the hotline (客服热线).
+    Hotline,
+    /// An agent at a counter who checks a physical ID (人工窗口).
+    Counter,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 4] = [Self::App, Self::Recovery, Self::Hotline, Self::Counter];
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::App => "app",
+            Self::Recovery => "recovery",
+            Self::Hotline => "hotline",
+            Self::Counter => "counter",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or(IdError::Unknown {
+                expected: "app, recovery, hotline, counter",
+            })
+    }
+}
+
+/// Assurance level of an identity verification: 1 = possession of the
+/// registered phone (SMS code), 2 = a strong factor (face match, physical ID
+/// seen by an agent), 3 = two independent strong factors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AssuranceLevel(u8);
+
+impl AssuranceLevel {
+    pub const NONE: Self = Self(0);
+    pub const PHONE: Self = Self(1);
+    pub const STRONG: Self = Self(2);
+    pub const HIGHEST: Self = Self(3);
+    pub fn new(level: u8) -> Result<Self, IdError> {
+        if level <= 3 {
+            Ok(Self(level))
+        } else {
+            Err(IdError::Unknown {
+                expected: "0, 1, 2 or 3",
+            })
+        }
+    }
+    pub fn get(&self) -> u8 {
+        self.0
+    }
+}
+
+/// A free-text reason shown to the user (a rejection, a failure). Bounded and
+/// stripped of control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Reason(String);
+
+impl Reason {
+    pub const MAX_LEN: usize = 500;
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(IdError::Empty);
+        }
+        if s.chars().count() > Self::MAX_LEN {
+            return Err(IdError::TooLong { max: Self::MAX_LEN });
+        }
+        Ok(Self(s.chars().filter(|c| !c.is_control()).collect()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Reason {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        Self::parse(&s)
+    }
+}
+
+impl From<Reason> for String {
+    fn from(r: Reason) -> String {
+        r.0
+    }
+}
+
+/// Money in integer minor units (fen, cents). Never a float.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct MinorUnits(i64);
+
+impl MinorUnits {
+    /// 10^15 minor units: far above any real balance, far below overflow in
+    /// the products the settlement arithmetic forms.
+    pub const MAX: i64 = 1_000_000_000_000_000;
+    pub const ZERO: Self = Self(0);
+    pub fn new(v: i64) -> Result<Self, IdError> {
+        if (0..=Self::MAX).contains(&v) {
+            Ok(Self(v))
+        } else {
+            Err(IdError::BadAmount { max: Self::MAX })
+        }
+    }
+    pub fn get(&self) -> i64 {
+        self.0
+    }
+    /// Formats as yuan with two decimals, e.g. `¥12.40`.
+    pub fn format_cny(&self) -> String {
+        format!("¥{}.{:02}", self.0 / 100, self.0 % 100)
+    }
+}
+
+impl TryFrom<i64> for MinorUnits {
+    type Error = IdError;
+    fn try_from(v: i64) -> Result<Self, IdError> {
+        Self::new(v)
+    }
+}
+
+impl From<MinorUnits> for i64 {
+    fn from(m: MinorUnits) -> i64 {
+        m.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_ids_are_parsed() {
+        assert!(SubjectId::parse("10042").is_ok());
+        assert_eq!(SubjectId::parse("  "), Err(IdError::Empty));
+        assert_eq!(SubjectId::parse("a b"), Err(IdError::BadCharacters));
+        assert_eq!(
+            SubjectId::parse(&"x".repeat(129)),
+            Err(IdError::TooLong { max: 128 })
+        );
+        assert_eq!(
+            format!("{:?}", SubjectId::parse("13800138000").unwrap()),
+            "SubjectId(<redacted>)"
+        );
+    }
+
+    #[test]
+    fn codes_are_six_digits() {
+        assert!(OtpCode::parse("012345").is_ok());
+        assert!(OtpCode::parse("12345").is_err());
+        assert!(OtpCode::parse("12345a").is_err());
+        assert_eq!(
+            format!("{:?}", OtpCode::parse("123456").unwrap()),
+            "OtpCode(<redacted>)"
+        );
+    }
+
+    #[test]
+    fn money_is_bounded_and_formatted() {
+        assert!(MinorUnits::new(-1).is_err());
+        assert_eq!(MinorUnits::new(1240).unwrap().format_cny(), "¥12.40");
+        assert_eq!(MinorUnits::new(5).unwrap().format_cny(), "¥0.05");
+    }
+}
