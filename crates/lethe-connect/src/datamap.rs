@@ -1,0 +1,410 @@
+//! The data map file (TOML). See `docs/datamap.md` for the reference.
+
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+
+/// A SQL identifier from the data map: letters, digits and `_`, not starting
+/// with a digit, at most 63 bytes. Anything else is refused at parse time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ident(String);
+
+impl Ident {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 63
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && !s.as_bytes()[0].is_ascii_digit();
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(format!(
+                "'{s}' is not a plain SQL identifier (use letters, digits and '_', at most 63 characters, not starting with a digit)"
+            ))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// Double-quoted, as SQLite and PostgreSQL expect.
+    pub fn quoted(&self) -> String {
+        format!("\"{}\"", self.0)
+    }
+}
+
+impl fmt::Display for Ident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ident {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ident::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Sqlite,
+}
+
+/// What happens to a table's rows that belong to the subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Physical deletion of the rows.
+    Delete,
+    /// The rows stay, the listed columns become NULL.
+    Nullify { columns: Vec<Ident> },
+    /// The rows are kept for a legal reason until the retention ends.
+    Keep {
+        legal_basis: String,
+        retention_days: u32,
+    },
+}
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Delete => "delete",
+            Self::Nullify { .. } => "nullify",
+            Self::Keep { .. } => "keep",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParentLink {
+    pub table: Ident,
+    /// Columns of this table...
+    pub columns: Vec<Ident>,
+    /// ...referencing these columns of the parent table.
+    pub references: Vec<Ident>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    name: Ident,
+    owner: Option<Ident>,
+    belongs_to: Option<ParentLink>,
+    action: String,
+    #[serde(default)]
+    columns: Vec<Ident>,
+    legal_basis: Option<String>,
+    retention_days: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub name: Ident,
+    pub ownership: Ownership,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone)]
+pub enum Ownership {
+    /// A column holding the subject id.
+    Column(Ident),
+    /// Rows belong to the subject through a foreign key to a parent table.
+    Parent(ParentLink),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSystem {
+    name: Ident,
+    kind: Kind,
+    /// Name of the environment variable holding the connection URL. Secrets
+    /// never sit in the data map itself.
+    url_env: String,
+    #[serde(default = "default_conns")]
+    max_connections: u32,
+    /// A query returning the subject's registered phone, `$1` = subject id.
+    phone_query: Option<String>,
+    #[serde(default)]
+    tables: Vec<RawTable>,
+}
+
+fn default_conns() -> u32 {
+    4
+}
+
+#[derive(Debug, Clone)]
+pub struct System {
+    pub name: Ident,
+    pub kind: Kind,
+    pub url_env: String,
+    pub max_connections: u32,
+    pub phone_query: Option<String>,
+    pub tables: Vec<Table>,
+}
+
+/// A SQL rule that blocks the cancellation while it returns rows. Each row's
+/// first column is a reference shown to the user (an order number).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockerRule {
+    pub system: Ident,
+    pub code: Ident,
+    pub query: String,
+    pub message_zh: String,
+    pub message_en: String,
+}
+
+/// A consequence statement. With a `query`, it appears only when the query
+/// returns a row, and `{value}` in the texts is replaced by its first column.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsequenceRule {
+    pub id: Ident,
+    #[serde(default = "one")]
+    pub version: u32,
+    pub system: Option<Ident>,
+    pub query: Option<String>,
+    pub text_zh: String,
+    pub text_en: String,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMap {
+    #[serde(default)]
+    systems: Vec<RawSystem>,
+    #[serde(default)]
+    blockers: Vec<BlockerRule>,
+    #[serde(default)]
+    consequences: Vec<ConsequenceRule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DataMap {
+    pub systems: Vec<System>,
+    pub blockers: Vec<BlockerRule>,
+    pub consequences: Vec<ConsequenceRule>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataMapError {
+    #[error("data map: {0}")]
+    Syntax(String),
+    #[error("data map: {at}: {problem}; fix: {fix}")]
+    Invalid {
+        at: String,
+        problem: String,
+        fix: String,
+    },
+    #[error("data map: cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn invalid(at: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> DataMapError {
+    DataMapError::Invalid {
+        at: at.into(),
+        problem: problem.into(),
+        fix: fix.into(),
+    }
+}
+
+/// Upper bounds, so that a data map cannot ask for unbounded work.
+pub const MAX_SYSTEMS: usize = 64;
+pub const MAX_TABLES_PER_SYSTEM: usize = 512;
+pub const MAX_RULES: usize = 256;
+pub const MAX_QUERY_LEN: usize = 4096;
+
+impl DataMap {
+    pub fn load(path: &std::path::Path) -> Result<Self, DataMapError> {
+        let text = std::fs::read_to_string(path).map_err(|source| DataMapError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, DataMapError> {
+        let raw: RawMap = toml::from_str(text).map_err(|e| DataMapError::Syntax(e.to_string()))?;
+        if raw.systems.len() > MAX_SYSTEMS {
+            return Err(invalid("systems", format!("more than {MAX_SYSTEMS} systems"), "split the data map"));
+        }
+        if raw.blockers.len() + raw.consequences.len() > MAX_RULES {
+            return Err(invalid("blockers/consequences", format!("more than {MAX_RULES} rules"), "merge rules"));
+        }
+        let mut names = HashSet::new();
+        let mut systems = Vec::new();
+        for s in raw.systems {
+            let at = format!("systems.{}", s.name);
+            if !names.insert(s.name.clone()) {
+                return Err(invalid(&at, "the system name is used twice", "give each system its own name"));
+            }
+            if s.url_env.is_empty() || !s.url_env.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+                return Err(invalid(format!("{at}.url_env"), "must name an environment variable (A-Z, 0-9, _)", "write e.g. url_env = \"DEMO_MART_URL\" and export that variable"));
+            }
+            if s.max_connections == 0 || s.max_connections > 64 {
+                return Err(invalid(format!("{at}.max_connections"), "must be between 1 and 64", "use 4 unless the system is large"));
+            }
+            if s.tables.len() > MAX_TABLES_PER_SYSTEM {
+                return Err(invalid(&at, format!("more than {MAX_TABLES_PER_SYSTEM} tables"), "split the system"));
+            }
+            if let Some(q) = &s.phone_query {
+                check_query(&format!("{at}.phone_query"), q)?;
+            }
+            let mut tables = Vec::new();
+            let mut seen = HashSet::new();
+            for t in s.tables {
+                let tat = format!("{at}.tables.{}", t.name);
+                if !seen.insert(t.name.clone()) {
+                    return Err(invalid(&tat, "the table is listed twice", "merge the two entries"));
+                }
+                let ownership = match (t.owner, t.belongs_to) {
+                    (Some(c), None) => Ownership::Column(c),
+                    (None, Some(p)) => {
+                        if p.columns.is_empty() || p.columns.len() != p.references.len() {
+                            return Err(invalid(format!("{tat}.belongs_to"), "columns and references must be non-empty and of the same length", "list each foreign-key column and the parent column it references, in order"));
+                        }
+                        Ownership::Parent(p)
+                    }
+                    _ => {
+                        return Err(invalid(&tat, "needs exactly one of `owner` or `belongs_to`", "set owner = \"user_id\" for a column holding the subject id, or belongs_to = { table = ..., columns = [...], references = [...] }"));
+                    }
+                };
+                let action = match t.action.as_str() {
+                    "delete" => Action::Delete,
+                    "nullify" => {
+                        if t.columns.is_empty() {
+                            return Err(invalid(format!("{tat}.columns"), "nullify needs the columns to set to NULL", "add columns = [\"...\"]"));
+                        }
+                        Action::Nullify { columns: t.columns }
+                    }
+                    "keep" => match (t.legal_basis, t.retention_days) {
+                        (Some(b), Some(d)) if !b.trim().is_empty() && d > 0 && d <= 36_500 => Action::Keep { legal_basis: b, retention_days: d },
+                        _ => return Err(invalid(&tat, "a kept table must name its legal basis and a retention period", "add legal_basis = \"...\" and retention_days = 1..36500")),
+                    },
+                    other => return Err(invalid(format!("{tat}.action"), format!("unknown action '{other}'"), "use delete, nullify or keep")),
+                };
+                tables.push(Table { name: t.name, ownership, action });
+            }
+            // Parents must be mapped tables of the same system.
+            for t in &tables {
+                if let Ownership::Parent(p) = &t.ownership {
+                    if !tables.iter().any(|o| o.name == p.table) {
+                        return Err(invalid(format!("{at}.tables.{}.belongs_to", t.name), format!("parent table '{}' is not in the data map", p.table), "map the parent table too, or use `owner` if this table holds the subject id itself"));
+                    }
+                }
+            }
+            systems.push(System { name: s.name, kind: s.kind, url_env: s.url_env, max_connections: s.max_connections, phone_query: s.phone_query, tables });
+        }
+        for (i, b) in raw.blockers.iter().enumerate() {
+            let at = format!("blockers[{i}] ({})", b.code);
+            if !names.contains(&b.system) {
+                return Err(invalid(format!("{at}.system"), format!("unknown system '{}'", b.system), "name a system declared under [[systems]]"));
+            }
+            check_query(&format!("{at}.query"), &b.query)?;
+        }
+        let mut cids = HashSet::new();
+        for c in &raw.consequences {
+            let at = format!("consequences.{}", c.id);
+            if !cids.insert(c.id.clone()) || c.id.as_str() == "account_erased" {
+                return Err(invalid(&at, "the id is used twice (account_erased is built in)", "give each consequence its own id"));
+            }
+            match (&c.system, &c.query) {
+                (Some(s), Some(q)) => {
+                    if !names.contains(s) {
+                        return Err(invalid(format!("{at}.system"), format!("unknown system '{s}'"), "name a system declared under [[systems]]"));
+                    }
+                    check_query(&format!("{at}.query"), q)?;
+                }
+                (None, None) => {}
+                _ => return Err(invalid(&at, "system and query go together", "set both, or neither for a fixed statement")),
+            }
+        }
+        Ok(Self { systems, blockers: raw.blockers, consequences: raw.consequences })
+    }
+
+    pub fn system(&self, name: &str) -> Option<&System> {
+        self.systems.iter().find(|s| s.name.as_str() == name)
+    }
+}
+
+/// Rule queries are read-only SELECTs with exactly the `$1` parameter.
+fn check_query(at: &str, q: &str) -> Result<(), DataMapError> {
+    let t = q.trim_start().to_ascii_lowercase();
+    if q.len() > MAX_QUERY_LEN {
+        return Err(invalid(at, format!("longer than {MAX_QUERY_LEN} characters"), "shorten the query"));
+    }
+    if !(t.starts_with("select") || t.starts_with("with")) || q.contains(';') {
+        return Err(invalid(at, "must be a single SELECT statement", "write one SELECT without ';'"));
+    }
+    if !q.contains("$1") {
+        return Err(invalid(at, "does not use the subject id", "filter by the subject with $1"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"
+[[systems]]
+name = "shop"
+kind = "sqlite"
+url_env = "SHOP_URL"
+[[systems.tables]]
+name = "users"
+owner = "id"
+action = "delete"
+[[systems.tables]]
+name = "orders"
+owner = "user_id"
+action = "delete"
+[[systems.tables]]
+name = "order_items"
+belongs_to = { table = "orders", columns = ["order_id"], references = ["id"] }
+action = "delete"
+[[systems.tables]]
+name = "invoices"
+owner = "user_id"
+action = "keep"
+legal_basis = "tax law"
+retention_days = 1095
+[[blockers]]
+system = "shop"
+code = "unfinished_order"
+query = "SELECT id FROM orders WHERE user_id = $1 AND status = 'pending'"
+message_zh = "有未完成的订单"
+message_en = "unfinished orders"
+"#;
+
+    #[test]
+    fn parses_a_valid_map() {
+        let m = DataMap::parse(OK).unwrap();
+        assert_eq!(m.systems[0].tables.len(), 4);
+        assert!(matches!(m.systems[0].tables[3].action, Action::Keep { retention_days: 1095, .. }));
+    }
+
+    #[test]
+    fn errors_name_the_place_and_the_fix() {
+        let bad = OK.replace("name = \"orders\"", "name = \"orders; DROP TABLE x\"");
+        let e = DataMap::parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("not a plain SQL identifier"), "{e}");
+        let bad = OK.replace("legal_basis = \"tax law\"\n", "");
+        let e = DataMap::parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("systems.shop.tables.invoices") && e.contains("legal_basis"), "{e}");
+        let bad = OK.replace("action = \"keep\"", "action = \"shred\"");
+        assert!(DataMap::parse(&bad).unwrap_err().to_string().contains("unknown action 'shred'"));
+        let bad = OK.replace("status = 'pending'", "status = 'pending'; DELETE FROM users");
+        assert!(DataMap::parse(&bad).unwrap_err().to_string().contains("single SELECT"));
+        let bad = OK.replace("unknown_field_guard", "") + "\n[oops]\n";
+        assert!(DataMap::parse(&bad).is_err());
+    }
+}
