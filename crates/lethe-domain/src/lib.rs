@@ -13,7 +13,8 @@ pub mod policy;
 pub mod settlement;
 
 pub use case::{
-    Acknowledgement, Blocker, Case, CaseCommand, CaseState, Change, Consequence, TransitionError,
+    Acknowledgement, Blocker, Case, CaseCommand, CaseState, Change, Consequence, Locale,
+    TransitionError,
 };
 pub use clock::{Clock, ManualClock};
 pub use ids::{

@@ -1,1 +1,1012 @@
+//! Lethe's own storage on SQLite (sqlx).
+//!
+//! All writes go through one writer task that commits in groups: it takes up
+//! to [`MAX_BATCH`] operations from a bounded queue, runs each inside its own
+//! savepoint, and commits them together with `synchronous = FULL`. Each
+//! operation's reply is sent only after the commit is durable. An operation
+//! that fails rolls back to its savepoint without touching the others.
+//!
+//! Every state change of a case is applied in one operation that also
+//! appends its audit event: they commit together or not at all.
+//!
+//! SQLite-specific SQL lives only in this crate.
 
+mod writer;
+
+use jiff::Timestamp;
+use lethe_domain::{Case, CaseCommand, CaseId, CaseState, Change, TransitionError};
+use lethe_ledger::{AuditEvent, ChainedEvent, Hash};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use writer::{MAX_BATCH, QUEUE_DEPTH, WriteCtx};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error during {action}: {message}")]
+    Db { action: &'static str, message: String },
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("no case with id {0}")]
+    NotFound(CaseId),
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error("the idempotency key was already used; retry with a new key or repeat the original request")]
+    IdempotencyConflict,
+    #[error("no code was sent for this case; request a code first")]
+    NoCode,
+    #[error("the code has expired; request a new code")]
+    CodeExpired,
+    #[error("the code is wrong; {attempts_left} attempt(s) left")]
+    WrongCode { attempts_left: u32 },
+    #[error("too many wrong codes; request a new code after {until}")]
+    CodeLocked { until: Timestamp },
+    #[error("a code was sent less than {wait_secs} s ago; wait before asking again")]
+    ResendTooSoon { wait_secs: i64 },
+    #[error("stored data is unreadable ({0}); restore from a backup")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether the writes an operation made before failing must still be
+    /// committed (a wrong code counts as an attempt).
+    pub(crate) fn keeps_writes(&self) -> bool {
+        matches!(self, Self::WrongCode { .. } | Self::CodeLocked { .. })
+    }
+}
+
+pub(crate) fn db(action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| {
+        let mut message = match &e {
+            sqlx::Error::Database(d) => d.message().to_owned(),
+            other => other.to_string(),
+        };
+        message.truncate(300);
+        StoreError::Db { action, message }
+    }
+}
+
+pub(crate) fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+pub(crate) fn from_ms(v: i64) -> Timestamp {
+    Timestamp::from_millisecond(v).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// Settings for opening the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub read_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { read_connections: 4 }
+    }
+}
+
+/// An idempotency record to write in the same transaction as the change.
+#[derive(Debug, Clone)]
+pub struct Idem {
+    pub principal: String,
+    pub key: String,
+    pub request_hash: String,
+    pub status: u16,
+    /// Renders the response body from the case after the change.
+    pub render: fn(&Case) -> String,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdemRecord {
+    pub request_hash: String,
+    pub status: u16,
+    pub body: String,
+}
+
+/// Work to enqueue in the same transaction as a case change.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub kind: String,
+    pub system: String,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub case_id: CaseId,
+    pub system: String,
+    pub attempts: u32,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub case_id: String,
+    pub channel: String,
+    pub destination: String,
+    pub body: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobInfo {
+    pub kind: String,
+    pub system: String,
+    pub state: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    read: SqlitePool,
+    writer: Arc<writer::Writer>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and applies migrations.
+    pub async fn open(path: &Path, opts: StoreOptions) -> Result<Self, StoreError> {
+        let base = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(db("parse options"))?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let mut wconn: SqliteConnection = sqlx::ConnectOptions::connect(&base)
+            .await
+            .map_err(db("open the store"))?;
+        MIGRATOR
+            .run(&mut wconn)
+            .await
+            .map_err(|e| StoreError::Db { action: "migrate", message: e.to_string() })?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(opts.read_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(base.clone().read_only(true))
+            .await
+            .map_err(db("open read connections"))?;
+        let head = load_head(&mut wconn).await?;
+        let writer = writer::Writer::start(wconn, head);
+        Ok(Self { read, writer: Arc::new(writer) })
+    }
+
+    /// Checks that the store answers (for readiness probes).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.read).await.map_err(db("ping"))?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- cases
+
+    /// Stores a newly opened case and its creation event.
+    pub async fn create_case(
+        &self,
+        case: Case,
+        change: Change,
+        pseudonym: String,
+        principal: String,
+        idem: Option<Idem>,
+    ) -> Result<Case, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    claim_idem(ctx, idem.as_ref()).await?;
+                    sqlx::query(
+                        "INSERT INTO cases (id, subject, subject_pseudonym, principal, channel, state, version, created_at, updated_at, cooling_off_ends_at, body)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    )
+                    .bind(case.id.to_string())
+                    .bind(case.subject.expose().to_owned())
+                    .bind(pseudonym.clone())
+                    .bind(principal.clone())
+                    .bind(case.channel.as_str())
+                    .bind(case.state.as_str())
+                    .bind(i64::try_from(case.version).unwrap_or(i64::MAX))
+                    .bind(ms(case.created_at))
+                    .bind(ms(case.updated_at))
+                    .bind(case.cooling_off_ends_at.map(ms))
+                    .bind(to_json(&case)?)
+                    .execute(&mut ctx.conn)
+                    .await
+                    .map_err(db("insert case"))?;
+                    append_audit(ctx, &case, &pseudonym, &change, &principal).await?;
+                    finish_idem(ctx, idem.as_ref(), &case).await?;
+                    Ok(case)
+                })
+            })
+            .await
+    }
+
+    /// Applies a command to a case: loads it, runs the state machine, writes
+    /// the new state, its audit event, any jobs and the idempotency record,
+    /// all in one transaction.
+    pub async fn apply(
+        &self,
+        id: CaseId,
+        cmd: CaseCommand,
+        now: Timestamp,
+        actor: String,
+        jobs: Vec<NewJob>,
+        idem: Option<Idem>,
+    ) -> Result<Case, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    claim_idem(ctx, idem.as_ref()).await?;
+                    let case = apply_in(ctx, id, &cmd, now, &actor).await?;
+                    for j in &jobs {
+                        enqueue(ctx, &case.id, j, now_wall()).await?;
+                    }
+                    finish_idem(ctx, idem.as_ref(), &case).await?;
+                    Ok(case)
+                })
+            })
+            .await
+    }
+
+    pub async fn get_case(&self, id: CaseId) -> Result<Option<Case>, StoreError> {
+        let row = sqlx::query("SELECT body FROM cases WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db("read case"))?;
+        row.map(|r| from_json(&r.get::<String, _>(0))).transpose()
+    }
+
+    /// The principal (API key name) that opened the case.
+    pub async fn case_principal(&self, id: CaseId) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT principal FROM cases WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db("read case"))
+    }
+
+    /// Cases whose cooling-off has ended at `now` and that must start erasing.
+    pub async fn cases_due(&self, now: Timestamp, limit: u32) -> Result<Vec<CaseId>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM cases WHERE state = 'cooling_off' AND cooling_off_ends_at <= $1 ORDER BY cooling_off_ends_at LIMIT $2",
+        )
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db("find due cases"))?;
+        rows.iter()
+            .map(|r| CaseId::parse(&r.get::<String, _>(0)).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
+    }
+
+    pub async fn count_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM cases GROUP BY state")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("count cases"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    // ---------------------------------------------------------------- audit
+
+    pub async fn audit_for_case(&self, id: CaseId) -> Result<Vec<ChainedEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash FROM audit_events WHERE case_id = $1 ORDER BY seq",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.read)
+        .await
+        .map_err(db("read audit"))?;
+        rows.iter().map(row_to_event).collect()
+    }
+
+    /// Events `from_seq..` in order, at most `limit`.
+    pub async fn audit_range(&self, from_seq: u64, limit: u32) -> Result<Vec<ChainedEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(i64::try_from(from_seq).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db("read audit"))?;
+        rows.iter().map(row_to_event).collect()
+    }
+
+    // ---------------------------------------------------------- idempotency
+
+    pub async fn idem_get(&self, principal: &str, key: &str) -> Result<Option<IdemRecord>, StoreError> {
+        let row = sqlx::query("SELECT request_hash, status, body FROM idempotency WHERE principal = $1 AND key = $2")
+            .bind(principal.to_owned())
+            .bind(key.to_owned())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db("read idempotency record"))?;
+        Ok(row.map(|r| IdemRecord {
+            request_hash: r.get(0),
+            status: u16::try_from(r.get::<i64, _>(1)).unwrap_or(500),
+            body: r.get(2),
+        }))
+    }
+
+    /// Stores the idempotency record of a request that changed no case.
+    pub async fn idem_put(&self, principal: String, key: String, request_hash: String, status: u16, body: String) -> Result<(), StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO idempotency (principal, key, request_hash, status, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                        .bind(principal)
+                        .bind(key)
+                        .bind(request_hash)
+                        .bind(i64::from(status))
+                        .bind(body)
+                        .bind(ms(now_wall()))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(|e| unique_to_conflict(e, "store idempotency record"))?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    // ------------------------------------------------------------- api keys
+
+    pub async fn insert_api_key(&self, name: String, key_hash: String) -> Result<(), StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO api_keys (name, key_hash, created_at) VALUES ($1, $2, $3)")
+                        .bind(name)
+                        .bind(key_hash)
+                        .bind(ms(now_wall()))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("insert API key"))?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// The name of the live API key with this hash.
+    pub async fn api_key_name(&self, key_hash: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT name FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
+            .bind(key_hash.to_owned())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db("read API key"))
+    }
+
+    pub async fn revoke_api_key(&self, name: String) -> Result<bool, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    let n = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
+                        .bind(ms(now_wall()))
+                        .bind(name)
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("revoke API key"))?
+                        .rows_affected();
+                    Ok(n > 0)
+                })
+            })
+            .await
+    }
+
+    // -------------------------------------------------------- one-time codes
+
+    /// Stores a fresh code (hashed) and the message for the SMS gateway, and
+    /// audits the sending. Refuses while a lockout or the resend interval runs.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn send_code(
+        &self,
+        id: CaseId,
+        code_hash: String,
+        message: OutboxDraft,
+        now: Timestamp,
+        ttl: jiff::SignedDuration,
+        resend_after: jiff::SignedDuration,
+        actor: String,
+        idem: Option<Idem>,
+    ) -> Result<Case, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    claim_idem(ctx, idem.as_ref()).await?;
+                    let case = load_case(ctx, id).await?;
+                    if case.state != CaseState::Submitted {
+                        return Err(TransitionError::Illegal { command: "send a code for", state: case.state, next: case.state.next_step() }.into());
+                    }
+                    let prev = sqlx::query("SELECT sent_at, locked_until, lockouts FROM otp_codes WHERE case_id = $1")
+                        .bind(id.to_string())
+                        .fetch_optional(&mut ctx.conn)
+                        .await
+                        .map_err(db("read code"))?;
+                    let mut lockouts = 0i64;
+                    if let Some(p) = prev {
+                        let sent_at = from_ms(p.get(0));
+                        if let Some(lu) = p.get::<Option<i64>, _>(1).map(from_ms) {
+                            if lu > now {
+                                return Err(StoreError::CodeLocked { until: lu });
+                            }
+                        }
+                        lockouts = p.get(2);
+                        let next_ok = sent_at.checked_add(resend_after).unwrap_or(sent_at);
+                        if next_ok > now {
+                            return Err(StoreError::ResendTooSoon { wait_secs: (next_ok.as_second() - now.as_second()).max(1) });
+                        }
+                    }
+                    sqlx::query(
+                        "INSERT INTO otp_codes (case_id, code_hash, expires_at, attempts, lockouts, locked_until, sent_at) VALUES ($1, $2, $3, 0, $4, NULL, $5)
+                         ON CONFLICT (case_id) DO UPDATE SET code_hash = excluded.code_hash, expires_at = excluded.expires_at, attempts = 0, locked_until = NULL, sent_at = excluded.sent_at",
+                    )
+                    .bind(id.to_string())
+                    .bind(code_hash)
+                    .bind(ms(now.checked_add(ttl).unwrap_or(now)))
+                    .bind(lockouts)
+                    .bind(ms(now))
+                    .execute(&mut ctx.conn)
+                    .await
+                    .map_err(db("store code"))?;
+                    sqlx::query("INSERT INTO outbox (case_id, channel, destination, body, created_at) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(id.to_string())
+                        .bind(message.channel)
+                        .bind(message.destination)
+                        .bind(message.body)
+                        .bind(ms(now))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("queue message"))?;
+                    let change = Change {
+                        kind: "case.code_sent".into(),
+                        from: Some(case.state),
+                        to: case.state,
+                        at: now,
+                        detail: serde_json::json!({ "channel": "sms" }),
+                    };
+                    let pseudo = pseudonym_of(ctx, id).await?;
+                    append_audit(ctx, &case, &pseudo, &change, &actor).await?;
+                    finish_idem(ctx, idem.as_ref(), &case).await?;
+                    Ok(case)
+                })
+            })
+            .await
+    }
+
+    /// Checks a code in constant time. A wrong code is counted (and the count
+    /// committed); after `max_attempts` wrong codes the code is locked for a
+    /// period that doubles with each lockout. A right code is consumed and
+    /// verifies the identity, in the same transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn verify_code(
+        &self,
+        id: CaseId,
+        candidate_hash: String,
+        now: Timestamp,
+        max_attempts: u32,
+        base_lockout: jiff::SignedDuration,
+        actor: String,
+        idem: Option<Idem>,
+    ) -> Result<Case, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    claim_idem(ctx, idem.as_ref()).await?;
+                    let case = load_case(ctx, id).await?;
+                    if case.state != CaseState::Submitted {
+                        return Err(TransitionError::Illegal { command: "verify a code for", state: case.state, next: case.state.next_step() }.into());
+                    }
+                    let row = sqlx::query("SELECT code_hash, expires_at, attempts, lockouts, locked_until FROM otp_codes WHERE case_id = $1")
+                        .bind(id.to_string())
+                        .fetch_optional(&mut ctx.conn)
+                        .await
+                        .map_err(db("read code"))?
+                        .ok_or(StoreError::NoCode)?;
+                    let stored: String = row.get(0);
+                    let expires_at = from_ms(row.get(1));
+                    let attempts: i64 = row.get(2);
+                    let lockouts: i64 = row.get(3);
+                    if let Some(lu) = row.get::<Option<i64>, _>(4).map(from_ms) {
+                        if lu > now {
+                            return Err(StoreError::CodeLocked { until: lu });
+                        }
+                        // A lockout that ended leaves no usable code.
+                        return Err(StoreError::NoCode);
+                    }
+                    if now > expires_at {
+                        return Err(StoreError::CodeExpired);
+                    }
+                    let ok: bool = subtle::ConstantTimeEq::ct_eq(stored.as_bytes(), candidate_hash.as_bytes()).into();
+                    if !ok {
+                        let attempts = attempts + 1;
+                        if attempts >= i64::from(max_attempts) {
+                            let factor = 1i64 << lockouts.clamp(0, 10);
+                            let until = now
+                                .checked_add(jiff::SignedDuration::from_secs(base_lockout.as_secs().saturating_mul(factor)))
+                                .unwrap_or(now);
+                            sqlx::query("UPDATE otp_codes SET attempts = $1, lockouts = lockouts + 1, locked_until = $2 WHERE case_id = $3")
+                                .bind(attempts)
+                                .bind(ms(until))
+                                .bind(id.to_string())
+                                .execute(&mut ctx.conn)
+                                .await
+                                .map_err(db("lock code"))?;
+                            let pseudo = pseudonym_of(ctx, id).await?;
+                            let change = Change { kind: "case.code_locked".into(), from: Some(case.state), to: case.state, at: now, detail: serde_json::json!({ "attempts": attempts }) };
+                            append_audit(ctx, &case, &pseudo, &change, &actor).await?;
+                            return Err(StoreError::CodeLocked { until });
+                        }
+                        sqlx::query("UPDATE otp_codes SET attempts = $1 WHERE case_id = $2")
+                            .bind(attempts)
+                            .bind(id.to_string())
+                            .execute(&mut ctx.conn)
+                            .await
+                            .map_err(db("count attempt"))?;
+                        let left = u32::try_from(i64::from(max_attempts) - attempts).unwrap_or(0);
+                        return Err(StoreError::WrongCode { attempts_left: left });
+                    }
+                    sqlx::query("DELETE FROM otp_codes WHERE case_id = $1")
+                        .bind(id.to_string())
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("consume code"))?;
+                    let cmd = CaseCommand::VerifyIdentity { method: "sms_code".into(), level: lethe_domain::AssuranceLevel::PHONE };
+                    let case = apply_in(ctx, id, &cmd, now, &actor).await?;
+                    finish_idem(ctx, idem.as_ref(), &case).await?;
+                    Ok(case)
+                })
+            })
+            .await
+    }
+
+    /// Messages queued for a case (the dev outbox in demo mode).
+    pub async fn outbox_for(&self, id: CaseId) -> Result<Vec<OutboxMessage>, StoreError> {
+        let rows = sqlx::query("SELECT id, case_id, channel, destination, body, created_at FROM outbox WHERE case_id = $1 ORDER BY id")
+            .bind(id.to_string())
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("read outbox"))?;
+        Ok(rows
+            .iter()
+            .map(|r| OutboxMessage {
+                id: r.get(0),
+                case_id: r.get(1),
+                channel: r.get(2),
+                destination: r.get(3),
+                body: r.get(4),
+                created_at: from_ms(r.get(5)),
+            })
+            .collect())
+    }
+
+    // ------------------------------------------------------------------ jobs
+
+    /// Whether a job is ready to be claimed at `now` (a cheap read, so idle
+    /// workers do not write).
+    pub async fn job_ready(&self, now: Timestamp) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT EXISTS(SELECT 1 FROM jobs WHERE (state = 'ready' AND run_at <= $1) OR (state = 'leased' AND lease_until <= $1))",
+        )
+        .bind(ms(now))
+        .fetch_one(&self.read)
+        .await
+        .map_err(db("look for jobs"))?;
+        Ok(n != 0)
+    }
+
+    /// Claims the oldest ready job (or one whose lease expired) for `lease`.
+    pub async fn claim_job(&self, now: Timestamp, lease: jiff::SignedDuration) -> Result<Option<Job>, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    let until = now.checked_add(lease).unwrap_or(now);
+                    let row = sqlx::query(
+                        "UPDATE jobs SET state = 'leased', lease_until = $1, attempts = attempts + 1
+                         WHERE id = (SELECT id FROM jobs WHERE (state = 'ready' AND run_at <= $2) OR (state = 'leased' AND lease_until <= $2) ORDER BY run_at, id LIMIT 1)
+                         RETURNING id, kind, case_id, system, attempts, max_attempts",
+                    )
+                    .bind(ms(until))
+                    .bind(ms(now))
+                    .fetch_optional(&mut ctx.conn)
+                    .await
+                    .map_err(db("claim job"))?;
+                    row.map(|r| {
+                        Ok(Job {
+                            id: r.get(0),
+                            kind: r.get(1),
+                            case_id: CaseId::parse(&r.get::<String, _>(2)).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                            system: r.get(3),
+                            attempts: u32::try_from(r.get::<i64, _>(4)).unwrap_or(u32::MAX),
+                            max_attempts: u32::try_from(r.get::<i64, _>(5)).unwrap_or(1),
+                        })
+                    })
+                    .transpose()
+                })
+            })
+            .await
+    }
+
+    /// Extends a job's lease while it runs.
+    pub async fn heartbeat(&self, job_id: i64, until: Timestamp) -> Result<(), StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE jobs SET lease_until = $1 WHERE id = $2 AND state = 'leased'")
+                        .bind(ms(until))
+                        .bind(job_id)
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("heartbeat"))?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Puts a failed job back with a later `run_at`, or marks it dead.
+    pub async fn retry_job(&self, job_id: i64, error: String, run_at: Option<Timestamp>) -> Result<(), StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    let (state, at) = match run_at {
+                        Some(t) => ("ready", ms(t)),
+                        None => ("dead", ms(now_wall())),
+                    };
+                    sqlx::query("UPDATE jobs SET state = $1, run_at = $2, lease_until = NULL, last_error = $3 WHERE id = $4")
+                        .bind(state)
+                        .bind(at)
+                        .bind(error)
+                        .bind(job_id)
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("reschedule job"))?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub async fn jobs_for_case(&self, id: CaseId) -> Result<Vec<JobInfo>, StoreError> {
+        let rows = sqlx::query("SELECT kind, system, state, attempts, last_error FROM jobs WHERE case_id = $1 ORDER BY id")
+            .bind(id.to_string())
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("read jobs"))?;
+        Ok(rows
+            .iter()
+            .map(|r| JobInfo {
+                kind: r.get(0),
+                system: r.get(1),
+                state: r.get(2),
+                attempts: u32::try_from(r.get::<i64, _>(3)).unwrap_or(0),
+                last_error: r.get(4),
+            })
+            .collect())
+    }
+
+    /// Records one system's erasure outcome and marks its job done. When
+    /// every erase job of the case is done, `finish` builds the receipt from
+    /// all outcomes and the case moves to `erased`, in the same transaction.
+    pub async fn record_erasure(
+        &self,
+        job_id: i64,
+        id: CaseId,
+        system: String,
+        outcome: serde_json::Value,
+        now: Timestamp,
+        finish: fn(&Case, &[(String, serde_json::Value)], &[ChainedEvent], Timestamp) -> String,
+    ) -> Result<Case, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO erasure_results (case_id, system, outcome, recorded_at) VALUES ($1, $2, $3, $4) ON CONFLICT (case_id, system) DO UPDATE SET outcome = excluded.outcome")
+                        .bind(id.to_string())
+                        .bind(system)
+                        .bind(outcome.to_string())
+                        .bind(ms(now))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("record erasure result"))?;
+                    sqlx::query("UPDATE jobs SET state = 'done', lease_until = NULL, last_error = NULL WHERE id = $1")
+                        .bind(job_id)
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("complete job"))?;
+                    let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE case_id = $1 AND kind = 'erase' AND state <> 'done'")
+                        .bind(id.to_string())
+                        .fetch_one(&mut ctx.conn)
+                        .await
+                        .map_err(db("count open jobs"))?;
+                    let case = load_case(ctx, id).await?;
+                    if open > 0 || case.state != CaseState::Erasing {
+                        return Ok(case);
+                    }
+                    let case = apply_in(ctx, id, &CaseCommand::CompleteErasure, now, "worker").await?;
+                    let outcomes: Vec<(String, serde_json::Value)> = sqlx::query("SELECT system, outcome FROM erasure_results WHERE case_id = $1 ORDER BY system")
+                        .bind(id.to_string())
+                        .fetch_all(&mut ctx.conn)
+                        .await
+                        .map_err(db("read erasure results"))?
+                        .iter()
+                        .map(|r| (r.get::<String, _>(0), serde_json::from_str(&r.get::<String, _>(1)).unwrap_or(serde_json::Value::Null)))
+                        .collect();
+                    let events: Vec<ChainedEvent> = sqlx::query("SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash FROM audit_events WHERE case_id = $1 ORDER BY seq")
+                        .bind(id.to_string())
+                        .fetch_all(&mut ctx.conn)
+                        .await
+                        .map_err(db("read audit"))?
+                        .iter()
+                        .map(row_to_event)
+                        .collect::<Result<_, _>>()?;
+                    let receipt = finish(&case, &outcomes, &events, now);
+                    sqlx::query("INSERT INTO receipts (case_id, body, created_at) VALUES ($1, $2, $3)")
+                        .bind(id.to_string())
+                        .bind(receipt)
+                        .bind(ms(now))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("store receipt"))?;
+                    // The subject id is no longer needed: keep only the pseudonym.
+                    sqlx::query("UPDATE cases SET subject = subject_pseudonym WHERE id = $1")
+                        .bind(id.to_string())
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("forget subject id"))?;
+                    Ok(case)
+                })
+            })
+            .await
+    }
+
+    pub async fn receipt(&self, id: CaseId) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT body FROM receipts WHERE case_id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db("read receipt"))
+    }
+
+    /// Marks the case failed (needs an operator) and its job dead.
+    pub async fn fail_erasure(&self, job_id: i64, id: CaseId, reason: String, now: Timestamp) -> Result<Case, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE jobs SET state = 'dead', lease_until = NULL, last_error = $1 WHERE id = $2")
+                        .bind(reason.clone())
+                        .bind(job_id)
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("fail job"))?;
+                    let case = load_case(ctx, id).await?;
+                    if case.state != CaseState::Erasing {
+                        return Ok(case);
+                    }
+                    apply_in(ctx, id, &CaseCommand::FailErasure { reason }, now, "worker").await
+                })
+            })
+            .await
+    }
+
+    /// An operator's retry of a failed case: dead erase jobs are re-armed.
+    pub async fn retry_erasure(&self, id: CaseId, now: Timestamp, actor: String, idem: Option<Idem>) -> Result<Case, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    claim_idem(ctx, idem.as_ref()).await?;
+                    let case = apply_in(ctx, id, &CaseCommand::RetryErasure, now, &actor).await?;
+                    sqlx::query("UPDATE jobs SET state = 'ready', attempts = 0, run_at = $1, lease_until = NULL WHERE case_id = $2 AND state = 'dead'")
+                        .bind(ms(now_wall()))
+                        .bind(id.to_string())
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("re-arm jobs"))?;
+                    finish_idem(ctx, idem.as_ref(), &case).await?;
+                    Ok(case)
+                })
+            })
+            .await
+    }
+}
+
+/// A message for a gateway. `destination` is masked (no full phone number
+/// is stored); the gateway resolves the subject's number itself.
+#[derive(Debug, Clone)]
+pub struct OutboxDraft {
+    pub channel: String,
+    pub destination: String,
+    pub body: String,
+}
+
+/// Wall-clock time for leases and job scheduling: never the demo clock.
+pub fn now_wall() -> Timestamp {
+    Timestamp::now()
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("case record: {}", e.classify() as u8)))
+}
+
+fn unique_to_conflict(e: sqlx::Error, action: &'static str) -> StoreError {
+    if let sqlx::Error::Database(d) = &e {
+        if d.is_unique_violation() {
+            return StoreError::IdempotencyConflict;
+        }
+    }
+    db(action)(e)
+}
+
+async fn load_head(conn: &mut SqliteConnection) -> Result<writer::Head, StoreError> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db("read audit head"))?;
+    Ok(match row {
+        None => writer::Head { seq: 0, hash: lethe_ledger::GENESIS },
+        Some(r) => {
+            let mut hash: Hash = [0; 32];
+            hex::decode_to_slice(r.get::<String, _>(1), &mut hash).map_err(|_| StoreError::Corrupt("audit head hash".into()))?;
+            writer::Head { seq: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0), hash }
+        }
+    })
+}
+
+async fn load_case(ctx: &mut WriteCtx, id: CaseId) -> Result<Case, StoreError> {
+    let body: Option<String> = sqlx::query_scalar("SELECT body FROM cases WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut ctx.conn)
+        .await
+        .map_err(db("load case"))?;
+    from_json(&body.ok_or(StoreError::NotFound(id))?)
+}
+
+async fn pseudonym_of(ctx: &mut WriteCtx, id: CaseId) -> Result<String, StoreError> {
+    sqlx::query_scalar("SELECT subject_pseudonym FROM cases WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut ctx.conn)
+        .await
+        .map_err(db("load case"))?
+        .ok_or(StoreError::NotFound(id))
+}
+
+/// Loads, applies, writes and audits one command inside the current
+/// transaction. The update checks the version it read (optimistic lock).
+async fn apply_in(ctx: &mut WriteCtx, id: CaseId, cmd: &CaseCommand, now: Timestamp, actor: &str) -> Result<Case, StoreError> {
+    let case = load_case(ctx, id).await?;
+    let (next, change) = case.apply(cmd, now)?;
+    let n = sqlx::query("UPDATE cases SET state = $1, version = $2, updated_at = $3, cooling_off_ends_at = $4, body = $5 WHERE id = $6 AND version = $7")
+        .bind(next.state.as_str())
+        .bind(i64::try_from(next.version).unwrap_or(i64::MAX))
+        .bind(ms(next.updated_at))
+        .bind(next.cooling_off_ends_at.map(ms))
+        .bind(to_json(&next)?)
+        .bind(id.to_string())
+        .bind(i64::try_from(case.version).unwrap_or(i64::MAX))
+        .execute(&mut ctx.conn)
+        .await
+        .map_err(db("update case"))?
+        .rows_affected();
+    if n != 1 {
+        return Err(StoreError::Db { action: "update case", message: "the case changed concurrently; retry".into() });
+    }
+    let pseudo = pseudonym_of(ctx, id).await?;
+    append_audit(ctx, &next, &pseudo, &change, actor).await?;
+    Ok(next)
+}
+
+async fn append_audit(ctx: &mut WriteCtx, case: &Case, pseudonym: &str, change: &Change, actor: &str) -> Result<(), StoreError> {
+    let event = AuditEvent {
+        seq: ctx.head.seq + 1,
+        case_id: case.id.to_string(),
+        subject: pseudonym.to_owned(),
+        kind: change.kind.clone(),
+        from_state: change.from.map(|s| s.as_str().to_owned()),
+        to_state: change.to.as_str().to_owned(),
+        actor: actor.to_owned(),
+        at: change.at.to_string(),
+        detail: change.detail.clone(),
+    };
+    let hash = lethe_ledger::chain(&ctx.head.hash, &event.leaf_hash());
+    sqlx::query("INSERT INTO audit_events (seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+        .bind(i64::try_from(event.seq).unwrap_or(i64::MAX))
+        .bind(event.case_id)
+        .bind(event.subject)
+        .bind(event.kind)
+        .bind(event.from_state)
+        .bind(event.to_state)
+        .bind(event.actor)
+        .bind(event.at)
+        .bind(event.detail.to_string())
+        .bind(hex::encode(hash))
+        .execute(&mut ctx.conn)
+        .await
+        .map_err(db("append audit event"))?;
+    ctx.head = writer::Head { seq: ctx.head.seq + 1, hash };
+    Ok(())
+}
+
+/// Reserves the idempotency key inside the transaction: a concurrent request
+/// with the same key that committed first makes this one a conflict.
+async fn claim_idem(ctx: &mut WriteCtx, idem: Option<&Idem>) -> Result<(), StoreError> {
+    let Some(i) = idem else { return Ok(()) };
+    let existing: Option<String> = sqlx::query_scalar("SELECT request_hash FROM idempotency WHERE principal = $1 AND key = $2")
+        .bind(i.principal.clone())
+        .bind(i.key.clone())
+        .fetch_optional(&mut ctx.conn)
+        .await
+        .map_err(db("read idempotency record"))?;
+    if existing.is_some() {
+        return Err(StoreError::IdempotencyConflict);
+    }
+    Ok(())
+}
+
+async fn finish_idem(ctx: &mut WriteCtx, idem: Option<&Idem>, case: &Case) -> Result<(), StoreError> {
+    let Some(i) = idem else { return Ok(()) };
+    sqlx::query("INSERT INTO idempotency (principal, key, request_hash, status, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(i.principal.clone())
+        .bind(i.key.clone())
+        .bind(i.request_hash.clone())
+        .bind(i64::from(i.status))
+        .bind((i.render)(case))
+        .bind(ms(now_wall()))
+        .execute(&mut ctx.conn)
+        .await
+        .map_err(|e| unique_to_conflict(e, "store idempotency record"))?;
+    Ok(())
+}
+
+async fn enqueue(ctx: &mut WriteCtx, id: &CaseId, j: &NewJob, now: Timestamp) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO jobs (kind, case_id, system, state, attempts, max_attempts, run_at, created_at) VALUES ($1, $2, $3, 'ready', 0, $4, $5, $5) ON CONFLICT (kind, case_id, system) DO NOTHING")
+        .bind(j.kind.clone())
+        .bind(id.to_string())
+        .bind(j.system.clone())
+        .bind(i64::from(j.max_attempts))
+        .bind(ms(now))
+        .execute(&mut ctx.conn)
+        .await
+        .map_err(db("enqueue job"))?;
+    Ok(())
+}
+
+fn row_to_event(r: &sqlx::sqlite::SqliteRow) -> Result<ChainedEvent, StoreError> {
+    Ok(ChainedEvent {
+        event: AuditEvent {
+            seq: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
+            case_id: r.get(1),
+            subject: r.get(2),
+            kind: r.get(3),
+            from_state: r.get(4),
+            to_state: r.get(5),
+            actor: r.get(6),
+            at: r.get(7),
+            detail: serde_json::from_str(&r.get::<String, _>(8)).map_err(|_| StoreError::Corrupt("audit detail".into()))?,
+        },
+        hash: r.get(9),
+    })
+}
+
+#[cfg(test)]
+mod tests;

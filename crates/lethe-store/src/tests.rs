@@ -1,0 +1,121 @@
+use super::*;
+use jiff::SignedDuration;
+use lethe_domain::{AssuranceLevel, Channel, Locale, Policy, Reason, SubjectId};
+use proptest::prelude::*;
+
+fn t0() -> Timestamp {
+    "2026-03-02T02:00:00Z".parse().unwrap()
+}
+
+async fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("lethe.db"), StoreOptions::default()).await.unwrap();
+    (dir, store)
+}
+
+async fn new_case(store: &Store, n: u128) -> Case {
+    let (case, change) = Case::open(
+        CaseId::from_uuid(uuid::Uuid::from_u128(n)),
+        SubjectId::parse(&format!("u{n}")).unwrap(),
+        Channel::App,
+        Policy::default(),
+        t0(),
+    );
+    store.create_case(case, change, format!("p{n}"), "test".into(), None).await.unwrap()
+}
+
+fn command(i: u8) -> CaseCommand {
+    match i % 9 {
+        0 => CaseCommand::VerifyIdentity { method: "sms".into(), level: AssuranceLevel::PHONE },
+        1 => CaseCommand::RecordChecks { blockers: vec![], consequences: vec![] },
+        2 => CaseCommand::Acknowledge { consequence_id: "account_erased".into(), version: 1, locale: Locale::En },
+        3 => CaseCommand::Confirm,
+        4 => CaseCommand::Withdraw,
+        5 => CaseCommand::StartErasure,
+        6 => CaseCommand::CompleteErasure,
+        7 => CaseCommand::Reject { reason: Reason::parse("no").unwrap() },
+        _ => CaseCommand::FailErasure { reason: "x".into() },
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// Random command sequences through the real store: every state change
+    /// has exactly one audit event, refused commands write nothing, and the
+    /// chain verifies.
+    #[test]
+    fn every_state_change_has_exactly_one_audit_event(cmds in proptest::collection::vec((any::<u8>(), 0i64..400_000), 1..40)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (_d, store) = open().await;
+            let case = new_case(&store, 1).await;
+            let mut now = t0();
+            let mut changes = 1usize; // the creation
+            let mut state = case.state;
+            for (c, dt) in cmds {
+                now = now.checked_add(SignedDuration::from_secs(dt)).unwrap();
+                match store.apply(case.id, command(c), now, "test".into(), vec![], None).await {
+                    Ok(next) => { if next.state != state { changes += 1; } state = next.state; }
+                    Err(StoreError::Transition(_)) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            let events = store.audit_for_case(case.id).await.unwrap();
+            let transitions = events.iter().filter(|e| e.event.from_state.as_deref() != Some(e.event.to_state.as_str())).count();
+            assert_eq!(transitions, changes);
+            let stored = store.get_case(case.id).await.unwrap().unwrap();
+            assert_eq!(stored.state, state);
+            assert_eq!(events.len() as u64, stored.version);
+            lethe_ledger::verify_chain(lethe_ledger::GENESIS, 1, &events).unwrap();
+        });
+    }
+}
+
+#[tokio::test]
+async fn group_commit_keeps_the_chain_across_concurrent_writers() {
+    let (_d, store) = open().await;
+    let mut tasks = vec![];
+    for n in 0..200u128 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move { new_case(&s, n + 10).await }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let all = store.audit_range(1, 1000).await.unwrap();
+    assert_eq!(all.len(), 200);
+    lethe_ledger::verify_chain(lethe_ledger::GENESIS, 1, &all).unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_operation_does_not_disturb_its_batch() {
+    let (_d, store) = open().await;
+    let a = new_case(&store, 1).await;
+    // An illegal command and a legal one, submitted together.
+    let s1 = store.clone();
+    let bad = tokio::spawn(async move { s1.apply(a.id, CaseCommand::Confirm, t0(), "t".into(), vec![], None).await });
+    let b = new_case(&store, 2).await;
+    assert!(matches!(bad.await.unwrap(), Err(StoreError::Transition(_))));
+    assert_eq!(store.audit_for_case(a.id).await.unwrap().len(), 1);
+    assert_eq!(store.audit_for_case(b.id).await.unwrap().len(), 1);
+    let all = store.audit_range(1, 10).await.unwrap();
+    lethe_ledger::verify_chain(lethe_ledger::GENESIS, 1, &all).unwrap();
+}
+
+#[tokio::test]
+async fn wrong_codes_lock_and_count_survives() {
+    let (_d, store) = open().await;
+    let c = new_case(&store, 1).await;
+    let draft = OutboxDraft { channel: "sms".into(), destination: "138****0000".into(), body: "code".into() };
+    store.send_code(c.id, "right".into(), draft, t0(), SignedDuration::from_mins(10), SignedDuration::from_secs(60), "t".into(), None).await.unwrap();
+    for left in (1..5).rev() {
+        let e = store.verify_code(c.id, "wrong".into(), t0(), 5, SignedDuration::from_mins(15), "t".into(), None).await.unwrap_err();
+        assert!(matches!(e, StoreError::WrongCode { attempts_left } if attempts_left == left), "{e}");
+    }
+    let e = store.verify_code(c.id, "wrong".into(), t0(), 5, SignedDuration::from_mins(15), "t".into(), None).await.unwrap_err();
+    assert!(matches!(e, StoreError::CodeLocked { .. }));
+    // Even the right code is refused while locked.
+    let e = store.verify_code(c.id, "right".into(), t0(), 5, SignedDuration::from_mins(15), "t".into(), None).await.unwrap_err();
+    assert!(matches!(e, StoreError::CodeLocked { .. }));
+    assert_eq!(store.get_case(c.id).await.unwrap().unwrap().state, CaseState::Submitted);
+}

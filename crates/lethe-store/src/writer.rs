@@ -1,0 +1,129 @@
+//! The single writer with group commit.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use lethe_ledger::Hash;
+use sqlx::SqliteConnection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{StoreError, db};
+
+/// Operations committed together at most.
+pub const MAX_BATCH: usize = 256;
+/// Operations waiting for the writer at most; callers wait beyond that.
+pub const QUEUE_DEPTH: usize = 4096;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Head {
+    pub seq: u64,
+    pub hash: Hash,
+}
+
+/// What an operation sees: the writer's connection, inside a transaction
+/// and a savepoint of its own, and the audit chain head.
+pub struct WriteCtx {
+    pub(crate) conn: SqliteConnection,
+    pub(crate) head: Head,
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Op = Box<dyn for<'c> FnOnce(&'c mut WriteCtx) -> BoxFuture<'c, (bool, Deliver)> + Send>;
+
+pub(crate) struct Writer {
+    tx: mpsc::Sender<Op>,
+}
+
+impl Writer {
+    pub(crate) fn start(conn: SqliteConnection, head: Head) -> Self {
+        let (tx, rx) = mpsc::channel::<Op>(QUEUE_DEPTH);
+        tokio::spawn(run(WriteCtx { conn, head }, rx));
+        Self { tx }
+    }
+
+    /// Runs `f` in the next group commit; resolves once it is durable.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut WriteCtx) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel::<Result<T, StoreError>>();
+        let op: Op = Box::new(move |ctx| {
+            Box::pin(async move {
+                let r = f(ctx).await;
+                let keep = match &r {
+                    Ok(_) => true,
+                    Err(e) => e.keeps_writes(),
+                };
+                let deliver: Deliver = Box::new(move |commit| {
+                    let out = match (r, commit) {
+                        (Err(e), _) => Err(e),
+                        (Ok(v), Ok(())) => Ok(v),
+                        (Ok(_), Err(e)) => Err(e),
+                    };
+                    // The caller may have gone away; nothing to do then.
+                    let _ = reply.send(out);
+                });
+                (keep, deliver)
+            })
+        });
+        self.tx.send(op).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), StoreError> {
+    sqlx::query(sql).execute(&mut *conn).await.map_err(db("transaction control"))?;
+    Ok(())
+}
+
+fn copy_err(e: &StoreError) -> StoreError {
+    StoreError::Db { action: "commit", message: e.to_string() }
+}
+
+async fn run(mut ctx: WriteCtx, mut rx: mpsc::Receiver<Op>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let head_before = ctx.head;
+        let mut delivers: Vec<Deliver> = Vec::with_capacity(batch.len());
+        let mut pending = batch.into_iter();
+        let result: Result<(), StoreError> = async {
+            exec(&mut ctx.conn, "BEGIN IMMEDIATE").await?;
+            for op in pending.by_ref() {
+                exec(&mut ctx.conn, "SAVEPOINT op").await?;
+                let snap = ctx.head;
+                let (keep, deliver) = op(&mut ctx).await;
+                delivers.push(deliver);
+                if !keep {
+                    exec(&mut ctx.conn, "ROLLBACK TO op").await?;
+                    ctx.head = snap;
+                }
+                exec(&mut ctx.conn, "RELEASE op").await?;
+            }
+            exec(&mut ctx.conn, "COMMIT").await
+        }
+        .await;
+        match result {
+            Ok(()) => delivers.into_iter().for_each(|d| d(Ok(()))),
+            Err(e) => {
+                tracing::error!(error = %e, "group commit failed; the batch is rolled back");
+                let _ = exec(&mut ctx.conn, "ROLLBACK").await;
+                ctx.head = head_before;
+                for d in delivers {
+                    d(Err(copy_err(&e)));
+                }
+                // Operations not started get the error too: their oneshot
+                // senders are dropped with them, which the caller sees as
+                // Closed; run them never.
+                drop(pending);
+            }
+        }
+    }
+}
