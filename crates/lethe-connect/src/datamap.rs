@@ -208,7 +208,11 @@ pub enum DataMapError {
     },
 }
 
-fn invalid(at: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> DataMapError {
+fn invalid(
+    at: impl Into<String>,
+    problem: impl Into<String>,
+    fix: impl Into<String>,
+) -> DataMapError {
     DataMapError::Invalid {
         at: at.into(),
         problem: problem.into(),
@@ -234,26 +238,55 @@ impl DataMap {
     pub fn parse(text: &str) -> Result<Self, DataMapError> {
         let raw: RawMap = toml::from_str(text).map_err(|e| DataMapError::Syntax(e.to_string()))?;
         if raw.systems.len() > MAX_SYSTEMS {
-            return Err(invalid("systems", format!("more than {MAX_SYSTEMS} systems"), "split the data map"));
+            return Err(invalid(
+                "systems",
+                format!("more than {MAX_SYSTEMS} systems"),
+                "split the data map",
+            ));
         }
         if raw.blockers.len() + raw.consequences.len() > MAX_RULES {
-            return Err(invalid("blockers/consequences", format!("more than {MAX_RULES} rules"), "merge rules"));
+            return Err(invalid(
+                "blockers/consequences",
+                format!("more than {MAX_RULES} rules"),
+                "merge rules",
+            ));
         }
         let mut names = HashSet::new();
         let mut systems = Vec::new();
         for s in raw.systems {
             let at = format!("systems.{}", s.name);
             if !names.insert(s.name.clone()) {
-                return Err(invalid(&at, "the system name is used twice", "give each system its own name"));
+                return Err(invalid(
+                    &at,
+                    "the system name is used twice",
+                    "give each system its own name",
+                ));
             }
-            if s.url_env.is_empty() || !s.url_env.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
-                return Err(invalid(format!("{at}.url_env"), "must name an environment variable (A-Z, 0-9, _)", "write e.g. url_env = \"DEMO_MART_URL\" and export that variable"));
+            if s.url_env.is_empty()
+                || !s
+                    .url_env
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(invalid(
+                    format!("{at}.url_env"),
+                    "must name an environment variable (A-Z, 0-9, _)",
+                    "write e.g. url_env = \"DEMO_MART_URL\" and export that variable",
+                ));
             }
             if s.max_connections == 0 || s.max_connections > 64 {
-                return Err(invalid(format!("{at}.max_connections"), "must be between 1 and 64", "use 4 unless the system is large"));
+                return Err(invalid(
+                    format!("{at}.max_connections"),
+                    "must be between 1 and 64",
+                    "use 4 unless the system is large",
+                ));
             }
             if s.tables.len() > MAX_TABLES_PER_SYSTEM {
-                return Err(invalid(&at, format!("more than {MAX_TABLES_PER_SYSTEM} tables"), "split the system"));
+                return Err(invalid(
+                    &at,
+                    format!("more than {MAX_TABLES_PER_SYSTEM} tables"),
+                    "split the system",
+                ));
             }
             if let Some(q) = &s.phone_query {
                 check_query(&format!("{at}.phone_query"), q)?;
@@ -263,50 +296,102 @@ impl DataMap {
             for t in s.tables {
                 let tat = format!("{at}.tables.{}", t.name);
                 if !seen.insert(t.name.clone()) {
-                    return Err(invalid(&tat, "the table is listed twice", "merge the two entries"));
+                    return Err(invalid(
+                        &tat,
+                        "the table is listed twice",
+                        "merge the two entries",
+                    ));
                 }
                 let ownership = match (t.owner, t.belongs_to) {
                     (Some(c), None) => Ownership::Column(c),
                     (None, Some(p)) => {
                         if p.columns.is_empty() || p.columns.len() != p.references.len() {
-                            return Err(invalid(format!("{tat}.belongs_to"), "columns and references must be non-empty and of the same length", "list each foreign-key column and the parent column it references, in order"));
+                            return Err(invalid(
+                                format!("{tat}.belongs_to"),
+                                "columns and references must be non-empty and of the same length",
+                                "list each foreign-key column and the parent column it references, in order",
+                            ));
                         }
                         Ownership::Parent(p)
                     }
                     _ => {
-                        return Err(invalid(&tat, "needs exactly one of `owner` or `belongs_to`", "set owner = \"user_id\" for a column holding the subject id, or belongs_to = { table = ..., columns = [...], references = [...] }"));
+                        return Err(invalid(
+                            &tat,
+                            "needs exactly one of `owner` or `belongs_to`",
+                            "set owner = \"user_id\" for a column holding the subject id, or belongs_to = { table = ..., columns = [...], references = [...] }",
+                        ));
                     }
                 };
                 let action = match t.action.as_str() {
                     "delete" => Action::Delete,
                     "nullify" => {
                         if t.columns.is_empty() {
-                            return Err(invalid(format!("{tat}.columns"), "nullify needs the columns to set to NULL", "add columns = [\"...\"]"));
+                            return Err(invalid(
+                                format!("{tat}.columns"),
+                                "nullify needs the columns to set to NULL",
+                                "add columns = [\"...\"]",
+                            ));
                         }
                         Action::Nullify { columns: t.columns }
                     }
                     "keep" => match (t.legal_basis, t.retention_days) {
-                        (Some(b), Some(d)) if !b.trim().is_empty() && d > 0 && d <= 36_500 => Action::Keep { legal_basis: b, retention_days: d },
-                        _ => return Err(invalid(&tat, "a kept table must name its legal basis and a retention period", "add legal_basis = \"...\" and retention_days = 1..36500")),
+                        (Some(b), Some(d)) if !b.trim().is_empty() && d > 0 && d <= 36_500 => {
+                            Action::Keep {
+                                legal_basis: b,
+                                retention_days: d,
+                            }
+                        }
+                        _ => {
+                            return Err(invalid(
+                                &tat,
+                                "a kept table must name its legal basis and a retention period",
+                                "add legal_basis = \"...\" and retention_days = 1..36500",
+                            ));
+                        }
                     },
-                    other => return Err(invalid(format!("{tat}.action"), format!("unknown action '{other}'"), "use delete, nullify or keep")),
+                    other => {
+                        return Err(invalid(
+                            format!("{tat}.action"),
+                            format!("unknown action '{other}'"),
+                            "use delete, nullify or keep",
+                        ));
+                    }
                 };
-                tables.push(Table { name: t.name, ownership, action });
+                tables.push(Table {
+                    name: t.name,
+                    ownership,
+                    action,
+                });
             }
             // Parents must be mapped tables of the same system.
             for t in &tables {
                 if let Ownership::Parent(p) = &t.ownership {
                     if !tables.iter().any(|o| o.name == p.table) {
-                        return Err(invalid(format!("{at}.tables.{}.belongs_to", t.name), format!("parent table '{}' is not in the data map", p.table), "map the parent table too, or use `owner` if this table holds the subject id itself"));
+                        return Err(invalid(
+                            format!("{at}.tables.{}.belongs_to", t.name),
+                            format!("parent table '{}' is not in the data map", p.table),
+                            "map the parent table too, or use `owner` if this table holds the subject id itself",
+                        ));
                     }
                 }
             }
-            systems.push(System { name: s.name, kind: s.kind, url_env: s.url_env, max_connections: s.max_connections, phone_query: s.phone_query, tables });
+            systems.push(System {
+                name: s.name,
+                kind: s.kind,
+                url_env: s.url_env,
+                max_connections: s.max_connections,
+                phone_query: s.phone_query,
+                tables,
+            });
         }
         for (i, b) in raw.blockers.iter().enumerate() {
             let at = format!("blockers[{i}] ({})", b.code);
             if !names.contains(&b.system) {
-                return Err(invalid(format!("{at}.system"), format!("unknown system '{}'", b.system), "name a system declared under [[systems]]"));
+                return Err(invalid(
+                    format!("{at}.system"),
+                    format!("unknown system '{}'", b.system),
+                    "name a system declared under [[systems]]",
+                ));
             }
             check_query(&format!("{at}.query"), &b.query)?;
         }
@@ -314,20 +399,38 @@ impl DataMap {
         for c in &raw.consequences {
             let at = format!("consequences.{}", c.id);
             if !cids.insert(c.id.clone()) || c.id.as_str() == "account_erased" {
-                return Err(invalid(&at, "the id is used twice (account_erased is built in)", "give each consequence its own id"));
+                return Err(invalid(
+                    &at,
+                    "the id is used twice (account_erased is built in)",
+                    "give each consequence its own id",
+                ));
             }
             match (&c.system, &c.query) {
                 (Some(s), Some(q)) => {
                     if !names.contains(s) {
-                        return Err(invalid(format!("{at}.system"), format!("unknown system '{s}'"), "name a system declared under [[systems]]"));
+                        return Err(invalid(
+                            format!("{at}.system"),
+                            format!("unknown system '{s}'"),
+                            "name a system declared under [[systems]]",
+                        ));
                     }
                     check_query(&format!("{at}.query"), q)?;
                 }
                 (None, None) => {}
-                _ => return Err(invalid(&at, "system and query go together", "set both, or neither for a fixed statement")),
+                _ => {
+                    return Err(invalid(
+                        &at,
+                        "system and query go together",
+                        "set both, or neither for a fixed statement",
+                    ));
+                }
             }
         }
-        Ok(Self { systems, blockers: raw.blockers, consequences: raw.consequences })
+        Ok(Self {
+            systems,
+            blockers: raw.blockers,
+            consequences: raw.consequences,
+        })
     }
 
     pub fn system(&self, name: &str) -> Option<&System> {
@@ -339,13 +442,25 @@ impl DataMap {
 fn check_query(at: &str, q: &str) -> Result<(), DataMapError> {
     let t = q.trim_start().to_ascii_lowercase();
     if q.len() > MAX_QUERY_LEN {
-        return Err(invalid(at, format!("longer than {MAX_QUERY_LEN} characters"), "shorten the query"));
+        return Err(invalid(
+            at,
+            format!("longer than {MAX_QUERY_LEN} characters"),
+            "shorten the query",
+        ));
     }
     if !(t.starts_with("select") || t.starts_with("with")) || q.contains(';') {
-        return Err(invalid(at, "must be a single SELECT statement", "write one SELECT without ';'"));
+        return Err(invalid(
+            at,
+            "must be a single SELECT statement",
+            "write one SELECT without ';'",
+        ));
     }
     if !q.contains("$1") {
-        return Err(invalid(at, "does not use the subject id", "filter by the subject with $1"));
+        return Err(invalid(
+            at,
+            "does not use the subject id",
+            "filter by the subject with $1",
+        ));
     }
     Ok(())
 }
@@ -389,7 +504,13 @@ message_en = "unfinished orders"
     fn parses_a_valid_map() {
         let m = DataMap::parse(OK).unwrap();
         assert_eq!(m.systems[0].tables.len(), 4);
-        assert!(matches!(m.systems[0].tables[3].action, Action::Keep { retention_days: 1095, .. }));
+        assert!(matches!(
+            m.systems[0].tables[3].action,
+            Action::Keep {
+                retention_days: 1095,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -399,11 +520,27 @@ message_en = "unfinished orders"
         assert!(e.contains("not a plain SQL identifier"), "{e}");
         let bad = OK.replace("legal_basis = \"tax law\"\n", "");
         let e = DataMap::parse(&bad).unwrap_err().to_string();
-        assert!(e.contains("systems.shop.tables.invoices") && e.contains("legal_basis"), "{e}");
+        assert!(
+            e.contains("systems.shop.tables.invoices") && e.contains("legal_basis"),
+            "{e}"
+        );
         let bad = OK.replace("action = \"keep\"", "action = \"shred\"");
-        assert!(DataMap::parse(&bad).unwrap_err().to_string().contains("unknown action 'shred'"));
-        let bad = OK.replace("status = 'pending'", "status = 'pending'; DELETE FROM users");
-        assert!(DataMap::parse(&bad).unwrap_err().to_string().contains("single SELECT"));
+        assert!(
+            DataMap::parse(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown action 'shred'")
+        );
+        let bad = OK.replace(
+            "status = 'pending'",
+            "status = 'pending'; DELETE FROM users",
+        );
+        assert!(
+            DataMap::parse(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("single SELECT")
+        );
         let bad = OK.replace("unknown_field_guard", "") + "\n[oops]\n";
         assert!(DataMap::parse(&bad).is_err());
     }

@@ -27,38 +27,50 @@ pub struct Plan {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    #[error("system {system}: the tables {cycle} form a cycle of belongs_to links, so no table can be erased first; break it by giving one of them its own `owner` column, or by nullifying the foreign key first (action = \"nullify\") in a table of its own")]
+    #[error(
+        "system {system}: the tables {cycle} form a cycle of belongs_to links, so no table can be erased first; break it by giving one of them its own `owner` column, or by nullifying the foreign key first (action = \"nullify\") in a table of its own"
+    )]
     Cycle { system: String, cycle: String },
 }
 
 pub fn plan(system: &System) -> Result<Plan, PlanError> {
+    plan_with(system, &[])
+}
+
+/// Plans with extra `(child, parent)` edges, typically the foreign keys read
+/// from the live schema: a table whose rows reference another mapped table
+/// must be erased before it, even when the data map does not say so.
+pub fn plan_with(system: &System, extra: &[(Ident, Ident)]) -> Result<Plan, PlanError> {
     let by_name: BTreeMap<&Ident, &crate::datamap::Table> =
         system.tables.iter().map(|t| (&t.name, t)).collect();
-    // parent -> children edges.
-    let parent_of = |t: &crate::datamap::Table| match &t.ownership {
-        Ownership::Parent(p) => Some(p.table.clone()),
-        Ownership::Column(_) => None,
-    };
-
-    // Detect cycles by walking each table's chain of parents.
+    // parent -> children edges, belongs_to links and the extra edges.
+    let mut children: BTreeMap<Ident, BTreeSet<Ident>> = BTreeMap::new();
     for t in &system.tables {
-        let mut seen = vec![t.name.clone()];
-        let mut cur = parent_of(t);
-        while let Some(p) = cur {
-            if let Some(pos) = seen.iter().position(|s| s == &p) {
-                let mut cyc: Vec<String> = seen[pos..].iter().map(|s| s.to_string()).collect();
-                cyc.push(p.to_string());
-                return Err(PlanError::Cycle {
-                    system: system.name.to_string(),
-                    cycle: cyc.join(" -> "),
-                });
+        children.entry(t.name.clone()).or_default();
+    }
+    for t in &system.tables {
+        if let Ownership::Parent(p) = &t.ownership {
+            if p.table != t.name {
+                children
+                    .entry(p.table.clone())
+                    .or_default()
+                    .insert(t.name.clone());
             }
-            seen.push(p.clone());
-            cur = by_name.get(&p).and_then(|pt| parent_of(pt));
         }
     }
+    for (child, parent) in extra {
+        if child != parent && by_name.contains_key(child) && by_name.contains_key(parent) {
+            children
+                .entry(parent.clone())
+                .or_default()
+                .insert(child.clone());
+        }
+    }
+    let order = topo_children_first(children).map_err(|cycle| PlanError::Cycle {
+        system: system.name.to_string(),
+        cycle,
+    })?;
 
-    // Depth = number of hops to an owner column; deeper tables go first.
     let mut steps = Vec::new();
     for t in &system.tables {
         let (condition, depth) = condition_for(t, &by_name, 0);
@@ -69,10 +81,12 @@ pub fn plan(system: &System) -> Result<Plan, PlanError> {
             depth,
         });
     }
-    // Kept and nullified tables do not remove rows, but a child that is
-    // kept still needs its parent; deletes of parents go after every child.
-    let order = topo_children_first(system);
-    steps.sort_by_key(|s| order.iter().position(|n| n == &s.table).unwrap_or(usize::MAX));
+    steps.sort_by_key(|s| {
+        order
+            .iter()
+            .position(|n| n == &s.table)
+            .unwrap_or(usize::MAX)
+    });
     let links = system
         .tables
         .iter()
@@ -125,20 +139,13 @@ fn tuple(cols: &[Ident]) -> String {
     }
 }
 
-/// Kahn's algorithm over child -> parent edges, emitting children first.
-/// Ties are broken by name so plans are stable.
-fn topo_children_first(system: &System) -> Vec<Ident> {
-    let mut children: BTreeMap<Ident, BTreeSet<Ident>> = BTreeMap::new();
-    for t in &system.tables {
-        children.entry(t.name.clone()).or_default();
-    }
-    for t in &system.tables {
-        if let Ownership::Parent(p) = &t.ownership {
-            children.entry(p.table.clone()).or_default().insert(t.name.clone());
-        }
-    }
+/// Kahn's algorithm over parent -> children edges, emitting children
+/// first; ties broken by name so plans are stable. On a cycle, returns it as
+/// `a -> b -> a` (each table referencing the next).
+fn topo_children_first(
+    mut remaining: BTreeMap<Ident, BTreeSet<Ident>>,
+) -> Result<Vec<Ident>, String> {
     let mut out = Vec::new();
-    let mut remaining = children;
     while !remaining.is_empty() {
         let ready: Vec<Ident> = remaining
             .iter()
@@ -146,9 +153,21 @@ fn topo_children_first(system: &System) -> Vec<Ident> {
             .map(|(n, _)| n.clone())
             .collect();
         if ready.is_empty() {
-            // Unreachable after the cycle check; emit the rest in name order.
-            out.extend(remaining.keys().cloned());
-            break;
+            // Every remaining table has a remaining child: walk child links
+            // until a table repeats.
+            let mut path: Vec<Ident> = Vec::new();
+            let mut cur = remaining.keys().next().cloned();
+            while let Some(n) = cur {
+                if let Some(pos) = path.iter().position(|p| p == &n) {
+                    let mut cyc: Vec<String> =
+                        path[pos..].iter().rev().map(|s| s.to_string()).collect();
+                    cyc.push(cyc[0].clone());
+                    return Err(cyc.join(" -> "));
+                }
+                path.push(n.clone());
+                cur = remaining.get(&n).and_then(|ch| ch.iter().next().cloned());
+            }
+            return Err("(unknown)".into());
         }
         for n in ready {
             remaining.remove(&n);
@@ -158,7 +177,7 @@ fn topo_children_first(system: &System) -> Vec<Ident> {
             out.push(n);
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -211,9 +230,23 @@ action = "delete"
     }
 
     #[test]
+    fn schema_foreign_keys_order_owner_tables_before_the_subject_table() {
+        let m = map("");
+        let fk = |c: &str, p: &str| (Ident::parse(c).unwrap(), Ident::parse(p).unwrap());
+        let p = plan_with(
+            &m.systems[0],
+            &[fk("orders", "users"), fk("users", "users")],
+        )
+        .unwrap();
+        let names: Vec<&str> = p.steps.iter().map(|s| s.table.as_str()).collect();
+        let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+        assert!(pos("orders") < pos("users"));
+        assert!(pos("order_items") < pos("orders"));
+    }
+
+    #[test]
     fn a_cycle_is_reported_with_a_way_out() {
-        let m = map(
-            r#"
+        let m = map(r#"
 [[systems.tables]]
 name = "a"
 belongs_to = { table = "b", columns = ["b_id"], references = ["id"] }
@@ -222,10 +255,12 @@ action = "delete"
 name = "b"
 belongs_to = { table = "a", columns = ["a_id"], references = ["id"] }
 action = "delete"
-"#,
-        );
+"#);
         let e = plan(&m.systems[0]).unwrap_err().to_string();
-        assert!(e.contains("a -> b -> a"), "{e}");
+        assert!(
+            e.contains("a -> b -> a") || e.contains("b -> a -> b"),
+            "{e}"
+        );
         assert!(e.contains("break it"), "{e}");
     }
 }

@@ -13,7 +13,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::datamap::{Action, BlockerRule, System};
-use crate::planner::{Plan, PlanError, plan};
+use crate::planner::{Plan, PlanError, plan_with};
 use lethe_domain::{Blocker, SubjectId};
 
 /// The ledger table Lethe keeps in each SQL system it erases from. It holds
@@ -22,7 +22,9 @@ pub const LEDGER_TABLE: &str = "lethe_erasure_ledger";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("system {system}: the environment variable {var} is not set; export it with the connection URL")]
+    #[error(
+        "system {system}: the environment variable {var} is not set; export it with the connection URL"
+    )]
     MissingUrl { system: String, var: String },
     #[error("system {system}: {source}")]
     Plan {
@@ -37,7 +39,9 @@ pub enum ConnectError {
         action: &'static str,
         message: String,
     },
-    #[error("system {system}: verification found {remaining} row(s) of the subject left in {table}")]
+    #[error(
+        "system {system}: verification found {remaining} row(s) of the subject left in {table}"
+    )]
     NotErased {
         system: String,
         table: String,
@@ -74,7 +78,9 @@ pub struct SqliteSystem {
 
 impl std::fmt::Debug for SqliteSystem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteSystem").field("name", &self.name).finish()
+        f.debug_struct("SqliteSystem")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -107,10 +113,6 @@ impl SqliteSystem {
 
     pub async fn connect(system: &System, url: &str) -> Result<Self, ConnectError> {
         let name = system.name.to_string();
-        let plan = plan(system).map_err(|source| ConnectError::Plan {
-            system: name.clone(),
-            source,
-        })?;
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| db_err(&name, "parse the connection URL", e))?
             .foreign_keys(true)
@@ -134,6 +136,24 @@ impl SqliteSystem {
         .execute(&pool)
         .await
         .map_err(|e| db_err(&name, "create the erasure ledger", e))?;
+        // Foreign keys of the live schema order the erasure too.
+        let mut fks = Vec::new();
+        for t in &system.tables {
+            let rows = sqlx::query("SELECT \"table\" FROM pragma_foreign_key_list($1)")
+                .bind(t.name.to_string())
+                .fetch_all(&pool)
+                .await
+                .map_err(|e| db_err(&name, "read the schema", e))?;
+            for r in rows {
+                if let Ok(parent) = crate::Ident::parse(&r.get::<String, _>(0)) {
+                    fks.push((t.name.clone(), parent));
+                }
+            }
+        }
+        let plan = plan_with(system, &fks).map_err(|source| ConnectError::Plan {
+            system: name.clone(),
+            source,
+        })?;
         Ok(Self {
             name,
             pool,
@@ -206,7 +226,11 @@ impl SqliteSystem {
     }
 
     /// The first column of the first row of a consequence query, as text.
-    pub async fn value(&self, query: &str, subject: &SubjectId) -> Result<Option<String>, ConnectError> {
+    pub async fn value(
+        &self,
+        query: &str,
+        subject: &SubjectId,
+    ) -> Result<Option<String>, ConnectError> {
         let row = sqlx::query(AssertSqlSafe(query.to_owned()))
             .bind(subject.expose().to_owned())
             .fetch_optional(&self.pool)
@@ -252,12 +276,28 @@ impl SqliteSystem {
         let mut recorded = Vec::new();
         for (step, scope) in self.plan.steps.iter().zip(scopes) {
             let sql = match &step.action {
-                Action::Delete => format!("DELETE FROM {} WHERE {}", step.table.quoted(), step.condition),
+                Action::Delete => format!(
+                    "DELETE FROM {} WHERE {}",
+                    step.table.quoted(),
+                    step.condition
+                ),
                 Action::Nullify { columns } => {
-                    let sets: Vec<String> = columns.iter().map(|c| format!("{} = NULL", c.quoted())).collect();
-                    format!("UPDATE {} SET {} WHERE {}", step.table.quoted(), sets.join(", "), step.condition)
+                    let sets: Vec<String> = columns
+                        .iter()
+                        .map(|c| format!("{} = NULL", c.quoted()))
+                        .collect();
+                    format!(
+                        "UPDATE {} SET {} WHERE {}",
+                        step.table.quoted(),
+                        sets.join(", "),
+                        step.condition
+                    )
                 }
-                Action::Keep { .. } => format!("SELECT COUNT(*) FROM {} WHERE {}", step.table.quoted(), step.condition),
+                Action::Keep { .. } => format!(
+                    "SELECT COUNT(*) FROM {} WHERE {}",
+                    step.table.quoted(),
+                    step.condition
+                ),
             };
             let rows: u64 = match &step.action {
                 Action::Keep { .. } => {
@@ -323,12 +363,17 @@ impl SqliteSystem {
                 .find(|(t, _)| t == step.table.as_str())
                 .and_then(|(_, s)| s.clone());
             let cond = match (&scope, self.parent_link_columns(step)) {
-                (Some(_), Some(cols)) => format!("json_array({cols}) IN (SELECT value FROM json_each($2))"),
+                (Some(_), Some(cols)) => {
+                    format!("json_array({cols}) IN (SELECT value FROM json_each($2))")
+                }
                 _ => step.condition.clone(),
             };
             let extra = match &step.action {
                 Action::Nullify { columns } => {
-                    let c: Vec<String> = columns.iter().map(|c| format!("{} IS NOT NULL", c.quoted())).collect();
+                    let c: Vec<String> = columns
+                        .iter()
+                        .map(|c| format!("{} IS NOT NULL", c.quoted()))
+                        .collect();
                     format!(" AND ({})", c.join(" OR "))
                 }
                 _ => String::new(),
@@ -350,7 +395,11 @@ impl SqliteSystem {
                     remaining,
                 });
             }
-            if let Some(t) = outcome.tables.iter_mut().find(|t| t.table == step.table.as_str()) {
+            if let Some(t) = outcome
+                .tables
+                .iter_mut()
+                .find(|t| t.table == step.table.as_str())
+            {
                 t.remaining = Some(remaining);
             }
         }
@@ -407,7 +456,12 @@ impl SqliteSystem {
             .collect())
     }
 
-    fn outcome_from_ledger(&self, rows: Vec<LedgerRow>, _now: Timestamp, replayed: bool) -> SystemOutcome {
+    fn outcome_from_ledger(
+        &self,
+        rows: Vec<LedgerRow>,
+        _now: Timestamp,
+        replayed: bool,
+    ) -> SystemOutcome {
         let tables = self
             .plan
             .steps
@@ -415,10 +469,18 @@ impl SqliteSystem {
             .map(|step| {
                 let rec = rows.iter().find(|r| r.table == step.table.as_str());
                 let (legal_basis, retain_until) = match (&step.action, rec) {
-                    (Action::Keep { legal_basis, retention_days }, Some(r)) => (
+                    (
+                        Action::Keep {
+                            legal_basis,
+                            retention_days,
+                        },
+                        Some(r),
+                    ) => (
                         Some(legal_basis.clone()),
                         r.recorded_at
-                            .checked_add(jiff::SignedDuration::from_hours(24 * i64::from(*retention_days)))
+                            .checked_add(jiff::SignedDuration::from_hours(
+                                24 * i64::from(*retention_days),
+                            ))
                             .ok(),
                     ),
                     _ => (None, None),

@@ -108,7 +108,9 @@ impl CaseState {
             Self::ChecksClear => "acknowledge each stated consequence",
             Self::ConsequencesAcknowledged => "confirm the cancellation",
             Self::UnderReview => "wait for an agent's review",
-            Self::CoolingOff => "wait for the cooling-off period to end, or withdraw to keep the account",
+            Self::CoolingOff => {
+                "wait for the cooling-off period to end, or withdraw to keep the account"
+            }
             Self::Erasing => "wait while the data is erased",
             Self::Erased => "nothing: the account is cancelled and the receipt is ready",
             Self::Withdrawn => "nothing: the account was kept",
@@ -291,7 +293,9 @@ pub enum TransitionError {
     AssuranceTooLow { needed: u8, got: u8 },
     #[error("no consequence with id '{id}' is listed on this case")]
     UnknownConsequence { id: String },
-    #[error("consequence '{id}' is now at version {current}; show the user the current text and acknowledge that")]
+    #[error(
+        "consequence '{id}' is now at version {current}; show the user the current text and acknowledge that"
+    )]
     StaleConsequence { id: String, current: u32 },
     #[error("consequence '{id}' is already acknowledged")]
     AlreadyAcknowledged { id: String },
@@ -346,7 +350,11 @@ impl Case {
 
     /// Applies a command at `now`. On success returns the new case and the
     /// one change to audit; on failure the case is untouched.
-    pub fn apply(&self, cmd: &CaseCommand, now: Timestamp) -> Result<(Case, Change), TransitionError> {
+    pub fn apply(
+        &self,
+        cmd: &CaseCommand,
+        now: Timestamp,
+    ) -> Result<(Case, Change), TransitionError> {
         use CaseState as S;
         let mut next = self.clone();
         let from = self.state;
@@ -585,18 +593,28 @@ mod tests {
     fn happy_path_reaches_erased_only_after_cooling_off() {
         let mut c = new_case(false);
         let mut now = t0();
-        for cmd in [verify(), clear(), ack("account_erased"), CaseCommand::Confirm] {
+        for cmd in [
+            verify(),
+            clear(),
+            ack("account_erased"),
+            CaseCommand::Confirm,
+        ] {
             c = c.apply(&cmd, now).unwrap().0;
         }
         assert_eq!(c.state, CaseState::CoolingOff);
-        now = now.checked_add(SignedDuration::from_hours(24 * 7 - 1)).unwrap();
+        now = now
+            .checked_add(SignedDuration::from_hours(24 * 7 - 1))
+            .unwrap();
         let err = c.apply(&CaseCommand::StartErasure, now).unwrap_err();
         assert!(matches!(err, TransitionError::CoolingOffNotOver { .. }));
         now = now.checked_add(SignedDuration::from_hours(1)).unwrap();
         c = c.apply(&CaseCommand::StartErasure, now).unwrap().0;
         c = c.apply(&CaseCommand::CompleteErasure, now).unwrap().0;
         assert_eq!(c.state, CaseState::Erased);
-        assert_eq!(c.acknowledgements[0].text_shown, Consequence::account_gone().text_en);
+        assert_eq!(
+            c.acknowledgements[0].text_shown,
+            Consequence::account_gone().text_en
+        );
     }
 
     #[test]
@@ -634,7 +652,12 @@ mod tests {
     #[test]
     fn review_policy_routes_through_under_review() {
         let mut c = new_case(true);
-        for cmd in [verify(), clear(), ack("account_erased"), CaseCommand::Confirm] {
+        for cmd in [
+            verify(),
+            clear(),
+            ack("account_erased"),
+            CaseCommand::Confirm,
+        ] {
             c = c.apply(&cmd, t0()).unwrap().0;
         }
         assert_eq!(c.state, CaseState::UnderReview);
@@ -643,7 +666,10 @@ mod tests {
         };
         let rejected = c.apply(&r, t0()).unwrap().0;
         assert_eq!(rejected.state, CaseState::Rejected);
-        assert_eq!(rejected.rejection_reason.unwrap().as_str(), "documents unreadable");
+        assert_eq!(
+            rejected.rejection_reason.unwrap().as_str(),
+            "documents unreadable"
+        );
         let approved = c.apply(&CaseCommand::Approve, t0()).unwrap().0;
         assert_eq!(approved.state, CaseState::CoolingOff);
     }
@@ -702,7 +728,9 @@ mod tests {
             Just(CaseCommand::Withdraw),
             Just(CaseCommand::StartErasure),
             Just(CaseCommand::CompleteErasure),
-            Just(CaseCommand::FailErasure { reason: "down".into() }),
+            Just(CaseCommand::FailErasure {
+                reason: "down".into()
+            }),
             Just(CaseCommand::RetryErasure),
         ]
     }

@@ -27,7 +27,10 @@ impl std::fmt::Debug for ManualClock {
 impl ManualClock {
     /// `base` is the underlying time source (the system clock in the demo, a
     /// fixed instant in unit tests).
-    pub fn new(base: impl Fn() -> Timestamp + Send + Sync + 'static, offset: SignedDuration) -> Self {
+    pub fn new(
+        base: impl Fn() -> Timestamp + Send + Sync + 'static,
+        offset: SignedDuration,
+    ) -> Self {
         Self {
             base: Box::new(base),
             offset: Mutex::new(offset),
@@ -66,7 +69,10 @@ mod tests {
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let c = ManualClock::new(move || t0, SignedDuration::ZERO);
         c.advance(SignedDuration::from_hours(24 * 7)).unwrap();
-        assert_eq!(c.now(), "2026-01-08T00:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(
+            c.now(),
+            "2026-01-08T00:00:00Z".parse::<Timestamp>().unwrap()
+        );
         assert!(c.advance(SignedDuration::from_secs(-1)).is_err());
     }
 }

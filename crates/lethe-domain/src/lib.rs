@@ -17,7 +17,5 @@ pub use case::{
     TransitionError,
 };
 pub use clock::{Clock, ManualClock};
-pub use ids::{
-    AssuranceLevel, CaseId, Channel, IdError, MinorUnits, OtpCode, Reason, SubjectId,
-};
+pub use ids::{AssuranceLevel, CaseId, Channel, IdError, MinorUnits, OtpCode, Reason, SubjectId};
 pub use policy::{Policy, PolicyError};

@@ -47,7 +47,12 @@ mod tests {
         let r = pro_rata_refund(MinorUnits::new(1500).unwrap(), 30, 24).unwrap();
         assert_eq!(r.get(), 1200);
         // ¥10.00 for 3 days, 1 left: 333.33 fen rounds down to 333.
-        assert_eq!(pro_rata_refund(MinorUnits::new(1000).unwrap(), 3, 1).unwrap().get(), 333);
+        assert_eq!(
+            pro_rata_refund(MinorUnits::new(1000).unwrap(), 3, 1)
+                .unwrap()
+                .get(),
+            333
+        );
         assert!(pro_rata_refund(MinorUnits::new(1).unwrap(), 0, 0).is_err());
         assert!(pro_rata_refund(MinorUnits::new(1).unwrap(), 3, 4).is_err());
     }

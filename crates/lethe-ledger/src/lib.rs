@@ -70,20 +70,36 @@ pub struct ChainedEvent {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
-    #[error("event at position {position}: expected sequence number {expected}, found {found} (an event was removed, inserted or reordered)")]
-    Sequence { position: usize, expected: u64, found: u64 },
-    #[error("event {seq}: its hash does not match its content or its predecessor (modified, or an earlier event was changed)")]
+    #[error(
+        "event at position {position}: expected sequence number {expected}, found {found} (an event was removed, inserted or reordered)"
+    )]
+    Sequence {
+        position: usize,
+        expected: u64,
+        found: u64,
+    },
+    #[error(
+        "event {seq}: its hash does not match its content or its predecessor (modified, or an earlier event was changed)"
+    )]
     Hash { seq: u64 },
 }
 
 /// Verifies a contiguous run of events starting after `prev` (the chain hash
 /// of the event before `events[0]`, or [`GENESIS`]).
-pub fn verify_chain(prev: Hash, first_seq: u64, events: &[ChainedEvent]) -> Result<Hash, ChainError> {
+pub fn verify_chain(
+    prev: Hash,
+    first_seq: u64,
+    events: &[ChainedEvent],
+) -> Result<Hash, ChainError> {
     let mut head = prev;
     for (i, e) in events.iter().enumerate() {
         let expected = first_seq + i as u64;
         if e.event.seq != expected {
-            return Err(ChainError::Sequence { position: i, expected, found: e.event.seq });
+            return Err(ChainError::Sequence {
+                position: i,
+                expected,
+                found: e.event.seq,
+            });
         }
         let h = chain(&head, &e.event.leaf_hash());
         if hex::encode(h) != e.hash {
@@ -186,7 +202,10 @@ mod tests {
             .map(|s| {
                 let e = ev(s);
                 head = chain(&head, &e.leaf_hash());
-                ChainedEvent { event: e, hash: hex::encode(head) }
+                ChainedEvent {
+                    event: e,
+                    hash: hex::encode(head),
+                }
             })
             .collect()
     }
@@ -197,10 +216,16 @@ mod tests {
         assert!(verify_chain(GENESIS, 1, &evs).is_ok());
         let mut m = evs.clone();
         m[2].event.kind = "case.erased".into();
-        assert_eq!(verify_chain(GENESIS, 1, &m), Err(ChainError::Hash { seq: 3 }));
+        assert_eq!(
+            verify_chain(GENESIS, 1, &m),
+            Err(ChainError::Hash { seq: 3 })
+        );
         let mut r = evs.clone();
         r.remove(1);
-        assert!(matches!(verify_chain(GENESIS, 1, &r), Err(ChainError::Sequence { position: 1, .. })));
+        assert!(matches!(
+            verify_chain(GENESIS, 1, &r),
+            Err(ChainError::Sequence { position: 1, .. })
+        ));
         let mut o = evs.clone();
         o.swap(1, 2);
         assert!(verify_chain(GENESIS, 1, &o).is_err());

@@ -1,1 +1,291 @@
+//! Lethe's server: the HTTP API (axum) and the background worker, wired to
+//! the store, the platform's systems and a clock.
 
+pub mod api;
+pub mod config;
+pub mod middleware;
+pub mod problem;
+pub mod secrets;
+pub mod systems;
+pub mod worker;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use jiff::{SignedDuration, Timestamp};
+use lethe_connect::DataMap;
+use lethe_domain::{Clock, ManualClock, Policy};
+use lethe_store::Store;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use config::Config;
+pub use secrets::Secrets;
+pub use systems::Systems;
+
+/// The production clock: system time, and nothing can move it.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    /// Present only in demo mode: the clock the dev routes can move.
+    pub manual_clock: Option<Arc<ManualClock>>,
+    pub clock_file: Option<PathBuf>,
+    pub datamap: Arc<DataMap>,
+    pub systems: Arc<Systems>,
+    pub secrets: Secrets,
+    pub policy: Policy,
+    pub otp_resend: SignedDuration,
+    pub otp_lockout: SignedDuration,
+    pub limits: config::Limits,
+    pub worker: config::WorkerConfig,
+    pub keys: Arc<middleware::KeyCache>,
+    pub limiter: Arc<middleware::RateLimiter>,
+    pub demo: bool,
+    /// Wakes idle workers when jobs are enqueued.
+    pub wake: Arc<Notify>,
+    /// Wakes the deadline timer (after the demo clock moves).
+    pub timer_wake: Arc<Notify>,
+}
+
+/// How time flows for this server.
+pub enum ClockMode {
+    /// Production: the system clock; no route can move it.
+    System,
+    /// Demo and tests: a manual clock whose offset is kept in a file.
+    Manual {
+        clock: Arc<ManualClock>,
+        offset_file: PathBuf,
+    },
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Lethe", description = "Account cancellation (账号注销) and erasure, safely, provably, on time.\n\nEvery POST needs an `Idempotency-Key` header. Errors are RFC 9457 problem details naming the field at fault."),
+    paths(
+        api::create_case, api::get_case, api::send_code, api::verify_code, api::run_checks, api::acknowledge,
+        api::confirm, api::withdraw, api::review, api::retry, api::receipt, api::timeline,
+        api::dev_outbox, api::dev_advance, api::healthz, api::readyz
+    ),
+    components(schemas(problem::Problem)),
+    modifiers(&SecurityAddon)
+)]
+pub struct ApiDoc;
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(c) = openapi.components.as_mut() {
+            c.add_security_scheme(
+                "api_key",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+/// The OpenAPI document; in production builds the demo routes are left out.
+pub fn openapi(demo: bool) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    if !demo {
+        doc.paths.paths.retain(|p, _| !p.starts_with("/v1/dev/"));
+    }
+    doc
+}
+
+pub fn router(st: AppState) -> Router {
+    let mut v1 = Router::new()
+        .route("/v1/cases", post(api::create_case))
+        .route("/v1/cases/{id}", get(api::get_case))
+        .route("/v1/cases/{id}/verification/sms/send", post(api::send_code))
+        .route(
+            "/v1/cases/{id}/verification/sms/verify",
+            post(api::verify_code),
+        )
+        .route("/v1/cases/{id}/checks", post(api::run_checks))
+        .route("/v1/cases/{id}/acknowledgements", post(api::acknowledge))
+        .route("/v1/cases/{id}/confirm", post(api::confirm))
+        .route("/v1/cases/{id}/withdraw", post(api::withdraw))
+        .route("/v1/cases/{id}/review", post(api::review))
+        .route("/v1/cases/{id}/retry", post(api::retry))
+        .route("/v1/cases/{id}/receipt", get(api::receipt))
+        .route("/v1/cases/{id}/timeline", get(api::timeline));
+    if st.manual_clock.is_some() {
+        v1 = v1
+            .route("/v1/dev/outbox/{id}", get(api::dev_outbox))
+            .route("/v1/dev/clock/advance", post(api::dev_advance));
+    }
+    let v1 = v1
+        .layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            middleware::idempotency,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            middleware::auth,
+        ));
+    let limit = st.limits.body_bytes;
+    let timeout = Duration::from_secs(st.limits.request_timeout_secs);
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi(st.demo)))
+        .fallback(|| async {
+            problem::Problem::not_found("no such route").fix("see /docs for the API")
+        })
+        .layer(axum::middleware::from_fn(middleware::request_id))
+        .layer(axum::middleware::from_fn(
+            move |req, next: axum::middleware::Next| async move {
+                match tokio::time::timeout(timeout, next.run(req)).await {
+                    Ok(r) => r,
+                    Err(_) => axum::response::IntoResponse::into_response(
+                        problem::Problem::new(
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "timeout",
+                            "Request timed out",
+                            "the request took too long",
+                        )
+                        .retry_after(1),
+                    ),
+                }
+            },
+        ))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(st)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Secret(#[from] secrets::SecretError),
+    #[error(transparent)]
+    DataMap(#[from] lethe_connect::DataMapError),
+    #[error(transparent)]
+    Connect(#[from] lethe_connect::ConnectError),
+    #[error("store: {0}")]
+    Store(#[from] lethe_store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A prepared server: state built, socket bound.
+pub struct Server {
+    pub state: AppState,
+    pub listener: tokio::net::TcpListener,
+}
+
+impl Server {
+    pub async fn prepare(cfg: &Config, mode: ClockMode) -> Result<Self, ServeError> {
+        let policy = cfg.validate().map_err(ServeError::Config)?;
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        let secrets = Secrets::load_or_create(&cfg.data_dir)?;
+        let datamap = DataMap::load(&cfg.datamap)?;
+        let systems = Systems::connect(&datamap).await?;
+        let store = Store::open(
+            &cfg.data_dir.join("lethe.db"),
+            lethe_store::StoreOptions::default(),
+        )
+        .await?;
+        let (clock, manual_clock, clock_file): (Arc<dyn Clock>, _, _) = match mode {
+            ClockMode::System => (Arc::new(SystemClock), None, None),
+            ClockMode::Manual { clock, offset_file } => {
+                (clock.clone(), Some(clock), Some(offset_file))
+            }
+        };
+        let demo = manual_clock.is_some();
+        let state = AppState {
+            store,
+            clock,
+            manual_clock,
+            clock_file,
+            datamap: Arc::new(datamap),
+            systems: Arc::new(systems),
+            secrets,
+            policy,
+            otp_resend: SignedDuration::from_secs(cfg.policy.otp_resend_seconds),
+            otp_lockout: SignedDuration::from_mins(cfg.policy.otp_lockout_minutes),
+            limits: cfg.limits.clone(),
+            worker: cfg.worker.clone(),
+            keys: Arc::new(middleware::KeyCache::new()),
+            limiter: Arc::new(middleware::RateLimiter::new(
+                cfg.limits.rate_per_second,
+                cfg.limits.rate_burst,
+            )),
+            demo,
+            wake: Arc::new(Notify::new()),
+            timer_wake: Arc::new(Notify::new()),
+        };
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| ServeError::Listen {
+                addr: cfg.listen,
+                source,
+            })?;
+        Ok(Self { state, listener })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr, ServeError> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves until SIGINT/SIGTERM, then stops taking requests, lets running
+    /// jobs finish (or leaves them leased for resumption) and returns.
+    pub async fn run(self) -> Result<(), ServeError> {
+        let (tx, rx) = watch::channel(false);
+        let workers = worker::spawn(self.state.clone(), rx.clone());
+        let app = router(self.state.clone());
+        let mut srx = rx.clone();
+        let shutdown = async move {
+            let ctrl_c = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let term = std::future::pending::<()>();
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term => {}
+                _ = srx.changed() => {}
+            }
+            tracing::info!("shutting down");
+            let _ = tx.send(true);
+        };
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        for w in workers {
+            let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
+        }
+        Ok(())
+    }
+}

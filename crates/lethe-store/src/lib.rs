@@ -16,7 +16,9 @@ mod writer;
 use jiff::Timestamp;
 use lethe_domain::{Case, CaseCommand, CaseId, CaseState, Change, TransitionError};
 use lethe_ledger::{AuditEvent, ChainedEvent, Hash};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Row, SqliteConnection};
 use std::path::Path;
 use std::str::FromStr;
@@ -30,14 +32,19 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage error during {action}: {message}")]
-    Db { action: &'static str, message: String },
+    Db {
+        action: &'static str,
+        message: String,
+    },
     #[error("the store is shutting down")]
     Closed,
     #[error("no case with id {0}")]
     NotFound(CaseId),
     #[error(transparent)]
     Transition(#[from] TransitionError),
-    #[error("the idempotency key was already used; retry with a new key or repeat the original request")]
+    #[error(
+        "the idempotency key was already used; retry with a new key or repeat the original request"
+    )]
     IdempotencyConflict,
     #[error("no code was sent for this case; request a code first")]
     NoCode,
@@ -88,7 +95,9 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { read_connections: 4 }
+        Self {
+            read_connections: 4,
+        }
     }
 }
 
@@ -174,10 +183,10 @@ impl Store {
         let mut wconn: SqliteConnection = sqlx::ConnectOptions::connect(&base)
             .await
             .map_err(db("open the store"))?;
-        MIGRATOR
-            .run(&mut wconn)
-            .await
-            .map_err(|e| StoreError::Db { action: "migrate", message: e.to_string() })?;
+        MIGRATOR.run(&mut wconn).await.map_err(|e| StoreError::Db {
+            action: "migrate",
+            message: e.to_string(),
+        })?;
         let read = SqlitePoolOptions::new()
             .max_connections(opts.read_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
@@ -186,12 +195,18 @@ impl Store {
             .map_err(db("open read connections"))?;
         let head = load_head(&mut wconn).await?;
         let writer = writer::Writer::start(wconn, head);
-        Ok(Self { read, writer: Arc::new(writer) })
+        Ok(Self {
+            read,
+            writer: Arc::new(writer),
+        })
     }
 
     /// Checks that the store answers (for readiness probes).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.read).await.map_err(db("ping"))?;
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map_err(db("ping"))?;
         Ok(())
     }
 
@@ -292,7 +307,10 @@ impl Store {
         .await
         .map_err(db("find due cases"))?;
         rows.iter()
-            .map(|r| CaseId::parse(&r.get::<String, _>(0)).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .map(|r| {
+                CaseId::parse(&r.get::<String, _>(0))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
             .collect()
     }
 
@@ -318,7 +336,11 @@ impl Store {
     }
 
     /// Events `from_seq..` in order, at most `limit`.
-    pub async fn audit_range(&self, from_seq: u64, limit: u32) -> Result<Vec<ChainedEvent>, StoreError> {
+    pub async fn audit_range(
+        &self,
+        from_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<ChainedEvent>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2",
         )
@@ -332,13 +354,19 @@ impl Store {
 
     // ---------------------------------------------------------- idempotency
 
-    pub async fn idem_get(&self, principal: &str, key: &str) -> Result<Option<IdemRecord>, StoreError> {
-        let row = sqlx::query("SELECT request_hash, status, body FROM idempotency WHERE principal = $1 AND key = $2")
-            .bind(principal.to_owned())
-            .bind(key.to_owned())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db("read idempotency record"))?;
+    pub async fn idem_get(
+        &self,
+        principal: &str,
+        key: &str,
+    ) -> Result<Option<IdemRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT request_hash, status, body FROM idempotency WHERE principal = $1 AND key = $2",
+        )
+        .bind(principal.to_owned())
+        .bind(key.to_owned())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db("read idempotency record"))?;
         Ok(row.map(|r| IdemRecord {
             request_hash: r.get(0),
             status: u16::try_from(r.get::<i64, _>(1)).unwrap_or(500),
@@ -347,7 +375,14 @@ impl Store {
     }
 
     /// Stores the idempotency record of a request that changed no case.
-    pub async fn idem_put(&self, principal: String, key: String, request_hash: String, status: u16, body: String) -> Result<(), StoreError> {
+    pub async fn idem_put(
+        &self,
+        principal: String,
+        key: String,
+        request_hash: String,
+        status: u16,
+        body: String,
+    ) -> Result<(), StoreError> {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
@@ -373,13 +408,15 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    sqlx::query("INSERT INTO api_keys (name, key_hash, created_at) VALUES ($1, $2, $3)")
-                        .bind(name)
-                        .bind(key_hash)
-                        .bind(ms(now_wall()))
-                        .execute(&mut ctx.conn)
-                        .await
-                        .map_err(db("insert API key"))?;
+                    sqlx::query(
+                        "INSERT INTO api_keys (name, key_hash, created_at) VALUES ($1, $2, $3)",
+                    )
+                    .bind(name)
+                    .bind(key_hash)
+                    .bind(ms(now_wall()))
+                    .execute(&mut ctx.conn)
+                    .await
+                    .map_err(db("insert API key"))?;
                     Ok(())
                 })
             })
@@ -614,7 +651,11 @@ impl Store {
     }
 
     /// Claims the oldest ready job (or one whose lease expired) for `lease`.
-    pub async fn claim_job(&self, now: Timestamp, lease: jiff::SignedDuration) -> Result<Option<Job>, StoreError> {
+    pub async fn claim_job(
+        &self,
+        now: Timestamp,
+        lease: jiff::SignedDuration,
+    ) -> Result<Option<Job>, StoreError> {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
@@ -650,12 +691,14 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    sqlx::query("UPDATE jobs SET lease_until = $1 WHERE id = $2 AND state = 'leased'")
-                        .bind(ms(until))
-                        .bind(job_id)
-                        .execute(&mut ctx.conn)
-                        .await
-                        .map_err(db("heartbeat"))?;
+                    sqlx::query(
+                        "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND state = 'leased'",
+                    )
+                    .bind(ms(until))
+                    .bind(job_id)
+                    .execute(&mut ctx.conn)
+                    .await
+                    .map_err(db("heartbeat"))?;
                     Ok(())
                 })
             })
@@ -663,7 +706,12 @@ impl Store {
     }
 
     /// Puts a failed job back with a later `run_at`, or marks it dead.
-    pub async fn retry_job(&self, job_id: i64, error: String, run_at: Option<Timestamp>) -> Result<(), StoreError> {
+    pub async fn retry_job(
+        &self,
+        job_id: i64,
+        error: String,
+        run_at: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
@@ -786,7 +834,13 @@ impl Store {
     }
 
     /// Marks the case failed (needs an operator) and its job dead.
-    pub async fn fail_erasure(&self, job_id: i64, id: CaseId, reason: String, now: Timestamp) -> Result<Case, StoreError> {
+    pub async fn fail_erasure(
+        &self,
+        job_id: i64,
+        id: CaseId,
+        reason: String,
+        now: Timestamp,
+    ) -> Result<Case, StoreError> {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
@@ -807,7 +861,13 @@ impl Store {
     }
 
     /// An operator's retry of a failed case: dead erase jobs are re-armed.
-    pub async fn retry_erasure(&self, id: CaseId, now: Timestamp, actor: String, idem: Option<Idem>) -> Result<Case, StoreError> {
+    pub async fn retry_erasure(
+        &self,
+        id: CaseId,
+        now: Timestamp,
+        actor: String,
+        idem: Option<Idem>,
+    ) -> Result<Case, StoreError> {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
@@ -846,7 +906,8 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("case record: {}", e.classify() as u8)))
+    serde_json::from_str(s)
+        .map_err(|e| StoreError::Corrupt(format!("case record: {}", e.classify() as u8)))
 }
 
 fn unique_to_conflict(e: sqlx::Error, action: &'static str) -> StoreError {
@@ -864,11 +925,18 @@ async fn load_head(conn: &mut SqliteConnection) -> Result<writer::Head, StoreErr
         .await
         .map_err(db("read audit head"))?;
     Ok(match row {
-        None => writer::Head { seq: 0, hash: lethe_ledger::GENESIS },
+        None => writer::Head {
+            seq: 0,
+            hash: lethe_ledger::GENESIS,
+        },
         Some(r) => {
             let mut hash: Hash = [0; 32];
-            hex::decode_to_slice(r.get::<String, _>(1), &mut hash).map_err(|_| StoreError::Corrupt("audit head hash".into()))?;
-            writer::Head { seq: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0), hash }
+            hex::decode_to_slice(r.get::<String, _>(1), &mut hash)
+                .map_err(|_| StoreError::Corrupt("audit head hash".into()))?;
+            writer::Head {
+                seq: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
+                hash,
+            }
         }
     })
 }
@@ -893,7 +961,13 @@ async fn pseudonym_of(ctx: &mut WriteCtx, id: CaseId) -> Result<String, StoreErr
 
 /// Loads, applies, writes and audits one command inside the current
 /// transaction. The update checks the version it read (optimistic lock).
-async fn apply_in(ctx: &mut WriteCtx, id: CaseId, cmd: &CaseCommand, now: Timestamp, actor: &str) -> Result<Case, StoreError> {
+async fn apply_in(
+    ctx: &mut WriteCtx,
+    id: CaseId,
+    cmd: &CaseCommand,
+    now: Timestamp,
+    actor: &str,
+) -> Result<Case, StoreError> {
     let case = load_case(ctx, id).await?;
     let (next, change) = case.apply(cmd, now)?;
     let n = sqlx::query("UPDATE cases SET state = $1, version = $2, updated_at = $3, cooling_off_ends_at = $4, body = $5 WHERE id = $6 AND version = $7")
@@ -909,14 +983,23 @@ async fn apply_in(ctx: &mut WriteCtx, id: CaseId, cmd: &CaseCommand, now: Timest
         .map_err(db("update case"))?
         .rows_affected();
     if n != 1 {
-        return Err(StoreError::Db { action: "update case", message: "the case changed concurrently; retry".into() });
+        return Err(StoreError::Db {
+            action: "update case",
+            message: "the case changed concurrently; retry".into(),
+        });
     }
     let pseudo = pseudonym_of(ctx, id).await?;
     append_audit(ctx, &next, &pseudo, &change, actor).await?;
     Ok(next)
 }
 
-async fn append_audit(ctx: &mut WriteCtx, case: &Case, pseudonym: &str, change: &Change, actor: &str) -> Result<(), StoreError> {
+async fn append_audit(
+    ctx: &mut WriteCtx,
+    case: &Case,
+    pseudonym: &str,
+    change: &Change,
+    actor: &str,
+) -> Result<(), StoreError> {
     let event = AuditEvent {
         seq: ctx.head.seq + 1,
         case_id: case.id.to_string(),
@@ -943,7 +1026,10 @@ async fn append_audit(ctx: &mut WriteCtx, case: &Case, pseudonym: &str, change: 
         .execute(&mut ctx.conn)
         .await
         .map_err(db("append audit event"))?;
-    ctx.head = writer::Head { seq: ctx.head.seq + 1, hash };
+    ctx.head = writer::Head {
+        seq: ctx.head.seq + 1,
+        hash,
+    };
     Ok(())
 }
 
@@ -951,19 +1037,25 @@ async fn append_audit(ctx: &mut WriteCtx, case: &Case, pseudonym: &str, change: 
 /// with the same key that committed first makes this one a conflict.
 async fn claim_idem(ctx: &mut WriteCtx, idem: Option<&Idem>) -> Result<(), StoreError> {
     let Some(i) = idem else { return Ok(()) };
-    let existing: Option<String> = sqlx::query_scalar("SELECT request_hash FROM idempotency WHERE principal = $1 AND key = $2")
-        .bind(i.principal.clone())
-        .bind(i.key.clone())
-        .fetch_optional(&mut ctx.conn)
-        .await
-        .map_err(db("read idempotency record"))?;
+    let existing: Option<String> = sqlx::query_scalar(
+        "SELECT request_hash FROM idempotency WHERE principal = $1 AND key = $2",
+    )
+    .bind(i.principal.clone())
+    .bind(i.key.clone())
+    .fetch_optional(&mut ctx.conn)
+    .await
+    .map_err(db("read idempotency record"))?;
     if existing.is_some() {
         return Err(StoreError::IdempotencyConflict);
     }
     Ok(())
 }
 
-async fn finish_idem(ctx: &mut WriteCtx, idem: Option<&Idem>, case: &Case) -> Result<(), StoreError> {
+async fn finish_idem(
+    ctx: &mut WriteCtx,
+    idem: Option<&Idem>,
+    case: &Case,
+) -> Result<(), StoreError> {
     let Some(i) = idem else { return Ok(()) };
     sqlx::query("INSERT INTO idempotency (principal, key, request_hash, status, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(i.principal.clone())
@@ -978,7 +1070,12 @@ async fn finish_idem(ctx: &mut WriteCtx, idem: Option<&Idem>, case: &Case) -> Re
     Ok(())
 }
 
-async fn enqueue(ctx: &mut WriteCtx, id: &CaseId, j: &NewJob, now: Timestamp) -> Result<(), StoreError> {
+async fn enqueue(
+    ctx: &mut WriteCtx,
+    id: &CaseId,
+    j: &NewJob,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO jobs (kind, case_id, system, state, attempts, max_attempts, run_at, created_at) VALUES ($1, $2, $3, 'ready', 0, $4, $5, $5) ON CONFLICT (kind, case_id, system) DO NOTHING")
         .bind(j.kind.clone())
         .bind(id.to_string())
@@ -1002,7 +1099,8 @@ fn row_to_event(r: &sqlx::sqlite::SqliteRow) -> Result<ChainedEvent, StoreError>
             to_state: r.get(5),
             actor: r.get(6),
             at: r.get(7),
-            detail: serde_json::from_str(&r.get::<String, _>(8)).map_err(|_| StoreError::Corrupt("audit detail".into()))?,
+            detail: serde_json::from_str(&r.get::<String, _>(8))
+                .map_err(|_| StoreError::Corrupt("audit detail".into()))?,
         },
         hash: r.get(9),
     })

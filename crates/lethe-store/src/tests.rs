@@ -9,7 +9,9 @@ fn t0() -> Timestamp {
 
 async fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("lethe.db"), StoreOptions::default()).await.unwrap();
+    let store = Store::open(&dir.path().join("lethe.db"), StoreOptions::default())
+        .await
+        .unwrap();
     (dir, store)
 }
 
@@ -21,19 +23,34 @@ async fn new_case(store: &Store, n: u128) -> Case {
         Policy::default(),
         t0(),
     );
-    store.create_case(case, change, format!("p{n}"), "test".into(), None).await.unwrap()
+    store
+        .create_case(case, change, format!("p{n}"), "test".into(), None)
+        .await
+        .unwrap()
 }
 
 fn command(i: u8) -> CaseCommand {
     match i % 9 {
-        0 => CaseCommand::VerifyIdentity { method: "sms".into(), level: AssuranceLevel::PHONE },
-        1 => CaseCommand::RecordChecks { blockers: vec![], consequences: vec![] },
-        2 => CaseCommand::Acknowledge { consequence_id: "account_erased".into(), version: 1, locale: Locale::En },
+        0 => CaseCommand::VerifyIdentity {
+            method: "sms".into(),
+            level: AssuranceLevel::PHONE,
+        },
+        1 => CaseCommand::RecordChecks {
+            blockers: vec![],
+            consequences: vec![],
+        },
+        2 => CaseCommand::Acknowledge {
+            consequence_id: "account_erased".into(),
+            version: 1,
+            locale: Locale::En,
+        },
         3 => CaseCommand::Confirm,
         4 => CaseCommand::Withdraw,
         5 => CaseCommand::StartErasure,
         6 => CaseCommand::CompleteErasure,
-        7 => CaseCommand::Reject { reason: Reason::parse("no").unwrap() },
+        7 => CaseCommand::Reject {
+            reason: Reason::parse("no").unwrap(),
+        },
         _ => CaseCommand::FailErasure { reason: "x".into() },
     }
 }
@@ -93,7 +110,10 @@ async fn a_failed_operation_does_not_disturb_its_batch() {
     let a = new_case(&store, 1).await;
     // An illegal command and a legal one, submitted together.
     let s1 = store.clone();
-    let bad = tokio::spawn(async move { s1.apply(a.id, CaseCommand::Confirm, t0(), "t".into(), vec![], None).await });
+    let bad = tokio::spawn(async move {
+        s1.apply(a.id, CaseCommand::Confirm, t0(), "t".into(), vec![], None)
+            .await
+    });
     let b = new_case(&store, 2).await;
     assert!(matches!(bad.await.unwrap(), Err(StoreError::Transition(_))));
     assert_eq!(store.audit_for_case(a.id).await.unwrap().len(), 1);
@@ -106,16 +126,71 @@ async fn a_failed_operation_does_not_disturb_its_batch() {
 async fn wrong_codes_lock_and_count_survives() {
     let (_d, store) = open().await;
     let c = new_case(&store, 1).await;
-    let draft = OutboxDraft { channel: "sms".into(), destination: "138****0000".into(), body: "code".into() };
-    store.send_code(c.id, "right".into(), draft, t0(), SignedDuration::from_mins(10), SignedDuration::from_secs(60), "t".into(), None).await.unwrap();
+    let draft = OutboxDraft {
+        channel: "sms".into(),
+        destination: "138****0000".into(),
+        body: "code".into(),
+    };
+    store
+        .send_code(
+            c.id,
+            "right".into(),
+            draft,
+            t0(),
+            SignedDuration::from_mins(10),
+            SignedDuration::from_secs(60),
+            "t".into(),
+            None,
+        )
+        .await
+        .unwrap();
     for left in (1..5).rev() {
-        let e = store.verify_code(c.id, "wrong".into(), t0(), 5, SignedDuration::from_mins(15), "t".into(), None).await.unwrap_err();
-        assert!(matches!(e, StoreError::WrongCode { attempts_left } if attempts_left == left), "{e}");
+        let e = store
+            .verify_code(
+                c.id,
+                "wrong".into(),
+                t0(),
+                5,
+                SignedDuration::from_mins(15),
+                "t".into(),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, StoreError::WrongCode { attempts_left } if attempts_left == left),
+            "{e}"
+        );
     }
-    let e = store.verify_code(c.id, "wrong".into(), t0(), 5, SignedDuration::from_mins(15), "t".into(), None).await.unwrap_err();
+    let e = store
+        .verify_code(
+            c.id,
+            "wrong".into(),
+            t0(),
+            5,
+            SignedDuration::from_mins(15),
+            "t".into(),
+            None,
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(e, StoreError::CodeLocked { .. }));
     // Even the right code is refused while locked.
-    let e = store.verify_code(c.id, "right".into(), t0(), 5, SignedDuration::from_mins(15), "t".into(), None).await.unwrap_err();
+    let e = store
+        .verify_code(
+            c.id,
+            "right".into(),
+            t0(),
+            5,
+            SignedDuration::from_mins(15),
+            "t".into(),
+            None,
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(e, StoreError::CodeLocked { .. }));
-    assert_eq!(store.get_case(c.id).await.unwrap().unwrap().state, CaseState::Submitted);
+    assert_eq!(
+        store.get_case(c.id).await.unwrap().unwrap().state,
+        CaseState::Submitted
+    );
 }

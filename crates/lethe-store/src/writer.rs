@@ -46,7 +46,9 @@ impl Writer {
     pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut WriteCtx) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut WriteCtx) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
     {
         let (reply, rx) = oneshot::channel::<Result<T, StoreError>>();
         let op: Op = Box::new(move |ctx| {
@@ -74,12 +76,18 @@ impl Writer {
 }
 
 async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), StoreError> {
-    sqlx::query(sql).execute(&mut *conn).await.map_err(db("transaction control"))?;
+    sqlx::query(sql)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("transaction control"))?;
     Ok(())
 }
 
 fn copy_err(e: &StoreError) -> StoreError {
-    StoreError::Db { action: "commit", message: e.to_string() }
+    StoreError::Db {
+        action: "commit",
+        message: e.to_string(),
+    }
 }
 
 async fn run(mut ctx: WriteCtx, mut rx: mpsc::Receiver<Op>) {

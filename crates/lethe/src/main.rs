@@ -1,1 +1,351 @@
-fn main() {}
+//! The `lethe` command.
+
+mod demo_mart;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use lethe_domain::ManualClock;
+use lethe_server::{ClockMode, Config, Server};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "lethe",
+    version,
+    about = "Account cancellation and erasure: safely, provably, on time."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run Lethe with the bundled demo platform, Demo Mart, on SQLite.
+    Demo {
+        /// Where the demo keeps its databases and keys.
+        #[arg(long, default_value = "var/demo")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Number of Demo Mart users to generate on first run.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=2_000_000))]
+        users: u32,
+        /// Write {url, api_key} as JSON to this file once listening.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+        /// Seconds of a job lease (shorter makes crash recovery faster).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=3600))]
+        lease_secs: i64,
+        /// Requests per second allowed per API key.
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        rate: u32,
+    },
+    /// Run Lethe with a configuration file (production: the system clock).
+    Serve {
+        #[arg(long, default_value = "lethe.toml")]
+        config: PathBuf,
+    },
+    /// Check a configuration file and its data map; explain each error.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Manage the API keys platforms use.
+    Apikey {
+        #[command(subcommand)]
+        cmd: ApikeyCmd,
+    },
+    /// Show the erasure plan of a data map (nothing is erased).
+    Datamap {
+        #[command(subcommand)]
+        cmd: DatamapCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    Check {
+        #[arg(long, default_value = "lethe.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApikeyCmd {
+    /// Create a key; it is printed once and stored only as a hash.
+    Create {
+        #[arg(long, default_value = "lethe.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+    /// Revoke a key by name.
+    Revoke {
+        #[arg(long, default_value = "lethe.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DatamapCmd {
+    /// Print, per system, the tables in erasure order with their action and
+    /// the condition that selects a subject's rows.
+    Plan {
+        #[arg(long)]
+        datamap: PathBuf,
+    },
+}
+
+fn init_logs() {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter = EnvFilter::try_from_env("LETHE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_current_span(true)
+        .init();
+}
+
+fn load_config(path: &Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the configuration {}", path.display()))?;
+    let cfg: Config = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("configuration {}: {e}", path.display()))?;
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("configuration {}: {e}", path.display()))?;
+    Ok(cfg)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Cmd::Demo { data_dir, .. } = &cli.cmd {
+        // The demo data map names DEMO_MART_URL for Demo Mart's database.
+        // SAFETY: set before the async runtime starts, while this is the
+        // only thread, so nothing reads the environment concurrently.
+        let mart = std::path::absolute(data_dir.join("demo-mart.db"))?;
+        unsafe { std::env::set_var("DEMO_MART_URL", format!("sqlite://{}", mart.display())) };
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Demo {
+            data_dir,
+            listen,
+            users,
+            ready_file,
+            lease_secs,
+            rate,
+        } => {
+            init_logs();
+            demo(data_dir, listen, users, ready_file, lease_secs, rate).await
+        }
+        Cmd::Serve { config } => {
+            init_logs();
+            let cfg = load_config(&config)?;
+            let server = Server::prepare(&cfg, ClockMode::System).await?;
+            tracing::info!(addr = %server.local_addr()?, "lethe listening");
+            server.run().await?;
+            Ok(())
+        }
+        Cmd::Config {
+            cmd: ConfigCmd::Check { config },
+        } => {
+            let cfg = load_config(&config)?;
+            let map = lethe_connect::DataMap::load(&cfg.datamap)?;
+            for s in &map.systems {
+                lethe_connect::planner::plan(s)?;
+                if std::env::var(&s.url_env).is_err() {
+                    bail!(
+                        "system {}: the environment variable {} is not set; export it with the connection URL",
+                        s.name,
+                        s.url_env
+                    );
+                }
+            }
+            println!(
+                "configuration {} is valid ({} system(s) in the data map)",
+                config.display(),
+                map.systems.len()
+            );
+            Ok(())
+        }
+        Cmd::Apikey { cmd } => {
+            let (config, name, create) = match cmd {
+                ApikeyCmd::Create { config, name } => (config, name, true),
+                ApikeyCmd::Revoke { config, name } => (config, name, false),
+            };
+            let cfg = load_config(&config)?;
+            std::fs::create_dir_all(&cfg.data_dir)?;
+            let store =
+                lethe_store::Store::open(&cfg.data_dir.join("lethe.db"), Default::default())
+                    .await?;
+            if create {
+                let key = new_api_key();
+                store
+                    .insert_api_key(name.clone(), lethe_server::middleware::hash_api_key(&key))
+                    .await?;
+                println!("{key}");
+                eprintln!(
+                    "API key '{name}' created. It is shown only now; Lethe keeps only its hash."
+                );
+            } else if store.revoke_api_key(name.clone()).await? {
+                eprintln!("API key '{name}' revoked.");
+            } else {
+                bail!("no live API key named '{name}'");
+            }
+            Ok(())
+        }
+        Cmd::Datamap {
+            cmd: DatamapCmd::Plan { datamap },
+        } => {
+            let map = lethe_connect::DataMap::load(&datamap)?;
+            for s in &map.systems {
+                let plan = lethe_connect::planner::plan(s)?;
+                println!("system {} ({:?}), erased in this order:", s.name, s.kind);
+                for (i, step) in plan.steps.iter().enumerate() {
+                    println!(
+                        "  {:>2}. {:<20} {:<8} WHERE {}",
+                        i + 1,
+                        step.table.as_str(),
+                        step.action.name(),
+                        step.condition
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn new_api_key() -> String {
+    let bytes: [u8; 24] = rand::random();
+    format!("lk_{}", hex::encode(bytes))
+}
+
+async fn demo(
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    users: u32,
+    ready_file: Option<PathBuf>,
+    lease_secs: i64,
+    rate: u32,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize()?;
+    let mart = data_dir.join("demo-mart.db");
+    let started = std::time::Instant::now();
+    if demo_mart::ensure(&mart, users).await? {
+        tracing::info!(
+            users,
+            ms = started.elapsed().as_millis() as u64,
+            "Demo Mart generated"
+        );
+    }
+    let datamap = data_dir.join("datamap.toml");
+    if !datamap.exists() {
+        std::fs::write(
+            &datamap,
+            include_str!("../../../examples/demo-mart/datamap.toml"),
+        )?;
+    }
+    let cfg_text = format!(
+        "listen = \"{listen}\"\ndata_dir = \"{}\"\ndatamap = \"{}\"\n\n[policy]\ncooling_off_days = 7\n\n[limits]\nrate_per_second = {rate}\nrate_burst = {}\n\n[worker]\nlease_secs = {lease_secs}\ntimer_interval_ms = 200\n",
+        data_dir.display(),
+        datamap.display(),
+        rate.saturating_mul(2)
+    );
+    let cfg: Config = toml::from_str(&cfg_text)?;
+    // The demo clock: real time plus an offset that the dev routes move
+    // forward, kept in a file so a restart does not turn time back.
+    let offset_file = data_dir.join("demo-clock-offset");
+    let offset = std::fs::read_to_string(&offset_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    let clock = Arc::new(ManualClock::new(
+        jiff::Timestamp::now,
+        jiff::SignedDuration::from_secs(offset),
+    ));
+    let server = Server::prepare(&cfg, ClockMode::Manual { clock, offset_file }).await?;
+    let key_file = data_dir.join("demo-api-key");
+    let api_key = match std::fs::read_to_string(&key_file) {
+        Ok(k) => k.trim().to_owned(),
+        Err(_) => {
+            let k = new_api_key();
+            server
+                .state
+                .store
+                .insert_api_key("demo".into(), lethe_server::middleware::hash_api_key(&k))
+                .await?;
+            write_private(&key_file, &k)?;
+            k
+        }
+    };
+    let addr = server.local_addr()?;
+    let url = format!("http://{addr}");
+    if let Some(rf) = ready_file {
+        let tmp = rf.with_extension("tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::json!({ "url": url, "api_key": api_key, "data_dir": data_dir }).to_string(),
+        )?;
+        std::fs::rename(&tmp, &rf)?;
+    }
+    println!(
+        r#"
+Lethe demo is running with Demo Mart ({users} users at first run).
+
+  URL:       {url}
+  API docs:  {url}/docs
+  API key:   {api_key}
+  Data:      {dir}
+
+Try this (each POST needs a fresh Idempotency-Key):
+
+  K={api_key}; U={url}
+  H="-H 'Authorization: Bearer $K' -H 'Content-Type: application/json'"
+  curl -s -X POST $U/v1/cases -H "Authorization: Bearer $K" -H "Content-Type: application/json" \
+       -H "Idempotency-Key: $(uuidgen || date +%s%N)" -d '{{"subject_id":"1","channel":"app"}}'
+
+Then follow README.md ("Walk through one cancellation"): send and verify the
+code (the SMS lands in /v1/dev/outbox/{{id}}), run the checks, acknowledge the
+consequences, confirm, move the demo clock 7 days with /v1/dev/clock/advance,
+and read the receipt. Stop with Ctrl-C.
+"#,
+        dir = data_dir.display()
+    );
+    server.run().await?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text)?;
+    Ok(())
+}

@@ -103,3 +103,7 @@ CREATE TABLE receipts (
     body TEXT NOT NULL,
     created_at INTEGER NOT NULL
 );
+
+-- One open case per account and platform.
+CREATE UNIQUE INDEX cases_open_subject ON cases (principal, subject)
+    WHERE state NOT IN ('erased', 'withdrawn', 'rejected');

@@ -1,0 +1,763 @@
+//! The HTTP JSON API for the platform's back end.
+
+use axum::Extension;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use lethe_domain::{Case, CaseCommand, CaseId, Channel, Locale, OtpCode, Reason, SubjectId};
+use lethe_store::{Idem, NewJob, OutboxDraft};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::middleware::{IdemKey, IdemStored, Principal};
+use crate::problem::{Problem, redact_serde};
+
+// ------------------------------------------------------------------ extractor
+
+/// JSON body extractor that answers with problem+json naming the field.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let ct_ok = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !ct_ok {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "media-type",
+                "JSON expected",
+                "the body must be JSON",
+            )
+            .field("Content-Type")
+            .fix("send `Content-Type: application/json`")
+            .into_response());
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    crate::middleware::too_large(0)
+                } else {
+                    Problem::bad_request("body", "the body could not be read").into_response()
+                }
+            })?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error::deserialize::<_, T>(de) {
+            Ok(v) => Ok(ApiJson(v)),
+            Err(e) => {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let msg = redact_serde(&inner.to_string());
+                let p = if inner.is_syntax() || inner.is_eof() {
+                    Problem::bad_request(
+                        "malformed-json",
+                        format!("the body is not valid JSON: {msg}"),
+                    )
+                    .fix("send a well-formed JSON object")
+                } else {
+                    let field = if path == "." {
+                        None
+                    } else {
+                        Some(path.clone())
+                    };
+                    let mut p = Problem::unprocessable(format!(
+                        "{}: {msg}",
+                        field.as_deref().unwrap_or("body")
+                    ));
+                    if let Some(f) = field {
+                        p = p.field(f);
+                    }
+                    p.fix("see the request schema at /openapi.json")
+                };
+                Err(p.into_response())
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------- views
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaseView {
+    pub id: String,
+    /// One of: submitted, identity_verified, checks_blocked, checks_clear,
+    /// consequences_acknowledged, under_review, cooling_off, erasing,
+    /// erased, withdrawn, rejected, failed.
+    pub state: String,
+    pub channel: String,
+    /// What has to happen next.
+    pub next_step: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub assurance_level: u8,
+    pub verified_by: Option<String>,
+    pub blockers: Vec<BlockerView>,
+    pub consequences: Vec<ConsequenceView>,
+    pub cooling_off_ends_at: Option<String>,
+    pub erasure_started_at: Option<String>,
+    pub closed_at: Option<String>,
+    pub rejection_reason: Option<String>,
+    pub failure: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BlockerView {
+    pub code: String,
+    pub system: String,
+    pub message_zh: String,
+    pub message_en: String,
+    /// The platform's references (order numbers).
+    pub items: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsequenceView {
+    pub id: String,
+    pub version: u32,
+    pub text_zh: String,
+    pub text_en: String,
+    pub acknowledged: bool,
+}
+
+impl From<&Case> for CaseView {
+    fn from(c: &Case) -> Self {
+        Self {
+            id: c.id.to_string(),
+            state: c.state.as_str().into(),
+            channel: c.channel.as_str().into(),
+            next_step: c.state.next_step().into(),
+            created_at: c.created_at.to_string(),
+            updated_at: c.updated_at.to_string(),
+            assurance_level: c.assurance.get(),
+            verified_by: c.verified_by.clone(),
+            blockers: c
+                .blockers
+                .iter()
+                .map(|b| BlockerView {
+                    code: b.code.clone(),
+                    system: b.system.clone(),
+                    message_zh: b.message_zh.clone(),
+                    message_en: b.message_en.clone(),
+                    items: b.items.clone(),
+                })
+                .collect(),
+            consequences: c
+                .consequences
+                .iter()
+                .map(|q| ConsequenceView {
+                    id: q.id.clone(),
+                    version: q.version,
+                    text_zh: q.text_zh.clone(),
+                    text_en: q.text_en.clone(),
+                    acknowledged: c
+                        .acknowledgements
+                        .iter()
+                        .any(|a| a.consequence_id == q.id && a.version == q.version),
+                })
+                .collect(),
+            cooling_off_ends_at: c.cooling_off_ends_at.map(|t| t.to_string()),
+            erasure_started_at: c.erasure_started_at.map(|t| t.to_string()),
+            closed_at: c.closed_at.map(|t| t.to_string()),
+            rejection_reason: c.rejection_reason.as_ref().map(|r| r.as_str().to_owned()),
+            failure: c.failure.clone(),
+        }
+    }
+}
+
+pub fn render_case(c: &Case) -> String {
+    serde_json::to_string(&CaseView::from(c)).unwrap_or_default()
+}
+
+fn case_response(status: StatusCode, c: &Case, stored: bool) -> Response {
+    let mut r = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        render_case(c),
+    )
+        .into_response();
+    if stored {
+        r.extensions_mut().insert(IdemStored);
+    }
+    r
+}
+
+fn idem(k: Option<Extension<IdemKey>>, status: StatusCode) -> Option<Idem> {
+    k.map(|Extension(k)| Idem {
+        principal: k.principal,
+        key: k.key,
+        request_hash: k.request_hash,
+        status: status.as_u16(),
+        render: render_case,
+    })
+}
+
+fn parse_id(s: &str) -> Result<CaseId, Problem> {
+    CaseId::parse(s).map_err(|e| {
+        Problem::bad_request("case-id", format!("the case id in the path {e}")).field("id")
+    })
+}
+
+/// Loads a case and checks it belongs to the caller (another platform's
+/// case is reported as not found).
+async fn owned(st: &AppState, p: &Principal, id: CaseId) -> Result<Case, Problem> {
+    match st.store.case_principal(id).await? {
+        Some(owner) if owner == p.0 => {}
+        _ => return Err(Problem::not_found("no case with this id")),
+    }
+    st.store
+        .get_case(id)
+        .await?
+        .ok_or_else(|| Problem::not_found("no case with this id"))
+}
+
+// ------------------------------------------------------------------- handlers
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCase {
+    /// The platform's id of the account to cancel.
+    #[schema(value_type = String, example = "10042")]
+    pub subject_id: SubjectId,
+    /// app, recovery, hotline or counter.
+    #[schema(value_type = String, example = "app")]
+    pub channel: Channel,
+}
+
+/// Open a cancellation case.
+#[utoipa::path(post, path = "/v1/cases", request_body = CreateCase, tag = "cases",
+    params(("Idempotency-Key" = String, Header, description = "unique per request; repeat it to retry safely")),
+    responses((status = 201, body = CaseView), (status = 409, body = Problem, description = "an open case exists"), (status = 422, body = Problem)),
+    security(("api_key" = [])))]
+pub async fn create_case(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    key: Option<Extension<IdemKey>>,
+    ApiJson(body): ApiJson<CreateCase>,
+) -> Result<Response, Problem> {
+    if !st.systems.subject_exists(&body.subject_id).await? {
+        return Err(Problem::unprocessable(
+            "no account with this subject_id exists on the platform",
+        )
+        .field("subject_id")
+        .fix("send the platform's id of an existing account"));
+    }
+    let id = CaseId::from_uuid(uuid::Uuid::now_v7());
+    let (case, change) = Case::open(
+        id,
+        body.subject_id,
+        body.channel,
+        st.policy.clone(),
+        st.clock.now(),
+    );
+    let pseudo = st.secrets.pseudonym(case.subject.expose());
+    let stored = key.is_some();
+    let case = st
+        .store
+        .create_case(
+            case,
+            change,
+            pseudo,
+            p.0.clone(),
+            idem(key, StatusCode::CREATED),
+        )
+        .await
+        .map_err(|e| match e {
+            lethe_store::StoreError::Db { message, .. } if message.contains("cases.subject") => {
+                Problem::conflict(
+                    "open-case-exists",
+                    "this account already has an open cancellation case",
+                )
+                .field("subject_id")
+                .fix("continue or withdraw the open case")
+            }
+            other => other.into(),
+        })?;
+    Ok(case_response(StatusCode::CREATED, &case, stored))
+}
+
+/// Read a case: its state, the next step, blockers and consequences.
+#[utoipa::path(get, path = "/v1/cases/{id}", tag = "cases", params(("id" = String, Path)),
+    responses((status = 200, body = CaseView), (status = 404, body = Problem)), security(("api_key" = [])))]
+pub async fn get_case(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let case = owned(&st, &p, parse_id(&id)?).await?;
+    Ok(case_response(StatusCode::OK, &case, false))
+}
+
+/// Send a one-time code to the account's registered phone.
+#[utoipa::path(post, path = "/v1/cases/{id}/verification/sms/send", tag = "verification", params(("id" = String, Path)),
+    responses((status = 200, body = CaseView), (status = 429, body = Problem)), security(("api_key" = [])))]
+pub async fn send_code(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    key: Option<Extension<IdemKey>>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let case = owned(&st, &p, parse_id(&id)?).await?;
+    if !st.demo {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sms-not-configured",
+            "SMS delivery is not configured",
+            "no SMS gateway is configured on this server",
+        )
+        .fix(
+            "verify through another channel; the signed SMS gateway webhook is not available yet",
+        ));
+    }
+    let phone = st.systems.phone(&case.subject).await?.ok_or_else(|| {
+        Problem::unprocessable("the account has no registered phone")
+            .fix("verify through the hotline or a counter")
+    })?;
+    let code = format!("{:06}", rand::random_range(0..1_000_000u32));
+    let hash = st.secrets.code_hash(&case.id.to_string(), &code);
+    let draft = OutboxDraft {
+        channel: "sms".into(),
+        destination: mask_phone(&phone),
+        body: format!(
+            "【注销验证】验证码 {code}，{} 分钟内有效。如非本人操作请忽略。Your cancellation code is {code}.",
+            st.policy.otp_ttl.as_secs() / 60
+        ),
+    };
+    let stored = key.is_some();
+    let case = st
+        .store
+        .send_code(
+            case.id,
+            hash,
+            draft,
+            st.clock.now(),
+            st.policy.otp_ttl,
+            st.otp_resend,
+            format!("platform:{}", p.0),
+            idem(key, StatusCode::OK),
+        )
+        .await?;
+    Ok(case_response(StatusCode::OK, &case, stored))
+}
+
+fn mask_phone(p: &str) -> String {
+    let digits: Vec<char> = p.chars().collect();
+    if digits.len() < 7 {
+        return "****".into();
+    }
+    let head: String = digits[..3].iter().collect();
+    let tail: String = digits[digits.len() - 4..].iter().collect();
+    format!("{head}****{tail}")
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyCode {
+    /// The six digits the user received.
+    #[schema(value_type = String, example = "123456")]
+    pub code: OtpCode,
+}
+
+/// Check the one-time code; on success the identity is verified.
+#[utoipa::path(post, path = "/v1/cases/{id}/verification/sms/verify", request_body = VerifyCode, tag = "verification", params(("id" = String, Path)),
+    responses((status = 200, body = CaseView), (status = 422, body = Problem), (status = 429, body = Problem)), security(("api_key" = [])))]
+pub async fn verify_code(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    key: Option<Extension<IdemKey>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<VerifyCode>,
+) -> Result<Response, Problem> {
+    let case = owned(&st, &p, parse_id(&id)?).await?;
+    let hash = st
+        .secrets
+        .code_hash(&case.id.to_string(), body.code.expose());
+    let stored = key.is_some();
+    let case = st
+        .store
+        .verify_code(
+            case.id,
+            hash,
+            st.clock.now(),
+            st.policy.otp_max_attempts,
+            st.otp_lockout,
+            format!("platform:{}", p.0),
+            idem(key, StatusCode::OK),
+        )
+        .await?;
+    Ok(case_response(StatusCode::OK, &case, stored))
+}
+
+/// Run the checks: blockers (unfinished orders...) and the consequences to acknowledge.
+#[utoipa::path(post, path = "/v1/cases/{id}/checks", tag = "cases", params(("id" = String, Path)),
+    responses((status = 200, body = CaseView)), security(("api_key" = [])))]
+pub async fn run_checks(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    key: Option<Extension<IdemKey>>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let case = owned(&st, &p, parse_id(&id)?).await?;
+    let (blockers, consequences) = st.systems.checks(&st.datamap, &case.subject).await?;
+    apply(
+        &st,
+        &p,
+        key,
+        case.id,
+        CaseCommand::RecordChecks {
+            blockers,
+            consequences,
+        },
+        vec![],
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Acknowledge {
+    pub consequence_id: String,
+    /// The version of the text that was shown.
+    pub version: u32,
+    /// The language the text was shown in: zh-CN or en.
+    #[schema(value_type = String, example = "zh-CN")]
+    pub locale: Locale,
+}
+
+/// Acknowledge one stated consequence (the exact text and its version are recorded).
+#[utoipa::path(post, path = "/v1/cases/{id}/acknowledgements", request_body = Acknowledge, tag = "cases", params(("id" = String, Path)),
+    responses((status = 200, body = CaseView), (status = 422, body = Problem)), security(("api_key" = [])))]
+pub async fn acknowledge(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    key: Option<Extension<IdemKey>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Acknowledge>,
+) -> Result<Response, Problem> {
+    let id = parse_id(&id)?;
+    owned(&st, &p, id).await?;
+    let cmd = CaseCommand::Acknowledge {
+        consequence_id: body.consequence_id,
+        version: body.version,
+        locale: body.locale,
+    };
+    apply(&st, &p, key, id, cmd, vec![]).await
+}
+
+/// Confirm the cancellation: cooling-off starts (or review, if the policy asks).
+#[utoipa::path(post, path = "/v1/cases/{id}/confirm", tag = "cases", params(("id" = String, Path)),
+    responses((status = 200, body = CaseView), (status = 409, body = Problem)), security(("api_key" = [])))]
+pub async fn confirm(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    key: Option<Extension<IdemKey>>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let id = parse_id(&id)?;
+    owned(&st, &p, id).await?;
+    apply(&st, &p, key, id, CaseCommand::Confirm, vec![]).await
+}
+
+/// Withdraw the case and keep the account (restore during cooling-off).
+#[utoipa::path(post, path = "/v1/cases/{id}/withdraw", tag = "cases", params(("id" = String, Path)),
+    responses((status = 200, body = CaseView), (status = 409, body = Problem)), security(("api_key" = [])))]
+pub async fn withdraw(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    key: Option<Extension<IdemKey>>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let id = parse_id(&id)?;
+    owned(&st, &p, id).await?;
+    apply(&st, &p, key, id, CaseCommand::Withdraw, vec![]).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Review {
+    pub decision: Decision,
+    /// Shown to the user; required to reject.
+    #[schema(value_type = Option<String>)]
+    pub reason: Option<Reason>,
+}
+
+/// An agent's review decision.
+#[utoipa::path(post, path = "/v1/cases/{id}/review", request_body = Review, tag = "cases", params(("id" = String, Path)),
+    responses((status = 200, body = CaseView), (status = 409, body = Problem)), security(("api_key" = [])))]
+pub async fn review(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    key: Option<Extension<IdemKey>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Review>,
+) -> Result<Response, Problem> {
+    let id = parse_id(&id)?;
+    owned(&st, &p, id).await?;
+    let cmd = match (body.decision, body.reason) {
+        (Decision::Approve, _) => CaseCommand::Approve,
+        (Decision::Reject, Some(reason)) => CaseCommand::Reject { reason },
+        (Decision::Reject, None) => {
+            return Err(
+                Problem::unprocessable("a rejection needs a reason the user can read")
+                    .field("reason")
+                    .fix("add \"reason\": \"...\""),
+            );
+        }
+    };
+    apply(&st, &p, key, id, cmd, vec![]).await
+}
+
+/// Retry the erasure of a failed case (operator action).
+#[utoipa::path(post, path = "/v1/cases/{id}/retry", tag = "cases", params(("id" = String, Path)),
+    responses((status = 200, body = CaseView), (status = 409, body = Problem)), security(("api_key" = [])))]
+pub async fn retry(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    key: Option<Extension<IdemKey>>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let id = parse_id(&id)?;
+    owned(&st, &p, id).await?;
+    let stored = key.is_some();
+    let case = st
+        .store
+        .retry_erasure(
+            id,
+            st.clock.now(),
+            format!("platform:{}", p.0),
+            idem(key, StatusCode::OK),
+        )
+        .await?;
+    st.wake.notify_waiters();
+    Ok(case_response(StatusCode::OK, &case, stored))
+}
+
+async fn apply(
+    st: &AppState,
+    p: &Principal,
+    key: Option<Extension<IdemKey>>,
+    id: CaseId,
+    cmd: CaseCommand,
+    jobs: Vec<NewJob>,
+) -> Result<Response, Problem> {
+    let stored = key.is_some();
+    let case = st
+        .store
+        .apply(
+            id,
+            cmd,
+            st.clock.now(),
+            format!("platform:{}", p.0),
+            jobs,
+            idem(key, StatusCode::OK),
+        )
+        .await?;
+    Ok(case_response(StatusCode::OK, &case, stored))
+}
+
+/// The deletion receipt of an erased case.
+#[utoipa::path(get, path = "/v1/cases/{id}/receipt", tag = "proof", params(("id" = String, Path)),
+    responses((status = 200, description = "the receipt (JSON)"), (status = 404, body = Problem)), security(("api_key" = [])))]
+pub async fn receipt(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let id = parse_id(&id)?;
+    let case = owned(&st, &p, id).await?;
+    match st.store.receipt(id).await? {
+        Some(body) => Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response()),
+        None => Err(
+            Problem::not_found(format!("no receipt yet: the case is {}", case.state))
+                .fix("the receipt exists once the case is erased"),
+        ),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimelineEntry {
+    pub seq: u64,
+    pub kind: String,
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub actor: String,
+    pub at: String,
+    pub hash: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Timeline {
+    pub events: Vec<TimelineEntry>,
+    pub jobs: Vec<JobView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    pub kind: String,
+    pub system: String,
+    pub state: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// The case's audit events and background jobs.
+#[utoipa::path(get, path = "/v1/cases/{id}/timeline", tag = "proof", params(("id" = String, Path)),
+    responses((status = 200, body = Timeline)), security(("api_key" = [])))]
+pub async fn timeline(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let id = parse_id(&id)?;
+    owned(&st, &p, id).await?;
+    let events = st.store.audit_for_case(id).await?;
+    let jobs = st.store.jobs_for_case(id).await?;
+    Ok(axum::Json(Timeline {
+        events: events
+            .into_iter()
+            .map(|e| TimelineEntry {
+                seq: e.event.seq,
+                kind: e.event.kind,
+                from_state: e.event.from_state,
+                to_state: e.event.to_state,
+                actor: e.event.actor,
+                at: e.event.at,
+                hash: e.hash,
+            })
+            .collect(),
+        jobs: jobs
+            .into_iter()
+            .map(|j| JobView {
+                kind: j.kind,
+                system: j.system,
+                state: j.state,
+                attempts: j.attempts,
+                last_error: j.last_error,
+            })
+            .collect(),
+    })
+    .into_response())
+}
+
+// ------------------------------------------------------------------- dev only
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutboxView {
+    pub channel: String,
+    /// Masked destination.
+    pub destination: String,
+    pub body: String,
+    pub created_at: String,
+}
+
+/// Demo only: messages the SMS gateway would have delivered for a case.
+#[utoipa::path(get, path = "/v1/dev/outbox/{id}", tag = "demo", params(("id" = String, Path)),
+    responses((status = 200, body = [OutboxView])), security(("api_key" = [])))]
+pub async fn dev_outbox(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let id = parse_id(&id)?;
+    owned(&st, &p, id).await?;
+    let msgs = st.store.outbox_for(id).await?;
+    Ok(axum::Json(
+        msgs.into_iter()
+            .map(|m| OutboxView {
+                channel: m.channel,
+                destination: m.destination,
+                body: m.body,
+                created_at: m.created_at.to_string(),
+            })
+            .collect::<Vec<_>>(),
+    )
+    .into_response())
+}
+
+#[derive(Debug, Deserialize, ToSchema, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct Advance {
+    /// Seconds to move the demo clock forward (at most 400 days).
+    pub seconds: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClockView {
+    pub now: String,
+    pub offset_seconds: i64,
+}
+
+/// Demo only: move the clock forward (a production server has no such route).
+#[utoipa::path(post, path = "/v1/dev/clock/advance", request_body = Advance, tag = "demo",
+    responses((status = 200, body = ClockView)), security(("api_key" = [])))]
+pub async fn dev_advance(
+    State(st): State<AppState>,
+    ApiJson(body): ApiJson<Advance>,
+) -> Result<Response, Problem> {
+    let Some(clock) = &st.manual_clock else {
+        return Err(Problem::not_found("no such route"));
+    };
+    if !(0..=400 * 86_400).contains(&body.seconds) {
+        return Err(
+            Problem::unprocessable("seconds must be between 0 and 34560000 (400 days)")
+                .field("seconds"),
+        );
+    }
+    let off = clock
+        .advance(jiff::SignedDuration::from_secs(body.seconds))
+        .map_err(|m| Problem::unprocessable(m).field("seconds"))?;
+    if let Some(path) = &st.clock_file {
+        if std::fs::write(path, off.as_secs().to_string()).is_err() {
+            tracing::warn!("could not persist the demo clock offset");
+        }
+    }
+    st.wake.notify_waiters();
+    st.timer_wake.notify_waiters();
+    Ok(axum::Json(ClockView {
+        now: clock_now(&st),
+        offset_seconds: off.as_secs(),
+    })
+    .into_response())
+}
+
+fn clock_now(st: &AppState) -> String {
+    st.clock.now().to_string()
+}
+
+// ----------------------------------------------------------------- operations
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the store answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, body = Problem)))]
+pub async fn readyz(State(st): State<AppState>) -> Result<&'static str, Problem> {
+    st.store.ping().await.map_err(|_| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "Not ready",
+            "the store does not answer",
+        )
+    })?;
+    Ok("ready")
+}

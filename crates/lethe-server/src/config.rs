@@ -1,0 +1,181 @@
+//! Server settings, read by the CLI from one TOML file (and the
+//! environment for secrets). Every field has a bound.
+
+use jiff::SignedDuration;
+use lethe_domain::Policy;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where Lethe keeps its database and key file.
+    pub data_dir: PathBuf,
+    /// The data map of the platform's stores.
+    pub datamap: PathBuf,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub worker: WorkerConfig,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub cooling_off_days: i64,
+    pub review_required: bool,
+    pub otp_ttl_minutes: i64,
+    pub otp_max_attempts: u32,
+    /// Minimum seconds between two codes for one case.
+    pub otp_resend_seconds: i64,
+    /// First lockout after too many wrong codes; doubles each time.
+    pub otp_lockout_minutes: i64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            cooling_off_days: 7,
+            review_required: false,
+            otp_ttl_minutes: 10,
+            otp_max_attempts: 5,
+            otp_resend_seconds: 60,
+            otp_lockout_minutes: 15,
+        }
+    }
+}
+
+impl PolicyConfig {
+    pub fn to_policy(&self) -> Result<Policy, String> {
+        let p = Policy {
+            cooling_off: SignedDuration::from_hours(24 * self.cooling_off_days.clamp(-1, 1000)),
+            review_required: self.review_required,
+            min_assurance: lethe_domain::AssuranceLevel::PHONE,
+            otp_ttl: SignedDuration::from_mins(self.otp_ttl_minutes.clamp(0, 10_000)),
+            otp_max_attempts: self.otp_max_attempts,
+        };
+        p.validate().map_err(|e| e.to_string())?;
+        if !(0..=3600).contains(&self.otp_resend_seconds) {
+            return Err(
+                "policy.otp_resend_seconds must be between 0 and 3600; 60 is the usual value"
+                    .into(),
+            );
+        }
+        if !(1..=1440).contains(&self.otp_lockout_minutes) {
+            return Err(
+                "policy.otp_lockout_minutes must be between 1 and 1440; 15 is the usual value"
+                    .into(),
+            );
+        }
+        Ok(p)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body accepted.
+    pub body_bytes: usize,
+    /// Requests per second per API key (token bucket)...
+    pub rate_per_second: u32,
+    /// ...with this burst.
+    pub rate_burst: u32,
+    /// A request taking longer is answered 503 and rolled back.
+    pub request_timeout_secs: u64,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            body_bytes: 64 * 1024,
+            rate_per_second: 1000,
+            rate_burst: 2000,
+            request_timeout_secs: 30,
+            max_connections: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// A claimed job is someone else's after this long without a heartbeat.
+    pub lease_secs: i64,
+    /// Attempts before a job is dead and its case failed.
+    pub max_attempts: u32,
+    /// How often deadlines (cooling-off ends) are checked.
+    pub timer_interval_ms: u64,
+    /// Longest wait between retries.
+    pub max_backoff_secs: i64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            lease_secs: 30,
+            max_attempts: 8,
+            timer_interval_ms: 1000,
+            max_backoff_secs: 300,
+        }
+    }
+}
+
+impl Config {
+    /// Checks every bound and names the key and the fix.
+    pub fn validate(&self) -> Result<Policy, String> {
+        let policy = self.policy.to_policy()?;
+        let l = &self.limits;
+        if !(1024..=16 * 1024 * 1024).contains(&l.body_bytes) {
+            return Err(
+                "limits.body_bytes must be between 1024 and 16777216; 65536 is the usual value"
+                    .into(),
+            );
+        }
+        if l.rate_per_second == 0 || l.rate_burst < l.rate_per_second.min(1) {
+            return Err(
+                "limits.rate_per_second must be at least 1 and limits.rate_burst at least 1".into(),
+            );
+        }
+        if !(1..=600).contains(&l.request_timeout_secs) {
+            return Err("limits.request_timeout_secs must be between 1 and 600".into());
+        }
+        if !(1..=100_000).contains(&l.max_connections) {
+            return Err("limits.max_connections must be between 1 and 100000".into());
+        }
+        let w = &self.worker;
+        if !(1..=64).contains(&w.concurrency) {
+            return Err("worker.concurrency must be between 1 and 64; 4 is the usual value".into());
+        }
+        if !(1..=3600).contains(&w.lease_secs) {
+            return Err(
+                "worker.lease_secs must be between 1 and 3600; 30 is the usual value".into(),
+            );
+        }
+        if !(1..=100).contains(&w.max_attempts) {
+            return Err(
+                "worker.max_attempts must be between 1 and 100; 8 is the usual value".into(),
+            );
+        }
+        if !(10..=60_000).contains(&w.timer_interval_ms) {
+            return Err("worker.timer_interval_ms must be between 10 and 60000".into());
+        }
+        if !(1..=86_400).contains(&w.max_backoff_secs) {
+            return Err("worker.max_backoff_secs must be between 1 and 86400".into());
+        }
+        Ok(policy)
+    }
+}

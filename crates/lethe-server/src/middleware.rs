@@ -1,0 +1,309 @@
+//! Authentication, rate limiting, idempotency and request ids.
+
+use axum::body::{Body, Bytes, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::AppState;
+use crate::problem::Problem;
+
+/// The authenticated platform (the API key's name).
+#[derive(Debug, Clone)]
+pub struct Principal(pub String);
+
+/// The idempotency key of a POST, for the handler to store in its own
+/// transaction.
+#[derive(Debug, Clone)]
+pub struct IdemKey {
+    pub principal: String,
+    pub key: String,
+    pub request_hash: String,
+}
+
+/// Set on a response whose idempotency record the handler already stored.
+#[derive(Debug, Clone, Copy)]
+pub struct IdemStored;
+
+pub fn hash_api_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Bounded cache of verified API keys (hash -> name), so a request does not
+/// read the database to authenticate. Entries live 10 seconds, so a revoked
+/// key stops working within that time.
+pub struct KeyCache {
+    map: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+const KEY_CACHE_MAX: usize = 10_000;
+const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
+
+impl KeyCache {
+    pub fn new() -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+    fn get(&self, hash: &str) -> Option<String> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(hash)
+            .filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL)
+            .map(|(n, _)| n.clone())
+    }
+    fn put(&self, hash: String, name: String) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= KEY_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(hash, (name, Instant::now()));
+    }
+}
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn unauthorized(detail: &str) -> Response {
+    let mut r = Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Not authenticated",
+        detail,
+    )
+    .field("Authorization")
+    .fix("send the header `Authorization: Bearer <API key>` with a live key (lethe apikey create)")
+    .into_response();
+    r.headers_mut()
+        .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+    r
+}
+
+pub async fn auth(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(value) = req.headers().get("authorization") else {
+        return unauthorized("the Authorization header is missing");
+    };
+    let Some(key) = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) else {
+        return unauthorized("the Authorization header is not of the form `Bearer <key>`");
+    };
+    if key.is_empty() || key.len() > 200 {
+        return unauthorized("the API key is not valid");
+    }
+    let hash = hash_api_key(key.trim());
+    let name = match st.keys.get(&hash) {
+        Some(n) => n,
+        None => match st.store.api_key_name(&hash).await {
+            Ok(Some(n)) => {
+                st.keys.put(hash, n.clone());
+                n
+            }
+            Ok(None) => return unauthorized("the API key is not valid or was revoked"),
+            Err(e) => return Problem::from(e).into_response(),
+        },
+    };
+    if let Err(wait) = st.limiter.check(&name) {
+        return Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            "this API key is over its request rate",
+        )
+        .fix("slow down, or raise limits.rate_per_second")
+        .retry_after(wait)
+        .into_response();
+    }
+    req.extensions_mut().insert(Principal(name));
+    next.run(req).await
+}
+
+/// Token buckets per principal, bounded in number.
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+const MAX_BUCKETS: usize = 10_000;
+
+impl RateLimiter {
+    pub fn new(rate_per_second: u32, burst: u32) -> Self {
+        Self {
+            rate: f64::from(rate_per_second.max(1)),
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token, or says how many seconds to wait.
+    pub fn check(&self, who: &str) -> Result<(), i64> {
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if b.len() >= MAX_BUCKETS && !b.contains_key(who) {
+            b.retain(|_, (tokens, at)| {
+                *tokens < self.burst && at.elapsed() < Duration::from_secs(60)
+            });
+        }
+        let now = Instant::now();
+        let (tokens, at) = b.entry(who.to_owned()).or_insert((self.burst, now));
+        *tokens = (*tokens + at.elapsed().as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / self.rate).ceil() as i64)
+        }
+    }
+}
+
+fn valid_idem_key(k: &str) -> bool {
+    (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Every POST carries an `Idempotency-Key`. A repeat with the same body gets
+/// the stored response; a repeat with another body is refused.
+pub async fn idempotency(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    let principal = match req.extensions().get::<Principal>() {
+        Some(p) => p.0.clone(),
+        None => return unauthorized("not authenticated"),
+    };
+    let key = match req
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(k) if valid_idem_key(k) => k.to_owned(),
+        Some(_) => {
+            return Problem::bad_request("idempotency", "the Idempotency-Key header is not valid")
+                .field("Idempotency-Key")
+                .fix("use 1 to 255 visible ASCII characters, for example a UUID")
+                .into_response();
+        }
+        None => {
+            return Problem::bad_request(
+                "idempotency",
+                "every POST needs an Idempotency-Key header",
+            )
+            .field("Idempotency-Key")
+            .fix("add `Idempotency-Key: <a new UUID>`; repeat the same key to retry safely")
+            .into_response();
+        }
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = match to_bytes(body, st.limits.body_bytes).await {
+        Ok(b) => b,
+        Err(_) => return too_large(st.limits.body_bytes),
+    };
+    let mut h = Sha256::new();
+    h.update(parts.method.as_str().as_bytes());
+    h.update(b" ");
+    h.update(parts.uri.path().as_bytes());
+    h.update(b"\n");
+    h.update(&bytes);
+    let request_hash = hex::encode(h.finalize());
+    match st.store.idem_get(&principal, &key).await {
+        Ok(Some(rec)) => {
+            if rec.request_hash != request_hash {
+                return Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency-mismatch", "Idempotency key reused", "this Idempotency-Key was used for a different request")
+                    .field("Idempotency-Key")
+                    .fix("use a new key for a new request; a retry must repeat the original request exactly")
+                    .into_response();
+            }
+            let status = StatusCode::from_u16(rec.status).unwrap_or(StatusCode::OK);
+            let mut r = (status, rec.body).into_response();
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
+            r.headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            return r;
+        }
+        Ok(None) => {}
+        Err(e) => return Problem::from(e).into_response(),
+    }
+    let mut req = Request::from_parts(parts, Body::from(bytes));
+    req.extensions_mut().insert(IdemKey {
+        principal: principal.clone(),
+        key: key.clone(),
+        request_hash: request_hash.clone(),
+    });
+    let resp = next.run(req).await;
+    if resp.extensions().get::<IdemStored>().is_some() || !resp.status().is_success() {
+        return resp;
+    }
+    // A POST that changed no case (demo clock): store its response now.
+    let (parts, body) = resp.into_parts();
+    let bytes: Bytes = match to_bytes(body, 4 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(_) => return Problem::internal().into_response(),
+    };
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    if let Err(e) = st
+        .store
+        .idem_put(principal, key, request_hash, parts.status.as_u16(), text)
+        .await
+    {
+        return Problem::from(e).into_response();
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+pub fn too_large(limit: usize) -> Response {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too-large",
+        "Request body too large",
+        format!("the body is larger than {limit} bytes"),
+    )
+    .fix("send a smaller body")
+    .into_response()
+}
+
+/// Gives each request an id (or keeps the caller's `x-request-id`), logs
+/// method, route, status and duration, never the body or query values.
+pub async fn request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = Instant::now();
+    let span = tracing::info_span!("request", request_id = %id, %method, route = %route);
+    let mut resp = {
+        let _g = span.enter();
+        drop(_g);
+        tracing::Instrument::instrument(next.run(req), span.clone()).await
+    };
+    let status = resp.status().as_u16();
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::warn!(
+                status,
+                ms = started.elapsed().as_millis() as u64,
+                "request failed"
+            );
+        } else {
+            tracing::debug!(status, ms = started.elapsed().as_millis() as u64, "request");
+        }
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}

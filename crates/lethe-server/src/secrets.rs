@@ -1,0 +1,141 @@
+//! The installation's secret: a 32-byte key in `<data_dir>/lethe.key`
+//! (mode 0600), created on first run. Purpose keys are derived from it, so
+//! one file holds everything and nothing else needs to be kept secret.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("key file {path}: {problem}; {fix}")]
+    Bad {
+        path: PathBuf,
+        problem: String,
+        fix: &'static str,
+    },
+}
+
+#[derive(Clone)]
+pub struct Secrets {
+    otp: [u8; 32],
+    pseudonym: [u8; 32],
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(<redacted>)")
+    }
+}
+
+fn derive(master: &[u8], purpose: &str) -> [u8; 32] {
+    // HMAC takes keys of any length: this cannot fail.
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(master).unwrap_or_else(|_| unreachable!());
+    m.update(b"lethe.derive.v1:");
+    m.update(purpose.as_bytes());
+    m.finalize().into_bytes().into()
+}
+
+impl Secrets {
+    pub fn from_master(master: &[u8; 32]) -> Self {
+        Self {
+            otp: derive(master, "otp"),
+            pseudonym: derive(master, "pseudonym"),
+        }
+    }
+
+    pub fn load_or_create(data_dir: &Path) -> Result<Self, SecretError> {
+        let path = data_dir.join("lethe.key");
+        let bad = |problem: String, fix: &'static str| SecretError::Bad {
+            path: path.clone(),
+            problem,
+            fix,
+        };
+        if !path.exists() {
+            let key: [u8; 32] = rand::random();
+            write_private(&path, hex::encode(key).as_bytes()).map_err(|e| {
+                bad(
+                    format!("cannot create it ({})", e.kind()),
+                    "make the data directory writable",
+                )
+            })?;
+            return Ok(Self::from_master(&key));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            bad(
+                format!("cannot read it ({})", e.kind()),
+                "check its owner and permissions (0600, the user running lethe)",
+            )
+        })?;
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut key).map_err(|_| {
+            bad(
+                "it is corrupt (expected 64 hexadecimal characters)".into(),
+                "restore it from your key backup; a new key would orphan every pseudonym and code",
+            )
+        })?;
+        Ok(Self::from_master(&key))
+    }
+
+    /// Keyed hash of a one-time code, bound to its case.
+    pub fn code_hash(&self, case_id: &str, code: &str) -> String {
+        let mut m =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.otp).unwrap_or_else(|_| unreachable!());
+        m.update(case_id.as_bytes());
+        m.update(b":");
+        m.update(code.as_bytes());
+        hex::encode(m.finalize().into_bytes())
+    }
+
+    pub fn pseudonym(&self, subject: &str) -> String {
+        lethe_ledger::pseudonym(&self.pseudonym, subject)
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_is_created_private_and_reloaded() {
+        let d = tempfile::tempdir().unwrap();
+        let a = Secrets::load_or_create(d.path()).unwrap();
+        let b = Secrets::load_or_create(d.path()).unwrap();
+        assert_eq!(a.pseudonym("42"), b.pseudonym("42"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(d.path().join("lethe.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_corrupt_key_file_is_a_clear_error() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("lethe.key"), "nonsense").unwrap();
+        let e = Secrets::load_or_create(d.path()).unwrap_err().to_string();
+        assert!(e.contains("corrupt") && e.contains("restore"), "{e}");
+    }
+}

@@ -1,0 +1,273 @@
+//! The durable background worker: a timer that starts erasure when
+//! cooling-off ends, and workers that run jobs under leases.
+
+use jiff::{SignedDuration, Timestamp};
+use lethe_domain::{Case, CaseCommand};
+use lethe_ledger::{ChainedEvent, FinalEvent, Receipt, ReceiptStep, ReceiptSystem, ReceiptTable};
+use lethe_store::{Job, NewJob, now_wall};
+use std::time::Duration;
+use tokio::sync::watch;
+
+use crate::AppState;
+
+/// Cases moved to erasing per timer tick at most.
+const DUE_BATCH: u32 = 500;
+
+pub fn spawn(st: AppState, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut handles = vec![tokio::spawn(timer(st.clone(), shutdown.clone()))];
+    for n in 0..st.worker.concurrency {
+        handles.push(tokio::spawn(work(st.clone(), shutdown.clone(), n)));
+    }
+    handles
+}
+
+/// Deadlines are data: on start-up and every tick, every case whose
+/// cooling-off ended (even while the process was down) starts erasing.
+async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
+    let every = Duration::from_millis(st.worker.timer_interval_ms);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match st.store.cases_due(st.clock.now(), DUE_BATCH).await {
+            Ok(ids) => {
+                for id in ids {
+                    let jobs: Vec<NewJob> = st
+                        .systems
+                        .names()
+                        .map(|s| NewJob {
+                            kind: "erase".into(),
+                            system: s.to_owned(),
+                            max_attempts: st.worker.max_attempts,
+                        })
+                        .collect();
+                    match st
+                        .store
+                        .apply(
+                            id,
+                            CaseCommand::StartErasure,
+                            st.clock.now(),
+                            "worker".into(),
+                            jobs,
+                            None,
+                        )
+                        .await
+                    {
+                        Ok(_) => st.wake.notify_waiters(),
+                        Err(e) => tracing::warn!(case = %id, error = %e, "could not start erasure"),
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "deadline check failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = st.timer_wake.notified() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+async fn work(st: AppState, mut shutdown: watch::Receiver<bool>, n: usize) {
+    let lease = SignedDuration::from_secs(st.worker.lease_secs);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let job = match st.store.job_ready(now_wall()).await {
+            Ok(true) => match st.store.claim_job(now_wall(), lease).await {
+                Ok(j) => j,
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming a job failed");
+                    None
+                }
+            },
+            Ok(false) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "looking for jobs failed");
+                None
+            }
+        };
+        let Some(job) = job else {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = st.wake.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        };
+        tracing::debug!(worker = n, job = job.id, kind = %job.kind, "job claimed");
+        // Keep the lease alive while the job runs. If the process dies, the
+        // lease expires and another worker (or the restarted process) takes
+        // the job over.
+        let hb = {
+            let st = st.clone();
+            let id = job.id;
+            tokio::spawn(async move {
+                let every = Duration::from_secs(
+                    u64::try_from((st.worker.lease_secs / 3).max(1)).unwrap_or(1),
+                );
+                loop {
+                    tokio::time::sleep(every).await;
+                    let until = now_wall()
+                        .checked_add(SignedDuration::from_secs(st.worker.lease_secs))
+                        .unwrap_or(now_wall());
+                    if st.store.heartbeat(id, until).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let result = run_job(&st, &job).await;
+        hb.abort();
+        if let Err(err) = result {
+            if job.attempts < job.max_attempts {
+                let backoff = backoff(job.attempts, st.worker.max_backoff_secs);
+                tracing::warn!(job = job.id, attempt = job.attempts, error = %err, retry_in_s = backoff.as_secs(), "job failed; will retry");
+                let at = now_wall().checked_add(backoff).unwrap_or(now_wall());
+                if let Err(e) = st.store.retry_job(job.id, err, Some(at)).await {
+                    tracing::error!(error = %e, "could not reschedule job");
+                }
+            } else {
+                tracing::error!(job = job.id, error = %err, "job failed for the last time; the case needs an operator");
+                if let Err(e) = st
+                    .store
+                    .fail_erasure(
+                        job.id,
+                        job.case_id,
+                        format!("erasure in system {} failed: {err}", job.system),
+                        st.clock.now(),
+                    )
+                    .await
+                {
+                    tracing::error!(error = %e, "could not mark the case failed");
+                }
+            }
+        }
+    }
+}
+
+/// 1 s, 2 s, 4 s ... capped.
+fn backoff(attempt: u32, max_secs: i64) -> SignedDuration {
+    let secs = 1i64
+        .checked_shl(attempt.saturating_sub(1).min(30))
+        .unwrap_or(i64::MAX)
+        .min(max_secs);
+    SignedDuration::from_secs(secs)
+}
+
+async fn run_job(st: &AppState, job: &Job) -> Result<(), String> {
+    match job.kind.as_str() {
+        "erase" => {
+            let case = st
+                .store
+                .get_case(job.case_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("the case is gone")?;
+            if case.state != lethe_domain::CaseState::Erasing {
+                // Withdrawn or already finished: nothing to erase. Mark done.
+                tracing::info!(job = job.id, state = %case.state, "erase job for a case not erasing; closing it");
+                st.store
+                    .retry_job(job.id, format!("case is {}", case.state), None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return Ok(());
+            }
+            let outcome = st
+                .systems
+                .erase(
+                    &job.system,
+                    &case.id.to_string(),
+                    &case.subject,
+                    st.clock.now(),
+                )
+                .await?;
+            let value = serde_json::to_value(&outcome).map_err(|e| e.to_string())?;
+            st.store
+                .record_erasure(
+                    job.id,
+                    case.id,
+                    job.system.clone(),
+                    value,
+                    st.clock.now(),
+                    build_receipt,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        }
+        other => Err(format!("unknown job kind {other}")),
+    }
+}
+
+/// Builds the sealed receipt from the per-system outcomes and the case's
+/// audit events (the last of which is the `case.erased` event).
+pub fn build_receipt(
+    case: &Case,
+    outcomes: &[(String, serde_json::Value)],
+    events: &[ChainedEvent],
+    now: Timestamp,
+) -> String {
+    let systems = outcomes
+        .iter()
+        .map(|(name, v)| {
+            let tables = serde_json::from_value::<lethe_connect::SystemOutcome>(v.clone())
+                .map(|o| {
+                    o.tables
+                        .into_iter()
+                        .map(|t| ReceiptTable {
+                            table: t.table,
+                            action: t.action,
+                            rows: t.rows,
+                            remaining: t.remaining,
+                            legal_basis: t.legal_basis,
+                            retain_until: t.retain_until.map(|x| x.to_string()),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            ReceiptSystem {
+                system: name.clone(),
+                tables,
+            }
+        })
+        .collect();
+    let steps = events
+        .iter()
+        .filter(|e| e.event.from_state.as_deref() != Some(e.event.to_state.as_str()))
+        .map(|e| ReceiptStep {
+            kind: e.event.kind.clone(),
+            at: e.event.at.clone(),
+        })
+        .collect();
+    let final_event = events.last().map(|e| FinalEvent {
+        seq: e.event.seq,
+        hash: e.hash.clone(),
+    });
+    let subject = events
+        .first()
+        .map(|e| e.event.subject.clone())
+        .unwrap_or_default();
+    let receipt = Receipt {
+        case_id: case.id.to_string(),
+        subject,
+        issued_at: now.to_string(),
+        systems,
+        steps,
+        final_event,
+        digest: String::new(),
+    }
+    .seal();
+    serde_json::to_string(&receipt).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(super::backoff(1, 300).as_secs(), 1);
+        assert_eq!(super::backoff(4, 300).as_secs(), 8);
+        assert_eq!(super::backoff(40, 300).as_secs(), 300);
+    }
+}
