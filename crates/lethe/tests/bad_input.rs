@@ -1,0 +1,245 @@
+//! Bad input gets a clear problem+json error and changes nothing.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+async fn case_count(demo: &Demo) -> i64 {
+    let db = demo.lethe_db().await;
+    sqlx::query_scalar("SELECT COUNT(*) FROM cases")
+        .fetch_one(&db)
+        .await
+        .unwrap()
+}
+
+fn is_problem(h: &reqwest::header::HeaderMap) -> bool {
+    h.get("content-type").and_then(|v| v.to_str().ok()) == Some("application/problem+json")
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_clearly_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 500).await;
+    let mart = demo.mart().await;
+    let before = others_digest(&mart, &[]).await;
+    let auth = format!("Bearer {}", demo.key);
+    let hdrs = |k: &'static str| -> Vec<(&'static str, String)> {
+        vec![
+            ("authorization", auth.clone()),
+            ("content-type", "application/json".into()),
+            ("idempotency-key", k.into()),
+        ]
+    };
+    let send = |path: &'static str, body: &'static str, h: Vec<(&'static str, String)>| {
+        let demo = &demo;
+        async move {
+            let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            demo.raw_post(path, body, &h).await
+        }
+    };
+
+    // Malformed JSON.
+    let (s, p, h) = send("/v1/cases", "{\"subject_id\": ", hdrs("k1")).await;
+    assert_eq!(s, 400, "{p}");
+    assert!(is_problem(&h));
+    assert!(
+        p["detail"].as_str().unwrap().contains("not valid JSON"),
+        "{p}"
+    );
+
+    // Unknown field: named, with the fix.
+    let (s, p, _) = send(
+        "/v1/cases",
+        r#"{"subject_id":"1","channel":"app","phone":"13900000001"}"#,
+        hdrs("k2"),
+    )
+    .await;
+    assert_eq!(s, 422, "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `phone`"),
+        "{p}"
+    );
+    assert!(
+        !p.to_string().contains("13900000001"),
+        "the value must not be echoed: {p}"
+    );
+
+    // A bad value names its field.
+    let (s, p, _) = send(
+        "/v1/cases",
+        r#"{"subject_id":"1","channel":"fax"}"#,
+        hdrs("k3"),
+    )
+    .await;
+    assert_eq!(s, 422, "{p}");
+    assert_eq!(p["field"], "channel", "{p}");
+
+    // Wrong API key.
+    let (s, p, h) = demo
+        .raw_post(
+            "/v1/cases",
+            r#"{"subject_id":"1","channel":"app"}"#,
+            &[
+                ("authorization", "Bearer lk_wrong"),
+                ("content-type", "application/json"),
+                ("idempotency-key", "k4"),
+            ],
+        )
+        .await;
+    assert_eq!(s, 401, "{p}");
+    assert!(is_problem(&h));
+    assert_eq!(p["field"], "Authorization");
+
+    // Missing Idempotency-Key.
+    let (s, p, _) = demo
+        .raw_post(
+            "/v1/cases",
+            r#"{"subject_id":"1","channel":"app"}"#,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+        )
+        .await;
+    assert_eq!(s, 400, "{p}");
+    assert_eq!(p["field"], "Idempotency-Key");
+
+    // Oversized body.
+    let big = format!(
+        r#"{{"subject_id":"1","channel":"app","x":"{}"}}"#,
+        "a".repeat(70_000)
+    );
+    let (s, p, _) = demo
+        .raw_post(
+            "/v1/cases",
+            &big,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+                ("idempotency-key", "k5"),
+            ],
+        )
+        .await;
+    assert_eq!(s, 413, "{p}");
+
+    // Unknown subject.
+    let (s, p, _) = send(
+        "/v1/cases",
+        r#"{"subject_id":"99999999","channel":"app"}"#,
+        hdrs("k6"),
+    )
+    .await;
+    assert_eq!(s, 422, "{p}");
+    assert_eq!(p["field"], "subject_id");
+
+    assert_eq!(
+        case_count(&demo).await,
+        0,
+        "no bad request may create a case"
+    );
+
+    // Idempotency: same key and body -> same response; another body -> refused.
+    let (s1, c1, _) = send(
+        "/v1/cases",
+        r#"{"subject_id":"1","channel":"app"}"#,
+        hdrs("same"),
+    )
+    .await;
+    assert_eq!(s1, 201, "{c1}");
+    let (s2, c2, h2) = send(
+        "/v1/cases",
+        r#"{"subject_id":"1","channel":"app"}"#,
+        hdrs("same"),
+    )
+    .await;
+    assert_eq!((s2, &c2), (201, &c1));
+    assert_eq!(h2.get("idempotent-replayed").unwrap(), "true");
+    let (s3, p3, _) = send(
+        "/v1/cases",
+        r#"{"subject_id":"2","channel":"app"}"#,
+        hdrs("same"),
+    )
+    .await;
+    assert_eq!(s3, 422, "{p3}");
+    assert_eq!(p3["field"], "Idempotency-Key");
+    assert_eq!(case_count(&demo).await, 1);
+
+    // Six wrong codes in a row: four "wrong", then locked, and locked again.
+    let id = c1["id"].as_str().unwrap().to_owned();
+    demo.ok(&format!("/v1/cases/{id}/verification/sms/send"), json!({}))
+        .await;
+    let right = demo.code(&id).await;
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let mut statuses = vec![];
+    for _ in 0..6 {
+        let (s, p) = demo
+            .post(
+                &format!("/v1/cases/{id}/verification/sms/verify"),
+                json!({"code": wrong}),
+            )
+            .await;
+        assert_eq!(p["field"], "code", "{p}");
+        statuses.push(s);
+    }
+    assert_eq!(statuses, vec![422, 422, 422, 422, 429, 429]);
+    // The right code is refused during the lockout too.
+    let (s, _) = demo
+        .post(
+            &format!("/v1/cases/{id}/verification/sms/verify"),
+            json!({"code": right}),
+        )
+        .await;
+    assert_eq!(s, 429);
+    assert_eq!(demo.state(&id).await, "submitted");
+
+    // A code that is not six digits is refused before any check.
+    let (s, p) = demo
+        .post(
+            &format!("/v1/cases/{id}/verification/sms/verify"),
+            json!({"code": "12ab"}),
+        )
+        .await;
+    assert_eq!(s, 422);
+    assert_eq!(p["field"], "code");
+
+    // A bad case id in the path, and an unknown route.
+    let (s, p) = demo.get("/v1/cases/not-a-uuid").await;
+    assert_eq!(s, 400, "{p}");
+    let (s, _) = demo.get("/v1/nothing").await;
+    assert_eq!(s, 404);
+
+    assert_eq!(
+        others_digest(&mart, &[]).await,
+        before,
+        "Demo Mart must be unchanged"
+    );
+    let _: Value = json!(null);
+}
+
+#[tokio::test]
+async fn openapi_and_docs_are_served_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 100).await;
+    let (s, doc) = demo.get("/openapi.json").await;
+    assert_eq!(s, 200);
+    assert!(doc["paths"]["/v1/cases"]["post"].is_object());
+    let html = demo
+        .http
+        .get(format!("{}/docs/", demo.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("swagger"), "docs page");
+    assert!(!html.contains("cdn") && !html.contains("unpkg"), "no CDN");
+}

@@ -1,0 +1,354 @@
+//! Test harness: starts the real `lethe` binary in demo mode and talks HTTP
+//! to it; opens Demo Mart's database directly to check what was erased.
+#![allow(dead_code)]
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_lethe");
+
+pub struct Demo {
+    pub dir: PathBuf,
+    pub url: String,
+    pub key: String,
+    pub child: Child,
+    pub http: reqwest::Client,
+    pub users: u32,
+}
+
+impl Demo {
+    pub async fn start(dir: &Path, users: u32) -> Demo {
+        Self::start_with(dir, users, &[]).await
+    }
+
+    pub async fn start_with(dir: &Path, users: u32, extra: &[&str]) -> Demo {
+        let ready = dir.join("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("lethe.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .args([
+                "demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--users",
+                &users.to_string(),
+            ])
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(extra)
+            .env("LETHE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start lethe");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(t) = std::fs::read_to_string(&ready) {
+                if let Ok(v) = serde_json::from_str::<Value>(&t) {
+                    return Demo {
+                        dir: dir.to_owned(),
+                        url: v["url"].as_str().unwrap().to_owned(),
+                        key: v["api_key"].as_str().unwrap().to_owned(),
+                        child,
+                        http: reqwest::Client::new(),
+                        users,
+                    };
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lethe did not become ready; see {}",
+                dir.join("lethe.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown of any kind.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub async fn raw_post(
+        &self,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut rb = self
+            .http
+            .post(format!("{}{}", self.url, path))
+            .body(body.to_owned());
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        let r = rb.send().await.unwrap();
+        let status = r.status().as_u16();
+        let h = r.headers().clone();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            h,
+        )
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let key = uuid::Uuid::new_v4().to_string();
+        let auth = format!("Bearer {}", self.key);
+        let (s, v, _) = self
+            .raw_post(
+                path,
+                &body.to_string(),
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                    ("idempotency-key", &key),
+                ],
+            )
+            .await;
+        (s, v)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{}", self.url, path))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            s,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn ok(&self, path: &str, body: Value) -> Value {
+        let (s, v) = self.post(path, body).await;
+        assert!((200..300).contains(&s), "POST {path} -> {s}: {v}");
+        v
+    }
+
+    pub async fn create(&self, subject: i64) -> String {
+        let v = self
+            .ok(
+                "/v1/cases",
+                json!({"subject_id": subject.to_string(), "channel": "app"}),
+            )
+            .await;
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn code(&self, id: &str) -> String {
+        let (_, v) = self.get(&format!("/v1/dev/outbox/{id}")).await;
+        let body = v.as_array().unwrap().last().unwrap()["body"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        body.split(|c: char| !c.is_ascii_digit())
+            .find(|w| w.len() == 6)
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn verify(&self, id: &str) {
+        self.ok(&format!("/v1/cases/{id}/verification/sms/send"), json!({}))
+            .await;
+        let code = self.code(id).await;
+        let v = self
+            .ok(
+                &format!("/v1/cases/{id}/verification/sms/verify"),
+                json!({"code": code}),
+            )
+            .await;
+        assert_eq!(v["state"], "identity_verified");
+    }
+
+    /// Verify, check (must be clear), acknowledge all, confirm.
+    pub async fn to_cooling_off(&self, id: &str) -> Value {
+        self.verify(id).await;
+        let v = self.ok(&format!("/v1/cases/{id}/checks"), json!({})).await;
+        assert_eq!(v["state"], "checks_clear", "{v}");
+        for c in v["consequences"].as_array().unwrap() {
+            self.ok(
+                &format!("/v1/cases/{id}/acknowledgements"),
+                json!({"consequence_id": c["id"], "version": c["version"], "locale": "zh-CN"}),
+            )
+            .await;
+        }
+        let v = self.ok(&format!("/v1/cases/{id}/confirm"), json!({})).await;
+        assert_eq!(v["state"], "cooling_off", "{v}");
+        v
+    }
+
+    pub async fn advance(&self, secs: i64) {
+        self.ok("/v1/dev/clock/advance", json!({"seconds": secs}))
+            .await;
+    }
+
+    pub async fn state(&self, id: &str) -> String {
+        let (s, v) = self.get(&format!("/v1/cases/{id}")).await;
+        assert_eq!(s, 200, "{v}");
+        v["state"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn wait_state(&self, id: &str, want: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.state(id).await;
+            if s == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "case {id} is {s}, wanted {want}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn mart(&self) -> SqlitePool {
+        mart(&self.dir).await
+    }
+
+    pub async fn lethe_db(&self) -> SqlitePool {
+        let opts = SqliteConnectOptions::from_str("sqlite:")
+            .unwrap()
+            .filename(self.dir.join("lethe.db"))
+            .read_only(true);
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn mart(dir: &Path) -> SqlitePool {
+    let opts = SqliteConnectOptions::from_str("sqlite:")
+        .unwrap()
+        .filename(dir.join("demo-mart.db"));
+    SqlitePoolOptions::new()
+        .max_connections(2)
+        .connect_with(opts)
+        .await
+        .unwrap()
+}
+
+/// The mapped tables and how a subject's rows are selected (`?1` = user id).
+pub const TABLES: &[(&str, &str)] = &[
+    ("users", "id = ?1"),
+    ("real_names", "user_id = ?1"),
+    ("addresses", "user_id = ?1"),
+    ("orders", "user_id = ?1"),
+    (
+        "order_items",
+        "order_id IN (SELECT id FROM orders WHERE user_id = ?1)",
+    ),
+    ("coupons", "user_id = ?1"),
+    ("points", "user_id = ?1"),
+    ("subscriptions", "user_id = ?1"),
+    ("sessions", "user_id = ?1"),
+    ("invoices", "user_id = ?1"),
+];
+
+pub async fn subject_counts(pool: &SqlitePool, user: i64) -> Vec<(String, i64)> {
+    let mut out = vec![];
+    for (t, cond) in TABLES {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM {t} WHERE {cond}"
+        )))
+        .bind(user)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        out.push((t.to_string(), n));
+    }
+    out
+}
+
+/// Per table: (row count, SHA-256 of every row's values) over the rows that
+/// do not belong to any of `excluded`.
+pub async fn others_digest(pool: &SqlitePool, excluded: &[i64]) -> Vec<(String, i64, String)> {
+    let list = if excluded.is_empty() {
+        "-1".to_owned()
+    } else {
+        excluded
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut out = vec![];
+    for (t, cond) in TABLES {
+        let cols: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT name FROM pragma_table_info('{t}')"
+        )))
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .filter(|c| c != "token_hash" || *t != "sessions" || true)
+        .collect();
+        let expr = cols
+            .iter()
+            .map(|c| format!("quote({c})"))
+            .collect::<Vec<_>>()
+            .join(" || '|' || ");
+        let cond_any = cond.replace("= ?1", &format!("IN ({list})"));
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {expr} FROM {t} WHERE NOT ({cond_any}) ORDER BY rowid"
+        )))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        let mut h = Sha256::new();
+        for r in &rows {
+            h.update(r.get::<String, _>(0).as_bytes());
+            h.update(b"\n");
+        }
+        out.push((t.to_string(), rows.len() as i64, hex::encode(h.finalize())));
+    }
+    out
+}
+
+/// Users with no unfinished order (so checks come out clear).
+pub async fn clear_users(pool: &SqlitePool, n: usize) -> Vec<i64> {
+    sqlx::query_scalar("SELECT id FROM users u WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.user_id = u.id AND o.status IN ('pending','paid','shipping')) ORDER BY id LIMIT ?1")
+        .bind(n as i64)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+pub fn receipt_rows(receipt: &Value, table: &str) -> i64 {
+    receipt["systems"][0]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == table)
+        .unwrap()["rows"]
+        .as_i64()
+        .unwrap()
+}
