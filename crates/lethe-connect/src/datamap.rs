@@ -365,14 +365,14 @@ impl DataMap {
             }
             // Parents must be mapped tables of the same system.
             for t in &tables {
-                if let Ownership::Parent(p) = &t.ownership {
-                    if !tables.iter().any(|o| o.name == p.table) {
-                        return Err(invalid(
-                            format!("{at}.tables.{}.belongs_to", t.name),
-                            format!("parent table '{}' is not in the data map", p.table),
-                            "map the parent table too, or use `owner` if this table holds the subject id itself",
-                        ));
-                    }
+                if let Ownership::Parent(p) = &t.ownership
+                    && !tables.iter().any(|o| o.name == p.table)
+                {
+                    return Err(invalid(
+                        format!("{at}.tables.{}.belongs_to", t.name),
+                        format!("parent table '{}' is not in the data map", p.table),
+                        "map the parent table too, or use `owner` if this table holds the subject id itself",
+                    ));
                 }
             }
             systems.push(System {

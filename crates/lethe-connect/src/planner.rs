@@ -49,13 +49,13 @@ pub fn plan_with(system: &System, extra: &[(Ident, Ident)]) -> Result<Plan, Plan
         children.entry(t.name.clone()).or_default();
     }
     for t in &system.tables {
-        if let Ownership::Parent(p) = &t.ownership {
-            if p.table != t.name {
-                children
-                    .entry(p.table.clone())
-                    .or_default()
-                    .insert(t.name.clone());
-            }
+        if let Ownership::Parent(p) = &t.ownership
+            && p.table != t.name
+        {
+            children
+                .entry(p.table.clone())
+                .or_default()
+                .insert(t.name.clone());
         }
     }
     for (child, parent) in extra {

@@ -722,10 +722,10 @@ pub async fn dev_advance(
     let off = clock
         .advance(jiff::SignedDuration::from_secs(body.seconds))
         .map_err(|m| Problem::unprocessable(m).field("seconds"))?;
-    if let Some(path) = &st.clock_file {
-        if std::fs::write(path, off.as_secs().to_string()).is_err() {
-            tracing::warn!("could not persist the demo clock offset");
-        }
+    if let Some(path) = &st.clock_file
+        && std::fs::write(path, off.as_secs().to_string()).is_err()
+    {
+        tracing::warn!("could not persist the demo clock offset");
     }
     st.wake.notify_waiters();
     st.timer_wake.notify_waiters();

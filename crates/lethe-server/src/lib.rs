@@ -1,6 +1,10 @@
 //! Lethe's server: the HTTP API (axum) and the background worker, wired to
 //! the store, the platform's systems and a clock.
 
+// `Problem` is the error response itself (RFC 9457 body), built once per
+// failed request; boxing it would only add an allocation to every error path.
+#![allow(clippy::result_large_err)]
+
 pub mod api;
 pub mod config;
 pub mod middleware;

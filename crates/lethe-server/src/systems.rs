@@ -73,10 +73,10 @@ impl Systems {
     ) -> Result<(Vec<Blocker>, Vec<Consequence>), ConnectError> {
         let mut blockers = Vec::new();
         for rule in &map.blockers {
-            if let Some(sys) = self.by_name.get(rule.system.as_str()) {
-                if let Some(b) = sys.blocker(rule, subject).await? {
-                    blockers.push(b);
-                }
+            if let Some(sys) = self.by_name.get(rule.system.as_str())
+                && let Some(b) = sys.blocker(rule, subject).await?
+            {
+                blockers.push(b);
             }
         }
         let mut consequences = Vec::new();

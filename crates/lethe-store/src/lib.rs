@@ -481,10 +481,10 @@ impl Store {
                     let mut lockouts = 0i64;
                     if let Some(p) = prev {
                         let sent_at = from_ms(p.get(0));
-                        if let Some(lu) = p.get::<Option<i64>, _>(1).map(from_ms) {
-                            if lu > now {
-                                return Err(StoreError::CodeLocked { until: lu });
-                            }
+                        if let Some(lu) = p.get::<Option<i64>, _>(1).map(from_ms)
+                            && lu > now
+                        {
+                            return Err(StoreError::CodeLocked { until: lu });
                         }
                         lockouts = p.get(2);
                         let next_ok = sent_at.checked_add(resend_after).unwrap_or(sent_at);
@@ -761,7 +761,7 @@ impl Store {
         system: String,
         outcome: serde_json::Value,
         now: Timestamp,
-        finish: fn(&Case, &[(String, serde_json::Value)], &[ChainedEvent], Timestamp) -> String,
+        finish: ReceiptBuilder,
     ) -> Result<Case, StoreError> {
         self.writer
             .run(move |ctx| {
@@ -887,6 +887,11 @@ impl Store {
     }
 }
 
+/// Builds the receipt from the erased case, the per-system outcomes and the
+/// case's audit events; runs inside the transaction that closes the case.
+pub type ReceiptBuilder =
+    fn(&Case, &[(String, serde_json::Value)], &[ChainedEvent], Timestamp) -> String;
+
 /// A message for a gateway. `destination` is masked (no full phone number
 /// is stored); the gateway resolves the subject's number itself.
 #[derive(Debug, Clone)]
@@ -911,10 +916,10 @@ fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
 }
 
 fn unique_to_conflict(e: sqlx::Error, action: &'static str) -> StoreError {
-    if let sqlx::Error::Database(d) = &e {
-        if d.is_unique_violation() {
-            return StoreError::IdempotencyConflict;
-        }
+    if let sqlx::Error::Database(d) = &e
+        && d.is_unique_violation()
+    {
+        return StoreError::IdempotencyConflict;
     }
     db(action)(e)
 }

@@ -60,7 +60,7 @@ async fn happy_path_erases_only_the_subject() {
         .unwrap();
     assert_eq!(inv["action"], "keep");
     assert!(inv["retain_until"].as_str().is_some() && inv["legal_basis"].as_str().is_some());
-    assert_eq!(receipt["final_event"].as_object().is_some(), true);
+    assert!(receipt["final_event"]["hash"].as_str().is_some());
     assert_eq!(
         receipt["steps"].as_array().unwrap().last().unwrap()["kind"],
         "case.erased"
