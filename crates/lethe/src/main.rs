@@ -39,6 +39,9 @@ enum Cmd {
         /// Seconds of a job lease (shorter makes crash recovery faster).
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=3600))]
         lease_secs: i64,
+        /// Attempts of a job before its case is marked failed.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
+        max_attempts: u32,
         /// Requests per second allowed per API key.
         #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         rate: u32,
@@ -145,10 +148,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             users,
             ready_file,
             lease_secs,
+            max_attempts,
             rate,
         } => {
             init_logs();
-            demo(data_dir, listen, users, ready_file, lease_secs, rate).await
+            let opts = DemoOptions {
+                listen,
+                users,
+                ready_file,
+                lease_secs,
+                max_attempts,
+                rate,
+            };
+            demo(data_dir, opts).await
         }
         Cmd::Serve { config } => {
             init_logs();
@@ -233,14 +245,24 @@ fn new_api_key() -> String {
     format!("lk_{}", hex::encode(bytes))
 }
 
-async fn demo(
-    data_dir: PathBuf,
+struct DemoOptions {
     listen: SocketAddr,
     users: u32,
     ready_file: Option<PathBuf>,
     lease_secs: i64,
+    max_attempts: u32,
     rate: u32,
-) -> anyhow::Result<()> {
+}
+
+async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
+    let DemoOptions {
+        listen,
+        users,
+        ready_file,
+        lease_secs,
+        max_attempts,
+        rate,
+    } = o;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
@@ -261,7 +283,7 @@ async fn demo(
         )?;
     }
     let cfg_text = format!(
-        "listen = \"{listen}\"\ndata_dir = \"{}\"\ndatamap = \"{}\"\n\n[policy]\ncooling_off_days = 7\n\n[limits]\nrate_per_second = {rate}\nrate_burst = {}\n\n[worker]\nlease_secs = {lease_secs}\ntimer_interval_ms = 200\n",
+        "listen = \"{listen}\"\ndata_dir = \"{}\"\ndatamap = \"{}\"\n\n[policy]\ncooling_off_days = 7\n\n[limits]\nrate_per_second = {rate}\nrate_burst = {}\n\n[worker]\nlease_secs = {lease_secs}\nmax_attempts = {max_attempts}\ntimer_interval_ms = 200\n",
         data_dir.display(),
         datamap.display(),
         rate.saturating_mul(2)
