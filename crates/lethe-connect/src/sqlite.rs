@@ -518,3 +518,156 @@ fn first_text(r: &SqliteRow) -> Option<String> {
     }
     r.try_get::<f64, _>(0).ok().map(|v| v.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DataMap;
+
+    const MAP: &str = r#"
+[[systems]]
+name = "shop"
+kind = "sqlite"
+url_env = "SHOP_URL"
+[[systems.tables]]
+name = "users"
+owner = "id"
+action = "delete"
+[[systems.tables]]
+name = "orders"
+owner = "user_id"
+action = "delete"
+[[systems.tables]]
+name = "lines"
+belongs_to = { table = "orders", columns = ["order_id"], references = ["id"] }
+action = "delete"
+[[systems.tables]]
+name = "line_notes"
+belongs_to = { table = "lines", columns = ["order_id", "line_no"], references = ["order_id", "line_no"] }
+action = "delete"
+[[systems.tables]]
+name = "reviews"
+owner = "user_id"
+action = "nullify"
+columns = ["user_id", "author_name"]
+[[systems.tables]]
+name = "invoices"
+owner = "user_id"
+action = "keep"
+legal_basis = "tax"
+retention_days = 10
+"#;
+
+    async fn setup() -> (tempfile::TempDir, SqliteSystem) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("shop.db").display());
+        let pool = SqlitePool::connect(&url).await.unwrap();
+        sqlx::raw_sql(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);
+             CREATE TABLE orders (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id));
+             CREATE TABLE lines (order_id INTEGER NOT NULL REFERENCES orders(id), line_no INTEGER NOT NULL, PRIMARY KEY (order_id, line_no));
+             CREATE TABLE line_notes (id INTEGER PRIMARY KEY, order_id INTEGER, line_no INTEGER, note TEXT, FOREIGN KEY (order_id, line_no) REFERENCES lines(order_id, line_no));
+             CREATE TABLE reviews (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id), author_name TEXT, body TEXT);
+             CREATE TABLE invoices (id INTEGER PRIMARY KEY, user_id INTEGER, amount INTEGER);
+             INSERT INTO users VALUES (1, 'a'), (2, 'b');
+             INSERT INTO orders VALUES (10, 1), (11, 1), (20, 2);
+             INSERT INTO lines VALUES (10, 1), (10, 2), (11, 1), (20, 1);
+             INSERT INTO line_notes (order_id, line_no, note) VALUES (10, 1, 'x'), (10, 2, 'y'), (20, 1, 'z');
+             INSERT INTO reviews (user_id, author_name, body) VALUES (1, 'a', 'good'), (2, 'b', 'bad');
+             INSERT INTO invoices (user_id, amount) VALUES (1, 5), (2, 6);",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        let map = DataMap::parse(MAP).unwrap();
+        let sys = SqliteSystem::connect(&map.systems[0], &url).await.unwrap();
+        (dir, sys)
+    }
+
+    fn rows(o: &SystemOutcome, t: &str) -> u64 {
+        o.tables.iter().find(|x| x.table == t).unwrap().rows
+    }
+
+    #[tokio::test]
+    async fn erases_children_first_verifies_and_replays_idempotently() {
+        let (_d, sys) = setup().await;
+        let subject = SubjectId::parse("1").unwrap();
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let out = sys.erase("case-1", &subject, now).await.unwrap();
+        assert!(!out.replayed);
+        assert_eq!(
+            (
+                rows(&out, "users"),
+                rows(&out, "orders"),
+                rows(&out, "lines"),
+                rows(&out, "line_notes")
+            ),
+            (1, 2, 3, 2)
+        );
+        assert_eq!((rows(&out, "reviews"), rows(&out, "invoices")), (1, 1));
+        let kept = out.tables.iter().find(|t| t.table == "invoices").unwrap();
+        assert_eq!(
+            kept.retain_until.unwrap().to_string(),
+            "2026-01-11T00:00:00Z"
+        );
+        let verified = sys.verify("case-1", &subject, out.clone()).await.unwrap();
+        assert!(
+            verified
+                .tables
+                .iter()
+                .filter(|t| t.action != "keep")
+                .all(|t| t.remaining == Some(0))
+        );
+
+        // A re-run returns the recorded counts and touches nothing.
+        let again = sys.erase("case-1", &subject, now).await.unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.tables, out.tables);
+
+        // The other user is intact.
+        let other: (i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM orders WHERE user_id = 2), (SELECT COUNT(*) FROM lines WHERE order_id = 20),
+                    (SELECT COUNT(*) FROM line_notes WHERE order_id = 20), (SELECT COUNT(*) FROM reviews WHERE user_id = 2 AND author_name = 'b')",
+        )
+        .fetch_one(&sys.pool)
+        .await
+        .unwrap();
+        assert_eq!(other, (1, 1, 1, 1));
+        // The nullified review stays, without its author.
+        let body: String = sqlx::query_scalar("SELECT body FROM reviews WHERE user_id IS NULL")
+            .fetch_one(&sys.pool)
+            .await
+            .unwrap();
+        assert_eq!(body, "good");
+    }
+
+    #[tokio::test]
+    async fn verification_catches_rows_left_behind() {
+        let (_d, sys) = setup().await;
+        let subject = SubjectId::parse("1").unwrap();
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let out = sys.erase("case-1", &subject, now).await.unwrap();
+        // A line note of the subject's order reappears (a late write).
+        let mut c = sys.pool.acquire().await.unwrap();
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut *c)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO line_notes (order_id, line_no, note) VALUES (11, 1, 'late')")
+            .execute(&mut *c)
+            .await
+            .unwrap();
+        sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&mut *c)
+            .await
+            .unwrap();
+        drop(c);
+        let e = sys.verify("case-1", &subject, out).await.unwrap_err();
+        assert!(
+            matches!(e, ConnectError::NotErased { ref table, remaining: 1, .. } if table == "line_notes"),
+            "{e}"
+        );
+    }
+}

@@ -46,7 +46,7 @@ where
             .await
             .map_err(|e| {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    crate::middleware::too_large(0)
+                    crate::middleware::too_large(None)
                 } else {
                     Problem::bad_request("body", "the body could not be read").into_response()
                 }

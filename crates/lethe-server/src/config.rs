@@ -89,7 +89,9 @@ pub struct Limits {
     pub rate_per_second: u32,
     /// ...with this burst.
     pub rate_burst: u32,
-    /// A request taking longer is answered 503 and rolled back.
+    /// A request taking longer is answered 503. A write it had already
+    /// queued may still commit: retry with the same Idempotency-Key to get
+    /// the outcome.
     pub request_timeout_secs: u64,
     /// Connections served at once.
     pub max_connections: usize,

@@ -201,7 +201,7 @@ pub async fn idempotency(State(st): State<AppState>, req: Request, next: Next) -
     let (parts, body) = req.into_parts();
     let bytes = match to_bytes(body, st.limits.body_bytes).await {
         Ok(b) => b,
-        Err(_) => return too_large(st.limits.body_bytes),
+        Err(_) => return too_large(Some(st.limits.body_bytes)),
     };
     let mut h = Sha256::new();
     h.update(parts.method.as_str().as_bytes());
@@ -256,12 +256,16 @@ pub async fn idempotency(State(st): State<AppState>, req: Request, next: Next) -
     Response::from_parts(parts, Body::from(bytes))
 }
 
-pub fn too_large(limit: usize) -> Response {
+pub fn too_large(limit: Option<usize>) -> Response {
+    let detail = match limit {
+        Some(l) => format!("the body is larger than {l} bytes"),
+        None => "the body is larger than this server accepts".to_owned(),
+    };
     Problem::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "too-large",
         "Request body too large",
-        format!("the body is larger than {limit} bytes"),
+        detail,
     )
     .fix("send a smaller body")
     .into_response()
@@ -285,11 +289,7 @@ pub async fn request_id(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".into());
     let started = Instant::now();
     let span = tracing::info_span!("request", request_id = %id, %method, route = %route);
-    let mut resp = {
-        let _g = span.enter();
-        drop(_g);
-        tracing::Instrument::instrument(next.run(req), span.clone()).await
-    };
+    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     let status = resp.status().as_u16();
     span.in_scope(|| {
         if status >= 500 {
