@@ -1,0 +1,509 @@
+//! The crypto-shredding vault.
+//!
+//! Each subject gets its own 256-bit data key (XChaCha20-Poly1305), stored
+//! only wrapped by a key-encryption key (KEK). A sensitive field is sealed
+//! under the subject's data key with associated data = subject and field
+//! name, so a ciphertext opens only for the subject and field it was made
+//! for. Destroying the subject's data keys makes every copy of every
+//! ciphertext unreadable — in backups, logs, replicas and warehouses alike —
+//! and decrypting afterwards yields the distinct [`VaultError::Erased`].
+//!
+//! Key material is zeroized on drop and never formatted: every key type's
+//! `Debug` is redacted and no error carries key bytes.
+
+mod kek;
+mod memory;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use zeroize::Zeroizing;
+
+pub use kek::{Kek, LocalKeyFile};
+pub use memory::MemoryKeyStore;
+
+/// Largest field accepted for encryption.
+pub const MAX_FIELD_BYTES: usize = 64 * 1024;
+/// Largest batch accepted by the batch calls.
+pub const MAX_BATCH: usize = 1000;
+/// Unwrapped data keys kept in memory at most.
+pub const MAX_CACHED_KEYS: usize = 100_000;
+
+const ENVELOPE_V1: u8 = 1;
+const HEADER: usize = 1 + 4 + 24;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VaultError {
+    #[error(
+        "the subject's keys were destroyed (crypto-shredded) at {at}; the data is erased and cannot be decrypted"
+    )]
+    Erased { at: String },
+    #[error("the ciphertext was modified, or belongs to another subject or field")]
+    Tampered,
+    #[error(
+        "no key opens this ciphertext for this subject: it belongs to another subject or installation"
+    )]
+    UnknownKey,
+    #[error("the ciphertext is malformed: {0}")]
+    Malformed(&'static str),
+    #[error("the field is larger than {max} bytes")]
+    TooLarge { max: usize },
+    #[error("a batch holds at most {max} items")]
+    BatchTooLarge { max: usize },
+    #[error("the field name must be 1-64 characters of a-z, 0-9, '_' and '.'")]
+    BadField,
+    #[error("vault key file {path}: {problem}; {fix}")]
+    KeyFile {
+        path: String,
+        problem: String,
+        fix: &'static str,
+    },
+    #[error("key-encryption key: {0}")]
+    Kek(&'static str),
+    #[error("vault key store: {0}")]
+    Store(String),
+}
+
+/// A data key. Zeroized on drop; never printed.
+#[derive(Clone)]
+pub struct DataKey(Zeroizing<[u8; 32]>);
+
+impl DataKey {
+    pub fn generate() -> Self {
+        Self(Zeroizing::new(rand::random()))
+    }
+    pub fn from_bytes(b: [u8; 32]) -> Self {
+        Self(Zeroizing::new(b))
+    }
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey(<redacted>)")
+    }
+}
+
+/// A data key wrapped (encrypted) by a KEK version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    pub kek_version: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// A subject's wrapped data key as the key store holds it. `subject` is the
+/// vault's keyed reference of the subject, never the subject id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub subject: String,
+    pub version: u32,
+    pub wrapped: WrappedKey,
+}
+
+/// Where wrapped data keys live (Lethe's store, or memory in tests).
+#[async_trait::async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn latest(&self, subject: &str) -> Result<Option<StoredKey>, VaultError>;
+    async fn get(&self, subject: &str, version: u32) -> Result<Option<StoredKey>, VaultError>;
+    /// Inserts unless the (subject, version) exists; says whether it did.
+    async fn insert(&self, key: StoredKey) -> Result<bool, VaultError>;
+    /// Deletes every key of the subject and records when; returns how many
+    /// versions were destroyed (0 if already destroyed).
+    async fn destroy(&self, subject: &str, at: &str) -> Result<u32, VaultError>;
+    async fn destroyed_at(&self, subject: &str) -> Result<Option<String>, VaultError>;
+    async fn count(&self) -> Result<u64, VaultError>;
+    /// Keys wrapped by a KEK version below `version`, at most `limit`.
+    async fn wrapped_below(&self, version: u32, limit: u32) -> Result<Vec<StoredKey>, VaultError>;
+    /// Replaces a wrapped key if it is still wrapped by `old_kek_version`.
+    async fn rewrap(&self, key: &StoredKey, old_kek_version: u32) -> Result<bool, VaultError>;
+}
+
+/// A field name: 1-64 of `a-z 0-9 _ .`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FieldName(String);
+
+impl FieldName {
+    pub fn parse(s: &str) -> Result<Self, VaultError> {
+        let ok = (1..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(VaultError::BadField)
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The outcome of destroying a subject's keys, for the receipt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Destruction {
+    pub versions_destroyed: u32,
+    pub destroyed_at: String,
+}
+
+type Cipher = Arc<XChaCha20Poly1305>;
+
+#[derive(Default)]
+struct Cache {
+    ciphers: HashMap<(String, u32), Cipher>,
+    latest: HashMap<String, u32>,
+}
+
+pub struct Vault {
+    kek: Arc<dyn Kek>,
+    store: Arc<dyn KeyStore>,
+    subject_key: Zeroizing<[u8; 32]>,
+    blind_key: Zeroizing<[u8; 32]>,
+    cache: RwLock<Cache>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Vault(<redacted>)")
+    }
+}
+
+fn hmac32(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    // HMAC accepts keys of any length: this cannot fail.
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    for p in parts {
+        m.update(&(p.len() as u32).to_be_bytes());
+        m.update(p);
+    }
+    m.finalize().into_bytes().into()
+}
+
+fn aad(subject: &str, field: &FieldName, version: u32) -> Vec<u8> {
+    let mut a = Vec::with_capacity(32 + subject.len() + field.0.len());
+    a.extend_from_slice(b"lethe.vault.v1\0");
+    a.extend_from_slice(&(subject.len() as u32).to_be_bytes());
+    a.extend_from_slice(subject.as_bytes());
+    a.extend_from_slice(&(field.0.len() as u32).to_be_bytes());
+    a.extend_from_slice(field.0.as_bytes());
+    a.extend_from_slice(&version.to_be_bytes());
+    a
+}
+
+fn wrap_context(subject_ref: &str, version: u32) -> Vec<u8> {
+    let mut c = subject_ref.as_bytes().to_vec();
+    c.extend_from_slice(&version.to_be_bytes());
+    c
+}
+
+impl Vault {
+    /// `master` derives the subject-reference and blind-index keys; they do
+    /// not change when the KEK rotates, so references and indexes stay valid.
+    pub fn new(kek: Arc<dyn Kek>, store: Arc<dyn KeyStore>, master: &[u8; 32]) -> Self {
+        Self {
+            kek,
+            store,
+            subject_key: Zeroizing::new(hmac32(master, &[b"lethe.vault.subject"])),
+            blind_key: Zeroizing::new(hmac32(master, &[b"lethe.vault.blind-index"])),
+            cache: RwLock::new(Cache::default()),
+        }
+    }
+
+    /// The vault's keyed reference of a subject (what the key store sees).
+    pub fn subject_ref(&self, subject: &str) -> String {
+        hex::encode(&hmac32(&*self.subject_key, &[subject.as_bytes()])[..16])
+    }
+
+    /// Keyed HMAC of a normalized value, for equality look-ups (phone, ID
+    /// number) without storing the plaintext. `kind` separates namespaces.
+    pub fn blind_index(&self, kind: &FieldName, value: &str) -> String {
+        let norm: String = value
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        hex::encode(hmac32(
+            &*self.blind_key,
+            &[kind.0.as_bytes(), norm.as_bytes()],
+        ))
+    }
+
+    fn cached(&self, subject_ref: &str, version: Option<u32>) -> Option<(u32, Cipher)> {
+        let c = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        let v = match version {
+            Some(v) => v,
+            None => *c.latest.get(subject_ref)?,
+        };
+        c.ciphers
+            .get(&(subject_ref.to_owned(), v))
+            .map(|k| (v, k.clone()))
+    }
+
+    fn remember(&self, subject_ref: &str, version: u32, key: &DataKey, latest: bool) -> Cipher {
+        let cipher = Arc::new(XChaCha20Poly1305::new(key.bytes().into()));
+        let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        if c.ciphers.len() >= MAX_CACHED_KEYS {
+            // Dropping the map zeroizes the ciphers' keys.
+            c.ciphers.clear();
+            c.latest.clear();
+        }
+        c.ciphers
+            .insert((subject_ref.to_owned(), version), cipher.clone());
+        if latest {
+            let e = c.latest.entry(subject_ref.to_owned()).or_insert(version);
+            *e = (*e).max(version);
+        }
+        cipher
+    }
+
+    fn forget(&self, subject_ref: &str) {
+        let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        c.ciphers.retain(|(s, _), _| s != subject_ref);
+        c.latest.remove(subject_ref);
+    }
+
+    async fn unwrap_stored(&self, k: &StoredKey) -> Result<DataKey, VaultError> {
+        self.kek
+            .unwrap(&k.wrapped, &wrap_context(&k.subject, k.version))
+    }
+
+    /// The subject's current key, created on first use.
+    async fn current_key(&self, subject_ref: &str) -> Result<(u32, Cipher), VaultError> {
+        if let Some(k) = self.cached(subject_ref, None) {
+            return Ok(k);
+        }
+        if let Some(stored) = self.store.latest(subject_ref).await? {
+            let key = self.unwrap_stored(&stored).await?;
+            return Ok((
+                stored.version,
+                self.remember(subject_ref, stored.version, &key, true),
+            ));
+        }
+        if let Some(at) = self.store.destroyed_at(subject_ref).await? {
+            return Err(VaultError::Erased { at });
+        }
+        let key = DataKey::generate();
+        let version = 1;
+        let wrapped = self.kek.wrap(&key, &wrap_context(subject_ref, version))?;
+        let stored = StoredKey {
+            subject: subject_ref.to_owned(),
+            version,
+            wrapped,
+        };
+        if self.store.insert(stored).await? {
+            Ok((version, self.remember(subject_ref, version, &key, true)))
+        } else {
+            // Another writer created it first: use theirs.
+            let stored = self
+                .store
+                .latest(subject_ref)
+                .await?
+                .ok_or(VaultError::Store(
+                    "key vanished after a concurrent insert".into(),
+                ))?;
+            let key = self.unwrap_stored(&stored).await?;
+            Ok((
+                stored.version,
+                self.remember(subject_ref, stored.version, &key, true),
+            ))
+        }
+    }
+
+    async fn key_version(&self, subject_ref: &str, version: u32) -> Result<Cipher, VaultError> {
+        if let Some((_, k)) = self.cached(subject_ref, Some(version)) {
+            return Ok(k);
+        }
+        match self.store.get(subject_ref, version).await? {
+            Some(stored) => {
+                let key = self.unwrap_stored(&stored).await?;
+                Ok(self.remember(subject_ref, version, &key, false))
+            }
+            None => match self.store.destroyed_at(subject_ref).await? {
+                Some(at) => Err(VaultError::Erased { at }),
+                None => Err(VaultError::UnknownKey),
+            },
+        }
+    }
+
+    /// Seals `plaintext` for `subject` and `field`. The envelope is
+    /// `[1][key version: u32][nonce: 24][ciphertext + tag]`.
+    pub async fn encrypt(
+        &self,
+        subject: &str,
+        field: &FieldName,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        if plaintext.len() > MAX_FIELD_BYTES {
+            return Err(VaultError::TooLarge {
+                max: MAX_FIELD_BYTES,
+            });
+        }
+        let sref = self.subject_ref(subject);
+        let (version, cipher) = self.current_key(&sref).await?;
+        seal(&cipher, version, &aad(subject, field, version), plaintext)
+    }
+
+    pub async fn decrypt(
+        &self,
+        subject: &str,
+        field: &FieldName,
+        envelope: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        if envelope.len() < HEADER + 16 {
+            return Err(VaultError::Malformed("too short"));
+        }
+        if envelope[0] != ENVELOPE_V1 {
+            return Err(VaultError::Malformed("unknown envelope version"));
+        }
+        let version = u32::from_be_bytes([envelope[1], envelope[2], envelope[3], envelope[4]]);
+        let sref = self.subject_ref(subject);
+        let cipher = self.key_version(&sref, version).await?;
+        open(&cipher, &aad(subject, field, version), envelope)
+    }
+
+    pub async fn encrypt_batch(
+        &self,
+        items: &[(String, FieldName, Vec<u8>)],
+    ) -> Result<Vec<Result<Vec<u8>, VaultError>>, VaultError> {
+        if items.len() > MAX_BATCH {
+            return Err(VaultError::BatchTooLarge { max: MAX_BATCH });
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for (s, f, p) in items {
+            out.push(self.encrypt(s, f, p).await);
+        }
+        Ok(out)
+    }
+
+    pub async fn decrypt_batch(
+        &self,
+        items: &[(String, FieldName, Vec<u8>)],
+    ) -> Result<Vec<Result<Zeroizing<Vec<u8>>, VaultError>>, VaultError> {
+        if items.len() > MAX_BATCH {
+            return Err(VaultError::BatchTooLarge { max: MAX_BATCH });
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for (s, f, c) in items {
+            out.push(self.decrypt(s, f, c).await);
+        }
+        Ok(out)
+    }
+
+    /// Destroys every data key of the subject: all its ciphertexts become
+    /// unreadable. Idempotent: a second call reports 0 versions and the
+    /// original time.
+    pub async fn destroy(&self, subject: &str, at: &str) -> Result<Destruction, VaultError> {
+        let sref = self.subject_ref(subject);
+        self.forget(&sref);
+        let n = self.store.destroy(&sref, at).await?;
+        // A reader may have cached the key between the two steps.
+        self.forget(&sref);
+        let destroyed_at = self
+            .store
+            .destroyed_at(&sref)
+            .await?
+            .unwrap_or_else(|| at.to_owned());
+        Ok(Destruction {
+            versions_destroyed: n,
+            destroyed_at,
+        })
+    }
+
+    /// Makes a new KEK version current; new keys are wrapped by it. Reads
+    /// and writes go on: older versions still unwrap until re-wrapped.
+    pub fn rotate_kek(&self) -> Result<u32, VaultError> {
+        self.kek.rotate()
+    }
+
+    /// Re-wraps up to `limit` data keys still under an older KEK version;
+    /// returns how many. Call until it returns 0.
+    pub async fn rewrap_batch(&self, limit: u32) -> Result<usize, VaultError> {
+        let current = self.kek.current_version();
+        let old = self.store.wrapped_below(current, limit).await?;
+        let mut n = 0;
+        for k in old {
+            let key = self.unwrap_stored(&k).await?;
+            let wrapped = self.kek.wrap(&key, &wrap_context(&k.subject, k.version))?;
+            let new = StoredKey {
+                subject: k.subject.clone(),
+                version: k.version,
+                wrapped,
+            };
+            if self.store.rewrap(&new, k.wrapped.kek_version).await? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    pub fn kek_version(&self) -> u32 {
+        self.kek.current_version()
+    }
+}
+
+fn seal(
+    cipher: &XChaCha20Poly1305,
+    version: u32,
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, VaultError> {
+    let nonce: [u8; 24] = rand::random();
+    let ct = cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .map_err(|_| VaultError::Kek("encryption failed"))?;
+    let mut out = Vec::with_capacity(HEADER + ct.len());
+    out.push(ENVELOPE_V1);
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+fn open(
+    cipher: &XChaCha20Poly1305,
+    aad: &[u8],
+    envelope: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    let nonce = XNonce::from_slice(&envelope[5..HEADER]);
+    cipher
+        .decrypt(
+            nonce,
+            Payload {
+                msg: &envelope[HEADER..],
+                aad,
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| VaultError::Tampered)
+}
+
+/// Text form of an envelope: `lv1:` + base64url without padding.
+pub fn to_text(envelope: &[u8]) -> String {
+    use base64::Engine;
+    format!(
+        "lv1:{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(envelope)
+    )
+}
+
+pub fn from_text(s: &str) -> Result<Vec<u8>, VaultError> {
+    use base64::Engine;
+    let b = s
+        .strip_prefix("lv1:")
+        .ok_or(VaultError::Malformed("expected the prefix lv1:"))?;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(b)
+        .map_err(|_| VaultError::Malformed("not base64url"))
+}
+
+#[cfg(test)]
+mod tests;
