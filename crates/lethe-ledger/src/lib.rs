@@ -128,6 +128,9 @@ pub struct Receipt {
     pub subject: String,
     pub issued_at: String,
     pub systems: Vec<ReceiptSystem>,
+    /// The destruction of the subject's vault keys (crypto-shredding): every
+    /// copy of the subject's encrypted fields is unreadable from then on.
+    pub key_destruction: Option<KeyDestruction>,
     /// The case's steps and their times.
     pub steps: Vec<ReceiptStep>,
     /// Sequence number and chain hash of the audit event that closed the case.
@@ -151,6 +154,12 @@ pub struct ReceiptTable {
     pub remaining: Option<u64>,
     pub legal_basis: Option<String>,
     pub retain_until: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyDestruction {
+    pub versions_destroyed: u32,
+    pub destroyed_at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ pub mod middleware;
 pub mod problem;
 pub mod secrets;
 pub mod systems;
+pub mod vault_api;
 pub mod worker;
 
 use axum::Router;
@@ -43,6 +44,9 @@ impl Clock for SystemClock {
     }
 }
 
+/// Largest body of a vault batch call.
+pub const VAULT_BODY_LIMIT: usize = 96 * 1024 * 1024;
+
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
@@ -53,6 +57,7 @@ pub struct AppState {
     pub datamap: Arc<DataMap>,
     pub systems: Arc<Systems>,
     pub secrets: Secrets,
+    pub vault: Arc<lethe_vault::Vault>,
     pub policy: Policy,
     pub otp_resend: SignedDuration,
     pub otp_lockout: SignedDuration,
@@ -84,7 +89,8 @@ pub enum ClockMode {
     paths(
         api::create_case, api::get_case, api::send_code, api::verify_code, api::run_checks, api::acknowledge,
         api::confirm, api::withdraw, api::review, api::retry, api::receipt, api::timeline,
-        api::dev_outbox, api::dev_advance, api::healthz, api::readyz
+        api::dev_outbox, api::dev_advance, api::healthz, api::readyz,
+        vault_api::encrypt, vault_api::decrypt, vault_api::blind_index, vault_api::rotate
     ),
     components(schemas(problem::Problem)),
     modifiers(&SecurityAddon)
@@ -144,10 +150,33 @@ pub fn router(st: AppState) -> Router {
             st.clone(),
             middleware::auth,
         ));
+    // The vault takes batches (1000 fields of up to 64 KiB, base64-inflated)
+    // and stays outside the idempotency layer (see vault_api).
+    let vault = Router::new()
+        .route("/v1/vault/encrypt", post(vault_api::encrypt))
+        .route("/v1/vault/decrypt", post(vault_api::decrypt))
+        .route("/v1/vault/blind-index", post(vault_api::blind_index))
+        .layer(DefaultBodyLimit::max(VAULT_BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            middleware::auth,
+        ));
+    let vault_admin = Router::new()
+        .route("/v1/vault/kek/rotate", post(vault_api::rotate))
+        .layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            middleware::idempotency,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            middleware::auth,
+        ));
     let limit = st.limits.body_bytes;
     let timeout = Duration::from_secs(st.limits.request_timeout_secs);
     Router::new()
         .merge(v1)
+        .merge(vault)
+        .merge(vault_admin)
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi(st.demo)))
@@ -187,6 +216,8 @@ pub enum ServeError {
     Connect(#[from] lethe_connect::ConnectError),
     #[error("store: {0}")]
     Store(#[from] lethe_store::StoreError),
+    #[error(transparent)]
+    Vault(#[from] lethe_vault::VaultError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -194,6 +225,24 @@ pub enum ServeError {
     },
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Opens the vault: its key-encryption key file `vault.kek` is created on
+/// first run only; if it is missing while wrapped keys exist, start-up fails
+/// with the instruction to restore it.
+pub async fn open_vault(
+    data_dir: &std::path::Path,
+    store: &Store,
+    secrets: &Secrets,
+) -> Result<Arc<lethe_vault::Vault>, ServeError> {
+    use lethe_vault::KeyStore;
+    let existing = store.count().await?;
+    let kek = lethe_vault::LocalKeyFile::open(&data_dir.join("vault.kek"), existing == 0)?;
+    Ok(Arc::new(lethe_vault::Vault::new(
+        Arc::new(kek),
+        Arc::new(store.clone()),
+        secrets.vault_master(),
+    )))
 }
 
 /// A prepared server: state built, socket bound.
@@ -214,6 +263,7 @@ impl Server {
             lethe_store::StoreOptions::default(),
         )
         .await?;
+        let vault = open_vault(&cfg.data_dir, &store, &secrets).await?;
         let (clock, manual_clock, clock_file): (Arc<dyn Clock>, _, _) = match mode {
             ClockMode::System => (Arc::new(SystemClock), None, None),
             ClockMode::Manual { clock, offset_file } => {
@@ -229,6 +279,7 @@ impl Server {
             datamap: Arc::new(datamap),
             systems: Arc::new(systems),
             secrets,
+            vault,
             policy,
             otp_resend: SignedDuration::from_secs(cfg.policy.otp_resend_seconds),
             otp_lockout: SignedDuration::from_mins(cfg.policy.otp_lockout_minutes),

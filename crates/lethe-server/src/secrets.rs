@@ -20,6 +20,7 @@ pub enum SecretError {
 pub struct Secrets {
     otp: [u8; 32],
     pseudonym: [u8; 32],
+    vault: [u8; 32],
 }
 
 impl std::fmt::Debug for Secrets {
@@ -41,6 +42,7 @@ impl Secrets {
         Self {
             otp: derive(master, "otp"),
             pseudonym: derive(master, "pseudonym"),
+            vault: derive(master, "vault"),
         }
     }
 
@@ -85,6 +87,11 @@ impl Secrets {
         m.update(b":");
         m.update(code.as_bytes());
         hex::encode(m.finalize().into_bytes())
+    }
+
+    /// The vault's master secret (subject references, blind indexes).
+    pub fn vault_master(&self) -> &[u8; 32] {
+        &self.vault
     }
 
     pub fn pseudonym(&self, subject: &str) -> String {

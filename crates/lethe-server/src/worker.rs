@@ -3,12 +3,17 @@
 
 use jiff::{SignedDuration, Timestamp};
 use lethe_domain::{Case, CaseCommand};
-use lethe_ledger::{ChainedEvent, FinalEvent, Receipt, ReceiptStep, ReceiptSystem, ReceiptTable};
+use lethe_ledger::{
+    ChainedEvent, FinalEvent, KeyDestruction, Receipt, ReceiptStep, ReceiptSystem, ReceiptTable,
+};
 use lethe_store::{Job, NewJob, now_wall};
 use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::AppState;
+
+/// The name under which the vault's key destruction is recorded.
+pub const VAULT_SYSTEM: &str = "lethe_vault";
 
 /// Cases moved to erasing per timer tick at most.
 const DUE_BATCH: u32 = 500;
@@ -32,7 +37,7 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
         match st.store.cases_due(st.clock.now(), DUE_BATCH).await {
             Ok(ids) => {
                 for id in ids {
-                    let jobs: Vec<NewJob> = st
+                    let mut jobs: Vec<NewJob> = st
                         .systems
                         .names()
                         .map(|s| NewJob {
@@ -41,6 +46,13 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
                             max_attempts: st.worker.max_attempts,
                         })
                         .collect();
+                    // Crypto-shredding: the subject's vault keys are destroyed
+                    // as one more system of the erasure.
+                    jobs.push(NewJob {
+                        kind: "shred".into(),
+                        system: VAULT_SYSTEM.into(),
+                        max_attempts: st.worker.max_attempts,
+                    });
                     match st
                         .store
                         .apply(
@@ -158,6 +170,40 @@ fn backoff(attempt: u32, max_secs: i64) -> SignedDuration {
 
 async fn run_job(st: &AppState, job: &Job) -> Result<(), String> {
     match job.kind.as_str() {
+        "shred" => {
+            let case = st
+                .store
+                .get_case(job.case_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("the case is gone")?;
+            if case.state != lethe_domain::CaseState::Erasing {
+                st.store
+                    .retry_job(job.id, format!("case is {}", case.state), None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return Ok(());
+            }
+            let now = st.clock.now();
+            let d = st
+                .vault
+                .destroy(case.subject.expose(), &now.to_string())
+                .await
+                .map_err(|e| e.to_string())?;
+            let value = serde_json::to_value(&d).map_err(|e| e.to_string())?;
+            st.store
+                .record_erasure(
+                    job.id,
+                    case.id,
+                    job.system.clone(),
+                    value,
+                    now,
+                    build_receipt,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        }
         "erase" => {
             let case = st
                 .store
@@ -209,8 +255,17 @@ pub fn build_receipt(
     events: &[ChainedEvent],
     now: Timestamp,
 ) -> String {
+    let key_destruction = outcomes
+        .iter()
+        .find(|(name, _)| name == VAULT_SYSTEM)
+        .and_then(|(_, v)| serde_json::from_value::<lethe_vault::Destruction>(v.clone()).ok())
+        .map(|d| KeyDestruction {
+            versions_destroyed: d.versions_destroyed,
+            destroyed_at: d.destroyed_at,
+        });
     let systems = outcomes
         .iter()
+        .filter(|(name, _)| name != VAULT_SYSTEM)
         .map(|(name, v)| {
             let tables = serde_json::from_value::<lethe_connect::SystemOutcome>(v.clone())
                 .map(|o| {
@@ -254,6 +309,7 @@ pub fn build_receipt(
         subject,
         issued_at: now.to_string(),
         systems,
+        key_destruction,
         steps,
         final_event,
         digest: String::new(),

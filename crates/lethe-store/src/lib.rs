@@ -11,6 +11,7 @@
 //!
 //! SQLite-specific SQL lives only in this crate.
 
+mod vault;
 mod writer;
 
 use jiff::Timestamp;
@@ -178,6 +179,7 @@ impl Store {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
+            .pragma("secure_delete", "ON")
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let mut wconn: SqliteConnection = sqlx::ConnectOptions::connect(&base)
@@ -199,6 +201,22 @@ impl Store {
             read,
             writer: Arc::new(writer),
         })
+    }
+
+    /// Moves the WAL into the database file and truncates it, so deleted
+    /// (and, with secure_delete, overwritten) content leaves the WAL too.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.writer
+            .run_outside_tx(|ctx| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("checkpoint"))?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     /// Checks that the store answers (for readiness probes).
@@ -779,7 +797,7 @@ impl Store {
                         .execute(&mut ctx.conn)
                         .await
                         .map_err(db("complete job"))?;
-                    let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE case_id = $1 AND kind = 'erase' AND state <> 'done'")
+                    let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE case_id = $1 AND state <> 'done'")
                         .bind(id.to_string())
                         .fetch_one(&mut ctx.conn)
                         .await

@@ -29,7 +29,14 @@ pub struct WriteCtx {
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-type Op = Box<dyn for<'c> FnOnce(&'c mut WriteCtx) -> BoxFuture<'c, (bool, Deliver)> + Send>;
+type OpFn = Box<dyn for<'c> FnOnce(&'c mut WriteCtx) -> BoxFuture<'c, (bool, Deliver)> + Send>;
+
+/// An operation, run inside the group transaction or on its own outside
+/// any transaction (for statements SQLite refuses in one, like checkpoints).
+enum Op {
+    InTx(OpFn),
+    Outside(OpFn),
+}
 
 pub(crate) struct Writer {
     tx: mpsc::Sender<Op>,
@@ -50,8 +57,29 @@ impl Writer {
             + Send
             + 'static,
     {
+        self.submit(f, true).await
+    }
+
+    /// Runs `f` alone, between group commits, outside any transaction.
+    pub(crate) async fn run_outside_tx<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut WriteCtx) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        self.submit(f, false).await
+    }
+
+    async fn submit<T, F>(&self, f: F, in_tx: bool) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut WriteCtx) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
         let (reply, rx) = oneshot::channel::<Result<T, StoreError>>();
-        let op: Op = Box::new(move |ctx| {
+        let op: OpFn = Box::new(move |ctx| {
             Box::pin(async move {
                 let r = f(ctx).await;
                 let keep = match &r {
@@ -70,6 +98,7 @@ impl Writer {
                 (keep, deliver)
             })
         });
+        let op = if in_tx { Op::InTx(op) } else { Op::Outside(op) };
         self.tx.send(op).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -91,11 +120,31 @@ fn copy_err(e: &StoreError) -> StoreError {
 }
 
 async fn run(mut ctx: WriteCtx, mut rx: mpsc::Receiver<Op>) {
-    while let Some(first) = rx.recv().await {
+    let mut carried: Option<Op> = None;
+    loop {
+        let first = match carried.take() {
+            Some(op) => op,
+            None => match rx.recv().await {
+                Some(op) => op,
+                None => return,
+            },
+        };
+        let first = match first {
+            Op::Outside(op) => {
+                let (_, deliver) = op(&mut ctx).await;
+                deliver(Ok(()));
+                continue;
+            }
+            Op::InTx(op) => op,
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(op) => batch.push(op),
+                Ok(Op::InTx(op)) => batch.push(op),
+                Ok(outside) => {
+                    carried = Some(outside);
+                    break;
+                }
                 Err(_) => break,
             }
         }

@@ -152,10 +152,17 @@ pub struct Destruction {
 
 type Cipher = Arc<XChaCha20Poly1305>;
 
+/// Unwrapped keys by subject id, so a hit costs one hash look-up (no HMAC
+/// to compute the subject reference, no store read, no unwrap).
 #[derive(Default)]
 struct Cache {
-    ciphers: HashMap<(String, u32), Cipher>,
-    latest: HashMap<String, u32>,
+    subjects: HashMap<String, Entry>,
+    keys: usize,
+}
+
+struct Entry {
+    latest: Option<u32>,
+    ciphers: HashMap<u32, Cipher>,
 }
 
 pub struct Vault {
@@ -231,38 +238,46 @@ impl Vault {
         ))
     }
 
-    fn cached(&self, subject_ref: &str, version: Option<u32>) -> Option<(u32, Cipher)> {
+    fn cached(&self, subject: &str, version: Option<u32>) -> Option<(u32, Cipher)> {
         let c = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        let e = c.subjects.get(subject)?;
         let v = match version {
             Some(v) => v,
-            None => *c.latest.get(subject_ref)?,
+            None => e.latest?,
         };
-        c.ciphers
-            .get(&(subject_ref.to_owned(), v))
-            .map(|k| (v, k.clone()))
+        e.ciphers.get(&v).map(|k| (v, k.clone()))
     }
 
-    fn remember(&self, subject_ref: &str, version: u32, key: &DataKey, latest: bool) -> Cipher {
+    fn remember(&self, subject: &str, version: u32, key: &DataKey, latest: bool) -> Cipher {
         let cipher = Arc::new(XChaCha20Poly1305::new(key.bytes().into()));
         let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
-        if c.ciphers.len() >= MAX_CACHED_KEYS {
-            // Dropping the map zeroizes the ciphers' keys.
-            c.ciphers.clear();
-            c.latest.clear();
+        if c.keys >= MAX_CACHED_KEYS {
+            // Dropping the entries zeroizes the ciphers' keys.
+            c.subjects.clear();
+            c.keys = 0;
         }
-        c.ciphers
-            .insert((subject_ref.to_owned(), version), cipher.clone());
+        let e = c
+            .subjects
+            .entry(subject.to_owned())
+            .or_insert_with(|| Entry {
+                latest: None,
+                ciphers: HashMap::new(),
+            });
+        let added = e.ciphers.insert(version, cipher.clone()).is_none();
         if latest {
-            let e = c.latest.entry(subject_ref.to_owned()).or_insert(version);
-            *e = (*e).max(version);
+            e.latest = Some(e.latest.map_or(version, |l| l.max(version)));
+        }
+        if added {
+            c.keys += 1;
         }
         cipher
     }
 
-    fn forget(&self, subject_ref: &str) {
+    fn forget(&self, subject: &str) {
         let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
-        c.ciphers.retain(|(s, _), _| s != subject_ref);
-        c.latest.remove(subject_ref);
+        if let Some(e) = c.subjects.remove(subject) {
+            c.keys = c.keys.saturating_sub(e.ciphers.len());
+        }
     }
 
     async fn unwrap_stored(&self, k: &StoredKey) -> Result<DataKey, VaultError> {
@@ -271,15 +286,17 @@ impl Vault {
     }
 
     /// The subject's current key, created on first use.
-    async fn current_key(&self, subject_ref: &str) -> Result<(u32, Cipher), VaultError> {
-        if let Some(k) = self.cached(subject_ref, None) {
+    async fn current_key(&self, subject: &str) -> Result<(u32, Cipher), VaultError> {
+        if let Some(k) = self.cached(subject, None) {
             return Ok(k);
         }
+        let sref = self.subject_ref(subject);
+        let subject_ref = sref.as_str();
         if let Some(stored) = self.store.latest(subject_ref).await? {
             let key = self.unwrap_stored(&stored).await?;
             return Ok((
                 stored.version,
-                self.remember(subject_ref, stored.version, &key, true),
+                self.remember(subject, stored.version, &key, true),
             ));
         }
         if let Some(at) = self.store.destroyed_at(subject_ref).await? {
@@ -294,7 +311,7 @@ impl Vault {
             wrapped,
         };
         if self.store.insert(stored).await? {
-            Ok((version, self.remember(subject_ref, version, &key, true)))
+            Ok((version, self.remember(subject, version, &key, true)))
         } else {
             // Another writer created it first: use theirs.
             let stored = self
@@ -307,19 +324,21 @@ impl Vault {
             let key = self.unwrap_stored(&stored).await?;
             Ok((
                 stored.version,
-                self.remember(subject_ref, stored.version, &key, true),
+                self.remember(subject, stored.version, &key, true),
             ))
         }
     }
 
-    async fn key_version(&self, subject_ref: &str, version: u32) -> Result<Cipher, VaultError> {
-        if let Some((_, k)) = self.cached(subject_ref, Some(version)) {
+    async fn key_version(&self, subject: &str, version: u32) -> Result<Cipher, VaultError> {
+        if let Some((_, k)) = self.cached(subject, Some(version)) {
             return Ok(k);
         }
+        let sref = self.subject_ref(subject);
+        let subject_ref = sref.as_str();
         match self.store.get(subject_ref, version).await? {
             Some(stored) => {
                 let key = self.unwrap_stored(&stored).await?;
-                Ok(self.remember(subject_ref, version, &key, false))
+                Ok(self.remember(subject, version, &key, false))
             }
             None => match self.store.destroyed_at(subject_ref).await? {
                 Some(at) => Err(VaultError::Erased { at }),
@@ -341,8 +360,7 @@ impl Vault {
                 max: MAX_FIELD_BYTES,
             });
         }
-        let sref = self.subject_ref(subject);
-        let (version, cipher) = self.current_key(&sref).await?;
+        let (version, cipher) = self.current_key(subject).await?;
         seal(&cipher, version, &aad(subject, field, version), plaintext)
     }
 
@@ -359,8 +377,7 @@ impl Vault {
             return Err(VaultError::Malformed("unknown envelope version"));
         }
         let version = u32::from_be_bytes([envelope[1], envelope[2], envelope[3], envelope[4]]);
-        let sref = self.subject_ref(subject);
-        let cipher = self.key_version(&sref, version).await?;
+        let cipher = self.key_version(subject, version).await?;
         open(&cipher, &aad(subject, field, version), envelope)
     }
 
@@ -397,10 +414,10 @@ impl Vault {
     /// original time.
     pub async fn destroy(&self, subject: &str, at: &str) -> Result<Destruction, VaultError> {
         let sref = self.subject_ref(subject);
-        self.forget(&sref);
+        self.forget(subject);
         let n = self.store.destroy(&sref, at).await?;
         // A reader may have cached the key between the two steps.
-        self.forget(&sref);
+        self.forget(subject);
         let destroyed_at = self
             .store
             .destroyed_at(&sref)

@@ -1,5 +1,6 @@
 //! The `lethe` command.
 
+mod bench;
 mod demo_mart;
 
 use anyhow::{Context, bail};
@@ -61,6 +62,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ApikeyCmd,
     },
+    /// Benchmarks that print figures against a raw baseline.
+    Bench {
+        #[command(subcommand)]
+        cmd: BenchCmd,
+    },
     /// Show the erasure plan of a data map (nothing is erased).
     Datamap {
         #[command(subcommand)]
@@ -91,6 +97,31 @@ enum ApikeyCmd {
         config: PathBuf,
         #[arg(long)]
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// The vault library against the raw AEAD, 1 KiB fields.
+    Vault {
+        #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        ops: u64,
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        subjects: u64,
+    },
+    /// The vault's HTTP batch API of a running Lethe (the API key is read
+    /// from the file, never from a flag).
+    VaultHttp {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        key_file: PathBuf,
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+        seconds: u64,
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        batch: u64,
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+        concurrency: u64,
     },
 }
 
@@ -217,6 +248,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("no live API key named '{name}'");
             }
             Ok(())
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Vault { ops, subjects },
+        } => bench::vault_library(ops as usize, subjects as usize).await,
+        Cmd::Bench {
+            cmd:
+                BenchCmd::VaultHttp {
+                    url,
+                    key_file,
+                    seconds,
+                    batch,
+                    concurrency,
+                },
+        } => {
+            let key = std::fs::read_to_string(&key_file)
+                .with_context(|| format!("reading the API key from {}", key_file.display()))?;
+            bench::vault_http(
+                &url,
+                key.trim(),
+                seconds,
+                batch as usize,
+                concurrency as usize,
+            )
+            .await
         }
         Cmd::Datamap {
             cmd: DatamapCmd::Plan { datamap },

@@ -1,0 +1,269 @@
+//! The vault's HTTP API: batch encryption and decryption of fields bound to
+//! a subject, blind indexes, and KEK rotation.
+//!
+//! These routes are outside the idempotency layer on purpose: storing their
+//! responses for replay would persist plaintext (decrypt) or let a retry
+//! return a stale ciphertext. Encrypting twice is harmless (two valid
+//! ciphertexts) and decrypting is read-only, so plain retries are safe.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use lethe_domain::SubjectId;
+use lethe_vault::{FieldName, VaultError};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::api::ApiJson;
+use crate::middleware::Principal;
+use crate::problem::Problem;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptItem {
+    #[schema(value_type = String, example = "10042")]
+    pub subject_id: SubjectId,
+    /// Field name, bound into the ciphertext: 1-64 of a-z, 0-9, '_', '.'.
+    #[schema(example = "id_number")]
+    pub field: String,
+    /// The value to protect (UTF-8, at most 64 KiB).
+    pub plaintext: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptRequest {
+    /// At most 1000 items.
+    pub items: Vec<EncryptItem>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecryptItem {
+    #[schema(value_type = String, example = "10042")]
+    pub subject_id: SubjectId,
+    pub field: String,
+    /// A ciphertext from /v1/vault/encrypt (`lv1:...`).
+    pub ciphertext: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecryptRequest {
+    pub items: Vec<DecryptItem>,
+}
+
+/// Why one item failed. `code` is one of: erased (the subject's keys were
+/// destroyed), tampered, unknown_key, malformed, too_large, bad_field.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ItemError {
+    pub code: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ItemResult {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ciphertext: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plaintext: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ItemError>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchResponse {
+    /// One result per item, in order.
+    pub items: Vec<ItemResult>,
+}
+
+fn item_error(e: &VaultError) -> Option<ItemError> {
+    let code = match e {
+        VaultError::Erased { .. } => "erased",
+        VaultError::Tampered => "tampered",
+        VaultError::UnknownKey => "unknown_key",
+        VaultError::Malformed(_) => "malformed",
+        VaultError::TooLarge { .. } => "too_large",
+        VaultError::BadField => "bad_field",
+        _ => return None,
+    };
+    Some(ItemError {
+        code: code.into(),
+        detail: e.to_string(),
+    })
+}
+
+/// A failure of the vault itself (not of one item) fails the request.
+fn fatal(e: VaultError) -> Problem {
+    match e {
+        VaultError::BatchTooLarge { max } => {
+            Problem::unprocessable(format!("a batch holds at most {max} items"))
+                .field("items")
+                .fix("split the batch")
+        }
+        other => {
+            tracing::error!(error = %other, "vault failure");
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "vault",
+                "Vault unavailable",
+                "the vault could not complete the request; nothing was changed",
+            )
+            .retry_after(1)
+        }
+    }
+}
+
+fn check_batch(n: usize) -> Result<(), Problem> {
+    if n == 0 {
+        return Err(Problem::unprocessable("the batch is empty").field("items"));
+    }
+    if n > lethe_vault::MAX_BATCH {
+        return Err(fatal(VaultError::BatchTooLarge {
+            max: lethe_vault::MAX_BATCH,
+        }));
+    }
+    Ok(())
+}
+
+/// Encrypt fields, each bound to its subject and field name.
+#[utoipa::path(post, path = "/v1/vault/encrypt", request_body = EncryptRequest, tag = "vault",
+    responses((status = 200, body = BatchResponse), (status = 422, body = Problem)), security(("api_key" = [])))]
+pub async fn encrypt(
+    State(st): State<AppState>,
+    Extension(_p): Extension<Principal>,
+    ApiJson(req): ApiJson<EncryptRequest>,
+) -> Result<Response, Problem> {
+    check_batch(req.items.len())?;
+    let mut out = Vec::with_capacity(req.items.len());
+    for it in &req.items {
+        let r = match FieldName::parse(&it.field) {
+            Ok(f) => {
+                st.vault
+                    .encrypt(it.subject_id.expose(), &f, it.plaintext.as_bytes())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        out.push(match r {
+            Ok(ct) => ItemResult {
+                ciphertext: Some(lethe_vault::to_text(&ct)),
+                plaintext: None,
+                error: None,
+            },
+            Err(e) => ItemResult {
+                ciphertext: None,
+                plaintext: None,
+                error: Some(item_error(&e).ok_or_else(|| fatal(e))?),
+            },
+        });
+    }
+    Ok(axum::Json(BatchResponse { items: out }).into_response())
+}
+
+/// Decrypt fields. A subject whose keys were destroyed gives the item error `erased`.
+#[utoipa::path(post, path = "/v1/vault/decrypt", request_body = DecryptRequest, tag = "vault",
+    responses((status = 200, body = BatchResponse), (status = 422, body = Problem)), security(("api_key" = [])))]
+pub async fn decrypt(
+    State(st): State<AppState>,
+    Extension(_p): Extension<Principal>,
+    ApiJson(req): ApiJson<DecryptRequest>,
+) -> Result<Response, Problem> {
+    check_batch(req.items.len())?;
+    let mut out = Vec::with_capacity(req.items.len());
+    for it in &req.items {
+        let r = match (
+            FieldName::parse(&it.field),
+            lethe_vault::from_text(&it.ciphertext),
+        ) {
+            (Ok(f), Ok(ct)) => st.vault.decrypt(it.subject_id.expose(), &f, &ct).await,
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        out.push(match r {
+            Ok(pt) => ItemResult {
+                ciphertext: None,
+                plaintext: Some(String::from_utf8_lossy(&pt).into_owned()),
+                error: None,
+            },
+            Err(e) => ItemResult {
+                ciphertext: None,
+                plaintext: None,
+                error: Some(item_error(&e).ok_or_else(|| fatal(e))?),
+            },
+        });
+    }
+    Ok(axum::Json(BatchResponse { items: out }).into_response())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlindIndexItem {
+    /// The kind of value, e.g. phone or id_number (indexes of different kinds never match).
+    pub kind: String,
+    pub value: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlindIndexRequest {
+    pub items: Vec<BlindIndexItem>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BlindIndexResponse {
+    /// Hex HMAC per item, in order: equal values give equal indexes.
+    pub indexes: Vec<String>,
+}
+
+/// Blind indexes (keyed HMAC) for equality look-ups without plaintext.
+#[utoipa::path(post, path = "/v1/vault/blind-index", request_body = BlindIndexRequest, tag = "vault",
+    responses((status = 200, body = BlindIndexResponse)), security(("api_key" = [])))]
+pub async fn blind_index(
+    State(st): State<AppState>,
+    Extension(_p): Extension<Principal>,
+    ApiJson(req): ApiJson<BlindIndexRequest>,
+) -> Result<Response, Problem> {
+    check_batch(req.items.len())?;
+    let mut indexes = Vec::with_capacity(req.items.len());
+    for (i, it) in req.items.iter().enumerate() {
+        let kind = FieldName::parse(&it.kind)
+            .map_err(|e| Problem::unprocessable(e.to_string()).field(format!("items[{i}].kind")))?;
+        indexes.push(st.vault.blind_index(&kind, &it.value));
+    }
+    Ok(axum::Json(BlindIndexResponse { indexes }).into_response())
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RotateResponse {
+    /// The new current key-encryption key version.
+    pub kek_version: u32,
+}
+
+/// Rotate the key-encryption key. Data keys are re-wrapped in the
+/// background; reads and writes go on meanwhile.
+#[utoipa::path(post, path = "/v1/vault/kek/rotate", tag = "vault",
+    responses((status = 200, body = RotateResponse)), security(("api_key" = [])))]
+pub async fn rotate(
+    State(st): State<AppState>,
+    Extension(_p): Extension<Principal>,
+) -> Result<Response, Problem> {
+    let v = st.vault.rotate_kek().map_err(fatal)?;
+    let vault = st.vault.clone();
+    tokio::spawn(async move {
+        let mut total = 0usize;
+        loop {
+            match vault.rewrap_batch(500).await {
+                Ok(0) => break,
+                Ok(n) => total += n,
+                Err(e) => {
+                    tracing::error!(error = %e, "re-wrapping data keys failed; rotate again to resume");
+                    return;
+                }
+            }
+        }
+        tracing::info!(kek_version = v, rewrapped = total, "data keys re-wrapped");
+    });
+    Ok(axum::Json(RotateResponse { kek_version: v }).into_response())
+}
