@@ -1,0 +1,324 @@
+//! The working-day calendar: statutory holidays and make-up working days
+//! (调休) per State Council notice, and working-day arithmetic in the
+//! platform's time zone.
+//!
+//! A date in a year no notice covers is an explicit error
+//! ([`CalendarError::NotCovered`]), never silently a plain weekday.
+
+use jiff::civil::{Date, Weekday};
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ToSpan};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The mainland China calendar shipped with Lethe (2020 to 2026).
+pub const CN_CALENDAR: &str = include_str!("../data/cn-calendar.toml");
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CalendarError {
+    #[error("calendar file, line {line}: {reason}")]
+    Invalid { line: usize, reason: String },
+    #[error("the working-day calendar does not cover {year}; add that year's State Council notice to the calendar file")]
+    NotCovered { year: i16 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YearSource {
+    pub year: i16,
+    pub source: String,
+    pub urls: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Calendar {
+    years: BTreeMap<i16, YearSource>,
+    holidays: BTreeSet<Date>,
+    workdays: BTreeSet<Date>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    year: Vec<RawYear>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawYear {
+    year: toml::Spanned<i64>,
+    source: toml::Spanned<String>,
+    #[serde(default)]
+    urls: Vec<String>,
+    #[serde(default)]
+    holidays: Vec<toml::Spanned<String>>,
+    #[serde(default)]
+    workdays: Vec<toml::Spanned<String>>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).map_or(1, |t| t.bytes().filter(|b| *b == b'\n').count() + 1)
+}
+
+/// Most years a calendar holds; most dates in one year.
+const MAX_YEARS: usize = 200;
+const MAX_DATES_PER_YEAR: usize = 366;
+
+impl Calendar {
+    /// The shipped mainland China calendar.
+    pub fn china() -> Result<Self, CalendarError> {
+        Self::parse(CN_CALENDAR)
+    }
+
+    /// Parses a calendar file; any error names the line and the reason.
+    pub fn parse(text: &str) -> Result<Self, CalendarError> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| CalendarError::Invalid {
+            line: e.span().map_or(1, |s| line_of(text, s.start)),
+            reason: e.message().to_owned(),
+        })?;
+        if raw.year.len() > MAX_YEARS {
+            return Err(CalendarError::Invalid { line: 1, reason: format!("more than {MAX_YEARS} years") });
+        }
+        let mut cal = Calendar::default();
+        for y in raw.year {
+            let yline = line_of(text, y.year.span().start);
+            let year = i16::try_from(*y.year.get_ref())
+                .ok()
+                .filter(|v| (1990..=2100).contains(v))
+                .ok_or_else(|| CalendarError::Invalid { line: yline, reason: format!("year {} is outside 1990-2100", y.year.get_ref()) })?;
+            if cal.years.contains_key(&year) {
+                return Err(CalendarError::Invalid { line: yline, reason: format!("year {year} is listed twice") });
+            }
+            if y.source.get_ref().trim().is_empty() {
+                return Err(CalendarError::Invalid { line: line_of(text, y.source.span().start), reason: format!("year {year} must cite its State Council notice in `source`") });
+            }
+            if y.holidays.len() + y.workdays.len() > MAX_DATES_PER_YEAR {
+                return Err(CalendarError::Invalid { line: yline, reason: format!("year {year} lists more than {MAX_DATES_PER_YEAR} dates") });
+            }
+            let parse = |d: &toml::Spanned<String>| -> Result<(Date, usize), CalendarError> {
+                let line = line_of(text, d.span().start);
+                let date: Date = d.get_ref().parse().map_err(|_| CalendarError::Invalid { line, reason: format!("'{}' is not a date (write YYYY-MM-DD)", d.get_ref()) })?;
+                // A notice may start a holiday in the last days of the year before (2022-12-31 for 2023).
+                let ok_year = date.year() == year || (date.year() == year - 1 && date.month() == 12);
+                if !ok_year {
+                    return Err(CalendarError::Invalid { line, reason: format!("{date} is not in the {year} schedule") });
+                }
+                Ok((date, line))
+            };
+            for h in &y.holidays {
+                let (d, line) = parse(h)?;
+                if !cal.holidays.insert(d) {
+                    return Err(CalendarError::Invalid { line, reason: format!("{d} is listed twice") });
+                }
+            }
+            for w in &y.workdays {
+                let (d, line) = parse(w)?;
+                if !matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday) {
+                    return Err(CalendarError::Invalid { line, reason: format!("make-up working day {d} is a {:?}; make-up working days fall on a Saturday or Sunday", d.weekday()) });
+                }
+                if cal.holidays.contains(&d) {
+                    return Err(CalendarError::Invalid { line, reason: format!("{d} is both a holiday and a working day") });
+                }
+                if !cal.workdays.insert(d) {
+                    return Err(CalendarError::Invalid { line, reason: format!("{d} is listed twice") });
+                }
+            }
+            cal.years.insert(year, YearSource { year, source: y.source.into_inner(), urls: y.urls });
+        }
+        Ok(cal)
+    }
+
+    /// This calendar extended by `other`: its years are added, and a year in
+    /// both is taken from `other` (an operator's correction).
+    pub fn extended(&self, other: &Calendar) -> Calendar {
+        let mut out = self.clone();
+        for y in other.years.keys() {
+            out.holidays.retain(|d| !Self::belongs(*d, *y));
+            out.workdays.retain(|d| !Self::belongs(*d, *y));
+        }
+        out.years.extend(other.years.iter().map(|(k, v)| (*k, v.clone())));
+        out.holidays.extend(other.holidays.iter().copied());
+        out.workdays.extend(other.workdays.iter().copied());
+        out
+    }
+
+    fn belongs(d: Date, year: i16) -> bool {
+        d.year() == year || (d.year() == year - 1 && d.month() == 12 && d.day() >= 25)
+    }
+
+    pub fn years(&self) -> impl Iterator<Item = &YearSource> {
+        self.years.values()
+    }
+
+    pub fn covers(&self, year: i16) -> bool {
+        self.years.contains_key(&year)
+    }
+
+    pub fn is_working_day(&self, d: Date) -> Result<bool, CalendarError> {
+        if !self.covers(d.year()) {
+            return Err(CalendarError::NotCovered { year: d.year() });
+        }
+        if self.holidays.contains(&d) {
+            return Ok(false);
+        }
+        if self.workdays.contains(&d) {
+            return Ok(true);
+        }
+        Ok(!matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday))
+    }
+
+    /// The end (midnight in `tz`) of the `n`th working day after the day of
+    /// `start`. Submitting on Friday 10:00 with n = 3 and no holiday gives
+    /// Thursday 00:00, i.e. the end of Wednesday.
+    pub fn end_of_nth_working_day(&self, start: Timestamp, n: u32, tz: &TimeZone) -> Result<Timestamp, CalendarError> {
+        let mut day = start.to_zoned_datetime(tz.clone()).date();
+        let mut left = n;
+        // 15 working days never span more than a few months; bound the walk.
+        for _ in 0..(n as usize * 7 + 400) {
+            if left == 0 {
+                break;
+            }
+            day = day.checked_add(1.day()).map_err(|_| CalendarError::NotCovered { year: day.year() })?;
+            if self.is_working_day(day)? {
+                left -= 1;
+            }
+        }
+        let next = day.checked_add(1.day()).map_err(|_| CalendarError::NotCovered { year: day.year() })?;
+        next.to_zoned_datetime(tz.clone()).map(|z| z.timestamp()).map_err(|_| CalendarError::NotCovered { year: next.year() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Date {
+        s.parse().unwrap()
+    }
+
+    fn days(from: &str, to: &str) -> Vec<Date> {
+        let mut out = vec![];
+        let mut x = d(from);
+        while x <= d(to) {
+            out.push(x);
+            x = x.checked_add(1.day()).unwrap();
+        }
+        out
+    }
+
+    /// Checks a whole year day by day against a notice: the listed holiday
+    /// ranges are off, the listed make-up days are worked, every other day is
+    /// a working day exactly when it is Monday to Friday.
+    fn check_year(cal: &Calendar, year: i16, holidays: &[(&str, &str)], makeup: &[&str]) {
+        let off: BTreeSet<Date> = holidays.iter().flat_map(|(a, b)| days(a, b)).collect();
+        let on: BTreeSet<Date> = makeup.iter().map(|s| d(s)).collect();
+        for day in days(&format!("{year}-01-01"), &format!("{year}-12-31")) {
+            let expected = if off.contains(&day) {
+                false
+            } else if on.contains(&day) {
+                true
+            } else {
+                !matches!(day.weekday(), Weekday::Saturday | Weekday::Sunday)
+            };
+            assert_eq!(cal.is_working_day(day).unwrap(), expected, "{day}");
+        }
+    }
+
+    #[test]
+    fn the_2025_schedule_matches_the_notice() {
+        // 国务院办公厅关于2025年部分节假日安排的通知
+        let cal = Calendar::china().unwrap();
+        check_year(
+            &cal,
+            2025,
+            &[
+                ("2025-01-01", "2025-01-01"), // 元旦
+                ("2025-01-28", "2025-02-04"), // 春节 (除夕 to 初七)
+                ("2025-04-04", "2025-04-06"), // 清明
+                ("2025-05-01", "2025-05-05"), // 劳动节
+                ("2025-05-31", "2025-06-02"), // 端午
+                ("2025-10-01", "2025-10-08"), // 国庆、中秋
+            ],
+            &["2025-01-26", "2025-02-08", "2025-04-27", "2025-09-28", "2025-10-11"],
+        );
+    }
+
+    #[test]
+    fn the_2026_schedule_matches_the_notice() {
+        // 国务院办公厅关于2026年部分节假日安排的通知
+        let cal = Calendar::china().unwrap();
+        check_year(
+            &cal,
+            2026,
+            &[
+                ("2026-01-01", "2026-01-03"), // 元旦
+                ("2026-02-15", "2026-02-23"), // 春节
+                ("2026-04-04", "2026-04-06"), // 清明
+                ("2026-05-01", "2026-05-05"), // 劳动节
+                ("2026-06-19", "2026-06-21"), // 端午
+                ("2026-09-25", "2026-09-27"), // 中秋
+                ("2026-10-01", "2026-10-07"), // 国庆
+            ],
+            &["2026-01-04", "2026-02-14", "2026-02-28", "2026-05-09", "2026-09-20", "2026-10-10"],
+        );
+    }
+
+    #[test]
+    fn every_year_from_2020_to_2026_cites_its_notice() {
+        let cal = Calendar::china().unwrap();
+        let years: Vec<i16> = cal.years().map(|y| y.year).collect();
+        assert_eq!(years, (2020..=2026).collect::<Vec<_>>());
+        for y in cal.years() {
+            assert!(y.source.contains(&format!("{}年部分节假日安排的通知", y.year)), "{}", y.source);
+            assert!(y.urls.iter().all(|u| u.starts_with("https://www.gov.cn/")), "{:?}", y.urls);
+        }
+    }
+
+    #[test]
+    fn uncovered_years_are_an_error_not_a_weekday() {
+        let cal = Calendar::china().unwrap();
+        assert_eq!(cal.is_working_day(d("2027-03-03")), Err(CalendarError::NotCovered { year: 2027 }));
+        let tz = TimeZone::get("Asia/Shanghai").unwrap();
+        let late: Timestamp = "2026-12-28T02:00:00Z".parse().unwrap();
+        assert!(matches!(cal.end_of_nth_working_day(late, 15, &tz), Err(CalendarError::NotCovered { year: 2027 })));
+    }
+
+    #[test]
+    fn operators_extend_and_correct_years() {
+        let cal = Calendar::china().unwrap();
+        let ext = Calendar::parse("[[year]]\nyear = 2027\nsource = \"国务院办公厅关于2027年部分节假日安排的通知\"\nholidays = [\"2027-01-01\"]\nworkdays = []\n").unwrap();
+        let all = cal.extended(&ext);
+        assert!(!all.is_working_day(d("2027-01-01")).unwrap());
+        assert!(all.is_working_day(d("2027-03-03")).unwrap());
+        assert!(!all.is_working_day(d("2026-10-02")).unwrap());
+    }
+
+    #[test]
+    fn malformed_files_name_the_line_and_the_reason() {
+        let bad_date = "[[year]]\nyear = 2027\nsource = \"x\"\nholidays = [\n  \"2027-01-01\",\n  \"2027-13-01\",\n]\n";
+        let e = Calendar::parse(bad_date).unwrap_err();
+        assert_eq!(e, CalendarError::Invalid { line: 6, reason: "'2027-13-01' is not a date (write YYYY-MM-DD)".into() });
+        let weekday_makeup = "[[year]]\nyear = 2025\nsource = \"x\"\nworkdays = [\"2025-01-27\"]\n";
+        let e = Calendar::parse(weekday_makeup).unwrap_err().to_string();
+        assert!(e.contains("line 4") && e.contains("Saturday or Sunday"), "{e}");
+        let syntax = "[[year]]\nyear = 2025\nsource = \"x\"\nholidays = [\"2025-01-01\"\n";
+        let e = Calendar::parse(syntax).unwrap_err().to_string();
+        assert!(e.starts_with("calendar file, line"), "{e}");
+        let no_source = "[[year]]\nyear = 2025\nsource = \" \"\n";
+        assert!(Calendar::parse(no_source).unwrap_err().to_string().contains("cite its State Council notice"));
+        let wrong_year = "[[year]]\nyear = 2025\nsource = \"x\"\nholidays = [\"2024-06-01\"]\n";
+        assert!(Calendar::parse(wrong_year).unwrap_err().to_string().contains("not in the 2025 schedule"));
+    }
+
+    #[test]
+    fn working_days_skip_weekends_and_holidays_in_shanghai_time() {
+        let cal = Calendar::china().unwrap();
+        let tz = TimeZone::get("Asia/Shanghai").unwrap();
+        // Friday 2025-03-07 10:00 +08 -> Mon, Tue, Wed -> end of Wed 2025-03-12.
+        let t: Timestamp = "2025-03-07T02:00:00Z".parse().unwrap();
+        assert_eq!(cal.end_of_nth_working_day(t, 3, &tz).unwrap().to_string(), "2025-03-12T16:00:00Z");
+        // 23:30 on Friday in Shanghai is still Friday there (15:30 UTC).
+        let t: Timestamp = "2025-03-07T15:30:00Z".parse().unwrap();
+        assert_eq!(cal.end_of_nth_working_day(t, 3, &tz).unwrap().to_string(), "2025-03-12T16:00:00Z");
+    }
+}
