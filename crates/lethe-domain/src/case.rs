@@ -209,6 +209,26 @@ pub struct Case {
     pub rejection_reason: Option<Reason>,
     /// Shown to operators when the erasure failed.
     pub failure: Option<String>,
+    /// When the case entered its current state.
+    #[serde(default)]
+    pub state_since: Option<Timestamp>,
+    /// Time spent waiting for the user so far (not counted against the
+    /// CN completion deadline).
+    #[serde(default)]
+    pub user_wait: jiff::SignedDuration,
+    #[serde(default)]
+    pub review_started_at: Option<Timestamp>,
+    #[serde(default)]
+    pub review_ended_at: Option<Timestamp>,
+    /// A deadline extension (GDPR, CCPA), with the reason given to the user.
+    #[serde(default)]
+    pub extension: Option<Extension>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extension {
+    pub reason: Reason,
+    pub at: Timestamp,
 }
 
 /// The commands a case accepts.
@@ -240,6 +260,10 @@ pub enum CaseCommand {
         reason: String,
     },
     RetryErasure,
+    /// Extends the response deadline once (GDPR, CCPA), with a reason.
+    Extend {
+        reason: Reason,
+    },
 }
 
 impl CaseCommand {
@@ -256,6 +280,7 @@ impl CaseCommand {
             Self::CompleteErasure => "complete erasure",
             Self::FailErasure { .. } => "fail erasure",
             Self::RetryErasure => "retry erasure",
+            Self::Extend { .. } => "extend the deadline of",
         }
     }
 }
@@ -299,6 +324,8 @@ pub enum TransitionError {
     StaleConsequence { id: String, current: u32 },
     #[error("consequence '{id}' is already acknowledged")]
     AlreadyAcknowledged { id: String },
+    #[error("the deadline cannot be extended: {why}")]
+    ExtensionNotAllowed { why: &'static str },
 }
 
 fn illegal(cmd: &CaseCommand, state: CaseState) -> TransitionError {
@@ -337,6 +364,11 @@ impl Case {
             closed_at: None,
             rejection_reason: None,
             failure: None,
+            state_since: Some(now),
+            user_wait: jiff::SignedDuration::ZERO,
+            review_started_at: None,
+            review_ended_at: None,
+            extension: None,
         };
         let change = Change {
             kind: "case.submitted".into(),
@@ -509,8 +541,31 @@ impl Case {
                 next.failure = None;
                 ("case.erasure_retried", S::Erasing, serde_json::json!({}))
             }
+            (CaseCommand::Extend { reason }, st) if !st.is_terminal() => {
+                if !self.policy.deadlines.allows_extension() {
+                    return Err(TransitionError::ExtensionNotAllowed { why: "this policy's deadlines cannot be extended" });
+                }
+                if self.extension.is_some() {
+                    return Err(TransitionError::ExtensionNotAllowed { why: "it was already extended once" });
+                }
+                next.extension = Some(Extension { reason: reason.clone(), at: now });
+                ("case.deadline_extended", st, serde_json::json!({}))
+            }
             (cmd, st) => return Err(illegal(cmd, st)),
         };
+        if to != from {
+            let since = self.state_since.unwrap_or(self.updated_at);
+            if crate::deadline::waits_for_user(from) && now > since {
+                next.user_wait = self.user_wait.checked_add(now.duration_since(since)).unwrap_or(self.user_wait);
+            }
+            next.state_since = Some(now);
+            if to == S::UnderReview {
+                next.review_started_at = Some(now);
+            }
+            if from == S::UnderReview {
+                next.review_ended_at = Some(now);
+            }
+        }
         next.state = to;
         next.version = self.version + 1;
         next.updated_at = now;

@@ -9,6 +9,7 @@
 pub mod calendar;
 pub mod case;
 pub mod clock;
+pub mod deadline;
 pub mod ids;
 pub mod policy;
 pub mod settlement;

@@ -18,6 +18,9 @@ pub struct Policy {
     pub otp_ttl: SignedDuration,
     /// Wrong codes allowed before the code is locked.
     pub otp_max_attempts: u32,
+    /// Which deadline rules apply (CN, GDPR, CCPA).
+    #[serde(default)]
+    pub deadlines: crate::deadline::Profile,
 }
 
 impl Default for Policy {
@@ -28,6 +31,7 @@ impl Default for Policy {
             min_assurance: AssuranceLevel::PHONE,
             otp_ttl: SignedDuration::from_mins(10),
             otp_max_attempts: 5,
+            deadlines: crate::deadline::Profile::Cn,
         }
     }
 }
