@@ -125,6 +125,13 @@ struct RawSystem {
     max_connections: u32,
     /// A query returning the subject's registered phone, `$1` = subject id.
     phone_query: Option<String>,
+    /// Queries returning the subject's identifiers (phone, email,
+    /// id_number), kept as keyed-hash tombstones after erasure.
+    #[serde(default)]
+    identities: std::collections::BTreeMap<String, String>,
+    /// A query returning the accounts bound to a phone number, `$1` = the
+    /// number (for recycled-number events).
+    accounts_by_phone: Option<String>,
     #[serde(default)]
     tables: Vec<RawTable>,
 }
@@ -140,8 +147,13 @@ pub struct System {
     pub url_env: String,
     pub max_connections: u32,
     pub phone_query: Option<String>,
+    pub identities: std::collections::BTreeMap<String, String>,
+    pub accounts_by_phone: Option<String>,
     pub tables: Vec<Table>,
 }
+
+/// The identifier kinds that can be tombstoned.
+pub const IDENTIFIER_KINDS: [&str; 3] = ["phone", "email", "id_number"];
 
 /// A SQL rule that blocks the cancellation while it returns rows. Each row's
 /// first column is a reference shown to the user (an order number).
@@ -291,6 +303,19 @@ impl DataMap {
             if let Some(q) = &s.phone_query {
                 check_query(&format!("{at}.phone_query"), q)?;
             }
+            if let Some(q) = &s.accounts_by_phone {
+                check_query(&format!("{at}.accounts_by_phone"), q)?;
+            }
+            for (kind, q) in &s.identities {
+                if !IDENTIFIER_KINDS.contains(&kind.as_str()) {
+                    return Err(invalid(
+                        format!("{at}.identities.{kind}"),
+                        "unknown identifier kind",
+                        "use phone, email or id_number",
+                    ));
+                }
+                check_query(&format!("{at}.identities.{kind}"), q)?;
+            }
             let mut tables = Vec::new();
             let mut seen = HashSet::new();
             for t in s.tables {
@@ -381,6 +406,8 @@ impl DataMap {
                 url_env: s.url_env,
                 max_connections: s.max_connections,
                 phone_query: s.phone_query,
+                identities: s.identities,
+                accounts_by_phone: s.accounts_by_phone,
                 tables,
             });
         }

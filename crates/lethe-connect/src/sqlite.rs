@@ -74,6 +74,8 @@ pub struct SqliteSystem {
     pool: SqlitePool,
     plan: Plan,
     phone_query: Option<String>,
+    identities: std::collections::BTreeMap<String, String>,
+    accounts_by_phone: Option<String>,
 }
 
 impl std::fmt::Debug for SqliteSystem {
@@ -159,6 +161,8 @@ impl SqliteSystem {
             pool,
             plan,
             phone_query: system.phone_query.clone(),
+            identities: system.identities.clone(),
+            accounts_by_phone: system.accounts_by_phone.clone(),
         })
     }
 
@@ -181,6 +185,42 @@ impl SqliteSystem {
             .await
             .map_err(|e| db_err(&self.name, "look up the phone", e))?;
         Ok(row.and_then(|r| first_text(&r)))
+    }
+
+    /// The subject's identifiers (kind, value) for tombstones. Read before
+    /// erasure; values never leave this call except as keyed hashes.
+    pub async fn identifiers(
+        &self,
+        subject: &SubjectId,
+    ) -> Result<Vec<(String, String)>, ConnectError> {
+        let mut out = vec![];
+        for (kind, q) in &self.identities {
+            let rows = sqlx::query(AssertSqlSafe(q.clone()))
+                .bind(subject.expose().to_owned())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| db_err(&self.name, "read identifiers", e))?;
+            out.extend(
+                rows.iter()
+                    .filter_map(first_text)
+                    .take(10)
+                    .map(|v| (kind.clone(), v)),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Live accounts bound to a phone number (up to 100).
+    pub async fn accounts_with_phone(&self, phone: &str) -> Result<Vec<String>, ConnectError> {
+        let Some(q) = &self.accounts_by_phone else {
+            return Ok(vec![]);
+        };
+        let rows = sqlx::query(AssertSqlSafe(q.clone()))
+            .bind(phone.to_owned())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| db_err(&self.name, "look up accounts by phone", e))?;
+        Ok(rows.iter().filter_map(first_text).take(100).collect())
     }
 
     /// Whether the subject exists in this system at all (a row in any table

@@ -18,7 +18,9 @@ pub const CN_CALENDAR: &str = include_str!("../data/cn-calendar.toml");
 pub enum CalendarError {
     #[error("calendar file, line {line}: {reason}")]
     Invalid { line: usize, reason: String },
-    #[error("the working-day calendar does not cover {year}; add that year's State Council notice to the calendar file")]
+    #[error(
+        "the working-day calendar does not cover {year}; add that year's State Council notice to the calendar file"
+    )]
     NotCovered { year: i16 },
 }
 
@@ -57,7 +59,8 @@ struct RawYear {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.get(..offset).map_or(1, |t| t.bytes().filter(|b| *b == b'\n').count() + 1)
+    text.get(..offset)
+        .map_or(1, |t| t.bytes().filter(|b| *b == b'\n').count() + 1)
 }
 
 /// Most years a calendar holds; most dates in one year.
@@ -77,7 +80,10 @@ impl Calendar {
             reason: e.message().to_owned(),
         })?;
         if raw.year.len() > MAX_YEARS {
-            return Err(CalendarError::Invalid { line: 1, reason: format!("more than {MAX_YEARS} years") });
+            return Err(CalendarError::Invalid {
+                line: 1,
+                reason: format!("more than {MAX_YEARS} years"),
+            });
         }
         let mut cal = Calendar::default();
         for y in raw.year {
@@ -85,45 +91,86 @@ impl Calendar {
             let year = i16::try_from(*y.year.get_ref())
                 .ok()
                 .filter(|v| (1990..=2100).contains(v))
-                .ok_or_else(|| CalendarError::Invalid { line: yline, reason: format!("year {} is outside 1990-2100", y.year.get_ref()) })?;
+                .ok_or_else(|| CalendarError::Invalid {
+                    line: yline,
+                    reason: format!("year {} is outside 1990-2100", y.year.get_ref()),
+                })?;
             if cal.years.contains_key(&year) {
-                return Err(CalendarError::Invalid { line: yline, reason: format!("year {year} is listed twice") });
+                return Err(CalendarError::Invalid {
+                    line: yline,
+                    reason: format!("year {year} is listed twice"),
+                });
             }
             if y.source.get_ref().trim().is_empty() {
-                return Err(CalendarError::Invalid { line: line_of(text, y.source.span().start), reason: format!("year {year} must cite its State Council notice in `source`") });
+                return Err(CalendarError::Invalid {
+                    line: line_of(text, y.source.span().start),
+                    reason: format!("year {year} must cite its State Council notice in `source`"),
+                });
             }
             if y.holidays.len() + y.workdays.len() > MAX_DATES_PER_YEAR {
-                return Err(CalendarError::Invalid { line: yline, reason: format!("year {year} lists more than {MAX_DATES_PER_YEAR} dates") });
+                return Err(CalendarError::Invalid {
+                    line: yline,
+                    reason: format!("year {year} lists more than {MAX_DATES_PER_YEAR} dates"),
+                });
             }
             let parse = |d: &toml::Spanned<String>| -> Result<(Date, usize), CalendarError> {
                 let line = line_of(text, d.span().start);
-                let date: Date = d.get_ref().parse().map_err(|_| CalendarError::Invalid { line, reason: format!("'{}' is not a date (write YYYY-MM-DD)", d.get_ref()) })?;
+                let date: Date = d.get_ref().parse().map_err(|_| CalendarError::Invalid {
+                    line,
+                    reason: format!("'{}' is not a date (write YYYY-MM-DD)", d.get_ref()),
+                })?;
                 // A notice may start a holiday in the last days of the year before (2022-12-31 for 2023).
-                let ok_year = date.year() == year || (date.year() == year - 1 && date.month() == 12);
+                let ok_year =
+                    date.year() == year || (date.year() == year - 1 && date.month() == 12);
                 if !ok_year {
-                    return Err(CalendarError::Invalid { line, reason: format!("{date} is not in the {year} schedule") });
+                    return Err(CalendarError::Invalid {
+                        line,
+                        reason: format!("{date} is not in the {year} schedule"),
+                    });
                 }
                 Ok((date, line))
             };
             for h in &y.holidays {
                 let (d, line) = parse(h)?;
                 if !cal.holidays.insert(d) {
-                    return Err(CalendarError::Invalid { line, reason: format!("{d} is listed twice") });
+                    return Err(CalendarError::Invalid {
+                        line,
+                        reason: format!("{d} is listed twice"),
+                    });
                 }
             }
             for w in &y.workdays {
                 let (d, line) = parse(w)?;
                 if !matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday) {
-                    return Err(CalendarError::Invalid { line, reason: format!("make-up working day {d} is a {:?}; make-up working days fall on a Saturday or Sunday", d.weekday()) });
+                    return Err(CalendarError::Invalid {
+                        line,
+                        reason: format!(
+                            "make-up working day {d} is a {:?}; make-up working days fall on a Saturday or Sunday",
+                            d.weekday()
+                        ),
+                    });
                 }
                 if cal.holidays.contains(&d) {
-                    return Err(CalendarError::Invalid { line, reason: format!("{d} is both a holiday and a working day") });
+                    return Err(CalendarError::Invalid {
+                        line,
+                        reason: format!("{d} is both a holiday and a working day"),
+                    });
                 }
                 if !cal.workdays.insert(d) {
-                    return Err(CalendarError::Invalid { line, reason: format!("{d} is listed twice") });
+                    return Err(CalendarError::Invalid {
+                        line,
+                        reason: format!("{d} is listed twice"),
+                    });
                 }
             }
-            cal.years.insert(year, YearSource { year, source: y.source.into_inner(), urls: y.urls });
+            cal.years.insert(
+                year,
+                YearSource {
+                    year,
+                    source: y.source.into_inner(),
+                    urls: y.urls,
+                },
+            );
         }
         Ok(cal)
     }
@@ -136,7 +183,8 @@ impl Calendar {
             out.holidays.retain(|d| !Self::belongs(*d, *y));
             out.workdays.retain(|d| !Self::belongs(*d, *y));
         }
-        out.years.extend(other.years.iter().map(|(k, v)| (*k, v.clone())));
+        out.years
+            .extend(other.years.iter().map(|(k, v)| (*k, v.clone())));
         out.holidays.extend(other.holidays.iter().copied());
         out.workdays.extend(other.workdays.iter().copied());
         out
@@ -170,7 +218,12 @@ impl Calendar {
     /// The end (midnight in `tz`) of the `n`th working day after the day of
     /// `start`. Submitting on Friday 10:00 with n = 3 and no holiday gives
     /// Thursday 00:00, i.e. the end of Wednesday.
-    pub fn end_of_nth_working_day(&self, start: Timestamp, n: u32, tz: &TimeZone) -> Result<Timestamp, CalendarError> {
+    pub fn end_of_nth_working_day(
+        &self,
+        start: Timestamp,
+        n: u32,
+        tz: &TimeZone,
+    ) -> Result<Timestamp, CalendarError> {
         let mut day = start.to_zoned_datetime(tz.clone()).date();
         let mut left = n;
         // 15 working days never span more than a few months; bound the walk.
@@ -178,13 +231,19 @@ impl Calendar {
             if left == 0 {
                 break;
             }
-            day = day.checked_add(1.day()).map_err(|_| CalendarError::NotCovered { year: day.year() })?;
+            day = day
+                .checked_add(1.day())
+                .map_err(|_| CalendarError::NotCovered { year: day.year() })?;
             if self.is_working_day(day)? {
                 left -= 1;
             }
         }
-        let next = day.checked_add(1.day()).map_err(|_| CalendarError::NotCovered { year: day.year() })?;
-        next.to_zoned_datetime(tz.clone()).map(|z| z.timestamp()).map_err(|_| CalendarError::NotCovered { year: next.year() })
+        let next = day
+            .checked_add(1.day())
+            .map_err(|_| CalendarError::NotCovered { year: day.year() })?;
+        next.to_zoned_datetime(tz.clone())
+            .map(|z| z.timestamp())
+            .map_err(|_| CalendarError::NotCovered { year: next.year() })
     }
 }
 
@@ -239,7 +298,13 @@ mod tests {
                 ("2025-05-31", "2025-06-02"), // 端午
                 ("2025-10-01", "2025-10-08"), // 国庆、中秋
             ],
-            &["2025-01-26", "2025-02-08", "2025-04-27", "2025-09-28", "2025-10-11"],
+            &[
+                "2025-01-26",
+                "2025-02-08",
+                "2025-04-27",
+                "2025-09-28",
+                "2025-10-11",
+            ],
         );
     }
 
@@ -259,7 +324,14 @@ mod tests {
                 ("2026-09-25", "2026-09-27"), // 中秋
                 ("2026-10-01", "2026-10-07"), // 国庆
             ],
-            &["2026-01-04", "2026-02-14", "2026-02-28", "2026-05-09", "2026-09-20", "2026-10-10"],
+            &[
+                "2026-01-04",
+                "2026-02-14",
+                "2026-02-28",
+                "2026-05-09",
+                "2026-09-20",
+                "2026-10-10",
+            ],
         );
     }
 
@@ -269,18 +341,33 @@ mod tests {
         let years: Vec<i16> = cal.years().map(|y| y.year).collect();
         assert_eq!(years, (2020..=2026).collect::<Vec<_>>());
         for y in cal.years() {
-            assert!(y.source.contains(&format!("{}年部分节假日安排的通知", y.year)), "{}", y.source);
-            assert!(y.urls.iter().all(|u| u.starts_with("https://www.gov.cn/")), "{:?}", y.urls);
+            assert!(
+                y.source
+                    .contains(&format!("{}年部分节假日安排的通知", y.year)),
+                "{}",
+                y.source
+            );
+            assert!(
+                y.urls.iter().all(|u| u.starts_with("https://www.gov.cn/")),
+                "{:?}",
+                y.urls
+            );
         }
     }
 
     #[test]
     fn uncovered_years_are_an_error_not_a_weekday() {
         let cal = Calendar::china().unwrap();
-        assert_eq!(cal.is_working_day(d("2027-03-03")), Err(CalendarError::NotCovered { year: 2027 }));
+        assert_eq!(
+            cal.is_working_day(d("2027-03-03")),
+            Err(CalendarError::NotCovered { year: 2027 })
+        );
         let tz = TimeZone::get("Asia/Shanghai").unwrap();
         let late: Timestamp = "2026-12-28T02:00:00Z".parse().unwrap();
-        assert!(matches!(cal.end_of_nth_working_day(late, 15, &tz), Err(CalendarError::NotCovered { year: 2027 })));
+        assert!(matches!(
+            cal.end_of_nth_working_day(late, 15, &tz),
+            Err(CalendarError::NotCovered { year: 2027 })
+        ));
     }
 
     #[test]
@@ -297,17 +384,36 @@ mod tests {
     fn malformed_files_name_the_line_and_the_reason() {
         let bad_date = "[[year]]\nyear = 2027\nsource = \"x\"\nholidays = [\n  \"2027-01-01\",\n  \"2027-13-01\",\n]\n";
         let e = Calendar::parse(bad_date).unwrap_err();
-        assert_eq!(e, CalendarError::Invalid { line: 6, reason: "'2027-13-01' is not a date (write YYYY-MM-DD)".into() });
+        assert_eq!(
+            e,
+            CalendarError::Invalid {
+                line: 6,
+                reason: "'2027-13-01' is not a date (write YYYY-MM-DD)".into()
+            }
+        );
         let weekday_makeup = "[[year]]\nyear = 2025\nsource = \"x\"\nworkdays = [\"2025-01-27\"]\n";
         let e = Calendar::parse(weekday_makeup).unwrap_err().to_string();
-        assert!(e.contains("line 4") && e.contains("Saturday or Sunday"), "{e}");
+        assert!(
+            e.contains("line 4") && e.contains("Saturday or Sunday"),
+            "{e}"
+        );
         let syntax = "[[year]]\nyear = 2025\nsource = \"x\"\nholidays = [\"2025-01-01\"\n";
         let e = Calendar::parse(syntax).unwrap_err().to_string();
         assert!(e.starts_with("calendar file, line"), "{e}");
         let no_source = "[[year]]\nyear = 2025\nsource = \" \"\n";
-        assert!(Calendar::parse(no_source).unwrap_err().to_string().contains("cite its State Council notice"));
+        assert!(
+            Calendar::parse(no_source)
+                .unwrap_err()
+                .to_string()
+                .contains("cite its State Council notice")
+        );
         let wrong_year = "[[year]]\nyear = 2025\nsource = \"x\"\nholidays = [\"2024-06-01\"]\n";
-        assert!(Calendar::parse(wrong_year).unwrap_err().to_string().contains("not in the 2025 schedule"));
+        assert!(
+            Calendar::parse(wrong_year)
+                .unwrap_err()
+                .to_string()
+                .contains("not in the 2025 schedule")
+        );
     }
 
     #[test]
@@ -316,9 +422,15 @@ mod tests {
         let tz = TimeZone::get("Asia/Shanghai").unwrap();
         // Friday 2025-03-07 10:00 +08 -> Mon, Tue, Wed -> end of Wed 2025-03-12.
         let t: Timestamp = "2025-03-07T02:00:00Z".parse().unwrap();
-        assert_eq!(cal.end_of_nth_working_day(t, 3, &tz).unwrap().to_string(), "2025-03-12T16:00:00Z");
+        assert_eq!(
+            cal.end_of_nth_working_day(t, 3, &tz).unwrap().to_string(),
+            "2025-03-12T16:00:00Z"
+        );
         // 23:30 on Friday in Shanghai is still Friday there (15:30 UTC).
         let t: Timestamp = "2025-03-07T15:30:00Z".parse().unwrap();
-        assert_eq!(cal.end_of_nth_working_day(t, 3, &tz).unwrap().to_string(), "2025-03-12T16:00:00Z");
+        assert_eq!(
+            cal.end_of_nth_working_day(t, 3, &tz).unwrap().to_string(),
+            "2025-03-12T16:00:00Z"
+        );
     }
 }

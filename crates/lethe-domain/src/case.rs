@@ -285,6 +285,14 @@ impl CaseCommand {
     }
 }
 
+/// A notification for the platform, written in the same transaction as the
+/// change that caused it and delivered by webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub kind: &'static str,
+    pub payload: serde_json::Value,
+}
+
 /// The record of one applied command: the audit event's content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
@@ -543,12 +551,19 @@ impl Case {
             }
             (CaseCommand::Extend { reason }, st) if !st.is_terminal() => {
                 if !self.policy.deadlines.allows_extension() {
-                    return Err(TransitionError::ExtensionNotAllowed { why: "this policy's deadlines cannot be extended" });
+                    return Err(TransitionError::ExtensionNotAllowed {
+                        why: "this policy's deadlines cannot be extended",
+                    });
                 }
                 if self.extension.is_some() {
-                    return Err(TransitionError::ExtensionNotAllowed { why: "it was already extended once" });
+                    return Err(TransitionError::ExtensionNotAllowed {
+                        why: "it was already extended once",
+                    });
                 }
-                next.extension = Some(Extension { reason: reason.clone(), at: now });
+                next.extension = Some(Extension {
+                    reason: reason.clone(),
+                    at: now,
+                });
                 ("case.deadline_extended", st, serde_json::json!({}))
             }
             (cmd, st) => return Err(illegal(cmd, st)),
@@ -556,7 +571,10 @@ impl Case {
         if to != from {
             let since = self.state_since.unwrap_or(self.updated_at);
             if crate::deadline::waits_for_user(from) && now > since {
-                next.user_wait = self.user_wait.checked_add(now.duration_since(since)).unwrap_or(self.user_wait);
+                next.user_wait = self
+                    .user_wait
+                    .checked_add(now.duration_since(since))
+                    .unwrap_or(self.user_wait);
             }
             next.state_since = Some(now);
             if to == S::UnderReview {
@@ -584,6 +602,63 @@ impl Case {
     fn cooling_off_end(&self, now: Timestamp) -> Timestamp {
         now.checked_add(self.policy.cooling_off)
             .unwrap_or(Timestamp::MAX)
+    }
+
+    /// The notifications the platform must receive for a change (freeze the
+    /// account when cooling-off starts, restore it, the period ended...).
+    /// `self` is the case after the change.
+    pub fn notices(&self, change: &Change) -> Vec<Notice> {
+        let base = || serde_json::json!({ "case_id": self.id.to_string(), "subject_id": self.subject.expose() });
+        let mut out = vec![];
+        let with = |mut v: serde_json::Value, k: &str, x: serde_json::Value| {
+            if let Some(o) = v.as_object_mut() {
+                o.insert(k.to_owned(), x);
+            }
+            v
+        };
+        match (change.from, change.to) {
+            (Some(f), CaseState::CoolingOff) if f != CaseState::CoolingOff => {
+                let ends = self.cooling_off_ends_at.map(|t| t.to_string());
+                out.push(Notice {
+                    kind: "account.freeze",
+                    payload: with(base(), "cooling_off_ends_at", serde_json::json!(ends)),
+                });
+            }
+            (Some(CaseState::CoolingOff), CaseState::Withdrawn) => out.push(Notice {
+                kind: "account.restore",
+                payload: base(),
+            }),
+            (Some(CaseState::CoolingOff), CaseState::Erasing) => out.push(Notice {
+                kind: "cooling_off.ended",
+                payload: base(),
+            }),
+            (Some(f), CaseState::Erased) if f != CaseState::Erased => out.push(Notice {
+                kind: "account.erased",
+                payload: base(),
+            }),
+            (Some(f), CaseState::Rejected) if f != CaseState::Rejected => {
+                let reason = self
+                    .rejection_reason
+                    .as_ref()
+                    .map(|r| r.as_str().to_owned());
+                out.push(Notice {
+                    kind: "case.rejected",
+                    payload: with(base(), "reason", serde_json::json!(reason)),
+                });
+            }
+            _ => {}
+        }
+        if change.kind == "case.deadline_extended" {
+            let reason = self
+                .extension
+                .as_ref()
+                .map(|e| e.reason.as_str().to_owned());
+            out.push(Notice {
+                kind: "deadline.extended",
+                payload: with(base(), "reason", serde_json::json!(reason)),
+            });
+        }
+        out
     }
 
     /// The consequences the user has not acknowledged yet.

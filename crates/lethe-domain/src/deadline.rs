@@ -99,7 +99,13 @@ impl Deadline {
     pub fn warn_at(&self) -> Option<Timestamp> {
         let due = self.due_at?;
         let span = due.duration_since(self.starts_at);
-        let eighty = SignedDuration::from_millis(span.as_millis().saturating_mul(4).checked_div(5).and_then(|v| i64::try_from(v).ok()).unwrap_or(0));
+        let eighty = SignedDuration::from_millis(
+            span.as_millis()
+                .saturating_mul(4)
+                .checked_div(5)
+                .and_then(|v| i64::try_from(v).ok())
+                .unwrap_or(0),
+        );
         self.starts_at.checked_add(eighty).ok()
     }
 
@@ -120,23 +126,56 @@ impl Deadline {
 pub fn waits_for_user(s: CaseState) -> bool {
     matches!(
         s,
-        CaseState::Submitted | CaseState::ChecksBlocked | CaseState::ChecksClear | CaseState::ConsequencesAcknowledged | CaseState::CoolingOff
+        CaseState::Submitted
+            | CaseState::ChecksBlocked
+            | CaseState::ChecksClear
+            | CaseState::ConsequencesAcknowledged
+            | CaseState::CoolingOff
     )
 }
 
 fn closed(case: &Case) -> Option<Timestamp> {
-    if case.state.is_terminal() { case.closed_at } else { None }
+    if case.state.is_terminal() {
+        case.closed_at
+    } else {
+        None
+    }
 }
 
-fn working(kind: DeadlineKind, start: Timestamp, n: u32, cal: &Calendar, tz: &TimeZone, met: Option<Timestamp>) -> Deadline {
+fn working(
+    kind: DeadlineKind,
+    start: Timestamp,
+    n: u32,
+    cal: &Calendar,
+    tz: &TimeZone,
+    met: Option<Timestamp>,
+) -> Deadline {
     match cal.end_of_nth_working_day(start, n, tz) {
-        Ok(due) => Deadline { kind, starts_at: start, due_at: Some(due), paused: false, met_at: met, problem: None },
-        Err(e) => Deadline { kind, starts_at: start, due_at: None, paused: false, met_at: met, problem: Some(e.to_string()) },
+        Ok(due) => Deadline {
+            kind,
+            starts_at: start,
+            due_at: Some(due),
+            paused: false,
+            met_at: met,
+            problem: None,
+        },
+        Err(e) => Deadline {
+            kind,
+            starts_at: start,
+            due_at: None,
+            paused: false,
+            met_at: met,
+            problem: Some(e.to_string()),
+        },
     }
 }
 
 fn plus_months(start: Timestamp, months: i64, tz: &TimeZone) -> Option<Timestamp> {
-    start.to_zoned_datetime(tz.clone()).checked_add(months.months()).ok().map(|z| z.timestamp())
+    start
+        .to_zoned_datetime(tz.clone())
+        .checked_add(months.months())
+        .ok()
+        .map(|z| z.timestamp())
 }
 
 /// Monday to Friday, no holidays (CCPA business days).
@@ -145,11 +184,18 @@ fn plus_business_days(start: Timestamp, n: u32, tz: &TimeZone) -> Option<Timesta
     let mut left = n;
     while left > 0 {
         day = day.checked_add(1.day()).ok()?;
-        if !matches!(day.weekday(), jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday) {
+        if !matches!(
+            day.weekday(),
+            jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday
+        ) {
             left -= 1;
         }
     }
-    day.checked_add(1.day()).ok()?.to_zoned_datetime(tz.clone()).ok().map(|z| z.timestamp())
+    day.checked_add(1.day())
+        .ok()?
+        .to_zoned_datetime(tz.clone())
+        .ok()
+        .map(|z| z.timestamp())
 }
 
 /// The case's deadlines under its policy's profile.
@@ -161,15 +207,39 @@ pub fn deadlines(case: &Case, cal: &Calendar, tz: &TimeZone) -> Vec<Deadline> {
         Profile::Cn => {
             let mut out = vec![];
             if let Some(start) = case.review_started_at {
-                out.push(working(DeadlineKind::Review, start, 3, cal, tz, case.review_ended_at));
+                out.push(working(
+                    DeadlineKind::Review,
+                    start,
+                    3,
+                    cal,
+                    tz,
+                    case.review_ended_at,
+                ));
             }
-            if let Some(end) = case.cooling_off_ends_at.filter(|_| case.state != CaseState::Withdrawn) {
+            if let Some(end) = case
+                .cooling_off_ends_at
+                .filter(|_| case.state != CaseState::Withdrawn)
+            {
                 let due = end.checked_add(SignedDuration::from_hours(24)).ok();
-                out.push(Deadline { kind: DeadlineKind::ErasureStart, starts_at: end, due_at: due, paused: false, met_at: case.erasure_started_at, problem: None });
+                out.push(Deadline {
+                    kind: DeadlineKind::ErasureStart,
+                    starts_at: end,
+                    due_at: due,
+                    paused: false,
+                    met_at: case.erasure_started_at,
+                    problem: None,
+                });
             }
             let waiting_now = done.is_none() && waits_for_user(case.state);
             if waiting_now {
-                out.push(Deadline { kind: DeadlineKind::Completion, starts_at: created, due_at: None, paused: true, met_at: None, problem: None });
+                out.push(Deadline {
+                    kind: DeadlineKind::Completion,
+                    starts_at: created,
+                    due_at: None,
+                    paused: true,
+                    met_at: None,
+                    problem: None,
+                });
             } else {
                 let effective = created.checked_add(case.user_wait).unwrap_or(created);
                 let mut d = working(DeadlineKind::Completion, effective, 15, cal, tz, done);
@@ -180,16 +250,32 @@ pub fn deadlines(case: &Case, cal: &Calendar, tz: &TimeZone) -> Vec<Deadline> {
         }
         Profile::Gdpr => {
             let due = plus_months(created, if extended { 3 } else { 1 }, tz);
-            vec![Deadline { kind: DeadlineKind::Response, starts_at: created, due_at: due, paused: false, met_at: done, problem: None }]
+            vec![Deadline {
+                kind: DeadlineKind::Response,
+                starts_at: created,
+                due_at: due,
+                paused: false,
+                met_at: done,
+                problem: None,
+            }]
         }
         Profile::Ccpa => {
             let days = if extended { 90 } else { 45 };
             vec![
-                Deadline { kind: DeadlineKind::Acknowledge, starts_at: created, due_at: plus_business_days(created, 10, tz), paused: false, met_at: Some(created), problem: None },
+                Deadline {
+                    kind: DeadlineKind::Acknowledge,
+                    starts_at: created,
+                    due_at: plus_business_days(created, 10, tz),
+                    paused: false,
+                    met_at: Some(created),
+                    problem: None,
+                },
                 Deadline {
                     kind: DeadlineKind::Response,
                     starts_at: created,
-                    due_at: created.checked_add(SignedDuration::from_hours(24 * days)).ok(),
+                    due_at: created
+                        .checked_add(SignedDuration::from_hours(24 * days))
+                        .ok(),
                     paused: false,
                     met_at: done,
                     problem: None,
@@ -213,8 +299,19 @@ mod tests {
     }
 
     fn case(profile: Profile, review: bool, t: Timestamp) -> Case {
-        let policy = Policy { review_required: review, deadlines: profile, ..Policy::default() };
-        Case::open(CaseId::from_uuid(uuid::Uuid::nil()), SubjectId::parse("1").unwrap(), Channel::App, policy, t).0
+        let policy = Policy {
+            review_required: review,
+            deadlines: profile,
+            ..Policy::default()
+        };
+        Case::open(
+            CaseId::from_uuid(uuid::Uuid::nil()),
+            SubjectId::parse("1").unwrap(),
+            Channel::App,
+            policy,
+            t,
+        )
+        .0
     }
 
     fn step(c: Case, cmd: CaseCommand, t: Timestamp) -> Case {
@@ -222,9 +319,31 @@ mod tests {
     }
 
     fn to_review(c: Case, t: Timestamp) -> Case {
-        let c = step(c, CaseCommand::VerifyIdentity { method: "sms".into(), level: AssuranceLevel::PHONE }, t);
-        let c = step(c, CaseCommand::RecordChecks { blockers: vec![], consequences: vec![] }, t);
-        let c = step(c, CaseCommand::Acknowledge { consequence_id: "account_erased".into(), version: 1, locale: Locale::En }, t);
+        let c = step(
+            c,
+            CaseCommand::VerifyIdentity {
+                method: "sms".into(),
+                level: AssuranceLevel::PHONE,
+            },
+            t,
+        );
+        let c = step(
+            c,
+            CaseCommand::RecordChecks {
+                blockers: vec![],
+                consequences: vec![],
+            },
+            t,
+        );
+        let c = step(
+            c,
+            CaseCommand::Acknowledge {
+                consequence_id: "account_erased".into(),
+                version: 1,
+                locale: Locale::En,
+            },
+            t,
+        );
         step(c, CaseCommand::Confirm, t)
     }
 
@@ -258,9 +377,19 @@ mod tests {
         let t0 = at("2025-09-25T01:00:00Z");
         let c = case(Profile::Cn, true, t0);
         let d = get(&deadlines(&c, &cal, &tz()), DeadlineKind::Completion);
-        assert!(d.paused && d.due_at.is_none(), "waiting for the user pauses the deadline");
+        assert!(
+            d.paused && d.due_at.is_none(),
+            "waiting for the user pauses the deadline"
+        );
         let t1 = at("2025-09-27T01:00:00Z"); // Saturday 09:00
-        let c = step(c, CaseCommand::VerifyIdentity { method: "sms".into(), level: AssuranceLevel::PHONE }, t1);
+        let c = step(
+            c,
+            CaseCommand::VerifyIdentity {
+                method: "sms".into(),
+                level: AssuranceLevel::PHONE,
+            },
+            t1,
+        );
         assert_eq!(c.user_wait, SignedDuration::from_hours(48));
         let d = get(&deadlines(&c, &cal, &tz()), DeadlineKind::Completion);
         // Effective start Sat 27th. Working days: Sun 28 (make-up, 1), Mon 29
@@ -277,10 +406,20 @@ mod tests {
         let c = to_review(case(Profile::Cn, false, t), t);
         let d = get(&deadlines(&c, &cal, &tz()), DeadlineKind::ErasureStart);
         assert_eq!(d.starts_at, c.cooling_off_ends_at.unwrap());
-        assert_eq!(d.due_at.unwrap().duration_since(d.starts_at), SignedDuration::from_hours(24));
-        let late = d.due_at.unwrap().checked_add(SignedDuration::from_secs(1)).unwrap();
+        assert_eq!(
+            d.due_at.unwrap().duration_since(d.starts_at),
+            SignedDuration::from_hours(24)
+        );
+        let late = d
+            .due_at
+            .unwrap()
+            .checked_add(SignedDuration::from_secs(1))
+            .unwrap();
         let c = step(c, CaseCommand::StartErasure, late);
-        assert_eq!(get(&deadlines(&c, &cal, &tz()), DeadlineKind::ErasureStart).status(late), Status::Late);
+        assert_eq!(
+            get(&deadlines(&c, &cal, &tz()), DeadlineKind::ErasureStart).status(late),
+            Status::Late
+        );
     }
 
     #[test]
@@ -290,13 +429,35 @@ mod tests {
         let c = case(Profile::Gdpr, false, at("2026-01-31T10:00:00Z"));
         let d = get(&deadlines(&c, &cal, &berlin), DeadlineKind::Response);
         assert_eq!(d.due_at.unwrap().to_string(), "2026-02-28T10:00:00Z"); // one month, clamped
-        let c = step(c, CaseCommand::Extend { reason: Reason::parse("complex request across 9 systems").unwrap() }, at("2026-02-10T10:00:00Z"));
+        let c = step(
+            c,
+            CaseCommand::Extend {
+                reason: Reason::parse("complex request across 9 systems").unwrap(),
+            },
+            at("2026-02-10T10:00:00Z"),
+        );
         let d = get(&deadlines(&c, &cal, &berlin), DeadlineKind::Response);
         assert_eq!(d.due_at.unwrap().to_string(), "2026-04-30T09:00:00Z"); // three months, summer time
         // Only once, and never under CN.
-        assert!(c.apply(&CaseCommand::Extend { reason: Reason::parse("again").unwrap() }, at("2026-02-11T00:00:00Z")).is_err());
+        assert!(
+            c.apply(
+                &CaseCommand::Extend {
+                    reason: Reason::parse("again").unwrap()
+                },
+                at("2026-02-11T00:00:00Z")
+            )
+            .is_err()
+        );
         let cn = case(Profile::Cn, false, at("2026-01-31T10:00:00Z"));
-        assert!(cn.apply(&CaseCommand::Extend { reason: Reason::parse("x").unwrap() }, at("2026-02-11T00:00:00Z")).is_err());
+        assert!(
+            cn.apply(
+                &CaseCommand::Extend {
+                    reason: Reason::parse("x").unwrap()
+                },
+                at("2026-02-11T00:00:00Z")
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -309,7 +470,10 @@ mod tests {
         assert_eq!(ack.status(at("2026-03-03T00:00:00Z")), Status::Met);
         assert_eq!(ack.due_at.unwrap().to_string(), "2026-03-17T07:00:00Z"); // end of Mon 16th, PDT
         let resp = get(&ds, DeadlineKind::Response);
-        assert_eq!(resp.due_at.unwrap().duration_since(resp.starts_at), SignedDuration::from_hours(24 * 45));
+        assert_eq!(
+            resp.due_at.unwrap().duration_since(resp.starts_at),
+            SignedDuration::from_hours(24 * 45)
+        );
     }
 
     #[test]
@@ -320,7 +484,12 @@ mod tests {
         let c = to_review(case(Profile::Cn, true, t), t);
         let r = get(&deadlines(&c, &cal, &tz()), DeadlineKind::Review);
         assert!(r.due_at.is_none());
-        assert!(r.problem.as_deref().unwrap().contains("does not cover 2027"));
+        assert!(
+            r.problem
+                .as_deref()
+                .unwrap()
+                .contains("does not cover 2027")
+        );
         assert_eq!(r.status(t), Status::Unknown);
     }
 }

@@ -15,7 +15,7 @@ pub mod policy;
 pub mod settlement;
 
 pub use case::{
-    Acknowledgement, Blocker, Case, CaseCommand, CaseState, Change, Consequence, Locale,
+    Acknowledgement, Blocker, Case, CaseCommand, CaseState, Change, Consequence, Locale, Notice,
     TransitionError,
 };
 pub use clock::{Clock, ManualClock};

@@ -108,6 +108,45 @@ pub struct CaseView {
     pub closed_at: Option<String>,
     pub rejection_reason: Option<String>,
     pub failure: Option<String>,
+    /// The case's deadlines (in GET responses).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadlines: Option<Vec<DeadlineView>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadlineView {
+    /// review, erasure_start, completion, acknowledge or response.
+    pub kind: String,
+    pub starts_at: String,
+    /// Absent while paused (waiting for the user) or not computable.
+    pub due_at: Option<String>,
+    /// met, late, paused, on_track, warning, overdue or unknown.
+    pub status: String,
+    pub met_at: Option<String>,
+    /// Why the deadline cannot be computed (e.g. a year the calendar lacks).
+    pub problem: Option<String>,
+}
+
+impl DeadlineView {
+    pub fn from_row(d: &lethe_store::DeadlineRow, now: jiff::Timestamp) -> Self {
+        let status = match (d.met_at, d.due_at) {
+            (Some(m), Some(due)) if m > due => "late",
+            (Some(_), _) => "met",
+            (None, None) if d.paused => "paused",
+            (None, None) => "unknown",
+            (None, Some(due)) if now > due => "overdue",
+            (None, Some(_)) if d.warned_at.is_some() => "warning",
+            (None, Some(_)) => "on_track",
+        };
+        Self {
+            kind: d.kind.clone(),
+            starts_at: d.starts_at.to_string(),
+            due_at: d.due_at.map(|t| t.to_string()),
+            status: status.into(),
+            met_at: d.met_at.map(|t| t.to_string()),
+            problem: d.problem.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -170,6 +209,7 @@ impl From<&Case> for CaseView {
             closed_at: c.closed_at.map(|t| t.to_string()),
             rejection_reason: c.rejection_reason.as_ref().map(|r| r.as_str().to_owned()),
             failure: c.failure.clone(),
+            deadlines: None,
         }
     }
 }
@@ -294,7 +334,17 @@ pub async fn get_case(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let case = owned(&st, &p, parse_id(&id)?).await?;
-    Ok(case_response(StatusCode::OK, &case, false))
+    let now = st.clock.now();
+    let mut view = CaseView::from(&case);
+    view.deadlines = Some(
+        st.store
+            .deadlines_for_case(case.id)
+            .await?
+            .iter()
+            .map(|d| DeadlineView::from_row(d, now))
+            .collect(),
+    );
+    Ok(axum::Json(view).into_response())
 }
 
 /// Send a one-time code to the account's registered phone.
@@ -386,6 +436,7 @@ pub async fn verify_code(
         .store
         .verify_code(
             case.id,
+            lethe_store::CodePurpose::Verify,
             hash,
             st.clock.now(),
             st.policy.otp_max_attempts,
@@ -395,6 +446,79 @@ pub async fn verify_code(
         )
         .await?;
     Ok(case_response(StatusCode::OK, &case, stored))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Restore {
+    /// A code sent during cooling-off with /verification/sms/send.
+    #[schema(value_type = String, example = "123456")]
+    pub code: OtpCode,
+}
+
+/// Restore the account during cooling-off: one verified step (a fresh code)
+/// withdraws the case and the platform is told to unfreeze the account.
+#[utoipa::path(post, path = "/v1/cases/{id}/restore", request_body = Restore, tag = "cases", params(("id" = String, Path)),
+    responses((status = 200, body = CaseView), (status = 409, body = Problem), (status = 422, body = Problem)), security(("api_key" = [])))]
+pub async fn restore(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    key: Option<Extension<IdemKey>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Restore>,
+) -> Result<Response, Problem> {
+    let case = owned(&st, &p, parse_id(&id)?).await?;
+    let hash = st
+        .secrets
+        .code_hash(&case.id.to_string(), body.code.expose());
+    let stored = key.is_some();
+    let case = st
+        .store
+        .verify_code(
+            case.id,
+            lethe_store::CodePurpose::Restore,
+            hash,
+            st.clock.now(),
+            st.policy.otp_max_attempts,
+            st.otp_lockout,
+            format!("platform:{}", p.0),
+            idem(key, StatusCode::OK),
+        )
+        .await?;
+    Ok(case_response(StatusCode::OK, &case, stored))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Extend {
+    /// The reason given to the user in the extension notice.
+    #[schema(value_type = String)]
+    pub reason: Reason,
+}
+
+/// Extend the response deadline once (GDPR: +2 months, CCPA: +45 days), with a notice to the user.
+#[utoipa::path(post, path = "/v1/cases/{id}/extend", request_body = Extend, tag = "cases", params(("id" = String, Path)),
+    responses((status = 200, body = CaseView), (status = 409, body = Problem)), security(("api_key" = [])))]
+pub async fn extend(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    key: Option<Extension<IdemKey>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Extend>,
+) -> Result<Response, Problem> {
+    let id = parse_id(&id)?;
+    owned(&st, &p, id).await?;
+    apply(
+        &st,
+        &p,
+        key,
+        id,
+        CaseCommand::Extend {
+            reason: body.reason,
+        },
+        vec![],
+    )
+    .await
 }
 
 /// Run the checks: blockers (unfinished orders...) and the consequences to acknowledge.
@@ -467,7 +591,7 @@ pub async fn confirm(
     apply(&st, &p, key, id, CaseCommand::Confirm, vec![]).await
 }
 
-/// Withdraw the case and keep the account (restore during cooling-off).
+/// Withdraw the case and keep the account (before cooling-off; during it, use /restore).
 #[utoipa::path(post, path = "/v1/cases/{id}/withdraw", tag = "cases", params(("id" = String, Path)),
     responses((status = 200, body = CaseView), (status = 409, body = Problem)), security(("api_key" = [])))]
 pub async fn withdraw(
@@ -477,7 +601,11 @@ pub async fn withdraw(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let id = parse_id(&id)?;
-    owned(&st, &p, id).await?;
+    let case = owned(&st, &p, id).await?;
+    if case.state == lethe_domain::CaseState::CoolingOff {
+        return Err(Problem::conflict("restore-needs-code", "during cooling-off the account is restored with one verified step")
+            .fix("send a code (POST /v1/cases/{id}/verification/sms/send), then POST /v1/cases/{id}/restore with it"));
+    }
     apply(&st, &p, key, id, CaseCommand::Withdraw, vec![]).await
 }
 

@@ -22,6 +22,75 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub worker: WorkerConfig,
+    /// The platform's time zone for working-day arithmetic.
+    #[serde(default = "default_tz")]
+    pub time_zone: String,
+    /// An operator's calendar file extending (or correcting) the shipped
+    /// mainland China calendar; watched and reloaded when it changes.
+    pub calendar_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tombstones: TombstoneConfig,
+    #[serde(default)]
+    pub notifications: NotificationConfig,
+}
+
+fn default_tz() -> String {
+    "Asia/Shanghai".into()
+}
+
+/// Days an identifier of an erased account stays reserved (the platform's
+/// re-registration rule); 0 = may register again at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TombstoneConfig {
+    pub phone_days: u32,
+    pub email_days: u32,
+    pub id_number_days: u32,
+}
+
+impl Default for TombstoneConfig {
+    fn default() -> Self {
+        Self {
+            phone_days: 180,
+            email_days: 0,
+            id_number_days: 180,
+        }
+    }
+}
+
+impl TombstoneConfig {
+    pub fn days(&self, kind: &str) -> u32 {
+        match kind {
+            "phone" => self.phone_days,
+            "email" => self.email_days,
+            "id_number" => self.id_number_days,
+            _ => 0,
+        }
+    }
+}
+
+/// Where notifications (freeze, restore, deadlines...) are delivered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationConfig {
+    /// The platform's webhook endpoint; without it notifications stay in
+    /// the console's list (GET /v1/notifications).
+    pub url: Option<String>,
+    /// The environment variable holding the signing secret (`whsec_...`).
+    pub secret_env: String,
+    pub max_attempts: u32,
+    pub timeout_secs: u64,
+}
+
+impl Default for NotificationConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            secret_env: "LETHE_WEBHOOK_SECRET".into(),
+            max_attempts: 10,
+            timeout_secs: 10,
+        }
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -39,6 +108,8 @@ pub struct PolicyConfig {
     pub otp_resend_seconds: i64,
     /// First lockout after too many wrong codes; doubles each time.
     pub otp_lockout_minutes: i64,
+    /// cn, gdpr or ccpa.
+    pub deadlines: String,
 }
 
 impl Default for PolicyConfig {
@@ -50,6 +121,7 @@ impl Default for PolicyConfig {
             otp_max_attempts: 5,
             otp_resend_seconds: 60,
             otp_lockout_minutes: 15,
+            deadlines: "cn".into(),
         }
     }
 }
@@ -62,6 +134,8 @@ impl PolicyConfig {
             min_assurance: lethe_domain::AssuranceLevel::PHONE,
             otp_ttl: SignedDuration::from_mins(self.otp_ttl_minutes.clamp(0, 10_000)),
             otp_max_attempts: self.otp_max_attempts,
+            deadlines: lethe_domain::deadline::Profile::parse(&self.deadlines)
+                .ok_or("policy.deadlines must be cn, gdpr or ccpa")?,
         };
         p.validate().map_err(|e| e.to_string())?;
         if !(0..=3600).contains(&self.otp_resend_seconds) {
@@ -157,6 +231,30 @@ impl Config {
         }
         if !(1..=100_000).contains(&l.max_connections) {
             return Err("limits.max_connections must be between 1 and 100000".into());
+        }
+        if jiff::tz::TimeZone::get(&self.time_zone).is_err() {
+            return Err(format!(
+                "time_zone '{}' is not a known IANA time zone; write e.g. \"Asia/Shanghai\"",
+                self.time_zone
+            ));
+        }
+        let n = &self.notifications;
+        if let Some(u) = &n.url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err("notifications.url must start with http:// or https://".into());
+            }
+            if std::env::var(&n.secret_env).is_err() {
+                return Err(format!(
+                    "notifications.secret_env names {}, which is not set; export the signing secret (whsec_...) there",
+                    n.secret_env
+                ));
+            }
+        }
+        if !(1..=100).contains(&n.max_attempts) || !(1..=120).contains(&n.timeout_secs) {
+            return Err(
+                "notifications.max_attempts must be 1-100 and notifications.timeout_secs 1-120"
+                    .into(),
+            );
         }
         let w = &self.worker;
         if !(1..=64).contains(&w.concurrency) {

@@ -8,10 +8,12 @@
 pub mod api;
 pub mod config;
 pub mod middleware;
+pub mod ops_api;
 pub mod problem;
 pub mod secrets;
 pub mod systems;
 pub mod vault_api;
+pub mod webhook;
 pub mod worker;
 
 use axum::Router;
@@ -58,6 +60,10 @@ pub struct AppState {
     pub systems: Arc<Systems>,
     pub secrets: Secrets,
     pub vault: Arc<lethe_vault::Vault>,
+    pub calendar: Arc<CalendarState>,
+    pub tz: jiff::tz::TimeZone,
+    pub tombstones: config::TombstoneConfig,
+    pub notifications: config::NotificationConfig,
     pub policy: Policy,
     pub otp_resend: SignedDuration,
     pub otp_lockout: SignedDuration,
@@ -70,6 +76,47 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// Wakes the deadline timer (after the demo clock moves).
     pub timer_wake: Arc<Notify>,
+}
+
+/// The calendar in force, and what happened at the last reload.
+pub struct CalendarState {
+    pub current: std::sync::RwLock<lethe_domain::calendar::Calendar>,
+    pub file: Option<PathBuf>,
+    /// The last reload's error (file line and reason); the calendar in force
+    /// stays the previous one.
+    pub last_error: std::sync::RwLock<Option<String>>,
+    pub file_stamp: std::sync::Mutex<Option<std::time::SystemTime>>,
+}
+
+impl CalendarState {
+    /// The shipped calendar extended by the operator's file.
+    pub fn load(
+        file: Option<&std::path::Path>,
+    ) -> Result<lethe_domain::calendar::Calendar, String> {
+        let base = lethe_domain::calendar::Calendar::china().map_err(|e| e.to_string())?;
+        match file {
+            None => Ok(base),
+            Some(f) => {
+                let text = std::fs::read_to_string(f).map_err(|e| {
+                    format!(
+                        "calendar file {}: cannot be read ({})",
+                        f.display(),
+                        e.kind()
+                    )
+                })?;
+                let ext = lethe_domain::calendar::Calendar::parse(&text)
+                    .map_err(|e| format!("{}: {e}", f.display()))?;
+                Ok(base.extended(&ext))
+            }
+        }
+    }
+
+    pub fn get(&self) -> lethe_domain::calendar::Calendar {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 /// How time flows for this server.
@@ -90,7 +137,9 @@ pub enum ClockMode {
         api::create_case, api::get_case, api::send_code, api::verify_code, api::run_checks, api::acknowledge,
         api::confirm, api::withdraw, api::review, api::retry, api::receipt, api::timeline,
         api::dev_outbox, api::dev_advance, api::healthz, api::readyz,
-        vault_api::encrypt, vault_api::decrypt, vault_api::blind_index, vault_api::rotate
+        vault_api::encrypt, vault_api::decrypt, vault_api::blind_index, vault_api::rotate,
+        api::restore, api::extend, ops_api::check, ops_api::carrier_event, ops_api::overdue,
+        ops_api::notifications, ops_api::calendar
     ),
     components(schemas(problem::Problem)),
     modifiers(&SecurityAddon)
@@ -135,7 +184,14 @@ pub fn router(st: AppState) -> Router {
         .route("/v1/cases/{id}/review", post(api::review))
         .route("/v1/cases/{id}/retry", post(api::retry))
         .route("/v1/cases/{id}/receipt", get(api::receipt))
-        .route("/v1/cases/{id}/timeline", get(api::timeline));
+        .route("/v1/cases/{id}/timeline", get(api::timeline))
+        .route("/v1/cases/{id}/restore", post(api::restore))
+        .route("/v1/cases/{id}/extend", post(api::extend))
+        .route("/v1/identifiers/check", get(ops_api::check))
+        .route("/v1/carrier-events", post(ops_api::carrier_event))
+        .route("/v1/console/overdue", get(ops_api::overdue))
+        .route("/v1/notifications", get(ops_api::notifications))
+        .route("/v1/calendar", get(ops_api::calendar));
     if st.manual_clock.is_some() {
         v1 = v1
             .route("/v1/dev/outbox/{id}", get(api::dev_outbox))
@@ -258,9 +314,33 @@ impl Server {
         let secrets = Secrets::load_or_create(&cfg.data_dir)?;
         let datamap = DataMap::load(&cfg.datamap)?;
         let systems = Systems::connect(&datamap).await?;
+        let tz = jiff::tz::TimeZone::get(&cfg.time_zone)
+            .map_err(|_| ServeError::Config(format!("unknown time_zone {}", cfg.time_zone)))?;
+        let calendar = Arc::new(CalendarState {
+            current: std::sync::RwLock::new(
+                CalendarState::load(cfg.calendar_file.as_deref()).map_err(ServeError::Config)?,
+            ),
+            file: cfg.calendar_file.clone(),
+            last_error: std::sync::RwLock::new(None),
+            file_stamp: std::sync::Mutex::new(
+                cfg.calendar_file
+                    .as_ref()
+                    .and_then(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok()),
+            ),
+        });
+        let deadline_fn: lethe_store::DeadlineFn = {
+            let (calendar, tz) = (calendar.clone(), tz.clone());
+            Arc::new(move |case: &lethe_domain::Case| {
+                let cal = calendar.current.read().unwrap_or_else(|p| p.into_inner());
+                lethe_domain::deadline::deadlines(case, &cal, &tz)
+            })
+        };
         let store = Store::open(
             &cfg.data_dir.join("lethe.db"),
-            lethe_store::StoreOptions::default(),
+            lethe_store::StoreOptions {
+                deadlines: Some(deadline_fn),
+                ..Default::default()
+            },
         )
         .await?;
         let vault = open_vault(&cfg.data_dir, &store, &secrets).await?;
@@ -280,6 +360,10 @@ impl Server {
             systems: Arc::new(systems),
             secrets,
             vault,
+            calendar,
+            tz,
+            tombstones: cfg.tombstones.clone(),
+            notifications: cfg.notifications.clone(),
             policy,
             otp_resend: SignedDuration::from_secs(cfg.policy.otp_resend_seconds),
             otp_lockout: SignedDuration::from_mins(cfg.policy.otp_lockout_minutes),

@@ -160,6 +160,7 @@ fn transition(t: TransitionError) -> Problem {
         TransitionError::AlreadyAcknowledged { .. } => {
             Problem::conflict("already-acknowledged", detail).field("consequence_id")
         }
+        TransitionError::ExtensionNotAllowed { .. } => Problem::conflict("no-extension", detail),
     }
 }
 

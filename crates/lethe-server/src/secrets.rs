@@ -21,6 +21,7 @@ pub struct Secrets {
     otp: [u8; 32],
     pseudonym: [u8; 32],
     vault: [u8; 32],
+    tombstone: [u8; 32],
 }
 
 impl std::fmt::Debug for Secrets {
@@ -43,6 +44,7 @@ impl Secrets {
             otp: derive(master, "otp"),
             pseudonym: derive(master, "pseudonym"),
             vault: derive(master, "vault"),
+            tombstone: derive(master, "tombstone"),
         }
     }
 
@@ -92,6 +94,28 @@ impl Secrets {
     /// The vault's master secret (subject references, blind indexes).
     pub fn vault_master(&self) -> &[u8; 32] {
         &self.vault
+    }
+
+    /// Keyed hash of an identifier for tombstones (dedicated key). Values
+    /// are normalized: spaces and '-' removed, letters upper-cased, a
+    /// leading +86 dropped from phone numbers.
+    pub fn identifier_hash(&self, kind: &str, value: &str) -> String {
+        let mut v: String = value
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        if kind == "phone"
+            && let Some(rest) = v.strip_prefix("+86")
+        {
+            v = rest.to_owned();
+        }
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.tombstone)
+            .unwrap_or_else(|_| unreachable!());
+        m.update(kind.as_bytes());
+        m.update(b":");
+        m.update(v.as_bytes());
+        hex::encode(m.finalize().into_bytes())
     }
 
     pub fn pseudonym(&self, subject: &str) -> String {

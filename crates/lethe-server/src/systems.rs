@@ -65,6 +65,26 @@ impl Systems {
         Ok(None)
     }
 
+    /// The subject's identifiers (kind, value) across systems.
+    pub async fn identifiers(
+        &self,
+        subject: &SubjectId,
+    ) -> Result<Vec<(String, String)>, ConnectError> {
+        let mut out = vec![];
+        for s in self.by_name.values() {
+            out.extend(s.identifiers(subject).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn accounts_with_phone(&self, phone: &str) -> Result<Vec<String>, ConnectError> {
+        let mut out = vec![];
+        for s in self.by_name.values() {
+            out.extend(s.accounts_with_phone(phone).await?);
+        }
+        Ok(out)
+    }
+
     /// Runs the blocker rules and builds the consequence statements.
     pub async fn checks(
         &self,

@@ -20,6 +20,12 @@ const DUE_BATCH: u32 = 500;
 
 pub fn spawn(st: AppState, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = vec![tokio::spawn(timer(st.clone(), shutdown.clone()))];
+    if st.notifications.url.is_some() {
+        handles.push(tokio::spawn(crate::webhook::deliver_loop(
+            st.clone(),
+            shutdown.clone(),
+        )));
+    }
     for n in 0..st.worker.concurrency {
         handles.push(tokio::spawn(work(st.clone(), shutdown.clone(), n)));
     }
@@ -30,6 +36,7 @@ pub fn spawn(st: AppState, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::
 /// cooling-off ended (even while the process was down) starts erasing.
 async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
     let every = Duration::from_millis(st.worker.timer_interval_ms);
+    let mut tick: u64 = 0;
     loop {
         if *shutdown.borrow() {
             return;
@@ -72,10 +79,90 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
             }
             Err(e) => tracing::error!(error = %e, "deadline check failed"),
         }
+        // Deadlines are data: this runs at start-up too, so a deadline that
+        // passed while the process was down is escalated at once.
+        match st.store.deadline_alerts(st.clock.now(), DUE_BATCH).await {
+            Ok(alerts) => {
+                for a in alerts {
+                    if a.overdue {
+                        tracing::error!(case = %a.case_id, deadline = %a.kind, "deadline overdue: escalated");
+                    } else {
+                        tracing::warn!(case = %a.case_id, deadline = %a.kind, "deadline at 80%");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "deadline monitor failed"),
+        }
+        tick = tick.wrapping_add(1);
+        if tick % CALENDAR_EVERY == 1 {
+            reload_calendar(&st).await;
+        }
+        if tick % PURGE_EVERY == 1
+            && let Err(e) = st.store.purge_tombstones(st.clock.now()).await
+        {
+            tracing::error!(error = %e, "purging tombstones failed");
+        }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = st.timer_wake.notified() => {}
             _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Ticks between checks of the operator's calendar file, and between
+/// purges of expired tombstones.
+const CALENDAR_EVERY: u64 = 5;
+const PURGE_EVERY: u64 = 300;
+
+/// Reloads the operator's calendar file when it changed. A malformed file
+/// is rejected with its line and reason and the calendar in force stays;
+/// a good one replaces it and every open case's deadlines are recomputed.
+pub async fn reload_calendar(st: &AppState) {
+    let Some(file) = st.calendar.file.clone() else {
+        return;
+    };
+    let stamp = std::fs::metadata(&file).and_then(|m| m.modified()).ok();
+    {
+        let mut last = st
+            .calendar
+            .file_stamp
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if *last == stamp {
+            return;
+        }
+        *last = stamp;
+    }
+    match crate::CalendarState::load(Some(&file)) {
+        Ok(cal) => {
+            *st.calendar
+                .current
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = cal;
+            *st.calendar
+                .last_error
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+            let mut after = None;
+            loop {
+                match st.store.recompute_deadlines(after.clone(), 500).await {
+                    Ok(Some(last)) => after = Some(last),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "recomputing deadlines failed");
+                        break;
+                    }
+                }
+            }
+            tracing::info!(file = %file.display(), "calendar reloaded; deadlines recomputed");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "calendar file rejected; the previous calendar stays in force");
+            *st.calendar
+                .last_error
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = Some(e);
         }
     }
 }
@@ -219,6 +306,38 @@ async fn run_job(st: &AppState, job: &Job) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string())?;
                 return Ok(());
+            }
+            // Keep keyed hashes of the identifiers before they are erased.
+            let now = st.clock.now();
+            let ids = match st.systems.get(&job.system) {
+                Some(sys) => sys
+                    .identifiers(&case.subject)
+                    .await
+                    .map_err(|e| e.to_string())?,
+                None => vec![],
+            };
+            let stones: Vec<(String, String, jiff::Timestamp)> = ids
+                .into_iter()
+                .filter_map(|(kind, value)| {
+                    let days = st.tombstones.days(&kind);
+                    if days == 0 {
+                        return None;
+                    }
+                    let until = now
+                        .checked_add(SignedDuration::from_hours(24 * i64::from(days)))
+                        .ok()?;
+                    Some((
+                        kind.clone(),
+                        st.secrets.identifier_hash(&kind, &value),
+                        until,
+                    ))
+                })
+                .collect();
+            if !stones.is_empty() {
+                st.store
+                    .put_tombstones(case.id, stones, now)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             let outcome = st
                 .systems

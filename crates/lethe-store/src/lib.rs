@@ -11,8 +11,11 @@
 //!
 //! SQLite-specific SQL lives only in this crate.
 
+mod deadlines;
 mod vault;
 mod writer;
+
+pub use deadlines::{Alert, DeadlineRow, NotificationRow};
 
 use jiff::Timestamp;
 use lethe_domain::{Case, CaseCommand, CaseId, CaseState, Change, TransitionError};
@@ -88,16 +91,31 @@ pub(crate) fn from_ms(v: i64) -> Timestamp {
     Timestamp::from_millisecond(v).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
+/// Computes a case's deadlines (the server binds the calendar and time zone).
+pub type DeadlineFn =
+    std::sync::Arc<dyn Fn(&Case) -> Vec<lethe_domain::deadline::Deadline> + Send + Sync>;
+
 /// Settings for opening the store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoreOptions {
     pub read_connections: u32,
+    /// When set, every change of a case recomputes and stores its deadlines.
+    pub deadlines: Option<DeadlineFn>,
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("read_connections", &self.read_connections)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             read_connections: 4,
+            deadlines: None,
         }
     }
 }
@@ -196,7 +214,7 @@ impl Store {
             .await
             .map_err(db("open read connections"))?;
         let head = load_head(&mut wconn).await?;
-        let writer = writer::Writer::start(wconn, head);
+        let writer = writer::Writer::start(wconn, head, opts.deadlines.clone());
         Ok(Self {
             read,
             writer: Arc::new(writer),
@@ -262,6 +280,7 @@ impl Store {
                     .await
                     .map_err(db("insert case"))?;
                     append_audit(ctx, &case, &pseudonym, &change, &principal).await?;
+                    write_effects(ctx, &case, &change).await?;
                     finish_idem(ctx, idem.as_ref(), &case).await?;
                     Ok(case)
                 })
@@ -488,7 +507,7 @@ impl Store {
                 Box::pin(async move {
                     claim_idem(ctx, idem.as_ref()).await?;
                     let case = load_case(ctx, id).await?;
-                    if case.state != CaseState::Submitted {
+                    if !matches!(case.state, CaseState::Submitted | CaseState::CoolingOff) {
                         return Err(TransitionError::Illegal { command: "send a code for", state: case.state, next: case.state.next_step() }.into());
                     }
                     let prev = sqlx::query("SELECT sent_at, locked_until, lockouts FROM otp_codes WHERE case_id = $1")
@@ -555,6 +574,7 @@ impl Store {
     pub async fn verify_code(
         &self,
         id: CaseId,
+        purpose: CodePurpose,
         candidate_hash: String,
         now: Timestamp,
         max_attempts: u32,
@@ -567,8 +587,16 @@ impl Store {
                 Box::pin(async move {
                     claim_idem(ctx, idem.as_ref()).await?;
                     let case = load_case(ctx, id).await?;
-                    if case.state != CaseState::Submitted {
-                        return Err(TransitionError::Illegal { command: "verify a code for", state: case.state, next: case.state.next_step() }.into());
+                    let (expected, then) = match purpose {
+                        CodePurpose::Verify => (CaseState::Submitted, CaseCommand::VerifyIdentity { method: "sms_code".into(), level: lethe_domain::AssuranceLevel::PHONE }),
+                        CodePurpose::Restore => (CaseState::CoolingOff, CaseCommand::Withdraw),
+                    };
+                    if case.state != expected {
+                        let command = match purpose {
+                            CodePurpose::Verify => "verify a code for",
+                            CodePurpose::Restore => "restore with a code",
+                        };
+                        return Err(TransitionError::Illegal { command, state: case.state, next: case.state.next_step() }.into());
                     }
                     let row = sqlx::query("SELECT code_hash, expires_at, attempts, lockouts, locked_until FROM otp_codes WHERE case_id = $1")
                         .bind(id.to_string())
@@ -624,8 +652,7 @@ impl Store {
                         .execute(&mut ctx.conn)
                         .await
                         .map_err(db("consume code"))?;
-                    let cmd = CaseCommand::VerifyIdentity { method: "sms_code".into(), level: lethe_domain::AssuranceLevel::PHONE };
-                    let case = apply_in(ctx, id, &cmd, now, &actor).await?;
+                    let case = apply_in(ctx, id, &then, now, &actor).await?;
                     finish_idem(ctx, idem.as_ref(), &case).await?;
                     Ok(case)
                 })
@@ -910,6 +937,14 @@ impl Store {
 pub type ReceiptBuilder =
     fn(&Case, &[(String, serde_json::Value)], &[ChainedEvent], Timestamp) -> String;
 
+/// What a one-time code proves: the identity at the start of a case, or the
+/// holder's wish to restore the account during cooling-off (one verified step).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodePurpose {
+    Verify,
+    Restore,
+}
+
 /// A message for a gateway. `destination` is masked (no full phone number
 /// is stored); the gateway resolves the subject's number itself.
 #[derive(Debug, Clone)]
@@ -1013,7 +1048,74 @@ async fn apply_in(
     }
     let pseudo = pseudonym_of(ctx, id).await?;
     append_audit(ctx, &next, &pseudo, &change, actor).await?;
+    write_effects(ctx, &next, &change).await?;
     Ok(next)
+}
+
+/// The notifications and deadlines that follow from a change, in its
+/// transaction.
+async fn write_effects(ctx: &mut WriteCtx, case: &Case, change: &Change) -> Result<(), StoreError> {
+    for n in case.notices(change) {
+        insert_notification(
+            ctx,
+            n.kind,
+            Some(&case.id.to_string()),
+            &n.payload,
+            change.at,
+        )
+        .await?;
+    }
+    if let Some(f) = ctx.deadlines.clone() {
+        upsert_deadlines(ctx, case.id, &f(case)).await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn insert_notification(
+    ctx: &mut WriteCtx,
+    kind: &str,
+    case_id: Option<&str>,
+    payload: &serde_json::Value,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO notifications (kind, case_id, payload, created_at, state, next_at) VALUES ($1, $2, $3, $4, 'pending', $5)")
+        .bind(kind.to_owned())
+        .bind(case_id.map(str::to_owned))
+        .bind(payload.to_string())
+        .bind(ms(at))
+        .bind(ms(now_wall()))
+        .execute(&mut ctx.conn)
+        .await
+        .map_err(db("queue notification"))?;
+    Ok(())
+}
+
+async fn upsert_deadlines(
+    ctx: &mut WriteCtx,
+    id: CaseId,
+    ds: &[lethe_domain::deadline::Deadline],
+) -> Result<(), StoreError> {
+    for d in ds {
+        sqlx::query(
+            "INSERT INTO deadlines (case_id, kind, starts_at, due_at, warn_at, paused, met_at, problem) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (case_id, kind) DO UPDATE SET starts_at = excluded.starts_at, due_at = excluded.due_at, warn_at = excluded.warn_at,
+               paused = excluded.paused, met_at = excluded.met_at, problem = excluded.problem,
+               warned_at = CASE WHEN excluded.due_at > deadlines.due_at THEN NULL ELSE deadlines.warned_at END,
+               escalated_at = CASE WHEN excluded.due_at > deadlines.due_at THEN NULL ELSE deadlines.escalated_at END",
+        )
+        .bind(id.to_string())
+        .bind(d.kind.as_str())
+        .bind(ms(d.starts_at))
+        .bind(d.due_at.map(ms))
+        .bind(d.warn_at().map(ms))
+        .bind(d.paused)
+        .bind(d.met_at.map(ms))
+        .bind(d.problem.clone())
+        .execute(&mut ctx.conn)
+        .await
+        .map_err(db("store deadline"))?;
+    }
+    Ok(())
 }
 
 async fn append_audit(

@@ -148,6 +148,7 @@ async fn wrong_codes_lock_and_count_survives() {
         let e = store
             .verify_code(
                 c.id,
+                CodePurpose::Verify,
                 "wrong".into(),
                 t0(),
                 5,
@@ -165,6 +166,7 @@ async fn wrong_codes_lock_and_count_survives() {
     let e = store
         .verify_code(
             c.id,
+            CodePurpose::Verify,
             "wrong".into(),
             t0(),
             5,
@@ -179,6 +181,7 @@ async fn wrong_codes_lock_and_count_survives() {
     let e = store
         .verify_code(
             c.id,
+            CodePurpose::Verify,
             "right".into(),
             t0(),
             5,

@@ -25,6 +25,7 @@ pub(crate) struct Head {
 pub struct WriteCtx {
     pub(crate) conn: SqliteConnection,
     pub(crate) head: Head,
+    pub(crate) deadlines: Option<crate::DeadlineFn>,
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -43,9 +44,20 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn start(conn: SqliteConnection, head: Head) -> Self {
+    pub(crate) fn start(
+        conn: SqliteConnection,
+        head: Head,
+        deadlines: Option<crate::DeadlineFn>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel::<Op>(QUEUE_DEPTH);
-        tokio::spawn(run(WriteCtx { conn, head }, rx));
+        tokio::spawn(run(
+            WriteCtx {
+                conn,
+                head,
+                deadlines,
+            },
+            rx,
+        ));
         Self { tx }
     }
 

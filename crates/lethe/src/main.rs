@@ -40,6 +40,18 @@ enum Cmd {
         /// Seconds of a job lease (shorter makes crash recovery faster).
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=3600))]
         lease_secs: i64,
+        /// Cases need an agent's review before cooling-off.
+        #[arg(long)]
+        review: bool,
+        /// Deadline rules: cn, gdpr or ccpa.
+        #[arg(long, default_value = "cn")]
+        deadlines: String,
+        /// An operator calendar file extending the shipped one (watched).
+        #[arg(long)]
+        calendar_file: Option<PathBuf>,
+        /// Deliver notifications to this webhook (secret in LETHE_WEBHOOK_SECRET).
+        #[arg(long)]
+        webhook_url: Option<String>,
         /// Attempts of a job before its case is marked failed.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
         max_attempts: u32,
@@ -181,6 +193,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             lease_secs,
             max_attempts,
             rate,
+            review,
+            deadlines,
+            calendar_file,
+            webhook_url,
         } => {
             init_logs();
             let opts = DemoOptions {
@@ -190,6 +206,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 lease_secs,
                 max_attempts,
                 rate,
+                review,
+                deadlines,
+                calendar_file,
+                webhook_url,
             };
             demo(data_dir, opts).await
         }
@@ -307,6 +327,10 @@ struct DemoOptions {
     lease_secs: i64,
     max_attempts: u32,
     rate: u32,
+    review: bool,
+    deadlines: String,
+    calendar_file: Option<PathBuf>,
+    webhook_url: Option<String>,
 }
 
 async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
@@ -317,6 +341,10 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
         lease_secs,
         max_attempts,
         rate,
+        review,
+        deadlines,
+        calendar_file,
+        webhook_url,
     } = o;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -337,13 +365,23 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
             include_str!("../../../examples/demo-mart/datamap.toml"),
         )?;
     }
-    let cfg_text = format!(
-        "listen = \"{listen}\"\ndata_dir = \"{}\"\ndatamap = \"{}\"\n\n[policy]\ncooling_off_days = 7\n\n[limits]\nrate_per_second = {rate}\nrate_burst = {}\n\n[worker]\nlease_secs = {lease_secs}\nmax_attempts = {max_attempts}\ntimer_interval_ms = 200\n",
-        data_dir.display(),
-        datamap.display(),
-        rate.saturating_mul(2)
-    );
-    let cfg: Config = toml::from_str(&cfg_text)?;
+    let mut cfg_value = serde_json::json!({
+        "listen": listen.to_string(),
+        "data_dir": data_dir,
+        "datamap": datamap,
+        "policy": { "cooling_off_days": 7, "review_required": review, "deadlines": deadlines },
+        "limits": { "rate_per_second": rate, "rate_burst": rate.saturating_mul(2) },
+        "worker": { "lease_secs": lease_secs, "max_attempts": max_attempts, "timer_interval_ms": 200 },
+    });
+    if let Some(f) = calendar_file {
+        cfg_value["calendar_file"] = serde_json::json!(std::path::absolute(f)?);
+    }
+    if let Some(u) = webhook_url {
+        cfg_value["notifications"] = serde_json::json!({ "url": u });
+    }
+    let cfg: Config = serde_json::from_value(cfg_value)?;
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("demo configuration: {e}"))?;
     // The demo clock: real time plus an offset that the dev routes move
     // forward, kept in a file so a restart does not turn time back.
     let offset_file = data_dir.join("demo-clock-offset");

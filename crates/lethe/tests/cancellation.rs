@@ -147,10 +147,46 @@ async fn withdrawal_during_cooling_off_keeps_everything() {
     let id = demo.create(user).await;
     demo.to_cooling_off(&id).await;
     demo.advance(3 * 86_400).await;
+    // The platform was told to freeze the account.
+    let (_, notes) = demo.get(&format!("/v1/notifications?case_id={id}")).await;
+    assert!(
+        notes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "account.freeze"
+                && n["payload"]["subject_id"] == json!(user.to_string())),
+        "{notes}"
+    );
+    // Restoring takes one verified step: a plain withdrawal is refused...
+    let (s, p) = demo
+        .post(&format!("/v1/cases/{id}/withdraw"), json!({}))
+        .await;
+    assert_eq!(s, 409, "{p}");
+    assert!(p["fix"].as_str().unwrap().contains("/restore"));
+    // ...a wrong code too...
+    demo.ok(&format!("/v1/cases/{id}/verification/sms/send"), json!({}))
+        .await;
+    let code = demo.code(&id).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let (s, _) = demo
+        .post(&format!("/v1/cases/{id}/restore"), json!({"code": wrong}))
+        .await;
+    assert_eq!(s, 422);
+    // ...and the right code restores the account.
     let v = demo
-        .ok(&format!("/v1/cases/{id}/withdraw"), json!({}))
+        .ok(&format!("/v1/cases/{id}/restore"), json!({"code": code}))
         .await;
     assert_eq!(v["state"], "withdrawn");
+    let (_, notes) = demo.get(&format!("/v1/notifications?case_id={id}")).await;
+    assert!(
+        notes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "account.restore"),
+        "{notes}"
+    );
     demo.advance(WEEK).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(demo.state(&id).await, "withdrawn");

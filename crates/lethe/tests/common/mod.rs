@@ -30,6 +30,10 @@ impl Demo {
     }
 
     pub async fn start_with(dir: &Path, users: u32, extra: &[&str]) -> Demo {
+        Self::start_env(dir, users, extra, &[]).await
+    }
+
+    pub async fn start_env(dir: &Path, users: u32, extra: &[&str], envs: &[(&str, &str)]) -> Demo {
         let ready = dir.join("ready.json");
         let _ = std::fs::remove_file(&ready);
         let log = std::fs::OpenOptions::new()
@@ -50,6 +54,7 @@ impl Demo {
             .arg("--ready-file")
             .arg(&ready)
             .args(extra)
+            .envs(envs.iter().copied())
             .env("LETHE_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

@@ -1,0 +1,356 @@
+//! Deadlines, the notification outbox and identifier tombstones.
+
+use jiff::Timestamp;
+use lethe_domain::{Case, CaseId, Change};
+use sqlx::Row;
+
+use crate::{
+    Store, StoreError, append_audit, db, from_ms, insert_notification, load_case, ms, pseudonym_of,
+    upsert_deadlines,
+};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadlineRow {
+    pub case_id: String,
+    pub kind: String,
+    pub starts_at: Timestamp,
+    pub due_at: Option<Timestamp>,
+    pub paused: bool,
+    pub met_at: Option<Timestamp>,
+    pub problem: Option<String>,
+    pub warned_at: Option<Timestamp>,
+    pub escalated_at: Option<Timestamp>,
+    pub case_state: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NotificationRow {
+    pub id: i64,
+    pub kind: String,
+    pub case_id: Option<String>,
+    pub payload: serde_json::Value,
+    pub created_at: Timestamp,
+    pub state: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// A deadline that crossed its warning point or its due time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub case_id: CaseId,
+    pub kind: String,
+    pub overdue: bool,
+}
+
+fn row_deadline(r: &sqlx::sqlite::SqliteRow) -> DeadlineRow {
+    DeadlineRow {
+        case_id: r.get(0),
+        kind: r.get(1),
+        starts_at: from_ms(r.get(2)),
+        due_at: r.get::<Option<i64>, _>(3).map(from_ms),
+        paused: r.get(4),
+        met_at: r.get::<Option<i64>, _>(5).map(from_ms),
+        problem: r.get(6),
+        warned_at: r.get::<Option<i64>, _>(7).map(from_ms),
+        escalated_at: r.get::<Option<i64>, _>(8).map(from_ms),
+        case_state: r.get(9),
+    }
+}
+
+const DEADLINE_COLS: &str = "d.case_id, d.kind, d.starts_at, d.due_at, d.paused, d.met_at, d.problem, d.warned_at, d.escalated_at, c.state";
+
+fn row_notification(r: &sqlx::sqlite::SqliteRow) -> NotificationRow {
+    NotificationRow {
+        id: r.get(0),
+        kind: r.get(1),
+        case_id: r.get(2),
+        payload: serde_json::from_str(&r.get::<String, _>(3)).unwrap_or(serde_json::Value::Null),
+        created_at: from_ms(r.get(4)),
+        state: r.get(5),
+        attempts: u32::try_from(r.get::<i64, _>(6)).unwrap_or(0),
+        last_error: r.get(7),
+    }
+}
+
+impl Store {
+    pub async fn deadlines_for_case(&self, id: CaseId) -> Result<Vec<DeadlineRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {DEADLINE_COLS} FROM deadlines d JOIN cases c ON c.id = d.case_id WHERE d.case_id = $1 ORDER BY d.starts_at, d.kind")))
+            .bind(id.to_string())
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("read deadlines"))?;
+        Ok(rows.iter().map(row_deadline).collect())
+    }
+
+    /// The console's overdue queue: open deadlines past due, oldest first.
+    pub async fn overdue(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DeadlineRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEADLINE_COLS} FROM deadlines d JOIN cases c ON c.id = d.case_id WHERE d.met_at IS NULL AND d.due_at IS NOT NULL AND d.due_at < $1 ORDER BY d.due_at LIMIT $2"
+        )))
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db("read overdue deadlines"))?;
+        Ok(rows.iter().map(row_deadline).collect())
+    }
+
+    /// Deadlines that cannot be computed (a year the calendar lacks).
+    pub async fn deadline_problems(&self, limit: u32) -> Result<Vec<DeadlineRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {DEADLINE_COLS} FROM deadlines d JOIN cases c ON c.id = d.case_id WHERE d.met_at IS NULL AND d.problem IS NOT NULL LIMIT $1")))
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("read deadlines"))?;
+        Ok(rows.iter().map(row_deadline).collect())
+    }
+
+    /// Warns at 80 % and escalates past due, once each: the flag, the
+    /// notification and an audit event in one transaction. Deadlines are
+    /// data, so a deadline that passed while the process was down is
+    /// escalated on the first call after start-up.
+    pub async fn deadline_alerts(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Alert>, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    let due: Vec<(String, String, bool)> = sqlx::query(
+                        "SELECT case_id, kind, (due_at <= $1) AS overdue FROM deadlines
+                         WHERE met_at IS NULL AND due_at IS NOT NULL
+                           AND ((due_at <= $1 AND escalated_at IS NULL) OR (warn_at <= $1 AND warned_at IS NULL AND due_at > $1))
+                         ORDER BY due_at LIMIT $2",
+                    )
+                    .bind(ms(now))
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut ctx.conn)
+                    .await
+                    .map_err(db("find deadline alerts"))?
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2)))
+                    .collect();
+                    let mut out = vec![];
+                    for (case_id, kind, overdue) in due {
+                        let id = CaseId::parse(&case_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        let sql = if overdue {
+                            "UPDATE deadlines SET escalated_at = $1, warned_at = COALESCE(warned_at, $1) WHERE case_id = $2 AND kind = $3"
+                        } else {
+                            "UPDATE deadlines SET warned_at = $1 WHERE case_id = $2 AND kind = $3"
+                        };
+                        sqlx::query(sql).bind(ms(now)).bind(case_id.clone()).bind(kind.clone()).execute(&mut ctx.conn).await.map_err(db("flag deadline"))?;
+                        let case = load_case(ctx, id).await?;
+                        let event = if overdue { "deadline.overdue" } else { "deadline.warning" };
+                        let payload = serde_json::json!({ "case_id": case_id, "deadline": kind, "state": case.state.as_str() });
+                        insert_notification(ctx, event, Some(&case_id), &payload, now).await?;
+                        let change = Change { kind: event.into(), from: Some(case.state), to: case.state, at: now, detail: serde_json::json!({ "deadline": kind }) };
+                        let pseudo = pseudonym_of(ctx, id).await?;
+                        append_audit(ctx, &case, &pseudo, &change, "monitor").await?;
+                        out.push(Alert { case_id: id, kind, overdue });
+                    }
+                    Ok(out)
+                })
+            })
+            .await
+    }
+
+    /// Recomputes the stored deadlines of open cases (after the calendar
+    /// changed), `limit` cases after `after` (a case id) at a time. Returns
+    /// the last case id handled, or None when done.
+    pub async fn recompute_deadlines(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Option<String>, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    let Some(f) = ctx.deadlines.clone() else { return Ok(None) };
+                    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM cases WHERE state NOT IN ('erased', 'withdrawn', 'rejected') AND id > $1 ORDER BY id LIMIT $2")
+                        .bind(after.unwrap_or_default())
+                        .bind(i64::from(limit))
+                        .fetch_all(&mut ctx.conn)
+                        .await
+                        .map_err(db("list open cases"))?;
+                    for id in &ids {
+                        let cid = CaseId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        let case: Case = load_case(ctx, cid).await?;
+                        upsert_deadlines(ctx, cid, &f(&case)).await?;
+                    }
+                    Ok(ids.last().cloned())
+                })
+            })
+            .await
+    }
+
+    // --------------------------------------------------------- notifications
+
+    pub async fn notifications(
+        &self,
+        state: Option<String>,
+        case: Option<CaseId>,
+        limit: u32,
+    ) -> Result<Vec<NotificationRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, case_id, payload, created_at, state, attempts, last_error FROM notifications
+             WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR case_id = $2) ORDER BY id DESC LIMIT $3",
+        )
+        .bind(state)
+        .bind(case.map(|c| c.to_string()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db("read notifications"))?;
+        Ok(rows.iter().map(row_notification).collect())
+    }
+
+    /// Pending notifications due for delivery at `now`, oldest first.
+    pub async fn notifications_due(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<NotificationRow>, StoreError> {
+        let rows = sqlx::query("SELECT id, kind, case_id, payload, created_at, state, attempts, last_error FROM notifications WHERE state = 'pending' AND next_at <= $1 ORDER BY id LIMIT $2")
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("read notifications"))?;
+        Ok(rows.iter().map(row_notification).collect())
+    }
+
+    /// Records a delivery attempt: delivered, retried at `retry_at`, or dead.
+    pub async fn notification_attempt(
+        &self,
+        id: i64,
+        result: Result<(), String>,
+        retry_at: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    let now = ms(crate::now_wall());
+                    let q = match (&result, retry_at) {
+                        (Ok(()), _) => sqlx::query("UPDATE notifications SET state = 'delivered', attempts = attempts + 1, delivered_at = $1, last_error = NULL WHERE id = $2").bind(now).bind(id),
+                        (Err(e), Some(at)) => sqlx::query("UPDATE notifications SET attempts = attempts + 1, next_at = $1, last_error = $2 WHERE id = $3").bind(ms(at)).bind(e.clone()).bind(id),
+                        (Err(e), None) => sqlx::query("UPDATE notifications SET state = 'dead', attempts = attempts + 1, last_error = $1 WHERE id = $2").bind(e.clone()).bind(id),
+                    };
+                    q.execute(&mut ctx.conn).await.map_err(db("record delivery"))?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Queues a notification that belongs to no case change (carrier events).
+    pub async fn notify(
+        &self,
+        kind: &'static str,
+        payload: serde_json::Value,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move { insert_notification(ctx, kind, None, &payload, now).await })
+            })
+            .await
+    }
+
+    // ------------------------------------------------------------ tombstones
+
+    /// Stores keyed hashes of an erased account's identifiers with their
+    /// expiry (idempotent per case).
+    pub async fn put_tombstones(
+        &self,
+        case_id: CaseId,
+        items: Vec<(String, String, Timestamp)>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    for (kind, hash, expires) in items {
+                        sqlx::query(
+                            "INSERT INTO tombstones (kind, hash, case_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)
+                             ON CONFLICT (kind, hash) DO UPDATE SET case_id = excluded.case_id, expires_at = MAX(tombstones.expires_at, excluded.expires_at), released_at = NULL",
+                        )
+                        .bind(kind)
+                        .bind(hash)
+                        .bind(case_id.to_string())
+                        .bind(ms(now))
+                        .bind(ms(expires))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("store tombstone"))?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// The live tombstone of an identifier hash, if any: its expiry.
+    pub async fn tombstone(
+        &self,
+        kind: &str,
+        hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        let r: Option<i64> = sqlx::query_scalar("SELECT expires_at FROM tombstones WHERE kind = $1 AND hash = $2 AND released_at IS NULL AND expires_at > $3")
+            .bind(kind.to_owned())
+            .bind(hash.to_owned())
+            .bind(ms(now))
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db("read tombstone"))?;
+        Ok(r.map(from_ms))
+    }
+
+    /// Releases a tombstone (a recycled phone number); says whether one was live.
+    pub async fn release_tombstone(
+        &self,
+        kind: String,
+        hash: String,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    let n = sqlx::query("UPDATE tombstones SET released_at = $1 WHERE kind = $2 AND hash = $3 AND released_at IS NULL AND expires_at > $1")
+                        .bind(ms(now))
+                        .bind(kind)
+                        .bind(hash)
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("release tombstone"))?
+                        .rows_affected();
+                    Ok(n > 0)
+                })
+            })
+            .await
+    }
+
+    /// Deletes tombstones that expired or were released.
+    pub async fn purge_tombstones(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    Ok(sqlx::query(
+                        "DELETE FROM tombstones WHERE expires_at <= $1 OR released_at IS NOT NULL",
+                    )
+                    .bind(ms(now))
+                    .execute(&mut ctx.conn)
+                    .await
+                    .map_err(db("purge tombstones"))?
+                    .rows_affected())
+                })
+            })
+            .await
+    }
+}
