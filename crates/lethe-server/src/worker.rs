@@ -97,6 +97,9 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
         if tick % CALENDAR_EVERY == 1 {
             reload_calendar(&st).await;
         }
+        if tick % COVERAGE_EVERY == 1 {
+            warn_uncovered(&st);
+        }
         if tick % PURGE_EVERY == 1
             && let Err(e) = st.store.purge_tombstones(st.clock.now()).await
         {
@@ -114,6 +117,19 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
 /// purges of expired tombstones.
 const CALENDAR_EVERY: u64 = 5;
 const PURGE_EVERY: u64 = 300;
+const COVERAGE_EVERY: u64 = 3000;
+
+/// Loudly reports a calendar that does not cover this year, or next year
+/// from December on: working-day deadlines there cannot be computed.
+fn warn_uncovered(st: &AppState) {
+    let today = st.clock.now().to_zoned_datetime(st.tz.clone()).date();
+    let cal = st.calendar.get();
+    if !cal.covers(today.year()) {
+        tracing::error!(year = today.year(), "the working-day calendar does not cover this year: working-day deadlines cannot be computed; add the State Council notice to calendar_file");
+    } else if today.month() == 12 && !cal.covers(today.year() + 1) {
+        tracing::warn!(year = today.year() + 1, "the working-day calendar does not cover next year yet; add the State Council notice to calendar_file when it is published");
+    }
+}
 
 /// Reloads the operator's calendar file when it changed. A malformed file
 /// is rejected with its line and reason and the calendar in force stays;
