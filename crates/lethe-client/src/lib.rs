@@ -89,6 +89,9 @@ pub struct Client {
 
 impl Client {
     pub fn new(base_url: &str, api_key: &str) -> Result<Self, ClientError> {
+        // https needs a TLS crypto provider; install ring unless the
+        // application installed one already (then this is a no-op).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))

@@ -301,6 +301,13 @@ pub async fn open_vault(
     )))
 }
 
+/// Installs ring as the process's TLS crypto provider (for outbound
+/// webhooks over https). Idempotent.
+pub fn install_crypto_provider() {
+    // Err only means a provider is already installed, which is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A prepared server: state built, socket bound.
 pub struct Server {
     pub state: AppState,
@@ -309,6 +316,7 @@ pub struct Server {
 
 impl Server {
     pub async fn prepare(cfg: &Config, mode: ClockMode) -> Result<Self, ServeError> {
+        install_crypto_provider();
         let policy = cfg.validate().map_err(ServeError::Config)?;
         std::fs::create_dir_all(&cfg.data_dir)?;
         let secrets = Secrets::load_or_create(&cfg.data_dir)?;

@@ -125,9 +125,15 @@ fn warn_uncovered(st: &AppState) {
     let today = st.clock.now().to_zoned_datetime(st.tz.clone()).date();
     let cal = st.calendar.get();
     if !cal.covers(today.year()) {
-        tracing::error!(year = today.year(), "the working-day calendar does not cover this year: working-day deadlines cannot be computed; add the State Council notice to calendar_file");
+        tracing::error!(
+            year = today.year(),
+            "the working-day calendar does not cover this year: working-day deadlines cannot be computed; add the State Council notice to calendar_file"
+        );
     } else if today.month() == 12 && !cal.covers(today.year() + 1) {
-        tracing::warn!(year = today.year() + 1, "the working-day calendar does not cover next year yet; add the State Council notice to calendar_file when it is published");
+        tracing::warn!(
+            year = today.year() + 1,
+            "the working-day calendar does not cover next year yet; add the State Council notice to calendar_file when it is published"
+        );
     }
 }
 

@@ -135,7 +135,7 @@ async fn serve_mode_has_a_fixed_clock_and_managed_keys() {
         .spawn()
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = http();
     let mut up = false;
     for _ in 0..200 {
         if http

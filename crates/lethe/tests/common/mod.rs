@@ -15,6 +15,13 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_lethe");
 
+/// An HTTP client for tests; installs the TLS crypto provider first (the
+/// workspace's reqwest is built with rustls and no default provider).
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 pub struct Demo {
     pub dir: PathBuf,
     pub url: String,
@@ -70,7 +77,7 @@ impl Demo {
                     url: v["url"].as_str().unwrap().to_owned(),
                     key: v["api_key"].as_str().unwrap().to_owned(),
                     child,
-                    http: reqwest::Client::new(),
+                    http: http(),
                     users,
                 };
             }
