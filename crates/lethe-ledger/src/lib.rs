@@ -6,6 +6,8 @@
 //! event's chain hash is `SHA-256(0x01 || prev || leaf_hash)`, so any change,
 //! removal, reordering or insertion breaks the chain at that point.
 
+pub mod merkle;
+
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
