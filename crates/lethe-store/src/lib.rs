@@ -11,15 +11,17 @@
 //!
 //! SQLite-specific SQL lives only in this crate.
 
+mod audit;
 mod deadlines;
 mod vault;
 mod writer;
 
+pub use audit::ProofError;
 pub use deadlines::{Alert, DeadlineRow, NotificationRow};
 
 use jiff::Timestamp;
 use lethe_domain::{Case, CaseCommand, CaseId, CaseState, Change, TransitionError};
-use lethe_ledger::{AuditEvent, ChainedEvent, Hash};
+use lethe_ledger::{AuditEvent, Hash, RecordedEvent};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -361,7 +363,7 @@ impl Store {
 
     // ---------------------------------------------------------------- audit
 
-    pub async fn audit_for_case(&self, id: CaseId) -> Result<Vec<ChainedEvent>, StoreError> {
+    pub async fn audit_for_case(&self, id: CaseId) -> Result<Vec<RecordedEvent>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash FROM audit_events WHERE case_id = $1 ORDER BY seq",
         )
@@ -377,7 +379,7 @@ impl Store {
         &self,
         from_seq: u64,
         limit: u32,
-    ) -> Result<Vec<ChainedEvent>, StoreError> {
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2",
         )
@@ -842,7 +844,7 @@ impl Store {
                         .iter()
                         .map(|r| (r.get::<String, _>(0), serde_json::from_str(&r.get::<String, _>(1)).unwrap_or(serde_json::Value::Null)))
                         .collect();
-                    let events: Vec<ChainedEvent> = sqlx::query("SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash FROM audit_events WHERE case_id = $1 ORDER BY seq")
+                    let events: Vec<RecordedEvent> = sqlx::query("SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash FROM audit_events WHERE case_id = $1 ORDER BY seq")
                         .bind(id.to_string())
                         .fetch_all(&mut ctx.conn)
                         .await
@@ -935,7 +937,7 @@ impl Store {
 /// Builds the receipt from the erased case, the per-system outcomes and the
 /// case's audit events; runs inside the transaction that closes the case.
 pub type ReceiptBuilder =
-    fn(&Case, &[(String, serde_json::Value)], &[ChainedEvent], Timestamp) -> String;
+    fn(&Case, &[(String, serde_json::Value)], &[RecordedEvent], Timestamp) -> String;
 
 /// What a one-time code proves: the identity at the start of a case, or the
 /// holder's wish to restore the account during cooling-off (one verified step).
@@ -977,26 +979,74 @@ fn unique_to_conflict(e: sqlx::Error, action: &'static str) -> StoreError {
     db(action)(e)
 }
 
+/// Rebuilds the audit log's Merkle frontier at start-up. A log written
+/// before the Merkle tree existed (no nodes) is upgraded: leaf hashes are
+/// recomputed from the events and the nodes stored.
 async fn load_head(conn: &mut SqliteConnection) -> Result<writer::Head, StoreError> {
-    let row = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
+    let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_events")
+        .fetch_one(&mut *conn)
         .await
-        .map_err(db("read audit head"))?;
-    Ok(match row {
-        None => writer::Head {
-            seq: 0,
-            hash: lethe_ledger::GENESIS,
-        },
-        Some(r) => {
-            let mut hash: Hash = [0; 32];
-            hex::decode_to_slice(r.get::<String, _>(1), &mut hash)
-                .map_err(|_| StoreError::Corrupt("audit head hash".into()))?;
-            writer::Head {
-                seq: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
-                hash,
-            }
+        .map_err(db("read audit size"))?;
+    let size = u64::try_from(size).unwrap_or(0);
+    if size == 0 {
+        return Ok(writer::Head::default());
+    }
+    let nodes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_nodes").fetch_one(&mut *conn).await.map_err(db("read audit nodes"))?;
+    if nodes == 0 && size > 1 {
+        return rebuild_tree(conn).await;
+    }
+    let mut pieces = vec![];
+    for level in (0..64u32).rev() {
+        if size & (1u64 << level) != 0 {
+            pieces.push(level);
         }
-    })
+    }
+    let mut start = 0u64;
+    let mut found = std::collections::HashMap::new();
+    for level in pieces {
+        let idx = start >> level;
+        let h = perfect_node(conn, level, idx).await?;
+        found.insert((level, idx), h);
+        start += 1u64 << level;
+    }
+    let frontier = lethe_ledger::merkle::Frontier::restore(size, |l, i| found.get(&(l, i)).copied().flatten())
+        .ok_or_else(|| StoreError::Corrupt("the audit log's Merkle nodes are incomplete".into()))?;
+    Ok(writer::Head { frontier })
+}
+
+pub(crate) async fn perfect_node(conn: &mut SqliteConnection, level: u32, idx: u64) -> Result<Option<Hash>, StoreError> {
+    let text: Option<String> = if level == 0 {
+        sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = $1").bind(i64::try_from(idx + 1).unwrap_or(i64::MAX)).fetch_optional(&mut *conn).await
+    } else {
+        sqlx::query_scalar("SELECT hash FROM audit_nodes WHERE level = $1 AND idx = $2").bind(i64::from(level)).bind(i64::try_from(idx).unwrap_or(i64::MAX)).fetch_optional(&mut *conn).await
+    }
+    .map_err(db("read audit node"))?;
+    Ok(text.and_then(|t| {
+        let mut h = [0u8; 32];
+        hex::decode_to_slice(t, &mut h).ok().map(|_| h)
+    }))
+}
+
+async fn rebuild_tree(conn: &mut SqliteConnection) -> Result<writer::Head, StoreError> {
+    tracing::info!("upgrading the audit log to a Merkle tree");
+    let rows = sqlx::query("SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash FROM audit_events ORDER BY seq")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db("read audit"))?;
+    let mut frontier = lethe_ledger::merkle::Frontier::default();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(db("begin"))?;
+    for r in &rows {
+        let e = row_to_event(r)?;
+        let leaf = e.event.leaf_hash();
+        sqlx::query("UPDATE audit_events SET hash = $1 WHERE seq = $2").bind(hex::encode(leaf)).bind(i64::try_from(e.event.seq).unwrap_or(i64::MAX)).execute(&mut *conn).await.map_err(db("upgrade audit"))?;
+        let mut new_nodes = vec![];
+        frontier.push(leaf, |l, i, h| new_nodes.push((l, i, *h)));
+        for (l, i, h) in new_nodes {
+            sqlx::query("INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3)").bind(i64::from(l)).bind(i64::try_from(i).unwrap_or(i64::MAX)).bind(hex::encode(h)).execute(&mut *conn).await.map_err(db("upgrade audit"))?;
+        }
+    }
+    sqlx::query("COMMIT").execute(&mut *conn).await.map_err(db("commit"))?;
+    Ok(writer::Head { frontier })
 }
 
 async fn load_case(ctx: &mut WriteCtx, id: CaseId) -> Result<Case, StoreError> {
@@ -1126,7 +1176,7 @@ async fn append_audit(
     actor: &str,
 ) -> Result<(), StoreError> {
     let event = AuditEvent {
-        seq: ctx.head.seq + 1,
+        seq: ctx.head.seq() + 1,
         case_id: case.id.to_string(),
         subject: pseudonym.to_owned(),
         kind: change.kind.clone(),
@@ -1136,7 +1186,7 @@ async fn append_audit(
         at: change.at.to_string(),
         detail: change.detail.clone(),
     };
-    let hash = lethe_ledger::chain(&ctx.head.hash, &event.leaf_hash());
+    let hash = event.leaf_hash();
     sqlx::query("INSERT INTO audit_events (seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
         .bind(i64::try_from(event.seq).unwrap_or(i64::MAX))
         .bind(event.case_id)
@@ -1151,10 +1201,17 @@ async fn append_audit(
         .execute(&mut ctx.conn)
         .await
         .map_err(db("append audit event"))?;
-    ctx.head = writer::Head {
-        seq: ctx.head.seq + 1,
-        hash,
-    };
+    let mut new_nodes = vec![];
+    ctx.head.frontier.push(hash, |l, i, h| new_nodes.push((l, i, *h)));
+    for (l, i, h) in new_nodes {
+        sqlx::query("INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3)")
+            .bind(i64::from(l))
+            .bind(i64::try_from(i).unwrap_or(i64::MAX))
+            .bind(hex::encode(h))
+            .execute(&mut ctx.conn)
+            .await
+            .map_err(db("append audit node"))?;
+    }
     Ok(())
 }
 
@@ -1213,8 +1270,8 @@ async fn enqueue(
     Ok(())
 }
 
-fn row_to_event(r: &sqlx::sqlite::SqliteRow) -> Result<ChainedEvent, StoreError> {
-    Ok(ChainedEvent {
+fn row_to_event(r: &sqlx::sqlite::SqliteRow) -> Result<RecordedEvent, StoreError> {
+    Ok(RecordedEvent {
         event: AuditEvent {
             seq: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
             case_id: r.get(1),

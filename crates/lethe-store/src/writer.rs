@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use lethe_ledger::Hash;
 use sqlx::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 
@@ -14,10 +13,16 @@ pub const MAX_BATCH: usize = 256;
 /// Operations waiting for the writer at most; callers wait beyond that.
 pub const QUEUE_DEPTH: usize = 4096;
 
-#[derive(Debug, Clone, Copy)]
+/// The audit log's state: its size and the Merkle frontier.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Head {
-    pub seq: u64,
-    pub hash: Hash,
+    pub frontier: lethe_ledger::merkle::Frontier,
+}
+
+impl Head {
+    pub fn seq(&self) -> u64 {
+        self.frontier.size()
+    }
 }
 
 /// What an operation sees: the writer's connection, inside a transaction
@@ -160,14 +165,14 @@ async fn run(mut ctx: WriteCtx, mut rx: mpsc::Receiver<Op>) {
                 Err(_) => break,
             }
         }
-        let head_before = ctx.head;
+        let head_before = ctx.head.clone();
         let mut delivers: Vec<Deliver> = Vec::with_capacity(batch.len());
         let mut pending = batch.into_iter();
         let result: Result<(), StoreError> = async {
             exec(&mut ctx.conn, "BEGIN IMMEDIATE").await?;
             for op in pending.by_ref() {
                 exec(&mut ctx.conn, "SAVEPOINT op").await?;
-                let snap = ctx.head;
+                let snap = ctx.head.clone();
                 let (keep, deliver) = op(&mut ctx).await;
                 delivers.push(deliver);
                 if !keep {

@@ -1,0 +1,162 @@
+//! Signed tree heads, Merkle proofs and log export.
+
+use lethe_ledger::merkle::{Range, consistency_ranges, inclusion_ranges, perfect_pieces, range_hash};
+use lethe_ledger::{Hash, RecordedEvent, Signer, TreeHead};
+use sqlx::Row;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::{Store, StoreError, db};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    #[error("the tree has {size} events; {what} must be between {min} and {size}")]
+    OutOfRange { what: &'static str, min: u64, size: u64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn row_head(r: &sqlx::sqlite::SqliteRow) -> TreeHead {
+    TreeHead { tree_size: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0), root_hash: r.get(1), timestamp: r.get(2), signature: r.get(3) }
+}
+
+impl Store {
+    /// Signs the current tree head (size and root at this commit point), unless
+    /// the log is empty or the latest head already has this size.
+    pub async fn sign_tree_head(&self, signer: Arc<Signer>, timestamp: String) -> Result<Option<TreeHead>, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    let size = ctx.head.seq();
+                    if size == 0 {
+                        return Ok(None);
+                    }
+                    let existing = sqlx::query("SELECT tree_size, root_hash, timestamp, signature FROM tree_heads WHERE tree_size = $1")
+                        .bind(i64::try_from(size).unwrap_or(i64::MAX))
+                        .fetch_optional(&mut ctx.conn)
+                        .await
+                        .map_err(db("read tree head"))?;
+                    if let Some(r) = existing {
+                        return Ok(Some(row_head(&r)));
+                    }
+                    let head = TreeHead::sign(&signer, size, &ctx.head.frontier.root(), &timestamp);
+                    sqlx::query("INSERT INTO tree_heads (tree_size, root_hash, timestamp, signature) VALUES ($1, $2, $3, $4)")
+                        .bind(i64::try_from(size).unwrap_or(i64::MAX))
+                        .bind(head.root_hash.clone())
+                        .bind(head.timestamp.clone())
+                        .bind(head.signature.clone())
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("store tree head"))?;
+                    Ok(Some(head))
+                })
+            })
+            .await
+    }
+
+    pub async fn latest_tree_head(&self) -> Result<Option<TreeHead>, StoreError> {
+        let r = sqlx::query("SELECT tree_size, root_hash, timestamp, signature FROM tree_heads ORDER BY tree_size DESC LIMIT 1")
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db("read tree head"))?;
+        Ok(r.as_ref().map(row_head))
+    }
+
+    /// Tree heads with `tree_size >= from_size`, oldest first.
+    pub async fn tree_heads(&self, from_size: u64, limit: u32) -> Result<Vec<TreeHead>, StoreError> {
+        let rows = sqlx::query("SELECT tree_size, root_hash, timestamp, signature FROM tree_heads WHERE tree_size >= $1 ORDER BY tree_size LIMIT $2")
+            .bind(i64::try_from(from_size).unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("read tree heads"))?;
+        Ok(rows.iter().map(row_head).collect())
+    }
+
+    pub async fn audit_size(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_events").fetch_one(&self.read).await.map_err(db("read audit size"))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn hash_ranges(&self, ranges: &[Range]) -> Result<Vec<Hash>, StoreError> {
+        let mut pieces = vec![];
+        for (s, l) in ranges {
+            perfect_pieces(*s, *l, &mut pieces);
+        }
+        let mut conn = self.read.acquire().await.map_err(db("read audit nodes"))?;
+        let mut map: HashMap<(u32, u64), Hash> = HashMap::new();
+        for (level, idx) in pieces {
+            let h = crate::perfect_node(&mut conn, level, idx).await?.ok_or_else(|| StoreError::Corrupt(format!("audit node {level}/{idx} is missing")))?;
+            map.insert((level, idx), h);
+        }
+        ranges
+            .iter()
+            .map(|(s, l)| range_hash(*s, *l, &|lv, ix| map.get(&(lv, ix)).copied()).ok_or_else(|| StoreError::Corrupt("audit proof".into())))
+            .collect()
+    }
+
+    /// The audit path of event `seq` in the tree of `tree_size` events.
+    pub async fn inclusion_proof(&self, seq: u64, tree_size: u64) -> Result<Vec<Hash>, ProofError> {
+        let size = self.audit_size().await?;
+        if tree_size == 0 || tree_size > size {
+            return Err(ProofError::OutOfRange { what: "tree_size", min: 1, size });
+        }
+        if seq == 0 || seq > tree_size {
+            return Err(ProofError::OutOfRange { what: "seq", min: 1, size: tree_size });
+        }
+        Ok(self.hash_ranges(&inclusion_ranges(seq - 1, tree_size)).await?)
+    }
+
+    /// The consistency proof between two tree sizes.
+    pub async fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError> {
+        let size = self.audit_size().await?;
+        if second == 0 || second > size {
+            return Err(ProofError::OutOfRange { what: "second", min: 1, size });
+        }
+        if first == 0 || first > second {
+            return Err(ProofError::OutOfRange { what: "first", min: 1, size: second });
+        }
+        Ok(self.hash_ranges(&consistency_ranges(first, second)).await?)
+    }
+
+    /// Events `from..` with their recorded leaf hashes, at most `limit`.
+    pub async fn export_events(&self, from: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.audit_range(from, limit).await
+    }
+
+    /// Receipts built in the closing transaction but not yet signed (the
+    /// process stopped in between).
+    pub async fn unsigned_receipts(&self, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT case_id, body FROM receipts WHERE signed = 0 LIMIT $1")
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("read receipts"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    pub async fn store_signed_receipt(&self, case_id: String, body: String) -> Result<(), StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE receipts SET body = $1, signed = 1 WHERE case_id = $2")
+                        .bind(body)
+                        .bind(case_id)
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("store signed receipt"))?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub async fn receipt_signed(&self, case_id: &str) -> Result<Option<(String, bool)>, StoreError> {
+        let r = sqlx::query("SELECT body, signed FROM receipts WHERE case_id = $1")
+            .bind(case_id.to_owned())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db("read receipt"))?;
+        Ok(r.map(|r| (r.get(0), r.get::<i64, _>(1) != 0)))
+    }
+}
