@@ -7,6 +7,7 @@
 //! receipt with this crate and the public key alone.
 
 pub mod merkle;
+pub mod report;
 
 use base64::Engine;
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
@@ -34,15 +35,156 @@ pub struct AuditEvent {
 
 impl AuditEvent {
     /// The canonical bytes: JSON of the fields in declaration order, object
-    /// keys of `detail` sorted, no whitespace.
+    /// keys of `detail` sorted, no whitespace — exactly what `serde_json`
+    /// writes for this struct (a property test holds the two together),
+    /// produced by a hand-written encoder because verification re-encodes
+    /// every event.
     pub fn canonical(&self) -> Vec<u8> {
-        // Serializing plain data cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut out = Vec::with_capacity(256);
+        self.canonical_into(&mut out);
+        out
+    }
+
+    pub fn canonical_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"seq\":");
+        let mut num = [0u8; 20];
+        out.extend_from_slice(fmt_u64(self.seq, &mut num));
+        out.extend_from_slice(b",\"case_id\":");
+        json_str(out, &self.case_id);
+        out.extend_from_slice(b",\"subject\":");
+        json_str(out, &self.subject);
+        out.extend_from_slice(b",\"kind\":");
+        json_str(out, &self.kind);
+        out.extend_from_slice(b",\"from_state\":");
+        match &self.from_state {
+            Some(s) => json_str(out, s),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"to_state\":");
+        json_str(out, &self.to_state);
+        out.extend_from_slice(b",\"actor\":");
+        json_str(out, &self.actor);
+        out.extend_from_slice(b",\"at\":");
+        json_str(out, &self.at);
+        out.extend_from_slice(b",\"detail\":");
+        json_value(out, &self.detail);
+        out.push(b'}');
     }
 
     pub fn leaf_hash(&self) -> Hash {
-        leaf_hash(&self.canonical())
+        let mut buf = Vec::with_capacity(256);
+        self.leaf_hash_with(&mut buf)
     }
+
+    /// The leaf hash, reusing `buf` for the encoding.
+    pub fn leaf_hash_with(&self, buf: &mut Vec<u8>) -> Hash {
+        buf.clear();
+        self.canonical_into(buf);
+        leaf_hash(buf)
+    }
+}
+
+fn fmt_u64(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+/// A JSON value as serde_json writes it (maps are sorted: serde_json's
+/// map is a BTreeMap here). Floats go through serde_json itself.
+fn json_value(out: &mut Vec<u8>, v: &serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => {
+            let mut buf = [0u8; 20];
+            if let Some(u) = n.as_u64() {
+                out.extend_from_slice(fmt_u64(u, &mut buf));
+            } else if let Some(i) = n.as_i64() {
+                out.push(b'-');
+                out.extend_from_slice(fmt_u64(i.unsigned_abs(), &mut buf));
+            } else {
+                // Writing a number to a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, n);
+            }
+        }
+        Value::String(s) => json_str(out, s),
+        Value::Array(a) => {
+            out.push(b'[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_value(out, x);
+            }
+            out.push(b']');
+        }
+        Value::Object(m) => {
+            out.push(b'{');
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_str(out, k);
+                out.push(b':');
+                json_value(out, x);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// Whether a recorded hex hash equals a hash, without allocating.
+fn hex_eq(recorded: &str, h: &Hash) -> bool {
+    let mut buf = [0u8; 64];
+    hex::encode_to_slice(h, &mut buf).is_ok() && recorded.as_bytes() == buf
+}
+
+/// A JSON string as serde_json writes it.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[(b >> 4) as usize],
+                    HEX[(b & 0xf) as usize],
+                ]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 /// RFC 6962 leaf hash: SHA-256(0x00 || bytes).
@@ -82,13 +224,17 @@ pub struct Signer {
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer").field("public_key", &self.public_key_hex()).finish()
+        f.debug_struct("Signer")
+            .field("public_key", &self.public_key_hex())
+            .finish()
     }
 }
 
 impl Signer {
     pub fn from_seed(seed: &[u8; 32]) -> Self {
-        Self { key: SigningKey::from_bytes(seed) }
+        Self {
+            key: SigningKey::from_bytes(seed),
+        }
     }
     pub fn public_key_hex(&self) -> String {
         hex::encode(self.key.verifying_key().to_bytes())
@@ -101,12 +247,23 @@ impl Signer {
 
 /// Verifies a base64 Ed25519 signature under a hex public key.
 pub fn verify_signature(public_key_hex: &str, msg: &[u8], signature_b64: &str) -> bool {
-    let Ok(pk) = hex::decode(public_key_hex.trim()) else { return false };
-    let Ok(pk): Result<[u8; 32], _> = pk.try_into() else { return false };
-    let Ok(vk) = VerifyingKey::from_bytes(&pk) else { return false };
-    let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(signature_b64) else { return false };
-    let Ok(sig): Result<[u8; 64], _> = sig.try_into() else { return false };
-    vk.verify(msg, &ed25519_dalek::Signature::from_bytes(&sig)).is_ok()
+    let Ok(pk) = hex::decode(public_key_hex.trim()) else {
+        return false;
+    };
+    let Ok(pk): Result<[u8; 32], _> = pk.try_into() else {
+        return false;
+    };
+    let Ok(vk) = VerifyingKey::from_bytes(&pk) else {
+        return false;
+    };
+    let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(signature_b64) else {
+        return false;
+    };
+    let Ok(sig): Result<[u8; 64], _> = sig.try_into() else {
+        return false;
+    };
+    vk.verify(msg, &ed25519_dalek::Signature::from_bytes(&sig))
+        .is_ok()
 }
 
 /// A signed tree head: the log's size and root at a moment.
@@ -127,10 +284,19 @@ impl TreeHead {
     pub fn sign(signer: &Signer, tree_size: u64, root: &Hash, timestamp: &str) -> Self {
         let root_hash = hex::encode(root);
         let signature = signer.sign(&Self::signed_bytes(tree_size, &root_hash, timestamp));
-        Self { tree_size, root_hash, timestamp: timestamp.to_owned(), signature }
+        Self {
+            tree_size,
+            root_hash,
+            timestamp: timestamp.to_owned(),
+            signature,
+        }
     }
     pub fn verify(&self, public_key_hex: &str) -> bool {
-        verify_signature(public_key_hex, &Self::signed_bytes(self.tree_size, &self.root_hash, &self.timestamp), &self.signature)
+        verify_signature(
+            public_key_hex,
+            &Self::signed_bytes(self.tree_size, &self.root_hash, &self.timestamp),
+            &self.signature,
+        )
     }
     pub fn root(&self) -> Option<Hash> {
         let mut h = [0u8; 32];
@@ -157,17 +323,37 @@ pub struct LogExport {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LogError {
     #[error("event at position {position}: sequence number {found} where {expected} was expected: events {expected}..{} were removed", found - 1)]
-    Removed { position: usize, expected: u64, found: u64 },
-    #[error("event at position {position}: sequence number {found} appears again: an event was inserted")]
+    Removed {
+        position: usize,
+        expected: u64,
+        found: u64,
+    },
+    #[error(
+        "event at position {position}: sequence number {found} appears again: an event was inserted"
+    )]
     Inserted { position: usize, found: u64 },
-    #[error("event at position {position}: sequence number {found} where {expected} was expected: events were reordered")]
-    Reordered { position: usize, expected: u64, found: u64 },
+    #[error(
+        "event at position {position}: sequence number {found} where {expected} was expected: events were reordered"
+    )]
+    Reordered {
+        position: usize,
+        expected: u64,
+        found: u64,
+    },
     #[error("event {seq} was modified: its content does not match its recorded hash")]
     Modified { seq: u64 },
-    #[error("the signed tree head of size {tree_size} has an invalid signature (forged, or signed by another key)")]
+    #[error(
+        "the signed tree head of size {tree_size} has an invalid signature (forged, or signed by another key)"
+    )]
     BadSignature { tree_size: u64 },
-    #[error("the signed tree head of size {tree_size} does not match the log: events {from_seq}..={to_seq} were rewritten (content and recorded hashes)")]
-    HeadMismatch { tree_size: u64, from_seq: u64, to_seq: u64 },
+    #[error(
+        "the signed tree head of size {tree_size} does not match the log: events {from_seq}..={to_seq} were rewritten (content and recorded hashes)"
+    )]
+    HeadMismatch {
+        tree_size: u64,
+        from_seq: u64,
+        to_seq: u64,
+    },
     #[error("a signed tree head covers {tree_size} events but the log holds {events}: events {}..={tree_size} were removed", events + 1)]
     Truncated { tree_size: u64, events: u64 },
     #[error("the export holds no signed tree head: nothing vouches for it")]
@@ -183,57 +369,430 @@ pub struct LogVerified {
     pub unsigned_tail: u64,
 }
 
-/// Verifies an exported log offline with the public key only, and names
-/// the first event (or range) that was modified, removed, reordered or
-/// inserted.
-pub fn verify_log(export: &LogExport, public_key_hex: &str) -> Result<LogVerified, LogError> {
-    let mut seen = std::collections::HashSet::new();
-    for (i, e) in export.events.iter().enumerate() {
-        let expected = i as u64 + 1;
-        let found = e.event.seq;
-        if found != expected {
-            if seen.contains(&found) {
-                return Err(LogError::Inserted { position: i, found });
-            }
-            if found > expected && !export.events[i..].iter().any(|x| x.event.seq == expected) {
-                return Err(LogError::Removed { position: i, expected, found });
-            }
-            return Err(LogError::Reordered { position: i, expected, found });
-        }
-        seen.insert(found);
-        if unhex(&e.hash) != Some(e.event.leaf_hash()) {
-            return Err(LogError::Modified { seq: found });
-        }
-    }
-    if export.tree_heads.is_empty() {
-        return Err(LogError::NoTreeHead);
-    }
-    let mut heads: Vec<&TreeHead> = export.tree_heads.iter().collect();
-    heads.sort_by_key(|h| h.tree_size);
-    for h in &heads {
-        if !h.verify(public_key_hex) {
-            return Err(LogError::BadSignature { tree_size: h.tree_size });
-        }
-    }
-    let n = export.events.len() as u64;
+/// Leaves per chunk of parallel verification (a power of two, so each
+/// chunk is a perfect subtree).
+const CHUNK_LEVEL: u32 = 14;
+
+struct ChunkResult {
+    /// The first event whose content does not match its recorded hash.
+    modified: Option<u64>,
+    /// Root of the chunk when full.
+    root: Hash,
+    /// Right edge inside the chunk after each tree head that ends in it.
+    heads: Vec<(u64, Vec<(u32, Hash)>)>,
+}
+
+/// One chunk: `leaf(i)` gives the seq, the recorded hex hash and the
+/// recomputed leaf hash of the chunk's i-th event.
+fn verify_chunk<'a>(
+    len: usize,
+    start: u64,
+    head_sizes: &[u64],
+    mut leaf: impl FnMut(usize) -> (u64, &'a str, Hash),
+) -> ChunkResult {
     let mut f = merkle::Frontier::default();
-    let mut last_good = 0u64;
-    let mut hi = 0usize;
-    for (i, e) in export.events.iter().enumerate() {
-        // Recorded hashes equal the recomputed ones (checked above).
-        f.push(unhex(&e.hash).unwrap_or_default(), |_, _, _| {});
-        while hi < heads.len() && heads[hi].tree_size == i as u64 + 1 {
-            if heads[hi].root() != Some(f.root()) {
-                return Err(LogError::HeadMismatch { tree_size: heads[hi].tree_size, from_seq: last_good + 1, to_seq: heads[hi].tree_size });
-            }
-            last_good = heads[hi].tree_size;
+    let mut modified = None;
+    let mut heads = vec![];
+    let mut hi = head_sizes.partition_point(|s| *s <= start);
+    for i in 0..len {
+        let (seq, recorded, leaf) = leaf(i);
+        if modified.is_none() && !hex_eq(recorded, &leaf) {
+            modified = Some(seq);
+        }
+        f.push(leaf, |_, _, _| {});
+        let size = start + i as u64 + 1;
+        while hi < head_sizes.len() && head_sizes[hi] == size {
+            heads.push((size, f.stack().to_vec()));
             hi += 1;
         }
     }
-    if let Some(h) = heads.iter().find(|h| h.tree_size > n) {
-        return Err(LogError::Truncated { tree_size: h.tree_size, events: n });
+    ChunkResult {
+        modified,
+        root: f.root(),
+        heads,
     }
-    Ok(LogVerified { events: n, tree_heads: heads.len(), unsigned_tail: n - last_good })
+}
+
+/// The sequence checks: removed, reordered or inserted events.
+fn check_sequence(seqs: &[u64]) -> Result<(), LogError> {
+    for (i, &found) in seqs.iter().enumerate() {
+        let expected = i as u64 + 1;
+        if found != expected {
+            if seqs[..i].contains(&found) {
+                return Err(LogError::Inserted { position: i, found });
+            }
+            if found > expected && !seqs[i..].contains(&expected) {
+                return Err(LogError::Removed {
+                    position: i,
+                    expected,
+                    found,
+                });
+            }
+            return Err(LogError::Reordered {
+                position: i,
+                expected,
+                found,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks every event against its recorded hash and every signed tree head
+/// against the rebuilt tree, on every core. `leaf(i)` describes event i.
+/// The tree heads, sorted, after checking every signature.
+fn checked_heads<'h>(
+    tree_heads: &'h [TreeHead],
+    public_key_hex: &str,
+) -> Result<Vec<&'h TreeHead>, LogError> {
+    if tree_heads.is_empty() {
+        return Err(LogError::NoTreeHead);
+    }
+    let mut heads: Vec<&TreeHead> = tree_heads.iter().collect();
+    heads.sort_by_key(|h| h.tree_size);
+    for h in &heads {
+        if !h.verify(public_key_hex) {
+            return Err(LogError::BadSignature {
+                tree_size: h.tree_size,
+            });
+        }
+    }
+    Ok(heads)
+}
+
+fn verify_events<'a>(
+    n: usize,
+    tree_heads: &[TreeHead],
+    public_key_hex: &str,
+    leaf: impl Fn(usize, &mut Vec<u8>) -> (u64, &'a str, Hash) + Sync,
+) -> Result<LogVerified, LogError> {
+    let heads = checked_heads(tree_heads, public_key_hex)?;
+    let sizes: Vec<u64> = heads.iter().map(|h| h.tree_size).collect();
+    let chunk = 1usize << CHUNK_LEVEL;
+    let nchunks = n.div_ceil(chunk);
+    let threads = std::thread::available_parallelism()
+        .map(|p| p.get())
+        .unwrap_or(1)
+        .min(nchunks)
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<ChunkResult>> = (0..nchunks).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = vec![];
+                    let mut buf = Vec::with_capacity(512);
+                    loop {
+                        let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if j >= nchunks {
+                            break mine;
+                        }
+                        let start = j * chunk;
+                        let len = chunk.min(n - start);
+                        mine.push((
+                            j,
+                            verify_chunk(len, start as u64, &sizes, |i| leaf(start + i, &mut buf)),
+                        ));
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            // A verification thread does not panic: it only hashes.
+            for (j, r) in h.join().unwrap_or_default() {
+                results[j] = Some(r);
+            }
+        }
+    });
+    let results: Vec<ChunkResult> = results.into_iter().flatten().collect();
+    finish(&results, &heads, n)
+}
+
+/// Chains the chunk results (each a full perfect subtree but the last) and
+/// checks every signed tree head against the rebuilt tree.
+fn finish(results: &[ChunkResult], heads: &[&TreeHead], n: usize) -> Result<LogVerified, LogError> {
+    if let Some(seq) = results.iter().filter_map(|r| r.modified).min() {
+        return Err(LogError::Modified { seq });
+    }
+    // Chain the chunks: the edge before chunk j holds whole chunks only.
+    let mut global = merkle::Frontier::default();
+    let mut roots = std::collections::BTreeMap::new();
+    for r in results {
+        for (size, local) in &r.heads {
+            let mut edge = global.stack().to_vec();
+            edge.extend_from_slice(local);
+            roots.insert(*size, merkle::root_of_stack(&edge));
+        }
+        global.push_subtree(CHUNK_LEVEL, r.root);
+    }
+    let n = n as u64;
+    let mut last_good = 0u64;
+    for h in heads {
+        if h.tree_size > n {
+            return Err(LogError::Truncated {
+                tree_size: h.tree_size,
+                events: n,
+            });
+        }
+        if roots.get(&h.tree_size).copied() != h.root() {
+            return Err(LogError::HeadMismatch {
+                tree_size: h.tree_size,
+                from_seq: last_good + 1,
+                to_seq: h.tree_size,
+            });
+        }
+        last_good = h.tree_size;
+    }
+    Ok(LogVerified {
+        events: n,
+        tree_heads: heads.len(),
+        unsigned_tail: n - last_good,
+    })
+}
+
+/// Verifies an exported log (events as JSON objects) offline with the
+/// public key only, and names the first event (or range) that was modified,
+/// removed, reordered or inserted.
+pub fn verify_log(export: &LogExport, public_key_hex: &str) -> Result<LogVerified, LogError> {
+    let seqs: Vec<u64> = export.events.iter().map(|e| e.event.seq).collect();
+    check_sequence(&seqs)?;
+    verify_events(
+        export.events.len(),
+        &export.tree_heads,
+        public_key_hex,
+        |i, buf| {
+            let e = &export.events[i];
+            (e.event.seq, e.hash.as_str(), e.event.leaf_hash_with(buf))
+        },
+    )
+}
+
+/// The first line of a log file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogFileHeader {
+    pub format: String,
+    pub tree_heads: Vec<TreeHead>,
+}
+
+pub const LOG_FILE_FORMAT: &str = "lethe-audit-log-v1";
+
+/// Writes a log file: a header line with the signed tree heads, then one
+/// line per event: `<hex leaf hash> <canonical event JSON>`. The event
+/// bytes are exactly what was hashed, so verification hashes them as they
+/// are.
+pub fn write_log_file(out: &mut Vec<u8>, events: &[RecordedEvent], tree_heads: &[TreeHead]) {
+    let header = LogFileHeader {
+        format: LOG_FILE_FORMAT.into(),
+        tree_heads: tree_heads.to_vec(),
+    };
+    // Serializing plain data cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &header);
+    out.push(b'\n');
+    for e in events {
+        out.extend_from_slice(e.hash.as_bytes());
+        out.push(b' ');
+        e.event.canonical_into(out);
+        out.push(b'\n');
+    }
+}
+
+/// One parsed line: seq, recorded hex hash, the event's bytes.
+fn parse_line(line: &[u8]) -> Option<(u64, &str, &[u8])> {
+    if line.len() < 65 + 8 || line[64] != b' ' {
+        return None;
+    }
+    let hash = std::str::from_utf8(&line[..64]).ok()?;
+    let json = &line[65..];
+    let rest = json.strip_prefix(b"{\"seq\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 19 {
+        return None;
+    }
+    let seq = rest[..digits]
+        .iter()
+        .fold(0u64, |a, d| a * 10 + u64::from(d - b'0'));
+    Some((seq, hash, json))
+}
+
+fn lines_of(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0usize;
+    memchr::memchr_iter(b'\n', bytes)
+        .chain(std::iter::once(bytes.len()))
+        .map(move |end| {
+            let line = &bytes[start.min(end)..end];
+            start = end + 1;
+            line
+        })
+        .filter(|l| !l.is_empty())
+}
+
+/// The start of the first line at or after `from` whose event begins a
+/// chunk (seq - 1 a multiple of the chunk size), so every core works on
+/// whole chunks. Tampering can misplace a cut; the checks then report it.
+fn aligned_cut(bytes: &[u8], from: usize) -> usize {
+    let chunk = 1u64 << CHUNK_LEVEL;
+    let mut pos = match memchr::memchr(b'\n', &bytes[from..]) {
+        Some(p) => from + p + 1,
+        None => return bytes.len(),
+    };
+    while pos < bytes.len() {
+        let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |p| pos + p);
+        match parse_line(&bytes[pos..end]) {
+            Some((seq, _, _)) if seq.wrapping_sub(1).is_multiple_of(chunk) => return pos,
+            None => return pos,
+            _ => pos = end + 1,
+        }
+    }
+    bytes.len()
+}
+
+struct Part {
+    lines: usize,
+    bad: Option<usize>,
+    first_seq: Option<u64>,
+    last_seq: Option<u64>,
+    /// Whether seqs inside the part run without a gap.
+    contiguous: bool,
+    chunks: Vec<ChunkResult>,
+}
+
+/// Streams one part of the file: parse, hash, compare, build the part's
+/// chunks (each 2^CHUNK_LEVEL lines), note whether seqs are contiguous.
+fn verify_part(region: &[u8], sizes: &[u64]) -> Part {
+    let chunk = 1usize << CHUNK_LEVEL;
+    let mut part = Part {
+        lines: 0,
+        bad: None,
+        first_seq: None,
+        last_seq: None,
+        contiguous: true,
+        chunks: vec![],
+    };
+    let mut f = merkle::Frontier::default();
+    let mut in_chunk = 0usize;
+    let mut modified = None;
+    let mut heads = vec![];
+    let mut hi = 0usize;
+    let mut start = 0u64;
+    for line in lines_of(region) {
+        let Some((seq, hash, json)) = parse_line(line) else {
+            part.bad = Some(part.lines);
+            part.lines += 1;
+            return part;
+        };
+        if part.first_seq.is_none() {
+            part.first_seq = Some(seq);
+            start = seq.saturating_sub(1);
+            hi = sizes.partition_point(|s| *s <= start);
+        } else if part.last_seq != Some(seq.wrapping_sub(1)) {
+            part.contiguous = false;
+        }
+        part.last_seq = Some(seq);
+        let leaf = leaf_hash(json);
+        if modified.is_none() && !hex_eq(hash, &leaf) {
+            modified = Some(seq);
+        }
+        f.push(leaf, |_, _, _| {});
+        part.lines += 1;
+        in_chunk += 1;
+        let size = start + part.lines as u64;
+        while hi < sizes.len() && sizes[hi] == size {
+            heads.push((size, f.stack().to_vec()));
+            hi += 1;
+        }
+        if in_chunk == chunk {
+            part.chunks.push(ChunkResult {
+                modified: modified.take(),
+                root: f.root(),
+                heads: std::mem::take(&mut heads),
+            });
+            f = merkle::Frontier::default();
+            in_chunk = 0;
+        }
+    }
+    if in_chunk > 0 {
+        part.chunks.push(ChunkResult {
+            modified,
+            root: f.root(),
+            heads,
+        });
+    }
+    part
+}
+
+/// Verifies a log file (see [`write_log_file`]) offline with the public key.
+/// The file is cut into one part per core at chunk boundaries; parsing,
+/// hashing and tree building run in parallel, streaming.
+pub fn verify_log_file(text: &str, public_key_hex: &str) -> Result<LogVerified, LogFileError> {
+    let (first, body) = text.split_once('\n').unwrap_or((text, ""));
+    let header: LogFileHeader = serde_json::from_str(first).map_err(|_| LogFileError::Header)?;
+    if header.format != LOG_FILE_FORMAT {
+        return Err(LogFileError::Header);
+    }
+    let heads = checked_heads(&header.tree_heads, public_key_hex)?;
+    let sizes: Vec<u64> = heads.iter().map(|h| h.tree_size).collect();
+    let bytes = body.as_bytes();
+    let threads = std::thread::available_parallelism()
+        .map(|p| p.get())
+        .unwrap_or(1);
+    let mut cuts = vec![0usize];
+    for t in 1..threads {
+        let c = aligned_cut(bytes, bytes.len() * t / threads);
+        if c > *cuts.last().unwrap_or(&0) && c < bytes.len() {
+            cuts.push(c);
+        }
+    }
+    cuts.push(bytes.len());
+    let parts: Vec<Part> = std::thread::scope(|s| {
+        let handles: Vec<_> = cuts
+            .windows(2)
+            .map(|w| {
+                let (region, sizes) = (&bytes[w[0]..w[1]], &sizes);
+                s.spawn(move || verify_part(region, sizes))
+            })
+            .collect();
+        // A verification thread does not panic: it only parses and hashes.
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let mut before = 0usize;
+    for p in &parts {
+        if let Some(i) = p.bad {
+            return Err(LogFileError::Line {
+                line: before + i + 2,
+            });
+        }
+        before += p.lines;
+    }
+    // Seqs must run 1..=n across parts; otherwise classify precisely.
+    let mut expected = 1u64;
+    let mut in_order = true;
+    for p in &parts {
+        if !p.contiguous || (p.lines > 0 && p.first_seq != Some(expected)) {
+            in_order = false;
+            break;
+        }
+        expected += p.lines as u64;
+    }
+    if !in_order {
+        let seqs: Vec<u64> = lines_of(bytes)
+            .filter_map(parse_line)
+            .map(|p| p.0)
+            .collect();
+        check_sequence(&seqs)?;
+    }
+    let results: Vec<ChunkResult> = parts.into_iter().flat_map(|p| p.chunks).collect();
+    Ok(finish(&results, &heads, before)?)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogFileError {
+    #[error("the first line is not a Lethe audit log header ({LOG_FILE_FORMAT})")]
+    Header,
+    #[error("line {line} is not `<64 hex> <event JSON starting with {{\"seq\":>`")]
+    Line { line: usize },
+    #[error(transparent)]
+    Log(#[from] LogError),
 }
 
 // ------------------------------------------------------------------ receipts
@@ -367,15 +926,28 @@ impl Receipt {
         if !verify_signature(public_key_hex, &self.body_bytes(), &self.signature) {
             return Err(ReceiptError::Signature);
         }
-        let head = self.tree_head.as_ref().ok_or(ReceiptError::Missing("a signed tree head"))?;
+        let head = self
+            .tree_head
+            .as_ref()
+            .ok_or(ReceiptError::Missing("a signed tree head"))?;
         if !head.verify(public_key_hex) {
             return Err(ReceiptError::TreeHead);
         }
-        let fe = self.final_event.as_ref().ok_or(ReceiptError::Missing("its final event"))?;
+        let fe = self
+            .final_event
+            .as_ref()
+            .ok_or(ReceiptError::Missing("its final event"))?;
         let leaf = unhex(&fe.hash).ok_or(ReceiptError::Inclusion)?;
         let proof: Option<Vec<Hash>> = self.inclusion_proof.iter().map(|h| unhex(h)).collect();
         let root = head.root().ok_or(ReceiptError::TreeHead)?;
-        let ok = fe.seq >= 1 && merkle::verify_inclusion(&leaf, fe.seq - 1, head.tree_size, &proof.ok_or(ReceiptError::Inclusion)?, &root);
+        let ok = fe.seq >= 1
+            && merkle::verify_inclusion(
+                &leaf,
+                fe.seq - 1,
+                head.tree_size,
+                &proof.ok_or(ReceiptError::Inclusion)?,
+                &root,
+            );
         if !ok {
             return Err(ReceiptError::Inclusion);
         }

@@ -12,11 +12,11 @@ use sha2::{Digest, Sha256};
 use crate::Hash;
 
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    let mut h = Sha256::new();
-    h.update([1u8]);
-    h.update(left);
-    h.update(right);
-    h.finalize().into()
+    let mut buf = [0u8; 65];
+    buf[0] = 1;
+    buf[1..33].copy_from_slice(left);
+    buf[33..].copy_from_slice(right);
+    Sha256::digest(buf).into()
 }
 
 /// The root of the empty tree: SHA-256 of the empty string.
@@ -79,17 +79,44 @@ impl Frontier {
         self.stack.push((level, hash));
     }
 
+    /// Appends a whole perfect subtree of 2^level leaves. The tree's size
+    /// must be a multiple of 2^level (the subtree is aligned).
+    pub fn push_subtree(&mut self, level: u32, hash: Hash) {
+        debug_assert!(self.size.is_multiple_of(1u64 << level));
+        self.size += 1u64 << level;
+        let (mut level, mut hash) = (level, hash);
+        while let Some(&(l, left)) = self.stack.last() {
+            if l != level {
+                break;
+            }
+            self.stack.pop();
+            hash = node_hash(&left, &hash);
+            level += 1;
+        }
+        self.stack.push((level, hash));
+    }
+
+    /// The right edge as (level, hash), largest subtree first.
+    pub fn stack(&self) -> &[(u32, Hash)] {
+        &self.stack
+    }
+
     /// The Merkle Tree Hash of all leaves so far.
     pub fn root(&self) -> Hash {
-        let mut it = self.stack.iter().rev();
-        let Some(&(_, mut r)) = it.next() else {
-            return empty_root();
-        };
-        for (_, left) in it {
-            r = node_hash(left, &r);
-        }
-        r
+        root_of_stack(&self.stack)
     }
+}
+
+/// The root of a tree given its right edge (levels strictly decreasing).
+pub fn root_of_stack(stack: &[(u32, Hash)]) -> Hash {
+    let mut it = stack.iter().rev();
+    let Some(&(_, mut r)) = it.next() else {
+        return empty_root();
+    };
+    for (_, left) in it {
+        r = node_hash(left, &r);
+    }
+    r
 }
 
 /// MTH over a slice of leaf hashes (reference implementation, O(n)).
@@ -162,7 +189,7 @@ pub fn perfect_pieces(start: u64, len: u64, out: &mut Vec<(u32, u64)>) {
     if len == 0 {
         return;
     }
-    if len.is_power_of_two() && start % len == 0 {
+    if len.is_power_of_two() && start.is_multiple_of(len) {
         let level = len.trailing_zeros();
         out.push((level, start >> level));
         return;
@@ -173,8 +200,12 @@ pub fn perfect_pieces(start: u64, len: u64, out: &mut Vec<(u32, u64)>) {
 }
 
 /// The MTH of a range from its perfect pieces.
-pub fn range_hash(start: u64, len: u64, perfect: &impl Fn(u32, u64) -> Option<Hash>) -> Option<Hash> {
-    if len.is_power_of_two() && start % len == 0 {
+pub fn range_hash(
+    start: u64,
+    len: u64,
+    perfect: &impl Fn(u32, u64) -> Option<Hash>,
+) -> Option<Hash> {
+    if len.is_power_of_two() && start.is_multiple_of(len) {
         let level = len.trailing_zeros();
         return perfect(level, start >> level);
     }
@@ -182,7 +213,10 @@ pub fn range_hash(start: u64, len: u64, perfect: &impl Fn(u32, u64) -> Option<Ha
         return None;
     }
     let k = split(len);
-    Some(node_hash(&range_hash(start, k, perfect)?, &range_hash(start + k, len - k, perfect)?))
+    Some(node_hash(
+        &range_hash(start, k, perfect)?,
+        &range_hash(start + k, len - k, perfect)?,
+    ))
 }
 
 /// RFC 9162 2.1.3.2: verifies that `leaf` is leaf `index` of the tree of
@@ -216,7 +250,13 @@ pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, proof: &[Hash], root
 
 /// RFC 9162 2.1.4.2: verifies that the tree of `second` leaves with root
 /// `second_root` extends the tree of `first` leaves with root `first_root`.
-pub fn verify_consistency(first: u64, second: u64, first_root: &Hash, second_root: &Hash, proof: &[Hash]) -> bool {
+pub fn verify_consistency(
+    first: u64,
+    second: u64,
+    first_root: &Hash,
+    second_root: &Hash,
+    proof: &[Hash],
+) -> bool {
     if first == second {
         return proof.is_empty() && first_root == second_root;
     }
@@ -265,7 +305,9 @@ mod tests {
     use std::collections::HashMap;
 
     fn leaves(n: u64) -> Vec<Hash> {
-        (0..n).map(|i| crate::leaf_hash(format!("event {i}").as_bytes())).collect()
+        (0..n)
+            .map(|i| crate::leaf_hash(format!("event {i}").as_bytes()))
+            .collect()
     }
 
     /// A store of perfect subtrees built by the frontier, as the database holds them.
@@ -282,7 +324,10 @@ mod tests {
     }
 
     fn hashes(ranges: &[Range], nodes: &HashMap<(u32, u64), Hash>) -> Vec<Hash> {
-        ranges.iter().map(|(s, l)| range_hash(*s, *l, &|lv, ix| nodes.get(&(lv, ix)).copied()).unwrap()).collect()
+        ranges
+            .iter()
+            .map(|(s, l)| range_hash(*s, *l, &|lv, ix| nodes.get(&(lv, ix)).copied()).unwrap())
+            .collect()
     }
 
     #[test]
@@ -300,10 +345,25 @@ mod tests {
     #[test]
     fn rfc_6962_test_vector_root() {
         // The 8-leaf tree of the certificate-transparency reference tests.
-        let inputs: [&[u8]; 8] = [b"", b"\x00", b"\x10", b"\x20\x21", b"\x30\x31", b"\x40\x41\x42\x43", b"\x50\x51\x52\x53\x54\x55\x56\x57", b"\x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f"];
+        let inputs: [&[u8]; 8] = [
+            b"",
+            b"\x00",
+            b"\x10",
+            b"\x20\x21",
+            b"\x30\x31",
+            b"\x40\x41\x42\x43",
+            b"\x50\x51\x52\x53\x54\x55\x56\x57",
+            b"\x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f",
+        ];
         let ls: Vec<Hash> = inputs.iter().map(|b| crate::leaf_hash(b)).collect();
-        assert_eq!(hex::encode(mth(&ls)), "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328");
-        assert_eq!(hex::encode(mth(&ls[..1])), "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d");
+        assert_eq!(
+            hex::encode(mth(&ls)),
+            "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"
+        );
+        assert_eq!(
+            hex::encode(mth(&ls[..1])),
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
+        );
     }
 
     #[test]
@@ -314,8 +374,13 @@ mod tests {
             let root = f.root();
             for m in 0..n {
                 let proof = hashes(&inclusion_ranges(m, n), &nodes);
-                assert!(verify_inclusion(&ls[m as usize], m, n, &proof, &root), "incl {m}/{n}");
-                assert!(!verify_inclusion(&ls[((m + 1) % n) as usize], m, n, &proof, &root) || n == 1);
+                assert!(
+                    verify_inclusion(&ls[m as usize], m, n, &proof, &root),
+                    "incl {m}/{n}"
+                );
+                assert!(
+                    !verify_inclusion(&ls[((m + 1) % n) as usize], m, n, &proof, &root) || n == 1
+                );
                 if let Some(p0) = proof.first() {
                     let mut bad = proof.clone();
                     bad[0][0] ^= 1;
@@ -326,7 +391,10 @@ mod tests {
             for m in 1..n {
                 let old = mth(&ls[..m as usize]);
                 let proof = hashes(&consistency_ranges(m, n), &nodes);
-                assert!(verify_consistency(m, n, &old, &root, &proof), "cons {m}/{n}");
+                assert!(
+                    verify_consistency(m, n, &old, &root, &proof),
+                    "cons {m}/{n}"
+                );
                 let mut wrong_old = old;
                 wrong_old[5] ^= 1;
                 assert!(!verify_consistency(m, n, &wrong_old, &root, &proof));

@@ -707,10 +707,16 @@ pub async fn receipt(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let id = parse_id(&id)?;
-    let case = owned(&st, &p, id).await?;
-    match st.store.receipt(id).await? {
-        Some(body) => Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response()),
+    let body = receipt_body(&st, &p, &id).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The signed receipt of an owned, erased case (signed now if needed).
+pub async fn receipt_body(st: &AppState, p: &Principal, id: &str) -> Result<String, Problem> {
+    let id = parse_id(id)?;
+    let case = owned(st, p, id).await?;
+    match crate::audit_api::seal_receipt(st, &id.to_string()).await? {
+        Some(body) => Ok(body),
         None => Err(
             Problem::not_found(format!("no receipt yet: the case is {}", case.state))
                 .fix("the receipt exists once the case is erased"),

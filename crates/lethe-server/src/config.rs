@@ -196,6 +196,8 @@ pub struct WorkerConfig {
     pub timer_interval_ms: u64,
     /// Longest wait between retries.
     pub max_backoff_secs: i64,
+    /// How often a tree head of the audit log is signed (when it grew).
+    pub tree_head_interval_secs: u64,
 }
 
 impl Default for WorkerConfig {
@@ -206,6 +208,7 @@ impl Default for WorkerConfig {
             max_attempts: 8,
             timer_interval_ms: 1000,
             max_backoff_secs: 300,
+            tree_head_interval_secs: 60,
         }
     }
 }
@@ -272,6 +275,12 @@ impl Config {
         }
         if !(10..=60_000).contains(&w.timer_interval_ms) {
             return Err("worker.timer_interval_ms must be between 10 and 60000".into());
+        }
+        if !(1..=86_400).contains(&w.tree_head_interval_secs) {
+            return Err(
+                "worker.tree_head_interval_secs must be between 1 and 86400; 60 is the usual value"
+                    .into(),
+            );
         }
         if !(1..=86_400).contains(&w.max_backoff_secs) {
             return Err("worker.max_backoff_secs must be between 1 and 86400".into());

@@ -6,10 +6,12 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod audit_api;
 pub mod config;
 pub mod middleware;
 pub mod ops_api;
 pub mod problem;
+pub mod report;
 pub mod secrets;
 pub mod systems;
 pub mod vault_api;
@@ -60,6 +62,8 @@ pub struct AppState {
     pub systems: Arc<Systems>,
     pub secrets: Secrets,
     pub vault: Arc<lethe_vault::Vault>,
+    /// Signs tree heads, receipts and reports.
+    pub signer: Arc<lethe_ledger::Signer>,
     pub calendar: Arc<CalendarState>,
     pub tz: jiff::tz::TimeZone,
     pub tombstones: config::TombstoneConfig,
@@ -139,7 +143,10 @@ pub enum ClockMode {
         api::dev_outbox, api::dev_advance, api::healthz, api::readyz,
         vault_api::encrypt, vault_api::decrypt, vault_api::blind_index, vault_api::rotate,
         api::restore, api::extend, ops_api::check, ops_api::carrier_event, ops_api::overdue,
-        ops_api::notifications, ops_api::calendar
+        ops_api::notifications, ops_api::calendar,
+        audit_api::public_key, audit_api::tree_head, audit_api::sign_now, audit_api::tree_heads,
+        audit_api::inclusion, audit_api::consistency, audit_api::export, audit_api::receipt_html,
+        audit_api::compliance
     ),
     components(schemas(problem::Problem)),
     modifiers(&SecurityAddon)
@@ -191,7 +198,18 @@ pub fn router(st: AppState) -> Router {
         .route("/v1/carrier-events", post(ops_api::carrier_event))
         .route("/v1/console/overdue", get(ops_api::overdue))
         .route("/v1/notifications", get(ops_api::notifications))
-        .route("/v1/calendar", get(ops_api::calendar));
+        .route("/v1/calendar", get(ops_api::calendar))
+        .route("/v1/cases/{id}/receipt.html", get(audit_api::receipt_html))
+        .route("/v1/audit/public-key", get(audit_api::public_key))
+        .route("/v1/audit/tree-head", get(audit_api::tree_head))
+        .route(
+            "/v1/audit/tree-heads",
+            get(audit_api::tree_heads).post(audit_api::sign_now),
+        )
+        .route("/v1/audit/proofs/inclusion", get(audit_api::inclusion))
+        .route("/v1/audit/proofs/consistency", get(audit_api::consistency))
+        .route("/v1/audit/export", get(audit_api::export))
+        .route("/v1/reports/compliance", get(audit_api::compliance));
     if st.manual_clock.is_some() {
         v1 = v1
             .route("/v1/dev/outbox/{id}", get(api::dev_outbox))
@@ -352,6 +370,7 @@ impl Server {
         )
         .await?;
         let vault = open_vault(&cfg.data_dir, &store, &secrets).await?;
+        let signer = Arc::new(secrets::load_or_create_signer(&cfg.data_dir)?);
         let (clock, manual_clock, clock_file): (Arc<dyn Clock>, _, _) = match mode {
             ClockMode::System => (Arc::new(SystemClock), None, None),
             ClockMode::Manual { clock, offset_file } => {
@@ -368,6 +387,7 @@ impl Server {
             systems: Arc::new(systems),
             secrets,
             vault,
+            signer,
             calendar,
             tz,
             tombstones: cfg.tombstones.clone(),

@@ -123,6 +123,38 @@ impl Secrets {
     }
 }
 
+/// The Ed25519 key that signs tree heads, receipts and reports:
+/// `<data_dir>/audit.key` (mode 0600), created on first run. Its public key
+/// is what third parties verify with.
+pub fn load_or_create_signer(data_dir: &Path) -> Result<lethe_ledger::Signer, SecretError> {
+    let path = data_dir.join("audit.key");
+    let bad = |problem: String, fix: &'static str| SecretError::Bad {
+        path: path.clone(),
+        problem,
+        fix,
+    };
+    if !path.exists() {
+        let seed: [u8; 32] = rand::random();
+        write_private(&path, hex::encode(seed).as_bytes()).map_err(|e| {
+            bad(
+                format!("cannot create it ({})", e.kind()),
+                "make the data directory writable",
+            )
+        })?;
+        return Ok(lethe_ledger::Signer::from_seed(&seed));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        bad(
+            format!("cannot read it ({})", e.kind()),
+            "check its owner and permissions (0600)",
+        )
+    })?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed)
+        .map_err(|_| bad("it is corrupt (expected 64 hexadecimal characters)".into(), "restore it from your key backup; a new key cannot vouch for earlier tree heads and receipts"))?;
+    Ok(lethe_ledger::Signer::from_seed(&seed))
+}
+
 #[cfg(unix)]
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;

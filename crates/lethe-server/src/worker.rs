@@ -4,7 +4,7 @@
 use jiff::{SignedDuration, Timestamp};
 use lethe_domain::{Case, CaseCommand};
 use lethe_ledger::{
-    ChainedEvent, FinalEvent, KeyDestruction, Receipt, ReceiptStep, ReceiptSystem, ReceiptTable,
+    FinalEvent, KeyDestruction, Receipt, ReceiptStep, ReceiptSystem, ReceiptTable, RecordedEvent,
 };
 use lethe_store::{Job, NewJob, now_wall};
 use std::time::Duration;
@@ -37,6 +37,8 @@ pub fn spawn(st: AppState, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::
 async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
     let every = Duration::from_millis(st.worker.timer_interval_ms);
     let mut tick: u64 = 0;
+    let head_every = Duration::from_secs(st.worker.tree_head_interval_secs);
+    let mut last_head: Option<std::time::Instant> = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -100,6 +102,30 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
         if tick % COVERAGE_EVERY == 1 {
             warn_uncovered(&st);
         }
+        // Signed tree heads on a schedule.
+        if last_head.is_none_or(|t| t.elapsed() >= head_every) {
+            last_head = Some(std::time::Instant::now());
+            if let Err(e) = st
+                .store
+                .sign_tree_head(st.signer.clone(), st.clock.now().to_string())
+                .await
+            {
+                tracing::error!(error = %e, "signing a tree head failed");
+            }
+        }
+        // Receipts of cases closed just before a crash get signed now.
+        if tick % SEAL_EVERY == 1 {
+            match st.store.unsigned_receipts(50).await {
+                Ok(list) => {
+                    for (case_id, _) in list {
+                        if let Err(e) = crate::audit_api::seal_receipt(&st, &case_id).await {
+                            tracing::error!(case = %case_id, problem = %e.detail, "signing a receipt failed");
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "reading receipts failed"),
+            }
+        }
         if tick % PURGE_EVERY == 1
             && let Err(e) = st.store.purge_tombstones(st.clock.now()).await
         {
@@ -118,6 +144,7 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
 const CALENDAR_EVERY: u64 = 5;
 const PURGE_EVERY: u64 = 300;
 const COVERAGE_EVERY: u64 = 3000;
+const SEAL_EVERY: u64 = 50;
 
 /// Loudly reports a calendar that does not cover this year, or next year
 /// from December on: working-day deadlines there cannot be computed.
@@ -268,6 +295,17 @@ async fn work(st: AppState, mut shutdown: watch::Receiver<bool>, n: usize) {
     }
 }
 
+/// Signs the receipt right after the case closed (a tree head covering the
+/// closing event is signed on demand). A failure here is retried by the
+/// timer; the erasure itself is complete.
+async fn seal_if_erased(st: &AppState, case: &Case) {
+    if case.state == lethe_domain::CaseState::Erased
+        && let Err(e) = crate::audit_api::seal_receipt(st, &case.id.to_string()).await
+    {
+        tracing::error!(case = %case.id, problem = %e.detail, "signing the receipt failed; will retry");
+    }
+}
+
 /// 1 s, 2 s, 4 s ... capped.
 fn backoff(attempt: u32, max_secs: i64) -> SignedDuration {
     let secs = 1i64
@@ -300,7 +338,8 @@ async fn run_job(st: &AppState, job: &Job) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             let value = serde_json::to_value(&d).map_err(|e| e.to_string())?;
-            st.store
+            let closed = st
+                .store
                 .record_erasure(
                     job.id,
                     case.id,
@@ -311,6 +350,7 @@ async fn run_job(st: &AppState, job: &Job) -> Result<(), String> {
                 )
                 .await
                 .map_err(|e| e.to_string())?;
+            seal_if_erased(st, &closed).await;
             Ok(())
         }
         "erase" => {
@@ -371,7 +411,8 @@ async fn run_job(st: &AppState, job: &Job) -> Result<(), String> {
                 )
                 .await?;
             let value = serde_json::to_value(&outcome).map_err(|e| e.to_string())?;
-            st.store
+            let closed = st
+                .store
                 .record_erasure(
                     job.id,
                     case.id,
@@ -382,6 +423,7 @@ async fn run_job(st: &AppState, job: &Job) -> Result<(), String> {
                 )
                 .await
                 .map_err(|e| e.to_string())?;
+            seal_if_erased(st, &closed).await;
             Ok(())
         }
         other => Err(format!("unknown job kind {other}")),
@@ -393,7 +435,7 @@ async fn run_job(st: &AppState, job: &Job) -> Result<(), String> {
 pub fn build_receipt(
     case: &Case,
     outcomes: &[(String, serde_json::Value)],
-    events: &[ChainedEvent],
+    events: &[RecordedEvent],
     now: Timestamp,
 ) -> String {
     let key_destruction = outcomes
@@ -453,7 +495,11 @@ pub fn build_receipt(
         key_destruction,
         steps,
         final_event,
+        tree_head: None,
+        inclusion_proof: vec![],
         digest: String::new(),
+        signature: String::new(),
+        public_key: String::new(),
     }
     .seal();
     serde_json::to_string(&receipt).unwrap_or_default()

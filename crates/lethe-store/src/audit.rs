@@ -1,6 +1,8 @@
 //! Signed tree heads, Merkle proofs and log export.
 
-use lethe_ledger::merkle::{Range, consistency_ranges, inclusion_ranges, perfect_pieces, range_hash};
+use lethe_ledger::merkle::{
+    Range, consistency_ranges, inclusion_ranges, perfect_pieces, range_hash,
+};
 use lethe_ledger::{Hash, RecordedEvent, Signer, TreeHead};
 use sqlx::Row;
 use std::collections::HashMap;
@@ -11,19 +13,32 @@ use crate::{Store, StoreError, db};
 #[derive(Debug, thiserror::Error)]
 pub enum ProofError {
     #[error("the tree has {size} events; {what} must be between {min} and {size}")]
-    OutOfRange { what: &'static str, min: u64, size: u64 },
+    OutOfRange {
+        what: &'static str,
+        min: u64,
+        size: u64,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 fn row_head(r: &sqlx::sqlite::SqliteRow) -> TreeHead {
-    TreeHead { tree_size: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0), root_hash: r.get(1), timestamp: r.get(2), signature: r.get(3) }
+    TreeHead {
+        tree_size: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
+        root_hash: r.get(1),
+        timestamp: r.get(2),
+        signature: r.get(3),
+    }
 }
 
 impl Store {
     /// Signs the current tree head (size and root at this commit point), unless
     /// the log is empty or the latest head already has this size.
-    pub async fn sign_tree_head(&self, signer: Arc<Signer>, timestamp: String) -> Result<Option<TreeHead>, StoreError> {
+    pub async fn sign_tree_head(
+        &self,
+        signer: Arc<Signer>,
+        timestamp: String,
+    ) -> Result<Option<TreeHead>, StoreError> {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
@@ -63,7 +78,11 @@ impl Store {
     }
 
     /// Tree heads with `tree_size >= from_size`, oldest first.
-    pub async fn tree_heads(&self, from_size: u64, limit: u32) -> Result<Vec<TreeHead>, StoreError> {
+    pub async fn tree_heads(
+        &self,
+        from_size: u64,
+        limit: u32,
+    ) -> Result<Vec<TreeHead>, StoreError> {
         let rows = sqlx::query("SELECT tree_size, root_hash, timestamp, signature FROM tree_heads WHERE tree_size >= $1 ORDER BY tree_size LIMIT $2")
             .bind(i64::try_from(from_size).unwrap_or(i64::MAX))
             .bind(i64::from(limit))
@@ -74,7 +93,10 @@ impl Store {
     }
 
     pub async fn audit_size(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_events").fetch_one(&self.read).await.map_err(db("read audit size"))?;
+        let n: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_events")
+            .fetch_one(&self.read)
+            .await
+            .map_err(db("read audit size"))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -86,12 +108,19 @@ impl Store {
         let mut conn = self.read.acquire().await.map_err(db("read audit nodes"))?;
         let mut map: HashMap<(u32, u64), Hash> = HashMap::new();
         for (level, idx) in pieces {
-            let h = crate::perfect_node(&mut conn, level, idx).await?.ok_or_else(|| StoreError::Corrupt(format!("audit node {level}/{idx} is missing")))?;
+            let h = crate::perfect_node(&mut conn, level, idx)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("audit node {level}/{idx} is missing"))
+                })?;
             map.insert((level, idx), h);
         }
         ranges
             .iter()
-            .map(|(s, l)| range_hash(*s, *l, &|lv, ix| map.get(&(lv, ix)).copied()).ok_or_else(|| StoreError::Corrupt("audit proof".into())))
+            .map(|(s, l)| {
+                range_hash(*s, *l, &|lv, ix| map.get(&(lv, ix)).copied())
+                    .ok_or_else(|| StoreError::Corrupt("audit proof".into()))
+            })
             .collect()
     }
 
@@ -99,28 +128,54 @@ impl Store {
     pub async fn inclusion_proof(&self, seq: u64, tree_size: u64) -> Result<Vec<Hash>, ProofError> {
         let size = self.audit_size().await?;
         if tree_size == 0 || tree_size > size {
-            return Err(ProofError::OutOfRange { what: "tree_size", min: 1, size });
+            return Err(ProofError::OutOfRange {
+                what: "tree_size",
+                min: 1,
+                size,
+            });
         }
         if seq == 0 || seq > tree_size {
-            return Err(ProofError::OutOfRange { what: "seq", min: 1, size: tree_size });
+            return Err(ProofError::OutOfRange {
+                what: "seq",
+                min: 1,
+                size: tree_size,
+            });
         }
-        Ok(self.hash_ranges(&inclusion_ranges(seq - 1, tree_size)).await?)
+        Ok(self
+            .hash_ranges(&inclusion_ranges(seq - 1, tree_size))
+            .await?)
     }
 
     /// The consistency proof between two tree sizes.
-    pub async fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError> {
+    pub async fn consistency_proof(
+        &self,
+        first: u64,
+        second: u64,
+    ) -> Result<Vec<Hash>, ProofError> {
         let size = self.audit_size().await?;
         if second == 0 || second > size {
-            return Err(ProofError::OutOfRange { what: "second", min: 1, size });
+            return Err(ProofError::OutOfRange {
+                what: "second",
+                min: 1,
+                size,
+            });
         }
         if first == 0 || first > second {
-            return Err(ProofError::OutOfRange { what: "first", min: 1, size: second });
+            return Err(ProofError::OutOfRange {
+                what: "first",
+                min: 1,
+                size: second,
+            });
         }
         Ok(self.hash_ranges(&consistency_ranges(first, second)).await?)
     }
 
     /// Events `from..` with their recorded leaf hashes, at most `limit`.
-    pub async fn export_events(&self, from: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub async fn export_events(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.audit_range(from, limit).await
     }
 
@@ -135,7 +190,11 @@ impl Store {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    pub async fn store_signed_receipt(&self, case_id: String, body: String) -> Result<(), StoreError> {
+    pub async fn store_signed_receipt(
+        &self,
+        case_id: String,
+        body: String,
+    ) -> Result<(), StoreError> {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
@@ -151,12 +210,84 @@ impl Store {
             .await
     }
 
-    pub async fn receipt_signed(&self, case_id: &str) -> Result<Option<(String, bool)>, StoreError> {
+    pub async fn receipt_signed(
+        &self,
+        case_id: &str,
+    ) -> Result<Option<(String, bool)>, StoreError> {
         let r = sqlx::query("SELECT body, signed FROM receipts WHERE case_id = $1")
             .bind(case_id.to_owned())
             .fetch_optional(&self.read)
             .await
             .map_err(db("read receipt"))?;
         Ok(r.map(|r| (r.get(0), r.get::<i64, _>(1) != 0)))
+    }
+}
+
+/// Rows for the compliance report of cases submitted in `[from_ms, to_ms)`.
+pub type ReportRows = (
+    Vec<lethe_ledger::report::CaseRow>,
+    Vec<lethe_ledger::report::DeadlineRow>,
+    Vec<lethe_ledger::report::ErasureRow>,
+);
+
+impl Store {
+    pub async fn report_rows(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        max_cases: u32,
+    ) -> Result<ReportRows, StoreError> {
+        use lethe_ledger::report::{CaseRow, DeadlineRow, ErasureRow};
+        let cases: Vec<CaseRow> = sqlx::query("SELECT id, channel, state, created_at, body FROM cases WHERE created_at >= $1 AND created_at < $2 ORDER BY created_at LIMIT $3")
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(i64::from(max_cases))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("read cases for the report"))?
+            .iter()
+            .map(|r| {
+                let body: serde_json::Value = serde_json::from_str(&r.get::<String, _>(4)).unwrap_or_default();
+                let closed_ms = body["closed_at"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok()).map(|t| t.as_millisecond());
+                CaseRow { case_id: r.get(0), channel: r.get(1), state: r.get(2), created_ms: r.get(3), closed_ms }
+            })
+            .collect();
+        let deadlines: Vec<DeadlineRow> = sqlx::query("SELECT d.case_id, d.kind, d.due_at, d.met_at FROM deadlines d JOIN cases c ON c.id = d.case_id WHERE c.created_at >= $1 AND c.created_at < $2")
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("read deadlines for the report"))?
+            .iter()
+            .map(|r| DeadlineRow { case_id: r.get(0), kind: r.get(1), due_ms: r.get(2), met_ms: r.get(3) })
+            .collect();
+        let erasures: Vec<ErasureRow> = sqlx::query("SELECT e.case_id, e.system, e.outcome FROM erasure_results e JOIN cases c ON c.id = e.case_id WHERE c.created_at >= $1 AND c.created_at < $2")
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("read erasure results for the report"))?
+            .iter()
+            .filter_map(|r| {
+                let v: serde_json::Value = serde_json::from_str(&r.get::<String, _>(2)).ok()?;
+                let tables = v["tables"].as_array()?;
+                let mut row = ErasureRow { case_id: r.get(0), system: r.get(1), tables_not_verified: 0, tables: 0, rows_erased: 0, kept: vec![] };
+                for t in tables {
+                    row.tables += 1;
+                    let rows = t["rows"].as_u64().unwrap_or(0);
+                    if t["action"] == "keep" {
+                        let until = t["retain_until"].as_str().and_then(|s| s.parse::<jiff::Timestamp>().ok()).map(|x| x.as_millisecond()).unwrap_or(i64::MAX);
+                        row.kept.push((t["table"].as_str().unwrap_or("").to_owned(), rows, t["legal_basis"].as_str().unwrap_or("").to_owned(), until));
+                    } else {
+                        row.rows_erased += rows;
+                        if t["remaining"].as_u64() != Some(0) {
+                            row.tables_not_verified += 1;
+                        }
+                    }
+                }
+                Some(row)
+            })
+            .collect();
+        Ok((cases, deadlines, erasures))
     }
 }

@@ -991,7 +991,10 @@ async fn load_head(conn: &mut SqliteConnection) -> Result<writer::Head, StoreErr
     if size == 0 {
         return Ok(writer::Head::default());
     }
-    let nodes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_nodes").fetch_one(&mut *conn).await.map_err(db("read audit nodes"))?;
+    let nodes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_nodes")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db("read audit nodes"))?;
     if nodes == 0 && size > 1 {
         return rebuild_tree(conn).await;
     }
@@ -1009,16 +1012,30 @@ async fn load_head(conn: &mut SqliteConnection) -> Result<writer::Head, StoreErr
         found.insert((level, idx), h);
         start += 1u64 << level;
     }
-    let frontier = lethe_ledger::merkle::Frontier::restore(size, |l, i| found.get(&(l, i)).copied().flatten())
-        .ok_or_else(|| StoreError::Corrupt("the audit log's Merkle nodes are incomplete".into()))?;
+    let frontier =
+        lethe_ledger::merkle::Frontier::restore(size, |l, i| found.get(&(l, i)).copied().flatten())
+            .ok_or_else(|| {
+                StoreError::Corrupt("the audit log's Merkle nodes are incomplete".into())
+            })?;
     Ok(writer::Head { frontier })
 }
 
-pub(crate) async fn perfect_node(conn: &mut SqliteConnection, level: u32, idx: u64) -> Result<Option<Hash>, StoreError> {
+pub(crate) async fn perfect_node(
+    conn: &mut SqliteConnection,
+    level: u32,
+    idx: u64,
+) -> Result<Option<Hash>, StoreError> {
     let text: Option<String> = if level == 0 {
-        sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = $1").bind(i64::try_from(idx + 1).unwrap_or(i64::MAX)).fetch_optional(&mut *conn).await
+        sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = $1")
+            .bind(i64::try_from(idx + 1).unwrap_or(i64::MAX))
+            .fetch_optional(&mut *conn)
+            .await
     } else {
-        sqlx::query_scalar("SELECT hash FROM audit_nodes WHERE level = $1 AND idx = $2").bind(i64::from(level)).bind(i64::try_from(idx).unwrap_or(i64::MAX)).fetch_optional(&mut *conn).await
+        sqlx::query_scalar("SELECT hash FROM audit_nodes WHERE level = $1 AND idx = $2")
+            .bind(i64::from(level))
+            .bind(i64::try_from(idx).unwrap_or(i64::MAX))
+            .fetch_optional(&mut *conn)
+            .await
     }
     .map_err(db("read audit node"))?;
     Ok(text.and_then(|t| {
@@ -1034,18 +1051,35 @@ async fn rebuild_tree(conn: &mut SqliteConnection) -> Result<writer::Head, Store
         .await
         .map_err(db("read audit"))?;
     let mut frontier = lethe_ledger::merkle::Frontier::default();
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(db("begin"))?;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *conn)
+        .await
+        .map_err(db("begin"))?;
     for r in &rows {
         let e = row_to_event(r)?;
         let leaf = e.event.leaf_hash();
-        sqlx::query("UPDATE audit_events SET hash = $1 WHERE seq = $2").bind(hex::encode(leaf)).bind(i64::try_from(e.event.seq).unwrap_or(i64::MAX)).execute(&mut *conn).await.map_err(db("upgrade audit"))?;
+        sqlx::query("UPDATE audit_events SET hash = $1 WHERE seq = $2")
+            .bind(hex::encode(leaf))
+            .bind(i64::try_from(e.event.seq).unwrap_or(i64::MAX))
+            .execute(&mut *conn)
+            .await
+            .map_err(db("upgrade audit"))?;
         let mut new_nodes = vec![];
         frontier.push(leaf, |l, i, h| new_nodes.push((l, i, *h)));
         for (l, i, h) in new_nodes {
-            sqlx::query("INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3)").bind(i64::from(l)).bind(i64::try_from(i).unwrap_or(i64::MAX)).bind(hex::encode(h)).execute(&mut *conn).await.map_err(db("upgrade audit"))?;
+            sqlx::query("INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3)")
+                .bind(i64::from(l))
+                .bind(i64::try_from(i).unwrap_or(i64::MAX))
+                .bind(hex::encode(h))
+                .execute(&mut *conn)
+                .await
+                .map_err(db("upgrade audit"))?;
         }
     }
-    sqlx::query("COMMIT").execute(&mut *conn).await.map_err(db("commit"))?;
+    sqlx::query("COMMIT")
+        .execute(&mut *conn)
+        .await
+        .map_err(db("commit"))?;
     Ok(writer::Head { frontier })
 }
 
@@ -1202,7 +1236,9 @@ async fn append_audit(
         .await
         .map_err(db("append audit event"))?;
     let mut new_nodes = vec![];
-    ctx.head.frontier.push(hash, |l, i, h| new_nodes.push((l, i, *h)));
+    ctx.head
+        .frontier
+        .push(hash, |l, i, h| new_nodes.push((l, i, *h)));
     for (l, i, h) in new_nodes {
         sqlx::query("INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3)")
             .bind(i64::from(l))

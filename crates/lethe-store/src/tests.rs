@@ -109,15 +109,28 @@ async fn group_commit_keeps_the_chain_across_concurrent_writers() {
 /// Signs a tree head and verifies the whole exported log with the public key.
 async fn verified(store: &Store, events: Vec<lethe_ledger::RecordedEvent>) {
     let signer = std::sync::Arc::new(lethe_ledger::Signer::from_seed(&[3u8; 32]));
-    let head = store.sign_tree_head(signer.clone(), "2026-01-01T00:00:00Z".into()).await.unwrap().unwrap();
+    let head = store
+        .sign_tree_head(signer.clone(), "2026-01-01T00:00:00Z".into())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(head.tree_size, events.len() as u64);
-    let export = lethe_ledger::LogExport { events, tree_heads: vec![head.clone()] };
+    let export = lethe_ledger::LogExport {
+        events,
+        tree_heads: vec![head.clone()],
+    };
     lethe_ledger::verify_log(&export, &signer.public_key_hex()).unwrap();
     // Every event has a valid inclusion proof in that head.
     for seq in [1, head.tree_size / 2 + 1, head.tree_size] {
         let proof = store.inclusion_proof(seq, head.tree_size).await.unwrap();
         let leaf = export.events[(seq - 1) as usize].event.leaf_hash();
-        assert!(lethe_ledger::merkle::verify_inclusion(&leaf, seq - 1, head.tree_size, &proof, &head.root().unwrap()));
+        assert!(lethe_ledger::merkle::verify_inclusion(
+            &leaf,
+            seq - 1,
+            head.tree_size,
+            &proof,
+            &head.root().unwrap()
+        ));
     }
 }
 
@@ -225,18 +238,38 @@ async fn the_merkle_frontier_survives_a_restart_and_proofs_stay_consistent() {
         for n in 0..37u128 {
             new_case(&store, n + 100).await;
         }
-        store.sign_tree_head(signer.clone(), "t1".into()).await.unwrap().unwrap()
+        store
+            .sign_tree_head(signer.clone(), "t1".into())
+            .await
+            .unwrap()
+            .unwrap()
     };
     let store = Store::open(&path, StoreOptions::default()).await.unwrap();
     for n in 0..21u128 {
         new_case(&store, n + 500).await;
     }
-    let second = store.sign_tree_head(signer.clone(), "t2".into()).await.unwrap().unwrap();
+    let second = store
+        .sign_tree_head(signer.clone(), "t2".into())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((first.tree_size, second.tree_size), (37, 58));
     let proof = store.consistency_proof(37, 58).await.unwrap();
-    assert!(lethe_ledger::merkle::verify_consistency(37, 58, &first.root().unwrap(), &second.root().unwrap(), &proof));
+    assert!(lethe_ledger::merkle::verify_consistency(
+        37,
+        58,
+        &first.root().unwrap(),
+        &second.root().unwrap(),
+        &proof
+    ));
     let all = store.audit_range(1, 1000).await.unwrap();
-    let export = lethe_ledger::LogExport { events: all, tree_heads: vec![first, second] };
+    let export = lethe_ledger::LogExport {
+        events: all,
+        tree_heads: vec![first, second],
+    };
     lethe_ledger::verify_log(&export, &signer.public_key_hex()).unwrap();
-    assert!(matches!(store.inclusion_proof(59, 58).await, Err(ProofError::OutOfRange { .. })));
+    assert!(matches!(
+        store.inclusion_proof(59, 58).await,
+        Err(ProofError::OutOfRange { .. })
+    ));
 }

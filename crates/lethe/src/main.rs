@@ -74,6 +74,36 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ApikeyCmd,
     },
+    /// The audit log: export it, verify an export offline, show the public key.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+    /// Deletion receipts.
+    Receipt {
+        #[command(subcommand)]
+        cmd: ReceiptCmd,
+    },
+    /// The signed compliance report for a period (JSON and HTML), or verify one.
+    Report {
+        #[arg(long, default_value = "lethe.toml")]
+        config: PathBuf,
+        /// Start: a date (YYYY-MM-DD, platform time zone) or RFC 3339.
+        #[arg(long)]
+        from: Option<String>,
+        /// End, exclusive.
+        #[arg(long)]
+        to: Option<String>,
+        /// Directory for report.json, report.html and report.html.sig.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Verify this signed report.json instead of writing one.
+        #[arg(long)]
+        verify: Option<PathBuf>,
+        /// The public key to verify with (hex).
+        #[arg(long)]
+        public_key: Option<String>,
+    },
     /// Benchmarks that print figures against a raw baseline.
     Bench {
         #[command(subcommand)]
@@ -113,7 +143,48 @@ enum ApikeyCmd {
 }
 
 #[derive(Subcommand)]
+enum AuditCmd {
+    /// Write the log (events, recorded hashes, signed tree heads) to a file.
+    Export {
+        #[arg(long, default_value = "lethe.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Verify an exported log offline; only the public key is needed.
+    Verify {
+        #[arg(long)]
+        log: PathBuf,
+        /// Hex Ed25519 public key (GET /v1/audit/public-key).
+        #[arg(long)]
+        public_key: String,
+    },
+    /// Print the public key that signs tree heads, receipts and reports.
+    PublicKey {
+        #[arg(long, default_value = "lethe.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReceiptCmd {
+    /// Verify a receipt: its signature, its tree head and the inclusion of
+    /// its final event in the signed audit log.
+    Verify {
+        #[arg(long)]
+        receipt: PathBuf,
+        #[arg(long)]
+        public_key: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum BenchCmd {
+    /// Audit appends (batched, Merkle tree), verification, raw SHA-256.
+    Audit {
+        #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1000..=50_000_000))]
+        events: u64,
+    },
     /// The vault library against the raw AEAD, 1 KiB fields.
     Vault {
         #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
@@ -270,6 +341,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Bench {
+            cmd: BenchCmd::Audit { events },
+        } => bench::audit(events as usize),
+        Cmd::Audit { cmd } => audit(cmd).await,
+        Cmd::Receipt {
+            cmd:
+                ReceiptCmd::Verify {
+                    receipt,
+                    public_key,
+                },
+        } => {
+            let text = std::fs::read_to_string(&receipt)
+                .with_context(|| format!("reading {}", receipt.display()))?;
+            let r: lethe_ledger::Receipt = serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!("{} is not a Lethe receipt: {e}", receipt.display())
+            })?;
+            match r.verify(&public_key) {
+                Ok(()) => {
+                    println!(
+                        "receipt for case {} is genuine: signed, and its final event #{} is in the signed audit log of size {}",
+                        r.case_id,
+                        r.final_event.as_ref().map_or(0, |f| f.seq),
+                        r.tree_head.as_ref().map_or(0, |h| h.tree_size)
+                    );
+                    Ok(())
+                }
+                Err(e) => bail!("receipt {} does NOT verify: {e}", receipt.display()),
+            }
+        }
+        Cmd::Report {
+            config,
+            from,
+            to,
+            out,
+            verify,
+            public_key,
+        } => report(config, from, to, out, verify, public_key).await,
+        Cmd::Bench {
             cmd: BenchCmd::Vault { ops, subjects },
         } => bench::vault_library(ops as usize, subjects as usize).await,
         Cmd::Bench {
@@ -313,6 +421,128 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn open_store(config: &Path) -> anyhow::Result<(Config, lethe_store::Store)> {
+    let cfg = load_config(config)?;
+    let store =
+        lethe_store::Store::open(&cfg.data_dir.join("lethe.db"), Default::default()).await?;
+    Ok((cfg, store))
+}
+
+async fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
+    match cmd {
+        AuditCmd::Export { config, out } => {
+            let (_, store) = open_store(&config).await?;
+            let mut events = vec![];
+            loop {
+                let page = store.export_events(events.len() as u64 + 1, 50_000).await?;
+                if page.is_empty() {
+                    break;
+                }
+                events.extend(page);
+            }
+            let tree_heads = store.tree_heads(0, u32::MAX).await?;
+            let n = (events.len(), tree_heads.len());
+            let mut bytes = vec![];
+            lethe_ledger::write_log_file(&mut bytes, &events, &tree_heads);
+            std::fs::write(&out, bytes)?;
+            eprintln!(
+                "exported {} events and {} signed tree heads to {}",
+                n.0,
+                n.1,
+                out.display()
+            );
+            Ok(())
+        }
+        AuditCmd::Verify { log, public_key } => {
+            let text = std::fs::read_to_string(&log)
+                .with_context(|| format!("reading {}", log.display()))?;
+            // A log file (`lethe audit export`) or the JSON of GET /v1/audit/export.
+            let result = if text.starts_with("{\"format\"") {
+                lethe_ledger::verify_log_file(&text, &public_key).map_err(|e| e.to_string())
+            } else {
+                let export: lethe_ledger::LogExport = serde_json::from_str(&text).map_err(|e| {
+                    anyhow::anyhow!("{} is not a Lethe log export: {e}", log.display())
+                })?;
+                lethe_ledger::verify_log(&export, &public_key).map_err(|e| e.to_string())
+            };
+            match result {
+                Ok(v) => {
+                    println!(
+                        "log verified: {} events, {} signed tree heads; {} event(s) after the last signed head",
+                        v.events, v.tree_heads, v.unsigned_tail
+                    );
+                    Ok(())
+                }
+                Err(e) => bail!("log does NOT verify: {e}"),
+            }
+        }
+        AuditCmd::PublicKey { config } => {
+            let cfg = load_config(&config)?;
+            println!(
+                "{}",
+                lethe_server::secrets::load_or_create_signer(&cfg.data_dir)?.public_key_hex()
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn report(
+    config: PathBuf,
+    from: Option<String>,
+    to: Option<String>,
+    out: PathBuf,
+    verify: Option<PathBuf>,
+    public_key: Option<String>,
+) -> anyhow::Result<()> {
+    if let Some(file) = verify {
+        let pk = public_key.context("--verify needs --public-key")?;
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let r: lethe_ledger::report::SignedReport = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{} is not a signed report: {e}", file.display()))?;
+        if r.verify(&pk) {
+            println!(
+                "report {} — {} is signed by {pk}",
+                r.report.from, r.report.to
+            );
+            return Ok(());
+        }
+        bail!("report {} does NOT verify", file.display());
+    }
+    let (from, to) = (
+        from.context("--from is required")?,
+        to.context("--to is required")?,
+    );
+    let (cfg, store) = open_store(&config).await?;
+    let tz = jiff::tz::TimeZone::get(&cfg.time_zone)?;
+    let from_t =
+        lethe_server::report::parse_when(&from, &tz).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+    let to_t =
+        lethe_server::report::parse_when(&to, &tz).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+    if to_t <= from_t {
+        bail!("--to must be after --from");
+    }
+    let signer = lethe_server::secrets::load_or_create_signer(&cfg.data_dir)?;
+    let signed =
+        lethe_server::report::compliance(&store, &signer, from_t, to_t, jiff::Timestamp::now())
+            .await?;
+    std::fs::create_dir_all(&out)?;
+    let html = lethe_server::report::report_page(&signed);
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(&signed)?,
+    )?;
+    std::fs::write(out.join("report.html.sig"), signer.sign(html.as_bytes()))?;
+    std::fs::write(out.join("report.html"), html)?;
+    eprintln!(
+        "wrote report.json, report.html and report.html.sig to {} ({} cases)",
+        out.display(),
+        signed.report.cases
+    );
+    Ok(())
 }
 
 fn new_api_key() -> String {

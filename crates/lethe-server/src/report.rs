@@ -1,0 +1,284 @@
+//! The compliance report and the readable receipt page: HTML with inline
+//! SVG charts, no script, no external asset.
+
+use jiff::Timestamp;
+use lethe_ledger::report::{SignedReport, build};
+use lethe_ledger::{Receipt, Signer};
+use lethe_store::{Store, StoreError};
+use std::fmt::Write as _;
+
+/// Cases in one report at most.
+pub const MAX_REPORT_CASES: u32 = 1_000_000;
+/// Kept data listed when its retention ends within this many days after the period.
+pub const EXPIRING_WITHIN_DAYS: u32 = 30;
+
+/// A date (start of that day in `tz`) or an RFC 3339 instant.
+pub fn parse_when(s: &str, tz: &jiff::tz::TimeZone) -> Result<Timestamp, String> {
+    if let Ok(t) = s.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    let d: jiff::civil::Date = s
+        .parse()
+        .map_err(|_| format!("'{s}' is neither a date (YYYY-MM-DD) nor an RFC 3339 time"))?;
+    d.to_zoned_datetime(tz.clone())
+        .map(|z| z.timestamp())
+        .map_err(|e| e.to_string())
+}
+
+pub async fn compliance(
+    store: &Store,
+    signer: &Signer,
+    from: Timestamp,
+    to: Timestamp,
+    now: Timestamp,
+) -> Result<SignedReport, StoreError> {
+    let (cases, deadlines, erasures) = store
+        .report_rows(from.as_millisecond(), to.as_millisecond(), MAX_REPORT_CASES)
+        .await?;
+    let r = build(
+        &from.to_string(),
+        &to.to_string(),
+        &now.to_string(),
+        now.as_millisecond(),
+        to.as_millisecond(),
+        &cases,
+        &deadlines,
+        &erasures,
+        EXPIRING_WITHIN_DAYS,
+    );
+    Ok(SignedReport::sign(r, signer))
+}
+
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// A horizontal bar chart as inline SVG.
+fn bars(title: &str, items: &[(String, f64)], unit: &str) -> String {
+    let max = items
+        .iter()
+        .map(|(_, v)| *v)
+        .fold(0.0f64, f64::max)
+        .max(1e-9);
+    let h = 28 * items.len().max(1) + 30;
+    let mut s = format!(
+        "<figure><figcaption>{}</figcaption><svg role=\"img\" aria-label=\"{}\" viewBox=\"0 0 520 {h}\" width=\"520\" height=\"{h}\">",
+        esc(title),
+        esc(title)
+    );
+    for (i, (label, v)) in items.iter().enumerate() {
+        let y = 10 + i * 28;
+        let w = (v / max * 300.0).round();
+        let _ = write!(
+            s,
+            "<text x=\"0\" y=\"{}\" font-size=\"13\">{}</text><rect x=\"150\" y=\"{}\" width=\"{w}\" height=\"18\" fill=\"#2563eb\"/><text x=\"{}\" y=\"{}\" font-size=\"13\">{}{}</text>",
+            y + 14,
+            esc(label),
+            y,
+            155.0 + w,
+            y + 14,
+            if v.fract() == 0.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.2}")
+            },
+            esc(unit)
+        );
+    }
+    if items.is_empty() {
+        s.push_str("<text x=\"0\" y=\"24\" font-size=\"13\">no data</text>");
+    }
+    s.push_str("</svg></figure>");
+    s
+}
+
+const STYLE: &str = "body{font-family:system-ui,-apple-system,'PingFang SC','Microsoft YaHei',sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#111;line-height:1.5}table{border-collapse:collapse;width:100%;margin:1rem 0}th,td{border:1px solid #ccc;padding:.3rem .5rem;text-align:left}th{background:#f3f4f6}code{word-break:break-all}figure{margin:1rem 0}";
+
+pub fn report_page(s: &SignedReport) -> String {
+    let r = &s.report;
+    let mut h = format!(
+        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>数据删除合规报告 Compliance report</title><style>{STYLE}</style></head><body><main><h1>数据删除合规报告 · Data deletion compliance report</h1><p>{} — {} · generated {}</p><p>Cases 案件: <strong>{}</strong></p>",
+        esc(&r.from),
+        esc(&r.to),
+        esc(&r.generated_at),
+        r.cases
+    );
+    let chan: Vec<(String, f64)> = r
+        .by_channel
+        .iter()
+        .map(|(k, v)| (k.clone(), *v as f64))
+        .collect();
+    let out: Vec<(String, f64)> = r
+        .by_outcome
+        .iter()
+        .map(|(k, v)| (k.clone(), *v as f64))
+        .collect();
+    h.push_str(&bars("Cases by channel 按渠道", &chan, ""));
+    h.push_str(&bars("Cases by outcome 按结果", &out, ""));
+    let d = &r.durations;
+    h.push_str(&bars(
+        &format!(
+            "Duration, submission to close ({} closed cases) 办理时长",
+            d.count
+        ),
+        &[
+            ("p50".into(), d.p50_hours),
+            ("p90".into(), d.p90_hours),
+            ("p99".into(), d.p99_hours),
+        ],
+        " h",
+    ));
+    let shares: Vec<(String, f64)> = r
+        .deadlines
+        .iter()
+        .map(|x| (x.kind.clone(), (x.share_on_time * 1000.0).round() / 10.0))
+        .collect();
+    h.push_str(&bars(
+        "Share of cases within each deadline 时限内完成比例",
+        &shares,
+        " %",
+    ));
+    h.push_str("<h2>Deadlines 时限</h2><table><tr><th>deadline</th><th>with due date</th><th>met on time</th><th>met late</th><th>open, overdue</th></tr>");
+    for x in &r.deadlines {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&x.kind),
+            x.with_due_date,
+            x.met_on_time,
+            x.met_late,
+            x.open_overdue
+        );
+    }
+    h.push_str("</table>");
+    let _ = write!(
+        h,
+        "<h2>Overdue cases 逾期案件 ({})</h2><ul>",
+        r.overdue_cases.len()
+    );
+    for c in &r.overdue_cases {
+        let _ = write!(h, "<li><code>{}</code></li>", esc(c));
+    }
+    let v = &r.verification;
+    let _ = write!(
+        h,
+        "</ul><h2>Verification 删除核验</h2><p>{} of {} system erasures verified with no row left; {} rows erased.</p><h2>Retained data expiring within {} days 即将到期的保留数据</h2><table><tr><th>case</th><th>system</th><th>table</th><th>rows</th><th>legal basis</th><th>retained until</th></tr>",
+        v.systems_verified, v.systems_erased, v.rows_erased, r.expiring_within_days
+    );
+    for e in &r.expiring {
+        let until = Timestamp::from_millisecond(e.retain_until_ms)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        let _ = write!(
+            h,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&e.case_id),
+            esc(&e.system),
+            esc(&e.table),
+            e.rows,
+            esc(&e.legal_basis),
+            esc(&until)
+        );
+    }
+    let _ = write!(
+        h,
+        "</table><h2>Signature 签名</h2><p>The JSON form of this report is signed with Ed25519. Public key: <code>{}</code>; signature of the JSON report: <code>{}</code>. Verify with <code>lethe report verify</code>.</p></main></body></html>",
+        esc(&s.public_key),
+        esc(&s.signature)
+    );
+    h
+}
+
+pub fn receipt_page(r: &Receipt) -> String {
+    let mut h = format!(
+        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>注销回执 Deletion receipt</title><style>{STYLE}</style></head><body><main><h1>账号注销回执 · Deletion receipt</h1><p>Case 案件 <code>{}</code> · issued {}</p><h2>What was erased 已删除的数据</h2><table><tr><th>system</th><th>table</th><th>action</th><th>records</th><th>left after verification</th></tr>",
+        esc(&r.case_id),
+        esc(&r.issued_at)
+    );
+    for s in &r.systems {
+        for t in s.tables.iter().filter(|t| t.action != "keep") {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&s.system),
+                esc(&t.table),
+                esc(&t.action),
+                t.rows,
+                t.remaining
+                    .map(|x| x.to_string())
+                    .unwrap_or_else(|| "—".into())
+            );
+        }
+    }
+    h.push_str("</table><h2>What was kept, why, and until when 依法保留的数据</h2><table><tr><th>system</th><th>table</th><th>records</th><th>legal basis</th><th>kept until</th></tr>");
+    for s in &r.systems {
+        for t in s.tables.iter().filter(|t| t.action == "keep") {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&s.system),
+                esc(&t.table),
+                t.rows,
+                esc(t.legal_basis.as_deref().unwrap_or("")),
+                esc(t.retain_until.as_deref().unwrap_or(""))
+            );
+        }
+    }
+    h.push_str("</table>");
+    if let Some(k) = &r.key_destruction {
+        let _ = write!(
+            h,
+            "<h2>Keys destroyed 密钥销毁</h2><p>{} key version(s) destroyed at {}: every copy of your encrypted fields, including in backups, is now unreadable.</p>",
+            k.versions_destroyed,
+            esc(&k.destroyed_at)
+        );
+    }
+    h.push_str("<h2>Steps 办理过程</h2><ol>");
+    for s in &r.steps {
+        let _ = write!(h, "<li>{} — {}</li>", esc(&s.kind), esc(&s.at));
+    }
+    h.push_str("</ol><h2>Proof 证明</h2>");
+    if let (Some(fe), Some(th)) = (&r.final_event, &r.tree_head) {
+        let _ = write!(
+            h,
+            "<p>The closing event (#{}, <code>{}</code>) is in the audit log signed at size {} (root <code>{}</code>), proven by {} hashes. Receipt signature <code>{}</code> by public key <code>{}</code>. Check it with <code>lethe receipt verify</code>.</p>",
+            fe.seq,
+            esc(&fe.hash),
+            th.tree_size,
+            esc(&th.root_hash),
+            r.inclusion_proof.len(),
+            esc(&r.signature),
+            esc(&r.public_key)
+        );
+    }
+    h.push_str("</main></body></html>");
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn html_escapes_and_parses_dates() {
+        assert_eq!(
+            super::esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+        assert_eq!(
+            super::parse_when("2026-01-01", &tz).unwrap().to_string(),
+            "2025-12-31T16:00:00Z"
+        );
+        assert!(super::parse_when("yesterday", &tz).is_err());
+    }
+}
