@@ -105,7 +105,7 @@ impl CaseState {
             Self::Submitted => "verify the account holder's identity",
             Self::IdentityVerified => "run the checks for blockers and assets",
             Self::ChecksBlocked => "resolve the listed blockers, then run the checks again",
-            Self::ChecksClear => "acknowledge each stated consequence",
+            Self::ChecksClear => "acknowledge each stated consequence and settle (or forfeit) each asset",
             Self::ConsequencesAcknowledged => "confirm the cancellation",
             Self::UnderReview => "wait for an agent's review",
             Self::CoolingOff => {
@@ -223,6 +223,13 @@ pub struct Case {
     /// A deadline extension (GDPR, CCPA), with the reason given to the user.
     #[serde(default)]
     pub extension: Option<Extension>,
+    /// The user's assets and how each is settled.
+    #[serde(default)]
+    pub assets: Vec<crate::asset::Asset>,
+    /// Why the last checks could not run (a provider did not answer); the
+    /// case waits, the check is never skipped.
+    #[serde(default)]
+    pub checks_problem: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,6 +249,29 @@ pub enum CaseCommand {
     RecordChecks {
         blockers: Vec<Blocker>,
         consequences: Vec<Consequence>,
+        #[serde(default)]
+        assets: Vec<crate::asset::Asset>,
+    },
+    /// A provider could not be asked; nothing changes but the reason shown.
+    ChecksUnavailable {
+        reason: String,
+    },
+    /// The user settles one asset (or forfeits it), acknowledging the
+    /// statement of what will happen.
+    ChooseSettlement {
+        asset_id: String,
+        option: crate::asset::OptionKind,
+        locale: Locale,
+        instruction_id: String,
+        today: jiff::civil::Date,
+        transfer_to: Option<SubjectId>,
+    },
+    /// The platform's answer to a settlement instruction.
+    SettlementResult {
+        instruction_id: String,
+        ok: bool,
+        reference: Option<String>,
+        error: Option<String>,
     },
     Acknowledge {
         consequence_id: String,
@@ -271,6 +301,9 @@ impl CaseCommand {
         match self {
             Self::VerifyIdentity { .. } => "verify identity",
             Self::RecordChecks { .. } => "record checks",
+            Self::ChecksUnavailable { .. } => "record unavailable checks for",
+            Self::ChooseSettlement { .. } => "settle an asset of",
+            Self::SettlementResult { .. } => "record a settlement result for",
             Self::Acknowledge { .. } => "acknowledge a consequence",
             Self::Confirm => "confirm",
             Self::Approve => "approve",
@@ -334,6 +367,16 @@ pub enum TransitionError {
     AlreadyAcknowledged { id: String },
     #[error("the deadline cannot be extended: {why}")]
     ExtensionNotAllowed { why: &'static str },
+    #[error("no asset with id '{id}' is listed on this case")]
+    UnknownAsset { id: String },
+    #[error("a {kind} cannot be settled by {option}; offered: {offered}")]
+    OptionNotOffered { kind: &'static str, option: &'static str, offered: String },
+    #[error("a transfer needs the account to transfer to (transfer_to), other than this one")]
+    TransferNeedsTarget,
+    #[error("asset '{id}' is already settled or being settled")]
+    AlreadySettled { id: String },
+    #[error("no settlement instruction '{id}' is pending on this case")]
+    UnknownInstruction { id: String },
 }
 
 fn illegal(cmd: &CaseCommand, state: CaseState) -> TransitionError {
@@ -372,6 +415,8 @@ impl Case {
             closed_at: None,
             rejection_reason: None,
             failure: None,
+            assets: Vec::new(),
+            checks_problem: None,
             state_since: Some(now),
             user_wait: jiff::SignedDuration::ZERO,
             review_started_at: None,
@@ -414,13 +459,90 @@ impl Case {
                     serde_json::json!({ "method": method, "level": level.get() }),
                 )
             }
+            (CaseCommand::ChecksUnavailable { reason }, S::IdentityVerified | S::ChecksBlocked | S::ChecksClear) => {
+                next.checks_problem = Some(reason.clone());
+                ("case.checks_unavailable", from, serde_json::json!({}))
+            }
+            (
+                CaseCommand::ChooseSettlement { asset_id, option, locale, instruction_id, today, transfer_to },
+                S::ChecksClear,
+            ) => {
+                use crate::asset::{OptionKind, SettlementStatus};
+                let idx = self.assets.iter().position(|a| &a.id == asset_id).ok_or_else(|| TransitionError::UnknownAsset { id: asset_id.clone() })?;
+                let asset = &self.assets[idx];
+                if !asset.kind.options().contains(option) {
+                    let offered: Vec<&str> = asset.kind.options().iter().map(|o| o.as_str()).collect();
+                    return Err(TransitionError::OptionNotOffered { kind: asset.kind.as_str(), option: option.as_str(), offered: offered.join(", ") });
+                }
+                if matches!(asset.settlement.as_ref().map(|s| s.status), Some(SettlementStatus::Pending | SettlementStatus::Done | SettlementStatus::Forfeited)) {
+                    return Err(TransitionError::AlreadySettled { id: asset_id.clone() });
+                }
+                let to = match option {
+                    OptionKind::Transfer => match transfer_to {
+                        Some(t) if t != &self.subject => Some(t.clone()),
+                        _ => return Err(TransitionError::TransferNeedsTarget),
+                    },
+                    _ => None,
+                };
+                let amount = match (asset.kind, option) {
+                    (crate::asset::AssetKind::Subscription, OptionKind::RefundProRata) => crate::asset::subscription_refund(asset, *today),
+                    (_, OptionKind::Withdraw) => asset.amount,
+                    _ => None,
+                };
+                let (zh, en) = crate::asset::statement(asset, *option, amount, to.as_ref());
+                let status = if *option == OptionKind::Forfeit { SettlementStatus::Forfeited } else { SettlementStatus::Pending };
+                next.assets[idx].settlement = Some(crate::asset::Settlement {
+                    option: *option,
+                    status,
+                    instruction_id: instruction_id.clone(),
+                    amount,
+                    transfer_to: to,
+                    statement: match locale { Locale::ZhCn => zh, Locale::En => en },
+                    statement_version: crate::asset::STATEMENT_VERSION,
+                    locale: *locale,
+                    reference: None,
+                    error: None,
+                });
+                let to_state = if next.ready() { S::ConsequencesAcknowledged } else { S::ChecksClear };
+                ("case.settlement_chosen", to_state, serde_json::json!({ "asset": asset_id, "option": option.as_str() }))
+            }
+            (CaseCommand::SettlementResult { instruction_id, ok, reference, error }, st) if !st.is_terminal() => {
+                use crate::asset::SettlementStatus;
+                let idx = self
+                    .assets
+                    .iter()
+                    .position(|a| a.settlement.as_ref().is_some_and(|s| &s.instruction_id == instruction_id && s.status == SettlementStatus::Pending))
+                    .ok_or_else(|| TransitionError::UnknownInstruction { id: instruction_id.clone() })?;
+                if let Some(s) = next.assets[idx].settlement.as_mut() {
+                    s.status = if *ok { SettlementStatus::Done } else { SettlementStatus::Failed };
+                    s.reference = reference.clone();
+                    s.error = error.clone();
+                }
+                let to_state = if st == S::ChecksClear && next.ready() { S::ConsequencesAcknowledged } else { st };
+                ("case.settlement_result", to_state, serde_json::json!({ "instruction": instruction_id, "ok": ok }))
+            }
             (
                 CaseCommand::RecordChecks {
                     blockers,
                     consequences,
+                    assets,
                 },
                 S::IdentityVerified | S::ChecksBlocked | S::ChecksClear,
             ) => {
+                // Keep a settlement when the asset is reported unchanged.
+                next.assets = assets
+                    .iter()
+                    .map(|a| {
+                        let mut a = a.clone();
+                        a.settlement = self.assets.iter().find(|o| {
+                            let mut o2 = (*o).clone();
+                            o2.settlement = None;
+                            o2 == a
+                        }).and_then(|o| o.settlement.clone());
+                        a
+                    })
+                    .collect();
+                next.checks_problem = None;
                 let mut all = vec![Consequence::account_gone()];
                 all.extend(consequences.iter().cloned());
                 // Keep acknowledgements whose statement is unchanged.
@@ -480,11 +602,7 @@ impl Case {
                     text_shown: c.text(*locale).to_owned(),
                     at: now,
                 });
-                let all_done = next.consequences.iter().all(|c| {
-                    next.acknowledgements
-                        .iter()
-                        .any(|a| a.consequence_id == c.id && a.version == c.version)
-                });
+                let all_done = next.ready();
                 let to = if all_done {
                     S::ConsequencesAcknowledged
                 } else {
@@ -661,6 +779,12 @@ impl Case {
         out
     }
 
+    /// Every consequence acknowledged and every asset settled or forfeited:
+    /// the case may leave the checks step.
+    pub fn ready(&self) -> bool {
+        self.pending_consequences().next().is_none() && self.assets.iter().all(|a| a.resolved())
+    }
+
     /// The consequences the user has not acknowledged yet.
     pub fn pending_consequences(&self) -> impl Iterator<Item = &Consequence> {
         self.consequences.iter().filter(|c| {
@@ -706,6 +830,7 @@ mod tests {
 
     fn clear() -> CaseCommand {
         CaseCommand::RecordChecks {
+            assets: vec![],
             blockers: vec![],
             consequences: vec![],
         }
@@ -762,6 +887,7 @@ mod tests {
         let mut c = new_case(false);
         c = c.apply(&verify(), t0()).unwrap().0;
         let blocked = CaseCommand::RecordChecks {
+            assets: vec![],
             blockers: vec![Blocker {
                 code: "unfinished_order".into(),
                 system: "demo_mart".into(),
@@ -824,6 +950,57 @@ mod tests {
         ));
     }
 
+    fn points_asset() -> crate::asset::Asset {
+        crate::asset::Asset {
+            id: "pts".into(),
+            kind: crate::asset::AssetKind::Points,
+            source: "p".into(),
+            label: "points".into(),
+            amount: None,
+            quantity: Some(3200),
+            period_start: None,
+            period_end: None,
+            auto_renew: false,
+            settlement: None,
+        }
+    }
+
+    fn card_asset() -> crate::asset::Asset {
+        crate::asset::Asset { id: "card".into(), kind: crate::asset::AssetKind::BankCard, label: "card **** 0000".into(), quantity: None, ..points_asset() }
+    }
+
+    fn choose(asset: &str, option: crate::asset::OptionKind, instr: &str) -> CaseCommand {
+        CaseCommand::ChooseSettlement { asset_id: asset.into(), option, locale: Locale::En, instruction_id: instr.into(), today: "2026-03-02".parse().unwrap(), transfer_to: None }
+    }
+
+    #[test]
+    fn assets_must_be_settled_or_forfeited_before_leaving_the_checks_step() {
+        use crate::asset::{OptionKind, SettlementStatus};
+        let mut c = new_case(false);
+        c = c.apply(&verify(), t0()).unwrap().0;
+        c = c.apply(&CaseCommand::RecordChecks { blockers: vec![], consequences: vec![], assets: vec![points_asset(), card_asset()] }, t0()).unwrap().0;
+        c = c.apply(&ack("account_erased"), t0()).unwrap().0;
+        assert_eq!(c.state, CaseState::ChecksClear, "assets still open");
+        // Options are checked per kind; a transfer needs a target.
+        assert!(matches!(c.apply(&choose("card", OptionKind::Forfeit, "i0"), t0()), Err(TransitionError::OptionNotOffered { .. })));
+        assert!(matches!(c.apply(&choose("pts", OptionKind::Transfer, "i0"), t0()), Err(TransitionError::TransferNeedsTarget)));
+        c = c.apply(&choose("pts", OptionKind::Forfeit, "i1"), t0()).unwrap().0;
+        let s = c.assets[0].settlement.clone().unwrap();
+        assert_eq!((s.status, s.statement.as_str()), (SettlementStatus::Forfeited, "3,200 points will be forfeited and cannot be restored."));
+        c = c.apply(&choose("card", OptionKind::Unbind, "i2"), t0()).unwrap().0;
+        assert_eq!(c.state, CaseState::ChecksClear, "the unbinding is pending");
+        assert!(matches!(c.apply(&choose("card", OptionKind::Unbind, "i3"), t0()), Err(TransitionError::AlreadySettled { .. })));
+        // A failed instruction lets the user choose again.
+        let fail = CaseCommand::SettlementResult { instruction_id: "i2".into(), ok: false, reference: None, error: Some("bank down".into()) };
+        c = c.apply(&fail, t0()).unwrap().0;
+        c = c.apply(&choose("card", OptionKind::Unbind, "i4"), t0()).unwrap().0;
+        let done = CaseCommand::SettlementResult { instruction_id: "i4".into(), ok: true, reference: Some("UB-1".into()), error: None };
+        c = c.apply(&done, t0()).unwrap().0;
+        assert_eq!(c.state, CaseState::ConsequencesAcknowledged);
+        // A result for an unknown or finished instruction is refused.
+        assert!(matches!(c.apply(&done, t0()), Err(TransitionError::UnknownInstruction { .. })));
+    }
+
     fn arb_command() -> impl Strategy<Value = CaseCommand> {
         prop_oneof![
             (0u8..=3).prop_map(|l| CaseCommand::VerifyIdentity {
@@ -831,6 +1008,7 @@ mod tests {
                 level: AssuranceLevel::new(l).unwrap()
             }),
             any::<bool>().prop_map(|blocked| CaseCommand::RecordChecks {
+            assets: if blocked { vec![] } else { vec![points_asset(), card_asset()] },
                 blockers: if blocked {
                     vec![Blocker {
                         code: "unfinished_order".into(),
@@ -862,6 +1040,9 @@ mod tests {
                 reason: "down".into()
             }),
             Just(CaseCommand::RetryErasure),
+            Just(choose("pts", crate::asset::OptionKind::Forfeit, "f1")),
+            Just(choose("card", crate::asset::OptionKind::Unbind, "u1")),
+            any::<bool>().prop_map(|ok| CaseCommand::SettlementResult { instruction_id: "u1".into(), ok, reference: None, error: None }),
         ]
     }
 

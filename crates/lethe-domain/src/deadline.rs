@@ -330,6 +330,7 @@ mod tests {
         let c = step(
             c,
             CaseCommand::RecordChecks {
+            assets: vec![],
                 blockers: vec![],
                 consequences: vec![],
             },

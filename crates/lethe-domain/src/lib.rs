@@ -6,6 +6,7 @@
 //! in as a parameter ([`Clock`] is only a trait here), so every rule can be
 //! tested with any instant.
 
+pub mod asset;
 pub mod calendar;
 pub mod case;
 pub mod clock;
