@@ -162,9 +162,72 @@ pub const IDENTIFIER_KINDS: [&str; 3] = ["phone", "email", "id_number"];
 pub struct BlockerRule {
     pub system: Ident,
     pub code: Ident,
+    /// What kind of condition this is; some are not allowed (see
+    /// [`BLOCKER_CATEGORIES`] and `lethe policy check`).
+    pub category: String,
     pub query: String,
     pub message_zh: String,
     pub message_en: String,
+}
+
+/// Blocker categories a platform may use.
+pub const BLOCKER_CATEGORIES: [&str; 5] = [
+    "unfinished_order",
+    "open_dispute",
+    "debt",
+    "abnormal_status",
+    "last_owner",
+];
+
+/// Conditions that are not allowed as blockers, and why.
+pub const FORBIDDEN_BLOCKERS: [(&str, &str); 2] = [
+    (
+        "extra_identity",
+        "asking for more identity data than was collected at registration is not allowed as a condition for cancelling",
+    ),
+    (
+        "unrelated_product",
+        "requiring unrelated products or services to be cancelled too is not allowed as a condition for cancelling",
+    ),
+];
+
+/// A SQL rule listing assets of one kind. Columns by name: `id` (required),
+/// `label`, `amount_minor`, `quantity`, `period_start`, `period_end` (dates),
+/// `auto_renew` (0/1).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetRule {
+    pub system: Ident,
+    pub kind: String,
+    pub query: String,
+}
+
+/// A check provider: the platform's signed HTTP endpoint that returns a
+/// subject's blockers and assets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    pub name: Ident,
+    /// Environment variable holding the endpoint URL.
+    pub url_env: String,
+    /// Environment variable holding the shared signing secret (whsec_...).
+    pub secret_env: String,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_timeout() -> u64 {
+    3000
+}
+
+/// Where settlement instructions go: the platform's signed endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettlementTarget {
+    pub url_env: String,
+    pub secret_env: String,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
 }
 
 /// A consequence statement. With a `query`, it appears only when the query
@@ -194,6 +257,11 @@ struct RawMap {
     blockers: Vec<BlockerRule>,
     #[serde(default)]
     consequences: Vec<ConsequenceRule>,
+    #[serde(default)]
+    assets: Vec<AssetRule>,
+    #[serde(default)]
+    providers: Vec<Provider>,
+    settlement: Option<SettlementTarget>,
 }
 
 #[derive(Debug, Clone)]
@@ -201,6 +269,9 @@ pub struct DataMap {
     pub systems: Vec<System>,
     pub blockers: Vec<BlockerRule>,
     pub consequences: Vec<ConsequenceRule>,
+    pub assets: Vec<AssetRule>,
+    pub providers: Vec<Provider>,
+    pub settlement: Option<SettlementTarget>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -421,6 +492,84 @@ impl DataMap {
                 ));
             }
             check_query(&format!("{at}.query"), &b.query)?;
+            if let Some((_, why)) = FORBIDDEN_BLOCKERS.iter().find(|(c, _)| *c == b.category) {
+                return Err(invalid(
+                    format!("{at}.category"),
+                    format!("'{}': {why}", b.category),
+                    "remove this blocker",
+                ));
+            }
+            if !BLOCKER_CATEGORIES.contains(&b.category.as_str()) {
+                return Err(invalid(
+                    format!("{at}.category"),
+                    format!("unknown category '{}'", b.category),
+                    "use one of unfinished_order, open_dispute, debt, abnormal_status, last_owner",
+                ));
+            }
+        }
+        for (i, a) in raw.assets.iter().enumerate() {
+            let at = format!("assets[{i}] ({})", a.kind);
+            if !names.contains(&a.system) {
+                return Err(invalid(
+                    format!("{at}.system"),
+                    format!("unknown system '{}'", a.system),
+                    "name a system declared under [[systems]]",
+                ));
+            }
+            if lethe_domain::asset::AssetKind::parse(&a.kind).is_none() {
+                return Err(invalid(
+                    format!("{at}.kind"),
+                    format!("unknown asset kind '{}'", a.kind),
+                    "use balance, points, coupon, gift_card, deposit, subscription, bank_card or third_party_binding",
+                ));
+            }
+            check_query(&format!("{at}.query"), &a.query)?;
+        }
+        let env_ok = |v: &str| {
+            !v.is_empty()
+                && v.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        };
+        let mut pnames = HashSet::new();
+        for p in &raw.providers {
+            let at = format!("providers.{}", p.name);
+            if !pnames.insert(p.name.clone()) {
+                return Err(invalid(
+                    &at,
+                    "the provider name is used twice",
+                    "give each provider its own name",
+                ));
+            }
+            if !env_ok(&p.url_env) || !env_ok(&p.secret_env) {
+                return Err(invalid(
+                    &at,
+                    "url_env and secret_env must name environment variables (A-Z, 0-9, _)",
+                    "write e.g. url_env = \"WALLET_URL\", secret_env = \"WALLET_SECRET\"",
+                ));
+            }
+            if !(100..=30_000).contains(&p.timeout_ms) {
+                return Err(invalid(
+                    format!("{at}.timeout_ms"),
+                    "must be between 100 and 30000",
+                    "use 3000 unless the provider is slow",
+                ));
+            }
+        }
+        if let Some(t) = &raw.settlement {
+            if !env_ok(&t.url_env) || !env_ok(&t.secret_env) {
+                return Err(invalid(
+                    "settlement",
+                    "url_env and secret_env must name environment variables (A-Z, 0-9, _)",
+                    "write e.g. url_env = \"SETTLEMENT_URL\"",
+                ));
+            }
+            if !(100..=30_000).contains(&t.timeout_ms) {
+                return Err(invalid(
+                    "settlement.timeout_ms",
+                    "must be between 100 and 30000",
+                    "use 3000",
+                ));
+            }
         }
         let mut cids = HashSet::new();
         for c in &raw.consequences {
@@ -457,6 +606,9 @@ impl DataMap {
             systems,
             blockers: raw.blockers,
             consequences: raw.consequences,
+            assets: raw.assets,
+            providers: raw.providers,
+            settlement: raw.settlement,
         })
     }
 
@@ -522,6 +674,7 @@ retention_days = 1095
 [[blockers]]
 system = "shop"
 code = "unfinished_order"
+category = "unfinished_order"
 query = "SELECT id FROM orders WHERE user_id = $1 AND status = 'pending'"
 message_zh = "有未完成的订单"
 message_en = "unfinished orders"
@@ -570,5 +723,25 @@ message_en = "unfinished orders"
         );
         let bad = OK.replace("unknown_field_guard", "") + "\n[oops]\n";
         assert!(DataMap::parse(&bad).is_err());
+        // No unreasonable conditions.
+        let bad = OK.replace(
+            "category = \"unfinished_order\"",
+            "category = \"unrelated_product\"",
+        );
+        let e = DataMap::parse(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("unrelated products") && e.contains("remove this blocker"),
+            "{e}"
+        );
+        let bad = OK.replace(
+            "category = \"unfinished_order\"",
+            "category = \"extra_identity\"",
+        );
+        assert!(
+            DataMap::parse(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("more identity data than was collected at registration")
+        );
     }
 }

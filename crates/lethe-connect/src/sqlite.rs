@@ -265,6 +265,63 @@ impl SqliteSystem {
         }))
     }
 
+    /// Assets from a SQL rule; columns are read by name.
+    pub async fn assets(
+        &self,
+        rule: &crate::datamap::AssetRule,
+        subject: &SubjectId,
+    ) -> Result<Vec<lethe_domain::asset::Asset>, ConnectError> {
+        let kind =
+            lethe_domain::asset::AssetKind::parse(&rule.kind).ok_or_else(|| ConnectError::Db {
+                system: self.name.clone(),
+                action: "read assets",
+                message: format!("unknown asset kind {}", rule.kind),
+            })?;
+        let rows = sqlx::query(AssertSqlSafe(rule.query.clone()))
+            .bind(subject.expose().to_owned())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| db_err(&self.name, "run an asset rule", e))?;
+        let text = |r: &SqliteRow, c: &str| -> Option<String> {
+            r.try_get::<Option<String>, _>(c)
+                .ok()
+                .flatten()
+                .or_else(|| {
+                    r.try_get::<Option<i64>, _>(c)
+                        .ok()
+                        .flatten()
+                        .map(|v| v.to_string())
+                })
+        };
+        let int = |r: &SqliteRow, c: &str| -> Option<i64> {
+            r.try_get::<Option<i64>, _>(c).ok().flatten()
+        };
+        Ok(rows
+            .iter()
+            .take(200)
+            .filter_map(|r| {
+                Some(lethe_domain::asset::Asset {
+                    id: text(r, "id")?,
+                    kind,
+                    source: self.name.clone(),
+                    label: text(r, "label").unwrap_or_else(|| kind.as_str().to_owned()),
+                    amount: int(r, "amount_minor")
+                        .and_then(|v| lethe_domain::MinorUnits::new(v).ok()),
+                    quantity: int(r, "quantity").and_then(|v| u64::try_from(v).ok()),
+                    period_start: text(r, "period_start").and_then(|d| d.get(..10)?.parse().ok()),
+                    period_end: text(r, "period_end").and_then(|d| d.get(..10)?.parse().ok()),
+                    auto_renew: int(r, "auto_renew").unwrap_or(0) != 0,
+                    settlement: None,
+                })
+            })
+            .collect())
+    }
+
+    /// The connection pool (for the demo platform's own endpoints).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// The first column of the first row of a consequence query, as text.
     pub async fn value(
         &self,

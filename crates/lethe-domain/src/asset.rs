@@ -130,7 +130,10 @@ pub struct Settlement {
 
 impl Asset {
     pub fn resolved(&self) -> bool {
-        matches!(self.settlement.as_ref().map(|s| s.status), Some(SettlementStatus::Done | SettlementStatus::Forfeited))
+        matches!(
+            self.settlement.as_ref().map(|s| s.status),
+            Some(SettlementStatus::Done | SettlementStatus::Forfeited)
+        )
     }
 }
 
@@ -156,35 +159,93 @@ pub fn subscription_refund(a: &Asset, today: Date) -> Option<MinorUnits> {
     let (start, end, paid) = (a.period_start?, a.period_end?, a.amount?);
     let period = end.since(start).ok()?.get_days();
     let left = end.since(today).ok()?.get_days().clamp(0, period);
-    crate::settlement::pro_rata_refund(paid, u32::try_from(period).ok()?, u32::try_from(left).ok()?).ok()
+    crate::settlement::pro_rata_refund(paid, u32::try_from(period).ok()?, u32::try_from(left).ok()?)
+        .ok()
 }
 
 /// The consequence statement for settling `a` with `option` (zh-CN, en).
-pub fn statement(a: &Asset, option: OptionKind, amount: Option<MinorUnits>, to: Option<&SubjectId>) -> (String, String) {
+pub fn statement(
+    a: &Asset,
+    option: OptionKind,
+    amount: Option<MinorUnits>,
+    to: Option<&SubjectId>,
+) -> (String, String) {
     let money = |m: Option<MinorUnits>| m.map(|x| x.format_cny()).unwrap_or_else(|| "¥0.00".into());
     let label = &a.label;
     match (a.kind, option) {
         (AssetKind::Subscription, OptionKind::RefundProRata) => (
-            format!("您的{label}未使用部分 {} 将在 7 日内退回原支付方式，自动续费同时取消。", money(amount)),
-            format!("{} for the unused part of your {label} goes back to the original payment method within 7 days, and auto-renewal is cancelled.", money(amount)),
+            format!(
+                "您的{label}未使用部分 {} 将在 7 日内退回原支付方式，自动续费同时取消。",
+                money(amount)
+            ),
+            format!(
+                "{} for the unused part of your {label} goes back to the original payment method within 7 days, and auto-renewal is cancelled.",
+                money(amount)
+            ),
         ),
         (AssetKind::Points, OptionKind::Transfer) => (
-            format!("{} 积分将转入账号 {}。", thousands(a.quantity.unwrap_or(0)), to.map(|t| t.expose()).unwrap_or("")),
-            format!("{} points will be transferred to account {}.", thousands(a.quantity.unwrap_or(0)), to.map(|t| t.expose()).unwrap_or("")),
+            format!(
+                "{} 积分将转入账号 {}。",
+                thousands(a.quantity.unwrap_or(0)),
+                to.map(|t| t.expose()).unwrap_or("")
+            ),
+            format!(
+                "{} points will be transferred to account {}.",
+                thousands(a.quantity.unwrap_or(0)),
+                to.map(|t| t.expose()).unwrap_or("")
+            ),
         ),
-        (AssetKind::Points, _) => (format!("{} 积分将作废，无法恢复。", thousands(a.quantity.unwrap_or(0))), format!("{} points will be forfeited and cannot be restored.", thousands(a.quantity.unwrap_or(0)))),
+        (AssetKind::Points, _) => (
+            format!(
+                "{} 积分将作废，无法恢复。",
+                thousands(a.quantity.unwrap_or(0))
+            ),
+            format!(
+                "{} points will be forfeited and cannot be restored.",
+                thousands(a.quantity.unwrap_or(0))
+            ),
+        ),
         (AssetKind::Coupon, OptionKind::Transfer) => (
-            format!("优惠券「{label}」将转入账号 {}。", to.map(|t| t.expose()).unwrap_or("")),
-            format!("The coupon \"{label}\" will be transferred to account {}.", to.map(|t| t.expose()).unwrap_or("")),
+            format!(
+                "优惠券「{label}」将转入账号 {}。",
+                to.map(|t| t.expose()).unwrap_or("")
+            ),
+            format!(
+                "The coupon \"{label}\" will be transferred to account {}.",
+                to.map(|t| t.expose()).unwrap_or("")
+            ),
         ),
-        (AssetKind::Coupon, _) => (format!("优惠券「{label}」（{}）将作废。", money(a.amount)), format!("The coupon \"{label}\" ({}) will be forfeited.", money(a.amount))),
+        (AssetKind::Coupon, _) => (
+            format!("优惠券「{label}」（{}）将作废。", money(a.amount)),
+            format!(
+                "The coupon \"{label}\" ({}) will be forfeited.",
+                money(a.amount)
+            ),
+        ),
         (AssetKind::Balance | AssetKind::GiftCard | AssetKind::Deposit, OptionKind::Withdraw) => (
             format!("{label} {} 将退回原支付方式。", money(amount)),
-            format!("{} of your {label} goes back to the original payment method.", money(amount)),
+            format!(
+                "{} of your {label} goes back to the original payment method.",
+                money(amount)
+            ),
         ),
-        (AssetKind::Balance | AssetKind::GiftCard | AssetKind::Deposit, _) => (format!("{label} {} 将作废，无法取回。", money(a.amount)), format!("{} of your {label} will be forfeited and cannot be recovered.", money(a.amount))),
-        (AssetKind::Subscription, _) => (format!("您的{label}剩余权益将作废，自动续费取消。", ), format!("What is left of your {label} will be forfeited, and auto-renewal is cancelled.")),
-        (AssetKind::BankCard | AssetKind::ThirdPartyBinding, _) => (format!("{label} 将解除绑定。"), format!("{label} will be unbound.")),
+        (AssetKind::Balance | AssetKind::GiftCard | AssetKind::Deposit, _) => (
+            format!("{label} {} 将作废，无法取回。", money(a.amount)),
+            format!(
+                "{} of your {label} will be forfeited and cannot be recovered.",
+                money(a.amount)
+            ),
+        ),
+        (AssetKind::Subscription, _) => (
+            format!("您的{label}剩余权益将作废，自动续费取消。",),
+            format!(
+                "What is left of your {label} will be forfeited, and auto-renewal is cancelled."
+            ),
+        ),
+        (AssetKind::BankCard | AssetKind::ThirdPartyBinding, _) => (
+            format!("{label} 将解除绑定。"),
+            format!("{label} will be unbound."),
+        ),
     }
 }
 
@@ -214,24 +275,51 @@ mod tests {
         let r = subscription_refund(&a, "2026-11-07".parse().unwrap()).unwrap();
         assert_eq!(r.get(), 1240);
         let (zh, en) = statement(&a, OptionKind::RefundProRata, Some(r), None);
-        assert!(en.starts_with("¥12.40 for the unused part of your monthly membership goes back to the original"), "{en}");
+        assert!(
+            en.starts_with(
+                "¥12.40 for the unused part of your monthly membership goes back to the original"
+            ),
+            "{en}"
+        );
         assert!(zh.contains("¥12.40") && zh.contains("7 日内"), "{zh}");
         // After the period: nothing; before it started: everything.
-        assert_eq!(subscription_refund(&a, "2026-12-05".parse().unwrap()).unwrap().get(), 0);
-        assert_eq!(subscription_refund(&a, "2026-10-20".parse().unwrap()).unwrap().get(), 1550);
+        assert_eq!(
+            subscription_refund(&a, "2026-12-05".parse().unwrap())
+                .unwrap()
+                .get(),
+            0
+        );
+        assert_eq!(
+            subscription_refund(&a, "2026-10-20".parse().unwrap())
+                .unwrap()
+                .get(),
+            1550
+        );
     }
 
     #[test]
     fn points_statements_use_thousands_separators() {
-        let a = Asset { kind: AssetKind::Points, quantity: Some(3200), label: "points".into(), ..sub(0) };
-        assert_eq!(statement(&a, OptionKind::Forfeit, None, None).1, "3,200 points will be forfeited and cannot be restored.");
+        let a = Asset {
+            kind: AssetKind::Points,
+            quantity: Some(3200),
+            label: "points".into(),
+            ..sub(0)
+        };
+        assert_eq!(
+            statement(&a, OptionKind::Forfeit, None, None).1,
+            "3,200 points will be forfeited and cannot be restored."
+        );
         assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]
     fn every_kind_has_options_and_cards_can_only_be_unbound() {
         assert_eq!(AssetKind::BankCard.options(), &[OptionKind::Unbind]);
-        assert!(AssetKind::Subscription.options().contains(&OptionKind::RefundProRata));
+        assert!(
+            AssetKind::Subscription
+                .options()
+                .contains(&OptionKind::RefundProRata)
+        );
         assert_eq!(AssetKind::parse("gift_card"), Some(AssetKind::GiftCard));
         assert_eq!(AssetKind::parse("car"), None);
     }

@@ -105,7 +105,9 @@ impl CaseState {
             Self::Submitted => "verify the account holder's identity",
             Self::IdentityVerified => "run the checks for blockers and assets",
             Self::ChecksBlocked => "resolve the listed blockers, then run the checks again",
-            Self::ChecksClear => "acknowledge each stated consequence and settle (or forfeit) each asset",
+            Self::ChecksClear => {
+                "acknowledge each stated consequence and settle (or forfeit) each asset"
+            }
             Self::ConsequencesAcknowledged => "confirm the cancellation",
             Self::UnderReview => "wait for an agent's review",
             Self::CoolingOff => {
@@ -290,6 +292,11 @@ pub enum CaseCommand {
         reason: String,
     },
     RetryErasure,
+    /// The user takes an alternative to cancelling (deactivate, change the
+    /// password, unbind only the real-name identity): the case is withdrawn.
+    ChooseAlternative {
+        kind: String,
+    },
     /// Extends the response deadline once (GDPR, CCPA), with a reason.
     Extend {
         reason: Reason,
@@ -314,6 +321,7 @@ impl CaseCommand {
             Self::FailErasure { .. } => "fail erasure",
             Self::RetryErasure => "retry erasure",
             Self::Extend { .. } => "extend the deadline of",
+            Self::ChooseAlternative { .. } => "choose an alternative for",
         }
     }
 }
@@ -370,7 +378,11 @@ pub enum TransitionError {
     #[error("no asset with id '{id}' is listed on this case")]
     UnknownAsset { id: String },
     #[error("a {kind} cannot be settled by {option}; offered: {offered}")]
-    OptionNotOffered { kind: &'static str, option: &'static str, offered: String },
+    OptionNotOffered {
+        kind: &'static str,
+        option: &'static str,
+        offered: String,
+    },
     #[error("a transfer needs the account to transfer to (transfer_to), other than this one")]
     TransferNeedsTarget,
     #[error("asset '{id}' is already settled or being settled")]
@@ -459,23 +471,53 @@ impl Case {
                     serde_json::json!({ "method": method, "level": level.get() }),
                 )
             }
-            (CaseCommand::ChecksUnavailable { reason }, S::IdentityVerified | S::ChecksBlocked | S::ChecksClear) => {
+            (
+                CaseCommand::ChecksUnavailable { reason },
+                S::IdentityVerified | S::ChecksBlocked | S::ChecksClear,
+            ) => {
                 next.checks_problem = Some(reason.clone());
                 ("case.checks_unavailable", from, serde_json::json!({}))
             }
             (
-                CaseCommand::ChooseSettlement { asset_id, option, locale, instruction_id, today, transfer_to },
+                CaseCommand::ChooseSettlement {
+                    asset_id,
+                    option,
+                    locale,
+                    instruction_id,
+                    today,
+                    transfer_to,
+                },
                 S::ChecksClear,
             ) => {
                 use crate::asset::{OptionKind, SettlementStatus};
-                let idx = self.assets.iter().position(|a| &a.id == asset_id).ok_or_else(|| TransitionError::UnknownAsset { id: asset_id.clone() })?;
+                let idx = self
+                    .assets
+                    .iter()
+                    .position(|a| &a.id == asset_id)
+                    .ok_or_else(|| TransitionError::UnknownAsset {
+                        id: asset_id.clone(),
+                    })?;
                 let asset = &self.assets[idx];
                 if !asset.kind.options().contains(option) {
-                    let offered: Vec<&str> = asset.kind.options().iter().map(|o| o.as_str()).collect();
-                    return Err(TransitionError::OptionNotOffered { kind: asset.kind.as_str(), option: option.as_str(), offered: offered.join(", ") });
+                    let offered: Vec<&str> =
+                        asset.kind.options().iter().map(|o| o.as_str()).collect();
+                    return Err(TransitionError::OptionNotOffered {
+                        kind: asset.kind.as_str(),
+                        option: option.as_str(),
+                        offered: offered.join(", "),
+                    });
                 }
-                if matches!(asset.settlement.as_ref().map(|s| s.status), Some(SettlementStatus::Pending | SettlementStatus::Done | SettlementStatus::Forfeited)) {
-                    return Err(TransitionError::AlreadySettled { id: asset_id.clone() });
+                if matches!(
+                    asset.settlement.as_ref().map(|s| s.status),
+                    Some(
+                        SettlementStatus::Pending
+                            | SettlementStatus::Done
+                            | SettlementStatus::Forfeited
+                    )
+                ) {
+                    return Err(TransitionError::AlreadySettled {
+                        id: asset_id.clone(),
+                    });
                 }
                 let to = match option {
                     OptionKind::Transfer => match transfer_to {
@@ -485,41 +527,85 @@ impl Case {
                     _ => None,
                 };
                 let amount = match (asset.kind, option) {
-                    (crate::asset::AssetKind::Subscription, OptionKind::RefundProRata) => crate::asset::subscription_refund(asset, *today),
+                    (crate::asset::AssetKind::Subscription, OptionKind::RefundProRata) => {
+                        crate::asset::subscription_refund(asset, *today)
+                    }
                     (_, OptionKind::Withdraw) => asset.amount,
                     _ => None,
                 };
                 let (zh, en) = crate::asset::statement(asset, *option, amount, to.as_ref());
-                let status = if *option == OptionKind::Forfeit { SettlementStatus::Forfeited } else { SettlementStatus::Pending };
+                let status = if *option == OptionKind::Forfeit {
+                    SettlementStatus::Forfeited
+                } else {
+                    SettlementStatus::Pending
+                };
                 next.assets[idx].settlement = Some(crate::asset::Settlement {
                     option: *option,
                     status,
                     instruction_id: instruction_id.clone(),
                     amount,
                     transfer_to: to,
-                    statement: match locale { Locale::ZhCn => zh, Locale::En => en },
+                    statement: match locale {
+                        Locale::ZhCn => zh,
+                        Locale::En => en,
+                    },
                     statement_version: crate::asset::STATEMENT_VERSION,
                     locale: *locale,
                     reference: None,
                     error: None,
                 });
-                let to_state = if next.ready() { S::ConsequencesAcknowledged } else { S::ChecksClear };
-                ("case.settlement_chosen", to_state, serde_json::json!({ "asset": asset_id, "option": option.as_str() }))
+                let to_state = if next.ready() {
+                    S::ConsequencesAcknowledged
+                } else {
+                    S::ChecksClear
+                };
+                (
+                    "case.settlement_chosen",
+                    to_state,
+                    serde_json::json!({ "asset": asset_id, "option": option.as_str() }),
+                )
             }
-            (CaseCommand::SettlementResult { instruction_id, ok, reference, error }, st) if !st.is_terminal() => {
+            (
+                CaseCommand::SettlementResult {
+                    instruction_id,
+                    ok,
+                    reference,
+                    error,
+                },
+                st,
+            ) if !st.is_terminal() => {
                 use crate::asset::SettlementStatus;
                 let idx = self
                     .assets
                     .iter()
-                    .position(|a| a.settlement.as_ref().is_some_and(|s| &s.instruction_id == instruction_id && s.status == SettlementStatus::Pending))
-                    .ok_or_else(|| TransitionError::UnknownInstruction { id: instruction_id.clone() })?;
+                    .position(|a| {
+                        a.settlement.as_ref().is_some_and(|s| {
+                            &s.instruction_id == instruction_id
+                                && s.status == SettlementStatus::Pending
+                        })
+                    })
+                    .ok_or_else(|| TransitionError::UnknownInstruction {
+                        id: instruction_id.clone(),
+                    })?;
                 if let Some(s) = next.assets[idx].settlement.as_mut() {
-                    s.status = if *ok { SettlementStatus::Done } else { SettlementStatus::Failed };
+                    s.status = if *ok {
+                        SettlementStatus::Done
+                    } else {
+                        SettlementStatus::Failed
+                    };
                     s.reference = reference.clone();
                     s.error = error.clone();
                 }
-                let to_state = if st == S::ChecksClear && next.ready() { S::ConsequencesAcknowledged } else { st };
-                ("case.settlement_result", to_state, serde_json::json!({ "instruction": instruction_id, "ok": ok }))
+                let to_state = if st == S::ChecksClear && next.ready() {
+                    S::ConsequencesAcknowledged
+                } else {
+                    st
+                };
+                (
+                    "case.settlement_result",
+                    to_state,
+                    serde_json::json!({ "instruction": instruction_id, "ok": ok }),
+                )
             }
             (
                 CaseCommand::RecordChecks {
@@ -534,11 +620,15 @@ impl Case {
                     .iter()
                     .map(|a| {
                         let mut a = a.clone();
-                        a.settlement = self.assets.iter().find(|o| {
-                            let mut o2 = (*o).clone();
-                            o2.settlement = None;
-                            o2 == a
-                        }).and_then(|o| o.settlement.clone());
+                        a.settlement = self
+                            .assets
+                            .iter()
+                            .find(|o| {
+                                let mut o2 = (*o).clone();
+                                o2.settlement = None;
+                                o2 == a
+                            })
+                            .and_then(|o| o.settlement.clone());
                         a
                     })
                     .collect();
@@ -633,6 +723,16 @@ impl Case {
                 next.rejection_reason = Some(reason.clone());
                 next.closed_at = Some(now);
                 ("case.rejected", S::Rejected, serde_json::json!({}))
+            }
+            (CaseCommand::ChooseAlternative { kind }, st)
+                if st.can_withdraw() && st != S::CoolingOff =>
+            {
+                next.closed_at = Some(now);
+                (
+                    "case.alternative_chosen",
+                    S::Withdrawn,
+                    serde_json::json!({ "alternative": kind }),
+                )
             }
             (CaseCommand::Withdraw, st) if st.can_withdraw() => {
                 next.closed_at = Some(now);
@@ -765,6 +865,12 @@ impl Case {
                 });
             }
             _ => {}
+        }
+        if change.kind == "case.alternative_chosen" {
+            out.push(Notice {
+                kind: "alternative.requested",
+                payload: with(base(), "alternative", change.detail["alternative"].clone()),
+            });
         }
         if change.kind == "case.deadline_extended" {
             let reason = self
@@ -966,11 +1072,24 @@ mod tests {
     }
 
     fn card_asset() -> crate::asset::Asset {
-        crate::asset::Asset { id: "card".into(), kind: crate::asset::AssetKind::BankCard, label: "card **** 0000".into(), quantity: None, ..points_asset() }
+        crate::asset::Asset {
+            id: "card".into(),
+            kind: crate::asset::AssetKind::BankCard,
+            label: "card **** 0000".into(),
+            quantity: None,
+            ..points_asset()
+        }
     }
 
     fn choose(asset: &str, option: crate::asset::OptionKind, instr: &str) -> CaseCommand {
-        CaseCommand::ChooseSettlement { asset_id: asset.into(), option, locale: Locale::En, instruction_id: instr.into(), today: "2026-03-02".parse().unwrap(), transfer_to: None }
+        CaseCommand::ChooseSettlement {
+            asset_id: asset.into(),
+            option,
+            locale: Locale::En,
+            instruction_id: instr.into(),
+            today: "2026-03-02".parse().unwrap(),
+            transfer_to: None,
+        }
     }
 
     #[test]
@@ -978,27 +1097,74 @@ mod tests {
         use crate::asset::{OptionKind, SettlementStatus};
         let mut c = new_case(false);
         c = c.apply(&verify(), t0()).unwrap().0;
-        c = c.apply(&CaseCommand::RecordChecks { blockers: vec![], consequences: vec![], assets: vec![points_asset(), card_asset()] }, t0()).unwrap().0;
+        c = c
+            .apply(
+                &CaseCommand::RecordChecks {
+                    blockers: vec![],
+                    consequences: vec![],
+                    assets: vec![points_asset(), card_asset()],
+                },
+                t0(),
+            )
+            .unwrap()
+            .0;
         c = c.apply(&ack("account_erased"), t0()).unwrap().0;
         assert_eq!(c.state, CaseState::ChecksClear, "assets still open");
         // Options are checked per kind; a transfer needs a target.
-        assert!(matches!(c.apply(&choose("card", OptionKind::Forfeit, "i0"), t0()), Err(TransitionError::OptionNotOffered { .. })));
-        assert!(matches!(c.apply(&choose("pts", OptionKind::Transfer, "i0"), t0()), Err(TransitionError::TransferNeedsTarget)));
-        c = c.apply(&choose("pts", OptionKind::Forfeit, "i1"), t0()).unwrap().0;
+        assert!(matches!(
+            c.apply(&choose("card", OptionKind::Forfeit, "i0"), t0()),
+            Err(TransitionError::OptionNotOffered { .. })
+        ));
+        assert!(matches!(
+            c.apply(&choose("pts", OptionKind::Transfer, "i0"), t0()),
+            Err(TransitionError::TransferNeedsTarget)
+        ));
+        c = c
+            .apply(&choose("pts", OptionKind::Forfeit, "i1"), t0())
+            .unwrap()
+            .0;
         let s = c.assets[0].settlement.clone().unwrap();
-        assert_eq!((s.status, s.statement.as_str()), (SettlementStatus::Forfeited, "3,200 points will be forfeited and cannot be restored."));
-        c = c.apply(&choose("card", OptionKind::Unbind, "i2"), t0()).unwrap().0;
+        assert_eq!(
+            (s.status, s.statement.as_str()),
+            (
+                SettlementStatus::Forfeited,
+                "3,200 points will be forfeited and cannot be restored."
+            )
+        );
+        c = c
+            .apply(&choose("card", OptionKind::Unbind, "i2"), t0())
+            .unwrap()
+            .0;
         assert_eq!(c.state, CaseState::ChecksClear, "the unbinding is pending");
-        assert!(matches!(c.apply(&choose("card", OptionKind::Unbind, "i3"), t0()), Err(TransitionError::AlreadySettled { .. })));
+        assert!(matches!(
+            c.apply(&choose("card", OptionKind::Unbind, "i3"), t0()),
+            Err(TransitionError::AlreadySettled { .. })
+        ));
         // A failed instruction lets the user choose again.
-        let fail = CaseCommand::SettlementResult { instruction_id: "i2".into(), ok: false, reference: None, error: Some("bank down".into()) };
+        let fail = CaseCommand::SettlementResult {
+            instruction_id: "i2".into(),
+            ok: false,
+            reference: None,
+            error: Some("bank down".into()),
+        };
         c = c.apply(&fail, t0()).unwrap().0;
-        c = c.apply(&choose("card", OptionKind::Unbind, "i4"), t0()).unwrap().0;
-        let done = CaseCommand::SettlementResult { instruction_id: "i4".into(), ok: true, reference: Some("UB-1".into()), error: None };
+        c = c
+            .apply(&choose("card", OptionKind::Unbind, "i4"), t0())
+            .unwrap()
+            .0;
+        let done = CaseCommand::SettlementResult {
+            instruction_id: "i4".into(),
+            ok: true,
+            reference: Some("UB-1".into()),
+            error: None,
+        };
         c = c.apply(&done, t0()).unwrap().0;
         assert_eq!(c.state, CaseState::ConsequencesAcknowledged);
         // A result for an unknown or finished instruction is refused.
-        assert!(matches!(c.apply(&done, t0()), Err(TransitionError::UnknownInstruction { .. })));
+        assert!(matches!(
+            c.apply(&done, t0()),
+            Err(TransitionError::UnknownInstruction { .. })
+        ));
     }
 
     fn arb_command() -> impl Strategy<Value = CaseCommand> {
@@ -1008,7 +1174,11 @@ mod tests {
                 level: AssuranceLevel::new(l).unwrap()
             }),
             any::<bool>().prop_map(|blocked| CaseCommand::RecordChecks {
-            assets: if blocked { vec![] } else { vec![points_asset(), card_asset()] },
+                assets: if blocked {
+                    vec![]
+                } else {
+                    vec![points_asset(), card_asset()]
+                },
                 blockers: if blocked {
                     vec![Blocker {
                         code: "unfinished_order".into(),
@@ -1042,7 +1212,12 @@ mod tests {
             Just(CaseCommand::RetryErasure),
             Just(choose("pts", crate::asset::OptionKind::Forfeit, "f1")),
             Just(choose("card", crate::asset::OptionKind::Unbind, "u1")),
-            any::<bool>().prop_map(|ok| CaseCommand::SettlementResult { instruction_id: "u1".into(), ok, reference: None, error: None }),
+            any::<bool>().prop_map(|ok| CaseCommand::SettlementResult {
+                instruction_id: "u1".into(),
+                ok,
+                reference: None,
+                error: None
+            }),
         ]
     }
 

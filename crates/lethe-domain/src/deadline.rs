@@ -330,7 +330,7 @@ mod tests {
         let c = step(
             c,
             CaseCommand::RecordChecks {
-            assets: vec![],
+                assets: vec![],
                 blockers: vec![],
                 consequences: vec![],
             },

@@ -108,6 +108,9 @@ pub struct CaseView {
     pub closed_at: Option<String>,
     pub rejection_reason: Option<String>,
     pub failure: Option<String>,
+    pub assets: Vec<AssetView>,
+    /// Why the last checks could not run; the case waits.
+    pub checks_problem: Option<String>,
     /// The case's deadlines (in GET responses).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deadlines: Option<Vec<DeadlineView>>,
@@ -147,6 +150,36 @@ impl DeadlineView {
             problem: d.problem.clone(),
         }
     }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AssetView {
+    pub id: String,
+    pub kind: String,
+    pub source: String,
+    pub label: String,
+    pub amount_minor: Option<i64>,
+    pub quantity: Option<u64>,
+    pub period_start: Option<String>,
+    pub period_end: Option<String>,
+    pub auto_renew: bool,
+    /// The options offered for this kind.
+    pub options: Vec<String>,
+    pub settlement: Option<SettlementView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettlementView {
+    pub option: String,
+    /// pending, done, failed or forfeited.
+    pub status: String,
+    pub instruction_id: String,
+    pub amount_minor: Option<i64>,
+    /// The statement the user acknowledged, exactly as shown.
+    pub statement: String,
+    pub statement_version: u32,
+    pub reference: Option<String>,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -209,6 +242,41 @@ impl From<&Case> for CaseView {
             closed_at: c.closed_at.map(|t| t.to_string()),
             rejection_reason: c.rejection_reason.as_ref().map(|r| r.as_str().to_owned()),
             failure: c.failure.clone(),
+            assets: c
+                .assets
+                .iter()
+                .map(|a| AssetView {
+                    id: a.id.clone(),
+                    kind: a.kind.as_str().into(),
+                    source: a.source.clone(),
+                    label: a.label.clone(),
+                    amount_minor: a.amount.map(|m| m.get()),
+                    quantity: a.quantity,
+                    period_start: a.period_start.map(|d| d.to_string()),
+                    period_end: a.period_end.map(|d| d.to_string()),
+                    auto_renew: a.auto_renew,
+                    options: a
+                        .kind
+                        .options()
+                        .iter()
+                        .map(|o| o.as_str().to_owned())
+                        .collect(),
+                    settlement: a.settlement.as_ref().map(|s| SettlementView {
+                        option: s.option.as_str().into(),
+                        status: serde_json::to_value(s.status)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                        instruction_id: s.instruction_id.clone(),
+                        amount_minor: s.amount.map(|m| m.get()),
+                        statement: s.statement.clone(),
+                        statement_version: s.statement_version,
+                        reference: s.reference.clone(),
+                        error: s.error.clone(),
+                    }),
+                })
+                .collect(),
+            checks_problem: c.checks_problem.clone(),
             deadlines: None,
         }
     }
@@ -531,7 +599,47 @@ pub async fn run_checks(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let case = owned(&st, &p, parse_id(&id)?).await?;
-    let (blockers, consequences) = st.systems.checks(&st.datamap, &case.subject).await?;
+    let (mut blockers, consequences) = st.systems.checks(&st.datamap, &case.subject).await?;
+    let mut assets = st.systems.assets(&st.datamap, &case.subject).await?;
+    for provider in &st.datamap.providers {
+        match crate::providers::check(
+            &st.http,
+            provider,
+            case.subject.expose(),
+            &case.id.to_string(),
+        )
+        .await
+        {
+            Ok((b, a)) => {
+                blockers.extend(b);
+                assets.extend(a);
+            }
+            Err(reason) => {
+                // The check is never skipped: the case waits, with the reason.
+                tracing::warn!(case = %case.id, reason = %reason, "a check provider failed");
+                st.store
+                    .apply(
+                        case.id,
+                        CaseCommand::ChecksUnavailable {
+                            reason: reason.clone(),
+                        },
+                        st.clock.now(),
+                        format!("platform:{}", p.0),
+                        vec![],
+                        None,
+                    )
+                    .await?;
+                return Err(Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "checks-unavailable",
+                    "The checks could not run",
+                    reason,
+                )
+                .fix("the case waits; run the checks again once the provider answers")
+                .retry_after(30));
+            }
+        }
+    }
     apply(
         &st,
         &p,
@@ -540,7 +648,150 @@ pub async fn run_checks(
         CaseCommand::RecordChecks {
             blockers,
             consequences,
+            assets,
         },
+        vec![],
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Settle {
+    pub asset_id: String,
+    /// refund_pro_rata, withdraw, transfer, forfeit or unbind (per the asset's options).
+    #[schema(value_type = String, example = "forfeit")]
+    pub option: lethe_domain::asset::OptionKind,
+    /// The language the statement was shown in.
+    #[schema(value_type = String, example = "zh-CN")]
+    pub locale: Locale,
+    /// For a transfer: the platform id of the receiving account.
+    #[schema(value_type = Option<String>)]
+    pub transfer_to: Option<SubjectId>,
+}
+
+/// Settle one asset (or forfeit it). The statement of what will happen is
+/// recorded as acknowledged; the platform receives an idempotent, signed
+/// instruction (retried until it answers) and the result is recorded.
+#[utoipa::path(post, path = "/v1/cases/{id}/settlements", request_body = Settle, tag = "cases", params(("id" = String, Path)),
+    responses((status = 200, body = CaseView), (status = 422, body = Problem)), security(("api_key" = [])))]
+pub async fn settle(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    key: Option<Extension<IdemKey>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Settle>,
+) -> Result<Response, Problem> {
+    let id = parse_id(&id)?;
+    owned(&st, &p, id).await?;
+    let instruction_id = format!("stl_{}", uuid::Uuid::now_v7().simple());
+    let today = st.clock.now().to_zoned_datetime(st.tz.clone()).date();
+    let jobs = if body.option == lethe_domain::asset::OptionKind::Forfeit {
+        vec![]
+    } else {
+        vec![NewJob {
+            kind: "settle".into(),
+            system: instruction_id.clone(),
+            max_attempts: st.worker.max_attempts,
+        }]
+    };
+    let cmd = CaseCommand::ChooseSettlement {
+        asset_id: body.asset_id,
+        option: body.option,
+        locale: body.locale,
+        instruction_id,
+        today,
+        transfer_to: body.transfer_to,
+    };
+    let resp = apply(&st, &p, key, id, cmd, jobs).await?;
+    st.wake.notify_waiters();
+    Ok(resp)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Alternative {
+    /// deactivate, change_password or unbind_real_name.
+    pub kind: String,
+    pub title_zh: String,
+    pub title_en: String,
+    pub description_zh: String,
+    pub description_en: String,
+}
+
+pub fn alternatives_list() -> Vec<Alternative> {
+    vec![
+        Alternative {
+            kind: "deactivate".into(),
+            title_zh: "暂时停用".into(),
+            title_en: "Deactivate for a while".into(),
+            description_zh: "账号暂停使用，数据保留，随时可以恢复。".into(),
+            description_en:
+                "The account is paused and its data kept; you can come back at any time.".into(),
+        },
+        Alternative {
+            kind: "change_password".into(),
+            title_zh: "修改密码".into(),
+            title_en: "Change the password".into(),
+            description_zh: "如果担心账号安全，修改密码即可，无需注销。".into(),
+            description_en:
+                "If you worry about the account's safety, a new password may be enough.".into(),
+        },
+        Alternative {
+            kind: "unbind_real_name".into(),
+            title_zh: "仅解除实名信息".into(),
+            title_en: "Unbind only the real-name identity".into(),
+            description_zh: "实名信息不是本人时，可只解除实名绑定，保留账号。".into(),
+            description_en:
+                "If the real-name identity is not yours, unbind just that and keep the account."
+                    .into(),
+        },
+    ]
+}
+
+/// The alternatives to cancelling (shown before the user starts).
+#[utoipa::path(get, path = "/v1/alternatives", tag = "cases", responses((status = 200, body = [Alternative])), security(("api_key" = [])))]
+pub async fn alternatives(Extension(_p): Extension<Principal>) -> Response {
+    axum::Json(alternatives_list()).into_response()
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChooseAlternative {
+    /// deactivate, change_password or unbind_real_name.
+    pub kind: String,
+}
+
+/// The user takes an alternative instead: the case is withdrawn and the
+/// platform is told what to do.
+#[utoipa::path(post, path = "/v1/cases/{id}/alternative", request_body = ChooseAlternative, tag = "cases", params(("id" = String, Path)),
+    responses((status = 200, body = CaseView), (status = 422, body = Problem)), security(("api_key" = [])))]
+pub async fn choose_alternative(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    key: Option<Extension<IdemKey>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ChooseAlternative>,
+) -> Result<Response, Problem> {
+    let id = parse_id(&id)?;
+    let case = owned(&st, &p, id).await?;
+    if !alternatives_list().iter().any(|a| a.kind == body.kind) {
+        return Err(Problem::unprocessable("unknown alternative")
+            .field("kind")
+            .fix("use deactivate, change_password or unbind_real_name"));
+    }
+    if case.state == lethe_domain::CaseState::CoolingOff {
+        return Err(Problem::conflict(
+            "restore-needs-code",
+            "during cooling-off the account is restored with one verified step",
+        )
+        .fix("use /restore"));
+    }
+    apply(
+        &st,
+        &p,
+        key,
+        id,
+        CaseCommand::ChooseAlternative { kind: body.kind },
         vec![],
     )
     .await

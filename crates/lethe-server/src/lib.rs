@@ -8,9 +8,11 @@
 pub mod api;
 pub mod audit_api;
 pub mod config;
+pub mod demo_platform;
 pub mod middleware;
 pub mod ops_api;
 pub mod problem;
+pub mod providers;
 pub mod report;
 pub mod secrets;
 pub mod systems;
@@ -64,6 +66,10 @@ pub struct AppState {
     pub vault: Arc<lethe_vault::Vault>,
     /// Signs tree heads, receipts and reports.
     pub signer: Arc<lethe_ledger::Signer>,
+    /// Outbound HTTP (providers, settlement instructions).
+    pub http: reqwest::Client,
+    /// The demo points settlement instructions at its own demo platform.
+    pub settlement_override: Arc<std::sync::OnceLock<(String, String)>>,
     pub calendar: Arc<CalendarState>,
     pub tz: jiff::tz::TimeZone,
     pub tombstones: config::TombstoneConfig,
@@ -142,7 +148,7 @@ pub enum ClockMode {
         api::confirm, api::withdraw, api::review, api::retry, api::receipt, api::timeline,
         api::dev_outbox, api::dev_advance, api::healthz, api::readyz,
         vault_api::encrypt, vault_api::decrypt, vault_api::blind_index, vault_api::rotate,
-        api::restore, api::extend, ops_api::check, ops_api::carrier_event, ops_api::overdue,
+        api::restore, api::extend, api::settle, api::alternatives, api::choose_alternative, ops_api::check, ops_api::carrier_event, ops_api::overdue,
         ops_api::notifications, ops_api::calendar,
         audit_api::public_key, audit_api::tree_head, audit_api::sign_now, audit_api::tree_heads,
         audit_api::inclusion, audit_api::consistency, audit_api::export, audit_api::receipt_html,
@@ -193,6 +199,9 @@ pub fn router(st: AppState) -> Router {
         .route("/v1/cases/{id}/receipt", get(api::receipt))
         .route("/v1/cases/{id}/timeline", get(api::timeline))
         .route("/v1/cases/{id}/restore", post(api::restore))
+        .route("/v1/cases/{id}/settlements", post(api::settle))
+        .route("/v1/cases/{id}/alternative", post(api::choose_alternative))
+        .route("/v1/alternatives", get(api::alternatives))
         .route("/v1/cases/{id}/extend", post(api::extend))
         .route("/v1/identifiers/check", get(ops_api::check))
         .route("/v1/carrier-events", post(ops_api::carrier_event))
@@ -215,6 +224,12 @@ pub fn router(st: AppState) -> Router {
             .route("/v1/dev/outbox/{id}", get(api::dev_outbox))
             .route("/v1/dev/clock/advance", post(api::dev_advance));
     }
+    // Demo only: Demo Mart's own settlement endpoint (signed, no API key).
+    let demo_platform = if st.manual_clock.is_some() {
+        Router::new().route("/demo-platform/settlements", post(demo_platform::settle))
+    } else {
+        Router::new()
+    };
     let v1 = v1
         .layer(axum::middleware::from_fn_with_state(
             st.clone(),
@@ -249,6 +264,7 @@ pub fn router(st: AppState) -> Router {
     let timeout = Duration::from_secs(st.limits.request_timeout_secs);
     Router::new()
         .merge(v1)
+        .merge(demo_platform)
         .merge(vault)
         .merge(vault_admin)
         .route("/healthz", get(api::healthz))
@@ -388,6 +404,12 @@ impl Server {
             secrets,
             vault,
             signer,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|e| ServeError::Config(format!("HTTP client: {e}")))?,
+            settlement_override: Arc::new(std::sync::OnceLock::new()),
             calendar,
             tz,
             tombstones: cfg.tombstones.clone(),

@@ -161,6 +161,19 @@ fn transition(t: TransitionError) -> Problem {
             Problem::conflict("already-acknowledged", detail).field("consequence_id")
         }
         TransitionError::ExtensionNotAllowed { .. } => Problem::conflict("no-extension", detail),
+        TransitionError::UnknownAsset { .. } => Problem::unprocessable(detail)
+            .field("asset_id")
+            .fix("use an id from the case's assets"),
+        TransitionError::OptionNotOffered { .. } => Problem::unprocessable(detail).field("option"),
+        TransitionError::TransferNeedsTarget => Problem::unprocessable(detail)
+            .field("transfer_to")
+            .fix("give the platform id of the account to transfer to"),
+        TransitionError::AlreadySettled { .. } => {
+            Problem::conflict("already-settled", detail).field("asset_id")
+        }
+        TransitionError::UnknownInstruction { .. } => {
+            Problem::conflict("unknown-instruction", detail)
+        }
     }
 }
 

@@ -85,6 +85,21 @@ impl Systems {
         Ok(out)
     }
 
+    /// Assets from the data map's SQL rules.
+    pub async fn assets(
+        &self,
+        map: &DataMap,
+        subject: &SubjectId,
+    ) -> Result<Vec<lethe_domain::asset::Asset>, ConnectError> {
+        let mut out = vec![];
+        for rule in &map.assets {
+            if let Some(sys) = self.by_name.get(rule.system.as_str()) {
+                out.extend(sys.assets(rule, subject).await?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Runs the blocker rules and builds the consequence statements.
     pub async fn checks(
         &self,

@@ -277,6 +277,29 @@ async fn work(st: AppState, mut shutdown: watch::Receiver<bool>, n: usize) {
                     tracing::error!(error = %e, "could not reschedule job");
                 }
             } else {
+                if job.kind == "settle" {
+                    tracing::error!(job = job.id, error = %err, "settlement instruction failed for the last time; the user may choose again");
+                    let cmd = lethe_domain::CaseCommand::SettlementResult {
+                        instruction_id: job.system.clone(),
+                        ok: false,
+                        reference: None,
+                        error: Some(err.clone()),
+                    };
+                    if let Err(e) = st
+                        .store
+                        .apply_completing_job(
+                            job.id,
+                            job.case_id,
+                            cmd,
+                            st.clock.now(),
+                            "worker".into(),
+                        )
+                        .await
+                    {
+                        tracing::error!(error = %e, "could not record the failed settlement");
+                    }
+                    continue;
+                }
                 tracing::error!(job = job.id, error = %err, "job failed for the last time; the case needs an operator");
                 if let Err(e) = st
                     .store
@@ -293,6 +316,102 @@ async fn work(st: AppState, mut shutdown: watch::Receiver<bool>, n: usize) {
             }
         }
     }
+}
+
+/// Sends one settlement instruction (idempotency key = instruction id) and
+/// records the platform's signed answer, completing the job in the same
+/// transaction. A retry after a crash sends the same key again, so the
+/// platform settles once.
+async fn settle(st: &AppState, job: &Job) -> Result<(), String> {
+    let case = st
+        .store
+        .get_case(job.case_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the case is gone")?;
+    let Some(asset) = case.assets.iter().find(|a| {
+        a.settlement.as_ref().is_some_and(|s| {
+            s.instruction_id == job.system
+                && s.status == lethe_domain::asset::SettlementStatus::Pending
+        })
+    }) else {
+        st.store
+            .retry_job(job.id, "nothing pending for this instruction".into(), None)
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(());
+    };
+    let Some(s) = asset.settlement.as_ref() else {
+        return Ok(());
+    };
+    let (url, secret, timeout) = settlement_target(st)?;
+    let body = serde_json::json!({
+        "instruction_id": s.instruction_id,
+        "case_id": case.id.to_string(),
+        "subject_id": case.subject.expose(),
+        "asset": { "id": asset.id, "kind": asset.kind.as_str(), "label": asset.label, "source": asset.source },
+        "option": s.option.as_str(),
+        "amount_minor": s.amount.map(|m| m.get()),
+        "currency": "CNY",
+        "transfer_to": s.transfer_to.as_ref().map(|t| t.expose().to_owned()),
+        "cancel_auto_renewal": asset.kind == lethe_domain::asset::AssetKind::Subscription,
+    });
+    let answer = crate::providers::signed_call(
+        &st.http,
+        "the settlement endpoint",
+        &url,
+        &secret,
+        timeout,
+        &s.instruction_id,
+        &body,
+    )
+    .await?;
+    let (ok, reference, error) = match answer["status"].as_str() {
+        Some("done") => (true, answer["reference"].as_str().map(str::to_owned), None),
+        Some("failed") => (
+            false,
+            None,
+            Some(
+                answer["reason"]
+                    .as_str()
+                    .unwrap_or("the platform refused")
+                    .chars()
+                    .take(300)
+                    .collect(),
+            ),
+        ),
+        _ => {
+            return Err(
+                "the settlement endpoint answered without a status of done or failed".into(),
+            );
+        }
+    };
+    let cmd = lethe_domain::CaseCommand::SettlementResult {
+        instruction_id: s.instruction_id.clone(),
+        ok,
+        reference,
+        error,
+    };
+    st.store
+        .apply_completing_job(job.id, case.id, cmd, st.clock.now(), "worker".into())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn settlement_target(st: &AppState) -> Result<(String, String, u64), String> {
+    if let Some((u, s)) = st.settlement_override.get() {
+        return Ok((u.clone(), s.clone(), 5000));
+    }
+    let t = st
+        .datamap
+        .settlement
+        .as_ref()
+        .ok_or("no settlement endpoint is configured ([settlement] in the data map)")?;
+    let url = std::env::var(&t.url_env).map_err(|_| format!("{} is not set", t.url_env))?;
+    let secret =
+        std::env::var(&t.secret_env).map_err(|_| format!("{} is not set", t.secret_env))?;
+    Ok((url, secret, t.timeout_ms))
 }
 
 /// Signs the receipt right after the case closed (a tree head covering the
@@ -426,6 +545,7 @@ async fn run_job(st: &AppState, job: &Job) -> Result<(), String> {
             seal_if_erased(st, &closed).await;
             Ok(())
         }
+        "settle" => settle(st, job).await,
         other => Err(format!("unknown job kind {other}")),
     }
 }

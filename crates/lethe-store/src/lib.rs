@@ -880,6 +880,30 @@ impl Store {
             .map_err(db("read receipt"))
     }
 
+    /// Applies a command and marks a job done, in one transaction (a
+    /// settlement result and the end of its instruction job).
+    pub async fn apply_completing_job(
+        &self,
+        job_id: i64,
+        id: CaseId,
+        cmd: CaseCommand,
+        now: Timestamp,
+        actor: String,
+    ) -> Result<Case, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE jobs SET state = 'done', lease_until = NULL, last_error = NULL WHERE id = $1")
+                        .bind(job_id)
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("complete job"))?;
+                    apply_in(ctx, id, &cmd, now, &actor).await
+                })
+            })
+            .await
+    }
+
     /// Marks the case failed (needs an operator) and its job dead.
     pub async fn fail_erasure(
         &self,

@@ -80,6 +80,37 @@ CREATE TABLE sessions (
     created_at TEXT NOT NULL
 );
 CREATE INDEX sessions_user ON sessions(user_id);
+CREATE TABLE wallets (
+    user_id INTEGER PRIMARY KEY REFERENCES users(id),
+    balance_fen INTEGER NOT NULL
+);
+CREATE TABLE bank_cards (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    bank TEXT NOT NULL,
+    masked TEXT NOT NULL
+);
+CREATE INDEX bank_cards_user ON bank_cards(user_id);
+-- Refunds and the settlement log are accounting records: kept, no foreign key.
+CREATE TABLE refunds (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL,
+    instruction_id TEXT NOT NULL UNIQUE,
+    amount_fen INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX refunds_user ON refunds(user_id);
+CREATE TABLE settlement_log (
+    instruction_id TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL,
+    option TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reference TEXT,
+    reason TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX settlement_log_user ON settlement_log(user_id);
 -- Accounting records: kept for 3 years, so no foreign key to users.
 CREATE TABLE invoices (
     id INTEGER PRIMARY KEY,
@@ -135,6 +166,8 @@ const FILL: &[&str] = &[
      INSERT INTO sessions (user_id, device_id, token_hash, ip, created_at)
      SELECT u.id, 'dev-' || hex(randomblob(6)), hex(randomblob(16)), '10.' || (u.id % 250) || '.' || k.i || '.' || (u.id % 200), datetime('2026-11-01', '+' || k.i || ' hours')
      FROM users u JOIN k ON k.i < 1 + u.id % 3",
+    "INSERT INTO wallets (user_id, balance_fen) SELECT id, (id * 37) % 20000 FROM users WHERE id % 5 = 2",
+    "INSERT INTO bank_cards (user_id, bank, masked) SELECT id, CASE id % 3 WHEN 0 THEN '工商银行 ICBC' WHEN 1 THEN '招商银行 CMB' ELSE '建设银行 CCB' END, '**** ' || printf('%04d', (id * 7) % 10000) FROM users WHERE id % 10 = 9",
     "INSERT INTO invoices (user_id, order_id, amount_fen, issued_at)
      SELECT user_id, id, total_fen, created_at FROM orders WHERE status = 'completed' AND id % 3 = 0",
 ];

@@ -640,6 +640,13 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
     };
     let addr = server.local_addr()?;
     let url = format!("http://{addr}");
+    // Settlement instructions go to Demo Mart's own endpoint, signed with a
+    // secret of this run.
+    let settle_secret = format!("whsec_{}", hex::encode(rand::random::<[u8; 24]>()));
+    let _ = server
+        .state
+        .settlement_override
+        .set((format!("{url}/demo-platform/settlements"), settle_secret));
     if let Some(rf) = ready_file {
         let tmp = rf.with_extension("tmp");
         std::fs::write(

@@ -48,13 +48,7 @@ async fn to_review(demo: &Demo, user: i64) -> String {
     let id = demo.create(user).await;
     demo.verify(&id).await;
     let v = demo.ok(&format!("/v1/cases/{id}/checks"), json!({})).await;
-    for c in v["consequences"].as_array().unwrap() {
-        demo.ok(
-            &format!("/v1/cases/{id}/acknowledgements"),
-            json!({"consequence_id": c["id"], "version": c["version"], "locale": "en"}),
-        )
-        .await;
-    }
+    demo.acknowledge_and_settle(&id, &v).await;
     let v = demo.ok(&format!("/v1/cases/{id}/confirm"), json!({})).await;
     assert_eq!(v["state"], "under_review");
     id

@@ -9,8 +9,16 @@ use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 
 fn lethe(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN).args(args).stdin(Stdio::null()).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn unhex(s: &str) -> [u8; 32] {
@@ -34,55 +42,161 @@ async fn receipts_logs_and_reports_verify_and_forgeries_do_not() {
     // The receipt is signed, with the inclusion proof of its final event.
     let (s, receipt) = demo.get(&format!("/v1/cases/{id}/receipt")).await;
     assert_eq!(s, 200);
-    assert!(!receipt["signature"].as_str().unwrap().is_empty(), "{receipt}");
+    assert!(
+        !receipt["signature"].as_str().unwrap().is_empty(),
+        "{receipt}"
+    );
     assert_eq!(receipt["public_key"], json!(pk));
     let head = &receipt["tree_head"];
     assert!(head["tree_size"].as_u64().unwrap() >= receipt["final_event"]["seq"].as_u64().unwrap());
     let file = dir.path().join("receipt.json");
     std::fs::write(&file, receipt.to_string()).unwrap();
-    let (ok, out, err) = lethe(&["receipt", "verify", "--receipt", file.to_str().unwrap(), "--public-key", &pk]);
+    let (ok, out, err) = lethe(&[
+        "receipt",
+        "verify",
+        "--receipt",
+        file.to_str().unwrap(),
+        "--public-key",
+        &pk,
+    ]);
     assert!(ok && out.contains("genuine"), "{out}{err}");
     // A forged receipt (fewer rows claimed erased) is refused.
     let mut forged = receipt.clone();
     forged["systems"][0]["tables"][0]["rows"] = json!(0);
     std::fs::write(&file, forged.to_string()).unwrap();
-    let (ok, _, err) = lethe(&["receipt", "verify", "--receipt", file.to_str().unwrap(), "--public-key", &pk]);
-    assert!(!ok && err.contains("does NOT verify") && err.contains("altered"), "{err}");
+    let (ok, _, err) = lethe(&[
+        "receipt",
+        "verify",
+        "--receipt",
+        file.to_str().unwrap(),
+        "--public-key",
+        &pk,
+    ]);
+    assert!(
+        !ok && err.contains("does NOT verify") && err.contains("altered"),
+        "{err}"
+    );
     // The readable page.
-    let html = demo.http.get(format!("{}/v1/cases/{id}/receipt.html", demo.url)).bearer_auth(&demo.key).send().await.unwrap().text().await.unwrap();
-    assert!(html.contains("Deletion receipt") && html.contains("invoices") && html.contains("Keys destroyed"), "{html}");
+    let html = demo
+        .http
+        .get(format!("{}/v1/cases/{id}/receipt.html", demo.url))
+        .bearer_auth(&demo.key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("Deletion receipt")
+            && html.contains("invoices")
+            && html.contains("Keys destroyed"),
+        "{html}"
+    );
 
     // Proofs over the API verify against signed heads.
     let (_, h1) = demo.post("/v1/audit/tree-heads", json!({})).await;
     let n1 = h1["tree_size"].as_u64().unwrap();
-    demo.create(clear_users(&demo.mart().await, 2).await[1]).await;
+    demo.create(clear_users(&demo.mart().await, 2).await[1])
+        .await;
     let (_, h2) = demo.post("/v1/audit/tree-heads", json!({})).await;
     let n2 = h2["tree_size"].as_u64().unwrap();
     assert!(n2 > n1);
-    let (_, p) = demo.get(&format!("/v1/audit/proofs/consistency?first={n1}&second={n2}")).await;
-    let proof: Vec<[u8; 32]> = p["proof"].as_array().unwrap().iter().map(|x| unhex(x.as_str().unwrap())).collect();
-    assert!(lethe_ledger::merkle::verify_consistency(n1, n2, &unhex(h1["root_hash"].as_str().unwrap()), &unhex(h2["root_hash"].as_str().unwrap()), &proof));
-    let (s, p) = demo.get(&format!("/v1/audit/proofs/inclusion?seq={}&tree_size={n2}", n2 + 1)).await;
+    let (_, p) = demo
+        .get(&format!(
+            "/v1/audit/proofs/consistency?first={n1}&second={n2}"
+        ))
+        .await;
+    let proof: Vec<[u8; 32]> = p["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| unhex(x.as_str().unwrap()))
+        .collect();
+    assert!(lethe_ledger::merkle::verify_consistency(
+        n1,
+        n2,
+        &unhex(h1["root_hash"].as_str().unwrap()),
+        &unhex(h2["root_hash"].as_str().unwrap()),
+        &proof
+    ));
+    let (s, p) = demo
+        .get(&format!(
+            "/v1/audit/proofs/inclusion?seq={}&tree_size={n2}",
+            n2 + 1
+        ))
+        .await;
     assert_eq!(s, 422, "{p}");
 
     // Offline verification of the exported log; then tampering is pinpointed.
     let cfg = dir.path().join("lethe.toml");
-    std::fs::write(&cfg, format!("data_dir = \"{}\"\ndatamap = \"{}\"\n", dir.path().display(), dir.path().join("datamap.toml").display())).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = \"{}\"\ndatamap = \"{}\"\n",
+            dir.path().display(),
+            dir.path().join("datamap.toml").display()
+        ),
+    )
+    .unwrap();
     let log = dir.path().join("audit.log");
-    let (ok, _, err) = lethe(&["audit", "export", "--config", cfg.to_str().unwrap(), "--out", log.to_str().unwrap()]);
+    let (ok, _, err) = lethe(&[
+        "audit",
+        "export",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        log.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
-    let (ok, out, err) = lethe(&["audit", "verify", "--log", log.to_str().unwrap(), "--public-key", &pk]);
+    let (ok, out, err) = lethe(&[
+        "audit",
+        "verify",
+        "--log",
+        log.to_str().unwrap(),
+        "--public-key",
+        &pk,
+    ]);
     assert!(ok && out.contains("log verified"), "{out}{err}");
-    let lethe_db = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect(&format!("sqlite://{}", dir.path().join("lethe.db").display())).await.unwrap();
-    sqlx::query("UPDATE audit_events SET actor = 'agent:mallory' WHERE seq = 5").execute(&lethe_db).await.unwrap();
-    let (ok, _, _) = lethe(&["audit", "export", "--config", cfg.to_str().unwrap(), "--out", log.to_str().unwrap()]);
+    let lethe_db = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&format!(
+            "sqlite://{}",
+            dir.path().join("lethe.db").display()
+        ))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_events SET actor = 'agent:mallory' WHERE seq = 5")
+        .execute(&lethe_db)
+        .await
+        .unwrap();
+    let (ok, _, _) = lethe(&[
+        "audit",
+        "export",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        log.to_str().unwrap(),
+    ]);
     assert!(ok);
-    let (ok, _, err) = lethe(&["audit", "verify", "--log", log.to_str().unwrap(), "--public-key", &pk]);
+    let (ok, _, err) = lethe(&[
+        "audit",
+        "verify",
+        "--log",
+        log.to_str().unwrap(),
+        "--public-key",
+        &pk,
+    ]);
     assert!(!ok && err.contains("event 5 was modified"), "{err}");
-    sqlx::query("UPDATE audit_events SET actor = 'platform:demo' WHERE seq = 5").execute(&lethe_db).await.unwrap();
+    sqlx::query("UPDATE audit_events SET actor = 'platform:demo' WHERE seq = 5")
+        .execute(&lethe_db)
+        .await
+        .unwrap();
 
     // The compliance report, signed as JSON and as HTML.
-    let (s, rep) = demo.get("/v1/reports/compliance?from=2000-01-01&to=2100-01-01").await;
+    let (s, rep) = demo
+        .get("/v1/reports/compliance?from=2000-01-01&to=2100-01-01")
+        .await;
     assert_eq!(s, 200, "{rep}");
     let signed: lethe_ledger::report::SignedReport = serde_json::from_value(rep.clone()).unwrap();
     assert!(signed.verify(&pk));
@@ -91,19 +205,64 @@ async fn receipts_logs_and_reports_verify_and_forgeries_do_not() {
     assert_eq!(signed.report.by_outcome["erased"], 1);
     assert_eq!(signed.report.durations.count, 1);
     assert_eq!(signed.report.verification.systems_verified, 1);
-    assert!(signed.report.deadlines.iter().any(|d| d.kind == "completion" && d.met_on_time == 1));
-    let r = demo.http.get(format!("{}/v1/reports/compliance?from=2000-01-01&to=2100-01-01&format=html", demo.url)).bearer_auth(&demo.key).send().await.unwrap();
-    let sig = r.headers()["lethe-signature"].to_str().unwrap().strip_prefix("ed25519=").unwrap().to_owned();
+    assert!(
+        signed
+            .report
+            .deadlines
+            .iter()
+            .any(|d| d.kind == "completion" && d.met_on_time == 1)
+    );
+    let r = demo
+        .http
+        .get(format!(
+            "{}/v1/reports/compliance?from=2000-01-01&to=2100-01-01&format=html",
+            demo.url
+        ))
+        .bearer_auth(&demo.key)
+        .send()
+        .await
+        .unwrap();
+    let sig = r.headers()["lethe-signature"]
+        .to_str()
+        .unwrap()
+        .strip_prefix("ed25519=")
+        .unwrap()
+        .to_owned();
     let html = r.text().await.unwrap();
-    assert!(html.contains("<svg") && !html.contains("<script") && !html.contains("cdn"), "inline SVG, no script, no CDN");
+    assert!(
+        html.contains("<svg") && !html.contains("<script") && !html.contains("cdn"),
+        "inline SVG, no script, no CDN"
+    );
     assert!(lethe_ledger::verify_signature(&pk, html.as_bytes(), &sig));
     let out_dir = dir.path().join("report");
-    let (ok, _, err) = lethe(&["report", "--config", cfg.to_str().unwrap(), "--from", "2000-01-01", "--to", "2100-01-01", "--out", out_dir.to_str().unwrap()]);
+    let (ok, _, err) = lethe(&[
+        "report",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--from",
+        "2000-01-01",
+        "--to",
+        "2100-01-01",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
-    let (ok, out, err) = lethe(&["report", "--config", cfg.to_str().unwrap(), "--verify", out_dir.join("report.json").to_str().unwrap(), "--public-key", &pk]);
+    let (ok, out, err) = lethe(&[
+        "report",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--verify",
+        out_dir.join("report.json").to_str().unwrap(),
+        "--public-key",
+        &pk,
+    ]);
     assert!(ok && out.contains("is signed"), "{out}{err}");
     let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
     let sig = std::fs::read_to_string(out_dir.join("report.html.sig")).unwrap();
-    assert!(lethe_ledger::verify_signature(&pk, html.as_bytes(), sig.trim()));
+    assert!(lethe_ledger::verify_signature(
+        &pk,
+        html.as_bytes(),
+        sig.trim()
+    ));
     let _: Value = rep;
 }

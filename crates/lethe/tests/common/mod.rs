@@ -194,21 +194,40 @@ impl Demo {
         assert_eq!(v["state"], "identity_verified");
     }
 
-    /// Verify, check (must be clear), acknowledge all, confirm.
+    /// Verify, check (must be clear), acknowledge every consequence, settle
+    /// every asset (forfeit where offered, else the first option), confirm.
     pub async fn to_cooling_off(&self, id: &str) -> Value {
         self.verify(id).await;
         let v = self.ok(&format!("/v1/cases/{id}/checks"), json!({})).await;
         assert_eq!(v["state"], "checks_clear", "{v}");
-        for c in v["consequences"].as_array().unwrap() {
+        self.acknowledge_and_settle(id, &v).await;
+        let v = self.ok(&format!("/v1/cases/{id}/confirm"), json!({})).await;
+        assert_eq!(v["state"], "cooling_off", "{v}");
+        v
+    }
+
+    pub async fn acknowledge_and_settle(&self, id: &str, checks: &Value) {
+        for c in checks["consequences"].as_array().unwrap() {
             self.ok(
                 &format!("/v1/cases/{id}/acknowledgements"),
                 json!({"consequence_id": c["id"], "version": c["version"], "locale": "zh-CN"}),
             )
             .await;
         }
-        let v = self.ok(&format!("/v1/cases/{id}/confirm"), json!({})).await;
-        assert_eq!(v["state"], "cooling_off", "{v}");
-        v
+        for a in checks["assets"].as_array().unwrap() {
+            let opts = a["options"].as_array().unwrap();
+            let option = if opts.contains(&json!("forfeit")) {
+                json!("forfeit")
+            } else {
+                opts[0].clone()
+            };
+            self.ok(
+                &format!("/v1/cases/{id}/settlements"),
+                json!({"asset_id": a["id"], "option": option, "locale": "zh-CN"}),
+            )
+            .await;
+        }
+        self.wait_state(id, "consequences_acknowledged", 30).await;
     }
 
     pub async fn advance(&self, secs: i64) {
@@ -283,8 +302,15 @@ pub const TABLES: &[(&str, &str)] = &[
     ("points", "user_id = ?1"),
     ("subscriptions", "user_id = ?1"),
     ("sessions", "user_id = ?1"),
+    ("wallets", "user_id = ?1"),
+    ("bank_cards", "user_id = ?1"),
+    ("refunds", "user_id = ?1"),
+    ("settlement_log", "user_id = ?1"),
     ("invoices", "user_id = ?1"),
 ];
+
+/// Tables kept for a legal reason: the subject's rows stay after erasure.
+pub const KEPT: &[&str] = &["invoices", "refunds", "settlement_log"];
 
 pub async fn subject_counts(pool: &SqlitePool, user: i64) -> Vec<(String, i64)> {
     let mut out = vec![];
@@ -348,7 +374,7 @@ pub async fn others_digest(pool: &SqlitePool, excluded: &[i64]) -> Vec<(String, 
 
 /// Users with no unfinished order (so checks come out clear).
 pub async fn clear_users(pool: &SqlitePool, n: usize) -> Vec<i64> {
-    sqlx::query_scalar("SELECT id FROM users u WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.user_id = u.id AND o.status IN ('pending','paid','shipping')) ORDER BY id LIMIT ?1")
+    sqlx::query_scalar("SELECT id FROM users u WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.user_id = u.id AND o.status IN ('pending','paid','shipping')) AND NOT EXISTS (SELECT 1 FROM bank_cards b WHERE b.user_id = u.id) ORDER BY id LIMIT ?1")
         .bind(n as i64)
         .fetch_all(pool)
         .await

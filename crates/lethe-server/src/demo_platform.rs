@@ -1,0 +1,177 @@
+//! Demo only: Demo Mart's settlement endpoint, as a real platform would run
+//! it. It checks the instruction's signature, applies it to Demo Mart's
+//! database once per instruction id (a replay returns the first answer), and
+//! answers signed.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sqlx::Row;
+
+use crate::AppState;
+use crate::webhook::{secret_bytes, sign};
+
+fn signed(key: &[u8], status: StatusCode, body: serde_json::Value) -> Response {
+    let text = body.to_string();
+    let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+    let ts = jiff::Timestamp::now().as_second();
+    let sig = sign(key, &id, ts, text.as_bytes());
+    (
+        status,
+        [
+            ("content-type", "application/json".to_owned()),
+            ("webhook-id", id),
+            ("webhook-timestamp", ts.to_string()),
+            ("webhook-signature", sig),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+fn num(id: &str, prefix: &str) -> Option<i64> {
+    id.strip_prefix(prefix)?.parse().ok()
+}
+
+pub async fn settle(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some((_, secret)) = st.settlement_override.get() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let key = secret_bytes(secret);
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (Some(id), Some(ts), Some(sig)) = (
+        h("webhook-id"),
+        h("webhook-timestamp"),
+        h("webhook-signature"),
+    ) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let Ok(ts) = ts.parse::<i64>() else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    if sign(&key, &id, ts, &body) != sig {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let Some(sys) = st.systems.get("demo_mart") else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match apply(sys.pool(), &v).await {
+        Ok(answer) => signed(&key, StatusCode::OK, answer),
+        Err(e) => {
+            tracing::warn!(error = %e, "demo platform could not apply a settlement");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+async fn apply(
+    pool: &sqlx::SqlitePool,
+    v: &serde_json::Value,
+) -> Result<serde_json::Value, sqlx::Error> {
+    let instr = v["instruction_id"].as_str().unwrap_or_default().to_owned();
+    let user: i64 = v["subject_id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(-1);
+    let asset = v["asset"]["id"].as_str().unwrap_or_default().to_owned();
+    let option = v["option"].as_str().unwrap_or_default().to_owned();
+    let amount = v["amount_minor"].as_i64().unwrap_or(0);
+    let target: Option<i64> = v["transfer_to"].as_str().and_then(|s| s.parse().ok());
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    if let Some(r) = sqlx::query(
+        "SELECT status, reference, reason FROM settlement_log WHERE instruction_id = $1",
+    )
+    .bind(instr.clone())
+    .fetch_optional(&mut *tx)
+    .await?
+    {
+        tx.rollback().await?;
+        return Ok(
+            serde_json::json!({ "status": r.get::<String, _>(0), "reference": r.get::<Option<String>, _>(1), "reason": r.get::<Option<String>, _>(2) }),
+        );
+    }
+    let mut outcome: Result<(), String> = Ok(());
+    let now = jiff::Timestamp::now().to_string();
+    match option.as_str() {
+        "refund_pro_rata" => {
+            let id = num(&asset, "sub-").unwrap_or(-1);
+            sqlx::query("UPDATE subscriptions SET auto_renew = 0 WHERE id = $1 AND user_id = $2")
+                .bind(id)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO refunds (user_id, instruction_id, amount_fen, reason, created_at) VALUES ($1, $2, $3, 'subscription pro-rata refund', $4)").bind(user).bind(instr.clone()).bind(amount).bind(now.clone()).execute(&mut *tx).await?;
+        }
+        "withdraw" => {
+            sqlx::query("UPDATE wallets SET balance_fen = 0 WHERE user_id = $1")
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO refunds (user_id, instruction_id, amount_fen, reason, created_at) VALUES ($1, $2, $3, 'balance withdrawal', $4)").bind(user).bind(instr.clone()).bind(amount).bind(now.clone()).execute(&mut *tx).await?;
+        }
+        "transfer" => {
+            let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
+                .bind(target.unwrap_or(-1))
+                .fetch_optional(&mut *tx)
+                .await?;
+            match (exists, asset.as_str()) {
+                (None, _) => outcome = Err("the account to transfer to does not exist".into()),
+                (Some(t), "points") => {
+                    sqlx::query("INSERT INTO points (user_id, balance) VALUES ($1, 0) ON CONFLICT (user_id) DO NOTHING").bind(t).execute(&mut *tx).await?;
+                    sqlx::query("UPDATE points SET balance = balance + (SELECT balance FROM points WHERE user_id = $1) WHERE user_id = $2").bind(user).bind(t).execute(&mut *tx).await?;
+                    sqlx::query("UPDATE points SET balance = 0 WHERE user_id = $1")
+                        .bind(user)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                (Some(t), a) => {
+                    let id = num(a, "coupon-").unwrap_or(-1);
+                    sqlx::query("UPDATE coupons SET user_id = $1 WHERE id = $2 AND user_id = $3")
+                        .bind(t)
+                        .bind(id)
+                        .bind(user)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        "unbind" => {
+            let id = num(&asset, "card-").unwrap_or(-1);
+            sqlx::query("DELETE FROM bank_cards WHERE id = $1 AND user_id = $2")
+                .bind(id)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+        }
+        _ => outcome = Err(format!("unknown option {option}")),
+    }
+    let (status, reference, reason) = match outcome {
+        Ok(()) => (
+            "done",
+            Some(format!("DM-{}", &instr[instr.len().saturating_sub(12)..])),
+            None,
+        ),
+        Err(r) => ("failed", None, Some(r)),
+    };
+    sqlx::query("INSERT INTO settlement_log (instruction_id, user_id, option, status, reference, reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(instr)
+        .bind(user)
+        .bind(option)
+        .bind(status)
+        .bind(reference.clone())
+        .bind(reason.clone())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(serde_json::json!({ "status": status, "reference": reference, "reason": reason }))
+}
