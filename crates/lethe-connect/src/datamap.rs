@@ -214,6 +214,10 @@ pub struct Provider {
     pub secret_env: String,
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+    /// Environment variable holding the endpoint that settles this
+    /// provider's assets (signed with the same secret); without it they go
+    /// to the data map's [settlement] endpoint.
+    pub settlement_url_env: Option<String>,
 }
 
 fn default_timeout() -> u64 {

@@ -344,7 +344,21 @@ async fn settle(st: &AppState, job: &Job) -> Result<(), String> {
     let Some(s) = asset.settlement.as_ref() else {
         return Ok(());
     };
-    let (url, secret, timeout) = settlement_target(st)?;
+    let (url, secret, timeout) = match st
+        .datamap
+        .providers
+        .iter()
+        .find(|p| p.name.as_str() == asset.source && p.settlement_url_env.is_some())
+    {
+        Some(p) => {
+            let env = p.settlement_url_env.as_deref().unwrap_or_default();
+            let url = std::env::var(env).map_err(|_| format!("{env} is not set"))?;
+            let secret =
+                std::env::var(&p.secret_env).map_err(|_| format!("{} is not set", p.secret_env))?;
+            (url, secret, p.timeout_ms)
+        }
+        None => settlement_target(st)?,
+    };
     let body = serde_json::json!({
         "instruction_id": s.instruction_id,
         "case_id": case.id.to_string(),

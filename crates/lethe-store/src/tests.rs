@@ -36,6 +36,7 @@ fn command(i: u8) -> CaseCommand {
             level: AssuranceLevel::PHONE,
         },
         1 => CaseCommand::RecordChecks {
+            assets: vec![],
             blockers: vec![],
             consequences: vec![],
         },

@@ -69,6 +69,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// Check the cancellation policy: bounds, and no unreasonable conditions
+    /// (blockers asking for more identity data than registration collected,
+    /// or for unrelated products to be cancelled).
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
     /// Manage the API keys platforms use.
     Apikey {
         #[command(subcommand)]
@@ -118,6 +125,14 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum ConfigCmd {
+    Check {
+        #[arg(long, default_value = "lethe.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
     Check {
         #[arg(long, default_value = "lethe.toml")]
         config: PathBuf,
@@ -338,6 +353,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 bail!("no live API key named '{name}'");
             }
+            Ok(())
+        }
+        Cmd::Policy {
+            cmd: PolicyCmd::Check { config },
+        } => {
+            let cfg = load_config(&config)?;
+            let map = lethe_connect::DataMap::load(&cfg.datamap)?;
+            println!(
+                "policy of {} is acceptable: cooling-off {} days, review {}, deadlines {}, {} blocker rule(s), {} provider(s)",
+                config.display(),
+                cfg.policy.cooling_off_days,
+                if cfg.policy.review_required {
+                    "required"
+                } else {
+                    "not required"
+                },
+                cfg.policy.deadlines,
+                map.blockers.len(),
+                map.providers.len()
+            );
             Ok(())
         }
         Cmd::Bench {
