@@ -153,7 +153,7 @@ pub struct System {
 }
 
 /// The identifier kinds that can be tombstoned.
-pub const IDENTIFIER_KINDS: [&str; 3] = ["phone", "email", "id_number"];
+pub const IDENTIFIER_KINDS: [&str; 4] = ["phone", "email", "id_number", "name"];
 
 /// A SQL rule that blocks the cancellation while it returns rows. Each row's
 /// first column is a reference shown to the user (an order number).

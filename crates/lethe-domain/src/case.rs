@@ -704,6 +704,36 @@ impl Case {
                     serde_json::json!({ "consequence": c.id, "version": c.version }),
                 )
             }
+            (
+                CaseCommand::VerifyIdentity { method, level },
+                S::IdentityVerified
+                | S::ChecksBlocked
+                | S::ChecksClear
+                | S::ConsequencesAcknowledged,
+            ) => {
+                // Step-up: a stronger verification later in the case.
+                if *level <= self.assurance {
+                    return Err(TransitionError::AssuranceTooLow {
+                        needed: self.assurance.get() + 1,
+                        got: level.get(),
+                    });
+                }
+                next.assurance = *level;
+                next.verified_by = Some(method.clone());
+                (
+                    "case.identity_stepped_up",
+                    from,
+                    serde_json::json!({ "method": method, "level": level.get() }),
+                )
+            }
+            (CaseCommand::Confirm, S::ConsequencesAcknowledged)
+                if self.assurance < self.required_assurance() =>
+            {
+                return Err(TransitionError::AssuranceTooLow {
+                    needed: self.required_assurance().get(),
+                    got: self.assurance.get(),
+                });
+            }
             (CaseCommand::Confirm, S::ConsequencesAcknowledged) => {
                 if self.policy.review_required {
                     ("case.confirmed", S::UnderReview, serde_json::json!({}))
@@ -883,6 +913,22 @@ impl Case {
             });
         }
         out
+    }
+
+    /// The assurance level the policy asks of this case: higher when the
+    /// account holds money (a positive balance, gift card or deposit).
+    pub fn required_assurance(&self) -> crate::AssuranceLevel {
+        use crate::asset::AssetKind::*;
+        let money = self.assets.iter().any(|a| {
+            matches!(a.kind, Balance | GiftCard | Deposit) && a.amount.is_some_and(|m| m.get() > 0)
+        });
+        if money {
+            self.policy
+                .min_assurance
+                .max(self.policy.positive_balance_level)
+        } else {
+            self.policy.min_assurance
+        }
     }
 
     /// Every consequence acknowledged and every asset settled or forfeited:

@@ -21,6 +21,13 @@ pub struct Policy {
     /// Which deadline rules apply (CN, GDPR, CCPA).
     #[serde(default)]
     pub deadlines: crate::deadline::Profile,
+    /// The level needed to cancel an account that holds money.
+    #[serde(default = "strong")]
+    pub positive_balance_level: AssuranceLevel,
+}
+
+fn strong() -> AssuranceLevel {
+    AssuranceLevel::STRONG
 }
 
 impl Default for Policy {
@@ -32,6 +39,7 @@ impl Default for Policy {
             otp_ttl: SignedDuration::from_mins(10),
             otp_max_attempts: 5,
             deadlines: crate::deadline::Profile::Cn,
+            positive_balance_level: AssuranceLevel::STRONG,
         }
     }
 }

@@ -110,6 +110,9 @@ pub struct PolicyConfig {
     pub otp_lockout_minutes: i64,
     /// cn, gdpr or ccpa.
     pub deadlines: String,
+    /// Assurance level needed to cancel while holding money (1 = SMS code,
+    /// 2 = face or an ID seen at a counter).
+    pub positive_balance_level: u8,
 }
 
 impl Default for PolicyConfig {
@@ -122,6 +125,7 @@ impl Default for PolicyConfig {
             otp_resend_seconds: 60,
             otp_lockout_minutes: 15,
             deadlines: "cn".into(),
+            positive_balance_level: 2,
         }
     }
 }
@@ -136,6 +140,10 @@ impl PolicyConfig {
             otp_max_attempts: self.otp_max_attempts,
             deadlines: lethe_domain::deadline::Profile::parse(&self.deadlines)
                 .ok_or("policy.deadlines must be cn, gdpr or ccpa")?,
+            positive_balance_level: lethe_domain::AssuranceLevel::new(self.positive_balance_level)
+                .map_err(
+                    |_| "policy.positive_balance_level must be 1, 2 or 3; 2 is the usual value",
+                )?,
         };
         p.validate().map_err(|e| e.to_string())?;
         if !(0..=3600).contains(&self.otp_resend_seconds) {

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod audit_api;
 pub mod config;
+pub mod console;
 pub mod demo_platform;
 pub mod middleware;
 pub mod ops_api;
@@ -16,6 +17,7 @@ pub mod providers;
 pub mod report;
 pub mod secrets;
 pub mod systems;
+pub mod totp;
 pub mod vault_api;
 pub mod webhook;
 pub mod worker;
@@ -66,6 +68,8 @@ pub struct AppState {
     pub vault: Arc<lethe_vault::Vault>,
     /// Signs tree heads, receipts and reports.
     pub signer: Arc<lethe_ledger::Signer>,
+    /// The principal that owns cases opened by agents in the console.
+    pub console_principal: String,
     /// Outbound HTTP (providers, settlement instructions).
     pub http: reqwest::Client,
     /// The demo points settlement instructions at its own demo platform.
@@ -152,7 +156,9 @@ pub enum ClockMode {
         ops_api::notifications, ops_api::calendar,
         audit_api::public_key, audit_api::tree_head, audit_api::sign_now, audit_api::tree_heads,
         audit_api::inclusion, audit_api::consistency, audit_api::export, audit_api::receipt_html,
-        audit_api::compliance
+        audit_api::compliance,
+        console::login, console::create_case, console::read_case, console::hotline, console::counter,
+        console::review, console::create_agent_route, console::report
     ),
     components(schemas(problem::Problem)),
     modifiers(&SecurityAddon)
@@ -166,6 +172,10 @@ impl utoipa::Modify for SecurityAddon {
         if let Some(c) = openapi.components.as_mut() {
             c.add_security_scheme(
                 "api_key",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+            c.add_security_scheme(
+                "console",
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
             );
         }
@@ -250,6 +260,19 @@ pub fn router(st: AppState) -> Router {
             st.clone(),
             middleware::auth,
         ));
+    let console = Router::new()
+        .route("/v1/console/cases", post(console::create_case))
+        .route("/v1/console/cases/{id}", get(console::read_case))
+        .route("/v1/console/cases/{id}/hotline", post(console::hotline))
+        .route("/v1/console/cases/{id}/counter", post(console::counter))
+        .route("/v1/console/cases/{id}/review", post(console::review))
+        .route("/v1/console/agents", post(console::create_agent_route))
+        .route("/v1/console/report", get(console::report))
+        .layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            console::auth,
+        ))
+        .route("/v1/console/login", post(console::login));
     let vault_admin = Router::new()
         .route("/v1/vault/kek/rotate", post(vault_api::rotate))
         .layer(axum::middleware::from_fn_with_state(
@@ -265,6 +288,7 @@ pub fn router(st: AppState) -> Router {
     Router::new()
         .merge(v1)
         .merge(demo_platform)
+        .merge(console)
         .merge(vault)
         .merge(vault_admin)
         .route("/healthz", get(api::healthz))
@@ -410,6 +434,7 @@ impl Server {
                 .build()
                 .map_err(|e| ServeError::Config(format!("HTTP client: {e}")))?,
             settlement_override: Arc::new(std::sync::OnceLock::new()),
+            console_principal: "console".into(),
             calendar,
             tz,
             tombstones: cfg.tombstones.clone(),

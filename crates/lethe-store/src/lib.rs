@@ -12,11 +12,13 @@
 //! SQLite-specific SQL lives only in this crate.
 
 mod audit;
+mod console;
 mod deadlines;
 mod vault;
 mod writer;
 
 pub use audit::ProofError;
+pub use console::AgentRow;
 pub use deadlines::{Alert, DeadlineRow, NotificationRow};
 
 use jiff::Timestamp;

@@ -76,6 +76,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PolicyCmd,
     },
+    /// Manage agent console accounts.
+    Agent {
+        #[command(subcommand)]
+        cmd: AgentCmd,
+    },
     /// Manage the API keys platforms use.
     Apikey {
         #[command(subcommand)]
@@ -128,6 +133,21 @@ enum ConfigCmd {
     Check {
         #[arg(long, default_value = "lethe.toml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// Create an agent: prints the initial password and the TOTP enrolment
+    /// URL (otpauth://) once.
+    Create {
+        #[arg(long, default_value = "lethe.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        username: String,
+        /// agent, reviewer, admin or auditor.
+        #[arg(long)]
+        role: String,
     },
 }
 
@@ -353,6 +373,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 bail!("no live API key named '{name}'");
             }
+            Ok(())
+        }
+        Cmd::Agent {
+            cmd:
+                AgentCmd::Create {
+                    config,
+                    username,
+                    role,
+                },
+        } => {
+            let role = lethe_server::console::Role::parse(&role)
+                .context("--role must be agent, reviewer, admin or auditor")?;
+            let cfg = load_config(&config)?;
+            let server = Server::prepare(
+                &Config {
+                    listen: "127.0.0.1:0".parse()?,
+                    ..cfg
+                },
+                ClockMode::System,
+            )
+            .await?;
+            let (password, url) =
+                lethe_server::console::create_agent(&server.state, &username, role)
+                    .await
+                    .map_err(|p| anyhow::anyhow!("{}", p.detail))?;
+            println!("password: {password}\ntotp: {url}");
+            eprintln!(
+                "Agent '{username}' created. The password and TOTP secret are shown only now."
+            );
             Ok(())
         }
         Cmd::Policy {

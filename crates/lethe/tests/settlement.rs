@@ -311,10 +311,15 @@ async fn every_asset_kind_is_settled_end_to_end() {
         !deliveries.iter().any(|(_, v)| v["asset"]["id"] == "cpn"),
         "a forfeit sends no instruction"
     );
-    let (_, v) = demo
+    // The account held money: an SMS code (level 1) is not enough to confirm.
+    let (s, v) = demo
         .post(&format!("/v1/cases/{id}/confirm"), json!({}))
         .await;
-    assert_eq!(v["state"], "cooling_off");
+    assert_eq!(s, 403, "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("needs level 2"),
+        "{v}"
+    );
 }
 
 #[tokio::test]

@@ -374,7 +374,7 @@ pub async fn others_digest(pool: &SqlitePool, excluded: &[i64]) -> Vec<(String, 
 
 /// Users with no unfinished order (so checks come out clear).
 pub async fn clear_users(pool: &SqlitePool, n: usize) -> Vec<i64> {
-    sqlx::query_scalar("SELECT id FROM users u WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.user_id = u.id AND o.status IN ('pending','paid','shipping')) AND NOT EXISTS (SELECT 1 FROM bank_cards b WHERE b.user_id = u.id) ORDER BY id LIMIT ?1")
+    sqlx::query_scalar("SELECT id FROM users u WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.user_id = u.id AND o.status IN ('pending','paid','shipping')) AND NOT EXISTS (SELECT 1 FROM bank_cards b WHERE b.user_id = u.id) AND NOT EXISTS (SELECT 1 FROM wallets w WHERE w.user_id = u.id AND w.balance_fen > 0) ORDER BY id LIMIT ?1")
         .bind(n as i64)
         .fetch_all(pool)
         .await

@@ -1,0 +1,593 @@
+//! The agent console's API: local accounts (argon2id password + TOTP),
+//! roles (agent, reviewer, admin, auditor), and the hotline and counter
+//! channels. Every agent action is audited with the agent's id.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::Extension;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use lethe_domain::{AssuranceLevel, Case, CaseCommand, CaseId, Channel, SubjectId};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::api::{ApiJson, CaseView};
+use crate::problem::Problem;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Agent,
+    Reviewer,
+    Admin,
+    Auditor,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "agent" => Some(Self::Agent),
+            "reviewer" => Some(Self::Reviewer),
+            "admin" => Some(Self::Admin),
+            "auditor" => Some(Self::Auditor),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Agent => "agent",
+            Self::Reviewer => "reviewer",
+            Self::Admin => "admin",
+            Self::Auditor => "auditor",
+        }
+    }
+}
+
+/// The signed-in agent.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub id: String,
+    pub role: Role,
+}
+
+impl Agent {
+    fn actor(&self) -> String {
+        format!("agent:{}", self.id)
+    }
+}
+
+/// Failed logins before a lockout.
+const MAX_FAILED_LOGINS: u32 = 5;
+/// A console session lasts this long.
+const SESSION_HOURS: i64 = 8;
+
+fn hash_token(t: &str) -> String {
+    crate::middleware::hash_api_key(t)
+}
+
+/// Creates an agent: returns the initial password and the TOTP secret's
+/// otpauth:// URL, shown once. The TOTP secret is stored sealed by the vault.
+pub async fn create_agent(
+    st: &AppState,
+    username: &str,
+    role: Role,
+) -> Result<(String, String), Problem> {
+    let ok = (3..=64).contains(&username.len())
+        && username
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if !ok {
+        return Err(
+            Problem::unprocessable("the username must be 3-64 of a-z, 0-9, '.', '_', '-'")
+                .field("username"),
+        );
+    }
+    let password = format!("lp_{}", hex::encode(rand::random::<[u8; 12]>()));
+    let salt =
+        SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|_| Problem::internal())?;
+    let hash = Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|_| Problem::internal())?
+        .to_string();
+    let secret = crate::totp::new_secret();
+    let id = format!("ag_{}", uuid::Uuid::now_v7().simple());
+    let field = lethe_vault::FieldName::parse("totp_secret").map_err(|_| Problem::internal())?;
+    let sealed = st
+        .vault
+        .encrypt(&id, &field, &secret)
+        .await
+        .map_err(|_| Problem::internal())?;
+    st.store
+        .insert_agent(
+            id,
+            username.to_owned(),
+            hash,
+            lethe_vault::to_text(&sealed),
+            role.as_str().to_owned(),
+        )
+        .await
+        .map_err(|e| match e {
+            lethe_store::StoreError::Db { message, .. } if message.contains("taken") => {
+                Problem::conflict("username-taken", "the username is taken").field("username")
+            }
+            other => other.into(),
+        })?;
+    Ok((password, crate::totp::otpauth_url(username, &secret)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    pub username: String,
+    pub password: String,
+    /// The six digits of the authenticator app.
+    pub totp: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Session {
+    /// Send as `Authorization: Bearer <token>` to /v1/console/*.
+    pub token: String,
+    pub role: Role,
+    pub expires_at: String,
+}
+
+fn login_refused() -> Problem {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "login",
+        "Not signed in",
+        "the username, password or code is wrong",
+    )
+    .fix("check all three; after 5 failures the account is locked for a while")
+}
+
+/// Sign in to the console: password (argon2id) and TOTP code.
+#[utoipa::path(post, path = "/v1/console/login", request_body = Login, tag = "console",
+    responses((status = 200, body = Session), (status = 401, body = Problem), (status = 429, body = Problem)))]
+pub async fn login(
+    State(st): State<AppState>,
+    ApiJson(body): ApiJson<Login>,
+) -> Result<Response, Problem> {
+    let now = jiff::Timestamp::now();
+    let Some(agent) = st.store.agent_by_username(&body.username).await? else {
+        // Spend the same effort as a real check, so timing does not tell.
+        let _ = Argon2::default().hash_password(
+            body.password.as_bytes(),
+            &SaltString::encode_b64(&[0u8; 16]).map_err(|_| Problem::internal())?,
+        );
+        return Err(login_refused());
+    };
+    if agent.disabled {
+        return Err(login_refused());
+    }
+    if let Some(until) = agent.locked_until.filter(|u| *u > now) {
+        return Err(Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "locked",
+            "Account locked",
+            format!("too many failed sign-ins; locked until {until}"),
+        )
+        .retry_after(until.as_second() - now.as_second()));
+    }
+    let pw_ok = PasswordHash::new(&agent.password_hash)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(body.password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false);
+    let field = lethe_vault::FieldName::parse("totp_secret").map_err(|_| Problem::internal())?;
+    let secret = match lethe_vault::from_text(&agent.totp_secret) {
+        Ok(env) => st
+            .vault
+            .decrypt(&agent.id, &field, &env)
+            .await
+            .map_err(|_| Problem::internal())?,
+        Err(_) => return Err(Problem::internal()),
+    };
+    let step = crate::totp::verify(&secret, &body.totp, now.as_second());
+    let (Some(step), true) = (step, pw_ok) else {
+        st.store
+            .login_failed(agent.id.clone(), MAX_FAILED_LOGINS, now)
+            .await?;
+        return Err(login_refused());
+    };
+    if agent.last_totp_step.is_some_and(|s| s >= step) {
+        return Err(login_refused().fix("this code was already used; wait for the next one"));
+    }
+    let token = format!("ls_{}", hex::encode(rand::random::<[u8; 24]>()));
+    let expires = now
+        .checked_add(jiff::SignedDuration::from_hours(SESSION_HOURS))
+        .unwrap_or(now);
+    let role = Role::parse(&agent.role).ok_or_else(Problem::internal)?;
+    if !st
+        .store
+        .login_succeeded(
+            agent.id.clone(),
+            agent.role.clone(),
+            step,
+            hash_token(&token),
+            expires,
+        )
+        .await?
+    {
+        return Err(login_refused().fix("this code was already used; wait for the next one"));
+    }
+    Ok(axum::Json(Session {
+        token,
+        role,
+        expires_at: expires.to_string(),
+    })
+    .into_response())
+}
+
+/// Console authentication: a session token from /v1/console/login.
+pub async fn auth(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let Some(token) = token.filter(|t| t.starts_with("ls_") && t.len() < 100) else {
+        return Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "console-auth",
+            "Not signed in",
+            "the console needs a session token",
+        )
+        .field("Authorization")
+        .fix("sign in with POST /v1/console/login and send `Authorization: Bearer <token>`")
+        .into_response();
+    };
+    match st
+        .store
+        .console_session(&hash_token(&token), jiff::Timestamp::now())
+        .await
+    {
+        Ok(Some((id, role))) => match Role::parse(&role) {
+            Some(role) => {
+                req.extensions_mut().insert(Agent { id, role });
+                next.run(req).await
+            }
+            None => Problem::internal().into_response(),
+        },
+        Ok(None) => Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "console-auth",
+            "Not signed in",
+            "the session is unknown or expired",
+        )
+        .field("Authorization")
+        .fix("sign in again")
+        .into_response(),
+        Err(e) => Problem::from(e).into_response(),
+    }
+}
+
+/// The roles allowed on each console endpoint (the authorization matrix).
+pub fn allowed(route: &str) -> &'static [Role] {
+    use Role::*;
+    match route {
+        "create_case" | "hotline" | "counter" => &[Agent],
+        "read_case" => &[Agent, Reviewer, Auditor],
+        "review" => &[Reviewer],
+        "create_agent" => &[Admin],
+        "report" => &[Auditor, Admin],
+        _ => &[],
+    }
+}
+
+fn require(a: &Agent, route: &str) -> Result<(), Problem> {
+    if allowed(route).contains(&a.role) {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Not allowed",
+            format!("the role {} may not do this", a.role.as_str()),
+        )
+        .fix("ask an agent with the right role"))
+    }
+}
+
+fn parse_id(s: &str) -> Result<CaseId, Problem> {
+    CaseId::parse(s).map_err(|e| {
+        Problem::bad_request("case-id", format!("the case id in the path {e}")).field("id")
+    })
+}
+
+async fn load(st: &AppState, id: CaseId) -> Result<Case, Problem> {
+    st.store
+        .get_case(id)
+        .await?
+        .ok_or_else(|| Problem::not_found("no case with this id"))
+}
+
+fn view(c: &Case) -> Response {
+    axum::Json(CaseView::from(c)).into_response()
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleCase {
+    #[schema(value_type = String)]
+    pub subject_id: SubjectId,
+    /// hotline or counter.
+    #[schema(value_type = String)]
+    pub channel: Channel,
+}
+
+/// An agent opens a case for a caller (hotline) or a visitor (counter).
+#[utoipa::path(post, path = "/v1/console/cases", request_body = ConsoleCase, tag = "console", responses((status = 201, body = CaseView)), security(("console" = [])))]
+pub async fn create_case(
+    State(st): State<AppState>,
+    Extension(a): Extension<Agent>,
+    ApiJson(body): ApiJson<ConsoleCase>,
+) -> Result<Response, Problem> {
+    require(&a, "create_case")?;
+    if !matches!(body.channel, Channel::Hotline | Channel::Counter) {
+        return Err(
+            Problem::unprocessable("agents open hotline or counter cases").field("channel"),
+        );
+    }
+    if !st.systems.subject_exists(&body.subject_id).await? {
+        return Err(Problem::unprocessable(
+            "no account with this subject_id exists on the platform",
+        )
+        .field("subject_id"));
+    }
+    let id = CaseId::from_uuid(uuid::Uuid::now_v7());
+    let (case, change) = Case::open(
+        id,
+        body.subject_id,
+        body.channel,
+        st.policy.clone(),
+        st.clock.now(),
+    );
+    let pseudo = st.secrets.pseudonym(case.subject.expose());
+    let case = st
+        .store
+        .create_case(case, change, pseudo, st.console_principal.clone(), None)
+        .await?;
+    Ok((StatusCode::CREATED, view(&case)).into_response())
+}
+
+/// Read a case (never the subject's ID number).
+#[utoipa::path(get, path = "/v1/console/cases/{id}", tag = "console", params(("id" = String, Path)), responses((status = 200, body = CaseView)), security(("console" = [])))]
+pub async fn read_case(
+    State(st): State<AppState>,
+    Extension(a): Extension<Agent>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    require(&a, "read_case")?;
+    Ok(view(&load(&st, parse_id(&id)?).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hotline {
+    /// As the caller says them; compared by keyed hash, never shown.
+    pub name: String,
+    pub id_number: String,
+    pub phone: String,
+}
+
+/// Hotline: the agent confirms name, ID number and registered phone against
+/// the platform's record by keyed-hash comparison, without seeing the record.
+#[utoipa::path(post, path = "/v1/console/cases/{id}/hotline", request_body = Hotline, tag = "console", params(("id" = String, Path)), responses((status = 200, body = CaseView), (status = 422, body = Problem)), security(("console" = [])))]
+pub async fn hotline(
+    State(st): State<AppState>,
+    Extension(a): Extension<Agent>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Hotline>,
+) -> Result<Response, Problem> {
+    require(&a, "hotline")?;
+    let case = load(&st, parse_id(&id)?).await?;
+    let record = st.systems.identifiers(&case.subject).await?;
+    let matches = |kind: &str, said: &str| {
+        let said = st.secrets.identifier_hash(kind, said);
+        record.iter().any(|(k, v)| {
+            k == kind
+                && subtle::ConstantTimeEq::ct_eq(
+                    st.secrets.identifier_hash(k, v).as_bytes(),
+                    said.as_bytes(),
+                )
+                .into()
+        })
+    };
+    let all = matches("name", &body.name)
+        & matches("id_number", &body.id_number)
+        & matches("phone", &body.phone);
+    if !all {
+        st.store
+            .apply(
+                case.id,
+                CaseCommand::ChecksUnavailable {
+                    reason: "hotline identity check did not match".into(),
+                },
+                st.clock.now(),
+                a.actor(),
+                vec![],
+                None,
+            )
+            .await
+            .ok();
+        return Err(
+            Problem::unprocessable("the details given do not match the platform's record")
+                .fix("ask the caller again; the agent is not told which detail differs"),
+        );
+    }
+    let cmd = CaseCommand::VerifyIdentity {
+        method: "hotline".into(),
+        level: AssuranceLevel::PHONE,
+    };
+    Ok(view(
+        &st.store
+            .apply(case.id, cmd, st.clock.now(), a.actor(), vec![], None)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Counter {
+    /// id_card, passport, residence_permit...
+    pub document_type: String,
+    /// The last 4 characters of the document number, as seen.
+    pub last4: String,
+    /// The branch or station where the document was seen.
+    pub branch: String,
+}
+
+/// Counter: the agent records the physical ID check (document type, its
+/// last 4 digits, the branch); the digits must match the platform's record.
+#[utoipa::path(post, path = "/v1/console/cases/{id}/counter", request_body = Counter, tag = "console", params(("id" = String, Path)), responses((status = 200, body = CaseView), (status = 422, body = Problem)), security(("console" = [])))]
+pub async fn counter(
+    State(st): State<AppState>,
+    Extension(a): Extension<Agent>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Counter>,
+) -> Result<Response, Problem> {
+    require(&a, "counter")?;
+    if body.last4.chars().count() != 4 || !body.last4.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(Problem::unprocessable(
+            "last4 must be the last 4 characters of the document number",
+        )
+        .field("last4"));
+    }
+    if !(1..=40).contains(&body.document_type.len())
+        || !(1..=100).contains(&body.branch.chars().count())
+    {
+        return Err(Problem::unprocessable(
+            "document_type (1-40) and branch (1-100 characters) are required",
+        )
+        .field("branch"));
+    }
+    let case = load(&st, parse_id(&id)?).await?;
+    let record = st.systems.identifiers(&case.subject).await?;
+    let ok = record.iter().any(|(k, v)| {
+        k == "id_number" && v.len() >= 4 && v[v.len() - 4..].eq_ignore_ascii_case(&body.last4)
+    });
+    if !ok {
+        return Err(Problem::unprocessable(
+            "the document does not match the account's real-name record",
+        )
+        .field("last4"));
+    }
+    let method = format!(
+        "counter:{}@{}",
+        body.document_type
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect::<String>(),
+        body.branch.chars().take(100).collect::<String>()
+    );
+    let cmd = CaseCommand::VerifyIdentity {
+        method,
+        level: AssuranceLevel::STRONG,
+    };
+    Ok(view(
+        &st.store
+            .apply(case.id, cmd, st.clock.now(), a.actor(), vec![], None)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleReview {
+    pub decision: crate::api::Decision,
+    #[schema(value_type = Option<String>)]
+    pub reason: Option<lethe_domain::Reason>,
+}
+
+/// A reviewer decides on a case under review.
+#[utoipa::path(post, path = "/v1/console/cases/{id}/review", request_body = ConsoleReview, tag = "console", params(("id" = String, Path)), responses((status = 200, body = CaseView)), security(("console" = [])))]
+pub async fn review(
+    State(st): State<AppState>,
+    Extension(a): Extension<Agent>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ConsoleReview>,
+) -> Result<Response, Problem> {
+    require(&a, "review")?;
+    let id = parse_id(&id)?;
+    let cmd = match (body.decision, body.reason) {
+        (crate::api::Decision::Approve, _) => CaseCommand::Approve,
+        (crate::api::Decision::Reject, Some(reason)) => CaseCommand::Reject { reason },
+        (crate::api::Decision::Reject, None) => {
+            return Err(
+                Problem::unprocessable("a rejection needs a reason the user can read")
+                    .field("reason"),
+            );
+        }
+    };
+    Ok(view(
+        &st.store
+            .apply(id, cmd, st.clock.now(), a.actor(), vec![], None)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAgent {
+    pub username: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewAgentCredentials {
+    pub password: String,
+    pub otpauth_url: String,
+}
+
+/// An admin creates an agent account; the credentials are shown once.
+#[utoipa::path(post, path = "/v1/console/agents", request_body = NewAgent, tag = "console", responses((status = 201, body = NewAgentCredentials)), security(("console" = [])))]
+pub async fn create_agent_route(
+    State(st): State<AppState>,
+    Extension(a): Extension<Agent>,
+    ApiJson(body): ApiJson<NewAgent>,
+) -> Result<Response, Problem> {
+    require(&a, "create_agent")?;
+    let (password, otpauth_url) = create_agent(&st, &body.username, body.role).await?;
+    tracing::info!(admin = %a.id, role = body.role.as_str(), "agent account created");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(NewAgentCredentials {
+            password,
+            otpauth_url,
+        }),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    pub from: String,
+    pub to: String,
+}
+
+/// The signed compliance report, for auditors and admins.
+#[utoipa::path(get, path = "/v1/console/report", tag = "console", params(ReportQuery), responses((status = 200, description = "signed report")), security(("console" = [])))]
+pub async fn report(
+    State(st): State<AppState>,
+    Extension(a): Extension<Agent>,
+    axum::extract::Query(q): axum::extract::Query<ReportQuery>,
+) -> Result<Response, Problem> {
+    require(&a, "report")?;
+    let from = crate::report::parse_when(&q.from, &st.tz)
+        .map_err(|e| Problem::unprocessable(e).field("from"))?;
+    let to = crate::report::parse_when(&q.to, &st.tz)
+        .map_err(|e| Problem::unprocessable(e).field("to"))?;
+    Ok(axum::Json(
+        crate::report::compliance(&st.store, &st.signer, from, to, st.clock.now()).await?,
+    )
+    .into_response())
+}

@@ -1,0 +1,317 @@
+//! The agent console: accounts with TOTP, the authorization matrix, the
+//! hotline and counter channels, and step-up assurance for money.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::process::{Command, Stdio};
+
+struct Login {
+    token: String,
+}
+
+fn create_agent(dir: &std::path::Path, username: &str, role: &str) -> (String, Vec<u8>) {
+    let cfg = dir.join("lethe.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = \"{}\"\ndatamap = \"{}\"\n",
+            dir.display(),
+            dir.join("datamap.toml").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "agent",
+            "create",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--username",
+            username,
+            "--role",
+            role,
+        ])
+        .env(
+            "DEMO_MART_URL",
+            format!("sqlite://{}", dir.join("demo-mart.db").display()),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let password = text
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .unwrap()
+        .to_owned();
+    let url = text
+        .lines()
+        .find_map(|l| l.strip_prefix("totp: "))
+        .unwrap()
+        .to_owned();
+    let secret = url
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    (
+        password,
+        data_encoding::BASE32_NOPAD
+            .decode(secret.as_bytes())
+            .unwrap(),
+    )
+}
+
+fn totp(secret: &[u8], offset_steps: i64) -> String {
+    let step = (jiff::Timestamp::now().as_second() / 30 + offset_steps) as u64;
+    format!("{:06}", lethe_server::totp::code_at(secret, step))
+}
+
+async fn login(demo: &Demo, user: &str, password: &str, code: &str) -> (u16, Value) {
+    let (s, v, _) = demo
+        .raw_post(
+            "/v1/console/login",
+            &json!({"username": user, "password": password, "totp": code}).to_string(),
+            &[("content-type", "application/json")],
+        )
+        .await;
+    (s, v)
+}
+
+async fn console(demo: &Demo, token: &str, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let rb = match method {
+        "GET" => demo.http.get(format!("{}{}", demo.url, path)),
+        _ => demo
+            .http
+            .post(format!("{}{}", demo.url, path))
+            .header("content-type", "application/json")
+            .body(body.to_string()),
+    };
+    let r = rb.bearer_auth(token).send().await.unwrap();
+    let s = r.status().as_u16();
+    (
+        s,
+        serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn roles_channels_and_step_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 300).await;
+    let mut sessions = std::collections::HashMap::new();
+    for role in ["agent", "reviewer", "admin", "auditor"] {
+        let (pw, secret) = create_agent(dir.path(), &format!("{role}1"), role);
+        if role == "agent" {
+            // A wrong password, a wrong code, then the right ones.
+            assert_eq!(
+                login(&demo, "agent1", "nope", &totp(&secret, 0)).await.0,
+                401
+            );
+            assert_eq!(login(&demo, "agent1", &pw, "000000").await.0, 401);
+        }
+        let (s, v) = login(&demo, &format!("{role}1"), &pw, &totp(&secret, 0)).await;
+        assert_eq!(s, 200, "{v}");
+        // The same code cannot be used twice.
+        assert_eq!(
+            login(&demo, &format!("{role}1"), &pw, &totp(&secret, 0))
+                .await
+                .0,
+            401
+        );
+        sessions.insert(
+            role,
+            Login {
+                token: v["token"].as_str().unwrap().to_owned(),
+            },
+        );
+    }
+    // Five failures lock the account.
+    let (pw, secret) = create_agent(dir.path(), "victim", "agent");
+    for _ in 0..5 {
+        assert_eq!(
+            login(&demo, "victim", "wrong", &totp(&secret, 0)).await.0,
+            401
+        );
+    }
+    assert_eq!(login(&demo, "victim", &pw, &totp(&secret, 1)).await.0, 429);
+    // No session, a made-up session: refused.
+    assert_eq!(
+        console(
+            &demo,
+            "ls_made_up",
+            "GET",
+            "/v1/console/report?from=2000-01-01&to=2100-01-01",
+            json!({})
+        )
+        .await
+        .0,
+        401
+    );
+
+    let mart = demo.mart().await;
+    let user = clear_users(&mart, 3).await[1];
+    let (name, idn, phone): (String, String, String) = sqlx::query_as("SELECT r.legal_name, r.id_number, u.phone FROM users u JOIN real_names r ON r.user_id = u.id WHERE u.id = ?1").bind(user).fetch_one(&mart).await.unwrap();
+
+    // The authorization matrix: every role against every endpoint.
+    let (_, case) = console(
+        &demo,
+        &sessions["agent"].token,
+        "POST",
+        "/v1/console/cases",
+        json!({"subject_id": user.to_string(), "channel": "hotline"}),
+    )
+    .await;
+    let cid = case["id"].as_str().unwrap().to_owned();
+    let endpoints: Vec<(&str, String, Value, &[&str])> = vec![
+        (
+            "POST",
+            "/v1/console/cases".into(),
+            json!({"subject_id": "1", "channel": "counter"}),
+            &["agent"],
+        ),
+        (
+            "GET",
+            format!("/v1/console/cases/{cid}"),
+            json!({}),
+            &["agent", "reviewer", "auditor"],
+        ),
+        (
+            "POST",
+            format!("/v1/console/cases/{cid}/hotline"),
+            json!({"name": "x", "id_number": "x", "phone": "x"}),
+            &["agent"],
+        ),
+        (
+            "POST",
+            format!("/v1/console/cases/{cid}/counter"),
+            json!({"document_type": "id_card", "last4": "0000", "branch": "x"}),
+            &["agent"],
+        ),
+        (
+            "POST",
+            format!("/v1/console/cases/{cid}/review"),
+            json!({"decision": "approve"}),
+            &["reviewer"],
+        ),
+        (
+            "POST",
+            "/v1/console/agents".into(),
+            json!({"username": "newbie", "role": "agent"}),
+            &["admin"],
+        ),
+        (
+            "GET",
+            "/v1/console/report?from=2000-01-01&to=2100-01-01".into(),
+            json!({}),
+            &["auditor", "admin"],
+        ),
+    ];
+    for (method, path, body, allowed) in &endpoints {
+        for role in ["agent", "reviewer", "admin", "auditor"] {
+            let (s, v) = console(&demo, &sessions[role].token, method, path, body.clone()).await;
+            if allowed.contains(&role) {
+                assert_ne!(s, 403, "{role} {method} {path}: {v}");
+                assert_ne!(s, 401, "{role} {method} {path}: {v}");
+            } else {
+                assert_eq!(s, 403, "{role} may not {method} {path}: {v}");
+            }
+        }
+    }
+
+    // Hotline: wrong details are refused without saying which; right ones verify.
+    let agent = &sessions["agent"].token;
+    let (s, v) = console(
+        &demo,
+        agent,
+        "POST",
+        &format!("/v1/console/cases/{cid}/hotline"),
+        json!({"name": "someone else", "id_number": idn, "phone": phone}),
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        !v.to_string().contains(&idn),
+        "the ID number is never echoed"
+    );
+    let (s, v) = console(
+        &demo,
+        agent,
+        "POST",
+        &format!("/v1/console/cases/{cid}/hotline"),
+        json!({"name": name, "id_number": idn.to_lowercase(), "phone": format!("+86 {phone}")}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (
+            v["state"].as_str(),
+            v["verified_by"].as_str(),
+            v["assurance_level"].as_u64()
+        ),
+        (Some("identity_verified"), Some("hotline"), Some(1))
+    );
+    assert!(!v.to_string().contains(&idn));
+    let (_, tl) = demo.get(&format!("/v1/cases/{cid}/timeline")).await;
+    assert!(
+        tl["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "case.identity_verified"
+                && e["actor"].as_str().unwrap().starts_with("agent:ag_")),
+        "{tl}"
+    );
+
+    // Money needs level 2: SMS is not enough; a counter check steps up.
+    let rich: i64 = sqlx::query_scalar("SELECT w.user_id FROM wallets w WHERE w.balance_fen > 0 AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.user_id = w.user_id AND o.status IN ('pending','paid','shipping')) AND NOT EXISTS (SELECT 1 FROM bank_cards b WHERE b.user_id = w.user_id) ORDER BY w.user_id LIMIT 1").fetch_one(&mart).await.unwrap();
+    let id = demo.create(rich).await;
+    demo.verify(&id).await;
+    let v = demo.ok(&format!("/v1/cases/{id}/checks"), json!({})).await;
+    demo.acknowledge_and_settle(&id, &v).await;
+    let (s, p) = demo
+        .post(&format!("/v1/cases/{id}/confirm"), json!({}))
+        .await;
+    assert_eq!(s, 403, "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("needs level 2"),
+        "{p}"
+    );
+    let rich_idn: String =
+        sqlx::query_scalar("SELECT id_number FROM real_names WHERE user_id = ?1")
+            .bind(rich)
+            .fetch_one(&mart)
+            .await
+            .unwrap();
+    let last4 = &rich_idn[rich_idn.len() - 4..];
+    let (s, v) = console(
+        &demo,
+        agent,
+        "POST",
+        &format!("/v1/console/cases/{id}/counter"),
+        json!({"document_type": "id_card", "last4": "0000", "branch": "Beijing West Station"}),
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    let (s, v) = console(
+        &demo,
+        agent,
+        "POST",
+        &format!("/v1/console/cases/{id}/counter"),
+        json!({"document_type": "id_card", "last4": last4, "branch": "Beijing West Station"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["assurance_level"], 2);
+    let v = demo.ok(&format!("/v1/cases/{id}/confirm"), json!({})).await;
+    assert_eq!(v["state"], "cooling_off");
+}
