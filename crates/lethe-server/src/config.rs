@@ -32,6 +32,100 @@ pub struct Config {
     pub tombstones: TombstoneConfig,
     #[serde(default)]
     pub notifications: NotificationConfig,
+    #[serde(default)]
+    pub identity: IdentityConfig,
+}
+
+/// How account holders prove who they are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// What the platform collected at registration: phone, id_number, name, face.
+    pub platform_holds: Vec<String>,
+    /// Enabled methods: sms, app, hotline, counter, face.
+    pub methods: Vec<String>,
+    /// Environment variable with the HS256 secret of the app's session tokens.
+    pub session_secret_env: Option<String>,
+    /// Or: the hex Ed25519 public key of the app's session tokens (EdDSA).
+    pub session_public_key: Option<String>,
+    /// Environment variable with the face provider's callback secret (whsec_...).
+    pub face_secret_env: Option<String>,
+    /// The platform's SMS gateway (signed webhook); required for sms outside the demo.
+    pub sms_url: Option<String>,
+    pub sms_secret_env: Option<String>,
+    /// Codes sent per phone, and per client address, per hour at most.
+    pub sms_per_phone_per_hour: u32,
+    pub sms_per_client_per_hour: u32,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            platform_holds: vec!["phone".into(), "id_number".into(), "name".into()],
+            methods: vec![
+                "sms".into(),
+                "app".into(),
+                "hotline".into(),
+                "counter".into(),
+            ],
+            session_secret_env: None,
+            session_public_key: None,
+            face_secret_env: None,
+            sms_url: None,
+            sms_secret_env: None,
+            sms_per_phone_per_hour: 5,
+            sms_per_client_per_hour: 20,
+        }
+    }
+}
+
+impl IdentityConfig {
+    /// Proportionality: a method may only ask for data the platform holds.
+    pub fn validate(&self) -> Result<(), String> {
+        const NEEDS: [(&str, &[&str]); 5] = [
+            ("sms", &["phone"]),
+            ("app", &[]),
+            ("hotline", &["name", "id_number", "phone"]),
+            ("counter", &["id_number"]),
+            ("face", &["face"]),
+        ];
+        for h in &self.platform_holds {
+            if !["phone", "id_number", "name", "face", "email"].contains(&h.as_str()) {
+                return Err(format!(
+                    "identity.platform_holds: unknown item '{h}'; use phone, id_number, name, face or email"
+                ));
+            }
+        }
+        for m in &self.methods {
+            let Some((_, needs)) = NEEDS.iter().find(|(n, _)| n == m) else {
+                return Err(format!(
+                    "identity.methods: unknown method '{m}'; use sms, app, hotline, counter or face"
+                ));
+            };
+            for need in *needs {
+                if !self.platform_holds.iter().any(|h| h == need) {
+                    return Err(format!(
+                        "identity.methods includes {m}, which needs the user's {need}, but identity.platform_holds does not list {need}: a channel may only ask for data the platform already holds (no new face scan where none was collected); remove {m} or list {need} if the platform really holds it"
+                    ));
+                }
+            }
+        }
+        if self.methods.iter().any(|m| m == "face") && self.face_secret_env.is_none() {
+            return Err("identity.methods includes face: set identity.face_secret_env to the variable holding the face provider's callback secret".into());
+        }
+        if self.methods.iter().any(|m| m == "app")
+            && self.session_secret_env.is_some()
+            && self.session_public_key.is_some()
+        {
+            return Err("identity: set either session_secret_env (HS256) or session_public_key (EdDSA), not both".into());
+        }
+        if !(1..=100).contains(&self.sms_per_phone_per_hour)
+            || !(1..=10_000).contains(&self.sms_per_client_per_hour)
+        {
+            return Err("identity.sms_per_phone_per_hour must be 1-100 and identity.sms_per_client_per_hour 1-10000".into());
+        }
+        Ok(())
+    }
 }
 
 fn default_tz() -> String {
@@ -249,6 +343,7 @@ impl Config {
                 self.time_zone
             ));
         }
+        self.identity.validate()?;
         let n = &self.notifications;
         if let Some(u) = &n.url {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
@@ -294,5 +389,42 @@ impl Config {
             return Err("worker.max_backoff_secs must be between 1 and 86400".into());
         }
         Ok(policy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdentityConfig;
+
+    #[test]
+    fn a_face_scan_where_none_was_collected_is_refused() {
+        let ok = IdentityConfig::default();
+        assert!(ok.validate().is_ok());
+        let face = IdentityConfig {
+            methods: vec!["sms".into(), "face".into()],
+            face_secret_env: Some("F".into()),
+            ..IdentityConfig::default()
+        };
+        let e = face.validate().unwrap_err();
+        assert!(
+            e.contains("no new face scan where none was collected"),
+            "{e}"
+        );
+        let held = IdentityConfig {
+            platform_holds: vec!["phone".into(), "face".into()],
+            ..face
+        };
+        assert!(held.validate().is_ok());
+        let hotline = IdentityConfig {
+            platform_holds: vec!["phone".into()],
+            methods: vec!["hotline".into()],
+            ..IdentityConfig::default()
+        };
+        assert!(
+            hotline
+                .validate()
+                .unwrap_err()
+                .contains("needs the user's name")
+        );
     }
 }

@@ -10,6 +10,8 @@ pub mod audit_api;
 pub mod config;
 pub mod console;
 pub mod demo_platform;
+pub mod identity_api;
+pub mod jwt;
 pub mod middleware;
 pub mod ops_api;
 pub mod problem;
@@ -68,6 +70,9 @@ pub struct AppState {
     pub vault: Arc<lethe_vault::Vault>,
     /// Signs tree heads, receipts and reports.
     pub signer: Arc<lethe_ledger::Signer>,
+    pub identity: config::IdentityConfig,
+    /// The key of the app's session tokens, when configured.
+    pub session_key: Option<jwt::Key>,
     /// The principal that owns cases opened by agents in the console.
     pub console_principal: String,
     /// Outbound HTTP (providers, settlement instructions).
@@ -158,7 +163,8 @@ pub enum ClockMode {
         audit_api::inclusion, audit_api::consistency, audit_api::export, audit_api::receipt_html,
         audit_api::compliance,
         console::login, console::create_case, console::read_case, console::hotline, console::counter,
-        console::review, console::create_agent_route, console::report
+        console::review, console::create_agent_route, console::report,
+        identity_api::session, identity_api::face
     ),
     components(schemas(problem::Problem)),
     modifiers(&SecurityAddon)
@@ -210,6 +216,10 @@ pub fn router(st: AppState) -> Router {
         .route("/v1/cases/{id}/timeline", get(api::timeline))
         .route("/v1/cases/{id}/restore", post(api::restore))
         .route("/v1/cases/{id}/settlements", post(api::settle))
+        .route(
+            "/v1/cases/{id}/verification/session",
+            post(identity_api::session),
+        )
         .route("/v1/cases/{id}/alternative", post(api::choose_alternative))
         .route("/v1/alternatives", get(api::alternatives))
         .route("/v1/cases/{id}/extend", post(api::extend))
@@ -289,6 +299,7 @@ pub fn router(st: AppState) -> Router {
         .merge(v1)
         .merge(demo_platform)
         .merge(console)
+        .route("/v1/callbacks/face", post(identity_api::face))
         .merge(vault)
         .merge(vault_admin)
         .route("/healthz", get(api::healthz))
@@ -435,6 +446,23 @@ impl Server {
                 .map_err(|e| ServeError::Config(format!("HTTP client: {e}")))?,
             settlement_override: Arc::new(std::sync::OnceLock::new()),
             console_principal: "console".into(),
+            identity: cfg.identity.clone(),
+            session_key: match (
+                &cfg.identity.session_secret_env,
+                &cfg.identity.session_public_key,
+            ) {
+                (Some(env), _) => Some(jwt::Key::Hs256(
+                    std::env::var(env)
+                        .map_err(|_| {
+                            ServeError::Config(format!(
+                                "identity.session_secret_env names {env}, which is not set"
+                            ))
+                        })?
+                        .into_bytes(),
+                )),
+                (None, Some(pk)) => Some(jwt::Key::EdDsa(pk.clone())),
+                (None, None) => None,
+            },
             calendar,
             tz,
             tombstones: cfg.tombstones.clone(),

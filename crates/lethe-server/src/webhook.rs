@@ -40,6 +40,49 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     )
 }
 
+/// Replay window for inbound callbacks.
+pub const REPLAY_WINDOW_SECS: i64 = 300;
+
+/// Verifies an inbound signed callback; returns its webhook-id. Several
+/// signatures may be sent (space separated) during a secret rotation.
+pub fn verify_inbound(
+    secret: &str,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Result<String, String> {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (Some(id), Some(ts), Some(sig)) = (
+        h("webhook-id"),
+        h("webhook-timestamp"),
+        h("webhook-signature"),
+    ) else {
+        return Err("the callback is not signed (webhook-id, webhook-timestamp and webhook-signature are required)".into());
+    };
+    let ts: i64 = ts
+        .parse()
+        .map_err(|_| "webhook-timestamp is not a number".to_owned())?;
+    if (now - ts).abs() > REPLAY_WINDOW_SECS {
+        return Err(format!(
+            "webhook-timestamp is outside the {REPLAY_WINDOW_SECS} s window"
+        ));
+    }
+    let expected = sign(&secret_bytes(secret), &id, ts, body);
+    if sig
+        .split(' ')
+        .any(|s| subtle::ConstantTimeEq::ct_eq(s.as_bytes(), expected.as_bytes()).into())
+    {
+        Ok(id)
+    } else {
+        Err("the signature is invalid".into())
+    }
+}
+
 pub async fn deliver_loop(st: AppState, mut shutdown: watch::Receiver<bool>) {
     let Some(url) = st.notifications.url.clone() else {
         return;
