@@ -132,6 +132,9 @@ struct RawSystem {
     /// A query returning the accounts bound to a phone number, `$1` = the
     /// number (for recycled-number events).
     accounts_by_phone: Option<String>,
+    /// A query returning the accounts whose real-name identity has this ID
+    /// number, `$1` = the number (for identity claims).
+    accounts_by_id_number: Option<String>,
     #[serde(default)]
     tables: Vec<RawTable>,
 }
@@ -149,6 +152,7 @@ pub struct System {
     pub phone_query: Option<String>,
     pub identities: std::collections::BTreeMap<String, String>,
     pub accounts_by_phone: Option<String>,
+    pub accounts_by_id_number: Option<String>,
     pub tables: Vec<Table>,
 }
 
@@ -381,6 +385,9 @@ impl DataMap {
             if let Some(q) = &s.accounts_by_phone {
                 check_query(&format!("{at}.accounts_by_phone"), q)?;
             }
+            if let Some(q) = &s.accounts_by_id_number {
+                check_query(&format!("{at}.accounts_by_id_number"), q)?;
+            }
             for (kind, q) in &s.identities {
                 if !IDENTIFIER_KINDS.contains(&kind.as_str()) {
                     return Err(invalid(
@@ -483,6 +490,7 @@ impl DataMap {
                 phone_query: s.phone_query,
                 identities: s.identities,
                 accounts_by_phone: s.accounts_by_phone,
+                accounts_by_id_number: s.accounts_by_id_number,
                 tables,
             });
         }

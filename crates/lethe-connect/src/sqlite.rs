@@ -76,6 +76,7 @@ pub struct SqliteSystem {
     phone_query: Option<String>,
     identities: std::collections::BTreeMap<String, String>,
     accounts_by_phone: Option<String>,
+    accounts_by_id_number: Option<String>,
 }
 
 impl std::fmt::Debug for SqliteSystem {
@@ -163,6 +164,7 @@ impl SqliteSystem {
             phone_query: system.phone_query.clone(),
             identities: system.identities.clone(),
             accounts_by_phone: system.accounts_by_phone.clone(),
+            accounts_by_id_number: system.accounts_by_id_number.clone(),
         })
     }
 
@@ -208,6 +210,22 @@ impl SqliteSystem {
             );
         }
         Ok(out)
+    }
+
+    /// Live accounts whose real-name identity has this ID number (up to 100).
+    pub async fn accounts_with_id_number(
+        &self,
+        id_number: &str,
+    ) -> Result<Vec<String>, ConnectError> {
+        let Some(q) = &self.accounts_by_id_number else {
+            return Ok(vec![]);
+        };
+        let rows = sqlx::query(AssertSqlSafe(q.clone()))
+            .bind(id_number.to_owned())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| db_err(&self.name, "look up accounts by ID number", e))?;
+        Ok(rows.iter().filter_map(first_text).take(100).collect())
     }
 
     /// Live accounts bound to a phone number (up to 100).

@@ -423,33 +423,74 @@ pub async fn send_code(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
     key: Option<Extension<IdemKey>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let case = owned(&st, &p, parse_id(&id)?).await?;
-    if !st.demo {
+    if !st.identity.methods.iter().any(|m| m == "sms") {
         return Err(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "sms-not-configured",
-            "SMS delivery is not configured",
-            "no SMS gateway is configured on this server",
-        )
-        .fix(
-            "verify through another channel; the signed SMS gateway webhook is not available yet",
+            StatusCode::FORBIDDEN,
+            "method-disabled",
+            "Method not enabled",
+            "the sms method is not enabled on this installation",
         ));
     }
+    let gateway = match (&st.identity.sms_url, &st.identity.sms_secret_env) {
+        (Some(u), Some(env)) => Some((
+            u.clone(),
+            std::env::var(env).map_err(|_| Problem::internal())?,
+        )),
+        _ if st.demo => None,
+        _ => {
+            return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "sms-not-configured", "SMS delivery is not configured", "no SMS gateway is configured on this server")
+                .fix("set identity.sms_url and identity.sms_secret_env, or verify through another channel"));
+        }
+    };
     let phone = st.systems.phone(&case.subject).await?.ok_or_else(|| {
         Problem::unprocessable("the account has no registered phone")
             .fix("verify through the hotline or a counter")
     })?;
+    // Throttles per phone number (keyed hash) and per client address.
+    let phone_key = format!("phone:{}", st.secrets.identifier_hash("phone", &phone));
+    let ip_key = format!("ip:{}", peer.ip());
+    st.sms_limiter
+        .check(&phone_key, st.identity.sms_per_phone_per_hour)
+        .map_err(|wait| {
+            Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "sms-throttled",
+                "Too many codes",
+                "too many codes were sent to this phone number in the last hour",
+            )
+            .retry_after(wait)
+        })?;
+    st.sms_limiter
+        .check(&ip_key, st.identity.sms_per_client_per_hour)
+        .map_err(|wait| {
+            Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "sms-throttled",
+                "Too many codes",
+                "too many codes were requested from this address in the last hour",
+            )
+            .retry_after(wait)
+        })?;
     let code = format!("{:06}", rand::random_range(0..1_000_000u32));
     let hash = st.secrets.code_hash(&case.id.to_string(), &code);
+    let text = format!(
+        "【注销验证】验证码 {code}，{} 分钟内有效。如非本人操作请忽略。Your cancellation code is {code}.",
+        st.policy.otp_ttl.as_secs() / 60
+    );
+    let body = match &gateway {
+        // Demo: the dev outbox stands for the gateway and shows the message.
+        None => text.clone(),
+        // Production: the code is never stored; only the fact of sending.
+        Some(_) => "[sent through the SMS gateway]".into(),
+    };
     let draft = OutboxDraft {
         channel: "sms".into(),
         destination: mask_phone(&phone),
-        body: format!(
-            "【注销验证】验证码 {code}，{} 分钟内有效。如非本人操作请忽略。Your cancellation code is {code}.",
-            st.policy.otp_ttl.as_secs() / 60
-        ),
+        body,
     };
     let stored = key.is_some();
     let case = st
@@ -465,6 +506,38 @@ pub async fn send_code(
             idem(key, StatusCode::OK),
         )
         .await?;
+    if let Some((url, secret)) = gateway {
+        let msg = serde_json::json!({ "type": "sms.send", "to": phone, "text": text, "case_id": case.id.to_string() });
+        let mut delivered = Err(String::new());
+        for attempt in 0..3u64 {
+            delivered = crate::providers::signed_call(
+                &st.http,
+                "the SMS gateway",
+                &url,
+                &secret,
+                5000,
+                &format!("sms-{}-{attempt}", case.id),
+                &msg,
+            )
+            .await
+            .map(|_| ());
+            if delivered.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200 * (attempt + 1))).await;
+        }
+        if let Err(e) = delivered {
+            tracing::warn!(case = %case.id, error = %e, "SMS gateway delivery failed");
+            return Err(Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "sms-gateway",
+                "The SMS could not be sent",
+                e,
+            )
+            .fix("request a new code shortly")
+            .retry_after(60));
+        }
+    }
     Ok(case_response(StatusCode::OK, &case, stored))
 }
 

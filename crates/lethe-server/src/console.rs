@@ -275,14 +275,14 @@ pub fn allowed(route: &str) -> &'static [Role] {
     match route {
         "create_case" | "hotline" | "counter" => &[Agent],
         "read_case" => &[Agent, Reviewer, Auditor],
-        "review" => &[Reviewer],
+        "review" | "claims" => &[Reviewer],
         "create_agent" => &[Admin],
         "report" => &[Auditor, Admin],
         _ => &[],
     }
 }
 
-fn require(a: &Agent, route: &str) -> Result<(), Problem> {
+pub fn require(a: &Agent, route: &str) -> Result<(), Problem> {
     if allowed(route).contains(&a.role) {
         Ok(())
     } else {
@@ -480,13 +480,20 @@ pub async fn counter(
         )
         .field("last4"));
     }
+    // The record of the check: document type, the last 4 digits seen (never
+    // the whole number) and the branch.
     let method = format!(
-        "counter:{}@{}",
+        "counter:{}:*{}@{}",
         body.document_type
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect::<String>(),
-        body.branch.chars().take(100).collect::<String>()
+        body.last4.to_ascii_uppercase(),
+        body.branch
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(100)
+            .collect::<String>()
     );
     let cmd = CaseCommand::VerifyIdentity {
         method,
@@ -556,7 +563,16 @@ pub async fn create_agent_route(
 ) -> Result<Response, Problem> {
     require(&a, "create_agent")?;
     let (password, otpauth_url) = create_agent(&st, &body.username, body.role).await?;
-    tracing::info!(admin = %a.id, role = body.role.as_str(), "agent account created");
+    st.store
+        .audit_claim(
+            format!("agent:{}", body.username),
+            "-".into(),
+            "console.agent_created",
+            a.actor(),
+            serde_json::json!({ "role": body.role.as_str() }),
+            st.clock.now(),
+        )
+        .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(NewAgentCredentials {

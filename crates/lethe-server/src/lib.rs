@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod audit_api;
+pub mod claims_api;
 pub mod config;
 pub mod console;
 pub mod demo_platform;
@@ -71,6 +72,8 @@ pub struct AppState {
     /// Signs tree heads, receipts and reports.
     pub signer: Arc<lethe_ledger::Signer>,
     pub identity: config::IdentityConfig,
+    /// Codes sent per phone and per client address (sliding hour).
+    pub sms_limiter: Arc<middleware::WindowLimiter>,
     /// The key of the app's session tokens, when configured.
     pub session_key: Option<jwt::Key>,
     /// The principal that owns cases opened by agents in the console.
@@ -164,7 +167,8 @@ pub enum ClockMode {
         audit_api::compliance,
         console::login, console::create_case, console::read_case, console::hotline, console::counter,
         console::review, console::create_agent_route, console::report,
-        identity_api::session, identity_api::face
+        identity_api::session, identity_api::face,
+        claims_api::create, claims_api::read, claims_api::receipt, claims_api::list, claims_api::document, claims_api::decide
     ),
     components(schemas(problem::Problem)),
     modifiers(&SecurityAddon)
@@ -278,11 +282,28 @@ pub fn router(st: AppState) -> Router {
         .route("/v1/console/cases/{id}/review", post(console::review))
         .route("/v1/console/agents", post(console::create_agent_route))
         .route("/v1/console/report", get(console::report))
+        .route("/v1/console/claims", get(claims_api::list))
+        .route(
+            "/v1/console/claims/{id}/documents/{n}",
+            get(claims_api::document),
+        )
+        .route("/v1/console/claims/{id}/decision", post(claims_api::decide))
         .layer(axum::middleware::from_fn_with_state(
             st.clone(),
             console::auth,
         ))
         .route("/v1/console/login", post(console::login));
+    // Claims carry document images: a larger body limit, and (like the
+    // vault) no idempotency store, which would keep the images.
+    let claims = Router::new()
+        .route("/v1/claims", post(claims_api::create))
+        .route("/v1/claims/{id}", get(claims_api::read))
+        .route("/v1/claims/{id}/receipt", get(claims_api::receipt))
+        .layer(DefaultBodyLimit::max(claims_api::CLAIM_BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            middleware::auth,
+        ));
     let vault_admin = Router::new()
         .route("/v1/vault/kek/rotate", post(vault_api::rotate))
         .layer(axum::middleware::from_fn_with_state(
@@ -299,6 +320,7 @@ pub fn router(st: AppState) -> Router {
         .merge(v1)
         .merge(demo_platform)
         .merge(console)
+        .merge(claims)
         .route("/v1/callbacks/face", post(identity_api::face))
         .merge(vault)
         .merge(vault_admin)
@@ -447,6 +469,9 @@ impl Server {
             settlement_override: Arc::new(std::sync::OnceLock::new()),
             console_principal: "console".into(),
             identity: cfg.identity.clone(),
+            sms_limiter: Arc::new(middleware::WindowLimiter::new(
+                std::time::Duration::from_secs(3600),
+            )),
             session_key: match (
                 &cfg.identity.session_secret_env,
                 &cfg.identity.session_public_key,
@@ -522,9 +547,12 @@ impl Server {
             tracing::info!("shutting down");
             let _ = tx.send(true);
         };
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
         for w in workers {
             let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
         }

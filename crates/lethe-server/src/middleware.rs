@@ -162,6 +162,45 @@ impl RateLimiter {
     }
 }
 
+/// Counts events per key in a sliding window (SMS codes per phone and per
+/// client address). Bounded in keys and in events per key.
+pub struct WindowLimiter {
+    window: Duration,
+    events: Mutex<HashMap<String, Vec<Instant>>>,
+}
+
+const MAX_WINDOW_KEYS: usize = 100_000;
+
+impl WindowLimiter {
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            events: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records an event unless `max` already happened within the window;
+    /// otherwise says how many seconds until one expires.
+    pub fn check(&self, key: &str, max: u32) -> Result<(), i64> {
+        let mut m = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= MAX_WINDOW_KEYS && !m.contains_key(key) {
+            let w = self.window;
+            m.retain(|_, v| v.iter().any(|t| t.elapsed() < w));
+        }
+        let v = m.entry(key.to_owned()).or_default();
+        v.retain(|t| t.elapsed() < self.window);
+        if v.len() >= max as usize {
+            let oldest = v
+                .first()
+                .map(|t| self.window.saturating_sub(t.elapsed()).as_secs())
+                .unwrap_or(1);
+            return Err(i64::try_from(oldest).unwrap_or(i64::MAX).max(1));
+        }
+        v.push(Instant::now());
+        Ok(())
+    }
+}
+
 fn valid_idem_key(k: &str) -> bool {
     (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic())
 }

@@ -77,6 +77,17 @@ impl Systems {
         Ok(out)
     }
 
+    pub async fn accounts_with_id_number(
+        &self,
+        id_number: &str,
+    ) -> Result<Vec<String>, ConnectError> {
+        let mut out = vec![];
+        for s in self.by_name.values() {
+            out.extend(s.accounts_with_id_number(id_number).await?);
+        }
+        Ok(out)
+    }
+
     pub async fn accounts_with_phone(&self, phone: &str) -> Result<Vec<String>, ConnectError> {
         let mut out = vec![];
         for s in self.by_name.values() {

@@ -12,12 +12,14 @@
 //! SQLite-specific SQL lives only in this crate.
 
 mod audit;
+mod claims;
 mod console;
 mod deadlines;
 mod vault;
 mod writer;
 
 pub use audit::ProofError;
+pub use claims::ClaimRow;
 pub use console::AgentRow;
 pub use deadlines::{Alert, DeadlineRow, NotificationRow};
 
@@ -1246,6 +1248,11 @@ async fn append_audit(
         at: change.at.to_string(),
         detail: change.detail.clone(),
     };
+    insert_event(ctx, event).await
+}
+
+/// Appends one event to the log: the row, the leaf, the completed subtrees.
+pub(crate) async fn insert_event(ctx: &mut WriteCtx, event: AuditEvent) -> Result<(), StoreError> {
     let hash = event.leaf_hash();
     sqlx::query("INSERT INTO audit_events (seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
         .bind(i64::try_from(event.seq).unwrap_or(i64::MAX))

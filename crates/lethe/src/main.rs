@@ -49,6 +49,18 @@ enum Cmd {
         /// An operator calendar file extending the shipped one (watched).
         #[arg(long)]
         calendar_file: Option<PathBuf>,
+        /// Accept the app's session tokens (HS256) signed with the secret in
+        /// this environment variable.
+        #[arg(long)]
+        session_secret_env: Option<String>,
+        /// Enable face verification: the provider's callback secret is in
+        /// this environment variable (the demo platform then holds faces).
+        #[arg(long)]
+        face_secret_env: Option<String>,
+        /// Send one-time codes to this SMS gateway (signed; the secret is in
+        /// LETHE_SMS_SECRET) instead of the dev outbox.
+        #[arg(long)]
+        sms_url: Option<String>,
         /// Deliver notifications to this webhook (secret in LETHE_WEBHOOK_SECRET).
         #[arg(long)]
         webhook_url: Option<String>,
@@ -303,6 +315,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             deadlines,
             calendar_file,
             webhook_url,
+            session_secret_env,
+            face_secret_env,
+            sms_url,
         } => {
             init_logs();
             let opts = DemoOptions {
@@ -316,6 +331,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 deadlines,
                 calendar_file,
                 webhook_url,
+                session_secret_env,
+                face_secret_env,
+                sms_url,
             };
             demo(data_dir, opts).await
         }
@@ -645,6 +663,9 @@ struct DemoOptions {
     deadlines: String,
     calendar_file: Option<PathBuf>,
     webhook_url: Option<String>,
+    session_secret_env: Option<String>,
+    face_secret_env: Option<String>,
+    sms_url: Option<String>,
 }
 
 async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
@@ -659,6 +680,9 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
         deadlines,
         calendar_file,
         webhook_url,
+        session_secret_env,
+        face_secret_env,
+        sms_url,
     } = o;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -690,6 +714,20 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
     if let Some(f) = calendar_file {
         cfg_value["calendar_file"] = serde_json::json!(std::path::absolute(f)?);
     }
+    let mut identity = serde_json::json!({});
+    if let Some(v) = session_secret_env {
+        identity["session_secret_env"] = serde_json::json!(v);
+    }
+    if let Some(v) = face_secret_env {
+        identity["face_secret_env"] = serde_json::json!(v);
+        identity["platform_holds"] = serde_json::json!(["phone", "id_number", "name", "face"]);
+        identity["methods"] = serde_json::json!(["sms", "app", "hotline", "counter", "face"]);
+    }
+    if let Some(u) = sms_url {
+        identity["sms_url"] = serde_json::json!(u);
+        identity["sms_secret_env"] = serde_json::json!("LETHE_SMS_SECRET");
+    }
+    cfg_value["identity"] = identity;
     if let Some(u) = webhook_url {
         cfg_value["notifications"] = serde_json::json!({ "url": u });
     }

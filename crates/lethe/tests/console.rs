@@ -119,15 +119,11 @@ async fn roles_channels_and_step_up() {
             );
             assert_eq!(login(&demo, "agent1", &pw, "000000").await.0, 401);
         }
-        let (s, v) = login(&demo, &format!("{role}1"), &pw, &totp(&secret, 0)).await;
+        let code = totp(&secret, 0);
+        let (s, v) = login(&demo, &format!("{role}1"), &pw, &code).await;
         assert_eq!(s, 200, "{v}");
         // The same code cannot be used twice.
-        assert_eq!(
-            login(&demo, &format!("{role}1"), &pw, &totp(&secret, 0))
-                .await
-                .0,
-            401
-        );
+        assert_eq!(login(&demo, &format!("{role}1"), &pw, &code).await.0, 401);
         sessions.insert(
             role,
             Login {
@@ -312,6 +308,13 @@ async fn roles_channels_and_step_up() {
     .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["assurance_level"], 2);
+    assert_eq!(
+        v["verified_by"],
+        json!(format!(
+            "counter:id_card:*{}@Beijing West Station",
+            last4.to_uppercase()
+        ))
+    );
     let v = demo.ok(&format!("/v1/cases/{id}/confirm"), json!({})).await;
     assert_eq!(v["state"], "cooling_off");
 }
