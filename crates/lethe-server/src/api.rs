@@ -416,7 +416,9 @@ pub async fn get_case(
     Ok(axum::Json(view).into_response())
 }
 
-/// Send a one-time code to the account's registered phone.
+/// Send a one-time code to the account's registered phone. Throttled per
+/// phone and per client address: forward the end user's address in the
+/// `Lethe-Client-Address` header (else the caller's address counts).
 #[utoipa::path(post, path = "/v1/cases/{id}/verification/sms/send", tag = "verification", params(("id" = String, Path)),
     responses((status = 200, body = CaseView), (status = 429, body = Problem)), security(("api_key" = [])))]
 pub async fn send_code(
@@ -424,6 +426,7 @@ pub async fn send_code(
     Extension(p): Extension<Principal>,
     key: Option<Extension<IdemKey>>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let case = owned(&st, &p, parse_id(&id)?).await?;
@@ -452,7 +455,13 @@ pub async fn send_code(
     })?;
     // Throttles per phone number (keyed hash) and per client address.
     let phone_key = format!("phone:{}", st.secrets.identifier_hash("phone", &phone));
-    let ip_key = format!("ip:{}", peer.ip());
+    // The end user's address as the platform forwards it, else the peer's.
+    let client = headers
+        .get("lethe-client-address")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
+        .unwrap_or(peer.ip());
+    let ip_key = format!("ip:{client}");
     st.sms_limiter
         .check(&phone_key, st.identity.sms_per_phone_per_hour)
         .map_err(|wait| {

@@ -61,6 +61,10 @@ enum Cmd {
         /// LETHE_SMS_SECRET) instead of the dev outbox.
         #[arg(long)]
         sms_url: Option<String>,
+        /// Codes per client address per hour (the demo's callers all share
+        /// one address, so the production default of 20 is raised).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        sms_per_client: u32,
         /// Deliver notifications to this webhook (secret in LETHE_WEBHOOK_SECRET).
         #[arg(long)]
         webhook_url: Option<String>,
@@ -318,6 +322,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             session_secret_env,
             face_secret_env,
             sms_url,
+            sms_per_client,
         } => {
             init_logs();
             let opts = DemoOptions {
@@ -334,6 +339,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 session_secret_env,
                 face_secret_env,
                 sms_url,
+                sms_per_client,
             };
             demo(data_dir, opts).await
         }
@@ -666,6 +672,7 @@ struct DemoOptions {
     session_secret_env: Option<String>,
     face_secret_env: Option<String>,
     sms_url: Option<String>,
+    sms_per_client: u32,
 }
 
 async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
@@ -683,6 +690,7 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
         session_secret_env,
         face_secret_env,
         sms_url,
+        sms_per_client,
     } = o;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -714,7 +722,7 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
     if let Some(f) = calendar_file {
         cfg_value["calendar_file"] = serde_json::json!(std::path::absolute(f)?);
     }
-    let mut identity = serde_json::json!({});
+    let mut identity = serde_json::json!({ "sms_per_client_per_hour": sms_per_client });
     if let Some(v) = session_secret_env {
         identity["session_secret_env"] = serde_json::json!(v);
     }

@@ -187,7 +187,7 @@ async fn a_face_method_without_faces_on_file_is_refused_by_config_check() {
 #[tokio::test]
 async fn codes_are_throttled_per_phone_and_per_client_address() {
     let dir = tempfile::tempdir().unwrap();
-    let demo = Demo::start(dir.path(), 300).await;
+    let demo = Demo::start_with(dir.path(), 300, &["--sms-per-client", "20"]).await;
     let users = clear_users(&demo.mart().await, 6).await;
     let mut sent = 0;
     let mut first_429 = None;
