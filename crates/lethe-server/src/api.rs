@@ -1219,13 +1219,26 @@ pub async fn healthz() -> &'static str {
 /// Readiness: the store answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, body = Problem)))]
 pub async fn readyz(State(st): State<AppState>) -> Result<&'static str, Problem> {
-    st.store.ping().await.map_err(|_| {
+    let not_ready = |what: &str| {
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not-ready",
             "Not ready",
-            "the store does not answer",
+            what.to_owned(),
         )
-    })?;
+        .retry_after(5)
+    };
+    st.store
+        .ping()
+        .await
+        .map_err(|_| not_ready("the store does not answer"))?;
+    for f in ["lethe.key", "vault.kek", "audit.key"] {
+        let ok = std::fs::metadata(st.data_dir.join(f)).is_ok_and(|m| m.is_file() && m.len() > 0);
+        if !ok {
+            return Err(not_ready(&format!(
+                "the key file {f} is missing or empty; restore it from its backup"
+            )));
+        }
+    }
     Ok("ready")
 }

@@ -13,6 +13,7 @@ pub mod console;
 pub mod demo_platform;
 pub mod identity_api;
 pub mod jwt;
+pub mod metrics;
 pub mod middleware;
 pub mod ops_api;
 pub mod problem;
@@ -72,6 +73,9 @@ pub struct AppState {
     /// Signs tree heads, receipts and reports.
     pub signer: Arc<lethe_ledger::Signer>,
     pub identity: config::IdentityConfig,
+    pub metrics: Arc<metrics::Metrics>,
+    /// Where the store and the key files live.
+    pub data_dir: PathBuf,
     /// Codes sent per phone and per client address (sliding hour).
     pub sms_limiter: Arc<middleware::WindowLimiter>,
     /// The key of the app's session tokens, when configured.
@@ -326,6 +330,7 @@ pub fn router(st: AppState) -> Router {
         .merge(vault_admin)
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
+        .route("/metrics", get(metrics::metrics))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi(st.demo)))
         .fallback(|| async {
             problem::Problem::not_found("no such route").fix("see /docs for the API")
@@ -469,6 +474,8 @@ impl Server {
             settlement_override: Arc::new(std::sync::OnceLock::new()),
             console_principal: "console".into(),
             identity: cfg.identity.clone(),
+            metrics: Arc::new(metrics::Metrics::default()),
+            data_dir: cfg.data_dir.clone(),
             sms_limiter: Arc::new(middleware::WindowLimiter::new(
                 std::time::Duration::from_secs(3600),
             )),

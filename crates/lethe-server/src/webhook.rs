@@ -138,6 +138,7 @@ pub async fn deliver_loop(st: AppState, mut shutdown: watch::Receiver<bool>) {
                 None
             };
             if let Err(e) = &outcome {
+                st.metrics.webhook_failure();
                 tracing::warn!(notification = n.id, kind = %n.kind, attempt, error = %e, "webhook delivery failed");
             }
             if let Err(e) = st.store.notification_attempt(n.id, outcome, retry_at).await {

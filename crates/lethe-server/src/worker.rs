@@ -534,6 +534,7 @@ async fn run_job(st: &AppState, job: &Job) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string())?;
             }
+            let started = std::time::Instant::now();
             let outcome = st
                 .systems
                 .erase(
@@ -542,7 +543,10 @@ async fn run_job(st: &AppState, job: &Job) -> Result<(), String> {
                     &case.subject,
                     st.clock.now(),
                 )
-                .await?;
+                .await
+                .inspect_err(|_| st.metrics.connector_error(&job.system))?;
+            st.metrics
+                .erase_latency(&job.system, started.elapsed().as_secs_f64());
             let value = serde_json::to_value(&outcome).map_err(|e| e.to_string())?;
             let closed = st
                 .store

@@ -354,3 +354,64 @@ impl Store {
             .await
     }
 }
+
+/// Figures for the metrics endpoint, read at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSnapshot {
+    pub cases_by_state: Vec<(String, i64)>,
+    pub events_by_kind: Vec<(String, i64)>,
+    /// (kind, state, count, oldest run_at in ms)
+    pub jobs: Vec<(String, String, i64, i64)>,
+    pub notifications: Vec<(String, i64)>,
+    /// Seconds until the nearest open deadline is due (negative: overdue).
+    pub min_headroom_secs: Option<i64>,
+    pub overdue: i64,
+}
+
+impl Store {
+    pub async fn metrics_snapshot(&self, now: Timestamp) -> Result<MetricsSnapshot, StoreError> {
+        let pairs = |rows: Vec<sqlx::sqlite::SqliteRow>| -> Vec<(String, i64)> {
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+        };
+        let cases_by_state = pairs(
+            sqlx::query("SELECT state, COUNT(*) FROM cases GROUP BY state")
+                .fetch_all(&self.read)
+                .await
+                .map_err(db("metrics"))?,
+        );
+        let events_by_kind = pairs(
+            sqlx::query("SELECT kind, COUNT(*) FROM audit_events GROUP BY kind")
+                .fetch_all(&self.read)
+                .await
+                .map_err(db("metrics"))?,
+        );
+        let jobs = sqlx::query("SELECT kind, state, COUNT(*), MIN(run_at) FROM jobs WHERE state <> 'done' GROUP BY kind, state")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("metrics"))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        let notifications = pairs(
+            sqlx::query("SELECT state, COUNT(*) FROM notifications GROUP BY state")
+                .fetch_all(&self.read)
+                .await
+                .map_err(db("metrics"))?,
+        );
+        let row = sqlx::query("SELECT MIN(due_at), SUM(CASE WHEN due_at < $1 THEN 1 ELSE 0 END) FROM deadlines WHERE met_at IS NULL AND due_at IS NOT NULL")
+            .bind(ms(now))
+            .fetch_one(&self.read)
+            .await
+            .map_err(db("metrics"))?;
+        let min_due: Option<i64> = row.get(0);
+        let overdue: Option<i64> = row.get(1);
+        Ok(MetricsSnapshot {
+            cases_by_state,
+            events_by_kind,
+            jobs,
+            notifications,
+            min_headroom_secs: min_due.map(|d| (d - ms(now)) / 1000),
+            overdue: overdue.unwrap_or(0),
+        })
+    }
+}

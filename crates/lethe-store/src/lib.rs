@@ -21,7 +21,7 @@ mod writer;
 pub use audit::ProofError;
 pub use claims::ClaimRow;
 pub use console::AgentRow;
-pub use deadlines::{Alert, DeadlineRow, NotificationRow};
+pub use deadlines::{Alert, DeadlineRow, MetricsSnapshot, NotificationRow};
 
 use jiff::Timestamp;
 use lethe_domain::{Case, CaseCommand, CaseId, CaseState, Change, TransitionError};

@@ -74,6 +74,28 @@ async fn happy_path_erases_only_the_subject() {
         "case.erased"
     );
 
+    // Prometheus metrics reflect the case and the erasure.
+    let metrics = demo
+        .http
+        .get(format!("{}/metrics", demo.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("lethe_cases{state=\"erased\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("lethe_connector_erase_seconds_count{system=\"demo_mart\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("lethe_audit_events_total{kind=\"case.erased\"} 1"),
+        "{metrics}"
+    );
     // Every state change has exactly one audit event.
     let (_, tl) = demo.get(&format!("/v1/cases/{id}/timeline")).await;
     let kinds: Vec<&str> = tl["events"]

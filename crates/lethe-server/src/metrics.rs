@@ -1,0 +1,185 @@
+//! Prometheus metrics (text exposition format 0.0.4). Case, job, deadline
+//! and notification figures are read from the store at scrape time (so they
+//! survive restarts and agree across instances); connector latency and
+//! errors, and webhook delivery failures, are counted in memory.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+use crate::AppState;
+use crate::problem::Problem;
+
+/// Upper bounds (seconds) of the erasure latency histogram.
+const BUCKETS: [f64; 9] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0];
+
+#[derive(Default)]
+struct Hist {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    erase: Mutex<BTreeMap<String, Hist>>,
+    errors: Mutex<BTreeMap<String, u64>>,
+    webhook_failures: Mutex<u64>,
+}
+
+impl Metrics {
+    /// One erasure (or its verification) in a system took `secs`.
+    pub fn erase_latency(&self, system: &str, secs: f64) {
+        let mut m = self.erase.lock().unwrap_or_else(|p| p.into_inner());
+        let h = m.entry(system.to_owned()).or_default();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                h.counts[i] += 1;
+            }
+        }
+        h.sum += secs;
+        h.count += 1;
+    }
+
+    pub fn connector_error(&self, system: &str) {
+        *self
+            .errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(system.to_owned())
+            .or_default() += 1;
+    }
+
+    pub fn webhook_failure(&self) {
+        *self
+            .webhook_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) += 1;
+    }
+}
+
+fn label(v: &str) -> String {
+    v.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | ':'))
+        .take(64)
+        .collect()
+}
+
+/// The metrics endpoint.
+pub async fn metrics(State(st): State<AppState>) -> Result<Response, Problem> {
+    let now = st.clock.now();
+    let snap = st.store.metrics_snapshot(now).await?;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# HELP lethe_cases Cases by state.\n# TYPE lethe_cases gauge"
+    );
+    for (s, n) in &snap.cases_by_state {
+        let _ = writeln!(o, "lethe_cases{{state=\"{}\"}} {n}", label(s));
+    }
+    let _ = writeln!(
+        o,
+        "# HELP lethe_audit_events_total Audit events by kind (case transitions, deadline alerts...).\n# TYPE lethe_audit_events_total counter"
+    );
+    for (k, n) in &snap.events_by_kind {
+        let _ = writeln!(o, "lethe_audit_events_total{{kind=\"{}\"}} {n}", label(k));
+    }
+    let _ = writeln!(
+        o,
+        "# HELP lethe_jobs Background jobs not done, by kind and state.\n# TYPE lethe_jobs gauge"
+    );
+    let _ = writeln!(
+        o,
+        "# HELP lethe_job_oldest_age_seconds Age of the oldest job not done.\n# TYPE lethe_job_oldest_age_seconds gauge"
+    );
+    let wall = jiff::Timestamp::now().as_millisecond();
+    for (kind, state, n, oldest) in &snap.jobs {
+        let (k, s) = (label(kind), label(state));
+        let _ = writeln!(o, "lethe_jobs{{kind=\"{k}\",state=\"{s}\"}} {n}");
+        let _ = writeln!(
+            o,
+            "lethe_job_oldest_age_seconds{{kind=\"{k}\",state=\"{s}\"}} {}",
+            ((wall - oldest) / 1000).max(0)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP lethe_notifications Notifications by delivery state (dead = dead-letter list).\n# TYPE lethe_notifications gauge"
+    );
+    for (s, n) in &snap.notifications {
+        let _ = writeln!(o, "lethe_notifications{{state=\"{}\"}} {n}", label(s));
+    }
+    let _ = writeln!(
+        o,
+        "# HELP lethe_deadline_headroom_seconds Seconds until the nearest open deadline (negative when overdue).\n# TYPE lethe_deadline_headroom_seconds gauge"
+    );
+    if let Some(h) = snap.min_headroom_secs {
+        let _ = writeln!(o, "lethe_deadline_headroom_seconds {h}");
+    }
+    let _ = writeln!(
+        o,
+        "# HELP lethe_deadlines_overdue Open deadlines past due.\n# TYPE lethe_deadlines_overdue gauge\nlethe_deadlines_overdue {}",
+        snap.overdue
+    );
+    let _ = writeln!(
+        o,
+        "# HELP lethe_connector_erase_seconds Erasure and verification time per system.\n# TYPE lethe_connector_erase_seconds histogram"
+    );
+    {
+        let m = st.metrics.erase.lock().unwrap_or_else(|p| p.into_inner());
+        for (sys, h) in m.iter() {
+            let sys = label(sys);
+            for (i, b) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    o,
+                    "lethe_connector_erase_seconds_bucket{{system=\"{sys}\",le=\"{b}\"}} {}",
+                    h.counts[i]
+                );
+            }
+            let _ = writeln!(
+                o,
+                "lethe_connector_erase_seconds_bucket{{system=\"{sys}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                o,
+                "lethe_connector_erase_seconds_sum{{system=\"{sys}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                o,
+                "lethe_connector_erase_seconds_count{{system=\"{sys}\"}} {}",
+                h.count
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "# HELP lethe_connector_errors_total Failed erasure attempts per system.\n# TYPE lethe_connector_errors_total counter"
+    );
+    for (sys, n) in st
+        .metrics
+        .errors
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+    {
+        let _ = writeln!(
+            o,
+            "lethe_connector_errors_total{{system=\"{}\"}} {n}",
+            label(sys)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "# HELP lethe_webhook_failures_total Failed webhook deliveries.\n# TYPE lethe_webhook_failures_total counter\nlethe_webhook_failures_total {}",
+        st.metrics
+            .webhook_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], o).into_response())
+}
