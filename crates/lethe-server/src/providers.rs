@@ -25,7 +25,6 @@ pub async fn signed_call(
     idempotency_key: &str,
     body: &serde_json::Value,
 ) -> Result<serde_json::Value, String> {
-    let key = secret_bytes(secret);
     let payload = body.to_string();
     let id = format!("msg_{idempotency_key}");
     let ts = jiff::Timestamp::now().as_second();
@@ -36,7 +35,10 @@ pub async fn signed_call(
         .header("idempotency-key", idempotency_key)
         .header("webhook-id", &id)
         .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", sign(&key, &id, ts, payload.as_bytes()))
+        .header(
+            "webhook-signature",
+            crate::webhook::sign_all(secret, &id, ts, payload.as_bytes()),
+        )
         .body(payload)
         .send()
         .await
@@ -84,10 +86,16 @@ pub async fn signed_call(
             "{name}: the answer's timestamp is outside the {REPLAY_WINDOW_SECS} s window"
         ));
     }
-    let expected = sign(&key, &rid, rts, &bytes);
-    let ok = rsig
-        .split(' ')
-        .any(|s| subtle::ConstantTimeEq::ct_eq(s.as_bytes(), expected.as_bytes()).into());
+    let expected: Vec<String> = secret
+        .split_whitespace()
+        .take(2)
+        .map(|k| sign(&secret_bytes(k), &rid, rts, &bytes))
+        .collect();
+    let ok = rsig.split(' ').any(|s| {
+        expected
+            .iter()
+            .any(|e| subtle::ConstantTimeEq::ct_eq(s.as_bytes(), e.as_bytes()).into())
+    });
     if !ok {
         return Err(format!("{name}: the answer's signature is invalid"));
     }

@@ -26,6 +26,18 @@ pub fn secret_bytes(secret: &str) -> Vec<u8> {
     }
 }
 
+/// The signature header for a secret setting that may hold two secrets
+/// separated by a space during a rotation: one `v1,...` per secret, so the
+/// receiver may check either (new first, then old).
+pub fn sign_all(secrets: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
+    secrets
+        .split_whitespace()
+        .take(2)
+        .map(|s| sign(&secret_bytes(s), id, timestamp, body))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     // HMAC takes keys of any length: this cannot fail.
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
@@ -72,11 +84,17 @@ pub fn verify_inbound(
             "webhook-timestamp is outside the {REPLAY_WINDOW_SECS} s window"
         ));
     }
-    let expected = sign(&secret_bytes(secret), &id, ts, body);
-    if sig
-        .split(' ')
-        .any(|s| subtle::ConstantTimeEq::ct_eq(s.as_bytes(), expected.as_bytes()).into())
-    {
+    // During a rotation the setting holds two secrets: either one verifies.
+    let expected: Vec<String> = secret
+        .split_whitespace()
+        .take(2)
+        .map(|k| sign(&secret_bytes(k), &id, ts, body))
+        .collect();
+    if sig.split(' ').any(|s| {
+        expected
+            .iter()
+            .any(|e| subtle::ConstantTimeEq::ct_eq(s.as_bytes(), e.as_bytes()).into())
+    }) {
         Ok(id)
     } else {
         Err("the signature is invalid".into())
@@ -87,7 +105,7 @@ pub async fn deliver_loop(st: AppState, mut shutdown: watch::Receiver<bool>) {
     let Some(url) = st.notifications.url.clone() else {
         return;
     };
-    let key = secret_bytes(&std::env::var(&st.notifications.secret_env).unwrap_or_default());
+    let secrets = std::env::var(&st.notifications.secret_env).unwrap_or_default();
     let http = match reqwest::Client::builder()
         .timeout(Duration::from_secs(st.notifications.timeout_secs))
         .build()
@@ -116,7 +134,10 @@ pub async fn deliver_loop(st: AppState, mut shutdown: watch::Receiver<bool>) {
                 .header("content-type", "application/json")
                 .header("webhook-id", &id)
                 .header("webhook-timestamp", ts.to_string())
-                .header("webhook-signature", sign(&key, &id, ts, body.as_bytes()))
+                .header(
+                    "webhook-signature",
+                    sign_all(&secrets, &id, ts, body.as_bytes()),
+                )
                 .body(body)
                 .send()
                 .await;
@@ -156,6 +177,27 @@ pub async fn deliver_loop(st: AppState, mut shutdown: watch::Receiver<bool>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn two_secrets_sign_twice_and_either_verifies() {
+        let both = "whsec_bmV3LXNlY3JldA== whsec_b2xkLXNlY3JldA==";
+        let header = super::sign_all(both, "msg_1", 1_700_000_000, b"{}");
+        assert_eq!(header.split(' ').count(), 2);
+        let mut h = axum::http::HeaderMap::new();
+        h.insert("webhook-id", "msg_1".parse().unwrap());
+        h.insert("webhook-timestamp", "1700000000".parse().unwrap());
+        h.insert(
+            "webhook-signature",
+            super::sign_all("whsec_b2xkLXNlY3JldA==", "msg_1", 1_700_000_000, b"{}")
+                .parse()
+                .unwrap(),
+        );
+        assert!(
+            super::verify_inbound(both, &h, b"{}", 1_700_000_000).is_ok(),
+            "a sender still on the old secret verifies"
+        );
+        assert!(super::verify_inbound("whsec_b3RoZXI=", &h, b"{}", 1_700_000_000).is_err());
+    }
+
     #[test]
     fn signature_matches_the_standard_webhooks_example() {
         // The example from the Standard Webhooks specification.

@@ -1,5 +1,6 @@
 //! The `lethe` command.
 
+mod backup;
 mod bench;
 mod demo_mart;
 
@@ -91,6 +92,26 @@ enum Cmd {
     Policy {
         #[command(subcommand)]
         cmd: PolicyCmd,
+    },
+    /// Back up Lethe's store online: data and keys in separate directories.
+    Backup {
+        #[arg(long, default_value = "lethe.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a backup into the configured data directory (Lethe stopped).
+    Restore {
+        #[arg(long, default_value = "lethe.toml")]
+        config: PathBuf,
+        /// A data-<time> directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// The keys-<time> directory (without it, encrypted fields stay unreadable).
+        #[arg(long)]
+        keys: Option<PathBuf>,
+        #[arg(long)]
+        force: bool,
     },
     /// Manage agent console accounts.
     Agent {
@@ -425,6 +446,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("password: {password}\ntotp: {url}");
             eprintln!(
                 "Agent '{username}' created. The password and TOTP secret are shown only now."
+            );
+            Ok(())
+        }
+        Cmd::Backup { config, out } => {
+            let cfg = load_config(&config)?;
+            let (data, keys) = backup::backup(&cfg.data_dir, &out).await?;
+            println!("data: {}\nkeys: {}", data.display(), keys.display());
+            eprintln!(
+                "Keep the keys directory apart from the data and only for a short time (see docs/operations.md)."
+            );
+            Ok(())
+        }
+        Cmd::Restore {
+            config,
+            data,
+            keys,
+            force,
+        } => {
+            let cfg = load_config(&config)?;
+            let n = backup::restore(&cfg.data_dir, &data, keys.as_deref(), force).await?;
+            println!(
+                "restored into {} ({n} vault key(s) restored)",
+                cfg.data_dir.display()
             );
             Ok(())
         }

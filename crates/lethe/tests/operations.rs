@@ -192,3 +192,151 @@ async fn serve_mode_has_a_fixed_clock_and_managed_keys() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn backups_keep_keys_apart_and_a_restore_never_resurrects_an_erased_key() {
+    use lethe_client::{Client, DecryptItem, EncryptItem, FieldError};
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 200).await;
+    let users = clear_users(&demo.mart().await, 2).await;
+    let (a, b) = (users[0].to_string(), users[1].to_string());
+    let client = Client::new(&demo.url, &demo.key).unwrap();
+    let ct = client
+        .encrypt(&[
+            EncryptItem {
+                subject_id: &a,
+                field: "id_number",
+                plaintext: "A-secret",
+            },
+            EncryptItem {
+                subject_id: &b,
+                field: "id_number",
+                plaintext: "B-secret",
+            },
+        ])
+        .await
+        .unwrap();
+    let (ca, cb) = (ct[0].clone().unwrap(), ct[1].clone().unwrap());
+    let cfg = dir.path().join("lethe.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = \"{}\"\ndatamap = \"{}\"\n",
+            dir.path().display(),
+            dir.path().join("datamap.toml").display()
+        ),
+    )
+    .unwrap();
+    let backups = dir.path().join("backups");
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{:?}: {}",
+            args,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let pick = |out: &str, k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    // Backup 1 while the server runs: both keys.
+    let out1 = run(&[
+        "backup",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        backups.to_str().unwrap(),
+    ]);
+    let keys1 = pick(&out1, "keys: ");
+    // Erase A (its key is destroyed), then backup 2.
+    let id = demo.create(users[0]).await;
+    demo.to_cooling_off(&id).await;
+    demo.advance(7 * 86_400 + 60).await;
+    demo.wait_state(&id, "erased", 60).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let out2 = run(&[
+        "backup",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        backups.to_str().unwrap(),
+    ]);
+    let data2 = pick(&out2, "data: ");
+    // The data backup holds no wrapped key.
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect(&format!("sqlite://{data2}/lethe.db"))
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM vault_keys")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    pool.close().await;
+
+    // Restore data 2 with the OLDER keys backup into a new directory.
+    let new = tempfile::tempdir().unwrap();
+    for f in [
+        "demo-mart.db",
+        "datamap.toml",
+        "demo-api-key",
+        "demo-clock-offset",
+    ] {
+        std::fs::copy(dir.path().join(f), new.path().join(f)).unwrap();
+    }
+    let cfg2 = new.path().join("lethe.toml");
+    std::fs::write(
+        &cfg2,
+        format!(
+            "data_dir = \"{}\"\ndatamap = \"{}\"\n",
+            new.path().display(),
+            new.path().join("datamap.toml").display()
+        ),
+    )
+    .unwrap();
+    let out = run(&[
+        "restore",
+        "--config",
+        cfg2.to_str().unwrap(),
+        "--data",
+        &data2,
+        "--keys",
+        &keys1,
+    ]);
+    assert!(
+        out.contains("1 vault key(s) restored"),
+        "only B's key comes back: {out}"
+    );
+    let restored = Demo::start(new.path(), 200).await;
+    let c2 = Client::new(&restored.url, &restored.key).unwrap();
+    let r = c2
+        .decrypt(&[
+            DecryptItem {
+                subject_id: &a,
+                field: "id_number",
+                ciphertext: &ca,
+            },
+            DecryptItem {
+                subject_id: &b,
+                field: "id_number",
+                ciphertext: &cb,
+            },
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(&r[0], Err(FieldError::Erased(_))), "{:?}", r[0]);
+    assert_eq!(r[1].as_deref(), Ok("B-secret"));
+    // A receipt and the audit log survived the restore.
+    let (s, _) = restored.get(&format!("/v1/cases/{id}/receipt")).await;
+    assert_eq!(s, 200);
+}
