@@ -30,51 +30,8 @@ enum Cmd {
         /// Where the demo keeps its databases and keys.
         #[arg(long, default_value = "var/demo")]
         data_dir: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Number of Demo Mart users to generate on first run.
-        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=2_000_000))]
-        users: u32,
-        /// Write {url, api_key} as JSON to this file once listening.
-        #[arg(long)]
-        ready_file: Option<PathBuf>,
-        /// Seconds of a job lease (shorter makes crash recovery faster).
-        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=3600))]
-        lease_secs: i64,
-        /// Cases need an agent's review before cooling-off.
-        #[arg(long)]
-        review: bool,
-        /// Deadline rules: cn, gdpr or ccpa.
-        #[arg(long, default_value = "cn")]
-        deadlines: String,
-        /// An operator calendar file extending the shipped one (watched).
-        #[arg(long)]
-        calendar_file: Option<PathBuf>,
-        /// Accept the app's session tokens (HS256) signed with the secret in
-        /// this environment variable.
-        #[arg(long)]
-        session_secret_env: Option<String>,
-        /// Enable face verification: the provider's callback secret is in
-        /// this environment variable (the demo platform then holds faces).
-        #[arg(long)]
-        face_secret_env: Option<String>,
-        /// Send one-time codes to this SMS gateway (signed; the secret is in
-        /// LETHE_SMS_SECRET) instead of the dev outbox.
-        #[arg(long)]
-        sms_url: Option<String>,
-        /// Codes per client address per hour (the demo's callers all share
-        /// one address, so the production default of 20 is raised).
-        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-        sms_per_client: u32,
-        /// Deliver notifications to this webhook (secret in LETHE_WEBHOOK_SECRET).
-        #[arg(long)]
-        webhook_url: Option<String>,
-        /// Attempts of a job before its case is marked failed.
-        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
-        max_attempts: u32,
-        /// Requests per second allowed per API key.
-        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-        rate: u32,
+        #[command(flatten)]
+        opts: DemoOptions,
     },
     /// Run Lethe with a configuration file (production: the system clock).
     Serve {
@@ -328,40 +285,8 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Demo {
-            data_dir,
-            listen,
-            users,
-            ready_file,
-            lease_secs,
-            max_attempts,
-            rate,
-            review,
-            deadlines,
-            calendar_file,
-            webhook_url,
-            session_secret_env,
-            face_secret_env,
-            sms_url,
-            sms_per_client,
-        } => {
+        Cmd::Demo { data_dir, opts } => {
             init_logs();
-            let opts = DemoOptions {
-                listen,
-                users,
-                ready_file,
-                lease_secs,
-                max_attempts,
-                rate,
-                review,
-                deadlines,
-                calendar_file,
-                webhook_url,
-                session_secret_env,
-                face_secret_env,
-                sms_url,
-                sms_per_client,
-            };
             demo(data_dir, opts).await
         }
         Cmd::Serve { config } => {
@@ -702,21 +627,54 @@ fn new_api_key() -> String {
     format!("lk_{}", hex::encode(bytes))
 }
 
+/// The demo's settings (flags of `lethe demo`).
+#[derive(clap::Args)]
 struct DemoOptions {
+    #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Number of Demo Mart users to generate on first run.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=2_000_000))]
     users: u32,
+    /// Write {url, api_key} as JSON to this file once listening.
+    #[arg(long)]
     ready_file: Option<PathBuf>,
+    /// Seconds of a job lease (shorter makes crash recovery faster).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=3600))]
     lease_secs: i64,
-    max_attempts: u32,
-    rate: u32,
+    /// Cases need an agent's review before cooling-off.
+    #[arg(long)]
     review: bool,
+    /// Deadline rules: cn, gdpr or ccpa.
+    #[arg(long, default_value = "cn")]
     deadlines: String,
+    /// An operator calendar file extending the shipped one (watched).
+    #[arg(long)]
     calendar_file: Option<PathBuf>,
-    webhook_url: Option<String>,
+    /// Accept the app's session tokens (HS256) signed with the secret in
+    /// this environment variable.
+    #[arg(long)]
     session_secret_env: Option<String>,
+    /// Enable face verification: the provider's callback secret is in
+    /// this environment variable (the demo platform then holds faces).
+    #[arg(long)]
     face_secret_env: Option<String>,
+    /// Send one-time codes to this SMS gateway (signed; the secret is in
+    /// LETHE_SMS_SECRET) instead of the dev outbox.
+    #[arg(long)]
     sms_url: Option<String>,
+    /// Codes per client address per hour (the demo's callers all share
+    /// one address, so the production default of 20 is raised).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     sms_per_client: u32,
+    /// Deliver notifications to this webhook (secret in LETHE_WEBHOOK_SECRET).
+    #[arg(long)]
+    webhook_url: Option<String>,
+    /// Attempts of a job before its case is marked failed.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
+    max_attempts: u32,
+    /// Requests per second allowed per API key.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    rate: u32,
 }
 
 async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
