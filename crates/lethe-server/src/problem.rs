@@ -177,8 +177,10 @@ fn transition(t: TransitionError) -> Problem {
     }
 }
 
-/// Removes quoted values from a serde message: `invalid type: string "x"`
-/// becomes `invalid type: string`. Field names (in backticks) stay.
+/// Removes values from a serde message: `invalid type: string "x"` becomes
+/// `invalid type: string`, `unknown variant `x`` becomes `unknown variant
+/// (value withheld)`. Field names in backticks stay when they look like field
+/// names (schema words, not data).
 pub fn redact_serde(msg: &str) -> String {
     let mut out = String::with_capacity(msg.len());
     let mut in_quote = false;
@@ -191,11 +193,53 @@ pub fn redact_serde(msg: &str) -> String {
             out.push(c);
         }
     }
-    out.replace("  ", " ").replace(" ,", ",")
+    // Backticked runs: keep plain identifiers, except the value after
+    // "unknown variant", which is data.
+    let mut result = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(start) = rest.find('`') {
+        let (before, after) = rest.split_at(start);
+        result.push_str(before);
+        let Some(end) = after[1..].find('`') else {
+            result.push_str(after);
+            rest = "";
+            break;
+        };
+        let word = &after[1..1 + end];
+        let is_value = before.trim_end().ends_with("unknown variant");
+        let plain = !word.is_empty()
+            && word.len() <= 40
+            && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && !word.bytes().all(|b| b.is_ascii_digit());
+        if is_value || !plain {
+            result.push_str("(value withheld)");
+        } else {
+            result.push('`');
+            result.push_str(word);
+            result.push('`');
+        }
+        rest = &after[end + 2..];
+    }
+    result.push_str(rest);
+    result.replace("  ", " ").replace(" ,", ",")
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn variant_values_and_odd_field_names_are_withheld() {
+        assert_eq!(
+            super::redact_serde(
+                "unknown variant `user1@demo-mart.example`, expected one of `app`, `recovery`"
+            ),
+            "unknown variant (value withheld), expected one of `app`, `recovery`"
+        );
+        assert_eq!(
+            super::redact_serde("unknown field `13900000001`, expected `code`"),
+            "unknown field (value withheld), expected `code`"
+        );
+    }
+
     #[test]
     fn serde_messages_lose_their_values() {
         assert_eq!(

@@ -340,3 +340,58 @@ async fn backups_keep_keys_apart_and_a_restore_never_resurrects_an_erased_key() 
     let (s, _) = restored.get(&format!("/v1/cases/{id}/receipt")).await;
     assert_eq!(s, 200);
 }
+
+#[tokio::test]
+async fn one_platform_cannot_see_or_touch_another_platforms_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 100).await;
+    let id = demo
+        .create(clear_users(&demo.mart().await, 1).await[0])
+        .await;
+    let cfg = dir.path().join("lethe.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = \"{}\"\ndatamap = \"{}\"\n",
+            dir.path().display(),
+            dir.path().join("datamap.toml").display()
+        ),
+    )
+    .unwrap();
+    let (ok, other, err) = lethe(
+        &[
+            "apikey",
+            "create",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--name",
+            "other-platform",
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    let other = other.trim().to_owned();
+    let http = http();
+    let r = http
+        .get(format!("{}/v1/cases/{id}", demo.url))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        404,
+        "another platform's case looks like no case"
+    );
+    let r = http
+        .post(format!("{}/v1/cases/{id}/withdraw", demo.url))
+        .bearer_auth(&other)
+        .header("content-type", "application/json")
+        .header("idempotency-key", "x1")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(demo.state(&id).await, "submitted", "nothing changed");
+}
