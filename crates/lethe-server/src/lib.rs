@@ -56,6 +56,9 @@ impl Clock for SystemClock {
     }
 }
 
+/// A client must send its whole request head within this time.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Largest body of a vault batch call.
 pub const VAULT_BODY_LIMIT: usize = 96 * 1024 * 1024;
 
@@ -554,12 +557,54 @@ impl Server {
             tracing::info!("shutting down");
             let _ = tx.send(true);
         };
-        axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        // Our own accept loop (instead of axum::serve) for the limits axum
+        // does not set: connections at once, and a deadline for the request
+        // head so slow clients (slowloris) cannot hold connections.
+        let connections = Arc::new(tokio::sync::Semaphore::new(
+            self.state.limits.max_connections,
+        ));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                r = self.listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break,
+            };
+            let Ok(permit) = connections.clone().try_acquire_owned() else {
+                tracing::warn!("connection limit reached; closing a new connection");
+                drop(stream);
+                continue;
+            };
+            let app = app.clone();
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    tower::ServiceExt::oneshot(app.clone(), req)
+                },
+            );
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                let _ = conn.await;
+                drop(permit);
+            });
+        }
+        // Let in-flight requests finish, briefly.
+        tokio::select! {
+            _ = graceful.shutdown() => {}
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
         for w in workers {
             let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
         }

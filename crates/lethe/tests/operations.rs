@@ -395,3 +395,26 @@ async fn one_platform_cannot_see_or_touch_another_platforms_cases() {
     assert_eq!(r.status(), 404);
     assert_eq!(demo.state(&id).await, "submitted", "nothing changed");
 }
+
+#[tokio::test]
+async fn a_slow_client_is_cut_off_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 50).await;
+    let addr = demo.url.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: lethe\r\n")
+        .await
+        .unwrap();
+    // Meanwhile the server answers others.
+    let (s, _) = demo.get("/healthz").await;
+    assert_eq!(s, 200);
+    // The head never completes: the connection is closed within the limit.
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    let r = tokio::time::timeout(Duration::from_secs(20), slow.read(&mut buf))
+        .await
+        .expect("the server must cut the slow client off");
+    assert!(matches!(r, Ok(_) | Err(_)));
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
