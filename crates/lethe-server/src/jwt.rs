@@ -108,7 +108,7 @@ pub fn verify(token: &str, key: &Key, subject: &str, now: i64) -> Result<Claims,
     if now >= exp {
         return Err(JwtError::Expired);
     }
-    if exp - iat > MAX_LIFETIME_SECS || iat > now + SKEW_SECS {
+    if exp.saturating_sub(iat) > MAX_LIFETIME_SECS || iat > now.saturating_add(SKEW_SECS) {
         return Err(JwtError::TooLong);
     }
     let aud_ok = match &c.aud {
@@ -122,7 +122,7 @@ pub fn verify(token: &str, key: &Key, subject: &str, now: i64) -> Result<Claims,
     if c.sub.as_deref() != Some(subject) {
         return Err(JwtError::Subject);
     }
-    if now - auth_time > FRESH_AUTH_SECS {
+    if now.saturating_sub(auth_time) > FRESH_AUTH_SECS {
         return Err(JwtError::NotFresh);
     }
     Ok(c)

@@ -81,7 +81,7 @@ pub async fn signed_call(
     let rts: i64 = rts
         .parse()
         .map_err(|_| format!("{name}: the answer's webhook-timestamp is not a number"))?;
-    if (jiff::Timestamp::now().as_second() - rts).abs() > REPLAY_WINDOW_SECS {
+    if jiff::Timestamp::now().as_second().abs_diff(rts) > REPLAY_WINDOW_SECS.unsigned_abs() {
         return Err(format!(
             "{name}: the answer's timestamp is outside the {REPLAY_WINDOW_SECS} s window"
         ));

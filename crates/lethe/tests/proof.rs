@@ -30,7 +30,15 @@ fn unhex(s: &str) -> [u8; 32] {
 #[tokio::test]
 async fn receipts_logs_and_reports_verify_and_forgeries_do_not() {
     let dir = tempfile::tempdir().unwrap();
-    let demo = Demo::start(dir.path(), 300).await;
+    // A calendar covering this year and the next, so the deadlines in the
+    // report do not depend on the shipped years.
+    let year = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::get("Asia/Shanghai").unwrap())
+        .date()
+        .year();
+    let cal = dir.path().join("calendar.toml");
+    std::fs::write(&cal, format!("[[year]]\nyear = {year}\nsource = \"test\"\n\n[[year]]\nyear = {}\nsource = \"test\"\n", year + 1)).unwrap();
+    let demo = Demo::start_with(dir.path(), 300, &["--calendar-file", cal.to_str().unwrap()]).await;
     let user = clear_users(&demo.mart().await, 1).await[0];
     let id = demo.create(user).await;
     demo.to_cooling_off(&id).await;
