@@ -85,6 +85,34 @@ where
     }
 }
 
+/// Query-string extractor that answers with problem+json (axum's own answers
+/// in plain text), the message stripped of any value the client sent.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::try_from_uri(&parts.uri) {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(e) => {
+                let msg = redact_serde(&e.body_text());
+                Err(Problem::bad_request("query", msg)
+                    .field("query")
+                    .fix("see the parameters of this operation at /openapi.json")
+                    .into_response())
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------- views
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -2,7 +2,7 @@
 //! and the signed compliance report.
 
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lethe_ledger::Receipt;
@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
+use crate::api::ApiQuery;
 use crate::middleware::Principal;
 use crate::problem::Problem;
 
@@ -117,6 +118,7 @@ pub async fn sign_now(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HeadsQuery {
     #[serde(default)]
     pub from_size: u64,
@@ -127,7 +129,7 @@ pub struct HeadsQuery {
 pub async fn tree_heads(
     State(st): State<AppState>,
     Extension(_p): Extension<Principal>,
-    Query(q): Query<HeadsQuery>,
+    ApiQuery(q): ApiQuery<HeadsQuery>,
 ) -> Result<Response, Problem> {
     let hs = st.store.tree_heads(q.from_size, 1000).await?;
     Ok(axum::Json(hs.into_iter().map(TreeHeadView::from).collect::<Vec<_>>()).into_response())
@@ -135,6 +137,7 @@ pub async fn tree_heads(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct InclusionQuery {
     pub seq: u64,
     pub tree_size: u64,
@@ -160,7 +163,7 @@ fn proof_problem(e: lethe_store::ProofError) -> Problem {
 pub async fn inclusion(
     State(st): State<AppState>,
     Extension(_p): Extension<Principal>,
-    Query(q): Query<InclusionQuery>,
+    ApiQuery(q): ApiQuery<InclusionQuery>,
 ) -> Result<Response, Problem> {
     let p = st
         .store
@@ -175,6 +178,7 @@ pub async fn inclusion(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ConsistencyQuery {
     pub first: u64,
     pub second: u64,
@@ -185,7 +189,7 @@ pub struct ConsistencyQuery {
 pub async fn consistency(
     State(st): State<AppState>,
     Extension(_p): Extension<Principal>,
-    Query(q): Query<ConsistencyQuery>,
+    ApiQuery(q): ApiQuery<ConsistencyQuery>,
 ) -> Result<Response, Problem> {
     let p = st
         .store
@@ -200,6 +204,7 @@ pub async fn consistency(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     #[serde(default = "one")]
     pub from: u64,
@@ -221,7 +226,7 @@ fn page() -> u32 {
 pub async fn export(
     State(st): State<AppState>,
     Extension(_p): Extension<Principal>,
-    Query(q): Query<ExportQuery>,
+    ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Response, Problem> {
     if q.limit == 0 || q.limit > 100_000 {
         return Err(Problem::unprocessable("limit must be between 1 and 100000").field("limit"));
@@ -249,6 +254,7 @@ pub async fn receipt_html(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReportQuery {
     /// Start (a date in the platform's time zone, or RFC 3339).
     pub from: String,
@@ -264,7 +270,7 @@ pub struct ReportQuery {
 pub async fn compliance(
     State(st): State<AppState>,
     Extension(_p): Extension<Principal>,
-    Query(q): Query<ReportQuery>,
+    ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> Result<Response, Problem> {
     let from = crate::report::parse_when(&q.from, &st.tz)
         .map_err(|e| Problem::unprocessable(e).field("from"))?;

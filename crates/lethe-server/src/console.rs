@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::api::ApiQuery;
 use crate::api::{ApiJson, CaseView};
 use crate::problem::Problem;
 
@@ -585,6 +586,7 @@ pub async fn create_agent_route(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReportQuery {
     pub from: String,
     pub to: String,
@@ -595,7 +597,7 @@ pub struct ReportQuery {
 pub async fn report(
     State(st): State<AppState>,
     Extension(a): Extension<Agent>,
-    axum::extract::Query(q): axum::extract::Query<ReportQuery>,
+    ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> Result<Response, Problem> {
     require(&a, "report")?;
     let from = crate::report::parse_when(&q.from, &st.tz)

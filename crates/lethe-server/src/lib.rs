@@ -28,7 +28,7 @@ pub mod worker;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use jiff::{SignedDuration, Timestamp};
 use lethe_connect::DataMap;
 use lethe_domain::{Clock, ManualClock, Policy};
@@ -178,7 +178,7 @@ pub enum ClockMode {
         claims_api::create, claims_api::read, claims_api::receipt, claims_api::list, claims_api::document, claims_api::decide
     ),
     components(schemas(problem::Problem)),
-    modifiers(&SecurityAddon)
+    modifiers(&SecurityAddon, &ProblemResponses)
 )]
 pub struct ApiDoc;
 
@@ -199,6 +199,125 @@ impl utoipa::Modify for SecurityAddon {
     }
 }
 
+/// Every error is `application/problem+json`, and some come from layers every
+/// route passes through (authentication, rate limit, body limit, malformed
+/// JSON, idempotency conflicts, storage trouble). This modifier states so on
+/// every operation, so the document describes what a client can receive.
+struct ProblemResponses;
+
+impl ProblemResponses {
+    const COMMON: [(&'static str, &'static str); 11] = [
+        (
+            "400",
+            "malformed request: the body or a header cannot be read",
+        ),
+        ("401", "missing or wrong credentials"),
+        ("403", "the credentials do not allow this"),
+        ("404", "no such resource for these credentials"),
+        (
+            "409",
+            "conflicts with the current state or with an earlier request under the same Idempotency-Key",
+        ),
+        ("413", "the body is larger than the limit"),
+        ("415", "the body is not application/json"),
+        ("422", "a field is not valid; `field` names it"),
+        ("429", "too many requests; see Retry-After"),
+        ("500", "an internal error (nothing personal in the body)"),
+        (
+            "503",
+            "a dependency (store, provider) is unavailable; retry later",
+        ),
+    ];
+}
+
+impl utoipa::Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        use utoipa::openapi::{Content, Ref, RefOr, Required, ResponseBuilder};
+        // POSTs outside the idempotency store (see `router`).
+        const NO_IDEMPOTENCY_KEY: [&str; 5] = [
+            "/v1/vault/encrypt",
+            "/v1/vault/decrypt",
+            "/v1/vault/blind-index",
+            "/v1/claims",
+            "/v1/console/",
+        ];
+        const PROBLEM: &str = "application/problem+json";
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let ops = [
+                (false, item.get.as_mut()),
+                (false, item.put.as_mut()),
+                (true, item.post.as_mut()),
+                (false, item.delete.as_mut()),
+                (false, item.patch.as_mut()),
+            ];
+            let needs_key = !NO_IDEMPOTENCY_KEY.iter().any(|p| path.starts_with(p));
+            for (is_post, op) in ops {
+                let Some(op) = op else { continue };
+                let params = op.parameters.get_or_insert_with(Vec::new);
+                for param in params.iter_mut() {
+                    let RefOr::T(param) = param else { continue };
+                    // Every `{id}` in a path is a UUID (cases, claims).
+                    if param.name == "id" && matches!(param.parameter_in, ParameterIn::Path) {
+                        param.schema = Some(
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+                                .into(),
+                        );
+                    }
+                }
+                let has_key = params.iter().any(
+                    |p| matches!(p, RefOr::T(p) if p.name.eq_ignore_ascii_case("idempotency-key")),
+                );
+                if is_post && needs_key && !has_key && op.security.is_some() {
+                    params.push(
+                        ParameterBuilder::new()
+                            .name("Idempotency-Key")
+                            .parameter_in(ParameterIn::Header)
+                            .required(Required::True)
+                            .description(Some("unique per request; repeat it to retry safely"))
+                            .schema(Some(
+                                ObjectBuilder::new()
+                                    .schema_type(Type::String)
+                                    .pattern(Some("^[!-~]{1,255}$"))
+                                    .max_length(Some(255)),
+                            ))
+                            .build()
+                            .into(),
+                    );
+                }
+                let responses = &mut op.responses.responses;
+                // Documented errors: their body is problem+json, not json.
+                for (status, resp) in responses.iter_mut() {
+                    if !status.starts_with(['4', '5']) {
+                        continue;
+                    }
+                    if let RefOr::T(r) = resp
+                        && let Some(c) = r.content.shift_remove("application/json")
+                    {
+                        r.content.insert(PROBLEM.to_owned(), c);
+                    }
+                }
+                for (status, why) in Self::COMMON {
+                    responses.entry(status.to_owned()).or_insert_with(|| {
+                        RefOr::T(
+                            ResponseBuilder::new()
+                                .description(why)
+                                .content(
+                                    PROBLEM,
+                                    Content::new(Some(Ref::from_schema_name("Problem"))),
+                                )
+                                .build(),
+                        )
+                    });
+                }
+            }
+        }
+    }
+}
+
 /// The OpenAPI document; in production builds the demo routes are left out.
 pub fn openapi(demo: bool) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
@@ -208,52 +327,138 @@ pub fn openapi(demo: bool) -> utoipa::openapi::OpenApi {
     doc
 }
 
+// Authentication and idempotency wrap each method's handler, not the whole
+// route: a method the route does not have is answered 405 before either runs.
+fn guard_auth(st: &AppState, m: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    m.route_layer(axum::middleware::from_fn_with_state(
+        st.clone(),
+        middleware::auth,
+    ))
+}
+
+fn guard_idem(st: &AppState, m: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    guard_auth(
+        st,
+        m.route_layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            middleware::idempotency,
+        )),
+    )
+}
+
+fn guard_console(st: &AppState, m: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    m.route_layer(axum::middleware::from_fn_with_state(
+        st.clone(),
+        console::auth,
+    ))
+}
+
 pub fn router(st: AppState) -> Router {
     let mut v1 = Router::new()
-        .route("/v1/cases", post(api::create_case))
-        .route("/v1/cases/{id}", get(api::get_case))
-        .route("/v1/cases/{id}/verification/sms/send", post(api::send_code))
+        .route("/v1/cases", guard_idem(&st, post(api::create_case)))
+        .route("/v1/cases/{id}", guard_idem(&st, get(api::get_case)))
+        .route(
+            "/v1/cases/{id}/verification/sms/send",
+            guard_idem(&st, post(api::send_code)),
+        )
         .route(
             "/v1/cases/{id}/verification/sms/verify",
-            post(api::verify_code),
+            guard_idem(&st, post(api::verify_code)),
         )
-        .route("/v1/cases/{id}/checks", post(api::run_checks))
-        .route("/v1/cases/{id}/acknowledgements", post(api::acknowledge))
-        .route("/v1/cases/{id}/confirm", post(api::confirm))
-        .route("/v1/cases/{id}/withdraw", post(api::withdraw))
-        .route("/v1/cases/{id}/review", post(api::review))
-        .route("/v1/cases/{id}/retry", post(api::retry))
-        .route("/v1/cases/{id}/receipt", get(api::receipt))
-        .route("/v1/cases/{id}/timeline", get(api::timeline))
-        .route("/v1/cases/{id}/restore", post(api::restore))
-        .route("/v1/cases/{id}/settlements", post(api::settle))
+        .route(
+            "/v1/cases/{id}/checks",
+            guard_idem(&st, post(api::run_checks)),
+        )
+        .route(
+            "/v1/cases/{id}/acknowledgements",
+            guard_idem(&st, post(api::acknowledge)),
+        )
+        .route(
+            "/v1/cases/{id}/confirm",
+            guard_idem(&st, post(api::confirm)),
+        )
+        .route(
+            "/v1/cases/{id}/withdraw",
+            guard_idem(&st, post(api::withdraw)),
+        )
+        .route("/v1/cases/{id}/review", guard_idem(&st, post(api::review)))
+        .route("/v1/cases/{id}/retry", guard_idem(&st, post(api::retry)))
+        .route("/v1/cases/{id}/receipt", guard_idem(&st, get(api::receipt)))
+        .route(
+            "/v1/cases/{id}/timeline",
+            guard_idem(&st, get(api::timeline)),
+        )
+        .route(
+            "/v1/cases/{id}/restore",
+            guard_idem(&st, post(api::restore)),
+        )
+        .route(
+            "/v1/cases/{id}/settlements",
+            guard_idem(&st, post(api::settle)),
+        )
         .route(
             "/v1/cases/{id}/verification/session",
-            post(identity_api::session),
+            guard_idem(&st, post(identity_api::session)),
         )
-        .route("/v1/cases/{id}/alternative", post(api::choose_alternative))
-        .route("/v1/alternatives", get(api::alternatives))
-        .route("/v1/cases/{id}/extend", post(api::extend))
-        .route("/v1/identifiers/check", get(ops_api::check))
-        .route("/v1/carrier-events", post(ops_api::carrier_event))
-        .route("/v1/console/overdue", get(ops_api::overdue))
-        .route("/v1/notifications", get(ops_api::notifications))
-        .route("/v1/calendar", get(ops_api::calendar))
-        .route("/v1/cases/{id}/receipt.html", get(audit_api::receipt_html))
-        .route("/v1/audit/public-key", get(audit_api::public_key))
-        .route("/v1/audit/tree-head", get(audit_api::tree_head))
+        .route(
+            "/v1/cases/{id}/alternative",
+            guard_idem(&st, post(api::choose_alternative)),
+        )
+        .route("/v1/alternatives", guard_idem(&st, get(api::alternatives)))
+        .route("/v1/cases/{id}/extend", guard_idem(&st, post(api::extend)))
+        .route(
+            "/v1/identifiers/check",
+            guard_idem(&st, get(ops_api::check)),
+        )
+        .route(
+            "/v1/carrier-events",
+            guard_idem(&st, post(ops_api::carrier_event)),
+        )
+        .route(
+            "/v1/console/overdue",
+            guard_idem(&st, get(ops_api::overdue)),
+        )
+        .route(
+            "/v1/notifications",
+            guard_idem(&st, get(ops_api::notifications)),
+        )
+        .route("/v1/calendar", guard_idem(&st, get(ops_api::calendar)))
+        .route(
+            "/v1/cases/{id}/receipt.html",
+            guard_idem(&st, get(audit_api::receipt_html)),
+        )
+        .route(
+            "/v1/audit/public-key",
+            guard_idem(&st, get(audit_api::public_key)),
+        )
+        .route(
+            "/v1/audit/tree-head",
+            guard_idem(&st, get(audit_api::tree_head)),
+        )
         .route(
             "/v1/audit/tree-heads",
-            get(audit_api::tree_heads).post(audit_api::sign_now),
+            guard_idem(&st, get(audit_api::tree_heads).post(audit_api::sign_now)),
         )
-        .route("/v1/audit/proofs/inclusion", get(audit_api::inclusion))
-        .route("/v1/audit/proofs/consistency", get(audit_api::consistency))
-        .route("/v1/audit/export", get(audit_api::export))
-        .route("/v1/reports/compliance", get(audit_api::compliance));
+        .route(
+            "/v1/audit/proofs/inclusion",
+            guard_idem(&st, get(audit_api::inclusion)),
+        )
+        .route(
+            "/v1/audit/proofs/consistency",
+            guard_idem(&st, get(audit_api::consistency)),
+        )
+        .route("/v1/audit/export", guard_idem(&st, get(audit_api::export)))
+        .route(
+            "/v1/reports/compliance",
+            guard_idem(&st, get(audit_api::compliance)),
+        );
     if st.manual_clock.is_some() {
         v1 = v1
-            .route("/v1/dev/outbox/{id}", get(api::dev_outbox))
-            .route("/v1/dev/clock/advance", post(api::dev_advance));
+            .route("/v1/dev/outbox/{id}", guard_idem(&st, get(api::dev_outbox)))
+            .route(
+                "/v1/dev/clock/advance",
+                guard_idem(&st, post(api::dev_advance)),
+            );
     }
     // Demo only: Demo Mart's own settlement endpoint (signed, no API key).
     let demo_platform = if st.manual_clock.is_some() {
@@ -261,66 +466,78 @@ pub fn router(st: AppState) -> Router {
     } else {
         Router::new()
     };
-    let v1 = v1
-        .layer(axum::middleware::from_fn_with_state(
-            st.clone(),
-            middleware::idempotency,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            st.clone(),
-            middleware::auth,
-        ));
     // The vault takes batches (1000 fields of up to 64 KiB, base64-inflated)
     // and stays outside the idempotency layer (see vault_api).
     let vault = Router::new()
-        .route("/v1/vault/encrypt", post(vault_api::encrypt))
-        .route("/v1/vault/decrypt", post(vault_api::decrypt))
-        .route("/v1/vault/blind-index", post(vault_api::blind_index))
-        .layer(DefaultBodyLimit::max(VAULT_BODY_LIMIT))
-        .layer(axum::middleware::from_fn_with_state(
-            st.clone(),
-            middleware::auth,
-        ));
+        .route(
+            "/v1/vault/encrypt",
+            guard_auth(&st, post(vault_api::encrypt)),
+        )
+        .route(
+            "/v1/vault/decrypt",
+            guard_auth(&st, post(vault_api::decrypt)),
+        )
+        .route(
+            "/v1/vault/blind-index",
+            guard_auth(&st, post(vault_api::blind_index)),
+        )
+        .layer(DefaultBodyLimit::max(VAULT_BODY_LIMIT));
     let console = Router::new()
-        .route("/v1/console/cases", post(console::create_case))
-        .route("/v1/console/cases/{id}", get(console::read_case))
-        .route("/v1/console/cases/{id}/hotline", post(console::hotline))
-        .route("/v1/console/cases/{id}/counter", post(console::counter))
-        .route("/v1/console/cases/{id}/review", post(console::review))
-        .route("/v1/console/agents", post(console::create_agent_route))
-        .route("/v1/console/report", get(console::report))
-        .route("/v1/console/claims", get(claims_api::list))
+        .route(
+            "/v1/console/cases",
+            guard_console(&st, post(console::create_case)),
+        )
+        .route(
+            "/v1/console/cases/{id}",
+            guard_console(&st, get(console::read_case)),
+        )
+        .route(
+            "/v1/console/cases/{id}/hotline",
+            guard_console(&st, post(console::hotline)),
+        )
+        .route(
+            "/v1/console/cases/{id}/counter",
+            guard_console(&st, post(console::counter)),
+        )
+        .route(
+            "/v1/console/cases/{id}/review",
+            guard_console(&st, post(console::review)),
+        )
+        .route(
+            "/v1/console/agents",
+            guard_console(&st, post(console::create_agent_route)),
+        )
+        .route(
+            "/v1/console/report",
+            guard_console(&st, get(console::report)),
+        )
+        .route(
+            "/v1/console/claims",
+            guard_console(&st, get(claims_api::list)),
+        )
         .route(
             "/v1/console/claims/{id}/documents/{n}",
-            get(claims_api::document),
+            guard_console(&st, get(claims_api::document)),
         )
-        .route("/v1/console/claims/{id}/decision", post(claims_api::decide))
-        .layer(axum::middleware::from_fn_with_state(
-            st.clone(),
-            console::auth,
-        ))
+        .route(
+            "/v1/console/claims/{id}/decision",
+            guard_console(&st, post(claims_api::decide)),
+        )
         .route("/v1/console/login", post(console::login));
     // Claims carry document images: a larger body limit, and (like the
     // vault) no idempotency store, which would keep the images.
     let claims = Router::new()
-        .route("/v1/claims", post(claims_api::create))
-        .route("/v1/claims/{id}", get(claims_api::read))
-        .route("/v1/claims/{id}/receipt", get(claims_api::receipt))
-        .layer(DefaultBodyLimit::max(claims_api::CLAIM_BODY_LIMIT))
-        .layer(axum::middleware::from_fn_with_state(
-            st.clone(),
-            middleware::auth,
-        ));
-    let vault_admin = Router::new()
-        .route("/v1/vault/kek/rotate", post(vault_api::rotate))
-        .layer(axum::middleware::from_fn_with_state(
-            st.clone(),
-            middleware::idempotency,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            st.clone(),
-            middleware::auth,
-        ));
+        .route("/v1/claims", guard_auth(&st, post(claims_api::create)))
+        .route("/v1/claims/{id}", guard_auth(&st, get(claims_api::read)))
+        .route(
+            "/v1/claims/{id}/receipt",
+            guard_auth(&st, get(claims_api::receipt)),
+        )
+        .layer(DefaultBodyLimit::max(claims_api::CLAIM_BODY_LIMIT));
+    let vault_admin = Router::new().route(
+        "/v1/vault/kek/rotate",
+        guard_idem(&st, post(vault_api::rotate)),
+    );
     let limit = st.limits.body_bytes;
     let timeout = Duration::from_secs(st.limits.request_timeout_secs);
     Router::new()

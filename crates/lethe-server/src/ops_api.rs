@@ -1,12 +1,13 @@
 //! Deadlines, identifiers and the console's queues.
 
 use axum::Extension;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
+use crate::api::ApiQuery;
 use crate::api::{ApiJson, DeadlineView};
 use crate::middleware::Principal;
 use crate::problem::Problem;
@@ -34,6 +35,7 @@ fn value_ok(v: &str, field: &str) -> Result<(), Problem> {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CheckQuery {
     /// phone, email or id_number.
     pub kind: String,
@@ -56,7 +58,7 @@ pub struct CheckResult {
 pub async fn check(
     State(st): State<AppState>,
     Extension(_p): Extension<Principal>,
-    Query(q): Query<CheckQuery>,
+    ApiQuery(q): ApiQuery<CheckQuery>,
 ) -> Result<Response, Problem> {
     kind_ok(&q.kind, "kind")?;
     value_ok(&q.value, "value")?;
@@ -148,6 +150,7 @@ pub async fn overdue(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct NotificationQuery {
     /// pending, delivered or dead (the dead-letter list).
     pub state: Option<String>,
@@ -172,7 +175,7 @@ pub struct NotificationView {
 pub async fn notifications(
     State(st): State<AppState>,
     Extension(_p): Extension<Principal>,
-    Query(q): Query<NotificationQuery>,
+    ApiQuery(q): ApiQuery<NotificationQuery>,
 ) -> Result<Response, Problem> {
     if let Some(s) = &q.state
         && !["pending", "delivered", "dead"].contains(&s.as_str())

@@ -231,6 +231,76 @@ async fn openapi_and_docs_are_served_locally() {
     let (s, doc) = demo.get("/openapi.json").await;
     assert_eq!(s, 200);
     assert!(doc["paths"]["/v1/cases"]["post"].is_object());
+    // The document describes what a client can receive and must send:
+    // errors as problem+json, query parameters in the query, the
+    // Idempotency-Key header on idempotent POSTs, UUID ids.
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            for (status, resp) in op["responses"].as_object().unwrap() {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert!(
+                        resp["content"].get("application/json").is_none()
+                            && resp["content"]["application/problem+json"].is_object(),
+                        "{method} {path} {status} is problem+json"
+                    );
+                }
+            }
+            for code in ["400", "401", "413", "422", "429", "503"] {
+                assert!(
+                    op["responses"][code].is_object(),
+                    "{method} {path} documents {code}"
+                );
+            }
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            for param in &params {
+                if param["name"] == "id" {
+                    assert_eq!(param["schema"]["format"], "uuid", "{path}");
+                }
+            }
+            let has_key = params.iter().any(|p| {
+                p["name"] == "Idempotency-Key" && p["in"] == "header" && p["required"] == true
+            });
+            if method == "post" && path.starts_with("/v1/cases") {
+                assert!(has_key, "{method} {path} asks for Idempotency-Key");
+            }
+            if path.starts_with("/v1/vault/encrypt") || path.starts_with("/v1/claims") {
+                assert!(
+                    !has_key,
+                    "{method} {path} does not use the idempotency store"
+                );
+            }
+        }
+    }
+    let consistency = &doc["paths"]["/v1/audit/proofs/consistency"]["get"]["parameters"];
+    assert!(
+        consistency
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["in"] == "query"),
+        "query parameters are documented in the query: {consistency}"
+    );
+    // A method a route does not have: 405, before authentication.
+    let r = demo
+        .http
+        .post(format!("{}/v1/alternatives", demo.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    // A missing query parameter: problem+json naming the parameter.
+    let r = demo
+        .http
+        .get(format!("{}/v1/audit/proofs/consistency", demo.url))
+        .bearer_auth(&demo.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(is_problem(r.headers()));
+    let body: Value = r.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("first"), "{body}");
     let html = demo
         .http
         .get(format!("{}/docs/", demo.url))
