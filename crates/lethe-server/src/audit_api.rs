@@ -209,6 +209,7 @@ pub struct ExportQuery {
     #[serde(default = "one")]
     pub from: u64,
     #[serde(default = "page")]
+    #[param(minimum = 1, maximum = 100000)]
     pub limit: u32,
 }
 

@@ -38,7 +38,9 @@ fn value_ok(v: &str, field: &str) -> Result<(), Problem> {
 #[into_params(parameter_in = Query)]
 pub struct CheckQuery {
     /// phone, email or id_number.
+    #[param(pattern = "^(phone|email|id_number)$")]
     pub kind: String,
+    #[param(min_length = 1, max_length = 256)]
     pub value: String,
 }
 
@@ -153,6 +155,7 @@ pub async fn overdue(
 #[into_params(parameter_in = Query)]
 pub struct NotificationQuery {
     /// pending, delivered or dead (the dead-letter list).
+    #[param(pattern = "^(pending|delivered|dead)$")]
     pub state: Option<String>,
     pub case_id: Option<String>,
 }

@@ -36,6 +36,7 @@ pub struct EncryptItem {
 #[serde(deny_unknown_fields)]
 pub struct EncryptRequest {
     /// At most 1000 items.
+    #[schema(min_items = 1, max_items = 1000)]
     pub items: Vec<EncryptItem>,
 }
 
@@ -52,6 +53,7 @@ pub struct DecryptItem {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecryptRequest {
+    #[schema(min_items = 1, max_items = 1000)]
     pub items: Vec<DecryptItem>,
 }
 
@@ -208,6 +210,7 @@ pub struct BlindIndexItem {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BlindIndexRequest {
+    #[schema(min_items = 1, max_items = 1000)]
     pub items: Vec<BlindIndexItem>,
 }
 
