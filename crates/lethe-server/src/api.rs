@@ -606,16 +606,35 @@ pub async fn verify_code(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<VerifyCode>,
 ) -> Result<Response, Problem> {
-    let case = owned(&st, &p, parse_id(&id)?).await?;
-    let hash = st
-        .secrets
-        .code_hash(&case.id.to_string(), body.code.expose());
+    check_code(
+        &st,
+        &p,
+        key,
+        &id,
+        &body.code,
+        lethe_store::CodePurpose::Verify,
+    )
+    .await
+}
+
+/// Checks a one-time code for a purpose; the store applies the command and
+/// its audit event in one transaction (attempt limits and lockout included).
+async fn check_code(
+    st: &AppState,
+    p: &Principal,
+    key: Option<Extension<IdemKey>>,
+    id: &str,
+    code: &OtpCode,
+    purpose: lethe_store::CodePurpose,
+) -> Result<Response, Problem> {
+    let case = owned(st, p, parse_id(id)?).await?;
+    let hash = st.secrets.code_hash(&case.id.to_string(), code.expose());
     let stored = key.is_some();
     let case = st
         .store
         .verify_code(
             case.id,
-            lethe_store::CodePurpose::Verify,
+            purpose,
             hash,
             st.clock.now(),
             st.policy.otp_max_attempts,
@@ -646,25 +665,15 @@ pub async fn restore(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Restore>,
 ) -> Result<Response, Problem> {
-    let case = owned(&st, &p, parse_id(&id)?).await?;
-    let hash = st
-        .secrets
-        .code_hash(&case.id.to_string(), body.code.expose());
-    let stored = key.is_some();
-    let case = st
-        .store
-        .verify_code(
-            case.id,
-            lethe_store::CodePurpose::Restore,
-            hash,
-            st.clock.now(),
-            st.policy.otp_max_attempts,
-            st.otp_lockout,
-            format!("platform:{}", p.0),
-            idem(key, StatusCode::OK),
-        )
-        .await?;
-    Ok(case_response(StatusCode::OK, &case, stored))
+    check_code(
+        &st,
+        &p,
+        key,
+        &id,
+        &body.code,
+        lethe_store::CodePurpose::Restore,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
