@@ -30,6 +30,14 @@ impl Ident {
     pub fn quoted(&self) -> String {
         format!("\"{}\"", self.0)
     }
+    /// Quoted for a dialect: backticks on MySQL/MariaDB, double quotes
+    /// elsewhere. The identifier holds no quote character (checked at parse).
+    pub fn q(&self, d: Dialect) -> String {
+        match d {
+            Dialect::Mysql => format!("`{}`", self.0),
+            _ => self.quoted(),
+        }
+    }
 }
 
 impl fmt::Display for Ident {
@@ -45,10 +53,82 @@ impl<'de> Deserialize<'de> for Ident {
     }
 }
 
+/// The connector of a system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Sqlite,
+    Postgres,
+    Mysql,
+    Redis,
+    Http,
+    Manual,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+            Self::Mysql => "mysql",
+            Self::Redis => "redis",
+            Self::Http => "http",
+            Self::Manual => "manual",
+        }
+    }
+    /// The SQL dialect of a SQL system.
+    pub fn dialect(self) -> Option<Dialect> {
+        match self {
+            Self::Sqlite => Some(Dialect::Sqlite),
+            Self::Postgres => Some(Dialect::Postgres),
+            Self::Mysql => Some(Dialect::Mysql),
+            _ => None,
+        }
+    }
+}
+
+/// The SQL dialects Lethe speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+impl Dialect {
+    /// The `i`-th (1-based) bind placeholder.
+    pub fn ph(self, i: usize) -> String {
+        match self {
+            Self::Mysql => "?".into(),
+            _ => format!("${i}"),
+        }
+    }
+}
+
+/// One Redis entry of a system: where the subject's data sits. `{subject}`
+/// in a template is replaced by the subject id (glob characters escaped in
+/// patterns).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RedisEntry {
+    /// Keys matching a pattern (SCAN MATCH), deleted whole.
+    Key { pattern: String },
+    /// A field of a hash.
+    HashField { key: String, field: String },
+    /// A member of a set.
+    SetMember { key: String, member: String },
+    /// A member of a sorted set.
+    ZsetMember { key: String, member: String },
+}
+
+/// How an HTTP service reports its erasure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpMode {
+    /// The answer to the request carries the result.
+    Sync,
+    /// The service accepts (202) and later calls Lethe back, signed.
+    Callback,
 }
 
 /// What happens to a table's rows that belong to the subject.
@@ -56,8 +136,14 @@ pub enum Kind {
 pub enum Action {
     /// Physical deletion of the rows.
     Delete,
-    /// The rows stay, the listed columns become NULL.
-    Nullify { columns: Vec<Ident> },
+    /// The rows stay; the `set_null` columns become NULL and the `hash`
+    /// columns are replaced by a keyed hash (HMAC-SHA-256, hex) of their
+    /// value, so equal values stay equal (for statistics) without being
+    /// readable.
+    Update {
+        set_null: Vec<Ident>,
+        hash: Vec<Ident>,
+    },
     /// The rows are kept for a legal reason until the retention ends.
     Keep {
         legal_basis: String,
@@ -69,7 +155,9 @@ impl Action {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Delete => "delete",
-            Self::Nullify { .. } => "nullify",
+            Self::Update { hash, .. } if hash.is_empty() => "nullify",
+            Self::Update { set_null, .. } if set_null.is_empty() => "hash",
+            Self::Update { .. } => "update",
             Self::Keep { .. } => "keep",
         }
     }
@@ -94,6 +182,10 @@ struct RawTable {
     action: String,
     #[serde(default)]
     columns: Vec<Ident>,
+    #[serde(default)]
+    set_null: Vec<Ident>,
+    #[serde(default)]
+    hash: Vec<Ident>,
     legal_basis: Option<String>,
     retention_days: Option<u32>,
 }
@@ -120,9 +212,31 @@ struct RawSystem {
     kind: Kind,
     /// Name of the environment variable holding the connection URL. Secrets
     /// never sit in the data map itself.
+    #[serde(default)]
     url_env: String,
     #[serde(default = "default_conns")]
     max_connections: u32,
+    /// Subjects erased per statement (set-based batches), 1..=1000.
+    #[serde(default = "default_batch")]
+    batch_size: u32,
+    /// Erasure batches running at once against this system, 1..=16.
+    #[serde(default = "default_concurrency")]
+    concurrency: u32,
+    /// SQL: the environment variable holding the key of `hash` columns.
+    hash_key_env: Option<String>,
+    /// HTTP: the environment variable holding the signing secret.
+    secret_env: Option<String>,
+    /// HTTP: sync or callback.
+    mode: Option<HttpMode>,
+    /// HTTP: request timeout.
+    timeout_ms: Option<u64>,
+    /// Redis entries.
+    #[serde(default)]
+    keys: Vec<RedisEntry>,
+    /// Manual task: what the operator must do.
+    instructions: Option<String>,
+    /// Manual task: days until it is due.
+    due_days: Option<u32>,
     /// A query returning the subject's registered phone, `$1` = subject id.
     phone_query: Option<String>,
     /// Queries returning the subject's identifiers (phone, email,
@@ -142,6 +256,12 @@ struct RawSystem {
 fn default_conns() -> u32 {
     4
 }
+fn default_batch() -> u32 {
+    500
+}
+fn default_concurrency() -> u32 {
+    2
+}
 
 #[derive(Debug, Clone)]
 pub struct System {
@@ -149,6 +269,15 @@ pub struct System {
     pub kind: Kind,
     pub url_env: String,
     pub max_connections: u32,
+    pub batch_size: u32,
+    pub concurrency: u32,
+    pub hash_key_env: Option<String>,
+    pub secret_env: Option<String>,
+    pub mode: HttpMode,
+    pub timeout_ms: u64,
+    pub keys: Vec<RedisEntry>,
+    pub instructions: Option<String>,
+    pub due_days: u32,
     pub phone_query: Option<String>,
     pub identities: std::collections::BTreeMap<String, String>,
     pub accounts_by_phone: Option<String>,
@@ -353,18 +482,56 @@ impl DataMap {
                     "give each system its own name",
                 ));
             }
-            if s.url_env.is_empty()
-                || !s
-                    .url_env
-                    .bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-            {
+            let is_env = |v: &str| {
+                !v.is_empty()
+                    && v.len() <= 64
+                    && v.bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            };
+            if s.kind != Kind::Manual && !is_env(&s.url_env) {
                 return Err(invalid(
                     format!("{at}.url_env"),
                     "must name an environment variable (A-Z, 0-9, _)",
                     "write e.g. url_env = \"DEMO_MART_URL\" and export that variable",
                 ));
             }
+            for (key, v) in [
+                ("hash_key_env", &s.hash_key_env),
+                ("secret_env", &s.secret_env),
+            ] {
+                if let Some(v) = v
+                    && !is_env(v)
+                {
+                    return Err(invalid(
+                        format!("{at}.{key}"),
+                        "must name an environment variable (A-Z, 0-9, _)",
+                        "write the variable's name, e.g. \"SHOP_HASH_KEY\", and export it",
+                    ));
+                }
+            }
+            if !(1..=1000).contains(&s.batch_size) {
+                return Err(invalid(
+                    format!("{at}.batch_size"),
+                    "must be between 1 and 1000",
+                    "use 500 unless statements get too large for the database",
+                ));
+            }
+            if !(1..=16).contains(&s.concurrency) {
+                return Err(invalid(
+                    format!("{at}.concurrency"),
+                    "must be between 1 and 16",
+                    "use 2 unless the system can take more parallel erasures",
+                ));
+            }
+            let timeout_ms = s.timeout_ms.unwrap_or(10_000);
+            if !(100..=60_000).contains(&timeout_ms) {
+                return Err(invalid(
+                    format!("{at}.timeout_ms"),
+                    "must be between 100 and 60000",
+                    "use 10000 unless the service is slow",
+                ));
+            }
+            check_kind_fields(&at, &s)?;
             if s.max_connections == 0 || s.max_connections > 64 {
                 return Err(invalid(
                     format!("{at}.max_connections"),
@@ -431,15 +598,34 @@ impl DataMap {
                 };
                 let action = match t.action.as_str() {
                     "delete" => Action::Delete,
-                    "nullify" => {
-                        if t.columns.is_empty() {
+                    "nullify" | "hash" | "update" => {
+                        let (set_null, hash) = match t.action.as_str() {
+                            "nullify" => (t.columns, t.hash),
+                            "hash" => (t.set_null, t.columns),
+                            _ => (t.set_null, t.hash),
+                        };
+                        if set_null.is_empty() && hash.is_empty() {
                             return Err(invalid(
-                                format!("{tat}.columns"),
-                                "nullify needs the columns to set to NULL",
-                                "add columns = [\"...\"]",
+                                &tat,
+                                format!("{} needs the columns to change", t.action),
+                                "add columns = [\"...\"] (nullify, hash) or set_null = [...] and hash = [...] (update)",
                             ));
                         }
-                        Action::Nullify { columns: t.columns }
+                        if !hash.is_empty() && s.hash_key_env.is_none() {
+                            return Err(invalid(
+                                &tat,
+                                "hash columns need the system's hash key",
+                                "add hash_key_env = \"...\" to the system and export a random key of at least 32 bytes (hex) in it",
+                            ));
+                        }
+                        if let Some(c) = set_null.iter().find(|c| hash.contains(c)) {
+                            return Err(invalid(
+                                &tat,
+                                format!("column {c} is both set to NULL and hashed"),
+                                "choose one action per column",
+                            ));
+                        }
+                        Action::Update { set_null, hash }
                     }
                     "keep" => match (t.legal_basis, t.retention_days) {
                         (Some(b), Some(d)) if !b.trim().is_empty() && d > 0 && d <= 36_500 => {
@@ -460,7 +646,7 @@ impl DataMap {
                         return Err(invalid(
                             format!("{tat}.action"),
                             format!("unknown action '{other}'"),
-                            "use delete, nullify or keep",
+                            "use delete, nullify, hash, update or keep",
                         ));
                     }
                 };
@@ -469,6 +655,31 @@ impl DataMap {
                     ownership,
                     action,
                 });
+            }
+            if !tables.is_empty() && s.kind.dialect().is_none() {
+                return Err(invalid(
+                    &at,
+                    format!("a {} system has no tables", s.kind.as_str()),
+                    "remove the [[systems.tables]] entries, or use kind = sqlite, postgres or mysql",
+                ));
+            }
+            // A kept table outlives the erasure, so the rows that tie it to
+            // the subject must outlive it too (for the purge at expiry).
+            for t in &tables {
+                if let (Action::Keep { .. }, Ownership::Parent(p)) = (&t.action, &t.ownership)
+                    && tables
+                        .iter()
+                        .any(|o| o.name == p.table && !matches!(o.action, Action::Keep { .. }))
+                {
+                    return Err(invalid(
+                        format!("{at}.tables.{}", t.name),
+                        format!(
+                            "a kept table belongs to '{}', which is erased, so its rows could not be found again when the retention ends",
+                            p.table
+                        ),
+                        "give the kept table its own owner column, or keep the parent table too",
+                    ));
+                }
             }
             // Parents must be mapped tables of the same system.
             for t in &tables {
@@ -487,6 +698,15 @@ impl DataMap {
                 kind: s.kind,
                 url_env: s.url_env,
                 max_connections: s.max_connections,
+                batch_size: s.batch_size,
+                concurrency: s.concurrency,
+                hash_key_env: s.hash_key_env,
+                secret_env: s.secret_env,
+                mode: s.mode.unwrap_or(HttpMode::Sync),
+                timeout_ms,
+                keys: s.keys,
+                instructions: s.instructions,
+                due_days: s.due_days.unwrap_or(5),
                 phone_query: s.phone_query,
                 identities: s.identities,
                 accounts_by_phone: s.accounts_by_phone,
@@ -627,6 +847,93 @@ impl DataMap {
     pub fn system(&self, name: &str) -> Option<&System> {
         self.systems.iter().find(|s| s.name.as_str() == name)
     }
+}
+
+/// Fields that belong to one kind of system only.
+fn check_kind_fields(at: &str, s: &RawSystem) -> Result<(), DataMapError> {
+    let sql = s.kind.dialect().is_some();
+    let has_queries = s.phone_query.is_some()
+        || !s.identities.is_empty()
+        || s.accounts_by_phone.is_some()
+        || s.accounts_by_id_number.is_some();
+    if !sql && has_queries {
+        return Err(invalid(
+            at,
+            format!("a {} system cannot run queries", s.kind.as_str()),
+            "put phone_query, identities and accounts_by_* on a SQL system",
+        ));
+    }
+    if s.kind == Kind::Redis {
+        if s.keys.is_empty() || s.keys.len() > 256 {
+            return Err(invalid(
+                format!("{at}.keys"),
+                "a redis system needs 1 to 256 entries",
+                "add e.g. keys = [{ type = \"key\", pattern = \"session:{subject}:*\" }]",
+            ));
+        }
+        for (i, k) in s.keys.iter().enumerate() {
+            let (template, what) = match k {
+                RedisEntry::Key { pattern } => (pattern, "pattern"),
+                RedisEntry::HashField { key, field } => {
+                    check_template(&format!("{at}.keys[{i}].key"), key, false)?;
+                    (field, "field")
+                }
+                RedisEntry::SetMember { key, member } | RedisEntry::ZsetMember { key, member } => {
+                    check_template(&format!("{at}.keys[{i}].key"), key, false)?;
+                    (member, "member")
+                }
+            };
+            check_template(&format!("{at}.keys[{i}].{what}"), template, true)?;
+        }
+    } else if !s.keys.is_empty() {
+        return Err(invalid(
+            format!("{at}.keys"),
+            "only a redis system has keys",
+            "remove keys, or use kind = \"redis\"",
+        ));
+    }
+    if s.kind == Kind::Http && s.secret_env.is_none() {
+        return Err(invalid(
+            at,
+            "an http system needs the environment variable of its signing secret",
+            "add secret_env = \"...\" (a whsec_ secret shared with the service)",
+        ));
+    }
+    if s.kind == Kind::Manual {
+        match &s.instructions {
+            Some(t) if !t.trim().is_empty() && t.len() <= 4000 => {}
+            _ => {
+                return Err(invalid(
+                    format!("{at}.instructions"),
+                    "a manual system needs instructions for the operator (at most 4000 characters)",
+                    "add instructions = \"what to erase where, and how\"",
+                ));
+            }
+        }
+        if !(1..=60).contains(&s.due_days.unwrap_or(5)) {
+            return Err(invalid(
+                format!("{at}.due_days"),
+                "must be between 1 and 60",
+                "use 5",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A Redis template: at most 512 bytes; a subject template names `{subject}`.
+fn check_template(at: &str, t: &str, needs_subject: bool) -> Result<(), DataMapError> {
+    if t.is_empty() || t.len() > 512 {
+        return Err(invalid(at, "must be 1 to 512 characters", "shorten it"));
+    }
+    if needs_subject && !t.contains("{subject}") {
+        return Err(invalid(
+            at,
+            "does not name the subject",
+            "write {subject} where the subject id goes, e.g. \"session:{subject}:*\"",
+        ));
+    }
+    Ok(())
 }
 
 /// Rule queries are read-only SELECTs with exactly the `$1` parameter.

@@ -34,6 +34,9 @@ pub struct Config {
     pub notifications: NotificationConfig,
     #[serde(default)]
     pub identity: IdentityConfig,
+    /// The URL the platform's services reach Lethe at (for the callbacks of
+    /// HTTP systems); default `http://{listen}`.
+    pub public_url: Option<String>,
 }
 
 /// How account holders prove who they are.
@@ -300,6 +303,9 @@ pub struct WorkerConfig {
     pub max_backoff_secs: i64,
     /// How often a tree head of the audit log is signed (when it grew).
     pub tree_head_interval_secs: u64,
+    /// How long an HTTP system has to call back before the request is sent
+    /// again (an attempt of the job).
+    pub callback_wait_secs: i64,
 }
 
 impl Default for WorkerConfig {
@@ -311,6 +317,7 @@ impl Default for WorkerConfig {
             timer_interval_ms: 1000,
             max_backoff_secs: 300,
             tree_head_interval_secs: 60,
+            callback_wait_secs: 3600,
         }
     }
 }
@@ -319,6 +326,20 @@ impl Config {
     /// Checks every bound and names the key and the fix.
     pub fn validate(&self) -> Result<Policy, String> {
         let policy = self.policy.to_policy()?;
+        if !(10..=86_400).contains(&self.worker.callback_wait_secs) {
+            return Err(
+                "worker.callback_wait_secs must be between 10 and 86400; 3600 is the usual value"
+                    .into(),
+            );
+        }
+        if let Some(u) = &self.public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(
+                "public_url must start with http:// or https://, e.g. https://lethe.example.com"
+                    .into(),
+            );
+        }
         let l = &self.limits;
         if !(1024..=16 * 1024 * 1024).contains(&l.body_bytes) {
             return Err(

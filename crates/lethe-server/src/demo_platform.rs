@@ -61,7 +61,7 @@ pub async fn settle(State(st): State<AppState>, headers: HeaderMap, body: Bytes)
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let Some(sys) = st.systems.get("demo_mart") else {
+    let Some(sys) = st.systems.sql("demo_mart") else {
         return StatusCode::NOT_FOUND.into_response();
     };
     match apply(sys.pool(), &v).await {
@@ -74,7 +74,7 @@ pub async fn settle(State(st): State<AppState>, headers: HeaderMap, body: Bytes)
 }
 
 async fn apply(
-    pool: &sqlx::SqlitePool,
+    pool: &sqlx::AnyPool,
     v: &serde_json::Value,
 ) -> Result<serde_json::Value, sqlx::Error> {
     let instr = v["instruction_id"].as_str().unwrap_or_default().to_owned();

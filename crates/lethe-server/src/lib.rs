@@ -11,6 +11,7 @@ pub mod claims_api;
 pub mod config;
 pub mod console;
 pub mod demo_platform;
+pub mod erasure_api;
 pub mod identity_api;
 pub mod jwt;
 pub mod metrics;
@@ -87,6 +88,8 @@ pub struct AppState {
     pub console_principal: String,
     /// Outbound HTTP (providers, settlement instructions).
     pub http: reqwest::Client,
+    /// Where the platform's services reach Lethe (HTTP-system callbacks).
+    pub public_url: String,
     /// The demo points settlement instructions at its own demo platform.
     pub settlement_override: Arc<std::sync::OnceLock<(String, String)>>,
     pub calendar: Arc<CalendarState>,
@@ -175,7 +178,8 @@ pub enum ClockMode {
         console::login, console::create_case, console::read_case, console::hotline, console::counter,
         console::review, console::create_agent_route, console::report,
         identity_api::session, identity_api::face,
-        claims_api::create, claims_api::read, claims_api::receipt, claims_api::list, claims_api::document, claims_api::decide
+        claims_api::create, claims_api::read, claims_api::receipt, claims_api::list, claims_api::document, claims_api::decide,
+        erasure_api::list, erasure_api::complete, erasure_api::callback
     ),
     components(schemas(problem::Problem)),
     modifiers(&SecurityAddon, &ProblemResponses)
@@ -419,6 +423,14 @@ pub fn router(st: AppState) -> Router {
             guard_idem(&st, get(ops_api::overdue)),
         )
         .route(
+            "/v1/console/manual-tasks",
+            guard_idem(&st, get(erasure_api::list)),
+        )
+        .route(
+            "/v1/console/manual-tasks/{id}/complete",
+            guard_idem(&st, post(erasure_api::complete)),
+        )
+        .route(
             "/v1/notifications",
             guard_idem(&st, get(ops_api::notifications)),
         )
@@ -546,6 +558,10 @@ pub fn router(st: AppState) -> Router {
         .merge(console)
         .merge(claims)
         .route("/v1/callbacks/face", post(identity_api::face))
+        .route(
+            "/v1/erasure-callbacks/{system}",
+            post(erasure_api::callback),
+        )
         .merge(vault)
         .merge(vault_admin)
         .route("/healthz", get(api::healthz))
@@ -637,7 +653,12 @@ impl Server {
         std::fs::create_dir_all(&cfg.data_dir)?;
         let secrets = Secrets::load_or_create(&cfg.data_dir)?;
         let datamap = DataMap::load(&cfg.datamap)?;
-        let systems = Systems::connect(&datamap).await?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| ServeError::Config(format!("HTTP client: {e}")))?;
+        let systems = Systems::connect(&datamap, http.clone()).await?;
         let tz = jiff::tz::TimeZone::get(&cfg.time_zone)
             .map_err(|_| ServeError::Config(format!("unknown time_zone {}", cfg.time_zone)))?;
         let calendar = Arc::new(CalendarState {
@@ -686,11 +707,13 @@ impl Server {
             secrets,
             vault,
             signer,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .connect_timeout(Duration::from_secs(5))
-                .build()
-                .map_err(|e| ServeError::Config(format!("HTTP client: {e}")))?,
+            http,
+            public_url: cfg
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", cfg.listen))
+                .trim_end_matches('/')
+                .to_owned(),
             settlement_override: Arc::new(std::sync::OnceLock::new()),
             console_principal: "console".into(),
             identity: cfg.identity.clone(),

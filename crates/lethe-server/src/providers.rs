@@ -6,14 +6,6 @@
 use lethe_domain::asset::{Asset, AssetKind};
 use lethe_domain::{Blocker, MinorUnits};
 use serde::Deserialize;
-use std::time::Duration;
-
-use crate::webhook::{secret_bytes, sign};
-
-/// Answers older or newer than this are refused (replay window).
-const REPLAY_WINDOW_SECS: i64 = 300;
-/// Largest answer read from a provider.
-const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// POSTs a signed JSON body and returns the verified JSON answer.
 pub async fn signed_call(
@@ -25,86 +17,9 @@ pub async fn signed_call(
     idempotency_key: &str,
     body: &serde_json::Value,
 ) -> Result<serde_json::Value, String> {
-    let payload = body.to_string();
-    let id = format!("msg_{idempotency_key}");
-    let ts = jiff::Timestamp::now().as_second();
-    let resp = http
-        .post(url)
-        .timeout(Duration::from_millis(timeout_ms))
-        .header("content-type", "application/json")
-        .header("idempotency-key", idempotency_key)
-        .header("webhook-id", &id)
-        .header("webhook-timestamp", ts.to_string())
-        .header(
-            "webhook-signature",
-            crate::webhook::sign_all(secret, &id, ts, payload.as_bytes()),
-        )
-        .body(payload)
-        .send()
+    lethe_connect::http::signed_call(http, name, url, secret, timeout_ms, idempotency_key, body)
         .await
-        .map_err(|e| {
-            if e.is_timeout() {
-                format!("{name} did not answer within {timeout_ms} ms")
-            } else {
-                format!("{name} could not be reached")
-            }
-        })?;
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|_| format!("{name}: the answer could not be read"))?;
-    if bytes.len() > MAX_ANSWER_BYTES {
-        return Err(format!(
-            "{name}: the answer is larger than {MAX_ANSWER_BYTES} bytes"
-        ));
-    }
-    if !(200..300).contains(&status) {
-        return Err(format!("{name} answered HTTP {status}"));
-    }
-    let h = |n: &str| {
-        headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let (Some(rid), Some(rts), Some(rsig)) = (
-        h("webhook-id"),
-        h("webhook-timestamp"),
-        h("webhook-signature"),
-    ) else {
-        return Err(format!(
-            "{name}: the answer is not signed (webhook-id, webhook-timestamp and webhook-signature are required)"
-        ));
-    };
-    let rts: i64 = rts
-        .parse()
-        .map_err(|_| format!("{name}: the answer's webhook-timestamp is not a number"))?;
-    if jiff::Timestamp::now().as_second().abs_diff(rts) > REPLAY_WINDOW_SECS.unsigned_abs() {
-        return Err(format!(
-            "{name}: the answer's timestamp is outside the {REPLAY_WINDOW_SECS} s window"
-        ));
-    }
-    let expected: Vec<String> = secret
-        .split_whitespace()
-        .take(2)
-        .map(|k| sign(&secret_bytes(k), &rid, rts, &bytes))
-        .collect();
-    let ok = rsig.split(' ').any(|s| {
-        expected
-            .iter()
-            .any(|e| subtle::ConstantTimeEq::ct_eq(s.as_bytes(), e.as_bytes()).into())
-    });
-    if !ok {
-        return Err(format!("{name}: the answer's signature is invalid"));
-    }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        format!(
-            "{name}: the answer is not valid JSON ({})",
-            crate::problem::redact_serde(&e.to_string())
-        )
-    })
+        .map(|a| a.body)
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,13 +1,40 @@
-//! The platform's systems, connected from the data map.
+//! The platform's systems, connected from the data map: SQL databases,
+//! Redis, HTTP services and manual tasks, each behind its connector, with a
+//! limit on concurrent erasures per system.
 
-use lethe_connect::{ConnectError, DataMap, SqliteSystem, SystemOutcome};
+use lethe_connect::http::{HttpErase, HttpSystem, ManualSystem};
+use lethe_connect::redis_conn::RedisSystem;
+use lethe_connect::{BatchItem, ConnectError, DataMap, Kind, SqlSystem, SystemOutcome};
 use lethe_domain::{Blocker, Consequence, SubjectId};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 use crate::problem::Problem;
 
+/// One system's connector.
+pub enum Connector {
+    Sql(SqlSystem),
+    Redis(RedisSystem),
+    Http(HttpSystem),
+    Manual(ManualSystem),
+}
+
+/// What an erasure in one system came to.
+#[derive(Debug, Clone)]
+pub enum Erased {
+    /// Erased and verified.
+    Done(SystemOutcome),
+    /// The HTTP service accepted; its signed callback completes the job.
+    AwaitingCallback,
+    /// An operator must do it: a manual task.
+    Manual { instructions: String, due_days: u32 },
+}
+
 pub struct Systems {
-    by_name: BTreeMap<String, SqliteSystem>,
+    by_name: BTreeMap<String, Connector>,
+    /// Erasures running at once per system.
+    limits: BTreeMap<String, Arc<Semaphore>>,
 }
 
 impl std::fmt::Debug for Systems {
@@ -30,25 +57,67 @@ impl From<ConnectError> for Problem {
 }
 
 impl Systems {
-    /// Connects to every system of the data map, with URLs from the environment.
-    pub async fn connect(map: &DataMap) -> Result<Self, ConnectError> {
+    /// Connects to every system of the data map, with URLs and secrets from
+    /// the environment.
+    pub async fn connect(map: &DataMap, http: reqwest::Client) -> Result<Self, ConnectError> {
         let mut by_name = BTreeMap::new();
+        let mut limits = BTreeMap::new();
         for s in &map.systems {
-            by_name.insert(s.name.to_string(), SqliteSystem::connect_from_env(s).await?);
+            let c = match s.kind {
+                Kind::Sqlite | Kind::Postgres | Kind::Mysql => {
+                    Connector::Sql(SqlSystem::connect_from_env(s).await?)
+                }
+                Kind::Redis => Connector::Redis(RedisSystem::connect_from_env(s).await?),
+                Kind::Http => Connector::Http(HttpSystem::from_env(s, http.clone())?),
+                Kind::Manual => Connector::Manual(ManualSystem::new(s)),
+            };
+            by_name.insert(s.name.to_string(), c);
+            limits.insert(
+                s.name.to_string(),
+                Arc::new(Semaphore::new(s.concurrency as usize)),
+            );
         }
-        Ok(Self { by_name })
+        Ok(Self { by_name, limits })
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.by_name.keys().map(String::as_str)
     }
 
-    pub fn get(&self, name: &str) -> Option<&SqliteSystem> {
+    pub fn get(&self, name: &str) -> Option<&Connector> {
         self.by_name.get(name)
     }
 
+    /// A SQL system by name.
+    pub fn sql(&self, name: &str) -> Option<&SqlSystem> {
+        match self.by_name.get(name) {
+            Some(Connector::Sql(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn sqls(&self) -> impl Iterator<Item = &SqlSystem> {
+        self.by_name.values().filter_map(|c| match c {
+            Connector::Sql(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// An HTTP system by name (for its callbacks).
+    pub fn http(&self, name: &str) -> Option<&HttpSystem> {
+        match self.by_name.get(name) {
+            Some(Connector::Http(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Subjects one erasure batch may hold in this system (1 unless SQL).
+    pub fn batch_size(&self, name: &str) -> usize {
+        self.sql(name).map(|s| s.batch_size()).unwrap_or(1)
+    }
+
     pub async fn subject_exists(&self, subject: &SubjectId) -> Result<bool, ConnectError> {
-        for s in self.by_name.values() {
+        for s in self.sqls() {
             if s.subject_exists(subject).await? {
                 return Ok(true);
             }
@@ -57,7 +126,7 @@ impl Systems {
     }
 
     pub async fn phone(&self, subject: &SubjectId) -> Result<Option<String>, ConnectError> {
-        for s in self.by_name.values() {
+        for s in self.sqls() {
             if let Some(p) = s.phone(subject).await? {
                 return Ok(Some(p));
             }
@@ -71,7 +140,7 @@ impl Systems {
         subject: &SubjectId,
     ) -> Result<Vec<(String, String)>, ConnectError> {
         let mut out = vec![];
-        for s in self.by_name.values() {
+        for s in self.sqls() {
             out.extend(s.identifiers(subject).await?);
         }
         Ok(out)
@@ -82,7 +151,7 @@ impl Systems {
         id_number: &str,
     ) -> Result<Vec<String>, ConnectError> {
         let mut out = vec![];
-        for s in self.by_name.values() {
+        for s in self.sqls() {
             out.extend(s.accounts_with_id_number(id_number).await?);
         }
         Ok(out)
@@ -90,7 +159,7 @@ impl Systems {
 
     pub async fn accounts_with_phone(&self, phone: &str) -> Result<Vec<String>, ConnectError> {
         let mut out = vec![];
-        for s in self.by_name.values() {
+        for s in self.sqls() {
             out.extend(s.accounts_with_phone(phone).await?);
         }
         Ok(out)
@@ -104,7 +173,7 @@ impl Systems {
     ) -> Result<Vec<lethe_domain::asset::Asset>, ConnectError> {
         let mut out = vec![];
         for rule in &map.assets {
-            if let Some(sys) = self.by_name.get(rule.system.as_str()) {
+            if let Some(sys) = self.sql(rule.system.as_str()) {
                 out.extend(sys.assets(rule, subject).await?);
             }
         }
@@ -119,7 +188,7 @@ impl Systems {
     ) -> Result<(Vec<Blocker>, Vec<Consequence>), ConnectError> {
         let mut blockers = Vec::new();
         for rule in &map.blockers {
-            if let Some(sys) = self.by_name.get(rule.system.as_str())
+            if let Some(sys) = self.sql(rule.system.as_str())
                 && let Some(b) = sys.blocker(rule, subject).await?
             {
                 blockers.push(b);
@@ -128,7 +197,7 @@ impl Systems {
         let mut consequences = Vec::new();
         for c in &map.consequences {
             let value = match (&c.system, &c.query) {
-                (Some(sys), Some(q)) => match self.by_name.get(sys.as_str()) {
+                (Some(sys), Some(q)) => match self.sql(sys.as_str()) {
                     Some(s) => match s.value(q, subject).await? {
                         Some(v) => Some(v),
                         None => continue,
@@ -151,23 +220,95 @@ impl Systems {
         Ok((blockers, consequences))
     }
 
-    pub async fn erase(
+    /// Erases a batch of subjects (cases) in one system, under the
+    /// system's concurrency limit, and verifies. SQL systems take the batch
+    /// in set-based statements; other systems one case at a time. The
+    /// outcome of each case, in order.
+    pub async fn erase_batch(
         &self,
         system: &str,
-        case_id: &str,
-        subject: &SubjectId,
+        items: &[BatchItem],
         now: jiff::Timestamp,
-    ) -> Result<SystemOutcome, String> {
+        callback_url: &str,
+    ) -> Result<Vec<Erased>, String> {
         let s = self
             .by_name
             .get(system)
             .ok_or_else(|| format!("system {system} is not in the data map any more"))?;
-        let out = s
-            .erase(case_id, subject, now)
-            .await
-            .map_err(|e| e.to_string())?;
-        s.verify(case_id, subject, out)
-            .await
-            .map_err(|e| e.to_string())
+        let _permit = match self.limits.get(system) {
+            Some(l) => Some(l.acquire().await.map_err(|_| "shutting down".to_owned())?),
+            None => None,
+        };
+        match s {
+            Connector::Sql(sql) => {
+                let out = sql
+                    .erase_batch(items, now)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let with_subjects = out
+                    .into_iter()
+                    .zip(items)
+                    .map(|((c, o), it)| (c, it.subject.clone(), o))
+                    .collect();
+                Ok(sql
+                    .verify_batch(with_subjects)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|(_, o)| Erased::Done(o))
+                    .collect())
+            }
+            Connector::Redis(r) => {
+                let mut out = vec![];
+                for it in items {
+                    let o = r
+                        .erase(&it.case_id, &it.subject)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    out.push(Erased::Done(
+                        r.verify(&it.subject, o).await.map_err(|e| e.to_string())?,
+                    ));
+                }
+                Ok(out)
+            }
+            Connector::Http(h) => {
+                let mut out = vec![];
+                for it in items {
+                    out.push(
+                        match h
+                            .erase(&it.case_id, &it.subject, Some(callback_url))
+                            .await
+                            .map_err(|e| e.to_string())?
+                        {
+                            HttpErase::Done(o) => Erased::Done(o),
+                            HttpErase::Pending => Erased::AwaitingCallback,
+                        },
+                    );
+                }
+                Ok(out)
+            }
+            Connector::Manual(m) => Ok(items
+                .iter()
+                .map(|_| Erased::Manual {
+                    instructions: m.instructions.clone(),
+                    due_days: m.due_days,
+                })
+                .collect()),
+        }
+    }
+
+    /// Purges kept rows whose retention ended, in every SQL system.
+    pub async fn purge_expired(
+        &self,
+        now: jiff::Timestamp,
+    ) -> Vec<(String, Result<Vec<(String, String, u64)>, String>)> {
+        let mut out = vec![];
+        for s in self.sqls() {
+            out.push((
+                s.name().to_owned(),
+                s.purge_expired(now, 100).await.map_err(|e| e.to_string()),
+            ));
+        }
+        out
     }
 }

@@ -4,10 +4,7 @@
 //! Deliveries are retried with backoff; after the last attempt a
 //! notification is dead and listed at GET /v1/notifications?state=dead.
 
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use jiff::SignedDuration;
-use sha2::Sha256;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -16,41 +13,7 @@ use crate::AppState;
 /// Notifications sent per round at most.
 const BATCH: u32 = 100;
 
-/// The secret's key bytes: the base64 after `whsec_` (or the raw string).
-pub fn secret_bytes(secret: &str) -> Vec<u8> {
-    match secret.strip_prefix("whsec_") {
-        Some(b) => base64::engine::general_purpose::STANDARD
-            .decode(b)
-            .unwrap_or_else(|_| b.as_bytes().to_vec()),
-        None => secret.as_bytes().to_vec(),
-    }
-}
-
-/// The signature header for a secret setting that may hold two secrets
-/// separated by a space during a rotation: one `v1,...` per secret, so the
-/// receiver may check either (new first, then old).
-pub fn sign_all(secrets: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
-    secrets
-        .split_whitespace()
-        .take(2)
-        .map(|s| sign(&secret_bytes(s), id, timestamp, body))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    // HMAC takes keys of any length: this cannot fail.
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
-    m.update(id.as_bytes());
-    m.update(b".");
-    m.update(timestamp.to_string().as_bytes());
-    m.update(b".");
-    m.update(body);
-    format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(m.finalize().into_bytes())
-    )
-}
+pub use lethe_connect::http::{secret_bytes, sign, sign_all};
 
 /// Replay window for inbound callbacks.
 pub const REPLAY_WINDOW_SECS: i64 = 300;
@@ -85,16 +48,7 @@ pub fn verify_inbound(
         ));
     }
     // During a rotation the setting holds two secrets: either one verifies.
-    let expected: Vec<String> = secret
-        .split_whitespace()
-        .take(2)
-        .map(|k| sign(&secret_bytes(k), &id, ts, body))
-        .collect();
-    if sig.split(' ').any(|s| {
-        expected
-            .iter()
-            .any(|e| subtle::ConstantTimeEq::ct_eq(s.as_bytes(), e.as_bytes()).into())
-    }) {
+    if lethe_connect::http::signature_ok(secret, &id, ts, body, &sig) {
         Ok(id)
     } else {
         Err("the signature is invalid".into())

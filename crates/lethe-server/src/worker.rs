@@ -126,10 +126,23 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
                 Err(e) => tracing::error!(error = %e, "reading receipts failed"),
             }
         }
-        if tick % PURGE_EVERY == 1
-            && let Err(e) = st.store.purge_tombstones(st.clock.now()).await
-        {
-            tracing::error!(error = %e, "purging tombstones failed");
+        if tick % PURGE_EVERY == 1 {
+            if let Err(e) = st.store.purge_tombstones(st.clock.now()).await {
+                tracing::error!(error = %e, "purging tombstones failed");
+            }
+            // Rows kept for a legal reason go when their retention ends.
+            for (system, r) in st.systems.purge_expired(st.clock.now()).await {
+                match r {
+                    Ok(done) => {
+                        for (case, table, rows) in done {
+                            tracing::info!(%system, %case, %table, rows, "kept rows purged at the end of their retention");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(%system, error = %e, "purging expired kept rows failed")
+                    }
+                }
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -245,12 +258,34 @@ async fn work(st: AppState, mut shutdown: watch::Receiver<bool>, n: usize) {
             continue;
         };
         tracing::debug!(worker = n, job = job.id, kind = %job.kind, "job claimed");
-        // Keep the lease alive while the job runs. If the process dies, the
-        // lease expires and another worker (or the restarted process) takes
-        // the job over.
+        // Erase jobs of a SQL system run in set-based batches: take more
+        // ready jobs of the same system, up to its batch size.
+        let mut jobs = vec![job];
+        if jobs[0].kind == "erase" {
+            let more = st.systems.batch_size(&jobs[0].system).saturating_sub(1);
+            if more > 0 {
+                match st
+                    .store
+                    .claim_more_jobs(
+                        "erase",
+                        &jobs[0].system,
+                        now_wall(),
+                        lease,
+                        u32::try_from(more).unwrap_or(u32::MAX),
+                    )
+                    .await
+                {
+                    Ok(extra) => jobs.extend(extra),
+                    Err(e) => tracing::error!(error = %e, "claiming more erase jobs failed"),
+                }
+            }
+        }
+        // Keep the leases alive while the jobs run. If the process dies, the
+        // leases expire and another worker (or the restarted process) takes
+        // the jobs over.
         let hb = {
             let st = st.clone();
-            let id = job.id;
+            let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
             tokio::spawn(async move {
                 let every = Duration::from_secs(
                     u64::try_from((st.worker.lease_secs / 3).max(1)).unwrap_or(1),
@@ -260,62 +295,202 @@ async fn work(st: AppState, mut shutdown: watch::Receiver<bool>, n: usize) {
                     let until = now_wall()
                         .checked_add(SignedDuration::from_secs(st.worker.lease_secs))
                         .unwrap_or(now_wall());
-                    if st.store.heartbeat(id, until).await.is_err() {
-                        return;
+                    for id in &ids {
+                        if st.store.heartbeat(*id, until).await.is_err() {
+                            return;
+                        }
                     }
                 }
             })
         };
-        let result = run_job(&st, &job).await;
+        let result = if jobs[0].kind == "erase" {
+            erase_jobs(&st, &jobs).await
+        } else {
+            run_job(&st, &jobs[0]).await
+        };
         hb.abort();
         if let Err(err) = result {
-            if job.attempts < job.max_attempts {
-                let backoff = backoff(job.attempts, st.worker.max_backoff_secs);
-                tracing::warn!(job = job.id, attempt = job.attempts, error = %err, retry_in_s = backoff.as_secs(), "job failed; will retry");
-                let at = now_wall().checked_add(backoff).unwrap_or(now_wall());
-                if let Err(e) = st.store.retry_job(job.id, err, Some(at)).await {
-                    tracing::error!(error = %e, "could not reschedule job");
-                }
-            } else {
-                if job.kind == "settle" {
-                    tracing::error!(job = job.id, error = %err, "settlement instruction failed for the last time; the user may choose again");
-                    let cmd = lethe_domain::CaseCommand::SettlementResult {
-                        instruction_id: job.system.clone(),
-                        ok: false,
-                        reference: None,
-                        error: Some(err.clone()),
-                    };
-                    if let Err(e) = st
-                        .store
-                        .apply_completing_job(
-                            job.id,
-                            job.case_id,
-                            cmd,
-                            st.clock.now(),
-                            "worker".into(),
-                        )
-                        .await
-                    {
-                        tracing::error!(error = %e, "could not record the failed settlement");
-                    }
-                    continue;
-                }
-                tracing::error!(job = job.id, error = %err, "job failed for the last time; the case needs an operator");
-                if let Err(e) = st
-                    .store
-                    .fail_erasure(
-                        job.id,
-                        job.case_id,
-                        format!("erasure in system {} failed: {err}", job.system),
-                        st.clock.now(),
-                    )
-                    .await
-                {
-                    tracing::error!(error = %e, "could not mark the case failed");
-                }
+            for job in &jobs {
+                job_failed(&st, job, err.clone()).await;
             }
         }
     }
+}
+
+/// A failed job is retried with backoff, or after its last attempt fails
+/// its case (an erasure) or its instruction (a settlement).
+async fn job_failed(st: &AppState, job: &Job, err: String) {
+    if job.attempts < job.max_attempts {
+        let backoff = backoff(job.attempts, st.worker.max_backoff_secs);
+        tracing::warn!(job = job.id, system = %job.system, attempt = job.attempts, error = %err, retry_in_s = backoff.as_secs(), "job failed; will retry");
+        let at = now_wall().checked_add(backoff).unwrap_or(now_wall());
+        if let Err(e) = st.store.retry_job(job.id, err, Some(at)).await {
+            tracing::error!(error = %e, "could not reschedule job");
+        }
+        return;
+    }
+    if job.kind == "settle" {
+        tracing::error!(job = job.id, error = %err, "settlement instruction failed for the last time; the user may choose again");
+        let cmd = lethe_domain::CaseCommand::SettlementResult {
+            instruction_id: job.system.clone(),
+            ok: false,
+            reference: None,
+            error: Some(err.clone()),
+        };
+        if let Err(e) = st
+            .store
+            .apply_completing_job(job.id, job.case_id, cmd, st.clock.now(), "worker".into())
+            .await
+        {
+            tracing::error!(error = %e, "could not record the failed settlement");
+        }
+        return;
+    }
+    tracing::error!(job = job.id, error = %err, "job failed for the last time; the case needs an operator");
+    if let Err(e) = st
+        .store
+        .fail_erasure(
+            job.id,
+            job.case_id,
+            format!("erasure in system {} failed: {err}", job.system),
+            st.clock.now(),
+        )
+        .await
+    {
+        tracing::error!(error = %e, "could not mark the case failed");
+    }
+}
+
+/// Runs a batch of erase jobs of one system: keyed hashes of the subjects'
+/// identifiers are kept first (tombstones), then the system erases the
+/// whole batch (set-based on SQL) and verifies; each case's outcome is
+/// recorded in its own transaction. An HTTP system that answers later
+/// leaves its job to the callback (or to the next attempt); a manual system
+/// opens a task for an operator.
+async fn erase_jobs(st: &AppState, jobs: &[Job]) -> Result<(), String> {
+    let Some(first) = jobs.first() else {
+        return Ok(());
+    };
+    let system = first.system.clone();
+    let now = st.clock.now();
+    let mut items = vec![];
+    let mut live = vec![];
+    for job in jobs {
+        let case = st
+            .store
+            .get_case(job.case_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the case is gone")?;
+        if case.state != lethe_domain::CaseState::Erasing {
+            // Withdrawn or already finished: nothing to erase. Close the job.
+            tracing::info!(job = job.id, state = %case.state, "erase job for a case not erasing; closing it");
+            st.store
+                .retry_job(job.id, format!("case is {}", case.state), None)
+                .await
+                .map_err(|e| e.to_string())?;
+            continue;
+        }
+        // Keep keyed hashes of the identifiers before they are erased.
+        let ids = match st.systems.sql(&job.system) {
+            Some(sys) => sys
+                .identifiers(&case.subject)
+                .await
+                .map_err(|e| e.to_string())?,
+            None => vec![],
+        };
+        let stones: Vec<(String, String, jiff::Timestamp)> = ids
+            .into_iter()
+            .filter_map(|(kind, value)| {
+                let days = st.tombstones.days(&kind);
+                if days == 0 {
+                    return None;
+                }
+                let until = now
+                    .checked_add(SignedDuration::from_hours(24 * i64::from(days)))
+                    .ok()?;
+                Some((
+                    kind.clone(),
+                    st.secrets.identifier_hash(&kind, &value),
+                    until,
+                ))
+            })
+            .collect();
+        if !stones.is_empty() {
+            st.store
+                .put_tombstones(case.id, stones, now)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        items.push(lethe_connect::BatchItem {
+            case_id: case.id.to_string(),
+            subject: case.subject.clone(),
+        });
+        live.push((job, case));
+    }
+    if items.is_empty() {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let callback = format!("{}/v1/erasure-callbacks/{system}", st.public_url);
+    let results = st
+        .systems
+        .erase_batch(&system, &items, st.clock.now(), &callback)
+        .await
+        .inspect_err(|_| st.metrics.connector_error(&system))?;
+    st.metrics
+        .erase_latency(&system, started.elapsed().as_secs_f64());
+    for ((job, case), r) in live.into_iter().zip(results) {
+        match r {
+            crate::systems::Erased::Done(outcome) => {
+                let value = serde_json::to_value(&outcome).map_err(|e| e.to_string())?;
+                let closed = st
+                    .store
+                    .record_erasure(
+                        job.id,
+                        case.id,
+                        system.clone(),
+                        value,
+                        st.clock.now(),
+                        build_receipt,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                seal_if_erased(st, &closed).await;
+            }
+            crate::systems::Erased::AwaitingCallback => {
+                // Not a failure: the service accepted. Without its callback
+                // in time, the request is sent again (same idempotency key).
+                let at = now_wall()
+                    .checked_add(SignedDuration::from_secs(st.worker.callback_wait_secs))
+                    .unwrap_or(now_wall());
+                st.store
+                    .retry_job(
+                        job.id,
+                        format!("accepted by {system}; waiting for its signed callback"),
+                        Some(at),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            crate::systems::Erased::Manual {
+                instructions,
+                due_days,
+            } => {
+                let now = st.clock.now();
+                let due = now
+                    .checked_add(SignedDuration::from_hours(24 * i64::from(due_days)))
+                    .unwrap_or(now);
+                let task = st
+                    .store
+                    .open_manual_task(job.id, case.id, system.clone(), instructions, due, now)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(case = %case.id, task, system = %system, "manual erasure task opened");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Sends one settlement instruction (idempotency key = instruction id) and
@@ -431,7 +606,7 @@ fn settlement_target(st: &AppState) -> Result<(String, String, u64), String> {
 /// Signs the receipt right after the case closed (a tree head covering the
 /// closing event is signed on demand). A failure here is retried by the
 /// timer; the erasure itself is complete.
-async fn seal_if_erased(st: &AppState, case: &Case) {
+pub async fn seal_if_erased(st: &AppState, case: &Case) {
     if case.state == lethe_domain::CaseState::Erased
         && let Err(e) = crate::audit_api::seal_receipt(st, &case.id.to_string()).await
     {
@@ -486,83 +661,7 @@ async fn run_job(st: &AppState, job: &Job) -> Result<(), String> {
             seal_if_erased(st, &closed).await;
             Ok(())
         }
-        "erase" => {
-            let case = st
-                .store
-                .get_case(job.case_id)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or("the case is gone")?;
-            if case.state != lethe_domain::CaseState::Erasing {
-                // Withdrawn or already finished: nothing to erase. Mark done.
-                tracing::info!(job = job.id, state = %case.state, "erase job for a case not erasing; closing it");
-                st.store
-                    .retry_job(job.id, format!("case is {}", case.state), None)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                return Ok(());
-            }
-            // Keep keyed hashes of the identifiers before they are erased.
-            let now = st.clock.now();
-            let ids = match st.systems.get(&job.system) {
-                Some(sys) => sys
-                    .identifiers(&case.subject)
-                    .await
-                    .map_err(|e| e.to_string())?,
-                None => vec![],
-            };
-            let stones: Vec<(String, String, jiff::Timestamp)> = ids
-                .into_iter()
-                .filter_map(|(kind, value)| {
-                    let days = st.tombstones.days(&kind);
-                    if days == 0 {
-                        return None;
-                    }
-                    let until = now
-                        .checked_add(SignedDuration::from_hours(24 * i64::from(days)))
-                        .ok()?;
-                    Some((
-                        kind.clone(),
-                        st.secrets.identifier_hash(&kind, &value),
-                        until,
-                    ))
-                })
-                .collect();
-            if !stones.is_empty() {
-                st.store
-                    .put_tombstones(case.id, stones, now)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            let started = std::time::Instant::now();
-            let outcome = st
-                .systems
-                .erase(
-                    &job.system,
-                    &case.id.to_string(),
-                    &case.subject,
-                    st.clock.now(),
-                )
-                .await
-                .inspect_err(|_| st.metrics.connector_error(&job.system))?;
-            st.metrics
-                .erase_latency(&job.system, started.elapsed().as_secs_f64());
-            let value = serde_json::to_value(&outcome).map_err(|e| e.to_string())?;
-            let closed = st
-                .store
-                .record_erasure(
-                    job.id,
-                    case.id,
-                    job.system.clone(),
-                    value,
-                    st.clock.now(),
-                    build_receipt,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            seal_if_erased(st, &closed).await;
-            Ok(())
-        }
+        "erase" => erase_jobs(st, std::slice::from_ref(job)).await,
         "settle" => settle(st, job).await,
         other => Err(format!("unknown job kind {other}")),
     }

@@ -162,6 +162,21 @@ pub struct Job {
     pub max_attempts: u32,
 }
 
+/// A task an operator does by hand (a manual system of the data map).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ManualTask {
+    pub id: i64,
+    pub case_id: String,
+    pub system: String,
+    pub instructions: String,
+    pub due_at: Timestamp,
+    pub created_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+    pub completed_by: Option<String>,
+    pub note: Option<String>,
+    pub records: Option<u64>,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct OutboxMessage {
     pub id: i64,
@@ -817,60 +832,181 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    sqlx::query("INSERT INTO erasure_results (case_id, system, outcome, recorded_at) VALUES ($1, $2, $3, $4) ON CONFLICT (case_id, system) DO UPDATE SET outcome = excluded.outcome")
+                    record_erasure_in(ctx, job_id, id, system, outcome, now, finish).await
+                })
+            })
+            .await
+    }
+
+    /// Parks an erase job while an operator does the work by hand: opens
+    /// the manual task (once per job) due at `due`, and sets the job to
+    /// `waiting` (never claimed by workers; completing the task completes
+    /// it). Returns the task id.
+    pub async fn open_manual_task(
+        &self,
+        job_id: i64,
+        id: CaseId,
+        system: String,
+        instructions: String,
+        due: Timestamp,
+        now: Timestamp,
+    ) -> Result<i64, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO manual_tasks (job_id, case_id, system, instructions, due_at, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id) DO NOTHING")
+                        .bind(job_id)
                         .bind(id.to_string())
                         .bind(system)
-                        .bind(outcome.to_string())
+                        .bind(instructions)
+                        .bind(ms(due))
                         .bind(ms(now))
                         .execute(&mut ctx.conn)
                         .await
-                        .map_err(db("record erasure result"))?;
-                    sqlx::query("UPDATE jobs SET state = 'done', lease_until = NULL, last_error = NULL WHERE id = $1")
+                        .map_err(db("open manual task"))?;
+                    let task: i64 = sqlx::query_scalar("SELECT id FROM manual_tasks WHERE job_id = $1")
+                        .bind(job_id)
+                        .fetch_one(&mut ctx.conn)
+                        .await
+                        .map_err(db("read manual task"))?;
+                    sqlx::query("UPDATE jobs SET state = 'waiting', lease_until = NULL, run_at = $1, last_error = $2 WHERE id = $3")
+                        .bind(ms(due))
+                        .bind(format!("waiting for manual task {task}, due {due}"))
                         .bind(job_id)
                         .execute(&mut ctx.conn)
                         .await
-                        .map_err(db("complete job"))?;
-                    let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE case_id = $1 AND state <> 'done'")
-                        .bind(id.to_string())
-                        .fetch_one(&mut ctx.conn)
-                        .await
-                        .map_err(db("count open jobs"))?;
-                    let case = load_case(ctx, id).await?;
-                    if open > 0 || case.state != CaseState::Erasing {
-                        return Ok(case);
-                    }
-                    let case = apply_in(ctx, id, &CaseCommand::CompleteErasure, now, "worker").await?;
-                    let outcomes: Vec<(String, serde_json::Value)> = sqlx::query("SELECT system, outcome FROM erasure_results WHERE case_id = $1 ORDER BY system")
-                        .bind(id.to_string())
-                        .fetch_all(&mut ctx.conn)
-                        .await
-                        .map_err(db("read erasure results"))?
-                        .iter()
-                        .map(|r| (r.get::<String, _>(0), serde_json::from_str(&r.get::<String, _>(1)).unwrap_or(serde_json::Value::Null)))
-                        .collect();
-                    let events: Vec<RecordedEvent> = sqlx::query("SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash FROM audit_events WHERE case_id = $1 ORDER BY seq")
-                        .bind(id.to_string())
-                        .fetch_all(&mut ctx.conn)
-                        .await
-                        .map_err(db("read audit"))?
-                        .iter()
-                        .map(row_to_event)
-                        .collect::<Result<_, _>>()?;
-                    let receipt = finish(&case, &outcomes, &events, now);
-                    sqlx::query("INSERT INTO receipts (case_id, body, created_at) VALUES ($1, $2, $3)")
-                        .bind(id.to_string())
-                        .bind(receipt)
+                        .map_err(db("park job"))?;
+                    Ok(task)
+                })
+            })
+            .await
+    }
+
+    /// Manual tasks, open ones first (oldest due first), at most `limit`.
+    pub async fn manual_tasks(
+        &self,
+        open_only: bool,
+        limit: u32,
+    ) -> Result<Vec<ManualTask>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, case_id, system, instructions, due_at, created_at, completed_at, completed_by, note, records FROM manual_tasks
+             WHERE ($1 = 0 OR completed_at IS NULL) ORDER BY completed_at IS NOT NULL, due_at, id LIMIT $2",
+        )
+        .bind(i64::from(open_only))
+        .bind(i64::from(limit.min(1000)))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db("read manual tasks"))?;
+        Ok(rows
+            .iter()
+            .map(|r| ManualTask {
+                id: r.get(0),
+                case_id: r.get(1),
+                system: r.get(2),
+                instructions: r.get(3),
+                due_at: from_ms(r.get(4)),
+                created_at: from_ms(r.get(5)),
+                completed_at: r.get::<Option<i64>, _>(6).map(from_ms),
+                completed_by: r.get(7),
+                note: r.get(8),
+                records: r
+                    .get::<Option<i64>, _>(9)
+                    .and_then(|v| u64::try_from(v).ok()),
+            })
+            .collect())
+    }
+
+    /// Completes a manual task with the operator's note and count, and
+    /// records the system's outcome in the same transaction (which closes
+    /// the case when it was the last system). `None` when the task does not
+    /// exist or is already completed.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn complete_manual_task(
+        &self,
+        task_id: i64,
+        agent: String,
+        note: String,
+        records: u64,
+        outcome: serde_json::Value,
+        now: Timestamp,
+        finish: ReceiptBuilder,
+    ) -> Result<Option<Case>, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    let row = sqlx::query("UPDATE manual_tasks SET completed_at = $1, completed_by = $2, note = $3, records = $4 WHERE id = $5 AND completed_at IS NULL RETURNING job_id, case_id, system")
                         .bind(ms(now))
-                        .execute(&mut ctx.conn)
+                        .bind(agent)
+                        .bind(note)
+                        .bind(i64::try_from(records).unwrap_or(i64::MAX))
+                        .bind(task_id)
+                        .fetch_optional(&mut ctx.conn)
                         .await
-                        .map_err(db("store receipt"))?;
-                    // The subject id is no longer needed: keep only the pseudonym.
-                    sqlx::query("UPDATE cases SET subject = subject_pseudonym WHERE id = $1")
-                        .bind(id.to_string())
-                        .execute(&mut ctx.conn)
-                        .await
-                        .map_err(db("forget subject id"))?;
-                    Ok(case)
+                        .map_err(db("complete manual task"))?;
+                    let Some(row) = row else {
+                        return Ok(None);
+                    };
+                    let id = CaseId::parse(&row.get::<String, _>(1)).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    record_erasure_in(ctx, row.get(0), id, row.get(2), outcome, now, finish).await.map(Some)
+                })
+            })
+            .await
+    }
+
+    /// The open erase job of a case in a system (for an HTTP callback).
+    pub async fn open_erase_job(
+        &self,
+        id: CaseId,
+        system: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar("SELECT id FROM jobs WHERE case_id = $1 AND system = $2 AND kind = 'erase' AND state <> 'done' AND state <> 'dead'")
+            .bind(id.to_string())
+            .bind(system.to_owned())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db("find the erase job"))
+    }
+
+    /// Claims up to `limit` more ready jobs of one kind and system (an
+    /// erasure batch), leased like [`Store::claim_job`].
+    pub async fn claim_more_jobs(
+        &self,
+        kind: &str,
+        system: &str,
+        now: Timestamp,
+        lease: jiff::SignedDuration,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError> {
+        let (kind, system) = (kind.to_owned(), system.to_owned());
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    let until = now.checked_add(lease).unwrap_or(now);
+                    let rows = sqlx::query(
+                        "UPDATE jobs SET state = 'leased', lease_until = $1, attempts = attempts + 1
+                         WHERE id IN (SELECT id FROM jobs WHERE kind = $2 AND system = $3 AND ((state = 'ready' AND run_at <= $4) OR (state = 'leased' AND lease_until <= $4)) ORDER BY run_at, id LIMIT $5)
+                         RETURNING id, kind, case_id, system, attempts, max_attempts",
+                    )
+                    .bind(ms(until))
+                    .bind(kind)
+                    .bind(system)
+                    .bind(ms(now))
+                    .bind(i64::from(limit.min(1000)))
+                    .fetch_all(&mut ctx.conn)
+                    .await
+                    .map_err(db("claim jobs"))?;
+                    rows.iter()
+                        .map(|r| {
+                            Ok(Job {
+                                id: r.get(0),
+                                kind: r.get(1),
+                                case_id: CaseId::parse(&r.get::<String, _>(2)).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                                system: r.get(3),
+                                attempts: u32::try_from(r.get::<i64, _>(4)).unwrap_or(u32::MAX),
+                                max_attempts: u32::try_from(r.get::<i64, _>(5)).unwrap_or(1),
+                            })
+                        })
+                        .collect()
                 })
             })
             .await
@@ -1109,6 +1245,83 @@ async fn rebuild_tree(conn: &mut SqliteConnection) -> Result<writer::Head, Store
         .await
         .map_err(db("commit"))?;
     Ok(writer::Head { frontier })
+}
+
+/// Records one system's erasure outcome and marks its job done; closes the
+/// case (receipt built by `finish`) when it was the last open job.
+async fn record_erasure_in(
+    ctx: &mut WriteCtx,
+    job_id: i64,
+    id: CaseId,
+    system: String,
+    outcome: serde_json::Value,
+    now: Timestamp,
+    finish: ReceiptBuilder,
+) -> Result<Case, StoreError> {
+    sqlx::query("INSERT INTO erasure_results (case_id, system, outcome, recorded_at) VALUES ($1, $2, $3, $4) ON CONFLICT (case_id, system) DO UPDATE SET outcome = excluded.outcome")
+        .bind(id.to_string())
+        .bind(system)
+        .bind(outcome.to_string())
+        .bind(ms(now))
+        .execute(&mut ctx.conn)
+        .await
+        .map_err(db("record erasure result"))?;
+    sqlx::query(
+        "UPDATE jobs SET state = 'done', lease_until = NULL, last_error = NULL WHERE id = $1",
+    )
+    .bind(job_id)
+    .execute(&mut ctx.conn)
+    .await
+    .map_err(db("complete job"))?;
+    let open: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE case_id = $1 AND state <> 'done'")
+            .bind(id.to_string())
+            .fetch_one(&mut ctx.conn)
+            .await
+            .map_err(db("count open jobs"))?;
+    let case = load_case(ctx, id).await?;
+    if open > 0 || case.state != CaseState::Erasing {
+        return Ok(case);
+    }
+    let case = apply_in(ctx, id, &CaseCommand::CompleteErasure, now, "worker").await?;
+    let outcomes: Vec<(String, serde_json::Value)> = sqlx::query(
+        "SELECT system, outcome FROM erasure_results WHERE case_id = $1 ORDER BY system",
+    )
+    .bind(id.to_string())
+    .fetch_all(&mut ctx.conn)
+    .await
+    .map_err(db("read erasure results"))?
+    .iter()
+    .map(|r| {
+        (
+            r.get::<String, _>(0),
+            serde_json::from_str(&r.get::<String, _>(1)).unwrap_or(serde_json::Value::Null),
+        )
+    })
+    .collect();
+    let events: Vec<RecordedEvent> = sqlx::query("SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash FROM audit_events WHERE case_id = $1 ORDER BY seq")
+        .bind(id.to_string())
+        .fetch_all(&mut ctx.conn)
+        .await
+        .map_err(db("read audit"))?
+        .iter()
+        .map(row_to_event)
+        .collect::<Result<_, _>>()?;
+    let receipt = finish(&case, &outcomes, &events, now);
+    sqlx::query("INSERT INTO receipts (case_id, body, created_at) VALUES ($1, $2, $3)")
+        .bind(id.to_string())
+        .bind(receipt)
+        .bind(ms(now))
+        .execute(&mut ctx.conn)
+        .await
+        .map_err(db("store receipt"))?;
+    // The subject id is no longer needed: keep only the pseudonym.
+    sqlx::query("UPDATE cases SET subject = subject_pseudonym WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&mut ctx.conn)
+        .await
+        .map_err(db("forget subject id"))?;
+    Ok(case)
 }
 
 async fn load_case(ctx: &mut WriteCtx, id: CaseId) -> Result<Case, StoreError> {

@@ -1,0 +1,281 @@
+//! Reading a live schema: tables, columns and foreign keys, from
+//! `sqlite_master`/`pragma_*`, `pg_catalog` and `information_schema`.
+
+use sqlx::{AnyConnection, Row};
+use std::collections::BTreeMap;
+
+use crate::datamap::Dialect;
+
+/// At most this many tables are read from one schema.
+pub const MAX_TABLES: usize = 20_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    /// As the database names it, lower-case (`bigint`, `character varying`).
+    pub data_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    pub columns: Vec<String>,
+    pub parent: String,
+    pub parent_columns: Vec<String>,
+    /// `cascade`, `set null`, `set default`, `restrict` or `no action`.
+    pub on_delete: String,
+}
+
+impl ForeignKey {
+    /// Whether deleting the parent row also takes care of this row.
+    pub fn follows_delete(&self) -> bool {
+        matches!(
+            self.on_delete.as_str(),
+            "cascade" | "set null" | "set default"
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SchemaTable {
+    pub name: String,
+    pub columns: Vec<Column>,
+    pub fks: Vec<ForeignKey>,
+    /// PostgreSQL: a partitioned table (its partitions are not listed).
+    pub partitioned: bool,
+}
+
+impl SchemaTable {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schema {
+    pub tables: BTreeMap<String, SchemaTable>,
+}
+
+impl Schema {
+    pub fn table(&self, name: &str) -> Option<&SchemaTable> {
+        self.tables.get(name)
+    }
+}
+
+pub fn is_integer(t: &str) -> bool {
+    let t = t.to_ascii_lowercase();
+    ["int", "serial"].iter().any(|k| t.contains(k)) && !t.contains("point")
+}
+
+pub fn is_text(t: &str) -> bool {
+    let t = t.to_ascii_lowercase();
+    ["char", "text", "clob", "string"]
+        .iter()
+        .any(|k| t.contains(k))
+        || t.is_empty()
+}
+
+fn text(r: &sqlx::any::AnyRow, i: usize) -> String {
+    r.try_get::<String, _>(i)
+        .or_else(|_| {
+            r.try_get::<Vec<u8>, _>(i)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        })
+        .or_else(|_| r.try_get::<i64, _>(i).map(|v| v.to_string()))
+        .unwrap_or_default()
+}
+
+/// Reads the schema; `progress(done, total)` is called as tables are read.
+pub async fn read(
+    c: &mut AnyConnection,
+    d: Dialect,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Schema, sqlx::Error> {
+    let mut s = Schema::default();
+    match d {
+        Dialect::Sqlite => {
+            let names: Vec<String> = sqlx::query(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+            )
+            .fetch_all(&mut *c)
+            .await?
+            .iter()
+            .map(|r| text(r, 0))
+            .take(MAX_TABLES)
+            .collect();
+            let total = names.len();
+            for (i, name) in names.into_iter().enumerate() {
+                let columns = sqlx::query("SELECT name, type FROM pragma_table_info($1)")
+                    .bind(name.clone())
+                    .fetch_all(&mut *c)
+                    .await?
+                    .iter()
+                    .map(|r| Column {
+                        name: text(r, 0),
+                        data_type: text(r, 1).to_ascii_lowercase(),
+                    })
+                    .collect();
+                let mut fks: BTreeMap<i64, ForeignKey> = BTreeMap::new();
+                for r in sqlx::query(
+                    "SELECT id, \"table\", \"from\", \"to\", on_delete FROM pragma_foreign_key_list($1) ORDER BY id, seq",
+                )
+                .bind(name.clone())
+                .fetch_all(&mut *c)
+                .await?
+                {
+                    let id: i64 = r.try_get(0).unwrap_or(0);
+                    let fk = fks.entry(id).or_insert_with(|| ForeignKey {
+                        columns: vec![],
+                        parent: text(&r, 1),
+                        parent_columns: vec![],
+                        on_delete: text(&r, 4).to_ascii_lowercase(),
+                    });
+                    fk.columns.push(text(&r, 2));
+                    fk.parent_columns.push(text(&r, 3));
+                }
+                s.tables.insert(
+                    name.clone(),
+                    SchemaTable {
+                        name,
+                        columns,
+                        fks: fks.into_values().collect(),
+                        partitioned: false,
+                    },
+                );
+                progress(i + 1, total);
+            }
+        }
+        Dialect::Postgres => {
+            for r in sqlx::query(
+                "SELECT c.relname::text, (c.relkind = 'p')::int4 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1",
+            )
+            .fetch_all(&mut *c)
+            .await?
+            .iter()
+            .take(MAX_TABLES)
+            {
+                let name = text(r, 0);
+                s.tables.insert(
+                    name.clone(),
+                    SchemaTable {
+                        name,
+                        partitioned: r.try_get::<i32, _>(1).unwrap_or(0) == 1,
+                        ..Default::default()
+                    },
+                );
+            }
+            let total = s.tables.len();
+            for r in sqlx::query(
+                "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod)
+                 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+                   AND a.attnum > 0 AND NOT a.attisdropped ORDER BY c.relname, a.attnum",
+            )
+            .fetch_all(&mut *c)
+            .await?
+            {
+                if let Some(t) = s.tables.get_mut(&text(&r, 0)) {
+                    t.columns.push(Column {
+                        name: text(&r, 1),
+                        data_type: text(&r, 2).to_ascii_lowercase(),
+                    });
+                }
+            }
+            progress(total / 2, total);
+            for r in sqlx::query(
+                "SELECT cl.relname::text, pf.relname::text, con.confdeltype::text,
+                   (SELECT string_agg(a.attname::text, ',' ORDER BY k.ord) FROM unnest(con.conkey) WITH ORDINALITY k(n, ord)
+                      JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n),
+                   (SELECT string_agg(a.attname::text, ',' ORDER BY k.ord) FROM unnest(con.confkey) WITH ORDINALITY k(n, ord)
+                      JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n)
+                 FROM pg_constraint con JOIN pg_class cl ON cl.oid = con.conrelid JOIN pg_class pf ON pf.oid = con.confrelid
+                 JOIN pg_namespace n ON n.oid = cl.relnamespace
+                 WHERE con.contype = 'f' AND n.nspname = current_schema() AND con.conparentid = 0 AND NOT cl.relispartition
+                 ORDER BY cl.relname, con.conname",
+            )
+            .fetch_all(&mut *c)
+            .await?
+            {
+                let on_delete = match text(&r, 2).as_str() {
+                    "c" => "cascade",
+                    "n" => "set null",
+                    "d" => "set default",
+                    "r" => "restrict",
+                    _ => "no action",
+                };
+                if let Some(t) = s.tables.get_mut(&text(&r, 0)) {
+                    t.fks.push(ForeignKey {
+                        columns: text(&r, 3).split(',').map(str::to_owned).collect(),
+                        parent: text(&r, 1),
+                        parent_columns: text(&r, 4).split(',').map(str::to_owned).collect(),
+                        on_delete: on_delete.into(),
+                    });
+                }
+            }
+            progress(total, total);
+        }
+        Dialect::Mysql => {
+            for r in sqlx::query(
+                "SELECT CAST(TABLE_NAME AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1",
+            )
+            .fetch_all(&mut *c)
+            .await?
+            .iter()
+            .take(MAX_TABLES)
+            {
+                let name = text(r, 0);
+                s.tables.insert(
+                    name.clone(),
+                    SchemaTable {
+                        name,
+                        ..Default::default()
+                    },
+                );
+            }
+            let total = s.tables.len();
+            for r in sqlx::query(
+                "SELECT CAST(TABLE_NAME AS CHAR), CAST(COLUMN_NAME AS CHAR), CAST(COLUMN_TYPE AS CHAR) FROM information_schema.COLUMNS
+                 WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            )
+            .fetch_all(&mut *c)
+            .await?
+            {
+                if let Some(t) = s.tables.get_mut(&text(&r, 0)) {
+                    t.columns.push(Column {
+                        name: text(&r, 1),
+                        data_type: text(&r, 2).to_ascii_lowercase(),
+                    });
+                }
+            }
+            progress(total / 2, total);
+            let mut fks: BTreeMap<(String, String), ForeignKey> = BTreeMap::new();
+            for r in sqlx::query(
+                "SELECT CAST(k.TABLE_NAME AS CHAR), CAST(k.CONSTRAINT_NAME AS CHAR), CAST(k.COLUMN_NAME AS CHAR),
+                        CAST(k.REFERENCED_TABLE_NAME AS CHAR), CAST(k.REFERENCED_COLUMN_NAME AS CHAR), CAST(rc.DELETE_RULE AS CHAR)
+                 FROM information_schema.KEY_COLUMN_USAGE k JOIN information_schema.REFERENTIAL_CONSTRAINTS rc
+                   ON rc.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND rc.CONSTRAINT_NAME = k.CONSTRAINT_NAME AND rc.TABLE_NAME = k.TABLE_NAME
+                 WHERE k.TABLE_SCHEMA = DATABASE() AND k.REFERENCED_TABLE_NAME IS NOT NULL
+                 ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION",
+            )
+            .fetch_all(&mut *c)
+            .await?
+            {
+                let fk = fks.entry((text(&r, 0), text(&r, 1))).or_insert_with(|| ForeignKey {
+                    columns: vec![],
+                    parent: text(&r, 3),
+                    parent_columns: vec![],
+                    on_delete: text(&r, 5).to_ascii_lowercase(),
+                });
+                fk.columns.push(text(&r, 2));
+                fk.parent_columns.push(text(&r, 4));
+            }
+            for ((table, _), fk) in fks {
+                if let Some(t) = s.tables.get_mut(&table) {
+                    t.fks.push(fk);
+                }
+            }
+            progress(total, total);
+        }
+    }
+    Ok(s)
+}
