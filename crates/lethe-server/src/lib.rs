@@ -708,12 +708,8 @@ impl Server {
             vault,
             signer,
             http,
-            public_url: cfg
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", cfg.listen))
-                .trim_end_matches('/')
-                .to_owned(),
+            // Set below, once the socket is bound (its port may be 0 here).
+            public_url: String::new(),
             settlement_override: Arc::new(std::sync::OnceLock::new()),
             console_principal: "console".into(),
             identity: cfg.identity.clone(),
@@ -762,6 +758,11 @@ impl Server {
                 addr: cfg.listen,
                 source,
             })?;
+        let mut state = state;
+        state.public_url = match &cfg.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", listener.local_addr()?),
+        };
         Ok(Self { state, listener })
     }
 

@@ -240,10 +240,29 @@ enum BenchCmd {
 #[derive(Subcommand)]
 enum DatamapCmd {
     /// Print, per system, the tables in erasure order with their action and
-    /// the condition that selects a subject's rows.
+    /// the condition that selects a subject's rows. With a subject, connect
+    /// to every system (URLs from the environment) and show what would be
+    /// erased, without erasing anything (a dry run).
     Plan {
         #[arg(long)]
         datamap: PathBuf,
+        /// The platform's user id to plan for.
+        subject: Option<String>,
+    },
+    /// Connect to every system (URLs from the environment), read its schema
+    /// and report what the data map misses: tables or columns that do not
+    /// exist, uncovered tables referencing covered ones, uncovered columns
+    /// that look like personal data, foreign keys the erasure would break.
+    /// Exits 1 when a finding is an error.
+    Check {
+        #[arg(long)]
+        datamap: PathBuf,
+        /// Values sampled per uncovered text column (0 to skip sampling).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=100))]
+        sample: u32,
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -478,22 +497,160 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
-        Cmd::Datamap {
-            cmd: DatamapCmd::Plan { datamap },
+        Cmd::Datamap { cmd } => datamap_cmd(cmd).await,
+    }
+}
+
+async fn datamap_cmd(cmd: DatamapCmd) -> anyhow::Result<()> {
+    use lethe_connect::{Kind, SqlSystem};
+    match cmd {
+        DatamapCmd::Plan { datamap, subject } => {
+            let map = lethe_connect::DataMap::load(&datamap)?;
+            let subject = subject
+                .map(|s| lethe_domain::SubjectId::parse(&s))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("subject: {e}"))?;
+            for s in &map.systems {
+                match s.kind {
+                    Kind::Sqlite | Kind::Postgres | Kind::Mysql => {
+                        let Some(subject) = &subject else {
+                            let plan = lethe_connect::planner::plan(s)?;
+                            println!(
+                                "system {} ({}), erased in this order:",
+                                s.name,
+                                s.kind.as_str()
+                            );
+                            for (i, step) in plan.steps.iter().enumerate() {
+                                println!(
+                                    "  {:>2}. {:<24} {:<8} WHERE {}",
+                                    i + 1,
+                                    step.table.as_str(),
+                                    step.action.name(),
+                                    step.condition
+                                );
+                            }
+                            continue;
+                        };
+                        let sys = SqlSystem::connect_from_env(s).await?;
+                        println!(
+                            "system {} ({}), in this order, batches of up to {} subjects:",
+                            s.name,
+                            s.kind.as_str(),
+                            s.batch_size
+                        );
+                        for (i, (table, action, rows)) in
+                            sys.dry_run(subject).await?.iter().enumerate()
+                        {
+                            let verb = match action.as_str() {
+                                "delete" => "would be deleted",
+                                "keep" => "would be kept (legal retention)",
+                                _ => "would be updated",
+                            };
+                            println!(
+                                "  {:>2}. {table:<24} {action:<8} {rows:>8} row(s) {verb}",
+                                i + 1
+                            );
+                        }
+                    }
+                    Kind::Redis => {
+                        println!("system {} (redis):", s.name);
+                        match &subject {
+                            Some(subject) => {
+                                let r = lethe_connect::redis_conn::RedisSystem::connect_from_env(s)
+                                    .await?;
+                                for (what, n) in r.count(subject).await? {
+                                    println!("      {what:<40} {n:>8} would be deleted");
+                                }
+                            }
+                            None => {
+                                for e in &s.keys {
+                                    println!("      {}", lethe_connect::redis_conn::describe(e));
+                                }
+                            }
+                        }
+                    }
+                    Kind::Http => println!(
+                        "system {} (http, {:?}): a signed erasure request would be sent to the URL in {}",
+                        s.name, s.mode, s.url_env
+                    ),
+                    Kind::Manual => println!(
+                        "system {} (manual): a task would be opened for an operator, due in {} days: {}",
+                        s.name,
+                        s.due_days,
+                        s.instructions.as_deref().unwrap_or_default()
+                    ),
+                }
+            }
+            if subject.is_some() {
+                println!("(dry run: nothing was erased)");
+            }
+            Ok(())
+        }
+        DatamapCmd::Check {
+            datamap,
+            sample,
+            json,
         } => {
             let map = lethe_connect::DataMap::load(&datamap)?;
+            let mut findings = vec![];
+            let mut unchecked = vec![];
             for s in &map.systems {
-                let plan = lethe_connect::planner::plan(s)?;
-                println!("system {} ({:?}), erased in this order:", s.name, s.kind);
-                for (i, step) in plan.steps.iter().enumerate() {
+                match s.kind {
+                    Kind::Sqlite | Kind::Postgres | Kind::Mysql => {
+                        eprintln!("{}: connecting and reading the schema ...", s.name);
+                        let sys = SqlSystem::connect_from_env(s).await?;
+                        eprintln!("{}: {} tables", s.name, sys.schema().tables.len());
+                        let cols = lethe_connect::check::uncovered_columns(s, sys.schema());
+                        let samples = if sample == 0 {
+                            Default::default()
+                        } else {
+                            let total = cols.len();
+                            let step = (total / 20).max(1);
+                            sys.sample(&cols, sample, |done, total| {
+                                if done % step == 0 || done == total {
+                                    eprint!(
+                                        "\r{}: sampled {done}/{total} uncovered columns",
+                                        s.name
+                                    );
+                                    if done == total {
+                                        eprintln!();
+                                    }
+                                }
+                            })
+                            .await?
+                        };
+                        findings.extend(lethe_connect::check::check(s, sys.schema(), &samples));
+                    }
+                    Kind::Redis => {
+                        lethe_connect::redis_conn::RedisSystem::connect_from_env(s).await?;
+                        eprintln!("{}: redis answers", s.name);
+                    }
+                    Kind::Http | Kind::Manual => unchecked.push(s.name.to_string()),
+                }
+            }
+            let errors = findings
+                .iter()
+                .filter(|f| f.severity == lethe_connect::check::Severity::Error)
+                .count();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&findings)?);
+            } else {
+                for f in &findings {
+                    println!("{f}");
+                }
+                for u in &unchecked {
                     println!(
-                        "  {:>2}. {:<20} {:<8} WHERE {}",
-                        i + 1,
-                        step.table.as_str(),
-                        step.action.name(),
-                        step.condition
+                        "note: {u} has no schema Lethe can read (http or manual); not checked"
                     );
                 }
+                println!(
+                    "{} finding(s): {errors} error(s), {} warning(s)",
+                    findings.len(),
+                    findings.len() - errors
+                );
+            }
+            if errors > 0 {
+                std::process::exit(1);
             }
             Ok(())
         }

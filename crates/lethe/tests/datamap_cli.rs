@@ -1,0 +1,142 @@
+//! `lethe datamap check` and `lethe datamap plan <subject>` against a real
+//! PostgreSQL database of the machine.
+
+use sqlx::{AnyPool, AssertSqlSafe, Executor};
+use std::process::Command;
+
+async fn database() -> String {
+    sqlx::any::install_default_drivers();
+    let name = format!("lethe_cli_{}", uuid::Uuid::new_v4().simple());
+    let admin = AnyPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
+        .await
+        .unwrap();
+    admin
+        .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .unwrap();
+    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    let pool = AnyPool::connect(&url).await.unwrap();
+    for stmt in [
+        "CREATE TABLE users (id BIGINT PRIMARY KEY, phone VARCHAR(20))",
+        "CREATE TABLE orders (id BIGINT PRIMARY KEY, user_id BIGINT NOT NULL REFERENCES users(id))",
+        "CREATE TABLE order_items (order_id BIGINT REFERENCES orders(id), line INT, PRIMARY KEY (order_id, line))",
+        // Planted: a table the map does not cover, referencing a covered one.
+        "CREATE TABLE complaints (id BIGINT PRIMARY KEY, order_id BIGINT NOT NULL REFERENCES orders(id), body TEXT)",
+        // Planted: an uncovered column holding e-mail addresses.
+        "CREATE TABLE newsletter (id BIGINT PRIMARY KEY, contact VARCHAR(100))",
+        "INSERT INTO users VALUES (7, '13800000007'), (8, '13800000008')",
+        "INSERT INTO orders VALUES (70, 7), (71, 7), (80, 8)",
+        "INSERT INTO order_items VALUES (70, 1), (70, 2), (71, 1), (80, 1)",
+        "INSERT INTO newsletter VALUES (1, 'a@example.com'), (2, 'b@example.org')",
+    ] {
+        pool.execute(stmt).await.unwrap();
+    }
+    url
+}
+
+const MAP: &str = r#"
+[[systems]]
+name = "shop"
+kind = "postgres"
+url_env = "CLI_SHOP_URL"
+[[systems.tables]]
+name = "users"
+owner = "id"
+action = "delete"
+[[systems.tables]]
+name = "orders"
+owner = "user_id"
+action = "delete"
+[[systems.tables]]
+name = "order_items"
+belongs_to = { table = "orders", columns = ["order_id"], references = ["id"] }
+action = "delete"
+"#;
+
+#[tokio::test]
+async fn check_reports_planted_problems_and_plan_is_a_dry_run() {
+    let url = database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("datamap.toml");
+    std::fs::write(&map, MAP).unwrap();
+    let lethe = env!("CARGO_BIN_EXE_lethe");
+
+    let out = Command::new(lethe)
+        .args(["datamap", "check", "--datamap"])
+        .arg(&map)
+        .env("CLI_SHOP_URL", &url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("error[uncovered_reference] shop.complaints"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("error[personal_data] shop.newsletter.contact"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("looks like") || stdout.contains("look like"),
+        "{stdout}"
+    );
+    // The sampled values themselves are never printed.
+    assert!(!stdout.contains("a@example.com") && !stderr.contains("a@example.com"));
+    assert!(stderr.contains("sampled"), "progress is shown: {stderr}");
+
+    // Once the map covers them, the check passes.
+    let fixed = format!(
+        "{MAP}\n[[systems.tables]]\nname = \"complaints\"\nbelongs_to = {{ table = \"orders\", columns = [\"order_id\"], references = [\"id\"] }}\naction = \"delete\"\n[[systems.tables]]\nname = \"newsletter\"\nowner = \"id\"\naction = \"update\"\nset_null = [\"contact\"]\n"
+    );
+    std::fs::write(&map, fixed).unwrap();
+    let out = Command::new(lethe)
+        .args(["datamap", "check", "--datamap"])
+        .arg(&map)
+        .env("CLI_SHOP_URL", &url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("0 error(s)"), "{stdout}");
+
+    // The plan for a subject: what would go, nothing erased.
+    let out = Command::new(lethe)
+        .args(["datamap", "plan", "--datamap"])
+        .arg(&map)
+        .arg("7")
+        .env("CLI_SHOP_URL", &url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let line = |t: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(&format!(" {t} ")))
+            .unwrap_or_else(|| panic!("{t} in {stdout}"))
+            .to_owned()
+    };
+    assert!(
+        line("order_items").contains("3 row(s) would be deleted"),
+        "{stdout}"
+    );
+    assert!(
+        line("orders").contains("2 row(s) would be deleted"),
+        "{stdout}"
+    );
+    assert!(
+        line("users").contains("1 row(s) would be deleted"),
+        "{stdout}"
+    );
+    let pos = |t: &str| stdout.find(&format!(" {t} ")).unwrap();
+    assert!(pos("order_items") < pos("orders") && pos("orders") < pos("users"));
+    assert!(stdout.contains("nothing was erased"));
+    let pool = AnyPool::connect(&url).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM order_items")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 4);
+}
