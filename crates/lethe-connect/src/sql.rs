@@ -22,11 +22,13 @@ use crate::sqlgen::{Path, Sql, Val};
 use crate::{ConnectError, SystemOutcome, TableOutcome};
 use lethe_domain::{Blocker, SubjectId};
 
-/// The table Lethe keeps in each SQL system it erases from. It holds case
-/// ids, table names, counts, the parent keys needed by verification and,
-/// for kept tables, the subject id and the expiry (the platform's own id,
-/// already in the kept rows): what the purge at expiry needs.
-pub const RECORD_TABLE: &str = "lethe_erasure_record";
+/// The table Lethe keeps in each SQL system it erases from: per case, the
+/// counts per table and what verification needs (parent keys of child
+/// tables, keyed hashes written). No personal data.
+pub const RECORD_TABLE: &str = "lethe_erasures";
+/// Kept rows: per case and kept table, the subject id (the platform's own
+/// id, already in the kept rows) and the expiry, for the purge.
+pub const RETENTION_TABLE: &str = "lethe_retention";
 
 /// Values of a kept-hash set or a scope stored per case and table.
 const MAX_SCOPE: usize = 100_000;
@@ -51,6 +53,9 @@ pub struct SqlSystem {
     accounts_by_phone: Option<String>,
     accounts_by_id_number: Option<String>,
     schema: Schema,
+    /// Whether DELETE ... RETURNING is available (PostgreSQL, SQLite,
+    /// MariaDB; not MySQL).
+    returning: bool,
 }
 
 impl std::fmt::Debug for SqlSystem {
@@ -119,7 +124,9 @@ fn bind_all<'q>(
             Val::S(s) => q.bind(s.as_str()),
         };
     }
-    q
+    // Statements carry their batch's keys, so each is new: not worth a
+    // place in the prepared-statement cache (and a round trip to prepare).
+    q.persistent(false)
 }
 
 fn count(r: &AnyRow, i: usize) -> u64 {
@@ -230,8 +237,20 @@ impl SqlSystem {
             .await
             .map_err(|e| db_err(&name, "read the schema", e))?;
         create_record(&mut c, d, &name).await?;
+        let returning = match d {
+            Dialect::Mysql => {
+                let v: String = sqlx::query_scalar("SELECT VERSION()")
+                    .fetch_one(&mut *c)
+                    .await
+                    .map_err(|e| db_err(&name, "read the server version", e))?;
+                v.contains("MariaDB")
+            }
+            _ => true,
+        };
         drop(c);
-        Self::with_schema(system, d, pool, schema, hash_key)
+        let mut s = Self::with_schema(system, d, pool, schema, hash_key)?;
+        s.returning = returning;
+        Ok(s)
     }
 
     fn with_schema(
@@ -292,6 +311,7 @@ impl SqlSystem {
             accounts_by_phone: system.accounts_by_phone.clone(),
             accounts_by_id_number: system.accounts_by_id_number.clone(),
             schema,
+            returning: true,
         })
     }
 
@@ -576,24 +596,69 @@ impl SqlSystem {
             subject: subject.clone(),
         };
         let mut out = self.erase_batch(std::slice::from_ref(&item), now).await?;
-        out.pop().map(|(_, o)| o).ok_or_else(|| ConnectError::Db {
-            system: self.name.clone(),
-            action: "erase",
-            message: "no outcome for the case".into(),
-        })
+        out.pop()
+            .map(|(_, o)| o)
+            .ok_or_else(|| self.no_outcome("erase"))
     }
 
-    /// Erases a batch of subjects, children first, one set-based statement
-    /// per table, in one transaction that also records the per-case counts.
-    /// Cases already recorded are replayed from the record, untouched.
-    /// Returns one outcome per item, in order.
+    fn no_outcome(&self, action: &'static str) -> ConnectError {
+        ConnectError::Db {
+            system: self.name.clone(),
+            action,
+            message: "no outcome for the case".into(),
+        }
+    }
+
+    /// Erases a batch of subjects, children first, set-based, in one
+    /// transaction per chunk of `batch_size` that also records the per-case
+    /// counts. Cases already recorded are replayed from the record,
+    /// untouched. One outcome per item, in order.
     pub async fn erase_batch(
         &self,
         items: &[BatchItem],
         now: Timestamp,
     ) -> Result<Vec<(String, SystemOutcome)>, ConnectError> {
+        Ok(self
+            .erase_inner(items, now, false)
+            .await?
+            .into_iter()
+            .map(|e| (e.case_id, e.outcome))
+            .collect())
+    }
+
+    /// Erases a batch and verifies it, with the verification scopes kept
+    /// in memory (the record has them too, for a later re-verification).
+    pub async fn erase_verify_batch(
+        &self,
+        items: &[BatchItem],
+        now: Timestamp,
+    ) -> Result<Vec<(String, SystemOutcome)>, ConnectError> {
+        let done = self.erase_inner(items, now, true).await?;
+        // Cases replayed from the record are verified again now.
+        let replayed: Vec<Erased> = done
+            .iter()
+            .filter(|e| e.outcome.replayed)
+            .cloned()
+            .collect();
+        if !replayed.is_empty() {
+            let mut conn = self
+                .pool
+                .acquire()
+                .await
+                .map_err(|e| db_err(&self.name, "connect", e))?;
+            self.verify_in(&mut conn, &replayed).await?;
+        }
+        Ok(verified(done))
+    }
+
+    async fn erase_inner(
+        &self,
+        items: &[BatchItem],
+        now: Timestamp,
+        verify: bool,
+    ) -> Result<Vec<Erased>, ConnectError> {
         let n = &self.name;
-        let mut results: BTreeMap<String, SystemOutcome> = BTreeMap::new();
+        let mut results: BTreeMap<String, Erased> = BTreeMap::new();
         for chunk in items.chunks(self.batch_size.max(1)) {
             let mut tx = match self.d {
                 Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
@@ -601,121 +666,35 @@ impl SqlSystem {
             }
             .map_err(|e| db_err(n, "begin", e))?;
             let ids: Vec<Val> = chunk.iter().map(|i| Val::S(i.case_id.clone())).collect();
-            let recorded = self.record_rows(&mut tx, &ids).await?;
+            let recorded = self.read_record(&mut tx, &ids).await?;
             let todo: Vec<&BatchItem> = chunk
                 .iter()
                 .filter(|i| !recorded.contains_key(&i.case_id))
                 .collect();
-            for (case, rows) in &recorded {
-                results.insert(case.clone(), self.outcome_from_record(rows, true));
+            for it in chunk {
+                if let Some((outcome, scopes)) = recorded.get(&it.case_id) {
+                    results.insert(
+                        it.case_id.clone(),
+                        Erased {
+                            case_id: it.case_id.clone(),
+                            subject: it.subject.clone(),
+                            outcome: outcome.clone(),
+                            scopes: scopes.clone(),
+                        },
+                    );
+                }
             }
             if todo.is_empty() {
                 tx.rollback().await.map_err(|e| db_err(n, "rollback", e))?;
                 continue;
             }
-            let mut new_rows: BTreeMap<String, Vec<RecordRow>> = BTreeMap::new();
+            // Per case: per table, (rows, scope).
+            let mut per_case: BTreeMap<String, Vec<(u64, Scope)>> = BTreeMap::new();
+            let mut captured = std::collections::HashMap::new();
             for step in &self.plan.steps {
-                let path = &self.paths[&step.table];
-                // The subjects as bound for this table, and back.
-                let mut keyed: BTreeMap<Val, Vec<&BatchItem>> = BTreeMap::new();
-                for it in &todo {
-                    if let Some(k) = self.key_for(&step.table, &it.subject) {
-                        keyed.entry(k).or_default().push(it);
-                    }
-                }
-                let keys: Vec<Val> = keyed.keys().cloned().collect();
-                let mut counts: BTreeMap<Val, u64> = BTreeMap::new();
-                let mut scopes: BTreeMap<Val, Scope> = BTreeMap::new();
-                if !keys.is_empty() {
-                    let sql = path.count_by_subject(self.d, &keys, None);
-                    for r in bind_all(sqlx::query(AssertSqlSafe(sql.text.clone())), &sql.binds)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(|e| db_err(n, "count rows", e))?
-                    {
-                        if let Some(k) = read_val(&r, 0).and_then(|v| normalise(&v, &keys)) {
-                            *counts.entry(k).or_default() += count(&r, 1);
-                        }
-                    }
-                    // The parent keys tying child rows to each subject: the
-                    // verification pass needs them once the parents are gone.
-                    if let Some(sql) = path.parent_keys(self.d, &keys) {
-                        for r in bind_all(sqlx::query(AssertSqlSafe(sql.text.clone())), &sql.binds)
-                            .fetch_all(&mut *tx)
-                            .await
-                            .map_err(|e| db_err(n, "capture the parent keys", e))?
-                        {
-                            let Some(k) = read_val(&r, 0).and_then(|v| normalise(&v, &keys)) else {
-                                continue;
-                            };
-                            let tuple: Vec<Val> =
-                                (1..r.len()).filter_map(|i| read_val(&r, i)).collect();
-                            let sc = scopes.entry(k).or_default();
-                            if sc.parents.len() < MAX_SCOPE {
-                                sc.parents.push(tuple);
-                            }
-                        }
-                    }
-                    let total: u64 = counts.values().sum();
-                    match &step.action {
-                        Action::Delete if total > 0 => {
-                            let sql = path.write(self.d, None, vec![], &keys, None);
-                            let done =
-                                bind_all(sqlx::query(AssertSqlSafe(sql.text.clone())), &sql.binds)
-                                    .execute(&mut *tx)
-                                    .await
-                                    .map_err(|e| db_err(n, "erase rows", e))?
-                                    .rows_affected();
-                            if done != total {
-                                // A concurrent write changed the rows between
-                                // the count and the delete: start over.
-                                return Err(ConnectError::Db {
-                                    system: n.clone(),
-                                    action: "erase rows",
-                                    message: format!(
-                                        "{} changed during erasure ({total} counted, {done} deleted); rolled back, will retry",
-                                        step.table
-                                    ),
-                                });
-                            }
-                        }
-                        Action::Update { set_null, hash } if total > 0 => {
-                            // Hashes first: nulling may clear the very column
-                            // that ties the rows to the subject.
-                            for col in hash {
-                                let written = self.hash_column(&mut tx, path, col, &keys).await?;
-                                for (k, hs) in written {
-                                    scopes
-                                        .entry(k)
-                                        .or_default()
-                                        .hashes
-                                        .insert(col.to_string(), hs);
-                                }
-                            }
-                            if !set_null.is_empty() {
-                                let set: Vec<String> = set_null
-                                    .iter()
-                                    .map(|c| format!("{} = NULL", c.q(self.d)))
-                                    .collect();
-                                let sql =
-                                    path.write(self.d, Some(&set.join(", ")), vec![], &keys, None);
-                                bind_all(sqlx::query(AssertSqlSafe(sql.text.clone())), &sql.binds)
-                                    .execute(&mut *tx)
-                                    .await
-                                    .map_err(|e| db_err(n, "nullify columns", e))?;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                let retain_until = match &step.action {
-                    Action::Keep { retention_days, .. } => now
-                        .checked_add(jiff::SignedDuration::from_hours(
-                            24 * i64::from(*retention_days),
-                        ))
-                        .ok(),
-                    _ => None,
-                };
+                let (counts, scopes) = self
+                    .erase_table(&mut tx, step, &todo, &mut captured)
+                    .await?;
                 for it in &todo {
                     let k = self.key_for(&step.table, &it.subject);
                     let rows = k.as_ref().and_then(|k| counts.get(k)).copied().unwrap_or(0);
@@ -724,34 +703,279 @@ impl SqlSystem {
                         .and_then(|k| scopes.get(k))
                         .cloned()
                         .unwrap_or_default();
-                    new_rows
+                    per_case
                         .entry(it.case_id.clone())
                         .or_default()
-                        .push(RecordRow {
-                            table: step.table.to_string(),
-                            action: step.action.name().to_owned(),
-                            rows,
-                            scope,
-                            subject: (retain_until.is_some() && rows > 0)
-                                .then(|| it.subject.expose().to_owned()),
-                            retain_until: if rows > 0 { retain_until } else { None },
-                        });
+                        .push((rows, scope));
                 }
             }
-            self.write_record(&mut tx, &new_rows, now).await?;
+            let mut done = vec![];
+            for it in &todo {
+                let rows = per_case.remove(&it.case_id).unwrap_or_default();
+                let mut tables = vec![];
+                let mut scopes = BTreeMap::new();
+                for (step, (n_rows, scope)) in self.plan.steps.iter().zip(rows) {
+                    let (legal_basis, retain_until) = match &step.action {
+                        Action::Keep {
+                            legal_basis,
+                            retention_days,
+                        } if n_rows > 0 => (
+                            Some(legal_basis.clone()),
+                            now.checked_add(jiff::SignedDuration::from_hours(
+                                24 * i64::from(*retention_days),
+                            ))
+                            .ok(),
+                        ),
+                        _ => (None, None),
+                    };
+                    tables.push(TableOutcome {
+                        table: step.table.to_string(),
+                        action: step.action.name().to_owned(),
+                        rows: n_rows,
+                        remaining: None,
+                        legal_basis,
+                        retain_until,
+                    });
+                    if !scope.parents.is_empty() || !scope.hashes.is_empty() {
+                        scopes.insert(step.table.to_string(), scope);
+                    }
+                }
+                done.push(Erased {
+                    case_id: it.case_id.clone(),
+                    subject: it.subject.clone(),
+                    outcome: SystemOutcome {
+                        system: n.clone(),
+                        tables,
+                        replayed: false,
+                    },
+                    scopes,
+                });
+            }
+            if verify {
+                // Verified before commit: a failure rolls the whole batch
+                // back and the job retries; nothing is left half-done.
+                self.verify_in(&mut tx, &done).await?;
+            }
+            self.write_record(&mut tx, &done, now).await?;
             tx.commit().await.map_err(|e| db_err(n, "commit", e))?;
-            for (case, rows) in new_rows {
-                results.insert(case, self.outcome_from_record(&rows, false));
+            for e in done {
+                results.insert(e.case_id.clone(), e);
             }
         }
         Ok(items
             .iter()
-            .filter_map(|i| {
-                results
-                    .get(&i.case_id)
-                    .map(|o| (i.case_id.clone(), o.clone()))
-            })
+            .filter_map(|i| results.get(&i.case_id).cloned())
             .collect())
+    }
+
+    /// Applies one table's action to the batch; returns the rows per
+    /// subject key and the verification scope per subject key.
+    async fn erase_table(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        step: &crate::planner::PlannedTable,
+        todo: &[&BatchItem],
+        captured: &mut std::collections::HashMap<String, Vec<(Val, Vec<Val>)>>,
+    ) -> Result<(BTreeMap<Val, u64>, BTreeMap<Val, Scope>), ConnectError> {
+        let n = &self.name;
+        let d = self.d;
+        let path = &self.paths[&step.table];
+        let keys: Vec<Val> = todo
+            .iter()
+            .filter_map(|it| self.key_for(&step.table, &it.subject))
+            .collect::<BTreeSet<Val>>()
+            .into_iter()
+            .collect();
+        let mut counts: BTreeMap<Val, u64> = BTreeMap::new();
+        let mut scopes: BTreeMap<Val, Scope> = BTreeMap::new();
+        if keys.is_empty() {
+            return Ok((counts, scopes));
+        }
+        // The parent keys tying a child table's rows to each subject: the
+        // delete uses them, and so does verification once parents are gone.
+        let mut owner_of: std::collections::HashMap<Vec<String>, Val> = Default::default();
+        let mut tuples: Vec<Vec<Val>> = vec![];
+        if let Some(sql) = path.parent_keys(d, &keys) {
+            // Sibling tables under the same parent ask the same question.
+            let key = format!("{}|{:?}", sql.text, sql.binds);
+            let pairs = match captured.get(&key) {
+                Some(p) => p.clone(),
+                None => {
+                    let mut pairs = vec![];
+                    for r in run_rows(&mut *tx, &sql, n, "capture the parent keys").await? {
+                        let Some(k) = read_val(&r, 0).and_then(|v| normalise(&v, &keys)) else {
+                            continue;
+                        };
+                        let tuple: Vec<Val> =
+                            (1..r.len()).filter_map(|i| read_val(&r, i)).collect();
+                        pairs.push((k, tuple));
+                    }
+                    captured.insert(key, pairs.clone());
+                    pairs
+                }
+            };
+            for (k, tuple) in pairs {
+                let sc = scopes.entry(k.clone()).or_default();
+                if sc.parents.len() < MAX_SCOPE {
+                    sc.parents.push(tuple.clone());
+                }
+                owner_of.insert(tuple.iter().map(Val::text).collect(), k);
+                tuples.push(tuple);
+            }
+        }
+        let tally = |counts: &mut BTreeMap<Val, u64>, rows: &[AnyRow], by_tuple: bool| {
+            for r in rows {
+                let k = if by_tuple {
+                    let t: Vec<String> = (0..r.len())
+                        .filter_map(|i| read_val(r, i))
+                        .map(|v| v.text())
+                        .collect();
+                    owner_of.get(&t).cloned()
+                } else {
+                    read_val(r, 0).and_then(|v| normalise(&v, &keys))
+                };
+                if let Some(k) = k {
+                    *counts.entry(k).or_default() += 1;
+                }
+            }
+        };
+        match &step.action {
+            Action::Delete if path.depth() == 0 => {
+                let mut sql = Sql::new(d);
+                let list = sql.list(&keys);
+                let (t, o) = (step.table.q(d), path.owner.q(d));
+                if self.returning {
+                    sql.text = format!("DELETE FROM {t} WHERE {o} IN {list} RETURNING {o}");
+                    let rows = run_rows(&mut *tx, &sql, n, "erase rows").await?;
+                    tally(&mut counts, &rows, false);
+                } else {
+                    let c = path.count_by_subject(d, &keys, None);
+                    for r in run_rows(&mut *tx, &c, n, "count rows").await? {
+                        if let Some(k) = read_val(&r, 0).and_then(|v| normalise(&v, &keys)) {
+                            *counts.entry(k).or_default() += count(&r, 1);
+                        }
+                    }
+                    sql.text = format!("DELETE FROM {t} WHERE {o} IN {list}");
+                    let done = run_exec(&mut *tx, &sql, n, "erase rows").await?;
+                    self.same_count(&step.table, counts.values().sum(), done)?;
+                }
+            }
+            Action::Delete if d == Dialect::Postgres => {
+                // A join with the parent chain, as a hand-written statement
+                // would do, returning the subject of each row deleted.
+                let mut sql = path.write(d, None, vec![], &keys, None);
+                sql.text
+                    .push_str(&format!(" RETURNING {}", path.owner_col(d)));
+                let rows = run_rows(&mut *tx, &sql, n, "erase rows").await?;
+                tally(&mut counts, &rows, false);
+            }
+            Action::Delete if d == Dialect::Sqlite => {
+                // `(cols) IN (SELECT parent keys ...)`, returning the keys:
+                // each maps back to its subject through the captured tuples.
+                let cols: Vec<String> = path.links[0].columns.iter().map(|c| c.q(d)).collect();
+                let mut sql = path.write(d, None, vec![], &keys, None);
+                sql.text
+                    .push_str(&format!(" RETURNING {}", cols.join(", ")));
+                let rows = run_rows(&mut *tx, &sql, n, "erase rows").await?;
+                tally(&mut counts, &rows, true);
+            }
+            Action::Delete => {
+                // MySQL/MariaDB: by the captured parent keys, one indexed
+                // lookup per key (a single-table DELETE with a subquery is
+                // not planned as a join there).
+                let link = &path.links[0];
+                let cols: Vec<String> = link.columns.iter().map(|c| c.q(d)).collect();
+                let lhs = if cols.len() == 1 {
+                    cols[0].clone()
+                } else {
+                    format!("({})", cols.join(", "))
+                };
+                let t = step.table.q(d);
+                for chunk in tuples.chunks(1000) {
+                    let mut sql = Sql::new(d);
+                    let list: Vec<String> = chunk
+                        .iter()
+                        .map(|tp| {
+                            if tp.len() == 1 {
+                                sql.p(tp[0].clone())
+                            } else {
+                                sql.list(tp)
+                            }
+                        })
+                        .collect();
+                    let cond = format!("{lhs} IN ({})", list.join(", "));
+                    if self.returning {
+                        sql.text =
+                            format!("DELETE FROM {t} WHERE {cond} RETURNING {}", cols.join(", "));
+                        let rows = run_rows(&mut *tx, &sql, n, "erase rows").await?;
+                        tally(&mut counts, &rows, true);
+                    } else {
+                        let mut c = sql.clone();
+                        c.text = format!("SELECT {} FROM {t} WHERE {cond}", cols.join(", "));
+                        let rows = run_rows(&mut *tx, &c, n, "count rows").await?;
+                        let before: u64 = counts.values().sum();
+                        tally(&mut counts, &rows, true);
+                        sql.text = format!("DELETE FROM {t} WHERE {cond}");
+                        let done = run_exec(&mut *tx, &sql, n, "erase rows").await?;
+                        self.same_count(&step.table, counts.values().sum::<u64>() - before, done)?;
+                    }
+                }
+            }
+            Action::Update { set_null, hash } => {
+                let c = path.count_by_subject(d, &keys, None);
+                for r in run_rows(&mut *tx, &c, n, "count rows").await? {
+                    if let Some(k) = read_val(&r, 0).and_then(|v| normalise(&v, &keys)) {
+                        *counts.entry(k).or_default() += count(&r, 1);
+                    }
+                }
+                if counts.values().sum::<u64>() > 0 {
+                    // Hashes first: nulling may clear the very column that
+                    // ties the rows to the subject.
+                    for col in hash {
+                        let written = self.hash_column(&mut *tx, path, col, &keys).await?;
+                        for (k, hs) in written {
+                            scopes
+                                .entry(k)
+                                .or_default()
+                                .hashes
+                                .insert(col.to_string(), hs);
+                        }
+                    }
+                    if !set_null.is_empty() {
+                        let set: Vec<String> = set_null
+                            .iter()
+                            .map(|c| format!("{} = NULL", c.q(d)))
+                            .collect();
+                        let sql = path.write(d, Some(&set.join(", ")), vec![], &keys, None);
+                        run_exec(&mut *tx, &sql, n, "nullify columns").await?;
+                    }
+                }
+            }
+            Action::Keep { .. } => {
+                let c = path.count_by_subject(d, &keys, None);
+                for r in run_rows(&mut *tx, &c, n, "count kept rows").await? {
+                    if let Some(k) = read_val(&r, 0).and_then(|v| normalise(&v, &keys)) {
+                        *counts.entry(k).or_default() += count(&r, 1);
+                    }
+                }
+            }
+        }
+        Ok((counts, scopes))
+    }
+
+    fn same_count(&self, table: &Ident, counted: u64, done: u64) -> Result<(), ConnectError> {
+        if counted == done {
+            return Ok(());
+        }
+        // A concurrent write changed the rows between the count and the
+        // delete: the transaction rolls back and the job retries.
+        Err(ConnectError::Db {
+            system: self.name.clone(),
+            action: "erase rows",
+            message: format!(
+                "{table} changed during erasure ({counted} counted, {done} deleted); rolled back, will retry"
+            ),
+        })
     }
 
     /// Replaces a column's values by their keyed hash for the subjects'
@@ -814,67 +1038,94 @@ impl SqlSystem {
         }
         Ok(per_subject)
     }
-
     /// Counts what is left of the subjects in every mapped table, using the
-    /// recorded scopes. Fills `remaining`; errors if a deleted or updated
-    /// table still holds a subject's data.
+    /// scopes in the record. Fills `remaining`; errors if a deleted or
+    /// updated table still holds a subject's data.
     pub async fn verify_batch(
         &self,
         outcomes: Vec<(String, SubjectId, SystemOutcome)>,
     ) -> Result<Vec<(String, SystemOutcome)>, ConnectError> {
-        let n = &self.name;
         let ids: Vec<Val> = outcomes.iter().map(|(c, _, _)| Val::S(c.clone())).collect();
         let mut conn = self
             .pool
             .acquire()
             .await
-            .map_err(|e| db_err(n, "connect", e))?;
-        let mut scopes: BTreeMap<String, Scope> = BTreeMap::new(); // per table, merged
+            .map_err(|e| db_err(&self.name, "connect", e))?;
+        let mut recorded = BTreeMap::new();
         for chunk in ids.chunks(VERIFY_CHUNK) {
-            let mut sql = Sql::new(self.d);
-            let list = sql.list(chunk);
-            sql.text =
-                format!("SELECT table_name, scope FROM {RECORD_TABLE} WHERE case_id IN {list}");
-            for r in bind_all(sqlx::query(AssertSqlSafe(sql.text.clone())), &sql.binds)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(|e| db_err(n, "read the erasure record", e))?
-            {
-                let table: String = r.try_get(0).unwrap_or_default();
-                let sc: Scope = r
-                    .try_get::<Option<String>, _>(1)
-                    .ok()
-                    .flatten()
-                    .and_then(|s| serde_json::from_str(&s).ok())
-                    .unwrap_or_default();
-                let m = scopes.entry(table).or_default();
-                m.parents.extend(sc.parents);
-                for (c, hs) in sc.hashes {
-                    m.hashes.entry(c).or_default().extend(hs);
-                }
-            }
+            recorded.extend(self.read_record(&mut conn, chunk).await?);
         }
-        let mut remaining_by_table: BTreeMap<String, u64> = BTreeMap::new();
+        drop(conn);
+        let done = outcomes
+            .into_iter()
+            .map(|(case_id, subject, outcome)| Erased {
+                scopes: recorded
+                    .get(&case_id)
+                    .map(|(_, s)| s.clone())
+                    .unwrap_or_default(),
+                case_id,
+                subject,
+                outcome,
+            })
+            .collect();
+        self.verify_scoped(done).await
+    }
+
+    /// The verification pass: one round trip per chunk, a `COUNT(*)` per
+    /// table of what is left of the batch's subjects.
+    async fn verify_scoped(
+        &self,
+        done: Vec<Erased>,
+    ) -> Result<Vec<(String, SystemOutcome)>, ConnectError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| db_err(&self.name, "connect", e))?;
+        self.verify_in(&mut conn, &done).await?;
+        Ok(verified(done))
+    }
+
+    /// Runs the verification counts on `conn` (inside the erasure's own
+    /// transaction, or after it); an error names the first table with
+    /// something left.
+    async fn verify_in(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        done: &[Erased],
+    ) -> Result<(), ConnectError> {
+        let d = self.d;
+        let mut checks: Vec<(String, Sql)> = vec![];
         for step in &self.plan.steps {
             if matches!(step.action, Action::Keep { .. }) {
                 continue;
             }
             let path = &self.paths[&step.table];
-            let scope = scopes.get(step.table.as_str()).cloned().unwrap_or_default();
-            let d = self.d;
             let t = step.table.q(d);
-            let mut remaining = 0u64;
+            let mut scope = Scope::default();
+            for e in done {
+                if let Some(s) = e.scopes.get(step.table.as_str()) {
+                    scope.parents.extend(s.parents.iter().cloned());
+                    for (c, hs) in &s.hashes {
+                        scope
+                            .hashes
+                            .entry(c.clone())
+                            .or_default()
+                            .extend(hs.iter().cloned());
+                    }
+                }
+            }
             if path.depth() == 0 {
-                let keys: Vec<Val> = outcomes
+                let keys: Vec<Val> = done
                     .iter()
-                    .filter_map(|(_, s, _)| self.key_for(&step.table, s))
+                    .filter_map(|e| self.key_for(&step.table, &e.subject))
                     .collect();
-                for chunk in keys.chunks(VERIFY_CHUNK) {
+                for chunk in keys.chunks(VERIFY_CHUNK * 2) {
                     let mut sql = Sql::new(d);
                     let pred = path.pred(&mut sql, chunk);
                     let ex = update_filter(&mut sql, &step.action, &scope);
                     sql.text = format!("SELECT COUNT(*) FROM {t} t0 WHERE {pred}{ex}");
-                    remaining += self.count_one(&mut conn, sql).await?;
+                    checks.push((step.table.to_string(), sql));
                 }
             } else if let Some(link) = path.links.first() {
                 let cols: Vec<String> = link
@@ -882,58 +1133,74 @@ impl SqlSystem {
                     .iter()
                     .map(|c| format!("t0.{}", c.q(d)))
                     .collect();
-                for chunk in scope.parents.chunks(VERIFY_CHUNK) {
+                for chunk in scope.parents.chunks(VERIFY_CHUNK * 2) {
                     let mut sql = Sql::new(d);
                     let tuples: Vec<String> = chunk
                         .iter()
                         .filter(|t| t.len() == cols.len())
-                        .map(|t| sql.list(t))
+                        .map(|t| {
+                            if t.len() == 1 {
+                                sql.p(t[0].clone())
+                            } else {
+                                sql.list(t)
+                            }
+                        })
                         .collect();
                     if tuples.is_empty() {
                         continue;
                     }
+                    let lhs = if cols.len() == 1 {
+                        cols[0].clone()
+                    } else {
+                        format!("({})", cols.join(", "))
+                    };
                     let ex = update_filter(&mut sql, &step.action, &scope);
                     sql.text = format!(
-                        "SELECT COUNT(*) FROM {t} t0 WHERE ({}) IN ({}){ex}",
-                        cols.join(", "),
+                        "SELECT COUNT(*) FROM {t} t0 WHERE {lhs} IN ({}){ex}",
                         tuples.join(", ")
                     );
-                    remaining += self.count_one(&mut conn, sql).await?;
+                    checks.push((step.table.to_string(), sql));
                 }
             }
-            if remaining > 0 {
-                return Err(ConnectError::NotErased {
-                    system: n.clone(),
-                    table: step.table.to_string(),
-                    remaining,
-                });
-            }
-            remaining_by_table.insert(step.table.to_string(), 0);
         }
-        Ok(outcomes
-            .into_iter()
-            .map(|(case, _, mut o)| {
-                for t in &mut o.tables {
-                    t.remaining = Some(match remaining_by_table.get(&t.table) {
-                        Some(r) => *r,
-                        None => t.rows, // kept rows stay, as recorded
+        // Many counts per statement: `SELECT (SELECT COUNT(*) ...), ...`.
+        let mut i = 0;
+        while i < checks.len() {
+            let mut combined = Sql::new(d);
+            let mut parts = vec![];
+            let start = i;
+            while i < checks.len()
+                && parts.len() < 32
+                && combined.binds.len() + checks[i].1.binds.len() <= 20_000
+            {
+                let (_, c) = &checks[i];
+                parts.push(format!("({})", renumber(d, &c.text, combined.binds.len())));
+                combined.binds.extend(c.binds.iter().cloned());
+                i += 1;
+            }
+            if parts.is_empty() {
+                // One check alone above the bind budget: run it by itself.
+                parts.push(format!("({})", checks[i].1.text));
+                combined.binds = checks[i].1.binds.clone();
+                i += 1;
+            }
+            combined.text = format!("SELECT {}", parts.join(", "));
+            let rows = run_rows(&mut *conn, &combined, &self.name, "verify").await?;
+            let Some(r) = rows.first() else {
+                return Err(self.no_outcome("verify"));
+            };
+            for (j, (table, _)) in checks[start..i].iter().enumerate() {
+                let remaining = count(r, j);
+                if remaining > 0 {
+                    return Err(ConnectError::NotErased {
+                        system: self.name.clone(),
+                        table: table.clone(),
+                        remaining,
                     });
                 }
-                (case, o)
-            })
-            .collect())
-    }
-
-    async fn count_one(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        sql: Sql,
-    ) -> Result<u64, ConnectError> {
-        let r = bind_all(sqlx::query(AssertSqlSafe(sql.text.clone())), &sql.binds)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| db_err(&self.name, "verify", e))?;
-        Ok(count(&r, 0))
+            }
+        }
+        Ok(())
     }
 
     /// Verifies one case.
@@ -946,15 +1213,13 @@ impl SqlSystem {
         let mut v = self
             .verify_batch(vec![(case_id.to_owned(), subject.clone(), outcome)])
             .await?;
-        v.pop().map(|(_, o)| o).ok_or_else(|| ConnectError::Db {
-            system: self.name.clone(),
-            action: "verify",
-            message: "no outcome for the case".into(),
-        })
+        v.pop()
+            .map(|(_, o)| o)
+            .ok_or_else(|| self.no_outcome("verify"))
     }
 
     /// Purges kept rows whose retention ended (children first within a
-    /// case), at most `limit` record rows per call. Returns (case id,
+    /// case), at most `limit` retention rows per call. Returns (case id,
     /// table, rows purged).
     pub async fn purge_expired(
         &self,
@@ -966,13 +1231,10 @@ impl SqlSystem {
         let mut sql = Sql::new(d);
         let p = sql.p(Val::I(now.as_second()));
         sql.text = format!(
-            "SELECT case_id, table_name, subject FROM {RECORD_TABLE} WHERE retain_until_s <= {p} AND purged_at IS NULL AND subject IS NOT NULL ORDER BY retain_until_s LIMIT {}",
+            "SELECT case_id, table_name, subject FROM {RETENTION_TABLE} WHERE retain_until_s <= {p} AND purged_at IS NULL ORDER BY retain_until_s LIMIT {}",
             limit.min(1000)
         );
-        let due = bind_all(sqlx::query(AssertSqlSafe(sql.text.clone())), &sql.binds)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| db_err(n, "read expired retentions", e))?;
+        let due = run_rows(&self.pool, &sql, n, "read expired retentions").await?;
         let mut due: Vec<(String, String, String)> = due
             .iter()
             .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?, r.try_get(2).ok()?)))
@@ -991,11 +1253,7 @@ impl SqlSystem {
             let rows = match self.key_for(&step.table, &subject) {
                 Some(k) => {
                     let sql = self.paths[&step.table].write(d, None, vec![], &[k], None);
-                    bind_all(sqlx::query(AssertSqlSafe(sql.text.clone())), &sql.binds)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| db_err(n, "purge kept rows", e))?
-                        .rows_affected()
+                    run_exec(&mut *tx, &sql, n, "purge kept rows").await?
                 }
                 None => 0,
             };
@@ -1005,47 +1263,76 @@ impl SqlSystem {
             let c = sql.p(Val::S(case.clone()));
             let t = sql.p(Val::S(table.clone()));
             sql.text = format!(
-                "UPDATE {RECORD_TABLE} SET purged_at = {a}, purged_rows = {b}, subject = NULL WHERE case_id = {c} AND table_name = {t}"
+                "UPDATE {RETENTION_TABLE} SET purged_at = {a}, purged_rows = {b}, subject = NULL WHERE case_id = {c} AND table_name = {t}"
             );
-            bind_all(sqlx::query(AssertSqlSafe(sql.text.clone())), &sql.binds)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| db_err(n, "record the purge", e))?;
+            run_exec(&mut *tx, &sql, n, "record the purge").await?;
             tx.commit().await.map_err(|e| db_err(n, "commit", e))?;
             out.push((case, table, rows));
         }
         Ok(out)
     }
 
-    async fn record_rows(
+    /// The recorded outcomes and scopes of these cases.
+    async fn read_record(
         &self,
-        tx: &mut sqlx::AnyConnection,
+        conn: &mut sqlx::AnyConnection,
         ids: &[Val],
-    ) -> Result<BTreeMap<String, Vec<RecordRow>>, ConnectError> {
+    ) -> Result<BTreeMap<String, (SystemOutcome, BTreeMap<String, Scope>)>, ConnectError> {
         let mut sql = Sql::new(self.d);
         let list = sql.list(ids);
-        sql.text = format!(
-            "SELECT case_id, table_name, action, row_count, retain_until_s FROM {RECORD_TABLE} WHERE case_id IN {list}"
-        );
-        let rows = bind_all(sqlx::query(AssertSqlSafe(sql.text.clone())), &sql.binds)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(|e| db_err(&self.name, "read the erasure record", e))?;
-        let mut out: BTreeMap<String, Vec<RecordRow>> = BTreeMap::new();
+        sql.text =
+            format!("SELECT case_id, outcome, scope FROM {RECORD_TABLE} WHERE case_id IN {list}");
+        let rows = run_rows(&mut *conn, &sql, &self.name, "read the erasure record").await?;
+        let mut out = BTreeMap::new();
         for r in rows {
             let case: String = r.try_get(0).unwrap_or_default();
-            out.entry(case).or_default().push(RecordRow {
-                table: r.try_get(1).unwrap_or_default(),
-                action: r.try_get(2).unwrap_or_default(),
-                rows: count(&r, 3),
-                scope: Scope::default(),
-                subject: None,
-                retain_until: r
-                    .try_get::<Option<i64>, _>(4)
-                    .ok()
-                    .flatten()
-                    .and_then(|s| Timestamp::from_second(s).ok()),
-            });
+            let counts: BTreeMap<String, Count> = r
+                .try_get::<String, _>(1)
+                .ok()
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or_default();
+            let tables = self
+                .plan
+                .steps
+                .iter()
+                .map(|step| {
+                    let (rows, until) = match counts.get(step.table.as_str()) {
+                        Some(Count::N(n)) => (*n, None),
+                        Some(Count::Kept(n, u)) => (*n, Timestamp::from_second(*u).ok()),
+                        None => (0, None),
+                    };
+                    TableOutcome {
+                        table: step.table.to_string(),
+                        action: step.action.name().to_owned(),
+                        rows,
+                        remaining: None,
+                        legal_basis: match &step.action {
+                            Action::Keep { legal_basis, .. } if until.is_some() => {
+                                Some(legal_basis.clone())
+                            }
+                            _ => None,
+                        },
+                        retain_until: until,
+                    }
+                })
+                .collect();
+            let scopes: BTreeMap<String, Scope> = r
+                .try_get::<Option<String>, _>(2)
+                .ok()
+                .flatten()
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or_default();
+            out.insert(
+                case,
+                (
+                    SystemOutcome {
+                        system: self.name.clone(),
+                        tables,
+                        replayed: true,
+                    },
+                    scopes,
+                ),
+            );
         }
         Ok(out)
     }
@@ -1053,90 +1340,166 @@ impl SqlSystem {
     async fn write_record(
         &self,
         tx: &mut sqlx::AnyConnection,
-        rows: &BTreeMap<String, Vec<RecordRow>>,
+        done: &[Erased],
         now: Timestamp,
     ) -> Result<(), ConnectError> {
-        let flat: Vec<(&String, &RecordRow)> = rows
-            .iter()
-            .flat_map(|(c, rs)| rs.iter().map(move |r| (c, r)))
-            .collect();
         let stamp = now.to_string();
-        // 8 binds per row; 100 rows per statement stays far under every
-        // database's parameter limit.
-        for chunk in flat.chunks(100) {
+        for chunk in done.chunks(200) {
             let mut sql = Sql::new(self.d);
             let mut values = vec![];
-            for (case, r) in chunk {
-                let scope = serde_json::to_string(&r.scope).unwrap_or_else(|_| "{}".into());
-                let v = [
-                    Val::S((*case).clone()),
-                    Val::S(r.table.clone()),
-                    Val::S(r.action.clone()),
-                    Val::I(i64::try_from(r.rows).unwrap_or(i64::MAX)),
+            for e in chunk {
+                let counts: BTreeMap<&str, Count> = e
+                    .outcome
+                    .tables
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.table.as_str(),
+                            match t.retain_until {
+                                Some(u) => Count::Kept(t.rows, u.as_second()),
+                                None => Count::N(t.rows),
+                            },
+                        )
+                    })
+                    .collect();
+                let outcome = serde_json::to_string(&counts).unwrap_or_else(|_| "{}".into());
+                let scope = serde_json::to_string(&e.scopes).unwrap_or_else(|_| "{}".into());
+                let ps: Vec<String> = [
+                    Val::S(e.case_id.clone()),
+                    Val::S(outcome),
                     Val::S(scope),
                     Val::S(stamp.clone()),
-                ];
-                let mut ps: Vec<String> = v.iter().map(|x| sql.p(x.clone())).collect();
-                ps.push(match &r.subject {
-                    Some(s) => sql.p(Val::S(s.clone())),
-                    None => "NULL".into(),
-                });
-                ps.push(match r.retain_until {
-                    Some(t) => sql.p(Val::I(t.as_second())),
-                    None => "NULL".into(),
-                });
+                ]
+                .into_iter()
+                .map(|v| sql.p(v))
+                .collect();
                 values.push(format!("({})", ps.join(", ")));
             }
             sql.text = format!(
-                "INSERT INTO {RECORD_TABLE} (case_id, table_name, action, row_count, scope, recorded_at, subject, retain_until_s) VALUES {}",
+                "INSERT INTO {RECORD_TABLE} (case_id, outcome, scope, recorded_at) VALUES {}",
                 values.join(", ")
             );
-            bind_all(sqlx::query(AssertSqlSafe(sql.text.clone())), &sql.binds)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| db_err(&self.name, "write the erasure record", e))?;
+            run_exec(&mut *tx, &sql, &self.name, "write the erasure record").await?;
+        }
+        // Kept rows: the subject and the expiry, for the purge.
+        let kept: Vec<(&Erased, &TableOutcome)> = done
+            .iter()
+            .flat_map(|e| e.outcome.tables.iter().map(move |t| (e, t)))
+            .filter(|(_, t)| t.retain_until.is_some())
+            .collect();
+        for chunk in kept.chunks(200) {
+            let mut sql = Sql::new(self.d);
+            let mut values = vec![];
+            for (e, t) in chunk {
+                let until = t.retain_until.map(|x| x.as_second()).unwrap_or(0);
+                let ps: Vec<String> = [
+                    Val::S(e.case_id.clone()),
+                    Val::S(t.table.clone()),
+                    Val::S(e.subject.expose().to_owned()),
+                    Val::I(until),
+                ]
+                .into_iter()
+                .map(|v| sql.p(v))
+                .collect();
+                values.push(format!("({})", ps.join(", ")));
+            }
+            sql.text = format!(
+                "INSERT INTO {RETENTION_TABLE} (case_id, table_name, subject, retain_until_s) VALUES {}",
+                values.join(", ")
+            );
+            run_exec(&mut *tx, &sql, &self.name, "write the retention record").await?;
         }
         Ok(())
     }
-
-    fn outcome_from_record(&self, rows: &[RecordRow], replayed: bool) -> SystemOutcome {
-        let tables = self
-            .plan
-            .steps
-            .iter()
-            .map(|step| {
-                let rec = rows.iter().find(|r| r.table == step.table.as_str());
-                let legal_basis = match &step.action {
-                    Action::Keep { legal_basis, .. } => Some(legal_basis.clone()),
-                    _ => None,
-                };
-                let rows = rec.map(|r| r.rows).unwrap_or(0);
-                TableOutcome {
-                    table: step.table.to_string(),
-                    action: step.action.name().to_owned(),
-                    rows,
-                    remaining: None,
-                    legal_basis: legal_basis.filter(|_| rows > 0),
-                    retain_until: rec.and_then(|r| r.retain_until),
-                }
-            })
-            .collect();
-        SystemOutcome {
-            system: self.name.clone(),
-            tables,
-            replayed,
-        }
-    }
 }
 
+/// Outcomes with `remaining` filled in after a verification that passed:
+/// 0 for erased tables, the rows kept for kept ones.
+fn verified(done: Vec<Erased>) -> Vec<(String, SystemOutcome)> {
+    done.into_iter()
+        .map(|e| {
+            let mut o = e.outcome;
+            for t in &mut o.tables {
+                t.remaining = Some(if t.action == "keep" { t.rows } else { 0 });
+            }
+            (e.case_id, o)
+        })
+        .collect()
+}
+
+/// A table's count in the record: rows, or rows and the retention's end
+/// (Unix seconds) for kept rows.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Count {
+    N(u64),
+    Kept(u64, i64),
+}
+
+/// One case's erasure in a system: the outcome, and what verification
+/// needs (per table: parent keys, hashes written).
 #[derive(Debug, Clone)]
-struct RecordRow {
-    table: String,
-    action: String,
-    rows: u64,
-    scope: Scope,
-    subject: Option<String>,
-    retain_until: Option<Timestamp>,
+struct Erased {
+    case_id: String,
+    subject: SubjectId,
+    outcome: SystemOutcome,
+    scopes: BTreeMap<String, Scope>,
+}
+
+async fn run_rows<'c, E>(
+    ex: E,
+    sql: &Sql,
+    system: &str,
+    action: &'static str,
+) -> Result<Vec<AnyRow>, ConnectError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    bind_all(sqlx::query(AssertSqlSafe(sql.text.clone())), &sql.binds)
+        .fetch_all(ex)
+        .await
+        .map_err(|e| db_err(system, action, e))
+}
+
+async fn run_exec<'c, E>(
+    ex: E,
+    sql: &Sql,
+    system: &str,
+    action: &'static str,
+) -> Result<u64, ConnectError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    bind_all(sqlx::query(AssertSqlSafe(sql.text.clone())), &sql.binds)
+        .execute(ex)
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(|e| db_err(system, action, e))
+}
+
+/// Shifts `$n` placeholders by `by` (for statements combined into one);
+/// MySQL's `?` are positional and need nothing.
+fn renumber(d: Dialect, text: &str, by: usize) -> String {
+    if d == Dialect::Mysql || by == 0 {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        match after[..digits].parse::<usize>() {
+            Ok(n) => {
+                out.push('$');
+                out.push_str(&(n + by).to_string());
+            }
+            Err(_) => out.push('$'),
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// For an updated table, the condition of a row not done yet: a column to
@@ -1199,31 +1562,34 @@ async fn create_record(
     d: Dialect,
     name: &str,
 ) -> Result<(), ConnectError> {
-    let text = match d {
-        Dialect::Mysql => "VARCHAR(255)",
-        _ => "TEXT",
+    let (text, long) = match d {
+        Dialect::Mysql => ("VARCHAR(255)", "LONGTEXT"),
+        _ => ("TEXT", "TEXT"),
     };
-    let long = match d {
-        Dialect::Mysql => "LONGTEXT",
-        _ => "TEXT",
-    };
-    sqlx::query(AssertSqlSafe(format!(
-        "CREATE TABLE IF NOT EXISTS {RECORD_TABLE} (
-            case_id VARCHAR(64) NOT NULL,
-            table_name VARCHAR(64) NOT NULL,
-            action VARCHAR(16) NOT NULL,
-            row_count BIGINT NOT NULL,
-            scope {long},
-            recorded_at VARCHAR(40) NOT NULL,
-            subject {text},
-            retain_until_s BIGINT,
-            purged_at VARCHAR(40),
-            purged_rows BIGINT,
-            PRIMARY KEY (case_id, table_name))"
-    )))
-    .execute(&mut *c)
-    .await
-    .map_err(|e| db_err(name, "create the erasure record", e))?;
+    for ddl in [
+        format!(
+            "CREATE TABLE IF NOT EXISTS {RECORD_TABLE} (
+                case_id VARCHAR(64) NOT NULL PRIMARY KEY,
+                outcome {long} NOT NULL,
+                scope {long},
+                recorded_at VARCHAR(40) NOT NULL)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {RETENTION_TABLE} (
+                case_id VARCHAR(64) NOT NULL,
+                table_name VARCHAR(64) NOT NULL,
+                subject {text},
+                retain_until_s BIGINT NOT NULL,
+                purged_at VARCHAR(40),
+                purged_rows BIGINT,
+                PRIMARY KEY (case_id, table_name))"
+        ),
+    ] {
+        sqlx::query(AssertSqlSafe(ddl))
+            .execute(&mut *c)
+            .await
+            .map_err(|e| db_err(name, "create the erasure record", e))?;
+    }
     Ok(())
 }
 

@@ -240,24 +240,13 @@ impl Systems {
             None => None,
         };
         match s {
-            Connector::Sql(sql) => {
-                let out = sql
-                    .erase_batch(items, now)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let with_subjects = out
-                    .into_iter()
-                    .zip(items)
-                    .map(|((c, o), it)| (c, it.subject.clone(), o))
-                    .collect();
-                Ok(sql
-                    .verify_batch(with_subjects)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .into_iter()
-                    .map(|(_, o)| Erased::Done(o))
-                    .collect())
-            }
+            Connector::Sql(sql) => Ok(sql
+                .erase_verify_batch(items, now)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|(_, o)| Erased::Done(o))
+                .collect()),
             Connector::Redis(r) => {
                 let mut out = vec![];
                 for it in items {

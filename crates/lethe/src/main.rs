@@ -2,6 +2,7 @@
 
 mod backup;
 mod bench;
+mod bench_erase;
 mod demo_mart;
 
 use anyhow::{Context, bail};
@@ -209,6 +210,21 @@ enum ReceiptCmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// Erasure: Lethe's SQL connector against hand-written set-based SQL on
+    /// the same database (8 related tables, 20 rows per user).
+    Erase {
+        /// postgres (127.0.0.1:5432), mysql (MariaDB, 127.0.0.1:3306) or sqlite.
+        #[arg(long, default_value = "postgres", value_parser = ["postgres", "mysql", "sqlite"])]
+        kind: String,
+        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1000..=10_000_000))]
+        users: u64,
+        /// Users erased by each of Lethe and the baseline.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=1_000_000))]
+        erase: u64,
+        /// Subjects per set-based batch.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        batch: u64,
+    },
     /// Audit appends (batched, Merkle tree), verification, raw SHA-256.
     Audit {
         #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1000..=50_000_000))]
@@ -439,6 +455,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Bench {
             cmd: BenchCmd::Audit { events },
         } => bench::audit(events as usize),
+        Cmd::Bench {
+            cmd:
+                BenchCmd::Erase {
+                    kind,
+                    users,
+                    erase,
+                    batch,
+                },
+        } => bench_erase::erase(&kind, users, erase, batch).await,
         Cmd::Audit { cmd } => audit(cmd).await,
         Cmd::Receipt {
             cmd:
