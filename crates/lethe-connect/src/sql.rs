@@ -1455,6 +1455,14 @@ async fn run_rows<'c, E>(
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
+    if sql.binds.is_empty() {
+        // Keys are inlined: the text protocol takes one round trip, with
+        // nothing to prepare.
+        return sqlx::raw_sql(AssertSqlSafe(sql.text.clone()))
+            .fetch_all(ex)
+            .await
+            .map_err(|e| db_err(system, action, e));
+    }
     bind_all(sqlx::query(AssertSqlSafe(sql.text.clone())), &sql.binds)
         .fetch_all(ex)
         .await
@@ -1470,6 +1478,13 @@ async fn run_exec<'c, E>(
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
+    if sql.binds.is_empty() {
+        return sqlx::raw_sql(AssertSqlSafe(sql.text.clone()))
+            .execute(ex)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(|e| db_err(system, action, e));
+    }
     bind_all(sqlx::query(AssertSqlSafe(sql.text.clone())), &sql.binds)
         .execute(ex)
         .await
