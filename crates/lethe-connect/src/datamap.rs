@@ -286,7 +286,7 @@ pub struct System {
 }
 
 /// The identifier kinds that can be tombstoned.
-pub const IDENTIFIER_KINDS: [&str; 4] = ["phone", "email", "id_number", "name"];
+pub const IDENTIFIER_KINDS: [&str; 5] = ["phone", "email", "id_number", "name", "device_id"];
 
 /// A SQL rule that blocks the cancellation while it returns rows. Each row's
 /// first column is a reference shown to the user (an order number).
@@ -560,7 +560,7 @@ impl DataMap {
                     return Err(invalid(
                         format!("{at}.identities.{kind}"),
                         "unknown identifier kind",
-                        "use phone, email or id_number",
+                        "use phone, email, id_number, name or device_id",
                     ));
                 }
                 check_query(&format!("{at}.identities.{kind}"), q)?;
@@ -1062,5 +1062,26 @@ message_en = "unfinished orders"
                 .to_string()
                 .contains("more identity data than was collected at registration")
         );
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    /// Every data map shipped as an example parses.
+    #[test]
+    fn shipped_examples_parse() {
+        for (name, text) in [
+            (
+                "demo-mart",
+                include_str!("../../../examples/demo-mart/datamap.toml"),
+            ),
+            (
+                "food-delivery",
+                include_str!("../../../examples/datamaps/food-delivery.toml"),
+            ),
+        ] {
+            let m = super::DataMap::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!m.systems.is_empty());
+        }
     }
 }

@@ -584,6 +584,70 @@ impl SqlSystem {
         Ok(out)
     }
 
+    /// The subject's rows, per mapped table, as JSON objects (column name
+    /// to value), at most `limit` rows per table — for the data export. The
+    /// database builds each row's JSON (`row_to_json`, `JSON_OBJECT`,
+    /// `json_object`), so every column type comes out, not only those the
+    /// driver decodes.
+    pub async fn export(
+        &self,
+        subject: &SubjectId,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<serde_json::Value>)>, ConnectError> {
+        let d = self.d;
+        let mut out = vec![];
+        for step in &self.plan.steps {
+            let Some(key) = self.key_for(&step.table, subject) else {
+                out.push((step.table.to_string(), vec![]));
+                continue;
+            };
+            let path = &self.paths[&step.table];
+            let cols: Vec<Ident> = self
+                .schema
+                .table(step.table.as_str())
+                .map(|t| {
+                    t.columns
+                        .iter()
+                        .filter_map(|c| Ident::parse(&c.name).ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let obj = match d {
+                Dialect::Postgres => "row_to_json(t0)::text".to_owned(),
+                Dialect::Mysql | Dialect::Sqlite => {
+                    let f = if d == Dialect::Mysql {
+                        "JSON_OBJECT"
+                    } else {
+                        "json_object"
+                    };
+                    let pairs: Vec<String> = cols
+                        .iter()
+                        .map(|c| format!("'{}', t0.{}", c.as_str(), c.q(d)))
+                        .collect();
+                    if pairs.is_empty() {
+                        continue;
+                    }
+                    format!("{f}({})", pairs.join(", "))
+                }
+            };
+            let mut sql = Sql::new(d);
+            let pred = path.pred(&mut sql, &[key]);
+            sql.text = format!(
+                "SELECT {obj} FROM {} WHERE {pred} LIMIT {}",
+                path.from_clause(d, 0),
+                limit.min(1_000_000)
+            );
+            let rows = run_rows(&self.pool, &sql, &self.name, "export rows").await?;
+            let values = rows
+                .iter()
+                .filter_map(first_text)
+                .filter_map(|t| serde_json::from_str(&t).ok())
+                .collect();
+            out.push((step.table.to_string(), values));
+        }
+        Ok(out)
+    }
+
     /// Erases one subject (a batch of one).
     pub async fn erase(
         &self,

@@ -167,6 +167,21 @@ async fn erase_verify_replay_purge(kind: &str) {
             && pos("reviews") < pos("users")
     );
 
+    // The export sees every column of the subject's rows, in each table.
+    let export = sys
+        .export(&SubjectId::parse("1").unwrap(), 1000)
+        .await
+        .unwrap();
+    let rows_of = |t: &str| export.iter().find(|(n, _)| n == t).unwrap().1.clone();
+    assert_eq!(rows_of("orders").len(), 2, "{kind}");
+    assert_eq!(rows_of("order_lines").len(), 3, "{kind}");
+    assert_eq!(rows_of("line_notes").len(), 2, "{kind}");
+    assert_eq!(rows_of("events").len(), 2, "{kind}");
+    let user = &rows_of("users")[0];
+    assert_eq!(user["name"], "Ann", "{kind}: {user}");
+    assert_eq!(user["phone"], "13800000001", "{kind}: {user}");
+    assert_eq!(rows_of("invoices")[0]["amount"], 5, "{kind}");
+
     let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
     // Two subjects in one set-based batch, and a subject that does not exist.
     let out = sys
