@@ -306,6 +306,9 @@ pub struct WorkerConfig {
     /// How long an HTTP system has to call back before the request is sent
     /// again (an attempt of the job).
     pub callback_wait_secs: i64,
+    /// How often kept rows whose retention ended, and expired identifier
+    /// tombstones, are purged.
+    pub purge_interval_secs: u64,
 }
 
 impl Default for WorkerConfig {
@@ -318,6 +321,7 @@ impl Default for WorkerConfig {
             max_backoff_secs: 300,
             tree_head_interval_secs: 60,
             callback_wait_secs: 3600,
+            purge_interval_secs: 300,
         }
     }
 }
@@ -326,6 +330,12 @@ impl Config {
     /// Checks every bound and names the key and the fix.
     pub fn validate(&self) -> Result<Policy, String> {
         let policy = self.policy.to_policy()?;
+        if !(1..=86_400).contains(&self.worker.purge_interval_secs) {
+            return Err(
+                "worker.purge_interval_secs must be between 1 and 86400; 300 is the usual value"
+                    .into(),
+            );
+        }
         if !(10..=86_400).contains(&self.worker.callback_wait_secs) {
             return Err(
                 "worker.callback_wait_secs must be between 10 and 86400; 3600 is the usual value"

@@ -39,6 +39,8 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
     let mut tick: u64 = 0;
     let head_every = Duration::from_secs(st.worker.tree_head_interval_secs);
     let mut last_head: Option<std::time::Instant> = None;
+    let purge_every = Duration::from_secs(st.worker.purge_interval_secs);
+    let mut last_purge: Option<std::time::Instant> = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -126,7 +128,8 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
                 Err(e) => tracing::error!(error = %e, "reading receipts failed"),
             }
         }
-        if tick % PURGE_EVERY == 1 {
+        if last_purge.is_none_or(|t| t.elapsed() >= purge_every) {
+            last_purge = Some(std::time::Instant::now());
             if let Err(e) = st.store.purge_tombstones(st.clock.now()).await {
                 tracing::error!(error = %e, "purging tombstones failed");
             }
@@ -152,10 +155,8 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Ticks between checks of the operator's calendar file, and between
-/// purges of expired tombstones.
+/// Ticks between checks of the operator's calendar file.
 const CALENDAR_EVERY: u64 = 5;
-const PURGE_EVERY: u64 = 300;
 const COVERAGE_EVERY: u64 = 3000;
 const SEAL_EVERY: u64 = 50;
 

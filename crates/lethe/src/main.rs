@@ -901,7 +901,7 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
         "datamap": datamap,
         "policy": { "cooling_off_days": 7, "review_required": review, "deadlines": deadlines },
         "limits": { "rate_per_second": rate, "rate_burst": rate.saturating_mul(2) },
-        "worker": { "lease_secs": lease_secs, "max_attempts": max_attempts, "timer_interval_ms": 200 },
+        "worker": { "lease_secs": lease_secs, "max_attempts": max_attempts, "timer_interval_ms": 200, "purge_interval_secs": 1 },
     });
     if let Some(f) = calendar_file {
         cfg_value["calendar_file"] = serde_json::json!(std::path::absolute(f)?);

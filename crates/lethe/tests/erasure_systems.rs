@@ -346,3 +346,76 @@ async fn a_system_that_is_down_leaves_the_case_erasing_with_its_error_visible() 
     }
     assert_eq!(demo.state(&id).await, "erasing");
 }
+
+/// Rows kept for a legal reason stay after the erasure, are listed on the
+/// receipt with their expiry, and are purged by the running server once it
+/// passes (the demo clock is moved past it).
+#[tokio::test]
+async fn kept_rows_are_purged_when_their_retention_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 50).await;
+    let user = 5i64;
+    let mart = demo.mart().await;
+    sqlx::query("INSERT INTO refunds (user_id, instruction_id, amount_fen, reason, created_at) VALUES ($1, 'purge-test', 100, 'test refund', '2026-01-01T00:00:00Z')")
+        .bind(user)
+        .execute(&mart)
+        .await
+        .unwrap();
+    let kept = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM refunds WHERE user_id = $1")
+            .bind(user)
+            .fetch_one(&mart)
+            .await
+            .unwrap()
+    };
+    let id = demo.create(user).await;
+    demo.to_cooling_off(&id).await;
+    demo.advance(7 * 86_400 + 60).await;
+    demo.wait_state(&id, "erased", 60).await;
+    let (_, receipt) = demo.get(&format!("/v1/cases/{id}/receipt")).await;
+    let refunds = receipt["systems"][0]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "refunds")
+        .unwrap()
+        .clone();
+    assert_eq!(refunds["action"], "keep");
+    assert!(refunds["rows"].as_u64().unwrap() >= 1, "{refunds}");
+    assert!(
+        refunds["legal_basis"]
+            .as_str()
+            .unwrap()
+            .contains("会计档案管理办法")
+    );
+    let until: jiff::Timestamp = refunds["retain_until"].as_str().unwrap().parse().unwrap();
+    let n = kept().await;
+    assert!(n >= 1);
+    // About a day before the expiry: still there.
+    // The dev clock moves at most 400 days per call.
+    for _ in 0..3 {
+        demo.advance(364 * 86_400 + 86_400 / 3).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(kept().await, n);
+    // Past it: purged by the server's scheduled job.
+    demo.advance(2 * 86_400).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while kept().await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kept rows not purged after {until}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let purged: (i64, Option<String>) = sqlx::query_as("SELECT purged_rows, subject FROM lethe_retention WHERE case_id = $1 AND table_name = 'refunds'")
+        .bind(&id)
+        .fetch_one(&mart)
+        .await
+        .unwrap();
+    assert_eq!(
+        purged,
+        (n, None),
+        "the purge is recorded and the subject id dropped"
+    );
+}
