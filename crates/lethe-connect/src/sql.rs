@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use jiff::Timestamp;
 use sha2::Sha256;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, AssertSqlSafe, Row};
+use sqlx::{AnyPool, AssertSqlSafe, ConnectOptions, Row};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -208,6 +208,11 @@ impl SqlSystem {
             }
             None => None,
         };
+        // Statements carry the batch's subject keys as literals: sqlx must
+        // not log them (personal data never reaches the logs).
+        let opts = <sqlx::any::AnyConnectOptions as std::str::FromStr>::from_str(&url)
+            .map_err(|e| db_err(&name, "parse the connection URL", e))?
+            .disable_statement_logging();
         let pool = AnyPoolOptions::new()
             .max_connections(system.max_connections)
             .acquire_timeout(Duration::from_secs(15))
@@ -226,7 +231,7 @@ impl SqlSystem {
                     Ok(())
                 })
             })
-            .connect(&url)
+            .connect_with(opts)
             .await
             .map_err(|e| db_err(&name, "connect", e))?;
         let mut c = pool
