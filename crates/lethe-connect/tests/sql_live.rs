@@ -87,8 +87,34 @@ fn ddl(kind: &str) -> String {
     )
 }
 
+/// A test database, dropped by [`Scratch::remove`] at the end of a test
+/// that passed (a failed test leaves it for inspection).
+struct Scratch {
+    kind: String,
+    name: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Scratch {
+    async fn remove(self) {
+        let (url, stmt) = match self.kind.as_str() {
+            "postgres" => (
+                "postgres://postgres@127.0.0.1:5432/postgres",
+                format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ),
+            "mysql" => (
+                "mysql://root@127.0.0.1:3306/test",
+                format!("DROP DATABASE IF EXISTS {}", self.name),
+            ),
+            _ => return,
+        };
+        let admin = AnyPool::connect(url).await.unwrap();
+        admin.execute(AssertSqlSafe(stmt)).await.unwrap();
+    }
+}
+
 /// A fresh database on the server (or a SQLite file), with the schema.
-async fn fresh(kind: &str) -> (String, Option<tempfile::TempDir>) {
+async fn fresh(kind: &str) -> (String, Scratch) {
     sqlx::any::install_default_drivers();
     let name = format!("lethe_t_{}", uuid::Uuid::new_v4().simple());
     let (url, dir) = match kind {
@@ -132,7 +158,14 @@ async fn fresh(kind: &str) -> (String, Option<tempfile::TempDir>) {
     {
         c.execute(AssertSqlSafe(stmt.to_owned())).await.unwrap();
     }
-    (url, dir)
+    (
+        url,
+        Scratch {
+            kind: kind.to_owned(),
+            name,
+            _dir: dir,
+        },
+    )
 }
 
 fn rows(o: &SystemOutcome, t: &str) -> u64 {
@@ -154,7 +187,7 @@ fn item(case: &str, s: &str) -> BatchItem {
 }
 
 async fn erase_verify_replay_purge(kind: &str) {
-    let (url, _dir) = fresh(kind).await;
+    let (url, scratch) = fresh(kind).await;
     let m = map(kind);
     let sys = SqlSystem::connect(&m.systems[0], &url).await.unwrap();
     let order: Vec<&str> = sys.plan().steps.iter().map(|s| s.table.as_str()).collect();
@@ -351,6 +384,7 @@ async fn erase_verify_replay_purge(kind: &str) {
             .unwrap()
             .is_empty()
     );
+    scratch.remove().await;
 }
 
 #[tokio::test]
@@ -373,7 +407,7 @@ async fn mariadb_erases_batches_verifies_replays_and_purges() {
 /// exact counts.
 #[tokio::test]
 async fn postgres_connection_killed_mid_erasure_then_retry_completes() {
-    let (url, _dir) = fresh("postgres").await;
+    let (url, scratch) = fresh("postgres").await;
     let m = map("postgres");
     let sys = std::sync::Arc::new(SqlSystem::connect(&m.systems[0], &url).await.unwrap());
     let admin = AnyPool::connect(&url).await.unwrap();
@@ -428,13 +462,14 @@ async fn postgres_connection_killed_mid_erasure_then_retry_completes() {
     sys.verify("case-k", &SubjectId::parse("1").unwrap(), o)
         .await
         .unwrap();
+    scratch.remove().await;
 }
 
 /// The checker reads the live schema and finds a planted uncovered table
 /// (referencing a mapped one), a planted personal-data column, a column the
 /// map names that does not exist, and a kept row pointing to a deleted one.
 async fn checker_finds_planted_problems(kind: &str) {
-    let (url, _dir) = fresh(kind).await;
+    let (url, scratch) = fresh(kind).await;
     let pool = AnyPool::connect(&url).await.unwrap();
     for stmt in [
         "CREATE TABLE support_tickets (id BIGINT PRIMARY KEY, user_id BIGINT NOT NULL REFERENCES users(id), body VARCHAR(200))",
@@ -501,6 +536,7 @@ async fn checker_finds_planted_problems(kind: &str) {
             .any(|f| f.kind == "order" && f.at == "receipts_kept" && f.severity == Error),
         "{kind}: {f2:#?}"
     );
+    scratch.remove().await;
 }
 
 #[tokio::test]

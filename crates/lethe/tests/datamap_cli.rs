@@ -139,4 +139,15 @@ async fn check_reports_planted_problems_and_plan_is_a_dry_run() {
         .await
         .unwrap();
     assert_eq!(n, 4);
+    pool.close().await;
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let admin = AnyPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
+        .await
+        .unwrap();
+    admin
+        .execute(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .await
+        .unwrap();
 }
