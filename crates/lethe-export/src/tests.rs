@@ -1,0 +1,154 @@
+use super::*;
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+use std::io::Cursor;
+
+fn rows() -> Vec<Map<String, Value>> {
+    (0..1000)
+        .map(|i| {
+            json!({"id": i, "name": format!("张三 {i}"), "note": if i % 2 == 0 { json!(null) } else { json!({"a": [1, 2]}) }})
+                .as_object()
+                .cloned()
+                .unwrap()
+        })
+        .collect()
+}
+
+fn build() -> (Vec<u8>, Manifest) {
+    let data = rows();
+    let mut a = Archive::new(Vec::new(), "exp-1", "2026-11-23T00:00:00Z");
+    let cols = vec!["id".to_owned(), "name".to_owned(), "note".to_owned()];
+    assert_eq!(
+        a.dataset("shop", "users", &cols, || data.iter().cloned())
+            .unwrap(),
+        1000
+    );
+    a.dataset("cache", "keys session:{subject}:*", &["key".into()], || {
+        std::iter::once(json!({"key": "s1"}).as_object().cloned().unwrap())
+    })
+    .unwrap();
+    a.finish().unwrap()
+}
+
+#[test]
+fn archive_has_json_csv_readme_and_a_manifest_that_verifies() {
+    let (zip, manifest) = build();
+    let paths: Vec<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "shop/users.json",
+            "shop/users.csv",
+            "cache/keys_session__subject___.json",
+            "cache/keys_session__subject___.csv",
+            "README.md"
+        ]
+    );
+    let checked = verify(Cursor::new(&zip)).unwrap();
+    assert_eq!(checked, manifest);
+    let mut z = zip::ZipArchive::new(Cursor::new(&zip)).unwrap();
+    let mut json_text = String::new();
+    z.by_name("shop/users.json")
+        .unwrap()
+        .read_to_string(&mut json_text)
+        .unwrap();
+    let back: Vec<Map<String, Value>> = serde_json::from_str(&json_text).unwrap();
+    assert_eq!(back, rows());
+    let mut csv_text = String::new();
+    z.by_name("shop/users.csv")
+        .unwrap()
+        .read_to_string(&mut csv_text)
+        .unwrap();
+    let mut lines = csv_text.trim_start_matches('\u{feff}').lines();
+    assert_eq!(lines.next(), Some("id,name,note"));
+    assert_eq!(lines.next(), Some("0,张三 0,"));
+    assert_eq!(lines.next(), Some("1,张三 1,\"{\"\"a\"\":[1,2]}\""));
+    let mut readme = String::new();
+    z.by_name("README.md")
+        .unwrap()
+        .read_to_string(&mut readme)
+        .unwrap();
+    assert!(readme.contains("个人信息副本") && readme.contains("Copy of your personal data"));
+    assert!(readme.contains("`shop/users.json`") && readme.contains("| 1000 |"));
+}
+
+#[test]
+fn verification_names_an_altered_file() {
+    let (zip, _) = build();
+    // Rebuild the archive with one file changed and the old manifest.
+    let mut src = zip::ZipArchive::new(Cursor::new(&zip)).unwrap();
+    let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    for i in 0..src.len() {
+        let mut f = src.by_index(i).unwrap();
+        let name = f.name().unwrap().into_owned();
+        let mut body = Vec::new();
+        f.read_to_end(&mut body).unwrap();
+        if name == "shop/users.csv" {
+            body.extend_from_slice(b"999,forged,\n");
+        }
+        out.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+            .unwrap();
+        out.write_all(&body).unwrap();
+    }
+    let forged = out.finish().unwrap().into_inner();
+    let e = verify(Cursor::new(&forged)).unwrap_err().to_string();
+    assert!(e.contains("shop/users.csv") && e.contains("SHA-256"), "{e}");
+}
+
+#[test]
+fn sealed_archives_open_only_with_their_key_and_intact() {
+    let (zip, _) = build();
+    let key = Key::generate();
+    let mut w = seal(&key, Vec::new()).unwrap();
+    w.write_all(&zip).unwrap();
+    let sealed = w.finish().unwrap();
+    assert!(sealed.len() > zip.len());
+    assert!(!sealed.windows(6).any(|w| w == "张三".as_bytes()));
+    let mut back = Vec::new();
+    open(&key, Cursor::new(&sealed))
+        .unwrap()
+        .read_to_end(&mut back)
+        .unwrap();
+    assert_eq!(back, zip);
+    // Wrong key, truncation, a flipped bit: refused.
+    let mut out = Vec::new();
+    assert!(
+        open(&Key::generate(), Cursor::new(&sealed))
+            .unwrap()
+            .read_to_end(&mut out)
+            .is_err()
+    );
+    let cut = &sealed[..sealed.len() - 100];
+    assert!(
+        open(&key, Cursor::new(cut))
+            .unwrap()
+            .read_to_end(&mut out)
+            .is_err()
+    );
+    let mut flipped = sealed.clone();
+    flipped[40] ^= 1;
+    assert!(
+        open(&key, Cursor::new(&flipped))
+            .unwrap()
+            .read_to_end(&mut out)
+            .is_err()
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+    /// Any length, including exact multiples of the segment size.
+    #[test]
+    fn seal_open_round_trips(len in prop_oneof![0usize..200_000, Just(65_536usize), Just(131_072usize)], chunk in 1usize..70_000) {
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let key = Key::generate();
+        let mut w = seal(&key, Vec::new()).unwrap();
+        for c in data.chunks(chunk) {
+            w.write_all(c).unwrap();
+        }
+        let sealed = w.finish().unwrap();
+        let mut back = Vec::new();
+        open(&key, Cursor::new(&sealed)).unwrap().read_to_end(&mut back).unwrap();
+        prop_assert_eq!(back, data);
+    }
+}
