@@ -4,7 +4,7 @@
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use lethe_domain::CaseId;
 use serde::{Deserialize, Serialize};
@@ -155,32 +155,14 @@ pub async fn callback(
             "no HTTP system with this name in the data map",
         ));
     };
-    let id = crate::webhook::verify_inbound(
+    crate::webhook::accept_callback(
+        &st,
         http.secret(),
         &headers,
         &body,
-        jiff::Timestamp::now().as_second(),
+        &format!("erasure:{system}"),
     )
-    .map_err(|e| {
-        Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "callback-signature",
-            "Callback refused",
-            e,
-        )
-        .field("webhook-signature")
-    })?;
-    if !st
-        .store
-        .first_callback(format!("erasure:{system}:{id}"), jiff::Timestamp::now())
-        .await?
-    {
-        return Err(Problem::conflict(
-            "replayed",
-            "this callback (webhook-id) was already received",
-        )
-        .field("webhook-id"));
-    }
+    .await?;
     let report: lethe_connect::http::ErasureReport = serde_json::from_slice(&body)
         .map_err(|e| Problem::unprocessable(crate::problem::redact_serde(&e.to_string())))?;
     let case_id = report

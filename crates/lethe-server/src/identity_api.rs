@@ -146,32 +146,7 @@ pub async fn face(
         .as_ref()
         .and_then(|v| std::env::var(v).ok())
         .ok_or_else(Problem::internal)?;
-    let id = crate::webhook::verify_inbound(
-        &secret,
-        &headers,
-        &body,
-        jiff::Timestamp::now().as_second(),
-    )
-    .map_err(|e| {
-        Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "callback-signature",
-            "Callback refused",
-            e,
-        )
-        .field("webhook-signature")
-    })?;
-    if !st
-        .store
-        .first_callback(format!("face:{id}"), jiff::Timestamp::now())
-        .await?
-    {
-        return Err(Problem::conflict(
-            "replayed",
-            "this callback (webhook-id) was already received",
-        )
-        .field("webhook-id"));
-    }
+    crate::webhook::accept_callback(&st, &secret, &headers, &body, "face").await?;
     let r: FaceResult = serde_json::from_slice(&body)
         .map_err(|e| Problem::unprocessable(crate::problem::redact_serde(&e.to_string())))?;
     let case_id = CaseId::parse(&r.case_id)

@@ -18,6 +18,41 @@ pub use lethe_connect::http::{secret_bytes, sign, sign_all};
 /// Replay window for inbound callbacks.
 pub const REPLAY_WINDOW_SECS: i64 = 300;
 
+/// Accepts an inbound signed callback once: the signature must verify
+/// (401 otherwise) and its webhook-id must be new in `scope` (409 for a
+/// replay). Returns the webhook-id.
+pub async fn accept_callback(
+    st: &AppState,
+    secret: &str,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+    scope: &str,
+) -> Result<String, crate::problem::Problem> {
+    use crate::problem::Problem;
+    let now = jiff::Timestamp::now();
+    let id = verify_inbound(secret, headers, body, now.as_second()).map_err(|e| {
+        Problem::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "callback-signature",
+            "Callback refused",
+            e,
+        )
+        .field("webhook-signature")
+    })?;
+    if !st
+        .store
+        .first_callback(format!("{scope}:{id}"), now)
+        .await?
+    {
+        return Err(Problem::conflict(
+            "replayed",
+            "this callback (webhook-id) was already received",
+        )
+        .field("webhook-id"));
+    }
+    Ok(id)
+}
+
 /// Verifies an inbound signed callback; returns its webhook-id. Several
 /// signatures may be sent (space separated) during a secret rotation.
 pub fn verify_inbound(

@@ -736,17 +736,7 @@ impl Store {
                     .fetch_optional(&mut ctx.conn)
                     .await
                     .map_err(db("claim job"))?;
-                    row.map(|r| {
-                        Ok(Job {
-                            id: r.get(0),
-                            kind: r.get(1),
-                            case_id: CaseId::parse(&r.get::<String, _>(2)).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                            system: r.get(3),
-                            attempts: u32::try_from(r.get::<i64, _>(4)).unwrap_or(u32::MAX),
-                            max_attempts: u32::try_from(r.get::<i64, _>(5)).unwrap_or(1),
-                        })
-                    })
-                    .transpose()
+                    row.as_ref().map(job_of).transpose()
                 })
             })
             .await
@@ -995,18 +985,7 @@ impl Store {
                     .fetch_all(&mut ctx.conn)
                     .await
                     .map_err(db("claim jobs"))?;
-                    rows.iter()
-                        .map(|r| {
-                            Ok(Job {
-                                id: r.get(0),
-                                kind: r.get(1),
-                                case_id: CaseId::parse(&r.get::<String, _>(2)).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                                system: r.get(3),
-                                attempts: u32::try_from(r.get::<i64, _>(4)).unwrap_or(u32::MAX),
-                                max_attempts: u32::try_from(r.get::<i64, _>(5)).unwrap_or(1),
-                            })
-                        })
-                        .collect()
+                    rows.iter().map(job_of).collect()
                 })
             })
             .await
@@ -1322,6 +1301,19 @@ async fn record_erasure_in(
         .await
         .map_err(db("forget subject id"))?;
     Ok(case)
+}
+
+/// A job from `RETURNING id, kind, case_id, system, attempts, max_attempts`.
+fn job_of(r: &sqlx::sqlite::SqliteRow) -> Result<Job, StoreError> {
+    Ok(Job {
+        id: r.get(0),
+        kind: r.get(1),
+        case_id: CaseId::parse(&r.get::<String, _>(2))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        system: r.get(3),
+        attempts: u32::try_from(r.get::<i64, _>(4)).unwrap_or(u32::MAX),
+        max_attempts: u32::try_from(r.get::<i64, _>(5)).unwrap_or(1),
+    })
 }
 
 async fn load_case(ctx: &mut WriteCtx, id: CaseId) -> Result<Case, StoreError> {
