@@ -383,6 +383,51 @@ impl HttpSystem {
         .map(|a| a.body)
         .map_err(|m| self.err(m))
     }
+
+    /// The service's answer to `export.requested` as export datasets. The
+    /// service answers `{"datasets": [{"name": …, "rows": [{…}, …]}, …]}`;
+    /// any other JSON is one dataset named `data`.
+    pub async fn export_datasets(
+        &self,
+        request_id: &str,
+        subject: &SubjectId,
+    ) -> Result<Vec<(crate::ExportDataset, crate::ExportRows)>, ConnectError> {
+        let body = self.export(request_id, subject).await?;
+        let parts: Vec<(String, serde_json::Value)> = match body {
+            serde_json::Value::Object(mut m) if m.contains_key("datasets") => {
+                let Some(serde_json::Value::Array(ds)) = m.remove("datasets") else {
+                    return Err(self.err("the export answer's \"datasets\" is not an array".into()));
+                };
+                let mut parts = vec![];
+                for d in ds {
+                    let serde_json::Value::Object(mut d) = d else {
+                        return Err(self.err("an export dataset is not an object".into()));
+                    };
+                    let name = match d.remove("name") {
+                        Some(serde_json::Value::String(n)) if !n.is_empty() => n,
+                        _ => return Err(self.err("an export dataset has no \"name\"".into())),
+                    };
+                    parts.push((name, d.remove("rows").unwrap_or(serde_json::Value::Null)));
+                }
+                parts
+            }
+            other => vec![("data".into(), other)],
+        };
+        Ok(parts
+            .into_iter()
+            .map(|(name, v)| {
+                let (columns, rows) = crate::rows_of(v);
+                (
+                    crate::ExportDataset {
+                        name,
+                        columns,
+                        rows: rows.len() as u64,
+                    },
+                    rows,
+                )
+            })
+            .collect())
+    }
 }
 
 /// A manual task system: the erasure goes to an operator queue.

@@ -73,3 +73,76 @@ pub struct SystemOutcome {
     /// True when the counts come from an earlier run's record.
     pub replayed: bool,
 }
+
+/// One dataset of a subject's data export: a table, a Redis entry or a
+/// dataset an HTTP service returned.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExportDataset {
+    pub name: String,
+    pub columns: Vec<String>,
+    /// Rows the subject has there (for progress).
+    pub rows: u64,
+}
+
+/// A stream of one table's export rows.
+pub type ExportStream<'a> = std::pin::Pin<
+    Box<
+        dyn futures_util::Stream<
+                Item = Result<serde_json::Map<String, serde_json::Value>, ConnectError>,
+            > + Send
+            + 'a,
+    >,
+>;
+
+/// A dataset read whole (Redis entries, an HTTP service's answer; both
+/// bounded by the connector's limits).
+pub type ExportRows = Vec<serde_json::Map<String, serde_json::Value>>;
+
+/// Rows of a JSON value: an array of objects is rows as they are, an object
+/// is one row, anything else one row `{"value": …}`. Columns are the keys in
+/// the order they first appear.
+pub fn rows_of(value: serde_json::Value) -> (Vec<String>, ExportRows) {
+    let rows: ExportRows = match value {
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .map(|v| match v {
+                serde_json::Value::Object(m) => m,
+                other => one("value", other),
+            })
+            .collect(),
+        serde_json::Value::Object(m) => vec![m],
+        serde_json::Value::Null => vec![],
+        other => vec![one("value", other)],
+    };
+    let mut columns: Vec<String> = vec![];
+    for r in &rows {
+        for k in r.keys() {
+            if !columns.contains(k) {
+                columns.push(k.clone());
+            }
+        }
+    }
+    (columns, rows)
+}
+
+fn one(k: &str, v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert(k.to_owned(), v);
+    m
+}
+
+#[cfg(test)]
+mod export_tests {
+    use serde_json::json;
+
+    #[test]
+    fn rows_of_json_values() {
+        let (c, r) = super::rows_of(json!([{"a": 1}, {"b": 2, "a": 3}, 5]));
+        assert_eq!(c, ["a", "b", "value"]);
+        assert_eq!(r.len(), 3);
+        let (c, r) = super::rows_of(json!({"x": "y"}));
+        assert_eq!((c.len(), r.len()), (1, 1));
+        assert_eq!(super::rows_of(json!(null)).1.len(), 0);
+        assert_eq!(super::rows_of(json!("s")).0, ["value"]);
+    }
+}

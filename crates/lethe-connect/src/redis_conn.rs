@@ -354,6 +354,56 @@ impl RedisSystem {
         Ok(out)
     }
 
+    /// The subject's data as export datasets, one per entry: a key
+    /// pattern gives one row per key (`key`, `value`), the other entries
+    /// one row (`key`, `value`) when present.
+    pub async fn export_datasets(
+        &self,
+        subject: &SubjectId,
+    ) -> Result<Vec<(crate::ExportDataset, crate::ExportRows)>, ConnectError> {
+        let s = subject.expose();
+        let mut out = vec![];
+        for ((name, value), entry) in self.export(subject).await?.into_iter().zip(&self.entries) {
+            let rows: crate::ExportRows = match (entry, value) {
+                (RedisEntry::Key { .. }, serde_json::Value::Object(keys)) => keys
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let mut m = serde_json::Map::new();
+                        m.insert("key".into(), k.into());
+                        m.insert("value".into(), v);
+                        m
+                    })
+                    .collect(),
+                (_, serde_json::Value::Null | serde_json::Value::Bool(false)) => vec![],
+                (e, v) => {
+                    let key = match e {
+                        RedisEntry::Key { pattern } => fill(pattern, s),
+                        RedisEntry::HashField { key, field } => {
+                            format!("{} {}", fill(key, s), fill(field, s))
+                        }
+                        RedisEntry::SetMember { key, member }
+                        | RedisEntry::ZsetMember { key, member } => {
+                            format!("{} {}", fill(key, s), fill(member, s))
+                        }
+                    };
+                    let mut m = serde_json::Map::new();
+                    m.insert("key".into(), key.into());
+                    m.insert("value".into(), v);
+                    vec![m]
+                }
+            };
+            out.push((
+                crate::ExportDataset {
+                    name,
+                    columns: vec!["key".into(), "value".into()],
+                    rows: rows.len() as u64,
+                },
+                rows,
+            ));
+        }
+        Ok(out)
+    }
+
     fn outcome(&self, recorded: &[(String, u64)], replayed: bool) -> SystemOutcome {
         SystemOutcome {
             system: self.name.clone(),

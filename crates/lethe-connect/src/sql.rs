@@ -15,6 +15,7 @@ use sqlx::{AnyPool, AssertSqlSafe, ConnectOptions, Row};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use crate::ExportStream;
 use crate::datamap::{Action, BlockerRule, Dialect, Ident, Ownership, System, Table};
 use crate::planner::{Plan, plan_with};
 use crate::schema::{self, Schema};
@@ -589,65 +590,122 @@ impl SqlSystem {
         Ok(out)
     }
 
-    /// The subject's rows, per mapped table, as JSON objects (column name
-    /// to value), at most `limit` rows per table — for the data export. The
-    /// database builds each row's JSON (`row_to_json`, `JSON_OBJECT`,
+    /// The datasets of the subject's export: every mapped table (deleted,
+    /// updated or kept) with its columns and the subject's row count.
+    pub async fn export_plan(
+        &self,
+        subject: &SubjectId,
+    ) -> Result<Vec<crate::ExportDataset>, ConnectError> {
+        let counts = self.dry_run(subject).await?;
+        Ok(counts
+            .into_iter()
+            .map(|(table, _, rows)| crate::ExportDataset {
+                columns: self.export_columns(&table),
+                name: table,
+                rows,
+            })
+            .collect())
+    }
+
+    fn export_columns(&self, table: &str) -> Vec<String> {
+        self.schema
+            .table(table)
+            .map(|t| {
+                t.columns
+                    .iter()
+                    .filter(|c| Ident::parse(&c.name).is_ok())
+                    .map(|c| c.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The subject's rows of one mapped table as a stream of JSON objects
+    /// (column name to value), read as the consumer pulls them, never held:
+    /// the database builds each row's JSON (`row_to_json`, `JSON_OBJECT`,
     /// `json_object`), so every column type comes out, not only those the
     /// driver decodes.
+    pub fn export_rows(
+        &self,
+        subject: &SubjectId,
+        table: &str,
+    ) -> Result<ExportStream<'_>, ConnectError> {
+        use futures_util::StreamExt;
+        let d = self.d;
+        let Some(step) = self.plan.steps.iter().find(|s| s.table.as_str() == table) else {
+            return Err(self.db_problem(
+                "export rows",
+                format!("table {table} is not in the data map"),
+            ));
+        };
+        let empty = || -> ExportStream<'_> { Box::pin(futures_util::stream::empty()) };
+        let Some(key) = self.key_for(&step.table, subject) else {
+            return Ok(empty());
+        };
+        let path = &self.paths[&step.table];
+        let obj = match d {
+            Dialect::Postgres => "row_to_json(t0)::text".to_owned(),
+            Dialect::Mysql | Dialect::Sqlite => {
+                let f = if d == Dialect::Mysql {
+                    "JSON_OBJECT"
+                } else {
+                    "json_object"
+                };
+                let pairs: Vec<String> = self
+                    .export_columns(table)
+                    .iter()
+                    .filter_map(|c| Ident::parse(c).ok())
+                    .map(|c| format!("'{}', t0.{}", c.as_str(), c.q(d)))
+                    .collect();
+                if pairs.is_empty() {
+                    return Ok(empty());
+                }
+                format!("{f}({})", pairs.join(", "))
+            }
+        };
+        let mut sql = Sql::new(d);
+        let pred = path.pred(&mut sql, &[key]);
+        sql.text = format!("SELECT {obj} FROM {} WHERE {pred}", path.from_clause(d, 0));
+        let mut q = sqlx::query(AssertSqlSafe(sql.text));
+        for b in sql.binds {
+            q = match b {
+                Val::I(i) => q.bind(i),
+                Val::S(s) => q.bind(s),
+            };
+        }
+        let (system, table) = (self.name.clone(), table.to_owned());
+        let mut n = 0u64;
+        Ok(Box::pin(q.fetch(&self.pool).map(move |r| {
+            n += 1;
+            let r = r.map_err(|e| db_err(&system, "export rows", e))?;
+            match serde_json::from_str(&first_text(&r).unwrap_or_default()) {
+                Ok(serde_json::Value::Object(m)) => Ok(m),
+                _ => Err(ConnectError::Db {
+                    system: system.clone(),
+                    action: "export rows",
+                    message: format!("row {n} of table {table} did not come out as a JSON object"),
+                }),
+            }
+        })))
+    }
+
+    /// The subject's rows, per mapped table, at most `limit` rows per table,
+    /// in memory (for checks and tests; the export itself streams with
+    /// [`Self::export_rows`]).
     pub async fn export(
         &self,
         subject: &SubjectId,
         limit: u32,
     ) -> Result<Vec<(String, Vec<serde_json::Value>)>, ConnectError> {
-        let d = self.d;
         let mut out = vec![];
         for step in &self.plan.steps {
-            let Some(key) = self.key_for(&step.table, subject) else {
-                out.push((step.table.to_string(), vec![]));
-                continue;
-            };
-            let path = &self.paths[&step.table];
-            let cols: Vec<Ident> = self
-                .schema
-                .table(step.table.as_str())
-                .map(|t| {
-                    t.columns
-                        .iter()
-                        .filter_map(|c| Ident::parse(&c.name).ok())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let obj = match d {
-                Dialect::Postgres => "row_to_json(t0)::text".to_owned(),
-                Dialect::Mysql | Dialect::Sqlite => {
-                    let f = if d == Dialect::Mysql {
-                        "JSON_OBJECT"
-                    } else {
-                        "json_object"
-                    };
-                    let pairs: Vec<String> = cols
-                        .iter()
-                        .map(|c| format!("'{}', t0.{}", c.as_str(), c.q(d)))
-                        .collect();
-                    if pairs.is_empty() {
-                        continue;
-                    }
-                    format!("{f}({})", pairs.join(", "))
-                }
-            };
-            let mut sql = Sql::new(d);
-            let pred = path.pred(&mut sql, &[key]);
-            sql.text = format!(
-                "SELECT {obj} FROM {} WHERE {pred} LIMIT {}",
-                path.from_clause(d, 0),
-                limit.min(1_000_000)
-            );
-            let rows = run_rows(&self.pool, &sql, &self.name, "export rows").await?;
-            let values = rows
-                .iter()
-                .filter_map(first_text)
-                .filter_map(|t| serde_json::from_str(&t).ok())
-                .collect();
+            use futures_util::{StreamExt, TryStreamExt};
+            let values: Vec<serde_json::Value> = self
+                .export_rows(subject, step.table.as_str())?
+                .take(limit as usize)
+                .map_ok(serde_json::Value::Object)
+                .try_collect()
+                .await?;
             out.push((step.table.to_string(), values));
         }
         Ok(out)
@@ -671,10 +729,14 @@ impl SqlSystem {
     }
 
     fn no_outcome(&self, action: &'static str) -> ConnectError {
+        self.db_problem(action, "no outcome for the case".into())
+    }
+
+    fn db_problem(&self, action: &'static str, message: String) -> ConnectError {
         ConnectError::Db {
             system: self.name.clone(),
             action,
-            message: "no outcome for the case".into(),
+            message,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod calendar;
 pub mod case;
 pub mod clock;
 pub mod deadline;
+pub mod export;
 pub mod ids;
 pub mod policy;
 pub mod settlement;

@@ -112,12 +112,47 @@ fn segment(s: &str) -> String {
 }
 
 /// A streaming archive under construction.
+///
+/// Datasets are pushed row by row ([`Archive::begin_dataset`],
+/// [`Archive::row`], [`Archive::end_dataset`]): each row goes straight into
+/// the dataset's JSON file inside the ZIP, and into a CSV spool file on
+/// disk, sealed under a key that exists only in memory; when the dataset
+/// ends, the spool is copied into the ZIP as the CSV file and removed. One
+/// read of the source gives both files, so they always agree, and memory
+/// stays constant whatever the number of rows.
 pub struct Archive<W: Write> {
     zip: zip::ZipWriter<zip::write::StreamWriter<W>>,
     export_id: String,
     created_at: String,
     datasets: Vec<DatasetEntry>,
     files: Vec<FileEntry>,
+    spool_dir: std::path::PathBuf,
+    current: Option<Current>,
+}
+
+/// The dataset being written.
+struct Current {
+    system: String,
+    name: String,
+    base: String,
+    columns: Vec<String>,
+    rows: u64,
+    hash: Sha256,
+    bytes: u64,
+    csv: csv::Writer<SealWriter<std::io::BufWriter<std::fs::File>>>,
+    /// The spool file, removed when the dataset ends or the archive is
+    /// dropped half-way.
+    spool: SpoolGuard,
+    spool_key: Key,
+}
+
+/// Removes a spool file however the dataset ends.
+struct SpoolGuard(std::path::PathBuf);
+
+impl Drop for SpoolGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 impl<W: Write> Archive<W> {
@@ -128,7 +163,15 @@ impl<W: Write> Archive<W> {
             created_at: created_at.to_owned(),
             datasets: vec![],
             files: vec![],
+            spool_dir: std::env::temp_dir(),
+            current: None,
         }
+    }
+
+    /// Where CSV spool files go (sealed; removed when each dataset ends).
+    pub fn spool_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.spool_dir = dir.into();
+        self
     }
 
     fn options() -> SimpleFileOptions {
@@ -137,7 +180,7 @@ impl<W: Write> Archive<W> {
             .large_file(true)
     }
 
-    /// Writes one file, hashing what is written.
+    /// Writes one whole file, hashing what is written.
     fn file(
         &mut self,
         path: String,
@@ -159,20 +202,32 @@ impl<W: Write> Archive<W> {
         Ok(())
     }
 
-    /// Adds a dataset: `{system}/{name}.json` (an array of objects) and
+    /// Writes bytes of the current dataset's JSON file.
+    fn json(&mut self, bytes: &[u8]) -> Result<(), ExportError> {
+        let c = self
+            .current
+            .as_mut()
+            .ok_or_else(|| ExportError::Invalid("no dataset is open".into()))?;
+        self.zip.write_all(bytes)?;
+        c.hash.update(bytes);
+        c.bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Starts a dataset: `{system}/{name}.json` (an array of objects) and
     /// `{system}/{name}.csv` (one column per name in `columns`, values as
-    /// text, nested values as JSON). `rows` is called twice, once per file,
-    /// so a source can stream from its store each time.
-    pub fn dataset<I>(
+    /// text, nested values as JSON, a BOM so spreadsheets read UTF-8).
+    pub fn begin_dataset(
         &mut self,
         system: &str,
         name: &str,
         columns: &[String],
-        rows: impl Fn() -> I,
-    ) -> Result<u64, ExportError>
-    where
-        I: Iterator<Item = serde_json::Map<String, serde_json::Value>>,
-    {
+    ) -> Result<(), ExportError> {
+        if self.current.is_some() {
+            return Err(ExportError::Invalid(
+                "a dataset is still open; end it first".into(),
+            ));
+        }
         if self.datasets.len() >= MAX_DATASETS {
             return Err(ExportError::Invalid(format!(
                 "an archive holds at most {MAX_DATASETS} datasets"
@@ -182,55 +237,133 @@ impl<W: Write> Archive<W> {
         if self.files.iter().any(|f| f.path == format!("{base}.json")) {
             return Err(ExportError::Invalid(format!("dataset {base} added twice")));
         }
-        let mut count = 0u64;
-        self.file(format!("{base}.json"), |w| {
-            w.write_all(b"[")?;
-            for (i, row) in rows().enumerate() {
-                if i as u64 >= MAX_ROWS_PER_DATASET {
-                    return Err(ExportError::Invalid(format!(
-                        "a dataset holds at most {MAX_ROWS_PER_DATASET} rows"
-                    )));
-                }
-                if i > 0 {
-                    w.write_all(b",")?;
-                }
-                w.write_all(b"\n")?;
-                serde_json::to_writer(&mut *w, &row).map_err(std::io::Error::other)?;
-                count += 1;
-            }
-            w.write_all(b"\n]\n")?;
-            Ok(())
-        })?;
-        self.file(format!("{base}.csv"), |w| {
-            // A BOM so spreadsheet programs read UTF-8 (Chinese) correctly.
-            w.write_all("\u{feff}".as_bytes())?;
-            let mut c = csv::Writer::from_writer(w);
-            c.write_record(columns).map_err(std::io::Error::other)?;
-            for row in rows().take(MAX_ROWS_PER_DATASET as usize) {
-                let rec: Vec<String> = columns
-                    .iter()
-                    .map(|k| match row.get(k) {
-                        None | Some(serde_json::Value::Null) => String::new(),
-                        Some(serde_json::Value::String(s)) => s.clone(),
-                        Some(v) => v.to_string(),
-                    })
-                    .collect();
-                c.write_record(&rec).map_err(std::io::Error::other)?;
-            }
-            c.flush()?;
+        let spool_key = Key::generate();
+        let mut rnd = [0u8; 8];
+        rand::fill(&mut rnd);
+        let spool_path = self.spool_dir.join(format!(
+            "{}.{}.csv.spool",
+            segment(&self.export_id),
+            hex::encode(rnd)
+        ));
+        let file = std::fs::File::create(&spool_path)?;
+        let guard = SpoolGuard(spool_path);
+        let mut sealed = seal(&spool_key, std::io::BufWriter::new(file))?;
+        // A BOM so spreadsheet programs read UTF-8 (Chinese) correctly.
+        sealed.write_all("\u{feff}".as_bytes())?;
+        let mut csv = csv::Writer::from_writer(sealed);
+        csv.write_record(columns).map_err(std::io::Error::other)?;
+        self.zip
+            .start_file(format!("{base}.json"), Self::options())?;
+        self.current = Some(Current {
+            system: system.to_owned(),
+            name: name.to_owned(),
+            base,
+            columns: columns.to_vec(),
+            rows: 0,
+            hash: Sha256::new(),
+            bytes: 0,
+            csv,
+            spool: guard,
+            spool_key,
+        });
+        self.json(b"[")
+    }
+
+    /// Adds one row to the open dataset.
+    pub fn row(
+        &mut self,
+        row: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), ExportError> {
+        let rows = match &self.current {
+            Some(c) => c.rows,
+            None => return Err(ExportError::Invalid("no dataset is open".into())),
+        };
+        if rows >= MAX_ROWS_PER_DATASET {
+            return Err(ExportError::Invalid(format!(
+                "a dataset holds at most {MAX_ROWS_PER_DATASET} rows"
+            )));
+        }
+        let mut buf = Vec::with_capacity(256);
+        if rows > 0 {
+            buf.push(b',');
+        }
+        buf.push(b'\n');
+        serde_json::to_writer(&mut buf, row).map_err(std::io::Error::other)?;
+        self.json(&buf)?;
+        if let Some(c) = self.current.as_mut() {
+            c.rows += 1;
+            let rec = c.columns.iter().map(|k| match row.get(k) {
+                None | Some(serde_json::Value::Null) => String::new(),
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+            });
+            c.csv.write_record(rec).map_err(std::io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the open dataset: closes its JSON file and copies the CSV spool
+    /// into the archive. Returns the number of rows.
+    pub fn end_dataset(&mut self) -> Result<u64, ExportError> {
+        self.json(b"\n]\n")?;
+        let Some(c) = self.current.take() else {
+            return Err(ExportError::Invalid("no dataset is open".into()));
+        };
+        self.files.push(FileEntry {
+            path: format!("{}.json", c.base),
+            bytes: c.bytes,
+            sha256: hex::encode(c.hash.finalize()),
+        });
+        let sealed = c
+            .csv
+            .into_inner()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        sealed.finish()?.flush()?;
+        let mut spool = open(
+            &c.spool_key,
+            std::io::BufReader::new(std::fs::File::open(&c.spool.0)?),
+        )?;
+        self.file(format!("{}.csv", c.base), |w| {
+            std::io::copy(&mut spool, w)?;
             Ok(())
         })?;
         self.datasets.push(DatasetEntry {
-            system: system.to_owned(),
-            name: name.to_owned(),
-            rows: count,
-            columns: columns.to_vec(),
+            system: c.system,
+            name: c.name,
+            rows: c.rows,
+            columns: c.columns,
         });
-        Ok(count)
+        Ok(c.rows)
+    }
+
+    /// Adds a whole dataset from an iterator of rows.
+    pub fn dataset<I>(
+        &mut self,
+        system: &str,
+        name: &str,
+        columns: &[String],
+        rows: I,
+    ) -> Result<u64, ExportError>
+    where
+        I: IntoIterator<Item = serde_json::Map<String, serde_json::Value>>,
+    {
+        self.begin_dataset(system, name, columns)?;
+        for r in rows {
+            self.row(&r)?;
+        }
+        self.end_dataset()
+    }
+
+    /// The datasets written so far.
+    pub fn datasets(&self) -> &[DatasetEntry] {
+        &self.datasets
     }
 
     /// Writes the README and the manifest and closes the archive.
     pub fn finish(mut self) -> Result<(W, Manifest), ExportError> {
+        if self.current.is_some() {
+            self.end_dataset()?;
+        }
         let readme = readme(&self.export_id, &self.created_at, &self.datasets);
         self.file("README.md".into(), |w| {
             w.write_all(readme.as_bytes())?;

@@ -19,11 +19,11 @@ fn build() -> (Vec<u8>, Manifest) {
     let mut a = Archive::new(Vec::new(), "exp-1", "2026-11-23T00:00:00Z");
     let cols = vec!["id".to_owned(), "name".to_owned(), "note".to_owned()];
     assert_eq!(
-        a.dataset("shop", "users", &cols, || data.iter().cloned())
+        a.dataset("shop", "users", &cols, data.iter().cloned())
             .unwrap(),
         1000
     );
-    a.dataset("cache", "keys session:{subject}:*", &["key".into()], || {
+    a.dataset("cache", "keys session:{subject}:*", &["key".into()], {
         std::iter::once(json!({"key": "s1"}).as_object().cloned().unwrap())
     })
     .unwrap();
@@ -151,4 +151,45 @@ proptest! {
         open(&key, Cursor::new(&sealed)).unwrap().read_to_end(&mut back).unwrap();
         prop_assert_eq!(back, data);
     }
+}
+
+#[test]
+fn spool_files_are_sealed_and_removed_however_the_dataset_ends() {
+    let dir = std::env::temp_dir().join(format!("lethe-spool-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cols = vec!["name".to_owned()];
+    let row = json!({"name": "张三的手机号"})
+        .as_object()
+        .cloned()
+        .unwrap();
+    // Half-way: the spool exists, holds no plaintext, and goes with the archive.
+    {
+        let mut a = Archive::new(Vec::new(), "exp-2", "t").spool_dir(&dir);
+        a.begin_dataset("shop", "users", &cols).unwrap();
+        for _ in 0..5000 {
+            a.row(&row).unwrap();
+        }
+        let spools: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(spools.len(), 1);
+        let bytes = std::fs::read(spools[0].as_ref().unwrap().path()).unwrap();
+        assert!(!bytes.windows(6).any(|w| w == "张三".as_bytes()));
+        // A second dataset cannot start while one is open.
+        assert!(a.begin_dataset("shop", "other", &cols).is_err());
+    }
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    // Completed: removed too, and JSON and CSV agree.
+    let mut a = Archive::new(Vec::new(), "exp-3", "t").spool_dir(&dir);
+    a.begin_dataset("shop", "users", &cols).unwrap();
+    a.row(&row).unwrap();
+    assert_eq!(a.end_dataset().unwrap(), 1);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    let (zip, m) = a.finish().unwrap();
+    assert_eq!(verify(Cursor::new(&zip)).unwrap(), m);
+    assert!(a_row_without_dataset_is_refused());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn a_row_without_dataset_is_refused() -> bool {
+    let mut a = Archive::new(Vec::new(), "exp-4", "t");
+    a.row(&Map::new()).is_err() && a.end_dataset().is_err()
 }

@@ -142,6 +142,10 @@ pub struct CaseView {
     /// The case's deadlines (in GET responses).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deadlines: Option<Vec<DeadlineView>>,
+    /// Copies of the data taken before cancelling, with their progress per
+    /// system (in GET responses).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exports: Option<Vec<crate::export_api::ExportView>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -306,6 +310,7 @@ impl From<&Case> for CaseView {
                 .collect(),
             checks_problem: c.checks_problem.clone(),
             deadlines: None,
+            exports: None,
         }
     }
 }
@@ -345,6 +350,11 @@ fn parse_id(s: &str) -> Result<CaseId, Problem> {
 
 /// Loads a case and checks it belongs to the caller (another platform's
 /// case is reported as not found).
+/// A case of the principal, from the id in a path.
+pub(crate) async fn owned_case(st: &AppState, p: &Principal, id: &str) -> Result<Case, Problem> {
+    owned(st, p, parse_id(id)?).await
+}
+
 async fn owned(st: &AppState, p: &Principal, id: CaseId) -> Result<Case, Problem> {
     match st.store.case_principal(id).await? {
         // Cases an agent opened (hotline, counter) continue in the platform's app.
@@ -441,6 +451,7 @@ pub async fn get_case(
             .map(|d| DeadlineView::from_row(d, now))
             .collect(),
     );
+    view.exports = Some(crate::export_api::views_for_case(&st, &case.id.to_string()).await?);
     Ok(axum::Json(view).into_response())
 }
 

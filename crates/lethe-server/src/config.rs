@@ -37,6 +37,53 @@ pub struct Config {
     /// The URL the platform's services reach Lethe at (for the callbacks of
     /// HTTP systems); default `http://{listen}`.
     pub public_url: Option<String>,
+    #[serde(default)]
+    pub export: ExportConfig,
+}
+
+/// Data exports (copies of a subject's data).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    /// Days a download link lives (1-30).
+    pub link_ttl_days: i64,
+    /// Exports built at once (1-8).
+    pub concurrency: usize,
+    /// Attempts before an export fails (1-10).
+    pub max_attempts: u32,
+    /// Largest archive, in bytes (1 MiB - 1 TiB).
+    pub max_bytes: u64,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        Self {
+            link_ttl_days: lethe_domain::export::LinkTtl::DEFAULT_DAYS,
+            concurrency: 1,
+            max_attempts: 3,
+            max_bytes: 10 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+impl ExportConfig {
+    pub fn validate(&self) -> Result<lethe_domain::export::LinkTtl, String> {
+        let ttl = lethe_domain::export::LinkTtl::days(self.link_ttl_days)?;
+        if !(1..=8).contains(&self.concurrency) {
+            return Err("export.concurrency must be between 1 and 8; 1 is the usual value".into());
+        }
+        if !(1..=10).contains(&self.max_attempts) {
+            return Err(
+                "export.max_attempts must be between 1 and 10; 3 is the usual value".into(),
+            );
+        }
+        if !((1 << 20)..=(1u64 << 40)).contains(&self.max_bytes) {
+            return Err(
+                "export.max_bytes must be between 1048576 (1 MiB) and 1099511627776 (1 TiB)".into(),
+            );
+        }
+        Ok(ttl)
+    }
 }
 
 /// How account holders prove who they are.
@@ -330,6 +377,7 @@ impl Config {
     /// Checks every bound and names the key and the fix.
     pub fn validate(&self) -> Result<Policy, String> {
         let policy = self.policy.to_policy()?;
+        self.export.validate()?;
         if !(1..=86_400).contains(&self.worker.purge_interval_secs) {
             return Err(
                 "worker.purge_interval_secs must be between 1 and 86400; 300 is the usual value"

@@ -12,6 +12,7 @@ pub mod config;
 pub mod console;
 pub mod demo_platform;
 pub mod erasure_api;
+pub mod export_api;
 pub mod identity_api;
 pub mod jwt;
 pub mod metrics;
@@ -101,6 +102,10 @@ pub struct AppState {
     pub otp_lockout: SignedDuration,
     pub limits: config::Limits,
     pub worker: config::WorkerConfig,
+    pub export: config::ExportConfig,
+    pub export_ttl: lethe_domain::export::LinkTtl,
+    /// Wakes idle export builders when an export is requested.
+    pub export_wake: Arc<Notify>,
     pub keys: Arc<middleware::KeyCache>,
     pub limiter: Arc<middleware::RateLimiter>,
     pub demo: bool,
@@ -179,7 +184,9 @@ pub enum ClockMode {
         console::review, console::create_agent_route, console::report,
         identity_api::session, identity_api::face,
         claims_api::create, claims_api::read, claims_api::receipt, claims_api::list, claims_api::document, claims_api::decide,
-        erasure_api::list, erasure_api::complete, erasure_api::callback
+        erasure_api::list, erasure_api::complete, erasure_api::callback,
+        export_api::create, export_api::create_for_case, export_api::read, export_api::delete,
+        export_api::download, export_api::console_create, export_api::console_read
     ),
     components(schemas(problem::Problem)),
     modifiers(&SecurityAddon, &ProblemResponses)
@@ -535,7 +542,29 @@ pub fn router(st: AppState) -> Router {
             "/v1/console/claims/{id}/decision",
             guard_console(&st, post(claims_api::decide)),
         )
+        .route(
+            "/v1/console/exports",
+            guard_console(&st, post(export_api::console_create)),
+        )
+        .route(
+            "/v1/console/exports/{id}",
+            guard_console(&st, get(export_api::console_read)),
+        )
         .route("/v1/console/login", post(console::login));
+    // Exports answer with their download link, which must not be kept in
+    // the idempotency store: the export itself is keyed by the platform's
+    // Idempotency-Key instead (see export_api).
+    let exports = Router::new()
+        .route("/v1/exports", guard_auth(&st, post(export_api::create)))
+        .route(
+            "/v1/exports/{id}",
+            guard_auth(&st, get(export_api::read).delete(export_api::delete)),
+        )
+        .route(
+            "/v1/cases/{id}/exports",
+            guard_auth(&st, post(export_api::create_for_case)),
+        )
+        .route("/v1/exports/{id}/download", get(export_api::download));
     // Claims carry document images: a larger body limit, and (like the
     // vault) no idempotency store, which would keep the images.
     let claims = Router::new()
@@ -556,6 +585,7 @@ pub fn router(st: AppState) -> Router {
         .merge(v1)
         .merge(demo_platform)
         .merge(console)
+        .merge(exports)
         .merge(claims)
         .route("/v1/callbacks/face", post(identity_api::face))
         .route(
@@ -743,6 +773,9 @@ impl Server {
             otp_lockout: SignedDuration::from_mins(cfg.policy.otp_lockout_minutes),
             limits: cfg.limits.clone(),
             worker: cfg.worker.clone(),
+            export: cfg.export.clone(),
+            export_ttl: cfg.export.validate().map_err(ServeError::Config)?,
+            export_wake: Arc::new(Notify::new()),
             keys: Arc::new(middleware::KeyCache::new()),
             limiter: Arc::new(middleware::RateLimiter::new(
                 cfg.limits.rate_per_second,

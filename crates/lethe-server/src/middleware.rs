@@ -207,6 +207,25 @@ fn valid_idem_key(k: &str) -> bool {
 
 /// Every POST carries an `Idempotency-Key`. A repeat with the same body gets
 /// the stored response; a repeat with another body is refused.
+/// The `Idempotency-Key` header every POST needs.
+pub fn idem_key_of(headers: &axum::http::HeaderMap) -> Result<String, Problem> {
+    match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+        Some(k) if valid_idem_key(k) => Ok(k.to_owned()),
+        Some(_) => Err(Problem::bad_request(
+            "idempotency",
+            "the Idempotency-Key header is not valid",
+        )
+        .field("Idempotency-Key")
+        .fix("use 1 to 255 visible ASCII characters, for example a UUID")),
+        None => Err(Problem::bad_request(
+            "idempotency",
+            "every POST needs an Idempotency-Key header",
+        )
+        .field("Idempotency-Key")
+        .fix("add `Idempotency-Key: <a new UUID>`; repeat the same key to retry safely")),
+    }
+}
+
 pub async fn idempotency(State(st): State<AppState>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST {
         return next.run(req).await;
@@ -215,27 +234,9 @@ pub async fn idempotency(State(st): State<AppState>, req: Request, next: Next) -
         Some(p) => p.0.clone(),
         None => return unauthorized("not authenticated"),
     };
-    let key = match req
-        .headers()
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(k) if valid_idem_key(k) => k.to_owned(),
-        Some(_) => {
-            return Problem::bad_request("idempotency", "the Idempotency-Key header is not valid")
-                .field("Idempotency-Key")
-                .fix("use 1 to 255 visible ASCII characters, for example a UUID")
-                .into_response();
-        }
-        None => {
-            return Problem::bad_request(
-                "idempotency",
-                "every POST needs an Idempotency-Key header",
-            )
-            .field("Idempotency-Key")
-            .fix("add `Idempotency-Key: <a new UUID>`; repeat the same key to retry safely")
-            .into_response();
-        }
+    let key = match idem_key_of(req.headers()) {
+        Ok(k) => k,
+        Err(p) => return p.into_response(),
     };
     let (parts, body) = req.into_parts();
     let bytes = match to_bytes(body, st.limits.body_bytes).await {

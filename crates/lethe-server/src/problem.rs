@@ -134,6 +134,7 @@ impl From<StoreError> for Problem {
                 tracing::error!(what, "corrupt stored data");
                 Problem::internal()
             }
+            StoreError::Refused(why) => Problem::conflict("refused", why),
         }
     }
 }

@@ -22,6 +22,7 @@ pub struct Secrets {
     pseudonym: [u8; 32],
     vault: [u8; 32],
     tombstone: [u8; 32],
+    export_link: [u8; 32],
 }
 
 impl std::fmt::Debug for Secrets {
@@ -45,6 +46,7 @@ impl Secrets {
             pseudonym: derive(master, "pseudonym"),
             vault: derive(master, "vault"),
             tombstone: derive(master, "tombstone"),
+            export_link: derive(master, "export-link"),
         }
     }
 
@@ -116,6 +118,26 @@ impl Secrets {
         m.update(b":");
         m.update(v.as_bytes());
         hex::encode(m.finalize().into_bytes())
+    }
+
+    /// The token of an export's download link: a keyed hash of the export
+    /// id, so it is never stored and can be shown again to the platform
+    /// that asked (a retried request).
+    pub fn export_token(&self, export_id: &str) -> String {
+        use base64::Engine;
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.export_link)
+            .unwrap_or_else(|_| unreachable!());
+        m.update(export_id.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())
+    }
+
+    /// Checks a link token in constant time.
+    pub fn export_token_ok(&self, export_id: &str, token: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.export_token(export_id)
+            .as_bytes()
+            .ct_eq(token.as_bytes())
+            .into()
     }
 
     pub fn pseudonym(&self, subject: &str) -> String {

@@ -29,6 +29,7 @@ pub fn spawn(st: AppState, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::
     for n in 0..st.worker.concurrency {
         handles.push(tokio::spawn(work(st.clone(), shutdown.clone(), n)));
     }
+    handles.extend(crate::export_api::spawn(st.clone(), shutdown.clone()));
     handles
 }
 
@@ -133,6 +134,8 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
             if let Err(e) = st.store.purge_tombstones(st.clock.now()).await {
                 tracing::error!(error = %e, "purging tombstones failed");
             }
+            // Export links that expired, and what ended exports left.
+            crate::export_api::purge(&st).await;
             // Rows kept for a legal reason go when their retention ends.
             for (system, r) in st.systems.purge_expired(st.clock.now()).await {
                 match r {
@@ -640,13 +643,20 @@ async fn run_job(st: &AppState, job: &Job) -> Result<(), String> {
                     .map_err(|e| e.to_string())?;
                 return Ok(());
             }
+            // The subject's exports go before the erasure can complete:
+            // the case closes only once this job has recorded its outcome.
+            let exports_deleted =
+                crate::export_api::delete_for_subject(st, case.subject.expose()).await?;
             let now = st.clock.now();
             let d = st
                 .vault
                 .destroy(case.subject.expose(), &now.to_string())
                 .await
                 .map_err(|e| e.to_string())?;
-            let value = serde_json::to_value(&d).map_err(|e| e.to_string())?;
+            let mut value = serde_json::to_value(&d).map_err(|e| e.to_string())?;
+            if let Some(m) = value.as_object_mut() {
+                m.insert("exports_deleted".into(), exports_deleted.into());
+            }
             let closed = st
                 .store
                 .record_erasure(

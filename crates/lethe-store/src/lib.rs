@@ -15,6 +15,7 @@ mod audit;
 mod claims;
 mod console;
 mod deadlines;
+mod exports;
 mod vault;
 mod writer;
 
@@ -22,6 +23,7 @@ pub use audit::ProofError;
 pub use claims::ClaimRow;
 pub use console::AgentRow;
 pub use deadlines::{Alert, DeadlineRow, MetricsSnapshot, NotificationRow};
+pub use exports::{ExportRow, NewExport};
 
 use jiff::Timestamp;
 use lethe_domain::{Case, CaseCommand, CaseId, CaseState, Change, TransitionError};
@@ -68,6 +70,10 @@ pub enum StoreError {
     ResendTooSoon { wait_secs: i64 },
     #[error("stored data is unreadable ({0}); restore from a backup")]
     Corrupt(String),
+    /// The request conflicts with the state of the data (the message says
+    /// what to do instead).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl StoreError {

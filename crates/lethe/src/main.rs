@@ -4,6 +4,7 @@ mod backup;
 mod bench;
 mod bench_erase;
 mod demo_mart;
+mod export_cmd;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -115,6 +116,12 @@ enum Cmd {
     Bench {
         #[command(subcommand)]
         cmd: BenchCmd,
+    },
+    /// Copies of an account's data: request one from a running Lethe (with
+    /// progress bars), or verify a downloaded archive.
+    Export {
+        #[command(subcommand)]
+        cmd: export_cmd::ExportCmd,
     },
     /// Show the erasure plan of a data map (nothing is erased).
     Datamap {
@@ -305,6 +312,19 @@ fn load_config(path: &Path) -> anyhow::Result<Config> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    lethe_server::install_crypto_provider();
+    if !matches!(cli.cmd, Cmd::Demo { .. } | Cmd::Serve { .. }) {
+        // A command whose output is piped into `head` stops quietly when
+        // the reader goes away, like other Unix tools, instead of failing
+        // on the broken pipe. (The server keeps ignoring SIGPIPE: its
+        // sockets report a closed peer as an error.)
+        // SAFETY: called before any other thread exists; SIG_DFL is a
+        // valid disposition for SIGPIPE.
+        #[cfg(unix)]
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     if let Cmd::Demo { data_dir, .. } = &cli.cmd {
         // The demo data map names DEMO_MART_URL for Demo Mart's database.
         // SAFETY: set before the async runtime starts, while this is the
@@ -465,6 +485,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => bench_erase::erase(&kind, users, erase, batch).await,
         Cmd::Audit { cmd } => audit(cmd).await,
+        Cmd::Export { cmd } => export_cmd::run(cmd).await,
         Cmd::Receipt {
             cmd:
                 ReceiptCmd::Verify {
