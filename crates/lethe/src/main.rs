@@ -3,6 +3,7 @@
 mod backup;
 mod bench;
 mod bench_erase;
+mod bench_export;
 mod demo_mart;
 mod export_cmd;
 
@@ -231,6 +232,23 @@ enum BenchCmd {
         /// Subjects per set-based batch.
         #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1000))]
         batch: u64,
+    },
+    /// A data export of about 1 GB (one subject, SQLite): Lethe's sealed
+    /// archive against raw JSON lines; throughput and peak memory.
+    Export {
+        /// Size of the subject's data in MB.
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+        mb: u64,
+    },
+    /// One side of `bench export`, in its own process (internal).
+    #[command(hide = true)]
+    ExportChild {
+        #[arg(long, value_parser = ["raw", "lethe"])]
+        side: String,
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Audit appends (batched, Merkle tree), verification, raw SHA-256.
     Audit {
@@ -484,6 +502,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     batch,
                 },
         } => bench_erase::erase(&kind, users, erase, batch).await,
+        Cmd::Bench {
+            cmd: BenchCmd::Export { mb },
+        } => bench_export::run(mb).await,
+        Cmd::Bench {
+            cmd: BenchCmd::ExportChild { side, db, out },
+        } => bench_export::child(&side, db, out).await,
         Cmd::Audit { cmd } => audit(cmd).await,
         Cmd::Export { cmd } => export_cmd::run(cmd).await,
         Cmd::Receipt {

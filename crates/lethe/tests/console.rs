@@ -5,75 +5,9 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use std::process::{Command, Stdio};
 
 struct Login {
     token: String,
-}
-
-fn create_agent(dir: &std::path::Path, username: &str, role: &str) -> (String, Vec<u8>) {
-    let cfg = dir.join("lethe.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir = \"{}\"\ndatamap = \"{}\"\n",
-            dir.display(),
-            dir.join("datamap.toml").display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "agent",
-            "create",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--username",
-            username,
-            "--role",
-            role,
-        ])
-        .env(
-            "DEMO_MART_URL",
-            format!("sqlite://{}", dir.join("demo-mart.db").display()),
-        )
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let password = text
-        .lines()
-        .find_map(|l| l.strip_prefix("password: "))
-        .unwrap()
-        .to_owned();
-    let url = text
-        .lines()
-        .find_map(|l| l.strip_prefix("totp: "))
-        .unwrap()
-        .to_owned();
-    let secret = url
-        .split("secret=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
-    (
-        password,
-        data_encoding::BASE32_NOPAD
-            .decode(secret.as_bytes())
-            .unwrap(),
-    )
-}
-
-fn totp(secret: &[u8], offset_steps: i64) -> String {
-    let step = (jiff::Timestamp::now().as_second() / 30 + offset_steps) as u64;
-    format!("{:06}", lethe_server::totp::code_at(secret, step))
 }
 
 async fn login(demo: &Demo, user: &str, password: &str, code: &str) -> (u16, Value) {

@@ -317,10 +317,7 @@ async fn one_archive_from_every_kind_of_system_with_a_single_use_link() {
     // At rest the archive is sealed: no plaintext of the subject's data.
     let sealed = std::fs::read(dir.path().join(format!("exports/{id}.zip.sealed"))).unwrap();
     assert!(!sealed.windows(REVIEW.len()).any(|w| w == REVIEW.as_bytes()));
-    assert!(
-        !sealed.windows(2).any(|w| w == b"PK"),
-        "looks like a plain ZIP"
-    );
+    assert!(sealed.starts_with(b"LETHEX1\0"), "not sealed");
 
     let (s, zip) = fetch(&demo, &link).await;
     assert_eq!(s, 200);
@@ -536,6 +533,59 @@ async fn links_expire_and_exports_are_deleted_before_the_erasure_completes() {
     assert!(err.contains("demo_mart 100%"), "{err}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("manifest verified"));
     lethe_export::verify(std::fs::File::open(&out_file).unwrap()).unwrap();
+    // An agent takes a copy for a holder who called the hotline.
+    let token = agent_session(&demo, "agent1", "agent").await;
+    let agent_post = |path: &str, body: Value| {
+        demo.http
+            .post(format!("{}{path}", demo.url))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let r = agent_post("/v1/console/exports", json!({"subject_id": "9"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["requested_by"].as_str().unwrap().starts_with("agent:ag_"),
+        "{v}"
+    );
+    let aid = v["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v: Value = demo
+            .http
+            .get(format!("{}/v1/console/exports/{aid}", demo.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["state"] == "ready" {
+            let (s, zip) = fetch(&demo, v["download_url"].as_str().unwrap()).await;
+            assert_eq!(s, 200);
+            let m = lethe_export::verify(Cursor::new(&zip)).unwrap();
+            assert_eq!(dataset(&m, "demo_mart", "users").rows, 1);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // An auditor may read but not request.
+    let auditor = agent_session(&demo, "auditor1", "auditor").await;
+    let r = demo
+        .http
+        .post(format!("{}/v1/console/exports", demo.url))
+        .bearer_auth(&auditor)
+        .json(&json!({"subject_id": "9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+
     // Without the key in the environment it says what to do.
     let out = std::process::Command::new(BIN)
         .args(["export", "request", "--url", &demo.url, "7"])

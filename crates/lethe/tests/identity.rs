@@ -267,66 +267,7 @@ async fn an_identity_claim_end_to_end_with_document_destruction() {
     assert!(!claim.to_string().contains(&idn));
 
     // A reviewer signs in, sees the claim and one document (audited).
-    let cfg = dir.path().join("lethe.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir = \"{}\"\ndatamap = \"{}\"\n",
-            dir.path().display(),
-            dir.path().join("datamap.toml").display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "agent",
-            "create",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--username",
-            "rev1",
-            "--role",
-            "reviewer",
-        ])
-        .env(
-            "DEMO_MART_URL",
-            format!("sqlite://{}", dir.path().join("demo-mart.db").display()),
-        )
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let pw = text
-        .lines()
-        .find_map(|l| l.strip_prefix("password: "))
-        .unwrap()
-        .to_owned();
-    let secret = data_encoding::BASE32_NOPAD
-        .decode(
-            text.lines()
-                .find_map(|l| l.strip_prefix("totp: "))
-                .unwrap()
-                .split("secret=")
-                .nth(1)
-                .unwrap()
-                .split('&')
-                .next()
-                .unwrap()
-                .as_bytes(),
-        )
-        .unwrap();
-    let code = format!(
-        "{:06}",
-        lethe_server::totp::code_at(&secret, (jiff::Timestamp::now().as_second() / 30) as u64)
-    );
-    let (_, session, _) = demo
-        .raw_post(
-            "/v1/console/login",
-            &json!({"username": "rev1", "password": pw, "totp": code}).to_string(),
-            &[("content-type", "application/json")],
-        )
-        .await;
-    let tok = session["token"].as_str().unwrap().to_owned();
+    let tok = agent_session(&demo, "rev1", "reviewer").await;
     let get = |p: String| {
         demo.http
             .get(format!("{}{p}", demo.url))

@@ -391,3 +391,85 @@ pub fn receipt_rows(receipt: &Value, table: &str) -> i64 {
         .as_i64()
         .unwrap()
 }
+
+/// Creates a console agent with `lethe agent create`; returns its initial
+/// password and TOTP secret.
+pub fn create_agent(dir: &std::path::Path, username: &str, role: &str) -> (String, Vec<u8>) {
+    let cfg = dir.join("lethe.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = \"{}\"\ndatamap = \"{}\"\n",
+            dir.display(),
+            dir.join("datamap.toml").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "agent",
+            "create",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--username",
+            username,
+            "--role",
+            role,
+        ])
+        .env(
+            "DEMO_MART_URL",
+            format!("sqlite://{}", dir.join("demo-mart.db").display()),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let password = text
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .unwrap()
+        .to_owned();
+    let url = text
+        .lines()
+        .find_map(|l| l.strip_prefix("totp: "))
+        .unwrap()
+        .to_owned();
+    let secret = url
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    (
+        password,
+        data_encoding::BASE32_NOPAD
+            .decode(secret.as_bytes())
+            .unwrap(),
+    )
+}
+
+pub fn totp(secret: &[u8], offset_steps: i64) -> String {
+    let step = (jiff::Timestamp::now().as_second() / 30 + offset_steps) as u64;
+    format!("{:06}", lethe_server::totp::code_at(secret, step))
+}
+
+/// Signs an agent in (password and the current TOTP code); returns the
+/// session token.
+pub async fn agent_session(demo: &Demo, username: &str, role: &str) -> String {
+    let (pw, secret) = create_agent(&demo.dir, username, role);
+    let (s, v, _) = demo
+        .raw_post(
+            "/v1/console/login",
+            &json!({"username": username, "password": pw, "totp": totp(&secret, 0)}).to_string(),
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    v["token"].as_str().unwrap().to_owned()
+}
