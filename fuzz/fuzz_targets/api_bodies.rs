@@ -20,4 +20,7 @@ fuzz_target!(|data: &[u8]| {
     try_parse::<api::Restore>(data);
     try_parse::<lethe_server::vault_api::EncryptRequest>(data);
     try_parse::<lethe_server::claims_api::NewClaim>(data);
+    try_parse::<lethe_server::export_api::ExportRequest>(data);
+    try_parse::<lethe_server::export_api::CaseExportRequest>(data);
+    try_parse::<lethe_server::export_api::ConsoleExportRequest>(data);
 });
