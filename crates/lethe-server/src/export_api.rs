@@ -232,7 +232,8 @@ async fn request(st: &AppState, r: Request) -> Result<(StatusCode, ExportView), 
         .field("subject_id"));
     }
     let subject_ref = st.secrets.pseudonym(r.subject.expose());
-    let id = format!("exp_{}", uuid::Uuid::now_v7().simple());
+    // A UUID like every id in a path (the OpenAPI document says so).
+    let id = uuid::Uuid::now_v7().to_string();
     let key = lethe_export::Key::generate();
     let sealed = st
         .vault
