@@ -121,7 +121,8 @@ pub async fn sign_now(
 #[into_params(parameter_in = Query)]
 pub struct HeadsQuery {
     #[serde(default)]
-    pub from_size: u64,
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
+    pub from_size: i64,
 }
 
 /// Signed tree heads from a size on (at most 1000).
@@ -131,7 +132,9 @@ pub async fn tree_heads(
     Extension(_p): Extension<Principal>,
     ApiQuery(q): ApiQuery<HeadsQuery>,
 ) -> Result<Response, Problem> {
-    let hs = st.store.tree_heads(q.from_size, 1000).await?;
+    let from = u64::try_from(q.from_size)
+        .map_err(|_| Problem::unprocessable("from_size must be 0 or more").field("from_size"))?;
+    let hs = st.store.tree_heads(from, 1000).await?;
     Ok(axum::Json(hs.into_iter().map(TreeHeadView::from).collect::<Vec<_>>()).into_response())
 }
 
@@ -207,13 +210,14 @@ pub async fn consistency(
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     #[serde(default = "one")]
-    pub from: u64,
+    #[param(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
+    pub from: i64,
     #[serde(default = "page")]
     #[param(minimum = 1, maximum = 100000)]
     pub limit: u32,
 }
 
-fn one() -> u64 {
+fn one() -> i64 {
     1
 }
 
@@ -232,7 +236,11 @@ pub async fn export(
     if q.limit == 0 || q.limit > 100_000 {
         return Err(Problem::unprocessable("limit must be between 1 and 100000").field("limit"));
     }
-    let events = st.store.export_events(q.from.max(1), q.limit).await?;
+    let from = u64::try_from(q.from)
+        .ok()
+        .filter(|f| *f >= 1)
+        .ok_or_else(|| Problem::unprocessable("from must be 1 or more").field("from"))?;
+    let events = st.store.export_events(from, q.limit).await?;
     let tree_heads = st.store.tree_heads(0, 100_000).await?;
     Ok(axum::Json(lethe_ledger::LogExport { events, tree_heads }).into_response())
 }

@@ -87,9 +87,14 @@ pub struct CompleteTask {
 pub async fn complete(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     ApiJson(body): ApiJson<CompleteTask>,
 ) -> Result<Response, Problem> {
+    let id: i64 = id.parse().map_err(|_| {
+        Problem::bad_request("task-id", "the task id in the path must be a number")
+            .field("id")
+            .fix("use the id from GET /v1/console/manual-tasks")
+    })?;
     let note = body.note.trim().to_owned();
     if note.is_empty() || note.chars().count() > MAX_NOTE {
         return Err(Problem::unprocessable(format!(

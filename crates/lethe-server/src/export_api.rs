@@ -399,7 +399,7 @@ pub async fn delete(
 /// An agent asks for a copy on the holder's behalf (hotline or counter,
 /// after checking who is calling).
 #[utoipa::path(post, path = "/v1/console/exports", tag = "console", request_body = ConsoleExportRequest,
-    responses((status = 202, body = ExportView)), security(("console_session" = [])))]
+    responses((status = 202, body = ExportView)), security(("console" = [])))]
 pub async fn console_create(
     State(st): State<AppState>,
     Extension(a): Extension<Agent>,
@@ -452,7 +452,7 @@ pub async fn console_create(
 
 /// An export as the console shows it.
 #[utoipa::path(get, path = "/v1/console/exports/{id}", tag = "console", params(("id" = String, Path)),
-    responses((status = 200, body = ExportView)), security(("console_session" = [])))]
+    responses((status = 200, body = ExportView)), security(("console" = [])))]
 pub async fn console_read(
     State(st): State<AppState>,
     Extension(a): Extension<Agent>,

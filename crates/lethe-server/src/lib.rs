@@ -269,8 +269,12 @@ impl utoipa::Modify for ProblemResponses {
                 let params = op.parameters.get_or_insert_with(Vec::new);
                 for param in params.iter_mut() {
                     let RefOr::T(param) = param else { continue };
-                    // Every `{id}` in a path is a UUID (cases, claims).
-                    if param.name == "id" && matches!(param.parameter_in, ParameterIn::Path) {
+                    // Every `{id}` in a path is a UUID (cases, claims,
+                    // exports), except a manual task's number.
+                    if param.name == "id"
+                        && matches!(param.parameter_in, ParameterIn::Path)
+                        && !path.starts_with("/v1/console/manual-tasks/")
+                    {
                         param.schema = Some(
                             ObjectBuilder::new()
                                 .schema_type(Type::String)
