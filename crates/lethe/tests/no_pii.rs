@@ -126,6 +126,70 @@ async fn planted_personal_data_never_reaches_logs_or_error_bodies() {
         );
     }
     bodies.push(demo.get(&format!("/v1/cases/{phone}")).await.1.to_string());
+    // Exports: bad requests carrying the data, and a real export of the
+    // user's data (its build and download logs count).
+    for body in [
+        json!({"subject_id": phone}),
+        json!({"subject_id": user.to_string(), "single_use": email}),
+        json!({"subject_id": idn, "name": name}),
+    ] {
+        bodies.push(post("/v1/exports".into(), body).await.1);
+    }
+    bodies.push(
+        post(
+            format!("/v1/cases/{id}/exports"),
+            json!({"single_use": name}),
+        )
+        .await
+        .1,
+    );
+    bodies.push(
+        demo.get(&format!("/v1/exports/{phone}"))
+            .await
+            .1
+            .to_string(),
+    );
+    let (s, exp) = demo
+        .post("/v1/exports", json!({"subject_id": user.to_string()}))
+        .await;
+    assert_eq!(s, 202, "{exp}");
+    let link = exp["download_url"].as_str().unwrap().to_owned();
+    let bad_link = format!(
+        "{}/v1/exports/{}/download?token={idn}",
+        demo.url,
+        exp["id"].as_str().unwrap()
+    );
+    bodies.push(
+        demo.http
+            .get(&bad_link)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, v) = demo
+            .get(&format!("/v1/exports/{}", exp["id"].as_str().unwrap()))
+            .await;
+        if v["state"] == "ready" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let zip = demo
+        .http
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(zip.len() > 100);
     // Let the erasure run too (its logs count).
     demo.to_cooling_off(&id).await.to_string();
     demo.advance(7 * 86_400 + 60).await;
