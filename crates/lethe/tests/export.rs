@@ -656,3 +656,72 @@ async fn an_export_interrupted_by_a_crash_starts_again_cleanly() {
     drop(demo);
     platform.drop().await;
 }
+
+#[tokio::test]
+async fn a_copy_can_be_deleted_and_an_export_that_keeps_failing_ends_with_nothing_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    // A CRM service that is down: nothing listens on its port.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/svc", l.local_addr().unwrap())
+    };
+    std::fs::write(
+        dir.path().join("datamap.toml"),
+        format!(
+            "{}\n[[systems]]\nname = \"crm\"\nkind = \"http\"\nurl_env = \"EXP_CRM_URL\"\nsecret_env = \"EXP_CRM_SECRET\"\ntimeout_ms = 1000\n",
+            include_str!("../../../examples/demo-mart/datamap.toml")
+        ),
+    )
+    .unwrap();
+    let demo = Demo::start_env(
+        dir.path(),
+        20,
+        &[],
+        &[("EXP_CRM_URL", &dead), ("EXP_CRM_SECRET", SECRET)],
+    )
+    .await;
+    let (s, v) = demo.post("/v1/exports", json!({"subject_id": "2"})).await;
+    assert_eq!(s, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    // Three attempts (5 s apart), then failed: the reason is on the export,
+    // without personal data, and nothing of it stays on disk.
+    let failed = wait_export(&demo, &id, "failed", 60).await;
+    assert_eq!(failed["attempts"], 3, "{failed}");
+    let why = failed["last_error"].as_str().unwrap();
+    assert!(why.contains("crm"), "{why}");
+    assert_eq!(failed["download_url"], Value::Null);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while export_files(dir.path()).iter().any(|f| f.starts_with(&id)) {
+        assert!(Instant::now() < deadline, "{:?}", export_files(dir.path()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let link = v["download_url"].as_str().unwrap();
+    assert_eq!(fetch(&demo, link).await.0, 410);
+    drop(demo);
+
+    // The user deletes a copy they no longer want (Demo Mart only).
+    let dir2 = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir2.path(), 20).await;
+    let (_, v) = demo.post("/v1/exports", json!({"subject_id": "2"})).await;
+    let id = v["id"].as_str().unwrap().to_owned();
+    let link = v["download_url"].as_str().unwrap().to_owned();
+    wait_export(&demo, &id, "ready", 30).await;
+    assert!(export_files(dir2.path()).iter().any(|f| f.starts_with(&id)));
+    let r = demo
+        .http
+        .delete(format!("{}/v1/exports/{id}", demo.url))
+        .bearer_auth(&demo.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["state"], "deleted", "{v}");
+    assert!(!export_files(dir2.path()).iter().any(|f| f.starts_with(&id)));
+    assert_eq!(fetch(&demo, &link).await.0, 410);
+    // An export id that does not exist is 404.
+    let (s, _) = demo
+        .get(&format!("/v1/exports/{}", uuid::Uuid::now_v7()))
+        .await;
+    assert_eq!(s, 404);
+}
