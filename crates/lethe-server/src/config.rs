@@ -39,6 +39,67 @@ pub struct Config {
     pub public_url: Option<String>,
     #[serde(default)]
     pub export: ExportConfig,
+    #[serde(default)]
+    pub events: EventsConfig,
+}
+
+/// Case events for the platform's services, on NATS JetStream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// The NATS server, e.g. `nats://127.0.0.1:4222`; without it no events
+    /// are recorded or published.
+    pub nats_url: Option<String>,
+    /// The JetStream stream (created when missing).
+    pub stream: String,
+    /// Subjects are `<prefix>.frozen`, `<prefix>.restored`,
+    /// `<prefix>.erasure_requested.<system>`, `<prefix>.erased`.
+    pub subject_prefix: String,
+    /// How long the stream drops a repeated event id (seconds, 60-86400).
+    pub duplicate_window_secs: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: None,
+            stream: "LETHE_CASES".into(),
+            subject_prefix: "lethe.cases".into(),
+            duplicate_window_secs: 3600,
+        }
+    }
+}
+
+impl EventsConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(u) = &self.nats_url
+            && !(u.starts_with("nats://") || u.starts_with("tls://"))
+        {
+            return Err(
+                "events.nats_url must start with nats:// or tls://, e.g. nats://127.0.0.1:4222"
+                    .into(),
+            );
+        }
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.split('.').all(|p| {
+                    !p.is_empty()
+                        && p.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                })
+        };
+        if !token(&self.stream) || self.stream.contains('.') {
+            return Err("events.stream must be 1-64 of A-Z, a-z, 0-9, '_', '-'".into());
+        }
+        if !token(&self.subject_prefix) {
+            return Err("events.subject_prefix must be dot-separated tokens of A-Z, a-z, 0-9, '_', '-' (e.g. lethe.cases)".into());
+        }
+        if !(60..=86_400).contains(&self.duplicate_window_secs) {
+            return Err("events.duplicate_window_secs must be between 60 and 86400; 3600 is the usual value".into());
+        }
+        Ok(())
+    }
 }
 
 /// Data exports (copies of a subject's data).
@@ -378,6 +439,7 @@ impl Config {
     pub fn validate(&self) -> Result<Policy, String> {
         let policy = self.policy.to_policy()?;
         self.export.validate()?;
+        self.events.validate()?;
         if !(1..=86_400).contains(&self.worker.purge_interval_secs) {
             return Err(
                 "worker.purge_interval_secs must be between 1 and 86400; 300 is the usual value"

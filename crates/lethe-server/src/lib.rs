@@ -12,6 +12,7 @@ pub mod config;
 pub mod console;
 pub mod demo_platform;
 pub mod erasure_api;
+pub mod events;
 pub mod export_api;
 pub mod identity_api;
 pub mod jwt;
@@ -106,6 +107,7 @@ pub struct AppState {
     pub export_ttl: lethe_domain::export::LinkTtl,
     /// Wakes idle export builders when an export is requested.
     pub export_wake: Arc<Notify>,
+    pub events: config::EventsConfig,
     pub keys: Arc<middleware::KeyCache>,
     pub limiter: Arc<middleware::RateLimiter>,
     pub demo: bool,
@@ -718,6 +720,7 @@ impl Server {
             &cfg.data_dir.join("lethe.db"),
             lethe_store::StoreOptions {
                 deadlines: Some(deadline_fn),
+                case_events: cfg.events.nats_url.is_some(),
                 ..Default::default()
             },
         )
@@ -780,6 +783,7 @@ impl Server {
             export: cfg.export.clone(),
             export_ttl: cfg.export.validate().map_err(ServeError::Config)?,
             export_wake: Arc::new(Notify::new()),
+            events: cfg.events.clone(),
             keys: Arc::new(middleware::KeyCache::new()),
             limiter: Arc::new(middleware::RateLimiter::new(
                 cfg.limits.rate_per_second,

@@ -30,6 +30,12 @@ pub fn spawn(st: AppState, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::
         handles.push(tokio::spawn(work(st.clone(), shutdown.clone(), n)));
     }
     handles.extend(crate::export_api::spawn(st.clone(), shutdown.clone()));
+    if st.events.nats_url.is_some() {
+        handles.push(tokio::spawn(crate::events::publish_loop(
+            st.clone(),
+            shutdown.clone(),
+        )));
+    }
     handles
 }
 

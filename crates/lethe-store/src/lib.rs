@@ -15,6 +15,7 @@ mod audit;
 mod claims;
 mod console;
 mod deadlines;
+mod events;
 mod exports;
 mod vault;
 mod writer;
@@ -23,6 +24,7 @@ pub use audit::ProofError;
 pub use claims::ClaimRow;
 pub use console::AgentRow;
 pub use deadlines::{Alert, DeadlineRow, MetricsSnapshot, NotificationRow};
+pub use events::CaseEvent;
 pub use exports::{ExportRow, NewExport};
 
 use jiff::Timestamp;
@@ -113,6 +115,8 @@ pub struct StoreOptions {
     pub read_connections: u32,
     /// When set, every change of a case recomputes and stores its deadlines.
     pub deadlines: Option<DeadlineFn>,
+    /// Record case events for the platform's services (NATS).
+    pub case_events: bool,
 }
 
 impl std::fmt::Debug for StoreOptions {
@@ -128,6 +132,7 @@ impl Default for StoreOptions {
         Self {
             read_connections: 4,
             deadlines: None,
+            case_events: false,
         }
     }
 }
@@ -241,7 +246,7 @@ impl Store {
             .await
             .map_err(db("open read connections"))?;
         let head = load_head(&mut wconn).await?;
-        let writer = writer::Writer::start(wconn, head, opts.deadlines.clone());
+        let writer = writer::Writer::start(wconn, head, opts.deadlines.clone(), opts.case_events);
         Ok(Self {
             read,
             writer: Arc::new(writer),
@@ -1322,7 +1327,7 @@ fn job_of(r: &sqlx::sqlite::SqliteRow) -> Result<Job, StoreError> {
     })
 }
 
-async fn load_case(ctx: &mut WriteCtx, id: CaseId) -> Result<Case, StoreError> {
+pub(crate) async fn load_case(ctx: &mut WriteCtx, id: CaseId) -> Result<Case, StoreError> {
     let body: Option<String> = sqlx::query_scalar("SELECT body FROM cases WHERE id = $1")
         .bind(id.to_string())
         .fetch_optional(&mut ctx.conn)
@@ -1379,6 +1384,11 @@ async fn apply_in(
 /// transaction.
 async fn write_effects(ctx: &mut WriteCtx, case: &Case, change: &Change) -> Result<(), StoreError> {
     for n in case.notices(change) {
+        if ctx.case_events
+            && let Some(kind) = events::kind_of_notice(n.kind)
+        {
+            events::insert(ctx, case, kind, None, change.at).await?;
+        }
         insert_notification(
             ctx,
             n.kind,
@@ -1547,6 +1557,9 @@ async fn enqueue(
         .execute(&mut ctx.conn)
         .await
         .map_err(db("enqueue job"))?;
+    if ctx.case_events && j.kind == "erase" {
+        events::erasure_requested(ctx, id, &j.system, now).await?;
+    }
     Ok(())
 }
 

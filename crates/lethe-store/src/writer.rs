@@ -31,6 +31,8 @@ pub struct WriteCtx {
     pub(crate) conn: SqliteConnection,
     pub(crate) head: Head,
     pub(crate) deadlines: Option<crate::DeadlineFn>,
+    /// Whether changes record case events (see `events.rs`).
+    pub(crate) case_events: bool,
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -53,6 +55,7 @@ impl Writer {
         conn: SqliteConnection,
         head: Head,
         deadlines: Option<crate::DeadlineFn>,
+        case_events: bool,
     ) -> Self {
         let (tx, rx) = mpsc::channel::<Op>(QUEUE_DEPTH);
         tokio::spawn(run(
@@ -60,6 +63,7 @@ impl Writer {
                 conn,
                 head,
                 deadlines,
+                case_events,
             },
             rx,
         ));

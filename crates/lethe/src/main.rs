@@ -902,6 +902,13 @@ struct DemoOptions {
     /// Requests per second allowed per API key.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     rate: u32,
+    /// Publish case events to this NATS server (JetStream).
+    #[arg(long)]
+    nats_url: Option<String>,
+    /// The events' subject prefix; the stream is named after it
+    /// (dots become '_', upper case).
+    #[arg(long, default_value = "lethe.cases")]
+    events_prefix: String,
 }
 
 async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
@@ -920,6 +927,8 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
         face_secret_env,
         sms_url,
         sms_per_client,
+        nats_url,
+        events_prefix,
     } = o;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -967,6 +976,13 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
     cfg_value["identity"] = identity;
     if let Some(u) = webhook_url {
         cfg_value["notifications"] = serde_json::json!({ "url": u });
+    }
+    if let Some(u) = nats_url {
+        cfg_value["events"] = serde_json::json!({
+            "nats_url": u,
+            "stream": events_prefix.replace(['.', '-'], "_").to_uppercase(),
+            "subject_prefix": events_prefix,
+        });
     }
     let cfg: Config = serde_json::from_value(cfg_value)?;
     cfg.validate()
