@@ -63,6 +63,9 @@ pub enum Kind {
     Redis,
     Http,
     Manual,
+    /// A service that erases on the `erasure_requested` case event (NATS)
+    /// and acknowledges through Lethe's API.
+    Event,
 }
 
 impl Kind {
@@ -74,6 +77,7 @@ impl Kind {
             Self::Redis => "redis",
             Self::Http => "http",
             Self::Manual => "manual",
+            Self::Event => "event",
         }
     }
     /// The SQL dialect of a SQL system.
@@ -488,7 +492,7 @@ impl DataMap {
                     && v.bytes()
                         .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
             };
-            if s.kind != Kind::Manual && !is_env(&s.url_env) {
+            if !matches!(s.kind, Kind::Manual | Kind::Event) && !is_env(&s.url_env) {
                 return Err(invalid(
                     format!("{at}.url_env"),
                     "must name an environment variable (A-Z, 0-9, _)",

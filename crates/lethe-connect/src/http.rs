@@ -308,55 +308,7 @@ impl HttpSystem {
     /// Turns a report (answer or callback) into an outcome; a failed report,
     /// or one that says something is left, is an error (the job retries).
     pub fn outcome(&self, report: ErasureReport) -> Result<SystemOutcome, ConnectError> {
-        match report.status.as_str() {
-            "erased" => {}
-            "failed" => {
-                let mut r = report.reason.unwrap_or_else(|| "no reason given".into());
-                r.truncate(300);
-                return Err(self.err(format!("the service reports a failure: {r}")));
-            }
-            other => {
-                return Err(self.err(format!(
-                    "unexpected status '{other}' (expected erased, accepted or failed)"
-                )));
-            }
-        }
-        if report.items.len() > MAX_ITEMS {
-            return Err(self.err(format!("more than {MAX_ITEMS} items reported")));
-        }
-        let mut tables = vec![];
-        for i in report.items {
-            if !["delete", "nullify", "hash", "keep"].contains(&i.action.as_str()) {
-                return Err(self.err(format!("unknown action '{}'", i.action)));
-            }
-            let keep = i.action == "keep";
-            if keep && (i.legal_basis.is_none() || i.retain_until.is_none()) {
-                return Err(self.err(format!(
-                    "kept item '{}' needs legal_basis and retain_until",
-                    i.name.chars().take(64).collect::<String>()
-                )));
-            }
-            if !keep && i.remaining.unwrap_or(0) > 0 {
-                return Err(ConnectError::NotErased {
-                    system: self.name.clone(),
-                    table: i.name,
-                    remaining: i.remaining.unwrap_or(0),
-                });
-            }
-            tables.push(TableOutcome {
-                table: i.name.chars().take(128).collect(),
-                action: i.action,
-                rows: i.count,
-                remaining: Some(if keep { i.count } else { 0 }),
-                legal_basis: i.legal_basis,
-                retain_until: i.retain_until,
-            });
-        }
-        Ok(SystemOutcome {
-            system: self.name.clone(),
-            tables,
-            replayed: false,
-        })
+        report_outcome(&self.name, report)
     }
 
     /// Asks the service for the subject's data (for the data export).
@@ -428,6 +380,65 @@ impl HttpSystem {
             })
             .collect())
     }
+}
+
+/// A service's report of an erasure (signed callback, or an event system's
+/// acknowledgement through the API) as the system's outcome.
+pub fn report_outcome(system: &str, report: ErasureReport) -> Result<SystemOutcome, ConnectError> {
+    let err = |message: String| ConnectError::Db {
+        system: system.to_owned(),
+        action: "record the service's report",
+        message,
+    };
+    match report.status.as_str() {
+        "erased" => {}
+        "failed" => {
+            let mut r = report.reason.unwrap_or_else(|| "no reason given".into());
+            r.truncate(300);
+            return Err(err(format!("the service reports a failure: {r}")));
+        }
+        other => {
+            return Err(err(format!(
+                "unexpected status '{other}' (expected erased, accepted or failed)"
+            )));
+        }
+    }
+    if report.items.len() > MAX_ITEMS {
+        return Err(err(format!("more than {MAX_ITEMS} items reported")));
+    }
+    let mut tables = vec![];
+    for i in report.items {
+        if !["delete", "nullify", "hash", "keep"].contains(&i.action.as_str()) {
+            return Err(err(format!("unknown action '{}'", i.action)));
+        }
+        let keep = i.action == "keep";
+        if keep && (i.legal_basis.is_none() || i.retain_until.is_none()) {
+            return Err(err(format!(
+                "kept item '{}' needs legal_basis and retain_until",
+                i.name.chars().take(64).collect::<String>()
+            )));
+        }
+        if !keep && i.remaining.unwrap_or(0) > 0 {
+            return Err(ConnectError::NotErased {
+                system: system.to_owned(),
+                table: i.name,
+                remaining: i.remaining.unwrap_or(0),
+            });
+        }
+        tables.push(TableOutcome {
+            table: i.name.chars().take(128).collect(),
+            action: i.action,
+            rows: i.count,
+            remaining: Some(if keep { i.count } else { 0 }),
+            legal_basis: i.legal_basis,
+            retain_until: i.retain_until,
+        });
+    }
+    Ok(SystemOutcome {
+        system: system.to_owned(),
+        tables,
+        replayed: false,
+    })
 }
 
 /// A manual task system: the erasure goes to an operator queue.

@@ -178,13 +178,25 @@ pub async fn callback(
             CaseId::parse(c)
                 .map_err(|e| Problem::unprocessable(format!("case_id {e}")).field("case_id"))
         })?;
+    let outcome = http.outcome(report);
+    record_report(&st, case_id, system, outcome).await
+}
+
+/// Records a service's report of an erasure as its system's result, or
+/// sends the job back to retry when the service reports a failure.
+async fn record_report(
+    st: &AppState,
+    case_id: CaseId,
+    system: String,
+    outcome: Result<lethe_connect::SystemOutcome, lethe_connect::ConnectError>,
+) -> Result<Response, Problem> {
     let Some(job) = st.store.open_erase_job(case_id, &system).await? else {
         return Err(Problem::conflict(
             "no-open-erasure",
             "this case has no open erasure in this system (already recorded, or never asked)",
         ));
     };
-    match http.outcome(report) {
+    match outcome {
         Ok(outcome) => {
             let value = serde_json::to_value(&outcome).map_err(|_| Problem::internal())?;
             let closed = st
@@ -198,15 +210,15 @@ pub async fn callback(
                     crate::worker::build_receipt,
                 )
                 .await?;
-            crate::worker::seal_if_erased(&st, &closed).await;
+            crate::worker::seal_if_erased(st, &closed).await;
             Ok(axum::Json(
                 serde_json::json!({ "recorded": true, "case_state": closed.state.to_string() }),
             )
             .into_response())
         }
         Err(e) => {
-            // The service reports a failure: the job retries (sends again)
-            // with backoff; the error is visible on the case.
+            // The service reports a failure: the job retries with backoff;
+            // the error is visible on the case.
             let at = lethe_store::now_wall()
                 .checked_add(jiff::SignedDuration::from_secs(60))
                 .unwrap_or(lethe_store::now_wall());
@@ -214,4 +226,37 @@ pub async fn callback(
             Ok(axum::Json(serde_json::json!({ "recorded": false, "retry": true })).into_response())
         }
     }
+}
+
+/// A service that erases on the `erasure_requested` case event (a data-map
+/// system of kind `event`) acknowledges its erasure here, with the same
+/// report as an HTTP system's callback; that is the system's result.
+#[utoipa::path(post, path = "/v1/cases/{id}/erasures/{system}", tag = "erasure", params(("id" = String, Path), ("system" = String, Path)),
+    request_body(content = Object, description = "{\"status\": \"erased\" | \"failed\", \"items\": [{\"name\", \"action\", \"count\", \"remaining\", \"legal_basis\", \"retain_until\"}], \"reason\"}"),
+    responses((status = 200, description = "recorded, or sent back to retry"), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)), security(("api_key" = [])))]
+pub async fn acknowledge(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path((id, system)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let case = crate::api::owned_case(&st, &p, &id).await?;
+    if !matches!(
+        st.systems.get(&system),
+        Some(crate::systems::Connector::Event)
+    ) {
+        return Err(
+            Problem::not_found("no system of kind event with this name in the data map")
+                .field("system"),
+        );
+    }
+    let report: lethe_connect::http::ErasureReport = serde_json::from_slice(&body)
+        .map_err(|e| Problem::unprocessable(crate::problem::redact_serde(&e.to_string())))?;
+    if report.case_id.as_deref().is_some_and(|c| c != id) {
+        return Err(
+            Problem::unprocessable("case_id differs from the case in the path").field("case_id"),
+        );
+    }
+    let outcome = lethe_connect::http::report_outcome(&system, report);
+    record_report(&st, case.id, system, outcome).await
 }

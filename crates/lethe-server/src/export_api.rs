@@ -952,7 +952,12 @@ async fn feed(
     let gone = || "the archive writer stopped".to_owned();
     let names: Vec<String> = systems
         .names()
-        .filter(|n| !matches!(systems.get(n), Some(Connector::Manual(_)) | None))
+        .filter(|n| {
+            !matches!(
+                systems.get(n),
+                Some(Connector::Manual(_) | Connector::Event) | None
+            )
+        })
         .map(str::to_owned)
         .collect();
     {
@@ -1012,7 +1017,7 @@ async fn feed(
                     .map_err(|e| e.to_string())?;
                 send_whole(name, i, data, tx, progress).await?;
             }
-            Some(Connector::Manual(_)) | None => {}
+            Some(Connector::Manual(_) | Connector::Event) | None => {}
         }
         set(progress, i, |p| p.finished = true);
     }

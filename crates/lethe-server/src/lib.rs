@@ -186,7 +186,7 @@ pub enum ClockMode {
         console::review, console::create_agent_route, console::report,
         identity_api::session, identity_api::face,
         claims_api::create, claims_api::read, claims_api::receipt, claims_api::list, claims_api::document, claims_api::decide,
-        erasure_api::list, erasure_api::complete, erasure_api::callback,
+        erasure_api::list, erasure_api::complete, erasure_api::callback, erasure_api::acknowledge,
         export_api::create, export_api::create_for_case, export_api::read, export_api::delete,
         export_api::download, export_api::console_create, export_api::console_read
     ),
@@ -399,6 +399,10 @@ pub fn router(st: AppState) -> Router {
             guard_idem(&st, post(api::withdraw)),
         )
         .route("/v1/cases/{id}/review", guard_idem(&st, post(api::review)))
+        .route(
+            "/v1/cases/{id}/erasures/{system}",
+            guard_idem(&st, post(erasure_api::acknowledge)),
+        )
         .route("/v1/cases/{id}/retry", guard_idem(&st, post(api::retry)))
         .route("/v1/cases/{id}/receipt", guard_idem(&st, get(api::receipt)))
         .route(
@@ -694,6 +698,17 @@ impl Server {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ServeError::Config(format!("HTTP client: {e}")))?;
+        if cfg.events.nats_url.is_none()
+            && let Some(s) = datamap
+                .systems
+                .iter()
+                .find(|s| s.kind == lethe_connect::Kind::Event)
+        {
+            return Err(ServeError::Config(format!(
+                "system {} is of kind event: its service learns of erasures from case events; set [events] nats_url",
+                s.name
+            )));
+        }
         let systems = Systems::connect(&datamap, http.clone()).await?;
         let tz = jiff::tz::TimeZone::get(&cfg.time_zone)
             .map_err(|_| ServeError::Config(format!("unknown time_zone {}", cfg.time_zone)))?;

@@ -18,6 +18,9 @@ pub enum Connector {
     Redis(RedisSystem),
     Http(HttpSystem),
     Manual(ManualSystem),
+    /// A service that erases on the `erasure_requested` case event and
+    /// acknowledges through the API (`POST /v1/erasures/{case}/{system}`).
+    Event,
 }
 
 /// What an erasure in one system came to.
@@ -70,6 +73,7 @@ impl Systems {
                 Kind::Redis => Connector::Redis(RedisSystem::connect_from_env(s).await?),
                 Kind::Http => Connector::Http(HttpSystem::from_env(s, http.clone())?),
                 Kind::Manual => Connector::Manual(ManualSystem::new(s)),
+                Kind::Event => Connector::Event,
             };
             by_name.insert(s.name.to_string(), c);
             limits.insert(
@@ -276,6 +280,9 @@ impl Systems {
                 }
                 Ok(out)
             }
+            // The case event went out with the erasure's start; the job
+            // waits for the service's acknowledgement like a callback.
+            Connector::Event => Ok(items.iter().map(|_| Erased::AwaitingCallback).collect()),
             Connector::Manual(m) => Ok(items
                 .iter()
                 .map(|_| Erased::Manual {

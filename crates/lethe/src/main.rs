@@ -643,6 +643,10 @@ async fn datamap_cmd(cmd: DatamapCmd) -> anyhow::Result<()> {
                         "system {} (http, {:?}): a signed erasure request would be sent to the URL in {}",
                         s.name, s.mode, s.url_env
                     ),
+                    Kind::Event => println!(
+                        "system {} (event): the erasure_requested case event would be published; the service acknowledges through the API",
+                        s.name
+                    ),
                     Kind::Manual => println!(
                         "system {} (manual): a task would be opened for an operator, due in {} days: {}",
                         s.name,
@@ -695,7 +699,7 @@ async fn datamap_cmd(cmd: DatamapCmd) -> anyhow::Result<()> {
                         lethe_connect::redis_conn::RedisSystem::connect_from_env(s).await?;
                         eprintln!("{}: redis answers", s.name);
                     }
-                    Kind::Http | Kind::Manual => unchecked.push(s.name.to_string()),
+                    Kind::Http | Kind::Manual | Kind::Event => unchecked.push(s.name.to_string()),
                 }
             }
             let errors = findings

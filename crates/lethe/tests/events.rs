@@ -162,3 +162,84 @@ async fn case_events_reach_jetstream_once_each_even_after_the_broker_was_away() 
     drop(demo);
     drop_stream(&stream).await;
 }
+
+#[tokio::test]
+async fn a_service_erases_on_the_event_and_acknowledges_through_the_api() {
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let prefix = format!("lethe.a{tag}");
+    let stream = prefix.replace('.', "_").to_uppercase();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("datamap.toml"),
+        format!(
+            "{}\n[[systems]]\nname = \"loyalty_svc\"\nkind = \"event\"\n",
+            include_str!("../../../examples/demo-mart/datamap.toml")
+        ),
+    )
+    .unwrap();
+    let demo = Demo::start_with(
+        dir.path(),
+        50,
+        &["--nats-url", NATS, "--events-prefix", &prefix],
+    )
+    .await;
+    let user = clear_users(&demo.mart().await, 1).await[0];
+    let id = demo.create(user).await;
+    demo.to_cooling_off(&id).await;
+    demo.advance(7 * 86_400 + 60).await;
+    demo.wait_state(&id, "erasing", 30).await;
+    // The service learns of the erasure from its event...
+    let msgs = stream_messages(&stream, 3).await;
+    let ev = msgs
+        .iter()
+        .find(|(s, _, _)| s == &format!("{prefix}.erasure_requested.loyalty_svc"))
+        .expect("an erasure_requested event for the service");
+    assert_eq!(ev.2["case_id"], json!(id));
+    assert_eq!(ev.2["subject_id"], json!(user.to_string()));
+    // ...the case waits for it...
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(demo.state(&id).await, "erasing");
+    // ...an unknown system or a bad report is refused...
+    let path = format!("/v1/cases/{id}/erasures/loyalty_svc");
+    let (s, _) = demo
+        .post(
+            &format!("/v1/cases/{id}/erasures/crm"),
+            json!({"status": "erased", "items": []}),
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (s, v) = demo
+        .post(&path, json!({"status": "erased", "items": [{"name": "members", "action": "delete", "count": 2, "remaining": 1}]}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["recorded"], false);
+    // ...and its acknowledgement is the system's result: the case closes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let (s, v) = demo
+            .post(&path, json!({"status": "erased", "items": [{"name": "members", "action": "delete", "count": 2, "remaining": 0}]}))
+            .await;
+        if s == 200 && v["recorded"] == true {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{s} {v}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    demo.wait_state(&id, "erased", 60).await;
+    let (_, receipt) = demo.get(&format!("/v1/cases/{id}/receipt")).await;
+    let svc = receipt["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["system"] == "loyalty_svc")
+        .unwrap_or_else(|| panic!("no loyalty_svc on the receipt: {receipt}"));
+    assert_eq!(svc["tables"][0]["table"], "members");
+    assert_eq!(svc["tables"][0]["rows"], 2);
+    // A second acknowledgement finds nothing open.
+    let (s, _) = demo
+        .post(&path, json!({"status": "erased", "items": []}))
+        .await;
+    assert_eq!(s, 409);
+    drop(demo);
+    drop_stream(&stream).await;
+}
