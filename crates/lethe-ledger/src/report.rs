@@ -332,4 +332,29 @@ mod tests {
         forged.report.cases = 1;
         assert!(!forged.verify(&s.public_key_hex()));
     }
+
+    proptest::proptest! {
+        /// A signed report still verifies after a trip through JSON text,
+        /// whatever its durations are (their floats must parse back to
+        /// the same bits).
+        #[test]
+        fn signed_reports_verify_after_a_json_round_trip(closed in proptest::collection::vec(1i64..10_000_000_000, 1..20)) {
+            let cases: Vec<CaseRow> = closed
+                .iter()
+                .enumerate()
+                .map(|(i, ms)| CaseRow {
+                    case_id: format!("c{i}"),
+                    channel: "app".into(),
+                    state: "erased".into(),
+                    created_ms: 0,
+                    closed_ms: Some(*ms),
+                })
+                .collect();
+            let r = build("f", "t", "g", 0, 0, &cases, &[], &[], 1);
+            let s = crate::Signer::from_seed(&[4u8; 32]);
+            let text = serde_json::to_string(&SignedReport::sign(r, &s)).unwrap();
+            let back: SignedReport = serde_json::from_str(&text).unwrap();
+            proptest::prop_assert!(back.verify(&s.public_key_hex()));
+        }
+    }
 }
