@@ -161,6 +161,9 @@ pub struct IdentityConfig {
     pub session_public_key: Option<String>,
     /// Environment variable with the face provider's callback secret (whsec_...).
     pub face_secret_env: Option<String>,
+    /// Environment variable with the carrier's callback secret (whsec_...),
+    /// for signed carrier events at POST /v1/callbacks/carrier.
+    pub carrier_secret_env: Option<String>,
     /// The platform's SMS gateway (signed webhook); required for sms outside the demo.
     pub sms_url: Option<String>,
     pub sms_secret_env: Option<String>,
@@ -182,6 +185,7 @@ impl Default for IdentityConfig {
             session_secret_env: None,
             session_public_key: None,
             face_secret_env: None,
+            carrier_secret_env: None,
             sms_url: None,
             sms_secret_env: None,
             sms_per_phone_per_hour: 5,

@@ -177,7 +177,7 @@ pub enum ClockMode {
         api::confirm, api::withdraw, api::review, api::retry, api::receipt, api::timeline,
         api::dev_outbox, api::dev_advance, api::healthz, api::readyz,
         vault_api::encrypt, vault_api::decrypt, vault_api::blind_index, vault_api::rotate,
-        api::restore, api::extend, api::settle, api::alternatives, api::choose_alternative, ops_api::check, ops_api::carrier_event, ops_api::overdue,
+        api::restore, api::extend, api::settle, api::alternatives, api::choose_alternative, ops_api::check, ops_api::carrier_event, ops_api::carrier_callback, ops_api::overdue,
         ops_api::notifications, ops_api::calendar,
         audit_api::public_key, audit_api::tree_head, audit_api::sign_now, audit_api::tree_heads,
         audit_api::inclusion, audit_api::consistency, audit_api::export, audit_api::receipt_html,
@@ -598,6 +598,7 @@ pub fn router(st: AppState) -> Router {
         .merge(exports)
         .merge(claims)
         .route("/v1/callbacks/face", post(identity_api::face))
+        .route("/v1/callbacks/carrier", post(ops_api::carrier_callback))
         .route(
             "/v1/erasure-callbacks/{system}",
             post(erasure_api::callback),

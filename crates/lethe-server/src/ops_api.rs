@@ -105,6 +105,35 @@ pub async fn carrier_event(
     Extension(_p): Extension<Principal>,
     ApiJson(ev): ApiJson<CarrierEvent>,
 ) -> Result<Response, Problem> {
+    apply_carrier_event(&st, ev).await
+}
+
+/// The same carrier event sent by the carrier itself, signed as Standard
+/// Webhooks with the secret in `identity.carrier_secret_env`; replays are
+/// refused.
+#[utoipa::path(post, path = "/v1/callbacks/carrier", request_body = CarrierEvent, tag = "identifiers",
+    responses((status = 200, body = CarrierResult), (status = 401, body = Problem), (status = 409, body = Problem)))]
+pub async fn carrier_callback(
+    State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, Problem> {
+    let Some(secret) = st
+        .identity
+        .carrier_secret_env
+        .as_ref()
+        .and_then(|v| std::env::var(v).ok())
+    else {
+        return Err(Problem::not_found("carrier callbacks are not configured")
+            .fix("set identity.carrier_secret_env to the variable holding the carrier's whsec_ secret"));
+    };
+    crate::webhook::accept_callback(&st, &secret, &headers, &body, "carrier").await?;
+    let ev: CarrierEvent = serde_json::from_slice(&body)
+        .map_err(|e| Problem::unprocessable(crate::problem::redact_serde(&e.to_string())))?;
+    apply_carrier_event(&st, ev).await
+}
+
+async fn apply_carrier_event(st: &AppState, ev: CarrierEvent) -> Result<Response, Problem> {
     value_ok(&ev.phone, "phone")?;
     let CarrierEventKind::Recycled = ev.event;
     let now = st.clock.now();

@@ -964,7 +964,11 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
     if let Some(f) = calendar_file {
         cfg_value["calendar_file"] = serde_json::json!(std::path::absolute(f)?);
     }
-    let mut identity = serde_json::json!({ "sms_per_client_per_hour": sms_per_client });
+    // Signed carrier events are accepted when LETHE_CARRIER_SECRET is set.
+    let mut identity = serde_json::json!({
+        "sms_per_client_per_hour": sms_per_client,
+        "carrier_secret_env": "LETHE_CARRIER_SECRET",
+    });
     if let Some(v) = session_secret_env {
         identity["session_secret_env"] = serde_json::json!(v);
     }

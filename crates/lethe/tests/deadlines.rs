@@ -247,7 +247,13 @@ async fn a_changed_calendar_file_is_reloaded_and_a_malformed_one_rejected() {
 #[tokio::test]
 async fn tombstones_enforce_re_registration_and_release_recycled_numbers() {
     let dir = tempfile::tempdir().unwrap();
-    let demo = Demo::start(dir.path(), 300).await;
+    let demo = Demo::start_env(
+        dir.path(),
+        300,
+        &[],
+        &[("LETHE_CARRIER_SECRET", CARRIER_SECRET)],
+    )
+    .await;
     let mart = demo.mart().await;
     let users = clear_users(&mart, 2).await;
     let (gone, live) = (users[0], users[1]);
@@ -350,7 +356,39 @@ async fn tombstones_enforce_re_registration_and_release_recycled_numbers() {
                 && x["payload"]["subject_ids"] == json!([live.to_string()])),
         "{n}"
     );
+    // The carrier itself sends the event, signed (Standard Webhooks): it
+    // counts once; a replay and an unsigned one are refused.
+    let body = json!({"event": "recycled", "phone": live_phone}).to_string();
+    let ts = jiff::Timestamp::now().as_second();
+    let sig = lethe_connect::http::sign(
+        &lethe_connect::http::secret_bytes(CARRIER_SECRET),
+        "msg_carrier_1",
+        ts,
+        body.as_bytes(),
+    );
+    let ts = ts.to_string();
+    let signed = [
+        ("content-type", "application/json"),
+        ("webhook-id", "msg_carrier_1"),
+        ("webhook-timestamp", ts.as_str()),
+        ("webhook-signature", sig.as_str()),
+    ];
+    let (s, v, _) = demo.raw_post("/v1/callbacks/carrier", &body, &signed).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["accounts_to_unbind"], 1);
+    let (s, _, _) = demo.raw_post("/v1/callbacks/carrier", &body, &signed).await;
+    assert_eq!(s, 409);
+    let (s, _, _) = demo
+        .raw_post(
+            "/v1/callbacks/carrier",
+            &body,
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(s, 401);
 }
+
+const CARRIER_SECRET: &str = "whsec_Y2Fycmllci1zZWNyZXQtZm9yLXRlc3Rz";
 
 #[tokio::test]
 async fn gdpr_deadlines_can_be_extended_once_with_a_notice() {
