@@ -325,15 +325,7 @@ pub async fn create_for_case(
 ) -> Result<Response, Problem> {
     let idem = idem_key(&headers)?;
     let case = crate::api::owned_case(&st, &p, &id).await?;
-    if case.state.is_terminal() || case.state == lethe_domain::CaseState::Erasing {
-        return Err(Problem::conflict(
-            "export-too-late",
-            format!(
-                "the case is {}; a copy can be taken only before the erasure starts",
-                case.state
-            ),
-        ));
-    }
+    still_open(&case)?;
     let (status, v) = request(
         &st,
         Request {
@@ -347,6 +339,20 @@ pub async fn create_for_case(
     )
     .await?;
     Ok((status, axum::Json(v)).into_response())
+}
+
+/// A copy belongs to a case only until its erasure starts.
+fn still_open(case: &lethe_domain::Case) -> Result<(), Problem> {
+    if case.state.is_terminal() || case.state == lethe_domain::CaseState::Erasing {
+        return Err(Problem::conflict(
+            "export-too-late",
+            format!(
+                "the case is {}; a copy can be taken only before the erasure starts",
+                case.state
+            ),
+        ));
+    }
+    Ok(())
 }
 
 async fn owned(st: &AppState, principal: &str, id: &str) -> Result<ExportRow, Problem> {
@@ -425,15 +431,7 @@ pub async fn console_create(
             .ok_or_else(|| {
                 Problem::unprocessable("no case of this account has this id").field("case_id")
             })?;
-        if case.state.is_terminal() || case.state == lethe_domain::CaseState::Erasing {
-            return Err(Problem::conflict(
-                "export-too-late",
-                format!(
-                    "the case is {}; a copy can be taken only before the erasure starts",
-                    case.state
-                ),
-            ));
-        }
+        still_open(&case)?;
     }
     let (status, v) = request(
         &st,
