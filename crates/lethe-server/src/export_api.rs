@@ -224,7 +224,9 @@ struct Request {
     idem: String,
 }
 
-async fn request(st: &AppState, r: Request) -> Result<(StatusCode, ExportView), Problem> {
+/// Records an export request; answers 202 with the export (and its link),
+/// or 200 with the export an earlier request with the same key made.
+async fn request(st: &AppState, r: Request) -> Result<Response, Problem> {
     if !st.systems.subject_exists(&r.subject).await? {
         return Err(Problem::unprocessable(
             "no account with this subject_id exists on the platform",
@@ -275,10 +277,10 @@ async fn request(st: &AppState, r: Request) -> Result<(StatusCode, ExportView), 
         if row.subject_ref != subject_ref || row.case_id != r.case_id {
             return Err(lethe_store::StoreError::IdempotencyConflict.into());
         }
-        return Ok((StatusCode::OK, view(st, &row, true)));
+        return Ok((StatusCode::OK, axum::Json(view(st, &row, true))).into_response());
     }
     st.export_wake.notify_waiters();
-    Ok((StatusCode::ACCEPTED, view(st, &row, true)))
+    Ok((StatusCode::ACCEPTED, axum::Json(view(st, &row, true))).into_response())
 }
 
 fn idem_key(headers: &HeaderMap) -> Result<String, Problem> {
@@ -297,7 +299,7 @@ pub async fn create(
     ApiJson(body): ApiJson<ExportRequest>,
 ) -> Result<Response, Problem> {
     let idem = idem_key(&headers)?;
-    let (status, v) = request(
+    request(
         &st,
         Request {
             subject: body.subject_id,
@@ -308,8 +310,7 @@ pub async fn create(
             idem,
         },
     )
-    .await?;
-    Ok((status, axum::Json(v)).into_response())
+    .await
 }
 
 /// Take a copy before cancelling: the export step of the cancellation
@@ -326,7 +327,7 @@ pub async fn create_for_case(
     let idem = idem_key(&headers)?;
     let case = crate::api::owned_case(&st, &p, &id).await?;
     still_open(&case)?;
-    let (status, v) = request(
+    request(
         &st,
         Request {
             subject: case.subject.clone(),
@@ -337,8 +338,7 @@ pub async fn create_for_case(
             idem,
         },
     )
-    .await?;
-    Ok((status, axum::Json(v)).into_response())
+    .await
 }
 
 /// A copy belongs to a case only until its erasure starts.
@@ -433,7 +433,7 @@ pub async fn console_create(
             })?;
         still_open(&case)?;
     }
-    let (status, v) = request(
+    request(
         &st,
         Request {
             subject: body.subject_id,
@@ -444,8 +444,7 @@ pub async fn console_create(
             idem,
         },
     )
-    .await?;
-    Ok((status, axum::Json(v)).into_response())
+    .await
 }
 
 /// An export as the console shows it.

@@ -253,32 +253,39 @@ impl Store {
             .transpose()
     }
 
+    /// Exports matching `filter` (a constant condition with one text
+    /// parameter, `$1`).
+    async fn exports_where(
+        &self,
+        filter: &'static str,
+        arg: String,
+    ) -> Result<Vec<ExportRow>, StoreError> {
+        sqlx::query(sql!("SELECT {COLS} FROM exports WHERE {filter}"))
+            .bind(arg)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("read exports"))?
+            .iter()
+            .map(row_of)
+            .collect()
+    }
+
     /// The exports of a case, newest first (at most 20).
     pub async fn exports_for_case(&self, case_id: &str) -> Result<Vec<ExportRow>, StoreError> {
-        sqlx::query(sql!(
-            "SELECT {COLS} FROM exports WHERE case_id = $1 ORDER BY created_at DESC, id LIMIT 20"
-        ))
-        .bind(case_id.to_owned())
-        .fetch_all(&self.read)
+        self.exports_where(
+            "case_id = $1 ORDER BY created_at DESC, id LIMIT 20",
+            case_id.to_owned(),
+        )
         .await
-        .map_err(db("read exports"))?
-        .iter()
-        .map(row_of)
-        .collect()
     }
 
     /// Exports of a subject (by pseudonym) that are not over.
     pub async fn open_exports_of(&self, subject_ref: &str) -> Result<Vec<ExportRow>, StoreError> {
-        sqlx::query(sql!(
-            "SELECT {COLS} FROM exports WHERE subject_ref = $1 AND state IN ('queued', 'building', 'ready', 'downloading') LIMIT 100"
-        ))
-        .bind(subject_ref.to_owned())
-        .fetch_all(&self.read)
+        self.exports_where(
+            "subject_ref = $1 AND state IN ('queued', 'building', 'ready', 'downloading') LIMIT 100",
+            subject_ref.to_owned(),
+        )
         .await
-        .map_err(db("read exports"))?
-        .iter()
-        .map(row_of)
-        .collect()
     }
 
     /// Takes the oldest queued export, or one whose builder's lease ran out
