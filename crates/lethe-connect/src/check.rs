@@ -424,3 +424,62 @@ mod tests {
         assert_eq!(pii_by_name("shipping"), None);
     }
 }
+
+/// What a check of the whole data map found.
+#[derive(Debug, Default)]
+pub struct CheckRun {
+    pub findings: Vec<Finding>,
+    /// Systems without a schema Lethe can read (HTTP, manual, event).
+    pub unchecked: Vec<String>,
+}
+
+impl CheckRun {
+    pub fn errors(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count()
+    }
+}
+
+/// Checks every system of the data map against its live schema (SQL:
+/// connects afresh, reads the schema, samples up to `sample` values of each
+/// uncovered column; Redis: answers). `note(system, message)` reports
+/// progress; `sampled(system, done, total)` the sampling.
+pub async fn check_systems(
+    map: &crate::DataMap,
+    sample: u32,
+    mut note: impl FnMut(&str, &str),
+    mut sampled: impl FnMut(&str, usize, usize),
+) -> Result<CheckRun, crate::ConnectError> {
+    use crate::Kind;
+    let mut run = CheckRun::default();
+    for s in &map.systems {
+        match s.kind {
+            Kind::Sqlite | Kind::Postgres | Kind::Mysql => {
+                note(s.name.as_str(), "connecting and reading the schema ...");
+                let sys = crate::SqlSystem::connect_from_env(s).await?;
+                note(
+                    s.name.as_str(),
+                    &format!("{} tables", sys.schema().tables.len()),
+                );
+                let cols = uncovered_columns(s, sys.schema());
+                let samples = if sample == 0 {
+                    Default::default()
+                } else {
+                    sys.sample(&cols, sample, |done, total| {
+                        sampled(s.name.as_str(), done, total)
+                    })
+                    .await?
+                };
+                run.findings.extend(check(s, sys.schema(), &samples));
+            }
+            Kind::Redis => {
+                crate::redis_conn::RedisSystem::connect_from_env(s).await?;
+                note(s.name.as_str(), "redis answers");
+            }
+            Kind::Http | Kind::Manual | Kind::Event => run.unchecked.push(s.name.to_string()),
+        }
+    }
+    Ok(run)
+}

@@ -19,6 +19,7 @@ pub mod jwt;
 pub mod metrics;
 pub mod middleware;
 pub mod ops_api;
+pub mod pages;
 pub mod problem;
 pub mod providers;
 pub mod report;
@@ -188,7 +189,8 @@ pub enum ClockMode {
         claims_api::create, claims_api::read, claims_api::receipt, claims_api::list, claims_api::document, claims_api::decide,
         erasure_api::list, erasure_api::complete, erasure_api::callback, erasure_api::acknowledge,
         export_api::create, export_api::create_for_case, export_api::read, export_api::delete,
-        export_api::download, export_api::console_create, export_api::console_read
+        export_api::download, export_api::console_create, export_api::console_read,
+        pages::user::create_handoff
     ),
     components(schemas(problem::Problem)),
     modifiers(&SecurityAddon, &ProblemResponses)
@@ -249,7 +251,10 @@ impl utoipa::Modify for ProblemResponses {
         use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
         use utoipa::openapi::{Content, Ref, RefOr, Required, ResponseBuilder};
         // POSTs outside the idempotency store (see `router`).
-        const NO_IDEMPOTENCY_KEY: [&str; 5] = [
+        // A hand-off link is single-use and short-lived: a retry asks for a
+        // new one, and the idempotency store must not keep links.
+        const NO_IDEMPOTENCY_KEY: [&str; 6] = [
+            "/v1/handoffs",
             "/v1/vault/encrypt",
             "/v1/vault/decrypt",
             "/v1/vault/blind-index",
@@ -491,7 +496,10 @@ pub fn router(st: AppState) -> Router {
     }
     // Demo only: Demo Mart's own settlement endpoint (signed, no API key).
     let demo_platform = if st.manual_clock.is_some() {
-        Router::new().route("/demo-platform/settlements", post(demo_platform::settle))
+        Router::new()
+            .route("/demo-platform/settlements", post(demo_platform::settle))
+            .route("/demo-platform/app", get(pages::user::demo_app))
+            .route("/demo-platform/app/cancel", post(pages::user::demo_cancel))
     } else {
         Router::new()
     };
@@ -589,6 +597,47 @@ pub fn router(st: AppState) -> Router {
         "/v1/vault/kek/rotate",
         guard_idem(&st, post(vault_api::rotate)),
     );
+    // The pages: the user's cancellation centre and the agent console.
+    let pages = Router::new()
+        .route(
+            "/v1/handoffs",
+            guard_auth(&st, post(pages::user::create_handoff)),
+        )
+        .route("/u", get(|| async { pages::redirect("/u/") }))
+        .route("/u/", get(pages::user::page))
+        .route("/u/enter", get(pages::user::enter))
+        .route("/u/lang", get(pages::user::switch_lang))
+        .route("/u/events", get(pages::user::events))
+        .route("/u/receipt", get(pages::user::receipt))
+        .route("/u/do/{action}", post(pages::user::act))
+        .route("/console", get(|| async { pages::redirect("/console/") }))
+        .route("/console/", get(pages::agent::queues))
+        .route(
+            "/console/login",
+            get(pages::agent::login_page).post(pages::agent::login),
+        )
+        .route("/console/logout", post(pages::agent::logout))
+        .route("/console/cases", post(pages::agent::new_case))
+        .route("/console/cases/{id}", get(pages::agent::case_page))
+        .route(
+            "/console/cases/{id}/{action}",
+            post(pages::agent::case_action),
+        )
+        .route("/console/claims/{id}", get(pages::agent::claim_page))
+        .route(
+            "/console/claims/{id}/documents/{n}",
+            get(pages::agent::claim_document),
+        )
+        .route(
+            "/console/claims/{id}/decision",
+            post(pages::agent::claim_decide),
+        )
+        .route("/console/datamap", get(pages::agent::datamap))
+        .route("/console/report", get(pages::agent::report))
+        .route("/assets/lethe.css", get(pages::css))
+        .route("/assets/lethe.js", get(pages::js))
+        .route("/assets/icon.svg", get(pages::icon))
+        .route("/favicon.ico", get(pages::icon));
     let limit = st.limits.body_bytes;
     let timeout = Duration::from_secs(st.limits.request_timeout_secs);
     Router::new()
@@ -597,6 +646,7 @@ pub fn router(st: AppState) -> Router {
         .merge(console)
         .merge(exports)
         .merge(claims)
+        .merge(pages)
         .route("/v1/callbacks/face", post(identity_api::face))
         .route("/v1/callbacks/carrier", post(ops_api::carrier_callback))
         .route(

@@ -23,6 +23,7 @@ pub struct Secrets {
     vault: [u8; 32],
     tombstone: [u8; 32],
     export_link: [u8; 32],
+    pages: [u8; 32],
 }
 
 impl std::fmt::Debug for Secrets {
@@ -47,6 +48,7 @@ impl Secrets {
             vault: derive(master, "vault"),
             tombstone: derive(master, "tombstone"),
             export_link: derive(master, "export-link"),
+            pages: derive(master, "pages"),
         }
     }
 
@@ -94,6 +96,12 @@ impl Secrets {
     }
 
     /// The vault's master secret (subject references, blind indexes).
+    /// The key that seals the pages' hand-off tokens and session cookies
+    /// and derives their CSRF tokens (dedicated).
+    pub fn pages_key(&self) -> &[u8; 32] {
+        &self.pages
+    }
+
     pub fn vault_master(&self) -> &[u8; 32] {
         &self.vault
     }

@@ -105,6 +105,18 @@ pub(crate) fn from_ms(v: i64) -> Timestamp {
     Timestamp::from_millisecond(v).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
+/// A row of a console queue.
+#[derive(Debug, Clone)]
+pub struct QueueRow {
+    pub id: String,
+    pub state: String,
+    pub channel: String,
+    pub created_at: Timestamp,
+    /// The nearest open deadline and its kind.
+    pub due_at: Option<Timestamp>,
+    pub due_kind: Option<String>,
+}
+
 /// Computes a case's deadlines (the server binds the calendar and time zone).
 pub type DeadlineFn =
     std::sync::Arc<dyn Fn(&Case) -> Vec<lethe_domain::deadline::Deadline> + Send + Sync>;
@@ -381,6 +393,65 @@ impl Store {
                     .map_err(|e| StoreError::Corrupt(e.to_string()))
             })
             .collect()
+    }
+
+    /// The open case of a subject (not erased, withdrawn or rejected), the
+    /// newest if several; for the user's pages, which find the case of the
+    /// account the platform handed over.
+    /// `principals`: the platform's and the console's (agents open cases
+    /// that continue in the platform's app).
+    pub async fn open_case_of(
+        &self,
+        principals: [&str; 2],
+        subject: &str,
+    ) -> Result<Option<CaseId>, StoreError> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM cases WHERE principal IN ($1, $2) AND subject = $3 AND state NOT IN ('erased', 'withdrawn', 'rejected') ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(principals[0])
+        .bind(principals[1])
+        .bind(subject)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db("find the open case"))?;
+        id.map(|i| CaseId::parse(&i).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    /// A console queue: cases in the given states, oldest first, each with
+    /// its nearest open deadline.
+    pub async fn queue(
+        &self,
+        states: &[&'static str],
+        limit: u32,
+    ) -> Result<Vec<QueueRow>, StoreError> {
+        if states.is_empty() {
+            return Ok(vec![]);
+        }
+        let marks: Vec<String> = (0..states.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT c.id, c.state, c.channel, c.created_at, \
+             (SELECT MIN(d.due_at) FROM deadlines d WHERE d.case_id = c.id AND d.met_at IS NULL AND d.due_at IS NOT NULL), \
+             (SELECT d.kind FROM deadlines d WHERE d.case_id = c.id AND d.met_at IS NULL AND d.due_at IS NOT NULL ORDER BY d.due_at LIMIT 1) \
+             FROM cases c WHERE c.state IN ({}) ORDER BY c.created_at LIMIT $1",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(i64::from(limit));
+        for s in states {
+            q = q.bind(*s);
+        }
+        let rows = q.fetch_all(&self.read).await.map_err(db("read a queue"))?;
+        Ok(rows
+            .iter()
+            .map(|r| QueueRow {
+                id: r.get(0),
+                state: r.get(1),
+                channel: r.get(2),
+                created_at: from_ms(r.get(3)),
+                due_at: r.get::<Option<i64>, _>(4).map(from_ms),
+                due_kind: r.get(5),
+            })
+            .collect())
     }
 
     pub async fn count_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {

@@ -666,46 +666,23 @@ async fn datamap_cmd(cmd: DatamapCmd) -> anyhow::Result<()> {
             json,
         } => {
             let map = lethe_connect::DataMap::load(&datamap)?;
-            let mut findings = vec![];
-            let mut unchecked = vec![];
-            for s in &map.systems {
-                match s.kind {
-                    Kind::Sqlite | Kind::Postgres | Kind::Mysql => {
-                        eprintln!("{}: connecting and reading the schema ...", s.name);
-                        let sys = SqlSystem::connect_from_env(s).await?;
-                        eprintln!("{}: {} tables", s.name, sys.schema().tables.len());
-                        let cols = lethe_connect::check::uncovered_columns(s, sys.schema());
-                        let samples = if sample == 0 {
-                            Default::default()
-                        } else {
-                            let total = cols.len();
-                            let step = (total / 20).max(1);
-                            sys.sample(&cols, sample, |done, total| {
-                                if done % step == 0 || done == total {
-                                    eprint!(
-                                        "\r{}: sampled {done}/{total} uncovered columns",
-                                        s.name
-                                    );
-                                    if done == total {
-                                        eprintln!();
-                                    }
-                                }
-                            })
-                            .await?
-                        };
-                        findings.extend(lethe_connect::check::check(s, sys.schema(), &samples));
+            let run = lethe_connect::check::check_systems(
+                &map,
+                sample,
+                |system, msg| eprintln!("{system}: {msg}"),
+                |system, done, total| {
+                    let step = (total / 20).max(1);
+                    if done % step == 0 || done == total {
+                        eprint!("\r{system}: sampled {done}/{total} uncovered columns");
+                        if done == total {
+                            eprintln!();
+                        }
                     }
-                    Kind::Redis => {
-                        lethe_connect::redis_conn::RedisSystem::connect_from_env(s).await?;
-                        eprintln!("{}: redis answers", s.name);
-                    }
-                    Kind::Http | Kind::Manual | Kind::Event => unchecked.push(s.name.to_string()),
-                }
-            }
-            let errors = findings
-                .iter()
-                .filter(|f| f.severity == lethe_connect::check::Severity::Error)
-                .count();
+                },
+            )
+            .await?;
+            let errors = run.errors();
+            let (findings, unchecked) = (run.findings, run.unchecked);
             if json {
                 println!("{}", serde_json::to_string_pretty(&findings)?);
             } else {

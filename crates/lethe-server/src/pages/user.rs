@@ -1,0 +1,965 @@
+//! The user's cancellation centre, `/u/`: nine steps over one case —
+//! start (with the alternatives), verify, blockers and assets, consequences,
+//! export, confirm, progress (live, server-sent events), restore during
+//! cooling-off, receipt.
+//!
+//! The platform hands its signed-in user over with a single-use link
+//! (`POST /v1/handoffs`); the page session is a sealed cookie naming the
+//! platform, the account and the case. Each action calls the API handler
+//! of the same name, so the pages and the API cannot drift apart.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use lethe_domain::asset::{OptionKind, SettlementStatus};
+use lethe_domain::{Case, CaseState, Channel, SubjectId};
+use minijinja::context;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{Lang, answer, csrf_ok, csrf_token, local_time, problem_text, render};
+use crate::AppState;
+use crate::api::ApiJson;
+use crate::middleware::Principal;
+use crate::problem::Problem;
+
+const SESSION_COOKIE: &str = "lethe_u";
+const LANG_COOKIE: &str = "lethe_lang";
+/// A hand-off link works once, within this many seconds.
+pub const HANDOFF_SECS: i64 = 600;
+/// A page session lasts this long after the last page the user opened.
+const SESSION_SECS: i64 = 1800;
+/// One live-progress connection lasts at most this long; the browser
+/// reconnects by itself.
+const SSE_MAX_SECS: u64 = 600;
+/// Form fields per POST (the largest form has four).
+const MAX_FIELDS: usize = 16;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Handoff {
+    p: String,
+    s: String,
+    ch: String,
+    exp: i64,
+    n: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserSession {
+    /// The platform (API key name) that handed the user over.
+    p: String,
+    /// The account.
+    s: String,
+    ch: String,
+    case: Option<String>,
+    exp: i64,
+    /// The session's secret, from which its CSRF token is derived.
+    k: String,
+}
+
+// ------------------------------------------------------------ hand-off API
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffRequest {
+    /// The platform's id of the signed-in account.
+    #[schema(value_type = String, example = "10042")]
+    pub subject_id: SubjectId,
+    /// app (signed in) or recovery (signed out, found through account
+    /// recovery); the cancellation centre verifies the holder either way.
+    #[schema(value_type = String, example = "app")]
+    pub channel: Channel,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HandoffLink {
+    /// Send the user's browser here (once, within 10 minutes).
+    pub url: String,
+    pub expires_at: String,
+}
+
+/// Hand a user over to the cancellation centre: a single-use link that
+/// opens the pages for this account. The platform calls this for its
+/// signed-in user (or one it found through account recovery) and
+/// redirects the browser to the link.
+#[utoipa::path(post, path = "/v1/handoffs", request_body = HandoffRequest, tag = "pages",
+    responses((status = 201, body = HandoffLink), (status = 422, body = Problem)), security(("api_key" = [])))]
+pub async fn create_handoff(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ApiJson(body): ApiJson<HandoffRequest>,
+) -> Result<Response, Problem> {
+    let link = handoff(&st, &p, &body.subject_id, body.channel).await?;
+    Ok((StatusCode::CREATED, axum::Json(link)).into_response())
+}
+
+pub async fn handoff(
+    st: &AppState,
+    p: &Principal,
+    subject: &SubjectId,
+    channel: Channel,
+) -> Result<HandoffLink, Problem> {
+    if !matches!(channel, Channel::App | Channel::Recovery) {
+        return Err(Problem::unprocessable(
+            "the pages serve the app and recovery channels; agents use the console",
+        )
+        .field("channel")
+        .fix("send app or recovery"));
+    }
+    if !st.systems.subject_exists(subject).await? {
+        return Err(Problem::unprocessable(
+            "no account with this subject_id exists on the platform",
+        )
+        .field("subject_id"));
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let h = Handoff {
+        p: p.0.clone(),
+        s: subject.expose().to_owned(),
+        ch: channel.as_str().into(),
+        exp: now + HANDOFF_SECS,
+        n: hex::encode(rand::random::<[u8; 16]>()),
+    };
+    let token = super::seal(st.secrets.pages_key(), "handoff", &h);
+    Ok(HandoffLink {
+        url: format!("{}/u/enter?t={token}", st.public_url),
+        expires_at: jiff::Timestamp::from_second(h.exp)
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+    })
+}
+
+// ------------------------------------------------------------- the session
+
+fn lang_of(headers: &HeaderMap) -> Lang {
+    super::cookie(headers, LANG_COOKIE)
+        .map(Lang::parse)
+        .unwrap_or_default()
+}
+
+fn session_of(st: &AppState, headers: &HeaderMap) -> Option<UserSession> {
+    let raw = super::cookie(headers, SESSION_COOKIE)?;
+    let s: UserSession = super::open(st.secrets.pages_key(), "session", raw).ok()?;
+    (s.exp > jiff::Timestamp::now().as_second()).then_some(s)
+}
+
+fn with_session(st: &AppState, mut r: Response, s: &UserSession) -> Response {
+    let mut s = s.clone();
+    s.exp = jiff::Timestamp::now().as_second() + SESSION_SECS;
+    let v = super::seal(st.secrets.pages_key(), "session", &s);
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        super::set_cookie(SESSION_COOKIE, &v, "/u", SESSION_SECS, "Lax", !st.demo),
+    );
+    r
+}
+
+fn expired(lang: Lang) -> Response {
+    super::with_status(
+        render("u_expired.html", context! { lang => lang.tag() }),
+        StatusCode::UNAUTHORIZED,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EnterQuery {
+    t: Option<String>,
+}
+
+/// The hand-off link: opens the session (once) and goes to the case.
+pub async fn enter(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<EnterQuery>,
+) -> Response {
+    let lang = lang_of(&headers);
+    let Some(t) = q.t else {
+        return expired(lang);
+    };
+    let Ok(h) = super::open::<Handoff>(st.secrets.pages_key(), "handoff", &t) else {
+        return expired(lang);
+    };
+    let now = jiff::Timestamp::now();
+    if h.exp < now.as_second() {
+        return expired(lang);
+    }
+    match st
+        .store
+        .first_callback(format!("handoff:{}", h.n), now)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return expired(lang),
+        Err(e) => return Problem::from(e).into_response(),
+    }
+    let case = match st
+        .store
+        .open_case_of([h.p.as_str(), st.console_principal.as_str()], &h.s)
+        .await
+    {
+        Ok(c) => c.map(|c| c.to_string()),
+        Err(e) => return Problem::from(e).into_response(),
+    };
+    let s = UserSession {
+        p: h.p,
+        s: h.s,
+        ch: h.ch,
+        case,
+        exp: 0,
+        k: hex::encode(rand::random::<[u8; 16]>()),
+    };
+    with_session(&st, super::redirect("/u/"), &s)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LangQuery {
+    to: Option<String>,
+    back: Option<String>,
+}
+
+/// Switches the language (zh-CN / en) and goes back to a local page.
+pub async fn switch_lang(State(st): State<AppState>, Query(q): Query<LangQuery>) -> Response {
+    let lang = Lang::parse(q.to.as_deref().unwrap_or_default());
+    let back = q
+        .back
+        .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
+        .unwrap_or_else(|| "/u/".into());
+    let mut r = super::redirect(&back);
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        super::set_cookie(LANG_COOKIE, lang.tag(), "/", 31_536_000, "Lax", !st.demo),
+    );
+    r
+}
+
+// ------------------------------------------------------------------- pages
+
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    step: Option<String>,
+}
+
+/// The cancellation centre: the page of the step the case is at.
+pub async fn page(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let lang = lang_of(&headers);
+    let Some(s) = session_of(&st, &headers) else {
+        return expired(lang);
+    };
+    let r = show(&st, &s, lang, q.step.as_deref(), None).await;
+    with_session(&st, r, &s)
+}
+
+async fn load(st: &AppState, s: &UserSession) -> Result<Option<Case>, Problem> {
+    let Some(id) = &s.case else {
+        return Ok(None);
+    };
+    let id = lethe_domain::CaseId::parse(id).map_err(|_| Problem::internal())?;
+    Ok(st.store.get_case(id).await?)
+}
+
+/// The step (1-9) a case is at.
+fn step_of(c: Option<&Case>, want: Option<&str>) -> u8 {
+    let Some(c) = c else { return 1 };
+    match c.state {
+        CaseState::Submitted => 2,
+        CaseState::IdentityVerified | CaseState::ChecksBlocked => 3,
+        CaseState::ChecksClear => {
+            if c.assets.iter().all(|a| a.resolved()) {
+                4
+            } else {
+                3
+            }
+        }
+        CaseState::ConsequencesAcknowledged => {
+            if want == Some("confirm") {
+                6
+            } else {
+                5
+            }
+        }
+        CaseState::UnderReview | CaseState::Erasing | CaseState::Failed => 7,
+        CaseState::CoolingOff => 7,
+        CaseState::Erased => 9,
+        CaseState::Withdrawn | CaseState::Rejected => 8,
+    }
+}
+
+const STEPS: [&str; 9] = [
+    "start",
+    "verify",
+    "assets",
+    "consequences",
+    "export",
+    "confirm",
+    "progress",
+    "restore",
+    "receipt",
+];
+
+async fn show(
+    st: &AppState,
+    s: &UserSession,
+    lang: Lang,
+    want: Option<&str>,
+    error: Option<String>,
+) -> Response {
+    let case = match load(st, s).await {
+        Ok(c) => c,
+        Err(p) => return p.into_response(),
+    };
+    let csrf = csrf_token(st.secrets.pages_key(), &s.k);
+    let step = step_of(case.as_ref(), want);
+    let steps: Vec<_> = STEPS
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let n = i as u8 + 1;
+            context! {
+                n => n,
+                key => format!("step.{k}"),
+                state => if n < step { "done" } else if n == step { "current" } else { "todo" },
+            }
+        })
+        .collect();
+    let Some(case) = case else {
+        let alternatives: Vec<_> = crate::api::alternatives_list()
+            .into_iter()
+            .map(|a| {
+                context! {
+                    kind => a.kind,
+                    title => if lang == Lang::En { a.title_en } else { a.title_zh },
+                    description => if lang == Lang::En { a.description_en } else { a.description_zh },
+                }
+            })
+            .collect();
+        let r = render(
+            "u_start.html",
+            context! { lang => lang.tag(), csrf, steps, step, alternatives, error,
+            cooling_days => st.policy.cooling_off.as_secs() / 86_400 },
+        );
+        return r;
+    };
+    let view = match case_context(st, &case, lang).await {
+        Ok(v) => v,
+        Err(p) => return p.into_response(),
+    };
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let dev_sms = if st.demo {
+        st.store
+            .outbox_for(case.id)
+            .await
+            .ok()
+            .and_then(|m| m.into_iter().rev().find(|m| m.channel == "sms"))
+            // Only a code sent at the current step (not the one that
+            // verified the holder earlier).
+            .filter(|m| m.created_at >= case.updated_at)
+            .map(|m| m.body)
+    } else {
+        None
+    };
+    super::with_status(
+        render(
+            "u_case.html",
+            context! { lang => lang.tag(), csrf, steps, step, case => view, error, dev_sms,
+            cooling_days => st.policy.cooling_off.as_secs() / 86_400 },
+        ),
+        status,
+    )
+}
+
+/// What the case page shows of a case.
+async fn case_context(st: &AppState, c: &Case, lang: Lang) -> Result<minijinja::Value, Problem> {
+    let en = lang == Lang::En;
+    let today = st.clock.now().to_zoned_datetime(st.tz.clone()).date();
+    let assets: Vec<_> = c
+        .assets
+        .iter()
+        .map(|a| {
+            let options: Vec<_> = a
+                .kind
+                .options()
+                .iter()
+                .map(|o| {
+                    let amount = match o {
+                        OptionKind::RefundProRata => {
+                            lethe_domain::asset::subscription_refund(a, today)
+                        }
+                        OptionKind::Withdraw => a.amount,
+                        _ => None,
+                    };
+                    let (zh, en_text) = lethe_domain::asset::statement(a, *o, amount, None);
+                    context! {
+                        value => o.as_str(),
+                        label => super::i18n::text(lang, &format!("option.{}", o.as_str())),
+                        statement => if en { en_text } else { zh },
+                        transfer => *o == OptionKind::Transfer,
+                    }
+                })
+                .collect();
+            let settlement = a.settlement.as_ref().map(|s| {
+                context! {
+                    option => super::i18n::text(lang, &format!("option.{}", s.option.as_str())),
+                    status => match s.status {
+                        SettlementStatus::Pending => "pending",
+                        SettlementStatus::Done => "done",
+                        SettlementStatus::Failed => "failed",
+                        SettlementStatus::Forfeited => "forfeited",
+                    },
+                    statement => s.statement.clone(),
+                    amount => s.amount.map(|m| m.get()),
+                    reference => s.reference.clone(),
+                    error => s.error.clone(),
+                }
+            });
+            context! {
+                id => a.id.clone(),
+                kind => super::i18n::text(lang, &format!("asset.{}", a.kind.as_str())),
+                label => a.label.clone(),
+                amount => a.amount.map(|m| m.get()),
+                quantity => a.quantity,
+                period_end => a.period_end.map(|d| d.to_string()),
+                auto_renew => a.auto_renew,
+                options,
+                settlement,
+                open => !a.resolved() && a.settlement.as_ref().is_none_or(|s| s.status == SettlementStatus::Failed),
+            }
+        })
+        .collect();
+    let consequences: Vec<_> = c
+        .consequences
+        .iter()
+        .map(|q| {
+            context! {
+                id => q.id.clone(),
+                version => q.version,
+                text => if en { q.text_en.clone() } else { q.text_zh.clone() },
+                acknowledged => c.acknowledgements.iter().any(|a| a.consequence_id == q.id && a.version == q.version),
+            }
+        })
+        .collect();
+    let blockers: Vec<_> = c
+        .blockers
+        .iter()
+        .map(|b| {
+            context! {
+                message => if en { b.message_en.clone() } else { b.message_zh.clone() },
+                items => b.items.clone(),
+            }
+        })
+        .collect();
+    let now = st.clock.now();
+    let deadlines: Vec<_> = st
+        .store
+        .deadlines_for_case(c.id)
+        .await?
+        .iter()
+        .map(|d| {
+            let v = crate::api::DeadlineView::from_row(d, now);
+            context! {
+                kind => super::i18n::text(lang, &format!("deadline.{}", v.kind)),
+                due => v.due_at.as_deref().map(|t| local_time(t, &st.tz)),
+                status => super::i18n::text(lang, &format!("dstatus.{}", v.status)),
+            }
+        })
+        .collect();
+    let exports: Vec<_> = crate::export_api::views_for_case(st, &c.id.to_string())
+        .await?
+        .into_iter()
+        .map(|e| {
+            context! {
+                state => e.state.clone(),
+                state_label => super::i18n::text(lang, &format!("export.{}", e.state)),
+                percent => e.percent,
+                ready => e.state == "ready",
+                url => e.download_url.filter(|_| e.state == "ready"),
+                expires => local_time(&e.expires_at, &st.tz),
+                systems => e.systems.iter().map(|s| context! { name => s.system.clone(), percent => s.percent }).collect::<Vec<_>>(),
+            }
+        })
+        .collect();
+    let progress = progress_context(st, c, lang).await?;
+    let retention: Vec<_> = st
+        .datamap
+        .systems
+        .iter()
+        .flat_map(|sys| {
+            sys.tables.iter().filter_map(move |t| match &t.action {
+                lethe_connect::datamap::Action::Keep {
+                    legal_basis,
+                    retention_days,
+                } => Some(context! {
+                    what => t.name.to_string(),
+                    system => sys.name.to_string(),
+                    why => legal_basis.clone(),
+                    until => super::i18n::text(lang, "retain.for").replace("{n}", &retention_days.to_string()),
+                }),
+                _ => None,
+            })
+        })
+        .collect();
+    Ok(context! {
+        id => c.id.to_string(),
+        state => c.state.as_str(),
+        state_label => super::i18n::text(lang, &format!("state.{}", c.state.as_str())),
+        next => super::i18n::text(lang, &format!("next.{}", c.state.as_str())),
+        channel => c.channel.as_str(),
+        assets,
+        consequences,
+        all_acknowledged => c.consequences.iter().all(|q| c.acknowledgements.iter().any(|a| a.consequence_id == q.id && a.version == q.version)),
+        blockers,
+        deadlines,
+        exports,
+        progress,
+        retention,
+        checks_problem => c.checks_problem.clone(),
+        cooling_off_ends => c.cooling_off_ends_at.map(|t| local_time(&t.to_string(), &st.tz)),
+        rejection => c.rejection_reason.as_ref().map(|r| r.as_str().to_owned()),
+        was_cooling_off => c.state == CaseState::Withdrawn && st.store.audit_for_case(c.id).await?.iter().any(|e| e.event.to_state == "cooling_off"),
+        stamp => stamp(st, c).await?,
+    })
+}
+
+/// The progress list: what has happened and what happens next, and each
+/// system's erasure.
+async fn progress_context(
+    st: &AppState,
+    c: &Case,
+    lang: Lang,
+) -> Result<minijinja::Value, Problem> {
+    let events: Vec<_> = st
+        .store
+        .audit_for_case(c.id)
+        .await?
+        .into_iter()
+        .map(|e| {
+            let key = format!("event.{}", e.event.kind);
+            let what = match super::i18n::text(lang, &key) {
+                t if t == key => {
+                    super::i18n::text(lang, &format!("state.{}", e.event.to_state)).to_owned()
+                }
+                t => t.to_owned(),
+            };
+            context! {
+                what,
+                kind => e.event.kind,
+                at => local_time(&e.event.at, &st.tz),
+            }
+        })
+        .collect();
+    let systems: Vec<_> = st
+        .store
+        .jobs_for_case(c.id)
+        .await?
+        .into_iter()
+        .filter(|j| j.kind == "erase" || j.kind == "shred")
+        .map(|j| {
+            context! {
+                system => j.system,
+                state => j.state.clone(),
+                label => super::i18n::text(lang, &format!("job.{}", j.state)),
+            }
+        })
+        .collect();
+    Ok(context! { events, systems })
+}
+
+/// A short fingerprint of everything the live progress shows; the page
+/// refreshes its live part when it changes.
+async fn stamp(st: &AppState, c: &Case) -> Result<String, Problem> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(c.state.as_str());
+    h.update(c.updated_at.to_string());
+    for j in st.store.jobs_for_case(c.id).await? {
+        h.update(format!("{}:{}:{};", j.system, j.state, j.attempts));
+    }
+    for e in st.store.exports_for_case(&c.id.to_string()).await? {
+        h.update(format!("{}:{:?};", e.id, e.state));
+        h.update(serde_json::to_vec(&e.progress).unwrap_or_default());
+    }
+    Ok(hex::encode(&h.finalize()[..8]))
+}
+
+// ----------------------------------------------------------------- actions
+
+/// A form post: session, CSRF token and origin checked, then the action.
+pub async fn act(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Path(action): Path<String>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Response {
+    let lang = lang_of(&headers);
+    let Some(mut s) = session_of(&st, &headers) else {
+        return expired(lang);
+    };
+    if form.len() > MAX_FIELDS {
+        return super::forbidden_post(lang);
+    }
+    let form: HashMap<String, String> = form.into_iter().collect();
+    let token = form.get("_csrf").map(String::as_str).unwrap_or_default();
+    if !super::same_origin(&headers) || !csrf_ok(st.secrets.pages_key(), &s.k, token) {
+        return super::forbidden_post(lang);
+    }
+    let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let p = Principal(s.p.clone());
+    let case_id = s.case.clone().unwrap_or_default();
+    let mut next = "/u/".to_owned();
+    let result: Result<(), Problem> = async {
+        match action.as_str() {
+            "start" => {
+                let subject = SubjectId::parse(&s.s).map_err(|_| Problem::internal())?;
+                let channel = Channel::parse(&s.ch).map_err(|_| Problem::internal())?;
+                let v = answer(
+                    crate::api::create_case(
+                        State(st.clone()),
+                        Extension(p.clone()),
+                        None,
+                        ApiJson(crate::api::CreateCase {
+                            subject_id: subject.clone(),
+                            channel,
+                        }),
+                    )
+                    .await,
+                )
+                .await;
+                match v {
+                    Ok(v) => s.case = v["id"].as_str().map(str::to_owned),
+                    // An open case exists (another tab, or an agent's):
+                    // continue it.
+                    Err(e) if e.status == 409 => {
+                        s.case = st
+                            .store
+                            .open_case_of([s.p.as_str(), st.console_principal.as_str()], &s.s)
+                            .await?
+                            .map(|c| c.to_string());
+                    }
+                    Err(e) => return Err(e),
+                }
+                Ok(())
+            }
+            "alternative" => {
+                let kind = field("kind");
+                if !crate::api::alternatives_list()
+                    .iter()
+                    .any(|a| a.kind == kind)
+                {
+                    return Err(Problem::unprocessable("unknown alternative").field("kind"));
+                }
+                if s.case.is_none() {
+                    let subject = SubjectId::parse(&s.s).map_err(|_| Problem::internal())?;
+                    let channel = Channel::parse(&s.ch).map_err(|_| Problem::internal())?;
+                    let v = answer(
+                        crate::api::create_case(
+                            State(st.clone()),
+                            Extension(p.clone()),
+                            None,
+                            ApiJson(crate::api::CreateCase {
+                                subject_id: subject,
+                                channel,
+                            }),
+                        )
+                        .await,
+                    )
+                    .await?;
+                    s.case = v["id"].as_str().map(str::to_owned);
+                }
+                let id = s.case.clone().unwrap_or_default();
+                answer(
+                    crate::api::choose_alternative(
+                        State(st.clone()),
+                        Extension(p.clone()),
+                        None,
+                        Path(id),
+                        ApiJson(crate::api::ChooseAlternative { kind }),
+                    )
+                    .await,
+                )
+                .await?;
+                Ok(())
+            }
+            "send-code" => {
+                let mut h = HeaderMap::new();
+                h.insert(
+                    "lethe-client-address",
+                    HeaderValue::from_str(&peer.ip().to_string())
+                        .unwrap_or(HeaderValue::from_static("0.0.0.0")),
+                );
+                answer(
+                    crate::api::send_code(
+                        State(st.clone()),
+                        Extension(p.clone()),
+                        None,
+                        ConnectInfo(peer),
+                        h,
+                        Path(case_id.clone()),
+                    )
+                    .await,
+                )
+                .await?;
+                Ok(())
+            }
+            "verify" | "restore" => {
+                let code = lethe_domain::OtpCode::parse(&field("code"))
+                    .map_err(|e| Problem::unprocessable(format!("the code {e}")).field("code"))?;
+                let r = if action == "verify" {
+                    crate::api::verify_code(
+                        State(st.clone()),
+                        Extension(p.clone()),
+                        None,
+                        Path(case_id.clone()),
+                        ApiJson(crate::api::VerifyCode { code }),
+                    )
+                    .await
+                } else {
+                    crate::api::restore(
+                        State(st.clone()),
+                        Extension(p.clone()),
+                        None,
+                        Path(case_id.clone()),
+                        ApiJson(crate::api::Restore { code }),
+                    )
+                    .await
+                };
+                answer(r).await?;
+                Ok(())
+            }
+            "checks" => {
+                answer(
+                    crate::api::run_checks(
+                        State(st.clone()),
+                        Extension(p.clone()),
+                        None,
+                        Path(case_id.clone()),
+                    )
+                    .await,
+                )
+                .await?;
+                Ok(())
+            }
+            "settle" => {
+                let option: OptionKind = serde_json::from_value(serde_json::Value::String(field(
+                    "option",
+                )))
+                .map_err(|_| Problem::unprocessable("choose one of the options").field("option"))?;
+                let transfer_to = match field("transfer_to") {
+                    t if t.is_empty() => None,
+                    t => Some(SubjectId::parse(&t).map_err(|e| {
+                        Problem::unprocessable(format!("the receiving account {e}"))
+                            .field("transfer_to")
+                    })?),
+                };
+                answer(
+                    crate::api::settle(
+                        State(st.clone()),
+                        Extension(p.clone()),
+                        None,
+                        Path(case_id.clone()),
+                        ApiJson(crate::api::Settle {
+                            asset_id: field("asset_id"),
+                            option,
+                            locale: lang.locale(),
+                            transfer_to,
+                        }),
+                    )
+                    .await,
+                )
+                .await?;
+                Ok(())
+            }
+            "acknowledge" => {
+                let version = field("version").parse::<u32>().map_err(|_| {
+                    Problem::unprocessable("the text's version is missing").field("version")
+                })?;
+                answer(
+                    crate::api::acknowledge(
+                        State(st.clone()),
+                        Extension(p.clone()),
+                        None,
+                        Path(case_id.clone()),
+                        ApiJson(crate::api::Acknowledge {
+                            consequence_id: field("consequence_id"),
+                            version,
+                            locale: lang.locale(),
+                        }),
+                    )
+                    .await,
+                )
+                .await?;
+                Ok(())
+            }
+            "export" => {
+                let mut h = HeaderMap::new();
+                let key = uuid::Uuid::now_v7().to_string();
+                h.insert(
+                    "idempotency-key",
+                    HeaderValue::from_str(&key).map_err(|_| Problem::internal())?,
+                );
+                answer(
+                    crate::export_api::create_for_case(
+                        State(st.clone()),
+                        Extension(p.clone()),
+                        h,
+                        Path(case_id.clone()),
+                        ApiJson(crate::export_api::CaseExportRequest { single_use: None }),
+                    )
+                    .await,
+                )
+                .await?;
+                Ok(())
+            }
+            "confirm" => {
+                if field("understood") != "yes" {
+                    next = "/u/?step=confirm".into();
+                    return Err(Problem::unprocessable(
+                        "tick the box to confirm that you understand",
+                    )
+                    .field("understood"));
+                }
+                answer(
+                    crate::api::confirm(
+                        State(st.clone()),
+                        Extension(p.clone()),
+                        None,
+                        Path(case_id.clone()),
+                    )
+                    .await,
+                )
+                .await?;
+                Ok(())
+            }
+            "withdraw" => {
+                answer(
+                    crate::api::withdraw(
+                        State(st.clone()),
+                        Extension(p.clone()),
+                        None,
+                        Path(case_id.clone()),
+                    )
+                    .await,
+                )
+                .await?;
+                Ok(())
+            }
+            _ => Err(Problem::not_found("no such action")),
+        }
+    }
+    .await;
+    match result {
+        Ok(()) => with_session(&st, super::redirect(&next), &s),
+        Err(e) => {
+            let want = (next.ends_with("confirm")).then_some("confirm");
+            let r = show(&st, &s, lang, want, Some(problem_text(lang, &e))).await;
+            with_session(&st, r, &s)
+        }
+    }
+}
+
+// ---------------------------------------------------------- live progress
+
+/// Live progress as server-sent events: a `progress` event with the case's
+/// state and fingerprint whenever either changes (checked every second).
+pub async fn events(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(s) = session_of(&st, &headers) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let Some(id) = s
+        .case
+        .as_deref()
+        .and_then(|i| lethe_domain::CaseId::parse(i).ok())
+    else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    let started = std::time::Instant::now();
+    let stream = futures_util::stream::unfold((st, String::new()), move |(st, last)| async move {
+        loop {
+            if started.elapsed() > Duration::from_secs(SSE_MAX_SECS) {
+                return None;
+            }
+            let now = match st.store.get_case(id).await {
+                Ok(Some(c)) => stamp(&st, &c)
+                    .await
+                    .ok()
+                    .map(|h| (c.state.as_str().to_owned(), h)),
+                _ => None,
+            };
+            if let Some((state, h)) = now
+                && h != last
+            {
+                let ev = Event::default()
+                    .event("progress")
+                    .data(serde_json::json!({ "state": state, "stamp": h }).to_string());
+                return Some((Ok::<_, Infallible>(ev), (st, h)));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+/// The signed receipt of the erased case, as a page.
+pub async fn receipt(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let lang = lang_of(&headers);
+    let Some(s) = session_of(&st, &headers) else {
+        return expired(lang);
+    };
+    let r = crate::audit_api::receipt_html(
+        State(st.clone()),
+        Extension(Principal(s.p.clone())),
+        Path(s.case.clone().unwrap_or_default()),
+    )
+    .await;
+    super::document(r)
+}
+
+// -------------------------------------------------------------- demo only
+
+/// Demo Mart's "Settings" page: stands for the platform's app, which hands
+/// its signed-in user over to the cancellation centre.
+pub async fn demo_app(headers: HeaderMap) -> Response {
+    let lang = lang_of(&headers);
+    render(
+        "demo_app.html",
+        context! { lang => lang.tag(), back => "/demo-platform/app" },
+    )
+}
+
+/// What the platform's back end does when its user presses "cancel my
+/// account": create a hand-off link and redirect the browser to it.
+pub async fn demo_cancel(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Response {
+    let lang = lang_of(&headers);
+    if form.len() > MAX_FIELDS || !super::same_origin(&headers) {
+        return super::forbidden_post(lang);
+    }
+    let form: HashMap<String, String> = form.into_iter().collect();
+    let subject = SubjectId::parse(form.get("subject_id").map(|s| s.trim()).unwrap_or_default());
+    let channel = Channel::parse(form.get("channel").map(String::as_str).unwrap_or("app"));
+    let (Ok(subject), Ok(channel)) = (subject, channel) else {
+        return super::redirect("/demo-platform/app");
+    };
+    match handoff(&st, &Principal("demo".into()), &subject, channel).await {
+        Ok(link) => super::redirect(&link.url),
+        Err(p) => p.into_response(),
+    }
+}
