@@ -388,6 +388,15 @@ test("an agent's hotline case in the console", async () => {
   assert.match(await ap.locator("#report-cases").textContent(), /\d+/);
   await axeCheck(ap, "compliance report");
   await shot(ap, "14-console-report");
+  // Pages are served with a strict Content-Security-Policy.
+  const head = await ap.goto(`${demo.url}/console/report`);
+  assert.match(head.headers()["content-security-policy"], /script-src 'self'/);
+  // Signing out ends the session on the server.
+  await page.goto(`${demo.url}/console/`);
+  await page.click('form[action="/console/logout"] button');
+  await page.waitForURL(/\/console\/login$/);
+  await page.goto(`${demo.url}/console/cases/${caseId}`);
+  assert.match(page.url(), /\/console\/login$/);
   assert.deepEqual(page.errors, []);
   assert.deepEqual(ap.errors, []);
 });

@@ -134,6 +134,22 @@ impl Store {
             .await
     }
 
+    /// Ends a console session (sign-out): the token stops working at once.
+    pub async fn end_console_session(&self, token_hash: String) -> Result<(), StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    sqlx::query("DELETE FROM console_sessions WHERE token_hash = $1")
+                        .bind(token_hash)
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("end session"))?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
     /// The live session with this token hash: (agent id, role).
     pub async fn console_session(
         &self,

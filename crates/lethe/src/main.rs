@@ -152,6 +152,12 @@ enum AgentCmd {
         #[arg(long)]
         role: String,
     },
+    /// The current six-digit TOTP code of an enrolment (what an
+    /// authenticator app shows), for trying the console on this machine.
+    Code {
+        /// The otpauth:// URL `agent create` printed, or its base32 secret.
+        otpauth: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -416,6 +422,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 bail!("no live API key named '{name}'");
             }
+            Ok(())
+        }
+        Cmd::Agent {
+            cmd: AgentCmd::Code { otpauth },
+        } => {
+            let secret = otpauth
+                .split("secret=")
+                .nth(1)
+                .map(|r| r.split('&').next().unwrap_or_default())
+                .unwrap_or(&otpauth);
+            let key = data_encoding::BASE32_NOPAD
+                .decode(secret.trim_end_matches('=').as_bytes())
+                .context("the secret must be the base32 secret of an otpauth:// URL")?;
+            let step = jiff::Timestamp::now().as_second() / lethe_server::totp::STEP_SECS;
+            let step = u64::try_from(step).context("the system clock is before 1970")?;
+            println!("{:06}", lethe_server::totp::code_at(&key, step));
             Ok(())
         }
         Cmd::Agent {
@@ -998,6 +1020,7 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
             k
         }
     };
+    let agents = demo_agents(&server, &data_dir).await?;
     let addr = server.local_addr()?;
     let url = format!("http://{addr}");
     // Settlement instructions go to Demo Mart's own endpoint, signed with a
@@ -1024,7 +1047,16 @@ Lethe demo is running with Demo Mart ({users} users at first run).
   API key:   {api_key}
   Data:      {dir}
 
-Try this (each POST needs a fresh Idempotency-Key):
+In a browser (a phone-sized window shows the pages as users see them):
+  {url}/demo-platform/app
+      Demo Mart's app: press 注销账号 to enter the cancellation centre as a
+      user (in the demo, the SMS with the code shows on the page)
+  {url}/console/
+      the agent console; the demo's agents, with their passwords and TOTP
+      enrolments, are in {agents}
+      (a code without an authenticator app: lethe agent code '<otpauth URL>')
+
+Or the API. Try this (each POST needs a fresh Idempotency-Key):
 
   K={api_key}; U={url}
   H="-H 'Authorization: Bearer $K' -H 'Content-Type: application/json'"
@@ -1036,10 +1068,40 @@ code (the SMS lands in /v1/dev/outbox/{{id}}), run the checks, acknowledge the
 consequences, confirm, move the demo clock 7 days with /v1/dev/clock/advance,
 and read the receipt. Stop with Ctrl-C.
 "#,
-        dir = data_dir.display()
+        dir = data_dir.display(),
+        agents = agents.display()
     );
     server.run().await?;
     Ok(())
+}
+
+/// The demo's console accounts (an agent, a reviewer, an auditor), made on
+/// first run; their passwords and TOTP enrolments are kept in a 0600 file
+/// of the data directory, whose path is returned.
+async fn demo_agents(server: &Server, data_dir: &Path) -> anyhow::Result<PathBuf> {
+    use lethe_server::console::Role;
+    let file = data_dir.join("demo-agents.txt");
+    if file.exists() {
+        return Ok(file);
+    }
+    let mut text = String::from(
+        "# The demo's console accounts: sign in at /console/ with the username,\n# the password and the code of the TOTP enrolment (an authenticator app,\n# or: lethe agent code '<otpauth URL>').\n",
+    );
+    for (name, role) in [
+        ("demo.agent", Role::Agent),
+        ("demo.reviewer", Role::Reviewer),
+        ("demo.auditor", Role::Auditor),
+    ] {
+        let (password, url) = lethe_server::console::create_agent(&server.state, name, role)
+            .await
+            .map_err(|p| anyhow::anyhow!("creating the demo agent {name}: {}", p.detail))?;
+        text.push_str(&format!(
+            "\n{name} ({})\n  password: {password}\n  totp: {url}\n",
+            role.as_str()
+        ));
+    }
+    write_private(&file, &text)?;
+    Ok(file)
 }
 
 #[cfg(unix)]

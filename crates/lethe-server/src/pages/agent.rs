@@ -122,14 +122,32 @@ pub async fn login(
     }
 }
 
-pub async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    let mut r = to_login();
-    if super::same_origin(&headers) {
-        r.headers_mut().append(
-            header::SET_COOKIE,
-            super::set_cookie(COOKIE, "", "/console", 0, "Strict", !st.demo),
-        );
+/// Signs out: the session ends in the store (the token stops working
+/// everywhere) and the cookie is cleared.
+pub async fn logout(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Response {
+    let lang = lang_of(&headers);
+    let Some((_, token)) = agent_of(&st, &headers).await else {
+        return to_login();
+    };
+    if checked_form(&st, &headers, &token, form).is_none() {
+        return super::forbidden_post(lang);
     }
+    if let Err(e) = st
+        .store
+        .end_console_session(crate::middleware::hash_api_key(&token))
+        .await
+    {
+        return Problem::from(e).into_response();
+    }
+    let mut r = to_login();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        super::set_cookie(COOKIE, "", "/console", 0, "Strict", !st.demo),
+    );
     r
 }
 
