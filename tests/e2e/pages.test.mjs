@@ -185,6 +185,7 @@ test("a full self-service cancellation, live to the signed receipt", async () =>
   await page.click('a[lang="en"]');
   assert.match(await page.locator("h1").textContent(), /Cancel your account/);
   assert.equal(await page.locator("html").getAttribute("lang"), "en");
+  await axeCheck(page, "start (en)");
   await shot(page, "01-start-en");
   await page.click('a[lang="zh-CN"]');
   await page.click("#start");
@@ -275,6 +276,22 @@ test("a restore during cooling-off", async () => {
     return r.status;
   });
   assert.equal(forged, 403);
+  assert.deepEqual(page.errors, []);
+});
+
+test("an account with an unfinished order is told what blocks it", async () => {
+  // Demo Mart's user 3 has an order being shipped.
+  const page = await newPage(MOBILE);
+  await enterFromApp(page, 3);
+  await page.click("#start");
+  await verifyBySms(page);
+  await page.click("#run-checks");
+  await page.waitForSelector(".blocked");
+  const text = await page.locator(".blocked").textContent();
+  assert.match(text, /订单|order/);
+  assert.equal(await page.locator('form[action="/u/do/settle"]').count(), 0, "nothing to settle while blocked");
+  await axeCheck(page, "blocked");
+  await shot(page, "03-blocked");
   assert.deepEqual(page.errors, []);
 });
 
@@ -438,7 +455,7 @@ test("a real-name dispute reviewed with the document viewer", async () => {
 });
 
 test("every page was checked by axe-core", () => {
-  for (const p of ["start", "verify", "assets", "consequences", "export", "confirm", "progress", "receipt",
+  for (const p of ["start", "start (en)", "blocked", "expired link", "receipt document", "verify", "assets", "consequences", "export", "confirm", "progress", "receipt",
     "restored", "console login", "console queues", "console case", "data-map check", "compliance report", "dispute review"]) {
     assert.ok(checked.includes(p), `axe ran on ${p}`);
   }

@@ -274,7 +274,7 @@ pub async fn auth(State(st): State<AppState>, mut req: Request, next: Next) -> R
 pub fn allowed(route: &str) -> &'static [Role] {
     use Role::*;
     match route {
-        "create_case" | "hotline" | "counter" | "export" => &[Agent],
+        "create_case" | "hotline" | "counter" | "export" | "manual_task" => &[Agent],
         "read_case" => &[Agent, Reviewer, Auditor],
         "review" | "claims" => &[Reviewer],
         "create_agent" => &[Admin],

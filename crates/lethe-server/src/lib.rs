@@ -623,6 +623,10 @@ pub fn router(st: AppState) -> Router {
             "/console/cases/{id}/{action}",
             post(pages::agent::case_action),
         )
+        .route(
+            "/console/tasks/{id}/complete",
+            post(pages::agent::complete_task),
+        )
         .route("/console/claims/{id}", get(pages::agent::claim_page))
         .route(
             "/console/claims/{id}/documents/{n}",

@@ -1084,6 +1084,17 @@ async fn demo_agents(server: &Server, data_dir: &Path) -> anyhow::Result<PathBuf
     if file.exists() {
         return Ok(file);
     }
+    // A store restored from a backup has the agents but not this file:
+    // their credentials stay with whoever kept the file.
+    if server
+        .state
+        .store
+        .agent_by_username("demo.agent")
+        .await?
+        .is_some()
+    {
+        return Ok(file);
+    }
     let mut text = String::from(
         "# The demo's console accounts: sign in at /console/ with the username,\n# the password and the code of the TOTP enrolment (an authenticator app,\n# or: lethe agent code '<otpauth URL>').\n",
     );

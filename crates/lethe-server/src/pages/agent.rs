@@ -483,6 +483,59 @@ pub async fn case_action(
     }
 }
 
+/// An operator completes a manual erasure task: what was done, and how
+/// many records; recorded as done by this agent.
+pub async fn complete_task(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Response {
+    let lang = lang_of(&headers);
+    let Some((a, token)) = agent_of(&st, &headers).await else {
+        return to_login();
+    };
+    let Some(form) = checked_form(&st, &headers, &token, form) else {
+        return super::forbidden_post(lang);
+    };
+    let f = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let r = match (
+        crate::console::require(&a, "manual_task"),
+        f("records").parse::<u64>(),
+    ) {
+        (Err(p), _) => Err(p),
+        (Ok(()), Err(_)) => Err(Problem::unprocessable(
+            "records must be the number of records erased by hand (0 or more)",
+        )
+        .field("records")),
+        (Ok(()), Ok(records)) => {
+            crate::erasure_api::complete(
+                State(st.clone()),
+                Extension(crate::middleware::Principal(format!("agent:{}", a.id))),
+                Path(id),
+                ApiJson(crate::erasure_api::CompleteTask {
+                    note: f("note"),
+                    records,
+                }),
+            )
+            .await
+        }
+    };
+    match answer(r).await {
+        Ok(_) => super::redirect("/console/"),
+        Err(p) => match queues_ctx(&st, lang).await {
+            Ok(q) => super::with_status(
+                render(
+                    "c_queues.html",
+                    context! { ..base_ctx(lang, &a, &token, &st, "/console/"), ..context! { error => problem_text(lang, &p), ..q } },
+                ),
+                StatusCode::from_u16(p.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+            ),
+            Err(p) => p.into_response(),
+        },
+    }
+}
+
 // ----------------------------------------------------------------- claims
 
 pub async fn claim_page(

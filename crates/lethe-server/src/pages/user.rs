@@ -40,6 +40,12 @@ const SESSION_SECS: i64 = 1800;
 const SSE_MAX_SECS: u64 = 600;
 /// Form fields per POST (the largest form has four).
 const MAX_FIELDS: usize = 16;
+/// Live-progress connections open at once on this instance; more are told
+/// to retry (the browser's EventSource does so by itself).
+const MAX_LIVE: usize = 1_000;
+
+static LIVE: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_LIVE)));
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Handoff {
@@ -885,30 +891,43 @@ pub async fn events(State(st): State<AppState>, headers: HeaderMap) -> Response 
     else {
         return StatusCode::NO_CONTENT.into_response();
     };
+    let Ok(permit) = LIVE.clone().try_acquire_owned() else {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "Too many live connections",
+            "too many pages follow their case live right now",
+        )
+        .retry_after(5)
+        .into_response();
+    };
     let started = std::time::Instant::now();
-    let stream = futures_util::stream::unfold((st, String::new()), move |(st, last)| async move {
-        loop {
-            if started.elapsed() > Duration::from_secs(SSE_MAX_SECS) {
-                return None;
+    let stream = futures_util::stream::unfold(
+        (st, String::new(), permit),
+        move |(st, last, permit)| async move {
+            loop {
+                if started.elapsed() > Duration::from_secs(SSE_MAX_SECS) {
+                    return None;
+                }
+                let now = match st.store.get_case(id).await {
+                    Ok(Some(c)) => stamp(&st, &c)
+                        .await
+                        .ok()
+                        .map(|h| (c.state.as_str().to_owned(), h)),
+                    _ => None,
+                };
+                if let Some((state, h)) = now
+                    && h != last
+                {
+                    let ev = Event::default()
+                        .event("progress")
+                        .data(serde_json::json!({ "state": state, "stamp": h }).to_string());
+                    return Some((Ok::<_, Infallible>(ev), (st, h, permit)));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            let now = match st.store.get_case(id).await {
-                Ok(Some(c)) => stamp(&st, &c)
-                    .await
-                    .ok()
-                    .map(|h| (c.state.as_str().to_owned(), h)),
-                _ => None,
-            };
-            if let Some((state, h)) = now
-                && h != last
-            {
-                let ev = Event::default()
-                    .event("progress")
-                    .data(serde_json::json!({ "state": state, "stamp": h }).to_string());
-                return Some((Ok::<_, Infallible>(ev), (st, h)));
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    });
+        },
+    );
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()

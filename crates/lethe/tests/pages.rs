@@ -1,0 +1,323 @@
+//! The pages over HTTP, without a browser: hand-off links, sealed
+//! sessions, CSRF and origin checks, and a manual erasure task completed in
+//! the console. (The user flows in a real browser are in tests/e2e.)
+
+mod common;
+
+use common::{Demo, create_agent, totp};
+use serde_json::json;
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+}
+
+/// An application/x-www-form-urlencoded body.
+fn form(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn csrf(html: &str) -> String {
+    let at = html.find("name=\"_csrf\" value=\"").expect("a CSRF field") + 20;
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+async fn handoff(demo: &Demo, subject: &str, channel: &str) -> (u16, serde_json::Value) {
+    let r = client()
+        .post(format!("{}/v1/handoffs", demo.url))
+        .bearer_auth(&demo.key)
+        .json(&json!({"subject_id": subject, "channel": channel}))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn hand_off_links_work_once_and_forms_need_the_pages_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 50).await;
+    let http = client();
+
+    // Bad hand-offs are refused with the field named.
+    let (s, v) = handoff(&demo, "999999", "app").await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["field"], "subject_id");
+    let (s, v) = handoff(&demo, "1", "hotline").await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["field"], "channel");
+    let r = http
+        .post(format!("{}/v1/handoffs", demo.url))
+        .json(&json!({"subject_id": "1", "channel": "app"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "the API key is needed");
+
+    let (s, link) = handoff(&demo, "1", "app").await;
+    assert_eq!(s, 201, "{link}");
+    let url = link["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&format!("{}/u/enter?t=", demo.url)));
+    // The link names the account only sealed.
+    assert!(!url.contains("\"s\""));
+
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/u/");
+    let cookie_line = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("lethe_u="))
+        .unwrap();
+    assert!(cookie_line.contains("HttpOnly") && cookie_line.contains("SameSite=Lax"));
+    let session = set_cookie(&r, "lethe_u").unwrap();
+    // Once only.
+    let again = http.get(&url).send().await.unwrap();
+    assert_eq!(again.status(), 401);
+    assert!(again.text().await.unwrap().contains("链接已失效"));
+
+    let cookie = format!("lethe_u={session}");
+    let page = http
+        .get(format!("{}/u/", demo.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<html lang=\"zh-CN\">") && html.contains("注销账号"));
+    let token = csrf(&html);
+
+    let post = |body: String, origin: Option<&str>| {
+        let mut b = http
+            .post(format!("{}/u/do/start", demo.url))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(o) = origin {
+            b = b.header("origin", o);
+        }
+        b.send()
+    };
+    // No token, a wrong token, another site: refused, nothing created.
+    assert_eq!(post(String::new(), None).await.unwrap().status(), 403);
+    assert_eq!(post("_csrf=AAAA".into(), None).await.unwrap().status(), 403);
+    assert_eq!(
+        post(format!("_csrf={token}"), Some("https://evil.example"))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    let mart = demo.lethe_db().await;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cases")
+        .fetch_one(&mart)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "no case from refused posts");
+    // A tampered session is no session.
+    let mut bad = session.clone();
+    let last = bad.pop().unwrap();
+    bad.push(if last == 'A' { 'B' } else { 'A' });
+    let r = http
+        .get(format!("{}/u/", demo.url))
+        .header("cookie", format!("lethe_u={bad}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // With the token, from the page's own origin: the case opens (channel
+    // app, by the platform that handed the user over) and the page moves on.
+    let r = post(format!("_csrf={token}"), Some(&demo.url))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let session = set_cookie(&r, "lethe_u").unwrap();
+    let (principal, channel): (String, String) =
+        sqlx::query_as("SELECT principal, channel FROM cases")
+            .fetch_one(&mart)
+            .await
+            .unwrap();
+    assert_eq!((principal.as_str(), channel.as_str()), ("demo", "app"));
+    let html = http
+        .get(format!("{}/u/", demo.url))
+        .header("cookie", format!("lethe_u={session}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("核验身份"), "step 2");
+    // The English switch keeps the user where they were.
+    let r = http
+        .get(format!("{}/u/lang?to=en&back=/u/", demo.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/u/");
+    assert_eq!(set_cookie(&r, "lethe_lang").as_deref(), Some("en"));
+    // ... and never sends them elsewhere.
+    let r = http
+        .get(format!("{}/u/lang?to=en&back=//evil.example/", demo.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/u/");
+}
+
+fn datamap_with_manual_task() -> String {
+    format!(
+        r#"{}
+
+[[systems]]
+name = "paper_archive"
+kind = "manual"
+instructions = "Shred the customer's paper contract in the archive and note the box number."
+due_days = 3
+"#,
+        include_str!("../../../examples/demo-mart/datamap.toml")
+    )
+}
+
+#[tokio::test]
+async fn an_operator_completes_a_manual_task_in_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("datamap.toml"), datamap_with_manual_task()).unwrap();
+    let demo = Demo::start(dir.path(), 50).await;
+    let http = client();
+    let id = demo.create(4).await;
+    demo.to_cooling_off(&id).await;
+    demo.advance(7 * 86_400 + 60).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, v) = demo.get("/v1/console/manual-tasks").await;
+        if v.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no manual task: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // Sign in through the login page (password and TOTP).
+    let (password, secret) = create_agent(&demo.dir, "ops.chen", "agent");
+    let r = http
+        .post(format!("{}/console/login", demo.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("username", "ops.chen"),
+            ("password", password.as_str()),
+            ("totp", totp(&secret, 0).as_str()),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let token = set_cookie(&r, "lethe_console").unwrap();
+    let cookie = format!("lethe_console={token}");
+    let html = http
+        .get(format!("{}/console/", demo.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("Shred the customer&#x27;s paper contract")
+            || html.contains("Shred the customer")
+    );
+    let at = html.find("/console/tasks/").unwrap() + 15;
+    let task: String = html[at..].split('/').next().unwrap().to_owned();
+    let csrf = csrf(&html);
+    // An empty note is refused, with the form shown again.
+    let r = http
+        .post(format!("{}/console/tasks/{task}/complete", demo.url))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("_csrf", csrf.as_str()),
+            ("note", ""),
+            ("records", "1"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("note must be"));
+    let r = http
+        .post(format!("{}/console/tasks/{task}/complete", demo.url))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("_csrf", csrf.as_str()),
+            ("note", "Box 17 shredded"),
+            ("records", "1"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    demo.wait_state(&id, "erased", 30).await;
+    let (_, tasks) = demo.get("/v1/console/manual-tasks?open=false").await;
+    let done = &tasks.as_array().unwrap()[0];
+    assert!(
+        done["completed_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("agent:ag_"),
+        "{done}"
+    );
+    // Signing out ends the session.
+    let r = http
+        .post(format!("{}/console/logout", demo.url))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("_csrf", csrf.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let r = http
+        .get(format!("{}/console/", demo.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/console/login");
+}
