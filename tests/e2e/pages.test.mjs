@@ -443,7 +443,9 @@ test("a real-name dispute reviewed with the document viewer", async () => {
   await img.waitFor();
   assert.ok(await img.evaluate((i) => i.complete && i.naturalWidth === 320), "the document image loads");
   await page.click('button[data-zoom="1.25"]');
-  assert.match(await img.getAttribute("style"), /scale\(1\.25\)/);
+  assert.equal(await img.evaluate((i) => i.getBoundingClientRect().width), 400, "zoomed to 125 %");
+  await page.click('button[data-rotate="90"]');
+  assert.match(await img.getAttribute("style"), /rotate\(90deg\)/);
   await axeCheck(page, "dispute review");
   await shot(page, "15-console-dispute");
   await page.check("#c-reject");

@@ -62,7 +62,11 @@
       if (b.dataset.zoom) scale = Math.min(4, Math.max(0.25, scale * parseFloat(b.dataset.zoom)));
       if (b.dataset.rotate) turn = (turn + parseInt(b.dataset.rotate, 10)) % 360;
       viewer.querySelectorAll("img").forEach(function (img) {
-        img.style.transform = "scale(" + scale + ") rotate(" + turn + "deg)";
+        // Zoom changes the layout width (so the frame scrolls); rotation is
+        // a transform around the centre.
+        img.style.maxWidth = scale > 1 ? "none" : "100%";
+        img.style.width = Math.round((img.naturalWidth || 300) * scale) + "px";
+        img.style.transform = turn ? "rotate(" + turn + "deg)" : "";
       });
     });
   }
