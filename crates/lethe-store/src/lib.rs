@@ -42,6 +42,9 @@ use std::time::Duration;
 pub use writer::{MAX_BATCH, QUEUE_DEPTH, WriteCtx};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The same schema for PostgreSQL (checked column for column against the
+/// SQLite one by a test); the store's PostgreSQL backend runs on it.
+pub static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -274,3 +274,79 @@ async fn the_merkle_frontier_survives_a_restart_and_proofs_stay_consistent() {
         Err(ProofError::OutOfRange { .. })
     ));
 }
+
+/// The PostgreSQL migrations give the same tables, columns, nullability and
+/// keys as the SQLite ones (against the machine's PostgreSQL; the schema is
+/// made in a database of its own and dropped).
+#[tokio::test]
+async fn postgres_migrations_match_the_sqlite_schema() {
+    use sqlx::Connection;
+    let admin_url = std::env::var("LETHE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    let db = format!("lethe_schema_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{db}"),
+        None => panic!("LETHE_TEST_PG_URL names no database"),
+    };
+    let pg = sqlx::PgPool::connect(&url).await.unwrap();
+    PG_MIGRATOR.run(&pg).await.unwrap();
+    // Twice: applied migrations are recognised.
+    PG_MIGRATOR.run(&pg).await.unwrap();
+    let pg_cols: Vec<(String, String, bool)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text, is_nullable = 'YES' FROM information_schema.columns \
+         WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations' ORDER BY 1, 2",
+    )
+    .fetch_all(&pg)
+    .await
+    .unwrap();
+    let pg_keys: Vec<(String, String)> = sqlx::query_as(
+        "SELECT tc.table_name::text, string_agg(k.column_name::text, ',' ORDER BY k.ordinal_position) \
+         FROM information_schema.table_constraints tc JOIN information_schema.key_column_usage k \
+         ON k.constraint_name = tc.constraint_name AND k.table_name = tc.table_name \
+         WHERE tc.table_schema = 'public' AND tc.constraint_type = 'PRIMARY KEY' AND tc.table_name <> '_sqlx_migrations' \
+         GROUP BY tc.table_name ORDER BY 1",
+    )
+    .fetch_all(&pg)
+    .await
+    .unwrap();
+    pg.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {db}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+    let (_dir, store) = open().await;
+    let lite_cols: Vec<(String, String, bool)> = sqlx::query_as(
+        "SELECT m.name, p.name, p.\"notnull\" = 0 AND p.pk = 0 FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '_sqlx_migrations' ORDER BY 1, 2",
+    )
+    .fetch_all(&store.read)
+    .await
+    .unwrap();
+    let mut lite_pk: Vec<(String, String)> = vec![];
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations' ORDER BY 1",
+    )
+    .fetch_all(&store.read)
+    .await
+    .unwrap();
+    for t in tables {
+        let cols: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info($1) WHERE pk > 0 ORDER BY pk")
+                .bind(&t)
+                .fetch_all(&store.read)
+                .await
+                .unwrap();
+        if !cols.is_empty() {
+            lite_pk.push((t, cols.join(",")));
+        }
+    }
+    assert_eq!(pg_cols, lite_cols, "columns and nullability");
+    assert_eq!(pg_keys, lite_pk, "primary keys");
+    assert!(pg_cols.len() > 100, "{} columns", pg_cols.len());
+}
