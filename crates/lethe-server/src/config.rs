@@ -41,6 +41,66 @@ pub struct Config {
     pub export: ExportConfig,
     #[serde(default)]
     pub events: EventsConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// Where Lethe keeps its own data: an embedded SQLite file under
+/// `data_dir` (the default), or a PostgreSQL database that several
+/// instances share. One of `url` (a URL without a password: trust, peer or
+/// certificate authentication) or `url_env` (the variable holding a URL
+/// with its password) chooses PostgreSQL.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub url: Option<String>,
+    /// The environment variable holding the PostgreSQL URL
+    /// (`postgres://user:password@host/db`).
+    pub url_env: Option<String>,
+}
+
+impl Config {
+    /// The store's URL: the PostgreSQL URL from `store.url_env`, or the
+    /// SQLite file `<data_dir>/lethe.db`.
+    pub fn store_url(&self) -> Result<String, String> {
+        let postgres = |u: &str| u.starts_with("postgres://") || u.starts_with("postgresql://");
+        match (&self.store.url, &self.store.url_env) {
+            (None, None) => Ok(format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("lethe.db").display()
+            )),
+            (Some(_), Some(_)) => Err("set store.url or store.url_env, not both".into()),
+            (Some(url), None) => {
+                if !postgres(url) {
+                    return Err(
+                        "store.url must be a postgres:// URL (for SQLite, leave [store] out)"
+                            .into(),
+                    );
+                }
+                // user:password@ — a password belongs in the environment.
+                let auth = url.split_once("://").map(|(_, r)| r).unwrap_or_default();
+                let userinfo = auth.split_once('@').map(|(u, _)| u).unwrap_or_default();
+                if userinfo.contains(':') {
+                    return Err("store.url carries a password; put the URL in an environment variable and name it in store.url_env".into());
+                }
+                Ok(url.clone())
+            }
+            (None, Some(env)) => {
+                let url = std::env::var(env).map_err(|_| {
+                    format!(
+                        "store.url_env names {env}, which is not set; export it with the PostgreSQL URL"
+                    )
+                })?;
+                if postgres(&url) {
+                    Ok(url)
+                } else {
+                    Err(format!(
+                        "{env} must hold a postgres:// URL (for SQLite, leave [store] out)"
+                    ))
+                }
+            }
+        }
+    }
 }
 
 /// Case events for the platform's services, on NATS JetStream.
@@ -444,6 +504,7 @@ impl Config {
         let policy = self.policy.to_policy()?;
         self.export.validate()?;
         self.events.validate()?;
+        self.store_url()?;
         if !(1..=86_400).contains(&self.worker.purge_interval_secs) {
             return Err(
                 "worker.purge_interval_secs must be between 1 and 86400; 300 is the usual value"

@@ -14,6 +14,9 @@ use crate::AppState;
 
 /// Events read per round.
 const BATCH: u32 = 100;
+/// How long a publisher holds the events it claimed (a batch takes at most
+/// `BATCH` acknowledgements of `ACK_TIMEOUT` each when the broker is slow).
+const LEASE: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 /// The longest wait between attempts while NATS is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a publish may wait for JetStream's acknowledgement.
@@ -83,12 +86,31 @@ async fn round(
 ) -> Result<usize, String> {
     let events = st
         .store
-        .pending_case_events(BATCH)
+        .pending_case_events(BATCH, LEASE)
         .await
         .map_err(|e| e.to_string())?;
     if events.is_empty() {
         return Ok(0);
     }
+    let result = publish(st, url, js, &events).await;
+    // What was not published goes back at once, for the next round here
+    // or on another instance.
+    let published: usize = *result.as_ref().unwrap_or(&0);
+    let rest: Vec<i64> = events.iter().skip(published).map(|e| e.id).collect();
+    if result.is_err() && !rest.is_empty() {
+        let _ = st.store.release_case_events(rest).await;
+    }
+    result.map(|_| published)
+}
+
+/// Publishes `events` in order, stopping at the first failure; the number
+/// published, or why it stopped.
+async fn publish(
+    st: &AppState,
+    url: &str,
+    js: &mut Option<async_nats::jetstream::Context>,
+    events: &[lethe_store::CaseEvent],
+) -> Result<usize, String> {
     if js.is_none() {
         *js = Some(connect(st, url).await?);
     }
@@ -97,7 +119,7 @@ async fn round(
     };
     let mut done = vec![];
     let mut failure = None;
-    for e in &events {
+    for e in events {
         let subject = match &e.system {
             Some(s) => format!("{}.{}.{s}", st.events.subject_prefix, e.kind),
             None => format!("{}.{}", st.events.subject_prefix, e.kind),

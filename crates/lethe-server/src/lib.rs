@@ -786,8 +786,8 @@ impl Server {
                 lethe_domain::deadline::deadlines(case, &cal, &tz)
             })
         };
-        let store = Store::open(
-            &cfg.data_dir.join("lethe.db"),
+        let store = Store::open_url(
+            &cfg.store_url().map_err(ServeError::Config)?,
             lethe_store::StoreOptions {
                 deadlines: Some(deadline_fn),
                 case_events: cfg.events.nats_url.is_some(),

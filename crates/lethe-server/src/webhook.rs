@@ -11,7 +11,8 @@ use tokio::sync::watch;
 use crate::AppState;
 
 /// Notifications sent per round at most.
-const BATCH: u32 = 100;
+/// Notifications claimed at a time (delivered one after the other).
+const BATCH: u32 = 20;
 
 pub use lethe_connect::http::{secret_bytes, sign, sign_all};
 
@@ -105,13 +106,24 @@ pub async fn deliver_loop(st: AppState, mut shutdown: watch::Receiver<bool>) {
             return;
         }
     };
+    // A claimed batch is this instance's for as long as delivering all of it
+    // can take; then another instance may deliver what is left.
+    let lease = SignedDuration::from_secs(
+        i64::try_from(
+            st.notifications
+                .timeout_secs
+                .saturating_mul(u64::from(BATCH)),
+        )
+        .unwrap_or(i64::MAX / 2)
+        .saturating_add(30),
+    );
     loop {
         if *shutdown.borrow() {
             return;
         }
         let due = st
             .store
-            .notifications_due(lethe_store::now_wall(), BATCH)
+            .notifications_due(lethe_store::now_wall(), BATCH, lease)
             .await
             .unwrap_or_default();
         for n in &due {

@@ -2,7 +2,7 @@
 //! cooling-off ends, and workers that run jobs under leases.
 
 use jiff::{SignedDuration, Timestamp};
-use lethe_domain::{Case, CaseCommand};
+use lethe_domain::Case;
 use lethe_ledger::{
     FinalEvent, KeyDestruction, Receipt, ReceiptStep, ReceiptSystem, ReceiptTable, RecordedEvent,
 };
@@ -52,40 +52,37 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
         if *shutdown.borrow() {
             return;
         }
-        match st.store.cases_due(st.clock.now(), DUE_BATCH).await {
-            Ok(ids) => {
-                for id in ids {
-                    let mut jobs: Vec<NewJob> = st
-                        .systems
-                        .names()
-                        .map(|s| NewJob {
-                            kind: "erase".into(),
-                            system: s.to_owned(),
-                            max_attempts: st.worker.max_attempts,
-                        })
-                        .collect();
-                    // Crypto-shredding: the subject's vault keys are destroyed
-                    // as one more system of the erasure.
-                    jobs.push(NewJob {
-                        kind: "shred".into(),
-                        system: VAULT_SYSTEM.into(),
-                        max_attempts: st.worker.max_attempts,
-                    });
-                    match st
-                        .store
-                        .apply(
-                            id,
-                            CaseCommand::StartErasure,
-                            st.clock.now(),
-                            "worker".into(),
-                            jobs,
-                            None,
-                        )
-                        .await
-                    {
-                        Ok(_) => st.wake.notify_waiters(),
+        // Crypto-shredding: the subject's vault keys are destroyed as one
+        // more system of the erasure.
+        let mut jobs: Vec<NewJob> = st
+            .systems
+            .names()
+            .map(|s| NewJob {
+                kind: "erase".into(),
+                system: s.to_owned(),
+                max_attempts: st.worker.max_attempts,
+            })
+            .collect();
+        jobs.push(NewJob {
+            kind: "shred".into(),
+            system: VAULT_SYSTEM.into(),
+            max_attempts: st.worker.max_attempts,
+        });
+        match st
+            .store
+            .start_due_erasures(st.clock.now(), DUE_BATCH, jobs, "worker".into())
+            .await
+        {
+            Ok(started) => {
+                let mut any = false;
+                for (id, r) in started {
+                    match r {
+                        Ok(_) => any = true,
                         Err(e) => tracing::warn!(case = %id, error = %e, "could not start erasure"),
                     }
+                }
+                if any {
+                    st.wake.notify_waiters();
                 }
             }
             Err(e) => tracing::error!(error = %e, "deadline check failed"),
@@ -520,8 +517,10 @@ async fn settle(st: &AppState, job: &Job) -> Result<(), String> {
                 && s.status == lethe_domain::asset::SettlementStatus::Pending
         })
     }) else {
+        // Settled already (by an instance whose lease ran out while the
+        // platform answered, say): the job's work is done.
         st.store
-            .retry_job(job.id, "nothing pending for this instruction".into(), None)
+            .finish_job(job.id, "nothing pending for this instruction".into())
             .await
             .map_err(|e| e.to_string())?;
         return Ok(());

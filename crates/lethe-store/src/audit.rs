@@ -22,7 +22,7 @@ pub enum ProofError {
     Store(#[from] StoreError),
 }
 
-fn row_head(r: &sqlx::sqlite::SqliteRow) -> TreeHead {
+fn row_head(r: &crate::DbRow) -> TreeHead {
     TreeHead {
         tree_size: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
         root_hash: r.get(1),
@@ -42,6 +42,7 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
+                    ctx.lock_log().await?;
                     let size = ctx.head.seq();
                     if size == 0 {
                         return Ok(None);

@@ -34,6 +34,7 @@ pub(crate) async fn append_event(
     detail: serde_json::Value,
     at: Timestamp,
 ) -> Result<(), StoreError> {
+    ctx.lock_log().await?;
     let event = AuditEvent {
         seq: ctx.head.seq() + 1,
         case_id: case_id.to_owned(),

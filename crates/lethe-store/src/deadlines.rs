@@ -43,13 +43,13 @@ pub struct Alert {
     pub overdue: bool,
 }
 
-fn row_deadline(r: &sqlx::sqlite::SqliteRow) -> DeadlineRow {
+fn row_deadline(r: &crate::DbRow) -> DeadlineRow {
     DeadlineRow {
         case_id: r.get(0),
         kind: r.get(1),
         starts_at: from_ms(r.get(2)),
         due_at: r.get::<Option<i64>, _>(3).map(from_ms),
-        paused: r.get(4),
+        paused: r.get::<i64, _>(4) != 0,
         met_at: r.get::<Option<i64>, _>(5).map(from_ms),
         problem: r.get(6),
         warned_at: r.get::<Option<i64>, _>(7).map(from_ms),
@@ -60,7 +60,7 @@ fn row_deadline(r: &sqlx::sqlite::SqliteRow) -> DeadlineRow {
 
 const DEADLINE_COLS: &str = "d.case_id, d.kind, d.starts_at, d.due_at, d.paused, d.met_at, d.problem, d.warned_at, d.escalated_at, c.state";
 
-fn row_notification(r: &sqlx::sqlite::SqliteRow) -> NotificationRow {
+fn row_notification(r: &crate::DbRow) -> NotificationRow {
     NotificationRow {
         id: r.get(0),
         kind: r.get(1),
@@ -122,19 +122,20 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    let due: Vec<(String, String, bool)> = sqlx::query(
-                        "SELECT case_id, kind, (due_at <= $1) AS overdue FROM deadlines
+                    let due: Vec<(String, String, bool)> = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT case_id, kind, CASE WHEN due_at <= $1 THEN 1 ELSE 0 END AS overdue FROM deadlines
                          WHERE met_at IS NULL AND due_at IS NOT NULL
                            AND ((due_at <= $1 AND escalated_at IS NULL) OR (warn_at <= $1 AND warned_at IS NULL AND due_at > $1))
-                         ORDER BY due_at LIMIT $2",
-                    )
+                         ORDER BY due_at LIMIT $2 {}",
+                        ctx.skip_locked()
+                    )))
                     .bind(ms(now))
                     .bind(i64::from(limit))
                     .fetch_all(&mut ctx.conn)
                     .await
                     .map_err(db("find deadline alerts"))?
                     .iter()
-                    .map(|r| (r.get(0), r.get(1), r.get(2)))
+                    .map(|r| (r.get(0), r.get(1), r.get::<i64, _>(2) != 0))
                     .collect();
                     let mut out = vec![];
                     for (case_id, kind, overdue) in due {
@@ -210,19 +211,49 @@ impl Store {
         Ok(rows.iter().map(row_notification).collect())
     }
 
-    /// Pending notifications due for delivery at `now`, oldest first.
+    /// Claims up to `limit` pending notifications due for delivery at
+    /// `now`, oldest first, for `lease`: their next attempt moves to the end
+    /// of the lease, so another instance passes over them, and takes them
+    /// over if this one dies before it records the attempt.
     pub async fn notifications_due(
         &self,
         now: Timestamp,
         limit: u32,
+        lease: jiff::SignedDuration,
     ) -> Result<Vec<NotificationRow>, StoreError> {
-        let rows = sqlx::query("SELECT id, kind, case_id, payload, created_at, state, attempts, last_error FROM notifications WHERE state = 'pending' AND next_at <= $1 ORDER BY id LIMIT $2")
-            .bind(ms(now))
-            .bind(i64::from(limit))
-            .fetch_all(&self.read)
-            .await
-            .map_err(db("read notifications"))?;
-        Ok(rows.iter().map(row_notification).collect())
+        // A cheap read first, so an idle deliverer does not write.
+        let any: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM notifications WHERE state = 'pending' AND next_at <= $1 LIMIT 1",
+        )
+        .bind(ms(now))
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db("read notifications"))?;
+        if any.is_none() {
+            return Ok(vec![]);
+        }
+        let until = now.checked_add(lease).unwrap_or(now);
+        let mut rows = self
+            .writer
+            .run_unlogged(move |ctx| {
+                Box::pin(async move {
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE notifications SET next_at = $1 WHERE id IN (SELECT id FROM notifications WHERE state = 'pending' AND next_at <= $2 ORDER BY id LIMIT $3 {})
+                         RETURNING id, kind, case_id, payload, created_at, state, attempts, last_error",
+                        ctx.skip_locked()
+                    )))
+                    .bind(ms(until))
+                    .bind(ms(now))
+                    .bind(i64::from(limit.min(1000)))
+                    .fetch_all(&mut ctx.conn)
+                    .await
+                    .map_err(db("claim notifications"))?;
+                    Ok(rows.iter().map(row_notification).collect::<Vec<_>>())
+                })
+            })
+            .await?;
+        rows.sort_by_key(|n| n.id);
+        Ok(rows)
     }
 
     /// Records a delivery attempt: delivered, retried at `retry_at`, or dead.
@@ -233,7 +264,7 @@ impl Store {
         retry_at: Option<Timestamp>,
     ) -> Result<(), StoreError> {
         self.writer
-            .run(move |ctx| {
+            .run_unlogged(move |ctx| {
                 Box::pin(async move {
                     let now = ms(crate::now_wall());
                     let q = match (&result, retry_at) {
@@ -278,7 +309,7 @@ impl Store {
                     for (kind, hash, expires) in items {
                         sqlx::query(
                             "INSERT INTO tombstones (kind, hash, case_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)
-                             ON CONFLICT (kind, hash) DO UPDATE SET case_id = excluded.case_id, expires_at = MAX(tombstones.expires_at, excluded.expires_at), released_at = NULL",
+                             ON CONFLICT (kind, hash) DO UPDATE SET case_id = excluded.case_id, expires_at = CASE WHEN tombstones.expires_at > excluded.expires_at THEN tombstones.expires_at ELSE excluded.expires_at END, released_at = NULL",
                         )
                         .bind(kind)
                         .bind(hash)
@@ -370,7 +401,7 @@ pub struct MetricsSnapshot {
 
 impl Store {
     pub async fn metrics_snapshot(&self, now: Timestamp) -> Result<MetricsSnapshot, StoreError> {
-        let pairs = |rows: Vec<sqlx::sqlite::SqliteRow>| -> Vec<(String, i64)> {
+        let pairs = |rows: Vec<crate::DbRow>| -> Vec<(String, i64)> {
             rows.iter().map(|r| (r.get(0), r.get(1))).collect()
         };
         let cases_by_state = pairs(

@@ -76,23 +76,60 @@ pub(crate) async fn erasure_requested(
 }
 
 impl Store {
-    /// Events not yet published, oldest first.
-    pub async fn pending_case_events(&self, limit: u32) -> Result<Vec<CaseEvent>, StoreError> {
-        let rows = sqlx::query("SELECT id, dedupe_id, kind, system, payload FROM case_events WHERE published_at IS NULL ORDER BY id LIMIT $1")
-            .bind(i64::from(limit))
-            .fetch_all(&self.read)
-            .await
-            .map_err(db("read case events"))?;
-        Ok(rows
-            .iter()
-            .map(|r| CaseEvent {
-                id: r.get(0),
-                dedupe_id: r.get(1),
-                kind: r.get(2),
-                system: r.get(3),
-                payload: r.get(4),
+    /// Claims up to `limit` events not yet published, oldest first, for
+    /// `lease` (wall-clock): instances publish side by side, each event
+    /// leased by one of them; an event whose publisher died is taken over
+    /// once its lease runs out (JetStream drops a repeat by its
+    /// de-duplication id).
+    pub async fn pending_case_events(
+        &self,
+        limit: u32,
+        lease: jiff::SignedDuration,
+    ) -> Result<Vec<CaseEvent>, StoreError> {
+        let now = crate::now_wall();
+        // A cheap read first, so an idle publisher does not write.
+        let any: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM case_events WHERE published_at IS NULL AND (lease_until IS NULL OR lease_until <= $1) LIMIT 1",
+        )
+        .bind(ms(now))
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db("read case events"))?;
+        if any.is_none() {
+            return Ok(vec![]);
+        }
+        let until = now.checked_add(lease).unwrap_or(now);
+        let mut events = self
+            .writer
+            .run_unlogged(move |ctx| {
+                Box::pin(async move {
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE case_events SET lease_until = $1 WHERE id IN (SELECT id FROM case_events WHERE published_at IS NULL AND (lease_until IS NULL OR lease_until <= $2) ORDER BY id LIMIT $3 {})
+                         RETURNING id, dedupe_id, kind, system, payload",
+                        ctx.skip_locked()
+                    )))
+                    .bind(ms(until))
+                    .bind(ms(now))
+                    .bind(i64::from(limit.min(1000)))
+                    .fetch_all(&mut ctx.conn)
+                    .await
+                    .map_err(db("claim case events"))?;
+                    Ok(rows
+                        .iter()
+                        .map(|r| CaseEvent {
+                            id: r.get(0),
+                            dedupe_id: r.get(1),
+                            kind: r.get(2),
+                            system: r.get(3),
+                            payload: r.get(4),
+                        })
+                        .collect::<Vec<_>>())
+                })
             })
-            .collect())
+            .await?;
+        // RETURNING does not keep the subquery's order.
+        events.sort_by_key(|e| e.id);
+        Ok(events)
     }
 
     /// The broker acknowledged these events.
@@ -102,10 +139,10 @@ impl Store {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.writer
-            .run(move |ctx| {
+            .run_unlogged(move |ctx| {
                 Box::pin(async move {
                     for id in &ids {
-                        sqlx::query("UPDATE case_events SET published_at = $1 WHERE id = $2")
+                        sqlx::query("UPDATE case_events SET published_at = $1, lease_until = NULL WHERE id = $2")
                             .bind(ms(now))
                             .bind(*id)
                             .execute(&mut ctx.conn)
@@ -118,12 +155,31 @@ impl Store {
             .await
     }
 
+    /// Gives claimed events back before their lease ends (a publish failed
+    /// part-way): the next publisher takes them at once.
+    pub async fn release_case_events(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        self.writer
+            .run_unlogged(move |ctx| {
+                Box::pin(async move {
+                    for id in &ids {
+                        sqlx::query("UPDATE case_events SET lease_until = NULL WHERE id = $1 AND published_at IS NULL")
+                            .bind(*id)
+                            .execute(&mut ctx.conn)
+                            .await
+                            .map_err(db("release case event"))?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
     /// A publish failed: counted, with the reason, for operators.
     pub async fn case_event_failed(&self, id: i64, error: String) -> Result<(), StoreError> {
         self.writer
-            .run(move |ctx| {
+            .run_unlogged(move |ctx| {
                 Box::pin(async move {
-                    sqlx::query("UPDATE case_events SET attempts = attempts + 1, last_error = $1 WHERE id = $2")
+                    sqlx::query("UPDATE case_events SET attempts = attempts + 1, last_error = $1, lease_until = NULL WHERE id = $2")
                         .bind(error.clone())
                         .bind(id)
                         .execute(&mut ctx.conn)

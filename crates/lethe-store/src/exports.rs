@@ -2,10 +2,10 @@
 //! export's state is one transaction with its audit event (`export.*`,
 //! keyed by the export id, the subject as its pseudonym).
 
+use crate::DbRow;
 use jiff::Timestamp;
 use lethe_domain::export::{ExportState, SystemProgress};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use crate::claims::append_event;
 use crate::{Store, StoreError, WriteCtx, db, from_ms, ms};
@@ -73,7 +73,7 @@ macro_rules! sql {
 
 const COLS: &str = "id, subject_id, subject_ref, case_id, principal, requested_by, state, progress, single_use, key_sealed, bytes, summary, downloads, attempts, max_attempts, last_error, created_at, ready_at, expires_at, closed_at, cleaned_at";
 
-fn row_of(r: &SqliteRow) -> Result<ExportRow, StoreError> {
+fn row_of(r: &DbRow) -> Result<ExportRow, StoreError> {
     let bad = |what: &str| StoreError::Corrupt(format!("export row: {what}"));
     let state: String = r.get("state");
     let progress: String = r.get("progress");
@@ -297,13 +297,14 @@ impl Store {
         lease: jiff::SignedDuration,
     ) -> Result<Option<ExportRow>, StoreError> {
         self.writer
-            .run(move |ctx| {
+            .run_unlogged(move |ctx| {
                 Box::pin(async move {
                     let until = wall.checked_add(lease).unwrap_or(wall);
                     let r = sqlx::query(sql!(
                         "UPDATE exports SET state = 'building', lease_until = $1, attempts = attempts + 1, progress = '[]'
-                         WHERE id = (SELECT id FROM exports WHERE (state = 'queued' AND run_at <= $2) OR (state = 'building' AND lease_until <= $2) ORDER BY run_at, id LIMIT 1)
-                         RETURNING {COLS}"
+                         WHERE id = (SELECT id FROM exports WHERE (state = 'queued' AND run_at <= $2) OR (state = 'building' AND lease_until <= $2) ORDER BY run_at, id LIMIT 1 {})
+                         RETURNING {COLS}",
+                        ctx.skip_locked()
                     ))
                     .bind(ms(until))
                     .bind(ms(wall))
@@ -326,7 +327,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.writer
-            .run(move |ctx| {
+            .run_unlogged(move |ctx| {
                 Box::pin(async move {
                     Ok(sqlx::query("UPDATE exports SET progress = $1, lease_until = $2 WHERE id = $3 AND state = 'building'")
                         .bind(progress_text(&progress))

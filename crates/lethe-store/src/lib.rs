@@ -30,16 +30,32 @@ pub use exports::{ExportRow, NewExport};
 use jiff::Timestamp;
 use lethe_domain::{Case, CaseCommand, CaseId, CaseState, Change, TransitionError};
 use lethe_ledger::{AuditEvent, Hash, RecordedEvent};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{Connection, Row};
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use writer::{MAX_BATCH, QUEUE_DEPTH, WriteCtx};
+
+/// The store's connections go through sqlx's `Any` driver: the SQL is
+/// written once, for both backends (integers and text only, `$n`
+/// placeholders), and the migrations exist for each.
+pub(crate) type DbConn = sqlx::AnyConnection;
+pub(crate) type DbPool = sqlx::AnyPool;
+pub(crate) type DbRow = sqlx::any::AnyRow;
+
+/// Where Lethe keeps its own data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file (the default): one instance.
+    Sqlite,
+    /// A PostgreSQL database, which several instances can share.
+    Postgres,
+}
+
+/// SQLite settings of every connection: durable WAL, deleted content
+/// overwritten, foreign keys on, a writer waited for.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 /// The same schema for PostgreSQL (checked column for column against the
@@ -225,7 +241,8 @@ pub struct JobInfo {
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    read: SqlitePool,
+    read: DbPool,
+    backend: Backend,
     writer: Arc<writer::Writer>,
 }
 
@@ -236,41 +253,85 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `path` and applies migrations.
+    /// Opens (creating if needed) the SQLite store at `path` and applies
+    /// migrations.
     pub async fn open(path: &Path, opts: StoreOptions) -> Result<Self, StoreError> {
-        let base = SqliteConnectOptions::from_str("sqlite:")
-            .map_err(db("parse options"))?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .pragma("secure_delete", "ON")
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let mut wconn: SqliteConnection = sqlx::ConnectOptions::connect(&base)
-            .await
-            .map_err(db("open the store"))?;
-        MIGRATOR.run(&mut wconn).await.map_err(|e| StoreError::Db {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        Self::open_url(&url, opts).await
+    }
+
+    /// Opens the store a URL names: `sqlite://PATH?mode=rwc` or
+    /// `postgres://...`; applies the backend's migrations.
+    pub async fn open_url(url: &str, opts: StoreOptions) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(StoreError::Db {
+                action: "open the store",
+                message: "the store URL must start with sqlite:// or postgres://".into(),
+            });
+        };
+        let mut wconn = DbConn::connect(url).await.map_err(db("open the store"))?;
+        if backend == Backend::Sqlite {
+            sqlx::raw_sql(SQLITE_PRAGMAS)
+                .execute(&mut wconn)
+                .await
+                .map_err(db("set up the store"))?;
+        }
+        let migrator = match backend {
+            Backend::Sqlite => &MIGRATOR,
+            Backend::Postgres => &PG_MIGRATOR,
+        };
+        migrator.run(&mut wconn).await.map_err(|e| StoreError::Db {
             action: "migrate",
             message: e.to_string(),
         })?;
-        let read = SqlitePoolOptions::new()
+        let read = sqlx::any::AnyPoolOptions::new()
             .max_connections(opts.read_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(base.clone().read_only(true))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        sqlx::raw_sql(SQLITE_PRAGMAS).execute(&mut *conn).await?;
+                        sqlx::raw_sql("PRAGMA query_only = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
             .await
             .map_err(db("open read connections"))?;
         let head = load_head(&mut wconn).await?;
-        let writer = writer::Writer::start(wconn, head, opts.deadlines.clone(), opts.case_events);
+        let writer = writer::Writer::start(
+            wconn,
+            url.to_owned(),
+            backend,
+            head,
+            opts.deadlines.clone(),
+            opts.case_events,
+        );
         Ok(Self {
             read,
+            backend,
             writer: Arc::new(writer),
         })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Moves the WAL into the database file and truncates it, so deleted
     /// (and, with secure_delete, overwritten) content leaves the WAL too.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
         self.writer
             .run_outside_tx(|ctx| {
                 Box::pin(async move {
@@ -396,6 +457,67 @@ impl Store {
                     .map_err(|e| StoreError::Corrupt(e.to_string()))
             })
             .collect()
+    }
+
+    /// Starts the erasure of up to `limit` cases whose cooling-off has ended
+    /// at `now`, each with its `jobs`, and returns what happened to each.
+    /// The due cases are claimed with `FOR UPDATE SKIP LOCKED` on
+    /// PostgreSQL, so instances running this timer at once take different
+    /// cases. A case that cannot start is reported and leaves the others
+    /// untouched (a savepoint of its own).
+    pub async fn start_due_erasures(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        jobs: Vec<NewJob>,
+        actor: String,
+    ) -> Result<Vec<(CaseId, Result<Case, StoreError>)>, StoreError> {
+        // A cheap read first, so an idle timer does not write.
+        if self.cases_due(now, 1).await?.is_empty() {
+            return Ok(vec![]);
+        }
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT id FROM cases WHERE state = 'cooling_off' AND cooling_off_ends_at <= $1 ORDER BY cooling_off_ends_at LIMIT $2 {}",
+                        ctx.skip_locked()
+                    )))
+                    .bind(ms(now))
+                    .bind(i64::from(limit.min(1000)))
+                    .fetch_all(&mut ctx.conn)
+                    .await
+                    .map_err(db("claim due cases"))?;
+                    let mut out = Vec::with_capacity(ids.len());
+                    for id in ids {
+                        let id = CaseId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        sqlx::query("SAVEPOINT due_case")
+                            .execute(&mut ctx.conn)
+                            .await
+                            .map_err(db("transaction control"))?;
+                        let snap = ctx.head.clone();
+                        let r = async {
+                            let case = apply_in(ctx, id, &CaseCommand::StartErasure, now, &actor).await?;
+                            for j in &jobs {
+                                enqueue(ctx, &case.id, j, now_wall()).await?;
+                            }
+                            Ok::<_, StoreError>(case)
+                        }
+                        .await;
+                        let undo = if r.is_err() { "ROLLBACK TO due_case" } else { "RELEASE due_case" };
+                        if r.is_err() {
+                            ctx.head = snap;
+                        }
+                        sqlx::query(undo)
+                            .execute(&mut ctx.conn)
+                            .await
+                            .map_err(db("transaction control"))?;
+                        out.push((id, r));
+                    }
+                    Ok(out)
+                })
+            })
+            .await
     }
 
     /// The open case of a subject (not erased, withdrawn or rejected), the
@@ -792,7 +914,7 @@ impl Store {
     /// workers do not write).
     pub async fn job_ready(&self, now: Timestamp) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT EXISTS(SELECT 1 FROM jobs WHERE (state = 'ready' AND run_at <= $1) OR (state = 'leased' AND lease_until <= $1))",
+            "SELECT CASE WHEN EXISTS(SELECT 1 FROM jobs WHERE (state = 'ready' AND run_at <= $1) OR (state = 'leased' AND lease_until <= $1)) THEN 1 ELSE 0 END",
         )
         .bind(ms(now))
         .fetch_one(&self.read)
@@ -808,14 +930,15 @@ impl Store {
         lease: jiff::SignedDuration,
     ) -> Result<Option<Job>, StoreError> {
         self.writer
-            .run(move |ctx| {
+            .run_unlogged(move |ctx| {
                 Box::pin(async move {
                     let until = now.checked_add(lease).unwrap_or(now);
-                    let row = sqlx::query(
+                    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                         "UPDATE jobs SET state = 'leased', lease_until = $1, attempts = attempts + 1
-                         WHERE id = (SELECT id FROM jobs WHERE (state = 'ready' AND run_at <= $2) OR (state = 'leased' AND lease_until <= $2) ORDER BY run_at, id LIMIT 1)
+                         WHERE id = (SELECT id FROM jobs WHERE (state = 'ready' AND run_at <= $2) OR (state = 'leased' AND lease_until <= $2) ORDER BY run_at, id LIMIT 1 {})
                          RETURNING id, kind, case_id, system, attempts, max_attempts",
-                    )
+                        ctx.skip_locked()
+                    )))
                     .bind(ms(until))
                     .bind(ms(now))
                     .fetch_optional(&mut ctx.conn)
@@ -830,7 +953,7 @@ impl Store {
     /// Extends a job's lease while it runs.
     pub async fn heartbeat(&self, job_id: i64, until: Timestamp) -> Result<(), StoreError> {
         self.writer
-            .run(move |ctx| {
+            .run_unlogged(move |ctx| {
                 Box::pin(async move {
                     sqlx::query(
                         "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND state = 'leased'",
@@ -846,6 +969,24 @@ impl Store {
             .await
     }
 
+    /// Marks a job done without a result of its own (its work was found
+    /// done already), with the reason as its last note.
+    pub async fn finish_job(&self, job_id: i64, note: String) -> Result<(), StoreError> {
+        self.writer
+            .run_unlogged(move |ctx| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE jobs SET state = 'done', lease_until = NULL, last_error = $1 WHERE id = $2")
+                        .bind(note)
+                        .bind(job_id)
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("finish job"))?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
     /// Puts a failed job back with a later `run_at`, or marks it dead.
     pub async fn retry_job(
         &self,
@@ -854,7 +995,7 @@ impl Store {
         run_at: Option<Timestamp>,
     ) -> Result<(), StoreError> {
         self.writer
-            .run(move |ctx| {
+            .run_unlogged(move |ctx| {
                 Box::pin(async move {
                     let (state, at) = match run_at {
                         Some(t) => ("ready", ms(t)),
@@ -1054,14 +1195,15 @@ impl Store {
     ) -> Result<Vec<Job>, StoreError> {
         let (kind, system) = (kind.to_owned(), system.to_owned());
         self.writer
-            .run(move |ctx| {
+            .run_unlogged(move |ctx| {
                 Box::pin(async move {
                     let until = now.checked_add(lease).unwrap_or(now);
-                    let rows = sqlx::query(
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                         "UPDATE jobs SET state = 'leased', lease_until = $1, attempts = attempts + 1
-                         WHERE id IN (SELECT id FROM jobs WHERE kind = $2 AND system = $3 AND ((state = 'ready' AND run_at <= $4) OR (state = 'leased' AND lease_until <= $4)) ORDER BY run_at, id LIMIT $5)
+                         WHERE id IN (SELECT id FROM jobs WHERE kind = $2 AND system = $3 AND ((state = 'ready' AND run_at <= $4) OR (state = 'leased' AND lease_until <= $4)) ORDER BY run_at, id LIMIT $5 {})
                          RETURNING id, kind, case_id, system, attempts, max_attempts",
-                    )
+                        ctx.skip_locked()
+                    )))
                     .bind(ms(until))
                     .bind(kind)
                     .bind(system)
@@ -1210,7 +1352,7 @@ fn unique_to_conflict(e: sqlx::Error, action: &'static str) -> StoreError {
 /// Rebuilds the audit log's Merkle frontier at start-up. A log written
 /// before the Merkle tree existed (no nodes) is upgraded: leaf hashes are
 /// recomputed from the events and the nodes stored.
-async fn load_head(conn: &mut SqliteConnection) -> Result<writer::Head, StoreError> {
+async fn load_head(conn: &mut DbConn) -> Result<writer::Head, StoreError> {
     let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_events")
         .fetch_one(&mut *conn)
         .await
@@ -1225,6 +1367,20 @@ async fn load_head(conn: &mut SqliteConnection) -> Result<writer::Head, StoreErr
         .map_err(db("read audit nodes"))?;
     if nodes == 0 && size > 1 {
         return rebuild_tree(conn).await;
+    }
+    load_frontier(conn).await
+}
+
+/// The audit log's Merkle frontier from its stored nodes: one perfect
+/// subtree per bit of the log's size.
+pub(crate) async fn load_frontier(conn: &mut DbConn) -> Result<writer::Head, StoreError> {
+    let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_events")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db("read audit size"))?;
+    let size = u64::try_from(size).unwrap_or(0);
+    if size == 0 {
+        return Ok(writer::Head::default());
     }
     let mut pieces = vec![];
     for level in (0..64u32).rev() {
@@ -1249,7 +1405,7 @@ async fn load_head(conn: &mut SqliteConnection) -> Result<writer::Head, StoreErr
 }
 
 pub(crate) async fn perfect_node(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     level: u32,
     idx: u64,
 ) -> Result<Option<Hash>, StoreError> {
@@ -1272,14 +1428,14 @@ pub(crate) async fn perfect_node(
     }))
 }
 
-async fn rebuild_tree(conn: &mut SqliteConnection) -> Result<writer::Head, StoreError> {
+async fn rebuild_tree(conn: &mut DbConn) -> Result<writer::Head, StoreError> {
     tracing::info!("upgrading the audit log to a Merkle tree");
     let rows = sqlx::query("SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash FROM audit_events ORDER BY seq")
         .fetch_all(&mut *conn)
         .await
         .map_err(db("read audit"))?;
     let mut frontier = lethe_ledger::merkle::Frontier::default();
-    sqlx::query("BEGIN IMMEDIATE")
+    sqlx::query("BEGIN")
         .execute(&mut *conn)
         .await
         .map_err(db("begin"))?;
@@ -1322,6 +1478,10 @@ async fn record_erasure_in(
     now: Timestamp,
     finish: ReceiptBuilder,
 ) -> Result<Case, StoreError> {
+    // The case first: two instances recording a case's last two systems at
+    // once would each still see the other's job open, and neither would
+    // close the case. Locked, the second sees the first's commit.
+    load_case(ctx, id).await?;
     sqlx::query("INSERT INTO erasure_results (case_id, system, outcome, recorded_at) VALUES ($1, $2, $3, $4) ON CONFLICT (case_id, system) DO UPDATE SET outcome = excluded.outcome")
         .bind(id.to_string())
         .bind(system)
@@ -1389,7 +1549,7 @@ async fn record_erasure_in(
 }
 
 /// A job from `RETURNING id, kind, case_id, system, attempts, max_attempts`.
-fn job_of(r: &sqlx::sqlite::SqliteRow) -> Result<Job, StoreError> {
+fn job_of(r: &crate::DbRow) -> Result<Job, StoreError> {
     Ok(Job {
         id: r.get(0),
         kind: r.get(1),
@@ -1401,12 +1561,18 @@ fn job_of(r: &sqlx::sqlite::SqliteRow) -> Result<Job, StoreError> {
     })
 }
 
+/// Loads a case to change it. On PostgreSQL the row stays locked until the
+/// transaction ends, so a change made by another instance at the same time
+/// waits and then sees this one's result.
 pub(crate) async fn load_case(ctx: &mut WriteCtx, id: CaseId) -> Result<Case, StoreError> {
-    let body: Option<String> = sqlx::query_scalar("SELECT body FROM cases WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_optional(&mut ctx.conn)
-        .await
-        .map_err(db("load case"))?;
+    let body: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT body FROM cases WHERE id = $1 {}",
+        ctx.for_update()
+    )))
+    .bind(id.to_string())
+    .fetch_optional(&mut ctx.conn)
+    .await
+    .map_err(db("load case"))?;
     from_json(&body.ok_or(StoreError::NotFound(id))?)
 }
 
@@ -1515,7 +1681,7 @@ async fn upsert_deadlines(
         .bind(ms(d.starts_at))
         .bind(d.due_at.map(ms))
         .bind(d.warn_at().map(ms))
-        .bind(d.paused)
+        .bind(i64::from(d.paused))
         .bind(d.met_at.map(ms))
         .bind(d.problem.clone())
         .execute(&mut ctx.conn)
@@ -1532,6 +1698,7 @@ async fn append_audit(
     change: &Change,
     actor: &str,
 ) -> Result<(), StoreError> {
+    ctx.lock_log().await?;
     let event = AuditEvent {
         seq: ctx.head.seq() + 1,
         case_id: case.id.to_string(),
@@ -1548,6 +1715,14 @@ async fn append_audit(
 
 /// Appends one event to the log: the row, the leaf, the completed subtrees.
 pub(crate) async fn insert_event(ctx: &mut WriteCtx, event: AuditEvent) -> Result<(), StoreError> {
+    ctx.lock_log().await?;
+    if event.seq != ctx.head.seq() + 1 {
+        return Err(StoreError::Corrupt(format!(
+            "audit event {} does not follow the log's head {}",
+            event.seq,
+            ctx.head.seq()
+        )));
+    }
     let hash = event.leaf_hash();
     sqlx::query("INSERT INTO audit_events (seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
         .bind(i64::try_from(event.seq).unwrap_or(i64::MAX))
@@ -1637,7 +1812,7 @@ async fn enqueue(
     Ok(())
 }
 
-fn row_to_event(r: &sqlx::sqlite::SqliteRow) -> Result<RecordedEvent, StoreError> {
+fn row_to_event(r: &crate::DbRow) -> Result<RecordedEvent, StoreError> {
     Ok(RecordedEvent {
         event: AuditEvent {
             seq: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),

@@ -7,12 +7,46 @@ fn t0() -> Timestamp {
     "2026-03-02T02:00:00Z".parse().unwrap()
 }
 
+/// The store under test: SQLite in a temporary directory, or, with
+/// `LETHE_TEST_STORE=postgres`, a fresh database on the machine's
+/// PostgreSQL (`LETHE_TEST_PG_URL`, default postgres://postgres@127.0.0.1:5432/postgres).
 async fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("lethe.db"), StoreOptions::default())
+    let url = test_url(dir.path()).await;
+    let store = Store::open_url(&url, StoreOptions::default())
         .await
         .unwrap();
     (dir, store)
+}
+
+/// The URL of a new, empty store of the backend under test.
+async fn test_url(dir: &std::path::Path) -> String {
+    if std::env::var("LETHE_TEST_STORE").as_deref() == Ok("postgres") {
+        fresh_pg_database().await
+    } else {
+        format!("sqlite://{}?mode=rwc", dir.join("lethe.db").display())
+    }
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("LETHE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A new, empty PostgreSQL database; its URL.
+async fn fresh_pg_database() -> String {
+    use sqlx::Connection;
+    let admin_url = pg_admin_url();
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    let db = format!("lethe_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{db}"),
+        None => panic!("LETHE_TEST_PG_URL names no database"),
+    }
 }
 
 async fn new_case(store: &Store, n: u128) -> Case {
@@ -232,10 +266,12 @@ async fn wrong_codes_lock_and_count_survives() {
 #[tokio::test]
 async fn the_merkle_frontier_survives_a_restart_and_proofs_stay_consistent() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lethe.db");
+    let url = test_url(dir.path()).await;
     let signer = std::sync::Arc::new(lethe_ledger::Signer::from_seed(&[3u8; 32]));
     let first = {
-        let store = Store::open(&path, StoreOptions::default()).await.unwrap();
+        let store = Store::open_url(&url, StoreOptions::default())
+            .await
+            .unwrap();
         for n in 0..37u128 {
             new_case(&store, n + 100).await;
         }
@@ -245,7 +281,9 @@ async fn the_merkle_frontier_survives_a_restart_and_proofs_stay_consistent() {
             .unwrap()
             .unwrap()
     };
-    let store = Store::open(&path, StoreOptions::default()).await.unwrap();
+    let store = Store::open_url(&url, StoreOptions::default())
+        .await
+        .unwrap();
     for n in 0..21u128 {
         new_case(&store, n + 500).await;
     }
@@ -281,8 +319,7 @@ async fn the_merkle_frontier_survives_a_restart_and_proofs_stay_consistent() {
 #[tokio::test]
 async fn postgres_migrations_match_the_sqlite_schema() {
     use sqlx::Connection;
-    let admin_url = std::env::var("LETHE_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin_url = pg_admin_url();
     let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
     let db = format!("lethe_schema_{}", uuid::Uuid::new_v4().simple());
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
@@ -320,9 +357,12 @@ async fn postgres_migrations_match_the_sqlite_schema() {
         .await
         .unwrap();
 
-    let (_dir, store) = open().await;
-    let lite_cols: Vec<(String, String, bool)> = sqlx::query_as(
-        "SELECT m.name, p.name, p.\"notnull\" = 0 AND p.pk = 0 FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("lethe.db"), StoreOptions::default())
+        .await
+        .unwrap();
+    let lite_cols: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT m.name, p.name, CASE WHEN p.\"notnull\" = 0 AND p.pk = 0 THEN 1 ELSE 0 END FROM sqlite_master m JOIN pragma_table_info(m.name) p \
          WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '_sqlx_migrations' ORDER BY 1, 2",
     )
     .fetch_all(&store.read)
@@ -346,7 +386,217 @@ async fn postgres_migrations_match_the_sqlite_schema() {
             lite_pk.push((t, cols.join(",")));
         }
     }
+    let lite_cols: Vec<(String, String, bool)> = lite_cols
+        .into_iter()
+        .map(|(t, c, n)| (t, c, n != 0))
+        .collect();
     assert_eq!(pg_cols, lite_cols, "columns and nullability");
     assert_eq!(pg_keys, lite_pk, "primary keys");
     assert!(pg_cols.len() > 100, "{} columns", pg_cols.len());
+}
+
+/// A month after `t0`: every cooling-off has ended.
+fn t30() -> Timestamp {
+    t0().checked_add(SignedDuration::from_hours(24 * 30))
+        .unwrap()
+}
+
+/// Two stores on one PostgreSQL database, as two instances: each opens its
+/// own writer and pool.
+async fn two_instances() -> (Store, Store) {
+    let url = fresh_pg_database().await;
+    let a = Store::open_url(&url, StoreOptions::default())
+        .await
+        .unwrap();
+    let b = Store::open_url(&url, StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(a.backend(), Backend::Postgres);
+    (a, b)
+}
+
+/// Drives a new case to `erasing` with one erase job per system.
+async fn erasing_case(store: &Store, n: u128, systems: &[&str]) -> CaseId {
+    let case = new_case(store, n).await;
+    for c in [0u8, 1, 2, 3] {
+        store
+            .apply(case.id, command(c), t0(), "t".into(), vec![], None)
+            .await
+            .unwrap();
+    }
+    let jobs = systems
+        .iter()
+        .map(|s| NewJob {
+            kind: "erase".into(),
+            system: (*s).into(),
+            max_attempts: 3,
+        })
+        .collect();
+    let started = store
+        .apply(
+            case.id,
+            CaseCommand::StartErasure,
+            t30(),
+            "t".into(),
+            jobs,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(started.state, CaseState::Erasing);
+    case.id
+}
+
+#[tokio::test]
+async fn instances_sharing_postgres_append_to_one_audit_tree() {
+    let (a, b) = two_instances().await;
+    let mut tasks = vec![];
+    for n in 0..150u128 {
+        let s = if n % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let case = new_case(&s, n + 10).await;
+            s.apply(case.id, command(0), t0(), "t".into(), vec![], None)
+                .await
+                .unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // 300 events, numbered 1..=300 without a gap, one tree: a head signed
+    // by either instance covers them all and every proof verifies.
+    let all = a.audit_range(1, 1000).await.unwrap();
+    assert_eq!(all.len(), 300);
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(e.event.seq, i as u64 + 1);
+    }
+    verified(&b, all.clone()).await;
+    new_case(&a, 999).await;
+    let all = b.audit_range(1, 1000).await.unwrap();
+    assert_eq!(all.len(), 301);
+    verified(&a, all).await;
+}
+
+#[tokio::test]
+async fn instances_claim_each_job_once_and_close_each_case_once() {
+    let (a, b) = two_instances().await;
+    let systems = ["crm", "orders", "cache"];
+    let mut cases = vec![];
+    for n in 0..40u128 {
+        cases.push(erasing_case(if n % 2 == 0 { &a } else { &b }, n + 1, &systems).await);
+    }
+    let lease = SignedDuration::from_secs(60);
+    // Both instances claim at once, one job or a batch at a time, and record
+    // what they claimed: each job goes to exactly one of them.
+    let worker = |s: Store, batch: bool| {
+        tokio::spawn(async move {
+            let mut mine = vec![];
+            loop {
+                let jobs = if batch {
+                    s.claim_more_jobs("erase", "orders", now_wall(), lease, 5)
+                        .await
+                        .unwrap()
+                } else {
+                    s.claim_job(now_wall(), lease)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .collect()
+                };
+                if jobs.is_empty() {
+                    if s.job_ready(now_wall()).await.unwrap() {
+                        continue;
+                    }
+                    return mine;
+                }
+                for j in jobs {
+                    s.record_erasure(
+                        j.id,
+                        j.case_id,
+                        j.system.clone(),
+                        serde_json::json!({"rows": 1}),
+                        t30(),
+                        |_, outcomes, _, _| format!("{} systems", outcomes.len()),
+                    )
+                    .await
+                    .unwrap();
+                    mine.push(j.id);
+                }
+            }
+        })
+    };
+    let handles = [
+        worker(a.clone(), false),
+        worker(b.clone(), false),
+        worker(a.clone(), true),
+        worker(b.clone(), true),
+    ];
+    let mut claimed = vec![];
+    for h in handles {
+        claimed.extend(h.await.unwrap());
+    }
+    let total = claimed.len();
+    claimed.sort_unstable();
+    claimed.dedup();
+    assert_eq!(claimed.len(), total, "a job was claimed twice");
+    assert_eq!(total, cases.len() * systems.len());
+    for id in cases {
+        let case = a.get_case(id).await.unwrap().unwrap();
+        assert_eq!(case.state, CaseState::Erased, "case {id}");
+        assert_eq!(a.receipt(id).await.unwrap().as_deref(), Some("3 systems"));
+        let closing = a
+            .audit_for_case(id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.event.to_state == "erased")
+            .count();
+        assert_eq!(closing, 1, "case {id} closed {closing} times");
+    }
+    let all = a.audit_range(1, 10_000).await.unwrap();
+    verified(&b, all).await;
+}
+
+#[tokio::test]
+async fn due_cases_start_erasing_once_when_instances_race() {
+    let (a, b) = two_instances().await;
+    let mut ids = vec![];
+    for n in 0..30u128 {
+        let case = new_case(&a, n + 1).await;
+        for c in [0u8, 1, 2, 3] {
+            a.apply(case.id, command(c), t0(), "t".into(), vec![], None)
+                .await
+                .unwrap();
+        }
+        ids.push(case.id);
+    }
+    let later = t30();
+    let job = || {
+        vec![NewJob {
+            kind: "erase".into(),
+            system: "crm".into(),
+            max_attempts: 3,
+        }]
+    };
+    let (ra, rb) = tokio::join!(
+        a.start_due_erasures(later, 100, job(), "worker".into()),
+        b.start_due_erasures(later, 100, job(), "worker".into()),
+    );
+    let started: Vec<CaseId> = ra
+        .unwrap()
+        .into_iter()
+        .chain(rb.unwrap())
+        .filter_map(|(id, r)| r.ok().map(|_| id))
+        .collect();
+    assert_eq!(started.len(), ids.len(), "each due case starts once");
+    for id in ids {
+        let n = a
+            .audit_for_case(id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.event.to_state == "erasing")
+            .count();
+        assert_eq!(n, 1);
+    }
 }

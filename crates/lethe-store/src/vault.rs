@@ -11,7 +11,7 @@ fn verr(e: StoreError) -> VaultError {
     VaultError::Store(e.to_string())
 }
 
-fn row_key(r: &sqlx::sqlite::SqliteRow) -> StoredKey {
+fn row_key(r: &crate::DbRow) -> StoredKey {
     StoredKey {
         subject: r.get(0),
         version: u32::try_from(r.get::<i64, _>(1)).unwrap_or(0),

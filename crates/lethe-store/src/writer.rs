@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use sqlx::SqliteConnection;
+use crate::DbConn;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{StoreError, db};
@@ -28,11 +28,70 @@ impl Head {
 /// What an operation sees: the writer's connection, inside a transaction
 /// and a savepoint of its own, and the audit chain head.
 pub struct WriteCtx {
-    pub(crate) conn: SqliteConnection,
+    pub(crate) conn: DbConn,
+    pub(crate) backend: crate::Backend,
     pub(crate) head: Head,
     pub(crate) deadlines: Option<crate::DeadlineFn>,
     /// Whether changes record case events (see `events.rs`).
     pub(crate) case_events: bool,
+    /// PostgreSQL: whether this transaction holds the audit log's lock, so
+    /// that `head` is the log's current head (other instances append too).
+    pub(crate) log_locked: bool,
+}
+
+/// The key of the PostgreSQL advisory lock that orders appends to the audit
+/// log across instances ("LETHELOG" in ASCII).
+const LOG_LOCK: i64 = 0x4c45_5448_454c_4f47;
+
+impl WriteCtx {
+    /// The clause that makes a claim's inner `SELECT` lock the rows it
+    /// picks and pass over rows another instance's transaction holds:
+    /// `FOR UPDATE SKIP LOCKED` on PostgreSQL; nothing on SQLite, whose one
+    /// writer never meets a concurrent claim.
+    pub(crate) fn skip_locked(&self) -> &'static str {
+        match self.backend {
+            crate::Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            crate::Backend::Sqlite => "",
+        }
+    }
+
+    /// `FOR UPDATE` on PostgreSQL (a read that the transaction then writes
+    /// on, so a concurrent instance waits instead of deciding on stale
+    /// data); nothing on SQLite.
+    pub(crate) fn for_update(&self) -> &'static str {
+        match self.backend {
+            crate::Backend::Postgres => "FOR UPDATE",
+            crate::Backend::Sqlite => "",
+        }
+    }
+
+    /// Makes `head` the audit log's current head before an append or a
+    /// signature. SQLite has one writer, whose head is always current. On
+    /// PostgreSQL this takes the log's transaction-scoped advisory lock
+    /// (held until commit or rollback, so appends of several instances form
+    /// one sequence) and reloads the Merkle frontier when another instance
+    /// appended since this one last looked.
+    pub(crate) async fn lock_log(&mut self) -> Result<(), StoreError> {
+        if self.backend == crate::Backend::Sqlite || self.log_locked {
+            return Ok(());
+        }
+        // pg_advisory_xact_lock returns void, which the Any driver cannot
+        // decode: select a constant beside it.
+        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS l")
+            .bind(LOG_LOCK)
+            .execute(&mut self.conn)
+            .await
+            .map_err(db("lock the audit log"))?;
+        let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_events")
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(db("read audit size"))?;
+        if u64::try_from(size).unwrap_or(0) != self.head.seq() {
+            self.head = crate::load_frontier(&mut self.conn).await?;
+        }
+        self.log_locked = true;
+        Ok(())
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -42,7 +101,13 @@ type OpFn = Box<dyn for<'c> FnOnce(&'c mut WriteCtx) -> BoxFuture<'c, (bool, Del
 /// An operation, run inside the group transaction or on its own outside
 /// any transaction (for statements SQLite refuses in one, like checkpoints).
 enum Op {
-    InTx(OpFn),
+    /// `logged`: the operation may append to the audit log, so on
+    /// PostgreSQL its transaction takes the log's lock first (before any
+    /// row lock, so instances never wait on each other in a cycle).
+    InTx {
+        f: OpFn,
+        logged: bool,
+    },
     Outside(OpFn),
 }
 
@@ -51,8 +116,12 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// `url`: where to connect again if the connection is lost (a
+    /// PostgreSQL server restarted, a network cut).
     pub(crate) fn start(
-        conn: SqliteConnection,
+        conn: DbConn,
+        url: String,
+        backend: crate::Backend,
         head: Head,
         deadlines: Option<crate::DeadlineFn>,
         case_events: bool,
@@ -61,10 +130,13 @@ impl Writer {
         tokio::spawn(run(
             WriteCtx {
                 conn,
+                backend,
                 head,
                 deadlines,
                 case_events,
+                log_locked: false,
             },
+            url,
             rx,
         ));
         Self { tx }
@@ -78,7 +150,21 @@ impl Writer {
             + Send
             + 'static,
     {
-        self.submit(f, true).await
+        self.submit(f, Some(true)).await
+    }
+
+    /// Runs `f` in the next group commit, for an operation that never
+    /// appends to the audit log (job claims, leases, delivery marks): on
+    /// PostgreSQL such a batch does not take the log's lock, so instances
+    /// claim work side by side (`FOR UPDATE SKIP LOCKED`).
+    pub(crate) async fn run_unlogged<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut WriteCtx) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        self.submit(f, Some(false)).await
     }
 
     /// Runs `f` alone, between group commits, outside any transaction.
@@ -89,10 +175,12 @@ impl Writer {
             + Send
             + 'static,
     {
-        self.submit(f, false).await
+        self.submit(f, None).await
     }
 
-    async fn submit<T, F>(&self, f: F, in_tx: bool) -> Result<T, StoreError>
+    /// `logged`: `None` outside any transaction, else whether the operation
+    /// may append to the audit log.
+    async fn submit<T, F>(&self, f: F, logged: Option<bool>) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut WriteCtx) -> BoxFuture<'c, Result<T, StoreError>>
@@ -119,13 +207,16 @@ impl Writer {
                 (keep, deliver)
             })
         });
-        let op = if in_tx { Op::InTx(op) } else { Op::Outside(op) };
+        let op = match logged {
+            Some(logged) => Op::InTx { f: op, logged },
+            None => Op::Outside(op),
+        };
         self.tx.send(op).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }
 
-async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), StoreError> {
+async fn exec(conn: &mut DbConn, sql: &'static str) -> Result<(), StoreError> {
     sqlx::query(sql)
         .execute(&mut *conn)
         .await
@@ -140,7 +231,36 @@ fn copy_err(e: &StoreError) -> StoreError {
     }
 }
 
-async fn run(mut ctx: WriteCtx, mut rx: mpsc::Receiver<Op>) {
+/// After a failed commit: if the connection itself is gone, connects again,
+/// waiting up to `RECONNECT_MAX_WAIT` between tries, for as long as it takes
+/// (operations wait in the bounded queue meanwhile).
+async fn reconnect_if_lost(ctx: &mut WriteCtx, url: &str) {
+    use sqlx::Connection;
+    if ctx.conn.ping().await.is_ok() {
+        return;
+    }
+    let mut wait = std::time::Duration::from_millis(100);
+    loop {
+        match DbConn::connect(url).await {
+            Ok(conn) => {
+                tracing::warn!("the store's writer connected again");
+                ctx.conn = conn;
+                ctx.log_locked = false;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %db("reconnect")(e), retry_in_ms = wait.as_millis() as u64, "the store's writer lost its connection");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RECONNECT_MAX_WAIT);
+            }
+        }
+    }
+}
+
+/// The longest wait between two reconnection attempts of the writer.
+const RECONNECT_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn run(mut ctx: WriteCtx, url: String, mut rx: mpsc::Receiver<Op>) {
     let mut carried: Option<Op> = None;
     loop {
         let first = match carried.take() {
@@ -156,12 +276,16 @@ async fn run(mut ctx: WriteCtx, mut rx: mpsc::Receiver<Op>) {
                 deliver(Ok(()));
                 continue;
             }
-            Op::InTx(op) => op,
+            Op::InTx { f, logged } => (f, logged),
         };
-        let mut batch = vec![first];
+        let mut logged = first.1;
+        let mut batch = vec![first.0];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(Op::InTx(op)) => batch.push(op),
+                Ok(Op::InTx { f, logged: l }) => {
+                    logged |= l;
+                    batch.push(f);
+                }
                 Ok(outside) => {
                     carried = Some(outside);
                     break;
@@ -173,27 +297,40 @@ async fn run(mut ctx: WriteCtx, mut rx: mpsc::Receiver<Op>) {
         let mut delivers: Vec<Deliver> = Vec::with_capacity(batch.len());
         let mut pending = batch.into_iter();
         let result: Result<(), StoreError> = async {
-            exec(&mut ctx.conn, "BEGIN IMMEDIATE").await?;
+            // SQLite: take the write lock at once. PostgreSQL: a plain
+            // transaction (several instances write at the same time).
+            let begin = match ctx.backend {
+                crate::Backend::Sqlite => "BEGIN IMMEDIATE",
+                crate::Backend::Postgres => "BEGIN",
+            };
+            exec(&mut ctx.conn, begin).await?;
+            if logged {
+                ctx.lock_log().await?;
+            }
             for op in pending.by_ref() {
                 exec(&mut ctx.conn, "SAVEPOINT op").await?;
-                let snap = ctx.head.clone();
+                let snap = (ctx.head.clone(), ctx.log_locked);
                 let (keep, deliver) = op(&mut ctx).await;
                 delivers.push(deliver);
                 if !keep {
                     exec(&mut ctx.conn, "ROLLBACK TO op").await?;
-                    ctx.head = snap;
+                    (ctx.head, ctx.log_locked) = snap;
                 }
                 exec(&mut ctx.conn, "RELEASE op").await?;
             }
             exec(&mut ctx.conn, "COMMIT").await
         }
         .await;
+        ctx.log_locked = false;
         match result {
             Ok(()) => delivers.into_iter().for_each(|d| d(Ok(()))),
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed; the batch is rolled back");
                 let _ = exec(&mut ctx.conn, "ROLLBACK").await;
                 ctx.head = head_before;
+                if ctx.backend == crate::Backend::Postgres {
+                    reconnect_if_lost(&mut ctx, &url).await;
+                }
                 for d in delivers {
                     d(Err(copy_err(&e)));
                 }

@@ -28,13 +28,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run Lethe with the bundled demo platform, Demo Mart, on SQLite.
+    /// Run Lethe with the bundled demo platform, Demo Mart (Lethe's own data
+    /// on SQLite, or on PostgreSQL with --store-url).
     Demo {
         /// Where the demo keeps its databases and keys.
         #[arg(long, default_value = "var/demo")]
         data_dir: PathBuf,
         #[command(flatten)]
-        opts: DemoOptions,
+        opts: Box<DemoOptions>,
     },
     /// Run Lethe with a configuration file (production: the system clock).
     Serve {
@@ -366,7 +367,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Demo { data_dir, opts } => {
             init_logs();
-            demo(data_dir, opts).await
+            demo(data_dir, *opts).await
         }
         Cmd::Serve { config } => {
             init_logs();
@@ -405,9 +406,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let cfg = load_config(&config)?;
             std::fs::create_dir_all(&cfg.data_dir)?;
-            let store =
-                lethe_store::Store::open(&cfg.data_dir.join("lethe.db"), Default::default())
-                    .await?;
+            let store = lethe_store::Store::open_url(
+                &cfg.store_url().map_err(anyhow::Error::msg)?,
+                Default::default(),
+            )
+            .await?;
             if create {
                 let key = new_api_key();
                 store
@@ -471,6 +474,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Backup { config, out } => {
             let cfg = load_config(&config)?;
+            sqlite_only(&cfg, "backup")?;
             let (data, keys) = backup::backup(&cfg.data_dir, &out).await?;
             println!("data: {}\nkeys: {}", data.display(), keys.display());
             eprintln!(
@@ -485,6 +489,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             force,
         } => {
             let cfg = load_config(&config)?;
+            sqlite_only(&cfg, "restore")?;
             let n = backup::restore(&cfg.data_dir, &data, keys.as_deref(), force).await?;
             println!(
                 "restored into {} ({n} vault key(s) restored)",
@@ -730,10 +735,24 @@ async fn datamap_cmd(cmd: DatamapCmd) -> anyhow::Result<()> {
     }
 }
 
+/// `lethe backup` and `restore` copy the embedded SQLite store; a
+/// PostgreSQL store is backed up by PostgreSQL's own tools.
+fn sqlite_only(cfg: &Config, what: &str) -> anyhow::Result<()> {
+    if cfg.store.url.is_some() || cfg.store.url_env.is_some() {
+        anyhow::bail!(
+            "lethe {what} copies the embedded SQLite store; this installation keeps its data in PostgreSQL: use pg_dump or continuous archiving for the database, and keep the data directory's key files (lethe.key, audit.key, vault.kek) apart, as docs/operations.md describes"
+        );
+    }
+    Ok(())
+}
+
 async fn open_store(config: &Path) -> anyhow::Result<(Config, lethe_store::Store)> {
     let cfg = load_config(config)?;
-    let store =
-        lethe_store::Store::open(&cfg.data_dir.join("lethe.db"), Default::default()).await?;
+    let store = lethe_store::Store::open_url(
+        &cfg.store_url().map_err(anyhow::Error::msg)?,
+        Default::default(),
+    )
+    .await?;
     Ok((cfg, store))
 }
 
@@ -912,6 +931,14 @@ struct DemoOptions {
     /// (dots become '_', upper case).
     #[arg(long, default_value = "lethe.cases")]
     events_prefix: String,
+    /// Keep Lethe's own data in PostgreSQL at this URL (no password in it:
+    /// use --store-url-env for one); default: SQLite under the data directory.
+    #[arg(long, conflicts_with = "store_url_env")]
+    store_url: Option<String>,
+    /// Keep Lethe's own data in PostgreSQL: the environment variable
+    /// holding its URL.
+    #[arg(long)]
+    store_url_env: Option<String>,
 }
 
 async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
@@ -932,6 +959,8 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
         sms_per_client,
         nats_url,
         events_prefix,
+        store_url,
+        store_url_env,
     } = o;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -990,6 +1019,12 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
             "stream": events_prefix.replace(['.', '-'], "_").to_uppercase(),
             "subject_prefix": events_prefix,
         });
+    }
+    if let Some(env) = store_url_env {
+        cfg_value["store"] = serde_json::json!({ "url_env": env });
+    }
+    if let Some(url) = store_url {
+        cfg_value["store"] = serde_json::json!({ "url": url });
     }
     let cfg: Config = serde_json::from_value(cfg_value)?;
     cfg.validate()

@@ -138,15 +138,7 @@ async fn receipts_logs_and_reports_verify_and_forgeries_do_not() {
 
     // Offline verification of the exported log; then tampering is pinpointed.
     let cfg = dir.path().join("lethe.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir = \"{}\"\ndatamap = \"{}\"\n",
-            dir.path().display(),
-            dir.path().join("datamap.toml").display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&cfg, common::config_toml(dir.path())).unwrap();
     let log = dir.path().join("audit.log");
     let (ok, _, err) = lethe(&[
         "audit",

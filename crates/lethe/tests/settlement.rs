@@ -441,11 +441,7 @@ async fn unreasonable_conditions_are_refused_by_the_policy_check() {
     let cfg = dir.path().join("lethe.toml");
     std::fs::write(
         &cfg,
-        format!(
-            "data_dir = \"{}\"\ndatamap = \"{}\"\n",
-            dir.path().display(),
-            dir.path().join("map.toml").display()
-        ),
+        common::config_toml(dir.path()).replace("datamap.toml", "map.toml"),
     )
     .unwrap();
     std::fs::write(dir.path().join("map.toml"), &map).unwrap();

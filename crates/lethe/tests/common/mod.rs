@@ -15,6 +15,54 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_lethe");
 
+/// The suite runs against Lethe's SQLite store, or with
+/// `LETHE_TEST_STORE=postgres` against PostgreSQL: each test directory then
+/// gets a database of its own on the machine's server (`LETHE_TEST_PG_URL`,
+/// default postgres://postgres@127.0.0.1:5432/postgres), named in the file
+/// `store-url` of the directory.
+pub fn postgres_store() -> bool {
+    std::env::var("LETHE_TEST_STORE").as_deref() == Ok("postgres")
+}
+
+/// The store URL of a test directory (PostgreSQL mode), made on first use.
+pub fn store_url(dir: &Path) -> Option<String> {
+    if !postgres_store() {
+        return None;
+    }
+    let file = dir.join("store-url");
+    if let Ok(u) = std::fs::read_to_string(&file) {
+        return Some(u.trim().to_owned());
+    }
+    let admin = std::env::var("LETHE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let db = format!("lethe_it_{}", uuid::Uuid::new_v4().simple());
+    let out = Command::new("psql")
+        .args([admin.as_str(), "-q", "-c", &format!("CREATE DATABASE {db}")])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    std::fs::write(&file, &url).unwrap();
+    Some(url)
+}
+
+/// A configuration file's text for CLI commands on a test directory.
+pub fn config_toml(dir: &Path) -> String {
+    let mut t = format!(
+        "data_dir = \"{}\"\ndatamap = \"{}\"\n",
+        dir.display(),
+        dir.join("datamap.toml").display()
+    );
+    if let Some(u) = store_url(dir) {
+        t.push_str(&format!("[store]\nurl = \"{u}\"\n"));
+    }
+    t
+}
+
 /// An HTTP client for tests; installs the TLS crypto provider first (the
 /// workspace's reqwest is built with rustls and no default provider).
 pub fn http() -> reqwest::Client {
@@ -61,6 +109,11 @@ impl Demo {
             .arg("--ready-file")
             .arg(&ready)
             .args(extra)
+            .args(
+                store_url(dir)
+                    .map(|u| vec!["--store-url".to_owned(), u])
+                    .unwrap_or_default(),
+            )
             .env("LETHE_LOG", "info")
             .envs(envs.iter().copied())
             .stdout(Stdio::null())
@@ -257,14 +310,14 @@ impl Demo {
         mart(&self.dir).await
     }
 
-    pub async fn lethe_db(&self) -> SqlitePool {
-        let opts = SqliteConnectOptions::from_str("sqlite:")
-            .unwrap()
-            .filename(self.dir.join("lethe.db"))
-            .read_only(true);
-        SqlitePoolOptions::new()
+    /// Lethe's own store, for checks (SQLite file or PostgreSQL database).
+    pub async fn lethe_db(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        let url = store_url(&self.dir)
+            .unwrap_or_else(|| format!("sqlite://{}?mode=ro", self.dir.join("lethe.db").display()));
+        sqlx::any::AnyPoolOptions::new()
             .max_connections(1)
-            .connect_with(opts)
+            .connect(&url)
             .await
             .unwrap()
     }
@@ -396,15 +449,7 @@ pub fn receipt_rows(receipt: &Value, table: &str) -> i64 {
 /// password and TOTP secret.
 pub fn create_agent(dir: &std::path::Path, username: &str, role: &str) -> (String, Vec<u8>) {
     let cfg = dir.join("lethe.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir = \"{}\"\ndatamap = \"{}\"\n",
-            dir.display(),
-            dir.join("datamap.toml").display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&cfg, config_toml(dir)).unwrap();
     let out = Command::new(BIN)
         .args([
             "agent",

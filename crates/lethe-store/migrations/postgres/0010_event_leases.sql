@@ -1,0 +1,4 @@
+-- Case events are claimed by one publisher at a time (several instances
+-- may run): a publisher leases a batch until this time (milliseconds, UTC);
+-- an instance that dies lets its lease run out and another publishes.
+ALTER TABLE case_events ADD COLUMN lease_until BIGINT;
