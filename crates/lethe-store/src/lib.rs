@@ -243,6 +243,8 @@ pub struct JobInfo {
 pub struct Store {
     read: DbPool,
     backend: Backend,
+    /// This instance's name on the leases it takes: host/pid/random.
+    instance: Arc<str>,
     writer: Arc<writer::Writer>,
 }
 
@@ -315,15 +317,30 @@ impl Store {
             opts.deadlines.clone(),
             opts.case_events,
         );
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".into());
+        let instance = format!(
+            "{host}/{}/{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        );
         Ok(Self {
             read,
             backend,
+            instance: instance.into(),
             writer: Arc::new(writer),
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// This instance's name on the job leases it holds
+    /// (`host/pid/random`).
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// Moves the WAL into the database file and truncates it, so deleted
@@ -929,18 +946,20 @@ impl Store {
         now: Timestamp,
         lease: jiff::SignedDuration,
     ) -> Result<Option<Job>, StoreError> {
+        let owner = self.instance.to_string();
         self.writer
             .run_unlogged(move |ctx| {
                 Box::pin(async move {
                     let until = now.checked_add(lease).unwrap_or(now);
                     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "UPDATE jobs SET state = 'leased', lease_until = $1, attempts = attempts + 1
+                        "UPDATE jobs SET state = 'leased', lease_until = $1, attempts = attempts + 1, lease_owner = $3
                          WHERE id = (SELECT id FROM jobs WHERE (state = 'ready' AND run_at <= $2) OR (state = 'leased' AND lease_until <= $2) ORDER BY run_at, id LIMIT 1 {})
                          RETURNING id, kind, case_id, system, attempts, max_attempts",
                         ctx.skip_locked()
                     )))
                     .bind(ms(until))
                     .bind(ms(now))
+                    .bind(owner)
                     .fetch_optional(&mut ctx.conn)
                     .await
                     .map_err(db("claim job"))?;
@@ -1194,12 +1213,13 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Job>, StoreError> {
         let (kind, system) = (kind.to_owned(), system.to_owned());
+        let owner = self.instance.to_string();
         self.writer
             .run_unlogged(move |ctx| {
                 Box::pin(async move {
                     let until = now.checked_add(lease).unwrap_or(now);
                     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "UPDATE jobs SET state = 'leased', lease_until = $1, attempts = attempts + 1
+                        "UPDATE jobs SET state = 'leased', lease_until = $1, attempts = attempts + 1, lease_owner = $6
                          WHERE id IN (SELECT id FROM jobs WHERE kind = $2 AND system = $3 AND ((state = 'ready' AND run_at <= $4) OR (state = 'leased' AND lease_until <= $4)) ORDER BY run_at, id LIMIT $5 {})
                          RETURNING id, kind, case_id, system, attempts, max_attempts",
                         ctx.skip_locked()
@@ -1209,6 +1229,7 @@ impl Store {
                     .bind(system)
                     .bind(ms(now))
                     .bind(i64::from(limit.min(1000)))
+                    .bind(owner)
                     .fetch_all(&mut ctx.conn)
                     .await
                     .map_err(db("claim jobs"))?;

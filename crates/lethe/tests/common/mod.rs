@@ -25,13 +25,22 @@ pub fn postgres_store() -> bool {
 }
 
 /// The store URL of a test directory (PostgreSQL mode), made on first use.
+/// A directory whose database was made by [`pg_store_url`] keeps it.
 pub fn store_url(dir: &Path) -> Option<String> {
-    if !postgres_store() {
-        return None;
+    if postgres_store() || dir.join("store-url").exists() {
+        Some(pg_store_url(dir))
+    } else {
+        None
     }
+}
+
+/// A PostgreSQL database of the test directory's own on the machine's
+/// server (made on first use, its URL kept in the file `store-url`), for
+/// tests that always run on PostgreSQL (several instances).
+pub fn pg_store_url(dir: &Path) -> String {
     let file = dir.join("store-url");
     if let Ok(u) = std::fs::read_to_string(&file) {
-        return Some(u.trim().to_owned());
+        return u.trim().to_owned();
     }
     let admin = std::env::var("LETHE_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
@@ -47,7 +56,7 @@ pub fn store_url(dir: &Path) -> Option<String> {
     );
     let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
     std::fs::write(&file, &url).unwrap();
-    Some(url)
+    url
 }
 
 /// A configuration file's text for CLI commands on a test directory.
@@ -89,12 +98,26 @@ impl Demo {
     }
 
     pub async fn start_env(dir: &Path, users: u32, extra: &[&str], envs: &[(&str, &str)]) -> Demo {
-        let ready = dir.join("ready.json");
+        Self::start_named(dir, users, "", extra, envs, store_url(dir)).await
+    }
+
+    /// An instance of its own name (`ready<name>.json`, `lethe<name>.log`)
+    /// on the directory's data; several may run at once on one PostgreSQL
+    /// store (`store`).
+    pub async fn start_named(
+        dir: &Path,
+        users: u32,
+        name: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+        store: Option<String>,
+    ) -> Demo {
+        let ready = dir.join(format!("ready{name}.json"));
         let _ = std::fs::remove_file(&ready);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join("lethe.log"))
+            .open(dir.join(format!("lethe{name}.log")))
             .unwrap();
         let child = Command::new(BIN)
             .args([
@@ -110,7 +133,7 @@ impl Demo {
             .arg(&ready)
             .args(extra)
             .args(
-                store_url(dir)
+                store
                     .map(|u| vec!["--store-url".to_owned(), u])
                     .unwrap_or_default(),
             )
@@ -137,7 +160,7 @@ impl Demo {
             assert!(
                 Instant::now() < deadline,
                 "lethe did not become ready; see {}",
-                dir.join("lethe.log").display()
+                dir.join(format!("lethe{name}.log")).display()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

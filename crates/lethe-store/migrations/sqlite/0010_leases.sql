@@ -2,3 +2,7 @@
 -- may run): a publisher leases a batch until this time (milliseconds, UTC);
 -- an instance that dies lets its lease run out and another publishes.
 ALTER TABLE case_events ADD COLUMN lease_until INTEGER;
+
+-- Which instance holds a job's lease (host, process id and a random
+-- suffix): for operators and for tests that stop one instance.
+ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
