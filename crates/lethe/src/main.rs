@@ -4,6 +4,7 @@ mod backup;
 mod bench;
 mod bench_erase;
 mod bench_export;
+mod bench_instances;
 mod demo_mart;
 mod export_cmd;
 
@@ -256,6 +257,36 @@ enum BenchCmd {
         db: PathBuf,
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Cases per second with 1, 2 and 3 instances of `lethe demo` on one
+    /// PostgreSQL store, driven over HTTP from this process; ratios against
+    /// one instance.
+    Instances {
+        /// An existing database to connect to; the runs use fresh databases
+        /// of their own, dropped at the end.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        pg_url: String,
+        /// Instance counts to measure, comma-separated (1 to 8 each).
+        #[arg(long, default_value = "1,2,3", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=8))]
+        instances: Vec<u64>,
+        /// Cases per run.
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=100_000))]
+        cases: u64,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
+        concurrency: u64,
+    },
+    /// A soak test: mixed traffic from this process against instances on
+    /// one PostgreSQL store, with errors, throughput and memory over time.
+    Soak {
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        pg_url: String,
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=8))]
+        instances: u64,
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1440))]
+        minutes: u64,
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
+        concurrency: u64,
     },
     /// Audit appends (batched, Merkle tree), verification, raw SHA-256.
     Audit {
@@ -516,6 +547,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 map.providers.len()
             );
             Ok(())
+        }
+        Cmd::Bench {
+            cmd:
+                BenchCmd::Instances {
+                    pg_url,
+                    instances,
+                    cases,
+                    concurrency,
+                },
+        } => {
+            let counts: Vec<usize> = instances
+                .iter()
+                .map(|n| usize::try_from(*n))
+                .collect::<Result<_, _>>()?;
+            bench_instances::instances(
+                &pg_url,
+                &counts,
+                usize::try_from(cases)?,
+                usize::try_from(concurrency)?,
+            )
+            .await
+        }
+        Cmd::Bench {
+            cmd:
+                BenchCmd::Soak {
+                    pg_url,
+                    instances,
+                    minutes,
+                    concurrency,
+                },
+        } => {
+            bench_instances::soak(
+                &pg_url,
+                usize::try_from(instances)?,
+                minutes,
+                usize::try_from(concurrency)?,
+            )
+            .await
         }
         Cmd::Bench {
             cmd: BenchCmd::Audit { events },

@@ -310,8 +310,21 @@ async fn tombstones_enforce_re_registration_and_release_recycled_numbers() {
     let (s, p) = check("passport", "x").await;
     assert_eq!(s, 422, "{p}");
 
-    // Lethe keeps only keyed hashes: the erased phone appears nowhere in its files.
-    for f in ["lethe.db", "lethe.db-wal"] {
+    // Lethe keeps only keyed hashes: the erased phone appears nowhere in its
+    // files (SQLite) or in a dump of its database (PostgreSQL).
+    if let Some(url) = store_url(dir.path()) {
+        let dump = std::process::Command::new("pg_dump")
+            .arg(&url)
+            .output()
+            .unwrap();
+        assert!(
+            dump.status.success(),
+            "{}",
+            String::from_utf8_lossy(&dump.stderr)
+        );
+        std::fs::write(dir.path().join("store.sql"), &dump.stdout).unwrap();
+    }
+    for f in ["lethe.db", "lethe.db-wal", "store.sql"] {
         if let Ok(bytes) = std::fs::read(dir.path().join(f)) {
             assert!(
                 !bytes.windows(phone.len()).any(|w| w == phone.as_bytes()),

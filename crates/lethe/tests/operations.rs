@@ -83,9 +83,16 @@ async fn serve_mode_has_a_fixed_clock_and_managed_keys() {
     std::fs::write(
         &cfg,
         format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\ndatamap = \"{}\"\n",
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\ndatamap = \"{}\"\n{}",
             data.display(),
-            dir.path().join("datamap.toml").display()
+            dir.path().join("datamap.toml").display(),
+            {
+                // Its own keys, so its own database too.
+                std::fs::create_dir_all(&data).unwrap();
+                store_url(&data)
+                    .map(|u| format!("[store]\nurl = \"{u}\"\n"))
+                    .unwrap_or_default()
+            }
         ),
     )
     .unwrap();

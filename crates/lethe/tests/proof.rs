@@ -158,14 +158,7 @@ async fn receipts_logs_and_reports_verify_and_forgeries_do_not() {
         &pk,
     ]);
     assert!(ok && out.contains("log verified"), "{out}{err}");
-    let lethe_db = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect(&format!(
-            "sqlite://{}",
-            dir.path().join("lethe.db").display()
-        ))
-        .await
-        .unwrap();
+    let lethe_db = demo.lethe_db_writable().await;
     sqlx::query("UPDATE audit_events SET actor = 'agent:mallory' WHERE seq = 5")
         .execute(&lethe_db)
         .await

@@ -208,6 +208,7 @@ async fn a_missing_vault_key_file_stops_start_up_with_a_clear_error() {
     let out = Command::new(BIN)
         .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
+        .args(store_args(dir.path()))
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -222,6 +223,7 @@ async fn a_missing_vault_key_file_stops_start_up_with_a_clear_error() {
     let out = Command::new(BIN)
         .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
+        .args(store_args(dir.path()))
         .stdin(Stdio::null())
         .output()
         .unwrap();

@@ -59,6 +59,13 @@ pub fn pg_store_url(dir: &Path) -> String {
     url
 }
 
+/// `lethe demo` arguments for the test directory's store (none on SQLite).
+pub fn store_args(dir: &Path) -> Vec<String> {
+    store_url(dir)
+        .map(|u| vec!["--store-url".to_owned(), u])
+        .unwrap_or_default()
+}
+
 /// A configuration file's text for CLI commands on a test directory.
 pub fn config_toml(dir: &Path) -> String {
     let mut t = format!(
@@ -331,6 +338,18 @@ impl Demo {
 
     pub async fn mart(&self) -> SqlitePool {
         mart(&self.dir).await
+    }
+
+    /// Lethe's own store opened for writing (tests that tamper with it).
+    pub async fn lethe_db_writable(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        let url = store_url(&self.dir)
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rw", self.dir.join("lethe.db").display()));
+        sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap()
     }
 
     /// Lethe's own store, for checks (SQLite file or PostgreSQL database).

@@ -1,0 +1,607 @@
+//! `lethe bench instances` and `lethe bench soak`: several `lethe demo`
+//! processes on one PostgreSQL store, driven over HTTP from this process
+//! (a second process, as a platform would be).
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use sqlx::Connection;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const WEEK_AND_A_MINUTE: i64 = 7 * 86_400 + 60;
+/// How long an instance may take to become ready.
+const READY_WITHIN: Duration = Duration::from_secs(180);
+/// Each request's time limit.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Instances of `lethe demo` sharing one fresh PostgreSQL database and one
+/// data directory; stopped (and the database dropped) on drop.
+struct Cluster {
+    children: Vec<Child>,
+    urls: Vec<String>,
+    key: String,
+    db_url: String,
+    admin_url: String,
+    db_name: String,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start(admin_url: &str, n: usize, users: u32) -> anyhow::Result<Self> {
+        let db_name = format!("lethe_bench_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(admin_url)
+            .await
+            .with_context(|| "connecting to PostgreSQL (set --pg-url)".to_string())?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
+            .execute(&mut admin)
+            .await?;
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b).context(
+            "--pg-url must name a database, like postgres://postgres@127.0.0.1:5432/postgres",
+        )?;
+        let db_url = format!("{base}/{db_name}");
+        let dir = tempfile::tempdir()?;
+        let mut c = Cluster {
+            children: vec![],
+            urls: vec![],
+            key: String::new(),
+            db_url,
+            admin_url: admin_url.to_owned(),
+            db_name,
+            dir,
+        };
+        // The first instance makes the keys and Demo Mart; the others join.
+        for i in 0..n {
+            c.spawn(i, users).await?;
+        }
+        c.key = std::fs::read_to_string(c.dir.path().join("demo-api-key"))?
+            .trim()
+            .to_owned();
+        Ok(c)
+    }
+
+    async fn spawn(&mut self, i: usize, users: u32) -> anyhow::Result<()> {
+        let ready = self.dir.path().join(format!("ready-{i}.json"));
+        let log = std::fs::File::create(self.dir.path().join(format!("lethe-{i}.log")))?;
+        let child = Command::new(std::env::current_exe()?)
+            .args(["demo", "--listen", "127.0.0.1:0", "--users"])
+            .arg(users.to_string())
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(["--store-url", &self.db_url, "--rate", "1000000"])
+            .args(["--lease-secs", "5"])
+            .env("LETHE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()?;
+        self.children.push(child);
+        let until = Instant::now() + READY_WITHIN;
+        loop {
+            if let Ok(t) = std::fs::read_to_string(&ready)
+                && let Ok(v) = serde_json::from_str::<Value>(&t)
+            {
+                self.urls
+                    .push(v["url"].as_str().context("ready file")?.to_owned());
+                return Ok(());
+            }
+            if Instant::now() > until {
+                bail!(
+                    "instance {i} did not become ready; see {}",
+                    self.dir.path().join(format!("lethe-{i}.log")).display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn mart(&self) -> PathBuf {
+        self.dir.path().join("demo-mart.db")
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // The children are gone: the database can go too.
+        let _ = Command::new("psql")
+            .args([
+                self.admin_url.as_str(),
+                "-q",
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {}", self.db_name),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Users of Demo Mart with nothing that blocks and no money to settle.
+async fn clear_users(mart: &Path, n: usize) -> anyhow::Result<Vec<i64>> {
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", mart.display())).await?;
+    Ok(sqlx::query_scalar("SELECT id FROM users u WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.user_id = u.id AND o.status IN ('pending','paid','shipping')) AND NOT EXISTS (SELECT 1 FROM bank_cards b WHERE b.user_id = u.id) AND NOT EXISTS (SELECT 1 FROM wallets w WHERE w.user_id = u.id AND w.balance_fen > 0) ORDER BY id LIMIT ?1")
+        .bind(i64::try_from(n)?)
+        .fetch_all(&mut conn)
+        .await?)
+}
+
+/// A platform's calls to one instance.
+#[derive(Clone)]
+struct Api {
+    http: reqwest::Client,
+    url: String,
+    key: String,
+}
+
+impl Api {
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let url = format!("{}{path}", self.url);
+        let rb = match method {
+            "GET" => self.http.get(url),
+            _ => self
+                .http
+                .post(url)
+                .header("content-type", "application/json")
+                .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                .body(body.unwrap_or(json!({})).to_string()),
+        };
+        let r = rb
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .map_err(|e| format!("{method} {path}: {}", e.without_url()))?;
+        let status = r.status().as_u16();
+        let text = r
+            .text()
+            .await
+            .map_err(|e| format!("{method} {path}: {e}"))?;
+        if !(200..300).contains(&status) {
+            let title = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["title"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            return Err(format!("{method} {} -> {status} {title}", shape(path)));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("{method} {path}: {e}"))
+    }
+
+    async fn state(&self, id: &str) -> Result<String, String> {
+        let v = self.call("GET", &format!("/v1/cases/{id}"), None).await?;
+        Ok(v["state"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// A whole self-service cancellation up to its cooling-off.
+    async fn to_cooling_off(&self, subject: i64) -> Result<String, String> {
+        let v = self
+            .call(
+                "POST",
+                "/v1/cases",
+                Some(json!({"subject_id": subject.to_string(), "channel": "app"})),
+            )
+            .await?;
+        let id = v["id"].as_str().ok_or("no case id")?.to_owned();
+        self.call(
+            "POST",
+            &format!("/v1/cases/{id}/verification/sms/send"),
+            None,
+        )
+        .await?;
+        let outbox = self
+            .call("GET", &format!("/v1/dev/outbox/{id}"), None)
+            .await?;
+        let body = outbox
+            .as_array()
+            .and_then(|a| a.last())
+            .and_then(|m| m["body"].as_str())
+            .ok_or("no code in the outbox")?
+            .to_owned();
+        let code = body
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|w| w.len() == 6)
+            .ok_or("no code in the message")?
+            .to_owned();
+        self.call(
+            "POST",
+            &format!("/v1/cases/{id}/verification/sms/verify"),
+            Some(json!({"code": code})),
+        )
+        .await?;
+        let checks = self
+            .call("POST", &format!("/v1/cases/{id}/checks"), None)
+            .await?;
+        for c in checks["consequences"].as_array().into_iter().flatten() {
+            self.call(
+                "POST",
+                &format!("/v1/cases/{id}/acknowledgements"),
+                Some(
+                    json!({"consequence_id": c["id"], "version": c["version"], "locale": "zh-CN"}),
+                ),
+            )
+            .await?;
+        }
+        for a in checks["assets"].as_array().into_iter().flatten() {
+            let opts = a["options"].as_array().cloned().unwrap_or_default();
+            let option = if opts.contains(&json!("forfeit")) {
+                json!("forfeit")
+            } else {
+                opts.first().cloned().unwrap_or(json!("forfeit"))
+            };
+            self.call(
+                "POST",
+                &format!("/v1/cases/{id}/settlements"),
+                Some(json!({"asset_id": a["id"], "option": option, "locale": "zh-CN"})),
+            )
+            .await?;
+        }
+        let until = Instant::now() + Duration::from_secs(60);
+        while self.state(&id).await? != "consequences_acknowledged" {
+            if Instant::now() > until {
+                return Err("settlement did not finish within 60 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.call("POST", &format!("/v1/cases/{id}/confirm"), None)
+            .await?;
+        Ok(id)
+    }
+}
+
+/// A path with its ids replaced, for error counts by kind.
+fn shape(path: &str) -> String {
+    path.split('/')
+        .map(|p| if p.len() >= 32 { "{id}" } else { p })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .pool_max_idle_per_host(64)
+        .build()?)
+}
+
+fn apis(c: &Cluster) -> anyhow::Result<Vec<Api>> {
+    let http = client()?;
+    Ok(c.urls
+        .iter()
+        .map(|u| Api {
+            http: http.clone(),
+            url: u.clone(),
+            key: c.key.clone(),
+        })
+        .collect())
+}
+
+async fn advance_all(apis: &[Api]) -> Result<(), String> {
+    for a in apis {
+        a.call(
+            "POST",
+            "/v1/dev/clock/advance",
+            Some(json!({"seconds": WEEK_AND_A_MINUTE})),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn count(pg: &mut sqlx::PgConnection, sql: &'static str) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(sql).fetch_one(pg).await?)
+}
+
+/// Peak and current resident memory of a process, in MB.
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Cases per second with each number of instances: the API steps of every
+/// case (create, verify, checks, consent, confirm), spread round-robin over
+/// the instances, then the erasures their workers share. 1 instance is the
+/// baseline of the ratios.
+pub async fn instances(
+    pg_url: &str,
+    counts: &[usize],
+    cases: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    println!(
+        "bench instances: {cases} cases per run, {concurrency} concurrent clients, {} cores, PostgreSQL store",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let mut rows = vec![];
+    for &n in counts {
+        let cluster = Cluster::start(pg_url, n, u32::try_from(cases * 3 + 1000)?).await?;
+        let apis = apis(&cluster)?;
+        let users = clear_users(&cluster.mart(), cases).await?;
+        if users.len() < cases {
+            bail!("Demo Mart has only {} clear users", users.len());
+        }
+        let next = Arc::new(AtomicUsize::new(0));
+        let errors = Arc::new(AtomicU64::new(0));
+        let users = Arc::new(users);
+        let t = Instant::now();
+        let mut tasks = vec![];
+        for w in 0..concurrency {
+            let (next, errors, users, apis) =
+                (next.clone(), errors.clone(), users.clone(), apis.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut k = w;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(u) = users.get(i) else { return };
+                    k += 1;
+                    if let Err(e) = apis[k % apis.len()].to_cooling_off(*u).await {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("case of user {u}: {e}");
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await?;
+        }
+        let api_secs = t.elapsed().as_secs_f64();
+        let failed = errors.load(Ordering::Relaxed);
+        let confirmed = i64::try_from(cases)? - i64::try_from(failed)?;
+        let mut pg = sqlx::PgConnection::connect(&cluster.db_url).await?;
+        let t = Instant::now();
+        advance_all(&apis).await.map_err(anyhow::Error::msg)?;
+        let until = Instant::now() + Duration::from_secs(600);
+        loop {
+            let erased =
+                count(&mut pg, "SELECT COUNT(*) FROM cases WHERE state = 'erased'").await?;
+            if erased >= confirmed {
+                break;
+            }
+            if Instant::now() > until {
+                bail!("only {erased} of {confirmed} cases erased within 10 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let erase_secs = t.elapsed().as_secs_f64();
+        let events = count(&mut pg, "SELECT COUNT(*) FROM audit_events").await?;
+        let rss: Vec<String> = cluster
+            .pids()
+            .iter()
+            .map(|p| format!("{:.0}", rss_mb(*p)))
+            .collect();
+        let total = api_secs + erase_secs;
+        println!(
+            "  {n} instance(s): API steps {:.1} cases/s ({api_secs:.1} s), erasure {:.1} cases/s ({erase_secs:.1} s), whole case {:.1} cases/s, {events} audit events ({:.0}/s), {failed} error(s), RSS MB per instance [{}]",
+            cases as f64 / api_secs,
+            confirmed as f64 / erase_secs,
+            confirmed as f64 / total,
+            events as f64 / total,
+            rss.join(", ")
+        );
+        rows.push((
+            n,
+            cases as f64 / api_secs,
+            confirmed as f64 / erase_secs,
+            confirmed as f64 / total,
+            failed,
+        ));
+        drop(pg);
+        drop(cluster);
+    }
+    if let Some(&(base_n, base_api, base_erase, base_total, _)) = rows.first() {
+        println!("ratios against {base_n} instance(s) (the baseline, same run):");
+        for (n, api, erase, total, _) in &rows {
+            println!(
+                "  {n} instance(s): API {:.2}x, erasure {:.2}x, whole case {:.2}x",
+                api / base_api,
+                erase / base_erase,
+                total / base_total
+            );
+        }
+    }
+    if rows.iter().any(|r| r.4 > 0) {
+        bail!("some cases failed (see above)");
+    }
+    Ok(())
+}
+
+/// Mixed traffic for `minutes` against `n` instances from this process:
+/// whole cancellations, withdrawals during cooling-off, reads of cases,
+/// timelines and the audit log, and a week of demo clock every 30 s so
+/// that erasures run all along. Prints errors, throughput and each
+/// instance's memory every 30 s, then checks that every confirmed case was
+/// erased and that the audit log has no gap.
+pub async fn soak(pg_url: &str, n: usize, minutes: u64, concurrency: usize) -> anyhow::Result<()> {
+    let users_needed = usize::try_from(minutes)? * 60 * 40 + 1000;
+    let cluster = Cluster::start(pg_url, n, u32::try_from(users_needed * 3 / 2)?).await?;
+    let apis = apis(&cluster)?;
+    let users = Arc::new(clear_users(&cluster.mart(), users_needed).await?);
+    println!(
+        "bench soak: {n} instance(s), {concurrency} clients, {minutes} min of mixed traffic, {} clear users",
+        users.len()
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let next = Arc::new(AtomicUsize::new(0));
+    let ops = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+        String,
+        u64,
+    >::new()));
+    let confirmed = Arc::new(AtomicU64::new(0));
+    let withdrawn = Arc::new(AtomicU64::new(0));
+    let mut tasks = vec![];
+    for w in 0..concurrency {
+        let (stop, next, ops, errors, users, apis, confirmed, withdrawn) = (
+            stop.clone(),
+            next.clone(),
+            ops.clone(),
+            errors.clone(),
+            users.clone(),
+            apis.clone(),
+            confirmed.clone(),
+            withdrawn.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut recent: Vec<String> = vec![];
+            let mut k: usize = w;
+            let fail = |e: String| {
+                let mut m = errors.lock().unwrap_or_else(|p| p.into_inner());
+                *m.entry(e).or_default() += 1;
+            };
+            while !stop.load(Ordering::Relaxed) {
+                k = k.wrapping_add(1);
+                let api = &apis[k % apis.len()];
+                let roll = rand::random::<u8>() % 20;
+                let r = match roll {
+                    // A whole cancellation; one in ten is withdrawn.
+                    0..=9 => {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(u) = users.get(i) else {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        };
+                        match api.to_cooling_off(*u).await {
+                            Ok(id) if roll == 0 => api
+                                .call("POST", &format!("/v1/cases/{id}/withdraw"), None)
+                                .await
+                                .map(|_| {
+                                    withdrawn.fetch_add(1, Ordering::Relaxed);
+                                }),
+                            Ok(id) => {
+                                confirmed.fetch_add(1, Ordering::Relaxed);
+                                recent.push(id);
+                                if recent.len() > 50 {
+                                    recent.remove(0);
+                                }
+                                Ok(())
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    // Reads a platform and a user make.
+                    10..=14 => match recent.last() {
+                        Some(id) => api
+                            .call("GET", &format!("/v1/cases/{id}"), None)
+                            .await
+                            .map(|_| ()),
+                        None => api
+                            .call("GET", "/v1/audit/tree-head", None)
+                            .await
+                            .map(|_| ()),
+                    },
+                    15..=17 => match recent.first() {
+                        Some(id) => api
+                            .call("GET", &format!("/v1/cases/{id}/timeline"), None)
+                            .await
+                            .map(|_| ()),
+                        None => Ok(()),
+                    },
+                    _ => api
+                        .call("GET", "/v1/audit/tree-head", None)
+                        .await
+                        .map(|_| ()),
+                };
+                ops.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = r {
+                    fail(e);
+                }
+            }
+        }));
+    }
+    let t0 = Instant::now();
+    let end = t0 + Duration::from_secs(minutes * 60);
+    let mut last_ops = 0u64;
+    let mut last = Instant::now();
+    let mut pg = sqlx::PgConnection::connect(&cluster.db_url).await?;
+    println!("   t(s)   ops/s  errors  confirmed  erased  RSS MB per instance");
+    let mut next_advance = t0 + Duration::from_secs(30);
+    let mut peak = vec![0f64; n];
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if Instant::now() >= next_advance {
+            next_advance += Duration::from_secs(30);
+            if let Err(e) = advance_all(&apis).await {
+                let mut m = errors.lock().unwrap_or_else(|p| p.into_inner());
+                *m.entry(e).or_default() += 1;
+            }
+            let done = ops.load(Ordering::Relaxed);
+            let errs: u64 = errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .sum();
+            let erased =
+                count(&mut pg, "SELECT COUNT(*) FROM cases WHERE state = 'erased'").await?;
+            let rss: Vec<f64> = cluster.pids().iter().map(|p| rss_mb(*p)).collect();
+            for (p, r) in peak.iter_mut().zip(&rss) {
+                *p = p.max(*r);
+            }
+            println!(
+                "  {:5.0}  {:6.1}  {errs:6}  {:9}  {erased:6}  [{}]",
+                t0.elapsed().as_secs_f64(),
+                (done - last_ops) as f64 / last.elapsed().as_secs_f64(),
+                confirmed.load(Ordering::Relaxed),
+                rss.iter()
+                    .map(|r| format!("{r:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            last_ops = done;
+            last = Instant::now();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    // Whatever is still cooling off erases now.
+    advance_all(&apis).await.map_err(anyhow::Error::msg)?;
+    let want = i64::try_from(confirmed.load(Ordering::Relaxed))?;
+    let until = Instant::now() + Duration::from_secs(300);
+    let erased = loop {
+        let erased = count(&mut pg, "SELECT COUNT(*) FROM cases WHERE state = 'erased'").await?;
+        if erased >= want || Instant::now() > until {
+            break erased;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let events = count(&mut pg, "SELECT COUNT(*) FROM audit_events").await?;
+    let max_seq = count(&mut pg, "SELECT COALESCE(MAX(seq), 0) FROM audit_events").await?;
+    let failed_cases = count(&mut pg, "SELECT COUNT(*) FROM cases WHERE state = 'failed'").await?;
+    let errors = errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let total_errors: u64 = errors.values().sum();
+    let total_ops = ops.load(Ordering::Relaxed);
+    println!(
+        "summary: {total_ops} operations in {secs:.0} s ({:.1}/s), {total_errors} error(s) (target 0); {want} cases confirmed, {erased} erased, {} withdrawn, {failed_cases} failed; audit log {events} events, highest seq {max_seq} ({}); peak RSS MB per instance [{}]",
+        total_ops as f64 / secs,
+        withdrawn.load(Ordering::Relaxed),
+        if events == max_seq { "no gap" } else { "GAP" },
+        peak.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for (e, n) in &errors {
+        println!("  error x{n}: {e}");
+    }
+    if total_errors > 0 || erased < want || events != max_seq || failed_cases > 0 {
+        bail!("the soak test found problems (see above)");
+    }
+    Ok(())
+}
