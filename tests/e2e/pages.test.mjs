@@ -80,6 +80,9 @@ async function axeCheck(page, name) {
     [],
     `axe on ${name}`,
   );
+  // No template leaks an empty value as a word.
+  const text = await page.locator("body").innerText();
+  assert.doesNotMatch(text, /\b(None|undefined|NaN)\b/, `a missing value shows as text on ${name}`);
   checked.push(name);
 }
 

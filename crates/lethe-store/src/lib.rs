@@ -974,9 +974,12 @@ impl Store {
         self.writer
             .run_unlogged(move |ctx| {
                 Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND state = 'leased'",
-                    )
+                    // A job row another transaction holds (recording the
+                    // job's result) is passed over, not waited for.
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE jobs SET lease_until = $1 WHERE id IN (SELECT id FROM jobs WHERE id = $2 AND state = 'leased' {})",
+                        ctx.skip_locked()
+                    )))
                     .bind(ms(until))
                     .bind(job_id)
                     .execute(&mut ctx.conn)
