@@ -222,7 +222,9 @@ async fn record_report(
             let at = lethe_store::now_wall()
                 .checked_add(jiff::SignedDuration::from_secs(60))
                 .unwrap_or(lethe_store::now_wall());
-            st.store.retry_job(job, e.to_string(), Some(at)).await?;
+            st.store
+                .retry_job(job, None, e.to_string(), Some(at))
+                .await?;
             Ok(axum::Json(serde_json::json!({ "recorded": false, "retry": true })).into_response())
         }
     }

@@ -292,7 +292,7 @@ async fn work(st: AppState, mut shutdown: watch::Receiver<bool>, n: usize) {
         // the jobs over.
         let hb = {
             let st = st.clone();
-            let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
+            let claims: Vec<(i64, u32)> = jobs.iter().map(|j| (j.id, j.attempts)).collect();
             tokio::spawn(async move {
                 let every = Duration::from_secs(
                     u64::try_from((st.worker.lease_secs / 3).max(1)).unwrap_or(1),
@@ -302,10 +302,10 @@ async fn work(st: AppState, mut shutdown: watch::Receiver<bool>, n: usize) {
                     let until = now_wall()
                         .checked_add(SignedDuration::from_secs(st.worker.lease_secs))
                         .unwrap_or(now_wall());
-                    for id in &ids {
-                        if st.store.heartbeat(*id, until).await.is_err() {
-                            return;
-                        }
+                    // One transaction for the whole batch, so a batch of
+                    // many jobs renews every lease in time.
+                    if st.store.heartbeat(claims.clone(), until).await.is_err() {
+                        return;
                     }
                 }
             })
@@ -331,7 +331,11 @@ async fn job_failed(st: &AppState, job: &Job, err: String) {
         let backoff = backoff(job.attempts, st.worker.max_backoff_secs);
         tracing::warn!(job = job.id, system = %job.system, attempt = job.attempts, error = %err, retry_in_s = backoff.as_secs(), "job failed; will retry");
         let at = now_wall().checked_add(backoff).unwrap_or(now_wall());
-        if let Err(e) = st.store.retry_job(job.id, err, Some(at)).await {
+        if let Err(e) = st
+            .store
+            .retry_job(job.id, Some(job.attempts), err, Some(at))
+            .await
+        {
             tracing::error!(error = %e, "could not reschedule job");
         }
         return;
@@ -358,6 +362,7 @@ async fn job_failed(st: &AppState, job: &Job, err: String) {
         .store
         .fail_erasure(
             job.id,
+            job.attempts,
             job.case_id,
             format!("erasure in system {} failed: {err}", job.system),
             st.clock.now(),
@@ -393,7 +398,7 @@ async fn erase_jobs(st: &AppState, jobs: &[Job]) -> Result<(), String> {
             // Withdrawn or already finished: nothing to erase. Close the job.
             tracing::info!(job = job.id, state = %case.state, "erase job for a case not erasing; closing it");
             st.store
-                .retry_job(job.id, format!("case is {}", case.state), None)
+                .finish_job(job.id, job.attempts, format!("case is {}", case.state))
                 .await
                 .map_err(|e| e.to_string())?;
             continue;
@@ -474,6 +479,7 @@ async fn erase_jobs(st: &AppState, jobs: &[Job]) -> Result<(), String> {
                 st.store
                     .retry_job(
                         job.id,
+                        Some(job.attempts),
                         format!("accepted by {system}; waiting for its signed callback"),
                         Some(at),
                     )
@@ -520,7 +526,11 @@ async fn settle(st: &AppState, job: &Job) -> Result<(), String> {
         // Settled already (by an instance whose lease ran out while the
         // platform answered, say): the job's work is done.
         st.store
-            .finish_job(job.id, "nothing pending for this instruction".into())
+            .finish_job(
+                job.id,
+                job.attempts,
+                "nothing pending for this instruction".into(),
+            )
             .await
             .map_err(|e| e.to_string())?;
         return Ok(());
@@ -643,7 +653,7 @@ async fn run_job(st: &AppState, job: &Job) -> Result<(), String> {
                 .ok_or("the case is gone")?;
             if case.state != lethe_domain::CaseState::Erasing {
                 st.store
-                    .retry_job(job.id, format!("case is {}", case.state), None)
+                    .finish_job(job.id, job.attempts, format!("case is {}", case.state))
                     .await
                     .map_err(|e| e.to_string())?;
                 return Ok(());

@@ -538,6 +538,17 @@ impl Store {
     /// Ends every export whose link expired (at most `limit`); returns how
     /// many.
     pub async fn expire_exports(&self, now: Timestamp, limit: u32) -> Result<usize, StoreError> {
+        // A cheap read first: the purge tick calls this on every instance.
+        let any: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM exports WHERE expires_at <= $1 AND state IN ('queued', 'building', 'ready', 'downloading') LIMIT 1",
+        )
+        .bind(ms(now))
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db("read expired exports"))?;
+        if any.is_none() {
+            return Ok(0);
+        }
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
@@ -580,7 +591,7 @@ impl Store {
     pub async fn export_cleaned(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
         let id = id.to_owned();
         self.writer
-            .run(move |ctx| {
+            .run_unlogged(move |ctx| {
                 Box::pin(async move {
                     sqlx::query("UPDATE exports SET key_sealed = NULL, cleaned_at = $1 WHERE id = $2 AND cleaned_at IS NULL")
                         .bind(ms(now))

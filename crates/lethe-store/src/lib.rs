@@ -969,22 +969,31 @@ impl Store {
             .await
     }
 
-    /// Extends a job's lease while it runs.
-    pub async fn heartbeat(&self, job_id: i64, until: Timestamp) -> Result<(), StoreError> {
+    /// Extends the leases of jobs while they run, all in one transaction;
+    /// each `(id, attempt)` only while that claim still holds the job (a
+    /// job taken over by another instance keeps its new lease).
+    pub async fn heartbeat(
+        &self,
+        jobs: Vec<(i64, u32)>,
+        until: Timestamp,
+    ) -> Result<(), StoreError> {
         self.writer
             .run_unlogged(move |ctx| {
                 Box::pin(async move {
-                    // A job row another transaction holds (recording the
-                    // job's result) is passed over, not waited for.
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "UPDATE jobs SET lease_until = $1 WHERE id IN (SELECT id FROM jobs WHERE id = $2 AND state = 'leased' {})",
-                        ctx.skip_locked()
-                    )))
-                    .bind(ms(until))
-                    .bind(job_id)
-                    .execute(&mut ctx.conn)
-                    .await
-                    .map_err(db("heartbeat"))?;
+                    for (job_id, attempt) in &jobs {
+                        // A job row another transaction holds (recording the
+                        // job's result) is passed over, not waited for.
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "UPDATE jobs SET lease_until = $1 WHERE id IN (SELECT id FROM jobs WHERE id = $2 AND state = 'leased' AND attempts = $3 {})",
+                            ctx.skip_locked()
+                        )))
+                        .bind(ms(until))
+                        .bind(*job_id)
+                        .bind(i64::from(*attempt))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("heartbeat"))?;
+                    }
                     Ok(())
                 })
             })
@@ -992,14 +1001,21 @@ impl Store {
     }
 
     /// Marks a job done without a result of its own (its work was found
-    /// done already), with the reason as its last note.
-    pub async fn finish_job(&self, job_id: i64, note: String) -> Result<(), StoreError> {
+    /// done already, or there is none), with the reason as its last note;
+    /// only while claim `attempt` still holds it.
+    pub async fn finish_job(
+        &self,
+        job_id: i64,
+        attempt: u32,
+        note: String,
+    ) -> Result<(), StoreError> {
         self.writer
             .run_unlogged(move |ctx| {
                 Box::pin(async move {
-                    sqlx::query("UPDATE jobs SET state = 'done', lease_until = NULL, last_error = $1 WHERE id = $2")
+                    sqlx::query("UPDATE jobs SET state = 'done', lease_until = NULL, last_error = $1 WHERE id = $2 AND state = 'leased' AND attempts = $3")
                         .bind(note)
                         .bind(job_id)
+                        .bind(i64::from(attempt))
                         .execute(&mut ctx.conn)
                         .await
                         .map_err(db("finish job"))?;
@@ -1010,9 +1026,14 @@ impl Store {
     }
 
     /// Puts a failed job back with a later `run_at`, or marks it dead.
+    /// `attempt`: the claim that failed; its report counts only while that
+    /// claim still holds the job (after a lease ran out and another
+    /// instance took the job, the late report is dropped). `None` for a
+    /// report that comes with no claim (a callback).
     pub async fn retry_job(
         &self,
         job_id: i64,
+        attempt: Option<u32>,
         error: String,
         run_at: Option<Timestamp>,
     ) -> Result<(), StoreError> {
@@ -1023,11 +1044,12 @@ impl Store {
                         Some(t) => ("ready", ms(t)),
                         None => ("dead", ms(now_wall())),
                     };
-                    sqlx::query("UPDATE jobs SET state = $1, run_at = $2, lease_until = NULL, last_error = $3 WHERE id = $4")
+                    sqlx::query("UPDATE jobs SET state = $1, run_at = $2, lease_until = NULL, last_error = $3 WHERE id = $4 AND ($5 < 0 OR (state = 'leased' AND attempts = $5))")
                         .bind(state)
                         .bind(at)
                         .bind(error)
                         .bind(job_id)
+                        .bind(attempt.map_or(-1, i64::from))
                         .execute(&mut ctx.conn)
                         .await
                         .map_err(db("reschedule job"))?;
@@ -1274,10 +1296,13 @@ impl Store {
             .await
     }
 
-    /// Marks the case failed (needs an operator) and its job dead.
+    /// Marks the case failed (needs an operator) and its job dead, when
+    /// claim `attempt` still holds the job (not when its lease ran out and
+    /// another instance took the job over).
     pub async fn fail_erasure(
         &self,
         job_id: i64,
+        attempt: u32,
         id: CaseId,
         reason: String,
         now: Timestamp,
@@ -1285,14 +1310,16 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    sqlx::query("UPDATE jobs SET state = 'dead', lease_until = NULL, last_error = $1 WHERE id = $2")
+                    let case = load_case(ctx, id).await?;
+                    let n = sqlx::query("UPDATE jobs SET state = 'dead', lease_until = NULL, last_error = $1 WHERE id = $2 AND state = 'leased' AND attempts = $3")
                         .bind(reason.clone())
                         .bind(job_id)
+                        .bind(i64::from(attempt))
                         .execute(&mut ctx.conn)
                         .await
-                        .map_err(db("fail job"))?;
-                    let case = load_case(ctx, id).await?;
-                    if case.state != CaseState::Erasing {
+                        .map_err(db("fail job"))?
+                        .rows_affected();
+                    if n == 0 || case.state != CaseState::Erasing {
                         return Ok(case);
                     }
                     apply_in(ctx, id, &CaseCommand::FailErasure { reason }, now, "worker").await

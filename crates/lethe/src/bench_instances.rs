@@ -167,11 +167,12 @@ impl Api {
             .await
             .map_err(|e| format!("{method} {path}: {e}"))?;
         if !(200..300).contains(&status) {
-            let title = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["title"].as_str().map(str::to_owned))
-                .unwrap_or_default();
-            return Err(format!("{method} {} -> {status} {title}", shape(path)));
+            let v = serde_json::from_str::<Value>(&text).unwrap_or(Value::Null);
+            let mut what = v["title"].as_str().unwrap_or_default().to_owned();
+            if let Some(d) = v["detail"].as_str() {
+                what = format!("{what}: {}", d.chars().take(160).collect::<String>());
+            }
+            return Err(format!("{method} {} -> {status} {what}", shape(path)));
         }
         serde_json::from_str(&text).map_err(|e| format!("{method} {path}: {e}"))
     }
@@ -179,6 +180,41 @@ impl Api {
     async fn state(&self, id: &str) -> Result<String, String> {
         let v = self.call("GET", &format!("/v1/cases/{id}"), None).await?;
         Ok(v["state"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// The code the dev outbox holds for a case (sent just before).
+    async fn code(&self, id: &str) -> Result<String, String> {
+        let outbox = self
+            .call("GET", &format!("/v1/dev/outbox/{id}"), None)
+            .await?;
+        let body = outbox
+            .as_array()
+            .and_then(|a| a.last())
+            .and_then(|m| m["body"].as_str())
+            .ok_or("no code in the outbox")?
+            .to_owned();
+        body.split(|c: char| !c.is_ascii_digit())
+            .find(|w| w.len() == 6)
+            .map(str::to_owned)
+            .ok_or_else(|| "no code in the message".to_owned())
+    }
+
+    /// The holder changes their mind during cooling-off: one verified step.
+    async fn restore(&self, id: &str) -> Result<(), String> {
+        self.call(
+            "POST",
+            &format!("/v1/cases/{id}/verification/sms/send"),
+            None,
+        )
+        .await?;
+        let code = self.code(id).await?;
+        self.call(
+            "POST",
+            &format!("/v1/cases/{id}/restore"),
+            Some(json!({"code": code})),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// A whole self-service cancellation up to its cooling-off.
@@ -197,20 +233,7 @@ impl Api {
             None,
         )
         .await?;
-        let outbox = self
-            .call("GET", &format!("/v1/dev/outbox/{id}"), None)
-            .await?;
-        let body = outbox
-            .as_array()
-            .and_then(|a| a.last())
-            .and_then(|m| m["body"].as_str())
-            .ok_or("no code in the outbox")?
-            .to_owned();
-        let code = body
-            .split(|c: char| !c.is_ascii_digit())
-            .find(|w| w.len() == 6)
-            .ok_or("no code in the message")?
-            .to_owned();
+        let code = self.code(&id).await?;
         self.call(
             "POST",
             &format!("/v1/cases/{id}/verification/sms/verify"),
@@ -476,12 +499,9 @@ pub async fn soak(pg_url: &str, n: usize, minutes: u64, concurrency: usize) -> a
                             continue;
                         };
                         match api.to_cooling_off(*u).await {
-                            Ok(id) if roll == 0 => api
-                                .call("POST", &format!("/v1/cases/{id}/withdraw"), None)
-                                .await
-                                .map(|_| {
-                                    withdrawn.fetch_add(1, Ordering::Relaxed);
-                                }),
+                            Ok(id) if roll == 0 => api.restore(&id).await.map(|_| {
+                                withdrawn.fetch_add(1, Ordering::Relaxed);
+                            }),
                             Ok(id) => {
                                 confirmed.fetch_add(1, Ordering::Relaxed);
                                 recent.push(id);
@@ -500,7 +520,7 @@ pub async fn soak(pg_url: &str, n: usize, minutes: u64, concurrency: usize) -> a
                             .await
                             .map(|_| ()),
                         None => api
-                            .call("GET", "/v1/audit/tree-head", None)
+                            .call("GET", "/v1/audit/public-key", None)
                             .await
                             .map(|_| ()),
                     },
@@ -511,10 +531,15 @@ pub async fn soak(pg_url: &str, n: usize, minutes: u64, concurrency: usize) -> a
                             .map(|_| ()),
                         None => Ok(()),
                     },
-                    _ => api
-                        .call("GET", "/v1/audit/tree-head", None)
-                        .await
-                        .map(|_| ()),
+                    // An operator signs a tree head; a verifier reads it.
+                    _ if recent.is_empty() => Ok(()),
+                    _ => match api.call("POST", "/v1/audit/tree-heads", None).await {
+                        Ok(_) => api
+                            .call("GET", "/v1/audit/tree-head", None)
+                            .await
+                            .map(|_| ()),
+                        Err(e) => Err(e),
+                    },
                 };
                 ops.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = r {
@@ -584,11 +609,13 @@ pub async fn soak(pg_url: &str, n: usize, minutes: u64, concurrency: usize) -> a
     let events = count(&mut pg, "SELECT COUNT(*) FROM audit_events").await?;
     let max_seq = count(&mut pg, "SELECT COALESCE(MAX(seq), 0) FROM audit_events").await?;
     let failed_cases = count(&mut pg, "SELECT COUNT(*) FROM cases WHERE state = 'failed'").await?;
+    let dead_jobs = count(&mut pg, "SELECT COUNT(*) FROM jobs WHERE state = 'dead'").await?;
+    let taken_over = count(&mut pg, "SELECT COUNT(*) FROM jobs WHERE attempts > 1").await?;
     let errors = errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let total_errors: u64 = errors.values().sum();
     let total_ops = ops.load(Ordering::Relaxed);
     println!(
-        "summary: {total_ops} operations in {secs:.0} s ({:.1}/s), {total_errors} error(s) (target 0); {want} cases confirmed, {erased} erased, {} withdrawn, {failed_cases} failed; audit log {events} events, highest seq {max_seq} ({}); peak RSS MB per instance [{}]",
+        "summary: {total_ops} operations in {secs:.0} s ({:.1}/s), {total_errors} error(s) (target 0); {want} cases confirmed, {erased} erased, {} withdrawn, {failed_cases} failed; {dead_jobs} dead job(s), {taken_over} job(s) claimed more than once; audit log {events} events, highest seq {max_seq} ({}); peak RSS MB per instance [{}]",
         total_ops as f64 / secs,
         withdrawn.load(Ordering::Relaxed),
         if events == max_seq { "no gap" } else { "GAP" },
@@ -600,7 +627,7 @@ pub async fn soak(pg_url: &str, n: usize, minutes: u64, concurrency: usize) -> a
     for (e, n) in &errors {
         println!("  error x{n}: {e}");
     }
-    if total_errors > 0 || erased < want || events != max_seq || failed_cases > 0 {
+    if total_errors > 0 || erased < want || events != max_seq || failed_cases > 0 || dead_jobs > 0 {
         bail!("the soak test found problems (see above)");
     }
     Ok(())
