@@ -136,6 +136,9 @@ async fn clear_users(mart: &Path, n: usize) -> anyhow::Result<Vec<i64>> {
         .await?)
 }
 
+/// HTTP requests sent by this process.
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
 /// A platform's calls to one instance.
 #[derive(Clone)]
 struct Api {
@@ -146,6 +149,7 @@ struct Api {
 
 impl Api {
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        REQUESTS.fetch_add(1, Ordering::Relaxed);
         let url = format!("{}{path}", self.url);
         let rb = match method {
             "GET" => self.http.get(url),
@@ -459,6 +463,10 @@ pub async fn soak(pg_url: &str, n: usize, minutes: u64, concurrency: usize) -> a
         users.len()
     );
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Each client operation holds this shared; moving the demo clock takes
+    // it exclusively, so a week passes between a user's visits, never in
+    // the middle of one (a code sent before the jump would have expired).
+    let clock = Arc::new(tokio::sync::RwLock::new(()));
     let next = Arc::new(AtomicUsize::new(0));
     let ops = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
@@ -469,6 +477,7 @@ pub async fn soak(pg_url: &str, n: usize, minutes: u64, concurrency: usize) -> a
     let withdrawn = Arc::new(AtomicU64::new(0));
     let mut tasks = vec![];
     for w in 0..concurrency {
+        let clock = clock.clone();
         let (stop, next, ops, errors, users, apis, confirmed, withdrawn) = (
             stop.clone(),
             next.clone(),
@@ -487,6 +496,7 @@ pub async fn soak(pg_url: &str, n: usize, minutes: u64, concurrency: usize) -> a
                 *m.entry(e).or_default() += 1;
             };
             while !stop.load(Ordering::Relaxed) {
+                let _visit = clock.read().await;
                 k = k.wrapping_add(1);
                 let api = &apis[k % apis.len()];
                 let roll = rand::random::<u8>() % 20;
@@ -553,14 +563,19 @@ pub async fn soak(pg_url: &str, n: usize, minutes: u64, concurrency: usize) -> a
     let mut last_ops = 0u64;
     let mut last = Instant::now();
     let mut pg = sqlx::PgConnection::connect(&cluster.db_url).await?;
-    println!("   t(s)   ops/s  errors  confirmed  erased  RSS MB per instance");
+    println!("   t(s)   ops/s  req/s  errors  confirmed  erased  RSS MB per instance");
+    let mut last_req = REQUESTS.load(Ordering::Relaxed);
     let mut next_advance = t0 + Duration::from_secs(30);
     let mut peak = vec![0f64; n];
     while Instant::now() < end {
         tokio::time::sleep(Duration::from_secs(1)).await;
         if Instant::now() >= next_advance {
             next_advance += Duration::from_secs(30);
-            if let Err(e) = advance_all(&apis).await {
+            let advanced = {
+                let _jump = clock.write().await;
+                advance_all(&apis).await
+            };
+            if let Err(e) = advanced {
                 let mut m = errors.lock().unwrap_or_else(|p| p.into_inner());
                 *m.entry(e).or_default() += 1;
             }
@@ -576,10 +591,12 @@ pub async fn soak(pg_url: &str, n: usize, minutes: u64, concurrency: usize) -> a
             for (p, r) in peak.iter_mut().zip(&rss) {
                 *p = p.max(*r);
             }
+            let req = REQUESTS.load(Ordering::Relaxed);
             println!(
-                "  {:5.0}  {:6.1}  {errs:6}  {:9}  {erased:6}  [{}]",
+                "  {:5.0}  {:6.1}  {:5.0}  {errs:6}  {:9}  {erased:6}  [{}]",
                 t0.elapsed().as_secs_f64(),
                 (done - last_ops) as f64 / last.elapsed().as_secs_f64(),
+                (req - last_req) as f64 / last.elapsed().as_secs_f64(),
                 confirmed.load(Ordering::Relaxed),
                 rss.iter()
                     .map(|r| format!("{r:.0}"))
@@ -587,6 +604,7 @@ pub async fn soak(pg_url: &str, n: usize, minutes: u64, concurrency: usize) -> a
                     .join(", ")
             );
             last_ops = done;
+            last_req = req;
             last = Instant::now();
         }
     }
@@ -615,7 +633,9 @@ pub async fn soak(pg_url: &str, n: usize, minutes: u64, concurrency: usize) -> a
     let total_errors: u64 = errors.values().sum();
     let total_ops = ops.load(Ordering::Relaxed);
     println!(
-        "summary: {total_ops} operations in {secs:.0} s ({:.1}/s), {total_errors} error(s) (target 0); {want} cases confirmed, {erased} erased, {} withdrawn, {failed_cases} failed; {dead_jobs} dead job(s), {taken_over} job(s) claimed more than once; audit log {events} events, highest seq {max_seq} ({}); peak RSS MB per instance [{}]",
+        "summary: {total_ops} operations ({} HTTP requests, {:.0}/s) in {secs:.0} s ({:.1} operations/s), {total_errors} error(s) (target 0); {want} cases confirmed, {erased} erased, {} withdrawn, {failed_cases} failed; {dead_jobs} dead job(s), {taken_over} job(s) claimed more than once; audit log {events} events, highest seq {max_seq} ({}); peak RSS MB per instance [{}]",
+        REQUESTS.load(Ordering::Relaxed),
+        REQUESTS.load(Ordering::Relaxed) as f64 / secs,
         total_ops as f64 / secs,
         withdrawn.load(Ordering::Relaxed),
         if events == max_seq { "no gap" } else { "GAP" },
