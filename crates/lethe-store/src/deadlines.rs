@@ -119,17 +119,11 @@ impl Store {
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<Alert>, StoreError> {
-        // A cheap read first: the timer calls this every tick, and the
-        // write below holds the audit log's lock (shared by all instances).
-        let any: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM deadlines WHERE met_at IS NULL AND due_at IS NOT NULL
-               AND ((due_at <= $1 AND escalated_at IS NULL) OR (warn_at <= $1 AND warned_at IS NULL AND due_at > $1)) LIMIT 1",
-        )
-        .bind(ms(now))
-        .fetch_optional(&self.read)
-        .await
-        .map_err(db("look for deadline alerts"))?;
-        if any.is_none() {
+        // The timer calls this every tick, and the write below holds the
+        // audit log's lock (shared by all instances): look first.
+        let sql = "SELECT 1 FROM deadlines WHERE met_at IS NULL AND due_at IS NOT NULL
+               AND ((due_at <= $1 AND escalated_at IS NULL) OR (warn_at <= $1 AND warned_at IS NULL AND due_at > $1)) LIMIT 1";
+        if !self.any_due(sql, now, "look for deadline alerts").await? {
             return Ok(vec![]);
         }
         self.writer
@@ -234,15 +228,8 @@ impl Store {
         limit: u32,
         lease: jiff::SignedDuration,
     ) -> Result<Vec<NotificationRow>, StoreError> {
-        // A cheap read first, so an idle deliverer does not write.
-        let any: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM notifications WHERE state = 'pending' AND next_at <= $1 LIMIT 1",
-        )
-        .bind(ms(now))
-        .fetch_optional(&self.read)
-        .await
-        .map_err(db("read notifications"))?;
-        if any.is_none() {
+        let sql = "SELECT 1 FROM notifications WHERE state = 'pending' AND next_at <= $1 LIMIT 1";
+        if !self.any_due(sql, now, "read notifications").await? {
             return Ok(vec![]);
         }
         let until = now.checked_add(lease).unwrap_or(now);

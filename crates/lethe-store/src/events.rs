@@ -87,15 +87,8 @@ impl Store {
         lease: jiff::SignedDuration,
     ) -> Result<Vec<CaseEvent>, StoreError> {
         let now = crate::now_wall();
-        // A cheap read first, so an idle publisher does not write.
-        let any: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM case_events WHERE published_at IS NULL AND (lease_until IS NULL OR lease_until <= $1) LIMIT 1",
-        )
-        .bind(ms(now))
-        .fetch_optional(&self.read)
-        .await
-        .map_err(db("read case events"))?;
-        if any.is_none() {
+        let sql = "SELECT 1 FROM case_events WHERE published_at IS NULL AND (lease_until IS NULL OR lease_until <= $1) LIMIT 1";
+        if !self.any_due(sql, now, "read case events").await? {
             return Ok(vec![]);
         }
         let until = now.checked_add(lease).unwrap_or(now);

@@ -538,15 +538,9 @@ impl Store {
     /// Ends every export whose link expired (at most `limit`); returns how
     /// many.
     pub async fn expire_exports(&self, now: Timestamp, limit: u32) -> Result<usize, StoreError> {
-        // A cheap read first: the purge tick calls this on every instance.
-        let any: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM exports WHERE expires_at <= $1 AND state IN ('queued', 'building', 'ready', 'downloading') LIMIT 1",
-        )
-        .bind(ms(now))
-        .fetch_optional(&self.read)
-        .await
-        .map_err(db("read expired exports"))?;
-        if any.is_none() {
+        // The purge tick calls this on every instance: look first.
+        let sql = "SELECT 1 FROM exports WHERE expires_at <= $1 AND state IN ('queued', 'building', 'ready', 'downloading') LIMIT 1";
+        if !self.any_due(sql, now, "read expired exports").await? {
             return Ok(0);
         }
         self.writer

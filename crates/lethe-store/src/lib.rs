@@ -333,6 +333,23 @@ impl Store {
         })
     }
 
+    /// Whether `sql` (a `SELECT 1 … LIMIT 1` with the time as `$1`) finds
+    /// a row, on the read pool: the cheap look before a claim, so that an
+    /// idle timer or deliverer does not write.
+    pub(crate) async fn any_due(
+        &self,
+        sql: &'static str,
+        now: Timestamp,
+        action: &'static str,
+    ) -> Result<bool, StoreError> {
+        let row: Option<i64> = sqlx::query_scalar(sql)
+            .bind(ms(now))
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db(action))?;
+        Ok(row.is_some())
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

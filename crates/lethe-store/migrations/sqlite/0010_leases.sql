@@ -6,3 +6,6 @@ ALTER TABLE case_events ADD COLUMN lease_until INTEGER;
 -- Which instance holds a job's lease (host, process id and a random
 -- suffix): for operators and for tests that stop one instance.
 ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
+
+-- Workers look for jobs whose lease ran out as often as for ready ones.
+CREATE INDEX jobs_leased ON jobs (state, lease_until);
