@@ -475,24 +475,6 @@ impl Store {
             .map_err(db("read case"))
     }
 
-    /// Cases whose cooling-off has ended at `now` and that must start erasing.
-    pub async fn cases_due(&self, now: Timestamp, limit: u32) -> Result<Vec<CaseId>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id FROM cases WHERE state = 'cooling_off' AND cooling_off_ends_at <= $1 ORDER BY cooling_off_ends_at LIMIT $2",
-        )
-        .bind(ms(now))
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await
-        .map_err(db("find due cases"))?;
-        rows.iter()
-            .map(|r| {
-                CaseId::parse(&r.get::<String, _>(0))
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))
-            })
-            .collect()
-    }
-
     /// Starts the erasure of up to `limit` cases whose cooling-off has ended
     /// at `now`, each with its `jobs`, and returns what happened to each.
     /// The due cases are claimed with `FOR UPDATE SKIP LOCKED` on
@@ -506,8 +488,9 @@ impl Store {
         jobs: Vec<NewJob>,
         actor: String,
     ) -> Result<Vec<(CaseId, Result<Case, StoreError>)>, StoreError> {
-        // A cheap read first, so an idle timer does not write.
-        if self.cases_due(now, 1).await?.is_empty() {
+        let sql =
+            "SELECT 1 FROM cases WHERE state = 'cooling_off' AND cooling_off_ends_at <= $1 LIMIT 1";
+        if !self.any_due(sql, now, "find due cases").await? {
             return Ok(vec![]);
         }
         self.writer
@@ -1026,20 +1009,15 @@ impl Store {
         attempt: u32,
         note: String,
     ) -> Result<(), StoreError> {
-        self.writer
-            .run_unlogged(move |ctx| {
-                Box::pin(async move {
-                    sqlx::query("UPDATE jobs SET state = 'done', lease_until = NULL, last_error = $1 WHERE id = $2 AND state = 'leased' AND attempts = $3")
-                        .bind(note)
-                        .bind(job_id)
-                        .bind(i64::from(attempt))
-                        .execute(&mut ctx.conn)
-                        .await
-                        .map_err(db("finish job"))?;
-                    Ok(())
-                })
-            })
-            .await
+        self.end_attempt(
+            job_id,
+            Some(attempt),
+            "done",
+            now_wall(),
+            note,
+            "finish job",
+        )
+        .await
     }
 
     /// Puts a failed job back with a later `run_at`, or marks it dead.
@@ -1054,22 +1032,37 @@ impl Store {
         error: String,
         run_at: Option<Timestamp>,
     ) -> Result<(), StoreError> {
+        let (state, at) = match run_at {
+            Some(t) => ("ready", t),
+            None => ("dead", now_wall()),
+        };
+        self.end_attempt(job_id, attempt, state, at, error, "reschedule job")
+            .await
+    }
+
+    /// Ends a claim of a job: the job's new `state`, `run_at` and note, the
+    /// lease released; fenced by the claim's `attempt` when there is one.
+    async fn end_attempt(
+        &self,
+        job_id: i64,
+        attempt: Option<u32>,
+        state: &'static str,
+        run_at: Timestamp,
+        note: String,
+        action: &'static str,
+    ) -> Result<(), StoreError> {
         self.writer
             .run_unlogged(move |ctx| {
                 Box::pin(async move {
-                    let (state, at) = match run_at {
-                        Some(t) => ("ready", ms(t)),
-                        None => ("dead", ms(now_wall())),
-                    };
                     sqlx::query("UPDATE jobs SET state = $1, run_at = $2, lease_until = NULL, last_error = $3 WHERE id = $4 AND ($5 < 0 OR (state = 'leased' AND attempts = $5))")
                         .bind(state)
-                        .bind(at)
-                        .bind(error)
+                        .bind(ms(run_at))
+                        .bind(note)
                         .bind(job_id)
                         .bind(attempt.map_or(-1, i64::from))
                         .execute(&mut ctx.conn)
                         .await
-                        .map_err(db("reschedule job"))?;
+                        .map_err(db(action))?;
                     Ok(())
                 })
             })

@@ -35,18 +35,24 @@ fn pg_admin_url() -> String {
 
 /// A new, empty PostgreSQL database; its URL.
 async fn fresh_pg_database() -> String {
+    create_pg_database("lethe_test").await.1
+}
+
+/// Creates a database named `<prefix>_<random>`; its name and URL.
+async fn create_pg_database(prefix: &str) -> (String, String) {
     use sqlx::Connection;
     let admin_url = pg_admin_url();
     let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    let db = format!("lethe_test_{}", uuid::Uuid::new_v4().simple());
+    let db = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
         .execute(&mut admin)
         .await
         .unwrap();
-    match admin_url.rsplit_once('/') {
+    let url = match admin_url.rsplit_once('/') {
         Some((base, _)) => format!("{base}/{db}"),
         None => panic!("LETHE_TEST_PG_URL names no database"),
-    }
+    };
+    (db, url)
 }
 
 async fn new_case(store: &Store, n: u128) -> Case {
@@ -319,17 +325,7 @@ async fn the_merkle_frontier_survives_a_restart_and_proofs_stay_consistent() {
 #[tokio::test]
 async fn postgres_migrations_match_the_sqlite_schema() {
     use sqlx::Connection;
-    let admin_url = pg_admin_url();
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    let db = format!("lethe_schema_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{db}"),
-        None => panic!("LETHE_TEST_PG_URL names no database"),
-    };
+    let (db, url) = create_pg_database("lethe_schema").await;
     let pg = sqlx::PgPool::connect(&url).await.unwrap();
     PG_MIGRATOR.run(&pg).await.unwrap();
     // Twice: applied migrations are recognised.
@@ -352,6 +348,7 @@ async fn postgres_migrations_match_the_sqlite_schema() {
     .await
     .unwrap();
     pg.close().await;
+    let mut admin = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {db}")))
         .execute(&mut admin)
         .await

@@ -272,20 +272,7 @@ async fn kill_9_during_erasure_then_restart_completes_with_exact_counts() {
 
     let demo = Demo::start_with(dir.path(), 3000, &["--lease-secs", "2"]).await;
     for (id, user, expected) in &cases {
-        demo.wait_state(id, "erased", 90).await;
-        let (_, receipt) = demo.get(&format!("/v1/cases/{id}/receipt")).await;
-        for (t, n) in expected {
-            assert_eq!(
-                receipt_rows(&receipt, t),
-                *n,
-                "case {id}: receipt count for {t}"
-            );
-        }
-        for (t, n) in subject_counts(&mart, *user).await {
-            if !KEPT.contains(&t.as_str()) {
-                assert_eq!(n, 0, "rows left in {t}");
-            }
-        }
+        assert_erased_as_expected(&demo, &demo, &mart, id, *user, expected, 90).await;
         // Exactly once: one start and one end of erasure in the audit log.
         let (_, tl) = demo.get(&format!("/v1/cases/{id}/timeline")).await;
         let evs = tl["events"].as_array().unwrap();

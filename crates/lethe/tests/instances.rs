@@ -186,20 +186,7 @@ async fn three_instances_finish_every_case_once_after_one_is_killed() {
     }
 
     for (id, user, expected) in &cases {
-        a.wait_state(id, "erased", 120).await;
-        let (_, receipt) = c.get(&format!("/v1/cases/{id}/receipt")).await;
-        for (t, n) in expected {
-            assert_eq!(
-                receipt_rows(&receipt, t),
-                *n,
-                "case {id}: receipt count for {t}"
-            );
-        }
-        for (t, n) in subject_counts(&mart, *user).await {
-            if !KEPT.contains(&t.as_str()) {
-                assert_eq!(n, 0, "rows left in {t}");
-            }
-        }
+        assert_erased_as_expected(a, c, &mart, id, *user, expected, 120).await;
     }
     for (id, _) in &second {
         c.wait_state(id, "erased", 120).await;

@@ -61,7 +61,11 @@ pub fn pg_store_url(dir: &Path) -> String {
 
 /// `lethe demo` arguments for the test directory's store (none on SQLite).
 pub fn store_args(dir: &Path) -> Vec<String> {
-    store_url(dir)
+    store_url_args(store_url(dir))
+}
+
+fn store_url_args(store: Option<String>) -> Vec<String> {
+    store
         .map(|u| vec!["--store-url".to_owned(), u])
         .unwrap_or_default()
 }
@@ -139,11 +143,7 @@ impl Demo {
             .arg("--ready-file")
             .arg(&ready)
             .args(extra)
-            .args(
-                store
-                    .map(|u| vec!["--store-url".to_owned(), u])
-                    .unwrap_or_default(),
-            )
+            .args(store_url_args(store))
             .env("LETHE_LOG", "info")
             .envs(envs.iter().copied())
             .stdout(Stdio::null())
@@ -342,21 +342,23 @@ impl Demo {
 
     /// Lethe's own store opened for writing (tests that tamper with it).
     pub async fn lethe_db_writable(&self) -> sqlx::AnyPool {
-        sqlx::any::install_default_drivers();
-        let url = store_url(&self.dir)
-            .unwrap_or_else(|| format!("sqlite://{}?mode=rw", self.dir.join("lethe.db").display()));
-        sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(&url)
-            .await
-            .unwrap()
+        self.store_pool("rw").await
     }
 
     /// Lethe's own store, for checks (SQLite file or PostgreSQL database).
     pub async fn lethe_db(&self) -> sqlx::AnyPool {
+        self.store_pool("ro").await
+    }
+
+    /// A one-connection pool on the store; `sqlite_mode` for a SQLite file.
+    async fn store_pool(&self, sqlite_mode: &str) -> sqlx::AnyPool {
         sqlx::any::install_default_drivers();
-        let url = store_url(&self.dir)
-            .unwrap_or_else(|| format!("sqlite://{}?mode=ro", self.dir.join("lethe.db").display()));
+        let url = store_url(&self.dir).unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode={sqlite_mode}",
+                self.dir.join("lethe.db").display()
+            )
+        });
         sqlx::any::AnyPoolOptions::new()
             .max_connections(1)
             .connect(&url)
@@ -474,6 +476,34 @@ pub async fn clear_users(pool: &SqlitePool, n: usize) -> Vec<i64> {
         .fetch_all(pool)
         .await
         .unwrap()
+}
+
+/// Waits until the case is erased, then checks its receipt's count for
+/// each table against `expected` and that no row of the user is left in a
+/// table that is not kept.
+pub async fn assert_erased_as_expected(
+    waiter: &Demo,
+    reader: &Demo,
+    mart: &SqlitePool,
+    id: &str,
+    user: i64,
+    expected: &[(String, i64)],
+    secs: u64,
+) {
+    waiter.wait_state(id, "erased", secs).await;
+    let (_, receipt) = reader.get(&format!("/v1/cases/{id}/receipt")).await;
+    for (t, n) in expected {
+        assert_eq!(
+            receipt_rows(&receipt, t),
+            *n,
+            "case {id}: receipt count for {t}"
+        );
+    }
+    for (t, n) in subject_counts(mart, user).await {
+        if !KEPT.contains(&t.as_str()) {
+            assert_eq!(n, 0, "rows left in {t}");
+        }
+    }
 }
 
 pub fn receipt_rows(receipt: &Value, table: &str) -> i64 {
