@@ -8,13 +8,20 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::datamap::{Action, Ownership, System};
 use crate::schema::{self, Schema};
-use crate::sql::RECORD_TABLE;
+use crate::sql::{RECORD_TABLE, RETENTION_TABLE};
+
+fn lethe_own(table: &str) -> bool {
+    table == RECORD_TABLE || table == RETENTION_TABLE
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Error,
     Warning,
+    /// A finding the data map declares not personal data, with its reason
+    /// (`[[systems.ignore]]`): listed, not counted.
+    Accepted,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -35,6 +42,7 @@ impl std::fmt::Display for Finding {
         let sev = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Accepted => "accepted",
         };
         write!(
             f,
@@ -81,6 +89,22 @@ pub fn pii_by_name(column: &str) -> Option<&'static str> {
         Some("address")
     } else if c == "ip" || has(&["ip_addr", "_ip", "ip_"]) {
         Some("IP address")
+    } else if has(&["password", "passwd", "pwd", "pass_hash", "secret"]) {
+        Some("password or its hash")
+    } else if has(&["token", "session_key", "api_key"]) {
+        Some("credential token")
+    } else if has(&[
+        "avatar", "photo", "picture", "portrait", "face_img", "selfie",
+    ]) {
+        Some("picture of the person")
+    } else if has(&[
+        "card_no",
+        "card_number",
+        "bank_card",
+        "bank_account",
+        "iban",
+    ]) {
+        Some("bank card number")
     } else if has(&[
         "birth",
         "device_id",
@@ -132,10 +156,63 @@ pub fn pii_by_content(v: &str) -> Option<&'static str> {
     if id_card_ok(v) {
         return Some("ID number");
     }
+    if bank_card_ok(v) {
+        return Some("bank card number");
+    }
     if v.parse::<std::net::IpAddr>().is_ok() && v.contains(['.', ':']) {
         return Some("IP address");
     }
     None
+}
+
+/// What a value or any part of it looks like, if personal data: the whole
+/// value first, then each token of a composite one (an array `{a,b}`, a
+/// JSON document, a list), so a phone inside a JSON column is found.
+pub fn pii_in_value(v: &str) -> Option<&'static str> {
+    if let Some(what) = pii_by_content(v) {
+        return Some(what);
+    }
+    let v = if v.len() > 64 * 1024 {
+        &v[..floor_char(v, 64 * 1024)]
+    } else {
+        v
+    };
+    v.split(|c: char| {
+        !(c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '+' | '-' | '_' | ':'))
+    })
+    .filter(|t| t.len() >= 7)
+    .take(10_000)
+    .find_map(|t| pii_by_content(t.trim_matches(['.', '-', ':'])))
+}
+
+fn floor_char(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// A bank card number: 16 to 19 digits passing the Luhn check.
+fn bank_card_ok(v: &str) -> bool {
+    let b = v.as_bytes();
+    if !(16..=19).contains(&b.len()) || !b.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let sum: u32 = b
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| {
+            let d = u32::from(d - b'0');
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
 }
 
 /// A mainland resident ID number: 17 digits and a check character (ISO 7064
@@ -161,7 +238,7 @@ fn id_card_ok(v: &str) -> bool {
 pub fn uncovered_columns(system: &System, schema: &Schema) -> Vec<(String, String)> {
     let mut out = vec![];
     for (name, t) in &schema.tables {
-        if name == RECORD_TABLE {
+        if lethe_own(name) {
             continue;
         }
         let mapped = system.tables.iter().find(|m| m.name.as_str() == name);
@@ -173,7 +250,7 @@ pub fn uncovered_columns(system: &System, schema: &Schema) -> Vec<(String, Strin
                     set_null.iter().chain(hash).any(|x| x.as_str() == c.name)
                 }
             };
-            if !covered && schema::is_text(&c.data_type) {
+            if !covered && !schema::is_unsampled(&c.data_type) {
                 out.push((name.clone(), c.name.clone()));
             }
         }
@@ -216,6 +293,29 @@ pub fn check(
         let mut cols: Vec<(&str, &str)> = vec![];
         match &t.ownership {
             Ownership::Column(c) => cols.push((c.as_str(), "owner")),
+            Ownership::Referenced(r) => {
+                cols.extend(
+                    r.references
+                        .iter()
+                        .map(|c| (c.as_str(), "referenced_by.references")),
+                );
+                if let Some(rt) = schema.table(r.table.as_str()) {
+                    for c in &r.columns {
+                        if rt.column(c.as_str()).is_none() {
+                            f(
+                                Severity::Error,
+                                "missing_column",
+                                format!("{}.{}", r.table, c),
+                                format!(
+                                    "{}.referenced_by.columns names a column that does not exist",
+                                    t.name
+                                ),
+                                "correct the column name".into(),
+                            );
+                        }
+                    }
+                }
+            }
             Ownership::Parent(p) => {
                 cols.extend(p.columns.iter().map(|c| (c.as_str(), "belongs_to.columns")));
                 if let Some(pt) = schema.table(p.table.as_str()) {
@@ -270,13 +370,23 @@ pub fn check(
             }
         }
     }
-    // 2. Unmapped tables that reference a mapped table.
+    // 2. Unmapped tables that reference a table whose rows are deleted
+    // (an updated or kept parent stays, and a referenced_by parent is
+    // deleted only where nothing references it: no finding).
+    let deleted: BTreeSet<&str> = system
+        .tables
+        .iter()
+        .filter(|t| {
+            matches!(t.action, Action::Delete) && !matches!(t.ownership, Ownership::Referenced(_))
+        })
+        .map(|t| t.name.as_str())
+        .collect();
     for (name, st) in &schema.tables {
-        if mapped.contains(name.as_str()) || name == RECORD_TABLE {
+        if mapped.contains(name.as_str()) || lethe_own(name) {
             continue;
         }
         for fk in &st.fks {
-            if mapped.contains(fk.parent.as_str()) {
+            if deleted.contains(fk.parent.as_str()) {
                 let (severity, message) = if fk.follows_delete() {
                     (
                         Severity::Warning,
@@ -322,6 +432,7 @@ pub fn check(
             };
             if parent.name == t.name
                 || !matches!(parent.action, Action::Delete)
+                || matches!(parent.ownership, Ownership::Referenced(_))
                 || fk.follows_delete()
             {
                 continue;
@@ -358,7 +469,7 @@ pub fn check(
     // 4. Uncovered columns that look like personal data.
     for (table, col) in uncovered_columns(system, schema) {
         let by_content = samples.get(&(table.clone(), col.clone())).and_then(|vs| {
-            let hits: Vec<&'static str> = vs.iter().filter_map(|v| pii_by_content(v)).collect();
+            let hits: Vec<&'static str> = vs.iter().filter_map(|v| pii_in_value(v)).collect();
             (!vs.is_empty() && hits.len() * 2 >= vs.len()).then(|| hits[0])
         });
         let by_name = pii_by_name(&col);
@@ -383,6 +494,72 @@ pub fn check(
                 "map it, or confirm it holds no personal data".into(),
             ),
             _ => {}
+        }
+    }
+    // 5. Partitions whose own foreign keys differ from their siblings':
+    // the erasure is ordered by their union, but the schema is likely
+    // unintended (a key forgotten on some months).
+    for (name, st) in &schema.tables {
+        if st.partitions.len() < 2 {
+            continue;
+        }
+        let describe = |fks: &Vec<schema::ForeignKey>| {
+            let mut v: Vec<String> = fks
+                .iter()
+                .map(|fk| format!("({}) -> {}", fk.columns.join(", "), fk.parent))
+                .collect();
+            v.sort();
+            v
+        };
+        let sets: BTreeMap<&String, Vec<String>> = st
+            .partitions
+            .iter()
+            .map(|(p, fks)| (p, describe(fks)))
+            .collect();
+        let distinct: BTreeSet<&Vec<String>> = sets.values().collect();
+        if distinct.len() > 1 {
+            let detail: Vec<String> = sets
+                .iter()
+                .map(|(p, v)| {
+                    format!(
+                        "{p}: {}",
+                        if v.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            v.join(", ")
+                        }
+                    )
+                })
+                .collect();
+            f(
+                Severity::Warning,
+                "partition_keys",
+                name.clone(),
+                format!(
+                    "its partitions declare different foreign keys ({}); the erasure is ordered by their union",
+                    detail.join("; ")
+                ),
+                format!(
+                    "declare the foreign keys once on {name} (ALTER TABLE {name} ADD FOREIGN KEY ...), so every partition has them"
+                ),
+            );
+        }
+    }
+    // Findings the data map declares not personal data.
+    for x in out.iter_mut() {
+        if x.severity == Severity::Error && x.kind != "personal_data" {
+            continue; // a broken erasure cannot be waved through
+        }
+        let (table, column) = match x.at.split_once('.') {
+            Some((t, c)) => (t, Some(c)),
+            None => (x.at.as_str(), None),
+        };
+        if let Some(ig) = system.ignore.iter().find(|ig| {
+            ig.table.as_str() == table
+                && (ig.column.is_none() || ig.column.as_ref().map(|c| c.as_str()) == column)
+        }) {
+            x.severity = Severity::Accepted;
+            x.fix = format!("declared not personal data: {}", ig.reason);
         }
     }
     out.sort_by(|a, b| (a.severity, &a.at).cmp(&(b.severity, &b.at)));
@@ -416,6 +593,25 @@ mod tests {
     }
 
     #[test]
+    fn composite_values_and_cards() {
+        assert_eq!(pii_in_value("{13812345678,foo}"), Some("phone"));
+        assert_eq!(
+            pii_in_value(r#"{"contact": {"email": "a.b@example.cn"}}"#),
+            Some("email")
+        );
+        assert_eq!(pii_in_value(r#"["red", "blue"]"#), None);
+        assert_eq!(
+            pii_by_content("6222021234567890128"),
+            Some("bank card number")
+        );
+        assert_eq!(pii_by_content("4111111111111111"), Some("bank card number"));
+        assert_eq!(pii_by_content("4111111111111112"), None);
+        assert_eq!(pii_by_name("password_hash"), Some("password or its hash"));
+        assert_eq!(pii_by_name("avatar_url"), Some("picture of the person"));
+        assert_eq!(pii_by_name("refresh_token"), Some("credential token"));
+    }
+
+    #[test]
     fn name_detectors() {
         assert_eq!(pii_by_name("contact_phone"), Some("phone"));
         assert_eq!(pii_by_name("name"), Some("name"));
@@ -438,6 +634,12 @@ impl CheckRun {
         self.findings
             .iter()
             .filter(|f| f.severity == Severity::Error)
+            .count()
+    }
+    pub fn accepted(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Accepted)
             .count()
     }
 }
@@ -464,15 +666,23 @@ pub async fn check_systems(
                     &format!("{} tables", sys.schema().tables.len()),
                 );
                 let cols = uncovered_columns(s, sys.schema());
-                let samples = if sample == 0 {
+                let (samples, unreadable) = if sample == 0 {
                     Default::default()
                 } else {
-                    sys.sample(&cols, sample, |done, total| {
+                    sys.sample_all(&cols, sample, |done, total| {
                         sampled(s.name.as_str(), done, total)
                     })
                     .await?
                 };
                 run.findings.extend(check(s, sys.schema(), &samples));
+                run.findings.extend(unreadable.into_iter().map(|(t, c, ty, why)| Finding {
+                    severity: Severity::Warning,
+                    system: s.name.to_string(),
+                    kind: "unreadable_column",
+                    at: format!("{t}.{c}"),
+                    message: format!("values of type {ty} could not be sampled ({why}), so this column was checked by its name only"),
+                    fix: "confirm it holds no personal data (map it, or [[systems.ignore]] it with a reason)".into(),
+                }));
             }
             Kind::Redis => {
                 crate::redis_conn::RedisSystem::connect_from_env(s).await?;

@@ -177,12 +177,30 @@ pub struct ParentLink {
     pub references: Vec<Ident>,
 }
 
+/// The other direction of a link: this table's rows are the ones that the
+/// subject's rows in `table` reference (`customer.address_id -> address`).
+/// They are erased after the referencing rows, and only where nothing else
+/// references them any more (an address shared with a store stays).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefLink {
+    /// The table whose rows hold the reference (mapped, the subject's).
+    pub table: Ident,
+    /// Columns of that table...
+    pub columns: Vec<Ident>,
+    /// ...referencing these columns of this table. Optional: when left out,
+    /// they are read from the live schema's foreign key.
+    #[serde(default)]
+    pub references: Vec<Ident>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTable {
     name: Ident,
     owner: Option<Ident>,
     belongs_to: Option<ParentLink>,
+    referenced_by: Option<RefLink>,
     action: String,
     #[serde(default)]
     columns: Vec<Ident>,
@@ -207,6 +225,19 @@ pub enum Ownership {
     Column(Ident),
     /// Rows belong to the subject through a foreign key to a parent table.
     Parent(ParentLink),
+    /// Rows the subject's rows of another table reference.
+    Referenced(RefLink),
+}
+
+impl Ownership {
+    /// The mapped table this one reaches the subject through, if any.
+    pub fn via(&self) -> Option<&Ident> {
+        match self {
+            Self::Column(_) => None,
+            Self::Parent(p) => Some(&p.table),
+            Self::Referenced(r) => Some(&r.table),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -255,6 +286,19 @@ struct RawSystem {
     accounts_by_id_number: Option<String>,
     #[serde(default)]
     tables: Vec<RawTable>,
+    /// Tables and columns declared not personal data, each with its reason.
+    #[serde(default)]
+    ignore: Vec<Ignore>,
+}
+
+/// A table (or one column of it) the data map declares not personal data,
+/// and why: `datamap check` lists its findings as accepted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ignore {
+    pub table: Ident,
+    pub column: Option<Ident>,
+    pub reason: String,
 }
 
 fn default_conns() -> u32 {
@@ -287,6 +331,7 @@ pub struct System {
     pub accounts_by_phone: Option<String>,
     pub accounts_by_id_number: Option<String>,
     pub tables: Vec<Table>,
+    pub ignore: Vec<Ignore>,
 }
 
 /// The identifier kinds that can be tombstoned.
@@ -580,9 +625,9 @@ impl DataMap {
                         "merge the two entries",
                     ));
                 }
-                let ownership = match (t.owner, t.belongs_to) {
-                    (Some(c), None) => Ownership::Column(c),
-                    (None, Some(p)) => {
+                let ownership = match (t.owner, t.belongs_to, t.referenced_by) {
+                    (Some(c), None, None) => Ownership::Column(c),
+                    (None, Some(p), None) => {
                         if p.columns.is_empty() || p.columns.len() != p.references.len() {
                             return Err(invalid(
                                 format!("{tat}.belongs_to"),
@@ -592,11 +637,33 @@ impl DataMap {
                         }
                         Ownership::Parent(p)
                     }
+                    (None, None, Some(r)) => {
+                        if r.columns.is_empty()
+                            || (!r.references.is_empty() && r.columns.len() != r.references.len())
+                        {
+                            return Err(invalid(
+                                format!("{tat}.referenced_by"),
+                                "columns must be non-empty, and references (when given) of the same length",
+                                format!(
+                                    "list the columns of {} that hold the reference, e.g. referenced_by = {{ table = \"{}\", columns = [\"{}_id\"] }}",
+                                    r.table, r.table, t.name
+                                ),
+                            ));
+                        }
+                        if r.table == t.name {
+                            return Err(invalid(
+                                format!("{tat}.referenced_by"),
+                                "a table cannot be referenced by itself",
+                                "use owner or belongs_to for a self-referencing table",
+                            ));
+                        }
+                        Ownership::Referenced(r)
+                    }
                     _ => {
                         return Err(invalid(
                             &tat,
-                            "needs exactly one of `owner` or `belongs_to`",
-                            "set owner = \"user_id\" for a column holding the subject id, or belongs_to = { table = ..., columns = [...], references = [...] }",
+                            "needs exactly one of `owner`, `belongs_to` or `referenced_by`",
+                            "set owner = \"user_id\" for a column holding the subject id, belongs_to = { table = ..., columns = [...], references = [...] } for rows that reference the subject's rows, or referenced_by = { table = ..., columns = [...] } for rows the subject's rows reference (their own address)",
                         ));
                     }
                 };
@@ -670,30 +737,69 @@ impl DataMap {
             // A kept table outlives the erasure, so the rows that tie it to
             // the subject must outlive it too (for the purge at expiry).
             for t in &tables {
-                if let (Action::Keep { .. }, Ownership::Parent(p)) = (&t.action, &t.ownership)
+                if let (Action::Keep { .. }, Some(via)) = (&t.action, t.ownership.via())
                     && tables
                         .iter()
-                        .any(|o| o.name == p.table && !matches!(o.action, Action::Keep { .. }))
+                        .any(|o| &o.name == via && !matches!(o.action, Action::Keep { .. }))
                 {
                     return Err(invalid(
                         format!("{at}.tables.{}", t.name),
                         format!(
-                            "a kept table belongs to '{}', which is erased, so its rows could not be found again when the retention ends",
-                            p.table
+                            "a kept table reaches the subject through '{via}', which is erased, so its rows could not be found again when the retention ends",
                         ),
-                        "give the kept table its own owner column, or keep the parent table too",
+                        "give the kept table its own owner column, or keep that table too",
                     ));
                 }
             }
-            // Parents must be mapped tables of the same system.
+            // Links must name mapped tables of the same system.
             for t in &tables {
-                if let Ownership::Parent(p) = &t.ownership
-                    && !tables.iter().any(|o| o.name == p.table)
+                let (Some(via), key) = (
+                    t.ownership.via(),
+                    match t.ownership {
+                        Ownership::Referenced(_) => "referenced_by",
+                        _ => "belongs_to",
+                    },
+                ) else {
+                    continue;
+                };
+                let Some(other) = tables.iter().find(|o| &o.name == via) else {
+                    return Err(invalid(
+                        format!("{at}.tables.{}.{key}", t.name),
+                        format!("table '{via}' is not in the data map"),
+                        "map that table too, or use `owner` if this table holds the subject id itself",
+                    ));
+                };
+                // Rows under a referenced table may be shared with other
+                // accounts; what hangs below them is not the subject's.
+                if matches!(other.ownership, Ownership::Referenced(_))
+                    && matches!(t.ownership, Ownership::Parent(_))
                 {
                     return Err(invalid(
                         format!("{at}.tables.{}.belongs_to", t.name),
-                        format!("parent table '{}' is not in the data map", p.table),
-                        "map the parent table too, or use `owner` if this table holds the subject id itself",
+                        format!(
+                            "'{via}' is mapped with referenced_by: its rows may be shared with other accounts, so rows belonging to them are not the subject's"
+                        ),
+                        format!(
+                            "tie {} to the subject through another table, or map it with referenced_by too",
+                            t.name
+                        ),
+                    ));
+                }
+            }
+            for ig in &s.ignore {
+                let iat = format!("{at}.ignore.{}", ig.table);
+                if ig.reason.trim().len() < 10 {
+                    return Err(invalid(
+                        &iat,
+                        "an ignored table or column needs the reason it holds no personal data",
+                        "add reason = \"...\" (e.g. \"store branches: business addresses, no person\")",
+                    ));
+                }
+                if tables.iter().any(|t| t.name == ig.table) && ig.column.is_none() {
+                    return Err(invalid(
+                        &iat,
+                        "the table is both mapped and ignored",
+                        "remove one of the two, or ignore only a column (column = \"...\")",
                     ));
                 }
             }
@@ -716,6 +822,7 @@ impl DataMap {
                 accounts_by_phone: s.accounts_by_phone,
                 accounts_by_id_number: s.accounts_by_id_number,
                 tables,
+                ignore: s.ignore,
             });
         }
         for (i, b) in raw.blockers.iter().enumerate() {
@@ -1066,6 +1173,64 @@ message_en = "unfinished orders"
                 .to_string()
                 .contains("more identity data than was collected at registration")
         );
+    }
+
+    const LINKS: &str = r#"
+[[systems]]
+name = "shop"
+kind = "sqlite"
+url_env = "SHOP_URL"
+[[systems.tables]]
+name = "customer"
+owner = "customer_id"
+action = "delete"
+[[systems.tables]]
+name = "address"
+referenced_by = { table = "customer", columns = ["address_id"] }
+action = "delete"
+"#;
+
+    #[test]
+    fn referenced_by_and_ignore_are_checked() {
+        let m = DataMap::parse(LINKS).unwrap();
+        assert!(matches!(
+            m.systems[0].tables[1].ownership,
+            Ownership::Referenced(_)
+        ));
+        let both = LINKS.replace(
+            "action = \"delete\"\n\"#",
+            "owner = \"id\"\naction = \"delete\"\n\"#",
+        );
+        let e = LINKS.replace(
+            "referenced_by = { table = \"customer\", columns = [\"address_id\"] }",
+            "referenced_by = { table = \"customer\", columns = [\"address_id\"] }\nowner = \"id\"",
+        );
+        for bad in [both, e] {
+            if let Err(e) = DataMap::parse(&bad) {
+                assert!(e.to_string().contains("exactly one of"), "{e}");
+            }
+        }
+        let e = DataMap::parse(&LINKS.replace(
+            "table = \"customer\", columns",
+            "table = \"nobody\", columns",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("'nobody' is not in the data map"), "{e}");
+        // A table hanging below a possibly shared row is refused.
+        let below = format!(
+            "{LINKS}\n[[systems.tables]]\nname = \"address_note\"\nbelongs_to = {{ table = \"address\", columns = [\"address_id\"], references = [\"id\"] }}\naction = \"delete\"\n"
+        );
+        let e = DataMap::parse(&below).unwrap_err().to_string();
+        assert!(e.contains("shared with other accounts"), "{e}");
+        // An ignore needs a reason.
+        let ig = format!("{LINKS}\n[[systems.ignore]]\ntable = \"store\"\nreason = \"\"\n");
+        let e = DataMap::parse(&ig).unwrap_err().to_string();
+        assert!(e.contains("needs the reason"), "{e}");
+        let ig = format!(
+            "{LINKS}\n[[systems.ignore]]\ntable = \"store\"\nreason = \"business addresses of branches\"\n"
+        );
+        assert_eq!(DataMap::parse(&ig).unwrap().systems[0].ignore.len(), 1);
     }
 }
 

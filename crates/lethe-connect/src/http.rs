@@ -432,6 +432,7 @@ pub fn report_outcome(system: &str, report: ErasureReport) -> Result<SystemOutco
             remaining: Some(if keep { i.count } else { 0 }),
             legal_basis: i.legal_basis,
             retain_until: i.retain_until,
+            ..Default::default()
         });
     }
     Ok(SystemOutcome {

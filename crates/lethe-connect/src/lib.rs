@@ -33,7 +33,7 @@ pub enum ConnectError {
     Plan {
         system: String,
         #[source]
-        source: PlanError,
+        source: Box<PlanError>,
     },
     /// Database errors are reported by kind, never with the values bound.
     #[error("system {system}: {action} failed: {message}")]
@@ -52,7 +52,7 @@ pub enum ConnectError {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TableOutcome {
     /// A table, a Redis entry, an HTTP service or a manual task.
     pub table: String,
@@ -64,6 +64,20 @@ pub struct TableOutcome {
     pub remaining: Option<u64>,
     pub legal_basis: Option<String>,
     pub retain_until: Option<Timestamp>,
+    /// Referenced rows (`referenced_by`) of the subject kept because other
+    /// rows still reference them (an address shared with a store).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shared_kept: u64,
+    /// Columns set to NULL in the rows that stay (names only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set_null: Vec<String>,
+    /// Columns replaced by a keyed hash in the rows that stay (names only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hashed: Vec<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::datamap::{Action, Ident, Ownership, ParentLink, System};
+use crate::schema::Schema;
 
 #[derive(Debug, Clone)]
 pub struct PlannedTable {
@@ -28,47 +29,195 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     #[error(
-        "system {system}: the tables {cycle} form a cycle of belongs_to links, so no table can be erased first; break it by giving one of them its own `owner` column, or by nullifying the foreign key first (action = \"nullify\") in a table of its own"
+        "system {system}: the tables {cycle} form a cycle, so no table can be erased first ({edges}); {fix}"
     )]
-    Cycle { system: String, cycle: String },
+    Cycle {
+        system: String,
+        cycle: String,
+        /// Each link of the cycle and where it comes from.
+        edges: String,
+        /// The fix that applies to this cycle.
+        fix: String,
+    },
+    #[error("system {system}: table {table}: {problem}; fix: {fix}")]
+    Unresolved {
+        system: String,
+        table: String,
+        problem: String,
+        fix: String,
+    },
+}
+
+/// Why one table must be erased before another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EdgeWhy {
+    /// The data map's `belongs_to` of the child.
+    BelongsTo,
+    /// The data map's `referenced_by` of the parent (the referencing table
+    /// goes first).
+    ReferencedBy,
+    /// A foreign key of the live schema (on the child, or on one of its
+    /// partitions), with its columns.
+    ForeignKey(Vec<String>),
+}
+
+/// `child` is erased before `parent`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edge {
+    pub child: Ident,
+    pub parent: Ident,
+    pub why: EdgeWhy,
 }
 
 pub fn plan(system: &System) -> Result<Plan, PlanError> {
     plan_with(system, &[])
 }
 
-/// Plans with extra `(child, parent)` edges, typically the foreign keys read
-/// from the live schema: a table whose rows reference another mapped table
-/// must be erased before it, even when the data map does not say so.
-pub fn plan_with(system: &System, extra: &[(Ident, Ident)]) -> Result<Plan, PlanError> {
+/// The plan of a system as erasure runs it: the data map's links, plus the
+/// live schema's foreign keys between mapped tables when a schema is given
+/// (`lethe datamap plan` and the connector both plan through here, so the
+/// order printed is the order run). `referenced_by` links without their
+/// referenced columns take them from the schema's foreign key.
+pub fn plan_for(system: &System, schema: Option<&Schema>) -> Result<Plan, PlanError> {
+    match schema {
+        None => plan(system),
+        Some(schema) => {
+            let resolved = resolve(system, schema)?;
+            plan_with(&resolved, &schema_edges(&resolved, schema))
+        }
+    }
+}
+
+/// The foreign keys of the live schema between mapped tables, as edges.
+/// A partitioned table's edges are the union of its partitions' keys (the
+/// schema reader folds them into the parent).
+pub fn schema_edges(system: &System, schema: &Schema) -> Vec<Edge> {
+    let mapped: BTreeSet<&str> = system.tables.iter().map(|t| t.name.as_str()).collect();
+    let mut out = Vec::new();
+    for t in &system.tables {
+        if let Some(st) = schema.table(t.name.as_str()) {
+            for fk in &st.fks {
+                if mapped.contains(fk.parent.as_str())
+                    && let Ok(p) = Ident::parse(&fk.parent)
+                {
+                    out.push(Edge {
+                        child: t.name.clone(),
+                        parent: p,
+                        why: EdgeWhy::ForeignKey(fk.columns.clone()),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Fills the referenced columns of `referenced_by` links that leave them
+/// out, from the live schema's foreign key.
+pub fn resolve(system: &System, schema: &Schema) -> Result<System, PlanError> {
+    let mut out = system.clone();
+    for t in &mut out.tables {
+        let Ownership::Referenced(r) = &mut t.ownership else {
+            continue;
+        };
+        if !r.references.is_empty() {
+            continue;
+        }
+        let fk = schema.table(r.table.as_str()).and_then(|st| {
+            st.fks.iter().find(|fk| {
+                fk.parent == t.name.as_str()
+                    && fk.columns.len() == r.columns.len()
+                    && fk
+                        .columns
+                        .iter()
+                        .zip(&r.columns)
+                        .all(|(a, b)| a == b.as_str())
+            })
+        });
+        let cols: Option<Vec<Ident>> = fk.and_then(|fk| {
+            fk.parent_columns
+                .iter()
+                .map(|c| Ident::parse(c).ok())
+                .collect()
+        });
+        match cols {
+            Some(cols) => r.references = cols,
+            None => {
+                return Err(PlanError::Unresolved {
+                    system: system.name.to_string(),
+                    table: t.name.to_string(),
+                    problem: format!(
+                        "referenced_by names {}.{:?}, but the database has no foreign key from those columns to {}, so the referenced columns are unknown",
+                        r.table, r.columns, t.name
+                    ),
+                    fix: format!(
+                        "name them: referenced_by = {{ table = \"{}\", columns = {:?}, references = [\"<column of {}>\"] }}",
+                        r.table,
+                        r.columns.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                        t.name
+                    ),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Plans with extra edges, typically the foreign keys read from the live
+/// schema: a table whose rows reference another mapped table must be
+/// erased before it, even when the data map does not say so.
+pub fn plan_with(system: &System, extra: &[Edge]) -> Result<Plan, PlanError> {
     let by_name: BTreeMap<&Ident, &crate::datamap::Table> =
         system.tables.iter().map(|t| (&t.name, t)).collect();
-    // parent -> children edges, belongs_to links and the extra edges.
+    let mut edges: Vec<Edge> = Vec::new();
+    for t in &system.tables {
+        match &t.ownership {
+            Ownership::Parent(p) if p.table != t.name => edges.push(Edge {
+                child: t.name.clone(),
+                parent: p.table.clone(),
+                why: EdgeWhy::BelongsTo,
+            }),
+            Ownership::Referenced(r) => edges.push(Edge {
+                child: r.table.clone(),
+                parent: t.name.clone(),
+                why: EdgeWhy::ReferencedBy,
+            }),
+            _ => {}
+        }
+    }
+    edges.extend(
+        extra
+            .iter()
+            .filter(|e| {
+                e.child != e.parent
+                    && by_name.contains_key(&e.child)
+                    && by_name.contains_key(&e.parent)
+            })
+            .cloned(),
+    );
+    // parent -> children edges.
     let mut children: BTreeMap<Ident, BTreeSet<Ident>> = BTreeMap::new();
     for t in &system.tables {
         children.entry(t.name.clone()).or_default();
     }
-    for t in &system.tables {
-        if let Ownership::Parent(p) = &t.ownership
-            && p.table != t.name
-        {
-            children
-                .entry(p.table.clone())
-                .or_default()
-                .insert(t.name.clone());
-        }
+    for e in &edges {
+        children
+            .entry(e.parent.clone())
+            .or_default()
+            .insert(e.child.clone());
     }
-    for (child, parent) in extra {
-        if child != parent && by_name.contains_key(child) && by_name.contains_key(parent) {
-            children
-                .entry(parent.clone())
-                .or_default()
-                .insert(child.clone());
+    let order = topo_children_first(children).map_err(|cycle| {
+        let (edges_text, fix) = explain_cycle(&cycle, &edges);
+        PlanError::Cycle {
+            system: system.name.to_string(),
+            cycle: cycle
+                .iter()
+                .map(Ident::as_str)
+                .collect::<Vec<_>>()
+                .join(" -> "),
+            edges: edges_text,
+            fix,
         }
-    }
-    let order = topo_children_first(children).map_err(|cycle| PlanError::Cycle {
-        system: system.name.to_string(),
-        cycle,
     })?;
 
     let mut steps = Vec::new();
@@ -92,7 +241,7 @@ pub fn plan_with(system: &System, extra: &[(Ident, Ident)]) -> Result<Plan, Plan
         .iter()
         .filter_map(|t| match &t.ownership {
             Ownership::Parent(p) => Some((t.name.clone(), p.clone())),
-            Ownership::Column(_) => None,
+            _ => None,
         })
         .collect();
     Ok(Plan {
@@ -102,20 +251,66 @@ pub fn plan_with(system: &System, extra: &[(Ident, Ident)]) -> Result<Plan, Plan
     })
 }
 
+/// Says where each link of a cycle comes from, and the fix that applies:
+/// a `belongs_to` against a live foreign key in the other direction means
+/// the table is one the subject's rows reference (`referenced_by`).
+fn explain_cycle(cycle: &[Ident], edges: &[Edge]) -> (String, String) {
+    let mut parts = vec![];
+    let mut fix = None;
+    for w in cycle.windows(2) {
+        // cycle[i] references cycle[i + 1]: cycle[i] is the child.
+        let (child, parent) = (&w[0], &w[1]);
+        let here: Vec<&Edge> = edges
+            .iter()
+            .filter(|e| &e.child == child && &e.parent == parent)
+            .collect();
+        for e in &here {
+            parts.push(match &e.why {
+                EdgeWhy::BelongsTo => format!("{child} belongs_to {parent} in the data map"),
+                EdgeWhy::ReferencedBy => {
+                    format!("{parent} is referenced_by {child} in the data map")
+                }
+                EdgeWhy::ForeignKey(cols) => format!(
+                    "the foreign key {child}({}) references {parent}",
+                    cols.join(", ")
+                ),
+            });
+        }
+        // A belongs_to child -> parent while the schema's key runs
+        // parent -> child: the child is referenced by the parent.
+        if fix.is_none()
+            && here.iter().any(|e| e.why == EdgeWhy::BelongsTo)
+            && let Some(fk) = edges.iter().find(|e| {
+                &e.child == parent && &e.parent == child && matches!(e.why, EdgeWhy::ForeignKey(_))
+            })
+            && let EdgeWhy::ForeignKey(cols) = &fk.why
+        {
+            fix = Some(format!(
+                "{parent} references {child}, not the other way round: replace {child}'s belongs_to with referenced_by = {{ table = \"{parent}\", columns = {cols:?} }}, so {child}'s rows are erased after {parent}'s and only where nothing else references them"
+            ));
+        }
+    }
+    let fix = fix.unwrap_or_else(|| {
+        "break it by giving one of them its own `owner` column, by mapping a table the subject's rows point at with referenced_by instead of belongs_to, or by nullifying the foreign key first (action = \"update\", set_null) in a table of its own".into()
+    });
+    (parts.join("; "), fix)
+}
+
 fn condition_for(
     t: &crate::datamap::Table,
     by_name: &BTreeMap<&Ident, &crate::datamap::Table>,
     depth: usize,
 ) -> (String, usize) {
+    let parent_cond = |table: &Ident| match by_name.get(table) {
+        Some(parent) => condition_for(parent, by_name, depth + 1),
+        None => ("1 = 0".into(), depth),
+    };
     match &t.ownership {
         Ownership::Column(c) => (format!("{} = $1", c.quoted()), depth),
         Ownership::Parent(p) => {
             // The cycle check above guarantees the recursion ends; the parent
             // exists because the data map parser checked it.
-            let Some(parent) = by_name.get(&p.table) else {
-                return ("1 = 0".into(), depth);
-            };
-            let (pc, d) = condition_for(parent, by_name, depth + 1);
+            let (pc, d) = parent_cond(&p.table);
             let cols = tuple(&p.columns);
             let refs: Vec<String> = p.references.iter().map(|r| r.quoted()).collect();
             (
@@ -123,6 +318,24 @@ fn condition_for(
                     "{cols} IN (SELECT {} FROM {} WHERE {pc})",
                     refs.join(", "),
                     p.table.quoted()
+                ),
+                d,
+            )
+        }
+        Ownership::Referenced(r) => {
+            let (pc, d) = parent_cond(&r.table);
+            let own = if r.references.is_empty() {
+                "(the referenced key)".to_owned()
+            } else {
+                tuple(&r.references)
+            };
+            let cols: Vec<String> = r.columns.iter().map(|c| c.quoted()).collect();
+            (
+                format!(
+                    "{own} IN (SELECT {} FROM {} WHERE {pc}), captured before, erased after {} and only where nothing else references them",
+                    cols.join(", "),
+                    r.table.quoted(),
+                    r.table
                 ),
                 d,
             )
@@ -140,11 +353,12 @@ fn tuple(cols: &[Ident]) -> String {
 }
 
 /// Kahn's algorithm over parent -> children edges, emitting children
-/// first; ties broken by name so plans are stable. On a cycle, returns it as
-/// `a -> b -> a` (each table referencing the next).
+/// first; ties broken by name so plans are stable (names decide only
+/// between tables no link orders). On a cycle, returns it as `[a, b, a]`
+/// (each table referencing the next).
 fn topo_children_first(
     mut remaining: BTreeMap<Ident, BTreeSet<Ident>>,
-) -> Result<Vec<Ident>, String> {
+) -> Result<Vec<Ident>, Vec<Ident>> {
     let mut out = Vec::new();
     while !remaining.is_empty() {
         let ready: Vec<Ident> = remaining
@@ -159,15 +373,14 @@ fn topo_children_first(
             let mut cur = remaining.keys().next().cloned();
             while let Some(n) = cur {
                 if let Some(pos) = path.iter().position(|p| p == &n) {
-                    let mut cyc: Vec<String> =
-                        path[pos..].iter().rev().map(|s| s.to_string()).collect();
+                    let mut cyc: Vec<Ident> = path[pos..].iter().rev().cloned().collect();
                     cyc.push(cyc[0].clone());
-                    return Err(cyc.join(" -> "));
+                    return Err(cyc);
                 }
                 path.push(n.clone());
                 cur = remaining.get(&n).and_then(|ch| ch.iter().next().cloned());
             }
-            return Err("(unknown)".into());
+            return Err(vec![]);
         }
         for n in ready {
             remaining.remove(&n);
@@ -232,7 +445,11 @@ action = "delete"
     #[test]
     fn schema_foreign_keys_order_owner_tables_before_the_subject_table() {
         let m = map("");
-        let fk = |c: &str, p: &str| (Ident::parse(c).unwrap(), Ident::parse(p).unwrap());
+        let fk = |c: &str, p: &str| Edge {
+            child: Ident::parse(c).unwrap(),
+            parent: Ident::parse(p).unwrap(),
+            why: EdgeWhy::ForeignKey(vec!["x".into()]),
+        };
         let p = plan_with(
             &m.systems[0],
             &[fk("orders", "users"), fk("users", "users")],
@@ -262,5 +479,124 @@ action = "delete"
             "{e}"
         );
         assert!(e.contains("break it"), "{e}");
+    }
+
+    fn schema_with_fk(child: &str, cols: &[&str], parent: &str, pcols: &[&str]) -> Schema {
+        use crate::schema::{ForeignKey, SchemaTable};
+        let mut s = Schema::default();
+        s.tables.insert(
+            child.into(),
+            SchemaTable {
+                name: child.into(),
+                fks: vec![ForeignKey {
+                    columns: cols.iter().map(|c| c.to_string()).collect(),
+                    parent: parent.into(),
+                    parent_columns: pcols.iter().map(|c| c.to_string()).collect(),
+                    on_delete: "no action".into(),
+                }],
+                ..Default::default()
+            },
+        );
+        s
+    }
+
+    fn shop(address: &str) -> DataMap {
+        DataMap::parse(&format!(
+            r#"
+[[systems]]
+name = "shop"
+kind = "postgres"
+url_env = "SHOP_URL"
+[[systems.tables]]
+name = "customer"
+owner = "customer_id"
+action = "delete"
+[[systems.tables]]
+name = "address"
+{address}
+action = "delete"
+"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_referenced_table_comes_after_the_rows_that_reference_it() {
+        let m = shop(r#"referenced_by = { table = "customer", columns = ["address_id"] }"#);
+        let schema = schema_with_fk("customer", &["address_id"], "address", &["id"]);
+        for p in [
+            plan(&m.systems[0]).unwrap(),
+            plan_for(&m.systems[0], Some(&schema)).unwrap(),
+        ] {
+            let names: Vec<&str> = p.steps.iter().map(|s| s.table.as_str()).collect();
+            assert_eq!(names, ["customer", "address"]);
+        }
+        // The referenced column comes from the live foreign key.
+        let p = plan_for(&m.systems[0], Some(&schema)).unwrap();
+        assert!(
+            p.steps[1].condition.starts_with(
+                "\"id\" IN (SELECT \"address_id\" FROM \"customer\" WHERE \"customer_id\" = $1)"
+            ),
+            "{}",
+            p.steps[1].condition
+        );
+        // Without a foreign key, the map must name the referenced columns.
+        let e = plan_for(&m.systems[0], Some(&Schema::default()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("references = ["), "{e}");
+    }
+
+    #[test]
+    fn belongs_to_against_the_live_key_suggests_referenced_by() {
+        let m = shop(
+            r#"belongs_to = { table = "customer", columns = ["id"], references = ["address_id"] }"#,
+        );
+        let schema = schema_with_fk("customer", &["address_id"], "address", &["id"]);
+        let e = plan_for(&m.systems[0], Some(&schema))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cycle"), "{e}");
+        assert!(
+            e.contains("address belongs_to customer in the data map"),
+            "{e}"
+        );
+        assert!(
+            e.contains("the foreign key customer(address_id) references address"),
+            "{e}"
+        );
+        assert!(
+            e.contains(r#"referenced_by = { table = "customer", columns = ["address_id"] }"#),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn order_does_not_depend_on_names() {
+        // Two owner tables ordered only by a live key: whichever sorts
+        // first by name, the referencing one goes first.
+        for (a, b) in [("aa", "zz"), ("zz", "aa")] {
+            let m = DataMap::parse(&format!(
+                r#"
+[[systems]]
+name = "s"
+kind = "postgres"
+url_env = "S_URL"
+[[systems.tables]]
+name = "{a}"
+owner = "user_id"
+action = "delete"
+[[systems.tables]]
+name = "{b}"
+owner = "user_id"
+action = "delete"
+"#
+            ))
+            .unwrap();
+            let schema = schema_with_fk(a, &["b_id"], b, &["id"]);
+            let p = plan_for(&m.systems[0], Some(&schema)).unwrap();
+            let names: Vec<&str> = p.steps.iter().map(|s| s.table.as_str()).collect();
+            assert_eq!(names, [a, b]);
+        }
     }
 }

@@ -423,6 +423,7 @@ impl RedisSystem {
                         remaining: None,
                         legal_basis: None,
                         retain_until: None,
+                        ..Default::default()
                     }
                 })
                 .collect(),

@@ -40,8 +40,12 @@ pub struct SchemaTable {
     pub name: String,
     pub columns: Vec<Column>,
     pub fks: Vec<ForeignKey>,
-    /// PostgreSQL: a partitioned table (its partitions are not listed).
+    /// PostgreSQL: a partitioned table. Its partitions are not listed as
+    /// tables; the foreign keys declared on them are folded into `fks`.
     pub partitioned: bool,
+    /// PostgreSQL: each partition (at any depth) with the foreign keys
+    /// declared on the partition itself, not inherited from the parent.
+    pub partitions: BTreeMap<String, Vec<ForeignKey>>,
 }
 
 impl SchemaTable {
@@ -72,6 +76,59 @@ pub fn is_text(t: &str) -> bool {
         .iter()
         .any(|k| t.contains(k))
         || t.is_empty()
+}
+
+/// Whether sampling skips a column of this type: booleans, dates and times
+/// hold no identifier. Everything else is read as text (numbers too: a
+/// phone number in a BIGINT is still a phone number).
+pub fn is_unsampled(t: &str) -> bool {
+    let t = t.to_ascii_lowercase();
+    t == "bool"
+        || t == "boolean"
+        || t == "tinyint(1)"
+        || t == "date"
+        || t == "year"
+        || t.starts_with("timestamp")
+        || t.starts_with("time")
+        || t.starts_with("datetime")
+        || t.starts_with("interval")
+}
+
+/// An SQL expression reading `expr` (a column of type `t`) as text in the
+/// database itself, so that every type comes out as a string the driver
+/// decodes: arrays, json, bytea/blob, enums, uuid, inet, money, numeric,
+/// geometry, char(n), citext, tsvector, xml and domains over them.
+pub fn as_text(d: Dialect, expr: &str, t: &str) -> String {
+    let t = t.to_ascii_lowercase();
+    match d {
+        Dialect::Postgres => format!("CAST({expr} AS TEXT)"),
+        Dialect::Mysql => {
+            let spatial = [
+                "geometry",
+                "point",
+                "linestring",
+                "polygon",
+                "multipoint",
+                "multilinestring",
+                "multipolygon",
+                "geometrycollection",
+            ];
+            if spatial.iter().any(|g| t.starts_with(g)) {
+                format!("ST_AsText({expr})")
+            } else if t.contains("blob") || t.contains("binary") {
+                format!("HEX({expr})")
+            } else {
+                format!("CAST({expr} AS CHAR)")
+            }
+        }
+        Dialect::Sqlite => {
+            if t.contains("blob") {
+                format!("hex({expr})")
+            } else {
+                format!("CAST({expr} AS TEXT)")
+            }
+        }
+    }
 }
 
 fn text(r: &sqlx::any::AnyRow, i: usize) -> String {
@@ -138,7 +195,7 @@ pub async fn read(
                         name,
                         columns,
                         fks: fks.into_values().collect(),
-                        partitioned: false,
+                        ..Default::default()
                     },
                 );
                 progress(i + 1, total);
@@ -182,34 +239,62 @@ pub async fn read(
                 }
             }
             progress(total / 2, total);
+            // Partitions, each with its root table.
             for r in sqlx::query(
-                "SELECT cl.relname::text, pf.relname::text, con.confdeltype::text,
+                "SELECT c.relname::text, r.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 JOIN pg_class r ON r.oid = pg_partition_root(c.oid)
+                 WHERE n.nspname = current_schema() AND c.relispartition ORDER BY 1",
+            )
+            .fetch_all(&mut *c)
+            .await?
+            {
+                if let Some(t) = s.tables.get_mut(&text(&r, 1)) {
+                    t.partitions.insert(text(&r, 0), vec![]);
+                }
+            }
+            // Declared foreign keys (not the copies PostgreSQL makes for each
+            // partition), on tables and on partitions, each side named by its
+            // root table: a key declared on a partition only orders the
+            // erasure of the whole partitioned table.
+            for r in sqlx::query(
+                "SELECT cl.relname::text, COALESCE(rr.relname, cl.relname)::text, COALESCE(pr.relname, pf.relname)::text,
+                   con.confdeltype::text,
                    (SELECT string_agg(a.attname::text, ',' ORDER BY k.ord) FROM unnest(con.conkey) WITH ORDINALITY k(n, ord)
                       JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n),
                    (SELECT string_agg(a.attname::text, ',' ORDER BY k.ord) FROM unnest(con.confkey) WITH ORDINALITY k(n, ord)
-                      JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n)
+                      JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n),
+                   cl.relispartition::int4
                  FROM pg_constraint con JOIN pg_class cl ON cl.oid = con.conrelid JOIN pg_class pf ON pf.oid = con.confrelid
                  JOIN pg_namespace n ON n.oid = cl.relnamespace
-                 WHERE con.contype = 'f' AND n.nspname = current_schema() AND con.conparentid = 0 AND NOT cl.relispartition
+                 LEFT JOIN pg_class rr ON rr.oid = pg_partition_root(cl.oid)
+                 LEFT JOIN pg_class pr ON pr.oid = pg_partition_root(pf.oid)
+                 WHERE con.contype = 'f' AND n.nspname = current_schema() AND con.conparentid = 0
                  ORDER BY cl.relname, con.conname",
             )
             .fetch_all(&mut *c)
             .await?
             {
-                let on_delete = match text(&r, 2).as_str() {
+                let on_delete = match text(&r, 3).as_str() {
                     "c" => "cascade",
                     "n" => "set null",
                     "d" => "set default",
                     "r" => "restrict",
                     _ => "no action",
                 };
-                if let Some(t) = s.tables.get_mut(&text(&r, 0)) {
-                    t.fks.push(ForeignKey {
-                        columns: text(&r, 3).split(',').map(str::to_owned).collect(),
-                        parent: text(&r, 1),
-                        parent_columns: text(&r, 4).split(',').map(str::to_owned).collect(),
-                        on_delete: on_delete.into(),
-                    });
+                let fk = ForeignKey {
+                    columns: text(&r, 4).split(',').map(str::to_owned).collect(),
+                    parent: text(&r, 2),
+                    parent_columns: text(&r, 5).split(',').map(str::to_owned).collect(),
+                    on_delete: on_delete.into(),
+                };
+                let on_partition = r.try_get::<i32, _>(6).unwrap_or(0) == 1;
+                if let Some(t) = s.tables.get_mut(&text(&r, 1)) {
+                    if on_partition && let Some(p) = t.partitions.get_mut(&text(&r, 0)) {
+                        p.push(fk.clone());
+                    }
+                    if !t.fks.contains(&fk) {
+                        t.fks.push(fk);
+                    }
                 }
             }
             progress(total, total);

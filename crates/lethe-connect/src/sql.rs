@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::ExportStream;
 use crate::datamap::{Action, BlockerRule, Dialect, Ident, Ownership, System, Table};
-use crate::planner::{Plan, plan_with};
+use crate::planner::{Plan, plan_for};
 use crate::schema::{self, Schema};
 use crate::sqlgen::{Path, Sql, Val};
 use crate::{ConnectError, SystemOutcome, TableOutcome};
@@ -30,6 +30,28 @@ pub const RECORD_TABLE: &str = "lethe_erasures";
 /// Kept rows: per case and kept table, the subject id (the platform's own
 /// id, already in the kept rows) and the expiry, for the purge.
 pub const RETENTION_TABLE: &str = "lethe_retention";
+
+/// One kept table of one case: until when, and whether it was purged.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Retention {
+    pub case_id: String,
+    pub table: String,
+    pub legal_basis: Option<String>,
+    pub retain_until: Option<Timestamp>,
+    pub purged_at: Option<String>,
+    pub purged_rows: Option<u64>,
+}
+
+/// Sampled values per (table, column), and the columns that could not be
+/// read: (table, column, type, why).
+pub type Samples = (
+    BTreeMap<(String, String), Vec<String>>,
+    Vec<(String, String, String, String)>,
+);
+
+/// A table referencing a `referenced_by` table: (table, its columns, the
+/// referenced columns).
+type Referrer = (Ident, Vec<Ident>, Vec<Ident>);
 
 /// Values of a kept-hash set or a scope stored per case and table.
 const MAX_SCOPE: usize = 100_000;
@@ -47,6 +69,11 @@ pub struct SqlSystem {
     paths: BTreeMap<Ident, Path>,
     /// Whether each table's root owner column is an integer column.
     int_owner: BTreeMap<Ident, bool>,
+    /// Tables mapped with `referenced_by`: every (table, columns,
+    /// referenced columns) that references them, from the live schema's
+    /// foreign keys and the data map's link. A row is erased only when none
+    /// of these still points at it.
+    referenced: BTreeMap<Ident, Vec<Referrer>>,
     hash_key: Option<Vec<u8>>,
     batch_size: usize,
     phone_query: Option<String>,
@@ -57,6 +84,10 @@ pub struct SqlSystem {
     /// Whether DELETE ... RETURNING is available (PostgreSQL, SQLite,
     /// MariaDB; not MySQL).
     returning: bool,
+    /// Set once Lethe's record tables exist in the platform's database:
+    /// made at the first erasure or purge (or by `lethe datamap install`),
+    /// never by a connection that only reads (`check`, `plan`).
+    record_ready: tokio::sync::OnceCell<()>,
 }
 
 impl std::fmt::Debug for SqlSystem {
@@ -153,6 +184,10 @@ struct Scope {
     /// Keyed hashes written, per column.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     hashes: BTreeMap<String, Vec<String>>,
+    /// Referenced tables: the subject's referenced rows kept because other
+    /// rows still reference them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shared: Option<u64>,
 }
 
 impl SqlSystem {
@@ -242,7 +277,6 @@ impl SqlSystem {
         let schema = schema::read(&mut c, d, |_, _| {})
             .await
             .map_err(|e| db_err(&name, "read the schema", e))?;
-        create_record(&mut c, d, &name).await?;
         let returning = match d {
             Dialect::Mysql => {
                 let v: String = sqlx::query_scalar("SELECT VERSION()")
@@ -267,24 +301,16 @@ impl SqlSystem {
         hash_key: Option<Vec<u8>>,
     ) -> Result<Self, ConnectError> {
         let name = system.name.to_string();
-        // Foreign keys of the live schema between mapped tables order the
-        // erasure too.
-        let mapped: BTreeSet<&str> = system.tables.iter().map(|t| t.name.as_str()).collect();
-        let mut fks = Vec::new();
-        for t in &system.tables {
-            if let Some(st) = schema.table(t.name.as_str()) {
-                for fk in &st.fks {
-                    if mapped.contains(fk.parent.as_str())
-                        && let Ok(p) = Ident::parse(&fk.parent)
-                    {
-                        fks.push((t.name.clone(), p));
-                    }
-                }
-            }
-        }
-        let plan = plan_with(system, &fks).map_err(|source| ConnectError::Plan {
+        // The same planning as `lethe datamap plan`: the data map's links
+        // plus the live schema's foreign keys between mapped tables.
+        let system =
+            &crate::planner::resolve(system, &schema).map_err(|source| ConnectError::Plan {
+                system: name.clone(),
+                source: Box::new(source),
+            })?;
+        let plan = plan_for(system, Some(&schema)).map_err(|source| ConnectError::Plan {
             system: name.clone(),
-            source,
+            source: Box::new(source),
         })?;
         let by_name: BTreeMap<&Ident, &Table> =
             system.tables.iter().map(|t| (&t.name, t)).collect();
@@ -303,12 +329,50 @@ impl SqlSystem {
             int_owner.insert(t.name.clone(), is_int);
             paths.insert(t.name.clone(), path);
         }
+        let mut referenced = BTreeMap::new();
+        for t in &system.tables {
+            let Ownership::Referenced(r) = &t.ownership else {
+                continue;
+            };
+            let mut refs: Vec<Referrer> =
+                vec![(r.table.clone(), r.columns.clone(), r.references.clone())];
+            for (tname, st) in &schema.tables {
+                for fk in st.fks.iter().filter(|fk| fk.parent == t.name.as_str()) {
+                    let parsed = (
+                        Ident::parse(tname),
+                        fk.columns
+                            .iter()
+                            .map(|c| Ident::parse(c))
+                            .collect::<Result<Vec<_>, _>>(),
+                        fk.parent_columns
+                            .iter()
+                            .map(|c| Ident::parse(c))
+                            .collect::<Result<Vec<_>, _>>(),
+                    );
+                    let (Ok(rt), Ok(rc), Ok(pc)) = parsed else {
+                        return Err(ConnectError::Config {
+                            system: name.clone(),
+                            message: format!(
+                                "a foreign key references {} from a table or column whose name Lethe cannot quote; rows of {} cannot be checked for other references",
+                                t.name, t.name
+                            ),
+                        });
+                    };
+                    let e = (rt, rc, pc);
+                    if !refs.contains(&e) {
+                        refs.push(e);
+                    }
+                }
+            }
+            referenced.insert(t.name.clone(), refs);
+        }
         Ok(Self {
             name,
             d,
             pool,
             plan,
             paths,
+            referenced,
             int_owner,
             hash_key,
             batch_size: system.batch_size as usize,
@@ -318,7 +382,25 @@ impl SqlSystem {
             accounts_by_id_number: system.accounts_by_id_number.clone(),
             schema,
             returning: true,
+            record_ready: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// Creates Lethe's record tables in the platform's database if they are
+    /// missing (`lethe_erasures`, `lethe_retention`). Erasure and purge
+    /// call it; a read-only check never does.
+    pub async fn install(&self) -> Result<(), ConnectError> {
+        self.record_ready
+            .get_or_try_init(|| async {
+                let mut c = self
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err(|e| db_err(&self.name, "connect", e))?;
+                create_record(&mut c, self.d, &self.name).await
+            })
+            .await
+            .map(|_| ())
     }
 
     pub fn name(&self) -> &str {
@@ -344,30 +426,55 @@ impl SqlSystem {
         &self,
         columns: &[(String, String)],
         per_column: u32,
-        mut progress: impl FnMut(usize, usize),
+        progress: impl FnMut(usize, usize),
     ) -> Result<BTreeMap<(String, String), Vec<String>>, ConnectError> {
+        Ok(self.sample_all(columns, per_column, progress).await?.0)
+    }
+
+    /// Like [`Self::sample`], also returning the columns that could not be
+    /// read (table, column, type, why), for the check to name.
+    pub async fn sample_all(
+        &self,
+        columns: &[(String, String)],
+        per_column: u32,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<Samples, ConnectError> {
         let mut out = BTreeMap::new();
+        let mut unreadable = vec![];
         for (i, (t, c)) in columns.iter().enumerate() {
             let (Ok(ti), Ok(ci)) = (Ident::parse(t), Ident::parse(c)) else {
                 continue; // names Lethe cannot quote safely are not sampled
             };
+            // Read as text by the database: no column type can stop the
+            // check. A column it still cannot read is a warning, not an end.
+            let data_type = self
+                .schema
+                .table(t)
+                .and_then(|st| st.column(c))
+                .map(|c| c.data_type.clone())
+                .unwrap_or_default();
             let q = format!(
-                "SELECT {c} FROM {t} WHERE {c} IS NOT NULL LIMIT {}",
+                "SELECT {} FROM {t} WHERE {c} IS NOT NULL LIMIT {}",
+                schema::as_text(self.d, &ci.q(self.d), &data_type),
                 per_column.min(100),
                 c = ci.q(self.d),
                 t = ti.q(self.d)
             );
-            let rows = sqlx::query(AssertSqlSafe(q))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| db_err(&self.name, "sample a column", e))?;
-            out.insert(
-                (t.clone(), c.clone()),
-                rows.iter().filter_map(first_text).collect(),
-            );
+            match sqlx::query(AssertSqlSafe(q)).fetch_all(&self.pool).await {
+                Ok(rows) => {
+                    out.insert(
+                        (t.clone(), c.clone()),
+                        rows.iter().filter_map(first_text).collect(),
+                    );
+                }
+                Err(e) => {
+                    let e = db_err(&self.name, "sample a column", e);
+                    unreadable.push((t.clone(), c.clone(), data_type, e.to_string()));
+                }
+            }
             progress(i + 1, columns.len());
         }
-        Ok(out)
+        Ok((out, unreadable))
     }
 
     /// Subjects per set-based statement.
@@ -789,6 +896,7 @@ impl SqlSystem {
         verify: bool,
     ) -> Result<Vec<Erased>, ConnectError> {
         let n = &self.name;
+        self.install().await?;
         let mut results: BTreeMap<String, Erased> = BTreeMap::new();
         for chunk in items.chunks(self.batch_size.max(1)) {
             let mut tx = match self.d {
@@ -822,6 +930,14 @@ impl SqlSystem {
             // Per case: per table, (rows, scope).
             let mut per_case: BTreeMap<String, Vec<(u64, Scope)>> = BTreeMap::new();
             let mut captured = std::collections::HashMap::new();
+            // Rows the subject's rows reference are found through those rows,
+            // which are erased first: capture their keys before anything goes.
+            for step in &self.plan.steps {
+                if self.referenced.contains_key(&step.table) {
+                    self.capture_parent_keys(&mut tx, step, &todo, &mut captured)
+                        .await?;
+                }
+            }
             for step in &self.plan.steps {
                 let (counts, scopes) = self
                     .erase_table(&mut tx, step, &todo, &mut captured)
@@ -846,28 +962,36 @@ impl SqlSystem {
                 let mut tables = vec![];
                 let mut scopes = BTreeMap::new();
                 for (step, (n_rows, scope)) in self.plan.steps.iter().zip(rows) {
+                    // A kept table names its legal basis even with no rows;
+                    // the retention (and its purge) needs rows.
                     let (legal_basis, retain_until) = match &step.action {
                         Action::Keep {
                             legal_basis,
                             retention_days,
-                        } if n_rows > 0 => (
+                        } => (
                             Some(legal_basis.clone()),
-                            now.checked_add(jiff::SignedDuration::from_hours(
-                                24 * i64::from(*retention_days),
-                            ))
-                            .ok(),
+                            (n_rows > 0)
+                                .then(|| {
+                                    now.checked_add(jiff::SignedDuration::from_hours(
+                                        24 * i64::from(*retention_days),
+                                    ))
+                                    .ok()
+                                })
+                                .flatten(),
                         ),
                         _ => (None, None),
                     };
-                    tables.push(TableOutcome {
-                        table: step.table.to_string(),
-                        action: step.action.name().to_owned(),
-                        rows: n_rows,
-                        remaining: None,
+                    tables.push(self.table_outcome(
+                        step,
+                        n_rows,
                         legal_basis,
                         retain_until,
-                    });
-                    if !scope.parents.is_empty() || !scope.hashes.is_empty() {
+                        &scope,
+                    ));
+                    if !scope.parents.is_empty()
+                        || !scope.hashes.is_empty()
+                        || scope.shared.is_some()
+                    {
                         scopes.insert(step.table.to_string(), scope);
                     }
                 }
@@ -899,6 +1023,49 @@ impl SqlSystem {
             .collect())
     }
 
+    /// The parent key tuples of a table's subjects (hop 1 of its path),
+    /// with the subject key of each; asked once per batch and question
+    /// (sibling tables under one parent, and referenced tables captured
+    /// before their referencing rows are erased).
+    async fn capture_parent_keys(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        step: &crate::planner::PlannedTable,
+        todo: &[&BatchItem],
+        captured: &mut std::collections::HashMap<String, Vec<(Val, Vec<Val>)>>,
+    ) -> Result<Vec<(Val, Vec<Val>)>, ConnectError> {
+        let path = &self.paths[&step.table];
+        let keys: Vec<Val> = todo
+            .iter()
+            .filter_map(|it| self.key_for(&step.table, &it.subject))
+            .collect::<BTreeSet<Val>>()
+            .into_iter()
+            .collect();
+        let Some(sql) = (!keys.is_empty())
+            .then(|| path.parent_keys(self.d, &keys))
+            .flatten()
+        else {
+            return Ok(vec![]);
+        };
+        let key = format!("{}|{:?}", sql.text, sql.binds);
+        if let Some(p) = captured.get(&key) {
+            return Ok(p.clone());
+        }
+        let mut pairs = vec![];
+        for r in run_rows(&mut *tx, &sql, &self.name, "capture the parent keys").await? {
+            let Some(k) = read_val(&r, 0).and_then(|v| normalise(&v, &keys)) else {
+                continue;
+            };
+            let tuple: Vec<Val> = (1..r.len()).filter_map(|i| read_val(&r, i)).collect();
+            // A NULL reference (a customer without an address) is no row.
+            if tuple.len() + 1 == r.len() {
+                pairs.push((k, tuple));
+            }
+        }
+        captured.insert(key, pairs.clone());
+        Ok(pairs)
+    }
+
     /// Applies one table's action to the batch; returns the rows per
     /// subject key and the verification scope per subject key.
     async fn erase_table(
@@ -926,33 +1093,21 @@ impl SqlSystem {
         // delete uses them, and so does verification once parents are gone.
         let mut owner_of: std::collections::HashMap<Vec<String>, Val> = Default::default();
         let mut tuples: Vec<Vec<Val>> = vec![];
-        if let Some(sql) = path.parent_keys(d, &keys) {
-            // Sibling tables under the same parent ask the same question.
-            let key = format!("{}|{:?}", sql.text, sql.binds);
-            let pairs = match captured.get(&key) {
-                Some(p) => p.clone(),
-                None => {
-                    let mut pairs = vec![];
-                    for r in run_rows(&mut *tx, &sql, n, "capture the parent keys").await? {
-                        let Some(k) = read_val(&r, 0).and_then(|v| normalise(&v, &keys)) else {
-                            continue;
-                        };
-                        let tuple: Vec<Val> =
-                            (1..r.len()).filter_map(|i| read_val(&r, i)).collect();
-                        pairs.push((k, tuple));
-                    }
-                    captured.insert(key, pairs.clone());
-                    pairs
-                }
-            };
-            for (k, tuple) in pairs {
+        let referenced = self.referenced.get(&step.table);
+        for (k, tuple) in self
+            .capture_parent_keys(&mut *tx, step, todo, captured)
+            .await?
+        {
+            // A referenced table's scope is what was deleted (shared rows
+            // stay by design); it is filled below.
+            if referenced.is_none() {
                 let sc = scopes.entry(k.clone()).or_default();
                 if sc.parents.len() < MAX_SCOPE {
                     sc.parents.push(tuple.clone());
                 }
-                owner_of.insert(tuple.iter().map(Val::text).collect(), k);
-                tuples.push(tuple);
             }
+            owner_of.insert(tuple.iter().map(Val::text).collect(), k);
+            tuples.push(tuple);
         }
         let tally = |counts: &mut BTreeMap<Val, u64>, rows: &[AnyRow], by_tuple: bool| {
             for r in rows {
@@ -971,6 +1126,124 @@ impl SqlSystem {
             }
         };
         match &step.action {
+            Action::Delete if let Some(refs) = referenced => {
+                // Only rows nothing else references any more: after the
+                // subject's referencing rows went, any row of any table
+                // still pointing at one (another account, a store, staff)
+                // keeps it.
+                let cols: Vec<String> = path.links[0].columns.iter().map(|c| c.q(d)).collect();
+                let lhs = |alias: &str| {
+                    let c: Vec<String> = cols.iter().map(|c| format!("{alias}.{c}")).collect();
+                    if c.len() == 1 {
+                        c[0].clone()
+                    } else {
+                        format!("({})", c.join(", "))
+                    }
+                };
+                let t = step.table.q(d);
+                let mut distinct: Vec<Vec<Val>> = tuples.clone();
+                distinct.sort();
+                distinct.dedup();
+                let mut deleted: Vec<Vec<Val>> = vec![];
+                for chunk in distinct.chunks(1000) {
+                    let mut sql = Sql::new(d);
+                    let list: Vec<String> = chunk
+                        .iter()
+                        .map(|tp| {
+                            if tp.len() == 1 {
+                                sql.p(tp[0].clone())
+                            } else {
+                                sql.list(tp)
+                            }
+                        })
+                        .collect();
+                    let guards: Vec<String> = refs
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (rt, rcols, pcols))| {
+                            let on: Vec<String> = rcols
+                                .iter()
+                                .zip(pcols)
+                                .map(|(rc, pc)| format!("r{i}.{} = x.{}", rc.q(d), pc.q(d)))
+                                .collect();
+                            format!(
+                                "NOT EXISTS (SELECT 1 FROM {} r{i} WHERE {})",
+                                rt.q(d),
+                                on.join(" AND ")
+                            )
+                        })
+                        .collect();
+                    let mut cond = format!("{} IN ({})", lhs("x"), list.join(", "));
+                    for g in &guards {
+                        cond.push_str(" AND ");
+                        cond.push_str(g);
+                    }
+                    let mut sel = sql.clone();
+                    let xcols: Vec<String> = cols.iter().map(|c| format!("x.{c}")).collect();
+                    sel.text = format!("SELECT {} FROM {t} x WHERE {cond}", xcols.join(", "));
+                    let rows = run_rows(&mut *tx, &sel, n, "find unshared referenced rows").await?;
+                    let free: Vec<Vec<Val>> = rows
+                        .iter()
+                        .map(|r| (0..r.len()).filter_map(|i| read_val(r, i)).collect())
+                        .collect();
+                    if free.is_empty() {
+                        continue;
+                    }
+                    let mut del = Sql::new(d);
+                    let list: Vec<String> = free
+                        .iter()
+                        .map(|tp| {
+                            if tp.len() == 1 {
+                                del.p(tp[0].clone())
+                            } else {
+                                del.list(tp)
+                            }
+                        })
+                        .collect();
+                    let bare = if cols.len() == 1 {
+                        cols[0].clone()
+                    } else {
+                        format!("({})", cols.join(", "))
+                    };
+                    del.text = format!("DELETE FROM {t} WHERE {bare} IN ({})", list.join(", "));
+                    let done = run_exec(&mut *tx, &del, n, "erase referenced rows").await?;
+                    if done != free.len() as u64 {
+                        return Err(self.db_problem(
+                            "erase rows",
+                            format!(
+                                "{} changed during erasure ({} found, {done} deleted); rolled back, will retry",
+                                step.table,
+                                free.len()
+                            ),
+                        ));
+                    }
+                    deleted.extend(free);
+                }
+                let gone: std::collections::HashSet<Vec<String>> = deleted
+                    .iter()
+                    .map(|tp| tp.iter().map(Val::text).collect())
+                    .collect();
+                // Per subject: deleted rows, and the shared ones kept.
+                let mut seen: std::collections::HashSet<(Val, Vec<String>)> = Default::default();
+                for tp in &tuples {
+                    let key: Vec<String> = tp.iter().map(Val::text).collect();
+                    let Some(k) = owner_of.get(&key).cloned() else {
+                        continue;
+                    };
+                    if !seen.insert((k.clone(), key.clone())) {
+                        continue;
+                    }
+                    if gone.contains(&key) {
+                        *counts.entry(k.clone()).or_default() += 1;
+                        let sc = scopes.entry(k).or_default();
+                        if sc.parents.len() < MAX_SCOPE {
+                            sc.parents.push(tp.clone());
+                        }
+                    } else {
+                        *scopes.entry(k).or_default().shared.get_or_insert(0) += 1;
+                    }
+                }
+            }
             Action::Delete if path.depth() == 0 => {
                 let mut sql = Sql::new(d);
                 let list = sql.list(&keys);
@@ -1126,10 +1399,19 @@ impl SqlSystem {
             });
         };
         let d = self.d;
+        // Read and compared as text by the database (char(n), citext and
+        // domains are not types the driver decodes).
+        let data_type = self
+            .schema
+            .table(path.tables[0].as_str())
+            .and_then(|st| st.column(col.as_str()))
+            .map(|c| c.data_type.clone())
+            .unwrap_or_default();
+        let as_text = schema::as_text(d, &format!("t0.{}", col.q(d)), &data_type);
         let mut sql = Sql::new(d);
         let pred = path.pred(&mut sql, keys);
         sql.text = format!(
-            "SELECT DISTINCT {}, t0.{c} FROM {} WHERE {pred} AND t0.{c} IS NOT NULL",
+            "SELECT DISTINCT {}, {as_text} FROM {} WHERE {pred} AND t0.{c} IS NOT NULL",
             path.owner_col(d),
             path.from_clause(d, 0),
             c = col.q(d)
@@ -1160,7 +1442,7 @@ impl SqlSystem {
                 Some(&set),
                 vec![Val::S(h)],
                 keys,
-                Some((&format!("t0.{} = {{}}", col.q(d)), vec![v])),
+                Some((&format!("{as_text} = {{}}"), vec![v])),
             );
             bind_all(sqlx::query(AssertSqlSafe(sql.text.clone())), &sql.binds)
                 .execute(&mut *tx)
@@ -1176,6 +1458,7 @@ impl SqlSystem {
         &self,
         outcomes: Vec<(String, SubjectId, SystemOutcome)>,
     ) -> Result<Vec<(String, SystemOutcome)>, ConnectError> {
+        self.install().await?;
         let ids: Vec<Val> = outcomes.iter().map(|(c, _, _)| Val::S(c.clone())).collect();
         let mut conn = self
             .pool
@@ -1359,19 +1642,8 @@ impl SqlSystem {
     ) -> Result<Vec<(String, String, u64)>, ConnectError> {
         let n = &self.name;
         let d = self.d;
-        let mut sql = Sql::new(d);
-        let p = sql.p(Val::I(now.as_second()));
-        sql.text = format!(
-            "SELECT case_id, table_name, subject FROM {RETENTION_TABLE} WHERE retain_until_s <= {p} AND purged_at IS NULL ORDER BY retain_until_s LIMIT {}",
-            limit.min(1000)
-        );
-        let due = run_rows(&self.pool, &sql, n, "read expired retentions").await?;
-        let mut due: Vec<(String, String, String)> = due
-            .iter()
-            .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?, r.try_get(2).ok()?)))
-            .collect();
-        let order = |t: &str| self.plan.steps.iter().position(|s| s.table.as_str() == t);
-        due.sort_by_key(|(c, t, _)| (c.clone(), order(t)));
+        self.install().await?;
+        let due = self.due_retentions(now, limit).await?;
         let mut out = vec![];
         for (case, table, subject) in due {
             let Some(step) = self.plan.steps.iter().find(|s| s.table.as_str() == table) else {
@@ -1403,6 +1675,154 @@ impl SqlSystem {
         Ok(out)
     }
 
+    /// One table's line of an outcome.
+    fn table_outcome(
+        &self,
+        step: &crate::planner::PlannedTable,
+        rows: u64,
+        legal_basis: Option<String>,
+        retain_until: Option<Timestamp>,
+        scope: &Scope,
+    ) -> TableOutcome {
+        let names = |v: &[Ident]| v.iter().map(|c| c.to_string()).collect();
+        let (set_null, hashed) = match &step.action {
+            Action::Update { set_null, hash } => (names(set_null), names(hash)),
+            _ => (vec![], vec![]),
+        };
+        TableOutcome {
+            table: step.table.to_string(),
+            action: step.action.name().to_owned(),
+            rows,
+            remaining: None,
+            legal_basis,
+            retain_until,
+            shared_kept: scope.shared.unwrap_or(0),
+            set_null,
+            hashed,
+        }
+    }
+
+    /// Retention records whose time is up at `now` and not yet purged, in
+    /// purge order: (case id, table, subject).
+    async fn due_retentions(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(String, String, String)>, ConnectError> {
+        let mut sql = Sql::new(self.d);
+        let p = sql.p(Val::I(now.as_second()));
+        sql.text = format!(
+            "SELECT case_id, table_name, subject FROM {RETENTION_TABLE} WHERE retain_until_s <= {p} AND purged_at IS NULL ORDER BY retain_until_s LIMIT {}",
+            limit.min(1000)
+        );
+        let due = run_rows(&self.pool, &sql, &self.name, "read expired retentions").await?;
+        let mut due: Vec<(String, String, String)> = due
+            .iter()
+            .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?, r.try_get(2).ok()?)))
+            .collect();
+        let order = |t: &str| self.plan.steps.iter().position(|s| s.table.as_str() == t);
+        due.sort_by_key(|(c, t, _)| (c.clone(), order(t)));
+        Ok(due)
+    }
+
+    /// Whether Lethe's record tables exist (read-only: `information_schema`
+    /// or `sqlite_master`, never a write).
+    async fn has_records(&self) -> Result<bool, ConnectError> {
+        let q = match self.d {
+            Dialect::Sqlite => format!(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '{RETENTION_TABLE}'"
+            ),
+            Dialect::Postgres => format!(
+                "SELECT COUNT(*)::int8 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '{RETENTION_TABLE}'"
+            ),
+            Dialect::Mysql => format!(
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '{RETENTION_TABLE}'"
+            ),
+        };
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(q))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| db_err(&self.name, "look for the retention record", e))?;
+        Ok(n > 0)
+    }
+
+    /// What is kept and until when, per case and table, purged or not
+    /// (read-only; empty before the first erasure). At most `limit` rows,
+    /// the soonest expiry first.
+    pub async fn retention_list(&self, limit: u32) -> Result<Vec<Retention>, ConnectError> {
+        if !self.has_records().await? {
+            return Ok(vec![]);
+        }
+        let sql = Sql {
+            d: self.d,
+            text: format!(
+                "SELECT case_id, table_name, retain_until_s, purged_at, purged_rows FROM {RETENTION_TABLE} ORDER BY retain_until_s, case_id, table_name LIMIT {}",
+                limit.min(100_000)
+            ),
+            binds: vec![],
+        };
+        let rows = run_rows(&self.pool, &sql, &self.name, "read the retention record").await?;
+        Ok(rows
+            .iter()
+            .map(|r| Retention {
+                case_id: r.try_get(0).unwrap_or_default(),
+                table: r.try_get(1).unwrap_or_default(),
+                retain_until: r
+                    .try_get::<i64, _>(2)
+                    .ok()
+                    .and_then(|s| Timestamp::from_second(s).ok()),
+                purged_at: r.try_get::<Option<String>, _>(3).ok().flatten(),
+                purged_rows: r
+                    .try_get::<Option<i64>, _>(4)
+                    .ok()
+                    .flatten()
+                    .and_then(|n| u64::try_from(n).ok()),
+                legal_basis: self.plan.steps.iter().find_map(|s| match &s.action {
+                    Action::Keep { legal_basis, .. }
+                        if s.table.as_str() == r.try_get::<String, _>(1).unwrap_or_default() =>
+                    {
+                        Some(legal_basis.clone())
+                    }
+                    _ => None,
+                }),
+            })
+            .collect())
+    }
+
+    /// What the purge at `now` would remove, without removing anything:
+    /// (case id, table, rows that would be deleted).
+    pub async fn purge_dry_run(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(String, String, u64)>, ConnectError> {
+        if !self.has_records().await? {
+            return Ok(vec![]);
+        }
+        let mut out = vec![];
+        for (case, table, subject) in self.due_retentions(now, limit).await? {
+            let Some(step) = self.plan.steps.iter().find(|s| s.table.as_str() == table) else {
+                continue;
+            };
+            let rows = match SubjectId::parse(&subject)
+                .ok()
+                .and_then(|s| self.key_for(&step.table, &s))
+            {
+                Some(k) => {
+                    let sql = self.paths[&step.table].count_by_subject(self.d, &[k], None);
+                    run_rows(&self.pool, &sql, &self.name, "count kept rows")
+                        .await?
+                        .iter()
+                        .map(|r| count(r, 1))
+                        .sum()
+                }
+                None => 0,
+            };
+            out.push((case, table, rows));
+        }
+        Ok(out)
+    }
+
     /// The recorded outcomes and scopes of these cases.
     async fn read_record(
         &self,
@@ -1417,6 +1837,12 @@ impl SqlSystem {
         let mut out = BTreeMap::new();
         for r in rows {
             let case: String = r.try_get(0).unwrap_or_default();
+            let scopes: BTreeMap<String, Scope> = r
+                .try_get::<Option<String>, _>(2)
+                .ok()
+                .flatten()
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or_default();
             let counts: BTreeMap<String, Count> = r
                 .try_get::<String, _>(1)
                 .ok()
@@ -1432,27 +1858,14 @@ impl SqlSystem {
                         Some(Count::Kept(n, u)) => (*n, Timestamp::from_second(*u).ok()),
                         None => (0, None),
                     };
-                    TableOutcome {
-                        table: step.table.to_string(),
-                        action: step.action.name().to_owned(),
-                        rows,
-                        remaining: None,
-                        legal_basis: match &step.action {
-                            Action::Keep { legal_basis, .. } if until.is_some() => {
-                                Some(legal_basis.clone())
-                            }
-                            _ => None,
-                        },
-                        retain_until: until,
-                    }
+                    let legal_basis = match &step.action {
+                        Action::Keep { legal_basis, .. } => Some(legal_basis.clone()),
+                        _ => None,
+                    };
+                    let scope = scopes.get(step.table.as_str()).cloned().unwrap_or_default();
+                    self.table_outcome(step, rows, legal_basis, until, &scope)
                 })
                 .collect();
-            let scopes: BTreeMap<String, Scope> = r
-                .try_get::<Option<String>, _>(2)
-                .ok()
-                .flatten()
-                .and_then(|s| serde_json::from_str(&s).ok())
-                .unwrap_or_default();
             out.insert(
                 case,
                 (
@@ -1744,5 +2157,6 @@ pub fn describe_ownership(t: &Table) -> String {
     match &t.ownership {
         Ownership::Column(c) => format!("owner column {c}"),
         Ownership::Parent(p) => format!("belongs to {} via {:?}", p.table, p.columns),
+        Ownership::Referenced(r) => format!("referenced by {} via {:?}", r.table, r.columns),
     }
 }

@@ -111,6 +111,23 @@ impl Path {
                     tables.push(p.table.clone());
                     cur = parent;
                 }
+                Ownership::Referenced(r) => {
+                    // The same join, seen from the other side: this table's
+                    // referenced columns equal the referencing table's
+                    // columns. Unresolved references (no schema yet) have
+                    // no path.
+                    if r.references.is_empty() {
+                        return None;
+                    }
+                    let next = by_name.get(&r.table)?;
+                    links.push(ParentLink {
+                        table: r.table.clone(),
+                        columns: r.references.clone(),
+                        references: r.columns.clone(),
+                    });
+                    tables.push(r.table.clone());
+                    cur = next;
+                }
             }
         }
         None

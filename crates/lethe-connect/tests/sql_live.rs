@@ -5,7 +5,10 @@
 use jiff::Timestamp;
 use lethe_connect::{BatchItem, DataMap, SqlSystem, SystemOutcome};
 use lethe_domain::SubjectId;
-use sqlx::{AnyPool, AssertSqlSafe, Executor};
+use sqlx::{AnyPool, Executor};
+
+mod common;
+use common::{Scratch, fresh_db, scalar};
 
 const HASH_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
@@ -87,96 +90,12 @@ fn ddl(kind: &str) -> String {
     )
 }
 
-/// A test database, dropped by [`Scratch::remove`] at the end of a test
-/// that passed (a failed test leaves it for inspection).
-struct Scratch {
-    kind: String,
-    name: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Scratch {
-    async fn remove(self) {
-        let (url, stmt) = match self.kind.as_str() {
-            "postgres" => (
-                "postgres://postgres@127.0.0.1:5432/postgres",
-                format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            ),
-            "mysql" => (
-                "mysql://root@127.0.0.1:3306/test",
-                format!("DROP DATABASE IF EXISTS {}", self.name),
-            ),
-            _ => return,
-        };
-        let admin = AnyPool::connect(url).await.unwrap();
-        admin.execute(AssertSqlSafe(stmt)).await.unwrap();
-    }
-}
-
-/// A fresh database on the server (or a SQLite file), with the schema.
 async fn fresh(kind: &str) -> (String, Scratch) {
-    sqlx::any::install_default_drivers();
-    let name = format!("lethe_t_{}", uuid::Uuid::new_v4().simple());
-    let (url, dir) = match kind {
-        "postgres" => {
-            let admin = AnyPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
-                .await
-                .unwrap();
-            admin
-                .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .await
-                .unwrap();
-            (format!("postgres://postgres@127.0.0.1:5432/{name}"), None)
-        }
-        "mysql" => {
-            let admin = AnyPool::connect("mysql://root@127.0.0.1:3306/test")
-                .await
-                .unwrap();
-            admin
-                .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .await
-                .unwrap();
-            (format!("mysql://root@127.0.0.1:3306/{name}"), None)
-        }
-        _ => {
-            let dir = tempfile::tempdir().unwrap();
-            (
-                format!("sqlite://{}?mode=rwc", dir.path().join("shop.db").display()),
-                Some(dir),
-            )
-        }
-    };
-    let pool = AnyPool::connect(&url).await.unwrap();
-    let mut c = pool.acquire().await.unwrap();
-    if kind == "sqlite" {
-        c.execute("PRAGMA foreign_keys = ON").await.unwrap();
-    }
-    for stmt in ddl(kind)
-        .split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        c.execute(AssertSqlSafe(stmt.to_owned())).await.unwrap();
-    }
-    (
-        url,
-        Scratch {
-            kind: kind.to_owned(),
-            name,
-            _dir: dir,
-        },
-    )
+    fresh_db(kind, &ddl(kind)).await
 }
 
 fn rows(o: &SystemOutcome, t: &str) -> u64 {
     o.tables.iter().find(|x| x.table == t).unwrap().rows
-}
-
-async fn scalar(pool: &AnyPool, q: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(AssertSqlSafe(q.to_owned()))
-        .fetch_one(pool)
-        .await
-        .unwrap()
 }
 
 fn item(case: &str, s: &str) -> BatchItem {

@@ -843,6 +843,20 @@ pub struct ReceiptTable {
     pub remaining: Option<u64>,
     pub legal_basis: Option<String>,
     pub retain_until: Option<String>,
+    /// Referenced rows of the subject kept because other rows still
+    /// reference them (an address shared with a store).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shared_kept: u64,
+    /// Columns set to NULL in the rows that stay (names only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set_null: Vec<String>,
+    /// Columns replaced by a keyed hash in the rows that stay (names only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hashed: Vec<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

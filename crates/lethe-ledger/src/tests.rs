@@ -183,6 +183,9 @@ fn receipt() -> Receipt {
                 remaining: Some(0),
                 legal_basis: None,
                 retain_until: None,
+                shared_kept: 0,
+                set_null: vec![],
+                hashed: vec![],
             }],
         }],
         key_destruction: Some(KeyDestruction {

@@ -121,6 +121,7 @@ pub async fn complete(
             remaining: Some(0),
             legal_basis: None,
             retain_until: None,
+            ..Default::default()
         }],
         replayed: false,
     };

@@ -14,7 +14,7 @@ use crate::problem::Problem;
 
 /// One system's connector.
 pub enum Connector {
-    Sql(SqlSystem),
+    Sql(Box<SqlSystem>),
     Redis(RedisSystem),
     Http(HttpSystem),
     Manual(ManualSystem),
@@ -68,7 +68,7 @@ impl Systems {
         for s in &map.systems {
             let c = match s.kind {
                 Kind::Sqlite | Kind::Postgres | Kind::Mysql => {
-                    Connector::Sql(SqlSystem::connect_from_env(s).await?)
+                    Connector::Sql(Box::new(SqlSystem::connect_from_env(s).await?))
                 }
                 Kind::Redis => Connector::Redis(RedisSystem::connect_from_env(s).await?),
                 Kind::Http => Connector::Http(HttpSystem::from_env(s, http.clone())?),
@@ -95,14 +95,14 @@ impl Systems {
     /// A SQL system by name.
     pub fn sql(&self, name: &str) -> Option<&SqlSystem> {
         match self.by_name.get(name) {
-            Some(Connector::Sql(s)) => Some(s),
+            Some(Connector::Sql(s)) => Some(&**s),
             _ => None,
         }
     }
 
     fn sqls(&self) -> impl Iterator<Item = &SqlSystem> {
         self.by_name.values().filter_map(|c| match c {
-            Connector::Sql(s) => Some(s),
+            Connector::Sql(s) => Some(&**s),
             _ => None,
         })
     }

@@ -724,6 +724,9 @@ pub fn build_receipt(
                             remaining: t.remaining,
                             legal_basis: t.legal_basis,
                             retain_until: t.retain_until.map(|x| x.to_string()),
+                            shared_kept: t.shared_kept,
+                            set_null: t.set_null,
+                            hashed: t.hashed,
                         })
                         .collect()
                 })

@@ -126,6 +126,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: export_cmd::ExportCmd,
     },
+    /// Rows kept for a legal reason: what is kept, for which case, until
+    /// when; and what the next purge would remove.
+    Retention {
+        #[command(subcommand)]
+        cmd: RetentionCmd,
+    },
     /// Show the erasure plan of a data map (nothing is erased).
     Datamap {
         #[command(subcommand)]
@@ -317,11 +323,46 @@ enum BenchCmd {
 }
 
 #[derive(Subcommand)]
+enum RetentionCmd {
+    /// What is kept, per case and table, until when, and what was purged
+    /// (every SQL system of the data map; URLs from the environment).
+    List {
+        #[arg(long)]
+        datamap: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Purge kept rows whose retention has ended. With --dry-run, only
+    /// count what would be removed.
+    Purge {
+        #[arg(long)]
+        datamap: PathBuf,
+        /// Count, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Purge as at this time (RFC 3339; default now), e.g. to see what
+        /// next month's purge will remove.
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum DatamapCmd {
+    /// Create Lethe's own record tables (lethe_erasures, lethe_retention)
+    /// in every SQL system of the data map (URLs from the environment).
+    /// Erasure creates them too, at its first run; `check` and `plan` never
+    /// do, so they run under a read-only role.
+    Install {
+        #[arg(long)]
+        datamap: PathBuf,
+    },
     /// Print, per system, the tables in erasure order with their action and
-    /// the condition that selects a subject's rows. With a subject, connect
-    /// to every system (URLs from the environment) and show what would be
-    /// erased, without erasing anything (a dry run).
+    /// the condition that selects a subject's rows. The order is the one
+    /// erasure runs: where the system's URL is in the environment, the live
+    /// schema's foreign keys order it too (read-only). With a subject,
+    /// show what would be erased, without erasing anything (a dry run).
     Plan {
         #[arg(long)]
         datamap: PathBuf,
@@ -664,12 +705,112 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Cmd::Datamap { cmd } => datamap_cmd(cmd).await,
+        Cmd::Retention { cmd } => retention_cmd(cmd).await,
+    }
+}
+
+async fn retention_cmd(cmd: RetentionCmd) -> anyhow::Result<()> {
+    use lethe_connect::SqlSystem;
+    const LIMIT: u32 = 1000;
+    match cmd {
+        RetentionCmd::List { datamap, json } => {
+            let map = lethe_connect::DataMap::load(&datamap)?;
+            let mut all = vec![];
+            for s in map.systems.iter().filter(|s| s.kind.dialect().is_some()) {
+                let sys = SqlSystem::connect_from_env(s).await?;
+                for r in sys.retention_list(100_000).await? {
+                    all.push((s.name.to_string(), r));
+                }
+            }
+            if json {
+                let v: Vec<serde_json::Value> = all
+                    .iter()
+                    .map(|(sys, r)| serde_json::json!({ "system": sys, "retention": r }))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            for (sys, r) in &all {
+                let until = r
+                    .retain_until
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "-".into());
+                let state = match (&r.purged_at, r.purged_rows) {
+                    (Some(at), Some(n)) => format!("purged at {at} ({n} row(s))"),
+                    _ => "kept".into(),
+                };
+                println!(
+                    "{sys}.{:<24} case {:<38} until {until:<22} {state}  ({})",
+                    r.table,
+                    r.case_id,
+                    r.legal_basis.as_deref().unwrap_or("")
+                );
+            }
+            let kept = all.iter().filter(|(_, r)| r.purged_at.is_none()).count();
+            println!(
+                "{} retention record(s): {kept} kept, {} purged",
+                all.len(),
+                all.len() - kept
+            );
+            Ok(())
+        }
+        RetentionCmd::Purge {
+            datamap,
+            dry_run,
+            at,
+        } => {
+            let at: jiff::Timestamp = match at {
+                Some(t) => t.parse().map_err(|e| {
+                    anyhow::anyhow!("--at: {e}; write RFC 3339, e.g. 2027-01-01T00:00:00Z")
+                })?,
+                None => jiff::Timestamp::now(),
+            };
+            let map = lethe_connect::DataMap::load(&datamap)?;
+            let mut total = 0u64;
+            for s in map.systems.iter().filter(|s| s.kind.dialect().is_some()) {
+                let sys = SqlSystem::connect_from_env(s).await?;
+                let done = if dry_run {
+                    sys.purge_dry_run(at, LIMIT).await?
+                } else {
+                    sys.purge_expired(at, LIMIT).await?
+                };
+                for (case, table, rows) in done {
+                    total += rows;
+                    let verb = if dry_run { "would be purged" } else { "purged" };
+                    println!(
+                        "{}.{table:<24} case {case:<38} {rows:>8} row(s) {verb}",
+                        s.name
+                    );
+                }
+            }
+            if dry_run {
+                println!(
+                    "{total} row(s) would be purged as at {at} (dry run: nothing was removed)"
+                );
+            } else {
+                println!("{total} row(s) purged");
+            }
+            Ok(())
+        }
     }
 }
 
 async fn datamap_cmd(cmd: DatamapCmd) -> anyhow::Result<()> {
     use lethe_connect::{Kind, SqlSystem};
     match cmd {
+        DatamapCmd::Install { datamap } => {
+            let map = lethe_connect::DataMap::load(&datamap)?;
+            for s in &map.systems {
+                if s.kind.dialect().is_some() {
+                    SqlSystem::connect_from_env(s).await?.install().await?;
+                    println!(
+                        "system {}: lethe_erasures and lethe_retention are in place",
+                        s.name
+                    );
+                }
+            }
+            Ok(())
+        }
         DatamapCmd::Plan { datamap, subject } => {
             let map = lethe_connect::DataMap::load(&datamap)?;
             let subject = subject
@@ -680,9 +821,25 @@ async fn datamap_cmd(cmd: DatamapCmd) -> anyhow::Result<()> {
                 match s.kind {
                     Kind::Sqlite | Kind::Postgres | Kind::Mysql => {
                         let Some(subject) = &subject else {
-                            let plan = lethe_connect::planner::plan(s)?;
+                            // The live plan where the database is reachable
+                            // (the order erasure runs), else the data map's.
+                            let (plan, source) = if std::env::var(&s.url_env).is_ok() {
+                                let sys = SqlSystem::connect_from_env(s).await?;
+                                (
+                                    sys.plan().clone(),
+                                    "the data map and the live schema's foreign keys".to_owned(),
+                                )
+                            } else {
+                                (
+                                    lethe_connect::planner::plan(s)?,
+                                    format!(
+                                        "the data map alone; export {} to order by the live schema's foreign keys too, as erasure does",
+                                        s.url_env
+                                    ),
+                                )
+                            };
                             println!(
-                                "system {} ({}), erased in this order:",
+                                "system {} ({}), erased in this order (from {source}):",
                                 s.name,
                                 s.kind.as_str()
                             );
@@ -704,9 +861,16 @@ async fn datamap_cmd(cmd: DatamapCmd) -> anyhow::Result<()> {
                             s.kind.as_str(),
                             s.batch_size
                         );
-                        for (i, (table, action, rows)) in
-                            sys.dry_run(subject).await?.iter().enumerate()
+                        let counts = sys.dry_run(subject).await?;
+                        if counts.iter().all(|(_, _, n)| *n == 0)
+                            && !sys.subject_exists(subject).await?
                         {
+                            eprintln!(
+                                "warning: system {}: no row of any table belongs to this subject id; check the id (is it the platform's account id, in the owner columns' format?)",
+                                s.name
+                            );
+                        }
+                        for (i, (table, action, rows)) in counts.iter().enumerate() {
                             let verb = match action.as_str() {
                                 "delete" => "would be deleted",
                                 "keep" => "would be kept (legal retention)",
@@ -762,22 +926,44 @@ async fn datamap_cmd(cmd: DatamapCmd) -> anyhow::Result<()> {
             json,
         } => {
             let map = lethe_connect::DataMap::load(&datamap)?;
+            // Progress on stderr: one bar per system's sampling (hidden
+            // when stderr is not a terminal), notes printed above it.
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(0),
+                if tty {
+                    indicatif::ProgressDrawTarget::stderr()
+                } else {
+                    indicatif::ProgressDrawTarget::hidden()
+                },
+            );
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix:>12} [{bar:30}] {pos}/{len} columns sampled {elapsed}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
             let run = lethe_connect::check::check_systems(
                 &map,
                 sample,
-                |system, msg| eprintln!("{system}: {msg}"),
+                |system, msg| bar.println(format!("{system}: {msg}")),
                 |system, done, total| {
-                    let step = (total / 20).max(1);
-                    if done % step == 0 || done == total {
-                        eprint!("\r{system}: sampled {done}/{total} uncovered columns");
-                        if done == total {
-                            eprintln!();
-                        }
+                    if tty {
+                        bar.set_prefix(system.to_owned());
+                        bar.set_length(total as u64);
+                        bar.set_position(done as u64);
+                    } else if done == total || done % (total / 10).max(1) == 0 {
+                        // Not a terminal (CI logs): a line per tenth.
+                        eprintln!("{system}: sampled {done}/{total} columns");
                     }
                 },
             )
-            .await?;
+            .await;
+            bar.finish_and_clear();
+            let run = run?;
             let errors = run.errors();
+            let accepted = run.accepted();
             let (findings, unchecked) = (run.findings, run.unchecked);
             if json {
                 println!("{}", serde_json::to_string_pretty(&findings)?);
@@ -791,9 +977,9 @@ async fn datamap_cmd(cmd: DatamapCmd) -> anyhow::Result<()> {
                     );
                 }
                 println!(
-                    "{} finding(s): {errors} error(s), {} warning(s)",
+                    "{} finding(s): {errors} error(s), {} warning(s), {accepted} accepted as not personal data",
                     findings.len(),
-                    findings.len() - errors
+                    findings.len() - errors - accepted
                 );
             }
             if errors > 0 {

@@ -34,6 +34,19 @@ async fn database() -> String {
     url
 }
 
+/// The tables of a printed plan, in order.
+fn order_of(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let (n, rest) = l.split_once(". ")?;
+            n.parse::<u32>().ok()?;
+            rest.split_whitespace().next().map(str::to_owned)
+        })
+        .collect()
+}
+
 const MAP: &str = r#"
 [[systems]]
 name = "shop"
@@ -133,6 +146,43 @@ async fn check_reports_planted_problems_and_plan_is_a_dry_run() {
     let pos = |t: &str| stdout.find(&format!(" {t} ")).unwrap();
     assert!(pos("order_items") < pos("orders") && pos("orders") < pos("users"));
     assert!(stdout.contains("nothing was erased"));
+    let dry_order = order_of(&stdout);
+
+    // The plan without a subject prints the order erasure runs: the live
+    // foreign key orders -> users is in it (the map alone cannot tell).
+    let out = Command::new(lethe)
+        .args(["datamap", "plan", "--datamap"])
+        .arg(&map)
+        .env("CLI_SHOP_URL", &url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(order_of(&stdout), dry_order, "{stdout}");
+    assert!(stdout.contains("live schema"), "{stdout}");
+    // Offline, it says that the order is the map's alone.
+    let out = Command::new(lethe)
+        .args(["datamap", "plan", "--datamap"])
+        .arg(&map)
+        .env_remove("CLI_SHOP_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("export CLI_SHOP_URL"), "{stdout}");
+
+    // A subject id that does not exist is said to be so.
+    let out = Command::new(lethe)
+        .args(["datamap", "plan", "--datamap"])
+        .arg(&map)
+        .arg("999")
+        .env("CLI_SHOP_URL", &url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no row of any table belongs to this subject id"),
+        "{stderr}"
+    );
     let pool = AnyPool::connect(&url).await.unwrap();
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM order_items")
         .fetch_one(&pool)

@@ -698,7 +698,7 @@ pub async fn datamap(State(st): State<AppState>, headers: HeaderMap) -> Response
         .iter()
         .map(|f| {
             context! {
-                severity => match f.severity { lethe_connect::check::Severity::Error => "error", lethe_connect::check::Severity::Warning => "warning" },
+                severity => match f.severity { lethe_connect::check::Severity::Error => "error", lethe_connect::check::Severity::Warning => "warning", lethe_connect::check::Severity::Accepted => "accepted" },
                 system => f.system.clone(), kind => f.kind, at => f.at.clone(), message => f.message.clone(), fix => f.fix.clone(),
             }
         })

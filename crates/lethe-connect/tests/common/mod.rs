@@ -1,0 +1,89 @@
+//! Test databases on the machine's servers (PostgreSQL on 5432, MariaDB on
+//! 3306) and SQLite files, shared by the connector's live tests.
+#![allow(dead_code)]
+
+use sqlx::{AnyPool, AssertSqlSafe, Executor};
+
+/// A test database, dropped by [`Scratch::remove`] at the end of a test
+/// that passed (a failed test leaves it for inspection).
+pub struct Scratch {
+    pub kind: String,
+    pub name: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Scratch {
+    pub async fn remove(self) {
+        let (url, stmt) = match self.kind.as_str() {
+            "postgres" => (
+                "postgres://postgres@127.0.0.1:5432/postgres",
+                format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ),
+            "mysql" => (
+                "mysql://root@127.0.0.1:3306/test",
+                format!("DROP DATABASE IF EXISTS {}", self.name),
+            ),
+            _ => return,
+        };
+        let admin = AnyPool::connect(url).await.unwrap();
+        admin.execute(AssertSqlSafe(stmt)).await.unwrap();
+    }
+}
+
+/// A fresh database on the server (or a SQLite file), with the schema.
+pub async fn fresh_db(kind: &str, ddl: &str) -> (String, Scratch) {
+    sqlx::any::install_default_drivers();
+    let name = format!("lethe_t_{}", uuid::Uuid::new_v4().simple());
+    let (url, dir) = match kind {
+        "postgres" => {
+            let admin = AnyPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
+                .await
+                .unwrap();
+            admin
+                .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .await
+                .unwrap();
+            (format!("postgres://postgres@127.0.0.1:5432/{name}"), None)
+        }
+        "mysql" => {
+            let admin = AnyPool::connect("mysql://root@127.0.0.1:3306/test")
+                .await
+                .unwrap();
+            admin
+                .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .await
+                .unwrap();
+            (format!("mysql://root@127.0.0.1:3306/{name}"), None)
+        }
+        _ => {
+            let dir = tempfile::tempdir().unwrap();
+            (
+                format!("sqlite://{}?mode=rwc", dir.path().join("shop.db").display()),
+                Some(dir),
+            )
+        }
+    };
+    let pool = AnyPool::connect(&url).await.unwrap();
+    let mut c = pool.acquire().await.unwrap();
+    if kind == "sqlite" {
+        c.execute("PRAGMA foreign_keys = ON").await.unwrap();
+    }
+    for stmt in ddl.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        c.execute(AssertSqlSafe(stmt.to_owned())).await.unwrap();
+    }
+    (
+        url,
+        Scratch {
+            kind: kind.to_owned(),
+            name,
+            _dir: dir,
+        },
+    )
+}
+
+pub async fn scalar(pool: &AnyPool, q: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(AssertSqlSafe(q.to_owned()))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}

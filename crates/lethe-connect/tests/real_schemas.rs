@@ -1,0 +1,524 @@
+//! Real-shaped schemas, on PostgreSQL, MariaDB and SQLite: a rental shop
+//! whose customers point at their own address rows (some shared with stores
+//! and with other customers), payments partitioned by month on PostgreSQL
+//! with a foreign key declared on only some partitions, and names chosen so
+//! that alphabetical order is the wrong erasure order.
+
+use jiff::Timestamp;
+use lethe_connect::check::Severity;
+use lethe_connect::{BatchItem, DataMap, SqlSystem};
+use lethe_domain::SubjectId;
+use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
+use std::collections::BTreeMap;
+
+mod common;
+use common::{Scratch, fresh_db};
+
+/// Table names: the plain ones, or renamed so that names sort against the
+/// foreign keys (the rental table first, payments last).
+#[derive(Clone, Copy)]
+struct Names {
+    rental: &'static str,
+    payment: &'static str,
+}
+
+const PLAIN: Names = Names {
+    rental: "rental",
+    payment: "payment",
+};
+const RENAMED: Names = Names {
+    rental: "aa_rental",
+    payment: "zz_payment",
+};
+
+const CUSTOMERS: i64 = 120;
+const ERASED: i64 = 100;
+/// Addresses of the first customers that stores use too.
+const STORE_ADDRESSES: [i64; 5] = [3, 6, 9, 12, 15];
+
+fn ddl(kind: &str, n: Names) -> String {
+    let Names { rental, payment } = n;
+    let payment_ddl = if kind == "postgres" {
+        // The key to the rental table is declared on one partition only.
+        format!(
+            "CREATE TABLE {payment} (payment_id BIGINT NOT NULL, customer_id BIGINT NOT NULL REFERENCES customer(customer_id),
+                 rental_id BIGINT NOT NULL, amount_fen BIGINT NOT NULL, month INT NOT NULL) PARTITION BY RANGE (month);
+             CREATE TABLE {payment}_p2022_01 PARTITION OF {payment} FOR VALUES FROM (1) TO (2);
+             CREATE TABLE {payment}_p2022_02 PARTITION OF {payment} FOR VALUES FROM (2) TO (3);
+             ALTER TABLE {payment}_p2022_02 ADD CONSTRAINT {payment}_p2022_02_rental_id_fkey FOREIGN KEY (rental_id) REFERENCES {rental}(rental_id);"
+        )
+    } else {
+        format!(
+            "CREATE TABLE {payment} (payment_id BIGINT NOT NULL PRIMARY KEY, customer_id BIGINT NOT NULL REFERENCES customer(customer_id),
+                 rental_id BIGINT NOT NULL REFERENCES {rental}(rental_id), amount_fen BIGINT NOT NULL, month INT NOT NULL);"
+        )
+    };
+    let mut s = format!(
+        "CREATE TABLE address (address_id BIGINT PRIMARY KEY, address VARCHAR(100) NOT NULL, phone VARCHAR(20));
+         CREATE TABLE customer (customer_id BIGINT PRIMARY KEY, first_name VARCHAR(45) NOT NULL, email VARCHAR(60),
+             address_id BIGINT NOT NULL REFERENCES address(address_id), active INT NOT NULL);
+         CREATE TABLE staff (staff_id BIGINT PRIMARY KEY, first_name VARCHAR(45) NOT NULL, address_id BIGINT NOT NULL REFERENCES address(address_id));
+         CREATE TABLE store (store_id BIGINT PRIMARY KEY, address_id BIGINT NOT NULL REFERENCES address(address_id));
+         CREATE TABLE {rental} (rental_id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL REFERENCES customer(customer_id),
+             staff_id BIGINT NOT NULL REFERENCES staff(staff_id), film VARCHAR(60));
+         {payment_ddl}"
+    );
+    // Addresses 1..=130; customer i lives at address i, except customers
+    // 111..=120, who share the address of customer i - 10.
+    let mut rows = vec![];
+    for a in 1..=130 {
+        rows.push(format!("({a}, '{a} Renmin Road', '1380000{a:04}')"));
+    }
+    s.push_str(&format!("INSERT INTO address VALUES {};", rows.join(", ")));
+    let mut rows = vec![];
+    for c in 1..=CUSTOMERS {
+        let a = if c > 110 { c - 10 } else { c };
+        rows.push(format!("({c}, 'Name{c}', 'c{c}@example.cn', {a}, 1)"));
+    }
+    s.push_str(&format!("INSERT INTO customer VALUES {};", rows.join(", ")));
+    s.push_str("INSERT INTO staff VALUES (1, 'Mike', 121), (2, 'Jon', 122);");
+    let stores: Vec<String> = STORE_ADDRESSES
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("({}, {a})", i + 1))
+        .collect();
+    s.push_str(&format!("INSERT INTO store VALUES {};", stores.join(", ")));
+    let (mut rentals, mut payments) = (vec![], vec![]);
+    for c in 1..=CUSTOMERS {
+        for k in 0..2 {
+            let r = c * 10 + k;
+            rentals.push(format!("({r}, {c}, {}, 'Film {r}')", 1 + k));
+            payments.push(format!("({r}, {c}, {r}, {}, {})", 199 + k, 1 + k));
+        }
+    }
+    s.push_str(&format!(
+        "INSERT INTO {rental} VALUES {};",
+        rentals.join(", ")
+    ));
+    s.push_str(&format!(
+        "INSERT INTO {payment} VALUES {};",
+        payments.join(", ")
+    ));
+    s
+}
+
+fn map_text(kind: &str, n: Names, address: &str) -> String {
+    format!(
+        r#"
+[[systems]]
+name = "rentals"
+kind = "{kind}"
+url_env = "UNUSED_URL"
+batch_size = 25
+[[systems.tables]]
+name = "customer"
+owner = "customer_id"
+action = "delete"
+[[systems.tables]]
+name = "{rental}"
+owner = "customer_id"
+action = "delete"
+[[systems.tables]]
+name = "{payment}"
+owner = "customer_id"
+action = "delete"
+[[systems.tables]]
+name = "address"
+{address}
+action = "delete"
+[[systems.ignore]]
+table = "staff"
+reason = "employees of the shop, not account holders; handled by HR"
+[[systems.ignore]]
+table = "store"
+reason = "store branches: business addresses, no person"
+"#,
+        rental = n.rental,
+        payment = n.payment
+    )
+}
+
+const REFERENCED: &str = r#"referenced_by = { table = "customer", columns = ["address_id"] }"#;
+const BELONGS: &str =
+    r#"belongs_to = { table = "customer", columns = ["address_id"], references = ["address_id"] }"#;
+
+/// Every row of a table as text, in a stable order.
+async fn dump(pool: &AnyPool, table: &str) -> Vec<String> {
+    let rows = sqlx::query(AssertSqlSafe(format!("SELECT * FROM {table} ORDER BY 1")))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| {
+                    r.try_get::<Option<i64>, _>(i)
+                        .map(|v| format!("{v:?}"))
+                        .or_else(|_| r.try_get::<Option<i32>, _>(i).map(|v| format!("{v:?}")))
+                        .or_else(|_| r.try_get::<Option<String>, _>(i).map(|v| format!("{v:?}")))
+                        .unwrap_or_else(|e| panic!("{table} column {i}: {e}"))
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect()
+}
+
+fn first_int(row: &str) -> i64 {
+    row.split('|')
+        .next()
+        .and_then(|v| {
+            v.trim_start_matches("Some(")
+                .trim_end_matches(')')
+                .parse()
+                .ok()
+        })
+        .unwrap()
+}
+
+/// The customer a row belongs to, by its second column (rental, payment).
+fn second_int(row: &str) -> i64 {
+    row.split('|')
+        .nth(1)
+        .and_then(|v| {
+            v.trim_start_matches("Some(")
+                .trim_end_matches(')')
+                .parse()
+                .ok()
+        })
+        .unwrap()
+}
+
+async fn setup(kind: &str, n: Names) -> (String, Scratch, AnyPool) {
+    let (url, scratch) = fresh_db(kind, &ddl(kind, n)).await;
+    let pool = AnyPool::connect(&url).await.unwrap();
+    (url, scratch, pool)
+}
+
+async fn erase_the_rental_shop(kind: &str, n: Names) {
+    let (url, scratch, pool) = setup(kind, n).await;
+
+    // Mapping the customer's own address with belongs_to is a cycle (the
+    // live key runs customer -> address); the error says what to write.
+    let wrong = DataMap::parse(&map_text(kind, n, BELONGS)).unwrap();
+    let e = SqlSystem::connect(&wrong.systems[0], &url)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cycle"), "{kind}: {e}");
+    assert!(
+        e.contains(r#"referenced_by = { table = "customer", columns = ["address_id"] }"#),
+        "{kind}: the fix that applies: {e}"
+    );
+
+    let m = DataMap::parse(&map_text(kind, n, REFERENCED)).unwrap();
+    let sys = SqlSystem::connect(&m.systems[0], &url).await.unwrap();
+    let order: Vec<&str> = sys.plan().steps.iter().map(|s| s.table.as_str()).collect();
+    let pos = |t: &str| order.iter().position(|x| *x == t).unwrap();
+    assert!(pos(n.payment) < pos(n.rental), "{kind}: {order:?}");
+    assert!(pos(n.rental) < pos("customer"), "{kind}: {order:?}");
+    assert!(pos("customer") < pos("address"), "{kind}: {order:?}");
+
+    // The check accepts the map: staff and store are declared, and they
+    // reference addresses that are only deleted where nothing else does.
+    let cols = lethe_connect::check::uncovered_columns(&m.systems[0], sys.schema());
+    let samples = sys.sample(&cols, 20, |_, _| {}).await.unwrap();
+    let findings = lethe_connect::check::check(&m.systems[0], sys.schema(), &samples);
+    let errors: Vec<_> = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .collect();
+    assert!(errors.is_empty(), "{kind}: {errors:#?}");
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.severity == Severity::Accepted && f.at.starts_with("staff")),
+        "{kind}: {findings:#?}"
+    );
+    if kind == "postgres" {
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.kind == "partition_keys" && f.at == n.payment),
+            "{kind}: {findings:#?}"
+        );
+    }
+    // The check is read-only: Lethe's record tables are made at erasure.
+    let tables = sys.schema().tables.keys().cloned().collect::<Vec<_>>();
+    assert!(
+        !tables.iter().any(|t| t.starts_with("lethe_")),
+        "{kind}: {tables:?}"
+    );
+
+    let tables = ["address", "customer", "staff", "store", n.rental, n.payment];
+    let mut before = BTreeMap::new();
+    for t in tables {
+        before.insert(t, dump(&pool, t).await);
+    }
+    let items: Vec<BatchItem> = (1..=ERASED)
+        .map(|c| BatchItem {
+            case_id: format!("case-{c}"),
+            subject: SubjectId::parse(&c.to_string()).unwrap(),
+        })
+        .collect();
+    let now: Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+    let out = sys.erase_verify_batch(&items, now).await.unwrap();
+    assert_eq!(out.len(), ERASED as usize);
+    let erased = |c: i64| c <= ERASED;
+    for (case, o) in &out {
+        let c: i64 = case.trim_start_matches("case-").parse().unwrap();
+        let a = o.tables.iter().find(|t| t.table == "address").unwrap();
+        if STORE_ADDRESSES.contains(&c) {
+            assert_eq!((a.rows, a.shared_kept), (0, 1), "{kind}: customer {c}");
+        } else {
+            assert_eq!((a.rows, a.shared_kept), (1, 0), "{kind}: customer {c}");
+        }
+        let p = o.tables.iter().find(|t| t.table == n.payment).unwrap();
+        assert_eq!(p.rows, 2, "{kind}: customer {c}");
+    }
+    // Every row of the others is byte-identical; of the erased, nothing is
+    // left but the addresses stores still use.
+    for t in tables {
+        let after = dump(&pool, t).await;
+        let expected: Vec<String> = before[t]
+            .iter()
+            .filter(|row| match t {
+                "customer" => !erased(first_int(row)),
+                "address" => {
+                    let a = first_int(row);
+                    !erased(a) || STORE_ADDRESSES.contains(&a)
+                }
+                "staff" | "store" => true,
+                _ => !erased(second_int(row)),
+            })
+            .cloned()
+            .collect();
+        assert_eq!(after, expected, "{kind}: table {t}");
+    }
+    // Customers 111..=120 share addresses with 101..=110: erasing 101
+    // leaves its address to 111; erasing 111 then takes it.
+    let one = |c: i64, case: &str| BatchItem {
+        case_id: case.into(),
+        subject: SubjectId::parse(&c.to_string()).unwrap(),
+    };
+    let o = sys
+        .erase(&one(101, "c101").case_id, &one(101, "").subject, now)
+        .await
+        .unwrap();
+    let a = o.tables.iter().find(|t| t.table == "address").unwrap();
+    assert_eq!((a.rows, a.shared_kept), (0, 1), "{kind}");
+    let o = sys
+        .erase("c111", &SubjectId::parse("111").unwrap(), now)
+        .await
+        .unwrap();
+    let a = o.tables.iter().find(|t| t.table == "address").unwrap();
+    assert_eq!((a.rows, a.shared_kept), (1, 0), "{kind}");
+    // A replay reads the same counts from the record.
+    let o = sys
+        .erase("c101", &SubjectId::parse("101").unwrap(), now)
+        .await
+        .unwrap();
+    let a = o.tables.iter().find(|t| t.table == "address").unwrap();
+    assert!(o.replayed);
+    assert_eq!((a.rows, a.shared_kept), (0, 1), "{kind}");
+    pool.close().await;
+    scratch.remove().await;
+}
+
+#[tokio::test]
+async fn sqlite_rental_shop() {
+    erase_the_rental_shop("sqlite", PLAIN).await;
+    erase_the_rental_shop("sqlite", RENAMED).await;
+}
+
+#[tokio::test]
+async fn postgres_rental_shop() {
+    erase_the_rental_shop("postgres", PLAIN).await;
+    erase_the_rental_shop("postgres", RENAMED).await;
+}
+
+#[tokio::test]
+async fn mariadb_rental_shop() {
+    erase_the_rental_shop("mysql", PLAIN).await;
+    erase_the_rental_shop("mysql", RENAMED).await;
+}
+
+/// `datamap check` runs under a role that can only read: it creates
+/// nothing in the platform's database.
+#[tokio::test]
+async fn postgres_check_runs_read_only() {
+    let (url, scratch, pool) = setup("postgres", PLAIN).await;
+    let role = format!("lethe_ro_{}", &scratch.name["lethe_t_".len()..][..12]);
+    for stmt in [
+        format!("CREATE ROLE {role} LOGIN"),
+        format!("GRANT CONNECT ON DATABASE {} TO {role}", scratch.name),
+        format!("GRANT USAGE ON SCHEMA public TO {role}"),
+        format!("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"),
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC".to_string(),
+    ] {
+        pool.execute(AssertSqlSafe(stmt)).await.unwrap();
+    }
+    let ro_url = url.replace("postgres://postgres@", &format!("postgres://{role}@"));
+    let m = DataMap::parse(&map_text("postgres", PLAIN, REFERENCED)).unwrap();
+    let sys = SqlSystem::connect(&m.systems[0], &ro_url).await.unwrap();
+    let cols = lethe_connect::check::uncovered_columns(&m.systems[0], sys.schema());
+    sys.sample(&cols, 20, |_, _| {}).await.unwrap();
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_tables WHERE tablename IN ('lethe_erasures', 'lethe_retention')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(n, 0);
+    // Installing needs a role that may create tables.
+    let e = sys.install().await.unwrap_err().to_string();
+    assert!(e.contains("permission denied"), "{e}");
+    drop(sys);
+    pool.close().await;
+    scratch.remove().await;
+    let admin = AnyPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
+        .await
+        .unwrap();
+    admin
+        .execute(AssertSqlSafe(format!("DROP ROLE IF EXISTS {role}")))
+        .await
+        .unwrap();
+}
+
+fn types_ddl(kind: &str) -> &'static str {
+    match kind {
+        "postgres" => {
+            "CREATE EXTENSION IF NOT EXISTS citext;
+             CREATE TYPE mood AS ENUM ('calm', 'busy');
+             CREATE DOMAIN phone_text AS TEXT;
+             CREATE TABLE profile (id BIGINT PRIMARY KEY, phones TEXT[], doc JSONB, doc2 JSON, pic BYTEA, m mood, u UUID,
+                 ip INET, bal MONEY, seen TIMESTAMPTZ, score NUMERIC(10,2), loc POINT, code CHAR(11), nick CITEXT,
+                 search TSVECTOR, x XML, dphone phone_text);
+             INSERT INTO profile SELECT i, ARRAY['1381234567' || i, 'x'], ('{\"contact\": {\"email\": \"u' || i || '@example.cn\"}}')::jsonb,
+                 '[1, 2]'::json, '\\x00ff'::bytea, 'calm', gen_random_uuid(), ('10.1.2.' || i)::inet, 12.5, now(), 3.25,
+                 point(1, 2), '1391234567' || i, 'Nick' || i || '@example.cn', to_tsvector('simple', 'hello'),
+                 ('<a>1371234567' || i || '</a>')::xml, '1361234567' || i
+               FROM generate_series(1, 3) i"
+        }
+        "mysql" => {
+            "CREATE TABLE profile (id BIGINT PRIMARY KEY, doc JSON, pic BLOB, m ENUM('calm', 'busy'), u UUID, ip INET6,
+                 bal DECIMAL(10,2), seen DATETIME, loc POINT, code CHAR(11), s SET('a', 'b'), nick VARCHAR(100));
+             INSERT INTO profile VALUES
+               (1, '{\"contact\": {\"email\": \"u1@example.cn\"}}', X'00ff', 'calm', UUID(), '::ffff:10.1.2.1', 12.5, NOW(), POINT(1, 2), '13912345671', 'a', 'Nick1@example.cn'),
+               (2, '{\"contact\": {\"email\": \"u2@example.cn\"}}', X'00ff', 'busy', UUID(), '::ffff:10.1.2.2', 12.5, NOW(), POINT(1, 2), '13912345672', 'b', 'Nick2@example.cn'),
+               (3, '{\"contact\": {\"email\": \"u3@example.cn\"}}', X'00ff', 'busy', UUID(), '::ffff:10.1.2.3', 12.5, NOW(), POINT(1, 2), '13912345673', 'a,b', 'Nick3@example.cn')"
+        }
+        _ => {
+            "CREATE TABLE profile (id INTEGER PRIMARY KEY, doc TEXT, pic BLOB, ip TEXT, bal NUMERIC, code CHAR(11), nick TEXT);
+             INSERT INTO profile VALUES
+               (1, '{\"contact\": {\"email\": \"u1@example.cn\"}}', X'00ff', '10.1.2.1', 12.5, '13912345671', 'Nick1@example.cn'),
+               (2, '{\"contact\": {\"email\": \"u2@example.cn\"}}', X'00ff', '10.1.2.2', 12.5, '13912345672', 'Nick2@example.cn'),
+               (3, '{\"contact\": {\"email\": \"u3@example.cn\"}}', X'00ff', '10.1.2.3', 12.5, '13912345673', 'Nick3@example.cn')"
+        }
+    }
+}
+
+/// Every column type of the three databases is sampled (cast to text in
+/// SQL), personal data inside arrays, JSON and XML is found, and a hashed
+/// column of a type the driver does not decode (citext) is hashed.
+async fn every_column_type_is_read(kind: &str) {
+    let (url, scratch) = fresh_db(kind, types_ddl(kind)).await;
+    let m = DataMap::parse(&format!(
+        r#"
+[[systems]]
+name = "types"
+kind = "{kind}"
+url_env = "UNUSED_URL"
+[[systems.tables]]
+name = "nobody"
+owner = "id"
+action = "delete"
+"#
+    ));
+    // The map names a table that does not exist: only the sampling matters.
+    let m = m.unwrap();
+    let sys = SqlSystem::connect(&m.systems[0], &url).await.unwrap();
+    let cols = lethe_connect::check::uncovered_columns(&m.systems[0], sys.schema());
+    let (samples, unreadable) = sys.sample_all(&cols, 20, |_, _| {}).await.unwrap();
+    assert!(unreadable.is_empty(), "{kind}: {unreadable:?}");
+    let findings = lethe_connect::check::check(&m.systems[0], sys.schema(), &samples);
+    let flagged = |at: &str| {
+        findings
+            .iter()
+            .any(|f| f.kind == "personal_data" && f.at == at && f.severity == Severity::Error)
+    };
+    let mut expect = vec!["profile.doc", "profile.ip", "profile.code", "profile.nick"];
+    if kind == "postgres" {
+        expect.extend(["profile.phones", "profile.x", "profile.dphone"]);
+    }
+    for at in expect {
+        assert!(flagged(at), "{kind}: {at} not flagged: {findings:#?}");
+    }
+    scratch.remove().await;
+
+    // Hashing a column of every text-like type.
+    let (url, scratch) = fresh_db(kind, types_ddl(kind)).await;
+    // SAFETY of the test: every test sets the same value.
+    unsafe {
+        std::env::set_var(
+            "TYPES_HASH_KEY",
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        )
+    };
+    let m = DataMap::parse(&format!(
+        r#"
+[[systems]]
+name = "types"
+kind = "{kind}"
+url_env = "UNUSED_URL"
+hash_key_env = "TYPES_HASH_KEY"
+[[systems.tables]]
+name = "profile"
+owner = "id"
+action = "hash"
+columns = ["nick"]
+"#
+    ))
+    .unwrap();
+    let sys = SqlSystem::connect(&m.systems[0], &url).await.unwrap();
+    let now: Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+    let o = sys
+        .erase_verify_batch(
+            &[BatchItem {
+                case_id: "c1".into(),
+                subject: SubjectId::parse("1").unwrap(),
+            }],
+            now,
+        )
+        .await
+        .unwrap();
+    let t = &o[0].1.tables[0];
+    assert_eq!(
+        (t.rows, t.hashed.clone()),
+        (1, vec!["nick".to_owned()]),
+        "{kind}"
+    );
+    let pool = AnyPool::connect(&url).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM profile WHERE nick LIKE 'Nick%'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 2, "{kind}: only the subject's value is hashed");
+    pool.close().await;
+    scratch.remove().await;
+}
+
+#[tokio::test]
+async fn sqlite_every_column_type_is_read() {
+    every_column_type_is_read("sqlite").await;
+}
+
+#[tokio::test]
+async fn postgres_every_column_type_is_read() {
+    every_column_type_is_read("postgres").await;
+}
+
+#[tokio::test]
+async fn mariadb_every_column_type_is_read() {
+    every_column_type_is_read("mysql").await;
+}
