@@ -336,7 +336,8 @@ pub fn check(
                 }
             }
         }
-        if let Action::Update { set_null, hash } = &t.action {
+        let (set_null, hash) = t.action.pseudonymised();
+        if !set_null.is_empty() || !hash.is_empty() {
             cols.extend(set_null.iter().map(|c| (c.as_str(), "set_null")));
             cols.extend(hash.iter().map(|c| (c.as_str(), "hash")));
             for h in hash {
@@ -494,6 +495,102 @@ pub fn check(
                 "map it, or confirm it holds no personal data".into(),
             ),
             _ => {}
+        }
+    }
+    // Rows the subject's rows reference, under a table whose rows are kept:
+    // they stay while those rows do, and the purge does not reach them.
+    for t in &system.tables {
+        if let Ownership::Referenced(r) = &t.ownership
+            && let Some(via) = system.tables.iter().find(|o| o.name == r.table)
+            && matches!(via.action, Action::Keep { .. })
+        {
+            f(
+                Severity::Warning,
+                "kept_reference",
+                t.name.to_string(),
+                format!(
+                    "referenced by {}, whose rows are kept: these rows stay while they are referenced, and the purge at expiry does not remove them",
+                    r.table
+                ),
+                format!(
+                    "set {} to NULL in the kept rows (set_null), or pseudonymise {}'s personal columns with a table entry of its own",
+                    r.columns
+                        .iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    t.name
+                ),
+            );
+        }
+    }
+    // Views and materialised views over mapped tables; triggers the
+    // erasure fires that write where the map does not reach.
+    for v in &schema.views {
+        let read: Vec<&String> = v
+            .reads
+            .iter()
+            .filter(|t| mapped.contains(t.as_str()))
+            .collect();
+        if read.is_empty() {
+            continue;
+        }
+        let read = read
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if v.materialized {
+            if !system.refresh.iter().any(|r| r.as_str() == v.name) {
+                f(
+                    Severity::Error,
+                    "materialized_view",
+                    v.name.clone(),
+                    format!(
+                        "a materialised view of {read}: it holds copies of the subject's rows until it is refreshed"
+                    ),
+                    format!(
+                        "add refresh = [\"{}\"] to the system, so it is refreshed after each erasure",
+                        v.name
+                    ),
+                );
+            }
+        } else {
+            f(
+                Severity::Warning,
+                "view",
+                v.name.clone(),
+                format!("a view of {read}: it holds no copy and shows no erased row, but what is exported from it elsewhere is not erased by Lethe"),
+                "confirm no copy of this view is kept elsewhere; [[systems.ignore]] it with that reason".into(),
+            );
+        }
+    }
+    for tr in &schema.triggers {
+        if !mapped.contains(tr.table.as_str())
+            || !tr.events.iter().any(|e| e == "delete" || e == "update")
+        {
+            continue;
+        }
+        for w in tr
+            .writes
+            .iter()
+            .filter(|w| !mapped.contains(w.as_str()) && !lethe_own(w))
+        {
+            f(
+                Severity::Warning,
+                "trigger",
+                w.clone(),
+                format!(
+                    "the trigger {} on {} ({}) writes to this table, which the data map does not cover: the erasure itself writes rows here",
+                    tr.name,
+                    tr.table,
+                    tr.events.join(", ")
+                ),
+                format!(
+                    "map {w} (its rows are erased after {} fires), or [[systems.ignore]] it with the reason it holds no personal data",
+                    tr.table
+                ),
+            );
         }
     }
     // 5. Partitions whose own foreign keys differ from their siblings':

@@ -148,14 +148,32 @@ pub enum Action {
         set_null: Vec<Ident>,
         hash: Vec<Ident>,
     },
-    /// The rows are kept for a legal reason until the retention ends.
+    /// The rows are kept for a legal reason until the retention ends. The
+    /// `set_null` and `hash` columns are pseudonymised at erasure (an
+    /// accounting row keeps the amount, not the person's name); the rows
+    /// are purged at expiry.
     Keep {
         legal_basis: String,
         retention_days: u32,
+        set_null: Vec<Ident>,
+        hash: Vec<Ident>,
+        /// A stub: these rows stay only because the kept rows of this
+        /// table reference them (legal basis and retention are that
+        /// table's); purged with them.
+        stub_for: Option<Ident>,
     },
 }
 
 impl Action {
+    /// The columns pseudonymised in the rows that stay: (set to NULL,
+    /// hashed).
+    pub fn pseudonymised(&self) -> (&[Ident], &[Ident]) {
+        match self {
+            Self::Update { set_null, hash } | Self::Keep { set_null, hash, .. } => (set_null, hash),
+            Self::Delete => (&[], &[]),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Self::Delete => "delete",
@@ -210,6 +228,8 @@ struct RawTable {
     hash: Vec<Ident>,
     legal_basis: Option<String>,
     retention_days: Option<u32>,
+    /// keep: the kept table whose rows reference these (a stub).
+    stub_for: Option<Ident>,
 }
 
 #[derive(Debug, Clone)]
@@ -289,6 +309,10 @@ struct RawSystem {
     /// Tables and columns declared not personal data, each with its reason.
     #[serde(default)]
     ignore: Vec<Ignore>,
+    /// PostgreSQL: materialised views refreshed after each erasure, so
+    /// their copies of erased rows go too.
+    #[serde(default)]
+    refresh: Vec<Ident>,
 }
 
 /// A table (or one column of it) the data map declares not personal data,
@@ -332,6 +356,8 @@ pub struct System {
     pub accounts_by_id_number: Option<String>,
     pub tables: Vec<Table>,
     pub ignore: Vec<Ignore>,
+    /// Materialised views refreshed after each erasure (PostgreSQL).
+    pub refresh: Vec<Ident>,
 }
 
 /// The identifier kinds that can be tombstoned.
@@ -614,7 +640,7 @@ impl DataMap {
                 }
                 check_query(&format!("{at}.identities.{kind}"), q)?;
             }
-            let mut tables = Vec::new();
+            let mut tables: Vec<Table> = Vec::new();
             let mut seen = HashSet::new();
             for t in s.tables {
                 let tat = format!("{at}.tables.{}", t.name);
@@ -698,21 +724,74 @@ impl DataMap {
                         }
                         Action::Update { set_null, hash }
                     }
-                    "keep" => match (t.legal_basis, t.retention_days) {
-                        (Some(b), Some(d)) if !b.trim().is_empty() && d > 0 && d <= 36_500 => {
-                            Action::Keep {
-                                legal_basis: b,
-                                retention_days: d,
-                            }
-                        }
-                        _ => {
+                    "keep" => {
+                        if let Some(c) = t.set_null.iter().find(|c| t.hash.contains(c)) {
                             return Err(invalid(
                                 &tat,
-                                "a kept table must name its legal basis and a retention period",
-                                "add legal_basis = \"...\" and retention_days = 1..36500",
+                                format!("column {c} is both set to NULL and hashed"),
+                                "choose one action per column",
                             ));
                         }
-                    },
+                        if !t.hash.is_empty() && s.hash_key_env.is_none() {
+                            return Err(invalid(
+                                &tat,
+                                "hash columns need the system's hash key",
+                                "add hash_key_env = \"...\" to the system and export a random key of at least 32 bytes (hex) in it",
+                            ));
+                        }
+                        // The columns that find the rows again at expiry
+                        // must stay as they are.
+                        let ties: Vec<&Ident> = match &ownership {
+                            Ownership::Column(c) => vec![c],
+                            Ownership::Parent(p) => p.columns.iter().collect(),
+                            Ownership::Referenced(r) => r.references.iter().collect(),
+                        };
+                        if let Some(c) = t.set_null.iter().chain(&t.hash).find(|c| ties.contains(c))
+                        {
+                            return Err(invalid(
+                                &tat,
+                                format!(
+                                    "column {c} ties the kept rows to the subject; changing it now would lose them before the purge"
+                                ),
+                                "pseudonymise the personal columns only; the rows are deleted whole when the retention ends",
+                            ));
+                        }
+                        match (t.stub_for, t.legal_basis, t.retention_days) {
+                            (Some(of), None, None) => Action::Keep {
+                                // Filled from the kept table below.
+                                legal_basis: String::new(),
+                                retention_days: 0,
+                                set_null: t.set_null,
+                                hash: t.hash,
+                                stub_for: Some(of),
+                            },
+                            (Some(_), _, _) => {
+                                return Err(invalid(
+                                    &tat,
+                                    "a stub takes its legal basis and retention from the kept table it serves",
+                                    "remove legal_basis and retention_days from this table",
+                                ));
+                            }
+                            (None, Some(b), Some(d))
+                                if !b.trim().is_empty() && d > 0 && d <= 36_500 =>
+                            {
+                                Action::Keep {
+                                    legal_basis: b,
+                                    retention_days: d,
+                                    set_null: t.set_null,
+                                    hash: t.hash,
+                                    stub_for: None,
+                                }
+                            }
+                            _ => {
+                                return Err(invalid(
+                                    &tat,
+                                    "a kept table must name its legal basis and a retention period",
+                                    "add legal_basis = \"...\" and retention_days = 1..36500 (or stub_for = \"<kept table>\" for rows kept only because kept rows reference them)",
+                                ));
+                            }
+                        }
+                    }
                     other => {
                         return Err(invalid(
                             format!("{tat}.action"),
@@ -733,6 +812,39 @@ impl DataMap {
                     format!("a {} system has no tables", s.kind.as_str()),
                     "remove the [[systems.tables]] entries, or use kind = sqlite, postgres or mysql",
                 ));
+            }
+            // Stubs take the legal basis and retention of the kept table
+            // whose rows reference them.
+            let kept: Vec<(Ident, String, u32)> = tables
+                .iter()
+                .filter_map(|t| match &t.action {
+                    Action::Keep {
+                        legal_basis,
+                        retention_days,
+                        stub_for: None,
+                        ..
+                    } => Some((t.name.clone(), legal_basis.clone(), *retention_days)),
+                    _ => None,
+                })
+                .collect();
+            for t in &mut tables {
+                if let Action::Keep {
+                    legal_basis,
+                    retention_days,
+                    stub_for: Some(of),
+                    ..
+                } = &mut t.action
+                {
+                    let Some((_, b, d)) = kept.iter().find(|(n, _, _)| n == of) else {
+                        return Err(invalid(
+                            format!("{at}.tables.{}.stub_for", t.name),
+                            format!("'{of}' is not a kept table of this system"),
+                            "name the kept table (action = \"keep\" with a legal basis) whose rows reference this one",
+                        ));
+                    };
+                    *legal_basis = b.clone();
+                    *retention_days = *d;
+                }
             }
             // A kept table outlives the erasure, so the rows that tie it to
             // the subject must outlive it too (for the purge at expiry).
@@ -786,6 +898,13 @@ impl DataMap {
                     ));
                 }
             }
+            if !s.refresh.is_empty() && s.kind != Kind::Postgres {
+                return Err(invalid(
+                    format!("{at}.refresh"),
+                    "materialised views exist only on PostgreSQL",
+                    "remove refresh, or use kind = \"postgres\"",
+                ));
+            }
             for ig in &s.ignore {
                 let iat = format!("{at}.ignore.{}", ig.table);
                 if ig.reason.trim().len() < 10 {
@@ -823,6 +942,7 @@ impl DataMap {
                 accounts_by_id_number: s.accounts_by_id_number,
                 tables,
                 ignore: s.ignore,
+                refresh: s.refresh,
             });
         }
         for (i, b) in raw.blockers.iter().enumerate() {

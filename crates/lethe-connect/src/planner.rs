@@ -59,6 +59,9 @@ pub enum EdgeWhy {
     /// A foreign key of the live schema (on the child, or on one of its
     /// partitions), with its columns.
     ForeignKey(Vec<String>),
+    /// A trigger of the child, fired by the erasure (on delete or update),
+    /// that writes to the parent: the parent is erased after it fired.
+    Trigger(String),
 }
 
 /// `child` is erased before `parent`.
@@ -94,6 +97,25 @@ pub fn plan_for(system: &System, schema: Option<&Schema>) -> Result<Plan, PlanEr
 pub fn schema_edges(system: &System, schema: &Schema) -> Vec<Edge> {
     let mapped: BTreeSet<&str> = system.tables.iter().map(|t| t.name.as_str()).collect();
     let mut out = Vec::new();
+    for tr in &schema.triggers {
+        if !mapped.contains(tr.table.as_str())
+            || !tr.events.iter().any(|e| e == "delete" || e == "update")
+        {
+            continue;
+        }
+        for w in &tr.writes {
+            if w != &tr.table
+                && mapped.contains(w.as_str())
+                && let (Ok(c), Ok(p)) = (Ident::parse(&tr.table), Ident::parse(w))
+            {
+                out.push(Edge {
+                    child: c,
+                    parent: p,
+                    why: EdgeWhy::Trigger(tr.name.clone()),
+                });
+            }
+        }
+    }
     for t in &system.tables {
         if let Some(st) = schema.table(t.name.as_str()) {
             for fk in &st.fks {
@@ -273,6 +295,9 @@ fn explain_cycle(cycle: &[Ident], edges: &[Edge]) -> (String, String) {
                 EdgeWhy::ForeignKey(cols) => format!(
                     "the foreign key {child}({}) references {parent}",
                     cols.join(", ")
+                ),
+                EdgeWhy::Trigger(name) => format!(
+                    "the trigger {name} on {child} writes to {parent} when rows are deleted or updated"
                 ),
             });
         }

@@ -74,6 +74,8 @@ pub struct SqlSystem {
     /// foreign keys and the data map's link. A row is erased only when none
     /// of these still points at it.
     referenced: BTreeMap<Ident, Vec<Referrer>>,
+    /// Materialised views refreshed after each erasure.
+    refresh: Vec<Ident>,
     hash_key: Option<Vec<u8>>,
     batch_size: usize,
     phone_query: Option<String>,
@@ -373,6 +375,7 @@ impl SqlSystem {
             plan,
             paths,
             referenced,
+            refresh: system.refresh.clone(),
             int_owner,
             hash_key,
             batch_size: system.batch_size as usize,
@@ -968,6 +971,7 @@ impl SqlSystem {
                         Action::Keep {
                             legal_basis,
                             retention_days,
+                            ..
                         } => (
                             Some(legal_basis.clone()),
                             (n_rows > 0)
@@ -1013,6 +1017,15 @@ impl SqlSystem {
             }
             self.write_record(&mut tx, &done, now).await?;
             tx.commit().await.map_err(|e| db_err(n, "commit", e))?;
+            // Materialised views drop their copies of what was erased.
+            for mv in &self.refresh {
+                let sql = Sql {
+                    d: self.d,
+                    text: format!("REFRESH MATERIALIZED VIEW {}", mv.q(self.d)),
+                    binds: vec![],
+                };
+                run_exec(&self.pool, &sql, n, "refresh a materialised view").await?;
+            }
             for e in done {
                 results.insert(e.case_id.clone(), e);
             }
@@ -1325,13 +1338,14 @@ impl SqlSystem {
                     }
                 }
             }
-            Action::Update { set_null, hash } => {
+            Action::Update { .. } | Action::Keep { .. } => {
                 let c = path.count_by_subject(d, &keys, None);
                 for r in run_rows(&mut *tx, &c, n, "count rows").await? {
                     if let Some(k) = read_val(&r, 0).and_then(|v| normalise(&v, &keys)) {
                         *counts.entry(k).or_default() += count(&r, 1);
                     }
                 }
+                let (set_null, hash) = step.action.pseudonymised();
                 if counts.values().sum::<u64>() > 0 {
                     // Hashes first: nulling may clear the very column that
                     // ties the rows to the subject.
@@ -1352,14 +1366,6 @@ impl SqlSystem {
                             .collect();
                         let sql = path.write(d, Some(&set.join(", ")), vec![], &keys, None);
                         run_exec(&mut *tx, &sql, n, "nullify columns").await?;
-                    }
-                }
-            }
-            Action::Keep { .. } => {
-                let c = path.count_by_subject(d, &keys, None);
-                for r in run_rows(&mut *tx, &c, n, "count kept rows").await? {
-                    if let Some(k) = read_val(&r, 0).and_then(|v| normalise(&v, &keys)) {
-                        *counts.entry(k).or_default() += count(&r, 1);
                     }
                 }
             }
@@ -1511,7 +1517,10 @@ impl SqlSystem {
         let d = self.d;
         let mut checks: Vec<(String, Sql)> = vec![];
         for step in &self.plan.steps {
-            if matches!(step.action, Action::Keep { .. }) {
+            // Kept rows stay; only their pseudonymised columns are checked.
+            if matches!(step.action, Action::Keep { .. })
+                && step.action.pseudonymised() == (&[][..], &[][..])
+            {
                 continue;
             }
             let path = &self.paths[&step.table];
@@ -1685,9 +1694,11 @@ impl SqlSystem {
         scope: &Scope,
     ) -> TableOutcome {
         let names = |v: &[Ident]| v.iter().map(|c| c.to_string()).collect();
-        let (set_null, hashed) = match &step.action {
-            Action::Update { set_null, hash } => (names(set_null), names(hash)),
-            _ => (vec![], vec![]),
+        let (set_null, hashed) = step.action.pseudonymised();
+        let (set_null, hashed) = (names(set_null), names(hashed));
+        let stub_for = match &step.action {
+            Action::Keep { stub_for, .. } => stub_for.as_ref().map(|t| t.to_string()),
+            _ => None,
         };
         TableOutcome {
             table: step.table.to_string(),
@@ -1699,6 +1710,7 @@ impl SqlSystem {
             shared_kept: scope.shared.unwrap_or(0),
             set_null,
             hashed,
+            stub_for,
         }
     }
 
@@ -1712,7 +1724,7 @@ impl SqlSystem {
         let mut sql = Sql::new(self.d);
         let p = sql.p(Val::I(now.as_second()));
         sql.text = format!(
-            "SELECT case_id, table_name, subject FROM {RETENTION_TABLE} WHERE retain_until_s <= {p} AND purged_at IS NULL ORDER BY retain_until_s LIMIT {}",
+            "SELECT case_id, table_name, subject FROM {RETENTION_TABLE} WHERE retain_until_s <= {p} AND purged_at IS NULL ORDER BY retain_until_s, case_id LIMIT {}",
             limit.min(1000)
         );
         let due = run_rows(&self.pool, &sql, &self.name, "read expired retentions").await?;
@@ -1720,6 +1732,14 @@ impl SqlSystem {
             .iter()
             .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?, r.try_get(2).ok()?)))
             .collect();
+        // A case is never split between two purges: its stubs go after
+        // the kept rows that reference them, in the same run.
+        if due.len() == limit.min(1000) as usize
+            && let Some(last) = due.last().map(|(c, _, _)| c.clone())
+            && due.iter().any(|(c, _, _)| c != &last)
+        {
+            due.retain(|(c, _, _)| c != &last);
+        }
         let order = |t: &str| self.plan.steps.iter().position(|s| s.table.as_str() == t);
         due.sort_by_key(|(c, t, _)| (c.clone(), order(t)));
         Ok(due)
@@ -2065,9 +2085,10 @@ fn renumber(d: Dialect, text: &str, by: usize) -> String {
 /// null still set, or a hashed column holding something other than a hash
 /// written by the erasure.
 fn update_filter(sql: &mut Sql, action: &Action, scope: &Scope) -> String {
-    let Action::Update { set_null, hash } = action else {
+    let (set_null, hash) = action.pseudonymised();
+    if set_null.is_empty() && hash.is_empty() {
         return String::new();
-    };
+    }
     let d = sql.d;
     let mut parts: Vec<String> = set_null
         .iter()

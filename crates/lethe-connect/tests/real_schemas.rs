@@ -42,7 +42,7 @@ fn ddl(kind: &str, n: Names) -> String {
         // The key to the rental table is declared on one partition only.
         format!(
             "CREATE TABLE {payment} (payment_id BIGINT NOT NULL, customer_id BIGINT NOT NULL REFERENCES customer(customer_id),
-                 rental_id BIGINT NOT NULL, amount_fen BIGINT NOT NULL, month INT NOT NULL) PARTITION BY RANGE (month);
+                 rental_id BIGINT NOT NULL, amount_fen BIGINT NOT NULL, month INT NOT NULL, payer_name VARCHAR(100)) PARTITION BY RANGE (month);
              CREATE TABLE {payment}_p2022_01 PARTITION OF {payment} FOR VALUES FROM (1) TO (2);
              CREATE TABLE {payment}_p2022_02 PARTITION OF {payment} FOR VALUES FROM (2) TO (3);
              ALTER TABLE {payment}_p2022_02 ADD CONSTRAINT {payment}_p2022_02_rental_id_fkey FOREIGN KEY (rental_id) REFERENCES {rental}(rental_id);"
@@ -50,18 +50,18 @@ fn ddl(kind: &str, n: Names) -> String {
     } else {
         format!(
             "CREATE TABLE {payment} (payment_id BIGINT NOT NULL PRIMARY KEY, customer_id BIGINT NOT NULL REFERENCES customer(customer_id),
-                 rental_id BIGINT NOT NULL REFERENCES {rental}(rental_id), amount_fen BIGINT NOT NULL, month INT NOT NULL);"
+                 rental_id BIGINT NOT NULL REFERENCES {rental}(rental_id), amount_fen BIGINT NOT NULL, month INT NOT NULL, payer_name VARCHAR(100));"
         )
     };
     let mut s = format!(
         "CREATE TABLE address (address_id BIGINT PRIMARY KEY, address VARCHAR(100) NOT NULL, phone VARCHAR(20));
-         CREATE TABLE customer (customer_id BIGINT PRIMARY KEY, first_name VARCHAR(45) NOT NULL, email VARCHAR(60),
+         CREATE TABLE customer (customer_id BIGINT PRIMARY KEY, first_name VARCHAR(45), email VARCHAR(60),
              address_id BIGINT NOT NULL REFERENCES address(address_id), active INT NOT NULL);
          CREATE TABLE staff (staff_id BIGINT PRIMARY KEY, first_name VARCHAR(45) NOT NULL, address_id BIGINT NOT NULL REFERENCES address(address_id));
          CREATE TABLE store (store_id BIGINT PRIMARY KEY, address_id BIGINT NOT NULL REFERENCES address(address_id));
          CREATE TABLE {rental} (rental_id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL REFERENCES customer(customer_id),
              staff_id BIGINT NOT NULL REFERENCES staff(staff_id), film VARCHAR(60));
-         {payment_ddl}"
+         {payment_ddl}\n"
     );
     // Addresses 1..=130; customer i lives at address i, except customers
     // 111..=120, who share the address of customer i - 10.
@@ -75,31 +75,65 @@ fn ddl(kind: &str, n: Names) -> String {
         let a = if c > 110 { c - 10 } else { c };
         rows.push(format!("({c}, 'Name{c}', 'c{c}@example.cn', {a}, 1)"));
     }
-    s.push_str(&format!("INSERT INTO customer VALUES {};", rows.join(", ")));
-    s.push_str("INSERT INTO staff VALUES (1, 'Mike', 121), (2, 'Jon', 122);");
+    s.push_str(&format!(
+        "INSERT INTO customer VALUES {};\n",
+        rows.join(", ")
+    ));
+    s.push_str("INSERT INTO staff VALUES (1, 'Mike', 121), (2, 'Jon', 122);\n");
     let stores: Vec<String> = STORE_ADDRESSES
         .iter()
         .enumerate()
         .map(|(i, a)| format!("({}, {a})", i + 1))
         .collect();
-    s.push_str(&format!("INSERT INTO store VALUES {};", stores.join(", ")));
+    s.push_str(&format!(
+        "INSERT INTO store VALUES {};\n",
+        stores.join(", ")
+    ));
     let (mut rentals, mut payments) = (vec![], vec![]);
     for c in 1..=CUSTOMERS {
         for k in 0..2 {
             let r = c * 10 + k;
             rentals.push(format!("({r}, {c}, {}, 'Film {r}')", 1 + k));
-            payments.push(format!("({r}, {c}, {r}, {}, {})", 199 + k, 1 + k));
+            payments.push(format!(
+                "({r}, {c}, {r}, {}, {}, 'Name{c}')",
+                199 + k,
+                1 + k
+            ));
         }
     }
     s.push_str(&format!(
-        "INSERT INTO {rental} VALUES {};",
+        "INSERT INTO {rental} VALUES {};\n",
         rentals.join(", ")
     ));
     s.push_str(&format!(
-        "INSERT INTO {payment} VALUES {};",
+        "INSERT INTO {payment} VALUES {};\n",
         payments.join(", ")
     ));
+    // A view, a materialised view (PostgreSQL) and a trigger that copies a
+    // deleted customer's e-mail into an audit table.
+    s.push_str(
+        "CREATE TABLE a_customer_audit (customer_id BIGINT NOT NULL, email VARCHAR(60), note VARCHAR(20));
+         CREATE VIEW customer_list AS SELECT c.customer_id, c.first_name, a.address FROM customer c JOIN address a ON a.address_id = c.address_id;\n",
+    );
+    s.push_str(&match kind {
+        "postgres" => format!(
+            "CREATE MATERIALIZED VIEW customer_totals AS SELECT customer_id, SUM(amount_fen) AS total FROM {payment} GROUP BY customer_id;
+             CREATE FUNCTION audit_customer() RETURNS trigger AS $$ BEGIN INSERT INTO a_customer_audit VALUES (OLD.customer_id, OLD.email, 'deleted'); RETURN OLD; END $$ LANGUAGE plpgsql;
+             CREATE TRIGGER customer_deleted AFTER DELETE ON customer FOR EACH ROW EXECUTE FUNCTION audit_customer();\n"
+        ),
+        "mysql" => "CREATE TRIGGER customer_deleted AFTER DELETE ON customer FOR EACH ROW INSERT INTO a_customer_audit VALUES (OLD.customer_id, OLD.email, 'deleted');\n".into(),
+        _ => "CREATE TRIGGER customer_deleted AFTER DELETE ON customer BEGIN INSERT INTO a_customer_audit VALUES (OLD.customer_id, OLD.email, 'deleted'); END;\n".into(),
+    });
     s
+}
+
+/// The refresh of the materialised view, where there is one.
+fn refresh(kind: &str) -> &'static str {
+    if kind == "postgres" {
+        "refresh = [\"customer_totals\"]\n"
+    } else {
+        ""
+    }
 }
 
 fn map_text(kind: &str, n: Names, address: &str) -> String {
@@ -110,8 +144,12 @@ name = "rentals"
 kind = "{kind}"
 url_env = "UNUSED_URL"
 batch_size = 25
-[[systems.tables]]
+{refresh}[[systems.tables]]
 name = "customer"
+owner = "customer_id"
+action = "delete"
+[[systems.tables]]
+name = "a_customer_audit"
 owner = "customer_id"
 action = "delete"
 [[systems.tables]]
@@ -132,9 +170,13 @@ reason = "employees of the shop, not account holders; handled by HR"
 [[systems.ignore]]
 table = "store"
 reason = "store branches: business addresses, no person"
+[[systems.ignore]]
+table = "customer_list"
+reason = "a view for the shop's own screens; nothing copies it"
 "#,
         rental = n.rental,
-        payment = n.payment
+        payment = n.payment,
+        refresh = refresh(kind),
     )
 }
 
@@ -218,6 +260,8 @@ async fn erase_the_rental_shop(kind: &str, n: Names) {
     assert!(pos(n.payment) < pos(n.rental), "{kind}: {order:?}");
     assert!(pos(n.rental) < pos("customer"), "{kind}: {order:?}");
     assert!(pos("customer") < pos("address"), "{kind}: {order:?}");
+    // The trigger on customer writes to a_customer_audit: erased after it.
+    assert!(pos("customer") < pos("a_customer_audit"), "{kind}: {order:?}");
 
     // The check accepts the map: staff and store are declared, and they
     // reference addresses that are only deleted where nothing else does.
@@ -250,7 +294,42 @@ async fn erase_the_rental_shop(kind: &str, n: Names) {
         "{kind}: {tables:?}"
     );
 
-    let tables = ["address", "customer", "staff", "store", n.rental, n.payment];
+    if kind == "postgres" {
+        // Without its refresh, the materialised view is an error.
+        let no_refresh = DataMap::parse(
+            &map_text(kind, n, REFERENCED).replace("refresh = [\"customer_totals\"]\n", ""),
+        )
+        .unwrap();
+        let f = lethe_connect::check::check(&no_refresh.systems[0], sys.schema(), &samples);
+        assert!(
+            f.iter()
+                .any(|f| f.kind == "materialized_view" && f.severity == Severity::Error),
+            "{f:#?}"
+        );
+    }
+    // Without the audit table, the trigger's writes are reported.
+    let no_audit = DataMap::parse(&map_text(kind, n, REFERENCED).replace(
+        "name = \"a_customer_audit\"\nowner = \"customer_id\"\naction = \"delete\"\n[[systems.tables]]\n",
+        "",
+    ))
+    .unwrap();
+    assert_eq!(no_audit.systems[0].tables.len(), 4);
+    let f = lethe_connect::check::check(&no_audit.systems[0], sys.schema(), &samples);
+    assert!(
+        f.iter()
+            .any(|f| f.kind == "trigger" && f.at == "a_customer_audit"),
+        "{kind}: {f:#?}"
+    );
+
+    let tables = [
+        "address",
+        "customer",
+        "a_customer_audit",
+        "staff",
+        "store",
+        n.rental,
+        n.payment,
+    ];
     let mut before = BTreeMap::new();
     for t in tables {
         before.insert(t, dump(&pool, t).await);
@@ -288,12 +367,20 @@ async fn erase_the_rental_shop(kind: &str, n: Names) {
                     let a = first_int(row);
                     !erased(a) || STORE_ADDRESSES.contains(&a)
                 }
-                "staff" | "store" => true,
+                "staff" | "store" | "a_customer_audit" => true,
                 _ => !erased(second_int(row)),
             })
             .cloned()
             .collect();
         assert_eq!(after, expected, "{kind}: table {t}");
+    }
+    if kind == "postgres" {
+        let left: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM customer_totals WHERE customer_id <= 100")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(left, 0, "the materialised view was refreshed");
     }
     // Customers 111..=120 share addresses with 101..=110: erasing 101
     // leaves its address to 111; erasing 111 then takes it.
@@ -521,4 +608,165 @@ async fn postgres_every_column_type_is_read() {
 #[tokio::test]
 async fn mariadb_every_column_type_is_read() {
     every_column_type_is_read("mysql").await;
+}
+
+fn accounting_map(kind: &str, n: Names) -> String {
+    format!(
+        r#"
+[[systems]]
+name = "rentals"
+kind = "{kind}"
+url_env = "UNUSED_URL"
+{refresh}[[systems.tables]]
+name = "customer"
+owner = "customer_id"
+action = "keep"
+stub_for = "{payment}"
+set_null = ["first_name", "email"]
+[[systems.tables]]
+name = "{rental}"
+owner = "customer_id"
+action = "keep"
+stub_for = "{payment}"
+[[systems.tables]]
+name = "{payment}"
+owner = "customer_id"
+action = "keep"
+legal_basis = "accounting records (3 years)"
+retention_days = 1095
+set_null = ["payer_name"]
+[[systems.tables]]
+name = "address"
+referenced_by = {{ table = "customer", columns = ["address_id"] }}
+action = "delete"
+[[systems.ignore]]
+table = "staff"
+reason = "employees of the shop, not account holders; handled by HR"
+"#,
+        rental = n.rental,
+        payment = n.payment,
+        refresh = refresh(kind),
+    )
+}
+
+/// Accounting rows kept three years lose the payer's name at erasure; the
+/// customer and rental rows they reference stay as stubs (listed as such),
+/// and everything goes at expiry, children first. The retention is visible
+/// before it acts: a list, and a purge dry run that removes nothing.
+async fn keep_pseudonymised_with_stubs(kind: &str) {
+    let n = RENAMED;
+    let (url, scratch, pool) = setup(kind, n).await;
+    let m = DataMap::parse(&accounting_map(kind, n)).unwrap();
+    let sys = SqlSystem::connect(&m.systems[0], &url).await.unwrap();
+    let findings = lethe_connect::check::check(&m.systems[0], sys.schema(), &Default::default());
+    assert!(
+        !findings.iter().any(|f| f.severity == Severity::Error),
+        "{kind}: {findings:#?}"
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.kind == "kept_reference" && f.at == "address"),
+        "{kind}: {findings:#?}"
+    );
+    let now: Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+    let items: Vec<BatchItem> = (1..=10)
+        .chain([999])
+        .map(|c| BatchItem {
+            case_id: format!("case-{c}"),
+            subject: SubjectId::parse(&c.to_string()).unwrap(),
+        })
+        .collect();
+    let before: BTreeMap<&str, Vec<String>> = {
+        let mut b = BTreeMap::new();
+        for t in ["customer", n.rental, n.payment, "address"] {
+            b.insert(t, dump(&pool, t).await);
+        }
+        b
+    };
+    let out = sys.erase_verify_batch(&items, now).await.unwrap();
+    let o = &out[0].1;
+    let t = |name: &str| o.tables.iter().find(|t| t.table == name).unwrap().clone();
+    assert_eq!(t(n.payment).rows, 2, "{kind}");
+    assert_eq!(t(n.payment).set_null, ["payer_name"], "{kind}");
+    assert_eq!(t("customer").stub_for.as_deref(), Some(n.payment), "{kind}");
+    assert_eq!(
+        t("customer").legal_basis.as_deref(),
+        Some("accounting records (3 years)")
+    );
+    assert_eq!(t("customer").set_null, ["first_name", "email"], "{kind}");
+    assert_eq!(t(n.rental).stub_for.as_deref(), Some(n.payment), "{kind}");
+    // A kept table with no rows still names its legal basis.
+    let none = &out[10].1;
+    let p = none.tables.iter().find(|t| t.table == n.payment).unwrap();
+    assert_eq!((p.rows, p.legal_basis.is_some()), (0, true), "{kind}");
+    let nulls: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM {} WHERE customer_id <= 10 AND payer_name IS NULL",
+        n.payment
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(nulls, 20, "{kind}");
+    let named: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM customer WHERE customer_id <= 10 AND (first_name IS NOT NULL OR email IS NOT NULL)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(named, 0, "{kind}");
+
+    // Visible before it acts.
+    let list = sys.retention_list(1000).await.unwrap();
+    assert_eq!(list.len(), 30, "{kind}: {list:#?}");
+    assert!(list.iter().all(
+        |r| r.retain_until.unwrap().to_string() == "2029-11-30T00:00:00Z" && r.purged_at.is_none()
+    ));
+    let soon: Timestamp = "2027-03-01T00:00:00Z".parse().unwrap();
+    assert!(sys.purge_dry_run(soon, 1000).await.unwrap().is_empty());
+    let later: Timestamp = "2029-12-01T00:00:00Z".parse().unwrap();
+    let dry = sys.purge_dry_run(later, 1000).await.unwrap();
+    assert_eq!(dry.len(), 30, "{kind}");
+    assert_eq!(dry.iter().map(|(_, _, r)| r).sum::<u64>(), 50, "{kind}");
+    assert_eq!(
+        dump(&pool, n.payment).await.len(),
+        before[n.payment].len(),
+        "{kind}: a dry run removes nothing"
+    );
+    // The purge itself: kept rows first, then their stubs, nothing else.
+    let purged = sys.purge_expired(later, 1000).await.unwrap();
+    assert_eq!(purged.iter().map(|(_, _, r)| r).sum::<u64>(), 50, "{kind}");
+    for tname in ["customer", n.rental, n.payment] {
+        let after = dump(&pool, tname).await;
+        let expected: Vec<String> = before[tname]
+            .iter()
+            .filter(|row| {
+                let c = if tname == "customer" {
+                    first_int(row)
+                } else {
+                    second_int(row)
+                };
+                c > 10
+            })
+            .cloned()
+            .collect();
+        assert_eq!(after, expected, "{kind}: {tname}");
+    }
+    pool.close().await;
+    scratch.remove().await;
+}
+
+#[tokio::test]
+async fn sqlite_keep_pseudonymised_with_stubs() {
+    keep_pseudonymised_with_stubs("sqlite").await;
+}
+
+#[tokio::test]
+async fn postgres_keep_pseudonymised_with_stubs() {
+    keep_pseudonymised_with_stubs("postgres").await;
+}
+
+#[tokio::test]
+async fn mariadb_keep_pseudonymised_with_stubs() {
+    keep_pseudonymised_with_stubs("mysql").await;
 }

@@ -853,6 +853,10 @@ pub struct ReceiptTable {
     /// Columns replaced by a keyed hash in the rows that stay (names only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hashed: Vec<String>,
+    /// Kept only because the kept rows of this table reference them (a
+    /// stub), purged with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stub_for: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {

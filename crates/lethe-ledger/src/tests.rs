@@ -186,6 +186,7 @@ fn receipt() -> Receipt {
                 shared_kept: 0,
                 set_null: vec![],
                 hashed: vec![],
+                stub_for: None,
             }],
         }],
         key_destruction: Some(KeyDestruction {

@@ -727,6 +727,7 @@ pub fn build_receipt(
                             shared_kept: t.shared_kept,
                             set_null: t.set_null,
                             hashed: t.hashed,
+                            stub_for: t.stub_for,
                         })
                         .collect()
                 })

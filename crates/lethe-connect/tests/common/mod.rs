@@ -68,7 +68,9 @@ pub async fn fresh_db(kind: &str, ddl: &str) -> (String, Scratch) {
     if kind == "sqlite" {
         c.execute("PRAGMA foreign_keys = ON").await.unwrap();
     }
-    for stmt in ddl.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+    // Statements end with `;` at the end of a line (a `;` inside a line
+    // belongs to a trigger or function body).
+    for stmt in ddl.split(";\n").map(str::trim).filter(|s| !s.is_empty()) {
         c.execute(AssertSqlSafe(stmt.to_owned())).await.unwrap();
     }
     (

@@ -507,6 +507,7 @@ async fn case_context(st: &AppState, c: &Case, lang: Lang) -> Result<minijinja::
                 lethe_connect::datamap::Action::Keep {
                     legal_basis,
                     retention_days,
+                    ..
                 } => Some(context! {
                     what => t.name.to_string(),
                     system => sys.name.to_string(),
