@@ -246,6 +246,10 @@ pub fn uncovered_columns(system: &System, schema: &Schema) -> Vec<(String, Strin
             let covered = match mapped.map(|m| &m.action) {
                 None => false,
                 Some(Action::Delete) | Some(Action::Keep { .. }) => true,
+                // The JSON owner column is redacted at its path.
+                Some(Action::Redact { .. }) => {
+                    matches!(&mapped.map(|m| &m.ownership), Some(Ownership::Column(o)) if o.as_str() == c.name)
+                }
                 Some(Action::Update { set_null, hash }) => {
                     set_null.iter().chain(hash).any(|x| x.as_str() == c.name)
                 }
@@ -440,6 +444,7 @@ pub fn check(
             }
             let stays = match &t.action {
                 Action::Delete => false,
+                Action::Redact { .. } => true,
                 Action::Keep { .. } => true,
                 Action::Update { set_null, .. } => !fk
                     .columns

@@ -162,6 +162,9 @@ pub enum Action {
         /// table's); purged with them.
         stub_for: Option<Ident>,
     },
+    /// The rows stay; the subject's id inside the JSON owner column (at
+    /// `owner_path`) is replaced by JSON null, or by its keyed hash.
+    Redact { with_hash: bool },
 }
 
 impl Action {
@@ -170,7 +173,7 @@ impl Action {
     pub fn pseudonymised(&self) -> (&[Ident], &[Ident]) {
         match self {
             Self::Update { set_null, hash } | Self::Keep { set_null, hash, .. } => (set_null, hash),
-            Self::Delete => (&[], &[]),
+            Self::Delete | Self::Redact { .. } => (&[], &[]),
         }
     }
 
@@ -181,6 +184,72 @@ impl Action {
             Self::Update { set_null, .. } if set_null.is_empty() => "hash",
             Self::Update { .. } => "update",
             Self::Keep { .. } => "keep",
+            Self::Redact { .. } => "redact",
+        }
+    }
+}
+
+/// A path into a JSON document: keys from the root, each a plain name
+/// (letters, digits, `_`), 1 to 8 of them. Written `a.b.c` in the map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonPath(Vec<String>);
+
+impl JsonPath {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let keys: Vec<String> = s.split('.').map(str::to_owned).collect();
+        let ok = (1..=8).contains(&keys.len())
+            && keys.iter().all(|k| {
+                !k.is_empty()
+                    && k.len() <= 63
+                    && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            });
+        if ok {
+            Ok(Self(keys))
+        } else {
+            Err(format!(
+                "'{s}' is not a JSON path Lethe accepts: write keys separated by dots (letters, digits, '_'), at most 8"
+            ))
+        }
+    }
+    pub fn keys(&self) -> &[String] {
+        &self.0
+    }
+    /// `$.a.b` (MySQL, SQLite).
+    pub fn dollar(&self) -> String {
+        format!("$.{}", self.0.join("."))
+    }
+    /// `{a,b}` (PostgreSQL's text-array path).
+    pub fn braces(&self) -> String {
+        format!("{{{}}}", self.0.join(","))
+    }
+}
+
+impl fmt::Display for JsonPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("."))
+    }
+}
+
+/// How an owner column holds the subject id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OwnerForm {
+    /// The id as it is.
+    #[default]
+    Exact,
+    /// Only its local part: `@alice:example.org` or `alice@example.org`
+    /// is held as `alice`.
+    LocalPart,
+}
+
+impl OwnerForm {
+    /// The value an owner column of this form holds for a subject id.
+    pub fn apply(self, id: &str) -> &str {
+        match self {
+            Self::Exact => id,
+            Self::LocalPart => {
+                let id = id.strip_prefix('@').unwrap_or(id);
+                id.split([':', '@']).next().unwrap_or(id)
+            }
         }
     }
 }
@@ -230,6 +299,12 @@ struct RawTable {
     retention_days: Option<u32>,
     /// keep: the kept table whose rows reference these (a stub).
     stub_for: Option<Ident>,
+    /// owner: the subject id sits inside this JSON column, at this path.
+    owner_path: Option<String>,
+    /// owner: "exact" (default) or "local_part".
+    owner_form: Option<String>,
+    /// redact: "null" (default) or "hash".
+    redact_with: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -237,6 +312,10 @@ pub struct Table {
     pub name: Ident,
     pub ownership: Ownership,
     pub action: Action,
+    /// With `owner`: the subject id is inside this JSON column at this path.
+    pub owner_path: Option<JsonPath>,
+    /// With `owner`: how the column holds the id.
+    pub owner_form: OwnerForm,
 }
 
 #[derive(Debug, Clone)]
@@ -693,8 +772,71 @@ impl DataMap {
                         ));
                     }
                 };
+                let owner_path = match (&t.owner_path, &ownership) {
+                    (None, _) => None,
+                    (Some(p), Ownership::Column(_)) => Some(JsonPath::parse(p).map_err(|e| {
+                        invalid(
+                            format!("{tat}.owner_path"),
+                            e,
+                            "write e.g. owner_path = \"content.sender\"",
+                        )
+                    })?),
+                    (Some(_), _) => {
+                        return Err(invalid(
+                            format!("{tat}.owner_path"),
+                            "owner_path goes with owner (the JSON column)",
+                            "write owner = \"<json column>\" and owner_path = \"key.key\"",
+                        ));
+                    }
+                };
+                let owner_form = match (t.owner_form.as_deref(), &ownership) {
+                    (None | Some("exact"), _) => OwnerForm::Exact,
+                    (Some("local_part"), Ownership::Column(_)) => OwnerForm::LocalPart,
+                    (Some(other), _) => {
+                        return Err(invalid(
+                            format!("{tat}.owner_form"),
+                            format!("'{other}' is not an owner form here"),
+                            "use owner_form = \"exact\" or \"local_part\", with owner",
+                        ));
+                    }
+                };
+                if t.redact_with.is_some() && t.action != "redact" {
+                    return Err(invalid(
+                        format!("{tat}.redact_with"),
+                        "redact_with goes with action = \"redact\"",
+                        "remove it, or use action = \"redact\"",
+                    ));
+                }
                 let action = match t.action.as_str() {
                     "delete" => Action::Delete,
+                    "redact" => {
+                        if owner_path.is_none() {
+                            return Err(invalid(
+                                &tat,
+                                "redact replaces the subject's id inside a JSON column, so it needs owner and owner_path",
+                                "write owner = \"<json column>\", owner_path = \"key.key\" (or use delete/update for plain columns)",
+                            ));
+                        }
+                        let with_hash = match t.redact_with.as_deref() {
+                            None | Some("null") => false,
+                            Some("hash") if s.hash_key_env.is_some() => true,
+                            Some("hash") => {
+                                return Err(invalid(
+                                    &tat,
+                                    "redact_with = \"hash\" needs the system's hash key",
+                                    "add hash_key_env = \"...\" to the system",
+                                ));
+                            }
+                            Some(other) => {
+                                return Err(invalid(
+                                    format!("{tat}.redact_with"),
+                                    format!("unknown value '{other}'"),
+                                    "use \"null\" or \"hash\"",
+                                ));
+                            }
+                        };
+                        Action::Redact { with_hash }
+                    }
                     "nullify" | "hash" | "update" => {
                         let (set_null, hash) = match t.action.as_str() {
                             "nullify" => (t.columns, t.hash),
@@ -796,7 +938,7 @@ impl DataMap {
                         return Err(invalid(
                             format!("{tat}.action"),
                             format!("unknown action '{other}'"),
-                            "use delete, nullify, hash, update or keep",
+                            "use delete, nullify, hash, update, keep or redact",
                         ));
                     }
                 };
@@ -804,6 +946,8 @@ impl DataMap {
                     name: t.name,
                     ownership,
                     action,
+                    owner_path,
+                    owner_form,
                 });
             }
             if !tables.is_empty() && s.kind.dialect().is_none() {

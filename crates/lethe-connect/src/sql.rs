@@ -19,7 +19,7 @@ use crate::ExportStream;
 use crate::datamap::{Action, BlockerRule, Dialect, Ident, Ownership, System, Table};
 use crate::planner::{Plan, plan_for};
 use crate::schema::{self, Schema};
-use crate::sqlgen::{Path, Sql, Val};
+use crate::sqlgen::{Path, Sql, Val, json_set};
 use crate::{ConnectError, SystemOutcome, TableOutcome};
 use lethe_domain::{Blocker, SubjectId};
 
@@ -323,11 +323,12 @@ impl SqlSystem {
                 system: name.clone(),
                 message: format!("table {} has no path to the subject id", t.name),
             })?;
-            let is_int = schema
-                .table(path.root().as_str())
-                .and_then(|st| st.column(path.owner.as_str()))
-                .map(|c| schema::is_integer(&c.data_type))
-                .unwrap_or(false);
+            let is_int = path.owner_path.is_none()
+                && schema
+                    .table(path.root().as_str())
+                    .and_then(|st| st.column(path.owner.as_str()))
+                    .map(|c| schema::is_integer(&c.data_type))
+                    .unwrap_or(false);
             int_owner.insert(t.name.clone(), is_int);
             paths.insert(t.name.clone(), path);
         }
@@ -493,10 +494,16 @@ impl SqlSystem {
     /// The subject as bound for a table: integers for integer owner
     /// columns (`None` when the id is not a number: no rows can match).
     fn key_for(&self, table: &Ident, s: &SubjectId) -> Option<Val> {
+        let form = self
+            .paths
+            .get(table)
+            .map(|p| p.owner_form)
+            .unwrap_or_default();
+        let id = form.apply(s.expose());
         if self.int_owner.get(table).copied().unwrap_or(false) {
-            s.expose().parse::<i64>().ok().map(Val::I)
+            id.parse::<i64>().ok().map(Val::I)
         } else {
-            Some(Val::S(s.expose().to_owned()))
+            Some(Val::S(id.to_owned()))
         }
     }
 
@@ -1260,7 +1267,7 @@ impl SqlSystem {
             Action::Delete if path.depth() == 0 => {
                 let mut sql = Sql::new(d);
                 let list = sql.list(&keys);
-                let (t, o) = (step.table.q(d), path.owner.q(d));
+                let (t, o) = (step.table.q(d), path.owner_expr(d, None));
                 if self.returning {
                     sql.text = format!("DELETE FROM {t} WHERE {o} IN {list} RETURNING {o}");
                     let rows = run_rows(&mut *tx, &sql, n, "erase rows").await?;
@@ -1336,6 +1343,61 @@ impl SqlSystem {
                         let done = run_exec(&mut *tx, &sql, n, "erase rows").await?;
                         self.same_count(&step.table, counts.values().sum::<u64>() - before, done)?;
                     }
+                }
+            }
+            Action::Redact { with_hash } => {
+                // Counted, then the id inside the JSON is replaced, row by
+                // subject (the hash differs per subject).
+                let c = path.count_by_subject(d, &keys, None);
+                for r in run_rows(&mut *tx, &c, n, "count rows").await? {
+                    if let Some(k) = read_val(&r, 0).and_then(|v| normalise(&v, &keys)) {
+                        *counts.entry(k).or_default() += count(&r, 1);
+                    }
+                }
+                let Some(jp) = &path.owner_path else {
+                    return Err(
+                        self.db_problem("redact", format!("{} has no owner_path", step.table))
+                    );
+                };
+                let data_type = self
+                    .schema
+                    .table(path.tables[0].as_str())
+                    .and_then(|st| st.column(path.owner.as_str()))
+                    .map(|c| c.data_type.clone())
+                    .unwrap_or_default();
+                // The column is referred to unqualified in SET's value on
+                // every dialect (single-table updates: the path's root).
+                let col_ref = if d == Dialect::Mysql {
+                    format!("t0.{}", path.owner.q(d))
+                } else {
+                    path.owner.q(d)
+                };
+                let present: Vec<Val> = counts.keys().cloned().collect();
+                if *with_hash {
+                    let Some(key) = &self.hash_key else {
+                        return Err(ConnectError::Config {
+                            system: n.clone(),
+                            message: "redact_with = \"hash\" needs hash_key_env".into(),
+                        });
+                    };
+                    for k in present {
+                        let h = keyed_hash(key, &k.text());
+                        let set = format!(
+                            "{} = {}",
+                            path.owner.q(d),
+                            json_set(d, &col_ref, jp, Some(&d.ph(1)), &data_type)
+                        );
+                        let sql = path.write(d, Some(&set), vec![Val::S(h)], &[k], None);
+                        run_exec(&mut *tx, &sql, n, "redact ids in JSON").await?;
+                    }
+                } else if !present.is_empty() {
+                    let set = format!(
+                        "{} = {}",
+                        path.owner.q(d),
+                        json_set(d, &col_ref, jp, None, &data_type)
+                    );
+                    let sql = path.write(d, Some(&set), vec![], &present, None);
+                    run_exec(&mut *tx, &sql, n, "redact ids in JSON").await?;
                 }
             }
             Action::Update { .. } | Action::Keep { .. } => {

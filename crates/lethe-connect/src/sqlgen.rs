@@ -1,7 +1,7 @@
 //! SQL text for one dialect, built only from validated identifiers, with
 //! every value bound as a parameter.
 
-use crate::datamap::{Dialect, Ident, Ownership, ParentLink, Table};
+use crate::datamap::{Dialect, Ident, JsonPath, OwnerForm, Ownership, ParentLink, Table};
 use std::collections::BTreeMap;
 
 /// A bound value: the connectors bind integers to integer columns and text
@@ -86,6 +86,10 @@ pub struct Path {
     pub links: Vec<ParentLink>,
     /// The root's column holding the subject id.
     pub owner: Ident,
+    /// Where inside the owner column (a JSON document) the id sits.
+    pub owner_path: Option<JsonPath>,
+    /// How the owner column holds the id.
+    pub owner_form: OwnerForm,
 }
 
 impl Path {
@@ -103,6 +107,8 @@ impl Path {
                         tables,
                         links,
                         owner: c.clone(),
+                        owner_path: cur.owner_path.clone(),
+                        owner_form: cur.owner_form,
                     });
                 }
                 Ownership::Parent(p) => {
@@ -180,9 +186,21 @@ impl Path {
         parts.join(" AND ")
     }
 
-    /// The root's owner column, qualified.
+    /// The root's owner column, qualified; with a JSON path, the text at
+    /// that path.
     pub fn owner_col(&self, d: Dialect) -> String {
-        format!("{}.{}", Self::alias(self.depth()), self.owner.q(d))
+        self.owner_expr(d, Some(&Self::alias(self.depth())))
+    }
+
+    /// The owner expression with an alias, or bare (a single-table
+    /// statement without alias). The path's keys are plain names (checked
+    /// at parse), so they sit in the SQL text safely.
+    pub fn owner_expr(&self, d: Dialect, alias: Option<&str>) -> String {
+        let col = match alias {
+            Some(a) => format!("{a}.{}", self.owner.q(d)),
+            None => self.owner.q(d),
+        };
+        json_text(d, &col, self.owner_path.as_ref())
     }
 
     /// `tN.owner IN (...)` with the subjects bound.
@@ -326,6 +344,64 @@ impl Path {
         };
         sql
     }
+}
+
+/// The text at `path` inside the JSON in `col` (or `col` itself).
+pub fn json_text(d: Dialect, col: &str, path: Option<&JsonPath>) -> String {
+    match path {
+        None => col.to_owned(),
+        Some(p) => match d {
+            Dialect::Postgres => format!("(CAST({col} AS jsonb) #>> '{}')", p.braces()),
+            Dialect::Mysql => format!("JSON_UNQUOTE(JSON_EXTRACT({col}, '{}'))", p.dollar()),
+            Dialect::Sqlite => format!("json_extract({col}, '{}')", p.dollar()),
+        },
+    }
+}
+
+/// An expression setting the value at `path` inside the JSON in `col` to
+/// the placeholder `ph` (a text value), or to JSON null when `ph` is None;
+/// `data_type` is the column's declared type (PostgreSQL casts back to it).
+/// Written without ", " so MySQL's SET qualification leaves it whole.
+pub fn json_set(
+    d: Dialect,
+    col: &str,
+    path: &JsonPath,
+    ph: Option<&str>,
+    data_type: &str,
+) -> String {
+    match d {
+        Dialect::Postgres => {
+            let v = match ph {
+                Some(ph) => format!("to_jsonb(CAST({ph} AS text))"),
+                None => "'null'::jsonb".to_owned(),
+            };
+            let ty = if data_type.is_empty() {
+                "jsonb"
+            } else {
+                data_type
+            };
+            format!(
+                "CAST(jsonb_set(CAST({col} AS jsonb),'{}',{v}) AS {ty})",
+                p_braces(path)
+            )
+        }
+        Dialect::Mysql => {
+            let v = ph
+                .map(str::to_owned)
+                .unwrap_or_else(|| "CAST('null' AS JSON)".into());
+            format!("JSON_SET({col},'{}',{v})", path.dollar())
+        }
+        Dialect::Sqlite => {
+            let v = ph
+                .map(str::to_owned)
+                .unwrap_or_else(|| "json('null')".into());
+            format!("json_set({col},'{}',{v})", path.dollar())
+        }
+    }
+}
+
+fn p_braces(p: &JsonPath) -> String {
+    p.braces()
 }
 
 /// MySQL's multi-table UPDATE needs qualified targets: `a = NULL, b = ?`

@@ -8,11 +8,11 @@ use jiff::Timestamp;
 use lethe_connect::check::Severity;
 use lethe_connect::{BatchItem, DataMap, SqlSystem};
 use lethe_domain::SubjectId;
-use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
+use sqlx::{AnyPool, AssertSqlSafe, Executor};
 use std::collections::BTreeMap;
 
 mod common;
-use common::{Scratch, fresh_db};
+use common::{Scratch, dump, fresh_db};
 
 /// Table names: the plain ones, or renamed so that names sort against the
 /// foreign keys (the rental table first, payments last).
@@ -184,28 +184,6 @@ const REFERENCED: &str = r#"referenced_by = { table = "customer", columns = ["ad
 const BELONGS: &str =
     r#"belongs_to = { table = "customer", columns = ["address_id"], references = ["address_id"] }"#;
 
-/// Every row of a table as text, in a stable order.
-async fn dump(pool: &AnyPool, table: &str) -> Vec<String> {
-    let rows = sqlx::query(AssertSqlSafe(format!("SELECT * FROM {table} ORDER BY 1")))
-        .fetch_all(pool)
-        .await
-        .unwrap();
-    rows.iter()
-        .map(|r| {
-            (0..r.len())
-                .map(|i| {
-                    r.try_get::<Option<i64>, _>(i)
-                        .map(|v| format!("{v:?}"))
-                        .or_else(|_| r.try_get::<Option<i32>, _>(i).map(|v| format!("{v:?}")))
-                        .or_else(|_| r.try_get::<Option<String>, _>(i).map(|v| format!("{v:?}")))
-                        .unwrap_or_else(|e| panic!("{table} column {i}: {e}"))
-                })
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect()
-}
-
 fn first_int(row: &str) -> i64 {
     row.split('|')
         .next()
@@ -261,7 +239,10 @@ async fn erase_the_rental_shop(kind: &str, n: Names) {
     assert!(pos(n.rental) < pos("customer"), "{kind}: {order:?}");
     assert!(pos("customer") < pos("address"), "{kind}: {order:?}");
     // The trigger on customer writes to a_customer_audit: erased after it.
-    assert!(pos("customer") < pos("a_customer_audit"), "{kind}: {order:?}");
+    assert!(
+        pos("customer") < pos("a_customer_audit"),
+        "{kind}: {order:?}"
+    );
 
     // The check accepts the map: staff and store are declared, and they
     // reference addresses that are only deleted where nothing else does.

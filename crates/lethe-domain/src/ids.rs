@@ -12,7 +12,7 @@ pub enum IdError {
     Empty,
     #[error("must be at most {max} characters")]
     TooLong { max: usize },
-    #[error("may contain only letters, digits, '-', '_', '.' and ':'")]
+    #[error("may contain only letters, digits, '-', '_', '.', ':', '@', '+' and '='")]
     BadCharacters,
     #[error("must be exactly {len} digits")]
     NotDigits { len: usize },
@@ -70,7 +70,11 @@ impl SubjectId {
         }
         if !s
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+            // Account ids as platforms have them: numbers, UUIDs,
+            // `@alice:example.org`, `alice+shop@example.org`, base64.
+            .all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@' | '+' | '=')
+            })
         {
             return Err(IdError::BadCharacters);
         }
@@ -270,6 +274,9 @@ mod tests {
         assert!(SubjectId::parse("10042").is_ok());
         assert_eq!(SubjectId::parse("  "), Err(IdError::Empty));
         assert_eq!(SubjectId::parse("a b"), Err(IdError::BadCharacters));
+        assert!(SubjectId::parse("@alice:example.org").is_ok());
+        assert!(SubjectId::parse("alice+shop@example.org").is_ok());
+        assert_eq!(SubjectId::parse("a'b"), Err(IdError::BadCharacters));
         assert_eq!(
             SubjectId::parse(&"x".repeat(129)),
             Err(IdError::TooLong { max: 128 })

@@ -2,7 +2,7 @@
 //! 3306) and SQLite files, shared by the connector's live tests.
 #![allow(dead_code)]
 
-use sqlx::{AnyPool, AssertSqlSafe, Executor};
+use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
 /// A test database, dropped by [`Scratch::remove`] at the end of a test
 /// that passed (a failed test leaves it for inspection).
@@ -88,4 +88,35 @@ pub async fn scalar(pool: &AnyPool, q: &str) -> i64 {
         .fetch_one(pool)
         .await
         .unwrap()
+}
+
+/// Every row of a table as text, sorted (rows equal on the first column
+/// come back in any order).
+pub async fn dump(pool: &AnyPool, table: &str) -> Vec<String> {
+    let mut rows = dump_query(pool, &format!("SELECT * FROM {table}")).await;
+    rows.sort();
+    rows
+}
+
+/// Every row a query returns, as text.
+pub async fn dump_query(pool: &AnyPool, q: &str) -> Vec<String> {
+    let table = q;
+    let rows = sqlx::query(AssertSqlSafe(q.to_owned()))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| {
+                    r.try_get::<Option<i64>, _>(i)
+                        .map(|v| format!("{v:?}"))
+                        .or_else(|_| r.try_get::<Option<i32>, _>(i).map(|v| format!("{v:?}")))
+                        .or_else(|_| r.try_get::<Option<String>, _>(i).map(|v| format!("{v:?}")))
+                        .unwrap_or_else(|e| panic!("{table} column {i}: {e}"))
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect()
 }
