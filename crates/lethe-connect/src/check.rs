@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::datamap::{Action, Ownership, System};
+use crate::discover::{IdForm, IdHit};
 use crate::schema::{self, Schema};
 use crate::sql::{RECORD_TABLE, RETENTION_TABLE};
 
@@ -268,6 +269,33 @@ pub fn check(
     system: &System,
     schema: &Schema,
     samples: &BTreeMap<(String, String), Vec<String>>,
+) -> Vec<Finding> {
+    check_with(system, schema, samples, &[])
+}
+
+/// What a map entry for a column holding the subject id by value looks
+/// like, per form (None: no entry can own rows by it).
+pub fn owner_entry(table: &str, column: &str, form: &IdForm) -> Option<String> {
+    let head = format!("[[systems.tables]]\nname = \"{table}\"\nowner = \"{column}\"\n");
+    match form {
+        IdForm::Exact => Some(format!("{head}action = \"delete\"")),
+        IdForm::LocalPart => Some(format!(
+            "{head}owner_form = \"local_part\"\naction = \"delete\""
+        )),
+        IdForm::InJson(p) => Some(format!(
+            "{head}owner_path = \"{p}\"\naction = \"delete\"   # or \"redact\" if the rows are not the subject's own"
+        )),
+        IdForm::InArray | IdForm::Contains => None,
+    }
+}
+
+/// [`check`] with the columns found to hold subject ids by value
+/// (see [`crate::discover`]).
+pub fn check_with(
+    system: &System,
+    schema: &Schema,
+    samples: &BTreeMap<(String, String), Vec<String>>,
+    hits: &[IdHit],
 ) -> Vec<Finding> {
     let sys = system.name.to_string();
     let mut out = vec![];
@@ -647,9 +675,70 @@ pub fn check(
             );
         }
     }
+    // Columns holding subject ids by value.
+    for h in hits {
+        let entry = system.tables.iter().find(|t| t.name.as_str() == h.table);
+        let how = match &h.form {
+            IdForm::Exact => "the subject's id".to_owned(),
+            IdForm::LocalPart => "the local part of the subject's id".to_owned(),
+            IdForm::InJson(p) => format!("the subject's id inside JSON at {p}"),
+            IdForm::InArray => "the subject's id as an element of an array".to_owned(),
+            IdForm::Contains => "the subject's id inside longer text".to_owned(),
+        };
+        let found = format!("{} of {} sampled subject ids found", h.found, h.of);
+        match entry {
+            None => f(
+                Severity::Error,
+                "subject_id_by_value",
+                format!("{}.{}", h.table, h.column),
+                format!("holds {how} ({found}), with no foreign key, and this table is not in the data map"),
+                match owner_entry(&h.table, &h.column, &h.form) {
+                    Some(e) => format!("map it:\n{e}"),
+                    None => "Lethe cannot own rows by an id inside a list or text: clean this column in the platform (and list it under [[systems.ignore]] with the reason), or store the id in a column of its own".into(),
+                },
+            ),
+            Some(t) => {
+                let (set_null, hash) = t.action.pseudonymised();
+                let is_owner = matches!(&t.ownership, Ownership::Column(o) if o.as_str() == h.column);
+                let handled = is_owner
+                    || set_null.iter().chain(hash).any(|c| c.as_str() == h.column);
+                if !handled {
+                    f(
+                        Severity::Warning,
+                        "subject_id_by_value",
+                        format!("{}.{}", h.table, h.column),
+                        format!("also holds {how} ({found}); the entry owns rows by another column, so rows of others that name the subject here keep the id"),
+                        format!("add {} to set_null or hash (action = \"update\"), or confirm these rows are erased anyway", h.column),
+                    );
+                }
+            }
+        }
+    }
+    // Decisions the map leaves open (a generated map's TODO reasons).
+    for ig in &system.ignore {
+        if ig
+            .reason
+            .trim_start()
+            .to_ascii_uppercase()
+            .starts_with("TODO")
+        {
+            f(
+                Severity::Error,
+                "undecided",
+                match &ig.column {
+                    Some(c) => format!("{}.{c}", ig.table),
+                    None => ig.table.to_string(),
+                },
+                format!("the data map leaves this open: {}", ig.reason),
+                "decide: map the table, or write the reason it holds no personal data (without TODO)".into(),
+            );
+        }
+    }
     // Findings the data map declares not personal data.
     for x in out.iter_mut() {
-        if x.severity == Severity::Error && x.kind != "personal_data" {
+        if x.severity == Severity::Error
+            && !matches!(x.kind, "personal_data" | "subject_id_by_value")
+        {
             continue; // a broken erasure cannot be waved through
         }
         let (table, column) = match x.at.split_once('.') {
@@ -659,6 +748,11 @@ pub fn check(
         if let Some(ig) = system.ignore.iter().find(|ig| {
             ig.table.as_str() == table
                 && (ig.column.is_none() || ig.column.as_ref().map(|c| c.as_str()) == column)
+                && !ig
+                    .reason
+                    .trim_start()
+                    .to_ascii_uppercase()
+                    .starts_with("TODO")
         }) {
             x.severity = Severity::Accepted;
             x.fix = format!("declared not personal data: {}", ig.reason);
@@ -776,7 +870,36 @@ pub async fn check_systems(
                     })
                     .await?
                 };
-                run.findings.extend(check(s, sys.schema(), &samples));
+                // Subject ids by value: a few real ids from an owner
+                // column, looked for in every other column.
+                let mut ids = vec![];
+                if sample > 0 {
+                    for t in &s.tables {
+                        if let (Ownership::Column(c), None, crate::datamap::OwnerForm::Exact) =
+                            (&t.ownership, &t.owner_path, t.owner_form)
+                        {
+                            ids = sys.sample_ids(t.name.as_str(), c.as_str(), 5).await?;
+                            if !crate::discover::distinctive(&ids).is_empty() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let skip: Vec<(String, String)> = s
+                    .tables
+                    .iter()
+                    .filter_map(|t| match &t.ownership {
+                        Ownership::Column(c) => Some((t.name.to_string(), c.to_string())),
+                        _ => None,
+                    })
+                    .collect();
+                let hits = sys
+                    .find_ids(&ids, &skip, |done, total| {
+                        sampled(s.name.as_str(), done, total)
+                    })
+                    .await?;
+                run.findings
+                    .extend(check_with(s, sys.schema(), &samples, &hits));
                 run.findings.extend(unreadable.into_iter().map(|(t, c, ty, why)| Finding {
                     severity: Severity::Warning,
                     system: s.name.to_string(),

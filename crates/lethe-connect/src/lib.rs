@@ -8,7 +8,9 @@
 
 pub mod check;
 pub mod datamap;
+pub mod discover;
 pub mod http;
+pub mod init;
 pub mod planner;
 pub mod redis_conn;
 pub mod schema;

@@ -386,9 +386,7 @@ pub fn json_set(
             )
         }
         Dialect::Mysql => {
-            let v = ph
-                .map(str::to_owned)
-                .unwrap_or_else(|| "CAST('null' AS JSON)".into());
+            let v = ph.map(str::to_owned).unwrap_or_else(|| "NULL".into());
             format!("JSON_SET({col},'{}',{v})", path.dollar())
         }
         Dialect::Sqlite => {

@@ -350,6 +350,30 @@ enum RetentionCmd {
 
 #[derive(Subcommand)]
 enum DatamapCmd {
+    /// Generate a first data map from a live database: walk the foreign
+    /// keys from the subject table (both directions, partitions included),
+    /// find the columns that hold subject ids by value (under any name, as
+    /// a local part, inside JSON), propose owner/belongs_to/referenced_by
+    /// and an action per table, mark what looks personal, and list every
+    /// other table as `ignore` with a TODO to confirm. Read-only.
+    Init {
+        /// The environment variable holding the database URL (sqlite:,
+        /// postgres:, mysql: or mariadb:).
+        #[arg(long)]
+        url_env: String,
+        /// The subject table and its id column, as TABLE.COLUMN.
+        #[arg(long)]
+        subject: String,
+        /// The system's name in the map.
+        #[arg(long, default_value = "platform")]
+        name: String,
+        /// Values sampled per column to recognise personal data (0 to skip).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=100))]
+        sample: u32,
+        /// Write the map to this file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Create Lethe's own record tables (lethe_erasures, lethe_retention)
     /// in every SQL system of the data map (URLs from the environment).
     /// Erasure creates them too, at its first run; `check` and `plan` never
@@ -798,6 +822,13 @@ async fn retention_cmd(cmd: RetentionCmd) -> anyhow::Result<()> {
 async fn datamap_cmd(cmd: DatamapCmd) -> anyhow::Result<()> {
     use lethe_connect::{Kind, SqlSystem};
     match cmd {
+        DatamapCmd::Init {
+            url_env,
+            subject,
+            name,
+            sample,
+            out,
+        } => datamap_init(&url_env, &subject, &name, sample, out).await,
         DatamapCmd::Install { datamap } => {
             let map = lethe_connect::DataMap::load(&datamap)?;
             for s in &map.systems {
@@ -926,38 +957,12 @@ async fn datamap_cmd(cmd: DatamapCmd) -> anyhow::Result<()> {
             json,
         } => {
             let map = lethe_connect::DataMap::load(&datamap)?;
-            // Progress on stderr: one bar per system's sampling (hidden
-            // when stderr is not a terminal), notes printed above it.
-            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            let bar = indicatif::ProgressBar::with_draw_target(
-                Some(0),
-                if tty {
-                    indicatif::ProgressDrawTarget::stderr()
-                } else {
-                    indicatif::ProgressDrawTarget::hidden()
-                },
-            );
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{prefix:>12} [{bar:30}] {pos}/{len} columns sampled {elapsed}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
+            let (bar, tty) = progress_bar("columns");
             let run = lethe_connect::check::check_systems(
                 &map,
                 sample,
                 |system, msg| bar.println(format!("{system}: {msg}")),
-                |system, done, total| {
-                    if tty {
-                        bar.set_prefix(system.to_owned());
-                        bar.set_length(total as u64);
-                        bar.set_position(done as u64);
-                    } else if done == total || done % (total / 10).max(1) == 0 {
-                        // Not a terminal (CI logs): a line per tenth.
-                        eprintln!("{system}: sampled {done}/{total} columns");
-                    }
-                },
+                |system, done, total| show_progress(&bar, tty, "sampled", system, done, total),
             )
             .await;
             bar.finish_and_clear();
@@ -988,6 +993,169 @@ async fn datamap_cmd(cmd: DatamapCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A progress bar on stderr when it is a terminal; otherwise a line per
+/// tenth (CI logs).
+fn progress_bar(what: &'static str) -> (indicatif::ProgressBar, bool) {
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(0),
+        if tty {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        },
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{prefix:>12}} [{{bar:30}}] {{pos}}/{{len}} {what} {{elapsed}}"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    (bar, tty)
+}
+
+fn show_progress(
+    bar: &indicatif::ProgressBar,
+    tty: bool,
+    what: &str,
+    prefix: &str,
+    done: usize,
+    total: usize,
+) {
+    if tty {
+        bar.set_prefix(prefix.to_owned());
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    } else if done == total || done % (total / 10).max(1) == 0 {
+        eprintln!("{prefix}: {what} {done}/{total} columns");
+    }
+}
+
+async fn datamap_init(
+    url_env: &str,
+    subject: &str,
+    name: &str,
+    sample: u32,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let url = std::env::var(url_env).map_err(|_| {
+        anyhow::anyhow!(
+            "the environment variable {url_env} is not set; export it with the database URL"
+        )
+    })?;
+    let kind = if url.starts_with("sqlite:") {
+        "sqlite"
+    } else if url.starts_with("postgres") {
+        "postgres"
+    } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+        "mysql"
+    } else {
+        bail!("the URL in {url_env} must start with sqlite:, postgres:, mysql: or mariadb:");
+    };
+    let Some((table, column)) = subject.split_once('.') else {
+        bail!("--subject: write TABLE.COLUMN, e.g. --subject customer.customer_id");
+    };
+    let stub = lethe_connect::DataMap::parse(&format!(
+        "[[systems]]\nname = \"{name}\"\nkind = \"{kind}\"\nurl_env = \"{url_env}\"\n"
+    ))
+    .map_err(|e| anyhow::anyhow!("--name or --url-env: {e}"))?;
+    let system = &stub.systems[0];
+    let sys = lethe_connect::SqlSystem::connect(system, &url).await?;
+    let schema = sys.schema();
+    let Some(st) = schema.table(table) else {
+        let mut near: Vec<&String> = schema
+            .tables
+            .keys()
+            .filter(|t| t.contains(table) || table.contains(t.as_str()))
+            .take(5)
+            .collect();
+        near.sort();
+        bail!(
+            "--subject: the database has no table {table}{}",
+            if near.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (did you mean {}?)",
+                    near.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+    };
+    if st.column(column).is_none() {
+        bail!(
+            "--subject: table {table} has no column {column} (its columns: {})",
+            st.columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    eprintln!("{name}: {} tables read", schema.tables.len());
+    let (bar, tty) = progress_bar("columns");
+    let cols = lethe_connect::check::uncovered_columns(system, schema);
+    let (samples, _) = if sample == 0 {
+        Default::default()
+    } else {
+        sys.sample_all(&cols, sample, |d, t| {
+            show_progress(&bar, tty, "sampled", name, d, t)
+        })
+        .await?
+    };
+    let ids = sys.sample_ids(table, column, 5).await?;
+    let hits = sys
+        .find_ids(&ids, &[(table.to_owned(), column.to_owned())], |d, t| {
+            show_progress(&bar, tty, "searched for subject ids in", name, d, t)
+        })
+        .await?;
+    bar.finish_and_clear();
+    if lethe_connect::discover::distinctive(&ids).is_empty() {
+        eprintln!(
+            "note: the subject ids are short numbers, so columns holding them without a foreign key cannot be told apart by value; only foreign keys and names were followed"
+        );
+    }
+    let p = lethe_connect::init::propose(
+        schema,
+        &lethe_connect::init::Subject {
+            system: name,
+            kind,
+            url_env,
+            table,
+            column,
+        },
+        &hits,
+        &samples,
+    );
+    match &out {
+        Some(f) => {
+            std::fs::write(f, &p.text).with_context(|| format!("writing {}", f.display()))?
+        }
+        None => print!("{}", p.text),
+    }
+    eprintln!(
+        "{name}: {} table(s) mapped ({} by value), {} to decide",
+        p.mapped.len(),
+        hits.len(),
+        p.todo.len()
+    );
+    for t in &p.todo {
+        eprintln!("  TODO {t}");
+    }
+    if let Some(f) = out {
+        eprintln!(
+            "written to {}; next: lethe datamap check --datamap {}",
+            f.display(),
+            f.display()
+        );
+    }
+    Ok(())
 }
 
 /// `lethe backup` and `restore` copy the embedded SQLite store; a

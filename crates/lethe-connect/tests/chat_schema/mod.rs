@@ -40,6 +40,9 @@ pub fn personal_columns() -> Vec<&'static str> {
         "reports.target_user_id",
         "user_ips.user_id",
         "user_ips.ip",
+        "support_tickets.requester",
+        "support_tickets.contact",
+        "login_audit.client_addr",
     ]
 }
 
@@ -67,7 +70,9 @@ pub fn ddl(kind: &str) -> String {
          CREATE TABLE room_aliases (alias VARCHAR(60) PRIMARY KEY, creator {v});
          CREATE TABLE reports (id BIGINT PRIMARY KEY, target_user_id {v} NOT NULL, reason VARCHAR(60));
          CREATE TABLE user_ips (user_id {v} NOT NULL, ip VARCHAR(50) NOT NULL, last_seen BIGINT NOT NULL);
-         CREATE TABLE rooms (room_id VARCHAR(60) PRIMARY KEY, is_public INT NOT NULL, version VARCHAR(10));\n"
+         CREATE TABLE rooms (room_id VARCHAR(60) PRIMARY KEY, is_public INT NOT NULL, version VARCHAR(10));
+         CREATE TABLE support_tickets (id BIGINT PRIMARY KEY, requester {v} NOT NULL, contact {v});
+         CREATE TABLE login_audit (id BIGINT PRIMARY KEY, client_addr VARCHAR(50) NOT NULL, ok INT NOT NULL);\n"
     );
     for f in 0..FILLERS {
         s.push_str(&format!(
@@ -98,7 +103,19 @@ pub fn ddl(kind: &str) -> String {
     let mut reports = vec![];
     let mut ips = vec![];
     let mut rooms = vec![];
+    let mut tickets = vec![];
+    let mut audit = vec![];
     for i in 1..=USERS {
+        tickets.push(format!(
+            "({i}, '{}', 'reach.u{i}@mail.example.cn')",
+            user(i)
+        ));
+        audit.push(format!(
+            "({i}, '172.16.{}.{}', {})",
+            i / 200,
+            i % 200 + 1,
+            i % 2
+        ));
         let u = user(i);
         users.push(format!(
             "('{u}', 'bcrypt$2b$12$h{i:04}', {}, 0)",
@@ -154,6 +171,8 @@ pub fn ddl(kind: &str) -> String {
     ins("reports", reports);
     ins("user_ips", ips);
     ins("rooms", rooms);
+    ins("support_tickets", tickets);
+    ins("login_audit", audit);
     for f in 0..FILLERS {
         let rows: Vec<String> = (1..=5)
             .map(|r| format!("({r}, 'bucket-{r}', {})", r * 10 + f as i64))
@@ -240,6 +259,13 @@ action = "delete"
 name = "user_ips"
 owner = "user_id"
 action = "delete"
+[[systems.tables]]
+name = "support_tickets"
+owner = "requester"
+action = "delete"
+[[systems.ignore]]
+table = "login_audit"
+reason = "addresses of anonymous login attempts, purged by the platform after 7 days"
 "#
     )
 }
