@@ -1029,7 +1029,7 @@ fn show_progress(
         bar.set_prefix(prefix.to_owned());
         bar.set_length(total as u64);
         bar.set_position(done as u64);
-    } else if done == total || done % (total / 10).max(1) == 0 {
+    } else if done == total || done.is_multiple_of((total / 10).max(1)) {
         eprintln!("{prefix}: {what} {done}/{total} columns");
     }
 }
