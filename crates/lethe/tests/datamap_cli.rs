@@ -201,3 +201,181 @@ async fn check_reports_planted_problems_and_plan_is_a_dry_run() {
         .await
         .unwrap();
 }
+
+async fn drop_database(url: &str) {
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let admin = AnyPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
+        .await
+        .unwrap();
+    admin
+        .execute(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .await
+        .unwrap();
+}
+
+/// `lethe datamap init` writes a map that parses and that `check` keeps red
+/// until its decisions are made; `install` makes the record tables; the
+/// retention is visible before it acts (`retention list`, `purge --dry-run`).
+#[tokio::test]
+async fn init_install_and_retention_from_the_command_line() {
+    let url = database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let lethe = env!("CARGO_BIN_EXE_lethe");
+    let generated = dir.path().join("generated.toml");
+    let out = Command::new(lethe)
+        .args([
+            "datamap",
+            "init",
+            "--url-env",
+            "CLI_SHOP_URL",
+            "--subject",
+            "users.id",
+            "--name",
+            "shop",
+            "--out",
+        ])
+        .arg(&generated)
+        .env("CLI_SHOP_URL", &url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("TODO"), "{stderr}");
+    let text = std::fs::read_to_string(&generated).unwrap();
+    assert!(
+        text.contains("name = \"orders\"\n# foreign key to users\nowner = \"user_id\""),
+        "{text}"
+    );
+    assert!(text.contains("belongs_to = { table = \"orders\""), "{text}");
+    let out = Command::new(lethe)
+        .args(["datamap", "check", "--datamap"])
+        .arg(&generated)
+        .env("CLI_SHOP_URL", &url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("error[undecided] shop.newsletter"),
+        "{stdout}"
+    );
+    // A subject table that does not exist is named, with a near one.
+    let out = Command::new(lethe)
+        .args([
+            "datamap",
+            "init",
+            "--url-env",
+            "CLI_SHOP_URL",
+            "--subject",
+            "user.id",
+        ])
+        .env("CLI_SHOP_URL", &url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("did you mean users"),
+        "{stderr}"
+    );
+
+    // Retention: invoices kept 30 days.
+    let pool = AnyPool::connect(&url).await.unwrap();
+    pool.execute(
+        "CREATE TABLE invoices (id BIGINT PRIMARY KEY, user_id BIGINT NOT NULL, amount BIGINT)",
+    )
+    .await
+    .unwrap();
+    pool.execute("INSERT INTO invoices VALUES (1, 7, 100), (2, 7, 200), (3, 8, 300)")
+        .await
+        .unwrap();
+    let map = dir.path().join("datamap.toml");
+    std::fs::write(
+        &map,
+        format!(
+            "{MAP}\n[[systems.tables]]\nname = \"invoices\"\nowner = \"user_id\"\naction = \"keep\"\nlegal_basis = \"tax records\"\nretention_days = 30\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(lethe)
+        .args(["retention", "list", "--datamap"])
+        .arg(&map)
+        .env("CLI_SHOP_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 retention record(s)"));
+    let out = Command::new(lethe)
+        .args(["datamap", "install", "--datamap"])
+        .arg(&map)
+        .env("CLI_SHOP_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // SAFETY of the test: the variable is only read by this test.
+    unsafe { std::env::set_var("CLI_SHOP_URL", &url) };
+    let m = lethe_connect::DataMap::load(&map).unwrap();
+    let sys = lethe_connect::SqlSystem::connect_from_env(&m.systems[0])
+        .await
+        .unwrap();
+    let now = jiff::Timestamp::now();
+    sys.erase("case-7", &lethe_domain::SubjectId::parse("7").unwrap(), now)
+        .await
+        .unwrap();
+    let out = Command::new(lethe)
+        .args(["retention", "list", "--datamap"])
+        .arg(&map)
+        .env("CLI_SHOP_URL", &url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("shop.invoices")
+            && stdout.contains("case-7")
+            && stdout.contains("tax records"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 retention record(s): 1 kept, 0 purged"),
+        "{stdout}"
+    );
+    let later = now
+        .checked_add(jiff::SignedDuration::from_hours(31 * 24))
+        .unwrap()
+        .to_string();
+    for (at, expect) in [
+        (None, "0 row(s) would be purged"),
+        (Some(later.as_str()), "2 row(s) would be purged"),
+    ] {
+        let mut c = Command::new(lethe);
+        c.args(["retention", "purge", "--dry-run", "--datamap"])
+            .arg(&map)
+            .env("CLI_SHOP_URL", &url);
+        if let Some(at) = at {
+            c.args(["--at", at]);
+        }
+        let out = c.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(expect) && stdout.contains("nothing was removed"),
+            "{stdout}"
+        );
+    }
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM invoices WHERE user_id = 7")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 2, "a dry run removes nothing");
+    pool.close().await;
+    drop(sys);
+    drop_database(&url).await;
+}

@@ -416,3 +416,97 @@ async fn a_slow_client_is_cut_off_and_others_are_served() {
     assert!(matches!(r, Ok(_) | Err(_)));
     assert!(started.elapsed() < Duration::from_secs(15));
 }
+
+/// The shipped example configuration passes `lethe config check`, and
+/// `lethe serve` starts with it (paths and port adjusted to the test; its
+/// store on the machine's PostgreSQL, its events on the machine's NATS).
+#[tokio::test]
+async fn the_example_configuration_checks_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut demo = Demo::start(dir.path(), 200).await;
+        demo.kill9();
+    }
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = std::fs::read_to_string(repo.join("examples/lethe.toml")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data = dir.path().join("example");
+    let datamap = repo.join("examples/demo-mart/datamap.toml");
+    let adjusted = text
+        .replace(
+            "listen = \"127.0.0.1:8080\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        )
+        .replace(
+            "data_dir = \"var/example\"",
+            &format!("data_dir = \"{}\"", data.display()),
+        )
+        .replace(
+            "datamap = \"examples/demo-mart/datamap.toml\"",
+            &format!("datamap = \"{}\"", datamap.display()),
+        );
+    assert!(
+        adjusted.contains(&port.to_string()) && adjusted.contains(&*data.to_string_lossy()),
+        "the example's listen or data_dir line changed; adjust this test"
+    );
+    let cfg = dir.path().join("lethe.toml");
+    std::fs::write(&cfg, adjusted).unwrap();
+    let store = pg_store_url(dir.path());
+    let mart_url = format!("sqlite://{}", dir.path().join("demo-mart.db").display());
+    let env = [
+        ("DEMO_MART_URL", mart_url.as_str()),
+        ("LETHE_STORE_URL", store.as_str()),
+        (
+            "LETHE_WEBHOOK_SECRET",
+            "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ),
+        (
+            "LETHE_SESSION_SECRET",
+            "an-example-session-secret-of-32-bytes!",
+        ),
+        (
+            "LETHE_SMS_SECRET",
+            "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ),
+        (
+            "LETHE_CARRIER_SECRET",
+            "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ),
+    ];
+    let cfg_s = cfg.to_str().unwrap();
+    let (ok, out, err) = lethe(&["config", "check", "--config", cfg_s], &env);
+    assert!(ok && out.contains("is valid"), "{out}\n{err}");
+    let mut c = Command::new(BIN);
+    c.args(["serve", "--config", cfg_s])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().unwrap();
+    let http = http();
+    let mut up = false;
+    for _ in 0..300 {
+        if http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        up,
+        "serve did not become ready with the example configuration: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
