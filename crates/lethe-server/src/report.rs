@@ -200,9 +200,37 @@ pub fn report_page(s: &SignedReport) -> String {
     h
 }
 
+/// A receipt line's notes: the columns pseudonymised in rows that stay,
+/// rows shared with others and kept, rows kept as stubs (names and
+/// counts only). Escaped.
+fn receipt_notes(t: &lethe_ledger::ReceiptTable) -> String {
+    let mut n = vec![];
+    if !t.set_null.is_empty() {
+        n.push(format!("set to NULL 已置空: {}", t.set_null.join(", ")));
+    }
+    if !t.hashed.is_empty() {
+        n.push(format!(
+            "replaced by a keyed hash 已哈希化: {}",
+            t.hashed.join(", ")
+        ));
+    }
+    if t.shared_kept > 0 {
+        n.push(format!(
+            "{} shared with others and kept 与他人共用而保留",
+            t.shared_kept
+        ));
+    }
+    if let Some(of) = &t.stub_for {
+        n.push(format!(
+            "kept only because kept {of} rows reference them; purged with them 因保留的 {of} 引用而保留，随之清除"
+        ));
+    }
+    esc(&n.join("; "))
+}
+
 pub fn receipt_page(r: &Receipt) -> String {
     let mut h = format!(
-        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>注销回执 Deletion receipt</title><style>{STYLE}</style></head><body><main><h1>账号注销回执 · Deletion receipt</h1><p>Case 案件 <code>{}</code> · issued {}</p><h2>What was erased 已删除的数据</h2><table><tr><th>system</th><th>table</th><th>action</th><th>records</th><th>left after verification</th></tr>",
+        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>注销回执 Deletion receipt</title><style>{STYLE}</style></head><body><main><h1>账号注销回执 · Deletion receipt</h1><p>Case 案件 <code>{}</code> · issued {}</p><h2>What was erased 已删除的数据</h2><table><tr><th>system</th><th>table</th><th>action</th><th>records</th><th>left after verification</th><th>notes 说明</th></tr>",
         esc(&r.case_id),
         esc(&r.issued_at)
     );
@@ -210,28 +238,30 @@ pub fn receipt_page(r: &Receipt) -> String {
         for t in s.tables.iter().filter(|t| t.action != "keep") {
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&s.system),
                 esc(&t.table),
                 esc(&t.action),
                 t.rows,
                 t.remaining
                     .map(|x| x.to_string())
-                    .unwrap_or_else(|| "—".into())
+                    .unwrap_or_else(|| "—".into()),
+                receipt_notes(t)
             );
         }
     }
-    h.push_str("</table><h2>What was kept, why, and until when 依法保留的数据</h2><table><tr><th>system</th><th>table</th><th>records</th><th>legal basis</th><th>kept until</th></tr>");
+    h.push_str("</table><h2>What was kept, why, and until when 依法保留的数据</h2><table><tr><th>system</th><th>table</th><th>records</th><th>legal basis</th><th>kept until</th><th>notes 说明</th></tr>");
     for s in &r.systems {
         for t in s.tables.iter().filter(|t| t.action == "keep") {
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&s.system),
                 esc(&t.table),
                 t.rows,
                 esc(t.legal_basis.as_deref().unwrap_or("")),
-                esc(t.retain_until.as_deref().unwrap_or(""))
+                esc(t.retain_until.as_deref().unwrap_or("—")),
+                receipt_notes(t)
             );
         }
     }
@@ -280,5 +310,65 @@ mod tests {
             "2025-12-31T16:00:00Z"
         );
         assert!(super::parse_when("yesterday", &tz).is_err());
+    }
+}
+
+#[cfg(test)]
+mod receipt_tests {
+    use super::*;
+
+    #[test]
+    fn the_receipt_page_names_pseudonymised_columns_shared_rows_and_stubs() {
+        let t = |table: &str, action: &str| lethe_ledger::ReceiptTable {
+            table: table.into(),
+            action: action.into(),
+            rows: 1,
+            remaining: Some(0),
+            legal_basis: None,
+            retain_until: None,
+            shared_kept: 0,
+            set_null: vec![],
+            hashed: vec![],
+            stub_for: None,
+        };
+        let mut address = t("address", "delete");
+        address.shared_kept = 1;
+        let mut reviews = t("reviews", "update");
+        reviews.set_null = vec!["user_id".into()];
+        reviews.hashed = vec!["author_phone".into()];
+        let mut payment = t("payment", "keep");
+        payment.legal_basis = Some("accounting".into());
+        payment.rows = 0;
+        let mut customer = t("customer", "keep");
+        customer.stub_for = Some("payment".into());
+        let r: Receipt = serde_json::from_value(serde_json::json!({
+            "case_id": "c1", "subject": "s", "issued_at": "2026-12-01T00:00:00Z",
+            "systems": [], "key_destruction": null, "steps": [], "final_event": null,
+            "tree_head": null, "inclusion_proof": [], "digest": ""
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let r = Receipt {
+            systems: vec![lethe_ledger::ReceiptSystem {
+                system: "shop".into(),
+                tables: vec![address, reviews, payment, customer],
+            }],
+            ..r
+        };
+        let h = receipt_page(&r);
+        assert!(h.contains("1 shared with others and kept"), "{h}");
+        assert!(h.contains("set to NULL 已置空: user_id"), "{h}");
+        assert!(
+            h.contains("replaced by a keyed hash 已哈希化: author_phone"),
+            "{h}"
+        );
+        assert!(
+            h.contains("kept only because kept payment rows reference them"),
+            "{h}"
+        );
+        // A kept table with no rows still shows its legal basis.
+        assert!(
+            h.contains("<td>payment</td><td>0</td><td>accounting</td>"),
+            "{h}"
+        );
     }
 }
