@@ -504,6 +504,17 @@ impl Config {
         let policy = self.policy.to_policy()?;
         self.export.validate()?;
         self.events.validate()?;
+        for (key, days) in [
+            ("phone_days", self.tombstones.phone_days),
+            ("email_days", self.tombstones.email_days),
+            ("id_number_days", self.tombstones.id_number_days),
+        ] {
+            if days > 36_500 {
+                return Err(format!(
+                    "tombstones.{key} must be between 0 and 36500 (100 years); got {days}"
+                ));
+            }
+        }
         self.store_url()?;
         if !(1..=86_400).contains(&self.worker.purge_interval_secs) {
             return Err(

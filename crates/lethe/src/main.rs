@@ -424,10 +424,20 @@ fn init_logs() {
 fn load_config(path: &Path) -> anyhow::Result<Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the configuration {}", path.display()))?;
-    let cfg: Config = toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("configuration {}: {e}", path.display()))?;
-    cfg.validate()
-        .map_err(|e| anyhow::anyhow!("configuration {}: {e}", path.display()))?;
+    // Every key, its default and bounds: docs/configuration.md; a complete
+    // example: examples/lethe.toml.
+    let cfg: Config = toml::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "configuration {}: {e}\n(every key, its default and bounds: docs/configuration.md; a complete example: examples/lethe.toml)",
+            path.display()
+        )
+    })?;
+    cfg.validate().map_err(|e| {
+        anyhow::anyhow!(
+            "configuration {}: {e}\n(see docs/configuration.md)",
+            path.display()
+        )
+    })?;
     Ok(cfg)
 }
 
