@@ -37,13 +37,15 @@ const OWNED: [(&str, &str); 14] = [
     ("support_tickets", "requester"),
 ];
 
-/// Whether a dumped row mentions an erased subject (its full id, or its
-/// local part as a whole value).
+/// Whether a dumped row mentions an erased subject: its full id, or its
+/// local part, as a token of its own.
 fn mentions_erased(row: &str) -> bool {
-    (1..=ERASED).any(|i| {
-        row.contains(&format!("\"{}\"", user(i)))
-            || row.contains(&format!("\\\"{}\\\"", user(i)))
-            || row.contains(&format!("\"u{i}\""))
+    row.split(|c: char| {
+        !(c.is_ascii_alphanumeric() || matches!(c, '@' | ':' | '.' | '_' | '+' | '-'))
+    })
+    .any(|tok| {
+        let tok = tok.trim_end_matches(['.', ':']);
+        (1..=ERASED).any(|i| tok == user(i) || tok == format!("u{i}"))
     })
 }
 

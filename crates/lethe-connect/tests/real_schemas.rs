@@ -53,10 +53,17 @@ fn ddl(kind: &str, n: Names) -> String {
                  rental_id BIGINT NOT NULL REFERENCES {rental}(rental_id), amount_fen BIGINT NOT NULL, month INT NOT NULL, payer_name VARCHAR(100));"
         )
     };
+    // An array column (PostgreSQL text[], a JSON array elsewhere) and a
+    // JSON column on the customer.
+    let (arr, json) = match kind {
+        "postgres" => ("TEXT[]", "JSONB"),
+        "mysql" => ("JSON", "JSON"),
+        _ => ("TEXT", "TEXT"),
+    };
     let mut s = format!(
         "CREATE TABLE address (address_id BIGINT PRIMARY KEY, address VARCHAR(100) NOT NULL, phone VARCHAR(20));
          CREATE TABLE customer (customer_id BIGINT PRIMARY KEY, first_name VARCHAR(45), email VARCHAR(60),
-             address_id BIGINT NOT NULL REFERENCES address(address_id), active INT NOT NULL);
+             address_id BIGINT NOT NULL REFERENCES address(address_id), active INT NOT NULL, phones {arr}, prefs {json});
          CREATE TABLE staff (staff_id BIGINT PRIMARY KEY, first_name VARCHAR(45) NOT NULL, address_id BIGINT NOT NULL REFERENCES address(address_id));
          CREATE TABLE store (store_id BIGINT PRIMARY KEY, address_id BIGINT NOT NULL REFERENCES address(address_id));
          CREATE TABLE {rental} (rental_id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL REFERENCES customer(customer_id),
@@ -73,7 +80,14 @@ fn ddl(kind: &str, n: Names) -> String {
     let mut rows = vec![];
     for c in 1..=CUSTOMERS {
         let a = if c > 110 { c - 10 } else { c };
-        rows.push(format!("({c}, 'Name{c}', 'c{c}@example.cn', {a}, 1)"));
+        let phones = if kind == "postgres" {
+            format!("'{{1390000{c:04}}}'")
+        } else {
+            format!("'[\"1390000{c:04}\"]'")
+        };
+        rows.push(format!(
+            "({c}, 'Name{c}', 'c{c}@example.cn', {a}, 1, {phones}, '{{\"lang\": \"zh\", \"contact\": \"c{c}@example.cn\"}}')"
+        ));
     }
     s.push_str(&format!(
         "INSERT INTO customer VALUES {};\n",
@@ -184,29 +198,30 @@ const REFERENCED: &str = r#"referenced_by = { table = "customer", columns = ["ad
 const BELONGS: &str =
     r#"belongs_to = { table = "customer", columns = ["address_id"], references = ["address_id"] }"#;
 
+/// The fields of a dumped row: `a|b|c` (each `Some(..)`), or PostgreSQL's
+/// row text `(a,b,c)`.
+fn fields(row: &str) -> Vec<String> {
+    match row.strip_prefix('(').and_then(|r| r.strip_suffix(')')) {
+        Some(inner) => inner.split(',').map(str::to_owned).collect(),
+        None => row
+            .split('|')
+            .map(|v| {
+                v.trim_start_matches("Some(")
+                    .trim_end_matches(')')
+                    .trim_matches('"')
+                    .to_owned()
+            })
+            .collect(),
+    }
+}
+
 fn first_int(row: &str) -> i64 {
-    row.split('|')
-        .next()
-        .and_then(|v| {
-            v.trim_start_matches("Some(")
-                .trim_end_matches(')')
-                .parse()
-                .ok()
-        })
-        .unwrap()
+    fields(row)[0].parse().unwrap()
 }
 
 /// The customer a row belongs to, by its second column (rental, payment).
 fn second_int(row: &str) -> i64 {
-    row.split('|')
-        .nth(1)
-        .and_then(|v| {
-            v.trim_start_matches("Some(")
-                .trim_end_matches(')')
-                .parse()
-                .ok()
-        })
-        .unwrap()
+    fields(row)[1].parse().unwrap()
 }
 
 async fn setup(kind: &str, n: Names) -> (String, Scratch, AnyPool) {

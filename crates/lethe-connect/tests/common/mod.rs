@@ -93,7 +93,17 @@ pub async fn scalar(pool: &AnyPool, q: &str) -> i64 {
 /// Every row of a table as text, sorted (rows equal on the first column
 /// come back in any order).
 pub async fn dump(pool: &AnyPool, table: &str) -> Vec<String> {
-    let mut rows = dump_query(pool, &format!("SELECT * FROM {table}")).await;
+    // PostgreSQL writes a whole row as text (every type, arrays too); the
+    // others have no such cast, and their driver reads every column.
+    let pg = sqlx::query_scalar::<_, String>(AssertSqlSafe(format!(
+        "SELECT CAST(t AS TEXT) FROM {table} t"
+    )))
+    .fetch_all(pool)
+    .await;
+    let mut rows = match pg {
+        Ok(rows) => rows,
+        Err(_) => dump_query(pool, &format!("SELECT * FROM {table}")).await,
+    };
     rows.sort();
     rows
 }
