@@ -675,6 +675,54 @@ pub fn check_with(
             );
         }
     }
+    // Order the live schema imposes that the map alone does not state:
+    // the erasure follows the schema either way, but `lethe datamap plan`
+    // without the database would print another order.
+    if let (Ok(offline), Ok(resolved)) = (
+        crate::planner::plan(system),
+        crate::planner::resolve(system, schema),
+    ) {
+        let pos = |t: &str| offline.steps.iter().position(|s| s.table.as_str() == t);
+        for e in crate::planner::schema_edges(&resolved, schema) {
+            let (Some(c), Some(p)) = (pos(e.child.as_str()), pos(e.parent.as_str())) else {
+                continue;
+            };
+            if c < p {
+                continue;
+            }
+            let (why, fix) = match &e.why {
+                crate::planner::EdgeWhy::ForeignKey(cols) => {
+                    let refs = schema
+                        .table(e.child.as_str())
+                        .and_then(|st| st.fks.iter().find(|fk| fk.parent == e.parent.as_str() && &fk.columns == cols))
+                        .map(|fk| fk.parent_columns.clone())
+                        .unwrap_or_default();
+                    (
+                        format!("the foreign key {}({}) references {}", e.child, cols.join(", "), e.parent),
+                        format!(
+                            "state it in the map: belongs_to = {{ table = \"{}\", columns = {:?}, references = {:?} }} on {} instead of its owner column",
+                            e.parent, cols, refs, e.child
+                        ),
+                    )
+                }
+                crate::planner::EdgeWhy::Trigger(name) => (
+                    format!("the trigger {name} on {} writes to {}", e.child, e.parent),
+                    "nothing to change: the erasure orders by the live schema; run `lethe datamap plan` with the database's URL set to see the order".into(),
+                ),
+                _ => continue,
+            };
+            f(
+                Severity::Warning,
+                "order_by_schema",
+                e.child.to_string(),
+                format!(
+                    "{why}, so {} is erased before {}; the data map alone does not say so, and `lethe datamap plan` without the database prints another order",
+                    e.child, e.parent
+                ),
+                fix,
+            );
+        }
+    }
     // Columns holding subject ids by value.
     for h in hits {
         let entry = system.tables.iter().find(|t| t.name.as_str() == h.table);
