@@ -746,6 +746,7 @@ impl Server {
         install_crypto_provider();
         let policy = cfg.validate().map_err(ServeError::Config)?;
         std::fs::create_dir_all(&cfg.data_dir)?;
+        secrets::secure_data_dir(&cfg.data_dir)?;
         let secrets = Secrets::load_or_create(&cfg.data_dir)?;
         let datamap = DataMap::load(&cfg.datamap)?;
         let http = reqwest::Client::builder()

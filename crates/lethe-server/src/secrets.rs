@@ -232,3 +232,76 @@ mod tests {
         assert!(e.contains("corrupt") && e.contains("restore"), "{e}");
     }
 }
+
+/// The data directory holds Lethe's store, keys and export archives: it is
+/// made 0700 and every file in it (and in its subdirectories, one level
+/// down) 0600. Anything looser found at start is tightened and said loudly,
+/// by name, so an operator sees what another account could have read.
+pub fn secure_data_dir(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut fixed = vec![];
+    let mut tighten = |p: &std::path::Path, want: u32| -> std::io::Result<()> {
+        let meta = std::fs::symlink_metadata(p)?;
+        if meta.file_type().is_symlink() {
+            return Ok(());
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(want))?;
+            tracing::warn!(
+                path = %p.display(),
+                was = format!("{mode:o}"),
+                now = format!("{want:o}"),
+                "the data directory was readable by other accounts; tightened"
+            );
+            fixed.push(p.display().to_string());
+        }
+        Ok(())
+    };
+    tighten(dir, 0o700)?;
+    for entry in std::fs::read_dir(dir)?.take(100_000) {
+        let entry = entry?;
+        let p = entry.path();
+        if entry.file_type()?.is_dir() {
+            tighten(&p, 0o700)?;
+            for inner in std::fs::read_dir(&p)?.take(100_000) {
+                let inner = inner?;
+                if inner.file_type()?.is_file() {
+                    tighten(&inner.path(), 0o600)?;
+                }
+            }
+        } else if entry.file_type()?.is_file() {
+            tighten(&p, 0o600)?;
+        }
+    }
+    Ok(fixed)
+}
+
+#[cfg(test)]
+mod permission_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_loose_data_directory_is_tightened() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("data");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let f = dir.join("lethe.db");
+        std::fs::write(&f, b"x").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let sub = dir.join("exports");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("a.zip"), b"x").unwrap();
+        std::fs::set_permissions(sub.join("a.zip"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let fixed = super::secure_data_dir(&dir).unwrap();
+        assert_eq!(fixed.len(), 4, "{fixed:?}");
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&f), 0o600);
+        assert_eq!(mode(&sub), 0o700);
+        assert_eq!(mode(&sub.join("a.zip")), 0o600);
+        assert!(super::secure_data_dir(&dir).unwrap().is_empty());
+    }
+}

@@ -442,6 +442,14 @@ fn load_config(path: &Path) -> anyhow::Result<Config> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Every file and directory Lethe makes (its store, WAL, keys, export
+    // archives, the demo's databases) is its own: 0600 files, 0700
+    // directories.
+    // SAFETY: umask only sets the process's file-creation mask; it is called
+    // before any thread starts.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     lethe_server::install_crypto_provider();
     if !matches!(cli.cmd, Cmd::Demo { .. } | Cmd::Serve { .. }) {

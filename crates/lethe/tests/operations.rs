@@ -510,3 +510,33 @@ async fn the_example_configuration_checks_and_serves() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The data directory is the installation's own: a loose one is tightened
+/// at start (and said so in the log), and what Lethe makes is 0600.
+#[tokio::test]
+async fn the_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stale = dir.path().join("notes.txt");
+    std::fs::write(&stale, b"left by an operator").unwrap();
+    std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let demo = Demo::start(dir.path(), 100).await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(dir.path()), 0o700);
+    assert_eq!(mode(&stale), 0o600);
+    for f in ["demo-mart.db", "lethe.key"] {
+        assert_eq!(mode(&dir.path().join(f)), 0o600, "{f}");
+    }
+    if !postgres_store() {
+        for f in ["lethe.db", "lethe.db-wal"] {
+            let p = dir.path().join(f);
+            if p.exists() {
+                assert_eq!(mode(&p), 0o600, "{f}");
+            }
+        }
+    }
+    let log = std::fs::read_to_string(dir.path().join("lethe.log")).unwrap();
+    assert!(log.contains("tightened"), "{log}");
+    drop(demo);
+}

@@ -191,13 +191,23 @@ async fn hand_off_links_work_once_and_forms_need_the_pages_token() {
         .unwrap();
     assert_eq!(r.headers()["location"], "/u/");
     assert_eq!(set_cookie(&r, "lethe_lang").as_deref(), Some("en"));
-    // ... and never sends them elsewhere.
-    let r = http
-        .get(format!("{}/u/lang?to=en&back=//evil.example/", demo.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.headers()["location"], "/u/");
+    // ... and never sends them elsewhere, however the target is dressed up
+    // (a browser drops the tab in `/\t/evil.example` and goes off-site).
+    for back in [
+        "//evil.example/",
+        "/%09/evil.example/x",
+        "/%0a/evil.example/x",
+        "/%5Cevil.example",
+        "https://evil.example/",
+        "%2F%2Fevil.example",
+    ] {
+        let r = http
+            .get(format!("{}/u/lang?to=en&back={back}", demo.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["location"], "/u/", "{back}");
+    }
 }
 
 fn datamap_with_manual_task() -> String {

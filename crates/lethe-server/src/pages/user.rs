@@ -230,11 +230,40 @@ pub struct LangQuery {
 }
 
 /// Switches the language (zh-CN / en) and goes back to a local page.
+/// A redirect target only if it is a path on this site after the
+/// browser's own normalisation: starts with one `/`, and holds no
+/// backslash, whitespace or control character (a browser drops a tab or a
+/// newline and reads `/\t/evil.example` as `//evil.example`).
+fn same_site_path(b: &str) -> Option<String> {
+    if b.len() > 512
+        || !b.starts_with('/')
+        || b.chars()
+            .any(|c| c == '\\' || c.is_whitespace() || c.is_control())
+    {
+        return None;
+    }
+    let base = url::Url::parse("https://lethe.invalid/").ok()?;
+    let joined = base.join(b).ok()?;
+    if joined.host_str() != Some("lethe.invalid") || joined.scheme() != "https" {
+        return None;
+    }
+    let mut out = joined.path().to_owned();
+    if out.starts_with("//") {
+        return None;
+    }
+    if let Some(q) = joined.query() {
+        out.push('?');
+        out.push_str(q);
+    }
+    Some(out)
+}
+
 pub async fn switch_lang(State(st): State<AppState>, Query(q): Query<LangQuery>) -> Response {
     let lang = Lang::parse(q.to.as_deref().unwrap_or_default());
     let back = q
         .back
-        .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
+        .as_deref()
+        .and_then(same_site_path)
         .unwrap_or_else(|| "/u/".into());
     let mut r = super::redirect(&back);
     r.headers_mut().append(
@@ -981,5 +1010,35 @@ pub async fn demo_cancel(
     match handoff(&st, &Principal("demo".into()), &subject, channel).await {
         Ok(link) => super::redirect(&link.url),
         Err(p) => p.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod redirect_tests {
+    use super::same_site_path;
+
+    #[test]
+    fn only_same_site_paths() {
+        assert_eq!(same_site_path("/u/?step=3").as_deref(), Some("/u/?step=3"));
+        assert_eq!(same_site_path("/u/../u/").as_deref(), Some("/u/"));
+        for bad in [
+            "//evil.example/x",
+            "/\t/evil.example/x",
+            "/\\evil.example",
+            "https://evil.example/",
+            "/%09/evil.example/x",
+            "/\n/evil.example",
+            "evil.example",
+            "",
+        ] {
+            let got = same_site_path(bad);
+            assert!(
+                got.as_deref()
+                    .is_none_or(|p| p.starts_with('/') && !p.starts_with("//")),
+                "{bad:?} -> {got:?}"
+            );
+        }
+        assert_eq!(same_site_path("/\t/evil.example/x"), None);
+        assert_eq!(same_site_path("//evil.example/x"), None);
     }
 }
