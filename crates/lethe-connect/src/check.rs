@@ -524,7 +524,14 @@ pub fn check_with(
                 Severity::Warning,
                 "personal_data",
                 format!("{table}.{col}"),
-                format!("the name suggests a {what}, and {where_}"),
+                format!(
+                    "the name suggests {} {what}, and {where_}",
+                    if what.starts_with(['a', 'e', 'i', 'o', 'u', 'I']) {
+                        "an"
+                    } else {
+                        "a"
+                    }
+                ),
                 "map it, or confirm it holds no personal data".into(),
             ),
             _ => {}
@@ -542,17 +549,17 @@ pub fn check_with(
                 "kept_reference",
                 t.name.to_string(),
                 format!(
-                    "referenced by {}, whose rows are kept: these rows stay while they are referenced, and the purge at expiry does not remove them",
+                    "referenced by {}, whose rows are kept: the subject's rows here stay as they are, not pseudonymised, while those are kept (the purge at expiry removes them with them)",
                     r.table
                 ),
                 format!(
-                    "set {} to NULL in the kept rows (set_null), or pseudonymise {}'s personal columns with a table entry of its own",
+                    "if the retention does not need them, make {}({}) nullable and set it to NULL in the kept rows (set_null), so these rows go at erasure",
+                    r.table,
                     r.columns
                         .iter()
                         .map(|c| c.as_str())
                         .collect::<Vec<_>>()
-                        .join(", "),
-                    t.name
+                        .join(", ")
                 ),
             );
         }
@@ -691,7 +698,12 @@ pub fn check_with(
                 continue;
             }
             let (why, fix) = match &e.why {
-                crate::planner::EdgeWhy::ForeignKey(cols) => {
+                crate::planner::EdgeWhy::ForeignKey(cols)
+                    if matches!(
+                        system.tables.iter().find(|t| t.name == e.child).map(|t| &t.ownership),
+                        Some(Ownership::Column(_))
+                    ) =>
+                {
                     let refs = schema
                         .table(e.child.as_str())
                         .and_then(|st| st.fks.iter().find(|fk| fk.parent == e.parent.as_str() && &fk.columns == cols))
@@ -705,6 +717,10 @@ pub fn check_with(
                         ),
                     )
                 }
+                crate::planner::EdgeWhy::ForeignKey(cols) => (
+                    format!("the foreign key {}({}) references {}", e.child, cols.join(", "), e.parent),
+                    "nothing to change: the erasure orders by the live schema; run `lethe datamap plan` with the database's URL set to see the order".into(),
+                ),
                 crate::planner::EdgeWhy::Trigger(name) => (
                     format!("the trigger {name} on {} writes to {}", e.child, e.parent),
                     "nothing to change: the erasure orders by the live schema; run `lethe datamap plan` with the database's URL set to see the order".into(),
@@ -782,7 +798,14 @@ pub fn check_with(
             );
         }
     }
-    // Findings the data map declares not personal data.
+    apply_ignores(system, &mut out);
+    out
+}
+
+/// Marks the findings the data map declares not personal data as
+/// accepted (with the reason), never one that would make the erasure fail
+/// and never under a TODO reason; sorts errors first.
+pub fn apply_ignores(system: &System, out: &mut [Finding]) {
     for x in out.iter_mut() {
         if x.severity == Severity::Error
             && !matches!(x.kind, "personal_data" | "subject_id_by_value")
@@ -807,7 +830,6 @@ pub fn check_with(
         }
     }
     out.sort_by(|a, b| (a.severity, &a.at).cmp(&(b.severity, &b.at)));
-    out
 }
 
 /// The declared length of `varchar(n)`/`char(n)`, or a large number for
@@ -946,9 +968,8 @@ pub async fn check_systems(
                         sampled(s.name.as_str(), done, total)
                     })
                     .await?;
-                run.findings
-                    .extend(check_with(s, sys.schema(), &samples, &hits));
-                run.findings.extend(unreadable.into_iter().map(|(t, c, ty, why)| Finding {
+                let mut found = check_with(s, sys.schema(), &samples, &hits);
+                found.extend(unreadable.into_iter().map(|(t, c, ty, why)| Finding {
                     severity: Severity::Warning,
                     system: s.name.to_string(),
                     kind: "unreadable_column",
@@ -956,6 +977,8 @@ pub async fn check_systems(
                     message: format!("values of type {ty} could not be sampled ({why}), so this column was checked by its name only"),
                     fix: "confirm it holds no personal data (map it, or [[systems.ignore]] it with a reason)".into(),
                 }));
+                apply_ignores(s, &mut found);
+                run.findings.extend(found);
             }
             Kind::Redis => {
                 crate::redis_conn::RedisSystem::connect_from_env(s).await?;

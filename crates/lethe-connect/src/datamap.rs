@@ -800,6 +800,51 @@ impl DataMap {
                         ));
                     }
                 };
+                // Keys of another action are refused, not ignored.
+                let stray: Vec<&str> = [
+                    ("legal_basis", t.legal_basis.is_some() && t.action != "keep"),
+                    (
+                        "retention_days",
+                        t.retention_days.is_some() && t.action != "keep",
+                    ),
+                    ("stub_for", t.stub_for.is_some() && t.action != "keep"),
+                    (
+                        "columns",
+                        !t.columns.is_empty() && !matches!(t.action.as_str(), "nullify" | "hash"),
+                    ),
+                    (
+                        "set_null",
+                        !t.set_null.is_empty()
+                            && !matches!(t.action.as_str(), "update" | "hash" | "keep"),
+                    ),
+                    (
+                        "hash",
+                        !t.hash.is_empty()
+                            && !matches!(t.action.as_str(), "update" | "nullify" | "keep"),
+                    ),
+                ]
+                .into_iter()
+                .filter(|(_, bad)| *bad)
+                .map(|(k, _)| k)
+                .collect();
+                let known = matches!(
+                    t.action.as_str(),
+                    "delete" | "nullify" | "hash" | "update" | "keep" | "redact"
+                );
+                if let (true, Some(k)) = (known, stray.first()) {
+                    return Err(invalid(
+                        format!("{tat}.{k}"),
+                        format!("{k} has no meaning with action = \"{}\"", t.action),
+                        "remove it, or choose the action it belongs to (legal_basis, retention_days and stub_for go with keep; columns with nullify or hash; set_null and hash with update or keep)",
+                    ));
+                }
+                if matches!(ownership, Ownership::Referenced(_)) && t.action != "delete" {
+                    return Err(invalid(
+                        format!("{tat}.action"),
+                        "a referenced_by table is found through the rows that reference it, which are erased first, so only delete can reach it",
+                        "use action = \"delete\" (rows still referenced by others stay), or map the table by an owner column",
+                    ));
+                }
                 if t.redact_with.is_some() && t.action != "redact" {
                     return Err(invalid(
                         format!("{tat}.redact_with"),
@@ -1051,7 +1096,7 @@ impl DataMap {
             }
             for ig in &s.ignore {
                 let iat = format!("{at}.ignore.{}", ig.table);
-                if ig.reason.trim().len() < 10 {
+                if ig.reason.trim().chars().count() < 10 {
                     return Err(invalid(
                         &iat,
                         "an ignored table or column needs the reason it holds no personal data",

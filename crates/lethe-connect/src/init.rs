@@ -26,6 +26,8 @@ pub struct Proposal {
     pub todo: Vec<String>,
     /// The tables mapped, and how (`owner`, `belongs_to`, ...).
     pub mapped: BTreeMap<String, String>,
+    /// How many of them were found by value (no foreign key).
+    pub by_value: usize,
 }
 
 /// Inputs besides the schema.
@@ -338,16 +340,21 @@ pub fn propose(
             ));
         }
     }
-    let undecided = out.matches("TODO").count();
+    let undecided = out.matches("reason = \"TODO").count();
     if undecided > 0 {
         todo.push(format!(
             "{undecided} TODO(s) in the map: `lethe datamap check` reports each as undecided until it is"
         ));
     }
+    let by_value = entries
+        .values()
+        .filter(|e| matches!(e, Entry::Owner { why, .. } if why.contains("by value")))
+        .count();
     Proposal {
         text: out,
         todo,
         mapped,
+        by_value,
     }
 }
 

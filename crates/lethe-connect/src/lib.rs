@@ -31,7 +31,8 @@ pub enum ConnectError {
     MissingUrl { system: String, var: String },
     #[error("system {system}: {message}")]
     Config { system: String, message: String },
-    #[error("system {system}: {source}")]
+    /// The plan error names the system itself.
+    #[error("{source}")]
     Plan {
         system: String,
         #[source]
@@ -80,6 +81,10 @@ pub struct TableOutcome {
     /// stub), purged with them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stub_for: Option<String>,
+    /// A stub table's rows of the subject deleted because no kept row
+    /// references them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stub_deleted: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

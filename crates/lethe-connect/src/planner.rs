@@ -169,8 +169,14 @@ pub fn resolve(system: &System, schema: &Schema) -> Result<System, PlanError> {
                     system: system.name.to_string(),
                     table: t.name.to_string(),
                     problem: format!(
-                        "referenced_by names {}.{:?}, but the database has no foreign key from those columns to {}, so the referenced columns are unknown",
-                        r.table, r.columns, t.name
+                        "referenced_by names {}({}), but the database has no foreign key from those columns to {}, so the referenced columns are unknown",
+                        r.table,
+                        r.columns
+                            .iter()
+                            .map(|c| c.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        t.name
                     ),
                     fix: format!(
                         "name them: referenced_by = {{ table = \"{}\", columns = {:?}, references = [\"<column of {}>\"] }}",
@@ -316,7 +322,7 @@ fn explain_cycle(cycle: &[Ident], edges: &[Edge]) -> (String, String) {
         }
     }
     let fix = fix.unwrap_or_else(|| {
-        "break it by giving one of them its own `owner` column, by mapping a table the subject's rows point at with referenced_by instead of belongs_to, or by nullifying the foreign key first (action = \"update\", set_null) in a table of its own".into()
+        "break it by giving one of them its own `owner` column (a column holding the subject id), or by mapping a table the subject's rows point at with referenced_by instead of belongs_to".into()
     });
     (parts.join("; "), fix)
 }

@@ -76,6 +76,10 @@ pub struct SqlSystem {
     referenced: BTreeMap<Ident, Vec<Referrer>>,
     /// Materialised views refreshed after each erasure.
     refresh: Vec<Ident>,
+    /// Stub tables (`keep` with `stub_for`): the foreign keys of the kept
+    /// table that reference them. A stub row no kept row references is
+    /// deleted at erasure.
+    stub_refs: BTreeMap<Ident, Vec<Referrer>>,
     hash_key: Option<Vec<u8>>,
     batch_size: usize,
     phone_query: Option<String>,
@@ -190,6 +194,10 @@ struct Scope {
     /// rows still reference them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     shared: Option<u64>,
+    /// Stub tables: the subject's rows deleted because no kept row
+    /// references them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stub_deleted: Option<u64>,
 }
 
 impl SqlSystem {
@@ -369,6 +377,41 @@ impl SqlSystem {
             }
             referenced.insert(t.name.clone(), refs);
         }
+        let mut stub_refs = BTreeMap::new();
+        for t in &system.tables {
+            let Action::Keep {
+                stub_for: Some(of), ..
+            } = &t.action
+            else {
+                continue;
+            };
+            let refs: Vec<Referrer> = schema
+                .table(of.as_str())
+                .map(|st| {
+                    st.fks
+                        .iter()
+                        .filter(|fk| fk.parent == t.name.as_str())
+                        .filter_map(|fk| {
+                            let cols: Result<Vec<Ident>, _> =
+                                fk.columns.iter().map(|c| Ident::parse(c)).collect();
+                            let pcols: Result<Vec<Ident>, _> =
+                                fk.parent_columns.iter().map(|c| Ident::parse(c)).collect();
+                            Some((of.clone(), cols.ok()?, pcols.ok()?))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if refs.is_empty() {
+                return Err(ConnectError::Config {
+                    system: name.clone(),
+                    message: format!(
+                        "table {} is a stub for {of}, but {of} has no foreign key to {}: a stub keeps only the rows the kept rows reference, so it needs that key (or keep {} with a legal basis of its own)",
+                        t.name, t.name, t.name
+                    ),
+                });
+            }
+            stub_refs.insert(t.name.clone(), refs);
+        }
         Ok(Self {
             name,
             d,
@@ -376,6 +419,7 @@ impl SqlSystem {
             plan,
             paths,
             referenced,
+            stub_refs,
             refresh: system.refresh.clone(),
             int_owner,
             hash_key,
@@ -990,7 +1034,19 @@ impl SqlSystem {
                                 })
                                 .flatten(),
                         ),
-                        _ => (None, None),
+                        // Referenced rows still referenced by the subject's
+                        // own kept rows stay as long as those: recorded for
+                        // the purge, with their retention.
+                        _ => match self.kept_through(step) {
+                            Some((_, basis, days)) if scope.shared.unwrap_or(0) > 0 => (
+                                Some(basis.to_owned()),
+                                now.checked_add(jiff::SignedDuration::from_hours(
+                                    24 * i64::from(days),
+                                ))
+                                .ok(),
+                            ),
+                            _ => (None, None),
+                        },
                     };
                     tables.push(self.table_outcome(
                         step,
@@ -1023,16 +1079,18 @@ impl SqlSystem {
                 self.verify_in(&mut tx, &done).await?;
             }
             self.write_record(&mut tx, &done, now).await?;
-            tx.commit().await.map_err(|e| db_err(n, "commit", e))?;
-            // Materialised views drop their copies of what was erased.
+            // Materialised views drop their copies of what was erased, in
+            // the same transaction: a failed refresh rolls the batch back
+            // and the job retries it, refresh included.
             for mv in &self.refresh {
                 let sql = Sql {
                     d: self.d,
                     text: format!("REFRESH MATERIALIZED VIEW {}", mv.q(self.d)),
                     binds: vec![],
                 };
-                run_exec(&self.pool, &sql, n, "refresh a materialised view").await?;
+                run_exec(&mut *tx, &sql, n, "refresh a materialised view").await?;
             }
+            tx.commit().await.map_err(|e| db_err(n, "commit", e))?;
             for e in done {
                 results.insert(e.case_id.clone(), e);
             }
@@ -1041,6 +1099,45 @@ impl SqlSystem {
             .iter()
             .filter_map(|i| results.get(&i.case_id).cloned())
             .collect())
+    }
+
+    /// For a referenced table whose referencing table is kept: that table,
+    /// its legal basis and retention.
+    fn kept_through(&self, step: &crate::planner::PlannedTable) -> Option<(&Ident, &str, u32)> {
+        let (rt, _, _) = self.referenced.get(&step.table)?.first()?;
+        let via = self.plan.steps.iter().find(|s| &s.table == rt)?;
+        match &via.action {
+            Action::Keep {
+                legal_basis,
+                retention_days,
+                ..
+            } => Some((rt, legal_basis.as_str(), *retention_days)),
+            _ => None,
+        }
+    }
+
+    /// For a stub table: the condition (on `t0`) of a row no kept row
+    /// references.
+    fn stub_guard(&self, step: &crate::planner::PlannedTable) -> Option<String> {
+        let d = self.d;
+        let refs = self.stub_refs.get(&step.table)?;
+        let parts: Vec<String> = refs
+            .iter()
+            .enumerate()
+            .map(|(i, (rt, rcols, pcols))| {
+                let on: Vec<String> = rcols
+                    .iter()
+                    .zip(pcols)
+                    .map(|(rc, pc)| format!("s{i}.{} = t0.{}", rc.q(d), pc.q(d)))
+                    .collect();
+                format!(
+                    "NOT EXISTS (SELECT 1 FROM {} s{i} WHERE {})",
+                    rt.q(d),
+                    on.join(" AND ")
+                )
+            })
+            .collect();
+        Some(parts.join(" AND "))
     }
 
     /// The parent key tuples of a table's subjects (hop 1 of its path),
@@ -1401,6 +1498,26 @@ impl SqlSystem {
                 }
             }
             Action::Update { .. } | Action::Keep { .. } => {
+                // A stub keeps only what the kept rows reference: the rest
+                // of the subject's rows go now.
+                if let Some(guard) = self.stub_guard(step) {
+                    let mut gone: BTreeMap<Val, u64> = BTreeMap::new();
+                    let c = path.count_by_subject(d, &keys, Some(&guard));
+                    for r in run_rows(&mut *tx, &c, n, "count unreferenced stub rows").await? {
+                        if let Some(k) = read_val(&r, 0).and_then(|v| normalise(&v, &keys)) {
+                            *gone.entry(k).or_default() += count(&r, 1);
+                        }
+                    }
+                    if gone.values().sum::<u64>() > 0 {
+                        let sql = path.write(d, None, vec![], &keys, Some((&guard, vec![])));
+                        let done =
+                            run_exec(&mut *tx, &sql, n, "erase unreferenced stub rows").await?;
+                        self.same_count(&step.table, gone.values().sum(), done)?;
+                    }
+                    for (k, g) in gone {
+                        scopes.entry(k).or_default().stub_deleted = Some(g);
+                    }
+                }
                 let c = path.count_by_subject(d, &keys, None);
                 for r in run_rows(&mut *tx, &c, n, "count rows").await? {
                     if let Some(k) = read_val(&r, 0).and_then(|v| normalise(&v, &keys)) {
@@ -1580,8 +1697,10 @@ impl SqlSystem {
         let mut checks: Vec<(String, Sql)> = vec![];
         for step in &self.plan.steps {
             // Kept rows stay; only their pseudonymised columns are checked.
+            let stub = self.stub_guard(step);
             if matches!(step.action, Action::Keep { .. })
                 && step.action.pseudonymised() == (&[][..], &[][..])
+                && stub.is_none()
             {
                 continue;
             }
@@ -1608,7 +1727,7 @@ impl SqlSystem {
                 for chunk in keys.chunks(VERIFY_CHUNK * 2) {
                     let mut sql = Sql::new(d);
                     let pred = path.pred(&mut sql, chunk);
-                    let ex = update_filter(&mut sql, &step.action, &scope);
+                    let ex = with_stub(update_filter(&mut sql, &step.action, &scope), &stub);
                     sql.text = format!("SELECT COUNT(*) FROM {t} t0 WHERE {pred}{ex}");
                     checks.push((step.table.to_string(), sql));
                 }
@@ -1639,7 +1758,7 @@ impl SqlSystem {
                     } else {
                         format!("({})", cols.join(", "))
                     };
-                    let ex = update_filter(&mut sql, &step.action, &scope);
+                    let ex = with_stub(update_filter(&mut sql, &step.action, &scope), &stub);
                     sql.text = format!(
                         "SELECT COUNT(*) FROM {t} t0 WHERE {lhs} IN ({}){ex}",
                         tuples.join(", ")
@@ -1711,37 +1830,110 @@ impl SqlSystem {
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<(String, String, u64)>, ConnectError> {
+        self.install().await?;
+        self.purge(now, limit, true).await
+    }
+
+    /// What the purge at `now` would remove, without removing anything:
+    /// the purge itself, run in a transaction that is rolled back, so the
+    /// counts are exact (shared rows that would stay are not counted).
+    pub async fn purge_dry_run(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(String, String, u64)>, ConnectError> {
+        if !self.has_records().await? {
+            return Ok(vec![]);
+        }
+        self.purge(now, limit, false).await
+    }
+
+    /// Purges each due case in one transaction, as an erasure of its kept
+    /// tables: children first, the keys of referenced rows captured before
+    /// the rows that reference them go, those rows deleted only where
+    /// nothing else references them. `commit`: record and commit, else roll
+    /// back (a dry run).
+    async fn purge(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        commit: bool,
+    ) -> Result<Vec<(String, String, u64)>, ConnectError> {
         let n = &self.name;
         let d = self.d;
-        self.install().await?;
         let due = self.due_retentions(now, limit).await?;
-        let mut out = vec![];
+        let mut by_case: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
         for (case, table, subject) in due {
-            let Some(step) = self.plan.steps.iter().find(|s| s.table.as_str() == table) else {
-                continue; // the table left the data map; leave the record
-            };
+            let e = by_case.entry(case).or_insert_with(|| (subject, vec![]));
+            e.1.push(table);
+        }
+        let mut out = vec![];
+        for (case, (subject, tables)) in by_case {
             let Ok(subject) = SubjectId::parse(&subject) else {
                 continue;
             };
-            let mut tx = self.pool.begin().await.map_err(|e| db_err(n, "begin", e))?;
-            let rows = match self.key_for(&step.table, &subject) {
-                Some(k) => {
-                    let sql = self.paths[&step.table].write(d, None, vec![], &[k], None);
-                    run_exec(&mut *tx, &sql, n, "purge kept rows").await?
-                }
-                None => 0,
+            // The due tables still in the data map, in plan order, as
+            // deletions (a stub's rows all go now).
+            let steps: Vec<crate::planner::PlannedTable> = self
+                .plan
+                .steps
+                .iter()
+                .filter(|s| tables.iter().any(|t| t == s.table.as_str()))
+                .map(|s| crate::planner::PlannedTable {
+                    action: Action::Delete,
+                    ..s.clone()
+                })
+                .collect();
+            let item = BatchItem {
+                case_id: case.clone(),
+                subject: subject.clone(),
             };
-            let mut sql = Sql::new(d);
-            let a = sql.p(Val::S(now.to_string()));
-            let b = sql.p(Val::I(i64::try_from(rows).unwrap_or(i64::MAX)));
-            let c = sql.p(Val::S(case.clone()));
-            let t = sql.p(Val::S(table.clone()));
-            sql.text = format!(
-                "UPDATE {RETENTION_TABLE} SET purged_at = {a}, purged_rows = {b}, subject = NULL WHERE case_id = {c} AND table_name = {t}"
-            );
-            run_exec(&mut *tx, &sql, n, "record the purge").await?;
-            tx.commit().await.map_err(|e| db_err(n, "commit", e))?;
-            out.push((case, table, rows));
+            let todo = [&item];
+            let mut tx = match d {
+                Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+                _ => self.pool.begin().await,
+            }
+            .map_err(|e| db_err(n, "begin", e))?;
+            let mut captured = std::collections::HashMap::new();
+            for step in &steps {
+                if self.referenced.contains_key(&step.table) {
+                    self.capture_parent_keys(&mut tx, step, &todo, &mut captured)
+                        .await?;
+                }
+            }
+            let mut done = vec![];
+            for step in &steps {
+                let (counts, _) = self
+                    .erase_table(&mut tx, step, &todo, &mut captured)
+                    .await?;
+                let rows: u64 = counts.values().sum();
+                done.push((step.table.to_string(), rows));
+            }
+            if commit {
+                for (table, rows) in &done {
+                    let mut sql = Sql::new(d);
+                    let a = sql.p(Val::S(now.to_string()));
+                    let b = sql.p(Val::I(i64::try_from(*rows).unwrap_or(i64::MAX)));
+                    let c = sql.p(Val::S(case.clone()));
+                    let t = sql.p(Val::S(table.clone()));
+                    sql.text = format!(
+                        "UPDATE {RETENTION_TABLE} SET purged_at = {a}, purged_rows = {b}, subject = NULL WHERE case_id = {c} AND table_name = {t}"
+                    );
+                    run_exec(&mut *tx, &sql, n, "record the purge").await?;
+                }
+                for mv in &self.refresh {
+                    let sql = Sql {
+                        d,
+                        text: format!("REFRESH MATERIALIZED VIEW {}", mv.q(d)),
+                        binds: vec![],
+                    };
+                    run_exec(&mut *tx, &sql, n, "refresh a materialised view").await?;
+                }
+                tx.commit().await.map_err(|e| db_err(n, "commit", e))?;
+            } else {
+                tx.rollback().await.map_err(|e| db_err(n, "rollback", e))?;
+            }
+            out.extend(done.into_iter().map(|(t, r)| (case.clone(), t, r)));
         }
         Ok(out)
     }
@@ -1760,6 +1952,7 @@ impl SqlSystem {
         let (set_null, hashed) = (names(set_null), names(hashed));
         let stub_for = match &step.action {
             Action::Keep { stub_for, .. } => stub_for.as_ref().map(|t| t.to_string()),
+            _ if retain_until.is_some() => self.kept_through(step).map(|(t, _, _)| t.to_string()),
             _ => None,
         };
         TableOutcome {
@@ -1773,6 +1966,7 @@ impl SqlSystem {
             set_null,
             hashed,
             stub_for,
+            stub_deleted: scope.stub_deleted.unwrap_or(0),
         }
     }
 
@@ -1871,40 +2065,6 @@ impl SqlSystem {
             .collect())
     }
 
-    /// What the purge at `now` would remove, without removing anything:
-    /// (case id, table, rows that would be deleted).
-    pub async fn purge_dry_run(
-        &self,
-        now: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<(String, String, u64)>, ConnectError> {
-        if !self.has_records().await? {
-            return Ok(vec![]);
-        }
-        let mut out = vec![];
-        for (case, table, subject) in self.due_retentions(now, limit).await? {
-            let Some(step) = self.plan.steps.iter().find(|s| s.table.as_str() == table) else {
-                continue;
-            };
-            let rows = match SubjectId::parse(&subject)
-                .ok()
-                .and_then(|s| self.key_for(&step.table, &s))
-            {
-                Some(k) => {
-                    let sql = self.paths[&step.table].count_by_subject(self.d, &[k], None);
-                    run_rows(&self.pool, &sql, &self.name, "count kept rows")
-                        .await?
-                        .iter()
-                        .map(|r| count(r, 1))
-                        .sum()
-                }
-                None => 0,
-            };
-            out.push((case, table, rows));
-        }
-        Ok(out)
-    }
-
     /// The recorded outcomes and scopes of these cases.
     async fn read_record(
         &self,
@@ -1940,8 +2100,9 @@ impl SqlSystem {
                         Some(Count::Kept(n, u)) => (*n, Timestamp::from_second(*u).ok()),
                         None => (0, None),
                     };
-                    let legal_basis = match &step.action {
-                        Action::Keep { legal_basis, .. } => Some(legal_basis.clone()),
+                    let legal_basis = match (&step.action, self.kept_through(step)) {
+                        (Action::Keep { legal_basis, .. }, _) => Some(legal_basis.clone()),
+                        (_, Some((_, basis, _))) if until.is_some() => Some(basis.to_owned()),
                         _ => None,
                     };
                     let scope = scopes.get(step.table.as_str()).cloned().unwrap_or_default();
@@ -2173,6 +2334,16 @@ fn update_filter(sql: &mut Sql, action: &Action, scope: &Scope) -> String {
         }
     }
     format!(" AND ({})", parts.join(" OR "))
+}
+
+/// A verification filter widened for a stub table: a row left is one not
+/// pseudonymised, or one no kept row references.
+fn with_stub(filter: String, stub: &Option<String>) -> String {
+    match (stub, filter.strip_prefix(" AND ")) {
+        (None, _) => filter,
+        (Some(g), None) => format!(" AND ({g})"),
+        (Some(g), Some(f)) => format!(" AND (({g}) OR {f})"),
+    }
 }
 
 /// Maps a value read back from the database to the key it was bound as

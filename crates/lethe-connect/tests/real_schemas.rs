@@ -690,6 +690,14 @@ async fn keep_pseudonymised_with_stubs(kind: &str) {
             subject: SubjectId::parse(&c.to_string()).unwrap(),
         })
         .collect();
+    // Customer 5 has paid nothing: nothing kept references its rows, so
+    // none of them is kept as a stub.
+    pool.execute(AssertSqlSafe(format!(
+        "DELETE FROM {} WHERE customer_id = 5",
+        n.payment
+    )))
+    .await
+    .unwrap();
     let before: BTreeMap<&str, Vec<String>> = {
         let mut b = BTreeMap::new();
         for t in ["customer", n.rental, n.payment, "address"] {
@@ -709,6 +717,34 @@ async fn keep_pseudonymised_with_stubs(kind: &str) {
     );
     assert_eq!(t("customer").set_null, ["first_name", "email"], "{kind}");
     assert_eq!(t(n.rental).stub_for.as_deref(), Some(n.payment), "{kind}");
+    // The customer's own address stays while the kept customer row points
+    // at it, recorded for the purge.
+    assert_eq!(t("address").stub_for.as_deref(), Some("customer"), "{kind}");
+    assert!(t("address").retain_until.is_some(), "{kind}");
+    // Customer 5: no stub, everything went now.
+    let five = &out[4].1;
+    let t5 = |name: &str| {
+        five.tables
+            .iter()
+            .find(|t| t.table == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        (t5("customer").rows, t5("customer").stub_deleted),
+        (0, 1),
+        "{kind}"
+    );
+    assert_eq!(
+        (t5(n.rental).rows, t5(n.rental).stub_deleted),
+        (0, 2),
+        "{kind}"
+    );
+    assert_eq!(
+        (t5("address").rows, t5("address").retain_until),
+        (1, None),
+        "{kind}"
+    );
     // A kept table with no rows still names its legal basis.
     let none = &out[10].1;
     let p = none.tables.iter().find(|t| t.table == n.payment).unwrap();
@@ -720,7 +756,7 @@ async fn keep_pseudonymised_with_stubs(kind: &str) {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(nulls, 20, "{kind}");
+    assert_eq!(nulls, 18, "{kind}: nine customers with two payments each");
     let named: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM customer WHERE customer_id <= 10 AND (first_name IS NOT NULL OR email IS NOT NULL)",
     )
@@ -731,7 +767,8 @@ async fn keep_pseudonymised_with_stubs(kind: &str) {
 
     // Visible before it acts.
     let list = sys.retention_list(1000).await.unwrap();
-    assert_eq!(list.len(), 30, "{kind}: {list:#?}");
+    // Nine cases with payments: payment, rental, customer and address.
+    assert_eq!(list.len(), 36, "{kind}: {list:#?}");
     assert!(list.iter().all(
         |r| r.retain_until.unwrap().to_string() == "2029-11-30T00:00:00Z" && r.purged_at.is_none()
     ));
@@ -739,8 +776,10 @@ async fn keep_pseudonymised_with_stubs(kind: &str) {
     assert!(sys.purge_dry_run(soon, 1000).await.unwrap().is_empty());
     let later: Timestamp = "2029-12-01T00:00:00Z".parse().unwrap();
     let dry = sys.purge_dry_run(later, 1000).await.unwrap();
-    assert_eq!(dry.len(), 30, "{kind}");
-    assert_eq!(dry.iter().map(|(_, _, r)| r).sum::<u64>(), 50, "{kind}");
+    // 9 × (2 payments + 2 rentals + 1 customer) and the 6 addresses no
+    // store uses (3, 6 and 9 are stores' too, and stay).
+    assert_eq!(dry.len(), 36, "{kind}");
+    assert_eq!(dry.iter().map(|(_, _, r)| r).sum::<u64>(), 51, "{kind}");
     assert_eq!(
         dump(&pool, n.payment).await.len(),
         before[n.payment].len(),
@@ -748,23 +787,25 @@ async fn keep_pseudonymised_with_stubs(kind: &str) {
     );
     // The purge itself: kept rows first, then their stubs, nothing else.
     let purged = sys.purge_expired(later, 1000).await.unwrap();
-    assert_eq!(purged.iter().map(|(_, _, r)| r).sum::<u64>(), 50, "{kind}");
-    for tname in ["customer", n.rental, n.payment] {
+    assert_eq!(purged.iter().map(|(_, _, r)| r).sum::<u64>(), 51, "{kind}");
+    for tname in ["customer", n.rental, n.payment, "address"] {
         let after = dump(&pool, tname).await;
         let expected: Vec<String> = before[tname]
             .iter()
             .filter(|row| {
-                let c = if tname == "customer" {
+                let c = if tname == "customer" || tname == "address" {
                     first_int(row)
                 } else {
                     second_int(row)
                 };
-                c > 10
+                c > 10 || (tname == "address" && STORE_ADDRESSES.contains(&c))
             })
             .cloned()
             .collect();
         assert_eq!(after, expected, "{kind}: {tname}");
     }
+    // Purged once: a second run finds nothing due.
+    assert!(sys.purge_expired(later, 1000).await.unwrap().is_empty());
     pool.close().await;
     scratch.remove().await;
 }

@@ -857,6 +857,10 @@ pub struct ReceiptTable {
     /// stub), purged with them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stub_for: Option<String>,
+    /// A stub table's rows of the subject deleted because no kept row
+    /// references them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stub_deleted: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -187,6 +187,7 @@ fn receipt() -> Receipt {
                 set_null: vec![],
                 hashed: vec![],
                 stub_for: None,
+                stub_deleted: 0,
             }],
         }],
         key_destruction: Some(KeyDestruction {

@@ -220,6 +220,12 @@ fn receipt_notes(t: &lethe_ledger::ReceiptTable) -> String {
             t.shared_kept
         ));
     }
+    if t.stub_deleted > 0 {
+        n.push(format!(
+            "{} not referenced by kept rows, deleted 未被保留数据引用，已删除",
+            t.stub_deleted
+        ));
+    }
     if let Some(of) = &t.stub_for {
         n.push(format!(
             "kept only because kept {of} rows reference them; purged with them 因保留的 {of} 引用而保留，随之清除"
@@ -330,6 +336,7 @@ mod receipt_tests {
             set_null: vec![],
             hashed: vec![],
             stub_for: None,
+            stub_deleted: 0,
         };
         let mut address = t("address", "delete");
         address.shared_kept = 1;

@@ -728,6 +728,7 @@ pub fn build_receipt(
                             set_null: t.set_null,
                             hashed: t.hashed,
                             stub_for: t.stub_for,
+                            stub_deleted: t.stub_deleted,
                         })
                         .collect()
                 })

@@ -807,6 +807,11 @@ async fn retention_cmd(cmd: RetentionCmd) -> anyhow::Result<()> {
                 })?,
                 None => jiff::Timestamp::now(),
             };
+            if !dry_run && at > jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60) {
+                bail!(
+                    "--at {at} is in the future: a purge removes rows only when their retention has ended; use --dry-run to see what a later purge would remove"
+                );
+            }
             let map = lethe_connect::DataMap::load(&datamap)?;
             let mut total = 0u64;
             for s in map.systems.iter().filter(|s| s.kind.dialect().is_some()) {
@@ -1127,14 +1132,18 @@ async fn datamap_init(
         })
         .await?
     };
-    let ids = sys.sample_ids(table, column, 5).await?;
+    let ids = if sample == 0 {
+        vec![]
+    } else {
+        sys.sample_ids(table, column, 5).await?
+    };
     let hits = sys
         .find_ids(&ids, &[(table.to_owned(), column.to_owned())], |d, t| {
             show_progress(&bar, tty, "searched for subject ids in", name, d, t)
         })
         .await?;
     bar.finish_and_clear();
-    if lethe_connect::discover::distinctive(&ids).is_empty() {
+    if sample > 0 && lethe_connect::discover::distinctive(&ids).is_empty() {
         eprintln!(
             "note: the subject ids are short numbers, so columns holding them without a foreign key cannot be told apart by value; only foreign keys and names were followed"
         );
@@ -1160,7 +1169,7 @@ async fn datamap_init(
     eprintln!(
         "{name}: {} table(s) mapped ({} by value), {} to decide",
         p.mapped.len(),
-        hits.len(),
+        p.by_value,
         p.todo.len()
     );
     for t in &p.todo {

@@ -370,6 +370,19 @@ async fn init_install_and_retention_from_the_command_line() {
             "{stdout}"
         );
     }
+    // A real purge never acts before the retention ends.
+    let out = Command::new(lethe)
+        .args(["retention", "purge", "--datamap"])
+        .arg(&map)
+        .args(["--at", later.as_str()])
+        .env("CLI_SHOP_URL", &url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("in the future"),
+        "{stderr}"
+    );
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM invoices WHERE user_id = 7")
         .fetch_one(&pool)
         .await
