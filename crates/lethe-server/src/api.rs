@@ -1007,30 +1007,27 @@ pub struct Review {
     pub reason: Option<Reason>,
 }
 
-/// An agent's review decision.
+/// Review decisions are a reviewer's, made in the agent console
+/// (`POST /v1/console/cases/{id}/review`, role reviewer), never a platform
+/// key's: a platform approving its own cases would make review meaningless.
+/// This route stays to answer platforms that call it with where to go.
 #[utoipa::path(post, path = "/v1/cases/{id}/review", request_body = Review, tag = "cases", params(("id" = String, Path)),
-    responses((status = 200, body = CaseView), (status = 409, body = Problem)), security(("api_key" = [])))]
+    responses((status = 403, description = "a platform key cannot review; a reviewer decides in the console", body = Problem), (status = 404, description = "no such case for this key", body = Problem)),
+    security(("api_key" = [])))]
 pub async fn review(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
-    key: Option<Extension<IdemKey>>,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<Review>,
 ) -> Result<Response, Problem> {
     let id = parse_id(&id)?;
     owned(&st, &p, id).await?;
-    let cmd = match (body.decision, body.reason) {
-        (Decision::Approve, _) => CaseCommand::Approve,
-        (Decision::Reject, Some(reason)) => CaseCommand::Reject { reason },
-        (Decision::Reject, None) => {
-            return Err(
-                Problem::unprocessable("a rejection needs a reason the user can read")
-                    .field("reason")
-                    .fix("add \"reason\": \"...\""),
-            );
-        }
-    };
-    apply(&st, &p, key, id, cmd, vec![]).await
+    Err(Problem::new(
+        StatusCode::FORBIDDEN,
+        "reviewer-only",
+        "Review is a reviewer's decision",
+        "a platform key cannot approve or reject a case, its own included",
+    )
+    .fix("a reviewer signs in to the console and decides there: POST /v1/console/cases/{id}/review with the console session"))
 }
 
 /// Retry the erasure of a failed case (operator action).

@@ -135,12 +135,29 @@ async fn a_deadline_missed_while_the_worker_was_down_is_escalated_at_start_up() 
         .count();
     assert_eq!(overdue_events, 1, "escalated exactly once");
 
-    // The review happens; the deadline is met late and leaves the queue.
-    demo.ok(
-        &format!("/v1/cases/{id}/review"),
-        json!({"decision": "approve"}),
-    )
-    .await;
+    // The platform's own key cannot review its case.
+    let (s, v) = demo
+        .post(
+            &format!("/v1/cases/{id}/review"),
+            json!({"decision": "approve"}),
+        )
+        .await;
+    assert_eq!(s, 403, "{v}");
+    assert!(
+        v["fix"].as_str().unwrap().contains("/v1/console/cases/"),
+        "{v}"
+    );
+    // A reviewer decides; the deadline is met late and leaves the queue.
+    let token = agent_session(&demo, "rita.reviewer", "reviewer").await;
+    let r = demo
+        .http
+        .post(format!("{}/v1/console/cases/{id}/review", demo.url))
+        .bearer_auth(&token)
+        .json(&json!({"decision": "approve"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     let (_, case) = demo.get(&format!("/v1/cases/{id}")).await;
     assert_eq!(deadline(&case, "review")["status"], "late");
     let (_, q) = demo.get("/v1/console/overdue").await;
