@@ -501,8 +501,10 @@ pub async fn send_code(
         .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
         .unwrap_or(peer.ip());
     let ip_key = format!("ip:{client}");
+    // Only codes actually sent count against the quotas: checked here,
+    // recorded once the code is stored and handed to the gateway.
     st.sms_limiter
-        .check(&phone_key, st.identity.sms_per_phone_per_hour)
+        .allows(&phone_key, st.identity.sms_per_phone_per_hour)
         .map_err(|wait| {
             Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -513,7 +515,7 @@ pub async fn send_code(
             .retry_after(wait)
         })?;
     st.sms_limiter
-        .check(&ip_key, st.identity.sms_per_client_per_hour)
+        .allows(&ip_key, st.identity.sms_per_client_per_hour)
         .map_err(|wait| {
             Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -586,6 +588,8 @@ pub async fn send_code(
             .retry_after(60));
         }
     }
+    st.sms_limiter.record(&phone_key);
+    st.sms_limiter.record(&ip_key);
     Ok(case_response(StatusCode::OK, &case, stored))
 }
 

@@ -179,15 +179,13 @@ impl WindowLimiter {
         }
     }
 
-    /// Records an event unless `max` already happened within the window;
-    /// otherwise says how many seconds until one expires.
-    pub fn check(&self, key: &str, max: u32) -> Result<(), i64> {
+    /// Whether one more event is allowed (`max` within the window), without
+    /// recording it; otherwise how many seconds until one expires.
+    pub fn allows(&self, key: &str, max: u32) -> Result<(), i64> {
         let mut m = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        if m.len() >= MAX_WINDOW_KEYS && !m.contains_key(key) {
-            let w = self.window;
-            m.retain(|_, v| v.iter().any(|t| t.elapsed() < w));
-        }
-        let v = m.entry(key.to_owned()).or_default();
+        let Some(v) = m.get_mut(key) else {
+            return Ok(());
+        };
         v.retain(|t| t.elapsed() < self.window);
         if v.len() >= max as usize {
             let oldest = v
@@ -196,8 +194,21 @@ impl WindowLimiter {
                 .unwrap_or(1);
             return Err(i64::try_from(oldest).unwrap_or(i64::MAX).max(1));
         }
-        v.push(Instant::now());
         Ok(())
+    }
+
+    /// Records an event that happened (a code actually sent).
+    pub fn record(&self, key: &str) {
+        let mut m = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= MAX_WINDOW_KEYS && !m.contains_key(key) {
+            let w = self.window;
+            m.retain(|_, v| v.iter().any(|t| t.elapsed() < w));
+        }
+        let v = m.entry(key.to_owned()).or_default();
+        v.retain(|t| t.elapsed() < self.window);
+        if v.len() < 10_000 {
+            v.push(Instant::now());
+        }
     }
 }
 

@@ -735,6 +735,8 @@ impl Store {
 
     /// Stores a fresh code (hashed) and the message for the SMS gateway, and
     /// audits the sending. Refuses while a lockout or the resend interval runs.
+    /// Wrong attempts count per case across resends: a new code does not
+    /// give new attempts (only a lockout served does).
     #[allow(clippy::too_many_arguments)]
     pub async fn send_code(
         &self,
@@ -776,7 +778,9 @@ impl Store {
                     }
                     sqlx::query(
                         "INSERT INTO otp_codes (case_id, code_hash, expires_at, attempts, lockouts, locked_until, sent_at) VALUES ($1, $2, $3, 0, $4, NULL, $5)
-                         ON CONFLICT (case_id) DO UPDATE SET code_hash = excluded.code_hash, expires_at = excluded.expires_at, attempts = 0, locked_until = NULL, sent_at = excluded.sent_at",
+                         ON CONFLICT (case_id) DO UPDATE SET code_hash = excluded.code_hash, expires_at = excluded.expires_at,
+                           attempts = CASE WHEN otp_codes.locked_until IS NULL THEN otp_codes.attempts ELSE 0 END,
+                           locked_until = NULL, sent_at = excluded.sent_at",
                     )
                     .bind(id.to_string())
                     .bind(code_hash)

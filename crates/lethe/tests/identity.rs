@@ -437,3 +437,69 @@ async fn codes_go_to_the_sms_gateway_signed_and_are_not_stored() {
         .await;
     assert_eq!(v["state"], "identity_verified");
 }
+
+/// Wrong codes count per case across resends (4 wrong, a new code, 1 wrong
+/// locks), and a send refused (too soon, or locked) does not use up the
+/// hourly quota: only codes actually sent count.
+#[tokio::test]
+async fn wrong_codes_count_across_resends_and_refused_sends_cost_no_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 300).await;
+    let users = clear_users(&demo.mart().await, 2).await;
+    let id = demo.create(users[0]).await;
+    let send = |id: String| {
+        let demo = &demo;
+        async move {
+            demo.post(&format!("/v1/cases/{id}/verification/sms/send"), json!({}))
+                .await
+        }
+    };
+    let wrong = |id: String| {
+        let demo = &demo;
+        async move {
+            let code = demo.code(&id).await;
+            let bad = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+            demo.post(
+                &format!("/v1/cases/{id}/verification/sms/verify"),
+                json!({ "code": bad }),
+            )
+            .await
+        }
+    };
+    assert_eq!(send(id.clone()).await.0, 200);
+    for _ in 0..4 {
+        let (s, v) = wrong(id.clone()).await;
+        assert_eq!(s, 422, "{v}");
+    }
+    demo.advance(61).await;
+    assert_eq!(send(id.clone()).await.0, 200);
+    // The fifth wrong code in all locks, although it is the first for this
+    // code.
+    let (s, v) = wrong(id.clone()).await;
+    assert_ne!(s, 422, "a resend gave new attempts: {v}");
+    assert!(v.to_string().contains("lock"), "{v}");
+
+    // Refused sends (too soon) do not count: a second case on another
+    // phone still gets its five codes within the hour.
+    let id2 = demo.create(users[1]).await;
+    for round in 0..5 {
+        let (s, v) = send(id2.clone()).await;
+        assert_eq!(s, 200, "code {round}: {v}");
+        if round < 4 {
+            // Again at once: refused (too soon), and not counted.
+            let (s, v) = send(id2.clone()).await;
+            assert_ne!(s, 200, "{v}");
+            assert!(
+                !v["detail"].as_str().unwrap_or("").contains("phone number"),
+                "{v}"
+            );
+        }
+        demo.advance(61).await;
+    }
+    let (s, v) = send(id2.clone()).await;
+    assert_eq!(s, 429, "five codes sent per phone per hour: {v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("phone number"),
+        "{v}"
+    );
+}
