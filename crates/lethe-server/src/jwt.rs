@@ -41,6 +41,10 @@ pub enum JwtError {
     NotFresh,
     #[error("the token misses the claim {0}")]
     Missing(&'static str),
+    #[error(
+        "the token's {0} is in the future (more than {SKEW_SECS} s ahead of Lethe's clock); check the issuer's clock"
+    )]
+    Future(&'static str),
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,7 +112,15 @@ pub fn verify(token: &str, key: &Key, subject: &str, now: i64) -> Result<Claims,
     if now >= exp {
         return Err(JwtError::Expired);
     }
-    if exp.saturating_sub(iat) > MAX_LIFETIME_SECS || iat > now.saturating_add(SKEW_SECS) {
+    // A time ahead of the clock is no proof of freshness: refused beyond
+    // the skew allowed between the issuer's clock and Lethe's.
+    if iat > now.saturating_add(SKEW_SECS) {
+        return Err(JwtError::Future("iat"));
+    }
+    if auth_time > now.saturating_add(SKEW_SECS) {
+        return Err(JwtError::Future("auth_time"));
+    }
+    if exp.saturating_sub(iat) > MAX_LIFETIME_SECS {
         return Err(JwtError::TooLong);
     }
     let aud_ok = match &c.aud {
@@ -168,6 +180,20 @@ mod tests {
             JwtError::Expired
         );
         let mut stale = claims(now);
+        // A re-authentication "in the future" is not fresh either.
+        let mut ahead = claims(now);
+        ahead["auth_time"] = serde_json::json!(now + 86_400 * 365);
+        assert_eq!(
+            verify(&sign_hs256(b"secret", &ahead), &k, "42", now).unwrap_err(),
+            JwtError::Future("auth_time")
+        );
+        let mut ahead = claims(now);
+        ahead["iat"] = serde_json::json!(now + 3600);
+        ahead["exp"] = serde_json::json!(now + 3700);
+        assert_eq!(
+            verify(&sign_hs256(b"secret", &ahead), &k, "42", now).unwrap_err(),
+            JwtError::Future("iat")
+        );
         stale["auth_time"] = serde_json::json!(now - 3600);
         assert_eq!(
             verify(&sign_hs256(b"secret", &stale), &k, "42", now).unwrap_err(),
