@@ -236,17 +236,7 @@ pub fn propose(
                 out.push_str(&format!("# NOTE: {n}\n"));
             }
         }
-        let personal: Vec<String> = schema
-            .table(name)
-            .map(|t| {
-                t.columns
-                    .iter()
-                    .filter_map(|c| {
-                        looks_personal(name, &c.name, samples).map(|w| format!("{} ({w})", c.name))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let personal = personal_columns(schema, name, samples);
         if !personal.is_empty() {
             out.push_str(&format!("# personal: {}\n", personal.join(", ")));
         }
@@ -304,17 +294,7 @@ pub fn propose(
         if name == crate::sql::RECORD_TABLE || name == crate::sql::RETENTION_TABLE {
             continue;
         }
-        let personal: Vec<String> = schema
-            .table(name)
-            .map(|t| {
-                t.columns
-                    .iter()
-                    .filter_map(|c| {
-                        looks_personal(name, &c.name, samples).map(|w| format!("{} ({w})", c.name))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let personal = personal_columns(schema, name, samples);
         out.push('\n');
         let reason = if personal.is_empty() {
             "TODO: confirm this table holds no personal data, and say why".to_owned()
@@ -356,6 +336,25 @@ pub fn propose(
         mapped,
         by_value,
     }
+}
+
+/// The columns of a table that look personal, as `column (what)`.
+fn personal_columns(
+    schema: &Schema,
+    table: &str,
+    samples: &BTreeMap<(String, String), Vec<String>>,
+) -> Vec<String> {
+    schema
+        .table(table)
+        .map(|t| {
+            t.columns
+                .iter()
+                .filter_map(|c| {
+                    looks_personal(table, &c.name, samples).map(|w| format!("{} ({w})", c.name))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn looks_personal(

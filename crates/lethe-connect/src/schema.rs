@@ -407,6 +407,18 @@ async fn read_views_and_triggers(
     Ok(())
 }
 
+/// Rows of (table, column, type) into the schema's tables.
+fn add_columns(s: &mut Schema, rows: &[sqlx::any::AnyRow]) {
+    for r in rows {
+        if let Some(t) = s.tables.get_mut(&text(r, 0)) {
+            t.columns.push(Column {
+                name: text(r, 1),
+                data_type: text(r, 2).to_ascii_lowercase(),
+            });
+        }
+    }
+}
+
 async fn read_postgres(
     c: &mut AnyConnection,
     s: &mut Schema,
@@ -432,22 +444,15 @@ async fn read_postgres(
         );
     }
     let total = s.tables.len();
-    for r in sqlx::query(
+    let rows = sqlx::query(
         "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod)
          FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispartition
            AND a.attnum > 0 AND NOT a.attisdropped ORDER BY c.relname, a.attnum",
     )
     .fetch_all(&mut *c)
-    .await?
-    {
-        if let Some(t) = s.tables.get_mut(&text(&r, 0)) {
-            t.columns.push(Column {
-                name: text(&r, 1),
-                data_type: text(&r, 2).to_ascii_lowercase(),
-            });
-        }
-    }
+    .await?;
+    add_columns(s, &rows);
     progress(total / 2, total);
     // Partitions, each with its root table.
     for r in sqlx::query(
@@ -534,20 +539,13 @@ async fn read_mysql(
         );
     }
     let total = s.tables.len();
-    for r in sqlx::query(
+    let rows = sqlx::query(
         "SELECT CAST(TABLE_NAME AS CHAR), CAST(COLUMN_NAME AS CHAR), CAST(COLUMN_TYPE AS CHAR) FROM information_schema.COLUMNS
          WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION",
     )
     .fetch_all(&mut *c)
-    .await?
-    {
-        if let Some(t) = s.tables.get_mut(&text(&r, 0)) {
-            t.columns.push(Column {
-                name: text(&r, 1),
-                data_type: text(&r, 2).to_ascii_lowercase(),
-            });
-        }
-    }
+    .await?;
+    add_columns(s, &rows);
     progress(total / 2, total);
     let mut fks: BTreeMap<(String, String), ForeignKey> = BTreeMap::new();
     for r in sqlx::query(

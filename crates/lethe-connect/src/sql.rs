@@ -1264,16 +1264,7 @@ impl SqlSystem {
                 let mut deleted: Vec<Vec<Val>> = vec![];
                 for chunk in distinct.chunks(1000) {
                     let mut sql = Sql::new(d);
-                    let list: Vec<String> = chunk
-                        .iter()
-                        .map(|tp| {
-                            if tp.len() == 1 {
-                                sql.p(tp[0].clone())
-                            } else {
-                                sql.list(tp)
-                            }
-                        })
-                        .collect();
+                    let list = tuple_list(&mut sql, chunk);
                     let guards: Vec<String> = refs
                         .iter()
                         .enumerate()
@@ -1290,7 +1281,7 @@ impl SqlSystem {
                             )
                         })
                         .collect();
-                    let mut cond = format!("{} IN ({})", lhs("x"), list.join(", "));
+                    let mut cond = format!("{} IN ({list})", lhs("x"));
                     for g in &guards {
                         cond.push_str(" AND ");
                         cond.push_str(g);
@@ -1307,22 +1298,13 @@ impl SqlSystem {
                         continue;
                     }
                     let mut del = Sql::new(d);
-                    let list: Vec<String> = free
-                        .iter()
-                        .map(|tp| {
-                            if tp.len() == 1 {
-                                del.p(tp[0].clone())
-                            } else {
-                                del.list(tp)
-                            }
-                        })
-                        .collect();
+                    let list = tuple_list(&mut del, &free);
                     let bare = if cols.len() == 1 {
                         cols[0].clone()
                     } else {
                         format!("({})", cols.join(", "))
                     };
-                    del.text = format!("DELETE FROM {t} WHERE {bare} IN ({})", list.join(", "));
+                    del.text = format!("DELETE FROM {t} WHERE {bare} IN ({list})");
                     let done = run_exec(&mut *tx, &del, n, "erase referenced rows").await?;
                     if done != free.len() as u64 {
                         return Err(self.db_problem(
@@ -1414,17 +1396,8 @@ impl SqlSystem {
                 let t = step.table.q(d);
                 for chunk in tuples.chunks(1000) {
                     let mut sql = Sql::new(d);
-                    let list: Vec<String> = chunk
-                        .iter()
-                        .map(|tp| {
-                            if tp.len() == 1 {
-                                sql.p(tp[0].clone())
-                            } else {
-                                sql.list(tp)
-                            }
-                        })
-                        .collect();
-                    let cond = format!("{lhs} IN ({})", list.join(", "));
+                    let list = tuple_list(&mut sql, chunk);
+                    let cond = format!("{lhs} IN ({list})");
                     if self.returning {
                         sql.text =
                             format!("DELETE FROM {t} WHERE {cond} RETURNING {}", cols.join(", "));
@@ -2334,6 +2307,22 @@ fn update_filter(sql: &mut Sql, action: &Action, scope: &Scope) -> String {
         }
     }
     format!(" AND ({})", parts.join(" OR "))
+}
+
+/// `a, b` or `(a, b), (c, d)`: placeholders of key tuples, one value or
+/// several each, for `... IN (here)`.
+fn tuple_list(sql: &mut Sql, tuples: &[Vec<Val>]) -> String {
+    let parts: Vec<String> = tuples
+        .iter()
+        .map(|tp| {
+            if tp.len() == 1 {
+                sql.p(tp[0].clone())
+            } else {
+                sql.list(tp)
+            }
+        })
+        .collect();
+    parts.join(", ")
 }
 
 /// A verification filter widened for a stub table: a row left is one not

@@ -143,20 +143,7 @@ async fn serve_mode_has_a_fixed_clock_and_managed_keys() {
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let http = http();
-    let mut up = false;
-    for _ in 0..200 {
-        if http
-            .get(format!("{url}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "serve did not become ready");
+    assert!(ready(&http, port, 200).await, "serve did not become ready");
     let post = |path: &str, k: &str| {
         http.post(format!("{url}{path}"))
             .bearer_auth(k.to_owned())
@@ -488,20 +475,7 @@ async fn the_example_configuration_checks_and_serves() {
         c.env(k, v);
     }
     let mut child = c.spawn().unwrap();
-    let http = http();
-    let mut up = false;
-    for _ in 0..300 {
-        if http
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let up = ready(&http(), port, 300).await;
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -539,4 +513,20 @@ async fn the_data_directory_is_private() {
     let log = std::fs::read_to_string(dir.path().join("lethe.log")).unwrap();
     assert!(log.contains("tightened"), "{log}");
     drop(demo);
+}
+
+/// Whether `lethe serve` on `port` answers /readyz 200 within `tries` × 50 ms.
+async fn ready(http: &reqwest::Client, port: u16, tries: u32) -> bool {
+    for _ in 0..tries {
+        if http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }

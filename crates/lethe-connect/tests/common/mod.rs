@@ -34,28 +34,23 @@ impl Scratch {
 pub async fn fresh_db(kind: &str, ddl: &str) -> (String, Scratch) {
     sqlx::any::install_default_drivers();
     let name = format!("lethe_t_{}", uuid::Uuid::new_v4().simple());
-    let (url, dir) = match kind {
-        "postgres" => {
-            let admin = AnyPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
+    let server = match kind {
+        "postgres" => Some(("postgres://postgres@127.0.0.1:5432", "postgres")),
+        "mysql" => Some(("mysql://root@127.0.0.1:3306", "test")),
+        _ => None,
+    };
+    let (url, dir) = match server {
+        Some((base, admin_db)) => {
+            let admin = AnyPool::connect(&format!("{base}/{admin_db}"))
                 .await
                 .unwrap();
             admin
                 .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
                 .await
                 .unwrap();
-            (format!("postgres://postgres@127.0.0.1:5432/{name}"), None)
+            (format!("{base}/{name}"), None)
         }
-        "mysql" => {
-            let admin = AnyPool::connect("mysql://root@127.0.0.1:3306/test")
-                .await
-                .unwrap();
-            admin
-                .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .await
-                .unwrap();
-            (format!("mysql://root@127.0.0.1:3306/{name}"), None)
-        }
-        _ => {
+        None => {
             let dir = tempfile::tempdir().unwrap();
             (
                 format!("sqlite://{}?mode=rwc", dir.path().join("shop.db").display()),
