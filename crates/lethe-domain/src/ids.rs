@@ -206,11 +206,30 @@ impl Reason {
         if s.chars().count() > Self::MAX_LEN {
             return Err(IdError::TooLong { max: Self::MAX_LEN });
         }
-        Ok(Self(s.chars().filter(|c| !c.is_control()).collect()))
+        Ok(Self(
+            s.chars()
+                .filter(|c| !c.is_control() && !is_bidi_control(*c))
+                .collect(),
+        ))
     }
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Unicode's bidirectional formatting characters (embeddings, overrides,
+/// isolates, marks): invisible, they can make a text read differently from
+/// what it holds ("Trojan Source"), so free text drops them.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Free text without control or bidirectional formatting characters
+/// (newlines and tabs kept).
+pub fn clean_text(s: &str) -> String {
+    s.chars()
+        .filter(|c| matches!(c, '\n' | '\t') || !(c.is_control() || is_bidi_control(*c)))
+        .collect()
 }
 
 impl TryFrom<String> for Reason {
@@ -275,6 +294,14 @@ mod tests {
         assert_eq!(SubjectId::parse("  "), Err(IdError::Empty));
         assert_eq!(SubjectId::parse("a b"), Err(IdError::BadCharacters));
         assert!(SubjectId::parse("@alice:example.org").is_ok());
+        // Bidirectional overrides never reach a stored reason.
+        assert_eq!(
+            Reason::parse("refund \u{202E}dias\u{202C} ok")
+                .unwrap()
+                .as_str(),
+            "refund dias ok"
+        );
+        assert_eq!(clean_text("a\u{2066}b\nc\u{0007}"), "ab\nc");
         assert!(SubjectId::parse("alice+shop@example.org").is_ok());
         assert_eq!(SubjectId::parse("a'b"), Err(IdError::BadCharacters));
         assert_eq!(

@@ -1778,8 +1778,47 @@ async fn append_audit(
     insert_event(ctx, event).await
 }
 
+/// Every string in a JSON value (keys too) without control or
+/// bidirectional formatting characters.
+fn clean_json(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => {
+            if s.chars()
+                .any(|c| c.is_control() || lethe_domain::ids::is_bidi_control(c))
+            {
+                *s = lethe_domain::ids::clean_text(s);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(clean_json),
+        serde_json::Value::Object(m) => {
+            let dirty: Vec<String> = m
+                .keys()
+                .filter(|k| {
+                    k.chars()
+                        .any(|c| c.is_control() || lethe_domain::ids::is_bidi_control(c))
+                })
+                .cloned()
+                .collect();
+            for k in dirty {
+                if let Some(x) = m.remove(&k) {
+                    m.insert(lethe_domain::ids::clean_text(&k), x);
+                }
+            }
+            m.values_mut().for_each(clean_json);
+        }
+        _ => {}
+    }
+}
+
 /// Appends one event to the log: the row, the leaf, the completed subtrees.
-pub(crate) async fn insert_event(ctx: &mut WriteCtx, event: AuditEvent) -> Result<(), StoreError> {
+pub(crate) async fn insert_event(
+    ctx: &mut WriteCtx,
+    mut event: AuditEvent,
+) -> Result<(), StoreError> {
+    // Free text from agents and platforms (reasons, branches, notes) never
+    // carries control or bidirectional formatting characters into the log.
+    event.actor = lethe_domain::ids::clean_text(&event.actor);
+    clean_json(&mut event.detail);
     ctx.lock_log().await?;
     if event.seq != ctx.head.seq() + 1 {
         return Err(StoreError::Corrupt(format!(

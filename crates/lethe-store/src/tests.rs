@@ -597,3 +597,17 @@ async fn due_cases_start_erasing_once_when_instances_race() {
         assert_eq!(n, 1);
     }
 }
+
+#[test]
+fn audit_details_lose_control_and_bidi_characters() {
+    let mut v = serde_json::json!({
+        "branch": "Counter \u{202E}1\u{202C}",
+        "notes": ["ok\u{2066}", {"k\u{200F}": "x\u{0007}y"}],
+        "n": 3
+    });
+    super::clean_json(&mut v);
+    assert_eq!(
+        v,
+        serde_json::json!({"branch": "Counter 1", "notes": ["ok", {"k": "xy"}], "n": 3})
+    );
+}

@@ -87,7 +87,7 @@ pub async fn login(
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> Response {
     let lang = lang_of(&headers);
-    if form.len() > MAX_FIELDS || !super::same_origin(&headers) {
+    if form.len() > MAX_FIELDS || !super::same_origin(&headers, &st.public_url) {
         return super::forbidden_post(lang);
     }
     let form: HashMap<String, String> = form.into_iter().collect();
@@ -405,7 +405,7 @@ fn checked_form(
     token: &str,
     form: Vec<(String, String)>,
 ) -> Option<HashMap<String, String>> {
-    if form.len() > MAX_FIELDS || !super::same_origin(headers) {
+    if form.len() > MAX_FIELDS || !super::same_origin(headers, &st.public_url) {
         return None;
     }
     let form: HashMap<String, String> = form.into_iter().collect();

@@ -308,7 +308,11 @@ pub fn csrf_ok(key: &[u8; 32], session_secret: &str, given: &str) -> bool {
 
 /// A POST from another site (its `Origin` names another host) is refused,
 /// whatever its token.
-pub fn same_origin(headers: &HeaderMap) -> bool {
+/// Whether a POST comes from Lethe's own pages: its Origin (when sent) is
+/// this site, scheme included — the scheme of the public URL (`https`
+/// behind a TLS proxy), so an `http://` page on the same host cannot post
+/// into the `https://` site.
+pub fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
@@ -319,10 +323,11 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    origin
+    let scheme = public_url
         .split_once("://")
-        .map(|(_, rest)| rest == host)
-        .unwrap_or(false)
+        .map(|(s, _)| s)
+        .unwrap_or("http");
+    !host.is_empty() && origin.eq_ignore_ascii_case(&format!("{scheme}://{host}"))
 }
 
 pub fn forbidden_post(lang: Lang) -> Response {
@@ -470,21 +475,29 @@ mod tests {
         assert!(csrf_ok(&k, "s1", &t));
         assert!(!csrf_ok(&k, "s2", &t));
         assert!(!csrf_ok(&k, "s1", ""));
+        let site = "https://lethe.example:8080";
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("lethe.example:8080"));
-        assert!(same_origin(&h));
+        assert!(same_origin(&h, site));
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("https://lethe.example:8080"),
         );
-        assert!(same_origin(&h));
+        assert!(same_origin(&h, site));
+        // The same host over plain http is another origin.
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://lethe.example:8080"),
+        );
+        assert!(!same_origin(&h, site));
+        assert!(same_origin(&h, "http://lethe.example:8080"));
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("https://evil.example"),
         );
-        assert!(!same_origin(&h));
+        assert!(!same_origin(&h, site));
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
-        assert!(!same_origin(&h));
+        assert!(!same_origin(&h, site));
     }
 
     #[test]

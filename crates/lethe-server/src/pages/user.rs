@@ -649,7 +649,9 @@ pub async fn act(
     }
     let form: HashMap<String, String> = form.into_iter().collect();
     let token = form.get("_csrf").map(String::as_str).unwrap_or_default();
-    if !super::same_origin(&headers) || !csrf_ok(st.secrets.pages_key(), &s.k, token) {
+    if !super::same_origin(&headers, &st.public_url)
+        || !csrf_ok(st.secrets.pages_key(), &s.k, token)
+    {
         return super::forbidden_post(lang);
     }
     let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
@@ -998,7 +1000,7 @@ pub async fn demo_cancel(
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> Response {
     let lang = lang_of(&headers);
-    if form.len() > MAX_FIELDS || !super::same_origin(&headers) {
+    if form.len() > MAX_FIELDS || !super::same_origin(&headers, &st.public_url) {
         return super::forbidden_post(lang);
     }
     let form: HashMap<String, String> = form.into_iter().collect();
