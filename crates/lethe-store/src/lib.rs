@@ -1782,12 +1782,11 @@ async fn append_audit(
 /// bidirectional formatting characters.
 fn clean_json(v: &mut serde_json::Value) {
     match v {
-        serde_json::Value::String(s) => {
+        serde_json::Value::String(s)
             if s.chars()
-                .any(|c| c.is_control() || lethe_domain::ids::is_bidi_control(c))
-            {
-                *s = lethe_domain::ids::clean_text(s);
-            }
+                .any(|c| c.is_control() || lethe_domain::ids::is_bidi_control(c)) =>
+        {
+            *s = lethe_domain::ids::clean_text(s);
         }
         serde_json::Value::Array(a) => a.iter_mut().for_each(clean_json),
         serde_json::Value::Object(m) => {
