@@ -379,9 +379,77 @@ pub struct Hotline {
     pub phone: String,
 }
 
+/// Failed hotline or counter checks allowed per case within the window.
+pub const CHECK_FAILURES_PER_CASE: u32 = 5;
+/// Failed checks allowed per agent (any case) within the window.
+pub const CHECK_FAILURES_PER_AGENT: u32 = 10;
+/// The window of those limits.
+pub const CHECK_WINDOW_SECS: i64 = 3600;
+
+/// Refuses a hotline or counter check once the case, or the agent, has
+/// used up its failed attempts in the last hour: otherwise the check is an
+/// oracle (try ID numbers until one matches).
+async fn check_attempts_left(st: &AppState, case: &Case, a: &Agent) -> Result<(), Problem> {
+    let since = st
+        .clock
+        .now()
+        .checked_sub(jiff::SignedDuration::from_secs(CHECK_WINDOW_SECS))
+        .unwrap_or(st.clock.now());
+    let (on_case, by_agent) = st
+        .store
+        .identity_failures(case.id, &a.actor(), since)
+        .await?;
+    let locked = |what: &str| {
+        Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "identity-check-locked",
+            "Too many failed identity checks",
+            format!("{what} had too many failed identity checks in the last hour"),
+        )
+        .fix("the caller verifies another way (an SMS code, a counter with the document); a supervisor reviews the failures in the case timeline")
+        .retry_after(CHECK_WINDOW_SECS)
+    };
+    if on_case >= CHECK_FAILURES_PER_CASE {
+        return Err(locked("this case"));
+    }
+    if by_agent >= CHECK_FAILURES_PER_AGENT {
+        return Err(locked("this agent"));
+    }
+    Ok(())
+}
+
+/// Records a failed check (an audit event with the agent, never what was
+/// said), and raises an alert when an agent's failures burst.
+async fn identity_check_failed(
+    st: &AppState,
+    case: &Case,
+    a: &Agent,
+    method: &'static str,
+) -> Result<(), Problem> {
+    let now = st.clock.now();
+    st.store
+        .record_identity_failure(case.id, method, a.actor(), now)
+        .await?;
+    let since = now
+        .checked_sub(jiff::SignedDuration::from_secs(CHECK_WINDOW_SECS))
+        .unwrap_or(now);
+    let (_, by_agent) = st
+        .store
+        .identity_failures(case.id, &a.actor(), since)
+        .await?;
+    if by_agent >= CHECK_FAILURES_PER_AGENT / 2 {
+        tracing::warn!(
+            agent = %a.actor(),
+            failures = by_agent,
+            "alert: identity check failures burst (an agent trying details one after another?)"
+        );
+    }
+    Ok(())
+}
+
 /// Hotline: the agent confirms name, ID number and registered phone against
 /// the platform's record by keyed-hash comparison, without seeing the record.
-#[utoipa::path(post, path = "/v1/console/cases/{id}/hotline", request_body = Hotline, tag = "console", params(("id" = String, Path)), responses((status = 200, body = CaseView), (status = 422, body = Problem)), security(("console" = [])))]
+#[utoipa::path(post, path = "/v1/console/cases/{id}/hotline", request_body = Hotline, tag = "console", params(("id" = String, Path)), responses((status = 200, body = CaseView), (status = 422, body = Problem), (status = 429, description = "too many failed checks on this case or by this agent in the last hour", body = Problem)), security(("console" = [])))]
 pub async fn hotline(
     State(st): State<AppState>,
     Extension(a): Extension<Agent>,
@@ -390,6 +458,7 @@ pub async fn hotline(
 ) -> Result<Response, Problem> {
     require(&a, "hotline")?;
     let case = load(&st, parse_id(&id)?).await?;
+    check_attempts_left(&st, &case, &a).await?;
     let record = st.systems.identifiers(&case.subject).await?;
     let matches = |kind: &str, said: &str| {
         let said = st.secrets.identifier_hash(kind, said);
@@ -406,19 +475,7 @@ pub async fn hotline(
         & matches("id_number", &body.id_number)
         & matches("phone", &body.phone);
     if !all {
-        st.store
-            .apply(
-                case.id,
-                CaseCommand::ChecksUnavailable {
-                    reason: "hotline identity check did not match".into(),
-                },
-                st.clock.now(),
-                a.actor(),
-                vec![],
-                None,
-            )
-            .await
-            .ok();
+        identity_check_failed(&st, &case, &a, "hotline").await?;
         return Err(
             Problem::unprocessable("the details given do not match the platform's record")
                 .fix("ask the caller again; the agent is not told which detail differs"),
@@ -448,7 +505,7 @@ pub struct Counter {
 
 /// Counter: the agent records the physical ID check (document type, its
 /// last 4 digits, the branch); the digits must match the platform's record.
-#[utoipa::path(post, path = "/v1/console/cases/{id}/counter", request_body = Counter, tag = "console", params(("id" = String, Path)), responses((status = 200, body = CaseView), (status = 422, body = Problem)), security(("console" = [])))]
+#[utoipa::path(post, path = "/v1/console/cases/{id}/counter", request_body = Counter, tag = "console", params(("id" = String, Path)), responses((status = 200, body = CaseView), (status = 422, body = Problem), (status = 429, description = "too many failed checks on this case or by this agent in the last hour", body = Problem)), security(("console" = [])))]
 pub async fn counter(
     State(st): State<AppState>,
     Extension(a): Extension<Agent>,
@@ -471,11 +528,13 @@ pub async fn counter(
         .field("branch"));
     }
     let case = load(&st, parse_id(&id)?).await?;
+    check_attempts_left(&st, &case, &a).await?;
     let record = st.systems.identifiers(&case.subject).await?;
     let ok = record.iter().any(|(k, v)| {
         k == "id_number" && v.len() >= 4 && v[v.len() - 4..].eq_ignore_ascii_case(&body.last4)
     });
     if !ok {
+        identity_check_failed(&st, &case, &a, "counter").await?;
         return Err(Problem::unprocessable(
             "the document does not match the account's real-name record",
         )

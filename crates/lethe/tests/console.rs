@@ -252,3 +252,89 @@ async fn roles_channels_and_step_up() {
     let v = demo.ok(&format!("/v1/cases/{id}/confirm"), json!({})).await;
     assert_eq!(v["state"], "cooling_off");
 }
+
+/// The hotline and counter checks are no oracle: five failures lock the
+/// case for an hour (the right details too), ten lock the agent on any
+/// case; every failure is an audit event with the agent, never with what
+/// was said.
+#[tokio::test]
+async fn identity_checks_are_limited_and_every_failure_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 300).await;
+    let token = agent_session(&demo, "ann.agent", "agent").await;
+    let mart = demo.mart().await;
+    let users = clear_users(&mart, 6).await;
+    let open = |user: i64| {
+        let demo = &demo;
+        let token = token.clone();
+        async move {
+            let (_, case) = console(
+                demo,
+                &token,
+                "POST",
+                "/v1/console/cases",
+                json!({"subject_id": user.to_string(), "channel": "hotline"}),
+            )
+            .await;
+            case["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let (name, idn, phone): (String, String, String) = sqlx::query_as("SELECT r.legal_name, r.id_number, u.phone FROM users u JOIN real_names r ON r.user_id = u.id WHERE u.id = ?1").bind(users[0]).fetch_one(&mart).await.unwrap();
+    let cid = open(users[0]).await;
+    let hotline = |cid: String, id_number: String| {
+        let demo = &demo;
+        let token = token.clone();
+        let (name, phone) = (name.clone(), phone.clone());
+        async move {
+            console(
+                demo,
+                &token,
+                "POST",
+                &format!("/v1/console/cases/{cid}/hotline"),
+                json!({"name": name, "id_number": id_number, "phone": phone}),
+            )
+            .await
+        }
+    };
+    for i in 0..5 {
+        let (s, v) = hotline(cid.clone(), format!("11010519491231{i:03}X")).await;
+        assert_eq!(s, 422, "{v}");
+    }
+    // The fourth try, with the right number, is refused: the case is locked.
+    let (s, v) = hotline(cid.clone(), idn.clone()).await;
+    assert_eq!(s, 429, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("this case"), "{v}");
+    let (_, tl) = demo.get(&format!("/v1/cases/{cid}/timeline")).await;
+    let failures: Vec<&Value> = tl["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "case.identity_check_failed")
+        .collect();
+    assert_eq!(failures.len(), 5, "{tl}");
+    let actor = failures[0]["actor"].as_str().unwrap();
+    assert!(actor.starts_with("agent:"), "{tl}");
+    assert!(failures.iter().all(|e| e["actor"] == actor), "{tl}");
+    assert!(
+        !tl.to_string().contains("11010519491231"),
+        "what was said is never logged"
+    );
+
+    // Five more failures on other cases: the agent is locked everywhere.
+    let mut n = 5;
+    for u in &users[1..5] {
+        let c = open(*u).await;
+        for _ in 0..2 {
+            if n == 10 {
+                break;
+            }
+            let (s, v) = hotline(c.clone(), "110105194912310021".into()).await;
+            assert_eq!(s, 422, "{v}");
+            n += 1;
+        }
+    }
+    let c = open(users[5]).await;
+    let (s, v) = hotline(c, "110105194912310021".into()).await;
+    assert_eq!(s, 429, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("this agent"), "{v}");
+}
