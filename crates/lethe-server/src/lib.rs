@@ -666,6 +666,7 @@ pub fn router(st: AppState) -> Router {
         .fallback(|| async {
             problem::Problem::not_found("no such route").fix("see /docs for the API")
         })
+        .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(axum::middleware::from_fn(middleware::request_id))
         .layer(axum::middleware::from_fn(
             move |req, next: axum::middleware::Next| async move {

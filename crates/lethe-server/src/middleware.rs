@@ -382,3 +382,45 @@ mod tests {
         assert!(!valid_idem_key(&"x".repeat(256)));
     }
 }
+
+/// Every answer carries a Content-Security-Policy that forbids framing
+/// (pages set their own; the API documentation gets one that lets Swagger
+/// UI run from this origin; everything else, JSON and the receipt and
+/// report documents, one that loads nothing), and a body refused as too
+/// large is answered as a problem document like every other error.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    use axum::http::header;
+    let docs = req.uri().path().starts_with("/docs");
+    let mut r = next.run(req).await;
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && r.headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|t| !t.starts_with("application/problem+json"))
+    {
+        r = Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            "Request body too large",
+            "the request body is larger than this endpoint accepts",
+        )
+        .fix("send a smaller body (see the limits in docs/configuration.md)")
+        .into_response();
+    }
+    let h = r.headers_mut();
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(if docs {
+                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+            } else {
+                "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
+            }),
+        );
+    }
+    h.entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    h.entry(header::X_FRAME_OPTIONS)
+        .or_insert(HeaderValue::from_static("DENY"));
+    r
+}

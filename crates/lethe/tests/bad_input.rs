@@ -319,3 +319,53 @@ async fn openapi_and_docs_are_served_locally() {
     assert!(html.contains("swagger"), "docs page");
     assert!(!html.contains("cdn") && !html.contains("unpkg"), "no CDN");
 }
+
+/// Every answer forbids framing and sniffing: pages, the API documentation
+/// (a policy Swagger UI runs under), JSON, the receipt document; a body too
+/// large for a callback route is a problem document, not plain text.
+#[tokio::test]
+async fn every_answer_has_a_policy_and_too_large_is_a_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 100).await;
+    for path in [
+        "/docs/",
+        "/openapi.json",
+        "/u/",
+        "/console/",
+        "/healthz",
+        "/no-such-route",
+    ] {
+        let r = demo
+            .http
+            .get(format!("{}{path}", demo.url))
+            .send()
+            .await
+            .unwrap();
+        let h = r.headers();
+        let csp = h
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("{path} has no Content-Security-Policy"));
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        if path == "/docs/" {
+            assert!(
+                csp.contains("script-src 'self'") && !csp.contains("unsafe-eval"),
+                "{csp}"
+            );
+        }
+    }
+    // Over the limit, yet small enough for the socket to take it whole
+    // before the server answers.
+    let big = "a".repeat(200_000);
+    let (s, p, h) = demo
+        .raw_post(
+            "/v1/callbacks/carrier",
+            &big,
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(s, 413, "{p}");
+    assert!(is_problem(&h), "{p}");
+    assert!(p["fix"].as_str().unwrap().contains("smaller"), "{p}");
+}
