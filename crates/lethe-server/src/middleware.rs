@@ -359,30 +359,6 @@ pub async fn request_id(req: Request, next: Next) -> Response {
     resp
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_rate_limiter_allows_the_burst_then_refuses() {
-        let l = RateLimiter::new(1, 3);
-        assert!(l.check("a").is_ok());
-        assert!(l.check("a").is_ok());
-        assert!(l.check("a").is_ok());
-        assert_eq!(l.check("a"), Err(1));
-        // Another key has its own bucket.
-        assert!(l.check("b").is_ok());
-    }
-
-    #[test]
-    fn idempotency_keys_are_bounded_visible_ascii() {
-        assert!(valid_idem_key("0b7c1e4e-2f7a-4a53-9a55-4d3b3f0e9d0c"));
-        assert!(!valid_idem_key(""));
-        assert!(!valid_idem_key("has space"));
-        assert!(!valid_idem_key(&"x".repeat(256)));
-    }
-}
-
 /// Every answer carries a Content-Security-Policy that forbids framing
 /// (pages set their own; the API documentation gets one that lets Swagger
 /// UI run from this origin; everything else, JSON and the receipt and
@@ -423,4 +399,28 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     h.entry(header::X_FRAME_OPTIONS)
         .or_insert(HeaderValue::from_static("DENY"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_limiter_allows_the_burst_then_refuses() {
+        let l = RateLimiter::new(1, 3);
+        assert!(l.check("a").is_ok());
+        assert!(l.check("a").is_ok());
+        assert!(l.check("a").is_ok());
+        assert_eq!(l.check("a"), Err(1));
+        // Another key has its own bucket.
+        assert!(l.check("b").is_ok());
+    }
+
+    #[test]
+    fn idempotency_keys_are_bounded_visible_ascii() {
+        assert!(valid_idem_key("0b7c1e4e-2f7a-4a53-9a55-4d3b3f0e9d0c"));
+        assert!(!valid_idem_key(""));
+        assert!(!valid_idem_key("has space"));
+        assert!(!valid_idem_key(&"x".repeat(256)));
+    }
 }
