@@ -47,11 +47,15 @@ pub struct TaskQuery {
 #[utoipa::path(get, path = "/v1/console/manual-tasks", tag = "console", params(TaskQuery), responses((status = 200, body = [ManualTaskView])), security(("api_key" = [])))]
 pub async fn list(
     State(st): State<AppState>,
-    Extension(_p): Extension<Principal>,
+    Extension(p): Extension<Principal>,
     q: crate::api::ApiQuery<TaskQuery>,
 ) -> Result<Response, Problem> {
     let now = st.clock.now();
-    let tasks = st.store.manual_tasks(q.0.open.unwrap_or(true), 500).await?;
+    // A platform key sees the tasks of its own cases only.
+    let tasks = st
+        .store
+        .manual_tasks_of(Some(&p.0), q.0.open.unwrap_or(true), 500)
+        .await?;
     let out: Vec<ManualTaskView> = tasks
         .into_iter()
         .map(|t| ManualTaskView {
@@ -79,6 +83,19 @@ pub struct CompleteTask {
     pub note: String,
     /// How many records were erased by hand.
     pub records: u64,
+    /// Required when `records` is 0: why nothing was there to erase (no
+    /// personal data).
+    #[serde(default)]
+    #[schema(max_length = 500)]
+    pub why_none: Option<String>,
+}
+
+/// Who completes a manual task: the platform that opened the case (its own
+/// tasks only), or an agent whose role the console checked.
+#[derive(Debug, Clone)]
+pub enum TaskActor {
+    Platform(String),
+    Agent(String),
 }
 
 /// Completes a manual task with a note; its system's erasure is recorded
@@ -89,6 +106,16 @@ pub async fn complete(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CompleteTask>,
+) -> Result<Response, Problem> {
+    complete_as(&st, TaskActor::Platform(p.0), &id, body).await
+}
+
+/// Completes a manual task for a platform (its own cases) or an agent.
+pub async fn complete_as(
+    st: &AppState,
+    actor: TaskActor,
+    id: &str,
+    body: CompleteTask,
 ) -> Result<Response, Problem> {
     let id: i64 = id.parse().map_err(|_| {
         Problem::bad_request("task-id", "the task id in the path must be a number")
@@ -102,9 +129,26 @@ pub async fn complete(
         ))
         .field("note"));
     }
-    let tasks = st.store.manual_tasks(false, 1000).await?;
+    let why_none = body.why_none.as_deref().map(str::trim).unwrap_or("");
+    if body.records == 0 && !(10..=500).contains(&why_none.chars().count()) {
+        return Err(Problem::unprocessable(
+            "records is 0: say why there was nothing to erase (10 to 500 characters, no personal data)",
+        )
+        .field("why_none")
+        .fix("add \"why_none\": \"the archive box held no contract for this account\", or give the number of records erased"));
+    }
+    let (owner, actor) = match &actor {
+        TaskActor::Platform(p) => (Some(p.as_str()), p.clone()),
+        TaskActor::Agent(a) => (None, format!("agent:{a}")),
+    };
+    let tasks = st.store.manual_tasks_of(owner, false, 1000).await?;
     let Some(task) = tasks.iter().find(|t| t.id == id) else {
         return Err(Problem::not_found("no manual task with this id"));
+    };
+    let note = if body.records == 0 {
+        format!("{note} (nothing to erase: {why_none})")
+    } else {
+        note
     };
     if task.completed_at.is_some() {
         return Err(Problem::conflict(
@@ -130,7 +174,7 @@ pub async fn complete(
         .store
         .complete_manual_task(
             id,
-            p.0.clone(),
+            actor,
             note,
             body.records,
             value,
@@ -139,7 +183,7 @@ pub async fn complete(
         )
         .await?
         .ok_or_else(|| Problem::conflict("completed", "this task is already completed"))?;
-    crate::worker::seal_if_erased(&st, &closed).await;
+    crate::worker::seal_if_erased(st, &closed).await;
     Ok(
         axum::Json(serde_json::json!({ "task": id, "case_state": closed.state.to_string() }))
             .into_response(),

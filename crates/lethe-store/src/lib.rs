@@ -1224,12 +1224,26 @@ impl Store {
         open_only: bool,
         limit: u32,
     ) -> Result<Vec<ManualTask>, StoreError> {
+        self.manual_tasks_of(None, open_only, limit).await
+    }
+
+    /// Manual tasks of the cases a principal opened (`None`: every case,
+    /// for agents).
+    pub async fn manual_tasks_of(
+        &self,
+        principal: Option<&str>,
+        open_only: bool,
+        limit: u32,
+    ) -> Result<Vec<ManualTask>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, case_id, system, instructions, due_at, created_at, completed_at, completed_by, note, records FROM manual_tasks
-             WHERE ($1 = 0 OR completed_at IS NULL) ORDER BY completed_at IS NOT NULL, due_at, id LIMIT $2",
+             WHERE ($1 = 0 OR completed_at IS NULL)
+               AND ($3 = '' OR case_id IN (SELECT id FROM cases WHERE principal = $3))
+             ORDER BY completed_at IS NOT NULL, due_at, id LIMIT $2",
         )
         .bind(i64::from(open_only))
         .bind(i64::from(limit.min(1000)))
+        .bind(principal.unwrap_or("").to_owned())
         .fetch_all(&self.read)
         .await
         .map_err(db("read manual tasks"))?;
@@ -1270,6 +1284,7 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
+                    let actor = agent.clone();
                     let row = sqlx::query("UPDATE manual_tasks SET completed_at = $1, completed_by = $2, note = $3, records = $4 WHERE id = $5 AND completed_at IS NULL RETURNING job_id, case_id, system")
                         .bind(ms(now))
                         .bind(agent)
@@ -1283,7 +1298,20 @@ impl Store {
                         return Ok(None);
                     };
                     let id = CaseId::parse(&row.get::<String, _>(1)).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    record_erasure_in(ctx, row.get(0), id, row.get(2), outcome, now, finish).await.map(Some)
+                    let system: String = row.get(2);
+                    // Who completed it, and what they claimed: an audit
+                    // event of the case, in the same transaction.
+                    let case = load_case(ctx, id).await?;
+                    let change = Change {
+                        kind: "case.manual_task_completed".into(),
+                        from: Some(case.state),
+                        to: case.state,
+                        at: now,
+                        detail: serde_json::json!({ "task": task_id, "system": system, "records": records }),
+                    };
+                    let pseudo = pseudonym_of(ctx, id).await?;
+                    append_audit(ctx, &case, &pseudo, &change, &actor).await?;
+                    record_erasure_in(ctx, row.get(0), id, system, outcome, now, finish).await.map(Some)
                 })
             })
             .await

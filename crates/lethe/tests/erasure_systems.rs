@@ -251,6 +251,42 @@ async fn every_kind_of_system_completes_the_case() {
         "the manual task is still open"
     );
 
+    // Another platform on the installation neither sees nor completes it.
+    let other = other_platform_key(&demo.dir, "other_platform");
+    let listed: Value = demo
+        .http
+        .get(format!("{}/v1/console/manual-tasks", demo.url))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, json!([]), "another platform's tasks are not listed");
+    let resp = demo
+        .http
+        .post(format!(
+            "{}/v1/console/manual-tasks/{}/complete",
+            demo.url, task["id"]
+        ))
+        .bearer_auth(&other)
+        .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({"note": "done", "records": 0, "why_none": "nothing was there at all"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404, "{}", resp.text().await.unwrap());
+    // Zero records needs a reason.
+    let (s, v) = demo
+        .post(
+            &format!("/v1/console/manual-tasks/{}/complete", task["id"]),
+            json!({"note": "looked", "records": 0}),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["field"], "why_none", "{v}");
+
     // The operator completes the manual task with a note: the case closes.
     let (s, v) = demo
         .post(
@@ -259,6 +295,15 @@ async fn every_kind_of_system_completes_the_case() {
         )
         .await;
     assert_eq!(s, 200, "{v}");
+    let (_, tl) = demo.get(&format!("/v1/cases/{id}/timeline")).await;
+    assert!(
+        tl["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "case.manual_task_completed" && e["actor"] == "demo"),
+        "who completed the task is audited: {tl}"
+    );
     demo.wait_state(&id, "erased", 30).await;
     let (s, v) = demo
         .post(

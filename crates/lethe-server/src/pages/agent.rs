@@ -509,14 +509,15 @@ pub async fn complete_task(
         )
         .field("records")),
         (Ok(()), Ok(records)) => {
-            crate::erasure_api::complete(
-                State(st.clone()),
-                Extension(crate::middleware::Principal(format!("agent:{}", a.id))),
-                Path(id),
-                ApiJson(crate::erasure_api::CompleteTask {
+            crate::erasure_api::complete_as(
+                &st,
+                crate::erasure_api::TaskActor::Agent(a.id.clone()),
+                &id,
+                crate::erasure_api::CompleteTask {
                     note: f("note"),
                     records,
-                }),
+                    why_none: Some(f("why_none")).filter(|w| !w.is_empty()),
+                },
             )
             .await
         }

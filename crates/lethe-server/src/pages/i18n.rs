@@ -772,6 +772,11 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "What was done (no personal data)",
     ),
     ("task.records", "人工删除的记录数", "Records erased by hand"),
+    (
+        "task.why_none",
+        "若为 0：为何没有可删除的记录（不含个人信息）",
+        "If 0: why there was nothing to erase (no personal data)",
+    ),
     ("time.overdue", "超期", "overdue by"),
     ("verify.code", "6 位验证码", "6-digit code"),
     ("verify.go", "验证", "Verify"),

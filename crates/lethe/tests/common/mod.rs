@@ -590,3 +590,21 @@ pub async fn agent_session(demo: &Demo, username: &str, role: &str) -> String {
     assert_eq!(s, 200, "{v}");
     v["token"].as_str().unwrap().to_owned()
 }
+
+/// A second platform's API key on a running demo's installation.
+pub fn other_platform_key(dir: &Path, name: &str) -> String {
+    let cfg = dir.join(format!("{name}.toml"));
+    std::fs::write(&cfg, config_toml(dir)).unwrap();
+    let out = Command::new(BIN)
+        .args(["apikey", "create", "--config"])
+        .arg(&cfg)
+        .args(["--name", name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
