@@ -858,6 +858,93 @@ mod tests {
         assert_eq!(pii_by_content("12345"), None);
     }
 
+    /// (table, columns, foreign key as (column, parent, parent column)).
+    type TableSpec<'a> = (&'a str, &'a [&'a str], Option<(&'a str, &'a str, &'a str)>);
+
+    fn schema_of(tables: &[TableSpec<'_>]) -> Schema {
+        let mut s = Schema::default();
+        for (name, cols, fk) in tables {
+            s.tables.insert(
+                name.to_string(),
+                schema::SchemaTable {
+                    name: name.to_string(),
+                    columns: cols
+                        .iter()
+                        .map(|c| schema::Column {
+                            name: c.to_string(),
+                            data_type: "bigint".into(),
+                        })
+                        .collect(),
+                    fks: fk
+                        .iter()
+                        .map(|(c, p, pc)| schema::ForeignKey {
+                            columns: vec![c.to_string()],
+                            parent: p.to_string(),
+                            parent_columns: vec![pc.to_string()],
+                            on_delete: "no action".into(),
+                        })
+                        .collect(),
+                    ..Default::default()
+                },
+            );
+        }
+        s
+    }
+
+    /// A table referencing a mapped table that is only updated (its rows
+    /// stay) is no error: only a deleted parent breaks the reference.
+    #[test]
+    fn an_updated_parent_is_not_an_erased_one() {
+        let m = crate::DataMap::parse(
+            r#"
+[[systems]]
+name = "shop"
+kind = "sqlite"
+url_env = "SHOP_URL"
+[[systems.tables]]
+name = "users"
+owner = "id"
+action = "delete"
+[[systems.tables]]
+name = "reviews"
+owner = "user_id"
+action = "nullify"
+columns = ["user_id"]
+"#,
+        )
+        .unwrap();
+        let s = schema_of(&[
+            ("users", &["id"], None),
+            (
+                "reviews",
+                &["id", "user_id"],
+                Some(("user_id", "users", "id")),
+            ),
+            (
+                "review_votes",
+                &["id", "review_id"],
+                Some(("review_id", "reviews", "id")),
+            ),
+            (
+                "complaints",
+                &["id", "user_id"],
+                Some(("user_id", "users", "id")),
+            ),
+        ]);
+        let f = check(&m.systems[0], &s, &Default::default());
+        assert!(
+            !f.iter()
+                .any(|x| x.at == "review_votes" && x.kind == "uncovered_reference"),
+            "{f:#?}"
+        );
+        assert!(
+            f.iter().any(|x| x.at == "complaints"
+                && x.kind == "uncovered_reference"
+                && x.severity == Severity::Error),
+            "{f:#?}"
+        );
+    }
+
     #[test]
     fn composite_values_and_cards() {
         assert_eq!(pii_in_value("{13812345678,foo}"), Some("phone"));

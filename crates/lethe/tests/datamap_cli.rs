@@ -98,6 +98,16 @@ async fn check_reports_planted_problems_and_plan_is_a_dry_run() {
     // The sampled values themselves are never printed.
     assert!(!stdout.contains("a@example.com") && !stderr.contains("a@example.com"));
     assert!(stderr.contains("sampled"), "progress is shown: {stderr}");
+    // Not on a terminal, progress comes as whole lines (a bar's carriage
+    // returns would run them together in a log).
+    assert!(!stderr.contains('\r'), "{stderr:?}");
+    assert!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("sampled"))
+            .all(|l| l.starts_with("shop: sampled ") && l.ends_with(" columns")),
+        "{stderr}"
+    );
 
     // Once the map covers them, the check passes.
     let fixed = format!(

@@ -442,7 +442,9 @@ async fn the_example_configuration_checks_and_serves() {
     );
     let cfg = dir.path().join("lethe.toml");
     std::fs::write(&cfg, adjusted).unwrap();
-    let store = pg_store_url(dir.path());
+    // A database of its own (the demo's holds the demo's wrapped keys).
+    std::fs::create_dir_all(&data).unwrap();
+    let store = pg_store_url(&data);
     let mart_url = format!("sqlite://{}", dir.path().join("demo-mart.db").display());
     let env = [
         ("DEMO_MART_URL", mart_url.as_str()),
