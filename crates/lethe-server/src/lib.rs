@@ -666,7 +666,6 @@ pub fn router(st: AppState) -> Router {
         .fallback(|| async {
             problem::Problem::not_found("no such route").fix("see /docs for the API")
         })
-        .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(axum::middleware::from_fn(middleware::request_id))
         .layer(axum::middleware::from_fn(
             move |req, next: axum::middleware::Next| async move {
@@ -684,6 +683,8 @@ pub fn router(st: AppState) -> Router {
                 }
             },
         ))
+        // Outermost: the timeout's answer carries the headers too.
+        .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(st)
 }

@@ -526,6 +526,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await?;
             if create {
+                // A key's name is the principal that owns what it opens: it
+                // may not pass for the console or an agent.
+                let plain = (1..=64).contains(&name.len())
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+                if !plain || name == "console" || name.starts_with("agent") {
+                    bail!(
+                        "--name '{name}': use 1 to 64 letters, digits, '-', '_' or '.', not 'console' and not starting with 'agent' (names Lethe uses for the console and its agents)"
+                    );
+                }
                 let key = new_api_key();
                 store
                     .insert_api_key(name.clone(), lethe_server::middleware::hash_api_key(&key))

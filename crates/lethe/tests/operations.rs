@@ -123,6 +123,14 @@ async fn serve_mode_has_a_fixed_clock_and_managed_keys() {
     );
     assert!(ok, "{err}");
     let key = key.trim().to_owned();
+    // A key may not pass for the console or an agent.
+    for bad in ["console", "agent:ag_1", "a b"] {
+        let (ok, _, err) = lethe(
+            &["apikey", "create", "--config", cfg_s, "--name", bad],
+            &env,
+        );
+        assert!(!ok && err.contains("--name"), "{bad}: {err}");
+    }
     let (ok, key2, _) = lethe(
         &["apikey", "create", "--config", cfg_s, "--name", "old"],
         &env,
