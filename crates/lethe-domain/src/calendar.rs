@@ -24,6 +24,21 @@ pub enum CalendarError {
     NotCovered { year: i16 },
 }
 
+/// Statutory holidays on lunar dates (and 清明, a solar term) whose
+/// Gregorian dates are known for years the shipped calendar does not cover
+/// yet: (year, month, first day, days). 春节 is 除夕 to 初三 (four days,
+/// from 2025's revision of the law); 清明, 端午 and 中秋 one day each.
+pub const LUNAR_HOLIDAYS: [(i16, i8, i8, u8); 8] = [
+    (2027, 2, 5, 4),  // 春节: 除夕 5 February, 初一 6 February
+    (2027, 4, 5, 1),  // 清明
+    (2027, 6, 9, 1),  // 端午
+    (2027, 9, 15, 1), // 中秋
+    (2028, 1, 25, 4), // 春节: 除夕 25 January, 初一 26 January
+    (2028, 4, 4, 1),  // 清明
+    (2028, 5, 28, 1), // 端午
+    (2028, 10, 3, 1), // 中秋
+];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct YearSource {
     pub year: i16,
@@ -215,6 +230,72 @@ impl Calendar {
         Ok(!matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday))
     }
 
+    /// A day's working status where the calendar has no State Council notice
+    /// for its year: only what is certain counts as a day off — weekends and
+    /// the statutory holidays of 《全国年节及纪念日放假办法》 on fixed dates
+    /// (元旦 1 January, 劳动节 1–2 May, 国庆 1–3 October) and the lunar ones
+    /// whose dates are known ([`LUNAR_HOLIDAYS`]). Make-up workdays and
+    /// bridging days are not known yet: fewer days off, so the deadline
+    /// computed is the earliest the notice could make it (conservative).
+    pub fn provisional_is_working_day(d: Date) -> bool {
+        if matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday) {
+            return false;
+        }
+        let (m, day) = (d.month(), d.day());
+        let fixed = matches!(
+            (m, day),
+            (1, 1) | (5, 1) | (5, 2) | (10, 1) | (10, 2) | (10, 3)
+        );
+        let lunar = LUNAR_HOLIDAYS.iter().any(|(y, mm, dd, len)| {
+            *y == d.year()
+                && Date::new(*y, *mm, *dd).is_ok_and(|start| {
+                    d >= start
+                        && start
+                            .checked_add(i64::from(*len).days())
+                            .is_ok_and(|end| d < end)
+                })
+        });
+        !(fixed || lunar)
+    }
+
+    /// Like [`Self::end_of_nth_working_day`], and beyond the years the
+    /// calendar covers by [`Self::provisional_is_working_day`]; the flag says
+    /// whether an uncovered day was counted (the deadline is provisional,
+    /// recomputed when the calendar file adds the year).
+    pub fn end_of_nth_working_day_provisional(
+        &self,
+        start: Timestamp,
+        n: u32,
+        tz: &TimeZone,
+    ) -> Result<(Timestamp, bool), CalendarError> {
+        let mut day = start.to_zoned_datetime(tz.clone()).date();
+        let mut left = n;
+        let mut provisional = false;
+        for _ in 0..(n as usize * 7 + 400) {
+            if left == 0 {
+                break;
+            }
+            day = day
+                .checked_add(1.day())
+                .map_err(|_| CalendarError::NotCovered { year: day.year() })?;
+            let working = if self.covers(day.year()) {
+                self.is_working_day(day)?
+            } else {
+                provisional = true;
+                Self::provisional_is_working_day(day)
+            };
+            if working {
+                left -= 1;
+            }
+        }
+        let next = day
+            .checked_add(1.day())
+            .map_err(|_| CalendarError::NotCovered { year: day.year() })?;
+        next.to_zoned_datetime(tz.clone())
+            .map(|z| (z.timestamp(), provisional))
+            .map_err(|_| CalendarError::NotCovered { year: next.year() })
+    }
+
     /// The end (midnight in `tz`) of the `n`th working day after the day of
     /// `start`. Submitting on Friday 10:00 with n = 3 and no holiday gives
     /// Thursday 00:00, i.e. the end of Wednesday.
@@ -250,6 +331,46 @@ impl Calendar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn beyond_the_calendar_deadlines_are_provisional_and_conservative() {
+        let cal = Calendar::china().unwrap();
+        let tz = TimeZone::get("Asia/Shanghai").unwrap();
+        // 10:00 in Shanghai is 02:00 UTC.
+        let at = |s: &str| -> Timestamp { format!("{s}T02:00:00Z").parse().unwrap() };
+        // Within 2026: final.
+        let (_, p) = cal
+            .end_of_nth_working_day_provisional(at("2026-12-01"), 3, &tz)
+            .unwrap();
+        assert!(!p);
+        // 15 working days from 15 December 2026 run into 2027: provisional,
+        // with 1 January a day off.
+        let (due, p) = cal
+            .end_of_nth_working_day_provisional(at("2026-12-15"), 15, &tz)
+            .unwrap();
+        assert!(p);
+        let local = due.to_zoned_datetime(tz.clone()).date();
+        assert_eq!(
+            local,
+            "2027-01-07".parse::<Date>().unwrap(),
+            "the end of 6 January: {local}"
+        );
+        // Spring Festival 2027 (5 to 8 February) is off, weekends too.
+        assert!(!Calendar::provisional_is_working_day(
+            "2027-02-08".parse().unwrap()
+        ));
+        assert!(Calendar::provisional_is_working_day(
+            "2027-02-09".parse().unwrap()
+        ));
+        assert!(!Calendar::provisional_is_working_day(
+            "2027-10-01".parse().unwrap()
+        ));
+        // The strict computation still refuses the uncovered year.
+        assert!(
+            cal.end_of_nth_working_day(at("2026-12-30"), 3, &tz)
+                .is_err()
+        );
+    }
 
     fn d(s: &str) -> Date {
         s.parse().unwrap()

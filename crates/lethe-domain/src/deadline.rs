@@ -78,8 +78,14 @@ pub struct Deadline {
     pub due_at: Option<Timestamp>,
     pub paused: bool,
     pub met_at: Option<Timestamp>,
-    /// Why the deadline cannot be computed (a year the calendar lacks).
+    /// Why the deadline cannot be computed, or why it is provisional.
     pub problem: Option<String>,
+    /// Computed over days the calendar does not cover yet (weekends and the
+    /// statutory holidays that are certain; the earliest the State
+    /// Council's notice could make it); recomputed when the calendar file
+    /// adds the year.
+    #[serde(default)]
+    pub provisional: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,14 +156,17 @@ fn working(
     tz: &TimeZone,
     met: Option<Timestamp>,
 ) -> Deadline {
-    match cal.end_of_nth_working_day(start, n, tz) {
-        Ok(due) => Deadline {
+    match cal.end_of_nth_working_day_provisional(start, n, tz) {
+        Ok((due, provisional)) => Deadline {
             kind,
             starts_at: start,
             due_at: Some(due),
             paused: false,
             met_at: met,
-            problem: None,
+            problem: provisional.then(|| {
+                "provisional: the working-day calendar does not cover this period yet; counted with weekends and the certain statutory holidays only (the earliest date), recomputed when the calendar file adds the year".to_owned()
+            }),
+            provisional,
         },
         Err(e) => Deadline {
             kind,
@@ -166,6 +175,7 @@ fn working(
             paused: false,
             met_at: met,
             problem: Some(e.to_string()),
+            provisional: false,
         },
     }
 }
@@ -228,6 +238,7 @@ pub fn deadlines(case: &Case, cal: &Calendar, tz: &TimeZone) -> Vec<Deadline> {
                     paused: false,
                     met_at: case.erasure_started_at,
                     problem: None,
+                    provisional: false,
                 });
             }
             let waiting_now = done.is_none() && waits_for_user(case.state);
@@ -239,6 +250,7 @@ pub fn deadlines(case: &Case, cal: &Calendar, tz: &TimeZone) -> Vec<Deadline> {
                     paused: true,
                     met_at: None,
                     problem: None,
+                    provisional: false,
                 });
             } else {
                 let effective = created.checked_add(case.user_wait).unwrap_or(created);
@@ -257,6 +269,7 @@ pub fn deadlines(case: &Case, cal: &Calendar, tz: &TimeZone) -> Vec<Deadline> {
                 paused: false,
                 met_at: done,
                 problem: None,
+                provisional: false,
             }]
         }
         Profile::Ccpa => {
@@ -269,6 +282,7 @@ pub fn deadlines(case: &Case, cal: &Calendar, tz: &TimeZone) -> Vec<Deadline> {
                     paused: false,
                     met_at: Some(created),
                     problem: None,
+                    provisional: false,
                 },
                 Deadline {
                     kind: DeadlineKind::Response,
@@ -279,6 +293,7 @@ pub fn deadlines(case: &Case, cal: &Calendar, tz: &TimeZone) -> Vec<Deadline> {
                     paused: false,
                     met_at: done,
                     problem: None,
+                    provisional: false,
                 },
             ]
         }
@@ -478,19 +493,23 @@ mod tests {
     }
 
     #[test]
-    fn an_uncovered_year_is_reported_not_guessed() {
+    fn beyond_the_calendar_a_deadline_is_provisional_not_unknown() {
         let cal = Calendar::china().unwrap();
-        // Wed 2026-12-30: Thu 31st is one working day, then 2027 begins.
+        // Wed 2026-12-30: Thu 31st is one working day, then 2027 begins:
+        // 1 January is a statutory holiday, 2–3 January a weekend, so the
+        // third working day is Tue 5 January (the official notice can only
+        // add days off, making the true deadline later, never earlier).
         let t = at("2026-12-30T02:00:00Z");
         let c = to_review(case(Profile::Cn, true, t), t);
         let r = get(&deadlines(&c, &cal, &tz()), DeadlineKind::Review);
-        assert!(r.due_at.is_none());
-        assert!(
-            r.problem
-                .as_deref()
-                .unwrap()
-                .contains("does not cover 2027")
-        );
-        assert_eq!(r.status(t), Status::Unknown);
+        assert!(r.provisional);
+        assert_eq!(r.due_at.unwrap().to_string(), "2027-01-05T16:00:00Z");
+        assert!(r.problem.as_deref().unwrap().starts_with("provisional"));
+        assert_eq!(r.status(t), Status::OnTrack);
+        // Within the calendar: final.
+        let t = at("2026-12-01T02:00:00Z");
+        let c = to_review(case(Profile::Cn, true, t), t);
+        let r = get(&deadlines(&c, &cal, &tz()), DeadlineKind::Review);
+        assert!(!r.provisional && r.problem.is_none());
     }
 }

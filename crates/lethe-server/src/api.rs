@@ -158,8 +158,13 @@ pub struct DeadlineView {
     /// met, late, paused, on_track, warning, overdue or unknown.
     pub status: String,
     pub met_at: Option<String>,
-    /// Why the deadline cannot be computed (e.g. a year the calendar lacks).
+    /// Why the deadline cannot be computed, or why it is provisional.
     pub problem: Option<String>,
+    /// Computed over days the working-day calendar does not cover yet
+    /// (weekends and the certain statutory holidays only: the earliest the
+    /// official notice could make it); recomputed when the calendar adds
+    /// the year.
+    pub provisional: bool,
 }
 
 impl DeadlineView {
@@ -180,6 +185,7 @@ impl DeadlineView {
             status: status.into(),
             met_at: d.met_at.map(|t| t.to_string()),
             problem: d.problem.clone(),
+            provisional: d.provisional,
         }
     }
 }

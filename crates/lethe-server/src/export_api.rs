@@ -576,32 +576,39 @@ pub async fn download(
         }
     });
     {
-        let st = st.clone();
         let id = id.clone();
         tokio::spawn(async move {
+            // The reader's end is not the client's: the link is spent only
+            // when the whole body was handed to the connection (below).
             match reader.await {
-                Ok(Ok(())) => {
-                    if let Err(e) = st.store.finish_download(&id, st.clock.now()).await {
-                        tracing::error!(export = %id, error = %e, "recording a download failed");
-                    }
-                    if let Ok(Some(e)) = st.store.export(&id).await
-                        && e.state.is_terminal()
-                    {
-                        clean(&st, &e).await;
-                    }
-                }
+                Ok(Ok(())) => {}
                 Ok(Err(why)) => {
                     tracing::warn!(export = %id, why, "a download broke off; the link works again");
-                    let _ = st.store.release_download(&id).await;
                 }
-                Err(_) => {
-                    let _ = st.store.release_download(&id).await;
-                }
+                Err(_) => tracing::warn!(export = %id, "the archive reader stopped"),
             }
         });
     }
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+    let guard = DownloadGuard {
+        st: st.clone(),
+        id: id.clone(),
+        total: e.bytes,
+        sent: 0,
+        ended: std::cell::Cell::new(false),
+    };
+    let stream = futures_util::stream::unfold((rx, guard), |(mut rx, mut guard)| async move {
+        match rx.recv().await {
+            Some(item) => {
+                if let Ok(b) = &item {
+                    guard.sent += b.len() as u64;
+                }
+                Some((item, (rx, guard)))
+            }
+            None => {
+                guard.ended.set(true);
+                None
+            }
+        }
     });
     let mut resp = Body::from_stream(stream).into_response();
     let h = resp.headers_mut();
@@ -622,6 +629,49 @@ pub async fn download(
         h.insert(header::CONTENT_LENGTH, v);
     }
     Ok(resp)
+}
+
+/// Decides, when a download's body is dropped, whether the archive went
+/// out whole: then the single-use link is spent; else (the client went
+/// away, the archive was damaged) the link works again.
+struct DownloadGuard {
+    st: AppState,
+    id: String,
+    /// The archive's size (the Content-Length sent).
+    total: Option<u64>,
+    /// Bytes handed to the connection.
+    sent: u64,
+    /// The archive's end was reached (read when the guard drops).
+    ended: std::cell::Cell<bool>,
+}
+
+impl Drop for DownloadGuard {
+    fn drop(&mut self) {
+        // hyper stops asking for the body once Content-Length bytes went
+        // out, so a whole download is one whose every byte was handed over.
+        let whole = self.ended.get() || self.total.is_some_and(|t| self.sent >= t);
+        let (st, id) = (self.st.clone(), self.id.clone());
+        // Drop runs inside the runtime (the body is polled by hyper); a
+        // drop outside one has nothing to record into and is skipped.
+        let Ok(h) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        h.spawn(async move {
+            if whole {
+                if let Err(e) = st.store.finish_download(&id, st.clock.now()).await {
+                    tracing::error!(export = %id, error = %e, "recording a download failed");
+                }
+                if let Ok(Some(e)) = st.store.export(&id).await
+                    && e.state.is_terminal()
+                {
+                    clean(&st, &e).await;
+                }
+            } else {
+                tracing::warn!(export = %id, "a download broke off; the link works again");
+                let _ = st.store.release_download(&id).await;
+            }
+        });
+    }
 }
 
 async fn open_key(st: &AppState, e: &ExportRow) -> Result<lethe_export::Key, Problem> {

@@ -60,6 +60,42 @@ impl Clock for SystemClock {
     }
 }
 
+/// A connection counted against its client address while it is open.
+struct ClientSlot {
+    map: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    ip: std::net::IpAddr,
+    /// Connections of this address, this one included.
+    count: usize,
+}
+
+impl ClientSlot {
+    fn take(
+        map: &Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+        ip: std::net::IpAddr,
+    ) -> Self {
+        let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        *n += 1;
+        Self {
+            map: map.clone(),
+            ip,
+            count: *n,
+        }
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// A client must send its whole request head within this time.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -915,9 +951,17 @@ impl Server {
         // Our own accept loop (instead of axum::serve) for the limits axum
         // does not set: connections at once, and a deadline for the request
         // head so slow clients (slowloris) cannot hold connections.
-        let connections = Arc::new(tokio::sync::Semaphore::new(
-            self.state.limits.max_connections,
-        ));
+        let max = self.state.limits.max_connections;
+        let connections = Arc::new(tokio::sync::Semaphore::new(max));
+        // One client address may hold only a share of the connections, and
+        // past the soft cap (the last 32 kept for health checks and
+        // operators) new connections are answered 503, not served.
+        let per_client = (max / 8).clamp(4, 256);
+        let soft_cap = max.saturating_sub(32).max(1);
+        let by_client = Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+            std::net::IpAddr,
+            usize,
+        >::new()));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -937,12 +981,39 @@ impl Server {
                 drop(stream);
                 continue;
             };
+            let in_use = max - connections.available_permits();
+            let client = ClientSlot::take(&by_client, peer.ip());
+            // Shed: this client holds its share already, or the server is
+            // past its soft cap. Health checks still get through.
+            let shed = client.count > per_client || in_use > soft_cap;
+            if shed {
+                tracing::warn!(
+                    client_connections = client.count,
+                    in_use,
+                    "shedding a connection with 503"
+                );
+            }
             let app = app.clone();
             let svc = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut()
                         .insert(axum::extract::ConnectInfo(peer));
-                    tower::ServiceExt::oneshot(app.clone(), req)
+                    let health = matches!(req.uri().path(), "/healthz" | "/readyz");
+                    let app = app.clone();
+                    async move {
+                        if shed && !health {
+                            return Ok(axum::response::IntoResponse::into_response(
+                                problem::Problem::new(
+                                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                                    "busy",
+                                    "Too many connections",
+                                    "too many connections at once, from this address or in all",
+                                )
+                                .retry_after(1),
+                            ));
+                        }
+                        tower::ServiceExt::oneshot(app, req).await
+                    }
                 },
             );
             let conn = hyper::server::conn::http1::Builder::new()
@@ -952,6 +1023,7 @@ impl Server {
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
                 let _ = conn.await;
+                drop(client);
                 drop(permit);
             });
         }

@@ -18,6 +18,8 @@ pub struct DeadlineRow {
     pub paused: bool,
     pub met_at: Option<Timestamp>,
     pub problem: Option<String>,
+    /// Computed over days the calendar does not cover yet.
+    pub provisional: bool,
     pub warned_at: Option<Timestamp>,
     pub escalated_at: Option<Timestamp>,
     pub case_state: String,
@@ -55,10 +57,11 @@ fn row_deadline(r: &crate::DbRow) -> DeadlineRow {
         warned_at: r.get::<Option<i64>, _>(7).map(from_ms),
         escalated_at: r.get::<Option<i64>, _>(8).map(from_ms),
         case_state: r.get(9),
+        provisional: r.get::<i64, _>(10) != 0,
     }
 }
 
-const DEADLINE_COLS: &str = "d.case_id, d.kind, d.starts_at, d.due_at, d.paused, d.met_at, d.problem, d.warned_at, d.escalated_at, c.state";
+const DEADLINE_COLS: &str = "d.case_id, d.kind, d.starts_at, d.due_at, d.paused, d.met_at, d.problem, d.warned_at, d.escalated_at, c.state, d.provisional";
 
 fn row_notification(r: &crate::DbRow) -> NotificationRow {
     NotificationRow {
@@ -102,7 +105,7 @@ impl Store {
 
     /// Deadlines that cannot be computed (a year the calendar lacks).
     pub async fn deadline_problems(&self, limit: u32) -> Result<Vec<DeadlineRow>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {DEADLINE_COLS} FROM deadlines d JOIN cases c ON c.id = d.case_id WHERE d.met_at IS NULL AND d.problem IS NOT NULL LIMIT $1")))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {DEADLINE_COLS} FROM deadlines d JOIN cases c ON c.id = d.case_id WHERE d.met_at IS NULL AND d.problem IS NOT NULL AND d.provisional = 0 LIMIT $1")))
             .bind(i64::from(limit))
             .fetch_all(&self.read)
             .await

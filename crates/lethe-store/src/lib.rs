@@ -1825,9 +1825,9 @@ async fn upsert_deadlines(
 ) -> Result<(), StoreError> {
     for d in ds {
         sqlx::query(
-            "INSERT INTO deadlines (case_id, kind, starts_at, due_at, warn_at, paused, met_at, problem) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            "INSERT INTO deadlines (case_id, kind, starts_at, due_at, warn_at, paused, met_at, problem, provisional) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (case_id, kind) DO UPDATE SET starts_at = excluded.starts_at, due_at = excluded.due_at, warn_at = excluded.warn_at,
-               paused = excluded.paused, met_at = excluded.met_at, problem = excluded.problem,
+               paused = excluded.paused, met_at = excluded.met_at, problem = excluded.problem, provisional = excluded.provisional,
                warned_at = CASE WHEN excluded.due_at > deadlines.due_at THEN NULL ELSE deadlines.warned_at END,
                escalated_at = CASE WHEN excluded.due_at > deadlines.due_at THEN NULL ELSE deadlines.escalated_at END",
         )
@@ -1839,6 +1839,7 @@ async fn upsert_deadlines(
         .bind(i64::from(d.paused))
         .bind(d.met_at.map(ms))
         .bind(d.problem.clone())
+        .bind(i64::from(d.provisional))
         .execute(&mut ctx.conn)
         .await
         .map_err(db("store deadline"))?;

@@ -725,3 +725,73 @@ async fn a_copy_can_be_deleted_and_an_export_that_keeps_failing_ends_with_nothin
         .await;
     assert_eq!(s, 404);
 }
+
+/// A single-use link is spent only when the whole archive went out: a
+/// download broken off after its first bytes leaves the link working, and
+/// the next complete one spends it.
+#[tokio::test]
+async fn an_aborted_download_does_not_spend_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 100).await;
+    let mart = demo.mart().await;
+    let user = clear_users(&mart, 1).await[0];
+    // Enough incompressible rows for an archive far larger than the
+    // buffers between Lethe and the client.
+    let mut tx = mart.begin().await.unwrap();
+    sqlx::query("INSERT INTO orders (id, user_id, status, total_fen, created_at) VALUES (99000001, ?1, 'completed', 100, '2026-01-01T00:00:00Z')")
+        .bind(user)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    for i in 0..40_000i64 {
+        let noise: String = (0..8)
+            .map(|k| {
+                format!(
+                    "{:016x}",
+                    (i * 8 + k).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as i64)
+                )
+            })
+            .collect();
+        sqlx::query("INSERT INTO order_items (id, order_id, sku, qty, price_fen) VALUES (?1, 99000001, ?2, 1, 100)")
+            .bind(99_000_000 + i)
+            .bind(noise)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let (s, v) = demo
+        .post("/v1/exports", json!({"subject_id": user.to_string()}))
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let link = v["download_url"].as_str().unwrap().to_owned();
+    let ready = wait_export(&demo, &id, "ready", 120).await;
+    assert!(ready["bytes"].as_u64().unwrap() > 4_000_000, "{ready}");
+    // Read the first chunk, then go away.
+    {
+        let mut r = demo.http.get(&link).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let first = r.chunk().await.unwrap().unwrap();
+        assert!(!first.is_empty());
+    }
+    // The link works again (once the server noticed the client left).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let zip = loop {
+        let (s, body) = fetch(&demo, &link).await;
+        if s == 200 {
+            break body;
+        }
+        assert_eq!(s, 409, "{}", String::from_utf8_lossy(&body));
+        assert!(
+            Instant::now() < deadline,
+            "the link was spent by the aborted download"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(zip.len() as u64, ready["bytes"].as_u64().unwrap());
+    assert!(lethe_export::verify(Cursor::new(&zip)).is_ok());
+    // Spent by the complete download.
+    wait_export(&demo, &id, "downloaded", 10).await;
+    assert_eq!(fetch(&demo, &link).await.0, 410);
+}

@@ -540,3 +540,78 @@ async fn ready(http: &reqwest::Client, port: u16, tries: u32) -> bool {
     }
     false
 }
+
+/// One client cannot take the service down: past its share of connections
+/// it is answered 503 (health checks still answered), and served again
+/// once it lets go.
+#[tokio::test]
+async fn one_client_gets_only_its_share_of_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut demo = Demo::start(dir.path(), 100).await;
+        demo.kill9();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data = dir.path().join("serve");
+    std::fs::create_dir_all(&data).unwrap();
+    let cfg = dir.path().join("limits.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\ndatamap = \"{}\"\n{}[limits]\nmax_connections = 64\n",
+            data.display(),
+            dir.path().join("datamap.toml").display(),
+            store_url(&data)
+                .map(|u| format!("[store]\nurl = \"{u}\"\n"))
+                .unwrap_or_default()
+        ),
+    )
+    .unwrap();
+    let mart_url = format!("sqlite://{}", dir.path().join("demo-mart.db").display());
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .env("DEMO_MART_URL", &mart_url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(ready(&http(), port, 300).await, "serve did not start");
+    let fresh = || {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    // A client holds idle connections (64 / 8 = 8 are its share).
+    let idle: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = fresh()
+        .get(format!("http://127.0.0.1:{port}/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let r = fresh()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "health checks still get through");
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = fresh()
+        .get(format!("http://127.0.0.1:{port}/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "served again once it let go");
+    let _ = child.kill();
+    let _ = child.wait();
+}
