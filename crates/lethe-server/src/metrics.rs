@@ -126,6 +126,17 @@ pub async fn metrics(State(st): State<AppState>) -> Result<Response, Problem> {
     );
     let _ = writeln!(
         o,
+        "# HELP lethe_deadlines_provisional Open deadlines counted over days the working-day calendar does not cover yet.\n# TYPE lethe_deadlines_provisional gauge\nlethe_deadlines_provisional {}",
+        snap.provisional
+    );
+    if let Some(last) = st.calendar.get().years().map(|y| y.year).max() {
+        let _ = writeln!(
+            o,
+            "# HELP lethe_calendar_covered_until_year The last year the working-day calendar covers (its State Council notice).\n# TYPE lethe_calendar_covered_until_year gauge\nlethe_calendar_covered_until_year {last}"
+        );
+    }
+    let _ = writeln!(
+        o,
         "# HELP lethe_connector_erase_seconds Erasure and verification time per system.\n# TYPE lethe_connector_erase_seconds histogram"
     );
     {

@@ -400,6 +400,8 @@ pub struct MetricsSnapshot {
     /// Seconds until the nearest open deadline is due (negative: overdue).
     pub min_headroom_secs: Option<i64>,
     pub overdue: i64,
+    /// Open deadlines computed over days the calendar does not cover yet.
+    pub provisional: i64,
 }
 
 impl Store {
@@ -439,6 +441,12 @@ impl Store {
             .map_err(db("metrics"))?;
         let min_due: Option<i64> = row.get(0);
         let overdue: Option<i64> = row.get(1);
+        let provisional: Option<i64> = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deadlines WHERE met_at IS NULL AND provisional = 1",
+        )
+        .fetch_one(&self.read)
+        .await
+        .map_err(db("metrics"))?;
         Ok(MetricsSnapshot {
             cases_by_state,
             events_by_kind,
@@ -446,6 +454,7 @@ impl Store {
             notifications,
             min_headroom_secs: min_due.map(|d| (d - ms(now)) / 1000),
             overdue: overdue.unwrap_or(0),
+            provisional: provisional.unwrap_or(0),
         })
     }
 }

@@ -495,6 +495,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cmd: ConfigCmd::Check { config },
         } => {
             let cfg = load_config(&config)?;
+            // The calendar file through the same parser as start-up.
+            lethe_server::CalendarState::load(cfg.calendar_file.as_deref())
+                .map_err(|e| anyhow::anyhow!("configuration {}: {e}", config.display()))?;
             let map = lethe_connect::DataMap::load(&cfg.datamap)?;
             for s in &map.systems {
                 lethe_connect::planner::plan(s)?;

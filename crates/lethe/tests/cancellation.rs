@@ -96,6 +96,15 @@ async fn happy_path_erases_only_the_subject() {
         metrics.contains("lethe_audit_events_total{kind=\"case.erased\"} 1"),
         "{metrics}"
     );
+    // The calendar's coverage and the deadlines counted beyond it.
+    assert!(
+        metrics.contains("lethe_calendar_covered_until_year 2026"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("lethe_deadlines_provisional "),
+        "{metrics}"
+    );
     // Every state change has exactly one audit event.
     let (_, tl) = demo.get(&format!("/v1/cases/{id}/timeline")).await;
     let kinds: Vec<&str> = tl["events"]

@@ -116,6 +116,29 @@ async fn serve_mode_has_a_fixed_clock_and_managed_keys() {
         &env,
     );
     assert!(!ok && err.contains("worker.concurrency"), "{err}");
+    // A malformed calendar file is refused by config check (the same parser
+    // as start-up), with its line.
+    let cal = dir.path().join("calendar.toml");
+    std::fs::write(
+        &cal,
+        "[[year]]\nyear = 2027\nsource = \"notice\"\nholidays = [\"2027-13-01\"]\n",
+    )
+    .unwrap();
+    let with_cal = dir.path().join("with-calendar.toml");
+    std::fs::write(
+        &with_cal,
+        format!(
+            "calendar_file = \"{}\"\n{}",
+            cal.display(),
+            std::fs::read_to_string(&cfg).unwrap()
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = lethe(
+        &["config", "check", "--config", with_cal.to_str().unwrap()],
+        &env,
+    );
+    assert!(!ok && err.contains("line"), "{err}");
 
     let (ok, key, err) = lethe(
         &["apikey", "create", "--config", cfg_s, "--name", "shop"],
