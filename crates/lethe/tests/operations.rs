@@ -638,3 +638,59 @@ async fn one_client_gets_only_its_share_of_connections() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// An operator sees what Lethe will compute: a year's days off, and a
+/// deadline from a date, provisional beyond the calendar.
+#[test]
+fn calendar_commands_show_what_lethe_computes() {
+    let (ok, out, err) = lethe(
+        &[
+            "calendar",
+            "deadline",
+            "--from",
+            "2026-12-15",
+            "--working-days",
+            "15",
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("2027-01-07T00:00:00+08:00") && out.contains("provisional"),
+        "{out}"
+    );
+    let (ok, out, _) = lethe(
+        &[
+            "calendar",
+            "deadline",
+            "--from",
+            "2026-03-02",
+            "--working-days",
+            "3",
+        ],
+        &[],
+    );
+    assert!(ok && !out.contains("provisional"), "{out}");
+    let (ok, out, _) = lethe(&["calendar", "show", "2026"], &[]);
+    assert!(
+        ok && out.contains("2026-02-14 Saturday  working day"),
+        "{out}"
+    );
+    let (ok, out, _) = lethe(&["calendar", "show", "2027"], &[]);
+    assert!(
+        ok && out.contains("not covered") && out.contains("2027-02-08 Monday    day off"),
+        "{out}"
+    );
+    let (ok, _, err) = lethe(
+        &[
+            "calendar",
+            "deadline",
+            "--from",
+            "15/12/2026",
+            "--working-days",
+            "3",
+        ],
+        &[],
+    );
+    assert!(!ok && err.contains("YYYY-MM-DD"), "{err}");
+}
