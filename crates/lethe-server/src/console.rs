@@ -146,6 +146,22 @@ fn login_refused() -> Problem {
     .fix("check all three; after 5 failures the account is locked for a while")
 }
 
+/// Argon2 verifications running at once (each takes tens of milliseconds
+/// and a good share of memory).
+static ARGON_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// A hash of the same parameters as real ones, verified for unknown users.
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    // A fixed, valid salt: this hash is never a credential.
+    match SaltString::encode_b64(&[7u8; 16]) {
+        Ok(salt) => Argon2::default()
+            .hash_password(b"no such agent", &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+});
+
 /// Sign in to the console: password (argon2id) and TOTP code.
 #[utoipa::path(post, path = "/v1/console/login", request_body = Login, tag = "console",
     responses((status = 200, body = Session), (status = 401, body = Problem), (status = 429, body = Problem)))]
@@ -154,18 +170,40 @@ pub async fn login(
     ApiJson(body): ApiJson<Login>,
 ) -> Result<Response, Problem> {
     let now = jiff::Timestamp::now();
-    let Some(agent) = st.store.agent_by_username(&body.username).await? else {
-        // Spend the same effort as a real check, so timing does not tell.
-        let _ = Argon2::default().hash_password(
-            body.password.as_bytes(),
-            &SaltString::encode_b64(&[0u8; 16]).map_err(|_| Problem::internal())?,
-        );
+    let agent = st.store.agent_by_username(&body.username).await?;
+    // One Argon2 verification whatever the account (unknown, disabled,
+    // locked or live), so the answer's timing does not tell which; on the
+    // blocking pool, a few at a time, so sign-ins never slow the rest.
+    let hash = agent
+        .as_ref()
+        .map(|a| a.password_hash.clone())
+        .unwrap_or_else(|| DUMMY_HASH.clone());
+    let password = body.password.clone();
+    let pw_ok = {
+        let _slot = ARGON_SLOTS
+            .acquire()
+            .await
+            .map_err(|_| Problem::internal())?;
+        tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash)
+                .map(|h| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &h)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        })
+        .await
+        .map_err(|_| Problem::internal())?
+    };
+    let Some(agent) = agent.filter(|a| !a.disabled) else {
         return Err(login_refused());
     };
-    if agent.disabled {
-        return Err(login_refused());
-    }
     if let Some(until) = agent.locked_until.filter(|u| *u > now) {
+        // Only the holder of the password learns that the account is locked.
+        if !pw_ok {
+            return Err(login_refused());
+        }
         return Err(Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
             "locked",
@@ -174,13 +212,6 @@ pub async fn login(
         )
         .retry_after(until.as_second() - now.as_second()));
     }
-    let pw_ok = PasswordHash::new(&agent.password_hash)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(body.password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false);
     let field = lethe_vault::FieldName::parse("totp_secret").map_err(|_| Problem::internal())?;
     let secret = match lethe_vault::from_text(&agent.totp_secret) {
         Ok(env) => st

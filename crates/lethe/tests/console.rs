@@ -74,6 +74,12 @@ async fn roles_channels_and_step_up() {
         );
     }
     assert_eq!(login(&demo, "victim", &pw, &totp(&secret, 1)).await.0, 429);
+    // Without the password, a locked account answers like any refusal (and
+    // like an unknown one): nobody else learns that it exists or is locked.
+    let (s, v) = login(&demo, "victim", "wrong", &totp(&secret, 1)).await;
+    assert_eq!(s, 401, "{v}");
+    let (s2, v2) = login(&demo, "nobody.here", "wrong", "000000").await;
+    assert_eq!((s2, &v2["detail"]), (401, &v["detail"]), "{v2}");
     // No session, a made-up session: refused.
     assert_eq!(
         console(
