@@ -208,8 +208,23 @@ fn plus_business_days(start: Timestamp, n: u32, tz: &TimeZone) -> Option<Timesta
         .map(|z| z.timestamp())
 }
 
-/// The case's deadlines under its policy's profile.
+/// The case's deadlines under its policy's profile. A closed case
+/// (erased, withdrawn, rejected) has none open: each is met when the case
+/// closed, if not before, so a withdrawn case never goes overdue.
 pub fn deadlines(case: &Case, cal: &Calendar, tz: &TimeZone) -> Vec<Deadline> {
+    let mut out = open_deadlines(case, cal, tz);
+    if let Some(done) = closed(case) {
+        for d in &mut out {
+            if d.met_at.is_none() {
+                d.met_at = Some(done);
+                d.paused = false;
+            }
+        }
+    }
+    out
+}
+
+fn open_deadlines(case: &Case, cal: &Calendar, tz: &TimeZone) -> Vec<Deadline> {
     let created = case.created_at;
     let done = closed(case);
     let extended = case.extension.is_some();
@@ -226,10 +241,7 @@ pub fn deadlines(case: &Case, cal: &Calendar, tz: &TimeZone) -> Vec<Deadline> {
                     case.review_ended_at,
                 ));
             }
-            if let Some(end) = case
-                .cooling_off_ends_at
-                .filter(|_| case.state != CaseState::Withdrawn)
-            {
+            if let Some(end) = case.cooling_off_ends_at {
                 let due = end.checked_add(SignedDuration::from_hours(24)).ok();
                 out.push(Deadline {
                     kind: DeadlineKind::ErasureStart,
@@ -365,6 +377,48 @@ mod tests {
 
     fn get(ds: &[Deadline], k: DeadlineKind) -> Deadline {
         ds.iter().find(|d| d.kind == k).unwrap().clone()
+    }
+
+    /// Every terminal state closes every deadline: none is left to warn,
+    /// escalate or count as overdue.
+    #[test]
+    fn a_closed_case_has_no_open_deadline() {
+        let cal = Calendar::china().unwrap();
+        let t = at("2026-03-02T02:00:00Z");
+        let later = at("2026-03-04T02:00:00Z");
+        // Withdrawn (restored) during cooling-off.
+        let c = to_review(case(Profile::Cn, false, t), t);
+        assert_eq!(c.state, CaseState::CoolingOff);
+        let w = step(c, CaseCommand::Withdraw, later);
+        // Rejected at review.
+        let r = step(
+            to_review(case(Profile::Cn, true, t), t),
+            CaseCommand::Reject {
+                reason: crate::Reason::parse("documents do not match").unwrap(),
+            },
+            later,
+        );
+        // Withdrawn before confirming.
+        let early = step(case(Profile::Cn, false, t), CaseCommand::Withdraw, later);
+        for (name, c) in [
+            ("withdrawn in cooling-off", w),
+            ("rejected", r),
+            ("withdrawn early", early),
+        ] {
+            assert!(c.state.is_terminal(), "{name}");
+            let ds = deadlines(&c, &cal, &tz());
+            assert!(!ds.is_empty(), "{name}");
+            for d in &ds {
+                assert!(d.met_at.is_some(), "{name}: {d:?}");
+                assert!(
+                    matches!(
+                        d.status(at("2027-01-01T00:00:00Z")),
+                        Status::Met | Status::Late
+                    ),
+                    "{name}: {d:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -192,7 +192,7 @@ impl Store {
                     for id in &ids {
                         let cid = CaseId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                         let case: Case = load_case(ctx, cid).await?;
-                        upsert_deadlines(ctx, cid, &f(&case)).await?;
+                        upsert_deadlines(ctx, &case, &f(&case)).await?;
                     }
                     Ok(ids.last().cloned())
                 })

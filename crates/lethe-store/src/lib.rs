@@ -1794,7 +1794,7 @@ async fn write_effects(ctx: &mut WriteCtx, case: &Case, change: &Change) -> Resu
         .await?;
     }
     if let Some(f) = ctx.deadlines.clone() {
-        upsert_deadlines(ctx, case.id, &f(case)).await?;
+        upsert_deadlines(ctx, case, &f(case)).await?;
     }
     Ok(())
 }
@@ -1820,9 +1820,10 @@ pub(crate) async fn insert_notification(
 
 async fn upsert_deadlines(
     ctx: &mut WriteCtx,
-    id: CaseId,
+    case: &Case,
     ds: &[lethe_domain::deadline::Deadline],
 ) -> Result<(), StoreError> {
+    let id = case.id;
     for d in ds {
         sqlx::query(
             "INSERT INTO deadlines (case_id, kind, starts_at, due_at, warn_at, paused, met_at, problem, provisional) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -1843,6 +1844,19 @@ async fn upsert_deadlines(
         .execute(&mut ctx.conn)
         .await
         .map_err(db("store deadline"))?;
+    }
+    // A closed case (erased, withdrawn, rejected) leaves no deadline open,
+    // including one computed before it closed that no longer applies (the
+    // erasure start of a case restored in cooling-off).
+    if case.state.is_terminal()
+        && let Some(closed) = case.closed_at
+    {
+        sqlx::query("UPDATE deadlines SET met_at = $1 WHERE case_id = $2 AND met_at IS NULL")
+            .bind(ms(closed))
+            .bind(id.to_string())
+            .execute(&mut ctx.conn)
+            .await
+            .map_err(db("close deadlines"))?;
     }
     Ok(())
 }

@@ -229,6 +229,24 @@ async fn withdrawal_during_cooling_off_keeps_everything() {
     demo.advance(WEEK).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(demo.state(&id).await, "withdrawn");
+    // A restored case has no open deadline: the erasure start that was due
+    // a day after cooling-off never goes overdue.
+    let (_, case) = demo.get(&format!("/v1/cases/{id}")).await;
+    for d in case["deadlines"].as_array().unwrap() {
+        assert!(
+            d["status"] == "met" || d["status"] == "late",
+            "an open deadline on a restored case: {d}"
+        );
+    }
+    let (_, overdue) = demo.get("/v1/console/overdue").await;
+    assert!(
+        !overdue
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["case_id"] == json!(id)),
+        "{overdue}"
+    );
     assert_eq!(
         others_digest(&mart, &[]).await,
         all_before,
