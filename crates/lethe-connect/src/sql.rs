@@ -1119,25 +1119,8 @@ impl SqlSystem {
     /// For a stub table: the condition (on `t0`) of a row no kept row
     /// references.
     fn stub_guard(&self, step: &crate::planner::PlannedTable) -> Option<String> {
-        let d = self.d;
         let refs = self.stub_refs.get(&step.table)?;
-        let parts: Vec<String> = refs
-            .iter()
-            .enumerate()
-            .map(|(i, (rt, rcols, pcols))| {
-                let on: Vec<String> = rcols
-                    .iter()
-                    .zip(pcols)
-                    .map(|(rc, pc)| format!("s{i}.{} = t0.{}", rc.q(d), pc.q(d)))
-                    .collect();
-                format!(
-                    "NOT EXISTS (SELECT 1 FROM {} s{i} WHERE {})",
-                    rt.q(d),
-                    on.join(" AND ")
-                )
-            })
-            .collect();
-        Some(parts.join(" AND "))
+        Some(not_referenced(self.d, refs, "t0", "s"))
     }
 
     /// The parent key tuples of a table's subjects (hop 1 of its path),
@@ -1265,27 +1248,11 @@ impl SqlSystem {
                 for chunk in distinct.chunks(1000) {
                     let mut sql = Sql::new(d);
                     let list = tuple_list(&mut sql, chunk);
-                    let guards: Vec<String> = refs
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (rt, rcols, pcols))| {
-                            let on: Vec<String> = rcols
-                                .iter()
-                                .zip(pcols)
-                                .map(|(rc, pc)| format!("r{i}.{} = x.{}", rc.q(d), pc.q(d)))
-                                .collect();
-                            format!(
-                                "NOT EXISTS (SELECT 1 FROM {} r{i} WHERE {})",
-                                rt.q(d),
-                                on.join(" AND ")
-                            )
-                        })
-                        .collect();
-                    let mut cond = format!("{} IN ({list})", lhs("x"));
-                    for g in &guards {
-                        cond.push_str(" AND ");
-                        cond.push_str(g);
-                    }
+                    let cond = format!(
+                        "{} IN ({list}) AND {}",
+                        lhs("x"),
+                        not_referenced(d, refs, "x", "r")
+                    );
                     let mut sel = sql.clone();
                     let xcols: Vec<String> = cols.iter().map(|c| format!("x.{c}")).collect();
                     sel.text = format!("SELECT {} FROM {t} x WHERE {cond}", xcols.join(", "));
@@ -2307,6 +2274,28 @@ fn update_filter(sql: &mut Sql, action: &Action, scope: &Scope) -> String {
         }
     }
     format!(" AND ({})", parts.join(" OR "))
+}
+
+/// The condition that no row of the `refs` tables points at the row
+/// aliased `alias` (their aliases are `prefix0`, `prefix1`, ...).
+fn not_referenced(d: Dialect, refs: &[Referrer], alias: &str, prefix: &str) -> String {
+    let parts: Vec<String> = refs
+        .iter()
+        .enumerate()
+        .map(|(i, (rt, rcols, pcols))| {
+            let on: Vec<String> = rcols
+                .iter()
+                .zip(pcols)
+                .map(|(rc, pc)| format!("{prefix}{i}.{} = {alias}.{}", rc.q(d), pc.q(d)))
+                .collect();
+            format!(
+                "NOT EXISTS (SELECT 1 FROM {} {prefix}{i} WHERE {})",
+                rt.q(d),
+                on.join(" AND ")
+            )
+        })
+        .collect();
+    parts.join(" AND ")
 }
 
 /// `a, b` or `(a, b), (c, d)`: placeholders of key tuples, one value or
