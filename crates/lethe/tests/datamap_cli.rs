@@ -4,6 +4,21 @@
 use sqlx::{AnyPool, AssertSqlSafe, Executor};
 use std::process::Command;
 
+/// Runs `lethe ARGS [PATH] [TAIL...]` with the shop's URL in CLI_SHOP_URL.
+fn run(
+    args: &[&str],
+    path: Option<&std::path::Path>,
+    tail: &[&str],
+    url: &str,
+) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lethe"));
+    c.args(args);
+    if let Some(p) = path {
+        c.arg(p);
+    }
+    c.args(tail).env("CLI_SHOP_URL", url).output().unwrap()
+}
+
 async fn database() -> String {
     sqlx::any::install_default_drivers();
     let name = format!("lethe_cli_{}", uuid::Uuid::new_v4().simple());
@@ -74,12 +89,7 @@ async fn check_reports_planted_problems_and_plan_is_a_dry_run() {
     std::fs::write(&map, MAP).unwrap();
     let lethe = env!("CARGO_BIN_EXE_lethe");
 
-    let out = Command::new(lethe)
-        .args(["datamap", "check", "--datamap"])
-        .arg(&map)
-        .env("CLI_SHOP_URL", &url)
-        .output()
-        .unwrap();
+    let out = run(&["datamap", "check", "--datamap"], Some(&map), &[], &url);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
@@ -114,24 +124,13 @@ async fn check_reports_planted_problems_and_plan_is_a_dry_run() {
         "{MAP}\n[[systems.tables]]\nname = \"complaints\"\nbelongs_to = {{ table = \"orders\", columns = [\"order_id\"], references = [\"id\"] }}\naction = \"delete\"\n[[systems.tables]]\nname = \"newsletter\"\nowner = \"id\"\naction = \"update\"\nset_null = [\"contact\"]\n"
     );
     std::fs::write(&map, fixed).unwrap();
-    let out = Command::new(lethe)
-        .args(["datamap", "check", "--datamap"])
-        .arg(&map)
-        .env("CLI_SHOP_URL", &url)
-        .output()
-        .unwrap();
+    let out = run(&["datamap", "check", "--datamap"], Some(&map), &[], &url);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("0 error(s)"), "{stdout}");
 
     // The plan for a subject: what would go, nothing erased.
-    let out = Command::new(lethe)
-        .args(["datamap", "plan", "--datamap"])
-        .arg(&map)
-        .arg("7")
-        .env("CLI_SHOP_URL", &url)
-        .output()
-        .unwrap();
+    let out = run(&["datamap", "plan", "--datamap"], Some(&map), &["7"], &url);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     let line = |t: &str| {
@@ -160,12 +159,7 @@ async fn check_reports_planted_problems_and_plan_is_a_dry_run() {
 
     // The plan without a subject prints the order erasure runs: the live
     // foreign key orders -> users is in it (the map alone cannot tell).
-    let out = Command::new(lethe)
-        .args(["datamap", "plan", "--datamap"])
-        .arg(&map)
-        .env("CLI_SHOP_URL", &url)
-        .output()
-        .unwrap();
+    let out = run(&["datamap", "plan", "--datamap"], Some(&map), &[], &url);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert_eq!(order_of(&stdout), dry_order, "{stdout}");
@@ -181,13 +175,12 @@ async fn check_reports_planted_problems_and_plan_is_a_dry_run() {
     assert!(stdout.contains("export CLI_SHOP_URL"), "{stdout}");
 
     // A subject id that does not exist is said to be so.
-    let out = Command::new(lethe)
-        .args(["datamap", "plan", "--datamap"])
-        .arg(&map)
-        .arg("999")
-        .env("CLI_SHOP_URL", &url)
-        .output()
-        .unwrap();
+    let out = run(
+        &["datamap", "plan", "--datamap"],
+        Some(&map),
+        &["999"],
+        &url,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("no row of any table belongs to this subject id"),
@@ -234,8 +227,8 @@ async fn init_install_and_retention_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let lethe = env!("CARGO_BIN_EXE_lethe");
     let generated = dir.path().join("generated.toml");
-    let out = Command::new(lethe)
-        .args([
+    let out = run(
+        &[
             "datamap",
             "init",
             "--url-env",
@@ -245,11 +238,11 @@ async fn init_install_and_retention_from_the_command_line() {
             "--name",
             "shop",
             "--out",
-        ])
-        .arg(&generated)
-        .env("CLI_SHOP_URL", &url)
-        .output()
-        .unwrap();
+        ],
+        Some(&generated),
+        &[],
+        &url,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("TODO"), "{stderr}");
@@ -259,12 +252,12 @@ async fn init_install_and_retention_from_the_command_line() {
         "{text}"
     );
     assert!(text.contains("belongs_to = { table = \"orders\""), "{text}");
-    let out = Command::new(lethe)
-        .args(["datamap", "check", "--datamap"])
-        .arg(&generated)
-        .env("CLI_SHOP_URL", &url)
-        .output()
-        .unwrap();
+    let out = run(
+        &["datamap", "check", "--datamap"],
+        Some(&generated),
+        &[],
+        &url,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
@@ -308,24 +301,14 @@ async fn init_install_and_retention_from_the_command_line() {
         ),
     )
     .unwrap();
-    let out = Command::new(lethe)
-        .args(["retention", "list", "--datamap"])
-        .arg(&map)
-        .env("CLI_SHOP_URL", &url)
-        .output()
-        .unwrap();
+    let out = run(&["retention", "list", "--datamap"], Some(&map), &[], &url);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 retention record(s)"));
-    let out = Command::new(lethe)
-        .args(["datamap", "install", "--datamap"])
-        .arg(&map)
-        .env("CLI_SHOP_URL", &url)
-        .output()
-        .unwrap();
+    let out = run(&["datamap", "install", "--datamap"], Some(&map), &[], &url);
     assert!(
         out.status.success(),
         "{}",
@@ -341,12 +324,7 @@ async fn init_install_and_retention_from_the_command_line() {
     sys.erase("case-7", &lethe_domain::SubjectId::parse("7").unwrap(), now)
         .await
         .unwrap();
-    let out = Command::new(lethe)
-        .args(["retention", "list", "--datamap"])
-        .arg(&map)
-        .env("CLI_SHOP_URL", &url)
-        .output()
-        .unwrap();
+    let out = run(&["retention", "list", "--datamap"], Some(&map), &[], &url);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("shop.invoices")
