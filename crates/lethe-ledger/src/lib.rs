@@ -202,6 +202,34 @@ pub struct RecordedEvent {
     pub event: AuditEvent,
     /// Hex leaf hash recorded when the event was appended.
     pub hash: String,
+    /// The event belongs to another platform: only its sequence number and
+    /// leaf hash are given (the other fields are empty), so the tree still
+    /// verifies against the signed heads, but its content is not shown and
+    /// cannot be checked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
+}
+
+impl RecordedEvent {
+    /// The same event with everything but its sequence number and leaf
+    /// hash removed (see [`RecordedEvent::redacted`]).
+    pub fn redact(self) -> Self {
+        Self {
+            event: AuditEvent {
+                seq: self.event.seq,
+                case_id: String::new(),
+                subject: String::new(),
+                kind: String::new(),
+                from_state: None,
+                to_state: String::new(),
+                actor: String::new(),
+                at: String::new(),
+                detail: serde_json::Value::Null,
+            },
+            hash: self.hash,
+            redacted: true,
+        }
+    }
 }
 
 /// Keyed pseudonym of a subject id: HMAC-SHA-256 under the installation's
@@ -563,7 +591,14 @@ pub fn verify_log(export: &LogExport, public_key_hex: &str) -> Result<LogVerifie
         public_key_hex,
         |i, buf| {
             let e = &export.events[i];
-            (e.event.seq, e.hash.as_str(), e.event.leaf_hash_with(buf))
+            // A redacted event is taken at its recorded hash (a malformed
+            // one cannot match the signed root).
+            let leaf = if e.redacted {
+                unhex(&e.hash).unwrap_or([0u8; 32])
+            } else {
+                e.event.leaf_hash_with(buf)
+            };
+            (e.event.seq, e.hash.as_str(), leaf)
         },
     )
 }

@@ -66,6 +66,10 @@ pub struct Retention {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// The platform (API key name) whose cases this report covers; absent:
+    /// every platform of the installation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
     pub from: String,
     pub to: String,
     pub generated_at: String,
@@ -198,6 +202,7 @@ pub fn build(
     }
     expiring.sort_by_key(|r| r.retain_until_ms);
     Report {
+        platform: None,
         from: from.to_owned(),
         to: to.to_owned(),
         generated_at: generated_at.to_owned(),

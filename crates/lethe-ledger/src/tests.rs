@@ -31,6 +31,7 @@ fn export(n: u64, heads_at: &[u64]) -> LogExport {
         events.push(RecordedEvent {
             event: e,
             hash: hex::encode(h),
+            redacted: false,
         });
         if heads_at.contains(&seq) {
             tree_heads.push(TreeHead::sign(&s, seq, &f.root(), "2026-01-01T00:00:00Z"));

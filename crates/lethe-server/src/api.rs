@@ -363,8 +363,9 @@ pub(crate) async fn owned_case(st: &AppState, p: &Principal, id: &str) -> Result
 
 async fn owned(st: &AppState, p: &Principal, id: CaseId) -> Result<Case, Problem> {
     match st.store.case_principal(id).await? {
-        // Cases an agent opened (hotline, counter) continue in the platform's app.
-        Some(owner) if owner == p.0 || owner == st.console_principal => {}
+        // A case an agent opened belongs to the platform the agent named
+        // (or serves), so it continues in that platform's app only.
+        Some(owner) if owner == p.0 => {}
         _ => return Err(Problem::not_found("no case with this id")),
     }
     st.store

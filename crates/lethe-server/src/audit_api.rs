@@ -226,11 +226,13 @@ fn page() -> u32 {
 }
 
 /// Export events (with recorded leaf hashes) and the tree heads, for
-/// offline verification with `lethe audit verify`.
+/// offline verification with `lethe audit verify`. Events of other
+/// platforms' cases, claims and exports, and installation events, come redacted:
+/// their sequence number and leaf hash only (`redacted: true`).
 #[utoipa::path(get, path = "/v1/audit/export", tag = "proof", params(ExportQuery), responses((status = 200, description = "a LogExport: events and tree heads")), security(("api_key" = [])))]
 pub async fn export(
     State(st): State<AppState>,
-    Extension(_p): Extension<Principal>,
+    Extension(p): Extension<Principal>,
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Response, Problem> {
     if q.limit == 0 || q.limit > 100_000 {
@@ -241,6 +243,22 @@ pub async fn export(
         .filter(|f| *f >= 1)
         .ok_or_else(|| Problem::unprocessable("from must be 1 or more").field("from"))?;
     let events = st.store.export_events(from, q.limit).await?;
+    // One tree for the installation: another platform's events keep their
+    // place and leaf hash (the tree still verifies), not their content.
+    let mut ids: Vec<&str> = events.iter().map(|e| e.event.case_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let own = st.store.owned_ids(&p.0, &ids).await?;
+    let events = events
+        .into_iter()
+        .map(|e| {
+            if own.contains(&e.event.case_id) {
+                e
+            } else {
+                e.redact()
+            }
+        })
+        .collect();
     let tree_heads = st.store.tree_heads(0, 100_000).await?;
     Ok(axum::Json(lethe_ledger::LogExport { events, tree_heads }).into_response())
 }
@@ -278,7 +296,7 @@ pub struct ReportQuery {
 #[utoipa::path(get, path = "/v1/reports/compliance", tag = "proof", params(ReportQuery), responses((status = 200, description = "signed report")), security(("api_key" = [])))]
 pub async fn compliance(
     State(st): State<AppState>,
-    Extension(_p): Extension<Principal>,
+    Extension(p): Extension<Principal>,
     ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> Result<Response, Problem> {
     let from = crate::report::parse_when(&q.from, &st.tz)
@@ -288,7 +306,9 @@ pub async fn compliance(
     if to <= from {
         return Err(Problem::unprocessable("to must be after from").field("to"));
     }
-    let signed = crate::report::compliance(&st.store, &st.signer, from, to, st.clock.now()).await?;
+    let signed =
+        crate::report::compliance(&st.store, &st.signer, from, to, st.clock.now(), Some(&p.0))
+            .await?;
     let (body, ctype) = match q.format.as_deref() {
         None | Some("json") => (
             serde_json::to_string_pretty(&signed).map_err(|_| Problem::internal())?,

@@ -227,7 +227,7 @@ pub async fn list(
 ) -> Result<Response, Problem> {
     crate::console::require(&a, "claims")?;
     let mut out = vec![];
-    for id in st.store.open_claims(200).await? {
+    for id in st.store.open_claims(200, a.platform.as_deref()).await? {
         if let Some(c) = st.store.claim(&id).await? {
             out.push(ReviewClaim {
                 id: c.id,
@@ -252,6 +252,7 @@ pub async fn document(
         .store
         .claim(&id)
         .await?
+        .filter(|c| a.serves(&c.principal))
         .ok_or_else(|| Problem::not_found("no claim with this id"))?;
     let Some((kind, sealed)) = st.store.claim_document(&id, n).await? else {
         return Err(Problem::not_found(if c.documents_destroyed_at.is_some() {
@@ -318,6 +319,7 @@ pub async fn decide(
         .store
         .claim(&id)
         .await?
+        .filter(|c| a.serves(&c.principal))
         .ok_or_else(|| Problem::not_found("no claim with this id"))?;
     if c.state != "submitted" {
         return Err(Problem::conflict(

@@ -52,11 +52,59 @@ impl Role {
 pub struct Agent {
     pub id: String,
     pub role: Role,
+    /// The platform the agent serves; None for installation staff, who
+    /// serve every platform of the installation.
+    pub platform: Option<String>,
 }
 
 impl Agent {
     fn actor(&self) -> String {
         format!("agent:{}", self.id)
+    }
+
+    /// Whether the agent may see and act on what this platform owns.
+    pub fn serves(&self, platform: &str) -> bool {
+        self.platform.as_deref().is_none_or(|p| p == platform)
+    }
+}
+
+/// The platform a console action is for: the agent's own, or for
+/// installation staff the one named, or the installation's only platform.
+pub async fn platform_for(
+    st: &AppState,
+    a: &Agent,
+    named: Option<&str>,
+) -> Result<String, Problem> {
+    let live = st.store.live_platforms().await?;
+    match (&a.platform, named) {
+        (Some(own), None) => Ok(own.clone()),
+        (Some(own), Some(n)) if n == own => Ok(own.clone()),
+        (Some(_), Some(_)) => Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Not allowed",
+            "the agent serves another platform",
+        )
+        .field("platform")
+        .fix("leave platform out: the agent's own platform is used")),
+        (None, Some(n)) if live.iter().any(|p| p == n) => Ok(n.to_owned()),
+        (None, Some(_)) => Err(Problem::unprocessable(
+            "no platform of this installation has this name",
+        )
+        .field("platform")
+        .fix("name a platform by its API key name (lethe apikey create --name)")),
+        (None, None) => match live.as_slice() {
+            [only] => Ok(only.clone()),
+            [] => Err(
+                Problem::unprocessable("the installation has no platform yet")
+                    .fix("create the platform's API key first (lethe apikey create)"),
+            ),
+            _ => Err(Problem::unprocessable(
+                "this installation serves several platforms; say which one",
+            )
+            .field("platform")
+            .fix("send platform: the API key name of the user's platform")),
+        },
     }
 }
 
@@ -75,7 +123,17 @@ pub async fn create_agent(
     st: &AppState,
     username: &str,
     role: Role,
+    platform: Option<String>,
 ) -> Result<(String, String), Problem> {
+    if let Some(p) = &platform
+        && !st.store.platforms().await?.iter().any(|k| k == p)
+    {
+        return Err(
+            Problem::unprocessable("no platform of this installation has this name")
+                .field("platform")
+                .fix("name a platform by its API key name (lethe apikey create --name)"),
+        );
+    }
     let ok = (3..=64).contains(&username.len())
         && username
             .bytes()
@@ -108,6 +166,7 @@ pub async fn create_agent(
             hash,
             lethe_vault::to_text(&sealed),
             role.as_str().to_owned(),
+            platform,
         )
         .await
         .map_err(|e| match e {
@@ -281,9 +340,9 @@ pub async fn auth(State(st): State<AppState>, mut req: Request, next: Next) -> R
         .console_session(&hash_token(&token), jiff::Timestamp::now())
         .await
     {
-        Ok(Some((id, role))) => match Role::parse(&role) {
+        Ok(Some((id, role, platform))) => match Role::parse(&role) {
             Some(role) => {
-                req.extensions_mut().insert(Agent { id, role });
+                req.extensions_mut().insert(Agent { id, role, platform });
                 next.run(req).await
             }
             None => Problem::internal().into_response(),
@@ -308,7 +367,7 @@ pub fn allowed(route: &str) -> &'static [Role] {
         "create_case" | "hotline" | "counter" | "export" | "manual_task" => &[Agent],
         "read_case" => &[Agent, Reviewer, Auditor],
         "review" | "claims" => &[Reviewer],
-        "create_agent" => &[Admin],
+        "create_agent" | "rotate_kek" => &[Admin],
         "report" => &[Auditor, Admin],
         _ => &[],
     }
@@ -334,7 +393,12 @@ fn parse_id(s: &str) -> Result<CaseId, Problem> {
     })
 }
 
-async fn load(st: &AppState, id: CaseId) -> Result<Case, Problem> {
+/// A case the agent serves (another platform's case is not found).
+pub async fn load(st: &AppState, a: &Agent, id: CaseId) -> Result<Case, Problem> {
+    match st.store.case_principal(id).await? {
+        Some(owner) if a.serves(&owner) => {}
+        _ => return Err(Problem::not_found("no case with this id")),
+    }
     st.store
         .get_case(id)
         .await?
@@ -353,6 +417,11 @@ pub struct ConsoleCase {
     /// hotline or counter.
     #[schema(value_type = String)]
     pub channel: Channel,
+    /// The platform (API key name) whose user this is. Agents of one
+    /// platform leave it out; installation staff name it when the
+    /// installation serves several platforms.
+    #[serde(default)]
+    pub platform: Option<String>,
 }
 
 /// An agent opens a case for a caller (hotline) or a visitor (counter).
@@ -374,6 +443,7 @@ pub async fn create_case(
         )
         .field("subject_id"));
     }
+    let platform = platform_for(&st, &a, body.platform.as_deref()).await?;
     let id = CaseId::from_uuid(uuid::Uuid::now_v7());
     let (case, change) = Case::open(
         id,
@@ -385,7 +455,7 @@ pub async fn create_case(
     let pseudo = st.secrets.pseudonym(case.subject.expose());
     let case = st
         .store
-        .create_case(case, change, pseudo, st.console_principal.clone(), None)
+        .create_case(case, change, pseudo, platform, None)
         .await?;
     Ok((StatusCode::CREATED, view(&case)).into_response())
 }
@@ -398,7 +468,7 @@ pub async fn read_case(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     require(&a, "read_case")?;
-    Ok(view(&load(&st, parse_id(&id)?).await?))
+    Ok(view(&load(&st, &a, parse_id(&id)?).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -488,7 +558,7 @@ pub async fn hotline(
     ApiJson(body): ApiJson<Hotline>,
 ) -> Result<Response, Problem> {
     require(&a, "hotline")?;
-    let case = load(&st, parse_id(&id)?).await?;
+    let case = load(&st, &a, parse_id(&id)?).await?;
     check_attempts_left(&st, &case, &a).await?;
     let record = st.systems.identifiers(&case.subject).await?;
     let matches = |kind: &str, said: &str| {
@@ -558,7 +628,7 @@ pub async fn counter(
         )
         .field("branch"));
     }
-    let case = load(&st, parse_id(&id)?).await?;
+    let case = load(&st, &a, parse_id(&id)?).await?;
     check_attempts_left(&st, &case, &a).await?;
     let record = st.systems.identifiers(&case.subject).await?;
     let ok = record.iter().any(|(k, v)| {
@@ -614,7 +684,7 @@ pub async fn review(
     ApiJson(body): ApiJson<ConsoleReview>,
 ) -> Result<Response, Problem> {
     require(&a, "review")?;
-    let id = parse_id(&id)?;
+    let id = load(&st, &a, parse_id(&id)?).await?.id;
     let cmd = match (body.decision, body.reason) {
         (crate::api::Decision::Approve, _) => CaseCommand::Approve,
         (crate::api::Decision::Reject, Some(reason)) => CaseCommand::Reject { reason },
@@ -637,6 +707,11 @@ pub async fn review(
 pub struct NewAgent {
     pub username: String,
     pub role: Role,
+    /// The platform the new agent serves; an admin of one platform creates
+    /// agents of that platform only. Left out by installation staff, the
+    /// agent is installation staff too.
+    #[serde(default)]
+    pub platform: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -653,7 +728,21 @@ pub async fn create_agent_route(
     ApiJson(body): ApiJson<NewAgent>,
 ) -> Result<Response, Problem> {
     require(&a, "create_agent")?;
-    let (password, otpauth_url) = create_agent(&st, &body.username, body.role).await?;
+    let platform = match (&a.platform, body.platform) {
+        (None, named) => named,
+        (Some(own), None) => Some(own.clone()),
+        (Some(own), Some(n)) if &n == own => Some(n),
+        (Some(_), Some(_)) => {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Not allowed",
+                "an admin of one platform creates agents of that platform only",
+            )
+            .field("platform"));
+        }
+    };
+    let (password, otpauth_url) = create_agent(&st, &body.username, body.role, platform).await?;
     st.store
         .audit_claim(
             format!("agent:{}", body.username),
@@ -695,7 +784,15 @@ pub async fn report(
     let to = crate::report::parse_when(&q.to, &st.tz)
         .map_err(|e| Problem::unprocessable(e).field("to"))?;
     Ok(axum::Json(
-        crate::report::compliance(&st.store, &st.signer, from, to, st.clock.now()).await?,
+        crate::report::compliance(
+            &st.store,
+            &st.signer,
+            from,
+            to,
+            st.clock.now(),
+            a.platform.as_deref(),
+        )
+        .await?,
     )
     .into_response())
 }

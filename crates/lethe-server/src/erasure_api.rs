@@ -95,7 +95,8 @@ pub struct CompleteTask {
 #[derive(Debug, Clone)]
 pub enum TaskActor {
     Platform(String),
-    Agent(String),
+    /// An agent's id and the platform it serves (None: every platform).
+    Agent(String, Option<String>),
 }
 
 /// Completes a manual task with a note; its system's erasure is recorded
@@ -138,8 +139,8 @@ pub async fn complete_as(
         .fix("add \"why_none\": \"the archive box held no contract for this account\", or give the number of records erased"));
     }
     let (owner, actor) = match &actor {
-        TaskActor::Platform(p) => (Some(p.as_str()), p.clone()),
-        TaskActor::Agent(a) => (None, format!("agent:{a}")),
+        TaskActor::Platform(p) => (Some(p.as_str()), format!("platform:{p}")),
+        TaskActor::Agent(a, platform) => (platform.as_deref(), format!("agent:{a}")),
     };
     let tasks = st.store.manual_tasks_of(owner, false, 1000).await?;
     let Some(task) = tasks.iter().find(|t| t.id == id) else {

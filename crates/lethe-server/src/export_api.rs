@@ -213,6 +213,10 @@ pub struct ConsoleExportRequest {
     /// The case the holder called about, if any.
     pub case_id: Option<String>,
     pub single_use: Option<bool>,
+    /// Without a case: the platform (API key name) of the account; agents
+    /// of one platform leave it out.
+    #[serde(default)]
+    pub platform: Option<String>,
 }
 
 struct Request {
@@ -357,7 +361,7 @@ fn still_open(case: &lethe_domain::Case) -> Result<(), Problem> {
 
 async fn owned(st: &AppState, principal: &str, id: &str) -> Result<ExportRow, Problem> {
     match st.store.export(id).await? {
-        Some(e) if e.principal == principal || e.principal == st.console_principal => Ok(e),
+        Some(e) if e.principal == principal => Ok(e),
         _ => Err(Problem::not_found("no export with this id")
             .fix("use the id returned when the export was requested")),
     }
@@ -420,25 +424,36 @@ pub async fn console_create(
     } else {
         uuid::Uuid::new_v4().to_string()
     };
-    if let Some(c) = &body.case_id {
+    // The copy belongs to the platform of the case, or (without a case)
+    // to the agent's platform: that platform's key reads it, no other.
+    let platform = if let Some(c) = &body.case_id {
         let id = lethe_domain::CaseId::parse(c)
             .map_err(|e| Problem::unprocessable(format!("case_id {e}")).field("case_id"))?;
+        let no_case =
+            || Problem::unprocessable("no case of this account has this id").field("case_id");
+        let owner = st
+            .store
+            .case_principal(id)
+            .await?
+            .filter(|o| a.serves(o))
+            .ok_or_else(no_case)?;
         let case = st
             .store
             .get_case(id)
             .await?
             .filter(|c| c.subject == body.subject_id)
-            .ok_or_else(|| {
-                Problem::unprocessable("no case of this account has this id").field("case_id")
-            })?;
+            .ok_or_else(no_case)?;
         still_open(&case)?;
-    }
+        owner
+    } else {
+        crate::console::platform_for(&st, &a, body.platform.as_deref()).await?
+    };
     request(
         &st,
         Request {
             subject: body.subject_id,
             case_id: body.case_id,
-            principal: st.console_principal.clone(),
+            principal: platform,
             requested_by: format!("agent:{}", a.id),
             single_use: body.single_use.unwrap_or(true),
             idem,
@@ -460,6 +475,7 @@ pub async fn console_read(
         .store
         .export(&id)
         .await?
+        .filter(|e| a.serves(&e.principal))
         .ok_or_else(|| Problem::not_found("no export with this id"))?;
     Ok(axum::Json(view(&st, &e, a.role == crate::console::Role::Agent)).into_response())
 }

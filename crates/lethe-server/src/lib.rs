@@ -123,8 +123,6 @@ pub struct AppState {
     pub sms_limiter: Arc<middleware::WindowLimiter>,
     /// The key of the app's session tokens, when configured.
     pub session_key: Option<jwt::Key>,
-    /// The principal that owns cases opened by agents in the console.
-    pub console_principal: String,
     /// Outbound HTTP (providers, settlement instructions).
     pub http: reqwest::Client,
     /// Where the platform's services reach Lethe (HTTP-system callbacks).
@@ -630,8 +628,8 @@ pub fn router(st: AppState) -> Router {
         )
         .layer(DefaultBodyLimit::max(claims_api::CLAIM_BODY_LIMIT));
     let vault_admin = Router::new().route(
-        "/v1/vault/kek/rotate",
-        guard_idem(&st, post(vault_api::rotate)),
+        "/v1/console/vault/kek/rotate",
+        guard_console(&st, post(vault_api::rotate)),
     );
     // The pages: the user's cancellation centre and the agent console.
     let pages = Router::new()
@@ -857,7 +855,6 @@ impl Server {
             // Set below, once the socket is bound (its port may be 0 here).
             public_url: String::new(),
             settlement_override: Arc::new(std::sync::OnceLock::new()),
-            console_principal: "console".into(),
             identity: cfg.identity.clone(),
             metrics: Arc::new(metrics::Metrics::default()),
             data_dir: cfg.data_dir.clone(),

@@ -164,10 +164,10 @@ pub struct QueueEntry {
 #[utoipa::path(get, path = "/v1/console/overdue", tag = "console", responses((status = 200, body = [QueueEntry])), security(("api_key" = [])))]
 pub async fn overdue(
     State(st): State<AppState>,
-    Extension(_p): Extension<Principal>,
+    Extension(p): Extension<Principal>,
 ) -> Result<Response, Problem> {
     let now = st.clock.now();
-    let rows = st.store.overdue(now, 500).await?;
+    let rows = st.store.overdue(now, 500, Some(&p.0)).await?;
     let out: Vec<QueueEntry> = rows
         .iter()
         .map(|d| QueueEntry {
@@ -206,7 +206,7 @@ pub struct NotificationView {
 #[utoipa::path(get, path = "/v1/notifications", tag = "console", params(NotificationQuery), responses((status = 200, body = [NotificationView])), security(("api_key" = [])))]
 pub async fn notifications(
     State(st): State<AppState>,
-    Extension(_p): Extension<Principal>,
+    Extension(p): Extension<Principal>,
     ApiQuery(q): ApiQuery<NotificationQuery>,
 ) -> Result<Response, Problem> {
     if let Some(s) = &q.state
@@ -223,7 +223,10 @@ pub async fn notifications(
         ),
         None => None,
     };
-    let rows = st.store.notifications(q.state, case, 500).await?;
+    let rows = st
+        .store
+        .notifications(q.state, case, Some(&p.0), 500)
+        .await?;
     Ok(axum::Json(
         rows.into_iter()
             .map(|n| NotificationView {

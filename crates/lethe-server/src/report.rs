@@ -31,11 +31,17 @@ pub async fn compliance(
     from: Timestamp,
     to: Timestamp,
     now: Timestamp,
+    platform: Option<&str>,
 ) -> Result<SignedReport, StoreError> {
     let (cases, deadlines, erasures) = store
-        .report_rows(from.as_millisecond(), to.as_millisecond(), MAX_REPORT_CASES)
+        .report_rows(
+            from.as_millisecond(),
+            to.as_millisecond(),
+            MAX_REPORT_CASES,
+            platform,
+        )
         .await?;
-    let r = build(
+    let mut r = build(
         &from.to_string(),
         &to.to_string(),
         &now.to_string(),
@@ -46,6 +52,7 @@ pub async fn compliance(
         &erasures,
         EXPIRING_WITHIN_DAYS,
     );
+    r.platform = platform.map(str::to_owned);
     Ok(SignedReport::sign(r, signer))
 }
 

@@ -81,6 +81,13 @@ pub struct BatchResponse {
     pub items: Vec<ItemResult>,
 }
 
+/// The vault's key id of a platform's subject: each platform's fields are
+/// sealed under keys of its own (platform names have no '/'), so one
+/// platform's key never opens another's ciphertext.
+pub fn platform_subject(platform: &str, subject: &str) -> String {
+    format!("{platform}/{subject}")
+}
+
 fn item_error(e: &VaultError) -> Option<ItemError> {
     let code = match e {
         VaultError::Erased { .. } => "erased",
@@ -135,7 +142,7 @@ fn check_batch(n: usize) -> Result<(), Problem> {
     responses((status = 200, body = BatchResponse), (status = 422, body = Problem)), security(("api_key" = [])))]
 pub async fn encrypt(
     State(st): State<AppState>,
-    Extension(_p): Extension<Principal>,
+    Extension(p): Extension<Principal>,
     ApiJson(req): ApiJson<EncryptRequest>,
 ) -> Result<Response, Problem> {
     check_batch(req.items.len())?;
@@ -144,7 +151,11 @@ pub async fn encrypt(
         let r = match FieldName::parse(&it.field) {
             Ok(f) => {
                 st.vault
-                    .encrypt(it.subject_id.expose(), &f, it.plaintext.as_bytes())
+                    .encrypt(
+                        &platform_subject(&p.0, it.subject_id.expose()),
+                        &f,
+                        it.plaintext.as_bytes(),
+                    )
                     .await
             }
             Err(e) => Err(e),
@@ -170,7 +181,7 @@ pub async fn encrypt(
     responses((status = 200, body = BatchResponse), (status = 422, body = Problem)), security(("api_key" = [])))]
 pub async fn decrypt(
     State(st): State<AppState>,
-    Extension(_p): Extension<Principal>,
+    Extension(p): Extension<Principal>,
     ApiJson(req): ApiJson<DecryptRequest>,
 ) -> Result<Response, Problem> {
     check_batch(req.items.len())?;
@@ -180,7 +191,11 @@ pub async fn decrypt(
             FieldName::parse(&it.field),
             lethe_vault::from_text(&it.ciphertext),
         ) {
-            (Ok(f), Ok(ct)) => st.vault.decrypt(it.subject_id.expose(), &f, &ct).await,
+            (Ok(f), Ok(ct)) => {
+                st.vault
+                    .decrypt(&platform_subject(&p.0, it.subject_id.expose()), &f, &ct)
+                    .await
+            }
             (Err(e), _) | (_, Err(e)) => Err(e),
         };
         out.push(match r {
@@ -225,7 +240,7 @@ pub struct BlindIndexResponse {
     responses((status = 200, body = BlindIndexResponse)), security(("api_key" = [])))]
 pub async fn blind_index(
     State(st): State<AppState>,
-    Extension(_p): Extension<Principal>,
+    Extension(p): Extension<Principal>,
     ApiJson(req): ApiJson<BlindIndexRequest>,
 ) -> Result<Response, Problem> {
     check_batch(req.items.len())?;
@@ -233,7 +248,7 @@ pub async fn blind_index(
     for (i, it) in req.items.iter().enumerate() {
         let kind = FieldName::parse(&it.kind)
             .map_err(|e| Problem::unprocessable(e.to_string()).field(format!("items[{i}].kind")))?;
-        indexes.push(st.vault.blind_index(&kind, &it.value));
+        indexes.push(st.vault.blind_index_in(&p.0, &kind, &it.value));
     }
     Ok(axum::Json(BlindIndexResponse { indexes }).into_response())
 }
@@ -244,15 +259,35 @@ pub struct RotateResponse {
     pub kek_version: u32,
 }
 
-/// Rotate the key-encryption key. Data keys are re-wrapped in the
+/// Rotate the key-encryption key (an installation admin's action: it
+/// touches every platform's keys). Data keys are re-wrapped in the
 /// background; reads and writes go on meanwhile.
-#[utoipa::path(post, path = "/v1/vault/kek/rotate", tag = "vault",
-    responses((status = 200, body = RotateResponse)), security(("api_key" = [])))]
+#[utoipa::path(post, path = "/v1/console/vault/kek/rotate", tag = "console",
+    responses((status = 200, body = RotateResponse), (status = 403, body = Problem, description = "not an installation admin")), security(("console" = [])))]
 pub async fn rotate(
     State(st): State<AppState>,
-    Extension(_p): Extension<Principal>,
+    Extension(a): Extension<crate::console::Agent>,
 ) -> Result<Response, Problem> {
+    crate::console::require(&a, "rotate_kek")?;
+    if a.platform.is_some() {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Not allowed",
+            "the KEK protects every platform's keys: only an installation admin (an admin of no platform) rotates it",
+        ));
+    }
     let v = st.vault.rotate_kek().map_err(fatal)?;
+    st.store
+        .audit_claim(
+            "vault".into(),
+            "-".into(),
+            "vault.kek_rotated",
+            format!("agent:{}", a.id),
+            serde_json::json!({ "kek_version": v }),
+            st.clock.now(),
+        )
+        .await?;
     let vault = st.vault.clone();
     tokio::spawn(async move {
         let mut total = 0usize;

@@ -663,11 +663,25 @@ async fn run_job(st: &AppState, job: &Job) -> Result<(), String> {
             let exports_deleted =
                 crate::export_api::delete_for_subject(st, case.subject.expose()).await?;
             let now = st.clock.now();
-            let d = st
+            // The subject's keys under every platform of the installation
+            // (one data map: the account is gone for all of them), and the
+            // key of the bare subject id that vaults before platform keys
+            // used.
+            let subject = case.subject.expose();
+            let mut d = st
                 .vault
-                .destroy(case.subject.expose(), &now.to_string())
+                .destroy(subject, &now.to_string())
                 .await
                 .map_err(|e| e.to_string())?;
+            for p in st.store.platforms().await.map_err(|e| e.to_string())? {
+                let key = crate::vault_api::platform_subject(&p, subject);
+                let more = st
+                    .vault
+                    .destroy(&key, &now.to_string())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                d.versions_destroyed += more.versions_destroyed;
+            }
             let mut value = serde_json::to_value(&d).map_err(|e| e.to_string())?;
             if let Some(m) = value.as_object_mut() {
                 m.insert("exports_deleted".into(), exports_deleted.into());

@@ -180,6 +180,35 @@ impl Store {
         self.audit_range(from, limit).await
     }
 
+    /// Of these case, claim and export ids, those the platform owns.
+    pub async fn owned_ids(
+        &self,
+        platform: &str,
+        ids: &[&str],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut out = std::collections::HashSet::new();
+        for chunk in ids.chunks(200) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let marks = marks.join(", ");
+            let sql = format!(
+                "SELECT id FROM cases WHERE principal = $1 AND id IN ({marks}) \
+                 UNION SELECT id FROM claims WHERE principal = $1 AND id IN ({marks}) \
+                 UNION SELECT id FROM exports WHERE principal = $1 AND id IN ({marks})"
+            );
+            let mut q =
+                sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(platform.to_owned());
+            for id in chunk {
+                q = q.bind((*id).to_owned());
+            }
+            out.extend(
+                q.fetch_all(&self.read)
+                    .await
+                    .map_err(db("read the owners of audit events"))?,
+            );
+        }
+        Ok(out)
+    }
+
     /// Receipts built in the closing transaction but not yet signed (the
     /// process stopped in between).
     pub async fn unsigned_receipts(&self, limit: u32) -> Result<Vec<(String, String)>, StoreError> {
@@ -237,12 +266,15 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
         max_cases: u32,
+        platform: Option<&str>,
     ) -> Result<ReportRows, StoreError> {
+        let platform = platform.map(str::to_owned);
         use lethe_ledger::report::{CaseRow, DeadlineRow, ErasureRow};
-        let cases: Vec<CaseRow> = sqlx::query("SELECT id, channel, state, created_at, body FROM cases WHERE created_at >= $1 AND created_at < $2 ORDER BY created_at LIMIT $3")
+        let cases: Vec<CaseRow> = sqlx::query("SELECT id, channel, state, created_at, body FROM cases WHERE created_at >= $1 AND created_at < $2 AND ($4 IS NULL OR principal = $4) ORDER BY created_at LIMIT $3")
             .bind(from_ms)
             .bind(to_ms)
             .bind(i64::from(max_cases))
+            .bind(platform.clone())
             .fetch_all(&self.read)
             .await
             .map_err(db("read cases for the report"))?
@@ -253,18 +285,20 @@ impl Store {
                 CaseRow { case_id: r.get(0), channel: r.get(1), state: r.get(2), created_ms: r.get(3), closed_ms }
             })
             .collect();
-        let deadlines: Vec<DeadlineRow> = sqlx::query("SELECT d.case_id, d.kind, d.due_at, d.met_at FROM deadlines d JOIN cases c ON c.id = d.case_id WHERE c.created_at >= $1 AND c.created_at < $2")
+        let deadlines: Vec<DeadlineRow> = sqlx::query("SELECT d.case_id, d.kind, d.due_at, d.met_at FROM deadlines d JOIN cases c ON c.id = d.case_id WHERE c.created_at >= $1 AND c.created_at < $2 AND ($3 IS NULL OR c.principal = $3)")
             .bind(from_ms)
             .bind(to_ms)
+            .bind(platform.clone())
             .fetch_all(&self.read)
             .await
             .map_err(db("read deadlines for the report"))?
             .iter()
             .map(|r| DeadlineRow { case_id: r.get(0), kind: r.get(1), due_ms: r.get(2), met_ms: r.get(3) })
             .collect();
-        let erasures: Vec<ErasureRow> = sqlx::query("SELECT e.case_id, e.system, e.outcome FROM erasure_results e JOIN cases c ON c.id = e.case_id WHERE c.created_at >= $1 AND c.created_at < $2")
+        let erasures: Vec<ErasureRow> = sqlx::query("SELECT e.case_id, e.system, e.outcome FROM erasure_results e JOIN cases c ON c.id = e.case_id WHERE c.created_at >= $1 AND c.created_at < $2 AND ($3 IS NULL OR c.principal = $3)")
             .bind(from_ms)
             .bind(to_ms)
+            .bind(platform)
             .fetch_all(&self.read)
             .await
             .map_err(db("read erasure results for the report"))?

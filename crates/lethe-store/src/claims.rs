@@ -118,11 +118,17 @@ impl Store {
         }))
     }
 
-    pub async fn open_claims(&self, limit: u32) -> Result<Vec<String>, StoreError> {
+    /// Claims waiting for a decision; only `platform`'s when given.
+    pub async fn open_claims(
+        &self,
+        limit: u32,
+        platform: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
         sqlx::query_scalar(
-            "SELECT id FROM claims WHERE state = 'submitted' ORDER BY created_at LIMIT $1",
+            "SELECT id FROM claims WHERE state = 'submitted' AND ($2 IS NULL OR principal = $2) ORDER BY created_at LIMIT $1",
         )
         .bind(i64::from(limit))
+        .bind(platform.map(str::to_owned))
         .fetch_all(&self.read)
         .await
         .map_err(db("list claims"))

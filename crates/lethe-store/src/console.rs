@@ -16,6 +16,8 @@ pub struct AgentRow {
     pub failed_logins: u32,
     pub locked_until: Option<Timestamp>,
     pub last_totp_step: Option<u64>,
+    /// The platform the agent serves; None for installation staff.
+    pub platform: Option<String>,
 }
 
 impl Store {
@@ -26,17 +28,19 @@ impl Store {
         password_hash: String,
         totp_secret: String,
         role: String,
+        platform: Option<String>,
     ) -> Result<(), StoreError> {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    sqlx::query("INSERT INTO agents (id, username, password_hash, totp_secret, role, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    sqlx::query("INSERT INTO agents (id, username, password_hash, totp_secret, role, created_at, platform) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                         .bind(id)
                         .bind(username)
                         .bind(password_hash)
                         .bind(totp_secret)
                         .bind(role)
                         .bind(ms(crate::now_wall()))
+                        .bind(platform)
                         .execute(&mut ctx.conn)
                         .await
                         .map_err(|e| match &e {
@@ -50,7 +54,7 @@ impl Store {
     }
 
     pub async fn agent_by_username(&self, username: &str) -> Result<Option<AgentRow>, StoreError> {
-        let r = sqlx::query("SELECT id, username, password_hash, totp_secret, role, disabled, failed_logins, locked_until, last_totp_step FROM agents WHERE username = $1")
+        let r = sqlx::query("SELECT id, username, password_hash, totp_secret, role, disabled, failed_logins, locked_until, last_totp_step, platform FROM agents WHERE username = $1")
             .bind(username.to_owned())
             .fetch_optional(&self.read)
             .await
@@ -67,6 +71,7 @@ impl Store {
             last_totp_step: r
                 .get::<Option<i64>, _>(8)
                 .and_then(|v| u64::try_from(v).ok()),
+            platform: r.get(9),
         }))
     }
 
@@ -150,19 +155,19 @@ impl Store {
             .await
     }
 
-    /// The live session with this token hash: (agent id, role).
+    /// The live session with this token hash: (agent id, role, platform).
     pub async fn console_session(
         &self,
         token_hash: &str,
         now: Timestamp,
-    ) -> Result<Option<(String, String)>, StoreError> {
-        let r = sqlx::query("SELECT s.agent_id, s.role FROM console_sessions s JOIN agents a ON a.id = s.agent_id WHERE s.token_hash = $1 AND s.expires_at > $2 AND a.disabled = 0")
+    ) -> Result<Option<(String, String, Option<String>)>, StoreError> {
+        let r = sqlx::query("SELECT s.agent_id, s.role, a.platform FROM console_sessions s JOIN agents a ON a.id = s.agent_id WHERE s.token_hash = $1 AND s.expires_at > $2 AND a.disabled = 0")
             .bind(token_hash.to_owned())
             .bind(ms(now))
             .fetch_optional(&self.read)
             .await
             .map_err(db("read session"))?;
-        Ok(r.map(|r| (r.get(0), r.get(1))))
+        Ok(r.map(|r| (r.get(0), r.get(1), r.get(2))))
     }
 
     /// Records an inbound callback id; false if it was seen before (replay).

@@ -87,16 +87,19 @@ impl Store {
     }
 
     /// The console's overdue queue: open deadlines past due, oldest first.
+    /// Only the cases of `platform` when it is given.
     pub async fn overdue(
         &self,
         now: Timestamp,
         limit: u32,
+        platform: Option<&str>,
     ) -> Result<Vec<DeadlineRow>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {DEADLINE_COLS} FROM deadlines d JOIN cases c ON c.id = d.case_id WHERE d.met_at IS NULL AND d.due_at IS NOT NULL AND d.due_at < $1 ORDER BY d.due_at LIMIT $2"
+            "SELECT {DEADLINE_COLS} FROM deadlines d JOIN cases c ON c.id = d.case_id WHERE d.met_at IS NULL AND d.due_at IS NOT NULL AND d.due_at < $1 AND ($3 IS NULL OR c.principal = $3) ORDER BY d.due_at LIMIT $2"
         )))
         .bind(ms(now))
         .bind(i64::from(limit))
+        .bind(platform.map(str::to_owned))
         .fetch_all(&self.read)
         .await
         .map_err(db("read overdue deadlines"))?;
@@ -202,19 +205,25 @@ impl Store {
 
     // --------------------------------------------------------- notifications
 
+    /// Notifications, newest first; with `platform`, only those of its
+    /// cases and those of no case (installation-wide ones).
     pub async fn notifications(
         &self,
         state: Option<String>,
         case: Option<CaseId>,
+        platform: Option<&str>,
         limit: u32,
     ) -> Result<Vec<NotificationRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, kind, case_id, payload, created_at, state, attempts, last_error FROM notifications
-             WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR case_id = $2) ORDER BY id DESC LIMIT $3",
+            "SELECT id, kind, case_id, payload, created_at, state, attempts, last_error FROM notifications n
+             WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR case_id = $2)
+               AND ($4 IS NULL OR n.case_id IS NULL OR n.case_id IN (SELECT c.id FROM cases c WHERE c.principal = $4))
+             ORDER BY id DESC LIMIT $3",
         )
         .bind(state)
         .bind(case.map(|c| c.to_string()))
         .bind(i64::from(limit))
+        .bind(platform.map(str::to_owned))
         .fetch_all(&self.read)
         .await
         .map_err(db("read notifications"))?;

@@ -544,14 +544,13 @@ impl Store {
     /// that continue in the platform's app).
     pub async fn open_case_of(
         &self,
-        principals: [&str; 2],
+        principal: &str,
         subject: &str,
     ) -> Result<Option<CaseId>, StoreError> {
         let id: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM cases WHERE principal IN ($1, $2) AND subject = $3 AND state NOT IN ('erased', 'withdrawn', 'rejected') ORDER BY created_at DESC LIMIT 1",
+            "SELECT id FROM cases WHERE principal = $1 AND subject = $2 AND state NOT IN ('erased', 'withdrawn', 'rejected') ORDER BY created_at DESC LIMIT 1",
         )
-        .bind(principals[0])
-        .bind(principals[1])
+        .bind(principal)
         .bind(subject)
         .fetch_optional(&self.read)
         .await
@@ -562,23 +561,27 @@ impl Store {
 
     /// A console queue: cases in the given states, oldest first, each with
     /// its nearest open deadline.
+    /// Only the cases of `platform` when it is given.
     pub async fn queue(
         &self,
         states: &[&'static str],
         limit: u32,
+        platform: Option<&str>,
     ) -> Result<Vec<QueueRow>, StoreError> {
         if states.is_empty() {
             return Ok(vec![]);
         }
-        let marks: Vec<String> = (0..states.len()).map(|i| format!("${}", i + 2)).collect();
+        let marks: Vec<String> = (0..states.len()).map(|i| format!("${}", i + 3)).collect();
         let sql = format!(
             "SELECT c.id, c.state, c.channel, c.created_at, \
              (SELECT MIN(d.due_at) FROM deadlines d WHERE d.case_id = c.id AND d.met_at IS NULL AND d.due_at IS NOT NULL), \
              (SELECT d.kind FROM deadlines d WHERE d.case_id = c.id AND d.met_at IS NULL AND d.due_at IS NOT NULL ORDER BY d.due_at LIMIT 1) \
-             FROM cases c WHERE c.state IN ({}) ORDER BY c.created_at LIMIT $1",
+             FROM cases c WHERE c.state IN ({}) AND ($2 IS NULL OR c.principal = $2) ORDER BY c.created_at LIMIT $1",
             marks.join(", ")
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(i64::from(limit));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(i64::from(limit))
+            .bind(platform.map(str::to_owned));
         for s in states {
             q = q.bind(*s);
         }
@@ -596,11 +599,18 @@ impl Store {
             .collect())
     }
 
-    pub async fn count_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT state, COUNT(*) FROM cases GROUP BY state")
-            .fetch_all(&self.read)
-            .await
-            .map_err(db("count cases"))?;
+    /// Cases per state; only `platform`'s when given.
+    pub async fn count_by_state(
+        &self,
+        platform: Option<&str>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) FROM cases WHERE ($1 IS NULL OR principal = $1) GROUP BY state",
+        )
+        .bind(platform.map(str::to_owned))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db("count cases"))?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
@@ -712,6 +722,25 @@ impl Store {
             .fetch_optional(&self.read)
             .await
             .map_err(db("read API key"))
+    }
+
+    /// The platforms of the installation: the names of its API keys, live
+    /// or revoked (a revoked key's cases stay its platform's), sorted.
+    pub async fn platforms(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT name FROM api_keys ORDER BY name LIMIT 10000")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("read platforms"))
+    }
+
+    /// The platforms with a live API key.
+    pub async fn live_platforms(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT name FROM api_keys WHERE revoked_at IS NULL ORDER BY name LIMIT 10000",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(db("read platforms"))
     }
 
     pub async fn revoke_api_key(&self, name: String) -> Result<bool, StoreError> {
@@ -2038,6 +2067,7 @@ fn row_to_event(r: &crate::DbRow) -> Result<RecordedEvent, StoreError> {
                 .map_err(|_| StoreError::Corrupt("audit detail".into()))?,
         },
         hash: r.get(9),
+        redacted: false,
     })
 }
 

@@ -227,15 +227,32 @@ impl Vault {
     /// Keyed HMAC of a normalized value, for equality look-ups (phone, ID
     /// number) without storing the plaintext. `kind` separates namespaces.
     pub fn blind_index(&self, kind: &FieldName, value: &str) -> String {
+        self.blind_index_in("", kind, value)
+    }
+
+    /// A blind index in a namespace (a platform's): equal values in two
+    /// namespaces give unrelated indexes, so one platform's indexes cannot
+    /// be matched against another's. The empty namespace is
+    /// [`Vault::blind_index`].
+    pub fn blind_index_in(&self, namespace: &str, kind: &FieldName, value: &str) -> String {
         let norm: String = value
             .chars()
             .filter(|c| !c.is_whitespace() && *c != '-')
             .map(|c| c.to_ascii_uppercase())
             .collect();
-        hex::encode(hmac32(
+        if namespace.is_empty() {
+            return hex::encode(hmac32(
+                &*self.blind_key,
+                &[kind.0.as_bytes(), norm.as_bytes()],
+            ));
+        }
+        // A key of the namespace's own, derived under a label no field
+        // name can take (it has a NUL), so no two namespaces share a key.
+        let ns_key = Zeroizing::new(hmac32(
             &*self.blind_key,
-            &[kind.0.as_bytes(), norm.as_bytes()],
-        ))
+            &[b"lethe.vault.blind-index.namespace\0", namespace.as_bytes()],
+        ));
+        hex::encode(hmac32(&*ns_key, &[kind.0.as_bytes(), norm.as_bytes()]))
     }
 
     fn cached(&self, subject: &str, version: Option<u32>) -> Option<(u32, Cipher)> {

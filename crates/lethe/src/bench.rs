@@ -254,6 +254,7 @@ pub fn audit(n: usize) -> anyhow::Result<()> {
         recorded.push(lethe_ledger::RecordedEvent {
             event: e.clone(),
             hash: hex::encode(l),
+            redacted: false,
         });
         if (i + 1) % 100_000 == 0 || i + 1 == n {
             heads.push(lethe_ledger::TreeHead::sign(

@@ -166,6 +166,11 @@ enum AgentCmd {
         /// agent, reviewer, admin or auditor.
         #[arg(long)]
         role: String,
+        /// The platform (API key name) the agent serves: its cases, exports
+        /// and tasks only. Without it the agent is installation staff and
+        /// serves every platform.
+        #[arg(long)]
+        platform: Option<String>,
     },
     /// The current six-digit TOTP code of an enrolment (what an
     /// authenticator app shows), for trying the console on this machine.
@@ -610,6 +615,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     config,
                     username,
                     role,
+                    platform,
                 },
         } => {
             let role = lethe_server::console::Role::parse(&role)
@@ -624,7 +630,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await?;
             let (password, url) =
-                lethe_server::console::create_agent(&server.state, &username, role)
+                lethe_server::console::create_agent(&server.state, &username, role, platform)
                     .await
                     .map_err(|p| anyhow::anyhow!("{}", p.detail))?;
             println!("password: {password}\ntotp: {url}");
@@ -1428,9 +1434,15 @@ async fn report(
         bail!("--to must be after --from");
     }
     let signer = lethe_server::secrets::load_or_create_signer(&cfg.data_dir)?;
-    let signed =
-        lethe_server::report::compliance(&store, &signer, from_t, to_t, jiff::Timestamp::now())
-            .await?;
+    let signed = lethe_server::report::compliance(
+        &store,
+        &signer,
+        from_t,
+        to_t,
+        jiff::Timestamp::now(),
+        None,
+    )
+    .await?;
     std::fs::create_dir_all(&out)?;
     let html = lethe_server::report::report_page(&signed);
     std::fs::write(
@@ -1714,7 +1726,7 @@ async fn demo_agents(server: &Server, data_dir: &Path) -> anyhow::Result<PathBuf
         ("demo.reviewer", Role::Reviewer),
         ("demo.auditor", Role::Auditor),
     ] {
-        let (password, url) = lethe_server::console::create_agent(&server.state, name, role)
+        let (password, url) = lethe_server::console::create_agent(&server.state, name, role, None)
             .await
             .map_err(|p| anyhow::anyhow!("creating the demo agent {name}: {}", p.detail))?;
         text.push_str(&format!(

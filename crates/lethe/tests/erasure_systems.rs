@@ -301,7 +301,7 @@ async fn every_kind_of_system_completes_the_case() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["kind"] == "case.manual_task_completed" && e["actor"] == "demo"),
+            .any(|e| e["kind"] == "case.manual_task_completed" && e["actor"] == "platform:demo"),
         "who completed the task is audited: {tl}"
     );
     demo.wait_state(&id, "erased", 30).await;

@@ -118,10 +118,21 @@ async fn fields_are_bound_to_subject_and_field_and_shredded_with_the_account() {
             }
         })
     };
-    let (s, v) = demo
-        .post("/v1/vault/kek/rotate", serde_json::json!({}))
+    // Rotation is an installation admin's action, not a platform key's.
+    let (s, _) = demo
+        .post("/v1/console/vault/kek/rotate", serde_json::json!({}))
         .await;
-    assert_eq!(s, 200, "{v}");
+    assert_eq!(s, 401, "a platform key does not rotate the KEK");
+    let admin = agent_session(&demo, "vault.admin", "admin").await;
+    let resp = demo
+        .http
+        .post(format!("{}/v1/console/vault/kek/rotate", demo.url))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["kek_version"], 2);
     writer.await.unwrap();
 

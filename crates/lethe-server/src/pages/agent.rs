@@ -44,7 +44,7 @@ async fn agent_of(st: &AppState, headers: &HeaderMap) -> Option<(Agent, String)>
         return None;
     }
     let hash = crate::middleware::hash_api_key(token);
-    let (id, role) = st
+    let (id, role, platform) = st
         .store
         .console_session(&hash, jiff::Timestamp::now())
         .await
@@ -53,6 +53,7 @@ async fn agent_of(st: &AppState, headers: &HeaderMap) -> Option<(Agent, String)>
         Agent {
             id,
             role: Role::parse(&role)?,
+            platform,
         },
         token.to_owned(),
     ))
@@ -158,7 +159,7 @@ pub async fn queues(State(st): State<AppState>, headers: HeaderMap) -> Response 
     let Some((a, token)) = agent_of(&st, &headers).await else {
         return to_login();
     };
-    match queues_ctx(&st, lang).await {
+    match queues_ctx(&st, lang, a.platform.as_deref()).await {
         Ok(q) => render(
             "c_queues.html",
             context! { ..base_ctx(lang, &a, &token, &st, "/console/"), ..q },
@@ -167,7 +168,11 @@ pub async fn queues(State(st): State<AppState>, headers: HeaderMap) -> Response 
     }
 }
 
-async fn queues_ctx(st: &AppState, lang: Lang) -> Result<minijinja::Value, Problem> {
+async fn queues_ctx(
+    st: &AppState,
+    lang: Lang,
+    platform: Option<&str>,
+) -> Result<minijinja::Value, Problem> {
     let now = st.clock.now();
     let row = |r: &lethe_store::QueueRow| {
         context! {
@@ -192,6 +197,7 @@ async fn queues_ctx(st: &AppState, lang: Lang) -> Result<minijinja::Value, Probl
                 "consequences_acknowledged",
             ],
             QUEUE_ROWS,
+            platform,
         )
         .await?
         .iter()
@@ -199,14 +205,14 @@ async fn queues_ctx(st: &AppState, lang: Lang) -> Result<minijinja::Value, Probl
         .collect();
     let review: Vec<_> = st
         .store
-        .queue(&["under_review"], QUEUE_ROWS)
+        .queue(&["under_review"], QUEUE_ROWS, platform)
         .await?
         .iter()
         .map(row)
         .collect();
     let overdue: Vec<_> = st
         .store
-        .overdue(now, QUEUE_ROWS)
+        .overdue(now, QUEUE_ROWS, platform)
         .await?
         .iter()
         .map(|d| {
@@ -222,7 +228,7 @@ async fn queues_ctx(st: &AppState, lang: Lang) -> Result<minijinja::Value, Probl
         .collect();
     let tasks: Vec<_> = st
         .store
-        .manual_tasks(true, QUEUE_ROWS)
+        .manual_tasks_of(platform, true, QUEUE_ROWS)
         .await?
         .into_iter()
         .map(|t| {
@@ -238,7 +244,7 @@ async fn queues_ctx(st: &AppState, lang: Lang) -> Result<minijinja::Value, Probl
         })
         .collect();
     let mut claims = vec![];
-    for id in st.store.open_claims(QUEUE_ROWS).await? {
+    for id in st.store.open_claims(QUEUE_ROWS, platform).await? {
         if let Some(c) = st.store.claim(&id).await? {
             claims.push(context! {
                 id => c.id,
@@ -247,9 +253,19 @@ async fn queues_ctx(st: &AppState, lang: Lang) -> Result<minijinja::Value, Probl
             });
         }
     }
-    let counts: HashMap<String, i64> = st.store.count_by_state().await?.into_iter().collect();
+    let counts: HashMap<String, i64> = st
+        .store
+        .count_by_state(platform)
+        .await?
+        .into_iter()
+        .collect();
+    // Installation staff choose the platform of a case they open.
+    let platforms = match platform {
+        Some(_) => vec![],
+        None => st.store.live_platforms().await?,
+    };
     Ok(
-        context! { new, review, overdue, tasks, claims, counts => minijinja::Value::from(minijinja::value::Serde(&counts)), now => now.to_string() },
+        context! { new, review, overdue, tasks, claims, platforms, counts => minijinja::Value::from(minijinja::value::Serde(&counts)), now => now.to_string() },
     )
 }
 
@@ -367,7 +383,11 @@ pub async fn new_case(
         return super::forbidden_post(lang);
     };
     let f = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
-    let body = serde_json::json!({ "subject_id": f("subject_id"), "channel": f("channel") });
+    let mut body = serde_json::json!({ "subject_id": f("subject_id"), "channel": f("channel") });
+    // Installation staff name the platform when there are several.
+    if !f("platform").is_empty() {
+        body["platform"] = serde_json::Value::String(f("platform"));
+    }
     let parsed: Result<crate::console::ConsoleCase, _> = serde_json::from_value(body);
     let r = match parsed {
         Ok(b) => {
@@ -386,7 +406,7 @@ pub async fn new_case(
             "/console/cases/{}",
             v["id"].as_str().unwrap_or_default()
         )),
-        Err(p) => match queues_ctx(&st, lang).await {
+        Err(p) => match queues_ctx(&st, lang, a.platform.as_deref()).await {
             Ok(q) => super::with_status(
                 render(
                     "c_queues.html",
@@ -511,7 +531,7 @@ pub async fn complete_task(
         (Ok(()), Ok(records)) => {
             crate::erasure_api::complete_as(
                 &st,
-                crate::erasure_api::TaskActor::Agent(a.id.clone()),
+                crate::erasure_api::TaskActor::Agent(a.id.clone(), a.platform.clone()),
                 &id,
                 crate::erasure_api::CompleteTask {
                     note: f("note"),
@@ -524,7 +544,7 @@ pub async fn complete_task(
     };
     match answer(r).await {
         Ok(_) => super::redirect("/console/"),
-        Err(p) => match queues_ctx(&st, lang).await {
+        Err(p) => match queues_ctx(&st, lang, a.platform.as_deref()).await {
             Ok(q) => super::with_status(
                 render(
                     "c_queues.html",
@@ -569,8 +589,8 @@ async fn show_claim(
         );
     }
     let c = match st.store.claim(id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
+        Ok(Some(c)) if a.serves(&c.principal) => c,
+        Ok(_) => {
             return super::with_status(
                 render(
                     "c_claim.html",

@@ -631,6 +631,7 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "Open a case for a caller or visitor",
     ),
     ("queue.overdue", "已超期", "Overdue"),
+    ("queue.platform", "所属平台", "Platform"),
     ("queue.review", "待审核", "In review"),
     ("queue.state", "状态", "State"),
     ("queue.subject", "平台账号 ID", "Platform account id"),

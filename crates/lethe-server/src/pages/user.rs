@@ -204,11 +204,7 @@ pub async fn enter(
         Ok(false) => return expired(lang),
         Err(e) => return Problem::from(e).into_response(),
     }
-    let case = match st
-        .store
-        .open_case_of([h.p.as_str(), st.console_principal.as_str()], &h.s)
-        .await
-    {
+    let case = match st.store.open_case_of(&h.p, &h.s).await {
         Ok(c) => c.map(|c| c.to_string()),
         Err(e) => return Problem::from(e).into_response(),
     };
@@ -683,7 +679,7 @@ pub async fn act(
                     Err(e) if e.status == 409 => {
                         s.case = st
                             .store
-                            .open_case_of([s.p.as_str(), st.console_principal.as_str()], &s.s)
+                            .open_case_of(&s.p, &s.s)
                             .await?
                             .map(|c| c.to_string());
                     }

@@ -520,6 +520,17 @@ pub fn receipt_rows(receipt: &Value, table: &str) -> i64 {
 /// Creates a console agent with `lethe agent create`; returns its initial
 /// password and TOTP secret.
 pub fn create_agent(dir: &std::path::Path, username: &str, role: &str) -> (String, Vec<u8>) {
+    create_agent_for(dir, username, role, None)
+}
+
+/// Creates a console agent serving one platform (`Some`), or installation
+/// staff (`None`).
+pub fn create_agent_for(
+    dir: &std::path::Path,
+    username: &str,
+    role: &str,
+    platform: Option<&str>,
+) -> (String, Vec<u8>) {
     let cfg = dir.join("lethe.toml");
     std::fs::write(&cfg, config_toml(dir)).unwrap();
     let out = Command::new(BIN)
@@ -533,6 +544,7 @@ pub fn create_agent(dir: &std::path::Path, username: &str, role: &str) -> (Strin
             "--role",
             role,
         ])
+        .args(platform.map(|p| ["--platform", p]).into_iter().flatten())
         .env(
             "DEMO_MART_URL",
             format!("sqlite://{}", dir.join("demo-mart.db").display()),
@@ -579,7 +591,17 @@ pub fn totp(secret: &[u8], offset_steps: i64) -> String {
 /// Signs an agent in (password and the current TOTP code); returns the
 /// session token.
 pub async fn agent_session(demo: &Demo, username: &str, role: &str) -> String {
-    let (pw, secret) = create_agent(&demo.dir, username, role);
+    agent_session_for(demo, username, role, None).await
+}
+
+/// Signs in a new agent of one platform (or installation staff).
+pub async fn agent_session_for(
+    demo: &Demo,
+    username: &str,
+    role: &str,
+    platform: Option<&str>,
+) -> String {
+    let (pw, secret) = create_agent_for(&demo.dir, username, role, platform);
     let (s, v, _) = demo
         .raw_post(
             "/v1/console/login",
