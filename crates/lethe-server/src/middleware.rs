@@ -254,13 +254,17 @@ pub async fn idempotency(State(st): State<AppState>, req: Request, next: Next) -
         Ok(b) => b,
         Err(_) => return too_large(Some(st.limits.body_bytes)),
     };
-    let mut h = Sha256::new();
-    h.update(parts.method.as_str().as_bytes());
-    h.update(b" ");
-    h.update(parts.uri.path().as_bytes());
-    h.update(b"\n");
-    h.update(&bytes);
-    let request_hash = hex::encode(h.finalize());
+    let request_hash = st
+        .secrets
+        .request_hash(parts.method.as_str(), parts.uri.path(), &bytes);
+    // The case a response is about, so its erasure removes the record.
+    let case_id = parts
+        .uri
+        .path()
+        .strip_prefix("/v1/cases/")
+        .and_then(|rest| rest.split('/').next())
+        .filter(|id| lethe_domain::CaseId::parse(id).is_ok())
+        .map(str::to_owned);
     match st.store.idem_get(&principal, &key).await {
         Ok(Some(rec)) => {
             if rec.request_hash != request_hash {
@@ -299,7 +303,14 @@ pub async fn idempotency(State(st): State<AppState>, req: Request, next: Next) -
     let text = String::from_utf8_lossy(&bytes).into_owned();
     if let Err(e) = st
         .store
-        .idem_put(principal, key, request_hash, parts.status.as_u16(), text)
+        .idem_put(
+            principal,
+            key,
+            request_hash,
+            parts.status.as_u16(),
+            text,
+            case_id,
+        )
         .await
     {
         return Problem::from(e).into_response();

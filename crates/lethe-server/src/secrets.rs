@@ -24,6 +24,7 @@ pub struct Secrets {
     tombstone: [u8; 32],
     export_link: [u8; 32],
     pages: [u8; 32],
+    idempotency: [u8; 32],
 }
 
 impl std::fmt::Debug for Secrets {
@@ -49,6 +50,7 @@ impl Secrets {
             tombstone: derive(master, "tombstone"),
             export_link: derive(master, "export-link"),
             pages: derive(master, "pages"),
+            idempotency: derive(master, "idempotency"),
         }
     }
 
@@ -131,6 +133,20 @@ impl Secrets {
     /// The token of an export's download link: a keyed hash of the export
     /// id, so it is never stored and can be shown again to the platform
     /// that asked (a retried request).
+    /// The keyed hash of a request an idempotency record compares a retry
+    /// with: keyed, so the record does not let anyone try bodies (a subject
+    /// id, a phone number) against it.
+    pub fn request_hash(&self, method: &str, path: &str, body: &[u8]) -> String {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.idempotency)
+            .unwrap_or_else(|_| unreachable!());
+        m.update(method.as_bytes());
+        m.update(b" ");
+        m.update(path.as_bytes());
+        m.update(b"\n");
+        m.update(body);
+        hex::encode(m.finalize().into_bytes())
+    }
+
     pub fn export_token(&self, export_id: &str) -> String {
         use base64::Engine;
         let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.export_link)

@@ -15,6 +15,9 @@ use crate::AppState;
 /// The name under which the vault's key destruction is recorded.
 pub const VAULT_SYSTEM: &str = "lethe_vault";
 
+/// Expired idempotency records deleted per purge at most.
+const IDEMPOTENCY_PURGE_BATCH: u32 = 10_000;
+
 /// Cases moved to erasing per timer tick at most.
 const DUE_BATCH: u32 = 500;
 
@@ -136,6 +139,12 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
             last_purge = Some(std::time::Instant::now());
             if let Err(e) = st.store.purge_tombstones(st.clock.now()).await {
                 tracing::error!(error = %e, "purging tombstones failed");
+            }
+            // Idempotency records a day old answer no retry any more.
+            match st.store.purge_idempotency(IDEMPOTENCY_PURGE_BATCH).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(records = n, "expired idempotency records purged"),
+                Err(e) => tracing::error!(error = %e, "purging idempotency records failed"),
             }
             // Export links that expired, and what ended exports left.
             crate::export_api::purge(&st).await;

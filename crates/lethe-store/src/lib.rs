@@ -652,10 +652,11 @@ impl Store {
         key: &str,
     ) -> Result<Option<IdemRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT request_hash, status, body FROM idempotency WHERE principal = $1 AND key = $2",
+            "SELECT request_hash, status, body FROM idempotency WHERE principal = $1 AND key = $2 AND created_at >= $3",
         )
         .bind(principal.to_owned())
         .bind(key.to_owned())
+        .bind(idem_cutoff())
         .fetch_optional(&self.read)
         .await
         .map_err(db("read idempotency record"))?;
@@ -666,7 +667,8 @@ impl Store {
         }))
     }
 
-    /// Stores the idempotency record of a request that changed no case.
+    /// Stores the idempotency record of a request that changed no case
+    /// (`case_id`: the case its response shows, if any).
     pub async fn idem_put(
         &self,
         principal: String,
@@ -674,21 +676,45 @@ impl Store {
         request_hash: String,
         status: u16,
         body: String,
+        case_id: Option<String>,
     ) -> Result<(), StoreError> {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    sqlx::query("INSERT INTO idempotency (principal, key, request_hash, status, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    drop_expired_idem(ctx, &principal, &key).await?;
+                    sqlx::query("INSERT INTO idempotency (principal, key, request_hash, status, body, created_at, case_id) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                         .bind(principal)
                         .bind(key)
                         .bind(request_hash)
                         .bind(i64::from(status))
                         .bind(body)
                         .bind(ms(now_wall()))
+                        .bind(case_id)
                         .execute(&mut ctx.conn)
                         .await
                         .map_err(|e| unique_to_conflict(e, "store idempotency record"))?;
                     Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Deletes expired idempotency records, at most `limit`; returns how
+    /// many went.
+    pub async fn purge_idempotency(&self, limit: u32) -> Result<u64, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    let n = sqlx::query(
+                        "DELETE FROM idempotency WHERE (principal, key) IN (SELECT principal, key FROM idempotency WHERE created_at < $1 LIMIT $2)",
+                    )
+                    .bind(idem_cutoff())
+                    .bind(i64::from(limit))
+                    .execute(&mut ctx.conn)
+                    .await
+                    .map_err(db("purge idempotency records"))?
+                    .rows_affected();
+                    Ok(n)
                 })
             })
             .await
@@ -1723,13 +1749,67 @@ async fn record_erasure_in(
         .execute(&mut ctx.conn)
         .await
         .map_err(db("store receipt"))?;
-    // The subject id is no longer needed: keep only the pseudonym.
-    sqlx::query("UPDATE cases SET subject = subject_pseudonym WHERE id = $1")
-        .bind(id.to_string())
+    forget_subject(ctx, &case).await?;
+    Ok(case)
+}
+
+/// The subject id is no longer needed once the case is erased: everything
+/// Lethe kept of the case keeps the pseudonym instead (the case row and its
+/// body, notification and case-event payloads), and what only served the
+/// flow goes (messages sent, idempotency records showing the case).
+async fn forget_subject(ctx: &mut WriteCtx, case: &Case) -> Result<(), StoreError> {
+    let id = case.id.to_string();
+    let pseudo = pseudonym_of(ctx, case.id).await?;
+    let mut forgotten = case.clone();
+    forgotten.subject =
+        lethe_domain::SubjectId::parse(&pseudo).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query("UPDATE cases SET subject = subject_pseudonym, body = $2 WHERE id = $1")
+        .bind(id.clone())
+        .bind(to_json(&forgotten)?)
         .execute(&mut ctx.conn)
         .await
         .map_err(db("forget subject id"))?;
-    Ok(case)
+    for table in ["notifications", "case_events"] {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, payload FROM {table} WHERE case_id = $1"
+        )))
+        .bind(id.clone())
+        .fetch_all(&mut ctx.conn)
+        .await
+        .map_err(db("read payloads to forget"))?;
+        for r in rows {
+            let Ok(mut payload) = serde_json::from_str::<serde_json::Value>(&r.get::<String, _>(1))
+            else {
+                continue;
+            };
+            let Some(obj) = payload.as_object_mut() else {
+                continue;
+            };
+            if obj.remove("subject_id").is_none() {
+                continue;
+            }
+            obj.insert("subject_ref".into(), pseudo.clone().into());
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE {table} SET payload = $1 WHERE id = $2"
+            )))
+            .bind(payload.to_string())
+            .bind(r.get::<i64, _>(0))
+            .execute(&mut ctx.conn)
+            .await
+            .map_err(db("forget payload"))?;
+        }
+    }
+    for sql in [
+        "DELETE FROM outbox WHERE case_id = $1",
+        "DELETE FROM idempotency WHERE case_id = $1",
+    ] {
+        sqlx::query(sql)
+            .bind(id.clone())
+            .execute(&mut ctx.conn)
+            .await
+            .map_err(db("forget the case's messages"))?;
+    }
+    Ok(())
 }
 
 /// A job from `RETURNING id, kind, case_id, system, attempts, max_attempts`.
@@ -1994,10 +2074,35 @@ pub(crate) async fn insert_event(
     Ok(())
 }
 
+/// How long an idempotency record answers retries; older ones are purged.
+pub const IDEMPOTENCY_TTL_HOURS: i64 = 24;
+
+/// Records created before this (wall clock, ms) have expired.
+fn idem_cutoff() -> i64 {
+    ms(now_wall()) - IDEMPOTENCY_TTL_HOURS * 3_600_000
+}
+
+/// An expired record of this key goes, so the key may be used again.
+async fn drop_expired_idem(
+    ctx: &mut WriteCtx,
+    principal: &str,
+    key: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM idempotency WHERE principal = $1 AND key = $2 AND created_at < $3")
+        .bind(principal.to_owned())
+        .bind(key.to_owned())
+        .bind(idem_cutoff())
+        .execute(&mut ctx.conn)
+        .await
+        .map_err(db("expire idempotency record"))?;
+    Ok(())
+}
+
 /// Reserves the idempotency key inside the transaction: a concurrent request
 /// with the same key that committed first makes this one a conflict.
 async fn claim_idem(ctx: &mut WriteCtx, idem: Option<&Idem>) -> Result<(), StoreError> {
     let Some(i) = idem else { return Ok(()) };
+    drop_expired_idem(ctx, &i.principal, &i.key).await?;
     let existing: Option<String> = sqlx::query_scalar(
         "SELECT request_hash FROM idempotency WHERE principal = $1 AND key = $2",
     )
@@ -2018,13 +2123,14 @@ async fn finish_idem(
     case: &Case,
 ) -> Result<(), StoreError> {
     let Some(i) = idem else { return Ok(()) };
-    sqlx::query("INSERT INTO idempotency (principal, key, request_hash, status, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+    sqlx::query("INSERT INTO idempotency (principal, key, request_hash, status, body, created_at, case_id) VALUES ($1, $2, $3, $4, $5, $6, $7)")
         .bind(i.principal.clone())
         .bind(i.key.clone())
         .bind(i.request_hash.clone())
         .bind(i64::from(i.status))
         .bind((i.render)(case))
         .bind(ms(now_wall()))
+        .bind(case.id.to_string())
         .execute(&mut ctx.conn)
         .await
         .map_err(|e| unique_to_conflict(e, "store idempotency record"))?;

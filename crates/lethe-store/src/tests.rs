@@ -611,3 +611,66 @@ fn audit_details_lose_control_and_bidi_characters() {
         serde_json::json!({"branch": "Counter 1", "notes": ["ok", {"k": "xy"}], "n": 3})
     );
 }
+
+#[tokio::test]
+async fn idempotency_records_expire_after_a_day_and_are_purged() {
+    let (_d, store) = open().await;
+    store
+        .idem_put("p".into(), "old".into(), "h".into(), 200, "{}".into(), None)
+        .await
+        .unwrap();
+    store
+        .idem_put("p".into(), "new".into(), "h".into(), 200, "{}".into(), None)
+        .await
+        .unwrap();
+    // Make one a day and a minute old.
+    let old = ms(now_wall()) - IDEMPOTENCY_TTL_HOURS * 3_600_000 - 60_000;
+    age(
+        &store,
+        "UPDATE idempotency SET created_at = $1 WHERE key = 'old'",
+        old,
+    )
+    .await;
+    // An expired record answers no retry, and its key may be used again.
+    assert!(store.idem_get("p", "old").await.unwrap().is_none());
+    assert!(store.idem_get("p", "new").await.unwrap().is_some());
+    store
+        .idem_put(
+            "p".into(),
+            "old".into(),
+            "h2".into(),
+            201,
+            "{}".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.idem_get("p", "old").await.unwrap().unwrap().status,
+        201
+    );
+    age(&store, "UPDATE idempotency SET created_at = $1", old).await;
+    assert_eq!(store.purge_idempotency(1000).await.unwrap(), 2);
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM idempotency")
+        .fetch_one(&store.read)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+async fn age(store: &Store, sql: &'static str, at: i64) {
+    store
+        .writer
+        .run(move |ctx| {
+            Box::pin(async move {
+                sqlx::query(sql)
+                    .bind(at)
+                    .execute(&mut ctx.conn)
+                    .await
+                    .map_err(db("age"))?;
+                Ok(())
+            })
+        })
+        .await
+        .unwrap();
+}
