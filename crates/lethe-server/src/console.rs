@@ -108,8 +108,10 @@ pub async fn platform_for(
     }
 }
 
-/// Failed logins before a lockout.
-const MAX_FAILED_LOGINS: u32 = 5;
+/// Failed logins (from any address) before each further attempt waits a
+/// little (a backoff of at most about a minute). The lockout that lasts is
+/// per account and address (`lethe_store` login_throttle).
+const MAX_FAILED_LOGINS: u32 = 10;
 /// A console session lasts this long.
 const SESSION_HOURS: i64 = 8;
 
@@ -202,7 +204,7 @@ fn login_refused() -> Problem {
         "Not signed in",
         "the username, password or code is wrong",
     )
-    .fix("check all three; after 5 failures the account is locked for a while")
+    .fix("check all three; after 5 failures from one address the account is locked for that address for a while")
 }
 
 /// Argon2 verifications running at once (each takes tens of milliseconds
@@ -226,9 +228,24 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     responses((status = 200, body = Session), (status = 401, body = Problem), (status = 429, body = Problem)))]
 pub async fn login(
     State(st): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     ApiJson(body): ApiJson<Login>,
 ) -> Result<Response, Problem> {
     let now = jiff::Timestamp::now();
+    // The client address only as a keyed hash (it is personal data).
+    let addr = st
+        .secrets
+        .identifier_hash("client_address", &peer.ip().to_string());
+    // An address that failed too often waits, before any work is spent.
+    if let Some(until) = st.store.login_throttled(&addr, None, now).await? {
+        return Err(Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            "Too many failed sign-ins",
+            "too many failed sign-ins from this address; wait before trying again",
+        )
+        .retry_after((until.as_second() - now.as_second()).max(1)));
+    }
     let agent = st.store.agent_by_username(&body.username).await?;
     // One Argon2 verification whatever the account (unknown, disabled,
     // locked or live), so the answer's timing does not tell which; on the
@@ -256,11 +273,27 @@ pub async fn login(
         .map_err(|_| Problem::internal())?
     };
     let Some(agent) = agent.filter(|a| !a.disabled) else {
+        st.store
+            .login_throttle_failed(addr.clone(), None, now)
+            .await?;
         return Err(login_refused());
     };
-    if let Some(until) = agent.locked_until.filter(|u| *u > now) {
+    // Locked: this account from this address (5 failures from it), or the
+    // account's short backoff (10 failures from anywhere).
+    let here = st
+        .store
+        .login_throttled(&addr, Some(&agent.id), now)
+        .await?;
+    let locked = match (agent.locked_until.filter(|u| *u > now), here) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    if let Some(until) = locked {
         // Only the holder of the password learns that the account is locked.
         if !pw_ok {
+            st.store
+                .login_throttle_failed(addr.clone(), Some(agent.id.clone()), now)
+                .await?;
             return Err(login_refused());
         }
         return Err(Problem::new(
@@ -285,6 +318,9 @@ pub async fn login(
         st.store
             .login_failed(agent.id.clone(), MAX_FAILED_LOGINS, now)
             .await?;
+        st.store
+            .login_throttle_failed(addr.clone(), Some(agent.id.clone()), now)
+            .await?;
         return Err(login_refused());
     };
     if agent.last_totp_step.is_some_and(|s| s >= step) {
@@ -308,6 +344,9 @@ pub async fn login(
     {
         return Err(login_refused().fix("this code was already used; wait for the next one"));
     }
+    st.store
+        .login_throttle_cleared(addr, agent.id.clone())
+        .await?;
     Ok(axum::Json(Session {
         token,
         role,

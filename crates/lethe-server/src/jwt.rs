@@ -3,9 +3,9 @@
 //! algorithm is accepted ("none" and algorithm switches are refused).
 
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
 use serde::Deserialize;
-use sha2::Sha256;
 
 /// A token lives this long at most.
 pub const MAX_LIFETIME_SECS: i64 = 600;
@@ -48,11 +48,6 @@ pub enum JwtError {
 }
 
 #[derive(Debug, Deserialize)]
-struct Header {
-    alg: String,
-}
-
-#[derive(Debug, Deserialize)]
 pub struct Claims {
     pub sub: Option<String>,
     pub aud: Option<serde_json::Value>,
@@ -64,47 +59,62 @@ pub struct Claims {
     pub amr: Vec<String>,
 }
 
-fn b64(s: &str) -> Result<Vec<u8>, JwtError> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|_| JwtError::Malformed)
+impl Key {
+    fn decoding(&self) -> Result<(Algorithm, DecodingKey), JwtError> {
+        match self {
+            Key::Hs256(secret) => Ok((Algorithm::HS256, DecodingKey::from_secret(secret))),
+            Key::EdDsa(pk_hex) => {
+                // The configured key is the raw Ed25519 public key in hex;
+                // the JWK form wants it in base64url.
+                let raw = hex::decode(pk_hex.trim()).map_err(|_| JwtError::Signature)?;
+                let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+                let key = DecodingKey::from_ed_components(&x).map_err(|_| JwtError::Signature)?;
+                Ok((Algorithm::EdDSA, key))
+            }
+        }
+    }
 }
 
 /// Verifies a session token for `subject` at `now`; returns its claims.
+///
+/// The `jsonwebtoken` crate parses the token, pins the algorithm to the
+/// configured key's (so "none" and algorithm switches fail), checks the
+/// signature, the audience and the subject. The times are checked here
+/// against `now` (Lethe's clock, which the demo moves), not the system
+/// clock: expiry, lifetime, freshness, and no `iat` or `auth_time` ahead.
 pub fn verify(token: &str, key: &Key, subject: &str, now: i64) -> Result<Claims, JwtError> {
     if token.len() > 8192 {
         return Err(JwtError::Malformed);
     }
-    let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(sig), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(JwtError::Malformed);
+    let (alg, decoding) = key.decoding()?;
+    let mut v = Validation::new(alg);
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.set_audience(&["lethe"]);
+    v.sub = Some(subject.to_owned());
+    v.set_required_spec_claims(&["exp", "aud", "sub"]);
+    let c = match decode::<Claims>(token, &decoding, &v) {
+        Ok(d) => d.claims,
+        Err(e) => {
+            return Err(match e.kind() {
+                ErrorKind::InvalidSignature => JwtError::Signature,
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    JwtError::Algorithm(match key {
+                        Key::Hs256(_) => "HS256",
+                        Key::EdDsa(_) => "EdDSA",
+                    })
+                }
+                ErrorKind::InvalidAudience => JwtError::Audience,
+                ErrorKind::InvalidSubject => JwtError::Subject,
+                ErrorKind::MissingRequiredClaim(c) => JwtError::Missing(match c.as_str() {
+                    "exp" => "exp",
+                    "aud" => "aud",
+                    _ => "sub",
+                }),
+                _ => JwtError::Malformed,
+            });
+        }
     };
-    let header: Header = serde_json::from_slice(&b64(h)?).map_err(|_| JwtError::Malformed)?;
-    let signed = format!("{h}.{p}");
-    let sig = b64(sig)?;
-    match key {
-        Key::Hs256(secret) => {
-            if header.alg != "HS256" {
-                return Err(JwtError::Algorithm("HS256"));
-            }
-            let mut m =
-                <Hmac<Sha256> as Mac>::new_from_slice(secret).map_err(|_| JwtError::Signature)?;
-            m.update(signed.as_bytes());
-            m.verify_slice(&sig).map_err(|_| JwtError::Signature)?;
-        }
-        Key::EdDsa(pk) => {
-            if header.alg != "EdDSA" {
-                return Err(JwtError::Algorithm("EdDSA"));
-            }
-            let b64sig = base64::engine::general_purpose::STANDARD.encode(&sig);
-            if !lethe_ledger::verify_signature(pk, signed.as_bytes(), &b64sig) {
-                return Err(JwtError::Signature);
-            }
-        }
-    }
-    let c: Claims = serde_json::from_slice(&b64(p)?).map_err(|_| JwtError::Malformed)?;
     let exp = c.exp.ok_or(JwtError::Missing("exp"))?;
     let iat = c.iat.ok_or(JwtError::Missing("iat"))?;
     let auth_time = c.auth_time.ok_or(JwtError::Missing("auth_time"))?;
@@ -123,17 +133,6 @@ pub fn verify(token: &str, key: &Key, subject: &str, now: i64) -> Result<Claims,
     if exp.saturating_sub(iat) > MAX_LIFETIME_SECS {
         return Err(JwtError::TooLong);
     }
-    let aud_ok = match &c.aud {
-        Some(serde_json::Value::String(a)) => a == "lethe",
-        Some(serde_json::Value::Array(v)) => v.iter().any(|a| a == "lethe"),
-        _ => false,
-    };
-    if !aud_ok {
-        return Err(JwtError::Audience);
-    }
-    if c.sub.as_deref() != Some(subject) {
-        return Err(JwtError::Subject);
-    }
     if now.saturating_sub(auth_time) > FRESH_AUTH_SECS {
         return Err(JwtError::NotFresh);
     }
@@ -142,16 +141,13 @@ pub fn verify(token: &str, key: &Key, subject: &str, now: i64) -> Result<Claims,
 
 /// Builds an HS256 token (for tests and the demo's "try this").
 pub fn sign_hs256(secret: &[u8], claims: &serde_json::Value) -> String {
-    let e = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-    let signed = format!(
-        "{}.{}",
-        e(br#"{"alg":"HS256","typ":"JWT"}"#),
-        e(claims.to_string().as_bytes())
-    );
-    // HMAC takes keys of any length: this cannot fail.
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
-    m.update(signed.as_bytes());
-    format!("{signed}.{}", e(&m.finalize().into_bytes()))
+    // Encoding a JSON value with an HMAC key does not fail.
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -226,7 +222,36 @@ mod tests {
             verify("a.b", &k, "42", now).unwrap_err(),
             JwtError::Malformed
         );
-        let ed = Key::EdDsa(lethe_ledger::Signer::from_seed(&[1; 32]).public_key_hex());
+        // An EdDSA token of the configured key verifies; one of another
+        // key does not.
+        let signer = lethe_ledger::Signer::from_seed(&[1; 32]);
+        let ed_token = |signer: &lethe_ledger::Signer| {
+            let signed = format!(
+                "{}.{}",
+                e(br#"{"alg":"EdDSA","typ":"JWT"}"#),
+                e(claims(now).to_string().as_bytes())
+            );
+            let sig = base64::engine::general_purpose::STANDARD
+                .decode(signer.sign(signed.as_bytes()))
+                .unwrap();
+            format!("{signed}.{}", e(&sig))
+        };
+        let ed = Key::EdDsa(signer.public_key_hex());
+        assert!(verify(&ed_token(&signer), &ed, "42", now).is_ok());
+        assert_eq!(
+            verify(
+                &ed_token(&lethe_ledger::Signer::from_seed(&[2; 32])),
+                &ed,
+                "42",
+                now
+            )
+            .unwrap_err(),
+            JwtError::Signature
+        );
+        assert_eq!(
+            verify(&ed_token(&signer), &k, "42", now).unwrap_err(),
+            JwtError::Algorithm("HS256")
+        );
         assert_eq!(
             verify(&sign_hs256(b"secret", &claims(now)), &ed, "42", now).unwrap_err(),
             JwtError::Algorithm("EdDSA")

@@ -140,6 +140,9 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
             if let Err(e) = st.store.purge_tombstones(st.clock.now()).await {
                 tracing::error!(error = %e, "purging tombstones failed");
             }
+            if let Err(e) = st.store.purge_sessions(jiff::Timestamp::now()).await {
+                tracing::error!(error = %e, "purging sessions failed");
+            }
             // Idempotency records a day old answer no retry any more.
             match st.store.purge_idempotency(IDEMPOTENCY_PURGE_BATCH).await {
                 Ok(0) => {}

@@ -92,8 +92,11 @@ impl Store {
                         .await
                         .map_err(db("count failed login"))?;
                     if n >= i64::from(max) {
-                        let mins = 1i64 << (n - i64::from(max)).clamp(0, 10);
-                        let until = now.checked_add(jiff::SignedDuration::from_mins(mins)).unwrap_or(now);
+                        // A backoff, not a lockout: from any address at most
+                        // a minute, so no one can lock an agent out at will
+                        // (the long lockout is per address, login_throttle).
+                        let secs = 1i64 << (n - i64::from(max)).clamp(0, 6);
+                        let until = now.checked_add(jiff::SignedDuration::from_secs(secs)).unwrap_or(now);
                         sqlx::query("UPDATE agents SET locked_until = $1 WHERE id = $2").bind(ms(until)).bind(agent_id).execute(&mut ctx.conn).await.map_err(db("lock agent"))?;
                     }
                     Ok(())
@@ -184,6 +187,183 @@ impl Store {
                         .map_err(db("record callback id"))?
                         .rows_affected();
                     Ok(n == 1)
+                })
+            })
+            .await
+    }
+}
+
+/// Failed sign-ins from one address within the window before it must wait.
+pub const ADDRESS_FAILURES: i64 = 20;
+/// The window of the per-address count, in seconds.
+pub const ADDRESS_WINDOW_SECS: i64 = 900;
+/// Failures on one account from one address before that address is locked
+/// out of that account (doubling from one minute).
+pub const ACCOUNT_ADDRESS_FAILURES: i64 = 5;
+
+impl Store {
+    /// Until when a sign-in from this address (`addr`: a keyed hash), or for
+    /// this account from it, must wait; None if it may go ahead.
+    pub async fn login_throttled(
+        &self,
+        addr: &str,
+        agent_id: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        let mut keys = vec![format!("addr:{addr}")];
+        if let Some(a) = agent_id {
+            keys.push(format!("acct:{a}:{addr}"));
+        }
+        let mut until: Option<i64> = None;
+        for k in keys {
+            let t: Option<Option<i64>> =
+                sqlx::query_scalar("SELECT locked_until FROM login_throttle WHERE key = $1")
+                    .bind(k)
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(db("read sign-in throttle"))?;
+            if let Some(Some(t)) = t
+                && t > ms(now)
+            {
+                until = Some(until.map_or(t, |u| u.max(t)));
+            }
+        }
+        Ok(until.map(from_ms))
+    }
+
+    /// Counts a failed sign-in from `addr` (for `agent_id`, when the
+    /// username exists).
+    pub async fn login_throttle_failed(
+        &self,
+        addr: String,
+        agent_id: Option<String>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    let now = ms(now);
+                    let key = format!("addr:{addr}");
+                    let row: Option<(i64, i64)> = sqlx::query_as(
+                        "SELECT failures, window_start FROM login_throttle WHERE key = $1",
+                    )
+                    .bind(key.clone())
+                    .fetch_optional(&mut ctx.conn)
+                    .await
+                    .map_err(db("read sign-in throttle"))?;
+                    let (n, start) = match row {
+                        Some((n, s)) if now - s < ADDRESS_WINDOW_SECS * 1000 => (n + 1, s),
+                        _ => (1, now),
+                    };
+                    let locked =
+                        (n >= ADDRESS_FAILURES).then_some(start + ADDRESS_WINDOW_SECS * 1000);
+                    upsert_throttle(ctx, key, n, start, locked).await?;
+                    if let Some(a) = agent_id {
+                        let key = format!("acct:{a}:{addr}");
+                        let n: i64 = sqlx::query_scalar(
+                            "SELECT failures FROM login_throttle WHERE key = $1",
+                        )
+                        .bind(key.clone())
+                        .fetch_optional(&mut ctx.conn)
+                        .await
+                        .map_err(db("read sign-in throttle"))?
+                        .unwrap_or(0)
+                            + 1;
+                        let locked = (n >= ACCOUNT_ADDRESS_FAILURES).then(|| {
+                            now + 60_000 * (1i64 << (n - ACCOUNT_ADDRESS_FAILURES).clamp(0, 10))
+                        });
+                        upsert_throttle(ctx, key, n, now, locked).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// A successful sign-in clears the account's count from that address.
+    pub async fn login_throttle_cleared(
+        &self,
+        addr: String,
+        agent_id: String,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    sqlx::query("DELETE FROM login_throttle WHERE key = $1")
+                        .bind(format!("acct:{agent_id}:{addr}"))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("clear sign-in throttle"))?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+}
+
+async fn upsert_throttle(
+    ctx: &mut crate::WriteCtx,
+    key: String,
+    failures: i64,
+    window_start: i64,
+    locked_until: Option<i64>,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO login_throttle (key, failures, window_start, locked_until) VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO UPDATE SET failures = $2, window_start = $3, locked_until = $4")
+        .bind(key)
+        .bind(failures)
+        .bind(window_start)
+        .bind(locked_until)
+        .execute(&mut ctx.conn)
+        .await
+        .map_err(db("count failed sign-in"))?;
+    Ok(())
+}
+
+impl Store {
+    /// Records that a user session was signed out (until it would expire).
+    pub async fn sign_out(&self, sid: String, until: Timestamp) -> Result<(), StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO signed_out (sid, until_at) VALUES ($1, $2) ON CONFLICT (sid) DO NOTHING")
+                        .bind(sid)
+                        .bind(ms(until))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("sign out"))?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub async fn signed_out(&self, sid: &str) -> Result<bool, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT 1 FROM signed_out WHERE sid = $1")
+            .bind(sid.to_owned())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db("read signed-out sessions"))?;
+        Ok(n.is_some())
+    }
+
+    /// Forgets signed-out sessions that have expired anyway, and sign-in
+    /// counts whose lock and window are over.
+    pub async fn purge_sessions(&self, now: Timestamp) -> Result<(), StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    sqlx::query("DELETE FROM signed_out WHERE until_at < $1")
+                        .bind(ms(now))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("purge signed-out sessions"))?;
+                    sqlx::query("DELETE FROM login_throttle WHERE (locked_until IS NULL OR locked_until < $1) AND window_start < $2")
+                        .bind(ms(now))
+                        .bind(ms(now) - ADDRESS_WINDOW_SECS * 1000)
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("purge sign-in counts"))?;
+                    Ok(())
                 })
             })
             .await

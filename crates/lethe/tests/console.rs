@@ -21,6 +21,29 @@ async fn login(demo: &Demo, user: &str, password: &str, code: &str) -> (u16, Val
     (s, v)
 }
 
+/// A sign-in from another client address (Linux routes all of 127/8 to
+/// the loopback interface).
+async fn login_from(
+    demo: &Demo,
+    ip: [u8; 4],
+    user: &str,
+    password: &str,
+    code: &str,
+) -> (u16, Value) {
+    let client = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .build()
+        .unwrap();
+    let r = client
+        .post(format!("{}/v1/console/login", demo.url))
+        .json(&json!({"username": user, "password": password, "totp": code}))
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
 async fn console(demo: &Demo, token: &str, method: &str, path: &str, body: Value) -> (u16, Value) {
     let rb = match method {
         "GET" => demo.http.get(format!("{}{}", demo.url, path)),
@@ -80,6 +103,26 @@ async fn roles_channels_and_step_up() {
     assert_eq!(s, 401, "{v}");
     let (s2, v2) = login(&demo, "nobody.here", "wrong", "000000").await;
     assert_eq!((s2, &v2["detail"]), (401, &v["detail"]), "{v2}");
+    // The lockout is the failing address's own: the agent, from another
+    // address, signs in. Nobody can lock an agent out at will.
+    let (s, v) = login_from(&demo, [127, 0, 0, 2], "victim", &pw, &totp(&secret, 1)).await;
+    assert_eq!(s, 200, "{v}");
+    // One address trying many accounts is throttled after 20 failures,
+    // before any password is checked.
+    for i in 0..20 {
+        let (s, v) = login_from(&demo, [127, 0, 0, 3], &format!("guess{i}"), "x", "000000").await;
+        assert_eq!(s, 401, "{v}");
+    }
+    let (s, v) = login_from(&demo, [127, 0, 0, 3], "victim", &pw, &totp(&secret, 2)).await;
+    assert_eq!(
+        (s, v["type"].as_str()),
+        (429, Some("urn:lethe:problem:throttled")),
+        "{v}"
+    );
+    assert!(
+        v["detail"].as_str().unwrap().contains("this address"),
+        "{v}"
+    );
     // No session, a made-up session: refused.
     assert_eq!(
         console(

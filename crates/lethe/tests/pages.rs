@@ -331,3 +331,92 @@ async fn an_operator_completes_a_manual_task_in_the_console() {
         .unwrap();
     assert_eq!(r.headers()["location"], "/console/login");
 }
+
+#[tokio::test]
+async fn a_user_signs_out_and_one_session_holds_few_live_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 20).await;
+    let http = client();
+    let (_, link) = handoff(&demo, "2", "app").await;
+    let r = http
+        .get(link["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let cookie = format!("lethe_u={}", set_cookie(&r, "lethe_u").unwrap());
+    let page = |c: String| {
+        let http = http.clone();
+        let url = format!("{}/u/", demo.url);
+        async move {
+            let r = http.get(url).header("cookie", c).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (s, html) = page(cookie.clone()).await;
+    assert_eq!(s, 200);
+    // Start the case, so the page has something to follow live.
+    let r = http
+        .post(format!("{}/u/do/start", demo.url))
+        .header("cookie", &cookie)
+        .header("origin", &demo.url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("_csrf", &csrf(&html))]))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection() || r.status().is_success());
+    let cookie = set_cookie(&r, "lethe_u")
+        .map(|c| format!("lethe_u={c}"))
+        .unwrap_or(cookie);
+
+    // A few tabs follow the case live; one session cannot take more.
+    let mut open = vec![];
+    for _ in 0..3 {
+        let r = http
+            .get(format!("{}/u/events", demo.url))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        open.push(r);
+    }
+    let r = http
+        .get(format!("{}/u/events", demo.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429, "{}", r.text().await.unwrap());
+    drop(open);
+
+    // Signing out ends the session: the same cookie no longer opens the
+    // centre, and the browser is told to drop it.
+    let (_, html) = page(cookie.clone()).await;
+    let r = http
+        .post(format!("{}/u/do/signout", demo.url))
+        .header("cookie", &cookie)
+        .header("origin", &demo.url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("_csrf", &csrf(&html))]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cleared = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|v| v.to_str().unwrap().starts_with("lethe_u=;"));
+    assert!(cleared, "the cookie is cleared");
+    assert!(r.text().await.unwrap().contains("已退出"));
+    let (s, _) = page(cookie.clone()).await;
+    assert_eq!(s, 401, "a kept copy of the cookie is signed out too");
+    let r = http
+        .get(format!("{}/u/events", demo.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}

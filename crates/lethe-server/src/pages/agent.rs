@@ -84,6 +84,7 @@ pub async fn login_page(headers: HeaderMap) -> Response {
 
 pub async fn login(
     State(st): State<AppState>,
+    peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> Response {
@@ -96,6 +97,7 @@ pub async fn login(
     let username = f("username");
     let r = crate::console::login(
         State(st.clone()),
+        peer,
         ApiJson(crate::console::Login {
             username: username.clone(),
             password: form.get("password").cloned().unwrap_or_default(),

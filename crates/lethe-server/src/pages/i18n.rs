@@ -703,6 +703,13 @@ static TEXTS: &[(&str, &str, &str)] = &[
     ("severity.error", "错误", "error"),
     ("severity.warning", "警告", "warning"),
     (
+        "signout.body",
+        "你已退出注销中心。案件不受影响；要继续，请从 App 再次进入。",
+        "You have signed out of the cancellation centre. Your case is unchanged; to go on, enter again from the app.",
+    ),
+    ("signout.button", "退出", "Sign out"),
+    ("signout.title", "已退出", "Signed out"),
+    (
         "start.alternatives",
         "也许您只需要",
         "Perhaps all you need is",

@@ -47,6 +47,40 @@ const MAX_LIVE: usize = 1_000;
 static LIVE: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
     std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_LIVE)));
 
+/// Live-progress connections one session may hold at once (a few tabs); so
+/// one session cannot take the instance's slots.
+const MAX_LIVE_PER_SESSION: u32 = 3;
+
+static LIVE_BY_SESSION: std::sync::LazyLock<std::sync::Mutex<HashMap<String, u32>>> =
+    std::sync::LazyLock::new(|| std::sync::Mutex::new(HashMap::new()));
+
+/// One session's live connection; gives its place back when dropped.
+struct SessionSlot(String);
+
+impl SessionSlot {
+    fn take(sid: String) -> Option<Self> {
+        let mut m = LIVE_BY_SESSION.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(sid.clone()).or_insert(0);
+        if *n >= MAX_LIVE_PER_SESSION {
+            return None;
+        }
+        *n += 1;
+        Some(Self(sid))
+    }
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut m = LIVE_BY_SESSION.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.0) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.0);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Handoff {
     p: String,
@@ -149,10 +183,25 @@ fn lang_of(headers: &HeaderMap) -> Lang {
         .unwrap_or_default()
 }
 
-fn session_of(st: &AppState, headers: &HeaderMap) -> Option<UserSession> {
+async fn session_of(st: &AppState, headers: &HeaderMap) -> Option<UserSession> {
     let raw = super::cookie(headers, SESSION_COOKIE)?;
     let s: UserSession = super::open(st.secrets.pages_key(), "session", raw).ok()?;
-    (s.exp > jiff::Timestamp::now().as_second()).then_some(s)
+    if s.exp <= jiff::Timestamp::now().as_second() {
+        return None;
+    }
+    // A session signed out stays out, even if its cookie was kept.
+    match st.store.signed_out(&s.sid()).await {
+        Ok(false) => Some(s),
+        _ => None,
+    }
+}
+
+impl UserSession {
+    /// The session's id: a hash of its secret (the secret itself stays in
+    /// the cookie).
+    fn sid(&self) -> String {
+        crate::middleware::hash_api_key(&format!("session:{}", self.k))
+    }
 }
 
 fn with_session(st: &AppState, mut r: Response, s: &UserSession) -> Response {
@@ -283,7 +332,7 @@ pub async fn page(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let lang = lang_of(&headers);
-    let Some(s) = session_of(&st, &headers) else {
+    let Some(s) = session_of(&st, &headers).await else {
         return expired(lang);
     };
     let r = show(&st, &s, lang, q.step.as_deref(), None).await;
@@ -637,7 +686,7 @@ pub async fn act(
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> Response {
     let lang = lang_of(&headers);
-    let Some(mut s) = session_of(&st, &headers) else {
+    let Some(mut s) = session_of(&st, &headers).await else {
         return expired(lang);
     };
     if form.len() > MAX_FIELDS {
@@ -649,6 +698,23 @@ pub async fn act(
         || !csrf_ok(st.secrets.pages_key(), &s.k, token)
     {
         return super::forbidden_post(lang);
+    }
+    if action == "signout" {
+        // The cookie goes, and the session is recorded as signed out, so a
+        // copy of the cookie no longer opens the centre either.
+        let until = jiff::Timestamp::from_second(s.exp).unwrap_or_else(|_| jiff::Timestamp::now());
+        if let Err(e) = st.store.sign_out(s.sid(), until).await {
+            return Problem::from(e).into_response();
+        }
+        let mut r = render(
+            "u_expired.html",
+            context! { lang => lang.tag(), signed_out => true },
+        );
+        r.headers_mut().append(
+            header::SET_COOKIE,
+            super::set_cookie(SESSION_COOKIE, "", "/u", 0, "Lax", !st.demo),
+        );
+        return r;
     }
     let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     let p = Principal(s.p.clone());
@@ -909,7 +975,7 @@ pub async fn act(
 /// Live progress as server-sent events: a `progress` event with the case's
 /// state and fingerprint whenever either changes (checked every second).
 pub async fn events(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(s) = session_of(&st, &headers) else {
+    let Some(s) = session_of(&st, &headers).await else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
     let Some(id) = s
@@ -918,6 +984,16 @@ pub async fn events(State(st): State<AppState>, headers: HeaderMap) -> Response 
         .and_then(|i| lethe_domain::CaseId::parse(i).ok())
     else {
         return StatusCode::NO_CONTENT.into_response();
+    };
+    let Some(slot) = SessionSlot::take(s.sid()) else {
+        return Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "busy",
+            "Too many live connections",
+            "this session already follows its case live in other tabs",
+        )
+        .retry_after(30)
+        .into_response();
     };
     let Ok(permit) = LIVE.clone().try_acquire_owned() else {
         return Problem::new(
@@ -931,7 +1007,7 @@ pub async fn events(State(st): State<AppState>, headers: HeaderMap) -> Response 
     };
     let started = std::time::Instant::now();
     let stream = futures_util::stream::unfold(
-        (st, String::new(), permit),
+        (st, String::new(), (permit, slot)),
         move |(st, last, permit)| async move {
             loop {
                 if started.elapsed() > Duration::from_secs(SSE_MAX_SECS) {
@@ -964,7 +1040,7 @@ pub async fn events(State(st): State<AppState>, headers: HeaderMap) -> Response 
 /// The signed receipt of the erased case, as a page.
 pub async fn receipt(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let lang = lang_of(&headers);
-    let Some(s) = session_of(&st, &headers) else {
+    let Some(s) = session_of(&st, &headers).await else {
         return expired(lang);
     };
     let r = crate::audit_api::receipt_html(
