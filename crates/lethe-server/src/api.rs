@@ -507,31 +507,45 @@ pub async fn send_code(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
         .unwrap_or(peer.ip());
-    let ip_key = format!("ip:{client}");
+    let ip_key = format!(
+        "addr:{}",
+        st.secrets
+            .identifier_hash("client_address", &client.to_string())
+    );
     // Only codes actually sent count against the quotas: checked here,
-    // recorded once the code is stored and handed to the gateway.
-    st.sms_limiter
-        .allows(&phone_key, st.identity.sms_per_phone_per_hour)
-        .map_err(|wait| {
-            Problem::new(
+    // recorded once the code is handed over. The counts are in the store,
+    // so every instance sees every code.
+    let now_wall = jiff::Timestamp::now();
+    let hour_ago = now_wall
+        .checked_sub(jiff::SignedDuration::from_hours(1))
+        .unwrap_or(now_wall);
+    for (key, max, what) in [
+        (
+            &phone_key,
+            st.identity.sms_per_phone_per_hour,
+            "too many codes were sent to this phone number in the last hour",
+        ),
+        (
+            &ip_key,
+            st.identity.sms_per_client_per_hour,
+            "too many codes were requested from this address in the last hour",
+        ),
+    ] {
+        let (sent, oldest) = st.store.sms_quota(key, hour_ago).await?;
+        if sent >= max {
+            let wait = oldest
+                .map(|o| 3600 - (now_wall.as_second() - o.as_second()))
+                .unwrap_or(1)
+                .max(1);
+            return Err(Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "sms-throttled",
                 "Too many codes",
-                "too many codes were sent to this phone number in the last hour",
+                what,
             )
-            .retry_after(wait)
-        })?;
-    st.sms_limiter
-        .allows(&ip_key, st.identity.sms_per_client_per_hour)
-        .map_err(|wait| {
-            Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "sms-throttled",
-                "Too many codes",
-                "too many codes were requested from this address in the last hour",
-            )
-            .retry_after(wait)
-        })?;
+            .retry_after(wait));
+        }
+    }
     let code = format!("{:06}", rand::random_range(0..1_000_000u32));
     let hash = st.secrets.code_hash(&case.id.to_string(), &code);
     let text = format!(
@@ -595,8 +609,9 @@ pub async fn send_code(
             .retry_after(60));
         }
     }
-    st.sms_limiter.record(&phone_key);
-    st.sms_limiter.record(&ip_key);
+    st.store
+        .sms_sent(vec![phone_key, ip_key], jiff::Timestamp::now(), hour_ago)
+        .await?;
     Ok(case_response(StatusCode::OK, &case, stored))
 }
 

@@ -119,8 +119,6 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Where the store and the key files live.
     pub data_dir: PathBuf,
-    /// Codes sent per phone and per client address (sliding hour).
-    pub sms_limiter: Arc<middleware::WindowLimiter>,
     /// The key of the app's session tokens, when configured.
     pub session_key: Option<jwt::Key>,
     /// Outbound HTTP (providers, settlement instructions).
@@ -858,9 +856,6 @@ impl Server {
             identity: cfg.identity.clone(),
             metrics: Arc::new(metrics::Metrics::default()),
             data_dir: cfg.data_dir.clone(),
-            sms_limiter: Arc::new(middleware::WindowLimiter::new(
-                std::time::Duration::from_secs(3600),
-            )),
             session_key: match (
                 &cfg.identity.session_secret_env,
                 &cfg.identity.session_public_key,

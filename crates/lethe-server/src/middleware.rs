@@ -35,14 +35,15 @@ pub fn hash_api_key(key: &str) -> String {
 }
 
 /// Bounded cache of verified API keys (hash -> name), so a request does not
-/// read the database to authenticate. Entries live 10 seconds, so a revoked
-/// key stops working within that time.
+/// read the database to authenticate. Entries live 1 second, so a key
+/// revoked on any instance stops working on every instance within that
+/// time (each key costs each instance one read a second at most).
 pub struct KeyCache {
     map: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 const KEY_CACHE_MAX: usize = 10_000;
-const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
+const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
 
 impl KeyCache {
     pub fn new() -> Self {
@@ -123,10 +124,13 @@ pub async fn auth(State(st): State<AppState>, mut req: Request, next: Next) -> R
     next.run(req).await
 }
 
-/// Token buckets per principal, bounded in number.
+/// Token buckets per principal, bounded in number. Each instance takes its
+/// share of the configured rate and burst: the live instances (counted in
+/// the store) share them out, so N instances together allow the rate once.
 pub struct RateLimiter {
     rate: f64,
     burst: f64,
+    share: std::sync::atomic::AtomicU32,
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
 }
 
@@ -137,77 +141,34 @@ impl RateLimiter {
         Self {
             rate: f64::from(rate_per_second.max(1)),
             burst: f64::from(burst.max(1)),
+            share: std::sync::atomic::AtomicU32::new(1),
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
+    /// How many live instances share the limits.
+    pub fn set_instances(&self, n: u32) {
+        self.share
+            .store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Takes a token, or says how many seconds to wait.
     pub fn check(&self, who: &str) -> Result<(), i64> {
+        let n = f64::from(self.share.load(std::sync::atomic::Ordering::Relaxed).max(1));
+        let (rate, burst) = ((self.rate / n).max(0.01), (self.burst / n).max(1.0));
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if b.len() >= MAX_BUCKETS && !b.contains_key(who) {
-            b.retain(|_, (tokens, at)| {
-                *tokens < self.burst && at.elapsed() < Duration::from_secs(60)
-            });
+            b.retain(|_, (tokens, at)| *tokens < burst && at.elapsed() < Duration::from_secs(60));
         }
         let now = Instant::now();
-        let (tokens, at) = b.entry(who.to_owned()).or_insert((self.burst, now));
-        *tokens = (*tokens + at.elapsed().as_secs_f64() * self.rate).min(self.burst);
+        let (tokens, at) = b.entry(who.to_owned()).or_insert((burst, now));
+        *tokens = (*tokens + at.elapsed().as_secs_f64() * rate).min(burst);
         *at = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
             Ok(())
         } else {
-            Err(((1.0 - *tokens) / self.rate).ceil() as i64)
-        }
-    }
-}
-
-/// Counts events per key in a sliding window (SMS codes per phone and per
-/// client address). Bounded in keys and in events per key.
-pub struct WindowLimiter {
-    window: Duration,
-    events: Mutex<HashMap<String, Vec<Instant>>>,
-}
-
-const MAX_WINDOW_KEYS: usize = 100_000;
-
-impl WindowLimiter {
-    pub fn new(window: Duration) -> Self {
-        Self {
-            window,
-            events: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Whether one more event is allowed (`max` within the window), without
-    /// recording it; otherwise how many seconds until one expires.
-    pub fn allows(&self, key: &str, max: u32) -> Result<(), i64> {
-        let mut m = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(v) = m.get_mut(key) else {
-            return Ok(());
-        };
-        v.retain(|t| t.elapsed() < self.window);
-        if v.len() >= max as usize {
-            let oldest = v
-                .first()
-                .map(|t| self.window.saturating_sub(t.elapsed()).as_secs())
-                .unwrap_or(1);
-            return Err(i64::try_from(oldest).unwrap_or(i64::MAX).max(1));
-        }
-        Ok(())
-    }
-
-    /// Records an event that happened (a code actually sent).
-    pub fn record(&self, key: &str) {
-        let mut m = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        if m.len() >= MAX_WINDOW_KEYS && !m.contains_key(key) {
-            let w = self.window;
-            m.retain(|_, v| v.iter().any(|t| t.elapsed() < w));
-        }
-        let v = m.entry(key.to_owned()).or_default();
-        v.retain(|t| t.elapsed() < self.window);
-        if v.len() < 10_000 {
-            v.push(Instant::now());
+            Err(((1.0 - *tokens) / rate).ceil() as i64)
         }
     }
 }

@@ -15,6 +15,9 @@ use crate::AppState;
 /// The name under which the vault's key destruction is recorded.
 pub const VAULT_SYSTEM: &str = "lethe_vault";
 
+/// How often an instance records that it is alive.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
 /// Expired idempotency records deleted per purge at most.
 const IDEMPOTENCY_PURGE_BATCH: u32 = 10_000;
 
@@ -51,9 +54,19 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
     let mut last_head: Option<std::time::Instant> = None;
     let purge_every = Duration::from_secs(st.worker.purge_interval_secs);
     let mut last_purge: Option<std::time::Instant> = None;
+    let mut last_beat: Option<std::time::Instant> = None;
     loop {
         if *shutdown.borrow() {
             return;
+        }
+        // Say this instance is alive; the per-key rate is shared out among
+        // the live instances.
+        if last_beat.is_none_or(|t| t.elapsed() >= HEARTBEAT_EVERY) {
+            last_beat = Some(std::time::Instant::now());
+            match st.store.instance_alive(jiff::Timestamp::now()).await {
+                Ok(n) => st.limiter.set_instances(n),
+                Err(e) => tracing::warn!(error = %e, "instance heartbeat failed"),
+            }
         }
         // Crypto-shredding: the subject's vault keys are destroyed as one
         // more system of the erasure.

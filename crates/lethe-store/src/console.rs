@@ -369,3 +369,85 @@ impl Store {
             .await
     }
 }
+
+/// An instance is live if it was seen within this many milliseconds.
+const INSTANCE_LIVE_MS: i64 = 15_000;
+
+impl Store {
+    /// This instance is alive; returns how many instances are (itself
+    /// included).
+    pub async fn instance_alive(&self, now: Timestamp) -> Result<u32, StoreError> {
+        let id = self.instance().to_owned();
+        self.writer
+            .run_unlogged(move |ctx| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO instances (id, seen_at) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET seen_at = $2")
+                        .bind(id)
+                        .bind(ms(now))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("record instance"))?;
+                    sqlx::query("DELETE FROM instances WHERE seen_at < $1")
+                        .bind(ms(now) - 10 * INSTANCE_LIVE_MS)
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("forget instances"))?;
+                    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM instances WHERE seen_at >= $1")
+                        .bind(ms(now) - INSTANCE_LIVE_MS)
+                        .fetch_one(&mut ctx.conn)
+                        .await
+                        .map_err(db("count instances"))?;
+                    Ok(u32::try_from(n).unwrap_or(u32::MAX).max(1))
+                })
+            })
+            .await
+    }
+
+    /// Codes sent under a quota key since `since`, and when the oldest of
+    /// them was sent.
+    pub async fn sms_quota(
+        &self,
+        key: &str,
+        since: Timestamp,
+    ) -> Result<(u32, Option<Timestamp>), StoreError> {
+        let r: (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(sent_at) FROM sms_sent WHERE quota_key = $1 AND sent_at >= $2",
+        )
+        .bind(key.to_owned())
+        .bind(ms(since))
+        .fetch_one(&self.read)
+        .await
+        .map_err(db("read SMS quota"))?;
+        Ok((u32::try_from(r.0).unwrap_or(u32::MAX), r.1.map(from_ms)))
+    }
+
+    /// Counts a code sent against each quota key; forgets codes older than
+    /// `forget_before`.
+    pub async fn sms_sent(
+        &self,
+        keys: Vec<String>,
+        at: Timestamp,
+        forget_before: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .run_unlogged(move |ctx| {
+                Box::pin(async move {
+                    for k in keys {
+                        sqlx::query("INSERT INTO sms_sent (quota_key, sent_at) VALUES ($1, $2)")
+                            .bind(k)
+                            .bind(ms(at))
+                            .execute(&mut ctx.conn)
+                            .await
+                            .map_err(db("count SMS sent"))?;
+                    }
+                    sqlx::query("DELETE FROM sms_sent WHERE sent_at < $1")
+                        .bind(ms(forget_before))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("forget SMS sent"))?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+}

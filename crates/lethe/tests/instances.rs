@@ -285,3 +285,101 @@ async fn three_instances_finish_every_case_once_after_one_is_killed() {
     );
     pg.close().await;
 }
+
+/// Limits hold for the installation, not per instance: two instances on one
+/// store together allow a key's request rate once, count one address's SMS
+/// codes once, and both stop a revoked key within a second.
+#[tokio::test]
+async fn limits_hold_across_two_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg_store_url(dir.path());
+    let args = ["--rate", "10", "--sms-per-client", "3"];
+    let a = Demo::start_named(dir.path(), 50, "-a", &args, &[], Some(url.clone())).await;
+    let b = Demo::start_named(dir.path(), 50, "-b", &args, &[], Some(url.clone())).await;
+    // Both have seen each other (an instance says it is alive every 5 s).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    // SMS codes from one client address: 3 an hour in all, whichever
+    // instance sends them.
+    let mart = a.mart().await;
+    let users = clear_users(&mart, 4).await;
+    let mut sent = 0;
+    let mut refused = 0;
+    for (i, u) in users.iter().enumerate() {
+        let demo = if i % 2 == 0 { &a } else { &b };
+        let id = demo.create(*u).await;
+        let r = demo
+            .http
+            .post(format!("{}/v1/cases/{id}/verification/sms/send", demo.url))
+            .bearer_auth(&demo.key)
+            .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+            .header("lethe-client-address", "203.0.113.9")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            200 => sent += 1,
+            429 => refused += 1,
+            s => panic!("{s} {}", r.text().await.unwrap()),
+        }
+    }
+    assert_eq!((sent, refused), (3, 1), "the per-address quota is shared");
+
+    // A key's rate (10/s, burst 20) is shared out: 40 quick requests
+    // through both instances get about 20 through, not 40.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut ok = 0;
+    let started = Instant::now();
+    for i in 0..40 {
+        let demo = if i % 2 == 0 { &a } else { &b };
+        if demo.get("/v1/calendar").await.0 == 200 {
+            ok += 1;
+        }
+    }
+    let refill = (started.elapsed().as_secs_f64() * 10.0).ceil() as usize;
+    assert!(
+        ok <= 20 + refill + 2,
+        "{ok} of 40 requests passed in {:?}: the instances share the rate",
+        started.elapsed()
+    );
+    assert!(ok >= 10, "{ok}");
+
+    // A key revoked through one installation stops on both instances
+    // within a second, though both had it cached.
+    let tmp = other_platform_key(dir.path(), "temporary");
+    for demo in [&a, &b] {
+        let r = demo
+            .http
+            .get(format!("{}/v1/calendar", demo.url))
+            .bearer_auth(&tmp)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let cfg = dir.path().join("revoke.toml");
+    std::fs::write(&cfg, config_toml(dir.path())).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .args(["apikey", "revoke", "--config"])
+        .arg(&cfg)
+        .args(["--name", "temporary"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for demo in [&a, &b] {
+        let r = demo
+            .http
+            .get(format!("{}/v1/calendar", demo.url))
+            .bearer_auth(&tmp)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "a revoked key is refused everywhere");
+    }
+}
