@@ -532,6 +532,7 @@ pub fn router(st: AppState) -> Router {
             .route("/demo-platform/settlements", post(demo_platform::settle))
             .route("/demo-platform/app", get(pages::user::demo_app))
             .route("/demo-platform/app/cancel", post(pages::user::demo_cancel))
+            .route("/demo-platform/app/signin", post(pages::user::demo_signin))
     } else {
         Router::new()
     };

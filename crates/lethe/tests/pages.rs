@@ -420,3 +420,87 @@ async fn a_user_signs_out_and_one_session_holds_few_live_connections() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+#[tokio::test]
+async fn the_demo_app_hands_over_only_its_signed_in_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 20).await;
+    let http = client();
+    let post = |path: &str, body: String, cookie: Option<String>| {
+        let mut r = http
+            .post(format!("{}{path}", demo.url))
+            .header("origin", &demo.url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        r.send()
+    };
+    // Not signed in: no hand-off for any account named in the form.
+    let r = post(
+        "/demo-platform/app/cancel",
+        form(&[("subject_id", "4"), ("channel", "app")]),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.headers()["location"], "/demo-platform/app");
+    // A wrong phone number does not sign in.
+    let r = post(
+        "/demo-platform/app/signin",
+        form(&[("subject_id", "4"), ("phone", "13900000000")]),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 401);
+    let phone = format!("139{:08}", (4 * 7919) % 100_000_000);
+    let r = post(
+        "/demo-platform/app/signin",
+        form(&[("subject_id", "4"), ("phone", &phone)]),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = format!("demo_mart={}", set_cookie(&r, "demo_mart").unwrap());
+    // Signed in: the hand-off is for the account signed in, whatever the
+    // form says.
+    let r = post(
+        "/demo-platform/app/cancel",
+        form(&[("subject_id", "9"), ("channel", "app")]),
+        Some(cookie),
+    )
+    .await
+    .unwrap();
+    let to = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(to.contains("/u/enter?t="), "{to}");
+    let r = http.get(&to).send().await.unwrap();
+    let session = format!("lethe_u={}", set_cookie(&r, "lethe_u").unwrap());
+    let html = http
+        .get(format!("{}/u/", demo.url))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let r = http
+        .post(format!("{}/u/do/start", demo.url))
+        .header("cookie", &session)
+        .header("origin", &demo.url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("_csrf", &csrf(&html))]))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let db = demo.lethe_db().await;
+    let subjects: Vec<String> = sqlx::query_scalar("SELECT subject FROM cases")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_eq!(subjects, ["4"], "the case is the signed-in account's");
+}

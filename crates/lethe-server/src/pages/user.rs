@@ -1056,16 +1056,93 @@ pub async fn receipt(State(st): State<AppState>, headers: HeaderMap) -> Response
 
 /// Demo Mart's "Settings" page: stands for the platform's app, which hands
 /// its signed-in user over to the cancellation centre.
-pub async fn demo_app(headers: HeaderMap) -> Response {
-    let lang = lang_of(&headers);
+/// The demo platform's own sign-in (a sealed cookie naming the account).
+const DEMO_COOKIE: &str = "demo_mart";
+/// A demo sign-in lasts this long.
+const DEMO_SESSION_SECS: i64 = 3600;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct DemoUser {
+    s: String,
+    exp: i64,
+}
+
+/// The account signed in to the demo app, if any.
+fn demo_user(st: &AppState, headers: &HeaderMap) -> Option<String> {
+    let raw = super::cookie(headers, DEMO_COOKIE)?;
+    let u: DemoUser = super::open(st.secrets.pages_key(), "demo_user", raw).ok()?;
+    (u.exp > jiff::Timestamp::now().as_second()).then_some(u.s)
+}
+
+fn demo_page(lang: Lang, user: Option<String>, failed: bool) -> Response {
     render(
         "demo_app.html",
-        context! { lang => lang.tag(), back => "/demo-platform/app" },
+        context! { lang => lang.tag(), back => "/demo-platform/app", user, failed },
     )
 }
 
+pub async fn demo_app(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    demo_page(lang_of(&headers), demo_user(&st, &headers), false)
+}
+
+/// The demo app's sign-in: the account id and its registered phone number
+/// (Demo Mart has no passwords; a real platform has its own sign-in).
+pub async fn demo_signin(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Response {
+    let lang = lang_of(&headers);
+    if form.len() > MAX_FIELDS || !super::same_origin(&headers, &st.public_url) {
+        return super::forbidden_post(lang);
+    }
+    let form: HashMap<String, String> = form.into_iter().collect();
+    let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let (Ok(id), phone) = (field("subject_id").parse::<i64>(), field("phone")) else {
+        return super::with_status(demo_page(lang, None, true), StatusCode::UNAUTHORIZED);
+    };
+    let Some(mart) = st.systems.sql("demo_mart") else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let found: Result<Option<i64>, _> =
+        sqlx::query_scalar("SELECT id FROM users WHERE id = $1 AND phone = $2")
+            .bind(id)
+            .bind(phone)
+            .fetch_optional(mart.pool())
+            .await;
+    match found {
+        Ok(Some(_)) => {
+            let v = super::seal(
+                st.secrets.pages_key(),
+                "demo_user",
+                &DemoUser {
+                    s: id.to_string(),
+                    exp: jiff::Timestamp::now().as_second() + DEMO_SESSION_SECS,
+                },
+            );
+            let mut r = super::redirect("/demo-platform/app");
+            r.headers_mut().append(
+                header::SET_COOKIE,
+                super::set_cookie(
+                    DEMO_COOKIE,
+                    &v,
+                    "/demo-platform",
+                    DEMO_SESSION_SECS,
+                    "Lax",
+                    false,
+                ),
+            );
+            r
+        }
+        Ok(None) => super::with_status(demo_page(lang, None, true), StatusCode::UNAUTHORIZED),
+        Err(_) => Problem::internal().into_response(),
+    }
+}
+
 /// What the platform's back end does when its user presses "cancel my
-/// account": create a hand-off link and redirect the browser to it.
+/// account": create a hand-off link and redirect the browser to it. In the
+/// app only for the account signed in; through recovery (the user cannot
+/// sign in) for the account named, which Lethe then verifies by SMS code.
 pub async fn demo_cancel(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -1076,9 +1153,13 @@ pub async fn demo_cancel(
         return super::forbidden_post(lang);
     }
     let form: HashMap<String, String> = form.into_iter().collect();
-    let subject = SubjectId::parse(form.get("subject_id").map(|s| s.trim()).unwrap_or_default());
     let channel = Channel::parse(form.get("channel").map(String::as_str).unwrap_or("app"));
-    let (Ok(subject), Ok(channel)) = (subject, channel) else {
+    let subject = match channel {
+        Ok(Channel::App) => demo_user(&st, &headers),
+        Ok(Channel::Recovery) => form.get("subject_id").map(|s| s.trim().to_owned()),
+        _ => None,
+    };
+    let (Some(Ok(subject)), Ok(channel)) = (subject.map(|s| SubjectId::parse(&s)), channel) else {
         return super::redirect("/demo-platform/app");
     };
     match handoff(&st, &Principal("demo".into()), &subject, channel).await {
