@@ -59,13 +59,16 @@ pub struct CheckResult {
     responses((status = 200, body = CheckResult), (status = 422, body = Problem)), security(("api_key" = [])))]
 pub async fn check(
     State(st): State<AppState>,
-    Extension(_p): Extension<Principal>,
+    Extension(p): Extension<Principal>,
     ApiQuery(q): ApiQuery<CheckQuery>,
 ) -> Result<Response, Problem> {
     kind_ok(&q.kind, "kind")?;
     value_ok(&q.value, "value")?;
     let hash = st.secrets.identifier_hash(&q.kind, &q.value);
-    let until = st.store.tombstone(&q.kind, &hash, st.clock.now()).await?;
+    let until = st
+        .store
+        .tombstone(&q.kind, &hash, st.clock.now(), Some(&p.0))
+        .await?;
     Ok(axum::Json(CheckResult {
         kind: q.kind,
         allowed: until.is_none(),
@@ -102,10 +105,10 @@ pub struct CarrierResult {
     responses((status = 200, body = CarrierResult)), security(("api_key" = [])))]
 pub async fn carrier_event(
     State(st): State<AppState>,
-    Extension(_p): Extension<Principal>,
+    Extension(p): Extension<Principal>,
     ApiJson(ev): ApiJson<CarrierEvent>,
 ) -> Result<Response, Problem> {
-    apply_carrier_event(&st, ev).await
+    apply_carrier_event(&st, ev, Some(p.0)).await
 }
 
 /// The same carrier event sent by the carrier itself, signed as Standard
@@ -130,17 +133,23 @@ pub async fn carrier_callback(
     crate::webhook::accept_callback(&st, &secret, &headers, &body, "carrier").await?;
     let ev: CarrierEvent = serde_json::from_slice(&body)
         .map_err(|e| Problem::unprocessable(crate::problem::redact_serde(&e.to_string())))?;
-    apply_carrier_event(&st, ev).await
+    apply_carrier_event(&st, ev, None).await
 }
 
-async fn apply_carrier_event(st: &AppState, ev: CarrierEvent) -> Result<Response, Problem> {
+/// `platform`: the key that reported it (its tombstones only), or None for
+/// the carrier's own signed callback (every platform's).
+async fn apply_carrier_event(
+    st: &AppState,
+    ev: CarrierEvent,
+    platform: Option<String>,
+) -> Result<Response, Problem> {
     value_ok(&ev.phone, "phone")?;
     let CarrierEventKind::Recycled = ev.event;
     let now = st.clock.now();
     let hash = st.secrets.identifier_hash("phone", &ev.phone);
     let released = st
         .store
-        .release_tombstone("phone".into(), hash, now)
+        .release_tombstone("phone".into(), hash, now, platform)
         .await?;
     let accounts = st.systems.accounts_with_phone(&ev.phone).await?;
     if !accounts.is_empty() {

@@ -338,37 +338,45 @@ impl Store {
             .await
     }
 
-    /// The live tombstone of an identifier hash, if any: its expiry.
+    /// The live tombstone of an identifier hash, if any: its expiry. With
+    /// `platform`, only a tombstone left by that platform's case.
     pub async fn tombstone(
         &self,
         kind: &str,
         hash: &str,
         now: Timestamp,
+        platform: Option<&str>,
     ) -> Result<Option<Timestamp>, StoreError> {
-        let r: Option<i64> = sqlx::query_scalar("SELECT expires_at FROM tombstones WHERE kind = $1 AND hash = $2 AND released_at IS NULL AND expires_at > $3")
+        let r: Option<i64> = sqlx::query_scalar("SELECT expires_at FROM tombstones WHERE kind = $1 AND hash = $2 AND released_at IS NULL AND expires_at > $3
+               AND ($4 IS NULL OR case_id IN (SELECT id FROM cases WHERE principal = $4))")
             .bind(kind.to_owned())
             .bind(hash.to_owned())
             .bind(ms(now))
+            .bind(platform.map(str::to_owned))
             .fetch_optional(&self.read)
             .await
             .map_err(db("read tombstone"))?;
         Ok(r.map(from_ms))
     }
 
-    /// Releases a tombstone (a recycled phone number); says whether one was live.
+    /// Releases a tombstone (a recycled phone number); says whether one was
+    /// live. With `platform`, only a tombstone left by that platform's case.
     pub async fn release_tombstone(
         &self,
         kind: String,
         hash: String,
         now: Timestamp,
+        platform: Option<String>,
     ) -> Result<bool, StoreError> {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    let n = sqlx::query("UPDATE tombstones SET released_at = $1 WHERE kind = $2 AND hash = $3 AND released_at IS NULL AND expires_at > $1")
+                    let n = sqlx::query("UPDATE tombstones SET released_at = $1 WHERE kind = $2 AND hash = $3 AND released_at IS NULL AND expires_at > $1
+                           AND ($4 IS NULL OR case_id IN (SELECT id FROM cases WHERE principal = $4))")
                         .bind(ms(now))
                         .bind(kind)
                         .bind(hash)
+                        .bind(platform)
                         .execute(&mut ctx.conn)
                         .await
                         .map_err(db("release tombstone"))?
