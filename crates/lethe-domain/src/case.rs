@@ -326,6 +326,10 @@ impl CaseCommand {
     }
 }
 
+/// The alternative that unbinds the account's real-name identity (and keeps
+/// the account): it needs the verified holder.
+pub const UNBIND_REAL_NAME: &str = "unbind_real_name";
+
 /// A notification for the platform, written in the same transaction as the
 /// change that caused it and delivered by webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -757,6 +761,14 @@ impl Case {
             (CaseCommand::ChooseAlternative { kind }, st)
                 if st.can_withdraw() && st != S::CoolingOff =>
             {
+                // Unbinding the real-name identity changes the account: only
+                // its verified holder may ask for it.
+                if kind == UNBIND_REAL_NAME && self.assurance < self.policy.min_assurance {
+                    return Err(TransitionError::AssuranceTooLow {
+                        needed: self.policy.min_assurance.get(),
+                        got: self.assurance.get(),
+                    });
+                }
                 next.closed_at = Some(now);
                 (
                     "case.alternative_chosen",
@@ -1320,5 +1332,44 @@ mod tests {
             prop_assert_eq!(audit.iter().filter(|c| c.is_state_change()).count(), state_changes);
             prop_assert_eq!(audit.len() as u64, case.version - 1);
         }
+    }
+
+    #[test]
+    fn unbinding_the_real_name_needs_the_verified_holder() {
+        let (c, _) = Case::open(
+            CaseId::from_uuid(uuid::Uuid::from_u128(9)),
+            SubjectId::parse("9").unwrap(),
+            Channel::Recovery,
+            Policy::default(),
+            t0(),
+        );
+        let unbind = CaseCommand::ChooseAlternative {
+            kind: UNBIND_REAL_NAME.into(),
+        };
+        assert!(matches!(
+            c.apply(&unbind, t0()),
+            Err(TransitionError::AssuranceTooLow { got: 0, .. })
+        ));
+        // Other alternatives need no verification.
+        let deactivate = CaseCommand::ChooseAlternative {
+            kind: "deactivate".into(),
+        };
+        assert_eq!(
+            c.apply(&deactivate, t0()).unwrap().0.state,
+            CaseState::Withdrawn
+        );
+        let (v, _) = c
+            .apply(
+                &CaseCommand::VerifyIdentity {
+                    method: "sms".into(),
+                    level: AssuranceLevel::PHONE,
+                },
+                t0(),
+            )
+            .unwrap();
+        assert_eq!(
+            v.apply(&unbind, t0()).unwrap().0.state,
+            CaseState::Withdrawn
+        );
     }
 }

@@ -232,6 +232,37 @@ pub fn clean_text(s: &str) -> String {
         .collect()
 }
 
+/// The comparison form of a phone number as people type it: spaces,
+/// dashes, dots and brackets go; a mainland China number in any of
+/// `+86 139…`, `0086139…`, `86139…` or `139…` becomes its 11 national
+/// digits (the form platforms store); any other number with a country code
+/// (`+…` or `00…`) becomes E.164 (`+` and digits). None if what is left is
+/// not a phone number.
+pub fn phone_key(s: &str) -> Option<String> {
+    let mut t: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace() && !matches!(c, '-' | '.' | '(' | ')'))
+        .collect();
+    if let Some(rest) = t.strip_prefix("00") {
+        t = format!("+{rest}");
+    }
+    let (plus, digits) = match t.strip_prefix('+') {
+        Some(d) => (true, d.to_owned()),
+        None => (false, t),
+    };
+    if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let cn_mobile = |d: &str| d.len() == 11 && d.starts_with('1');
+    match digits.strip_prefix("86") {
+        Some(national) if cn_mobile(national) => Some(national.to_owned()),
+        _ if !plus && cn_mobile(&digits) => Some(digits),
+        _ if plus => Some(format!("+{digits}")),
+        // A national number of another form (a landline): as typed.
+        _ => Some(digits),
+    }
+}
+
 impl TryFrom<String> for Reason {
     type Error = IdError;
     fn try_from(s: String) -> Result<Self, IdError> {
@@ -330,5 +361,34 @@ mod tests {
         assert!(MinorUnits::new(-1).is_err());
         assert_eq!(MinorUnits::new(1240).unwrap().format_cny(), "¥12.40");
         assert_eq!(MinorUnits::new(5).unwrap().format_cny(), "¥0.05");
+    }
+
+    #[test]
+    fn phone_numbers_compare_in_one_form() {
+        for typed in [
+            "13912345678",
+            "139 1234 5678",
+            "139-1234-5678",
+            "+86 139 1234 5678",
+            "+8613912345678",
+            "008613912345678",
+            "0086 139-1234-5678",
+            "8613912345678",
+            "(+86) 139.1234.5678",
+        ] {
+            assert_eq!(phone_key(typed).as_deref(), Some("13912345678"), "{typed}");
+        }
+        assert_eq!(
+            phone_key("+44 20 7946 0958").as_deref(),
+            Some("+442079460958")
+        );
+        assert_eq!(
+            phone_key("0044 20 7946 0958").as_deref(),
+            Some("+442079460958")
+        );
+        assert_eq!(phone_key("010-12345678").as_deref(), Some("01012345678"));
+        assert_eq!(phone_key("not a phone"), None);
+        assert_eq!(phone_key(""), None);
+        assert_eq!(phone_key("+"), None);
     }
 }

@@ -21,5 +21,7 @@ pub use case::{
     TransitionError,
 };
 pub use clock::{Clock, ManualClock};
-pub use ids::{AssuranceLevel, CaseId, Channel, IdError, MinorUnits, OtpCode, Reason, SubjectId};
+pub use ids::{
+    AssuranceLevel, CaseId, Channel, IdError, MinorUnits, OtpCode, Reason, SubjectId, phone_key,
+};
 pub use policy::{Policy, PolicyError};

@@ -374,6 +374,37 @@ async fn owned(st: &AppState, p: &Principal, id: CaseId) -> Result<Case, Problem
         .ok_or_else(|| Problem::not_found("no case with this id"))
 }
 
+/// A case may be opened only for a live account: one already erased (the
+/// data map may keep accounting rows that make it look present) is a 409
+/// naming the earlier case, whose receipt proves the erasure (the id only
+/// to the platform that erased it); an unknown one is a 422.
+pub(crate) async fn live_account(
+    st: &AppState,
+    platform: &str,
+    subject: &SubjectId,
+) -> Result<(), Problem> {
+    let pseudo = st.secrets.pseudonym(subject.expose());
+    if let Some((case, owner)) = st.store.erased_case_of(&pseudo).await? {
+        let p = Problem::conflict("account-erased", "this account was already erased")
+            .field("subject_id");
+        return Err(if owner == platform {
+            p.fix(format!(
+                "nothing is left to cancel; the receipt of the erasure is GET /v1/cases/{case}/receipt"
+            ))
+        } else {
+            p.fix("nothing is left to cancel")
+        });
+    }
+    if !st.systems.subject_exists(subject).await? {
+        return Err(Problem::unprocessable(
+            "no account with this subject_id exists on the platform",
+        )
+        .field("subject_id")
+        .fix("send the platform's id of an existing account"));
+    }
+    Ok(())
+}
+
 // ------------------------------------------------------------------- handlers
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -398,13 +429,7 @@ pub async fn create_case(
     key: Option<Extension<IdemKey>>,
     ApiJson(body): ApiJson<CreateCase>,
 ) -> Result<Response, Problem> {
-    if !st.systems.subject_exists(&body.subject_id).await? {
-        return Err(Problem::unprocessable(
-            "no account with this subject_id exists on the platform",
-        )
-        .field("subject_id")
-        .fix("send the platform's id of an existing account"));
-    }
+    live_account(&st, &p.0, &body.subject_id).await?;
     let id = CaseId::from_uuid(uuid::Uuid::now_v7());
     let (case, change) = Case::open(
         id,

@@ -230,7 +230,19 @@ pub struct IdentityConfig {
     /// Codes sent per phone, and per client address, per hour at most.
     pub sms_per_phone_per_hour: u32,
     pub sms_per_client_per_hour: u32,
+    /// The identity documents a counter agent may accept, by code (see
+    /// [`COUNTER_DOCUMENTS`]).
+    pub counter_documents: Vec<String>,
 }
+
+/// The identity documents a counter can check: code, Chinese name.
+pub const COUNTER_DOCUMENTS: [(&str, &str); 5] = [
+    ("id_card", "居民身份证"),
+    ("passport", "护照"),
+    ("hk_macao_permit", "港澳居民来往内地通行证"),
+    ("taiwan_permit", "台湾居民来往大陆通行证"),
+    ("foreign_permanent_residence", "外国人永久居留身份证"),
+];
 
 impl Default for IdentityConfig {
     fn default() -> Self {
@@ -250,7 +262,24 @@ impl Default for IdentityConfig {
             sms_secret_env: None,
             sms_per_phone_per_hour: 5,
             sms_per_client_per_hour: 20,
+            counter_documents: COUNTER_DOCUMENTS
+                .iter()
+                .map(|(c, _)| (*c).to_owned())
+                .collect(),
         }
+    }
+}
+
+impl IdentityConfig {
+    /// The configured counter document a form names (by code or by its
+    /// Chinese name), as its code.
+    pub fn counter_document(&self, named: &str) -> Option<&'static str> {
+        let named = named.trim();
+        COUNTER_DOCUMENTS
+            .iter()
+            .find(|(c, zh)| *c == named || *zh == named)
+            .map(|(c, _)| *c)
+            .filter(|c| self.counter_documents.iter().any(|d| d == c))
     }
 }
 
@@ -264,6 +293,18 @@ impl IdentityConfig {
             ("counter", &["id_number"]),
             ("face", &["face"]),
         ];
+        for d in &self.counter_documents {
+            if !COUNTER_DOCUMENTS.iter().any(|(c, _)| c == d) {
+                let known: Vec<&str> = COUNTER_DOCUMENTS.iter().map(|(c, _)| *c).collect();
+                return Err(format!(
+                    "identity.counter_documents: unknown document '{d}'; use {}",
+                    known.join(", ")
+                ));
+            }
+        }
+        if self.methods.iter().any(|m| m == "counter") && self.counter_documents.is_empty() {
+            return Err("identity.counter_documents is empty but identity.methods includes counter: list the documents a counter may accept".into());
+        }
         for h in &self.platform_holds {
             if !["phone", "id_number", "name", "face", "email"].contains(&h.as_str()) {
                 return Err(format!(

@@ -476,13 +476,8 @@ pub async fn create_case(
             Problem::unprocessable("agents open hotline or counter cases").field("channel"),
         );
     }
-    if !st.systems.subject_exists(&body.subject_id).await? {
-        return Err(Problem::unprocessable(
-            "no account with this subject_id exists on the platform",
-        )
-        .field("subject_id"));
-    }
     let platform = platform_for(&st, &a, body.platform.as_deref()).await?;
+    crate::api::live_account(&st, &platform, &body.subject_id).await?;
     let id = CaseId::from_uuid(uuid::Uuid::now_v7());
     let (case, change) = Case::open(
         id,
@@ -635,7 +630,9 @@ pub async fn hotline(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Counter {
-    /// id_card, passport, residence_permit...
+    /// One of the documents the platform accepts at its counters
+    /// (`identity.counter_documents`): id_card, passport, hk_macao_permit,
+    /// taiwan_permit, foreign_permanent_residence (or the Chinese name).
     pub document_type: String,
     /// The last 4 characters of the document number, as seen.
     pub last4: String,
@@ -659,13 +656,23 @@ pub async fn counter(
         )
         .field("last4"));
     }
-    if !(1..=40).contains(&body.document_type.len())
-        || !(1..=100).contains(&body.branch.chars().count())
-    {
-        return Err(Problem::unprocessable(
-            "document_type (1-40) and branch (1-100 characters) are required",
-        )
-        .field("branch"));
+    // Only the identity documents the platform accepts at its counters.
+    let Some(document) = st.identity.counter_document(&body.document_type) else {
+        let accepted: Vec<&str> = crate::config::COUNTER_DOCUMENTS
+            .iter()
+            .filter(|(c, _)| st.identity.counter_documents.iter().any(|d| d == c))
+            .map(|(c, _)| *c)
+            .collect();
+        return Err(
+            Problem::unprocessable("this document is not one the counter may accept")
+                .field("document_type")
+                .fix(format!("accepted: {}", accepted.join(", "))),
+        );
+    };
+    if !(1..=100).contains(&body.branch.chars().count()) {
+        return Err(
+            Problem::unprocessable("branch (1-100 characters) is required").field("branch"),
+        );
     }
     let case = load(&st, &a, parse_id(&id)?).await?;
     check_attempts_left(&st, &case, &a).await?;
@@ -684,10 +691,7 @@ pub async fn counter(
     // the whole number) and the branch.
     let method = format!(
         "counter:{}:*{}@{}",
-        body.document_type
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect::<String>(),
+        document,
         body.last4.to_ascii_uppercase(),
         body.branch
             .chars()

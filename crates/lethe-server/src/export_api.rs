@@ -238,6 +238,8 @@ async fn request(st: &AppState, r: Request) -> Result<Response, Problem> {
         .field("subject_id"));
     }
     let subject_ref = st.secrets.pseudonym(r.subject.expose());
+    // An agent never sees the link: the copy goes to the user.
+    let with_link = !r.requested_by.starts_with("agent:");
     // A UUID like every id in a path (the OpenAPI document says so).
     let id = uuid::Uuid::now_v7().to_string();
     let key = lethe_export::Key::generate();
@@ -281,10 +283,10 @@ async fn request(st: &AppState, r: Request) -> Result<Response, Problem> {
         if row.subject_ref != subject_ref || row.case_id != r.case_id {
             return Err(lethe_store::StoreError::IdempotencyConflict.into());
         }
-        return Ok((StatusCode::OK, axum::Json(view(st, &row, true))).into_response());
+        return Ok((StatusCode::OK, axum::Json(view(st, &row, with_link))).into_response());
     }
     st.export_wake.notify_waiters();
-    Ok((StatusCode::ACCEPTED, axum::Json(view(st, &row, true))).into_response())
+    Ok((StatusCode::ACCEPTED, axum::Json(view(st, &row, with_link))).into_response())
 }
 
 fn idem_key(headers: &HeaderMap) -> Result<String, Problem> {
@@ -477,7 +479,8 @@ pub async fn console_read(
         .await?
         .filter(|e| a.serves(&e.principal))
         .ok_or_else(|| Problem::not_found("no export with this id"))?;
-    Ok(axum::Json(view(&st, &e, a.role == crate::console::Role::Agent)).into_response())
+    // Never the link: the copy goes to the user through the platform.
+    Ok(axum::Json(view(&st, &e, false)).into_response())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

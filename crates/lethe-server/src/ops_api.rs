@@ -149,11 +149,22 @@ async fn apply_carrier_event(
     let hash = st.secrets.identifier_hash("phone", &ev.phone);
     let released = st
         .store
-        .release_tombstone("phone".into(), hash, now, platform)
+        .release_tombstone("phone".into(), hash, now, platform.clone())
         .await?;
-    let accounts = st.systems.accounts_with_phone(&ev.phone).await?;
+    // The platform stores national numbers: look up the normalised form
+    // (+86, 0086 and separators removed), and the number as sent.
+    let mut accounts = st.systems.accounts_with_phone(&ev.phone).await?;
+    if let Some(key) = lethe_domain::phone_key(&ev.phone)
+        && key != ev.phone
+    {
+        for a in st.systems.accounts_with_phone(&key).await? {
+            if !accounts.contains(&a) {
+                accounts.push(a);
+            }
+        }
+    }
     if !accounts.is_empty() {
-        st.store.notify("identifier.unbind", serde_json::json!({ "kind": "phone", "reason": "recycled_number", "subject_ids": accounts }), now).await?;
+        st.store.notify("identifier.unbind", serde_json::json!({ "kind": "phone", "reason": "recycled_number", "subject_ids": accounts }), platform.clone(), now).await?;
     }
     Ok(axum::Json(CarrierResult {
         tombstone_released: released,

@@ -112,16 +112,16 @@ impl Secrets {
     /// are normalized: spaces and '-' removed, letters upper-cased, a
     /// leading +86 dropped from phone numbers.
     pub fn identifier_hash(&self, kind: &str, value: &str) -> String {
-        let mut v: String = value
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != '-')
-            .map(|c| c.to_ascii_uppercase())
-            .collect();
-        if kind == "phone"
-            && let Some(rest) = v.strip_prefix("+86")
-        {
-            v = rest.to_owned();
-        }
+        // Phones in one form whatever the prefix (+86, 0086, 86) or
+        // separators; other identifiers without spaces and dashes.
+        let v = match (kind, lethe_domain::phone_key(value)) {
+            ("phone", Some(p)) => p,
+            _ => value
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != '-')
+                .map(|c| c.to_ascii_uppercase())
+                .collect(),
+        };
         let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.tombstone)
             .unwrap_or_else(|_| unreachable!());
         m.update(kind.as_bytes());

@@ -195,12 +195,12 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    let subject: Option<String> = sqlx::query_scalar("SELECT subject FROM claims WHERE id = $1 AND state = 'submitted'")
+                    let row: Option<(String, String)> = sqlx::query_as("SELECT subject, principal FROM claims WHERE id = $1 AND state = 'submitted'")
                         .bind(id.clone())
                         .fetch_optional(&mut ctx.conn)
                         .await
                         .map_err(db("read claim"))?;
-                    let Some(subject) = subject else { return Ok(false) };
+                    let Some((subject, principal)) = row else { return Ok(false) };
                     let state = if approved { "approved" } else { "rejected" };
                     sqlx::query("UPDATE claims SET state = $1, decision_reason = $2, accounts_notified = $3, closed_at = $4, documents_destroyed_at = $5, id_number_sealed = NULL WHERE id = $6")
                         .bind(state)
@@ -215,8 +215,9 @@ impl Store {
                     let n = sqlx::query("DELETE FROM claim_documents WHERE claim_id = $1").bind(id.clone()).execute(&mut ctx.conn).await.map_err(db("delete claim documents"))?.rows_affected();
                     for a in &accounts {
                         let payload = serde_json::json!({ "claim_id": id, "subject_id": a, "reason": "identity_claim_approved" });
-                        crate::insert_notification(ctx, "realname.unbind", None, &payload, now).await?;
-                        crate::insert_notification(ctx, "account.freeze", None, &payload, now).await?;
+                        // For the platform the claim was made through only.
+                        crate::insert_notification_for(ctx, "realname.unbind", None, Some(&principal), &payload, now).await?;
+                        crate::insert_notification_for(ctx, "account.freeze", None, Some(&principal), &payload, now).await?;
                     }
                     append_event(ctx, &id, &subject, "claim.decided", Some("submitted"), state, &actor, serde_json::json!({ "accounts": accounts.len() }), now).await?;
                     append_event(ctx, &id, &subject, "claim.documents_destroyed", Some(state), state, "worker", serde_json::json!({ "documents": n }), now).await?;

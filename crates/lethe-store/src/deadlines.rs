@@ -205,8 +205,9 @@ impl Store {
 
     // --------------------------------------------------------- notifications
 
-    /// Notifications, newest first; with `platform`, only those of its
-    /// cases and those of no case (installation-wide ones).
+    /// Notifications, newest first; with `platform`, only its own (of its
+    /// cases, or addressed to it; installation-wide ones only the webhook
+    /// delivers).
     pub async fn notifications(
         &self,
         state: Option<String>,
@@ -217,7 +218,8 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, kind, case_id, payload, created_at, state, attempts, last_error FROM notifications n
              WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR case_id = $2)
-               AND ($4 IS NULL OR n.case_id IS NULL OR n.case_id IN (SELECT c.id FROM cases c WHERE c.principal = $4))
+               AND ($4 IS NULL OR n.principal = $4
+                    OR (n.principal IS NULL AND n.case_id IN (SELECT c.id FROM cases c WHERE c.principal = $4)))
              ORDER BY id DESC LIMIT $3",
         )
         .bind(state)
@@ -291,16 +293,29 @@ impl Store {
             .await
     }
 
-    /// Queues a notification that belongs to no case change (carrier events).
+    /// Queues a notification that belongs to no case change (carrier
+    /// events): for the platform that reported it, or (None) for the
+    /// installation, which only the webhook delivers.
     pub async fn notify(
         &self,
         kind: &'static str,
         payload: serde_json::Value,
+        principal: Option<String>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.writer
             .run(move |ctx| {
-                Box::pin(async move { insert_notification(ctx, kind, None, &payload, now).await })
+                Box::pin(async move {
+                    crate::insert_notification_for(
+                        ctx,
+                        kind,
+                        None,
+                        principal.as_deref(),
+                        &payload,
+                        now,
+                    )
+                    .await
+                })
             })
             .await
     }

@@ -371,6 +371,18 @@ impl Store {
                         .await
                         .map_err(db("mark export ready"))?;
                     event(ctx, &e, "export.ready", ExportState::Ready, "worker", summary, now).await?;
+                    // A copy an agent asked for goes to the user, not the
+                    // agent: the platform is told it is ready and gives the
+                    // user the link (GET /v1/exports/{id} with its key).
+                    if e.requested_by.starts_with("agent:") {
+                        let payload = serde_json::json!({
+                            "export_id": e.id,
+                            "case_id": e.case_id,
+                            "subject_id": e.subject_id,
+                            "requested_by": "agent",
+                        });
+                        crate::insert_notification_for(ctx, "export.ready", e.case_id.as_deref(), Some(&e.principal), &payload, now).await?;
+                    }
                     Ok(true)
                 })
             })

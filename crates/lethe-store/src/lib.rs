@@ -466,6 +466,22 @@ impl Store {
         row.map(|r| from_json(&r.get::<String, _>(0))).transpose()
     }
 
+    /// The erased case of an account (by its pseudonym), if it was erased:
+    /// the case id and its platform.
+    pub async fn erased_case_of(
+        &self,
+        pseudonym: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let r = sqlx::query(
+            "SELECT id, principal FROM cases WHERE subject_pseudonym = $1 AND state = 'erased' ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(pseudonym.to_owned())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db("find an erased case"))?;
+        Ok(r.map(|r| (r.get(0), r.get(1))))
+    }
+
     /// The principal (API key name) that opened the case.
     pub async fn case_principal(&self, id: CaseId) -> Result<Option<String>, StoreError> {
         sqlx::query_scalar("SELECT principal FROM cases WHERE id = $1")
@@ -1915,12 +1931,26 @@ pub(crate) async fn insert_notification(
     payload: &serde_json::Value,
     at: Timestamp,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO notifications (kind, case_id, payload, created_at, state, next_at) VALUES ($1, $2, $3, $4, 'pending', $5)")
+    insert_notification_for(ctx, kind, case_id, None, payload, at).await
+}
+
+/// A notification for one platform (`principal`), when no case says whose
+/// it is.
+pub(crate) async fn insert_notification_for(
+    ctx: &mut WriteCtx,
+    kind: &str,
+    case_id: Option<&str>,
+    principal: Option<&str>,
+    payload: &serde_json::Value,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO notifications (kind, case_id, payload, created_at, state, next_at, principal) VALUES ($1, $2, $3, $4, 'pending', $5, $6)")
         .bind(kind.to_owned())
         .bind(case_id.map(str::to_owned))
         .bind(payload.to_string())
         .bind(ms(at))
         .bind(ms(now_wall()))
+        .bind(principal.map(str::to_owned))
         .execute(&mut ctx.conn)
         .await
         .map_err(db("queue notification"))?;

@@ -128,6 +128,46 @@ async fn happy_path_erases_only_the_subject() {
             "{k} in {kinds:?}"
         );
     }
+
+    // The account is gone, whatever rows the data map keeps: no new case
+    // for it, and the answer points at the receipt of its erasure.
+    let (s, v) = demo
+        .post(
+            "/v1/cases",
+            json!({"subject_id": user.to_string(), "channel": "app"}),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["field"], "subject_id", "{v}");
+    assert!(v["fix"].as_str().unwrap().contains(&id), "{v}");
+    let (s, v) = demo
+        .post(
+            "/v1/handoffs",
+            json!({"subject_id": user.to_string(), "channel": "recovery"}),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+
+    // Unbinding the real-name identity (an alternative that keeps the
+    // account) needs the verified holder.
+    let other = clear_users(&mart, 50).await[3];
+    let fresh = demo.create(other).await;
+    let (s, v) = demo
+        .post(
+            &format!("/v1/cases/{fresh}/alternative"),
+            json!({"kind": "unbind_real_name"}),
+        )
+        .await;
+    assert_eq!(s, 403, "{v}");
+    demo.verify(&fresh).await;
+    let (s, v) = demo
+        .post(
+            &format!("/v1/cases/{fresh}/alternative"),
+            json!({"kind": "unbind_real_name"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["state"], "withdrawn");
 }
 
 #[tokio::test]

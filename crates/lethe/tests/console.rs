@@ -227,7 +227,8 @@ async fn roles_channels_and_step_up() {
         agent,
         "POST",
         &format!("/v1/console/cases/{cid}/hotline"),
-        json!({"name": name, "id_number": idn.to_lowercase(), "phone": format!("+86 {phone}")}),
+        // The caller's number as people say it: 0086, spaces and dashes.
+        json!({"name": name, "id_number": idn.to_lowercase(), "phone": format!("0086 {}-{}-{}", &phone[..3], &phone[3..7], &phone[7..])}),
     )
     .await;
     assert_eq!(s, 200, "{v}");
@@ -281,12 +282,29 @@ async fn roles_channels_and_step_up() {
     )
     .await;
     assert_eq!(s, 422, "{v}");
+    // A document the counter may not accept (a library card) is refused,
+    // whatever its digits.
     let (s, v) = console(
         &demo,
         agent,
         "POST",
         &format!("/v1/console/cases/{id}/counter"),
-        json!({"document_type": "id_card", "last4": last4, "branch": "Beijing West Station"}),
+        json!({"document_type": "library_card", "last4": last4, "branch": "Beijing West Station"}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["field"].as_str()),
+        (422, Some("document_type")),
+        "{v}"
+    );
+    assert!(v["fix"].as_str().unwrap().contains("passport"), "{v}");
+    // The document by its Chinese name is the same document.
+    let (s, v) = console(
+        &demo,
+        agent,
+        "POST",
+        &format!("/v1/console/cases/{id}/counter"),
+        json!({"document_type": "居民身份证", "last4": last4, "branch": "Beijing West Station"}),
     )
     .await;
     assert_eq!(s, 200, "{v}");

@@ -565,6 +565,21 @@ async fn links_expire_and_exports_are_deleted_before_the_erasure_completes() {
             .await
             .unwrap();
         if v["state"] == "ready" {
+            // The agent never gets the link: the copy goes to the user. The
+            // platform is told, and its key reads the link for the user.
+            assert!(v.get("download_url").is_none_or(|u| u.is_null()), "{v}");
+            let (_, notes) = demo.get("/v1/notifications").await;
+            assert!(
+                notes
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|n| n["kind"] == "export.ready"
+                        && n["payload"]["export_id"] == json!(aid)
+                        && n["payload"]["subject_id"] == "9"),
+                "{notes}"
+            );
+            let (_, v) = demo.get(&format!("/v1/exports/{aid}")).await;
             let (s, zip) = fetch(&demo, v["download_url"].as_str().unwrap()).await;
             assert_eq!(s, 200);
             let m = lethe_export::verify(Cursor::new(&zip)).unwrap();

@@ -364,6 +364,11 @@ async fn show_case(
                 state_label => super::i18n::text(lang, &format!("state.{state}")),
                 channel_label => super::i18n::text(lang, &format!("channel.{channel}")),
                 timeline, jobs, deadlines, error,
+                documents => crate::config::COUNTER_DOCUMENTS
+                    .iter()
+                    .filter(|(c, _)| st.identity.counter_documents.iter().any(|d| d == c))
+                    .map(|(c, _)| context! { code => *c, label => super::i18n::text(lang, &format!("counter.{c}")) })
+                    .collect::<Vec<_>>(),
                 can_verify => state == "submitted" && role == Role::Agent,
                 can_review => state == "under_review" && role == Role::Reviewer,
             }

@@ -238,9 +238,19 @@ static TEXTS: &[(&str, &str, &str)] = &[
     ("console.report", "合规报告", "Compliance report"),
     ("counter.branch", "网点", "Branch"),
     (
+        "counter.foreign_permanent_residence",
+        "外国人永久居留身份证",
+        "Foreign permanent resident ID card",
+    ),
+    (
         "counter.go",
         "记录查验并核验身份",
         "Record the check and verify",
+    ),
+    (
+        "counter.hk_macao_permit",
+        "港澳居民来往内地通行证",
+        "Mainland travel permit for Hong Kong and Macao residents",
     ),
     ("counter.id_card", "居民身份证", "Resident ID card"),
     (
@@ -254,7 +264,11 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "Check the physical document in person. Only its type, last 4 characters and the branch are recorded, never the whole number.",
     ),
     ("counter.passport", "护照", "Passport"),
-    ("counter.residence_permit", "居住证", "Residence permit"),
+    (
+        "counter.taiwan_permit",
+        "台湾居民来往大陆通行证",
+        "Mainland travel permit for Taiwan residents",
+    ),
     ("counter.title", "柜台核验", "Counter check"),
     ("counter.type", "证件类型", "Document type"),
     ("datamap.at", "位置", "Where"),

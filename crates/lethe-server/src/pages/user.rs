@@ -152,12 +152,7 @@ pub async fn handoff(
         .field("channel")
         .fix("send app or recovery"));
     }
-    if !st.systems.subject_exists(subject).await? {
-        return Err(Problem::unprocessable(
-            "no account with this subject_id exists on the platform",
-        )
-        .field("subject_id"));
-    }
+    crate::api::live_account(st, &p.0, subject).await?;
     let now = jiff::Timestamp::now().as_second();
     let h = Handoff {
         p: p.0.clone(),

@@ -15,3 +15,7 @@ CREATE TABLE sms_sent (
 );
 CREATE INDEX sms_sent_key ON sms_sent (quota_key, sent_at);
 CREATE INDEX sms_sent_at ON sms_sent (sent_at);
+
+-- The platform a notification of no case is for (an export an agent made
+-- without a case); NULL: the case's platform, or the whole installation.
+ALTER TABLE notifications ADD COLUMN principal TEXT;
