@@ -44,6 +44,10 @@ pub struct YearSource {
     pub year: i16,
     pub source: String,
     pub urls: Vec<String>,
+    /// The year redefines one the calendar it extends already has.
+    pub replace: bool,
+    /// Its line in the file it came from.
+    pub line: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -71,6 +75,9 @@ struct RawYear {
     holidays: Vec<toml::Spanned<String>>,
     #[serde(default)]
     workdays: Vec<toml::Spanned<String>>,
+    /// Set to redefine a year the shipped calendar already has.
+    #[serde(default)]
+    replace: bool,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -184,6 +191,8 @@ impl Calendar {
                     year,
                     source: y.source.into_inner(),
                     urls: y.urls,
+                    replace: y.replace,
+                    line: yline,
                 },
             );
         }
@@ -192,6 +201,23 @@ impl Calendar {
 
     /// This calendar extended by `other`: its years are added, and a year in
     /// both is taken from `other` (an operator's correction).
+    /// [`Calendar::extended`], refusing a year this calendar has unless the
+    /// other says `replace = true` for it (an operator's file that repeats
+    /// a shipped year by mistake would otherwise override it silently).
+    pub fn extended_checked(&self, other: &Calendar) -> Result<Calendar, CalendarError> {
+        for (y, src) in &other.years {
+            if self.covers(*y) && !src.replace {
+                return Err(CalendarError::Invalid {
+                    line: src.line,
+                    reason: format!(
+                        "year {y} is in the shipped calendar already; to redefine it, add `replace = true` to that year"
+                    ),
+                });
+            }
+        }
+        Ok(self.extended(other))
+    }
+
     pub fn extended(&self, other: &Calendar) -> Calendar {
         let mut out = self.clone();
         for y in other.years.keys() {
@@ -495,10 +521,27 @@ mod tests {
     fn operators_extend_and_correct_years() {
         let cal = Calendar::china().unwrap();
         let ext = Calendar::parse("[[year]]\nyear = 2027\nsource = \"国务院办公厅关于2027年部分节假日安排的通知\"\nholidays = [\"2027-01-01\"]\nworkdays = []\n").unwrap();
-        let all = cal.extended(&ext);
+        let all = cal.extended_checked(&ext).unwrap();
         assert!(!all.is_working_day(d("2027-01-01")).unwrap());
         assert!(all.is_working_day(d("2027-03-03")).unwrap());
         assert!(!all.is_working_day(d("2026-10-02")).unwrap());
+        // A shipped year repeated by mistake is refused; on purpose, it says so.
+        let again =
+            "# corrections\n[[year]]\nyear = 2026\nsource = \"x\"\nholidays = [\"2026-10-09\"]\n";
+        assert_eq!(
+            cal.extended_checked(&Calendar::parse(again).unwrap()),
+            Err(CalendarError::Invalid {
+                line: 3,
+                reason: "year 2026 is in the shipped calendar already; to redefine it, add `replace = true` to that year".into()
+            })
+        );
+        let fixed = again.replace("source", "replace = true\nsource");
+        let all = cal
+            .extended_checked(&Calendar::parse(&fixed).unwrap())
+            .unwrap();
+        assert!(!all.is_working_day(d("2026-10-09")).unwrap());
+        // The corrected year is only what the file says: its other holidays went.
+        assert!(all.is_working_day(d("2026-10-02")).unwrap());
     }
 
     #[test]

@@ -178,7 +178,8 @@ impl CalendarState {
                 })?;
                 let ext = lethe_domain::calendar::Calendar::parse(&text)
                     .map_err(|e| format!("{}: {e}", f.display()))?;
-                Ok(base.extended(&ext))
+                base.extended_checked(&ext)
+                    .map_err(|e| format!("{}: {e}", f.display()))
             }
         }
     }

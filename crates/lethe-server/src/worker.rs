@@ -55,6 +55,7 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
     let purge_every = Duration::from_secs(st.worker.purge_interval_secs);
     let mut last_purge: Option<std::time::Instant> = None;
     let mut last_beat: Option<std::time::Instant> = None;
+    let mut warned_on: Option<jiff::civil::Date> = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -122,7 +123,7 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
             reload_calendar(&st).await;
         }
         if tick % COVERAGE_EVERY == 1 {
-            warn_uncovered(&st);
+            warn_uncovered(&st, &mut warned_on);
         }
         // Signed tree heads on a schedule.
         if last_head.is_none_or(|t| t.elapsed() >= head_every) {
@@ -188,23 +189,54 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
 
 /// Ticks between checks of the operator's calendar file.
 const CALENDAR_EVERY: u64 = 5;
-const COVERAGE_EVERY: u64 = 3000;
+/// Ticks between looks at the calendar's coverage (it warns once a day).
+const COVERAGE_EVERY: u64 = 60;
 const SEAL_EVERY: u64 = 50;
 
-/// Loudly reports a calendar that does not cover this year, or next year
-/// from December on: working-day deadlines there cannot be computed.
-fn warn_uncovered(st: &AppState) {
+/// Days before the calendar's coverage ends from which a warning is logged
+/// every day.
+pub const COVERAGE_WARN_DAYS: i64 = 60;
+
+/// The calendar's last covered day, when it is at most
+/// [`COVERAGE_WARN_DAYS`] away (or already past) on `today`.
+pub fn coverage_ending(
+    cal: &lethe_domain::calendar::Calendar,
+    today: jiff::civil::Date,
+) -> Option<jiff::civil::Date> {
+    let end_year = cal.years().map(|y| y.year).max()?;
+    let end = jiff::civil::Date::new(end_year, 12, 31).ok()?;
+    ((end - today).get_days() as i64 <= COVERAGE_WARN_DAYS).then_some(end)
+}
+
+/// Once a day from 60 days before the calendar's last covered day: a
+/// warning (deadlines beyond it are provisional until the operator's
+/// calendar file adds the next year's State Council notice); an error once
+/// today itself is past it. `last` holds the day last warned.
+fn warn_uncovered(st: &AppState, last: &mut Option<jiff::civil::Date>) {
     let today = st.clock.now().to_zoned_datetime(st.tz.clone()).date();
+    if *last == Some(today) {
+        return;
+    }
     let cal = st.calendar.get();
+    let Some(end_year) = cal.years().map(|y| y.year).max() else {
+        return;
+    };
+    let Ok(end) = jiff::civil::Date::new(end_year, 12, 31) else {
+        return;
+    };
+    let left = (end - today).get_days() as i64;
     if !cal.covers(today.year()) {
+        *last = Some(today);
         tracing::error!(
             year = today.year(),
-            "the working-day calendar does not cover this year: working-day deadlines cannot be computed; add the State Council notice to calendar_file"
+            "the working-day calendar does not cover this year: working-day deadlines are provisional (weekends and the fixed statutory holidays only); add the State Council notice to calendar_file"
         );
-    } else if today.month() == 12 && !cal.covers(today.year() + 1) {
+    } else if left <= COVERAGE_WARN_DAYS {
+        *last = Some(today);
         tracing::warn!(
-            year = today.year() + 1,
-            "the working-day calendar does not cover next year yet; add the State Council notice to calendar_file when it is published"
+            covered_until = %end,
+            days_left = left,
+            "the working-day calendar ends soon: deadlines past it are provisional; add next year's State Council notice to calendar_file when it is published"
         );
     }
 }
@@ -819,5 +851,21 @@ mod tests {
         assert_eq!(super::backoff(1, 300).as_secs(), 1);
         assert_eq!(super::backoff(4, 300).as_secs(), 8);
         assert_eq!(super::backoff(40, 300).as_secs(), 300);
+    }
+
+    #[test]
+    fn the_calendars_end_is_announced_60_days_ahead() {
+        let cal = lethe_domain::calendar::Calendar::china().unwrap();
+        let last = cal.years().map(|y| y.year).max().unwrap();
+        let day = |y: i16, m: i8, d: i8| jiff::civil::Date::new(y, m, d).unwrap();
+        let end = day(last, 12, 31);
+        // 61 days before: quiet; 60 days before, on the day, after: announced.
+        assert_eq!(
+            super::coverage_ending(&cal, end - jiff::Span::new().days(61)),
+            None
+        );
+        for today in [end - jiff::Span::new().days(60), end, day(last + 1, 1, 15)] {
+            assert_eq!(super::coverage_ending(&cal, today), Some(end), "{today}");
+        }
     }
 }

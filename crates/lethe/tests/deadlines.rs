@@ -31,7 +31,7 @@ fn calendar_file(year: i16, holidays: &[Date]) -> String {
             .filter(|d| d.year() == y)
             .map(|d| format!("\"{d}\""))
             .collect();
-        s.push_str(&format!("[[year]]\nyear = {y}\nsource = \"test calendar {y}\"\nholidays = [{}]\nworkdays = []\n\n", hs.join(", ")));
+        s.push_str(&format!("[[year]]\nyear = {y}\nreplace = true\nsource = \"test calendar {y}\"\nholidays = [{}]\nworkdays = []\n\n", hs.join(", ")));
     }
     s
 }

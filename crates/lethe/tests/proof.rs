@@ -37,7 +37,7 @@ async fn receipts_logs_and_reports_verify_and_forgeries_do_not() {
         .date()
         .year();
     let cal = dir.path().join("calendar.toml");
-    std::fs::write(&cal, format!("[[year]]\nyear = {year}\nsource = \"test\"\n\n[[year]]\nyear = {}\nsource = \"test\"\n", year + 1)).unwrap();
+    std::fs::write(&cal, format!("[[year]]\nyear = {year}\nreplace = true\nsource = \"test\"\n\n[[year]]\nyear = {}\nreplace = true\nsource = \"test\"\n", year + 1)).unwrap();
     let demo = Demo::start_with(dir.path(), 300, &["--calendar-file", cal.to_str().unwrap()]).await;
     let user = clear_users(&demo.mart().await, 1).await[0];
     let id = demo.create(user).await;

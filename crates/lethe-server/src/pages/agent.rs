@@ -261,13 +261,18 @@ async fn queues_ctx(
         .await?
         .into_iter()
         .collect();
+    // A banner while the calendar's coverage ends within 60 days: deadlines
+    // past it are provisional.
+    let today = now.to_zoned_datetime(st.tz.clone()).date();
+    let calendar_ends =
+        crate::worker::coverage_ending(&st.calendar.get(), today).map(|d| d.to_string());
     // Installation staff choose the platform of a case they open.
     let platforms = match platform {
         Some(_) => vec![],
         None => st.store.live_platforms().await?,
     };
     Ok(
-        context! { new, review, overdue, tasks, claims, platforms, counts => minijinja::Value::from(minijinja::value::Serde(&counts)), now => now.to_string() },
+        context! { new, review, overdue, tasks, claims, platforms, calendar_ends, counts => minijinja::Value::from(minijinja::value::Serde(&counts)), now => now.to_string() },
     )
 }
 

@@ -642,6 +642,11 @@ static TEXTS: &[(&str, &str, &str)] = &[
     ),
     ("progress.timeline", "进度记录", "What has happened"),
     ("progress.title", "注销进度", "Progress"),
+    (
+        "queue.calendar_ends",
+        "工作日日历（国务院放假调休安排）即将到期，之后的时限按周末和法定节假日暂算（标注“暂定”），请在 calendar_file 中加入新一年的安排。日历覆盖至",
+        "The working-day calendar (the State Council's holiday notice) ends soon; deadlines after it are provisional (weekends and statutory holidays only) until calendar_file adds next year. Covered until",
+    ),
     ("queue.case", "案件", "Case"),
     ("queue.channel", "渠道", "Channel"),
     ("queue.claims", "实名申诉", "Real-name disputes"),
