@@ -369,6 +369,11 @@ async fn a_user_signs_out_and_one_session_holds_few_live_connections() {
         .map(|c| format!("lethe_u={c}"))
         .unwrap_or(cookie);
 
+    // The verify step states the code's lifetime the policy sets, the same
+    // the SMS states (10 minutes by default).
+    let (_, html) = page(cookie.clone()).await;
+    assert!(html.contains("验证码 10 分钟内有效"), "{html}");
+
     // A few tabs follow the case live; one session cannot take more.
     let mut open = vec![];
     for _ in 0..3 {

@@ -819,11 +819,9 @@ static TEXTS: &[(&str, &str, &str)] = &[
     ("time.overdue", "超期", "overdue by"),
     ("verify.code", "6 位验证码", "6-digit code"),
     ("verify.go", "验证", "Verify"),
-    (
-        "verify.hint",
-        "验证码 5 分钟内有效。",
-        "The code is valid for 5 minutes.",
-    ),
+    // The code's lifetime comes from the policy (the SMS says the same).
+    ("verify.hint", "验证码 ", "The code is valid for "),
+    ("verify.hint_end", " 分钟内有效。", " minutes."),
     (
         "verify.lead",
         "为确认是您本人操作，我们会向账号绑定的手机号发送验证码。",

@@ -450,6 +450,7 @@ async fn show(
         render(
             "u_case.html",
             context! { lang => lang.tag(), csrf, steps, step, case => view, error, dev_sms,
+            otp_minutes => st.policy.otp_ttl.as_secs() / 60,
             cooling_days => st.policy.cooling_off.as_secs() / 86_400 },
         ),
         status,
