@@ -359,35 +359,23 @@ async fn tombstones_enforce_re_registration_and_release_recycled_numbers() {
     // Another platform's key neither sees nor releases this platform's
     // tombstone.
     let other = other_platform_key(dir.path(), "other_platform");
-    let as_other = |method: reqwest::Method, path: String, body: Value| {
-        let demo = &demo;
-        let other = other.clone();
-        async move {
-            let r = demo
-                .http
-                .request(method, format!("{}{path}", demo.url))
-                .bearer_auth(other)
-                .header("idempotency-key", uuid::Uuid::new_v4().to_string())
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            r.json::<Value>().await.unwrap()
-        }
-    };
-    let v = as_other(
-        reqwest::Method::GET,
-        format!("/v1/identifiers/check?kind=phone&value={phone}"),
-        json!({}),
-    )
-    .await;
+    let (_, v) = demo
+        .call_as(
+            &other,
+            reqwest::Method::GET,
+            &format!("/v1/identifiers/check?kind=phone&value={phone}"),
+            json!({}),
+        )
+        .await;
     assert_eq!(v["allowed"], true, "{v}");
-    let v = as_other(
-        reqwest::Method::POST,
-        "/v1/carrier-events".into(),
-        json!({"event": "recycled", "phone": phone}),
-    )
-    .await;
+    let (_, v) = demo
+        .call_as(
+            &other,
+            reqwest::Method::POST,
+            "/v1/carrier-events",
+            json!({"event": "recycled", "phone": phone}),
+        )
+        .await;
     assert_eq!(v["tombstone_released"], false, "{v}");
     assert_eq!(check("phone", &phone).await.1["allowed"], false);
 

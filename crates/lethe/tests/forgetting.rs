@@ -112,20 +112,11 @@ async fn an_erased_subject_leaves_no_trace_in_lethe() {
         assert!(out.stdout.len() > 1000);
         haystacks.push(("pg_dump of Lethe's store".into(), out.stdout));
     } else {
-        let cfg = dir.path().join("lethe.toml");
-        std::fs::write(&cfg, config_toml(dir.path())).unwrap();
         let backup = dir.path().join("backup");
-        let out = Command::new(env!("CARGO_BIN_EXE_lethe"))
-            .args(["backup", "--config"])
-            .arg(&cfg)
-            .arg("--out")
-            .arg(&backup)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        lethe_cli(
+            dir.path(),
+            &["backup"],
+            &["--out", backup.to_str().unwrap()],
         );
     }
     let mut all = vec![];

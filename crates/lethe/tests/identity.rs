@@ -324,16 +324,9 @@ async fn an_identity_claim_end_to_end_with_document_destruction() {
     }
     // Another platform on the installation does not see them.
     let other = other_platform_key(&demo.dir, "other_platform");
-    let theirs: Value = demo
-        .http
-        .get(format!("{}/v1/notifications", demo.url))
-        .bearer_auth(&other)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, theirs) = demo
+        .call_as(&other, reqwest::Method::GET, "/v1/notifications", json!({}))
+        .await;
     assert!(!theirs.to_string().contains(&cid), "{theirs}");
     let r = get(format!("/v1/console/claims/{cid}/documents/2"))
         .await

@@ -358,19 +358,7 @@ async fn limits_hold_across_two_instances() {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
-    let cfg = dir.path().join("revoke.toml");
-    std::fs::write(&cfg, config_toml(dir.path())).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_lethe"))
-        .args(["apikey", "revoke", "--config"])
-        .arg(&cfg)
-        .args(["--name", "temporary"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lethe_cli(dir.path(), &["apikey", "revoke"], &["--name", "temporary"]);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     for demo in [&a, &b] {
         let r = demo

@@ -25,7 +25,6 @@ use crate::console::{Agent, Role};
 use crate::problem::Problem;
 
 const COOKIE: &str = "lethe_console";
-const MAX_FIELDS: usize = 16;
 /// Rows per queue on the page.
 const QUEUE_ROWS: u32 = 200;
 /// Rows sampled per uncovered column by the data-map check page.
@@ -89,10 +88,9 @@ pub async fn login(
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> Response {
     let lang = lang_of(&headers);
-    if form.len() > MAX_FIELDS || !super::same_origin(&headers, &st.public_url) {
+    let Some(form) = super::site_form(&headers, &st.public_url, form) else {
         return super::forbidden_post(lang);
-    }
-    let form: HashMap<String, String> = form.into_iter().collect();
+    };
     let f = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     let username = f("username");
     let r = crate::console::login(
@@ -437,10 +435,7 @@ fn checked_form(
     token: &str,
     form: Vec<(String, String)>,
 ) -> Option<HashMap<String, String>> {
-    if form.len() > MAX_FIELDS || !super::same_origin(headers, &st.public_url) {
-        return None;
-    }
-    let form: HashMap<String, String> = form.into_iter().collect();
+    let form = super::site_form(headers, &st.public_url, form)?;
     let given = form.get("_csrf").map(String::as_str).unwrap_or_default();
     csrf_ok(st.secrets.pages_key(), token, given).then_some(form)
 }

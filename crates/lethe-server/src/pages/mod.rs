@@ -306,6 +306,20 @@ pub fn csrf_ok(key: &[u8; 32], session_secret: &str, given: &str) -> bool {
         .into()
 }
 
+/// Form fields a page POST may have at most (the largest form has four).
+pub const MAX_FIELDS: usize = 16;
+
+/// A form POSTed from this site's own pages, as a map; None for one from
+/// another origin or with more than [`MAX_FIELDS`] fields.
+pub fn site_form(
+    headers: &HeaderMap,
+    public_url: &str,
+    form: Vec<(String, String)>,
+) -> Option<std::collections::HashMap<String, String>> {
+    (form.len() <= MAX_FIELDS && same_origin(headers, public_url))
+        .then(|| form.into_iter().collect())
+}
+
 /// A POST from another site (its `Origin` names another host) is refused,
 /// whatever its token.
 /// Whether a POST comes from Lethe's own pages: its Origin (when sent) is

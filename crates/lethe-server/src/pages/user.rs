@@ -38,8 +38,6 @@ const SESSION_SECS: i64 = 1800;
 /// One live-progress connection lasts at most this long; the browser
 /// reconnects by itself.
 const SSE_MAX_SECS: u64 = 600;
-/// Form fields per POST (the largest form has four).
-const MAX_FIELDS: usize = 16;
 /// Live-progress connections open at once on this instance; more are told
 /// to retry (the browser's EventSource does so by itself).
 const MAX_LIVE: usize = 1_000;
@@ -685,7 +683,7 @@ pub async fn act(
     let Some(mut s) = session_of(&st, &headers).await else {
         return expired(lang);
     };
-    if form.len() > MAX_FIELDS {
+    if form.len() > super::MAX_FIELDS {
         return super::forbidden_post(lang);
     }
     let form: HashMap<String, String> = form.into_iter().collect();
@@ -1089,10 +1087,9 @@ pub async fn demo_signin(
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> Response {
     let lang = lang_of(&headers);
-    if form.len() > MAX_FIELDS || !super::same_origin(&headers, &st.public_url) {
+    let Some(form) = super::site_form(&headers, &st.public_url, form) else {
         return super::forbidden_post(lang);
-    }
-    let form: HashMap<String, String> = form.into_iter().collect();
+    };
     let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     let (Ok(id), phone) = (field("subject_id").parse::<i64>(), field("phone")) else {
         return super::with_status(demo_page(lang, None, true), StatusCode::UNAUTHORIZED);
@@ -1145,10 +1142,9 @@ pub async fn demo_cancel(
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> Response {
     let lang = lang_of(&headers);
-    if form.len() > MAX_FIELDS || !super::same_origin(&headers, &st.public_url) {
+    let Some(form) = super::site_form(&headers, &st.public_url, form) else {
         return super::forbidden_post(lang);
-    }
-    let form: HashMap<String, String> = form.into_iter().collect();
+    };
     let channel = Channel::parse(form.get("channel").map(String::as_str).unwrap_or("app"));
     let subject = match channel {
         Ok(Channel::App) => demo_user(&st, &headers),

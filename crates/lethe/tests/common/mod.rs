@@ -220,6 +220,34 @@ impl Demo {
         (s, v)
     }
 
+    /// A request with another API key (another platform's); POSTs get a
+    /// fresh Idempotency-Key.
+    pub async fn call_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let post = method != reqwest::Method::GET;
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(key);
+        if post {
+            r = r
+                .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                .json(&body);
+        }
+        let r = r.send().await.unwrap();
+        let s = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            s,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let r = self
             .http
@@ -615,12 +643,19 @@ pub async fn agent_session_for(
 
 /// A second platform's API key on a running demo's installation.
 pub fn other_platform_key(dir: &Path, name: &str) -> String {
-    let cfg = dir.join(format!("{name}.toml"));
+    lethe_cli(dir, &["apikey", "create"], &["--name", name])
+}
+
+/// Runs `lethe <command> --config <the directory's config> <args>`, which
+/// must succeed; returns its standard output.
+pub fn lethe_cli(dir: &Path, command: &[&str], args: &[&str]) -> String {
+    let cfg = dir.join("cli.toml");
     std::fs::write(&cfg, config_toml(dir)).unwrap();
     let out = Command::new(BIN)
-        .args(["apikey", "create", "--config"])
+        .args(command)
+        .arg("--config")
         .arg(&cfg)
-        .args(["--name", name])
+        .args(args)
         .output()
         .unwrap();
     assert!(
