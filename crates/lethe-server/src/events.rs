@@ -84,6 +84,12 @@ async fn round(
     url: &str,
     js: &mut Option<async_nats::jetstream::Context>,
 ) -> Result<usize, String> {
+    // Connect before claiming: an instance that cannot reach the broker
+    // holds no lease, so an instance that can (or this one, restarted)
+    // publishes at once instead of waiting for the lease to run out.
+    if js.is_none() {
+        *js = Some(connect(st, url).await?);
+    }
     let events = st
         .store
         .pending_case_events(BATCH, LEASE)
