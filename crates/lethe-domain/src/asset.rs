@@ -2,6 +2,13 @@
 //! (权益清算): each asset is settled — refunded pro rata, withdrawn,
 //! transferred, unbound — or explicitly forfeited with the user's
 //! acknowledgement of the exact statement shown, before anything is erased.
+//!
+//! Choosing only records the choice: money moves when the cancellation is
+//! final (the cooling-off period ended), so a user who restores the account
+//! finds it exactly as it was. A policy may name asset kinds that must be
+//! settled before the cancellation is confirmed (`Policy::settle_early`);
+//! their statement says that this happens now and is not undone by
+//! restoring.
 
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
@@ -102,6 +109,9 @@ pub struct Asset {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SettlementStatus {
+    /// Recorded with its acknowledged statement; the instruction goes to
+    /// the platform when the cancellation becomes final.
+    Chosen,
     /// The instruction went (or goes) to the platform.
     Pending,
     Done,
@@ -117,8 +127,17 @@ pub struct Settlement {
     pub status: SettlementStatus,
     /// The idempotency key of the instruction to the platform.
     pub instruction_id: String,
-    /// Refund or withdrawal amount computed by Lethe.
+    /// Refund or withdrawal amount computed by Lethe: for a refund, on the
+    /// day the instruction goes out.
     pub amount: Option<MinorUnits>,
+    /// The amount the acknowledged statement named, when the executed one
+    /// differs (days passed between choosing and the end of cooling-off).
+    #[serde(default)]
+    pub amount_shown: Option<MinorUnits>,
+    /// Settled when chosen, before the cancellation was confirmed (the
+    /// policy's `settle_early`): restoring does not undo it.
+    #[serde(default)]
+    pub early: bool,
     pub transfer_to: Option<SubjectId>,
     /// The statement shown to the user and acknowledged, exactly.
     pub statement: String,
@@ -129,16 +148,44 @@ pub struct Settlement {
 }
 
 impl Asset {
-    pub fn resolved(&self) -> bool {
+    /// The user has decided what happens to it (and, for an early
+    /// settlement, the platform carried it out): the case may be
+    /// confirmed.
+    pub fn chosen(&self) -> bool {
+        matches!(
+            self.settlement.as_ref().map(|s| s.status),
+            Some(SettlementStatus::Chosen | SettlementStatus::Done | SettlementStatus::Forfeited)
+        )
+    }
+
+    /// Nothing is left to do for it: the erasure may start.
+    pub fn settled(&self) -> bool {
         matches!(
             self.settlement.as_ref().map(|s| s.status),
             Some(SettlementStatus::Done | SettlementStatus::Forfeited)
         )
     }
+
+    /// A paid subscription that renews by itself: paused while the case
+    /// cools off, resumed on restore.
+    pub fn renews(&self) -> bool {
+        self.kind == AssetKind::Subscription && self.auto_renew
+    }
+}
+
+/// When a settlement is carried out, which its statement says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timing {
+    /// When the cooling-off period ends (the default): restoring before
+    /// then leaves the asset as it is.
+    AtFinality,
+    /// At once: before confirming (`settle_early`) or after cooling-off
+    /// ended (a choice made again after the platform refused one).
+    Now,
 }
 
 /// Version of the statement texts below; raise it when they change.
-pub const STATEMENT_VERSION: u32 = 1;
+pub const STATEMENT_VERSION: u32 = 2;
 
 fn thousands(n: u64) -> String {
     let s = n.to_string();
@@ -163,16 +210,58 @@ pub fn subscription_refund(a: &Asset, today: Date) -> Option<MinorUnits> {
         .ok()
 }
 
-/// The consequence statement for settling `a` with `option` (zh-CN, en).
+/// The consequence statement for settling `a` with `option` (zh-CN, en),
+/// saying when it happens. `to` is the receiving account of a transfer
+/// (`None` while the user has not named it yet).
 pub fn statement(
     a: &Asset,
     option: OptionKind,
     amount: Option<MinorUnits>,
     to: Option<&SubjectId>,
+    timing: Timing,
+) -> (String, String) {
+    let (zh, en) = what_happens(a, option, amount, to, timing);
+    match timing {
+        Timing::AtFinality => (
+            format!("{zh}冷静期结束、注销生效时执行；在此之前撤回注销，账号保持原样。"),
+            format!(
+                "{en} This happens when the cooling-off period ends; restoring the account before then leaves it as it is."
+            ),
+        ),
+        Timing::Now => (
+            format!("{zh}此操作立即执行，撤回注销也不会恢复。"),
+            format!("{en} This happens now and is not undone by restoring."),
+        ),
+    }
+}
+
+fn what_happens(
+    a: &Asset,
+    option: OptionKind,
+    amount: Option<MinorUnits>,
+    to: Option<&SubjectId>,
+    timing: Timing,
 ) -> (String, String) {
     let money = |m: Option<MinorUnits>| m.map(|x| x.format_cny()).unwrap_or_else(|| "¥0.00".into());
     let label = &a.label;
+    let (to_zh, to_en) = match to {
+        Some(t) => (
+            format!("账号 {}", t.expose()),
+            format!("account {}", t.expose()),
+        ),
+        None => ("您指定的账号".to_owned(), "the account you name".to_owned()),
+    };
     match (a.kind, option) {
+        (AssetKind::Subscription, OptionKind::RefundProRata) if timing == Timing::AtFinality => (
+            format!(
+                "您的{label}按冷静期结束当日的未使用天数退款（按今日计为 {}），7 日内退回原支付方式；冷静期内自动续费暂停，注销生效时取消。",
+                money(amount)
+            ),
+            format!(
+                "The unused days of your {label} are counted on the day the cooling-off period ends and refunded to the original payment method within 7 days ({} if counted today); auto-renewal is paused during cooling-off and cancelled when the cancellation takes effect.",
+                money(amount)
+            ),
+        ),
         (AssetKind::Subscription, OptionKind::RefundProRata) => (
             format!(
                 "您的{label}未使用部分 {} 将在 7 日内退回原支付方式，自动续费同时取消。",
@@ -184,15 +273,10 @@ pub fn statement(
             ),
         ),
         (AssetKind::Points, OptionKind::Transfer) => (
+            format!("{} 积分将转入{to_zh}。", thousands(a.quantity.unwrap_or(0))),
             format!(
-                "{} 积分将转入账号 {}。",
-                thousands(a.quantity.unwrap_or(0)),
-                to.map(|t| t.expose()).unwrap_or("")
-            ),
-            format!(
-                "{} points will be transferred to account {}.",
-                thousands(a.quantity.unwrap_or(0)),
-                to.map(|t| t.expose()).unwrap_or("")
+                "{} points will be transferred to {to_en}.",
+                thousands(a.quantity.unwrap_or(0))
             ),
         ),
         (AssetKind::Points, _) => (
@@ -201,19 +285,13 @@ pub fn statement(
                 thousands(a.quantity.unwrap_or(0))
             ),
             format!(
-                "{} points will be forfeited and cannot be restored.",
+                "{} points will be forfeited and cannot be recovered.",
                 thousands(a.quantity.unwrap_or(0))
             ),
         ),
         (AssetKind::Coupon, OptionKind::Transfer) => (
-            format!(
-                "优惠券「{label}」将转入账号 {}。",
-                to.map(|t| t.expose()).unwrap_or("")
-            ),
-            format!(
-                "The coupon \"{label}\" will be transferred to account {}.",
-                to.map(|t| t.expose()).unwrap_or("")
-            ),
+            format!("优惠券「{label}」将转入{to_zh}。"),
+            format!("The coupon \"{label}\" will be transferred to {to_en}."),
         ),
         (AssetKind::Coupon, _) => (
             format!("优惠券「{label}」（{}）将作废。", money(a.amount)),
@@ -274,14 +352,36 @@ mod tests {
         let a = sub(1550);
         let r = subscription_refund(&a, "2026-11-07".parse().unwrap()).unwrap();
         assert_eq!(r.get(), 1240);
-        let (zh, en) = statement(&a, OptionKind::RefundProRata, Some(r), None);
+        let (zh, en) = statement(&a, OptionKind::RefundProRata, Some(r), None, Timing::Now);
         assert!(
             en.starts_with(
                 "¥12.40 for the unused part of your monthly membership goes back to the original"
             ),
             "{en}"
         );
+        assert!(
+            en.ends_with("This happens now and is not undone by restoring."),
+            "{en}"
+        );
         assert!(zh.contains("¥12.40") && zh.contains("7 日内"), "{zh}");
+        // Chosen for the end of cooling-off, the statement says the days are
+        // counted then, and the figure is today's.
+        let (zh, en) = statement(
+            &a,
+            OptionKind::RefundProRata,
+            Some(r),
+            None,
+            Timing::AtFinality,
+        );
+        assert!(
+            en.contains("counted on the day the cooling-off period ends")
+                && en.contains("¥12.40 if counted today"),
+            "{en}"
+        );
+        assert!(
+            zh.contains("冷静期结束当日") && zh.contains("¥12.40"),
+            "{zh}"
+        );
         // After the period: nothing; before it started: everything.
         assert_eq!(
             subscription_refund(&a, "2026-12-05".parse().unwrap())
@@ -306,8 +406,27 @@ mod tests {
             ..sub(0)
         };
         assert_eq!(
-            statement(&a, OptionKind::Forfeit, None, None).1,
-            "3,200 points will be forfeited and cannot be restored."
+            what_happens(&a, OptionKind::Forfeit, None, None, Timing::AtFinality).1,
+            "3,200 points will be forfeited and cannot be recovered."
+        );
+        // A transfer whose account is not named yet never shows a blank.
+        let (zh, en) = statement(&a, OptionKind::Transfer, None, None, Timing::AtFinality);
+        assert!(zh.starts_with("3,200 积分将转入您指定的账号。"), "{zh}");
+        assert!(
+            en.starts_with("3,200 points will be transferred to the account you name."),
+            "{en}"
+        );
+        let to = SubjectId::parse("u-9").unwrap();
+        let (zh, _) = statement(
+            &a,
+            OptionKind::Transfer,
+            None,
+            Some(&to),
+            Timing::AtFinality,
+        );
+        assert!(
+            zh.starts_with("3,200 积分将转入账号 u-9。") && zh.contains("撤回注销，账号保持原样"),
+            "{zh}"
         );
         assert_eq!(thousands(1_234_567), "1,234,567");
     }

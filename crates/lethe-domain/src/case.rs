@@ -11,11 +11,15 @@
 //!                                               │ confirm
 //!                         ┌─────────────────────┴──────────────┐
 //!                         ▼ (policy: review)                   ▼
-//!                   under_review ──approve──▶ cooling_off ──(ends)──▶ erasing ──▶ erased
-//!                         │                       │                     │  ▲
-//!                         ▼ reject                ▼ withdraw            ▼  │ retry
-//!                      rejected               withdrawn               failed
+//!                   under_review ──approve──▶ cooling_off ──(ends)──▶ settling ──(all settled)──┐
+//!                         │                       │    └──(ends, nothing to settle)──┐          │
+//!                         ▼ reject                ▼ withdraw                         ▼          ▼
+//!                      rejected               withdrawn                    failed ◀──▶ erasing ──▶ erased
 //! ```
+//!
+//! Money moves only when the cancellation is final: choosing a settlement
+//! records it; the instructions go out when cooling-off ends (`settling`),
+//! and the erasure starts once every one is settled.
 //!
 //! Every successful [`Case::apply`] yields exactly one [`Change`], which the
 //! storage layer writes as exactly one audit event in the same transaction.
@@ -36,6 +40,8 @@ pub enum CaseState {
     ConsequencesAcknowledged,
     UnderReview,
     CoolingOff,
+    /// Cooling-off ended: the chosen settlements are being carried out.
+    Settling,
     Erasing,
     Erased,
     Withdrawn,
@@ -44,7 +50,7 @@ pub enum CaseState {
 }
 
 impl CaseState {
-    pub const ALL: [CaseState; 12] = [
+    pub const ALL: [CaseState; 13] = [
         Self::Submitted,
         Self::IdentityVerified,
         Self::ChecksBlocked,
@@ -52,6 +58,7 @@ impl CaseState {
         Self::ConsequencesAcknowledged,
         Self::UnderReview,
         Self::CoolingOff,
+        Self::Settling,
         Self::Erasing,
         Self::Erased,
         Self::Withdrawn,
@@ -68,6 +75,7 @@ impl CaseState {
             Self::ConsequencesAcknowledged => "consequences_acknowledged",
             Self::UnderReview => "under_review",
             Self::CoolingOff => "cooling_off",
+            Self::Settling => "settling",
             Self::Erasing => "erasing",
             Self::Erased => "erased",
             Self::Withdrawn => "withdrawn",
@@ -112,6 +120,9 @@ impl CaseState {
             Self::UnderReview => "wait for an agent's review",
             Self::CoolingOff => {
                 "wait for the cooling-off period to end, or withdraw to keep the account"
+            }
+            Self::Settling => {
+                "wait while the platform carries out the chosen settlements; choose again for one it refused"
             }
             Self::Erasing => "wait while the data is erased",
             Self::Erased => "nothing: the account is cancelled and the receipt is ready",
@@ -286,7 +297,11 @@ pub enum CaseCommand {
         reason: Reason,
     },
     Withdraw,
-    StartErasure,
+    /// Cooling-off ended: the chosen settlements go out (refunds counted on
+    /// `today`), or, with nothing to settle, the erasure starts.
+    StartErasure {
+        today: jiff::civil::Date,
+    },
     CompleteErasure,
     FailErasure {
         reason: String,
@@ -316,13 +331,52 @@ impl CaseCommand {
             Self::Approve => "approve",
             Self::Reject { .. } => "reject",
             Self::Withdraw => "withdraw",
-            Self::StartErasure => "start erasure",
+            Self::StartErasure { .. } => "start erasure",
             Self::CompleteErasure => "complete erasure",
             Self::FailErasure { .. } => "fail erasure",
             Self::RetryErasure => "retry erasure",
             Self::Extend { .. } => "extend the deadline of",
             Self::ChooseAlternative { .. } => "choose an alternative for",
         }
+    }
+}
+
+/// What a settlement pays out on `today`: a pro-rata refund counted for
+/// that day, a withdrawal the whole amount.
+fn settlement_amount(
+    a: &crate::asset::Asset,
+    option: crate::asset::OptionKind,
+    today: jiff::civil::Date,
+) -> Option<crate::MinorUnits> {
+    use crate::asset::{AssetKind, OptionKind};
+    match (a.kind, option) {
+        (AssetKind::Subscription, OptionKind::RefundProRata) => {
+            crate::asset::subscription_refund(a, today)
+        }
+        (_, OptionKind::Withdraw) => a.amount,
+        _ => None,
+    }
+}
+
+/// The event of a settlement change: `case.erasure_started` when it was
+/// the last one outstanding (the erasure starts with it), so every case
+/// records its erasure's start under one name.
+fn settled_kind(kind: &'static str, to: CaseState) -> &'static str {
+    if to == CaseState::Erasing {
+        "case.erasure_started"
+    } else {
+        kind
+    }
+}
+
+fn status_str(s: crate::asset::SettlementStatus) -> &'static str {
+    use crate::asset::SettlementStatus::*;
+    match s {
+        Chosen => "chosen",
+        Pending => "pending",
+        Done => "done",
+        Failed => "failed",
+        Forfeited => "forfeited",
     }
 }
 
@@ -389,7 +443,9 @@ pub enum TransitionError {
     },
     #[error("a transfer needs the account to transfer to (transfer_to), other than this one")]
     TransferNeedsTarget,
-    #[error("asset '{id}' is already settled or being settled")]
+    #[error(
+        "asset '{id}' is already settled or being settled; only a choice not yet carried out (or refused by the platform) can be changed"
+    )]
     AlreadySettled { id: String },
     #[error("no settlement instruction '{id}' is pending on this case")]
     UnknownInstruction { id: String },
@@ -491,7 +547,7 @@ impl Case {
                     today,
                     transfer_to,
                 },
-                S::ChecksClear,
+                S::ChecksClear | S::ConsequencesAcknowledged | S::Settling,
             ) => {
                 use crate::asset::{OptionKind, SettlementStatus};
                 let idx = self
@@ -511,14 +567,18 @@ impl Case {
                         offered: offered.join(", "),
                     });
                 }
-                if matches!(
-                    asset.settlement.as_ref().map(|s| s.status),
-                    Some(
-                        SettlementStatus::Pending
-                            | SettlementStatus::Done
-                            | SettlementStatus::Forfeited
-                    )
-                ) {
+                // A choice not yet carried out may change; once the platform
+                // was instructed it may not (unless it refused). After
+                // cooling-off only a refused settlement is chosen again.
+                let current = asset.settlement.as_ref().map(|s| s.status);
+                let changeable = match from {
+                    S::Settling => current == Some(SettlementStatus::Failed),
+                    _ => !matches!(
+                        current,
+                        Some(SettlementStatus::Pending | SettlementStatus::Done)
+                    ),
+                };
+                if !changeable {
                     return Err(TransitionError::AlreadySettled {
                         id: asset_id.clone(),
                     });
@@ -530,24 +590,25 @@ impl Case {
                     },
                     _ => None,
                 };
-                let amount = match (asset.kind, option) {
-                    (crate::asset::AssetKind::Subscription, OptionKind::RefundProRata) => {
-                        crate::asset::subscription_refund(asset, *today)
-                    }
-                    (_, OptionKind::Withdraw) => asset.amount,
-                    _ => None,
-                };
-                let (zh, en) = crate::asset::statement(asset, *option, amount, to.as_ref());
+                let amount = settlement_amount(asset, *option, *today);
+                // Settled now: after cooling-off, or a kind the policy
+                // settles before confirming. A forfeit instructs nothing.
+                let now_kind = self.settles_now(asset);
+                let (zh, en) = self.settlement_statement(asset, *option, to.as_ref(), *today);
                 let status = if *option == OptionKind::Forfeit {
                     SettlementStatus::Forfeited
-                } else {
+                } else if now_kind {
                     SettlementStatus::Pending
+                } else {
+                    SettlementStatus::Chosen
                 };
                 next.assets[idx].settlement = Some(crate::asset::Settlement {
                     option: *option,
                     status,
                     instruction_id: instruction_id.clone(),
                     amount,
+                    amount_shown: None,
+                    early: now_kind && from != S::Settling,
                     transfer_to: to,
                     statement: match locale {
                         Locale::ZhCn => zh,
@@ -558,15 +619,19 @@ impl Case {
                     reference: None,
                     error: None,
                 });
-                let to_state = if next.ready() {
-                    S::ConsequencesAcknowledged
-                } else {
-                    S::ChecksClear
+                let to_state = match from {
+                    S::Settling => next.after_settlement(now),
+                    _ if next.ready() => S::ConsequencesAcknowledged,
+                    _ => S::ChecksClear,
                 };
                 (
-                    "case.settlement_chosen",
+                    settled_kind("case.settlement_chosen", to_state),
                     to_state,
-                    serde_json::json!({ "asset": asset_id, "option": option.as_str() }),
+                    serde_json::json!({
+                        "asset": asset_id,
+                        "option": option.as_str(),
+                        "status": status_str(status),
+                    }),
                 )
             }
             (
@@ -600,15 +665,19 @@ impl Case {
                     s.reference = reference.clone();
                     s.error = error.clone();
                 }
-                let to_state = if st == S::ChecksClear && next.ready() {
-                    S::ConsequencesAcknowledged
-                } else {
-                    st
+                let to_state = match st {
+                    S::ChecksClear if next.ready() => S::ConsequencesAcknowledged,
+                    S::Settling => next.after_settlement(now),
+                    _ => st,
                 };
                 (
-                    "case.settlement_result",
+                    settled_kind("case.settlement_result", to_state),
                     to_state,
-                    serde_json::json!({ "instruction": instruction_id, "ok": ok }),
+                    serde_json::json!({
+                        "instruction": instruction_id,
+                        "asset": self.assets[idx].id,
+                        "ok": ok,
+                    }),
                 )
             }
             (
@@ -785,16 +854,44 @@ impl Case {
                     serde_json::json!({ "from": st.as_str() }),
                 )
             }
-            (CaseCommand::StartErasure, S::CoolingOff) => {
-                // Invariant: nothing is erased before cooling-off ends. A case
-                // in cooling_off always has an end (set on entering it).
+            (CaseCommand::StartErasure { today }, S::CoolingOff) => {
+                // Invariant: nothing is erased, and no money moves, before
+                // cooling-off ends. A case in cooling_off always has an end
+                // (set on entering it).
                 match self.cooling_off_ends_at {
                     Some(ends_at) if now >= ends_at => {}
                     Some(ends_at) => return Err(TransitionError::CoolingOffNotOver { ends_at }),
                     None => return Err(illegal(cmd, from)),
                 }
-                next.erasure_started_at = Some(now);
-                ("case.erasure_started", S::Erasing, serde_json::json!({}))
+                // The cancellation is final: every chosen settlement goes
+                // out, a refund counted for today.
+                let mut instructed = 0u32;
+                for a in next.assets.iter_mut() {
+                    let amount = a
+                        .settlement
+                        .as_ref()
+                        .map(|s| settlement_amount(a, s.option, *today));
+                    if let (Some(s), Some(amount)) = (a.settlement.as_mut(), amount)
+                        && s.status == crate::asset::SettlementStatus::Chosen
+                    {
+                        if amount != s.amount {
+                            s.amount_shown = s.amount;
+                            s.amount = amount;
+                        }
+                        s.status = crate::asset::SettlementStatus::Pending;
+                        instructed += 1;
+                    }
+                }
+                if instructed > 0 {
+                    (
+                        "case.settlement_started",
+                        next.after_settlement(now),
+                        serde_json::json!({ "instructions": instructed }),
+                    )
+                } else {
+                    next.erasure_started_at = Some(now);
+                    ("case.erasure_started", S::Erasing, serde_json::json!({}))
+                }
             }
             (CaseCommand::CompleteErasure, S::Erasing) => {
                 next.closed_at = Some(now);
@@ -859,6 +956,41 @@ impl Case {
         ))
     }
 
+    /// Whether a settlement of `asset` chosen now is carried out at once:
+    /// after cooling-off ended, or a kind the policy settles early.
+    pub fn settles_now(&self, asset: &crate::asset::Asset) -> bool {
+        self.state == CaseState::Settling || self.policy.settle_early.contains(&asset.kind)
+    }
+
+    /// The statement a user acknowledges by choosing `option` for `asset`
+    /// on `today` (zh-CN, en): what happens, for how much, and when.
+    pub fn settlement_statement(
+        &self,
+        asset: &crate::asset::Asset,
+        option: crate::asset::OptionKind,
+        to: Option<&SubjectId>,
+        today: jiff::civil::Date,
+    ) -> (String, String) {
+        let timing = if self.settles_now(asset) {
+            crate::asset::Timing::Now
+        } else {
+            crate::asset::Timing::AtFinality
+        };
+        let amount = settlement_amount(asset, option, today);
+        crate::asset::statement(asset, option, amount, to, timing)
+    }
+
+    /// After a settlement changed while `settling`: every asset settled
+    /// starts the erasure (recorded here), otherwise the case waits.
+    fn after_settlement(&mut self, now: Timestamp) -> CaseState {
+        if self.assets.iter().all(|a| a.settled()) {
+            self.erasure_started_at = Some(now);
+            CaseState::Erasing
+        } else {
+            CaseState::Settling
+        }
+    }
+
     fn cooling_off_end(&self, now: Timestamp) -> Timestamp {
         now.checked_add(self.policy.cooling_off)
             .unwrap_or(Timestamp::MAX)
@@ -876,25 +1008,39 @@ impl Case {
             }
             v
         };
+        // Auto-renewals are paused while the case cools off (reversibly),
+        // resumed on restore, cancelled only by the final settlement.
+        let renewing = || {
+            serde_json::json!(
+                self.assets
+                    .iter()
+                    .filter(|a| a.renews())
+                    .map(|a| a.id.as_str())
+                    .collect::<Vec<_>>()
+            )
+        };
         match (change.from, change.to) {
             (Some(f), CaseState::CoolingOff) if f != CaseState::CoolingOff => {
                 let ends = self.cooling_off_ends_at.map(|t| t.to_string());
+                let p = with(base(), "cooling_off_ends_at", serde_json::json!(ends));
                 out.push(Notice {
                     kind: "account.freeze",
-                    payload: with(base(), "cooling_off_ends_at", serde_json::json!(ends)),
+                    payload: with(p, "pause_auto_renewal", renewing()),
                 });
             }
             (Some(CaseState::CoolingOff), CaseState::Withdrawn) => out.push(Notice {
                 kind: "account.restore",
-                payload: base(),
+                payload: with(base(), "resume_auto_renewal", renewing()),
             }),
-            (Some(CaseState::CoolingOff), CaseState::Erasing) => out.push(Notice {
-                kind: "cooling_off.ended",
-                payload: base(),
-            }),
+            (Some(CaseState::CoolingOff), CaseState::Erasing | CaseState::Settling) => {
+                out.push(Notice {
+                    kind: "cooling_off.ended",
+                    payload: base(),
+                })
+            }
             (Some(f), CaseState::Erased) if f != CaseState::Erased => out.push(Notice {
                 kind: "account.erased",
-                payload: base(),
+                payload: with(base(), "settlements", self.settlement_summary()),
             }),
             (Some(f), CaseState::Rejected) if f != CaseState::Rejected => {
                 let reason = self
@@ -907,6 +1053,14 @@ impl Case {
                 });
             }
             _ => {}
+        }
+        if change.kind == "case.settlement_result" && change.detail["ok"] == false {
+            // The platform refused: the user (or an agent) chooses again.
+            let p = with(base(), "asset_id", change.detail["asset"].clone());
+            out.push(Notice {
+                kind: "settlement.failed",
+                payload: with(p, "instruction_id", change.detail["instruction"].clone()),
+            });
         }
         if change.kind == "case.alternative_chosen" {
             out.push(Notice {
@@ -925,6 +1079,29 @@ impl Case {
             });
         }
         out
+    }
+
+    /// What was settled, as the final notification and the receipt show it:
+    /// the amount paid out and, when it differs, the amount the
+    /// acknowledged statement named (days passed in between).
+    pub fn settlement_summary(&self) -> serde_json::Value {
+        serde_json::json!(
+            self.assets
+                .iter()
+                .filter_map(|a| {
+                    let s = a.settlement.as_ref()?;
+                    Some(serde_json::json!({
+                        "asset_id": a.id,
+                        "kind": a.kind.as_str(),
+                        "option": s.option.as_str(),
+                        "status": status_str(s.status),
+                        "amount_minor": s.amount.map(|m| m.get()),
+                        "amount_shown_minor": s.amount_shown.map(|m| m.get()),
+                        "reference": s.reference,
+                    }))
+                })
+                .collect::<Vec<_>>()
+        )
     }
 
     /// The assurance level the policy asks of this case: higher when the
@@ -946,7 +1123,7 @@ impl Case {
     /// Every consequence acknowledged and every asset settled or forfeited:
     /// the case may leave the checks step.
     pub fn ready(&self) -> bool {
-        self.pending_consequences().next().is_none() && self.assets.iter().all(|a| a.resolved())
+        self.pending_consequences().next().is_none() && self.assets.iter().all(|a| a.chosen())
     }
 
     /// The consequences the user has not acknowledged yet.
@@ -1024,10 +1201,25 @@ mod tests {
         now = now
             .checked_add(SignedDuration::from_hours(24 * 7 - 1))
             .unwrap();
-        let err = c.apply(&CaseCommand::StartErasure, now).unwrap_err();
+        let err = c
+            .apply(
+                &CaseCommand::StartErasure {
+                    today: jiff::civil::date(2026, 3, 9),
+                },
+                now,
+            )
+            .unwrap_err();
         assert!(matches!(err, TransitionError::CoolingOffNotOver { .. }));
         now = now.checked_add(SignedDuration::from_hours(1)).unwrap();
-        c = c.apply(&CaseCommand::StartErasure, now).unwrap().0;
+        c = c
+            .apply(
+                &CaseCommand::StartErasure {
+                    today: jiff::civil::date(2026, 3, 9),
+                },
+                now,
+            )
+            .unwrap()
+            .0;
         c = c.apply(&CaseCommand::CompleteErasure, now).unwrap().0;
         assert_eq!(c.state, CaseState::Erased);
         assert_eq!(
@@ -1186,43 +1378,328 @@ mod tests {
             (s.status, s.statement.as_str()),
             (
                 SettlementStatus::Forfeited,
-                "3,200 points will be forfeited and cannot be restored."
+                "3,200 points will be forfeited and cannot be recovered. This happens when the cooling-off period ends; restoring the account before then leaves it as it is."
             )
         );
         c = c
             .apply(&choose("card", OptionKind::Unbind, "i2"), t0())
             .unwrap()
             .0;
-        assert_eq!(c.state, CaseState::ChecksClear, "the unbinding is pending");
-        assert!(matches!(
-            c.apply(&choose("card", OptionKind::Unbind, "i3"), t0()),
-            Err(TransitionError::AlreadySettled { .. })
-        ));
-        // A failed instruction lets the user choose again.
-        let fail = CaseCommand::SettlementResult {
-            instruction_id: "i2".into(),
-            ok: false,
-            reference: None,
-            error: Some("bank down".into()),
-        };
-        c = c.apply(&fail, t0()).unwrap().0;
+        // Choosing only records the choice: nothing is pending.
+        assert_eq!(c.state, CaseState::ConsequencesAcknowledged);
+        assert_eq!(
+            c.assets[1].settlement.as_ref().unwrap().status,
+            SettlementStatus::Chosen
+        );
+        // A choice not carried out yet may change, also after the
+        // acknowledgements; a result for an instruction never sent is refused.
         c = c
-            .apply(&choose("card", OptionKind::Unbind, "i4"), t0())
+            .apply(&choose("pts", OptionKind::Transfer, "i3").to("7"), t0())
             .unwrap()
             .0;
-        let done = CaseCommand::SettlementResult {
-            instruction_id: "i4".into(),
-            ok: true,
-            reference: Some("UB-1".into()),
-            error: None,
-        };
-        c = c.apply(&done, t0()).unwrap().0;
         assert_eq!(c.state, CaseState::ConsequencesAcknowledged);
-        // A result for an unknown or finished instruction is refused.
         assert!(matches!(
-            c.apply(&done, t0()),
+            c.apply(&result("i2", true), t0()),
             Err(TransitionError::UnknownInstruction { .. })
         ));
+    }
+
+    impl CaseCommand {
+        fn to(mut self, account: &str) -> Self {
+            if let CaseCommand::ChooseSettlement { transfer_to, .. } = &mut self {
+                *transfer_to = Some(SubjectId::parse(account).unwrap());
+            }
+            self
+        }
+    }
+
+    fn result(instr: &str, ok: bool) -> CaseCommand {
+        CaseCommand::SettlementResult {
+            instruction_id: instr.into(),
+            ok,
+            reference: ok.then(|| format!("ref-{instr}")),
+            error: (!ok).then(|| "refused".to_owned()),
+        }
+    }
+
+    /// Seed 002's account: a balance, points, two coupons, a monthly
+    /// membership that renews, a bound card.
+    fn seed_assets() -> Vec<crate::asset::Asset> {
+        use crate::asset::AssetKind;
+        let money = |k, id: &str, fen| crate::asset::Asset {
+            id: id.into(),
+            kind: k,
+            amount: Some(crate::MinorUnits::new(fen).unwrap()),
+            quantity: None,
+            ..points_asset()
+        };
+        vec![
+            money(AssetKind::Balance, "bal", 3520),
+            crate::asset::Asset {
+                quantity: Some(1200),
+                ..points_asset()
+            },
+            money(AssetKind::Coupon, "cp1", 500),
+            money(AssetKind::Coupon, "cp2", 300),
+            crate::asset::Asset {
+                id: "vip".into(),
+                kind: AssetKind::Subscription,
+                label: "monthly membership".into(),
+                amount: Some(crate::MinorUnits::new(3000).unwrap()),
+                quantity: None,
+                period_start: Some("2026-02-20".parse().unwrap()),
+                period_end: Some("2026-03-22".parse().unwrap()),
+                auto_renew: true,
+                ..points_asset()
+            },
+            card_asset(),
+        ]
+    }
+
+    /// Verified, checked, every consequence acknowledged and every asset
+    /// chosen (a withdrawal, a transfer, a forfeit, a refund, an unbinding).
+    fn chosen_case(policy: Policy) -> Case {
+        use crate::asset::OptionKind;
+        let mut c = Case::open(
+            CaseId::from_uuid(uuid::Uuid::nil()),
+            SubjectId::parse("42").unwrap(),
+            Channel::App,
+            policy,
+            t0(),
+        )
+        .0;
+        let strong = CaseCommand::VerifyIdentity {
+            method: "face".into(),
+            level: AssuranceLevel::STRONG,
+        };
+        c = c.apply(&strong, t0()).unwrap().0;
+        let checks = CaseCommand::RecordChecks {
+            blockers: vec![],
+            consequences: vec![],
+            assets: seed_assets(),
+        };
+        c = c.apply(&checks, t0()).unwrap().0;
+        c = c.apply(&ack("account_erased"), t0()).unwrap().0;
+        for cmd in [
+            choose("bal", OptionKind::Withdraw, "s-bal"),
+            choose("pts", OptionKind::Transfer, "s-pts").to("43"),
+            choose("cp1", OptionKind::Transfer, "s-cp1").to("43"),
+            choose("cp2", OptionKind::Forfeit, "s-cp2"),
+            choose("vip", OptionKind::RefundProRata, "s-vip"),
+            choose("card", OptionKind::Unbind, "s-card"),
+        ] {
+            c = c.apply(&cmd, t0()).unwrap().0;
+        }
+        c
+    }
+
+    fn statuses(c: &Case) -> Vec<crate::asset::SettlementStatus> {
+        c.assets
+            .iter()
+            .map(|a| a.settlement.as_ref().unwrap().status)
+            .collect()
+    }
+
+    #[test]
+    fn confirming_freezes_and_pauses_restoring_resumes_and_nothing_was_settled() {
+        use crate::asset::SettlementStatus::*;
+        let c = chosen_case(Policy::default());
+        assert_eq!(c.state, CaseState::ConsequencesAcknowledged);
+        assert_eq!(
+            statuses(&c),
+            [Chosen, Chosen, Chosen, Forfeited, Chosen, Chosen]
+        );
+        // Statements say when it happens; the refund counted as of today.
+        let vip = c.assets[4].settlement.as_ref().unwrap();
+        assert!(
+            vip.statement
+                .contains("counted on the day the cooling-off period ends")
+        );
+        assert!(
+            vip.statement.contains("¥20.00 if counted today"),
+            "{}",
+            vip.statement
+        );
+        let (cooling, change) = c.apply(&CaseCommand::Confirm, t0()).unwrap();
+        let n = cooling.notices(&change);
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].kind, "account.freeze");
+        assert_eq!(
+            n[0].payload["pause_auto_renewal"],
+            serde_json::json!(["vip"])
+        );
+        // Cooling-off refuses settling and erasing before its end.
+        let early = t0()
+            .checked_add(SignedDuration::from_hours(24 * 5))
+            .unwrap();
+        assert!(matches!(
+            cooling.apply(
+                &CaseCommand::StartErasure {
+                    today: jiff::civil::date(2026, 3, 7)
+                },
+                early
+            ),
+            Err(TransitionError::CoolingOffNotOver { .. })
+        ));
+        assert!(
+            cooling
+                .apply(
+                    &choose("cp2", crate::asset::OptionKind::Transfer, "x").to("43"),
+                    early
+                )
+                .is_err()
+        );
+        // Restoring on day 5: the platform unfreezes and resumes the
+        // renewal; nothing was settled, so nothing needs undoing.
+        let (restored, change) = cooling.apply(&CaseCommand::Withdraw, early).unwrap();
+        let n = restored.notices(&change);
+        assert_eq!(n[0].kind, "account.restore");
+        assert_eq!(
+            n[0].payload["resume_auto_renewal"],
+            serde_json::json!(["vip"])
+        );
+        assert_eq!(
+            statuses(&restored),
+            [Chosen, Chosen, Chosen, Forfeited, Chosen, Chosen]
+        );
+    }
+
+    #[test]
+    fn settlements_go_out_when_cooling_off_ends_and_erasure_waits_for_all() {
+        use crate::asset::SettlementStatus::*;
+        let c = chosen_case(Policy::default());
+        let chosen_amount = c.assets[4].settlement.as_ref().unwrap().amount;
+        let c = c.apply(&CaseCommand::Confirm, t0()).unwrap().0;
+        let end = c.cooling_off_ends_at.unwrap();
+        // Cooling-off ends on 9 March: the refund is counted for that day
+        // (13 of 30 days left: ¥13.00), the figure shown is kept beside it.
+        let (c, change) = c
+            .apply(
+                &CaseCommand::StartErasure {
+                    today: jiff::civil::date(2026, 3, 9),
+                },
+                end,
+            )
+            .unwrap();
+        assert_eq!(c.state, CaseState::Settling);
+        assert_eq!(change.kind, "case.settlement_started");
+        assert_eq!(c.notices(&change)[0].kind, "cooling_off.ended");
+        assert_eq!(c.erasure_started_at, None);
+        assert_eq!(
+            statuses(&c),
+            [Pending, Pending, Pending, Forfeited, Pending, Pending]
+        );
+        let vip = c.assets[4].settlement.as_ref().unwrap();
+        assert_eq!(vip.amount.map(|m| m.get()), Some(1300));
+        assert_eq!(vip.amount_shown, chosen_amount);
+        assert_eq!(c.assets[0].settlement.as_ref().unwrap().amount_shown, None);
+        // No restore once the money moves.
+        assert!(c.apply(&CaseCommand::Withdraw, end).is_err());
+        // The platform refuses the transfer: the case waits; the user
+        // chooses again (executed at once) and the erasure starts when the
+        // last instruction is settled.
+        let mut c = c;
+        for i in ["s-bal", "s-cp1", "s-vip", "s-card"] {
+            c = c.apply(&result(i, true), end).unwrap().0;
+            assert_eq!(c.state, CaseState::Settling);
+        }
+        let (c, change) = c.apply(&result("s-pts", false), end).unwrap();
+        assert_eq!(c.state, CaseState::Settling);
+        let n = c.notices(&change);
+        assert_eq!(
+            (n[0].kind, &n[0].payload["asset_id"]),
+            ("settlement.failed", &serde_json::json!("pts"))
+        );
+        assert!(matches!(
+            c.apply(
+                &choose("cp2", crate::asset::OptionKind::Transfer, "x").to("43"),
+                end
+            ),
+            Err(TransitionError::AlreadySettled { .. })
+        ));
+        let c = c
+            .apply(
+                &choose("pts", crate::asset::OptionKind::Forfeit, "s-pts2"),
+                end,
+            )
+            .unwrap()
+            .0;
+        assert_eq!(c.state, CaseState::Erasing);
+        assert_eq!(c.erasure_started_at, Some(end));
+        let c = c.apply(&CaseCommand::CompleteErasure, end).unwrap();
+        let summary = &c.0.notices(&c.1)[0].payload["settlements"];
+        assert_eq!(summary[4]["amount_minor"], 1300);
+        assert_eq!(summary[4]["amount_shown_minor"], 2000);
+        assert_eq!(summary[1]["status"], "forfeited");
+    }
+
+    #[test]
+    fn a_kind_the_policy_settles_early_happens_now_and_stays_settled() {
+        use crate::asset::{OptionKind, SettlementStatus::*};
+        let policy = Policy {
+            settle_early: vec![crate::asset::AssetKind::Balance],
+            ..Policy::default()
+        };
+        let c = chosen_case(policy);
+        assert_eq!(
+            c.state,
+            CaseState::ChecksClear,
+            "the withdrawal is not done yet"
+        );
+        let bal = c.assets[0].settlement.as_ref().unwrap();
+        assert_eq!((bal.status, bal.early), (Pending, true));
+        assert!(
+            bal.statement
+                .ends_with("This happens now and is not undone by restoring.")
+        );
+        assert!(matches!(
+            c.apply(&choose("bal", OptionKind::Forfeit, "z"), t0()),
+            Err(TransitionError::AlreadySettled { .. })
+        ));
+        let c = c.apply(&result("s-bal", true), t0()).unwrap().0;
+        assert_eq!(c.state, CaseState::ConsequencesAcknowledged);
+        let c = c.apply(&CaseCommand::Confirm, t0()).unwrap().0;
+        let end = c.cooling_off_ends_at.unwrap();
+        let c = c
+            .apply(
+                &CaseCommand::StartErasure {
+                    today: jiff::civil::date(2026, 3, 9),
+                },
+                end,
+            )
+            .unwrap()
+            .0;
+        // Only what was not settled early goes out now.
+        assert_eq!(
+            statuses(&c),
+            [Done, Pending, Pending, Forfeited, Pending, Pending]
+        );
+    }
+
+    #[test]
+    fn with_nothing_to_settle_erasure_starts_when_cooling_off_ends() {
+        let mut c = new_case(false);
+        for cmd in [
+            verify(),
+            clear(),
+            ack("account_erased"),
+            CaseCommand::Confirm,
+        ] {
+            c = c.apply(&cmd, t0()).unwrap().0;
+        }
+        let end = c.cooling_off_ends_at.unwrap();
+        let (c, change) = c
+            .apply(
+                &CaseCommand::StartErasure {
+                    today: jiff::civil::date(2026, 3, 9),
+                },
+                end,
+            )
+            .unwrap();
+        assert_eq!(
+            (c.state, change.kind.as_str()),
+            (CaseState::Erasing, "case.erasure_started")
+        );
     }
 
     fn arb_command() -> impl Strategy<Value = CaseCommand> {
@@ -1262,7 +1739,9 @@ mod tests {
                 reason: Reason::parse("no").unwrap()
             }),
             Just(CaseCommand::Withdraw),
-            Just(CaseCommand::StartErasure),
+            Just(CaseCommand::StartErasure {
+                today: jiff::civil::date(2026, 3, 9)
+            }),
             Just(CaseCommand::CompleteErasure),
             Just(CaseCommand::FailErasure {
                 reason: "down".into()
@@ -1306,6 +1785,13 @@ mod tests {
                         if next.state == CaseState::CoolingOff {
                             was_cooling_off_until = next.cooling_off_ends_at;
                         }
+                        // No money moves before the cancellation is final.
+                        if !matches!(next.state, CaseState::Settling | CaseState::Erasing | CaseState::Erased | CaseState::Failed) {
+                            prop_assert!(next.assets.iter().all(|a| !matches!(
+                                a.settlement.as_ref().map(|s| s.status),
+                                Some(crate::asset::SettlementStatus::Pending | crate::asset::SettlementStatus::Done)
+                            )));
+                        }
                         // Nothing is erased before cooling-off ends.
                         if next.state == CaseState::Erasing && before.state == CaseState::CoolingOff {
                             let ends = was_cooling_off_until.expect("cooling-off had an end");
@@ -1324,7 +1810,7 @@ mod tests {
                 }
                 // A withdrawn or rejected case never erases.
                 if matches!(case.state, CaseState::Withdrawn | CaseState::Rejected) {
-                    let tries = [CaseCommand::StartErasure, CaseCommand::CompleteErasure, CaseCommand::RetryErasure];
+                    let tries = [CaseCommand::StartErasure { today: jiff::civil::date(2026, 3, 9) }, CaseCommand::CompleteErasure, CaseCommand::RetryErasure];
                     for t in &tries { prop_assert!(case.apply(t, now).is_err()); }
                 }
             }

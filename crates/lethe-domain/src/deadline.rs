@@ -485,7 +485,13 @@ mod tests {
             .unwrap()
             .checked_add(SignedDuration::from_secs(1))
             .unwrap();
-        let c = step(c, CaseCommand::StartErasure, late);
+        let c = step(
+            c,
+            CaseCommand::StartErasure {
+                today: jiff::civil::date(2026, 3, 9),
+            },
+            late,
+        );
         assert_eq!(
             get(&deadlines(&c, &cal, &tz()), DeadlineKind::ErasureStart).status(late),
             Status::Late

@@ -24,6 +24,11 @@ pub struct Policy {
     /// The level needed to cancel an account that holds money.
     #[serde(default = "strong")]
     pub positive_balance_level: AssuranceLevel,
+    /// Asset kinds the platform must settle before the cancellation is
+    /// confirmed (a balance that must be withdrawn first, say). Every other
+    /// kind is settled when the cooling-off period ends.
+    #[serde(default)]
+    pub settle_early: Vec<crate::asset::AssetKind>,
 }
 
 fn strong() -> AssuranceLevel {
@@ -40,6 +45,7 @@ impl Default for Policy {
             otp_max_attempts: 5,
             deadlines: crate::deadline::Profile::Cn,
             positive_balance_level: AssuranceLevel::STRONG,
+            settle_early: Vec::new(),
         }
     }
 }

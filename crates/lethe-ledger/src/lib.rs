@@ -844,6 +844,11 @@ pub struct Receipt {
     pub key_destruction: Option<KeyDestruction>,
     /// The case's steps and their times.
     pub steps: Vec<ReceiptStep>,
+    /// What happened to each asset (refunds, withdrawals, transfers,
+    /// unbindings, forfeits), with the amount the user was shown when it
+    /// differs from the one paid out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settlements: Vec<ReceiptSettlement>,
     /// Sequence number and leaf hash of the audit event that closed the case.
     pub final_event: Option<FinalEvent>,
     /// The signed tree head the final event is proven to be in.
@@ -906,6 +911,29 @@ fn is_zero(n: &u64) -> bool {
 pub struct KeyDestruction {
     pub versions_destroyed: u32,
     pub destroyed_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReceiptSettlement {
+    /// The platform's reference of the asset.
+    pub asset_id: String,
+    /// balance, points, coupon, gift_card, deposit, subscription, bank_card
+    /// or third_party_binding.
+    pub kind: String,
+    /// refund_pro_rata, withdraw, transfer, unbind or forfeit.
+    pub option: String,
+    /// done or forfeited.
+    pub status: String,
+    /// Minor units (fen) paid out, for a refund or a withdrawal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_minor: Option<i64>,
+    /// The amount the acknowledged statement named, when it differs (a
+    /// refund counted on the day cooling-off ended, days after choosing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_shown_minor: Option<i64>,
+    /// The platform's reference of the settlement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

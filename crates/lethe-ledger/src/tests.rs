@@ -196,6 +196,7 @@ fn receipt() -> Receipt {
             destroyed_at: "2026-01-09T00:00:00Z".into(),
         }),
         steps: vec![],
+        settlements: vec![],
         final_event: Some(FinalEvent {
             seq: 17,
             hash: hex::encode(leaves[16]),

@@ -852,9 +852,12 @@ pub struct Settle {
     pub transfer_to: Option<SubjectId>,
 }
 
-/// Settle one asset (or forfeit it). The statement of what will happen is
-/// recorded as acknowledged; the platform receives an idempotent, signed
-/// instruction (retried until it answers) and the result is recorded.
+/// Choose how one asset is settled (or forfeit it). The statement of what
+/// will happen, and when, is recorded as acknowledged. Nothing moves yet:
+/// the platform receives the idempotent, signed instruction (retried until
+/// it answers) when the cooling-off period ends, or at once for a kind the
+/// policy settles early and for a choice made again after the platform
+/// refused one. A choice not carried out yet may be changed.
 #[utoipa::path(post, path = "/v1/cases/{id}/settlements", request_body = Settle, tag = "cases", params(("id" = String, Path)),
     responses((status = 200, body = CaseView), (status = 422, body = Problem)), security(("api_key" = [])))]
 pub async fn settle(
@@ -868,15 +871,6 @@ pub async fn settle(
     owned(&st, &p, id).await?;
     let instruction_id = format!("stl_{}", uuid::Uuid::now_v7().simple());
     let today = st.clock.now().to_zoned_datetime(st.tz.clone()).date();
-    let jobs = if body.option == lethe_domain::asset::OptionKind::Forfeit {
-        vec![]
-    } else {
-        vec![NewJob {
-            kind: "settle".into(),
-            system: instruction_id.clone(),
-            max_attempts: st.worker.max_attempts,
-        }]
-    };
     let cmd = CaseCommand::ChooseSettlement {
         asset_id: body.asset_id,
         option: body.option,
@@ -885,7 +879,8 @@ pub async fn settle(
         today,
         transfer_to: body.transfer_to,
     };
-    let resp = apply(&st, &p, key, id, cmd, jobs).await?;
+    // An instruction that is due now is enqueued with the change.
+    let resp = apply(&st, &p, key, id, cmd, vec![]).await?;
     st.wake.notify_waiters();
     Ok(resp)
 }

@@ -423,6 +423,10 @@ pub struct PolicyConfig {
     /// Assurance level needed to cancel while holding money (1 = SMS code,
     /// 2 = face or an ID seen at a counter).
     pub positive_balance_level: u8,
+    /// Asset kinds settled when the user chooses, before confirming (say, a
+    /// balance that must be withdrawn first); every other kind is settled
+    /// when the cooling-off period ends. Empty by default.
+    pub settle_early: Vec<String>,
 }
 
 impl Default for PolicyConfig {
@@ -436,6 +440,7 @@ impl Default for PolicyConfig {
             otp_lockout_minutes: 15,
             deadlines: "cn".into(),
             positive_balance_level: 2,
+            settle_early: Vec::new(),
         }
     }
 }
@@ -454,6 +459,17 @@ impl PolicyConfig {
                 .map_err(
                     |_| "policy.positive_balance_level must be 1, 2 or 3; 2 is the usual value",
                 )?,
+            settle_early: self
+                .settle_early
+                .iter()
+                .map(|k| {
+                    lethe_domain::asset::AssetKind::parse(k).ok_or_else(|| {
+                        format!(
+                            "policy.settle_early: unknown asset kind {k:?}; use balance, points, coupon, gift_card, deposit, subscription, bank_card or third_party_binding"
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         };
         p.validate().map_err(|e| e.to_string())?;
         if !(0..=3600).contains(&self.otp_resend_seconds) {

@@ -1,7 +1,10 @@
-//! Demo only: Demo Mart's settlement endpoint, as a real platform would run
-//! it. It checks the instruction's signature, applies it to Demo Mart's
-//! database once per instruction id (a replay returns the first answer), and
-//! answers signed.
+//! Demo only: Demo Mart's settlement and notification endpoints, as a real
+//! platform would run them. Settlement: it checks the instruction's
+//! signature, applies it to Demo Mart's database once per instruction id (a
+//! replay returns the first answer), and answers signed. Notifications: a
+//! freeze marks the account frozen and pauses its auto-renewals, a restore
+//! undoes exactly that (both are idempotent, so a repeated delivery is
+//! harmless).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -11,6 +14,113 @@ use sqlx::Row;
 
 use crate::AppState;
 use crate::webhook::{secret_bytes, sign};
+
+/// Where the demo platform listens and the secret its calls are signed
+/// with (one per run).
+#[derive(Debug, Clone)]
+pub struct Link {
+    /// Lethe's own URL: the demo platform is served by the same process.
+    pub url: String,
+    pub secret: String,
+}
+
+impl Link {
+    pub fn settlements(&self) -> String {
+        format!("{}/demo-platform/settlements", self.url)
+    }
+
+    pub fn notifications(&self) -> String {
+        format!("{}/demo-platform/notifications", self.url)
+    }
+}
+
+/// A notification from Lethe (signed like every webhook). Only the demo
+/// platform's own cases touch Demo Mart; others are acknowledged.
+pub async fn notification(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(link) = st.demo_platform.get() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if crate::webhook::verify_inbound(
+        &link.secret,
+        &headers,
+        &body,
+        jiff::Timestamp::now().as_second(),
+    )
+    .is_err()
+    {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let kind = v["type"].as_str().unwrap_or_default();
+    if !matches!(kind, "account.freeze" | "account.restore") {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let data = &v["data"];
+    let ours = match data["case_id"]
+        .as_str()
+        .and_then(|c| lethe_domain::CaseId::parse(c).ok())
+    {
+        Some(id) => st
+            .store
+            .case_principal(id)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|p| p == "demo"),
+        None => false,
+    };
+    let Some(sys) = st.systems.sql("demo_mart") else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if !ours {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    match freeze(sys.pool(), kind == "account.freeze", data).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "demo platform could not apply a notification");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+/// Freezes the account and pauses the named renewals, or unfreezes it and
+/// resumes them: reversible, nothing is cancelled or paid out.
+async fn freeze(
+    pool: &sqlx::AnyPool,
+    frozen: bool,
+    data: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    let user: i64 = data["subject_id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(-1);
+    let list = if frozen {
+        "pause_auto_renewal"
+    } else {
+        "resume_auto_renewal"
+    };
+    let mut tx = pool.begin().await?;
+    sqlx::query("UPDATE users SET status = $1 WHERE id = $2")
+        .bind(if frozen { "frozen" } else { "active" })
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    for id in data[list].as_array().into_iter().flatten() {
+        let Some(sub) = id.as_str().and_then(|a| num(a, "sub-")) else {
+            continue;
+        };
+        sqlx::query("UPDATE subscriptions SET renewal_paused = $1 WHERE id = $2 AND user_id = $3")
+            .bind(i64::from(frozen))
+            .bind(sub)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
 
 fn signed(key: &[u8], status: StatusCode, body: serde_json::Value) -> Response {
     let text = body.to_string();
@@ -35,9 +145,10 @@ fn num(id: &str, prefix: &str) -> Option<i64> {
 }
 
 pub async fn settle(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some((_, secret)) = st.settlement_override.get() else {
+    let Some(link) = st.demo_platform.get() else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    let secret = &link.secret;
     let key = secret_bytes(secret);
     // As a platform should: a constant-time comparison of every signature
     // sent, within the timestamp window.
@@ -92,7 +203,7 @@ async fn apply(
     match option.as_str() {
         "refund_pro_rata" => {
             let id = num(&asset, "sub-").unwrap_or(-1);
-            sqlx::query("UPDATE subscriptions SET auto_renew = 0 WHERE id = $1 AND user_id = $2")
+            sqlx::query("UPDATE subscriptions SET auto_renew = 0, renewal_paused = 0 WHERE id = $1 AND user_id = $2")
                 .bind(id)
                 .bind(user)
                 .execute(&mut *tx)

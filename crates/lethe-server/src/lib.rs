@@ -125,8 +125,9 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Where the platform's services reach Lethe (HTTP-system callbacks).
     pub public_url: String,
-    /// The demo points settlement instructions at its own demo platform.
-    pub settlement_override: Arc<std::sync::OnceLock<(String, String)>>,
+    /// The demo points settlement instructions and notifications at its
+    /// own demo platform.
+    pub demo_platform: Arc<std::sync::OnceLock<demo_platform::Link>>,
     pub calendar: Arc<CalendarState>,
     pub tz: jiff::tz::TimeZone,
     pub tombstones: config::TombstoneConfig,
@@ -531,6 +532,10 @@ pub fn router(st: AppState) -> Router {
     let demo_platform = if st.manual_clock.is_some() {
         Router::new()
             .route("/demo-platform/settlements", post(demo_platform::settle))
+            .route(
+                "/demo-platform/notifications",
+                post(demo_platform::notification),
+            )
             .route("/demo-platform/app", get(pages::user::demo_app))
             .route("/demo-platform/app/cancel", post(pages::user::demo_cancel))
             .route("/demo-platform/app/signin", post(pages::user::demo_signin))
@@ -828,6 +833,8 @@ impl Server {
             lethe_store::StoreOptions {
                 deadlines: Some(deadline_fn),
                 case_events: cfg.events.nats_url.is_some(),
+                erasure_jobs: worker::erasure_jobs(&systems, cfg.worker.max_attempts),
+                settle_attempts: cfg.worker.max_attempts,
                 ..Default::default()
             },
         )
@@ -854,7 +861,7 @@ impl Server {
             http,
             // Set below, once the socket is bound (its port may be 0 here).
             public_url: String::new(),
-            settlement_override: Arc::new(std::sync::OnceLock::new()),
+            demo_platform: Arc::new(std::sync::OnceLock::new()),
             identity: cfg.identity.clone(),
             metrics: Arc::new(metrics::Metrics::default()),
             data_dir: cfg.data_dir.clone(),

@@ -287,6 +287,36 @@ pub fn receipt_page(r: &Receipt) -> String {
             esc(&k.destroyed_at)
         );
     }
+    if !r.settlements.is_empty() {
+        h.push_str("<h2>Settlements 权益清算</h2><table><tr><th>asset 权益</th><th>settled by 方式</th><th>amount 金额</th><th>reference 凭证</th></tr>");
+        for s in &r.settlements {
+            let fen = |m: i64| {
+                lethe_domain::MinorUnits::new(m)
+                    .map(|x| x.format_cny())
+                    .unwrap_or_else(|_| m.to_string())
+            };
+            let amount = match (s.amount_minor, s.amount_shown_minor) {
+                (Some(paid), Some(shown)) if paid != shown => format!(
+                    "{} (shown when chosen 选择时显示 {}; unused days counted on the day the cooling-off period ended 按冷静期结束当日计算)",
+                    fen(paid),
+                    fen(shown)
+                ),
+                (Some(paid), _) => fen(paid),
+                (None, _) => "—".into(),
+            };
+            let _ = write!(
+                h,
+                "<tr><td>{} <code>{}</code></td><td>{} ({})</td><td>{}</td><td>{}</td></tr>",
+                esc(&s.kind),
+                esc(&s.asset_id),
+                esc(&s.option),
+                esc(&s.status),
+                esc(&amount),
+                esc(s.reference.as_deref().unwrap_or("—"))
+            );
+        }
+        h.push_str("</table>");
+    }
     h.push_str("<h2>Steps 办理过程</h2><ol>");
     for s in &r.steps {
         let _ = write!(h, "<li>{} — {}</li>", esc(&s.kind), esc(&s.at));

@@ -257,13 +257,22 @@ pub fn secure_data_dir(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
     use std::os::unix::fs::PermissionsExt;
     let mut fixed = vec![];
     let mut tighten = |p: &std::path::Path, want: u32| -> std::io::Result<()> {
-        let meta = std::fs::symlink_metadata(p)?;
+        // A file gone since the listing (a database's WAL file closing)
+        // needs nothing.
+        let meta = match std::fs::symlink_metadata(p) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
         if meta.file_type().is_symlink() {
             return Ok(());
         }
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(want))?;
+            match std::fs::set_permissions(p, std::fs::Permissions::from_mode(want)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                r => r?,
+            }
             tracing::warn!(
                 path = %p.display(),
                 was = format!("{mode:o}"),

@@ -26,7 +26,7 @@ const DUE_BATCH: u32 = 500;
 
 pub fn spawn(st: AppState, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = vec![tokio::spawn(timer(st.clone(), shutdown.clone()))];
-    if st.notifications.url.is_some() {
+    if st.notifications.url.is_some() || st.demo_platform.get().is_some() {
         handles.push(tokio::spawn(crate::webhook::deliver_loop(
             st.clone(),
             shutdown.clone(),
@@ -43,6 +43,24 @@ pub fn spawn(st: AppState, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::
         )));
     }
     handles
+}
+
+/// The jobs of an erasure: one per system of the data map and, as one more
+/// system, crypto-shredding (the subject's vault keys are destroyed).
+pub fn erasure_jobs(systems: &crate::Systems, max_attempts: u32) -> Vec<NewJob> {
+    systems
+        .names()
+        .map(|s| NewJob {
+            kind: "erase".into(),
+            system: s.to_owned(),
+            max_attempts,
+        })
+        .chain(std::iter::once(NewJob {
+            kind: "shred".into(),
+            system: VAULT_SYSTEM.into(),
+            max_attempts,
+        }))
+        .collect()
 }
 
 /// Deadlines are data: on start-up and every tick, every case whose
@@ -69,25 +87,14 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
                 Err(e) => tracing::warn!(error = %e, "instance heartbeat failed"),
             }
         }
-        // Crypto-shredding: the subject's vault keys are destroyed as one
-        // more system of the erasure.
-        let mut jobs: Vec<NewJob> = st
-            .systems
-            .names()
-            .map(|s| NewJob {
-                kind: "erase".into(),
-                system: s.to_owned(),
-                max_attempts: st.worker.max_attempts,
-            })
-            .collect();
-        jobs.push(NewJob {
-            kind: "shred".into(),
-            system: VAULT_SYSTEM.into(),
-            max_attempts: st.worker.max_attempts,
-        });
+        // Cooling-off ended: the chosen settlements go out (refunds
+        // counted for today, in the platform's time zone), or the erasure
+        // starts.
+        let now = st.clock.now();
+        let today = now.to_zoned_datetime(st.tz.clone()).date();
         match st
             .store
-            .start_due_erasures(st.clock.now(), DUE_BATCH, jobs, "worker".into())
+            .start_due_erasures(now, today, DUE_BATCH, "worker".into())
             .await
         {
             Ok(started) => {
@@ -665,8 +672,8 @@ async fn settle(st: &AppState, job: &Job) -> Result<(), String> {
 }
 
 fn settlement_target(st: &AppState) -> Result<(String, String, u64), String> {
-    if let Some((u, s)) = st.settlement_override.get() {
-        return Ok((u.clone(), s.clone(), 5000));
+    if let Some(d) = st.demo_platform.get() {
+        return Ok((d.settlements(), d.secret.clone(), 5000));
     }
     let t = st
         .datamap
@@ -826,6 +833,26 @@ pub fn build_receipt(
         .first()
         .map(|e| e.event.subject.clone())
         .unwrap_or_default();
+    let settlements = case
+        .assets
+        .iter()
+        .filter_map(|a| {
+            let s = a.settlement.as_ref()?;
+            Some(lethe_ledger::ReceiptSettlement {
+                asset_id: a.id.clone(),
+                kind: a.kind.as_str().to_owned(),
+                option: s.option.as_str().to_owned(),
+                status: match s.status {
+                    lethe_domain::asset::SettlementStatus::Forfeited => "forfeited",
+                    _ => "done",
+                }
+                .to_owned(),
+                amount_minor: s.amount.map(|m| m.get()),
+                amount_shown_minor: s.amount_shown.map(|m| m.get()),
+                reference: s.reference.clone(),
+            })
+        })
+        .collect();
     let receipt = Receipt {
         case_id: case.id.to_string(),
         subject,
@@ -833,6 +860,7 @@ pub fn build_receipt(
         systems,
         key_destruction,
         steps,
+        settlements,
         final_event,
         tree_head: None,
         inclusion_proof: vec![],

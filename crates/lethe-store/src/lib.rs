@@ -148,6 +148,12 @@ pub struct StoreOptions {
     pub deadlines: Option<DeadlineFn>,
     /// Record case events for the platform's services (NATS).
     pub case_events: bool,
+    /// The jobs of an erasure (one per system, and the vault's shredding),
+    /// enqueued in the transaction that starts it.
+    pub erasure_jobs: Vec<NewJob>,
+    /// Attempts of a settlement instruction before the user is asked to
+    /// choose again.
+    pub settle_attempts: u32,
 }
 
 impl std::fmt::Debug for StoreOptions {
@@ -164,6 +170,8 @@ impl Default for StoreOptions {
             read_connections: 4,
             deadlines: None,
             case_events: false,
+            erasure_jobs: Vec::new(),
+            settle_attempts: 10,
         }
     }
 }
@@ -309,14 +317,7 @@ impl Store {
             .await
             .map_err(db("open read connections"))?;
         let head = load_head(&mut wconn).await?;
-        let writer = writer::Writer::start(
-            wconn,
-            url.to_owned(),
-            backend,
-            head,
-            opts.deadlines.clone(),
-            opts.case_events,
-        );
+        let writer = writer::Writer::start(wconn, url.to_owned(), backend, head, &opts);
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "localhost".into());
@@ -500,8 +501,8 @@ impl Store {
     pub async fn start_due_erasures(
         &self,
         now: Timestamp,
+        today: jiff::civil::Date,
         limit: u32,
-        jobs: Vec<NewJob>,
         actor: String,
     ) -> Result<Vec<(CaseId, Result<Case, StoreError>)>, StoreError> {
         let sql =
@@ -529,14 +530,9 @@ impl Store {
                             .await
                             .map_err(db("transaction control"))?;
                         let snap = ctx.head.clone();
-                        let r = async {
-                            let case = apply_in(ctx, id, &CaseCommand::StartErasure, now, &actor).await?;
-                            for j in &jobs {
-                                enqueue(ctx, &case.id, j, now_wall()).await?;
-                            }
-                            Ok::<_, StoreError>(case)
-                        }
-                        .await;
+                        // The settlement or erasure jobs are written with the
+                        // change (see `write_effects`).
+                        let r = apply_in(ctx, id, &CaseCommand::StartErasure { today }, now, &actor).await;
                         let undo = if r.is_err() { "ROLLBACK TO due_case" } else { "RELEASE due_case" };
                         if r.is_err() {
                             ctx.head = snap;
@@ -1900,9 +1896,43 @@ async fn apply_in(
     Ok(next)
 }
 
-/// The notifications and deadlines that follow from a change, in its
+/// The notifications, deadlines and jobs that follow from a change, in its
 /// transaction.
 async fn write_effects(ctx: &mut WriteCtx, case: &Case, change: &Change) -> Result<(), StoreError> {
+    // Settlement instructions go out when they become pending: when the
+    // cancellation became final, or at once for an early settlement or a
+    // choice made again after a refusal. One job per instruction id.
+    if matches!(
+        change.kind.as_str(),
+        "case.settlement_chosen" | "case.settlement_started"
+    ) {
+        let pending: Vec<String> = case
+            .assets
+            .iter()
+            .filter_map(|a| a.settlement.as_ref())
+            .filter(|s| s.status == lethe_domain::asset::SettlementStatus::Pending)
+            .map(|s| s.instruction_id.clone())
+            .collect();
+        for instruction in pending {
+            let job = NewJob {
+                kind: "settle".into(),
+                system: instruction,
+                max_attempts: ctx.settle_attempts,
+            };
+            enqueue(ctx, &case.id, &job, now_wall()).await?;
+        }
+    }
+    if change.to == CaseState::Erasing
+        && matches!(
+            change.from,
+            Some(CaseState::CoolingOff | CaseState::Settling)
+        )
+    {
+        let jobs = ctx.erasure_jobs.clone();
+        for j in jobs.iter() {
+            enqueue(ctx, &case.id, j, now_wall()).await?;
+        }
+    }
     for n in case.notices(change) {
         if ctx.case_events
             && let Some(kind) = events::kind_of_notice(n.kind)

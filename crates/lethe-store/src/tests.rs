@@ -87,7 +87,9 @@ fn command(i: u8) -> CaseCommand {
         },
         3 => CaseCommand::Confirm,
         4 => CaseCommand::Withdraw,
-        5 => CaseCommand::StartErasure,
+        5 => CaseCommand::StartErasure {
+            today: jiff::civil::date(2026, 3, 9),
+        },
         6 => CaseCommand::CompleteErasure,
         7 => CaseCommand::Reject {
             reason: Reason::parse("no").unwrap(),
@@ -402,12 +404,17 @@ fn t30() -> Timestamp {
 /// own writer and pool.
 async fn two_instances() -> (Store, Store) {
     let url = fresh_pg_database().await;
-    let a = Store::open_url(&url, StoreOptions::default())
-        .await
-        .unwrap();
-    let b = Store::open_url(&url, StoreOptions::default())
-        .await
-        .unwrap();
+    // An erasure is one job, for the system "crm".
+    let opts = || StoreOptions {
+        erasure_jobs: vec![NewJob {
+            kind: "erase".into(),
+            system: "crm".into(),
+            max_attempts: 3,
+        }],
+        ..StoreOptions::default()
+    };
+    let a = Store::open_url(&url, opts()).await.unwrap();
+    let b = Store::open_url(&url, opts()).await.unwrap();
     assert_eq!(a.backend(), Backend::Postgres);
     (a, b)
 }
@@ -432,7 +439,9 @@ async fn erasing_case(store: &Store, n: u128, systems: &[&str]) -> CaseId {
     let started = store
         .apply(
             case.id,
-            CaseCommand::StartErasure,
+            CaseCommand::StartErasure {
+                today: jiff::civil::date(2026, 3, 9),
+            },
             t30(),
             "t".into(),
             jobs,
@@ -568,16 +577,10 @@ async fn due_cases_start_erasing_once_when_instances_race() {
         ids.push(case.id);
     }
     let later = t30();
-    let job = || {
-        vec![NewJob {
-            kind: "erase".into(),
-            system: "crm".into(),
-            max_attempts: 3,
-        }]
-    };
+    let today = jiff::civil::date(2026, 4, 1);
     let (ra, rb) = tokio::join!(
-        a.start_due_erasures(later, 100, job(), "worker".into()),
-        b.start_due_erasures(later, 100, job(), "worker".into()),
+        a.start_due_erasures(later, today, 100, "worker".into()),
+        b.start_due_erasures(later, today, 100, "worker".into()),
     );
     let started: Vec<CaseId> = ra
         .unwrap()

@@ -34,6 +34,11 @@ pub struct WriteCtx {
     pub(crate) deadlines: Option<crate::DeadlineFn>,
     /// Whether changes record case events (see `events.rs`).
     pub(crate) case_events: bool,
+    /// The jobs an erasure consists of, enqueued with the change that
+    /// starts it.
+    pub(crate) erasure_jobs: std::sync::Arc<[crate::NewJob]>,
+    /// Attempts of a settlement instruction's job.
+    pub(crate) settle_attempts: u32,
     /// PostgreSQL: whether this transaction holds the audit log's lock, so
     /// that `head` is the log's current head (other instances append too).
     pub(crate) log_locked: bool,
@@ -123,8 +128,7 @@ impl Writer {
         url: String,
         backend: crate::Backend,
         head: Head,
-        deadlines: Option<crate::DeadlineFn>,
-        case_events: bool,
+        opts: &crate::StoreOptions,
     ) -> Self {
         let (tx, rx) = mpsc::channel::<Op>(QUEUE_DEPTH);
         tokio::spawn(run(
@@ -132,8 +136,10 @@ impl Writer {
                 conn,
                 backend,
                 head,
-                deadlines,
-                case_events,
+                deadlines: opts.deadlines.clone(),
+                case_events: opts.case_events,
+                erasure_jobs: opts.erasure_jobs.clone().into(),
+                settle_attempts: opts.settle_attempts,
                 log_locked: false,
             },
             url,

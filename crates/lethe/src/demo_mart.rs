@@ -68,7 +68,9 @@ CREATE TABLE subscriptions (
     price_fen INTEGER NOT NULL,
     period_start TEXT NOT NULL,
     period_end TEXT NOT NULL,
-    auto_renew INTEGER NOT NULL
+    auto_renew INTEGER NOT NULL,
+    -- Paused while a cancellation cools off; resumed when it is withdrawn.
+    renewal_paused INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX subscriptions_user ON subscriptions(user_id);
 CREATE TABLE sessions (
@@ -172,10 +174,38 @@ const FILL: &[&str] = &[
      SELECT user_id, id, total_fen, created_at FROM orders WHERE status = 'completed' AND id % 3 = 0",
 ];
 
+/// Brings a Demo Mart made by an earlier version up to date: the
+/// subscriptions' pause flag.
+async fn upgrade(path: &Path) -> anyhow::Result<()> {
+    let mut conn = SqliteConnectOptions::from_str("sqlite:")?
+        .filename(path)
+        .connect()
+        .await
+        .context("opening Demo Mart")?;
+    let has: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM pragma_table_info('subscriptions') WHERE name = 'renewal_paused'",
+    )
+    .fetch_optional(&mut conn)
+    .await?;
+    if has.is_none() {
+        sqlx::query(
+            "ALTER TABLE subscriptions ADD COLUMN renewal_paused INTEGER NOT NULL DEFAULT 0",
+        )
+        .execute(&mut conn)
+        .await
+        .context("adding subscriptions.renewal_paused to Demo Mart")?;
+    }
+    // Closed before going on: a dropped connection closes in the
+    // background and its WAL files would vanish under later work.
+    sqlx::Connection::close(conn).await?;
+    Ok(())
+}
+
 /// Creates Demo Mart at `path` with `users` users, unless it exists.
 /// Returns whether it was created.
 pub async fn ensure(path: &Path, users: u32) -> anyhow::Result<bool> {
     if path.exists() {
+        upgrade(path).await?;
         return Ok(false);
     }
     let tmp = path.with_extension("db.partial");

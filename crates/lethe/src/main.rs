@@ -1646,13 +1646,16 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
     let agents = demo_agents(&server, &data_dir).await?;
     let addr = server.local_addr()?;
     let url = format!("http://{addr}");
-    // Settlement instructions go to Demo Mart's own endpoint, signed with a
-    // secret of this run.
-    let settle_secret = format!("whsec_{}", hex::encode(rand::random::<[u8; 24]>()));
+    // Settlement instructions (and, without --webhook-url, notifications)
+    // go to Demo Mart's own endpoints, signed with a secret of this run.
+    let secret = format!("whsec_{}", hex::encode(rand::random::<[u8; 24]>()));
     let _ = server
         .state
-        .settlement_override
-        .set((format!("{url}/demo-platform/settlements"), settle_secret));
+        .demo_platform
+        .set(lethe_server::demo_platform::Link {
+            url: url.clone(),
+            secret,
+        });
     if let Some(rf) = ready_file {
         let tmp = rf.with_extension("tmp");
         std::fs::write(

@@ -43,29 +43,6 @@ async fn now(demo: &Demo) -> i64 {
         .as_second()
 }
 
-async fn face_callback(demo: &Demo, body: &Value, id: &str, ts: i64, secret: &str) -> (u16, Value) {
-    let text = body.to_string();
-    let sig = lethe_server::webhook::sign(
-        &lethe_server::webhook::secret_bytes(secret),
-        id,
-        ts,
-        text.as_bytes(),
-    );
-    let (s, v, _) = demo
-        .raw_post(
-            "/v1/callbacks/face",
-            &text,
-            &[
-                ("content-type", "application/json"),
-                ("webhook-id", id),
-                ("webhook-timestamp", &ts.to_string()),
-                ("webhook-signature", &sig),
-            ],
-        )
-        .await;
-    (s, v)
-}
-
 #[tokio::test]
 async fn the_app_session_needs_a_fresh_signed_single_use_token() {
     let dir = tempfile::tempdir().unwrap();
@@ -138,7 +115,9 @@ async fn face_results_arrive_signed_and_only_once() {
     let t = jiff::Timestamp::now().as_second();
     let body = json!({"case_id": id, "result": "pass", "provider_ref": "fv-1"});
     // Forged, unsigned and stale callbacks are refused.
-    let (s, p) = face_callback(&demo, &body, "evt-1", t, "whsec_b3RoZXI=").await;
+    let (s, p) = demo
+        .face_callback(&body, "evt-1", t, "whsec_b3RoZXI=")
+        .await;
     assert_eq!(s, 401, "{p}");
     let (s, _, _) = demo
         .raw_post(
@@ -148,12 +127,12 @@ async fn face_results_arrive_signed_and_only_once() {
         )
         .await;
     assert_eq!(s, 401);
-    let (s, p) = face_callback(&demo, &body, "evt-2", t - 3600, FACE).await;
+    let (s, p) = demo.face_callback(&body, "evt-2", t - 3600, FACE).await;
     assert_eq!(s, 401, "{p}");
     assert!(p["detail"].as_str().unwrap().contains("window"));
     assert_eq!(demo.state(&id).await, "submitted");
     // A genuine pass verifies at level 2; the same callback again is a replay.
-    let (s, v) = face_callback(&demo, &body, "evt-3", t, FACE).await;
+    let (s, v) = demo.face_callback(&body, "evt-3", t, FACE).await;
     assert_eq!(s, 200, "{v}");
     let (_, case) = demo.get(&format!("/v1/cases/{id}")).await;
     assert_eq!(
@@ -163,7 +142,7 @@ async fn face_results_arrive_signed_and_only_once() {
         ),
         (Some("face"), Some(2))
     );
-    let (s, p) = face_callback(&demo, &body, "evt-3", t, FACE).await;
+    let (s, p) = demo.face_callback(&body, "evt-3", t, FACE).await;
     assert_eq!(s, 409, "{p}");
 }
 

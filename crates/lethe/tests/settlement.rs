@@ -1,6 +1,8 @@
 //! Blockers, assets and settlement against a small real HTTP provider run by
-//! the test: each asset kind end to end, a crash in the middle of a
-//! settlement, and providers that time out, answer garbage or do not sign.
+//! the test: each asset kind end to end (chosen, nothing moves until the
+//! cooling-off period ends, then each instruction once), a crash in the
+//! middle of a settlement, and providers that time out, answer garbage or
+//! do not sign.
 
 mod common;
 
@@ -15,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "whsec_cHJvdmlkZXItc2VjcmV0LWZvci10ZXN0cw==";
+const FACE: &str = "whsec_ZmFjZS1wcm92aWRlci1zZWNyZXQ=";
 
 #[derive(Default)]
 struct Provider {
@@ -142,14 +145,17 @@ async fn demo_with_provider(
     std::fs::write(dir.join("datamap.toml"), map).unwrap();
     let check = format!("{url}/check");
     let settle = format!("{url}/settle");
+    let mut args = extra.to_vec();
+    args.extend(["--face-secret-env", "T_FACE"]);
     Demo::start_env(
         dir,
         300,
-        extra,
+        &args,
         &[
             ("WALLET_URL", &check),
             ("WALLET_SECRET", SECRET),
             ("WALLET_SETTLE_URL", &settle),
+            ("T_FACE", FACE),
         ],
     )
     .await
@@ -262,26 +268,59 @@ async fn every_asset_kind_is_settled_end_to_end() {
     }
     demo.wait_state(&id, "consequences_acknowledged", 30).await;
 
+    // Choosing records the choice and its statement; nothing is sent.
     let (_, case) = demo.get(&format!("/v1/cases/{id}")).await;
     let sub = asset(&case, "sub");
-    // ¥15.00 for a 30-day period with 24 days left: ¥12.00, rounded down.
+    // ¥15.00 for a 30-day period with 24 days left: ¥12.00 if counted today.
     assert_eq!(sub["settlement"]["amount_minor"], 1200);
+    let statement = sub["settlement"]["statement"].as_str().unwrap();
     assert!(
-        sub["settlement"]["statement"]
-            .as_str()
-            .unwrap()
-            .starts_with("¥12.00 for the unused part of your monthly membership"),
+        statement.contains("counted on the day the cooling-off period ends")
+            && statement.contains("(¥12.00 if counted today)"),
         "{sub}"
     );
-    assert_eq!(
-        asset(&case, "pts")["settlement"]["statement"],
-        json!(format!(
-            "3,200 points will be transferred to account {}.",
-            users[1]
-        ))
+    assert!(
+        asset(&case, "pts")["settlement"]["statement"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!(
+                "3,200 points will be transferred to account {}. This happens when the cooling-off period ends",
+                users[1]
+            )),
+        "{case}"
     );
     assert_eq!(asset(&case, "cpn")["settlement"]["status"], "forfeited");
-    for a in ["bal", "pts", "gift", "dep", "sub", "card", "wx"] {
+    let sent = ["bal", "pts", "gift", "dep", "sub", "card", "wx"];
+    for a in sent {
+        assert_eq!(asset(&case, a)["settlement"]["status"], "chosen", "{a}");
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        p.lock().unwrap().deliveries.is_empty(),
+        "nothing moves before the cancellation is final"
+    );
+    // The account holds money: an SMS code (level 1) is not enough to confirm.
+    let (s, v) = demo
+        .post(&format!("/v1/cases/{id}/confirm"), json!({}))
+        .await;
+    assert_eq!(s, 403, "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("needs level 2"),
+        "{v}"
+    );
+    demo.face_pass(&id, FACE).await;
+    let v = demo.ok(&format!("/v1/cases/{id}/confirm"), json!({})).await;
+    assert_eq!(v["state"], "cooling_off", "{v}");
+    demo.advance(3 * 86_400).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(p.lock().unwrap().deliveries.is_empty(), "still cooling off");
+
+    // Cooling-off ends: every instruction goes out once, the refund counted
+    // for that day (17 of 30 days left: ¥8.50), then the erasure.
+    demo.advance(4 * 86_400 + 60).await;
+    demo.wait_state(&id, "erased", 60).await;
+    let (_, case) = demo.get(&format!("/v1/cases/{id}")).await;
+    for a in sent {
         assert_eq!(asset(&case, a)["settlement"]["status"], "done", "{a}");
         assert!(
             asset(&case, a)["settlement"]["reference"]
@@ -291,6 +330,7 @@ async fn every_asset_kind_is_settled_end_to_end() {
         );
     }
     let deliveries = p.lock().unwrap().deliveries.clone();
+    assert_eq!(deliveries.len(), sent.len(), "one instruction per asset");
     let by_asset = |a: &str| {
         deliveries
             .iter()
@@ -302,7 +342,7 @@ async fn every_asset_kind_is_settled_end_to_end() {
     assert_eq!(by_asset("bal")["amount_minor"], 1240);
     assert_eq!(by_asset("gift")["amount_minor"], 5000);
     assert_eq!(by_asset("dep")["amount_minor"], 9900);
-    assert_eq!(by_asset("sub")["amount_minor"], 1200);
+    assert_eq!(by_asset("sub")["amount_minor"], 850);
     assert_eq!(by_asset("sub")["cancel_auto_renewal"], true);
     assert_eq!(by_asset("pts")["transfer_to"], json!(users[1].to_string()));
     assert_eq!(by_asset("card")["option"], "unbind");
@@ -311,14 +351,19 @@ async fn every_asset_kind_is_settled_end_to_end() {
         !deliveries.iter().any(|(_, v)| v["asset"]["id"] == "cpn"),
         "a forfeit sends no instruction"
     );
-    // The account held money: an SMS code (level 1) is not enough to confirm.
-    let (s, v) = demo
-        .post(&format!("/v1/cases/{id}/confirm"), json!({}))
-        .await;
-    assert_eq!(s, 403, "{v}");
-    assert!(
-        v["detail"].as_str().unwrap().contains("needs level 2"),
-        "{v}"
+    // The receipt shows the refund paid and the figure shown when chosen.
+    let (_, receipt) = demo.get(&format!("/v1/cases/{id}/receipt")).await;
+    let paid = receipt["settlements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["asset_id"] == "sub")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&paid["amount_minor"], &paid["amount_shown_minor"]),
+        (&json!(850), &json!(1200)),
+        "{receipt}"
     );
 }
 
@@ -344,6 +389,29 @@ async fn a_crash_in_the_middle_of_a_settlement_never_refunds_twice() {
         json!({"asset_id": "bal", "option": "withdraw", "locale": "zh-CN"}),
     )
     .await;
+    let (_, case) = demo.get(&format!("/v1/cases/{id}")).await;
+    for c in case["consequences"].as_array().unwrap() {
+        demo.ok(
+            &format!("/v1/cases/{id}/acknowledgements"),
+            json!({"consequence_id": c["id"], "version": c["version"], "locale": "zh-CN"}),
+        )
+        .await;
+    }
+    for a in case["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["source"] == "demo_mart")
+    {
+        demo.ok(
+            &format!("/v1/cases/{id}/settlements"),
+            json!({"asset_id": a["id"], "option": "forfeit", "locale": "zh-CN"}),
+        )
+        .await;
+    }
+    demo.face_pass(&id, FACE).await;
+    demo.ok(&format!("/v1/cases/{id}/confirm"), json!({})).await;
+    demo.advance(7 * 86_400 + 60).await;
     // The platform received the instruction and settled; Lethe dies before hearing back.
     let deadline = Instant::now() + Duration::from_secs(20);
     while p.lock().unwrap().deliveries.is_empty() {

@@ -531,6 +531,11 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "The request was rejected; the reason is below.",
     ),
     (
+        "next.settling",
+        "正在按您的选择办理退款、提现、转移和解绑；全部完成后开始删除数据。",
+        "Your chosen refunds, withdrawals, transfers and unbindings are being carried out; the erasure starts when all are done.",
+    ),
+    (
         "next.submitted",
         "下一步：核验身份。",
         "Next: verify that it is you.",
@@ -636,6 +641,16 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "Your request is being reviewed by an agent (within 3 working days).",
     ),
     (
+        "progress.settling",
+        "冷静期已结束，注销生效：平台正在按您的选择办理退款、提现、转移和解绑，全部完成后开始删除数据。如有一项未能办理，请在下方重新选择。",
+        "The cooling-off period has ended and the cancellation is final: the platform is carrying out the refunds, withdrawals, transfers and unbindings you chose; the erasure starts when all are done. If one could not be carried out, choose again below.",
+    ),
+    (
+        "progress.settling_title",
+        "正在办理权益清算",
+        "Settling your assets",
+    ),
+    (
         "progress.systems",
         "各系统删除进度",
         "Erasure in each system",
@@ -701,12 +716,23 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "注销申请已撤回，账号已解冻，可以照常使用。",
         "The cancellation was withdrawn and the account unfrozen; use it as before.",
     ),
+    (
+        "restore.early",
+        "以下事项按平台规定在确认注销前已经办理，恢复账号不会撤销：",
+        "These were settled before you confirmed, as the platform requires, and restoring the account does not undo them:",
+    ),
     ("restore.go", "恢复账号", "Restore my account"),
     (
         "restore.lead",
         "改变主意了？获取验证码并输入，即可一步恢复账号。",
         "Changed your mind? Get a code and enter it: one step restores the account.",
     ),
+    (
+        "restore.settlements",
+        "您选择在冷静期结束时办理的退款、提现、转移和解绑均未执行：余额、积分、优惠券和自动续费都保持原样。",
+        "Nothing you chose to settle when the cooling-off period ends was carried out: your balance, points, coupons and auto-renewal are as they were.",
+    ),
+    ("restore.settlements_title", "您的权益", "Your assets"),
     ("restore.title", "恢复账号", "Restore the account"),
     ("retain.for", "{n} 天", "{n} days"),
     ("review.approve", "批准", "Approve"),
@@ -723,6 +749,11 @@ static TEXTS: &[(&str, &str, &str)] = &[
     ("role.agent", "坐席", "agent"),
     ("role.auditor", "审计员", "auditor"),
     ("role.reviewer", "审核员", "reviewer"),
+    (
+        "settle.chosen",
+        "已选择，冷静期结束时执行",
+        "chosen; carried out when the cooling-off period ends",
+    ),
     ("settle.done", "已完成", "done"),
     (
         "settle.failed",
@@ -791,6 +822,7 @@ static TEXTS: &[(&str, &str, &str)] = &[
     ("state.failed", "删除受阻", "Erasure failed"),
     ("state.identity_verified", "身份已核验", "Identity verified"),
     ("state.rejected", "未通过", "Rejected"),
+    ("state.settling", "权益清算中", "Settling"),
     ("state.submitted", "已提交", "Submitted"),
     ("state.under_review", "审核中", "In review"),
     ("state.withdrawn", "已撤回", "Withdrawn"),

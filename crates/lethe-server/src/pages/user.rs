@@ -347,7 +347,7 @@ fn step_of(c: Option<&Case>, want: Option<&str>) -> u8 {
         CaseState::Submitted => 2,
         CaseState::IdentityVerified | CaseState::ChecksBlocked => 3,
         CaseState::ChecksClear => {
-            if c.assets.iter().all(|a| a.resolved()) {
+            if c.assets.iter().all(|a| a.chosen()) {
                 4
             } else {
                 3
@@ -360,7 +360,7 @@ fn step_of(c: Option<&Case>, want: Option<&str>) -> u8 {
                 5
             }
         }
-        CaseState::UnderReview | CaseState::Erasing | CaseState::Failed => 7,
+        CaseState::UnderReview | CaseState::Settling | CaseState::Erasing | CaseState::Failed => 7,
         CaseState::CoolingOff => 7,
         CaseState::Erased => 9,
         CaseState::Withdrawn | CaseState::Rejected => 8,
@@ -468,14 +468,7 @@ async fn case_context(st: &AppState, c: &Case, lang: Lang) -> Result<minijinja::
                 .options()
                 .iter()
                 .map(|o| {
-                    let amount = match o {
-                        OptionKind::RefundProRata => {
-                            lethe_domain::asset::subscription_refund(a, today)
-                        }
-                        OptionKind::Withdraw => a.amount,
-                        _ => None,
-                    };
-                    let (zh, en_text) = lethe_domain::asset::statement(a, *o, amount, None);
+                    let (zh, en_text) = c.settlement_statement(a, *o, None, today);
                     context! {
                         value => o.as_str(),
                         label => super::i18n::text(lang, &format!("option.{}", o.as_str())),
@@ -488,6 +481,7 @@ async fn case_context(st: &AppState, c: &Case, lang: Lang) -> Result<minijinja::
                 context! {
                     option => super::i18n::text(lang, &format!("option.{}", s.option.as_str())),
                     status => match s.status {
+                        SettlementStatus::Chosen => "chosen",
                         SettlementStatus::Pending => "pending",
                         SettlementStatus::Done => "done",
                         SettlementStatus::Failed => "failed",
@@ -509,7 +503,8 @@ async fn case_context(st: &AppState, c: &Case, lang: Lang) -> Result<minijinja::
                 auto_renew => a.auto_renew,
                 options,
                 settlement,
-                open => !a.resolved() && a.settlement.as_ref().is_none_or(|s| s.status == SettlementStatus::Failed),
+                open => a.settlement.as_ref().is_none_or(|s| s.status == SettlementStatus::Failed),
+                early => a.settlement.as_ref().is_some_and(|s| s.early && s.status == SettlementStatus::Done),
             }
         })
         .collect();
@@ -603,6 +598,7 @@ async fn case_context(st: &AppState, c: &Case, lang: Lang) -> Result<minijinja::
         checks_problem => c.checks_problem.clone(),
         cooling_off_ends => c.cooling_off_ends_at.map(|t| local_time(&t.to_string(), &st.tz)),
         rejection => c.rejection_reason.as_ref().map(|r| r.as_str().to_owned()),
+        early => c.assets.iter().any(|a| a.settlement.as_ref().is_some_and(|s| s.early && s.status == SettlementStatus::Done)),
         was_cooling_off => c.state == CaseState::Withdrawn && st.store.audit_for_case(c.id).await?.iter().any(|e| e.event.to_state == "cooling_off"),
         stamp => stamp(st, c).await?,
     })

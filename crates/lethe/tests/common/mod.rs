@@ -164,13 +164,61 @@ impl Demo {
                     users,
                 };
             }
-            assert!(
-                Instant::now() < deadline,
-                "lethe did not become ready; see {}",
-                dir.join(format!("lethe{name}.log")).display()
-            );
+            if Instant::now() >= deadline {
+                let log = std::fs::read_to_string(dir.join(format!("lethe{name}.log")))
+                    .unwrap_or_default();
+                // The log's last lines, without backtrace frames.
+                let lines: Vec<&str> = log
+                    .lines()
+                    .filter(|l| !l.starts_with(' ') && !l.is_empty())
+                    .collect();
+                let tail = lines[lines.len().saturating_sub(12)..].join("\n");
+                panic!("lethe did not become ready; its log ends:\n{tail}");
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The face provider's signed callback (`secret`: the provider's
+    /// secret the demo was started with, see `--face-secret-env`).
+    pub async fn face_callback(
+        &self,
+        body: &Value,
+        id: &str,
+        ts: i64,
+        secret: &str,
+    ) -> (u16, Value) {
+        let text = body.to_string();
+        let sig = lethe_server::webhook::sign(
+            &lethe_server::webhook::secret_bytes(secret),
+            id,
+            ts,
+            text.as_bytes(),
+        );
+        let (s, v, _) = self
+            .raw_post(
+                "/v1/callbacks/face",
+                &text,
+                &[
+                    ("content-type", "application/json"),
+                    ("webhook-id", id),
+                    ("webhook-timestamp", &ts.to_string()),
+                    ("webhook-signature", &sig),
+                ],
+            )
+            .await;
+        (s, v)
+    }
+
+    /// A face check passes for the case: assurance level 2 (a step-up
+    /// after an SMS code, or the first verification).
+    pub async fn face_pass(&self, case: &str, secret: &str) {
+        let body = json!({"case_id": case, "result": "pass", "provider_ref": format!("fv-{case}")});
+        let id = format!("evt-{}", uuid::Uuid::new_v4().simple());
+        let (s, v) = self
+            .face_callback(&body, &id, jiff::Timestamp::now().as_second(), secret)
+            .await;
+        assert_eq!(s, 200, "{v}");
     }
 
     /// SIGKILL: no shutdown of any kind.
