@@ -20,6 +20,11 @@ pub struct DeadlineRow {
     pub kind: String,
     pub due_ms: Option<i64>,
     pub met_ms: Option<i64>,
+    /// Counted over days the working-day calendar does not cover yet
+    /// (weekends and the fixed statutory holidays only): the earliest
+    /// possible date, final once the calendar adds the year.
+    #[serde(default)]
+    pub provisional: bool,
 }
 
 /// One system's erasure result of a case in the period.
@@ -52,6 +57,13 @@ pub struct DeadlineShare {
     pub open_overdue: usize,
     /// met_on_time / with_due_date, 0..1.
     pub share_on_time: f64,
+    /// Of `with_due_date`, the due dates that are provisional.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub provisional: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +92,10 @@ pub struct Report {
     pub durations: Durations,
     pub deadlines: Vec<DeadlineShare>,
     pub overdue_cases: Vec<String>,
+    /// Open cases with a provisional due date (the calendar does not cover
+    /// it yet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provisional_cases: Vec<String>,
     pub verification: Verification,
     /// Kept data whose retention ends within `expiring_within_days` after `to`.
     pub expiring_within_days: u32,
@@ -140,6 +156,7 @@ pub fn build(
     };
     let mut kinds: BTreeMap<String, DeadlineShare> = BTreeMap::new();
     let mut overdue = std::collections::BTreeSet::new();
+    let mut provisional = std::collections::BTreeSet::new();
     for d in deadlines {
         let Some(due) = d.due_ms else { continue };
         let e = kinds
@@ -151,8 +168,15 @@ pub fn build(
                 met_late: 0,
                 open_overdue: 0,
                 share_on_time: 0.0,
+                provisional: 0,
             });
         e.with_due_date += 1;
+        if d.provisional {
+            e.provisional += 1;
+            if d.met_ms.is_none() {
+                provisional.insert(d.case_id.clone());
+            }
+        }
         match d.met_ms {
             Some(m) if m <= due => e.met_on_time += 1,
             Some(_) => e.met_late += 1,
@@ -212,6 +236,7 @@ pub fn build(
         durations,
         deadlines,
         overdue_cases: overdue.into_iter().collect(),
+        provisional_cases: provisional.into_iter().collect(),
         verification,
         expiring_within_days,
         expiring,
@@ -289,12 +314,21 @@ mod tests {
                 kind: "completion".into(),
                 due_ms: Some(20 * h),
                 met_ms: Some(10 * h),
+                provisional: false,
             },
             DeadlineRow {
                 case_id: "c".into(),
                 kind: "review".into(),
                 due_ms: Some(5 * h),
                 met_ms: None,
+                provisional: false,
+            },
+            DeadlineRow {
+                case_id: "c".into(),
+                kind: "erasure_start".into(),
+                due_ms: Some(300 * h),
+                met_ms: None,
+                provisional: true,
             },
         ];
         let erasures = vec![ErasureRow {
@@ -321,6 +355,14 @@ mod tests {
         assert_eq!(r.durations.count, 2);
         assert_eq!(r.durations.p99_hours, 10.0);
         assert_eq!(r.overdue_cases, vec!["c".to_owned()]);
+        // A due date past the calendar is counted, and marked provisional.
+        assert_eq!(r.provisional_cases, vec!["c".to_owned()]);
+        let start = r
+            .deadlines
+            .iter()
+            .find(|d| d.kind == "erasure_start")
+            .unwrap();
+        assert_eq!((start.with_due_date, start.provisional), (1, 1));
         assert_eq!(
             r.deadlines
                 .iter()

@@ -671,6 +671,39 @@ mod tests {
     use super::IdentityConfig;
 
     #[test]
+    fn settle_early_names_asset_kinds_and_says_which_exist() {
+        let p = super::PolicyConfig {
+            settle_early: vec!["balance".into(), "deposit".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            p.to_policy().unwrap().settle_early,
+            [
+                lethe_domain::asset::AssetKind::Balance,
+                lethe_domain::asset::AssetKind::Deposit
+            ]
+        );
+        let bad = super::PolicyConfig {
+            settle_early: vec!["wallet".into()],
+            ..Default::default()
+        };
+        let e = bad.to_policy().unwrap_err();
+        assert!(
+            e.contains("policy.settle_early")
+                && e.contains("\"wallet\"")
+                && e.contains("gift_card"),
+            "{e}"
+        );
+        assert!(
+            super::PolicyConfig::default()
+                .to_policy()
+                .unwrap()
+                .settle_early
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn a_face_scan_where_none_was_collected_is_refused() {
         let ok = IdentityConfig::default();
         assert!(ok.validate().is_ok());

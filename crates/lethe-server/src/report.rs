@@ -156,19 +156,31 @@ pub fn report_page(s: &SignedReport) -> String {
         &shares,
         " %",
     ));
-    h.push_str("<h2>Deadlines 时限</h2><table><tr><th>deadline</th><th>with due date</th><th>met on time</th><th>met late</th><th>open, overdue</th></tr>");
+    h.push_str("<h2>Deadlines 时限</h2><table><tr><th>deadline</th><th>with due date</th><th>of which provisional 暂定</th><th>met on time</th><th>met late</th><th>open, overdue</th></tr>");
     for x in &r.deadlines {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&x.kind),
             x.with_due_date,
+            x.provisional,
             x.met_on_time,
             x.met_late,
             x.open_overdue
         );
     }
     h.push_str("</table>");
+    if !r.provisional_cases.is_empty() {
+        let _ = write!(
+            h,
+            "<h2>Provisional due dates 暂定时限 ({})</h2><p>The working-day calendar does not cover these due dates yet: they count weekends and the fixed statutory holidays only (the earliest possible date) and become final when the calendar file adds the year. 工作日历尚未覆盖：按周末和法定节假日计算的最早日期，日历补充该年后自动更新。</p><ul>",
+            r.provisional_cases.len()
+        );
+        for c in &r.provisional_cases {
+            let _ = write!(h, "<li><code>{}</code></li>", esc(c));
+        }
+        h.push_str("</ul>");
+    }
     let _ = write!(
         h,
         "<h2>Overdue cases 逾期案件 ({})</h2><ul>",

@@ -285,7 +285,7 @@ impl Store {
                 CaseRow { case_id: r.get(0), channel: r.get(1), state: r.get(2), created_ms: r.get(3), closed_ms }
             })
             .collect();
-        let deadlines: Vec<DeadlineRow> = sqlx::query("SELECT d.case_id, d.kind, d.due_at, d.met_at FROM deadlines d JOIN cases c ON c.id = d.case_id WHERE c.created_at >= $1 AND c.created_at < $2 AND ($3 IS NULL OR c.principal = $3)")
+        let deadlines: Vec<DeadlineRow> = sqlx::query("SELECT d.case_id, d.kind, d.due_at, d.met_at, d.provisional FROM deadlines d JOIN cases c ON c.id = d.case_id WHERE c.created_at >= $1 AND c.created_at < $2 AND ($3 IS NULL OR c.principal = $3)")
             .bind(from_ms)
             .bind(to_ms)
             .bind(platform.clone())
@@ -293,7 +293,7 @@ impl Store {
             .await
             .map_err(db("read deadlines for the report"))?
             .iter()
-            .map(|r| DeadlineRow { case_id: r.get(0), kind: r.get(1), due_ms: r.get(2), met_ms: r.get(3) })
+            .map(|r| DeadlineRow { case_id: r.get(0), kind: r.get(1), due_ms: r.get(2), met_ms: r.get(3), provisional: r.get::<i64, _>(4) != 0 })
             .collect();
         let erasures: Vec<ErasureRow> = sqlx::query("SELECT e.case_id, e.system, e.outcome FROM erasure_results e JOIN cases c ON c.id = e.case_id WHERE c.created_at >= $1 AND c.created_at < $2 AND ($3 IS NULL OR c.principal = $3)")
             .bind(from_ms)

@@ -135,8 +135,8 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    let due: Vec<(String, String, bool)> = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "SELECT case_id, kind, CASE WHEN due_at <= $1 THEN 1 ELSE 0 END AS overdue FROM deadlines
+                    let due: Vec<(String, String, bool, bool)> = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT case_id, kind, CASE WHEN due_at <= $1 THEN 1 ELSE 0 END AS overdue, provisional FROM deadlines
                          WHERE met_at IS NULL AND due_at IS NOT NULL
                            AND ((due_at <= $1 AND escalated_at IS NULL) OR (warn_at <= $1 AND warned_at IS NULL AND due_at > $1))
                          ORDER BY due_at LIMIT $2 {}",
@@ -148,10 +148,10 @@ impl Store {
                     .await
                     .map_err(db("find deadline alerts"))?
                     .iter()
-                    .map(|r| (r.get(0), r.get(1), r.get::<i64, _>(2) != 0))
+                    .map(|r| (r.get(0), r.get(1), r.get::<i64, _>(2) != 0, r.get::<i64, _>(3) != 0))
                     .collect();
                     let mut out = vec![];
-                    for (case_id, kind, overdue) in due {
+                    for (case_id, kind, overdue, provisional) in due {
                         let id = CaseId::parse(&case_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                         let sql = if overdue {
                             "UPDATE deadlines SET escalated_at = $1, warned_at = COALESCE(warned_at, $1) WHERE case_id = $2 AND kind = $3"
@@ -161,7 +161,9 @@ impl Store {
                         sqlx::query(sql).bind(ms(now)).bind(case_id.clone()).bind(kind.clone()).execute(&mut ctx.conn).await.map_err(db("flag deadline"))?;
                         let case = load_case(ctx, id).await?;
                         let event = if overdue { "deadline.overdue" } else { "deadline.warning" };
-                        let payload = serde_json::json!({ "case_id": case_id, "deadline": kind, "state": case.state.as_str() });
+                        // A provisional due date is the earliest possible one
+                        // (the calendar does not cover it yet): said so.
+                        let payload = serde_json::json!({ "case_id": case_id, "deadline": kind, "state": case.state.as_str(), "provisional": provisional });
                         insert_notification(ctx, event, Some(&case_id), &payload, now).await?;
                         let change = Change { kind: event.into(), from: Some(case.state), to: case.state, at: now, detail: serde_json::json!({ "deadline": kind }) };
                         let pseudo = pseudonym_of(ctx, id).await?;

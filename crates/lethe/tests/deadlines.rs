@@ -558,3 +558,104 @@ async fn cooling_off_notices_reach_the_platform_webhook_signed() {
             .any(|x| x["kind"] == "account.freeze")
     );
 }
+
+/// Moves the demo clock to `when` (it only goes forward).
+async fn advance_to(demo: &Demo, when: &str) {
+    let target: Timestamp = when.parse().unwrap();
+    let secs = target.duration_since(server_now(demo).await).as_secs();
+    assert!(secs >= 0, "the demo clock is already past {when}");
+    demo.advance(secs).await;
+}
+
+/// Cases submitted on 2026-12-15 and 2026-12-30, when the calendar has no
+/// 2027 yet: their deadlines past the year's end are provisional (weekends
+/// and the fixed statutory holidays only, the earliest possible date),
+/// marked so in the API, the warning webhook and the compliance report.
+/// The operator's file then adds 2027 and every one turns final.
+#[tokio::test]
+async fn deadlines_past_the_calendar_are_provisional_until_the_file_adds_the_year() {
+    let dir = tempfile::tempdir().unwrap();
+    let cal = dir.path().join("calendar.toml");
+    std::fs::write(&cal, "# next year's notice is not published yet\n").unwrap();
+    let args = ["--review", "--calendar-file", cal.to_str().unwrap()];
+    let demo = Demo::start_with(dir.path(), 200, &args).await;
+    let users = clear_users(&demo.mart().await, 2).await;
+
+    advance_to(&demo, "2026-12-15T02:00:00Z").await;
+    let mid = to_review(&demo, users[0]).await;
+    let (_, case) = demo.get(&format!("/v1/cases/{mid}")).await;
+    // Review: three working days within 2026, final. Completion: fifteen
+    // working days reach into 2027, provisional (1 January off, weekends).
+    assert_eq!(deadline(&case, "review")["provisional"], false, "{case}");
+    let completion = deadline(&case, "completion");
+    assert_eq!(completion["provisional"], true, "{completion}");
+    assert_eq!(completion["status"], "on_track", "{completion}");
+    assert!(
+        completion["due_at"].is_string(),
+        "never unknown: {completion}"
+    );
+
+    advance_to(&demo, "2026-12-30T02:00:00Z").await;
+    let late = to_review(&demo, users[1]).await;
+    let (_, case) = demo.get(&format!("/v1/cases/{late}")).await;
+    let review = deadline(&case, "review");
+    assert_eq!(
+        (&review["provisional"], review["due_at"].as_str()),
+        (&json!(true), Some("2027-01-05T16:00:00Z")),
+        "{review}"
+    );
+
+    // The compliance report counts them and names them provisional.
+    let (s, report) = demo
+        .get("/v1/reports/compliance?from=2026-12-01&to=2027-01-01")
+        .await;
+    assert_eq!(s, 200, "{report}");
+    let listed = report["report"]["provisional_cases"].as_array().unwrap();
+    assert!(
+        listed.contains(&json!(mid)) && listed.contains(&json!(late)),
+        "{report}"
+    );
+    // The 80 % warning of the late review says its date is provisional.
+    advance_to(&demo, "2027-01-05T06:00:00Z").await;
+    wait_for("the provisional warning", 20, async || {
+        let (_, n) = demo.get(&format!("/v1/notifications?case_id={late}")).await;
+        n.as_array().unwrap().iter().any(|n| {
+            n["kind"] == "deadline.warning"
+                && n["payload"]["deadline"] == "review"
+                && n["payload"]["provisional"] == true
+        })
+    })
+    .await;
+
+    // The operator adds 2027 (here with 4 January off as well): every
+    // provisional deadline is recomputed and turns final.
+    std::fs::write(
+        &cal,
+        "[[year]]\nyear = 2027\nsource = \"operator: State Council notice 2027\"\nholidays = [\"2027-01-01\", \"2027-01-04\"]\nworkdays = []\n",
+    )
+    .unwrap();
+    wait_for("final deadlines", 20, async || {
+        let mut all_final = true;
+        for id in [&mid, &late] {
+            let (_, case) = demo.get(&format!("/v1/cases/{id}")).await;
+            for d in case["deadlines"].as_array().unwrap() {
+                all_final &= d["provisional"] == false;
+            }
+        }
+        all_final
+    })
+    .await;
+    let (_, case) = demo.get(&format!("/v1/cases/{late}")).await;
+    assert_eq!(
+        deadline(&case, "review")["due_at"].as_str(),
+        Some("2027-01-06T16:00:00Z"),
+        "the day off moved the review deadline one working day later"
+    );
+    let (_, report) = demo
+        .get("/v1/reports/compliance?from=2026-12-01&to=2027-01-01")
+        .await;
+    assert!(
+        report["report"].get("provisional_cases").is_none(),
+        "{report}"
+    );
+}

@@ -540,6 +540,103 @@ async fn unreasonable_conditions_are_refused_by_the_policy_check() {
     );
 }
 
+/// Every asset kind chosen, confirmed, restored on day 5: the platform was
+/// told to freeze and pause, then to unfreeze and resume; not one
+/// instruction went out, before or after the cooling-off period would have
+/// ended.
+#[tokio::test]
+async fn restoring_during_cooling_off_settles_nothing_of_any_kind() {
+    let p: Shared = Default::default();
+    let url = start_provider(p.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let demo = demo_with_provider(dir.path(), &url, 3000, &[]).await;
+    let day = today(&demo).await;
+    {
+        let mut g = p.lock().unwrap();
+        g.assets = provider_assets(day);
+        g.mode = "ok".into();
+    }
+    let users = clear_users(&demo.mart().await, 2).await;
+    let id = demo.create(users[0]).await;
+    demo.verify(&id).await;
+    let checks = demo.ok(&format!("/v1/cases/{id}/checks"), json!({})).await;
+    let path = format!("/v1/cases/{id}/settlements");
+    for a in checks["assets"].as_array().unwrap() {
+        // The first option of each kind that is not a forfeit: a refund, a
+        // withdrawal, a transfer or an unbinding.
+        let option = a["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| *o != "forfeit")
+            .unwrap_or(&a["options"][0])
+            .clone();
+        let mut body = json!({"asset_id": a["id"], "option": option, "locale": "en"});
+        if option == "transfer" {
+            body["transfer_to"] = json!(users[1].to_string());
+        }
+        demo.ok(&path, body).await;
+    }
+    for c in checks["consequences"].as_array().unwrap() {
+        demo.ok(
+            &format!("/v1/cases/{id}/acknowledgements"),
+            json!({"consequence_id": c["id"], "version": c["version"], "locale": "en"}),
+        )
+        .await;
+    }
+    demo.face_pass(&id, FACE).await;
+    demo.ok(&format!("/v1/cases/{id}/confirm"), json!({})).await;
+    demo.advance(5 * 86_400).await;
+    demo.ok(&format!("/v1/cases/{id}/verification/sms/send"), json!({}))
+        .await;
+    let code = demo.code(&id).await;
+    let v = demo
+        .ok(&format!("/v1/cases/{id}/restore"), json!({"code": code}))
+        .await;
+    assert_eq!(v["state"], "withdrawn");
+    // Past the day cooling-off would have ended: still nothing.
+    demo.advance(3 * 86_400).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        p.lock().unwrap().deliveries.is_empty(),
+        "no instruction for a restored account"
+    );
+    let (_, case) = demo.get(&format!("/v1/cases/{id}")).await;
+    assert_eq!(case["state"], "withdrawn");
+    let kinds: std::collections::BTreeSet<&str> = case["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["source"] == "wallet")
+        .map(|a| {
+            assert_eq!(a["settlement"]["status"], "chosen", "{a}");
+            a["kind"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(kinds.len(), 8, "every kind: {kinds:?}");
+    // The platform was told to pause, then resume, the renewal.
+    let (_, notes) = demo.get(&format!("/v1/notifications?case_id={id}")).await;
+    let of = |kind: &str| {
+        notes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind}: {notes}"))["payload"]
+            .clone()
+    };
+    for (kind, list) in [
+        ("account.freeze", "pause_auto_renewal"),
+        ("account.restore", "resume_auto_renewal"),
+    ] {
+        let ids = of(kind)[list].clone();
+        assert!(
+            ids.as_array().unwrap().contains(&json!("sub")),
+            "{kind}: {ids}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn alternatives_are_offered_and_taking_one_keeps_the_account() {
     let dir = tempfile::tempdir().unwrap();
