@@ -408,6 +408,7 @@ pub fn allowed(route: &str) -> &'static [Role] {
         "review" | "claims" => &[Reviewer],
         "create_agent" | "rotate_kek" => &[Admin],
         "report" => &[Auditor, Admin],
+        "overdue" => &[Agent, Reviewer, Auditor, Admin],
         _ => &[],
     }
 }

@@ -475,10 +475,6 @@ pub fn router(st: AppState) -> Router {
             guard_idem(&st, post(ops_api::carrier_event)),
         )
         .route(
-            "/v1/console/overdue",
-            guard_idem(&st, get(ops_api::overdue)),
-        )
-        .route(
             "/v1/console/manual-tasks",
             guard_idem(&st, get(erasure_api::list)),
         )
@@ -606,6 +602,14 @@ pub fn router(st: AppState) -> Router {
         .route(
             "/v1/console/exports/{id}",
             guard_console(&st, get(export_api::console_read)),
+        )
+        // A platform key or an agent's console token.
+        .route(
+            "/v1/console/overdue",
+            get(ops_api::overdue).route_layer(axum::middleware::from_fn_with_state(
+                st.clone(),
+                middleware::key_or_console,
+            )),
         )
         .route("/v1/console/login", post(console::login));
     // Exports answer with their download link, which must not be kept in

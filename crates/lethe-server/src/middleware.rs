@@ -87,6 +87,21 @@ fn unauthorized(detail: &str) -> Response {
     r
 }
 
+/// For the operations both a platform and its agents use: a console
+/// session token (`ls_…`) is an agent's, anything else an API key.
+pub async fn key_or_console(st: State<AppState>, req: Request, next: Next) -> Response {
+    let console = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Bearer ls_"));
+    if console {
+        crate::console::auth(st, req, next).await
+    } else {
+        auth(st, req, next).await
+    }
+}
+
 pub async fn auth(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(value) = req.headers().get("authorization") else {
         return unauthorized("the Authorization header is missing");

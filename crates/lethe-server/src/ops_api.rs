@@ -180,14 +180,25 @@ pub struct QueueEntry {
     pub deadline: DeadlineView,
 }
 
-/// The console's overdue queue: open deadlines past due, oldest first.
-#[utoipa::path(get, path = "/v1/console/overdue", tag = "console", responses((status = 200, body = [QueueEntry])), security(("api_key" = [])))]
+/// The console's overdue queue: open deadlines past due, oldest first. A
+/// platform key or an agent's console token: each sees its platform's
+/// cases (installation staff see every platform's).
+#[utoipa::path(get, path = "/v1/console/overdue", tag = "console", responses((status = 200, body = [QueueEntry]), (status = 401, body = Problem), (status = 403, body = Problem)), security(("api_key" = []), ("console" = [])))]
 pub async fn overdue(
     State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
+    p: Option<Extension<Principal>>,
+    a: Option<Extension<crate::console::Agent>>,
 ) -> Result<Response, Problem> {
+    let platform = match (p, a) {
+        (Some(Extension(p)), _) => Some(p.0),
+        (None, Some(Extension(a))) => {
+            crate::console::require(&a, "overdue")?;
+            a.platform
+        }
+        (None, None) => return Err(Problem::internal()),
+    };
     let now = st.clock.now();
-    let rows = st.store.overdue(now, 500, Some(&p.0)).await?;
+    let rows = st.store.overdue(now, 500, platform.as_deref()).await?;
     let out: Vec<QueueEntry> = rows
         .iter()
         .map(|d| QueueEntry {

@@ -149,8 +149,26 @@ async fn a_deadline_missed_while_the_worker_was_down_is_escalated_at_start_up() 
         v["fix"].as_str().unwrap().contains("/v1/console/cases/"),
         "{v}"
     );
-    // A reviewer decides; the deadline is met late and leaves the queue.
+    // The console's overdue queue answers an agent's session as well as
+    // the platform's key.
     let token = agent_session(&demo, "rita.reviewer", "reviewer").await;
+    let r = demo
+        .http
+        .get(format!("{}/v1/console/overdue", demo.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let q: Value = r.json().await.unwrap();
+    assert!(
+        q.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["case_id"] == json!(id)),
+        "{q}"
+    );
+    // A reviewer decides; the deadline is met late and leaves the queue.
     let r = demo
         .http
         .post(format!("{}/v1/console/cases/{id}/review", demo.url))
