@@ -1614,9 +1614,20 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
     if let Some(url) = store_url {
         cfg_value["store"] = serde_json::json!({ "url": url });
     }
-    let cfg: Config = serde_json::from_value(cfg_value)?;
+    let cfg: Config = serde_json::from_value(cfg_value.clone())?;
     cfg.validate()
         .map_err(|e| anyhow::anyhow!("demo configuration: {e}"))?;
+    // The same configuration as a file, for the commands that read one
+    // (`lethe audit export`, `lethe report`, `lethe apikey create` ...).
+    let cfg_file = data_dir.join("lethe.toml");
+    let toml_text = toml::to_string(&cfg_value)
+        .map_err(|e| anyhow::anyhow!("writing the demo configuration: {e}"))?;
+    write_private(
+        &cfg_file,
+        &format!(
+            "# Written by `lethe demo` at each start: the demo's own configuration,\n# for the commands that take --config. Not for `lethe serve`: the demo\n# runs its clock and platform in-process.\n{toml_text}"
+        ),
+    )?;
     // The demo clock: real time plus an offset that the dev routes move
     // forward, kept in a file so a restart does not turn time back.
     let offset_file = data_dir.join("demo-clock-offset");
@@ -1693,9 +1704,22 @@ Then follow README.md ("Walk through one cancellation"): send and verify the
 code (the SMS lands in /v1/dev/outbox/{{id}}), run the checks, acknowledge the
 consequences, confirm, move the demo clock 7 days with /v1/dev/clock/advance,
 and read the receipt. Stop with Ctrl-C.
+
+The commands that read a configuration take the demo's (in another terminal):
+  {bin} audit export --config {cfg} --out audit.log
+  {bin} report --config {cfg} --from 2026-01-01 --to 2027-01-01 --out report/
 "#,
         dir = data_dir.display(),
-        agents = agents.display()
+        agents = agents.display(),
+        cfg = cfg_file.display(),
+        bin = std::env::current_exe()
+            .ok()
+            .and_then(|p| {
+                let cwd = std::env::current_dir().ok()?;
+                Some(p.strip_prefix(&cwd).map(|r| r.to_path_buf()).unwrap_or(p))
+            })
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "lethe".into())
     );
     server.run().await?;
     Ok(())

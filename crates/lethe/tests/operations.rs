@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -693,4 +693,56 @@ fn calendar_commands_show_what_lethe_computes() {
         &[],
     );
     assert!(!ok && err.contains("YYYY-MM-DD"), "{err}");
+}
+
+/// The demo writes its configuration into its data directory, so the
+/// commands that read one (audit export, report) run against it while it
+/// serves, as its start-up text says.
+#[tokio::test]
+async fn the_demo_writes_its_configuration_for_the_audit_and_report_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 100).await;
+    let user = clear_users(&demo.mart().await, 1).await[0];
+    let id = demo.create(user).await;
+    demo.to_cooling_off(&id).await;
+    let cfg = dir.path().join("lethe.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        text.contains("data_dir") && text.contains("[policy]"),
+        "{text}"
+    );
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let log = dir.path().join("audit.log");
+    run(&["audit", "export", "--out", log.to_str().unwrap()]);
+    assert!(
+        std::fs::metadata(&log).unwrap().len() > 0,
+        "an empty audit log"
+    );
+    let report = dir.path().join("report");
+    run(&[
+        "report",
+        "--from",
+        "2020-01-01",
+        "--to",
+        "2100-01-01",
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap())
+            .unwrap();
+    assert!(r["report"]["cases"].as_u64().unwrap() >= 1, "{r}");
+    drop(demo);
 }
