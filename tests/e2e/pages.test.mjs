@@ -232,6 +232,12 @@ test("a full self-service cancellation, live to the signed receipt", async () =>
   // 6. confirm (the box must be ticked)
   await page.click("#to-confirm");
   assert.match(await page.locator("h1").textContent(), /确认注销/);
+  // What is kept is named for the reader, once, with the reason in Chinese.
+  const confirmText = await page.locator("main").textContent();
+  assert.equal(confirmText.split("依法保留的信息").length - 1, 1, "one heading for kept data");
+  assert.match(confirmText, /退款记录/);
+  assert.match(confirmText, /会计档案/);
+  assert.doesNotMatch(confirmText, /settlement_log|Refunds are accounting/);
   await axeCheck(page, "confirm");
   await shot(page, "06-confirm");
   await page.check("#understood");
@@ -275,6 +281,10 @@ test("a restore during cooling-off", async () => {
   await shot(page, "08-restore");
   await page.click("#restore-go");
   assert.match(await page.locator("h1").textContent(), /账号已恢复/);
+  // What happened to the chosen settlements: nothing was carried out.
+  if (await page.locator("#not-settled").count()) {
+    assert.match(await page.locator("#not-settled").textContent(), /均未执行/);
+  }
   await axeCheck(page, "restored");
   await shot(page, "08-restored");
   // The hand-off link works once.

@@ -305,7 +305,26 @@ struct RawTable {
     owner_form: Option<String>,
     /// redact: "null" (default) or "hash".
     redact_with: Option<String>,
+    /// What the table holds, as users read it (pages, receipts).
+    title_zh: Option<String>,
+    title_en: Option<String>,
+    /// keep: the legal basis in each language (else `legal_basis`).
+    legal_basis_zh: Option<String>,
+    legal_basis_en: Option<String>,
 }
+
+/// How a table is named to users, per language: what it holds and, when
+/// kept, why. Each falls back to the table's name and `legal_basis`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Labels {
+    pub title_zh: Option<String>,
+    pub title_en: Option<String>,
+    pub legal_basis_zh: Option<String>,
+    pub legal_basis_en: Option<String>,
+}
+
+/// The longest title or legal basis a data map may give.
+pub const MAX_LABEL_CHARS: usize = 300;
 
 #[derive(Debug, Clone)]
 pub struct Table {
@@ -316,6 +335,31 @@ pub struct Table {
     pub owner_path: Option<JsonPath>,
     /// With `owner`: how the column holds the id.
     pub owner_form: OwnerForm,
+    /// Its names for users, per language.
+    pub labels: Labels,
+}
+
+impl Table {
+    /// What the table holds, for a reader of `zh` (Chinese) or English.
+    pub fn title(&self, zh: bool) -> &str {
+        let l = &self.labels;
+        let t = if zh { &l.title_zh } else { &l.title_en };
+        t.as_deref().unwrap_or(self.name.as_str())
+    }
+
+    /// Why a kept table is kept, in the reader's language.
+    pub fn legal_basis(&self, zh: bool) -> Option<&str> {
+        let Action::Keep { legal_basis, .. } = &self.action else {
+            return None;
+        };
+        let l = &self.labels;
+        let t = if zh {
+            &l.legal_basis_zh
+        } else {
+            &l.legal_basis_en
+        };
+        Some(t.as_deref().unwrap_or(legal_basis))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -730,6 +774,36 @@ impl DataMap {
                         "merge the two entries",
                     ));
                 }
+                for (key, v) in [
+                    ("title_zh", &t.title_zh),
+                    ("title_en", &t.title_en),
+                    ("legal_basis_zh", &t.legal_basis_zh),
+                    ("legal_basis_en", &t.legal_basis_en),
+                ] {
+                    if let Some(v) = v
+                        && (v.trim().is_empty() || v.chars().count() > MAX_LABEL_CHARS)
+                    {
+                        return Err(invalid(
+                            format!("{tat}.{key}"),
+                            format!("must be 1 to {MAX_LABEL_CHARS} characters"),
+                            "shorten it, or remove the key to use the table's name",
+                        ));
+                    }
+                }
+                if t.action != "keep" && (t.legal_basis_zh.is_some() || t.legal_basis_en.is_some())
+                {
+                    return Err(invalid(
+                        &tat,
+                        "legal_basis_zh and legal_basis_en go with action = \"keep\"",
+                        "remove them, or keep the table",
+                    ));
+                }
+                let labels = Labels {
+                    title_zh: t.title_zh.clone(),
+                    title_en: t.title_en.clone(),
+                    legal_basis_zh: t.legal_basis_zh.clone(),
+                    legal_basis_en: t.legal_basis_en.clone(),
+                };
                 let ownership = match (t.owner, t.belongs_to, t.referenced_by) {
                     (Some(c), None, None) => Ownership::Column(c),
                     (None, Some(p), None) => {
@@ -993,6 +1067,7 @@ impl DataMap {
                     action,
                     owner_path,
                     owner_form,
+                    labels,
                 });
             }
             if !tables.is_empty() && s.kind.dialect().is_none() {
@@ -1418,6 +1493,44 @@ query = "SELECT id FROM orders WHERE user_id = $1 AND status = 'pending'"
 message_zh = "有未完成的订单"
 message_en = "unfinished orders"
 "#;
+
+    #[test]
+    fn tables_are_named_for_users_in_both_languages() {
+        let with = OK.replace(
+            "legal_basis = \"tax law\"\n",
+            "legal_basis = \"tax law\"\ntitle_zh = \"发票\"\ntitle_en = \"Invoices\"\nlegal_basis_zh = \"依税法保留\"\n",
+        );
+        let m = DataMap::parse(&with).unwrap();
+        let t = &m.systems[0].tables[3];
+        assert_eq!((t.title(true), t.title(false)), ("发票", "Invoices"));
+        // Without a language's text, the single legal basis and the name.
+        assert_eq!(t.legal_basis(true), Some("依税法保留"));
+        assert_eq!(t.legal_basis(false), Some("tax law"));
+        assert_eq!(
+            m.systems[0].tables[0].title(true),
+            m.systems[0].tables[0].name.as_str()
+        );
+        // A reason to keep on a table that is deleted, or an empty or
+        // overlong title, is refused with the key to fix.
+        let bad = OK.replacen(
+            "action = \"delete\"",
+            "action = \"delete\"\nlegal_basis_en = \"x\"",
+            1,
+        );
+        assert!(
+            DataMap::parse(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("legal_basis_zh and legal_basis_en go with")
+        );
+        let long = OK.replacen(
+            "action = \"delete\"",
+            &format!("action = \"delete\"\ntitle_zh = \"{}\"", "长".repeat(301)),
+            1,
+        );
+        let e = DataMap::parse(&long).unwrap_err().to_string();
+        assert!(e.contains("title_zh") && e.contains("1 to 300"), "{e}");
+    }
 
     #[test]
     fn parses_a_valid_map() {

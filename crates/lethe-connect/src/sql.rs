@@ -1907,6 +1907,7 @@ impl SqlSystem {
             hashed,
             stub_for,
             stub_deleted: scope.stub_deleted.unwrap_or(0),
+            labels: None,
         }
     }
 

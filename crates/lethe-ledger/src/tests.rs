@@ -189,6 +189,7 @@ fn receipt() -> Receipt {
                 hashed: vec![],
                 stub_for: None,
                 stub_deleted: 0,
+                labels: None,
             }],
         }],
         key_destruction: Some(KeyDestruction {

@@ -612,10 +612,13 @@ pub async fn hotline(
         & matches("phone", &body.phone);
     if !all {
         identity_check_failed(&st, &case, &a, "hotline").await?;
-        return Err(
-            Problem::unprocessable("the details given do not match the platform's record")
-                .fix("ask the caller again; the agent is not told which detail differs"),
-        );
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "identity-mismatch",
+            "The details do not match",
+            "the details given do not match the platform's record",
+        )
+        .fix("ask the caller again; the agent is not told which detail differs"));
     }
     let cmd = CaseCommand::VerifyIdentity {
         method: "hotline".into(),

@@ -253,6 +253,41 @@ fn receipt_notes(t: &lethe_ledger::ReceiptTable) -> String {
     esc(&n.join("; "))
 }
 
+/// A table as the receipt names it: the data map's titles (Chinese,
+/// English) with the table's own name, or the name alone (HTML).
+fn table_title(t: &lethe_ledger::ReceiptTable) -> String {
+    let titles: Vec<&str> = t
+        .labels
+        .iter()
+        .flat_map(|l| [l.title_zh.as_deref(), l.title_en.as_deref()])
+        .flatten()
+        .collect();
+    if titles.is_empty() {
+        esc(&t.table)
+    } else {
+        format!(
+            "{} (<code>{}</code>)",
+            esc(&titles.join(" · ")),
+            esc(&t.table)
+        )
+    }
+}
+
+/// Why a table was kept, in both languages when the data map gives them.
+fn legal_basis(t: &lethe_ledger::ReceiptTable) -> String {
+    let both: Vec<&str> = t
+        .labels
+        .iter()
+        .flat_map(|l| [l.legal_basis_zh.as_deref(), l.legal_basis_en.as_deref()])
+        .flatten()
+        .collect();
+    if both.is_empty() {
+        t.legal_basis.clone().unwrap_or_default()
+    } else {
+        both.join(" / ")
+    }
+}
+
 pub fn receipt_page(r: &Receipt) -> String {
     let mut h = format!(
         "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>注销回执 Deletion receipt</title><style>{STYLE}</style></head><body><main><h1>账号注销回执 · Deletion receipt</h1><p>Case 案件 <code>{}</code> · issued {}</p><h2>What was erased 已删除的数据</h2><table><tr><th>system</th><th>table</th><th>action</th><th>records</th><th>left after verification</th><th>notes 说明</th></tr>",
@@ -265,7 +300,7 @@ pub fn receipt_page(r: &Receipt) -> String {
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&s.system),
-                esc(&t.table),
+                table_title(t),
                 esc(&t.action),
                 t.rows,
                 t.remaining
@@ -282,9 +317,9 @@ pub fn receipt_page(r: &Receipt) -> String {
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&s.system),
-                esc(&t.table),
+                table_title(t),
                 t.rows,
-                esc(t.legal_basis.as_deref().unwrap_or("")),
+                esc(&legal_basis(t)),
                 esc(t.retain_until.as_deref().unwrap_or("—")),
                 receipt_notes(t)
             );
@@ -386,6 +421,7 @@ mod receipt_tests {
             hashed: vec![],
             stub_for: None,
             stub_deleted: 0,
+            labels: None,
         };
         let mut address = t("address", "delete");
         address.shared_kept = 1;

@@ -518,7 +518,8 @@ async fn erase_jobs(st: &AppState, jobs: &[Job]) -> Result<(), String> {
         .erase_latency(&system, started.elapsed().as_secs_f64());
     for ((job, case), r) in live.into_iter().zip(results) {
         match r {
-            crate::systems::Erased::Done(outcome) => {
+            crate::systems::Erased::Done(mut outcome) => {
+                label_tables(st, &system, &mut outcome);
                 let value = serde_json::to_value(&outcome).map_err(|e| e.to_string())?;
                 let closed = st
                     .store
@@ -771,6 +772,26 @@ async fn run_job(st: &AppState, job: &Job) -> Result<(), String> {
     }
 }
 
+/// Names each table of an outcome for users as the data map does (what it
+/// holds and why it is kept, in Chinese and English), for the receipt.
+fn label_tables(st: &AppState, system: &str, outcome: &mut lethe_connect::SystemOutcome) {
+    let Some(sys) = st
+        .datamap
+        .systems
+        .iter()
+        .find(|s| s.name.as_str() == system)
+    else {
+        return;
+    };
+    for t in outcome.tables.iter_mut() {
+        if let Some(mapped) = sys.tables.iter().find(|m| m.name.as_str() == t.table)
+            && mapped.labels != lethe_connect::datamap::Labels::default()
+        {
+            t.labels = Some((&mapped.labels).into());
+        }
+    }
+}
+
 /// Builds the sealed receipt from the per-system outcomes and the case's
 /// audit events (the last of which is the `case.erased` event).
 pub fn build_receipt(
@@ -807,6 +828,12 @@ pub fn build_receipt(
                             hashed: t.hashed,
                             stub_for: t.stub_for,
                             stub_deleted: t.stub_deleted,
+                            labels: t.labels.map(|l| lethe_ledger::ReceiptLabels {
+                                title_zh: l.title_zh,
+                                title_en: l.title_en,
+                                legal_basis_zh: l.legal_basis_zh,
+                                legal_basis_en: l.legal_basis_en,
+                            }),
                         })
                         .collect()
                 })

@@ -289,7 +289,8 @@ async fn an_operator_completes_a_manual_task_in_the_console() {
         .await
         .unwrap();
     assert_eq!(r.status(), 422);
-    assert!(r.text().await.unwrap().contains("note must be"));
+    let page = r.text().await.unwrap();
+    assert!(page.contains("请填写处理说明"), "{page}");
     let r = http
         .post(format!("{}/console/tasks/{task}/complete", demo.url))
         .header("cookie", &cookie)

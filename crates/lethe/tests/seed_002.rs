@@ -294,6 +294,37 @@ async fn seed_002_choose_confirm_restore_on_day_5_cancel_again_settle_once_erase
         (&json!(600), &json!(1300)),
         "{receipt}"
     );
+    // Kept tables are named for users, with the reason in both languages.
+    let refunds = receipt["systems"][0]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "refunds")
+        .unwrap()
+        .clone();
+    assert_eq!(refunds["labels"]["title_zh"], "退款记录", "{refunds}");
+    assert!(
+        refunds["labels"]["legal_basis_zh"]
+            .as_str()
+            .unwrap()
+            .contains("会计档案管理办法")
+    );
+    let html = demo
+        .http
+        .get(format!("{}/v1/cases/{second}/receipt.html", demo.url))
+        .bearer_auth(&demo.key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("退款记录 · Refunds (<code>refunds</code>)")
+            && html.contains("Settlements 权益清算")
+            && html.contains("¥6.00 (shown when chosen 选择时显示 ¥13.00"),
+        "{html}"
+    );
     let (_, notes) = demo
         .get(&format!("/v1/notifications?case_id={second}"))
         .await;

@@ -564,6 +564,11 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "Withdraw to the original payment method",
     ),
     (
+        "problem.account-erased",
+        "这个账号已经注销，无法再次申请。如需凭证，请使用之前的注销回执。",
+        "This account was already cancelled; use the earlier deletion receipt as proof.",
+    ),
+    (
         "problem.already-acknowledged",
         "这一项已经确认过了。",
         "This was already acknowledged.",
@@ -572,6 +577,21 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "problem.already-settled",
         "这项资产已经处理过了。",
         "This asset is already settled.",
+    ),
+    (
+        "problem.assurance",
+        "这一步需要更强的身份核验（如人脸识别或到柜台核验证件）。",
+        "This step needs a stronger identity check (a face check, or an ID shown at a counter).",
+    ),
+    (
+        "problem.busy",
+        "系统繁忙，请稍后再试。",
+        "The service is busy; try again in a moment.",
+    ),
+    (
+        "problem.checks-unavailable",
+        "暂时无法查询账号的未完成事项和资产，请稍后重试；检查不会被跳过。",
+        "The checks for blockers and assets cannot run right now; try again shortly. They are never skipped.",
     ),
     (
         "problem.code",
@@ -584,14 +604,64 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "Too many wrong codes; try again later.",
     ),
     (
+        "problem.export-gone",
+        "这份数据副本已过期或已删除，请重新申请。",
+        "This copy of your data has expired or was deleted; ask for a new one.",
+    ),
+    (
+        "problem.export-in-use",
+        "数据副本正在生成中，请稍候。",
+        "The copy of your data is still being prepared; wait a moment.",
+    ),
+    (
+        "problem.identity-check-locked",
+        "核验失败次数过多，请稍后再试或联系客服。",
+        "Too many failed checks; try again later or contact support.",
+    ),
+    (
+        "problem.identity-mismatch",
+        "来电者提供的信息与平台记录不一致，请重新询问（不会提示是哪一项不一致）。",
+        "The details given do not match the platform's record; ask the caller again (which detail differs is not shown).",
+    ),
+    (
         "problem.illegal-transition",
         "当前状态下不能进行这一步，请刷新页面查看最新进度。",
         "This step is not possible in the case's current state; reload to see the latest.",
     ),
     (
+        "problem.internal",
+        "系统出了点问题，您的操作没有丢失，请稍后重试。",
+        "Something went wrong on our side; nothing you did was lost. Try again shortly.",
+    ),
+    (
+        "problem.method-disabled",
+        "这种核验方式暂不可用，请选择其他方式。",
+        "This way of checking your identity is not available; choose another.",
+    ),
+    (
+        "problem.not-found",
+        "找不到这项申请，请从应用里重新进入。",
+        "This request cannot be found; enter again from the app.",
+    ),
+    (
         "problem.open-case-exists",
         "该账号已有进行中的注销申请。",
         "This account already has an open cancellation.",
+    ),
+    (
+        "problem.other",
+        "操作未成功，请刷新页面后重试；如仍有问题，请联系客服。",
+        "This did not work; reload the page and try again, or contact support.",
+    ),
+    (
+        "problem.rate-limited",
+        "操作过于频繁，请稍后再试。",
+        "Too many requests; try again in a moment.",
+    ),
+    (
+        "problem.refused",
+        "这项操作未被接受，请刷新页面查看当前状态。",
+        "This was not accepted; reload the page to see where things stand.",
     ),
     (
         "problem.resend-too-soon",
@@ -604,9 +674,54 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "During cooling-off, restoring the account needs a verified code.",
     ),
     (
+        "problem.sms-gateway",
+        "短信暂时无法发送，请稍后再试。",
+        "The SMS cannot be sent right now; try again shortly.",
+    ),
+    (
         "problem.sms-throttled",
         "验证码发送过于频繁，请稍后再试。",
         "Too many codes were sent; try again later.",
+    ),
+    (
+        "problem.throttled",
+        "请求验证码过于频繁，请稍后再试。",
+        "Codes were asked for too often; try again later.",
+    ),
+    (
+        "problem.timeout",
+        "处理超时，请稍后重试。",
+        "This took too long; try again shortly.",
+    ),
+    (
+        "problem.unavailable",
+        "服务暂时不可用，请稍后重试。",
+        "The service is unavailable for a moment; try again shortly.",
+    ),
+    (
+        "problem.unknown-instruction",
+        "这项清算已经处理，请刷新页面。",
+        "This settlement was already handled; reload the page.",
+    ),
+    (
+        "problem.validation",
+        "填写的内容有误，请检查后重试。",
+        "Something you entered is not valid; check it and try again.",
+    ),
+    (
+        "problem.validation.asset_id",
+        "找不到这项资产，请刷新页面后重新选择。",
+        "This asset is not on the list; reload the page and choose again.",
+    ),
+    (
+        "problem.validation.branch",
+        "请填写办理的营业厅。",
+        "Give the branch where the ID was checked.",
+    ),
+    (
+        "problem.validation.channel",
+        "请选择办理渠道。",
+        "Choose the channel.",
     ),
     (
         "problem.validation.code",
@@ -614,14 +729,59 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "The code is wrong or has expired; check the six digits in the latest text message, or ask for a new one.",
     ),
     (
+        "problem.validation.consequence_id",
+        "这条说明已更新，请刷新页面后重新确认。",
+        "This statement changed; reload the page and acknowledge it again.",
+    ),
+    (
+        "problem.validation.from",
+        "开始日期无效，请填写如 2026-01-01 的日期。",
+        "The start date is not valid; write a date such as 2026-01-01.",
+    ),
+    (
         "problem.validation.last4",
         "证件与账号的实名信息不一致。",
         "The document does not match the account's real-name record.",
     ),
     (
+        "problem.validation.note",
+        "请填写处理说明：在哪里删除了什么（1 到 2000 个字符）。",
+        "Say what was erased where (1 to 2000 characters).",
+    ),
+    (
+        "problem.validation.option",
+        "请为这项资产选择一种处理方式。",
+        "Choose how this asset is settled.",
+    ),
+    (
+        "problem.validation.records",
+        "请填写删除的记录数。",
+        "Give the number of records erased.",
+    ),
+    (
+        "problem.validation.to",
+        "结束日期无效，请填写如 2026-04-01 的日期。",
+        "The end date is not valid; write a date such as 2026-04-01.",
+    ),
+    (
+        "problem.validation.transfer_to",
+        "转移需要填写接收的账号（不能是本账号）。",
+        "A transfer needs the account to transfer to (not this one).",
+    ),
+    (
         "problem.validation.understood",
         "请勾选确认框，表明您已了解注销后果。",
         "Tick the box to confirm that you understand the consequences.",
+    ),
+    (
+        "problem.validation.version",
+        "这条说明已更新，请刷新页面后重新确认。",
+        "This statement changed; reload the page and acknowledge it again.",
+    ),
+    (
+        "problem.validation.why_none",
+        "记录数为 0 时，请说明为什么没有可删除的内容（10 到 500 个字符，不含个人信息）。",
+        "With 0 records, say why there was nothing to erase (10 to 500 characters, no personal data).",
     ),
     ("progress.cooling", "冷静期中", "Cooling-off period"),
     (

@@ -381,14 +381,20 @@ pub fn problem_text(lang: Lang, p: &Problem) -> String {
         keys.insert(0, format!("problem.{kind}.{f}"));
     }
     for key in keys {
+        // In English the detail says more than the generic line.
+        if lang == Lang::En && key == "problem.validation" {
+            continue;
+        }
         let t = i18n::text(lang, &key);
         if t != key {
             return t.to_owned();
         }
     }
-    match &p.fix {
-        Some(fix) => format!("{} — {}", p.detail, fix),
-        None => p.detail.clone(),
+    match (lang, &p.fix) {
+        // The details are English: a Chinese page never shows them.
+        (Lang::Zh, _) => i18n::text(lang, "problem.other").to_owned(),
+        (_, Some(fix)) => format!("{} — {}", p.detail, fix),
+        (_, None) => p.detail.clone(),
     }
 }
 
@@ -407,6 +413,91 @@ pub fn local_time(ts: &str, tz: &jiff::tz::TimeZone) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every problem a user can meet on the pages reads as Chinese on a
+    /// zh-CN page: the transitions the domain refuses, the code and store
+    /// problems, and the named kinds the handlers answer.
+    #[test]
+    fn problems_on_chinese_pages_are_chinese() {
+        use crate::problem::Problem;
+        use lethe_domain::TransitionError as T;
+        use lethe_store::StoreError as S;
+        let ts = jiff::Timestamp::UNIX_EPOCH;
+        let transitions = vec![
+            T::Illegal {
+                command: "confirm",
+                state: lethe_domain::CaseState::Submitted,
+                next: "x",
+            },
+            T::CoolingOffNotOver { ends_at: ts },
+            T::AssuranceTooLow { needed: 2, got: 1 },
+            T::UnknownConsequence { id: "x".into() },
+            T::StaleConsequence {
+                id: "x".into(),
+                current: 2,
+            },
+            T::AlreadyAcknowledged { id: "x".into() },
+            T::ExtensionNotAllowed { why: "x" },
+            T::UnknownAsset { id: "x".into() },
+            T::OptionNotOffered {
+                kind: "coupon",
+                option: "withdraw",
+                offered: "x".into(),
+            },
+            T::TransferNeedsTarget,
+            T::AlreadySettled { id: "x".into() },
+            T::UnknownInstruction { id: "x".into() },
+        ];
+        let mut problems: Vec<Problem> = transitions
+            .into_iter()
+            .map(|t| Problem::from(S::Transition(t)))
+            .collect();
+        problems.extend(
+            [
+                S::NoCode,
+                S::CodeExpired,
+                S::WrongCode { attempts_left: 2 },
+                S::CodeLocked { until: ts },
+                S::ResendTooSoon { wait_secs: 30 },
+                S::Closed,
+                S::Refused("x".into()),
+                S::NotFound(lethe_domain::CaseId::from_uuid(uuid::Uuid::nil())),
+            ]
+            .map(Problem::from),
+        );
+        problems.push(Problem::unprocessable("something else").field("nickname"));
+        problems.push(Problem::internal());
+        for kind in [
+            "checks-unavailable",
+            "sms-gateway",
+            "throttled",
+            "rate-limited",
+            "busy",
+            "timeout",
+            "account-erased",
+            "some-new-kind",
+        ] {
+            problems.push(Problem::new(
+                axum::http::StatusCode::CONFLICT,
+                kind,
+                "t",
+                "an English detail",
+            ));
+        }
+        for p in &problems {
+            let zh = problem_text(Lang::Zh, p);
+            assert!(
+                !zh.chars().any(|c| c.is_ascii_alphabetic())
+                    && zh.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+                "{} ({:?}): {zh}",
+                p.kind,
+                p.field
+            );
+        }
+        // English pages keep the specific detail where no line says more.
+        let p = Problem::unprocessable("the nickname is too long").field("nickname");
+        assert_eq!(problem_text(Lang::En, &p), "the nickname is too long");
+    }
 
     #[test]
     fn every_template_compiles_and_every_text_key_exists() {

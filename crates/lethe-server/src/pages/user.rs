@@ -572,9 +572,9 @@ async fn case_context(st: &AppState, c: &Case, lang: Lang) -> Result<minijinja::
                     retention_days,
                     ..
                 } => Some(context! {
-                    what => t.name.to_string(),
+                    what => t.title(lang == Lang::Zh).to_owned(),
                     system => sys.name.to_string(),
-                    why => legal_basis.clone(),
+                    why => t.legal_basis(lang == Lang::Zh).unwrap_or(legal_basis).to_owned(),
                     until => super::i18n::text(lang, "retain.for").replace("{n}", &retention_days.to_string()),
                 }),
                 _ => None,
