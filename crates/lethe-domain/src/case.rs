@@ -1024,22 +1024,22 @@ impl Case {
                 let ends = self.cooling_off_ends_at.map(|t| t.to_string());
                 let p = with(base(), "cooling_off_ends_at", serde_json::json!(ends));
                 out.push(Notice {
-                    kind: "account.freeze",
+                    kind: crate::notice::ACCOUNT_FREEZE,
                     payload: with(p, "pause_auto_renewal", renewing()),
                 });
             }
             (Some(CaseState::CoolingOff), CaseState::Withdrawn) => out.push(Notice {
-                kind: "account.restore",
+                kind: crate::notice::ACCOUNT_RESTORE,
                 payload: with(base(), "resume_auto_renewal", renewing()),
             }),
             (Some(CaseState::CoolingOff), CaseState::Erasing | CaseState::Settling) => {
                 out.push(Notice {
-                    kind: "cooling_off.ended",
+                    kind: crate::notice::COOLING_OFF_ENDED,
                     payload: base(),
                 })
             }
             (Some(f), CaseState::Erased) if f != CaseState::Erased => out.push(Notice {
-                kind: "account.erased",
+                kind: crate::notice::ACCOUNT_ERASED,
                 payload: with(base(), "settlements", self.settlement_summary()),
             }),
             (Some(f), CaseState::Rejected) if f != CaseState::Rejected => {
@@ -1048,7 +1048,7 @@ impl Case {
                     .as_ref()
                     .map(|r| r.as_str().to_owned());
                 out.push(Notice {
-                    kind: "case.rejected",
+                    kind: crate::notice::CASE_REJECTED,
                     payload: with(base(), "reason", serde_json::json!(reason)),
                 });
             }
@@ -1058,13 +1058,13 @@ impl Case {
             // The platform refused: the user (or an agent) chooses again.
             let p = with(base(), "asset_id", change.detail["asset"].clone());
             out.push(Notice {
-                kind: "settlement.failed",
+                kind: crate::notice::SETTLEMENT_FAILED,
                 payload: with(p, "instruction_id", change.detail["instruction"].clone()),
             });
         }
         if change.kind == "case.alternative_chosen" {
             out.push(Notice {
-                kind: "alternative.requested",
+                kind: crate::notice::ALTERNATIVE_REQUESTED,
                 payload: with(base(), "alternative", change.detail["alternative"].clone()),
             });
         }
@@ -1074,7 +1074,7 @@ impl Case {
                 .as_ref()
                 .map(|e| e.reason.as_str().to_owned());
             out.push(Notice {
-                kind: "deadline.extended",
+                kind: crate::notice::DEADLINE_EXTENDED,
                 payload: with(base(), "reason", serde_json::json!(reason)),
             });
         }

@@ -119,8 +119,9 @@ where
 pub struct CaseView {
     pub id: String,
     /// One of: submitted, identity_verified, checks_blocked, checks_clear,
-    /// consequences_acknowledged, under_review, cooling_off, erasing,
-    /// erased, withdrawn, rejected, failed.
+    /// consequences_acknowledged, under_review, cooling_off, settling (the
+    /// cancellation is final and the chosen settlements are carried out),
+    /// erasing, erased, withdrawn, rejected, failed.
     pub state: String,
     pub channel: String,
     /// What has to happen next.
@@ -209,10 +210,20 @@ pub struct AssetView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SettlementView {
     pub option: String,
-    /// pending, done, failed or forfeited.
+    /// chosen (recorded; carried out when cooling-off ends), pending (the
+    /// instruction is with the platform), done, failed (choose again) or
+    /// forfeited.
     pub status: String,
     pub instruction_id: String,
+    /// For a refund, counted on the day the instruction goes out (before
+    /// that: as of today).
     pub amount_minor: Option<i64>,
+    /// The amount the acknowledged statement named, when the one paid out
+    /// differs (days passed between choosing and the end of cooling-off).
+    pub amount_shown_minor: Option<i64>,
+    /// Settled when chosen, before confirming (the policy's
+    /// `settle_early`): restoring does not undo it.
+    pub early: bool,
     /// The statement the user acknowledged, exactly as shown.
     pub statement: String,
     pub statement_version: u32,
@@ -307,6 +318,8 @@ impl From<&Case> for CaseView {
                             .unwrap_or_default(),
                         instruction_id: s.instruction_id.clone(),
                         amount_minor: s.amount.map(|m| m.get()),
+                        amount_shown_minor: s.amount_shown.map(|m| m.get()),
+                        early: s.early,
                         statement: s.statement.clone(),
                         statement_version: s.statement_version,
                         reference: s.reference.clone(),
@@ -840,6 +853,8 @@ pub async fn run_checks(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Settle {
+    /// The asset's id, from the case's `assets`.
+    #[schema(example = "sub-1")]
     pub asset_id: String,
     /// refund_pro_rata, withdraw, transfer, forfeit or unbind (per the asset's options).
     #[schema(value_type = String, example = "forfeit")]

@@ -215,7 +215,9 @@ pub struct ReviewClaim {
     pub id: String,
     pub state: String,
     pub created_at: String,
-    /// Document numbers and kinds (GET .../documents/{n} shows one).
+    /// Document numbers and kinds, each a pair `[n, kind]` (GET
+    /// .../documents/{n} shows one).
+    #[schema(value_type = Vec<Vec<serde_json::Value>>, example = json!([[1, "id_card"]]))]
     pub documents: Vec<(i64, String)>,
 }
 

@@ -18,6 +18,7 @@ pub mod identity_api;
 pub mod jwt;
 pub mod metrics;
 pub mod middleware;
+pub mod openapi_doc;
 pub mod ops_api;
 pub mod pages;
 pub mod problem;
@@ -379,6 +380,18 @@ pub fn openapi(demo: bool) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     if !demo {
         doc.paths.paths.retain(|p, _| !p.starts_with("/v1/dev/"));
+    }
+    // Operation ids, response descriptions and the webhooks, on the JSON
+    // form (a document that does not round-trip is served as it was; the
+    // tests validate the served one).
+    if let Ok(mut v) = serde_json::to_value(&doc) {
+        openapi_doc::finish(&mut v);
+        match serde_json::from_value(v) {
+            Ok(finished) => doc = finished,
+            Err(e) => {
+                tracing::error!(error = %e, "the OpenAPI document's finishing touches did not apply")
+            }
+        }
     }
     doc
 }

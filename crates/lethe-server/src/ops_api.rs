@@ -164,7 +164,7 @@ async fn apply_carrier_event(
         }
     }
     if !accounts.is_empty() {
-        st.store.notify("identifier.unbind", serde_json::json!({ "kind": "phone", "reason": "recycled_number", "subject_ids": accounts }), platform.clone(), now).await?;
+        st.store.notify(lethe_domain::notice::IDENTIFIER_UNBIND, serde_json::json!({ "kind": "phone", "reason": "recycled_number", "subject_ids": accounts }), platform.clone(), now).await?;
     }
     Ok(axum::Json(CarrierResult {
         tombstone_released: released,

@@ -582,6 +582,15 @@ async fn settle(st: &AppState, job: &Job) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
         .ok_or("the case is gone")?;
+    // Withdrawn (or rejected) before the platform was instructed: nothing
+    // is settled for a case that is closed.
+    if case.state.is_terminal() {
+        st.store
+            .finish_job(job.id, job.attempts, "the case is closed".into())
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(());
+    }
     let Some(asset) = case.assets.iter().find(|a| {
         a.settlement.as_ref().is_some_and(|s| {
             s.instruction_id == job.system

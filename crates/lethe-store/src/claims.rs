@@ -216,8 +216,8 @@ impl Store {
                     for a in &accounts {
                         let payload = serde_json::json!({ "claim_id": id, "subject_id": a, "reason": "identity_claim_approved" });
                         // For the platform the claim was made through only.
-                        crate::insert_notification_for(ctx, "realname.unbind", None, Some(&principal), &payload, now).await?;
-                        crate::insert_notification_for(ctx, "account.freeze", None, Some(&principal), &payload, now).await?;
+                        crate::insert_notification_for(ctx, lethe_domain::notice::REALNAME_UNBIND, None, Some(&principal), &payload, now).await?;
+                        crate::insert_notification_for(ctx, lethe_domain::notice::ACCOUNT_FREEZE, None, Some(&principal), &payload, now).await?;
                     }
                     append_event(ctx, &id, &subject, "claim.decided", Some("submitted"), state, &actor, serde_json::json!({ "accounts": accounts.len() }), now).await?;
                     append_event(ctx, &id, &subject, "claim.documents_destroyed", Some(state), state, "worker", serde_json::json!({ "documents": n }), now).await?;

@@ -160,7 +160,7 @@ impl Store {
                         };
                         sqlx::query(sql).bind(ms(now)).bind(case_id.clone()).bind(kind.clone()).execute(&mut ctx.conn).await.map_err(db("flag deadline"))?;
                         let case = load_case(ctx, id).await?;
-                        let event = if overdue { "deadline.overdue" } else { "deadline.warning" };
+                        let event = if overdue { lethe_domain::notice::DEADLINE_OVERDUE } else { lethe_domain::notice::DEADLINE_WARNING };
                         // A provisional due date is the earliest possible one
                         // (the calendar does not cover it yet): said so.
                         let payload = serde_json::json!({ "case_id": case_id, "deadline": kind, "state": case.state.as_str(), "provisional": provisional });

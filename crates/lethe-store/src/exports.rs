@@ -381,7 +381,7 @@ impl Store {
                             "subject_id": e.subject_id,
                             "requested_by": "agent",
                         });
-                        crate::insert_notification_for(ctx, "export.ready", e.case_id.as_deref(), Some(&e.principal), &payload, now).await?;
+                        crate::insert_notification_for(ctx, lethe_domain::notice::EXPORT_READY, e.case_id.as_deref(), Some(&e.principal), &payload, now).await?;
                     }
                     Ok(true)
                 })

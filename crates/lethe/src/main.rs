@@ -144,6 +144,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DatamapCmd,
     },
+    /// Print the OpenAPI 3.1 document (what GET /openapi.json serves), for
+    /// generating a client without a running server.
+    Openapi {
+        /// Include the demo's routes (/v1/dev/...).
+        #[arg(long)]
+        demo: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -800,6 +807,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Cmd::Datamap { cmd } => datamap_cmd(cmd).await,
+        Cmd::Openapi { demo } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&lethe_server::openapi(demo))?
+            );
+            Ok(())
+        }
         Cmd::Retention { cmd } => retention_cmd(cmd).await,
         Cmd::Calendar { cmd } => calendar_cmd(cmd),
     }

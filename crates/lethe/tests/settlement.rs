@@ -329,6 +329,13 @@ async fn every_asset_kind_is_settled_end_to_end() {
                 .starts_with("REF-")
         );
     }
+    // The case shows the refund paid and the figure the user was shown.
+    let sub = &asset(&case, "sub")["settlement"];
+    assert_eq!(
+        (&sub["amount_minor"], &sub["amount_shown_minor"], &sub["early"]),
+        (&json!(850), &json!(1200), &json!(false)),
+        "{sub}"
+    );
     let deliveries = p.lock().unwrap().deliveries.clone();
     assert_eq!(deliveries.len(), sent.len(), "one instruction per asset");
     let by_asset = |a: &str| {
