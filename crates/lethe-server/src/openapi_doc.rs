@@ -372,9 +372,30 @@ fn example_of(schema: &Value, components: &Value, depth: u32) -> Value {
     }
 }
 
-/// Adds an example to the JSON request body and to each JSON success
-/// response that has none.
+/// Adds an example to each parameter, the JSON request body and each JSON
+/// success response that has none: an example request and response for
+/// every operation.
 fn add_examples(op: &mut Value, components: &Value) {
+    if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
+        for p in params {
+            if p.get("example").is_none() && p.get("schema").is_some() {
+                let mut v = example_of(&p["schema"], components, 0);
+                if v.is_null() {
+                    // An optional query value: show one anyway.
+                    let mut schema = p["schema"].clone();
+                    if let Some(ts) = schema["type"].as_array() {
+                        schema["type"] = ts
+                            .iter()
+                            .find(|t| *t != "null")
+                            .cloned()
+                            .unwrap_or(Value::Null);
+                    }
+                    v = example_of(&schema, components, 0);
+                }
+                p["example"] = v;
+            }
+        }
+    }
     // get_mut, not indexing: indexing a missing key inserts it.
     if let Some(content) = op
         .get_mut("requestBody")
@@ -534,9 +555,17 @@ mod tests {
             doc["webhooks"].as_object().unwrap().len(),
             notice::ALL.len()
         );
-        // An example of every JSON body, sent and received.
+        // An example of every JSON body, sent and received, and of every
+        // parameter.
         for (path, item) in paths {
             for (method, op) in item.as_object().unwrap() {
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    assert!(
+                        p.get("example").is_some(),
+                        "{method} {path}: no example of {}",
+                        p["name"]
+                    );
+                }
                 for media in op["requestBody"]["content"]
                     .as_object()
                     .into_iter()

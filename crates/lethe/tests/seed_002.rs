@@ -66,15 +66,6 @@ async fn wait_account(mart: &SqlitePool, user: i64, what: &str, ok: impl Fn(&Val
     }
 }
 
-async fn today(demo: &Demo) -> jiff::civil::Date {
-    let v = demo
-        .ok("/v1/dev/clock/advance", json!({"seconds": 0}))
-        .await;
-    let now: jiff::Timestamp = v["now"].as_str().unwrap().parse().unwrap();
-    now.to_zoned_datetime(jiff::tz::TimeZone::get("Asia/Shanghai").unwrap())
-        .date()
-}
-
 /// Opens a case, verifies by SMS code and a face check (the account holds
 /// money), runs the checks, chooses a settlement for every asset,
 /// acknowledges every consequence and confirms. Returns the case id and
@@ -141,7 +132,7 @@ async fn seed_002_choose_confirm_restore_on_day_5_cancel_again_settle_once_erase
     let users = clear_users(&mart, 2).await;
     let (user, friend) = (users[0], users[1]);
     // The account of seed 002.
-    let day0 = today(&demo).await;
+    let day0 = demo.today().await;
     let start = day0.checked_sub(jiff::Span::new().days(12)).unwrap();
     let end = start.checked_add(jiff::Span::new().days(30)).unwrap();
     for (sql, binds) in [
@@ -282,26 +273,14 @@ async fn seed_002_choose_confirm_restore_on_day_5_cancel_again_settle_once_erase
     // figure shown when it was chosen.
     let (s, receipt) = demo.get(&format!("/v1/cases/{second}/receipt")).await;
     assert_eq!(s, 200, "{receipt}");
-    let paid = receipt["settlements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["kind"] == "subscription")
-        .unwrap()
-        .clone();
+    let paid = find(&receipt["settlements"], "kind", "subscription");
     assert_eq!(
         (&paid["amount_minor"], &paid["amount_shown_minor"]),
         (&json!(600), &json!(1300)),
         "{receipt}"
     );
     // Kept tables are named for users, with the reason in both languages.
-    let refunds = receipt["systems"][0]["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["table"] == "refunds")
-        .unwrap()
-        .clone();
+    let refunds = find(&receipt["systems"][0]["tables"], "table", "refunds");
     assert_eq!(refunds["labels"]["title_zh"], "退款记录", "{refunds}");
     assert!(
         refunds["labels"]["legal_basis_zh"]
@@ -309,16 +288,8 @@ async fn seed_002_choose_confirm_restore_on_day_5_cancel_again_settle_once_erase
             .unwrap()
             .contains("会计档案管理办法")
     );
-    let html = demo
-        .http
-        .get(format!("{}/v1/cases/{second}/receipt.html", demo.url))
-        .bearer_auth(&demo.key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, html) = demo.get(&format!("/v1/cases/{second}/receipt.html")).await;
+    let html = html.as_str().unwrap();
     assert!(
         html.contains("退款记录 · Refunds (<code>refunds</code>)")
             && html.contains("Settlements 权益清算")
@@ -328,18 +299,9 @@ async fn seed_002_choose_confirm_restore_on_day_5_cancel_again_settle_once_erase
     let (_, notes) = demo
         .get(&format!("/v1/notifications?case_id={second}"))
         .await;
-    let erased = notes
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["kind"] == "account.erased")
-        .unwrap_or_else(|| panic!("{notes}"))
-        .clone();
+    let erased = find(&notes, "kind", "account.erased");
     let summary = erased["payload"]["settlements"].as_array().unwrap();
-    let sub = summary
-        .iter()
-        .find(|s| s["kind"] == "subscription")
-        .unwrap();
+    let sub = find(&erased["payload"]["settlements"], "kind", "subscription");
     assert_eq!(
         (&sub["amount_minor"], &sub["amount_shown_minor"]),
         (&json!(600), &json!(1300)),

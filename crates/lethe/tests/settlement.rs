@@ -176,15 +176,6 @@ fn provider_assets(today: jiff::civil::Date) -> Value {
     ])
 }
 
-async fn today(demo: &Demo) -> jiff::civil::Date {
-    let v = demo
-        .ok("/v1/dev/clock/advance", json!({"seconds": 0}))
-        .await;
-    let now: jiff::Timestamp = v["now"].as_str().unwrap().parse().unwrap();
-    now.to_zoned_datetime(jiff::tz::TimeZone::get("Asia/Shanghai").unwrap())
-        .date()
-}
-
 fn asset<'a>(case: &'a Value, id: &str) -> &'a Value {
     case["assets"]
         .as_array()
@@ -200,7 +191,7 @@ async fn every_asset_kind_is_settled_end_to_end() {
     let url = start_provider(p.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let demo = demo_with_provider(dir.path(), &url, 3000, &[]).await;
-    p.lock().unwrap().assets = provider_assets(today(&demo).await);
+    p.lock().unwrap().assets = provider_assets(demo.today().await);
     let users = clear_users(&demo.mart().await, 2).await;
     let id = demo.create(users[0]).await;
     demo.verify(&id).await;
@@ -332,7 +323,11 @@ async fn every_asset_kind_is_settled_end_to_end() {
     // The case shows the refund paid and the figure the user was shown.
     let sub = &asset(&case, "sub")["settlement"];
     assert_eq!(
-        (&sub["amount_minor"], &sub["amount_shown_minor"], &sub["early"]),
+        (
+            &sub["amount_minor"],
+            &sub["amount_shown_minor"],
+            &sub["early"]
+        ),
         (&json!(850), &json!(1200), &json!(false)),
         "{sub}"
     );
@@ -360,13 +355,7 @@ async fn every_asset_kind_is_settled_end_to_end() {
     );
     // The receipt shows the refund paid and the figure shown when chosen.
     let (_, receipt) = demo.get(&format!("/v1/cases/{id}/receipt")).await;
-    let paid = receipt["settlements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["asset_id"] == "sub")
-        .unwrap()
-        .clone();
+    let paid = find(&receipt["settlements"], "asset_id", "sub");
     assert_eq!(
         (&paid["amount_minor"], &paid["amount_shown_minor"]),
         (&json!(850), &json!(1200)),
@@ -557,7 +546,7 @@ async fn restoring_during_cooling_off_settles_nothing_of_any_kind() {
     let url = start_provider(p.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let demo = demo_with_provider(dir.path(), &url, 3000, &[]).await;
-    let day = today(&demo).await;
+    let day = demo.today().await;
     {
         let mut g = p.lock().unwrap();
         g.assets = provider_assets(day);

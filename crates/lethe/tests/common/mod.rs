@@ -312,6 +312,16 @@ impl Demo {
         )
     }
 
+    /// The demo clock's date in the platform's time zone (Asia/Shanghai).
+    pub async fn today(&self) -> jiff::civil::Date {
+        let v = self
+            .ok("/v1/dev/clock/advance", json!({"seconds": 0}))
+            .await;
+        let now: jiff::Timestamp = v["now"].as_str().unwrap().parse().unwrap();
+        now.to_zoned_datetime(jiff::tz::TimeZone::get("Asia/Shanghai").unwrap())
+            .date()
+    }
+
     pub async fn ok(&self, path: &str, body: Value) -> Value {
         let (s, v) = self.post(path, body).await;
         assert!((200..300).contains(&s), "POST {path} -> {s}: {v}");
@@ -712,4 +722,12 @@ pub fn lethe_cli(dir: &Path, command: &[&str], args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The element of a JSON array whose `key` is `value` (the test fails when
+/// there is none).
+pub fn find<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
+    list.as_array()
+        .and_then(|a| a.iter().find(|x| x[key] == value))
+        .unwrap_or_else(|| panic!("no element with {key} = {value} in {list}"))
 }
