@@ -315,13 +315,7 @@ struct RawTable {
 
 /// How a table is named to users, per language: what it holds and, when
 /// kept, why. Each falls back to the table's name and `legal_basis`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Labels {
-    pub title_zh: Option<String>,
-    pub title_en: Option<String>,
-    pub legal_basis_zh: Option<String>,
-    pub legal_basis_en: Option<String>,
-}
+pub use lethe_domain::labels::TableLabels as Labels;
 
 /// The longest title or legal basis a data map may give.
 pub const MAX_LABEL_CHARS: usize = 300;

@@ -88,30 +88,7 @@ pub struct TableOutcome {
     /// The data map's names for users (what the table holds, why it is
     /// kept) in Chinese and English, when it gives them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub labels: Option<OutcomeLabels>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct OutcomeLabels {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title_zh: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title_en: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub legal_basis_zh: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub legal_basis_en: Option<String>,
-}
-
-impl From<&datamap::Labels> for OutcomeLabels {
-    fn from(l: &datamap::Labels) -> Self {
-        Self {
-            title_zh: l.title_zh.clone(),
-            title_en: l.title_en.clone(),
-            legal_basis_zh: l.legal_basis_zh.clone(),
-            legal_basis_en: l.legal_basis_en.clone(),
-        }
-    }
+    pub labels: Option<lethe_domain::labels::TableLabels>,
 }
 
 fn is_zero(n: &u64) -> bool {

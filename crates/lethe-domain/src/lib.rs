@@ -13,6 +13,7 @@ pub mod clock;
 pub mod deadline;
 pub mod export;
 pub mod ids;
+pub mod labels;
 pub mod notice;
 pub mod policy;
 pub mod settlement;

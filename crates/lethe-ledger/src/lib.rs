@@ -904,19 +904,7 @@ pub struct ReceiptTable {
     /// What the table holds and why it is kept, in Chinese and English, as
     /// the data map names them for users.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub labels: Option<ReceiptLabels>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReceiptLabels {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title_zh: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title_en: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub legal_basis_zh: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub legal_basis_en: Option<String>,
+    pub labels: Option<lethe_domain::labels::TableLabels>,
 }
 
 fn is_zero(n: &u64) -> bool {

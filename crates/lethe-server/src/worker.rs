@@ -793,10 +793,8 @@ fn label_tables(st: &AppState, system: &str, outcome: &mut lethe_connect::System
         return;
     };
     for t in outcome.tables.iter_mut() {
-        if let Some(mapped) = sys.tables.iter().find(|m| m.name.as_str() == t.table)
-            && mapped.labels != lethe_connect::datamap::Labels::default()
-        {
-            t.labels = Some((&mapped.labels).into());
+        if let Some(mapped) = sys.tables.iter().find(|m| m.name.as_str() == t.table) {
+            t.labels = mapped.labels.given().cloned();
         }
     }
 }
@@ -837,12 +835,7 @@ pub fn build_receipt(
                             hashed: t.hashed,
                             stub_for: t.stub_for,
                             stub_deleted: t.stub_deleted,
-                            labels: t.labels.map(|l| lethe_ledger::ReceiptLabels {
-                                title_zh: l.title_zh,
-                                title_en: l.title_en,
-                                legal_basis_zh: l.legal_basis_zh,
-                                legal_basis_en: l.legal_basis_en,
-                            }),
+                            labels: t.labels,
                         })
                         .collect()
                 })

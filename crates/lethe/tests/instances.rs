@@ -349,25 +349,17 @@ async fn limits_hold_across_two_instances() {
     // within a second, though both had it cached.
     let tmp = other_platform_key(dir.path(), "temporary");
     for demo in [&a, &b] {
-        let r = demo
-            .http
-            .get(format!("{}/v1/calendar", demo.url))
-            .bearer_auth(&tmp)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        let (s, _) = demo
+            .call_as(&tmp, reqwest::Method::GET, "/v1/calendar", json!({}))
+            .await;
+        assert_eq!(s, 200);
     }
     lethe_cli(dir.path(), &["apikey", "revoke"], &["--name", "temporary"]);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     for demo in [&a, &b] {
-        let r = demo
-            .http
-            .get(format!("{}/v1/calendar", demo.url))
-            .bearer_auth(&tmp)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 401, "a revoked key is refused everywhere");
+        let (s, _) = demo
+            .call_as(&tmp, reqwest::Method::GET, "/v1/calendar", json!({}))
+            .await;
+        assert_eq!(s, 401, "a revoked key is refused everywhere");
     }
 }

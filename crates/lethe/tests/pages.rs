@@ -24,6 +24,28 @@ fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
         .map(|v| v.split(';').next().unwrap_or_default().to_owned())
 }
 
+/// POSTs a form (`pairs`) as a browser would, with the session cookie and
+/// the page's origin when given.
+async fn post_form(
+    http: &reqwest::Client,
+    url: String,
+    cookie: Option<&str>,
+    origin: Option<&str>,
+    pairs: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut r = http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(pairs));
+    if let Some(c) = cookie {
+        r = r.header("cookie", c);
+    }
+    if let Some(o) = origin {
+        r = r.header("origin", o);
+    }
+    r.send().await.unwrap()
+}
+
 /// An application/x-www-form-urlencoded body.
 fn form(pairs: &[(&str, &str)]) -> String {
     let enc = |s: &str| {
@@ -245,17 +267,18 @@ async fn an_operator_completes_a_manual_task_in_the_console() {
 
     // Sign in through the login page (password and TOTP).
     let (password, secret) = create_agent(&demo.dir, "ops.chen", "agent");
-    let r = http
-        .post(format!("{}/console/login", demo.url))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[
+    let r = post_form(
+        &http,
+        format!("{}/console/login", demo.url),
+        None,
+        None,
+        &[
             ("username", "ops.chen"),
             ("password", password.as_str()),
             ("totp", totp(&secret, 0).as_str()),
-        ]))
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 303);
     let token = set_cookie(&r, "lethe_console").unwrap();
     let cookie = format!("lethe_console={token}");
@@ -276,33 +299,29 @@ async fn an_operator_completes_a_manual_task_in_the_console() {
     let task: String = html[at..].split('/').next().unwrap().to_owned();
     let csrf = csrf(&html);
     // An empty note is refused, with the form shown again.
-    let r = http
-        .post(format!("{}/console/tasks/{task}/complete", demo.url))
-        .header("cookie", &cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[
-            ("_csrf", csrf.as_str()),
-            ("note", ""),
-            ("records", "1"),
-        ]))
-        .send()
-        .await
-        .unwrap();
+    let r = post_form(
+        &http,
+        format!("{}/console/tasks/{task}/complete", demo.url),
+        Some(&cookie),
+        None,
+        &[("_csrf", csrf.as_str()), ("note", ""), ("records", "1")],
+    )
+    .await;
     assert_eq!(r.status(), 422);
     let page = r.text().await.unwrap();
     assert!(page.contains("请填写处理说明"), "{page}");
-    let r = http
-        .post(format!("{}/console/tasks/{task}/complete", demo.url))
-        .header("cookie", &cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[
+    let r = post_form(
+        &http,
+        format!("{}/console/tasks/{task}/complete", demo.url),
+        Some(&cookie),
+        None,
+        &[
             ("_csrf", csrf.as_str()),
             ("note", "Box 17 shredded"),
             ("records", "1"),
-        ]))
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 303);
     demo.wait_state(&id, "erased", 30).await;
     let (_, tasks) = demo.get("/v1/console/manual-tasks?open=false").await;
@@ -315,14 +334,14 @@ async fn an_operator_completes_a_manual_task_in_the_console() {
         "{done}"
     );
     // Signing out ends the session.
-    let r = http
-        .post(format!("{}/console/logout", demo.url))
-        .header("cookie", &cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("_csrf", csrf.as_str())]))
-        .send()
-        .await
-        .unwrap();
+    let r = post_form(
+        &http,
+        format!("{}/console/logout", demo.url),
+        Some(&cookie),
+        None,
+        &[("_csrf", csrf.as_str())],
+    )
+    .await;
     assert_eq!(r.status(), 303);
     let r = http
         .get(format!("{}/console/", demo.url))
@@ -356,15 +375,14 @@ async fn a_user_signs_out_and_one_session_holds_few_live_connections() {
     let (s, html) = page(cookie.clone()).await;
     assert_eq!(s, 200);
     // Start the case, so the page has something to follow live.
-    let r = http
-        .post(format!("{}/u/do/start", demo.url))
-        .header("cookie", &cookie)
-        .header("origin", &demo.url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("_csrf", &csrf(&html))]))
-        .send()
-        .await
-        .unwrap();
+    let r = post_form(
+        &http,
+        format!("{}/u/do/start", demo.url),
+        Some(&cookie),
+        Some(&demo.url),
+        &[("_csrf", &csrf(&html))],
+    )
+    .await;
     assert!(r.status().is_redirection() || r.status().is_success());
     let cookie = set_cookie(&r, "lethe_u")
         .map(|c| format!("lethe_u={c}"))
@@ -399,15 +417,14 @@ async fn a_user_signs_out_and_one_session_holds_few_live_connections() {
     // Signing out ends the session: the same cookie no longer opens the
     // centre, and the browser is told to drop it.
     let (_, html) = page(cookie.clone()).await;
-    let r = http
-        .post(format!("{}/u/do/signout", demo.url))
-        .header("cookie", &cookie)
-        .header("origin", &demo.url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("_csrf", &csrf(&html))]))
-        .send()
-        .await
-        .unwrap();
+    let r = post_form(
+        &http,
+        format!("{}/u/do/signout", demo.url),
+        Some(&cookie),
+        Some(&demo.url),
+        &[("_csrf", &csrf(&html))],
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let cleared = r
         .headers()
@@ -495,15 +512,14 @@ async fn the_demo_app_hands_over_only_its_signed_in_user() {
         .text()
         .await
         .unwrap();
-    let r = http
-        .post(format!("{}/u/do/start", demo.url))
-        .header("cookie", &session)
-        .header("origin", &demo.url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("_csrf", &csrf(&html))]))
-        .send()
-        .await
-        .unwrap();
+    let r = post_form(
+        &http,
+        format!("{}/u/do/start", demo.url),
+        Some(&session),
+        Some(&demo.url),
+        &[("_csrf", &csrf(&html))],
+    )
+    .await;
     assert!(r.status().is_redirection(), "{}", r.status());
     let db = demo.lethe_db().await;
     let subjects: Vec<String> = sqlx::query_scalar("SELECT subject FROM cases")
