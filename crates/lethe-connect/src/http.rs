@@ -204,6 +204,11 @@ pub enum HttpErase {
     Pending,
 }
 
+/// Subject ids one `subjects.list` page may hold.
+pub const MAX_SUBJECT_PAGE: usize = 10_000;
+/// Pages one listing may take (10 million ids).
+pub const MAX_SUBJECT_PAGES: usize = 1_000;
+
 pub struct HttpSystem {
     name: String,
     url: String,
@@ -303,6 +308,67 @@ impl HttpSystem {
             ("accepted", HttpMode::Callback) => Ok(HttpErase::Pending),
             _ => self.outcome(report).map(HttpErase::Done),
         }
+    }
+
+    /// Streams the service's subject ids into `tx`, page by page: the
+    /// signed call `{"type": "subjects.list", "cursor": null | "...",
+    /// "limit": n}` answered (signed) with `{"subjects": [...],
+    /// "next_cursor": null | "..."}`. At most [`MAX_SUBJECT_PAGE`] ids per
+    /// page and [`MAX_SUBJECT_PAGES`] pages. Returns the number of ids sent.
+    pub async fn scan_subjects(
+        &self,
+        chunk: usize,
+        tx: tokio::sync::mpsc::Sender<Vec<String>>,
+    ) -> Result<u64, ConnectError> {
+        #[derive(Deserialize)]
+        struct Page {
+            subjects: Vec<String>,
+            #[serde(default)]
+            next_cursor: Option<String>,
+        }
+        let limit = chunk.clamp(1, MAX_SUBJECT_PAGE);
+        let mut cursor: Option<String> = None;
+        let mut sent = 0u64;
+        for n in 0..MAX_SUBJECT_PAGES {
+            let body = serde_json::json!({
+                "type": "subjects.list",
+                "cursor": cursor,
+                "limit": limit,
+            });
+            let key = format!("subjects-{}-{n}", jiff::Timestamp::now().as_millisecond());
+            let answer = signed_call(
+                &self.client,
+                &self.name,
+                &self.url,
+                &self.secret,
+                self.timeout_ms,
+                &key,
+                &body,
+            )
+            .await
+            .map_err(|m| self.err(m))?;
+            let page: Page = serde_json::from_value(answer.body).map_err(|e| {
+                self.err(format!(
+                    "the answer to subjects.list does not fit {{\"subjects\": [...], \"next_cursor\": ...}}: {e}"
+                ))
+            })?;
+            if page.subjects.len() > MAX_SUBJECT_PAGE {
+                return Err(self.err(format!(
+                    "a subjects.list page holds more than {MAX_SUBJECT_PAGE} ids"
+                )));
+            }
+            sent += page.subjects.len() as u64;
+            if !page.subjects.is_empty() && tx.send(page.subjects).await.is_err() {
+                return Ok(sent);
+            }
+            match page.next_cursor {
+                Some(c) if !c.is_empty() => cursor = Some(c),
+                _ => return Ok(sent),
+            }
+        }
+        Err(self.err(format!(
+            "subjects.list did not end within {MAX_SUBJECT_PAGES} pages"
+        )))
     }
 
     /// Turns a report (answer or callback) into an outcome; a failed report,

@@ -66,6 +66,31 @@ fn fill(template: &str, subject: &str) -> String {
     template.replace("{subject}", subject)
 }
 
+/// The subject id inside `value` when it fits `template` (`{subject}`
+/// standing for the id; the template's other parts literal, or `*`).
+fn subject_in(template: &str, value: &str) -> Option<String> {
+    let (prefix, rest) = template.split_once("{subject}")?;
+    if prefix.contains(['*', '?', '[']) {
+        return None;
+    }
+    let tail = value.strip_prefix(prefix)?;
+    // The id runs up to the literal text that follows it in the template.
+    let stop: String = rest
+        .chars()
+        .take_while(|c| !matches!(c, '*' | '?' | '['))
+        .collect();
+    let id = if stop.is_empty() {
+        if rest.is_empty() {
+            tail
+        } else {
+            tail.split(':').next().unwrap_or(tail)
+        }
+    } else {
+        &tail[..tail.find(&stop)?]
+    };
+    (!id.is_empty()).then(|| id.to_owned())
+}
+
 /// A short description of an entry, for outcomes and plans.
 pub fn describe(e: &RedisEntry) -> String {
     match e {
@@ -142,6 +167,114 @@ impl RedisSystem {
         keys.sort();
         keys.dedup();
         Ok(keys)
+    }
+
+    /// Streams the subject ids found in this system's entries into `tx` in
+    /// chunks of `chunk` (a subject id is read back out of a key, field or
+    /// member by its template). Entries whose template names no subject
+    /// add nothing. Returns the number of ids sent (one per key, field or
+    /// member; the reader deduplicates). Reads only.
+    pub async fn scan_subjects(
+        &self,
+        chunk: usize,
+        tx: tokio::sync::mpsc::Sender<Vec<String>>,
+    ) -> Result<u64, ConnectError> {
+        let chunk = chunk.clamp(1, 100_000);
+        let mut c = self.conn.clone();
+        let mut sent = 0u64;
+        let mut buf: Vec<String> = Vec::with_capacity(chunk);
+        for e in &self.entries {
+            // (command, key, template of the scanned strings)
+            let (cmd, key, template) = match e {
+                RedisEntry::Key { pattern } => ("SCAN", None, pattern.as_str()),
+                RedisEntry::HashField { key, field } => ("HSCAN", Some(key), field.as_str()),
+                RedisEntry::SetMember { key, member } => ("SSCAN", Some(key), member.as_str()),
+                RedisEntry::ZsetMember { key, member } => ("ZSCAN", Some(key), member.as_str()),
+            };
+            if key.is_some_and(|k| k.contains("{subject}")) {
+                // One key per subject: the subject is in the key's name.
+                let pattern = fill(key.map(String::as_str).unwrap_or_default(), "*");
+                let tpl = key.map(String::as_str).unwrap_or_default();
+                let mut cursor: u64 = 0;
+                loop {
+                    let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(SCAN_COUNT)
+                        .query_async(&mut c)
+                        .await
+                        .map_err(|e| rerr(&self.name, "list subjects", e))?;
+                    buf.extend(page.iter().filter_map(|k| subject_in(tpl, k)));
+                    sent += self.flush(&mut buf, chunk, &tx, false).await?;
+                    cursor = next;
+                    if cursor == 0 {
+                        break;
+                    }
+                }
+                continue;
+            }
+            if !template.contains("{subject}") {
+                continue;
+            }
+            let pattern = fill(template, "*");
+            let mut cursor: u64 = 0;
+            loop {
+                let mut q = redis::cmd(cmd);
+                if let Some(k) = key {
+                    q.arg(k);
+                }
+                q.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(SCAN_COUNT);
+                let (next, page): (u64, Vec<String>) = q
+                    .query_async(&mut c)
+                    .await
+                    .map_err(|e| rerr(&self.name, "list subjects", e))?;
+                // HSCAN and ZSCAN answer field/value and member/score pairs.
+                let step = if matches!(cmd, "HSCAN" | "ZSCAN") {
+                    2
+                } else {
+                    1
+                };
+                buf.extend(
+                    page.iter()
+                        .step_by(step)
+                        .filter_map(|v| subject_in(template, v)),
+                );
+                sent += self.flush(&mut buf, chunk, &tx, false).await?;
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+        sent += self.flush(&mut buf, chunk, &tx, true).await?;
+        Ok(sent)
+    }
+
+    async fn flush(
+        &self,
+        buf: &mut Vec<String>,
+        chunk: usize,
+        tx: &tokio::sync::mpsc::Sender<Vec<String>>,
+        last: bool,
+    ) -> Result<u64, ConnectError> {
+        if buf.is_empty() || (!last && buf.len() < chunk) {
+            return Ok(0);
+        }
+        let n = buf.len() as u64;
+        tx.send(std::mem::take(buf))
+            .await
+            .map_err(|_| ConnectError::Db {
+                system: self.name.clone(),
+                action: "list subjects",
+                message: "the reader stopped".into(),
+            })?;
+        Ok(n)
     }
 
     /// What the subject has, per entry: (description, count).
@@ -434,6 +567,28 @@ impl RedisSystem {
 
 #[cfg(test)]
 mod tests {
+    use super::subject_in;
+
+    #[test]
+    fn subject_ids_are_read_back_from_keys_by_their_template() {
+        assert_eq!(
+            subject_in("session:{subject}:*", "session:u42:abc").as_deref(),
+            Some("u42")
+        );
+        assert_eq!(
+            subject_in("cart:{subject}", "cart:u7").as_deref(),
+            Some("u7")
+        );
+        assert_eq!(subject_in("{subject}", "u9").as_deref(), Some("u9"));
+        assert_eq!(
+            subject_in("user:{subject}:profile", "user:u1:profile").as_deref(),
+            Some("u1")
+        );
+        assert_eq!(subject_in("user:{subject}:profile", "other:u1"), None);
+        assert_eq!(subject_in("cart:{subject}", "cart:"), None);
+        assert_eq!(subject_in("no-subject", "x"), None);
+    }
+
     #[test]
     fn glob_characters_in_a_subject_match_only_themselves() {
         assert_eq!(super::glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");

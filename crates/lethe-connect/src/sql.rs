@@ -625,6 +625,73 @@ impl SqlSystem {
         Ok(rows.iter().filter_map(first_text).take(100).collect())
     }
 
+    /// The tables whose owner column holds whole subject ids: directly
+    /// owned, not kept (kept rows stay by design), the id as it is. After a
+    /// backup restore, a returned subject shows up in at least one of them.
+    pub fn subject_tables(&self) -> Vec<String> {
+        self.scan_sources().map(|(t, _)| t.to_string()).collect()
+    }
+
+    fn scan_sources(&self) -> impl Iterator<Item = (&Ident, &Path)> {
+        self.plan
+            .steps
+            .iter()
+            .filter(|s| s.depth == 0 && !matches!(s.action, Action::Keep { .. }))
+            .filter_map(|s| self.paths.get(&s.table).map(|p| (&s.table, p)))
+            .filter(|(_, p)| {
+                p.tables.len() == 1 && p.owner_form == crate::datamap::OwnerForm::Exact
+            })
+    }
+
+    /// Streams the distinct subject ids of every subject table into `tx`,
+    /// in chunks of `chunk` ids (a bounded channel: the reader waits for the
+    /// consumer). Returns the number of ids sent. Reads only.
+    pub async fn scan_subjects(
+        &self,
+        chunk: usize,
+        tx: tokio::sync::mpsc::Sender<Vec<String>>,
+    ) -> Result<u64, ConnectError> {
+        use futures_util::TryStreamExt;
+        let chunk = chunk.clamp(1, 100_000);
+        let mut sent = 0u64;
+        for (table, path) in self.scan_sources() {
+            let owner = path.owner_expr(self.d, None);
+            let text = schema::as_text(self.d, &owner, "");
+            let sql = format!(
+                "SELECT DISTINCT {text} FROM {} WHERE {owner} IS NOT NULL",
+                table.q(self.d)
+            );
+            let mut rows = sqlx::query(AssertSqlSafe(sql)).fetch(&self.pool);
+            let mut buf = Vec::with_capacity(chunk);
+            while let Some(r) = rows
+                .try_next()
+                .await
+                .map_err(|e| db_err(&self.name, "list subjects", e))?
+            {
+                if let Some(v) = first_text(&r) {
+                    buf.push(v);
+                }
+                if buf.len() >= chunk {
+                    sent += buf.len() as u64;
+                    if tx
+                        .send(std::mem::replace(&mut buf, Vec::with_capacity(chunk)))
+                        .await
+                        .is_err()
+                    {
+                        return Ok(sent);
+                    }
+                }
+            }
+            if !buf.is_empty() {
+                sent += buf.len() as u64;
+                if tx.send(buf).await.is_err() {
+                    return Ok(sent);
+                }
+            }
+        }
+        Ok(sent)
+    }
+
     /// Whether the subject exists in this system at all (a row in any table
     /// owned directly by the subject).
     pub async fn subject_exists(&self, subject: &SubjectId) -> Result<bool, ConnectError> {

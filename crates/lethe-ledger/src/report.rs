@@ -268,9 +268,55 @@ impl SignedReport {
     }
 }
 
+/// Any other signed document (a reapply or a purge report):
+/// `{"report": ..., "public_key": ..., "signature": ...}` where the
+/// signature covers the JSON of `report` as a `serde_json::Value` writes
+/// it, so a reader verifies the file without knowing its type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedDoc {
+    pub report: serde_json::Value,
+    pub public_key: String,
+    pub signature: String,
+}
+
+impl SignedDoc {
+    pub fn sign<T: Serialize>(report: &T, signer: &crate::Signer) -> Self {
+        let report = serde_json::to_value(report).unwrap_or(serde_json::Value::Null);
+        let bytes = serde_json::to_vec(&report).unwrap_or_default();
+        Self {
+            signature: signer.sign(&bytes),
+            public_key: signer.public_key_hex(),
+            report,
+        }
+    }
+    pub fn verify(&self, public_key_hex: &str) -> bool {
+        let bytes = serde_json::to_vec(&self.report).unwrap_or_default();
+        self.public_key == public_key_hex
+            && crate::verify_signature(public_key_hex, &bytes, &self.signature)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signed_document_verifies_after_a_round_trip_and_not_when_changed() {
+        let signer = crate::Signer::from_seed(&[7; 32]);
+        #[derive(Serialize)]
+        struct R {
+            z: u64,
+            a: &'static str,
+        }
+        let doc = SignedDoc::sign(&R { z: 3, a: "x" }, &signer);
+        let text = serde_json::to_string_pretty(&doc).unwrap();
+        let back: SignedDoc = serde_json::from_str(&text).unwrap();
+        assert!(back.verify(&signer.public_key_hex()));
+        let mut changed = back.clone();
+        changed.report["z"] = serde_json::json!(4);
+        assert!(!changed.verify(&signer.public_key_hex()));
+        assert!(!back.verify(&crate::Signer::from_seed(&[8; 32]).public_key_hex()));
+    }
 
     #[test]
     fn percentiles_use_nearest_rank() {

@@ -23,6 +23,8 @@ pub mod ops_api;
 pub mod pages;
 pub mod problem;
 pub mod providers;
+pub mod reapply;
+pub mod reapply_api;
 pub mod report;
 pub mod secrets;
 pub mod systems;
@@ -223,6 +225,7 @@ pub enum ClockMode {
         identity_api::session, identity_api::face,
         claims_api::create, claims_api::read, claims_api::receipt, claims_api::list, claims_api::document, claims_api::decide,
         erasure_api::list, erasure_api::complete, erasure_api::callback, erasure_api::acknowledge,
+        reapply_api::start, reapply_api::list, reapply_api::get_run,
         export_api::create, export_api::create_for_case, export_api::read, export_api::delete,
         export_api::download, export_api::console_create, export_api::console_read,
         pages::user::create_handoff
@@ -490,6 +493,14 @@ pub fn router(st: AppState) -> Router {
         .route(
             "/v1/console/manual-tasks",
             guard_idem(&st, get(erasure_api::list)),
+        )
+        .route(
+            "/v1/reapply-runs",
+            guard_idem(&st, post(reapply_api::start).get(reapply_api::list)),
+        )
+        .route(
+            "/v1/reapply-runs/{id}",
+            guard_idem(&st, get(reapply_api::get_run)),
         )
         .route(
             "/v1/console/manual-tasks/{id}/complete",

@@ -167,6 +167,11 @@ impl Secrets {
     pub fn pseudonym(&self, subject: &str) -> String {
         lethe_ledger::pseudonym(&self.pseudonym, subject)
     }
+
+    /// The pseudonym function with its key absorbed, for many ids.
+    pub fn pseudonymizer(&self) -> lethe_ledger::Pseudonymizer {
+        lethe_ledger::Pseudonymizer::new(&self.pseudonym)
+    }
 }
 
 /// The Ed25519 key that signs tree heads, receipts and reports:

@@ -233,7 +233,7 @@ impl Systems {
         system: &str,
         items: &[BatchItem],
         now: jiff::Timestamp,
-        callback_url: &str,
+        callback_url: Option<&str>,
     ) -> Result<Vec<Erased>, String> {
         let s = self
             .by_name
@@ -269,7 +269,7 @@ impl Systems {
                 for it in items {
                     out.push(
                         match h
-                            .erase(&it.case_id, &it.subject, Some(callback_url))
+                            .erase(&it.case_id, &it.subject, callback_url)
                             .await
                             .map_err(|e| e.to_string())?
                         {
@@ -291,6 +291,32 @@ impl Systems {
                 })
                 .collect()),
         }
+    }
+
+    /// Streams the subject ids a system holds into `tx` (chunks of about
+    /// `chunk`), for reapply after a restore. SQL, Redis and HTTP systems
+    /// list them; manual and event systems cannot.
+    pub async fn scan_subjects(
+        &self,
+        system: &str,
+        chunk: usize,
+        tx: tokio::sync::mpsc::Sender<Vec<String>>,
+    ) -> Result<u64, String> {
+        let s = self
+            .by_name
+            .get(system)
+            .ok_or_else(|| format!("system {system} is not in the data map"))?;
+        match s {
+            Connector::Sql(sql) => sql.scan_subjects(chunk, tx).await,
+            Connector::Redis(r) => r.scan_subjects(chunk, tx).await,
+            Connector::Http(h) => h.scan_subjects(chunk, tx).await,
+            Connector::Manual(_) | Connector::Event => {
+                return Err(format!(
+                    "system {system} cannot list its subjects (a manual or event system): after a restore there, erase again by hand from the erased cases' receipts"
+                ));
+            }
+        }
+        .map_err(|e| e.to_string())
     }
 
     /// Purges kept rows whose retention ended, in every SQL system.

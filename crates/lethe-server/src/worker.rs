@@ -511,7 +511,7 @@ async fn erase_jobs(st: &AppState, jobs: &[Job]) -> Result<(), String> {
     let callback = format!("{}/v1/erasure-callbacks/{system}", st.public_url);
     let results = st
         .systems
-        .erase_batch(&system, &items, st.clock.now(), &callback)
+        .erase_batch(&system, &items, st.clock.now(), Some(&callback))
         .await
         .inspect_err(|_| st.metrics.connector_error(&system))?;
     st.metrics

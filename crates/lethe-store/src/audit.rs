@@ -180,7 +180,8 @@ impl Store {
         self.audit_range(from, limit).await
     }
 
-    /// Of these case, claim and export ids, those the platform owns.
+    /// Of these case, claim, export and reapply-run ids, those the
+    /// platform owns.
     pub async fn owned_ids(
         &self,
         platform: &str,
@@ -193,7 +194,8 @@ impl Store {
             let sql = format!(
                 "SELECT id FROM cases WHERE principal = $1 AND id IN ({marks}) \
                  UNION SELECT id FROM claims WHERE principal = $1 AND id IN ({marks}) \
-                 UNION SELECT id FROM exports WHERE principal = $1 AND id IN ({marks})"
+                 UNION SELECT id FROM exports WHERE principal = $1 AND id IN ({marks}) \
+                 UNION SELECT id FROM reapply_runs WHERE principal = $1 AND id IN ({marks})"
             );
             let mut q =
                 sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(platform.to_owned());

@@ -15,6 +15,7 @@ mod audit;
 mod claims;
 mod console;
 mod deadlines;
+mod erased;
 mod events;
 mod exports;
 mod vault;
@@ -24,6 +25,7 @@ pub use audit::ProofError;
 pub use claims::ClaimRow;
 pub use console::AgentRow;
 pub use deadlines::{Alert, DeadlineRow, MetricsSnapshot, NotificationRow};
+pub use erased::{ErasedMatch, MATCH_CHUNK, ReapplyRun};
 pub use events::CaseEvent;
 pub use exports::{ExportRow, NewExport};
 
@@ -1704,6 +1706,7 @@ async fn record_erasure_in(
     // once would each still see the other's job open, and neither would
     // close the case. Locked, the second sees the first's commit.
     load_case(ctx, id).await?;
+    let system_name = system.clone();
     sqlx::query("INSERT INTO erasure_results (case_id, system, outcome, recorded_at) VALUES ($1, $2, $3, $4) ON CONFLICT (case_id, system) DO UPDATE SET outcome = excluded.outcome")
         .bind(id.to_string())
         .bind(system)
@@ -1712,6 +1715,7 @@ async fn record_erasure_in(
         .execute(&mut ctx.conn)
         .await
         .map_err(db("record erasure result"))?;
+    erased::keep_tombstone(ctx, &id.to_string(), &system_name, now).await?;
     sqlx::query(
         "UPDATE jobs SET state = 'done', lease_until = NULL, last_error = NULL WHERE id = $1",
     )

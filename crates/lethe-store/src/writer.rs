@@ -77,16 +77,21 @@ impl WriteCtx {
     /// one sequence) and reloads the Merkle frontier when another instance
     /// appended since this one last looked.
     pub(crate) async fn lock_log(&mut self) -> Result<(), StoreError> {
-        if self.backend == crate::Backend::Sqlite || self.log_locked {
+        if self.log_locked {
             return Ok(());
         }
-        // pg_advisory_xact_lock returns void, which the Any driver cannot
-        // decode: select a constant beside it.
-        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS l")
-            .bind(LOG_LOCK)
-            .execute(&mut self.conn)
-            .await
-            .map_err(db("lock the audit log"))?;
+        // On SQLite the write transaction (BEGIN IMMEDIATE) is the lock;
+        // another process (a CLI command) may still have appended since
+        // this writer last looked, so the head is checked on both.
+        if self.backend != crate::Backend::Sqlite {
+            // pg_advisory_xact_lock returns void, which the Any driver
+            // cannot decode: select a constant beside it.
+            sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS l")
+                .bind(LOG_LOCK)
+                .execute(&mut self.conn)
+                .await
+                .map_err(db("lock the audit log"))?;
+        }
         let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_events")
             .fetch_one(&mut self.conn)
             .await

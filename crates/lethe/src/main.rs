@@ -6,6 +6,7 @@ mod bench_erase;
 mod bench_export;
 mod bench_instances;
 mod demo_mart;
+mod erasures_cmd;
 mod export_cmd;
 
 use anyhow::{Context, bail};
@@ -138,6 +139,12 @@ enum Cmd {
     Retention {
         #[command(subcommand)]
         cmd: RetentionCmd,
+    },
+    /// Erasures after a backup restore: reapply them, list the runs,
+    /// verify a run's signed report.
+    Erasures {
+        #[command(subcommand)]
+        cmd: erasures_cmd::ErasuresCmd,
     },
     /// Show the erasure plan of a data map (nothing is erased).
     Datamap {
@@ -815,6 +822,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Retention { cmd } => retention_cmd(cmd).await,
+        Cmd::Erasures { cmd } => erasures_cmd::run(cmd).await,
         Cmd::Calendar { cmd } => calendar_cmd(cmd),
     }
 }

@@ -57,6 +57,7 @@ struct Owned {
     export: String,
     claim: String,
     ciphertext: String,
+    reapply: String,
 }
 
 fn spec(method: &str, path: &str, a: &Owned) -> Option<Spec> {
@@ -246,6 +247,14 @@ fn spec(method: &str, path: &str, a: &Owned) -> Option<Spec> {
             s(Collection, None, None, "kind=phone&value=13800000000")
         }
         ("GET", "/v1/notifications") => s(Collection, None, None, ""),
+        ("GET", "/v1/reapply-runs") => s(Collection, None, None, ""),
+        ("POST", "/v1/reapply-runs") => s(
+            Collection,
+            None,
+            Some(json!({"system": "demo_mart", "since": "2026-01-01", "dry_run": true})),
+            "",
+        ),
+        ("GET", "/v1/reapply-runs/{id}") => s(Owned, None, None, ""),
         ("GET", "/v1/reports/compliance") => s(Collection, None, None, &report_q),
         ("POST", "/v1/vault/blind-index") => s(
             Collection,
@@ -276,6 +285,8 @@ fn concrete(path: &str, a: &Owned) -> String {
         a.export.as_str()
     } else if path.contains("/claims/{id}") {
         a.claim.as_str()
+    } else if path.contains("/reapply-runs/{id}") {
+        a.reapply.as_str()
     } else if path.contains("/manual-tasks/{id}") {
         "1"
     } else {
@@ -331,6 +342,7 @@ fn not_owned(status: u16, body: &str) -> bool {
             "no export with this id",
             "no claim with this id",
             "no manual task with this id",
+            "no reapply run of this platform has this id",
         ]
         .iter()
         .any(|t| body.contains(t))
@@ -376,14 +388,30 @@ async fn two_platforms_every_role_every_operation() {
         )
         .await;
     let index_a = bi["indexes"][0].as_str().unwrap().to_owned();
+    let (s, run) = demo
+        .post(
+            "/v1/reapply-runs",
+            json!({"system": "demo_mart", "since": "2026-01-01", "dry_run": true}),
+        )
+        .await;
+    assert_eq!(s, 202, "{run}");
+    let reapply = run["id"].as_str().unwrap().to_owned();
     let a = Owned {
         case: case.clone(),
         export: export.clone(),
         claim: claim.clone(),
         ciphertext,
+        reapply: reapply.clone(),
     };
     // What must never reach platform B or its agents.
-    let leaks = [case.clone(), export.clone(), claim.clone(), secret, index_a];
+    let leaks = [
+        case.clone(),
+        export.clone(),
+        claim.clone(),
+        secret,
+        index_a,
+        reapply,
+    ];
 
     // Every role, for each platform; and installation staff.
     let mut callers = vec![
