@@ -974,6 +974,24 @@ columns = ["user_id"]
     }
 }
 
+/// Whether a finding means erasure in its system would fail part-way: a
+/// table or column the map names is gone, or an unmapped table references
+/// an erased one with a key that blocks deletion. Erasure waits on these.
+pub fn is_breaking(f: &Finding) -> bool {
+    f.severity == Severity::Error
+        && matches!(
+            f.kind,
+            "missing_table" | "missing_column" | "uncovered_reference"
+        )
+}
+
+/// Whether a finding is schema drift the scheduled check raises: anything
+/// about what the map covers or whether erasure works; not the advice on
+/// how the map states the erasure order, which changes nothing erased.
+pub fn is_drift(f: &Finding) -> bool {
+    f.severity != Severity::Accepted && !matches!(f.kind, "order" | "order_by_schema")
+}
+
 /// What a check of the whole data map found.
 #[derive(Debug, Default)]
 pub struct CheckRun {

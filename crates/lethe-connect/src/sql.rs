@@ -94,6 +94,8 @@ pub struct SqlSystem {
     /// made at the first erasure or purge (or by `lethe datamap install`),
     /// never by a connection that only reads (`check`, `plan`).
     record_ready: tokio::sync::OnceCell<()>,
+    /// The last structural check against the live schema, and when.
+    drift: std::sync::Mutex<Option<(std::time::Instant, Vec<crate::check::Finding>)>>,
 }
 
 impl std::fmt::Debug for SqlSystem {
@@ -431,6 +433,7 @@ impl SqlSystem {
             schema,
             returning: true,
             record_ready: tokio::sync::OnceCell::new(),
+            drift: std::sync::Mutex::new(None),
         })
     }
 
@@ -623,6 +626,39 @@ impl SqlSystem {
             .rule_rows(q, phone, "look up accounts by phone")
             .await?;
         Ok(rows.iter().filter_map(first_text).take(100).collect())
+    }
+
+    /// What in the live schema would break this system's erasure (see
+    /// [`crate::check::is_breaking`]): the schema read afresh, at most once
+    /// per `max_age`, and checked against the map (`system`, the entry
+    /// this connector was made from), its accepted findings set aside.
+    pub async fn breaking_drift(
+        &self,
+        system: &System,
+        max_age: Duration,
+    ) -> Result<Vec<crate::check::Finding>, ConnectError> {
+        if let Ok(g) = self.drift.lock()
+            && let Some((at, found)) = g.as_ref()
+            && at.elapsed() < max_age
+        {
+            return Ok(found.clone());
+        }
+        let mut c = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| db_err(&self.name, "connect", e))?;
+        let live = schema::read(&mut c, self.d, |_, _| {})
+            .await
+            .map_err(|e| db_err(&self.name, "read the schema", e))?;
+        drop(c);
+        let mut found = crate::check::check(system, &live, &BTreeMap::new());
+        crate::check::apply_ignores(system, &mut found);
+        found.retain(crate::check::is_breaking);
+        if let Ok(mut g) = self.drift.lock() {
+            *g = Some((std::time::Instant::now(), found.clone()));
+        }
+        Ok(found)
     }
 
     /// The tables whose owner column holds whole subject ids: directly

@@ -16,9 +16,10 @@ pub const DEADLINE_EXTENDED: &str = "deadline.extended";
 pub const REALNAME_UNBIND: &str = "realname.unbind";
 pub const IDENTIFIER_UNBIND: &str = "identifier.unbind";
 pub const EXPORT_READY: &str = "export.ready";
+pub const DATAMAP_DRIFT: &str = "datamap.drift";
 
 /// All of them.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 14] = [
     ACCOUNT_FREEZE,
     ACCOUNT_RESTORE,
     COOLING_OFF_ENDED,
@@ -32,4 +33,5 @@ pub const ALL: [&str; 13] = [
     REALNAME_UNBIND,
     IDENTIFIER_UNBIND,
     EXPORT_READY,
+    DATAMAP_DRIFT,
 ];

@@ -538,6 +538,12 @@ pub struct WorkerConfig {
     /// How often kept rows whose retention ended, and expired identifier
     /// tombstones, are purged.
     pub purge_interval_secs: u64,
+    /// How often the data map is checked against each system's live
+    /// schema (read-only) for drift.
+    pub datamap_check_hours: u32,
+    /// Values sampled per uncovered column by that check (0: by names
+    /// only).
+    pub datamap_check_sample: u32,
 }
 
 impl Default for WorkerConfig {
@@ -551,6 +557,8 @@ impl Default for WorkerConfig {
             tree_head_interval_secs: 60,
             callback_wait_secs: 3600,
             purge_interval_secs: 300,
+            datamap_check_hours: 24,
+            datamap_check_sample: 20,
         }
     }
 }
@@ -661,6 +669,17 @@ impl Config {
         }
         if !(1..=86_400).contains(&w.max_backoff_secs) {
             return Err("worker.max_backoff_secs must be between 1 and 86400".into());
+        }
+        if !(1..=720).contains(&w.datamap_check_hours) {
+            return Err(
+                "worker.datamap_check_hours must be between 1 and 720 (30 days); 24 checks daily"
+                    .into(),
+            );
+        }
+        if w.datamap_check_sample > 1000 {
+            return Err(
+                "worker.datamap_check_sample must be at most 1000 values per column".into(),
+            );
         }
         Ok(policy)
     }

@@ -11,6 +11,7 @@ pub mod claims_api;
 pub mod config;
 pub mod console;
 pub mod demo_platform;
+pub mod drift_api;
 pub mod erasure_api;
 pub mod events;
 pub mod export_api;
@@ -226,6 +227,7 @@ pub enum ClockMode {
         claims_api::create, claims_api::read, claims_api::receipt, claims_api::list, claims_api::document, claims_api::decide,
         erasure_api::list, erasure_api::complete, erasure_api::callback, erasure_api::acknowledge,
         reapply_api::start, reapply_api::list, reapply_api::get_run,
+        drift_api::list, drift_api::accept,
         export_api::create, export_api::create_for_case, export_api::read, export_api::delete,
         export_api::download, export_api::console_create, export_api::console_read,
         pages::user::create_handoff
@@ -635,6 +637,17 @@ pub fn router(st: AppState) -> Router {
                 middleware::key_or_console,
             )),
         )
+        .route(
+            "/v1/console/datamap/findings",
+            get(drift_api::list).route_layer(axum::middleware::from_fn_with_state(
+                st.clone(),
+                middleware::key_or_console,
+            )),
+        )
+        .route(
+            "/v1/console/datamap/findings/{id}/accept",
+            guard_console(&st, post(drift_api::accept)),
+        )
         .route("/v1/console/login", post(console::login));
     // Exports answer with their download link, which must not be kept in
     // the idempotency store: the export itself is keyed by the platform's
@@ -704,6 +717,10 @@ pub fn router(st: AppState) -> Router {
             post(pages::agent::claim_decide),
         )
         .route("/console/datamap", get(pages::agent::datamap))
+        .route(
+            "/console/datamap/findings/{id}/accept",
+            post(pages::agent::accept_finding),
+        )
         .route("/console/report", get(pages::agent::report))
         .route("/assets/lethe.css", get(pages::css))
         .route("/assets/lethe.js", get(pages::js))

@@ -94,6 +94,16 @@ pub const OPERATION_IDS: &[(&str, &str, &str)] = &[
     ),
     ("post", "/v1/console/exports", "consoleCreateExport"),
     ("get", "/v1/console/exports/{id}", "consoleGetExport"),
+    (
+        "get",
+        "/v1/console/datamap/findings",
+        "consoleListDriftFindings",
+    ),
+    (
+        "post",
+        "/v1/console/datamap/findings/{id}/accept",
+        "consoleAcceptDriftFinding",
+    ),
     ("post", "/v1/console/login", "consoleLogin"),
     ("get", "/v1/console/manual-tasks", "listManualTasks"),
     (
@@ -288,6 +298,15 @@ pub fn notifications() -> Vec<(&'static str, &'static str, Vec<Field>)> {
                 SUBJECT,
                 ("requested_by", "string", "agent"),
             ],
+        ),
+        (
+            notice::DATAMAP_DRIFT,
+            "The scheduled data-map check found something new in a system's schema: a personal column or table the map does not cover, a new reference into a mapped table, or a change that would break erasure (breaking: true; erasure in that system waits until it is fixed). Map it (the finding's fix), or accept it with a reason in the console.",
+            vec![(
+                "findings",
+                "array",
+                "the new findings: id, system, kind, at (table or table.column), severity, breaking, message, fix (the map text that resolves it)",
+            )],
         ),
     ]
 }

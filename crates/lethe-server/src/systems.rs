@@ -84,6 +84,18 @@ impl Systems {
         Ok(Self { by_name, limits })
     }
 
+    /// Systems from SQL connectors already connected (benchmarks, tools),
+    /// one erasure batch at a time each.
+    pub fn from_sql(list: Vec<SqlSystem>) -> Self {
+        let mut by_name = BTreeMap::new();
+        let mut limits = BTreeMap::new();
+        for s in list {
+            limits.insert(s.name().to_owned(), Arc::new(Semaphore::new(1)));
+            by_name.insert(s.name().to_owned(), Connector::Sql(Box::new(s)));
+        }
+        Self { by_name, limits }
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.by_name.keys().map(String::as_str)
     }

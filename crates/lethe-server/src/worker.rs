@@ -74,6 +74,7 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
     let mut last_purge: Option<std::time::Instant> = None;
     let mut last_beat: Option<std::time::Instant> = None;
     let mut warned_on: Option<jiff::civil::Date> = None;
+    let drift_running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     loop {
         if *shutdown.borrow() {
             return;
@@ -156,6 +157,34 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
                 Err(e) => tracing::error!(error = %e, "reading receipts failed"),
             }
         }
+        // The data map against the live schemas, on its schedule (one
+        // instance claims each run; it runs beside the timer).
+        if !drift_running.load(std::sync::atomic::Ordering::Acquire) {
+            let now = st.clock.now();
+            let every = SignedDuration::from_hours(i64::from(st.worker.datamap_check_hours));
+            let due = match st.store.drift_check_state().await {
+                Ok(Some((last, _))) => last.checked_add(every).is_ok_and(|t| t <= now),
+                Ok(None) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the data-map check's state failed");
+                    false
+                }
+            };
+            if due
+                && st
+                    .store
+                    .claim_drift_check(now, every)
+                    .await
+                    .unwrap_or(false)
+            {
+                drift_running.store(true, std::sync::atomic::Ordering::Release);
+                let (st2, flag) = (st.clone(), drift_running.clone());
+                tokio::spawn(async move {
+                    datamap_check(&st2).await;
+                    flag.store(false, std::sync::atomic::Ordering::Release);
+                });
+            }
+        }
         if last_purge.is_none_or(|t| t.elapsed() >= purge_every) {
             last_purge = Some(std::time::Instant::now());
             if let Err(e) = st.store.purge_tombstones(st.clock.now()).await {
@@ -191,6 +220,64 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
             _ = st.timer_wake.notified() => {}
             _ = shutdown.changed() => {}
         }
+    }
+}
+
+/// The scheduled data-map check: every SQL system's live schema (read-only,
+/// sampling uncovered columns) against the data map; what is new opens a
+/// finding, raises `datamap.drift` and shows on the console; what is gone
+/// closes.
+pub async fn datamap_check(st: &AppState) {
+    let sample = st.worker.datamap_check_sample;
+    let checked: Vec<String> = st
+        .datamap
+        .systems
+        .iter()
+        .filter(|s| s.kind.dialect().is_some())
+        .map(|s| s.name.to_string())
+        .collect();
+    let (found, error) =
+        match lethe_connect::check::check_systems(&st.datamap, sample, |_, _| {}, |_, _, _| {})
+            .await
+        {
+            Ok(run) => (
+                run.findings
+                    .iter()
+                    .filter(|f| lethe_connect::check::is_drift(f))
+                    .map(|f| lethe_store::NewFinding {
+                        system: f.system.clone(),
+                        kind: f.kind.to_owned(),
+                        at: f.at.clone(),
+                        severity: match f.severity {
+                            lethe_connect::check::Severity::Error => "error",
+                            _ => "warning",
+                        }
+                        .to_owned(),
+                        breaking: lethe_connect::check::is_breaking(f),
+                        message: f.message.clone(),
+                        fix: f.fix.clone(),
+                    })
+                    .collect(),
+                None,
+            ),
+            Err(e) => (vec![], Some(e.to_string())),
+        };
+    // A failed check clears nothing: only systems it read are compared.
+    let checked = if error.is_some() { vec![] } else { checked };
+    match st
+        .store
+        .record_drift(checked, found, error.clone(), st.clock.now())
+        .await
+    {
+        Ok(opened) => {
+            for f in &opened {
+                tracing::warn!(system = %f.system, kind = %f.kind, at = %f.at, breaking = f.breaking, "data map drift: {}", f.message);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "recording the data-map check failed"),
+    }
+    if let Some(e) = error {
+        tracing::error!(error = %e, "the scheduled data-map check failed");
     }
 }
 
@@ -437,6 +524,51 @@ async fn job_failed(st: &AppState, job: &Job, err: String) {
     }
 }
 
+/// How long an erasure held by schema drift waits before it looks again
+/// (at most; `worker.max_backoff_secs` when shorter); a system's
+/// structural check is reused for as long.
+const DRIFT_RETRY_SECS: i64 = 300;
+
+fn drift_wait(st: &AppState) -> i64 {
+    st.worker.max_backoff_secs.clamp(1, DRIFT_RETRY_SECS)
+}
+
+/// Why a SQL system's erasure must wait, if it must: what in its live
+/// schema would break it (a table or column the map names is gone, an
+/// unmapped reference blocks deletion), with the fix.
+async fn drift_hold(st: &AppState, system: &str) -> Result<Option<String>, String> {
+    let (Some(sql), Some(entry)) = (
+        st.systems.sql(system),
+        st.datamap
+            .systems
+            .iter()
+            .find(|s| s.name.as_str() == system),
+    ) else {
+        return Ok(None);
+    };
+    let found = sql
+        .breaking_drift(
+            entry,
+            std::time::Duration::from_secs(drift_wait(st).unsigned_abs()),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if found.is_empty() {
+        return Ok(None);
+    }
+    let mut why = format!(
+        "erasure in {system} waits: its schema no longer matches the data map, and erasing now would fail part-way: "
+    );
+    why.push_str(
+        &found
+            .iter()
+            .map(|f| format!("{} at {}: {} (fix: {})", f.kind, f.at, f.message, f.fix))
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+    Ok(Some(why.chars().take(2000).collect()))
+}
+
 /// Runs a batch of erase jobs of one system: keyed hashes of the subjects'
 /// identifiers are kept first (tombstones), then the system erases the
 /// whole batch (set-based on SQL) and verifies; each case's outcome is
@@ -448,6 +580,21 @@ async fn erase_jobs(st: &AppState, jobs: &[Job]) -> Result<(), String> {
         return Ok(());
     };
     let system = first.system.clone();
+    if let Some(why) = drift_hold(st, &system).await? {
+        // Erasing now would fail part-way: wait without using an attempt,
+        // the reason on each case's timeline (the job's note).
+        let at = now_wall()
+            .checked_add(SignedDuration::from_secs(drift_wait(st)))
+            .unwrap_or(now_wall());
+        for job in jobs {
+            st.store
+                .defer_job(job.id, job.attempts, why.clone(), at)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        tracing::warn!(system = %system, jobs = jobs.len(), "erasure held: the system's schema no longer matches the data map");
+        return Ok(());
+    }
     let now = st.clock.now();
     let mut items = vec![];
     let mut live = vec![];

@@ -15,6 +15,7 @@ mod audit;
 mod claims;
 mod console;
 mod deadlines;
+mod drift;
 mod erased;
 mod events;
 mod exports;
@@ -25,6 +26,7 @@ pub use audit::ProofError;
 pub use claims::ClaimRow;
 pub use console::AgentRow;
 pub use deadlines::{Alert, DeadlineRow, MetricsSnapshot, NotificationRow};
+pub use drift::{DriftFinding, NewFinding};
 pub use erased::{ErasedMatch, MATCH_CHUNK, ReapplyRun};
 pub use events::CaseEvent;
 pub use exports::{ExportRow, NewExport};
@@ -1198,6 +1200,33 @@ impl Store {
                         .execute(&mut ctx.conn)
                         .await
                         .map_err(db(action))?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Puts a claimed job back to wait until `run_at` without using up an
+    /// attempt (its system cannot take it now: schema drift), with the
+    /// reason as its note.
+    pub async fn defer_job(
+        &self,
+        job_id: i64,
+        attempt: u32,
+        note: String,
+        run_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .run_unlogged(move |ctx| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE jobs SET state = 'ready', run_at = $1, lease_until = NULL, last_error = $2, attempts = attempts - 1 WHERE id = $3 AND state = 'leased' AND attempts = $4")
+                        .bind(ms(run_at))
+                        .bind(note)
+                        .bind(job_id)
+                        .bind(i64::from(attempt))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("defer job"))?;
                     Ok(())
                 })
             })

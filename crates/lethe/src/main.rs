@@ -5,6 +5,7 @@ mod bench;
 mod bench_erase;
 mod bench_export;
 mod bench_instances;
+mod bench_reapply;
 mod demo_mart;
 mod erasures_cmd;
 mod export_cmd;
@@ -272,6 +273,19 @@ enum BenchCmd {
         /// Subjects per set-based batch.
         #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1000))]
         batch: u64,
+    },
+    /// Reapply after a backup restore: the subject ids of a restored
+    /// system scanned, pseudonymised and matched against the erasure
+    /// tombstones, against the raw scan of the same ids; then erased again.
+    Reapply {
+        /// postgres (127.0.0.1:5432), mysql (MariaDB, 127.0.0.1:3306) or sqlite.
+        #[arg(long, default_value = "postgres", value_parser = ["postgres", "mysql", "sqlite"])]
+        kind: String,
+        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1000..=20_000_000))]
+        ids: u64,
+        /// Subjects erased since the backup (tombstones), spread over the ids.
+        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        erased: u64,
     },
     /// A data export of about 1 GB (one subject, SQLite): Lethe's sealed
     /// archive against raw JSON lines; throughput and peak memory.
@@ -748,6 +762,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     batch,
                 },
         } => bench_erase::erase(&kind, users, erase, batch).await,
+        Cmd::Bench {
+            cmd: BenchCmd::Reapply { kind, ids, erased },
+        } => bench_reapply::run(&kind, ids, erased).await,
         Cmd::Bench {
             cmd: BenchCmd::Export { mb },
         } => bench_export::run(mb).await,
@@ -1531,6 +1548,10 @@ struct DemoOptions {
     /// Attempts of a job before its case is marked failed.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
     max_attempts: u32,
+    /// Longest wait between retries of a job (and of an erasure held by
+    /// schema drift).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(i64).range(1..=86_400))]
+    max_backoff_secs: i64,
     /// Requests per second allowed per API key.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     rate: u32,
@@ -1558,6 +1579,7 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
         ready_file,
         lease_secs,
         max_attempts,
+        max_backoff_secs,
         rate,
         review,
         deadlines,
@@ -1597,7 +1619,7 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
         "datamap": datamap,
         "policy": { "cooling_off_days": 7, "review_required": review, "deadlines": deadlines },
         "limits": { "rate_per_second": rate, "rate_burst": rate.saturating_mul(2) },
-        "worker": { "lease_secs": lease_secs, "max_attempts": max_attempts, "timer_interval_ms": 200, "purge_interval_secs": 1 },
+        "worker": { "lease_secs": lease_secs, "max_attempts": max_attempts, "max_backoff_secs": max_backoff_secs, "timer_interval_ms": 200, "purge_interval_secs": 1 },
     });
     if let Some(f) = calendar_file {
         cfg_value["calendar_file"] = serde_json::json!(std::path::absolute(f)?);

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 const N: usize = 100;
 const USERS: u32 = 300;
@@ -499,4 +500,213 @@ async fn a_restored_backup_is_erased_again_on_sqlite_postgres_and_mariadb() {
             .await;
         p.close().await;
     }
+}
+
+const SECRET: &str = "whsec_c2VydmljZS1zZWNyZXQtZm9yLXRlc3Rz";
+
+/// An HTTP service holding subjects: `subjects.list` pages through them (a
+/// cursor, two per page), `erasure.requested` removes one. Every request's
+/// signature is checked and every answer signed.
+async fn service(held: Arc<Mutex<Vec<String>>>) -> (String, Arc<Mutex<Vec<Value>>>) {
+    use lethe_connect::http::{secret_bytes, sign};
+    let seen = Arc::new(Mutex::new(vec![]));
+    let s2 = seen.clone();
+    let app = axum::Router::new().route(
+        "/svc",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let (seen, held) = (s2.clone(), held.clone());
+                async move {
+                    let h = |n: &str| headers.get(n).unwrap().to_str().unwrap().to_owned();
+                    let key = secret_bytes(SECRET);
+                    let ts: i64 = h("webhook-timestamp").parse().unwrap();
+                    assert_eq!(h("webhook-signature"), sign(&key, &h("webhook-id"), ts, &body));
+                    let req: Value = serde_json::from_slice(&body).unwrap();
+                    seen.lock().unwrap().push(req.clone());
+                    let answer = match req["type"].as_str().unwrap() {
+                        "subjects.list" => {
+                            let from: usize =
+                                req["cursor"].as_str().map_or(0, |c| c.parse().unwrap());
+                            let all = held.lock().unwrap().clone();
+                            let page: Vec<String> = all.iter().skip(from).take(2).cloned().collect();
+                            let next = (from + 2 < all.len()).then(|| (from + 2).to_string());
+                            json!({"subjects": page, "next_cursor": next})
+                        }
+                        _ => {
+                            let subject = req["subject_id"].as_str().unwrap().to_owned();
+                            let mut all = held.lock().unwrap();
+                            let before = all.len();
+                            all.retain(|s| *s != subject);
+                            let n = (before - all.len()) as u64;
+                            json!({"case_id": req["case_id"], "status": "erased",
+                                   "items": [{"name": "profiles", "action": "delete", "count": n, "remaining": 0}]})
+                        }
+                    }
+                    .to_string();
+                    let now = jiff::Timestamp::now().as_second();
+                    axum::response::Response::builder()
+                        .status(200)
+                        .header("content-type", "application/json")
+                        .header("webhook-id", "msg_answer")
+                        .header("webhook-timestamp", now.to_string())
+                        .header("webhook-signature", sign(&key, "msg_answer", now, answer.as_bytes()))
+                        .body(axum::body::Body::from(answer))
+                        .unwrap()
+                }
+            },
+        ),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/svc", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (url, seen)
+}
+
+async fn reapply_api(demo: &Demo, system: &str, since: &str) -> Value {
+    let (s, run) = demo
+        .post(
+            "/v1/reapply-runs",
+            json!({"system": system, "since": since}),
+        )
+        .await;
+    assert_eq!(s, 202, "{run}");
+    let id = run["id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, r) = demo.get(&format!("/v1/reapply-runs/{id}")).await;
+        if r["state"] != "running" {
+            assert_eq!(r["state"], "done", "{r}");
+            return r["signed_report"]["report"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{r}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_keys_and_an_http_services_records_that_came_back_are_erased_again() {
+    use redis::AsyncCommands;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("rp{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    std::fs::write(
+        dir.path().join("datamap.toml"),
+        format!(
+            r#"{}
+[[systems]]
+name = "cache"
+kind = "redis"
+url_env = "E2E_REDIS_URL"
+keys = [{{ type = "key", pattern = "{prefix}:sess:{{subject}}:*" }}, {{ type = "set_member", key = "{prefix}:online", member = "{{subject}}" }}, {{ type = "hash_field", key = "{prefix}:carts", field = "{{subject}}" }}]
+
+[[systems]]
+name = "crm"
+kind = "http"
+url_env = "E2E_CRM_URL"
+secret_env = "E2E_CRM_SECRET"
+mode = "sync"
+"#,
+            include_str!("../../../examples/demo-mart/datamap.toml")
+        ),
+    )
+    .unwrap();
+    let held = Arc::new(Mutex::new(
+        ["5", "6", "7", "8", "9"].map(String::from).to_vec(),
+    ));
+    let (crm_url, seen) = service(held.clone()).await;
+    let demo = Demo::start_env(
+        dir.path(),
+        50,
+        &[],
+        &[
+            ("E2E_REDIS_URL", "redis://127.0.0.1:6379/"),
+            ("E2E_CRM_URL", &crm_url),
+            ("E2E_CRM_SECRET", SECRET),
+        ],
+    )
+    .await;
+    let pool = demo.mart().await;
+    let users = clear_users(&pool, 2).await;
+    pool.close().await;
+    let (gone, stays) = (users[0].to_string(), users[1].to_string());
+    held.lock().unwrap().extend([gone.clone(), stays.clone()]);
+    let redis = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
+    let mut r = redis.get_multiplexed_async_connection().await.unwrap();
+    let fill = |r: &mut redis::aio::MultiplexedConnection| {
+        let mut r = r.clone();
+        let (gone, stays, prefix) = (gone.clone(), stays.clone(), prefix.clone());
+        async move {
+            for u in [&gone, &stays] {
+                let _: () = r.set(format!("{prefix}:sess:{u}:a"), "t").await.unwrap();
+                let _: () = r.sadd(format!("{prefix}:online"), u).await.unwrap();
+                let _: () = r
+                    .hset(format!("{prefix}:carts"), u, "3 items")
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    fill(&mut r).await;
+    let since = demo
+        .ok("/v1/dev/clock/advance", json!({"seconds": 0}))
+        .await["now"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = demo.create(users[0]).await;
+    demo.to_cooling_off(&id).await;
+    demo.advance(7 * 86_400 + 60).await;
+    demo.wait_state(&id, "erased", 60).await;
+    assert!(!held.lock().unwrap().contains(&gone));
+    let sess = |r: &mut redis::aio::MultiplexedConnection, u: String| {
+        let (mut r, prefix) = (r.clone(), prefix.clone());
+        async move {
+            let keys: Vec<String> = r.keys(format!("{prefix}:sess:{u}:*")).await.unwrap();
+            let online: bool = r.sismember(format!("{prefix}:online"), &u).await.unwrap();
+            let cart: bool = r.hexists(format!("{prefix}:carts"), &u).await.unwrap();
+            (keys.len(), online, cart)
+        }
+    };
+    assert_eq!(sess(&mut r, gone.clone()).await, (0, false, false));
+
+    // Restored: the cache and the service hold the erased account again.
+    fill(&mut r).await;
+    held.lock().unwrap().push(gone.clone());
+    let report = reapply_api(&demo, "cache", &since).await;
+    assert_eq!(
+        (report["matched"].as_u64(), report["erased"].as_u64()),
+        (Some(1), Some(1)),
+        "{report}"
+    );
+    assert_eq!(sess(&mut r, gone.clone()).await, (0, false, false));
+    assert_eq!(sess(&mut r, stays.clone()).await, (1, true, true));
+    let report = reapply_api(&demo, "crm", &since).await;
+    assert_eq!(
+        (report["matched"].as_u64(), report["erased"].as_u64()),
+        (Some(1), Some(1)),
+        "{report}"
+    );
+    assert!(report["scanned"].as_u64().unwrap() >= 7, "{report}");
+    assert!(!held.lock().unwrap().contains(&gone));
+    assert!(held.lock().unwrap().contains(&stays));
+    // The service was paged through (two per page) and asked once to erase.
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.iter().filter(|x| x["type"] == "subjects.list").count() >= 4);
+    let asked: Vec<&Value> = seen
+        .iter()
+        .filter(|x| x["type"] == "erasure.requested" && x["subject_id"] == json!(gone))
+        .collect();
+    assert_eq!(
+        asked.len(),
+        2,
+        "the case's erasure, then the reapply: {asked:?}"
+    );
+    assert!(asked[1]["case_id"].as_str().unwrap().starts_with('r'));
+    assert!(asked[1].get("callback_url").is_none());
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}:online"))
+        .arg(format!("{prefix}:carts"))
+        .arg(format!("{prefix}:sess:{stays}:a"))
+        .query_async(&mut r)
+        .await
+        .unwrap();
 }

@@ -269,8 +269,17 @@ async fn queues_ctx(
         Some(_) => vec![],
         None => st.store.live_platforms().await?,
     };
+    // A banner while the scheduled data-map check has open findings.
+    let drift: Vec<_> = st
+        .store
+        .drift_findings(Some("open"))
+        .await?
+        .into_iter()
+        .take(QUEUE_ROWS as usize)
+        .map(drift_row)
+        .collect();
     Ok(
-        context! { new, review, overdue, tasks, claims, platforms, calendar_ends, counts => minijinja::Value::from(minijinja::value::Serde(&counts)), now => now.to_string() },
+        context! { new, review, overdue, tasks, claims, platforms, calendar_ends, drift, counts => minijinja::Value::from(minijinja::value::Serde(&counts)), now => now.to_string() },
     )
 }
 
@@ -708,11 +717,38 @@ pub async fn claim_decide(
 
 // ------------------------------------------------- data map and the report
 
+fn drift_row(f: lethe_store::DriftFinding) -> minijinja::Value {
+    context! {
+        id => f.id, system => f.system, kind => f.kind, at => f.at, severity => f.severity,
+        breaking => f.breaking, message => f.message, fix => f.fix, state => f.state,
+        accepted_by => f.accepted_by, accepted_reason => f.accepted_reason,
+    }
+}
+
 pub async fn datamap(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let lang = lang_of(&headers);
     let Some((a, token)) = agent_of(&st, &headers).await else {
         return to_login();
     };
+    datamap_page(&st, lang, &a, &token, None).await
+}
+
+async fn datamap_page(
+    st: &AppState,
+    lang: Lang,
+    a: &crate::console::Agent,
+    token: &str,
+    error: Option<String>,
+) -> Response {
+    let drift: Vec<_> = match st.store.drift_findings(None).await {
+        Ok(list) => list.into_iter().map(drift_row).collect(),
+        Err(e) => return Problem::from(e).into_response(),
+    };
+    let drift_checked = match st.store.drift_check_state().await {
+        Ok(s) => s.map(|(t, _)| local_time(&t.to_string(), &st.tz)),
+        Err(e) => return Problem::from(e).into_response(),
+    };
+    let can_accept = a.role == crate::console::Role::Admin && a.platform.is_none();
     let run =
         lethe_connect::check::check_systems(&st.datamap, CHECK_SAMPLE, |_, _| {}, |_, _, _| {})
             .await;
@@ -739,8 +775,32 @@ pub async fn datamap(State(st): State<AppState>, headers: HeaderMap) -> Response
         .collect();
     render(
         "c_datamap.html",
-        context! { ..base_ctx(lang, &a, &token, &st, "/console/datamap"), ..context! { findings, unchecked, errors, systems, failure } },
+        context! { ..base_ctx(lang, a, token, st, "/console/datamap"), ..context! { findings, unchecked, errors, systems, failure, drift, drift_checked, can_accept, error } },
     )
+}
+
+/// An installation admin accepts a drift finding with a reason (audited).
+pub async fn accept_finding(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Response {
+    let lang = lang_of(&headers);
+    let Some((a, token)) = agent_of(&st, &headers).await else {
+        return to_login();
+    };
+    let Some(form) = checked_form(&st, &headers, &token, form) else {
+        return super::forbidden_post(lang);
+    };
+    let reason = form.get("reason").cloned().unwrap_or_default();
+    match crate::drift_api::accept_as(&st, &a, &id, &reason).await {
+        Ok(_) => super::redirect("/console/datamap#drift"),
+        Err(p) => super::with_status(
+            datamap_page(&st, lang, &a, &token, Some(problem_text(lang, &p))).await,
+            StatusCode::from_u16(p.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+        ),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,6 +11,11 @@ CREATE TABLE erased_subjects (
     PRIMARY KEY (system, subject_hash)
 );
 CREATE INDEX erased_subjects_time ON erased_subjects (system, erased_at);
+-- Erasures recorded before this table existed get their tombstones too.
+INSERT INTO erased_subjects (system, subject_hash, case_id, principal, erased_at)
+SELECT e.system, c.subject_pseudonym, MAX(c.id), MAX(c.principal), MAX(e.recorded_at)
+FROM erasure_results e JOIN cases c ON c.id = e.case_id
+GROUP BY e.system, c.subject_pseudonym;
 
 -- Runs of reapply (after a restore): running, done (with the signed
 -- report, counts only) or failed (with the reason).
