@@ -591,7 +591,23 @@ struct RawMap {
     #[serde(default)]
     providers: Vec<Provider>,
     settlement: Option<SettlementTarget>,
+    #[serde(default)]
+    purge_rules: Vec<PurgeRule>,
 }
+
+/// A rule selecting accounts to purge (`POST /v1/purges` with `rule`):
+/// one SELECT without parameters whose first column is the subject id,
+/// e.g. accounts not signed in for 3 years.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRule {
+    pub name: Ident,
+    pub system: Ident,
+    pub query: String,
+}
+
+/// Purge rules one data map may hold.
+pub const MAX_PURGE_RULES: usize = 50;
 
 #[derive(Debug, Clone)]
 pub struct DataMap {
@@ -601,6 +617,7 @@ pub struct DataMap {
     pub assets: Vec<AssetRule>,
     pub providers: Vec<Provider>,
     pub settlement: Option<SettlementTarget>,
+    pub purge_rules: Vec<PurgeRule>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -1228,6 +1245,45 @@ impl DataMap {
                 ));
             }
         }
+        if raw.purge_rules.len() > MAX_PURGE_RULES {
+            return Err(invalid(
+                "purge_rules",
+                format!("more than {MAX_PURGE_RULES} rules"),
+                "merge rules",
+            ));
+        }
+        for (i, r) in raw.purge_rules.iter().enumerate() {
+            let at = format!("purge_rules[{i}] ({})", r.name);
+            let is_sql = systems
+                .iter()
+                .any(|s| s.name == r.system && s.kind.dialect().is_some());
+            if !is_sql {
+                return Err(invalid(
+                    format!("{at}.system"),
+                    format!("'{}' is not a SQL system of this map", r.system),
+                    "name a system of kind sqlite, postgres or mysql",
+                ));
+            }
+            let t = r.query.trim_start().to_ascii_lowercase();
+            if r.query.len() > MAX_QUERY_LEN
+                || !(t.starts_with("select") || t.starts_with("with"))
+                || r.query.contains(';')
+                || r.query.contains('$')
+            {
+                return Err(invalid(
+                    format!("{at}.query"),
+                    "must be one SELECT without parameters or ';', its first column the subject id",
+                    "e.g. SELECT id FROM users WHERE last_login_at < CURRENT_DATE - INTERVAL '3 years'",
+                ));
+            }
+            if raw.purge_rules[..i].iter().any(|o| o.name == r.name) {
+                return Err(invalid(
+                    format!("{at}.name"),
+                    "used twice",
+                    "give each purge rule its own name",
+                ));
+            }
+        }
         for (i, a) in raw.assets.iter().enumerate() {
             let at = format!("assets[{i}] ({})", a.kind);
             if !names.contains(&a.system) {
@@ -1330,6 +1386,7 @@ impl DataMap {
             assets: raw.assets,
             providers: raw.providers,
             settlement: raw.settlement,
+            purge_rules: raw.purge_rules,
         })
     }
 

@@ -628,6 +628,36 @@ impl SqlSystem {
         Ok(rows.iter().filter_map(first_text).take(100).collect())
     }
 
+    /// The subject ids a purge rule selects (its first column, as text), at
+    /// most `max`; more is an error that says so.
+    pub async fn select_subjects(
+        &self,
+        query: &str,
+        max: usize,
+    ) -> Result<Vec<String>, ConnectError> {
+        use futures_util::TryStreamExt;
+        let mut rows = sqlx::query(AssertSqlSafe(query.to_owned())).fetch(&self.pool);
+        let mut out = vec![];
+        while let Some(r) = rows
+            .try_next()
+            .await
+            .map_err(|e| db_err(&self.name, "run the purge rule", e))?
+        {
+            if let Some(v) = first_text(&r) {
+                out.push(v);
+            }
+            if out.len() > max {
+                return Err(self.db_problem(
+                    "run the purge rule",
+                    format!(
+                        "the rule selects more than {max} accounts: narrow it and purge in steps"
+                    ),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// What in the live schema would break this system's erasure (see
     /// [`crate::check::is_breaking`]): the schema read afresh, at most once
     /// per `max_age`, and checked against the map (`system`, the entry

@@ -17,9 +17,10 @@ pub const REALNAME_UNBIND: &str = "realname.unbind";
 pub const IDENTIFIER_UNBIND: &str = "identifier.unbind";
 pub const EXPORT_READY: &str = "export.ready";
 pub const DATAMAP_DRIFT: &str = "datamap.drift";
+pub const PURGE_NOTICE: &str = "purge.notice";
 
 /// All of them.
-pub const ALL: [&str; 14] = [
+pub const ALL: [&str; 15] = [
     ACCOUNT_FREEZE,
     ACCOUNT_RESTORE,
     COOLING_OFF_ENDED,
@@ -34,4 +35,5 @@ pub const ALL: [&str; 14] = [
     IDENTIFIER_UNBIND,
     EXPORT_READY,
     DATAMAP_DRIFT,
+    PURGE_NOTICE,
 ];

@@ -24,6 +24,7 @@ pub mod ops_api;
 pub mod pages;
 pub mod problem;
 pub mod providers;
+pub mod purge;
 pub mod reapply;
 pub mod reapply_api;
 pub mod report;
@@ -228,6 +229,7 @@ pub enum ClockMode {
         erasure_api::list, erasure_api::complete, erasure_api::callback, erasure_api::acknowledge,
         reapply_api::start, reapply_api::list, reapply_api::get_run,
         drift_api::list, drift_api::accept,
+        purge::create, purge::read, purge::report, purge::object,
         export_api::create, export_api::create_for_case, export_api::read, export_api::delete,
         export_api::download, export_api::console_create, export_api::console_read,
         pages::user::create_handoff
@@ -495,6 +497,16 @@ pub fn router(st: AppState) -> Router {
         .route(
             "/v1/console/manual-tasks",
             guard_idem(&st, get(erasure_api::list)),
+        )
+        .route("/v1/purges", guard_idem(&st, post(purge::create)))
+        .route("/v1/purges/{id}", guard_idem(&st, get(purge::read)))
+        .route(
+            "/v1/purges/{id}/report",
+            guard_auth(&st, get(purge::report)),
+        )
+        .route(
+            "/v1/purges/{id}/objections",
+            guard_idem(&st, post(purge::object)),
         )
         .route(
             "/v1/reapply-runs",

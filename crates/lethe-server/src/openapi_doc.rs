@@ -124,6 +124,10 @@ pub const OPERATION_IDS: &[(&str, &str, &str)] = &[
     ("post", "/v1/handoffs", "createHandoff"),
     ("get", "/v1/identifiers/check", "checkIdentifier"),
     ("get", "/v1/notifications", "listNotifications"),
+    ("post", "/v1/purges", "createPurge"),
+    ("get", "/v1/purges/{id}", "getPurge"),
+    ("post", "/v1/purges/{id}/objections", "objectToPurge"),
+    ("get", "/v1/purges/{id}/report", "getPurgeReport"),
     ("get", "/v1/reapply-runs", "listReapplyRuns"),
     ("post", "/v1/reapply-runs", "startReapply"),
     ("get", "/v1/reapply-runs/{id}", "getReapplyRun"),
@@ -297,6 +301,20 @@ pub fn notifications() -> Vec<(&'static str, &'static str, Vec<Field>)> {
                 ("case_id", "string", "the case, or null"),
                 SUBJECT,
                 ("requested_by", "string", "agent"),
+            ],
+        ),
+        (
+            notice::PURGE_NOTICE,
+            "A purge with a notice period will erase this account when the period ends (erase_after): tell the user; if they sign in before then, report it (POST /v1/purges/{purge_id}/objections) and the account is kept.",
+            vec![
+                ("purge_id", "string", "the purge"),
+                ("subject_id", "string", "the account to tell"),
+                (
+                    "erase_after",
+                    "string",
+                    "when the notice period ends (RFC 3339)",
+                ),
+                ("legal_basis", "string", "why the platform purges"),
             ],
         ),
         (

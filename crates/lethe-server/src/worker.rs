@@ -75,6 +75,7 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
     let mut last_beat: Option<std::time::Instant> = None;
     let mut warned_on: Option<jiff::civil::Date> = None;
     let drift_running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let purge_running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     loop {
         if *shutdown.borrow() {
             return;
@@ -157,6 +158,8 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
                 Err(e) => tracing::error!(error = %e, "reading receipts failed"),
             }
         }
+        // A purge whose notice period is over, or whose runner stopped.
+        crate::purge::run_due(&st, &purge_running).await;
         // The data map against the live schemas, on its schedule (one
         // instance claims each run; it runs beside the timer).
         if !drift_running.load(std::sync::atomic::Ordering::Acquire) {

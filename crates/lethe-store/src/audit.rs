@@ -195,7 +195,8 @@ impl Store {
                 "SELECT id FROM cases WHERE principal = $1 AND id IN ({marks}) \
                  UNION SELECT id FROM claims WHERE principal = $1 AND id IN ({marks}) \
                  UNION SELECT id FROM exports WHERE principal = $1 AND id IN ({marks}) \
-                 UNION SELECT id FROM reapply_runs WHERE principal = $1 AND id IN ({marks})"
+                 UNION SELECT id FROM reapply_runs WHERE principal = $1 AND id IN ({marks}) \
+                 UNION SELECT id FROM purges WHERE principal = $1 AND id IN ({marks})"
             );
             let mut q =
                 sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(platform.to_owned());

@@ -19,6 +19,7 @@ mod drift;
 mod erased;
 mod events;
 mod exports;
+mod purges;
 mod vault;
 mod writer;
 
@@ -30,6 +31,7 @@ pub use drift::{DriftFinding, NewFinding};
 pub use erased::{ErasedMatch, MATCH_CHUNK, ReapplyRun};
 pub use events::CaseEvent;
 pub use exports::{ExportRow, NewExport};
+pub use purges::{NewPurge, PendingSubject, PurgeEntry, PurgeOutcome, PurgeRow};
 
 use jiff::Timestamp;
 use lethe_domain::{Case, CaseCommand, CaseId, CaseState, Change, TransitionError};

@@ -58,6 +58,7 @@ struct Owned {
     claim: String,
     ciphertext: String,
     reapply: String,
+    purge: String,
 }
 
 fn spec(method: &str, path: &str, a: &Owned) -> Option<Spec> {
@@ -248,6 +249,26 @@ fn spec(method: &str, path: &str, a: &Owned) -> Option<Spec> {
         }
         ("GET", "/v1/notifications") => s(Collection, None, None, ""),
         ("GET", "/v1/reapply-runs") => s(Collection, None, None, ""),
+        ("GET", "/v1/console/datamap/findings") => s(Collection, Some("datamap"), None, ""),
+        ("POST", "/v1/console/datamap/findings/{id}/accept") => s(
+            Collection,
+            Some("datamap_accept"),
+            Some(json!({"reason": "not personal: a warehouse shelf code"})),
+            "",
+        ),
+        ("POST", "/v1/purges") => s(
+            Collection,
+            None,
+            Some(
+                json!({"legal_basis": "PIPL Art. 47: retention ended", "subjects": ["19"], "notice_days": 30}),
+            ),
+            "",
+        ),
+        ("GET", "/v1/purges/{id}") => s(Owned, None, None, ""),
+        ("GET", "/v1/purges/{id}/report") => s(Owned, None, None, ""),
+        ("POST", "/v1/purges/{id}/objections") => {
+            s(Owned, None, Some(json!({"subject_id": "18"})), "")
+        }
         ("POST", "/v1/reapply-runs") => s(
             Collection,
             None,
@@ -285,6 +306,8 @@ fn concrete(path: &str, a: &Owned) -> String {
         a.export.as_str()
     } else if path.contains("/claims/{id}") {
         a.claim.as_str()
+    } else if path.contains("/purges/{id}") {
+        a.purge.as_str()
     } else if path.contains("/reapply-runs/{id}") {
         a.reapply.as_str()
     } else if path.contains("/manual-tasks/{id}") {
@@ -343,6 +366,7 @@ fn not_owned(status: u16, body: &str) -> bool {
             "no claim with this id",
             "no manual task with this id",
             "no reapply run of this platform has this id",
+            "no purge of this platform has this id",
         ]
         .iter()
         .any(|t| body.contains(t))
@@ -396,12 +420,21 @@ async fn two_platforms_every_role_every_operation() {
         .await;
     assert_eq!(s, 202, "{run}");
     let reapply = run["id"].as_str().unwrap().to_owned();
+    let (s, pg) = demo
+        .post(
+            "/v1/purges",
+            json!({"legal_basis": "PIPL Art. 47: retention ended", "subjects": ["18", "17"], "notice_days": 30}),
+        )
+        .await;
+    assert_eq!(s, 202, "{pg}");
+    let purge = pg["id"].as_str().unwrap().to_owned();
     let a = Owned {
         case: case.clone(),
         export: export.clone(),
         claim: claim.clone(),
         ciphertext,
         reapply: reapply.clone(),
+        purge: purge.clone(),
     };
     // What must never reach platform B or its agents.
     let leaks = [
@@ -411,6 +444,7 @@ async fn two_platforms_every_role_every_operation() {
         secret,
         index_a,
         reapply,
+        purge,
     ];
 
     // Every role, for each platform; and installation staff.

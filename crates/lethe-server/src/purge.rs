@@ -1,0 +1,633 @@
+//! Purges: many subjects erased on one legal basis (PIPL Art. 47:
+//! retention ended, dormant accounts), each without a case of its own.
+//!
+//! `POST /v1/purges` names the legal basis and the subjects (a list, or a
+//! purge rule of the data map whose query selects them) and an optional
+//! notice period, in which each subject is told (`purge.notice`) and can
+//! object by signing in (the platform reports it). Then one instance takes
+//! the purge's lease and runs it in batches: a subject with an open case,
+//! a blocker (an unfinished order) or money to settle (a balance, a paid
+//! subscription) is skipped and listed with the reason, never erased; the rest go through
+//! the same erasure engine as cases (set-based SQL batches, every system
+//! of the data map, verification, vault keys destroyed). Each subject's
+//! outcome is one audit event, written with its state in one transaction
+//! per batch; the signed report lists every subject by pseudonym.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use jiff::{SignedDuration, Timestamp};
+use lethe_connect::BatchItem;
+use lethe_domain::SubjectId;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::api::ApiJson;
+use crate::middleware::Principal;
+use crate::problem::Problem;
+use crate::systems::Erased;
+
+/// Subjects one request (or rule) may name.
+pub const MAX_SUBJECTS: usize = 1_000_000;
+/// Subjects checked and erased per batch.
+const BATCH: u32 = 500;
+/// Subjects checked at once (blocker and asset rules).
+const CHECK_CONCURRENCY: usize = 8;
+/// The lease of a running purge; renewed every batch.
+const LEASE_SECS: i64 = 60;
+/// The longest notice period.
+const MAX_NOTICE_DAYS: u32 = 90;
+/// The report's type.
+pub const REPORT_TYPE: &str = "lethe.purge.v1";
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePurge {
+    /// Why these accounts are erased (kept in the audit log and the report).
+    #[schema(
+        min_length = 10,
+        max_length = 500,
+        example = "PIPL Art. 47: accounts dormant for 3 years; the retention period ended"
+    )]
+    pub legal_basis: String,
+    /// The accounts, by subject id (or give `rule`).
+    #[serde(default)]
+    #[schema(max_items = 1000000, example = json!(["1042", "1043"]))]
+    pub subjects: Option<Vec<String>>,
+    /// A purge rule of the data map (`[[purge_rules]]`) whose query selects
+    /// the accounts (or give `subjects`).
+    #[serde(default)]
+    #[schema(example = "dormant_3y")]
+    pub rule: Option<String>,
+    /// Days each account is told first and can object by signing in (0 to
+    /// 90; default 0: no notice).
+    #[serde(default)]
+    #[schema(maximum = 90, example = 30)]
+    pub notice_days: u32,
+}
+
+/// A purge and where it stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PurgeView {
+    #[schema(example = "purge-5f1c2a9e3b7d4c60")]
+    pub id: String,
+    pub legal_basis: String,
+    pub rule: Option<String>,
+    /// When the notice period ends, if there is one.
+    pub notice_until: Option<String>,
+    /// noticing, running, done or failed.
+    #[schema(example = "running")]
+    pub state: String,
+    pub requested: u64,
+    pub pending: u64,
+    pub erased: u64,
+    pub skipped: u64,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    pub error: Option<String>,
+}
+
+impl From<lethe_store::PurgeRow> for PurgeView {
+    fn from(r: lethe_store::PurgeRow) -> Self {
+        Self {
+            id: r.id,
+            legal_basis: r.legal_basis,
+            rule: r.rule,
+            notice_until: r.notice_until.map(|t| t.to_string()),
+            state: r.state,
+            requested: r.requested,
+            pending: r.pending,
+            erased: r.erased,
+            skipped: r.skipped,
+            created_at: r.created_at.to_string(),
+            finished_at: r.finished_at.map(|t| t.to_string()),
+            error: r.error,
+        }
+    }
+}
+
+/// Erases many accounts on one legal basis: a list, or a purge rule of the
+/// data map, and an optional notice period. Accounts with an open case, an
+/// unfinished order or assets to settle are skipped and listed with the
+/// reason. Runs in the background; read the purge for its progress and,
+/// when done, its signed report.
+#[utoipa::path(post, path = "/v1/purges", tag = "erasure", request_body = CreatePurge, responses((status = 202, body = PurgeView), (status = 404, body = Problem), (status = 422, body = Problem)), security(("api_key" = [])))]
+pub async fn create(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ApiJson(body): ApiJson<CreatePurge>,
+) -> Result<Response, Problem> {
+    let legal_basis = lethe_domain::ids::clean_text(body.legal_basis.trim());
+    if !(10..=500).contains(&legal_basis.chars().count()) {
+        return Err(Problem::unprocessable(
+            "legal_basis must be 10 to 500 characters: name the law and why it applies (e.g. PIPL Art. 47: retention ended)",
+        )
+        .field("legal_basis"));
+    }
+    if body.notice_days > MAX_NOTICE_DAYS {
+        return Err(
+            Problem::unprocessable(format!("notice_days must be 0 to {MAX_NOTICE_DAYS}"))
+                .field("notice_days"),
+        );
+    }
+    let ids: Vec<String> = match (body.subjects, &body.rule) {
+        (Some(list), None) => list,
+        (None, Some(rule)) => rule_subjects(&st, rule).await?,
+        _ => {
+            return Err(Problem::unprocessable(
+                "give either subjects (a list of subject ids) or rule (a purge rule of the data map), not both",
+            )
+            .field("subjects"));
+        }
+    };
+    if ids.is_empty() || ids.len() > MAX_SUBJECTS {
+        return Err(Problem::unprocessable(format!(
+            "a purge names 1 to {MAX_SUBJECTS} accounts; this one names {}",
+            ids.len()
+        ))
+        .field("subjects"));
+    }
+    let pseudo = st.secrets.pseudonymizer();
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    let mut subjects = Vec::with_capacity(ids.len());
+    for (i, raw) in ids.into_iter().enumerate() {
+        let s = SubjectId::parse(&raw).map_err(|e| {
+            Problem::unprocessable(format!("subjects[{i}] {e}")).field(format!("subjects[{i}]"))
+        })?;
+        let hash = pseudo.of(s.expose());
+        if seen.insert(hash.clone()) {
+            subjects.push((s.expose().to_owned(), hash));
+        }
+    }
+    let now = st.clock.now();
+    let notice_until = (body.notice_days > 0)
+        .then(|| now.checked_add(SignedDuration::from_hours(24 * i64::from(body.notice_days))))
+        .transpose()
+        .map_err(|_| Problem::internal())?;
+    let id = format!("purge-{}", hex::encode(rand::random::<[u8; 8]>()));
+    st.store
+        .create_purge(
+            lethe_store::NewPurge {
+                id: id.clone(),
+                principal: p.0.clone(),
+                legal_basis,
+                rule: body.rule,
+                notice_until,
+                subjects,
+            },
+            now,
+        )
+        .await?;
+    st.timer_wake.notify_waiters();
+    let row = st
+        .store
+        .purge(&id, Some(&p.0))
+        .await?
+        .ok_or_else(Problem::internal)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(axum::http::header::LOCATION, format!("/v1/purges/{id}"))],
+        axum::Json(PurgeView::from(row)),
+    )
+        .into_response())
+}
+
+/// The subject ids a data-map purge rule selects (bounded).
+async fn rule_subjects(st: &AppState, name: &str) -> Result<Vec<String>, Problem> {
+    let Some(rule) = st
+        .datamap
+        .purge_rules
+        .iter()
+        .find(|r| r.name.as_str() == name)
+    else {
+        return Err(
+            Problem::not_found("no purge rule with this name in the data map")
+                .field("rule")
+                .fix(format!(
+                    "use one of: {}",
+                    st.datamap
+                        .purge_rules
+                        .iter()
+                        .map(|r| r.name.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+        );
+    };
+    let Some(sys) = st.systems.sql(rule.system.as_str()) else {
+        return Err(Problem::unprocessable("the rule's system is not a SQL system").field("rule"));
+    };
+    Ok(sys.select_subjects(&rule.query, MAX_SUBJECTS).await?)
+}
+
+/// A purge of this platform: its state and counts.
+#[utoipa::path(get, path = "/v1/purges/{id}", tag = "erasure", params(("id" = String, Path)), responses((status = 200, body = PurgeView), (status = 404, body = Problem)), security(("api_key" = [])))]
+pub async fn read(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let row = st
+        .store
+        .purge(&id, Some(&p.0))
+        .await?
+        .ok_or_else(|| Problem::not_found("no purge of this platform has this id"))?;
+    Ok(axum::Json(PurgeView::from(row)).into_response())
+}
+
+/// The signed report of a finished purge: every account by pseudonym,
+/// erased or skipped with the reason, and the counts.
+#[utoipa::path(get, path = "/v1/purges/{id}/report", tag = "erasure", params(("id" = String, Path)), responses((status = 200, description = "the signed report: {report, public_key, signature}"), (status = 404, body = Problem), (status = 409, body = Problem)), security(("api_key" = [])))]
+pub async fn report(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let row = st
+        .store
+        .purge(&id, Some(&p.0))
+        .await?
+        .ok_or_else(|| Problem::not_found("no purge of this platform has this id"))?;
+    match row.report {
+        Some(r) => Ok(axum::Json(r).into_response()),
+        None => Err(Problem::conflict(
+            "purge-not-done",
+            format!(
+                "the purge is {}: its report is signed when it is done",
+                row.state
+            ),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Objection {
+    /// The account that signed in during the notice period.
+    #[schema(example = "1042")]
+    pub subject_id: String,
+}
+
+/// An account signed in during the purge's notice period: it is kept
+/// (skipped, with the reason), audited.
+#[utoipa::path(post, path = "/v1/purges/{id}/objections", tag = "erasure", params(("id" = String, Path)), request_body = Objection, responses((status = 200, description = "the account is kept"), (status = 404, body = Problem), (status = 409, body = Problem)), security(("api_key" = [])))]
+pub async fn object(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Objection>,
+) -> Result<Response, Problem> {
+    let row = st
+        .store
+        .purge(&id, Some(&p.0))
+        .await?
+        .ok_or_else(|| Problem::not_found("no purge of this platform has this id"))?;
+    if row.state != "noticing" {
+        return Err(Problem::conflict(
+            "notice-over",
+            "the purge's notice period is over: an objection comes before it ends",
+        ));
+    }
+    let s = SubjectId::parse(&body.subject_id)
+        .map_err(|e| Problem::unprocessable(format!("subject_id {e}")).field("subject_id"))?;
+    let hash = st.secrets.pseudonym(s.expose());
+    if !st
+        .store
+        .object_to_purge(id, p.0, hash, st.clock.now())
+        .await?
+    {
+        return Err(Problem::not_found(
+            "this account is not waiting in the purge's notice period",
+        ));
+    }
+    Ok(axum::Json(serde_json::json!({"kept": true})).into_response())
+}
+
+// ------------------------------------------------------------------ engine
+
+/// Runs a purge that is due, if any (called by the timer): this instance
+/// takes its lease and works through it in batches, renewing the lease.
+pub async fn run_due(st: &AppState, running: &Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::Ordering;
+    if running.load(Ordering::Acquire) {
+        return;
+    }
+    let wall = Timestamp::now();
+    let lease = wall
+        .checked_add(SignedDuration::from_secs(LEASE_SECS))
+        .unwrap_or(wall);
+    let id = match st.store.claim_purge(st.clock.now(), wall, lease).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "looking for a due purge failed");
+            return;
+        }
+    };
+    running.store(true, Ordering::Release);
+    let (st, flag) = (st.clone(), running.clone());
+    tokio::spawn(async move {
+        if let Err(e) = run(&st, &id).await {
+            // The lease runs out and a later tick (here or elsewhere) goes on
+            // from the last recorded batch.
+            tracing::warn!(purge = %id, error = %e, "purge batch failed; it resumes later");
+        }
+        flag.store(false, Ordering::Release);
+    });
+}
+
+/// Works through a leased purge to its end.
+pub async fn run(st: &AppState, id: &str) -> Result<(), String> {
+    let row = st
+        .store
+        .purge(id, None)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the purge is gone")?;
+    loop {
+        let lease = Timestamp::now()
+            .checked_add(SignedDuration::from_secs(LEASE_SECS))
+            .map_err(|e| e.to_string())?;
+        st.store
+            .renew_purge(id.to_owned(), lease)
+            .await
+            .map_err(|e| e.to_string())?;
+        let batch = st
+            .store
+            .pending_purge_subjects(id, BATCH)
+            .await
+            .map_err(|e| e.to_string())?;
+        if batch.is_empty() {
+            break;
+        }
+        let outcomes = batch_outcomes(st, batch).await?;
+        st.store
+            .record_purge_batch(
+                id.to_owned(),
+                row.principal.clone(),
+                outcomes,
+                st.clock.now(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    finish(st, id).await
+}
+
+/// Checks a batch, erases what may go, and says each subject's outcome.
+async fn batch_outcomes(
+    st: &AppState,
+    batch: Vec<lethe_store::PendingSubject>,
+) -> Result<Vec<lethe_store::PurgeOutcome>, String> {
+    let hashes: Vec<String> = batch.iter().map(|s| s.subject_hash.clone()).collect();
+    let open = st
+        .store
+        .open_case_subjects(&hashes)
+        .await
+        .map_err(|e| e.to_string())?;
+    // Why each subject must stay, if it must: an open case, a blocker,
+    // assets to settle.
+    let futures: Vec<_> = batch
+        .iter()
+        .map(|s| {
+            let (st, subject) = (st.clone(), s.subject.clone());
+            let open = open.contains(&s.subject_hash);
+            async move {
+                if open {
+                    return Ok(Hold::Keep("has an open cancellation case".to_owned()));
+                }
+                let Ok(subject) = SubjectId::parse(&subject) else {
+                    return Ok(Hold::Keep("not a valid subject id".to_owned()));
+                };
+                hold_reason(&st, &subject).await
+            }
+        })
+        .collect();
+    let checks: Vec<Result<Hold, String>> = futures_util::stream::iter(futures)
+        .buffered(CHECK_CONCURRENCY)
+        .collect()
+        .await;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut go = vec![];
+    for (s, c) in batch.into_iter().zip(checks) {
+        match c? {
+            Hold::Keep(reason) => outcomes.push(lethe_store::PurgeOutcome {
+                n: s.n,
+                subject_hash: s.subject_hash,
+                erased: false,
+                reason: Some(reason),
+                rows: 0,
+                systems: vec![],
+            }),
+            Hold::Go(forfeited) => go.push((s, forfeited)),
+        }
+    }
+    if go.is_empty() {
+        return Ok(outcomes);
+    }
+    // The same engine as cases: each system in set-based batches, verified.
+    let items: Vec<BatchItem> = go
+        .iter()
+        .filter_map(|(s, _)| {
+            Some(BatchItem {
+                case_id: format!("{}-{}", short(&s.subject_hash), s.n),
+                subject: SubjectId::parse(&s.subject).ok()?,
+            })
+        })
+        .collect();
+    let mut rows = vec![0u64; items.len()];
+    let mut systems = vec![];
+    let names: Vec<String> = st.systems.names().map(str::to_owned).collect();
+    for system in names {
+        if matches!(
+            st.systems.get(&system),
+            Some(crate::systems::Connector::Manual(_) | crate::systems::Connector::Event)
+        ) {
+            // Done by hand or by a service's own listener: not part of a
+            // purge (the report says so).
+            continue;
+        }
+        let mut i = 0;
+        for chunk in items.chunks(st.systems.batch_size(&system).max(1)) {
+            for r in st
+                .systems
+                .erase_batch(&system, chunk, st.clock.now(), None)
+                .await?
+            {
+                if let Erased::Done(o) = r {
+                    if o.tables
+                        .iter()
+                        .any(|t| t.action != "keep" && t.remaining.is_some_and(|n| n > 0))
+                    {
+                        return Err(format!("{system}: rows remain after the erasure"));
+                    }
+                    rows[i] += o
+                        .tables
+                        .iter()
+                        .filter(|t| t.action != "keep")
+                        .map(|t| t.rows)
+                        .sum::<u64>();
+                }
+                i += 1;
+            }
+        }
+        systems.push(system);
+    }
+    // Crypto-shredding: the subjects' vault keys, under every platform.
+    let platforms = st.store.platforms().await.map_err(|e| e.to_string())?;
+    let at = st.clock.now().to_string();
+    for it in &items {
+        let subject = it.subject.expose();
+        st.vault
+            .destroy(subject, &at)
+            .await
+            .map_err(|e| e.to_string())?;
+        for p in &platforms {
+            st.vault
+                .destroy(&crate::vault_api::platform_subject(p, subject), &at)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    for ((s, forfeited), n) in go.into_iter().zip(rows) {
+        outcomes.push(lethe_store::PurgeOutcome {
+            n: s.n,
+            subject_hash: s.subject_hash,
+            erased: true,
+            reason: forfeited,
+            rows: n,
+            systems: systems.clone(),
+        });
+    }
+    outcomes.sort_by_key(|o| o.n);
+    Ok(outcomes)
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..16).unwrap_or(hash)
+}
+
+/// Asset kinds that hold money the account's holder is owed: a purge
+/// never erases an account holding one (settling needs the holder's
+/// choice). Points, coupons and bindings carry no money and are forfeited
+/// with the account, listed in its entry.
+const MONEY: [lethe_domain::asset::AssetKind; 4] = [
+    lethe_domain::asset::AssetKind::Balance,
+    lethe_domain::asset::AssetKind::GiftCard,
+    lethe_domain::asset::AssetKind::Deposit,
+    lethe_domain::asset::AssetKind::Subscription,
+];
+
+/// Whether a subject must stay (Err(reason)) or may go (Ok(what is
+/// forfeited with it)): a blocker (an unfinished order) or money to settle
+/// keep it.
+async fn hold_reason(st: &AppState, subject: &SubjectId) -> Result<Hold, String> {
+    let (blockers, _) = st
+        .systems
+        .checks(&st.datamap, subject)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(b) = blockers.first() {
+        return Ok(Hold::Keep(format!("blocker {}: {}", b.code, b.message_en)));
+    }
+    let assets = st
+        .systems
+        .assets(&st.datamap, subject)
+        .await
+        .map_err(|e| e.to_string())?;
+    let money: Vec<&str> = assets
+        .iter()
+        .filter(|a| MONEY.contains(&a.kind))
+        .map(|a| a.kind.as_str())
+        .collect();
+    if !money.is_empty() {
+        return Ok(Hold::Keep(format!(
+            "holds assets to settle: {}",
+            money.join(", ")
+        )));
+    }
+    let mut forfeited: Vec<&str> = assets.iter().map(|a| a.kind.as_str()).collect();
+    forfeited.dedup();
+    Ok(Hold::Go(
+        (!forfeited.is_empty()).then(|| format!("forfeited: {}", forfeited.join(", "))),
+    ))
+}
+
+enum Hold {
+    /// Skipped, with the reason.
+    Keep(String),
+    /// Erased; what goes with it, if anything.
+    Go(Option<String>),
+}
+
+/// The report of a purge whose subjects are all done, signed.
+async fn finish(st: &AppState, id: &str) -> Result<(), String> {
+    let row = st
+        .store
+        .purge(id, None)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the purge is gone")?;
+    let entries = st
+        .store
+        .purge_entries(id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut skipped_by_reason: std::collections::BTreeMap<String, u64> = Default::default();
+    for e in entries.iter().filter(|e| e.outcome == "skipped") {
+        let key = e
+            .reason
+            .as_deref()
+            .map(|r| r.split(':').next().unwrap_or(r).to_owned())
+            .unwrap_or_default();
+        *skipped_by_reason.entry(key).or_default() += 1;
+    }
+    let now = st.clock.now();
+    let manual: Vec<String> = st
+        .systems
+        .names()
+        .filter(|n| {
+            matches!(
+                st.systems.get(n),
+                Some(crate::systems::Connector::Manual(_) | crate::systems::Connector::Event)
+            )
+        })
+        .map(str::to_owned)
+        .collect();
+    let report = serde_json::json!({
+        "type": REPORT_TYPE,
+        "purge_id": id,
+        "legal_basis": row.legal_basis,
+        "rule": row.rule,
+        "notice_until": row.notice_until.map(|t| t.to_string()),
+        "created_at": row.created_at.to_string(),
+        "started_at": row.started_at.map(|t| t.to_string()),
+        "finished_at": now.to_string(),
+        "requested": row.requested,
+        "erased": row.erased,
+        "skipped": row.skipped,
+        "skipped_by_reason": skipped_by_reason,
+        "systems_not_covered": manual,
+        "subjects": entries,
+    });
+    let signed = lethe_ledger::report::SignedDoc::sign(&report, &st.signer);
+    let detail = serde_json::json!({
+        "requested": row.requested,
+        "erased": row.erased,
+        "skipped": row.skipped,
+    });
+    st.store
+        .finish_purge(
+            id.to_owned(),
+            serde_json::to_value(&signed).map_err(|e| e.to_string()),
+            detail,
+            now,
+        )
+        .await
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,508 @@
+//! Purges: many subjects erased on one legal basis. The purge and its
+//! subjects, the lease one instance holds while it runs it, each subject's
+//! outcome with its audit event (and, when erased, its erasure tombstones)
+//! in one transaction per batch, objections in the notice period.
+
+use jiff::Timestamp;
+use sqlx::Row;
+
+use crate::{Store, StoreError, db, from_ms, ms};
+
+/// Subjects written per INSERT statement.
+const INSERT_CHUNK: usize = 500;
+
+/// A purge to open.
+#[derive(Debug, Clone)]
+pub struct NewPurge {
+    pub id: String,
+    pub principal: String,
+    pub legal_basis: String,
+    pub rule: Option<String>,
+    /// The end of the notice period, if any (subjects are told first).
+    pub notice_until: Option<Timestamp>,
+    /// (subject id, its pseudonym), in order.
+    pub subjects: Vec<(String, String)>,
+}
+
+/// A purge and where it stands.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PurgeRow {
+    pub id: String,
+    pub principal: String,
+    pub legal_basis: String,
+    pub rule: Option<String>,
+    pub notice_until: Option<Timestamp>,
+    /// noticing, running, done or failed.
+    pub state: String,
+    pub requested: u64,
+    pub pending: u64,
+    pub erased: u64,
+    pub skipped: u64,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub report: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+/// One subject's outcome in a purge.
+#[derive(Debug, Clone)]
+pub struct PurgeOutcome {
+    pub n: i64,
+    pub subject_hash: String,
+    /// Erased (true) or skipped with `reason`.
+    pub erased: bool,
+    pub reason: Option<String>,
+    pub rows: u64,
+    /// Systems it was erased from (tombstones for reapply).
+    pub systems: Vec<String>,
+}
+
+/// A subject of a purge still to do.
+#[derive(Debug, Clone)]
+pub struct PendingSubject {
+    pub n: i64,
+    pub subject: String,
+    pub subject_hash: String,
+}
+
+/// A subject's entry in the purge report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PurgeEntry {
+    /// The keyed pseudonym of the subject id.
+    pub subject_ref: String,
+    /// erased or skipped.
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub rows: u64,
+}
+
+impl Store {
+    /// Opens a purge with its subjects and, with a notice period, one
+    /// `purge.notice` notification per subject; audited (`purge.requested`).
+    pub async fn create_purge(&self, p: NewPurge, now: Timestamp) -> Result<(), StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    let state = if p.notice_until.is_some() { "noticing" } else { "running" };
+                    sqlx::query("INSERT INTO purges (id, principal, legal_basis, rule, notice_until, state, requested, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                        .bind(p.id.clone())
+                        .bind(p.principal.clone())
+                        .bind(p.legal_basis.clone())
+                        .bind(p.rule.clone())
+                        .bind(p.notice_until.map(ms))
+                        .bind(state)
+                        .bind(p.subjects.len() as i64)
+                        .bind(ms(now))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("open the purge"))?;
+                    for (c, chunk) in p.subjects.chunks(INSERT_CHUNK).enumerate() {
+                        let mut sql = String::from(
+                            "INSERT INTO purge_subjects (purge_id, n, subject, subject_hash, state) VALUES ",
+                        );
+                        for i in 0..chunk.len() {
+                            if i > 0 {
+                                sql.push_str(", ");
+                            }
+                            let b = i * 4;
+                            sql.push_str(&format!(
+                                "(${}, ${}, ${}, ${}, 'pending')",
+                                b + 1,
+                                b + 2,
+                                b + 3,
+                                b + 4
+                            ));
+                        }
+                        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                        for (i, (subject, hash)) in chunk.iter().enumerate() {
+                            q = q
+                                .bind(p.id.clone())
+                                .bind((c * INSERT_CHUNK + i) as i64)
+                                .bind(subject.clone())
+                                .bind(hash.clone());
+                        }
+                        q.execute(&mut ctx.conn)
+                            .await
+                            .map_err(db("store the purge's subjects"))?;
+                    }
+                    if let Some(until) = p.notice_until {
+                        for (subject, _) in &p.subjects {
+                            let payload = serde_json::json!({
+                                "purge_id": p.id,
+                                "subject_id": subject,
+                                "erase_after": until.to_string(),
+                                "legal_basis": p.legal_basis,
+                            });
+                            crate::insert_notification_for(
+                                ctx,
+                                lethe_domain::notice::PURGE_NOTICE,
+                                None,
+                                Some(&p.principal),
+                                &payload,
+                                now,
+                            )
+                            .await?;
+                        }
+                    }
+                    crate::claims::append_event(
+                        ctx,
+                        &p.id,
+                        "",
+                        "purge.requested",
+                        None,
+                        state,
+                        &format!("platform:{}", p.principal),
+                        serde_json::json!({
+                            "legal_basis": p.legal_basis,
+                            "rule": p.rule,
+                            "requested": p.subjects.len(),
+                            "notice_until": p.notice_until.map(|t| t.to_string()),
+                        }),
+                        now,
+                    )
+                    .await
+                })
+            })
+            .await
+    }
+
+    /// A purge (with `platform`, only its own).
+    pub async fn purge(
+        &self,
+        id: &str,
+        platform: Option<&str>,
+    ) -> Result<Option<PurgeRow>, StoreError> {
+        let Some(r) = sqlx::query("SELECT id, principal, legal_basis, rule, notice_until, state, requested, created_at, started_at, finished_at, report, error FROM purges WHERE id = $1 AND ($2 IS NULL OR principal = $2)")
+            .bind(id.to_owned())
+            .bind(platform.map(str::to_owned))
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db("read the purge"))?
+        else {
+            return Ok(None);
+        };
+        let counts = sqlx::query(
+            "SELECT state, COUNT(*) FROM purge_subjects WHERE purge_id = $1 GROUP BY state",
+        )
+        .bind(id.to_owned())
+        .fetch_all(&self.read)
+        .await
+        .map_err(db("count the purge's subjects"))?;
+        let count = |s: &str| {
+            counts
+                .iter()
+                .find(|c| c.get::<String, _>(0) == s)
+                .map_or(0, |c| u64::try_from(c.get::<i64, _>(1)).unwrap_or(0))
+        };
+        Ok(Some(PurgeRow {
+            id: r.get(0),
+            principal: r.get(1),
+            legal_basis: r.get(2),
+            rule: r.get(3),
+            notice_until: r.get::<Option<i64>, _>(4).map(from_ms),
+            state: r.get(5),
+            requested: u64::try_from(r.get::<i64, _>(6)).unwrap_or(0),
+            pending: count("pending"),
+            erased: count("erased"),
+            skipped: count("skipped"),
+            created_at: from_ms(r.get(7)),
+            started_at: r.get::<Option<i64>, _>(8).map(from_ms),
+            finished_at: r.get::<Option<i64>, _>(9).map(from_ms),
+            report: r
+                .get::<Option<String>, _>(10)
+                .and_then(|t| serde_json::from_str(&t).ok()),
+            error: r.get(11),
+        }))
+    }
+
+    /// Takes the lease of a purge ready to run (its notice period over, or
+    /// running with no live lease): returns its id.
+    pub async fn claim_purge(
+        &self,
+        now: Timestamp,
+        wall: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<String>, StoreError> {
+        self.writer
+            .run_unlogged(move |ctx| {
+                Box::pin(async move {
+                    let id: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT id FROM purges WHERE ((state = 'noticing' AND notice_until <= $1) OR state = 'running')
+                           AND (lease_until IS NULL OR lease_until < $2) ORDER BY created_at LIMIT 1 {}",
+                        ctx.skip_locked()
+                    )))
+                    .bind(ms(now))
+                    .bind(ms(wall))
+                    .fetch_optional(&mut ctx.conn)
+                    .await
+                    .map_err(db("find a purge to run"))?;
+                    let Some(id) = id else { return Ok(None) };
+                    sqlx::query("UPDATE purges SET state = 'running', lease_until = $2, started_at = COALESCE(started_at, $3) WHERE id = $1")
+                        .bind(id.clone())
+                        .bind(ms(lease_until))
+                        .bind(ms(now))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("lease the purge"))?;
+                    Ok(Some(id))
+                })
+            })
+            .await
+    }
+
+    /// Extends the lease of a purge this instance runs.
+    pub async fn renew_purge(&self, id: String, until: Timestamp) -> Result<(), StoreError> {
+        self.writer
+            .run_unlogged(move |ctx| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE purges SET lease_until = $2 WHERE id = $1 AND state = 'running'",
+                    )
+                    .bind(id)
+                    .bind(ms(until))
+                    .execute(&mut ctx.conn)
+                    .await
+                    .map_err(db("renew the purge's lease"))?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// The next subjects of a purge still to do, in order.
+    pub async fn pending_purge_subjects(
+        &self,
+        id: &str,
+        limit: u32,
+    ) -> Result<Vec<PendingSubject>, StoreError> {
+        let rows = sqlx::query("SELECT n, subject, subject_hash FROM purge_subjects WHERE purge_id = $1 AND state = 'pending' ORDER BY n LIMIT $2")
+            .bind(id.to_owned())
+            .bind(i64::from(limit.min(10_000)))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("read the purge's subjects"))?;
+        Ok(rows
+            .iter()
+            .map(|r| PendingSubject {
+                n: r.get(0),
+                subject: r.get::<Option<String>, _>(1).unwrap_or_default(),
+                subject_hash: r.get(2),
+            })
+            .collect())
+    }
+
+    /// Of these pseudonyms, those with a cancellation case still open (the
+    /// case decides; the purge skips them).
+    pub async fn open_case_subjects(
+        &self,
+        hashes: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let open: Vec<String> = lethe_domain::CaseState::ALL
+            .iter()
+            .filter(|s| !s.is_terminal() && **s != lethe_domain::CaseState::Failed)
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        let mut out = std::collections::HashSet::new();
+        for chunk in hashes.chunks(1000) {
+            let list: Vec<String> = chunk
+                .iter()
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .map(|h| format!("'{h}'"))
+                .collect();
+            if list.is_empty() {
+                continue;
+            }
+            let found: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT DISTINCT subject_pseudonym FROM cases WHERE subject_pseudonym IN ({}) AND state IN ({})",
+                list.join(","),
+                open.join(",")
+            )))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("look for open cases"))?;
+            out.extend(found);
+        }
+        Ok(out)
+    }
+
+    /// Records a batch of outcomes: each subject's state (its id dropped),
+    /// its audit event, and the erasure tombstones of the erased ones, in
+    /// one transaction.
+    pub async fn record_purge_batch(
+        &self,
+        id: String,
+        principal: String,
+        outcomes: Vec<PurgeOutcome>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    for o in outcomes {
+                        let state = if o.erased { "erased" } else { "skipped" };
+                        sqlx::query("UPDATE purge_subjects SET state = $3, reason = $4, rows_erased = $5, subject = NULL WHERE purge_id = $1 AND n = $2 AND state = 'pending'")
+                            .bind(id.clone())
+                            .bind(o.n)
+                            .bind(state)
+                            .bind(o.reason.clone())
+                            .bind(i64::try_from(o.rows).unwrap_or(i64::MAX))
+                            .execute(&mut ctx.conn)
+                            .await
+                            .map_err(db("record a purged subject"))?;
+                        for system in &o.systems {
+                            sqlx::query(
+                                "INSERT INTO erased_subjects (system, subject_hash, case_id, principal, erased_at) VALUES ($1, $2, $3, $4, $5)
+                                 ON CONFLICT (system, subject_hash) DO UPDATE SET case_id = excluded.case_id, principal = excluded.principal, erased_at = excluded.erased_at",
+                            )
+                            .bind(system.clone())
+                            .bind(o.subject_hash.clone())
+                            .bind(id.clone())
+                            .bind(principal.clone())
+                            .bind(ms(now))
+                            .execute(&mut ctx.conn)
+                            .await
+                            .map_err(db("keep the erased subject's tombstone"))?;
+                        }
+                        let (kind, detail) = if o.erased {
+                            (
+                                "subject.purged",
+                                serde_json::json!({ "rows": o.rows, "systems": o.systems }),
+                            )
+                        } else {
+                            ("subject.purge_skipped", serde_json::json!({ "reason": o.reason }))
+                        };
+                        crate::claims::append_event(
+                            ctx,
+                            &id,
+                            &o.subject_hash,
+                            kind,
+                            Some("pending"),
+                            state,
+                            "worker",
+                            detail,
+                            now,
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// A subject objects in the notice period (it signed in): skipped, with
+    /// the reason; audited. False when the purge is not in its notice
+    /// period or the subject is not pending in it.
+    pub async fn object_to_purge(
+        &self,
+        id: String,
+        platform: String,
+        subject_hash: String,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    let noticing: Option<String> = sqlx::query_scalar("SELECT id FROM purges WHERE id = $1 AND principal = $2 AND state = 'noticing'")
+                        .bind(id.clone())
+                        .bind(platform.clone())
+                        .fetch_optional(&mut ctx.conn)
+                        .await
+                        .map_err(db("read the purge"))?;
+                    if noticing.is_none() {
+                        return Ok(false);
+                    }
+                    let reason = "objected: signed in during the notice period";
+                    let n = sqlx::query("UPDATE purge_subjects SET state = 'skipped', reason = $3, subject = NULL WHERE purge_id = $1 AND subject_hash = $2 AND state = 'pending'")
+                        .bind(id.clone())
+                        .bind(subject_hash.clone())
+                        .bind(reason)
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("record the objection"))?
+                        .rows_affected();
+                    if n == 0 {
+                        return Ok(false);
+                    }
+                    crate::claims::append_event(
+                        ctx,
+                        &id,
+                        &subject_hash,
+                        "subject.purge_skipped",
+                        Some("pending"),
+                        "skipped",
+                        &format!("platform:{platform}"),
+                        serde_json::json!({ "reason": reason }),
+                        now,
+                    )
+                    .await?;
+                    Ok(true)
+                })
+            })
+            .await
+    }
+
+    /// Every subject's entry, in order (for the report).
+    pub async fn purge_entries(&self, id: &str) -> Result<Vec<PurgeEntry>, StoreError> {
+        let rows = sqlx::query("SELECT subject_hash, state, reason, rows_erased FROM purge_subjects WHERE purge_id = $1 ORDER BY n")
+            .bind(id.to_owned())
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("read the purge's subjects"))?;
+        Ok(rows
+            .iter()
+            .map(|r| PurgeEntry {
+                subject_ref: r.get(0),
+                outcome: r.get(1),
+                reason: r.get(2),
+                rows: r
+                    .get::<Option<i64>, _>(3)
+                    .and_then(|v| u64::try_from(v).ok())
+                    .unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// Closes a purge: done with its signed report (audited), or failed.
+    pub async fn finish_purge(
+        &self,
+        id: String,
+        outcome: Result<serde_json::Value, String>,
+        detail: serde_json::Value,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    let (state, report, error) = match outcome {
+                        Ok(r) => ("done", Some(r.to_string()), None),
+                        Err(e) => ("failed", None, Some(e)),
+                    };
+                    sqlx::query("UPDATE purges SET state = $2, report = $3, error = $4, finished_at = $5, lease_until = NULL WHERE id = $1")
+                        .bind(id.clone())
+                        .bind(state)
+                        .bind(report)
+                        .bind(error)
+                        .bind(ms(now))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("close the purge"))?;
+                    crate::claims::append_event(
+                        ctx,
+                        &id,
+                        "",
+                        "purge.finished",
+                        Some("running"),
+                        state,
+                        "worker",
+                        detail,
+                        now,
+                    )
+                    .await
+                })
+            })
+            .await
+    }
+}
