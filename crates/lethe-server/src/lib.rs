@@ -498,7 +498,6 @@ pub fn router(st: AppState) -> Router {
             "/v1/console/manual-tasks",
             guard_idem(&st, get(erasure_api::list)),
         )
-        .route("/v1/purges", guard_idem(&st, post(purge::create)))
         .route("/v1/purges/{id}", guard_idem(&st, get(purge::read)))
         .route(
             "/v1/purges/{id}/report",
@@ -685,6 +684,10 @@ pub fn router(st: AppState) -> Router {
             guard_auth(&st, get(claims_api::receipt)),
         )
         .layer(DefaultBodyLimit::max(claims_api::CLAIM_BODY_LIMIT));
+    // A purge names up to a million accounts: its own body limit.
+    let purges = Router::new()
+        .route("/v1/purges", guard_idem(&st, post(purge::create)))
+        .layer(DefaultBodyLimit::max(purge::BODY_LIMIT));
     let vault_admin = Router::new().route(
         "/v1/console/vault/kek/rotate",
         guard_console(&st, post(vault_api::rotate)),
@@ -746,6 +749,7 @@ pub fn router(st: AppState) -> Router {
         .merge(console)
         .merge(exports)
         .merge(claims)
+        .merge(purges)
         .merge(pages)
         .route("/v1/callbacks/face", post(identity_api::face))
         .route("/v1/callbacks/carrier", post(ops_api::carrier_callback))

@@ -34,10 +34,12 @@ use crate::systems::Erased;
 
 /// Subjects one request (or rule) may name.
 pub const MAX_SUBJECTS: usize = 1_000_000;
+/// The largest purge request (a million ids of up to 16 characters).
+pub const BODY_LIMIT: usize = 24 * 1024 * 1024;
 /// Subjects checked and erased per batch.
 const BATCH: u32 = 500;
 /// Subjects checked at once (blocker and asset rules).
-const CHECK_CONCURRENCY: usize = 8;
+const CHECK_CONCURRENCY: usize = 16;
 /// The lease of a running purge; renewed every batch.
 const LEASE_SECS: i64 = 60;
 /// The longest notice period.
@@ -349,7 +351,12 @@ pub async fn run(st: &AppState, id: &str) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
         .ok_or("the purge is gone")?;
-    loop {
+    // A pipeline of two: the next batch is checked (its rule queries) while
+    // this one is erased and recorded.
+    let mut after = -1i64;
+    let mut current = next_batch(st, id, &mut after).await?;
+    let mut checked = check_batch(st, current.clone()).await?;
+    while !current.is_empty() {
         let lease = Timestamp::now()
             .checked_add(SignedDuration::from_secs(LEASE_SECS))
             .map_err(|e| e.to_string())?;
@@ -357,33 +364,62 @@ pub async fn run(st: &AppState, id: &str) -> Result<(), String> {
             .renew_purge(id.to_owned(), lease)
             .await
             .map_err(|e| e.to_string())?;
-        let batch = st
-            .store
-            .pending_purge_subjects(id, BATCH)
-            .await
-            .map_err(|e| e.to_string())?;
-        if batch.is_empty() {
-            break;
-        }
-        let outcomes = batch_outcomes(st, batch).await?;
-        st.store
-            .record_purge_batch(
-                id.to_owned(),
-                row.principal.clone(),
-                outcomes,
-                st.clock.now(),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+        let upcoming = next_batch(st, id, &mut after).await?;
+        let n = current.len();
+        let t = std::time::Instant::now();
+        let (done, next_checked) = tokio::join!(
+            async {
+                let outcomes = erase_checked(st, checked).await?;
+                st.store
+                    .record_purge_batch(
+                        id.to_owned(),
+                        row.principal.clone(),
+                        outcomes,
+                        st.clock.now(),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())
+            },
+            check_batch(st, upcoming.clone())
+        );
+        done?;
+        checked = next_checked?;
+        current = upcoming;
+        tracing::debug!(purge = %id, subjects = n, ms = t.elapsed().as_millis() as u64, "purge batch done");
     }
     finish(st, id).await
 }
 
-/// Checks a batch, erases what may go, and says each subject's outcome.
-async fn batch_outcomes(
+/// The next pending subjects after `after` (and moves it on).
+async fn next_batch(
+    st: &AppState,
+    id: &str,
+    after: &mut i64,
+) -> Result<Vec<lethe_store::PendingSubject>, String> {
+    let batch = st
+        .store
+        .pending_purge_subjects(id, *after, BATCH)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(last) = batch.last() {
+        *after = last.n;
+    }
+    Ok(batch)
+}
+
+/// A checked batch: the outcomes of those that stay, and those that go
+/// with what is forfeited with them.
+struct Checked {
+    kept: Vec<lethe_store::PurgeOutcome>,
+    go: Vec<(lethe_store::PendingSubject, Option<String>)>,
+}
+
+/// Checks a batch: an open case, a blocker or money to settle keep a
+/// subject.
+async fn check_batch(
     st: &AppState,
     batch: Vec<lethe_store::PendingSubject>,
-) -> Result<Vec<lethe_store::PurgeOutcome>, String> {
+) -> Result<Checked, String> {
     let hashes: Vec<String> = batch.iter().map(|s| s.subject_hash.clone()).collect();
     let open = st
         .store
@@ -427,6 +463,18 @@ async fn batch_outcomes(
             Hold::Go(forfeited) => go.push((s, forfeited)),
         }
     }
+    Ok(Checked { kept: outcomes, go })
+}
+
+/// Erases the subjects a check let go, and says each subject's outcome.
+async fn erase_checked(
+    st: &AppState,
+    checked: Checked,
+) -> Result<Vec<lethe_store::PurgeOutcome>, String> {
+    let Checked {
+        kept: mut outcomes,
+        go,
+    } = checked;
     if go.is_empty() {
         return Ok(outcomes);
     }
@@ -478,22 +526,24 @@ async fn batch_outcomes(
         }
         systems.push(system);
     }
-    // Crypto-shredding: the subjects' vault keys, under every platform.
+    // Crypto-shredding: the subjects' vault keys, under every platform, in
+    // one write.
     let platforms = st.store.platforms().await.map_err(|e| e.to_string())?;
     let at = st.clock.now().to_string();
+    let mut keys = Vec::with_capacity(items.len() * (1 + platforms.len()));
     for it in &items {
         let subject = it.subject.expose();
-        st.vault
-            .destroy(subject, &at)
-            .await
-            .map_err(|e| e.to_string())?;
-        for p in &platforms {
-            st.vault
-                .destroy(&crate::vault_api::platform_subject(p, subject), &at)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
+        keys.push(subject.to_owned());
+        keys.extend(
+            platforms
+                .iter()
+                .map(|p| crate::vault_api::platform_subject(p, subject)),
+        );
     }
+    st.vault
+        .destroy_many(&keys, &at)
+        .await
+        .map_err(|e| e.to_string())?;
     for ((s, forfeited), n) in go.into_iter().zip(rows) {
         outcomes.push(lethe_store::PurgeOutcome {
             n: s.n,

@@ -2121,6 +2121,93 @@ fn clean_json(v: &mut serde_json::Value) {
     }
 }
 
+/// Events written per multi-row INSERT (10 values each).
+const EVENTS_PER_INSERT: usize = 500;
+
+/// Appends many events (of no case: purges) in order, with multi-row
+/// INSERTs: the same rows, leaves and completed subtrees as one
+/// [`insert_event`] each. `events` carry no sequence numbers yet.
+pub(crate) async fn insert_events(
+    ctx: &mut WriteCtx,
+    events: Vec<AuditEvent>,
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    ctx.lock_log().await?;
+    let mut rows = Vec::with_capacity(events.len());
+    let mut nodes = vec![];
+    for mut e in events {
+        e.actor = lethe_domain::ids::clean_text(&e.actor);
+        clean_json(&mut e.detail);
+        e.seq = ctx.head.seq() + 1;
+        let hash = e.leaf_hash();
+        ctx.head
+            .frontier
+            .push(hash, |l, i, h| nodes.push((l, i, *h)));
+        rows.push((e, hash));
+    }
+    for chunk in rows.chunks(EVENTS_PER_INSERT) {
+        let marks: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 10;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8,
+                    b + 9,
+                    b + 10
+                )
+            })
+            .collect();
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO audit_events (seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash) VALUES {}",
+            marks.join(", ")
+        )));
+        for (e, hash) in chunk {
+            q = q
+                .bind(i64::try_from(e.seq).unwrap_or(i64::MAX))
+                .bind(e.case_id.clone())
+                .bind(e.subject.clone())
+                .bind(e.kind.clone())
+                .bind(e.from_state.clone())
+                .bind(e.to_state.clone())
+                .bind(e.actor.clone())
+                .bind(e.at.clone())
+                .bind(e.detail.to_string())
+                .bind(hex::encode(hash));
+        }
+        q.execute(&mut ctx.conn)
+            .await
+            .map_err(db("append audit events"))?;
+    }
+    for chunk in nodes.chunks(EVENTS_PER_INSERT) {
+        let marks: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3))
+            .collect();
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO audit_nodes (level, idx, hash) VALUES {}",
+            marks.join(", ")
+        )));
+        for (l, i, h) in chunk {
+            q = q
+                .bind(i64::from(*l))
+                .bind(i64::try_from(*i).unwrap_or(i64::MAX))
+                .bind(hex::encode(h));
+        }
+        q.execute(&mut ctx.conn)
+            .await
+            .map_err(db("append audit nodes"))?;
+    }
+    Ok(())
+}
+
 /// Appends one event to the log: the row, the leaf, the completed subtrees.
 pub(crate) async fn insert_event(
     ctx: &mut WriteCtx,

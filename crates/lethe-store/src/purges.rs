@@ -4,6 +4,7 @@
 //! in one transaction per batch, objections in the notice period.
 
 use jiff::Timestamp;
+use lethe_ledger::AuditEvent;
 use sqlx::Row;
 
 use crate::{Store, StoreError, db, from_ms, ms};
@@ -271,14 +272,17 @@ impl Store {
             .await
     }
 
-    /// The next subjects of a purge still to do, in order.
+    /// The next subjects of a purge still to do after position `after`, in
+    /// order.
     pub async fn pending_purge_subjects(
         &self,
         id: &str,
+        after: i64,
         limit: u32,
     ) -> Result<Vec<PendingSubject>, StoreError> {
-        let rows = sqlx::query("SELECT n, subject, subject_hash FROM purge_subjects WHERE purge_id = $1 AND state = 'pending' ORDER BY n LIMIT $2")
+        let rows = sqlx::query("SELECT n, subject, subject_hash FROM purge_subjects WHERE purge_id = $1 AND state = 'pending' AND n > $2 ORDER BY n LIMIT $3")
             .bind(id.to_owned())
+            .bind(after)
             .bind(i64::from(limit.min(10_000)))
             .fetch_all(&self.read)
             .await
@@ -329,7 +333,7 @@ impl Store {
 
     /// Records a batch of outcomes: each subject's state (its id dropped),
     /// its audit event, and the erasure tombstones of the erased ones, in
-    /// one transaction.
+    /// one transaction of a few multi-row statements.
     pub async fn record_purge_batch(
         &self,
         id: String,
@@ -340,53 +344,101 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    for o in outcomes {
-                        let state = if o.erased { "erased" } else { "skipped" };
-                        sqlx::query("UPDATE purge_subjects SET state = $3, reason = $4, rows_erased = $5, subject = NULL WHERE purge_id = $1 AND n = $2 AND state = 'pending'")
-                            .bind(id.clone())
-                            .bind(o.n)
-                            .bind(state)
-                            .bind(o.reason.clone())
-                            .bind(i64::try_from(o.rows).unwrap_or(i64::MAX))
-                            .execute(&mut ctx.conn)
+                    for chunk in outcomes.chunks(INSERT_CHUNK) {
+                        // Pending rows are replaced by their outcome (one
+                        // runner holds the purge's lease).
+                        let ns: Vec<String> = chunk.iter().map(|o| o.n.to_string()).collect();
+                        let gone = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DELETE FROM purge_subjects WHERE purge_id = $1 AND state = 'pending' AND n IN ({})",
+                            ns.join(",")
+                        )))
+                        .bind(id.clone())
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("record purged subjects"))?
+                        .rows_affected();
+                        if gone != chunk.len() as u64 {
+                            return Err(StoreError::Refused(
+                                "the purge's subjects changed under its runner".into(),
+                            ));
+                        }
+                        let marks: Vec<String> = (0..chunk.len())
+                            .map(|i| {
+                                let b = i * 5 + 1;
+                                format!("($1, ${}, NULL, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5)
+                            })
+                            .collect();
+                        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "INSERT INTO purge_subjects (purge_id, n, subject, subject_hash, state, reason, rows_erased) VALUES {}",
+                            marks.join(", ")
+                        )))
+                        .bind(id.clone());
+                        for o in chunk {
+                            q = q
+                                .bind(o.n)
+                                .bind(o.subject_hash.clone())
+                                .bind(if o.erased { "erased" } else { "skipped" })
+                                .bind(o.reason.clone())
+                                .bind(i64::try_from(o.rows).unwrap_or(i64::MAX));
+                        }
+                        q.execute(&mut ctx.conn)
                             .await
-                            .map_err(db("record a purged subject"))?;
-                        for system in &o.systems {
-                            sqlx::query(
-                                "INSERT INTO erased_subjects (system, subject_hash, case_id, principal, erased_at) VALUES ($1, $2, $3, $4, $5)
+                            .map_err(db("record purged subjects"))?;
+                        let stones: Vec<(&str, &str)> = chunk
+                            .iter()
+                            .filter(|o| o.erased)
+                            .flat_map(|o| o.systems.iter().map(|s| (s.as_str(), o.subject_hash.as_str())))
+                            .collect();
+                        for part in stones.chunks(INSERT_CHUNK) {
+                            let marks: Vec<String> = (0..part.len())
+                                .map(|i| format!("(${}, ${}, $1, $2, $3)", i * 2 + 4, i * 2 + 5))
+                                .collect();
+                            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                                "INSERT INTO erased_subjects (system, subject_hash, case_id, principal, erased_at) VALUES {}
                                  ON CONFLICT (system, subject_hash) DO UPDATE SET case_id = excluded.case_id, principal = excluded.principal, erased_at = excluded.erased_at",
-                            )
-                            .bind(system.clone())
-                            .bind(o.subject_hash.clone())
+                                marks.join(", ")
+                            )))
                             .bind(id.clone())
                             .bind(principal.clone())
-                            .bind(ms(now))
-                            .execute(&mut ctx.conn)
-                            .await
-                            .map_err(db("keep the erased subject's tombstone"))?;
+                            .bind(ms(now));
+                            for (system, hash) in part {
+                                q = q.bind((*system).to_owned()).bind((*hash).to_owned());
+                            }
+                            q.execute(&mut ctx.conn)
+                                .await
+                                .map_err(db("keep the erased subjects' tombstones"))?;
                         }
-                        let (kind, detail) = if o.erased {
-                            (
-                                "subject.purged",
-                                serde_json::json!({ "rows": o.rows, "systems": o.systems }),
-                            )
-                        } else {
-                            ("subject.purge_skipped", serde_json::json!({ "reason": o.reason }))
-                        };
-                        crate::claims::append_event(
-                            ctx,
-                            &id,
-                            &o.subject_hash,
-                            kind,
-                            Some("pending"),
-                            state,
-                            "worker",
-                            detail,
-                            now,
-                        )
-                        .await?;
                     }
-                    Ok(())
+                    let events: Vec<AuditEvent> = outcomes
+                        .iter()
+                        .map(|o| {
+                            let (kind, state, detail) = if o.erased {
+                                (
+                                    "subject.purged",
+                                    "erased",
+                                    serde_json::json!({ "rows": o.rows, "systems": o.systems, "forfeited": o.reason }),
+                                )
+                            } else {
+                                (
+                                    "subject.purge_skipped",
+                                    "skipped",
+                                    serde_json::json!({ "reason": o.reason }),
+                                )
+                            };
+                            AuditEvent {
+                                seq: 0,
+                                case_id: id.clone(),
+                                subject: o.subject_hash.clone(),
+                                kind: kind.to_owned(),
+                                from_state: Some("pending".to_owned()),
+                                to_state: state.to_owned(),
+                                actor: "worker".to_owned(),
+                                at: now.to_string(),
+                                detail,
+                            }
+                        })
+                        .collect();
+                    crate::insert_events(ctx, events).await
                 })
             })
             .await

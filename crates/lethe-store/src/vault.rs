@@ -102,6 +102,51 @@ impl KeyStore for Store {
         Ok(n)
     }
 
+    async fn destroy_many(&self, subjects: &[String], at: &str) -> Result<u32, VaultError> {
+        // Subject references are hexadecimal (keyed hashes): inlined.
+        let refs: Vec<String> = subjects
+            .iter()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .cloned()
+            .collect();
+        let at = at.to_owned();
+        let n = self
+            .writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    let mut n = 0u64;
+                    for chunk in refs.chunks(1000) {
+                        let list: Vec<String> = chunk.iter().map(|r| format!("'{r}'")).collect();
+                        n += sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DELETE FROM vault_keys WHERE subject IN ({})",
+                            list.join(",")
+                        )))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(crate::db("destroy vault keys"))?
+                        .rows_affected();
+                        let rows: Vec<String> =
+                            chunk.iter().map(|r| format!("('{r}', $1, 0)")).collect();
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "INSERT INTO vault_tombstones (subject, destroyed_at, versions) VALUES {} ON CONFLICT (subject) DO NOTHING",
+                            rows.join(",")
+                        )))
+                        .bind(at.clone())
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(crate::db("record vault tombstones"))?;
+                    }
+                    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+                })
+            })
+            .await
+            .map_err(verr)?;
+        if n > 0 {
+            self.checkpoint().await.map_err(verr)?;
+        }
+        Ok(n)
+    }
+
     async fn destroyed_at(&self, subject: &str) -> Result<Option<String>, VaultError> {
         sqlx::query_scalar("SELECT destroyed_at FROM vault_tombstones WHERE subject = $1")
             .bind(subject.to_owned())

@@ -115,6 +115,15 @@ pub trait KeyStore: Send + Sync {
     /// Deletes every key of the subject and records when; returns how many
     /// versions were destroyed (0 if already destroyed).
     async fn destroy(&self, subject: &str, at: &str) -> Result<u32, VaultError>;
+    /// [`KeyStore::destroy`] for many subjects at once (a purge); returns
+    /// the versions destroyed in all.
+    async fn destroy_many(&self, subjects: &[String], at: &str) -> Result<u32, VaultError> {
+        let mut n = 0u32;
+        for s in subjects {
+            n = n.saturating_add(self.destroy(s, at).await?);
+        }
+        Ok(n)
+    }
     async fn destroyed_at(&self, subject: &str) -> Result<Option<String>, VaultError>;
     async fn count(&self) -> Result<u64, VaultError>;
     /// Keys wrapped by a KEK version below `version`, at most `limit`.
@@ -444,6 +453,16 @@ impl Vault {
             versions_destroyed: n,
             destroyed_at,
         })
+    }
+
+    /// Destroys the data keys of many subjects at once (a purge): the
+    /// versions destroyed in all.
+    pub async fn destroy_many(&self, subjects: &[String], at: &str) -> Result<u32, VaultError> {
+        let refs: Vec<String> = subjects.iter().map(|s| self.subject_ref(s)).collect();
+        subjects.iter().for_each(|s| self.forget(s));
+        let n = self.store.destroy_many(&refs, at).await?;
+        subjects.iter().for_each(|s| self.forget(s));
+        Ok(n)
     }
 
     /// Makes a new KEK version current; new keys are wrapped by it. Reads

@@ -17,7 +17,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, AssertSqlSafe, Executor};
 use std::time::{Duration, Instant};
 
-const MAP: &str = r#"
+pub(crate) const MAP: &str = r#"
 [[systems]]
 name = "bench"
 kind = "KIND"
@@ -84,7 +84,7 @@ fn cat(kind: &str, a: &str, b: &str) -> String {
 }
 
 /// Creates and fills the eight tables (indexes after the load).
-async fn load(pool: &AnyPool, kind: &str, n: u64) -> anyhow::Result<()> {
+pub(crate) async fn load(pool: &AnyPool, kind: &str, n: u64) -> anyhow::Result<()> {
     let text = if kind == "mysql" {
         "VARCHAR(64)"
     } else {

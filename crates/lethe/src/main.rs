@@ -5,6 +5,7 @@ mod bench;
 mod bench_erase;
 mod bench_export;
 mod bench_instances;
+mod bench_purge;
 mod bench_reapply;
 mod demo_mart;
 mod erasures_cmd;
@@ -273,6 +274,13 @@ enum BenchCmd {
         /// Subjects per set-based batch.
         #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1000))]
         batch: u64,
+    },
+    /// A purge of many accounts on PostgreSQL, end to end through a
+    /// `lethe serve` of its own, against the erasure engine alone on as
+    /// many other accounts of the same database.
+    Purge {
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1000..=1_000_000))]
+        subjects: u64,
     },
     /// Reapply after a backup restore: the subject ids of a restored
     /// system scanned, pseudonymised and matched against the erasure
@@ -762,6 +770,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     batch,
                 },
         } => bench_erase::erase(&kind, users, erase, batch).await,
+        Cmd::Bench {
+            cmd: BenchCmd::Purge { subjects },
+        } => bench_purge::run(subjects).await,
         Cmd::Bench {
             cmd: BenchCmd::Reapply { kind, ids, erased },
         } => bench_reapply::run(&kind, ids, erased).await,
