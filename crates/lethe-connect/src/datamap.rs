@@ -1546,6 +1546,45 @@ message_en = "unfinished orders"
 "#;
 
     #[test]
+    fn purge_rules_are_one_select_without_parameters_on_a_sql_system() {
+        let rule = |system: &str, query: &str| {
+            format!(
+                "{OK}\n[[purge_rules]]\nname = \"dormant\"\nsystem = \"{system}\"\nquery = \"{query}\"\n"
+            )
+        };
+        let m = DataMap::parse(&rule("shop", "SELECT id FROM users WHERE last_login < 1")).unwrap();
+        assert_eq!(m.purge_rules[0].name.as_str(), "dormant");
+        for (system, query, says) in [
+            (
+                "shop",
+                "SELECT id FROM users WHERE id = $1",
+                "without parameters",
+            ),
+            ("shop", "DELETE FROM users", "one SELECT"),
+            ("shop", "SELECT 1; DROP TABLE users", "one SELECT"),
+            ("crm", "SELECT id FROM users", "not a SQL system"),
+        ] {
+            let e = DataMap::parse(&rule(system, query))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("purge_rules[0]") && e.contains(says),
+                "{query}: {e}"
+            );
+        }
+        let twice = format!(
+            "{}[[purge_rules]]\nname = \"dormant\"\nsystem = \"shop\"\nquery = \"SELECT id FROM users\"\n",
+            rule("shop", "SELECT id FROM users")
+        );
+        assert!(
+            DataMap::parse(&twice)
+                .unwrap_err()
+                .to_string()
+                .contains("used twice")
+        );
+    }
+
+    #[test]
     fn tables_are_named_for_users_in_both_languages() {
         let with = OK.replace(
             "legal_basis = \"tax law\"\n",

@@ -722,7 +722,24 @@ impl SqlSystem {
         let mut sent = 0u64;
         for (table, path) in self.scan_sources() {
             let owner = path.owner_expr(self.d, None);
-            let text = schema::as_text(self.d, &owner, "");
+            // Text and integer columns are read as they are (the driver
+            // decodes both), so the database can use the column's index for
+            // DISTINCT; other types are read as text in the database.
+            let ty = self
+                .schema
+                .table(table.as_str())
+                .and_then(|t| t.columns.iter().find(|c| c.name == path.owner.as_str()))
+                .map(|c| c.data_type.to_ascii_lowercase())
+                .unwrap_or_default();
+            let plain = path.owner_path.is_none()
+                && ["char", "text", "int", "string"]
+                    .iter()
+                    .any(|k| ty.contains(k));
+            let text = if plain {
+                owner.clone()
+            } else {
+                schema::as_text(self.d, &owner, &ty)
+            };
             let sql = format!(
                 "SELECT DISTINCT {text} FROM {} WHERE {owner} IS NOT NULL",
                 table.q(self.d)

@@ -687,7 +687,8 @@ pub fn router(st: AppState) -> Router {
     // A purge names up to a million accounts: its own body limit.
     let purges = Router::new()
         .route("/v1/purges", guard_idem(&st, post(purge::create)))
-        .layer(DefaultBodyLimit::max(purge::BODY_LIMIT));
+        .layer(DefaultBodyLimit::max(purge::BODY_LIMIT))
+        .layer(axum::Extension(middleware::BodyLimit(purge::BODY_LIMIT)));
     let vault_admin = Router::new().route(
         "/v1/console/vault/kek/rotate",
         guard_console(&st, post(vault_api::rotate)),

@@ -225,10 +225,15 @@ pub async fn idempotency(State(st): State<AppState>, req: Request, next: Next) -
         Ok(k) => k,
         Err(p) => return p.into_response(),
     };
+    // A route with a larger body limit of its own says so (purges).
+    let limit = req
+        .extensions()
+        .get::<BodyLimit>()
+        .map_or(st.limits.body_bytes, |l| l.0);
     let (parts, body) = req.into_parts();
-    let bytes = match to_bytes(body, st.limits.body_bytes).await {
+    let bytes = match to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(_) => return too_large(Some(st.limits.body_bytes)),
+        Err(_) => return too_large(Some(limit)),
     };
     let request_hash = st
         .secrets
@@ -293,6 +298,12 @@ pub async fn idempotency(State(st): State<AppState>, req: Request, next: Next) -
     }
     Response::from_parts(parts, Body::from(bytes))
 }
+
+/// The body limit of a route that accepts more than `limits.body_bytes`
+/// (set with its `DefaultBodyLimit`), for the idempotency layer that reads
+/// the body first.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
 
 pub fn too_large(limit: Option<usize>) -> Response {
     let detail = match limit {
