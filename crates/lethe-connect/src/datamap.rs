@@ -604,6 +604,22 @@ pub struct PurgeRule {
     pub name: Ident,
     pub system: Ident,
     pub query: String,
+    /// Run it on a schedule: every this many days (1 to 365), the first
+    /// time that long after the rule appears. Needs `legal_basis` and
+    /// `platform`.
+    #[serde(default)]
+    pub every_days: Option<u32>,
+    /// The legal basis of the scheduled purges (10 to 500 characters).
+    #[serde(default)]
+    pub legal_basis: Option<String>,
+    /// The platform (API key name) the scheduled purges belong to: their
+    /// notices, report and audit events.
+    #[serde(default)]
+    pub platform: Option<String>,
+    /// Days each account is told before a scheduled purge erases it (0 to
+    /// 90).
+    #[serde(default)]
+    pub notice_days: u32,
 }
 
 /// Purge rules one data map may hold.
@@ -1276,6 +1292,43 @@ impl DataMap {
                     "e.g. SELECT id FROM users WHERE last_login_at < CURRENT_DATE - INTERVAL '3 years'",
                 ));
             }
+            if let Some(d) = r.every_days {
+                if !(1..=365).contains(&d) {
+                    return Err(invalid(
+                        format!("{at}.every_days"),
+                        "must be 1 to 365",
+                        "e.g. every_days = 30",
+                    ));
+                }
+                let basis = r
+                    .legal_basis
+                    .as_deref()
+                    .map_or(0, |b| b.trim().chars().count());
+                if !(10..=500).contains(&basis) {
+                    return Err(invalid(
+                        format!("{at}.legal_basis"),
+                        "a scheduled rule needs its legal basis (10 to 500 characters)",
+                        "e.g. legal_basis = \"PIPL Art. 47: accounts dormant for 3 years\"",
+                    ));
+                }
+                if r.platform
+                    .as_deref()
+                    .is_none_or(|p| !(1..=64).contains(&p.len()))
+                {
+                    return Err(invalid(
+                        format!("{at}.platform"),
+                        "a scheduled rule names the platform (API key name) its purges belong to",
+                        "e.g. platform = \"shop\"",
+                    ));
+                }
+            }
+            if r.notice_days > 90 {
+                return Err(invalid(
+                    format!("{at}.notice_days"),
+                    "must be 0 to 90",
+                    "e.g. notice_days = 30",
+                ));
+            }
             if raw.purge_rules[..i].iter().any(|o| o.name == r.name) {
                 return Err(invalid(
                     format!("{at}.name"),
@@ -1582,6 +1635,29 @@ message_en = "unfinished orders"
                 .to_string()
                 .contains("used twice")
         );
+    }
+
+    #[test]
+    fn a_scheduled_purge_rule_names_its_legal_basis_and_platform() {
+        let base = format!(
+            "{OK}\n[[purge_rules]]\nname = \"dormant\"\nsystem = \"shop\"\nquery = \"SELECT id FROM users\"\nevery_days = 30\n"
+        );
+        let e = DataMap::parse(&base).unwrap_err().to_string();
+        assert!(e.contains("legal_basis"), "{e}");
+        let with_basis = format!("{base}legal_basis = \"PIPL Art. 47: dormant accounts\"\n");
+        let e = DataMap::parse(&with_basis).unwrap_err().to_string();
+        assert!(e.contains("platform"), "{e}");
+        let ok = format!("{with_basis}platform = \"shop\"\nnotice_days = 30\n");
+        let m = DataMap::parse(&ok).unwrap();
+        assert_eq!(m.purge_rules[0].every_days, Some(30));
+        let e = DataMap::parse(&ok.replace("every_days = 30", "every_days = 0"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("every_days"), "{e}");
+        let e = DataMap::parse(&ok.replace("notice_days = 30", "notice_days = 91"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("notice_days"), "{e}");
     }
 
     #[test]

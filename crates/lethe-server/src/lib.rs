@@ -229,7 +229,7 @@ pub enum ClockMode {
         erasure_api::list, erasure_api::complete, erasure_api::callback, erasure_api::acknowledge,
         reapply_api::start, reapply_api::list, reapply_api::get_run,
         drift_api::list, drift_api::accept,
-        purge::create, purge::read, purge::report, purge::object,
+        purge::create, purge::list, purge::read, purge::report, purge::object,
         export_api::create, export_api::create_for_case, export_api::read, export_api::delete,
         export_api::download, export_api::console_create, export_api::console_read,
         pages::user::create_handoff
@@ -686,7 +686,10 @@ pub fn router(st: AppState) -> Router {
         .layer(DefaultBodyLimit::max(claims_api::CLAIM_BODY_LIMIT));
     // A purge names up to a million accounts: its own body limit.
     let purges = Router::new()
-        .route("/v1/purges", guard_idem(&st, post(purge::create)))
+        .route(
+            "/v1/purges",
+            guard_idem(&st, post(purge::create).get(purge::list)),
+        )
         .layer(DefaultBodyLimit::max(purge::BODY_LIMIT))
         .layer(axum::Extension(middleware::BodyLimit(purge::BODY_LIMIT)));
     let vault_admin = Router::new().route(

@@ -124,6 +124,7 @@ pub const OPERATION_IDS: &[(&str, &str, &str)] = &[
     ("post", "/v1/handoffs", "createHandoff"),
     ("get", "/v1/identifiers/check", "checkIdentifier"),
     ("get", "/v1/notifications", "listNotifications"),
+    ("get", "/v1/purges", "listPurges"),
     ("post", "/v1/purges", "createPurge"),
     ("get", "/v1/purges/{id}", "getPurge"),
     ("post", "/v1/purges/{id}/objections", "objectToPurge"),

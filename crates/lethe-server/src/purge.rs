@@ -147,6 +147,31 @@ pub async fn create(
             .field("subjects"));
         }
     };
+    let id = open_purge(&st, &p.0, legal_basis, body.rule, ids, body.notice_days).await?;
+    st.timer_wake.notify_waiters();
+    let row = st
+        .store
+        .purge(&id, Some(&p.0))
+        .await?
+        .ok_or_else(Problem::internal)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(axum::http::header::LOCATION, format!("/v1/purges/{id}"))],
+        axum::Json(PurgeView::from(row)),
+    )
+        .into_response())
+}
+
+/// Opens a purge for `principal` (a request, or a scheduled rule): the
+/// ids parsed and pseudonymised, duplicates dropped. Its id.
+pub async fn open_purge(
+    st: &AppState,
+    principal: &str,
+    legal_basis: String,
+    rule: Option<String>,
+    ids: Vec<String>,
+    notice_days: u32,
+) -> Result<String, Problem> {
     if ids.is_empty() || ids.len() > MAX_SUBJECTS {
         return Err(Problem::unprocessable(format!(
             "a purge names 1 to {MAX_SUBJECTS} accounts; this one names {}",
@@ -167,8 +192,8 @@ pub async fn create(
         }
     }
     let now = st.clock.now();
-    let notice_until = (body.notice_days > 0)
-        .then(|| now.checked_add(SignedDuration::from_hours(24 * i64::from(body.notice_days))))
+    let notice_until = (notice_days > 0)
+        .then(|| now.checked_add(SignedDuration::from_hours(24 * i64::from(notice_days))))
         .transpose()
         .map_err(|_| Problem::internal())?;
     let id = format!("purge-{}", hex::encode(rand::random::<[u8; 8]>()));
@@ -176,27 +201,16 @@ pub async fn create(
         .create_purge(
             lethe_store::NewPurge {
                 id: id.clone(),
-                principal: p.0.clone(),
+                principal: principal.to_owned(),
                 legal_basis,
-                rule: body.rule,
+                rule,
                 notice_until,
                 subjects,
             },
             now,
         )
         .await?;
-    st.timer_wake.notify_waiters();
-    let row = st
-        .store
-        .purge(&id, Some(&p.0))
-        .await?
-        .ok_or_else(Problem::internal)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        [(axum::http::header::LOCATION, format!("/v1/purges/{id}"))],
-        axum::Json(PurgeView::from(row)),
-    )
-        .into_response())
+    Ok(id)
 }
 
 /// The subject ids a data-map purge rule selects (bounded).
@@ -225,6 +239,89 @@ async fn rule_subjects(st: &AppState, name: &str) -> Result<Vec<String>, Problem
         return Err(Problem::unprocessable("the rule's system is not a SQL system").field("rule"));
     };
     Ok(sys.select_subjects(&rule.query, MAX_SUBJECTS).await?)
+}
+
+/// This platform's purges, newest first (up to 100), with their counts.
+#[utoipa::path(get, path = "/v1/purges", tag = "erasure", responses((status = 200, body = [PurgeView])), security(("api_key" = [])))]
+pub async fn list(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Response, Problem> {
+    let mut out = vec![];
+    for id in st.store.purge_ids(&p.0, 100).await? {
+        if let Some(row) = st.store.purge(&id, Some(&p.0)).await? {
+            out.push(PurgeView::from(row));
+        }
+    }
+    Ok(axum::Json(out).into_response())
+}
+
+/// Purge rules with a schedule (`every_days`): when one is due (one
+/// instance claims it; the first run one period after the rule appears),
+/// its query selects the accounts and a purge opens for the rule's
+/// platform, with the rule's legal basis and notice period.
+pub async fn run_scheduled(st: &AppState) {
+    let now = st.clock.now();
+    for rule in &st.datamap.purge_rules {
+        let (Some(days), Some(basis), Some(platform)) =
+            (rule.every_days, &rule.legal_basis, &rule.platform)
+        else {
+            continue;
+        };
+        let name = format!("purge_rule:{}", rule.name);
+        let every = SignedDuration::from_hours(24 * i64::from(days));
+        let due = match st.store.schedule_state(&name).await {
+            Ok(Some((last, _))) => last.checked_add(every).is_ok_and(|t| t <= now),
+            Ok(None) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, rule = %rule.name, "reading a purge rule's schedule failed");
+                false
+            }
+        };
+        if !due
+            || !st
+                .store
+                .claim_schedule(name.clone(), now, every, false)
+                .await
+                .unwrap_or(false)
+        {
+            continue;
+        }
+        let opened = async {
+            let ids = rule_subjects(st, rule.name.as_str()).await?;
+            if ids.is_empty() {
+                return Ok(None);
+            }
+            open_purge(
+                st,
+                platform,
+                basis.trim().to_owned(),
+                Some(rule.name.to_string()),
+                ids,
+                rule.notice_days,
+            )
+            .await
+            .map(Some)
+        }
+        .await;
+        let error = match opened {
+            Ok(Some(id)) => {
+                tracing::info!(rule = %rule.name, purge = %id, "scheduled purge opened");
+                None
+            }
+            Ok(None) => {
+                tracing::info!(rule = %rule.name, "scheduled purge rule selected no account");
+                None
+            }
+            Err(p) => {
+                tracing::error!(rule = %rule.name, problem = %p.detail, "scheduled purge failed");
+                Some(p.detail)
+            }
+        };
+        if let Err(e) = st.store.schedule_error(name, error).await {
+            tracing::warn!(error = %e, "recording a purge rule's run failed");
+        }
+    }
 }
 
 /// A purge of this platform: its state and counts.

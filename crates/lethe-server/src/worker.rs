@@ -159,6 +159,7 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
             }
         }
         // A purge whose notice period is over, or whose runner stopped.
+        crate::purge::run_scheduled(&st).await;
         crate::purge::run_due(&st, &purge_running).await;
         // The data map against the live schemas, on its schedule (one
         // instance claims each run; it runs beside the timer).

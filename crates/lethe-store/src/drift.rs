@@ -8,6 +8,9 @@ use sqlx::Row;
 
 use crate::{Store, StoreError, db, from_ms, ms};
 
+/// The schedule name of the data-map check.
+const DATAMAP_CHECK: &str = "datamap";
+
 /// The notification sent when a check finds something new.
 pub const DRIFT_NOTICE: &str = lethe_domain::notice::DATAMAP_DRIFT;
 
@@ -79,34 +82,85 @@ fn row(r: &sqlx::any::AnyRow) -> DriftFinding {
 }
 
 impl Store {
-    /// Whether the scheduled check is due (`interval` since the last run
-    /// of any instance); claims it if so, so one instance runs it.
+    /// Whether the scheduled data-map check is due (`interval` since the
+    /// last run of any instance); claims it if so, so one instance runs it.
     pub async fn claim_drift_check(
         &self,
         now: Timestamp,
         interval: SignedDuration,
     ) -> Result<bool, StoreError> {
+        self.claim_schedule(DATAMAP_CHECK.into(), now, interval, true)
+            .await
+    }
+
+    /// Claims a run of scheduled work `name` when `interval` has passed
+    /// since its last run (of any instance): true for the one caller that
+    /// should run it. Never run before: `first` says whether to run now, or
+    /// to start counting from now.
+    pub async fn claim_schedule(
+        &self,
+        name: String,
+        now: Timestamp,
+        interval: SignedDuration,
+        first: bool,
+    ) -> Result<bool, StoreError> {
         let due = now.checked_sub(interval).unwrap_or(now);
         self.writer
             .run_unlogged(move |ctx| {
                 Box::pin(async move {
-                    let n = sqlx::query("INSERT INTO drift_checks (name, last_run_at) VALUES ('datamap', $1) ON CONFLICT (name) DO NOTHING")
+                    let n = sqlx::query("INSERT INTO schedules (name, last_run_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                        .bind(name.clone())
                         .bind(ms(now))
                         .execute(&mut ctx.conn)
                         .await
-                        .map_err(db("claim the data-map check"))?
+                        .map_err(db("claim scheduled work"))?
                         .rows_affected();
                     if n == 1 {
-                        return Ok(true);
+                        return Ok(first);
                     }
-                    let n = sqlx::query("UPDATE drift_checks SET last_run_at = $1 WHERE name = 'datamap' AND last_run_at <= $2")
+                    let n = sqlx::query("UPDATE schedules SET last_run_at = $1 WHERE name = $2 AND last_run_at <= $3")
                         .bind(ms(now))
+                        .bind(name)
                         .bind(ms(due))
                         .execute(&mut ctx.conn)
                         .await
-                        .map_err(db("claim the data-map check"))?
+                        .map_err(db("claim scheduled work"))?
                         .rows_affected();
                     Ok(n == 1)
+                })
+            })
+            .await
+    }
+
+    /// When scheduled work last ran, and its error if it failed.
+    pub async fn schedule_state(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Timestamp, Option<String>)>, StoreError> {
+        let r = sqlx::query("SELECT last_run_at, last_error FROM schedules WHERE name = $1")
+            .bind(name.to_owned())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db("read scheduled work"))?;
+        Ok(r.map(|r| (from_ms(r.get(0)), r.get(1))))
+    }
+
+    /// Notes how scheduled work's last run ended (None: well).
+    pub async fn schedule_error(
+        &self,
+        name: String,
+        error: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .run_unlogged(move |ctx| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE schedules SET last_error = $1 WHERE name = $2")
+                        .bind(error)
+                        .bind(name)
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("record scheduled work"))?;
+                    Ok(())
                 })
             })
             .await
@@ -127,8 +181,9 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    sqlx::query("UPDATE drift_checks SET last_error = $1 WHERE name = 'datamap'")
+                    sqlx::query("UPDATE schedules SET last_error = $1 WHERE name = $2")
                         .bind(error)
+                        .bind(DATAMAP_CHECK)
                         .execute(&mut ctx.conn)
                         .await
                         .map_err(db("record the data-map check"))?;
@@ -239,16 +294,12 @@ impl Store {
         Ok(rows.iter().map(row).collect())
     }
 
-    /// When the scheduled check last ran, and its error if it failed.
+    /// When the scheduled data-map check last ran, and its error if it
+    /// failed.
     pub async fn drift_check_state(
         &self,
     ) -> Result<Option<(Timestamp, Option<String>)>, StoreError> {
-        let r =
-            sqlx::query("SELECT last_run_at, last_error FROM drift_checks WHERE name = 'datamap'")
-                .fetch_optional(&self.read)
-                .await
-                .map_err(db("read the data-map check"))?;
-        Ok(r.map(|r| (from_ms(r.get(0)), r.get(1))))
+        self.schedule_state(DATAMAP_CHECK).await
     }
 
     /// Accepts an open finding (declared not personal data, or dealt with

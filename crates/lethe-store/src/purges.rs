@@ -218,6 +218,18 @@ impl Store {
         }))
     }
 
+    /// The ids of a platform's purges, newest first.
+    pub async fn purge_ids(&self, platform: &str, limit: u32) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT id FROM purges WHERE principal = $1 ORDER BY created_at DESC, id LIMIT $2",
+        )
+        .bind(platform.to_owned())
+        .bind(i64::from(limit.min(1000)))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db("list purges"))
+    }
+
     /// Takes the lease of a purge ready to run (its notice period over, or
     /// running with no live lease): returns its id.
     pub async fn claim_purge(

@@ -264,6 +264,7 @@ fn spec(method: &str, path: &str, a: &Owned) -> Option<Spec> {
             ),
             "",
         ),
+        ("GET", "/v1/purges") => s(Collection, None, None, ""),
         ("GET", "/v1/purges/{id}") => s(Owned, None, None, ""),
         ("GET", "/v1/purges/{id}/report") => s(Owned, None, None, ""),
         ("POST", "/v1/purges/{id}/objections") => {

@@ -286,3 +286,50 @@ fn lethe_cli_plain(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+#[tokio::test]
+async fn a_scheduled_purge_rule_opens_a_purge_when_it_is_due() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("datamap.toml"),
+        format!(
+            r#"{DATAMAP}
+[[purge_rules]]
+name = "dormant"
+system = "demo_mart"
+query = "SELECT id FROM users WHERE id IN (SELECT u.id FROM users u WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.user_id = u.id AND o.status IN ('pending','paid','shipping')) AND NOT EXISTS (SELECT 1 FROM wallets w WHERE w.user_id = u.id AND w.balance_fen > 0) AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = u.id AND s.auto_renew = 1) ORDER BY u.id LIMIT 2)"
+every_days = 30
+legal_basis = "PIPL Art. 47: accounts dormant for 3 years; retention ended"
+platform = "demo"
+"#
+        ),
+    )
+    .unwrap();
+    let demo = Demo::start(dir.path(), 40).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_, list) = demo.get("/v1/purges").await;
+    assert_eq!(list, json!([]), "not due before its period");
+    demo.advance(30 * 86_400 + 60).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let purge = loop {
+        let (_, list) = demo.get("/v1/purges").await;
+        if let Some(p) = list.as_array().unwrap().first()
+            && p["state"] == "done"
+        {
+            break p.clone();
+        }
+        assert!(Instant::now() < deadline, "{list}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(purge["rule"], "dormant");
+    assert_eq!(
+        (purge["requested"].as_u64(), purge["erased"].as_u64()),
+        (Some(2), Some(2)),
+        "{purge}"
+    );
+    assert!(purge["legal_basis"].as_str().unwrap().starts_with("PIPL"));
+    // Not again until the next period.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_, list) = demo.get("/v1/purges").await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}

@@ -21,9 +21,9 @@ CREATE TABLE drift_findings (
 );
 CREATE INDEX drift_findings_state ON drift_findings (state, system);
 
--- When the scheduled check last ran (one row): instances claim a due run
--- with a conditional update, so one of them runs it.
-CREATE TABLE drift_checks (
+-- Scheduled work (the data-map check, purge rules): when each last ran.
+-- Instances claim a due run with a conditional update, so one runs it.
+CREATE TABLE schedules (
     name TEXT PRIMARY KEY,
     last_run_at INTEGER NOT NULL,
     last_error TEXT
