@@ -324,6 +324,14 @@ pub async fn run_scheduled(st: &AppState) {
     }
 }
 
+/// A purge of the platform (another platform's is not found).
+async fn owned(st: &AppState, platform: &str, id: &str) -> Result<lethe_store::PurgeRow, Problem> {
+    st.store
+        .purge(id, Some(platform))
+        .await?
+        .ok_or_else(|| Problem::not_found("no purge of this platform has this id"))
+}
+
 /// A purge of this platform: its state and counts.
 #[utoipa::path(get, path = "/v1/purges/{id}", tag = "erasure", params(("id" = String, Path)), responses((status = 200, body = PurgeView), (status = 404, body = Problem)), security(("api_key" = [])))]
 pub async fn read(
@@ -331,11 +339,7 @@ pub async fn read(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let row = st
-        .store
-        .purge(&id, Some(&p.0))
-        .await?
-        .ok_or_else(|| Problem::not_found("no purge of this platform has this id"))?;
+    let row = owned(&st, &p.0, &id).await?;
     Ok(axum::Json(PurgeView::from(row)).into_response())
 }
 
@@ -347,11 +351,7 @@ pub async fn report(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let row = st
-        .store
-        .purge(&id, Some(&p.0))
-        .await?
-        .ok_or_else(|| Problem::not_found("no purge of this platform has this id"))?;
+    let row = owned(&st, &p.0, &id).await?;
     match row.report {
         Some(r) => Ok(axum::Json(r).into_response()),
         None => Err(Problem::conflict(
@@ -381,11 +381,7 @@ pub async fn object(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Objection>,
 ) -> Result<Response, Problem> {
-    let row = st
-        .store
-        .purge(&id, Some(&p.0))
-        .await?
-        .ok_or_else(|| Problem::not_found("no purge of this platform has this id"))?;
+    let row = owned(&st, &p.0, &id).await?;
     if row.state != "noticing" {
         return Err(Problem::conflict(
             "notice-over",

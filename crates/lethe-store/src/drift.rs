@@ -62,6 +62,21 @@ pub struct DriftFinding {
 
 const COLS: &str = "id, system, kind, at, severity, breaking, message, fix, state, first_seen, last_seen, accepted_by, accepted_reason, accepted_at";
 
+/// Notes how scheduled work's last run ended (None: well).
+async fn set_schedule_error(
+    ctx: &mut crate::WriteCtx,
+    name: &str,
+    error: Option<String>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE schedules SET last_error = $1 WHERE name = $2")
+        .bind(error)
+        .bind(name.to_owned())
+        .execute(&mut ctx.conn)
+        .await
+        .map_err(db("record scheduled work"))?;
+    Ok(())
+}
+
 fn row(r: &sqlx::any::AnyRow) -> DriftFinding {
     DriftFinding {
         id: r.get(0),
@@ -153,15 +168,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.writer
             .run_unlogged(move |ctx| {
-                Box::pin(async move {
-                    sqlx::query("UPDATE schedules SET last_error = $1 WHERE name = $2")
-                        .bind(error)
-                        .bind(name)
-                        .execute(&mut ctx.conn)
-                        .await
-                        .map_err(db("record scheduled work"))?;
-                    Ok(())
-                })
+                Box::pin(async move { set_schedule_error(ctx, &name, error).await })
             })
             .await
     }
@@ -181,12 +188,7 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    sqlx::query("UPDATE schedules SET last_error = $1 WHERE name = $2")
-                        .bind(error)
-                        .bind(DATAMAP_CHECK)
-                        .execute(&mut ctx.conn)
-                        .await
-                        .map_err(db("record the data-map check"))?;
+                    set_schedule_error(ctx, DATAMAP_CHECK, error).await?;
                     let mut opened = vec![];
                     let mut ids = std::collections::BTreeSet::new();
                     for f in &found {
