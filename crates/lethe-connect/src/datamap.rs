@@ -1322,6 +1322,13 @@ impl DataMap {
                     ));
                 }
             }
+            if r.every_days.is_some_and(|d| r.notice_days >= d) {
+                return Err(invalid(
+                    format!("{at}.notice_days"),
+                    "the notice period must be shorter than the schedule's period, or purges overlap",
+                    "shorten notice_days or lengthen every_days",
+                ));
+            }
             if r.notice_days > 90 {
                 return Err(invalid(
                     format!("{at}.notice_days"),
@@ -1647,14 +1654,14 @@ message_en = "unfinished orders"
         let with_basis = format!("{base}legal_basis = \"PIPL Art. 47: dormant accounts\"\n");
         let e = DataMap::parse(&with_basis).unwrap_err().to_string();
         assert!(e.contains("platform"), "{e}");
-        let ok = format!("{with_basis}platform = \"shop\"\nnotice_days = 30\n");
+        let ok = format!("{with_basis}platform = \"shop\"\nnotice_days = 14\n");
         let m = DataMap::parse(&ok).unwrap();
         assert_eq!(m.purge_rules[0].every_days, Some(30));
         let e = DataMap::parse(&ok.replace("every_days = 30", "every_days = 0"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("every_days"), "{e}");
-        let e = DataMap::parse(&ok.replace("notice_days = 30", "notice_days = 91"))
+        let e = DataMap::parse(&ok.replace("notice_days = 14", "notice_days = 30"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("notice_days"), "{e}");

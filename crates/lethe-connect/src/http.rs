@@ -347,10 +347,11 @@ impl HttpSystem {
             )
             .await
             .map_err(|m| self.err(m))?;
-            let page: Page = serde_json::from_value(answer.body).map_err(|e| {
-                self.err(format!(
-                    "the answer to subjects.list does not fit {{\"subjects\": [...], \"next_cursor\": ...}}: {e}"
-                ))
+            // The error names no value (they are subject ids).
+            let page: Page = serde_json::from_value(answer.body).map_err(|_| {
+                self.err(
+                    "the answer to subjects.list does not fit {\"subjects\": [\"<id>\", ...], \"next_cursor\": null or \"...\"} (ids are strings)".into(),
+                )
             })?;
             if page.subjects.len() > MAX_SUBJECT_PAGE {
                 return Err(self.err(format!(

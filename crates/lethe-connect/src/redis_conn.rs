@@ -66,30 +66,48 @@ fn fill(template: &str, subject: &str) -> String {
     template.replace("{subject}", subject)
 }
 
-/// The subject id inside `value` when it fits `template` (`{subject}`
-/// standing for the id; the template's other parts literal, or `*`).
-fn subject_in(template: &str, value: &str) -> Option<String> {
-    let (prefix, rest) = template.split_once("{subject}")?;
+/// The subject ids `value` may hold by `template` (`{subject}` standing for
+/// the id; the template's other parts literal, or `*`). An id may itself
+/// hold the text that follows it in the template (`@alice:example.org` in
+/// `session:{subject}:*`), so every place that text occurs gives a
+/// candidate (at most [`MAX_CANDIDATES`]); only candidates that were erased
+/// match a tombstone.
+fn subject_in(template: &str, value: &str) -> Vec<String> {
+    let Some((prefix, rest)) = template.split_once("{subject}") else {
+        return vec![];
+    };
     if prefix.contains(['*', '?', '[']) {
-        return None;
+        return vec![];
     }
-    let tail = value.strip_prefix(prefix)?;
-    // The id runs up to the literal text that follows it in the template.
+    let Some(tail) = value.strip_prefix(prefix) else {
+        return vec![];
+    };
     let stop: String = rest
         .chars()
         .take_while(|c| !matches!(c, '*' | '?' | '['))
         .collect();
-    let id = if stop.is_empty() {
-        if rest.is_empty() {
-            tail
-        } else {
-            tail.split(':').next().unwrap_or(tail)
+    let mut out = vec![];
+    if rest.is_empty() {
+        out.push(tail.to_owned());
+    } else if stop.len() == rest.len() {
+        // The template ends with this literal: it ends the value too.
+        if let Some(id) = tail.strip_suffix(stop.as_str()) {
+            out.push(id.to_owned());
         }
     } else {
-        &tail[..tail.find(&stop)?]
-    };
-    (!id.is_empty()).then(|| id.to_owned())
+        let sep = if stop.is_empty() { ":" } else { stop.as_str() };
+        out.extend(
+            tail.match_indices(sep)
+                .take(MAX_CANDIDATES)
+                .map(|(i, _)| tail[..i].to_owned()),
+        );
+    }
+    out.retain(|id| !id.is_empty());
+    out
 }
+
+/// Candidate ids read out of one key, field or member.
+const MAX_CANDIDATES: usize = 8;
 
 /// A short description of an entry, for outcomes and plans.
 pub fn describe(e: &RedisEntry) -> String {
@@ -206,7 +224,7 @@ impl RedisSystem {
                         .query_async(&mut c)
                         .await
                         .map_err(|e| rerr(&self.name, "list subjects", e))?;
-                    buf.extend(page.iter().filter_map(|k| subject_in(tpl, k)));
+                    buf.extend(page.iter().flat_map(|k| subject_in(tpl, k)));
                     sent += self.flush(&mut buf, chunk, &tx, false).await?;
                     cursor = next;
                     if cursor == 0 {
@@ -243,7 +261,7 @@ impl RedisSystem {
                 buf.extend(
                     page.iter()
                         .step_by(step)
-                        .filter_map(|v| subject_in(template, v)),
+                        .flat_map(|v| subject_in(template, v)),
                 );
                 sent += self.flush(&mut buf, chunk, &tx, false).await?;
                 cursor = next;
@@ -572,21 +590,26 @@ mod tests {
     #[test]
     fn subject_ids_are_read_back_from_keys_by_their_template() {
         assert_eq!(
-            subject_in("session:{subject}:*", "session:u42:abc").as_deref(),
-            Some("u42")
+            subject_in("session:{subject}:*", "session:u42:abc"),
+            ["u42"]
+        );
+        assert_eq!(subject_in("cart:{subject}", "cart:u7"), ["u7"]);
+        assert_eq!(subject_in("{subject}", "u9"), ["u9"]);
+        assert_eq!(
+            subject_in("user:{subject}:profile", "user:u1:profile"),
+            ["u1"]
         );
         assert_eq!(
-            subject_in("cart:{subject}", "cart:u7").as_deref(),
-            Some("u7")
+            subject_in("user:{subject}:profile", "user:@a:b.org:profile"),
+            ["@a:b.org"]
         );
-        assert_eq!(subject_in("{subject}", "u9").as_deref(), Some("u9"));
         assert_eq!(
-            subject_in("user:{subject}:profile", "user:u1:profile").as_deref(),
-            Some("u1")
+            subject_in("session:{subject}:*", "session:@alice:example.org:t1"),
+            ["@alice", "@alice:example.org"]
         );
-        assert_eq!(subject_in("user:{subject}:profile", "other:u1"), None);
-        assert_eq!(subject_in("cart:{subject}", "cart:"), None);
-        assert_eq!(subject_in("no-subject", "x"), None);
+        assert!(subject_in("user:{subject}:profile", "other:u1").is_empty());
+        assert!(subject_in("cart:{subject}", "cart:").is_empty());
+        assert!(subject_in("no-subject", "x").is_empty());
     }
 
     #[test]

@@ -160,8 +160,12 @@ pub async fn accept_as(
         )
         .field("reason"));
     }
-    let open = st.store.drift_findings(Some("open")).await?;
-    let Some(f) = open.iter().find(|f| f.id == id) else {
+    let Some(f) = st
+        .store
+        .drift_finding(id)
+        .await?
+        .filter(|f| f.state == "open")
+    else {
         return Err(Problem::not_found("no open finding has this id"));
     };
     if f.breaking {

@@ -139,15 +139,11 @@ pub async fn metrics(State(st): State<AppState>) -> Result<Response, Problem> {
         o,
         "# HELP lethe_datamap_drift_findings Open findings of the scheduled data-map check per system (breaking: erasure there waits).\n# TYPE lethe_datamap_drift_findings gauge"
     );
-    let mut drift: BTreeMap<(String, bool), u64> = BTreeMap::new();
-    for f in st.store.drift_findings(Some("open")).await? {
-        *drift.entry((f.system, f.breaking)).or_default() += 1;
-    }
-    for ((sys, breaking), n) in &drift {
+    for (sys, breaking, n) in st.store.drift_counts().await? {
         let _ = writeln!(
             o,
             "lethe_datamap_drift_findings{{system=\"{}\",breaking=\"{breaking}\"}} {n}",
-            label(sys)
+            label(&sys)
         );
     }
     let _ = writeln!(

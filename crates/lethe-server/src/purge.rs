@@ -40,8 +40,13 @@ pub const BODY_LIMIT: usize = 24 * 1024 * 1024;
 const BATCH: u32 = 500;
 /// Subjects checked at once (blocker and asset rules).
 const CHECK_CONCURRENCY: usize = 16;
-/// The lease of a running purge; renewed every batch.
+/// The lease of a running purge; renewed every `LEASE_SECS / 3` while it
+/// runs.
 const LEASE_SECS: i64 = 60;
+/// Failed runs in a row before a purge fails for good.
+const MAX_FAILURES: u32 = 10;
+/// Seconds before a failed run is tried again.
+const RETRY_SECS: i64 = 60;
 /// The longest notice period.
 const MAX_NOTICE_DAYS: u32 = 90;
 /// The report's type.
@@ -288,6 +293,12 @@ pub async fn run_scheduled(st: &AppState) {
             continue;
         }
         let opened = async {
+            if !st.store.live_platforms().await?.contains(platform) {
+                return Err(Problem::unprocessable(format!(
+                    "purge rule {}: no live API key is named {platform}; create it (lethe apikey create --name {platform}) or correct platform",
+                    rule.name
+                )));
+            }
             let ids = rule_subjects(st, rule.name.as_str()).await?;
             if ids.is_empty() {
                 return Ok(None);
@@ -352,8 +363,10 @@ pub async fn report(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let row = owned(&st, &p.0, &id).await?;
-    match row.report {
-        Some(r) => Ok(axum::Json(r).into_response()),
+    match st.store.purge_report(&id, Some(&p.0)).await? {
+        Some(r) => {
+            Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], r).into_response())
+        }
         None => Err(Problem::conflict(
             "purge-not-done",
             format!(
@@ -416,7 +429,12 @@ pub async fn run_due(st: &AppState, running: &Arc<std::sync::atomic::AtomicBool>
     let lease = wall
         .checked_add(SignedDuration::from_secs(LEASE_SECS))
         .unwrap_or(wall);
-    let id = match st.store.claim_purge(st.clock.now(), wall, lease).await {
+    let owner = hex::encode(rand::random::<[u8; 12]>());
+    let id = match st
+        .store
+        .claim_purge(st.clock.now(), wall, lease, owner.clone())
+        .await
+    {
         Ok(Some(id)) => id,
         Ok(None) => return,
         Err(e) => {
@@ -427,36 +445,134 @@ pub async fn run_due(st: &AppState, running: &Arc<std::sync::atomic::AtomicBool>
     running.store(true, Ordering::Release);
     let (st, flag) = (st.clone(), running.clone());
     tokio::spawn(async move {
-        if let Err(e) = run(&st, &id).await {
-            // The lease runs out and a later tick (here or elsewhere) goes on
-            // from the last recorded batch.
-            tracing::warn!(purge = %id, error = %e, "purge batch failed; it resumes later");
+        match run(&st, &id, &owner).await {
+            Ok(()) => {}
+            Err(Stop::Lost) => {
+                tracing::warn!(purge = %id, "another instance took the purge over; this run stops");
+            }
+            Err(Stop::Wait(why)) => {
+                // Not the purge's fault (schema drift): tried again later,
+                // without counting.
+                tracing::warn!(purge = %id, reason = %why, "purge waits");
+                let at = later(crate::worker::drift_wait(&st));
+                let _ = st
+                    .store
+                    .purge_failed(id.clone(), owner.clone(), why, u32::MAX, at, st.clock.now())
+                    .await;
+            }
+            Err(Stop::Failed(e)) => {
+                // Tried again later from the last recorded batch; at the
+                // limit the purge fails with the reason.
+                match st
+                    .store
+                    .purge_failed(
+                        id.clone(),
+                        owner.clone(),
+                        e.clone(),
+                        MAX_FAILURES,
+                        later(RETRY_SECS),
+                        st.clock.now(),
+                    )
+                    .await
+                {
+                    Ok(true) => tracing::error!(purge = %id, error = %e, "purge failed for good"),
+                    _ => {
+                        tracing::warn!(purge = %id, error = %e, "purge batch failed; it resumes later")
+                    }
+                }
+            }
         }
         flag.store(false, Ordering::Release);
     });
 }
 
+/// Wall-clock time `secs` from now (leases and retries run on it).
+fn later(secs: i64) -> Timestamp {
+    let now = Timestamp::now();
+    now.checked_add(SignedDuration::from_secs(secs))
+        .unwrap_or(now)
+}
+
+/// Why a purge run stopped before its end.
+enum Stop {
+    /// Another instance holds the lease now.
+    Lost,
+    /// A system's schema would break the erasure: wait, uncounted.
+    Wait(String),
+    /// Counted toward [`MAX_FAILURES`].
+    Failed(String),
+}
+
+impl From<String> for Stop {
+    fn from(e: String) -> Self {
+        Self::Failed(e)
+    }
+}
+
+impl From<lethe_store::StoreError> for Stop {
+    fn from(e: lethe_store::StoreError) -> Self {
+        match e {
+            lethe_store::StoreError::Refused(_) => Self::Lost,
+            e => Self::Failed(e.to_string()),
+        }
+    }
+}
+
 /// Works through a leased purge to its end.
-pub async fn run(st: &AppState, id: &str) -> Result<(), String> {
+async fn run(st: &AppState, id: &str, owner: &str) -> Result<(), Stop> {
     let row = st
         .store
         .purge(id, None)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("the purge is gone")?;
-    // A pipeline of two: the next batch is checked (its rule queries) while
-    // this one is erased and recorded.
+        .await?
+        .ok_or("the purge is gone".to_owned())?;
+    // The lease is renewed on a timer while the run lasts (a batch calling
+    // HTTP services may take longer than the lease); a lost lease stops it.
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let beat = {
+        let (st, id, owner, lost) = (st.clone(), id.to_owned(), owner.to_owned(), lost.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(
+                    (LEASE_SECS / 3).unsigned_abs(),
+                ))
+                .await;
+                let until = Timestamp::now()
+                    .checked_add(SignedDuration::from_secs(LEASE_SECS))
+                    .unwrap_or_else(|_| Timestamp::now());
+                if !st
+                    .store
+                    .renew_purge(id.clone(), owner.clone(), until)
+                    .await
+                    .unwrap_or(true)
+                {
+                    lost.store(true, std::sync::atomic::Ordering::Release);
+                    return;
+                }
+            }
+        })
+    };
+    let out = run_batches(st, id, owner, &row, &lost).await;
+    beat.abort();
+    out?;
+    finish(st, id, owner).await
+}
+
+/// The batches of a leased purge, in a pipeline of two: the next batch is
+/// checked (its rule queries) while this one is erased and recorded.
+async fn run_batches(
+    st: &AppState,
+    id: &str,
+    owner: &str,
+    row: &lethe_store::PurgeRow,
+    lost: &std::sync::atomic::AtomicBool,
+) -> Result<(), Stop> {
     let mut after = -1i64;
     let mut current = next_batch(st, id, &mut after).await?;
     let mut checked = check_batch(st, current.clone()).await?;
     while !current.is_empty() {
-        let lease = Timestamp::now()
-            .checked_add(SignedDuration::from_secs(LEASE_SECS))
-            .map_err(|e| e.to_string())?;
-        st.store
-            .renew_purge(id.to_owned(), lease)
-            .await
-            .map_err(|e| e.to_string())?;
+        if lost.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Stop::Lost);
+        }
         let upcoming = next_batch(st, id, &mut after).await?;
         let n = current.len();
         let t = std::time::Instant::now();
@@ -466,12 +582,13 @@ pub async fn run(st: &AppState, id: &str) -> Result<(), String> {
                 st.store
                     .record_purge_batch(
                         id.to_owned(),
+                        owner.to_owned(),
                         row.principal.clone(),
                         outcomes,
                         st.clock.now(),
                     )
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(Stop::from)
             },
             check_batch(st, upcoming.clone())
         );
@@ -480,7 +597,7 @@ pub async fn run(st: &AppState, id: &str) -> Result<(), String> {
         current = upcoming;
         tracing::debug!(purge = %id, subjects = n, ms = t.elapsed().as_millis() as u64, "purge batch done");
     }
-    finish(st, id).await
+    Ok(())
 }
 
 /// The next pending subjects after `after` (and moves it on).
@@ -563,7 +680,7 @@ async fn check_batch(
 async fn erase_checked(
     st: &AppState,
     checked: Checked,
-) -> Result<Vec<lethe_store::PurgeOutcome>, String> {
+) -> Result<Vec<lethe_store::PurgeOutcome>, Stop> {
     let Checked {
         kept: mut outcomes,
         go,
@@ -582,6 +699,8 @@ async fn erase_checked(
         })
         .collect();
     let mut rows = vec![0u64; items.len()];
+    // Systems that only accepted (HTTP in callback mode): not confirmed.
+    let mut unconfirmed: Vec<Vec<String>> = vec![vec![]; items.len()];
     let mut systems = vec![];
     let names: Vec<String> = st.systems.names().map(str::to_owned).collect();
     for system in names {
@@ -593,6 +712,11 @@ async fn erase_checked(
             // purge (the report says so).
             continue;
         }
+        // Like a case's erasure, a purge waits while the system's schema
+        // would break it.
+        if let Some(why) = crate::worker::drift_hold(st, &system).await? {
+            return Err(Stop::Wait(why));
+        }
         let mut i = 0;
         for chunk in items.chunks(st.systems.batch_size(&system).max(1)) {
             for r in st
@@ -600,19 +724,25 @@ async fn erase_checked(
                 .erase_batch(&system, chunk, st.clock.now(), None)
                 .await?
             {
-                if let Erased::Done(o) = r {
-                    if o.tables
-                        .iter()
-                        .any(|t| t.action != "keep" && t.remaining.is_some_and(|n| n > 0))
-                    {
-                        return Err(format!("{system}: rows remain after the erasure"));
+                match r {
+                    Erased::Done(o) => {
+                        if o.tables
+                            .iter()
+                            .any(|t| t.action != "keep" && t.remaining.is_some_and(|n| n > 0))
+                        {
+                            return Err(Stop::Failed(format!(
+                                "{system}: rows remain after the erasure"
+                            )));
+                        }
+                        rows[i] += o
+                            .tables
+                            .iter()
+                            .filter(|t| t.action != "keep")
+                            .map(|t| t.rows)
+                            .sum::<u64>();
                     }
-                    rows[i] += o
-                        .tables
-                        .iter()
-                        .filter(|t| t.action != "keep")
-                        .map(|t| t.rows)
-                        .sum::<u64>();
+                    Erased::AwaitingCallback => unconfirmed[i].push(system.clone()),
+                    Erased::Manual { .. } => {}
                 }
                 i += 1;
             }
@@ -637,12 +767,18 @@ async fn erase_checked(
         .destroy_many(&keys, &at)
         .await
         .map_err(|e| e.to_string())?;
-    for ((s, forfeited), n) in go.into_iter().zip(rows) {
+    for (((s, forfeited), n), waiting) in go.into_iter().zip(rows).zip(unconfirmed) {
+        // What the entry says beside "erased": what was forfeited, and the
+        // services that accepted but have not confirmed.
+        let mut notes: Vec<String> = forfeited.into_iter().collect();
+        if !waiting.is_empty() {
+            notes.push(format!("accepted, not confirmed: {}", waiting.join(", ")));
+        }
         outcomes.push(lethe_store::PurgeOutcome {
             n: s.n,
             subject_hash: s.subject_hash,
             erased: true,
-            reason: forfeited,
+            reason: (!notes.is_empty()).then(|| notes.join("; ")),
             rows: n,
             systems: systems.clone(),
         });
@@ -709,13 +845,12 @@ enum Hold {
 }
 
 /// The report of a purge whose subjects are all done, signed.
-async fn finish(st: &AppState, id: &str) -> Result<(), String> {
+async fn finish(st: &AppState, id: &str, owner: &str) -> Result<(), Stop> {
     let row = st
         .store
         .purge(id, None)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("the purge is gone")?;
+        .await?
+        .ok_or("the purge is gone".to_owned())?;
     let entries = st
         .store
         .purge_entries(id)
@@ -767,10 +902,11 @@ async fn finish(st: &AppState, id: &str) -> Result<(), String> {
     st.store
         .finish_purge(
             id.to_owned(),
+            owner.to_owned(),
             serde_json::to_value(&signed).map_err(|e| e.to_string()),
             detail,
             now,
         )
         .await
-        .map_err(|e| e.to_string())
+        .map_err(Stop::from)
 }

@@ -36,6 +36,9 @@ pub const REPORT_TYPE: &str = "lethe.reapply.v1";
 /// What a run needs.
 pub struct Deps<'a> {
     pub store: &'a lethe_store::Store,
+    /// The data map the systems were connected from (for the structural
+    /// check before erasing).
+    pub datamap: &'a lethe_connect::DataMap,
     pub systems: Arc<Systems>,
     pub secrets: &'a Secrets,
     pub signer: &'a lethe_ledger::Signer,
@@ -84,6 +87,22 @@ pub struct Report {
     pub verified: bool,
 }
 
+/// Why a run failed, with what it had erased again by then (if anything).
+#[derive(Debug)]
+pub struct Failure {
+    pub partial: Option<Report>,
+    pub error: String,
+}
+
+impl From<String> for Failure {
+    fn from(error: String) -> Self {
+        Self {
+            partial: None,
+            error,
+        }
+    }
+}
+
 /// A new run id.
 pub fn new_run_id() -> String {
     format!("reapply-{}", hex::encode(rand::random::<[u8; 8]>()))
@@ -96,14 +115,15 @@ pub async fn run(
     run_id: &str,
     req: &Request,
     now: &(dyn Fn() -> Timestamp + Send + Sync),
-) -> Result<Report, String> {
+) -> Result<Report, Failure> {
     let started = now();
     if d.systems.get(&req.system).is_none() {
         return Err(format!(
             "system {} is not in the data map (systems: {})",
             req.system,
             d.systems.names().collect::<Vec<_>>().join(", ")
-        ));
+        )
+        .into());
     }
     let platform = req.platform.as_deref();
     let tombstoned = d
@@ -127,6 +147,13 @@ pub async fn run(
         if tombstoned == 0 {
             continue;
         }
+        // Ids as cases hold them (trimmed; what is no valid id never was
+        // erased by a case).
+        let chunk: Vec<String> = chunk
+            .iter()
+            .filter_map(|id| SubjectId::parse(id).ok())
+            .map(|s| s.expose().to_owned())
+            .collect();
         let hashes: Vec<String> = chunk.iter().map(|id| pseudo.of(id)).collect();
         let matches = match d
             .store
@@ -167,7 +194,7 @@ pub async fn run(
         .await
         .map_err(|_| "the reader stopped unexpectedly".to_owned())?;
     if let Some(e) = failed {
-        return Err(e);
+        return Err(e.into());
     }
     read?;
     let mut report = Report {
@@ -188,7 +215,17 @@ pub async fn run(
         verified: true,
     };
     if !req.dry_run && !found.is_empty() {
-        erase_again(d, run_id, &req.system, found, &mut report, now).await?;
+        if let Err(e) = erase_again(d, run_id, &req.system, found, &mut report, now).await {
+            // What was erased before the failure is reported with it.
+            report.finished_at = now().to_string();
+            report.verified = false;
+            return Err(Failure {
+                partial: (report.erased > 0).then_some(report),
+                error: e,
+            });
+        }
+        // An HTTP service that only accepted has not confirmed.
+        report.verified &= report.accepted == 0;
     }
     report.finished_at = now().to_string();
     Ok(report)
@@ -213,6 +250,20 @@ async fn erase_again(
                 subject,
             }),
             Err(_) => report.skipped += 1,
+        }
+    }
+    // Like a case's erasure, this one does not start on a schema that
+    // would break it part-way.
+    if let (Some(sql), Some(entry)) = (d.systems.sql(system), d.datamap.system(system)) {
+        let found = sql
+            .breaking_drift(entry, std::time::Duration::ZERO)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(f) = found.first() {
+            return Err(format!(
+                "the schema of {system} no longer matches the data map ({} at {}: {}; fix: {}): fix it, then run again",
+                f.kind, f.at, f.message, f.fix
+            ));
         }
     }
     let batch = d.systems.batch_size(system).max(1);
@@ -271,19 +322,35 @@ pub async fn run_recorded(
     actor: &str,
     now: &(dyn Fn() -> Timestamp + Send + Sync),
 ) -> Result<lethe_ledger::report::SignedDoc, String> {
-    let outcome = run(d, run_id, req, now).await;
-    let (closing, result) = match outcome {
+    match run(d, run_id, req, now).await {
         Ok(report) => {
             let signed = lethe_ledger::report::SignedDoc::sign(&report, d.signer);
             let doc = serde_json::to_value(&signed).map_err(|e| e.to_string())?;
             let event = (!req.dry_run).then(|| event_detail(&report));
-            (Ok((doc, event)), Ok(signed))
+            d.store
+                .close_reapply(run_id.to_owned(), Ok(doc), event, actor.to_owned(), now())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(signed)
         }
-        Err(e) => (Err(e.clone()), Err(e)),
-    };
-    d.store
-        .close_reapply(run_id.to_owned(), closing, actor.to_owned(), now())
-        .await
-        .map_err(|e| e.to_string())?;
-    result
+        Err(f) => {
+            // Subjects erased again before the failure are in the log.
+            let event = f.partial.as_ref().map(|r| {
+                let mut d = event_detail(r);
+                d["error"] = serde_json::json!(f.error);
+                d
+            });
+            d.store
+                .close_reapply(
+                    run_id.to_owned(),
+                    Err(f.error.clone()),
+                    event,
+                    actor.to_owned(),
+                    now(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            Err(f.error)
+        }
+    }
 }

@@ -116,6 +116,7 @@ pub async fn start(
     tokio::spawn(async move {
         let deps = Deps {
             store: &task.store,
+            datamap: &task.datamap,
             systems: task.systems.clone(),
             secrets: &task.secrets,
             signer: &task.signer,

@@ -76,6 +76,8 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
     let mut warned_on: Option<jiff::civil::Date> = None;
     let drift_running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let purge_running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rules_running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut drift_started = false;
     loop {
         if *shutdown.borrow() {
             return;
@@ -159,7 +161,15 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
             }
         }
         // A purge whose notice period is over, or whose runner stopped.
-        crate::purge::run_scheduled(&st).await;
+        // Scheduled purge rules (their queries may take a while: beside the
+        // timer).
+        if !rules_running.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            let (st2, flag) = (st.clone(), rules_running.clone());
+            tokio::spawn(async move {
+                crate::purge::run_scheduled(&st2).await;
+                flag.store(false, std::sync::atomic::Ordering::Release);
+            });
+        }
         crate::purge::run_due(&st, &purge_running).await;
         // The data map against the live schemas, on its schedule (one
         // instance claims each run; it runs beside the timer).
@@ -174,13 +184,21 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
                     false
                 }
             };
-            if due
+            // Each instance checks once when it starts (a finding mapped
+            // and restarted closes at once), then on the shared schedule.
+            let claim = if drift_started {
+                every
+            } else {
+                SignedDuration::ZERO
+            };
+            if (due || !drift_started)
                 && st
                     .store
-                    .claim_drift_check(now, every)
+                    .claim_drift_check(now, claim)
                     .await
                     .unwrap_or(false)
             {
+                drift_started = true;
                 drift_running.store(true, std::sync::atomic::Ordering::Release);
                 let (st2, flag) = (st.clone(), drift_running.clone());
                 tokio::spawn(async move {
@@ -191,6 +209,12 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
         }
         if last_purge.is_none_or(|t| t.elapsed() >= purge_every) {
             last_purge = Some(std::time::Instant::now());
+            // Reapply runs whose instance stopped mid-run.
+            if let Ok(before) = st.clock.now().checked_sub(SignedDuration::from_hours(1))
+                && let Err(e) = st.store.fail_stale_reapply(before).await
+            {
+                tracing::warn!(error = %e, "closing interrupted reapply runs failed");
+            }
             if let Err(e) = st.store.purge_tombstones(st.clock.now()).await {
                 tracing::error!(error = %e, "purging tombstones failed");
             }
@@ -533,14 +557,14 @@ async fn job_failed(st: &AppState, job: &Job, err: String) {
 /// structural check is reused for as long.
 const DRIFT_RETRY_SECS: i64 = 300;
 
-fn drift_wait(st: &AppState) -> i64 {
+pub(crate) fn drift_wait(st: &AppState) -> i64 {
     st.worker.max_backoff_secs.clamp(1, DRIFT_RETRY_SECS)
 }
 
 /// Why a SQL system's erasure must wait, if it must: what in its live
 /// schema would break it (a table or column the map names is gone, an
 /// unmapped reference blocks deletion), with the fix.
-async fn drift_hold(st: &AppState, system: &str) -> Result<Option<String>, String> {
+pub(crate) async fn drift_hold(st: &AppState, system: &str) -> Result<Option<String>, String> {
     let (Some(sql), Some(entry)) = (
         st.systems.sql(system),
         st.datamap

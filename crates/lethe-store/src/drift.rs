@@ -281,7 +281,38 @@ impl Store {
             .await
     }
 
-    /// Findings in a state (`open`, `accepted`, `gone`), or all not gone.
+    /// One finding by id.
+    pub async fn drift_finding(&self, id: &str) -> Result<Option<DriftFinding>, StoreError> {
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLS} FROM drift_findings WHERE id = $1"
+        )))
+        .bind(id.to_owned())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db("read a drift finding"))?;
+        Ok(r.as_ref().map(row))
+    }
+
+    /// Open findings per (system, breaking), for the metric.
+    pub async fn drift_counts(&self) -> Result<Vec<(String, bool, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT system, breaking, COUNT(*) FROM drift_findings WHERE state = 'open' GROUP BY system, breaking ORDER BY system, breaking")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("count drift findings"))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    r.get::<i64, _>(1) != 0,
+                    u64::try_from(r.get::<i64, _>(2)).unwrap_or(0),
+                )
+            })
+            .collect())
+    }
+
+    /// Findings in a state (`open`, `accepted`, `gone`), or all not gone
+    /// (at most 500, breaking ones first).
     pub async fn drift_findings(
         &self,
         state: Option<&str>,

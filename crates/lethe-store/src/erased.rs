@@ -129,7 +129,25 @@ impl Store {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    /// Opens a reapply run (`running`).
+    /// Runs left `running` since before `before` (their instance stopped):
+    /// failed, with the reason. Returns how many.
+    pub async fn fail_stale_reapply(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.writer
+            .run_unlogged(move |ctx| {
+                Box::pin(async move {
+                    Ok(sqlx::query("UPDATE reapply_runs SET state = 'failed', error = 'interrupted: the instance running it stopped; run it again' WHERE state = 'running' AND created_at < $1")
+                        .bind(ms(before))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("close interrupted reapply runs"))?
+                        .rows_affected())
+                })
+            })
+            .await
+    }
+
+    /// Opens a reapply run (`running`); refused while another run of the
+    /// same system is running.
     pub async fn open_reapply(
         &self,
         id: String,
@@ -142,6 +160,18 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
+                    let busy: Option<String> = sqlx::query_scalar(
+                        "SELECT id FROM reapply_runs WHERE system = $1 AND state = 'running' LIMIT 1",
+                    )
+                    .bind(system.clone())
+                    .fetch_optional(&mut ctx.conn)
+                    .await
+                    .map_err(db("look for a running reapply"))?;
+                    if busy.is_some() {
+                        return Err(StoreError::Refused(format!(
+                            "a reapply run of {system} is running: wait for it to end (GET /v1/reapply-runs or lethe erasures runs)"
+                        )));
+                    }
                     sqlx::query("INSERT INTO reapply_runs (id, system, principal, since_at, dry_run, state, created_at) VALUES ($1, $2, $3, $4, $5, 'running', $6)")
                         .bind(id)
                         .bind(system)
@@ -164,16 +194,17 @@ impl Store {
     pub async fn close_reapply(
         &self,
         id: String,
-        outcome: Result<(serde_json::Value, Option<serde_json::Value>), String>,
+        outcome: Result<serde_json::Value, String>,
+        event: Option<serde_json::Value>,
         actor: String,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    let (state, report, error, event) = match outcome {
-                        Ok((report, event)) => ("done", Some(report.to_string()), None, event),
-                        Err(e) => ("failed", None, Some(e), None),
+                    let (state, report, error) = match outcome {
+                        Ok(report) => ("done", Some(report.to_string()), None),
+                        Err(e) => ("failed", None, Some(e)),
                     };
                     sqlx::query("UPDATE reapply_runs SET state = $2, finished_at = $3, report = $4, error = $5 WHERE id = $1")
                         .bind(id.clone())
@@ -191,7 +222,7 @@ impl Store {
                             "",
                             "erasure.reapplied",
                             None,
-                            "done",
+                            state,
                             &actor,
                             detail,
                             now,

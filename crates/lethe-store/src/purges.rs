@@ -42,7 +42,6 @@ pub struct PurgeRow {
     pub created_at: Timestamp,
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
-    pub report: Option<serde_json::Value>,
     pub error: Option<String>,
 }
 
@@ -65,6 +64,60 @@ pub struct PendingSubject {
     pub n: i64,
     pub subject: String,
     pub subject_hash: String,
+}
+
+/// Whether `owner` still holds the purge's lease (inside a write).
+async fn holds(ctx: &mut crate::WriteCtx, id: &str, owner: &str) -> Result<(), StoreError> {
+    let held: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM purges WHERE id = $1 AND state = 'running' AND lease_owner = $2 {}",
+        ctx.for_update()
+    )))
+    .bind(id.to_owned())
+    .bind(owner.to_owned())
+    .fetch_optional(&mut ctx.conn)
+    .await
+    .map_err(db("read the purge's lease"))?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(StoreError::Refused(
+            "this run no longer holds the purge's lease (another instance took it over)".into(),
+        )),
+    }
+}
+
+/// The purge's notices keep the accounts' pseudonyms, not their ids, once
+/// it ends.
+async fn scrub_notices(ctx: &mut crate::WriteCtx, id: &str) -> Result<(), StoreError> {
+    let mut after = 0i64;
+    loop {
+        let rows = sqlx::query("SELECT id, payload FROM notifications WHERE kind = $1 AND id > $2 AND payload LIKE $3 ORDER BY id LIMIT 1000")
+            .bind(lethe_domain::notice::PURGE_NOTICE)
+            .bind(after)
+            .bind(format!("%\"purge_id\":\"{id}\"%"))
+            .fetch_all(&mut ctx.conn)
+            .await
+            .map_err(db("read the purge's notices"))?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        after = last.get(0);
+        for r in &rows {
+            let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&r.get::<String, _>(1))
+            else {
+                continue;
+            };
+            let Some(m) = v.as_object_mut() else { continue };
+            if m.remove("subject_id").is_none() {
+                continue;
+            }
+            sqlx::query("UPDATE notifications SET payload = $2 WHERE id = $1")
+                .bind(r.get::<i64, _>(0))
+                .bind(v.to_string())
+                .execute(&mut ctx.conn)
+                .await
+                .map_err(db("forget the purge's notices"))?;
+        }
+    }
 }
 
 /// A subject's entry in the purge report.
@@ -129,22 +182,35 @@ impl Store {
                             .map_err(db("store the purge's subjects"))?;
                     }
                     if let Some(until) = p.notice_until {
-                        for (subject, _) in &p.subjects {
-                            let payload = serde_json::json!({
-                                "purge_id": p.id,
-                                "subject_id": subject,
-                                "erase_after": until.to_string(),
-                                "legal_basis": p.legal_basis,
-                            });
-                            crate::insert_notification_for(
-                                ctx,
-                                lethe_domain::notice::PURGE_NOTICE,
-                                None,
-                                Some(&p.principal),
-                                &payload,
-                                now,
-                            )
-                            .await?;
+                        // One notice per account, in multi-row INSERTs; the
+                        // ids leave them when the purge ends (`finish_purge`).
+                        for chunk in p.subjects.chunks(INSERT_CHUNK) {
+                            let marks: Vec<String> = (0..chunk.len())
+                                .map(|i| format!("($1, ${}, $2, 'pending', $3, $4)", i + 5))
+                                .collect();
+                            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                                "INSERT INTO notifications (kind, payload, created_at, state, next_at, principal) VALUES {}",
+                                marks.join(", ")
+                            )))
+                            .bind(lethe_domain::notice::PURGE_NOTICE)
+                            .bind(ms(now))
+                            .bind(ms(crate::now_wall()))
+                            .bind(p.principal.clone());
+                            for (subject, hash) in chunk {
+                                q = q.bind(
+                                    serde_json::json!({
+                                        "purge_id": p.id,
+                                        "subject_id": subject,
+                                        "subject_ref": hash,
+                                        "erase_after": until.to_string(),
+                                        "legal_basis": p.legal_basis,
+                                    })
+                                    .to_string(),
+                                );
+                            }
+                            q.execute(&mut ctx.conn)
+                                .await
+                                .map_err(db("queue the purge's notices"))?;
                         }
                     }
                     crate::claims::append_event(
@@ -175,7 +241,7 @@ impl Store {
         id: &str,
         platform: Option<&str>,
     ) -> Result<Option<PurgeRow>, StoreError> {
-        let Some(r) = sqlx::query("SELECT id, principal, legal_basis, rule, notice_until, state, requested, created_at, started_at, finished_at, report, error FROM purges WHERE id = $1 AND ($2 IS NULL OR principal = $2)")
+        let Some(r) = sqlx::query("SELECT id, principal, legal_basis, rule, notice_until, state, requested, created_at, started_at, finished_at, error FROM purges WHERE id = $1 AND ($2 IS NULL OR principal = $2)")
             .bind(id.to_owned())
             .bind(platform.map(str::to_owned))
             .fetch_optional(&self.read)
@@ -211,11 +277,26 @@ impl Store {
             created_at: from_ms(r.get(7)),
             started_at: r.get::<Option<i64>, _>(8).map(from_ms),
             finished_at: r.get::<Option<i64>, _>(9).map(from_ms),
-            report: r
-                .get::<Option<String>, _>(10)
-                .and_then(|t| serde_json::from_str(&t).ok()),
-            error: r.get(11),
+            error: r.get(10),
         }))
+    }
+
+    /// The signed report of a finished purge (with `platform`, only its
+    /// own), as stored.
+    pub async fn purge_report(
+        &self,
+        id: &str,
+        platform: Option<&str>,
+    ) -> Result<Option<String>, StoreError> {
+        let r: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT report FROM purges WHERE id = $1 AND ($2 IS NULL OR principal = $2)",
+        )
+        .bind(id.to_owned())
+        .bind(platform.map(str::to_owned))
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db("read the purge's report"))?;
+        Ok(r.flatten())
     }
 
     /// The ids of a platform's purges, newest first.
@@ -237,6 +318,7 @@ impl Store {
         now: Timestamp,
         wall: Timestamp,
         lease_until: Timestamp,
+        owner: String,
     ) -> Result<Option<String>, StoreError> {
         self.writer
             .run_unlogged(move |ctx| {
@@ -252,10 +334,11 @@ impl Store {
                     .await
                     .map_err(db("find a purge to run"))?;
                     let Some(id) = id else { return Ok(None) };
-                    sqlx::query("UPDATE purges SET state = 'running', lease_until = $2, started_at = COALESCE(started_at, $3) WHERE id = $1")
+                    sqlx::query("UPDATE purges SET state = 'running', lease_until = $2, lease_owner = $4, started_at = COALESCE(started_at, $3) WHERE id = $1")
                         .bind(id.clone())
                         .bind(ms(lease_until))
                         .bind(ms(now))
+                        .bind(owner)
                         .execute(&mut ctx.conn)
                         .await
                         .map_err(db("lease the purge"))?;
@@ -265,20 +348,82 @@ impl Store {
             .await
     }
 
-    /// Extends the lease of a purge this instance runs.
-    pub async fn renew_purge(&self, id: String, until: Timestamp) -> Result<(), StoreError> {
+    /// Extends the lease of a purge this run holds; false when it holds it
+    /// no more (another instance took it over: this run stops).
+    pub async fn renew_purge(
+        &self,
+        id: String,
+        owner: String,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
         self.writer
             .run_unlogged(move |ctx| {
                 Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE purges SET lease_until = $2 WHERE id = $1 AND state = 'running'",
-                    )
-                    .bind(id)
-                    .bind(ms(until))
-                    .execute(&mut ctx.conn)
-                    .await
-                    .map_err(db("renew the purge's lease"))?;
-                    Ok(())
+                    let n = sqlx::query("UPDATE purges SET lease_until = $2 WHERE id = $1 AND state = 'running' AND lease_owner = $3")
+                        .bind(id)
+                        .bind(ms(until))
+                        .bind(owner)
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("renew the purge's lease"))?
+                        .rows_affected();
+                    Ok(n == 1)
+                })
+            })
+            .await
+    }
+
+    /// A run of the purge failed: counted, and tried again (by any
+    /// instance) from `retry_at`; at `max` failures in a row the purge
+    /// fails with the reason (audited). Says whether it failed for good.
+    pub async fn purge_failed(
+        &self,
+        id: String,
+        owner: String,
+        error: String,
+        max: u32,
+        retry_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    let n = sqlx::query("UPDATE purges SET failures = failures + 1, error = $3, lease_until = $4 WHERE id = $1 AND state = 'running' AND lease_owner = $2")
+                        .bind(id.clone())
+                        .bind(owner)
+                        .bind(error.clone())
+                        .bind(ms(retry_at))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("record the purge's failure"))?
+                        .rows_affected();
+                    if n == 0 {
+                        return Ok(false);
+                    }
+                    let failed = sqlx::query("UPDATE purges SET state = 'failed', finished_at = $3 WHERE id = $1 AND failures >= $2")
+                        .bind(id.clone())
+                        .bind(i64::from(max))
+                        .bind(ms(now))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("fail the purge"))?
+                        .rows_affected()
+                        == 1;
+                    if failed {
+                        crate::claims::append_event(
+                            ctx,
+                            &id,
+                            "",
+                            "purge.failed",
+                            Some("running"),
+                            "failed",
+                            "worker",
+                            serde_json::json!({ "error": error, "failures": max }),
+                            now,
+                        )
+                        .await?;
+                    }
+                    Ok(failed)
                 })
             })
             .await
@@ -349,6 +494,7 @@ impl Store {
     pub async fn record_purge_batch(
         &self,
         id: String,
+        owner: String,
         principal: String,
         outcomes: Vec<PurgeOutcome>,
         now: Timestamp,
@@ -356,6 +502,12 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
+                    holds(ctx, &id, &owner).await?;
+                    sqlx::query("UPDATE purges SET failures = 0 WHERE id = $1")
+                        .bind(id.clone())
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("record the purge's progress"))?;
                     for chunk in outcomes.chunks(INSERT_CHUNK) {
                         // Pending rows are replaced by their outcome (one
                         // runner holds the purge's lease).
@@ -533,6 +685,7 @@ impl Store {
     pub async fn finish_purge(
         &self,
         id: String,
+        owner: String,
         outcome: Result<serde_json::Value, String>,
         detail: serde_json::Value,
         now: Timestamp,
@@ -540,11 +693,13 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
+                    holds(ctx, &id, &owner).await?;
+                    scrub_notices(ctx, &id).await?;
                     let (state, report, error) = match outcome {
                         Ok(r) => ("done", Some(r.to_string()), None),
                         Err(e) => ("failed", None, Some(e)),
                     };
-                    sqlx::query("UPDATE purges SET state = $2, report = $3, error = $4, finished_at = $5, lease_until = NULL WHERE id = $1")
+                    sqlx::query("UPDATE purges SET state = $2, report = $3, error = $4, finished_at = $5, lease_until = NULL, lease_owner = NULL WHERE id = $1")
                         .bind(id.clone())
                         .bind(state)
                         .bind(report)

@@ -168,6 +168,7 @@ pub async fn run(kind: &str, ids: u64, erased: u64) -> anyhow::Result<()> {
     let systems = Arc::new(lethe_server::systems::Systems::from_sql(vec![sys]));
     let deps = lethe_server::reapply::Deps {
         store: &store,
+        datamap: &map,
         systems,
         secrets: &secrets,
         signer: &signer,
@@ -182,7 +183,7 @@ pub async fn run(kind: &str, ids: u64, erased: u64) -> anyhow::Result<()> {
     let t = Instant::now();
     let dry = lethe_server::reapply::run(&deps, "reapply-bench0001", &req, &clock)
         .await
-        .map_err(anyhow::Error::msg)?;
+        .map_err(|f| anyhow::Error::msg(f.error))?;
     let t_dry = t.elapsed();
     anyhow::ensure!(
         dry.scanned == ids && dry.matched == erased,
@@ -194,7 +195,7 @@ pub async fn run(kind: &str, ids: u64, erased: u64) -> anyhow::Result<()> {
     let t = Instant::now();
     let full = lethe_server::reapply::run(&deps, "reapply-bench0002", &req, &clock)
         .await
-        .map_err(anyhow::Error::msg)?;
+        .map_err(|f| anyhow::Error::msg(f.error))?;
     let t_full = t.elapsed();
     let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
         .fetch_one(&pool)

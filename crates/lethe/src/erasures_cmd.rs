@@ -23,7 +23,8 @@ pub enum ErasuresCmd {
         /// platform's time zone): erasures at or after it are reapplied.
         #[arg(long)]
         since: String,
-        /// Count only: erase nothing, record nothing in the audit log.
+        /// Count only: erase nothing (the run is listed; nothing enters the
+        /// audit log).
         #[arg(long)]
         dry_run: bool,
         /// Also write the signed report to this file.
@@ -137,6 +138,7 @@ async fn reapply(
     let signer = lethe_server::secrets::load_or_create_signer(&cfg.data_dir)?;
     let deps = lethe_server::reapply::Deps {
         store: &store,
+        datamap: &map,
         systems,
         secrets: &secrets,
         signer: &signer,

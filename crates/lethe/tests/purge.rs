@@ -264,6 +264,21 @@ async fn a_notice_period_tells_each_account_and_signing_in_keeps_it() {
         kept["reason"].as_str().unwrap().starts_with("objected"),
         "{kept}"
     );
+    // The notices keep the accounts' pseudonyms, not their ids, once the
+    // purge is over.
+    let (_, notes) = demo.get("/v1/notifications").await;
+    let told: Vec<&Value> = notes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "purge.notice")
+        .collect();
+    assert_eq!(told.len(), 2);
+    for n in told {
+        let text = n.to_string();
+        assert!(!text.contains("subject_id"), "{text}");
+        assert!(text.contains("subject_ref"), "{text}");
+    }
     // Too late to object now.
     let (s, _) = demo
         .post(

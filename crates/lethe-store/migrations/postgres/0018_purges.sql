@@ -15,6 +15,10 @@ CREATE TABLE purges (
     started_at BIGINT,
     finished_at BIGINT,
     lease_until BIGINT,
+    -- The instance run holding the lease: only it renews, records, closes.
+    lease_owner TEXT,
+    -- Runs that failed in a row; at the limit the purge fails.
+    failures BIGINT NOT NULL DEFAULT 0,
     report TEXT,
     error TEXT
 );

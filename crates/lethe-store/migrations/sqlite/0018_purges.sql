@@ -15,6 +15,10 @@ CREATE TABLE purges (
     started_at INTEGER,
     finished_at INTEGER,
     lease_until INTEGER,
+    -- The instance run holding the lease: only it renews, records, closes.
+    lease_owner TEXT,
+    -- Runs that failed in a row; at the limit the purge fails.
+    failures INTEGER NOT NULL DEFAULT 0,
     report TEXT,
     error TEXT
 );
