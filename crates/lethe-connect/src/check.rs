@@ -263,6 +263,69 @@ pub fn uncovered_columns(system: &System, schema: &Schema) -> Vec<(String, Strin
     out
 }
 
+/// The data-map text that covers an uncovered personal column: the table's
+/// entry (owned through its foreign key to a mapped table, or by a column
+/// that names the account), or the column added to a mapped table's
+/// `set_null`; and the `[[systems.ignore]]` entry for a column that holds
+/// no personal data after all.
+pub fn map_text(system: &System, schema: &Schema, table: &str, col: &str) -> String {
+    let ignore = format!(
+        "or, if it holds no personal data:\n[[systems.ignore]]\ntable = \"{table}\"\ncolumn = \"{col}\"\nreason = \"<why it is not personal data>\""
+    );
+    if let Some(m) = system.tables.iter().find(|t| t.name.as_str() == table) {
+        let (set_null, _) = m.action.pseudonymised();
+        let mut cols: Vec<String> = set_null.iter().map(|c| format!("\"{c}\"")).collect();
+        cols.push(format!("\"{col}\""));
+        return format!(
+            "add the column to the table's entry:\n[[systems.tables]]\nname = \"{table}\"\n# ...\nset_null = [{}]   # or hash = [\"{col}\"]\n{ignore}",
+            cols.join(", ")
+        );
+    }
+    let mapped: BTreeSet<&str> = system.tables.iter().map(|t| t.name.as_str()).collect();
+    let st = schema.table(table);
+    let owner = if let Some(fk) =
+        st.and_then(|t| t.fks.iter().find(|fk| mapped.contains(fk.parent.as_str())))
+    {
+        format!(
+            "belongs_to = {{ table = \"{}\", columns = [{}], references = [{}] }}",
+            fk.parent,
+            fk.columns
+                .iter()
+                .map(|c| format!("\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            fk.parent_columns
+                .iter()
+                .map(|c| format!("\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        let named = st.and_then(|t| {
+            t.columns.iter().map(|c| c.name.as_str()).find(|c| {
+                let c = c.to_ascii_lowercase();
+                [
+                    "user_id",
+                    "account_id",
+                    "customer_id",
+                    "member_id",
+                    "uid",
+                    "subject_id",
+                ]
+                .iter()
+                .any(|k| c == *k || c.ends_with(&format!("_{k}")))
+            })
+        });
+        match named {
+            Some(c) => format!("owner = \"{c}\""),
+            None => "owner = \"<the column holding the account id>\"".to_owned(),
+        }
+    };
+    format!(
+        "map the table:\n[[systems.tables]]\nname = \"{table}\"\n{owner}\naction = \"delete\"\n{ignore}"
+    )
+}
+
 /// Checks a system's data map against its live schema. `samples` holds up
 /// to a few values of uncovered text columns (see [`uncovered_columns`]).
 pub fn check(
@@ -512,13 +575,14 @@ pub fn check_with(
         } else {
             "this table is not in the data map"
         };
+        let fix = map_text(system, schema, &table, &col);
         match (by_content, by_name) {
             (Some(what), _) => f(
                 Severity::Error,
                 "personal_data",
                 format!("{table}.{col}"),
                 format!("sampled values look like {what}s, and {where_}"),
-                "map the table (delete), or nullify or hash the column".into(),
+                fix,
             ),
             (None, Some(what)) => f(
                 Severity::Warning,
@@ -532,7 +596,7 @@ pub fn check_with(
                         "a"
                     }
                 ),
-                "map it, or confirm it holds no personal data".into(),
+                fix,
             ),
             _ => {}
         }
@@ -889,6 +953,60 @@ mod tests {
             );
         }
         s
+    }
+
+    #[test]
+    fn a_personal_column_comes_with_the_map_text_that_covers_it() {
+        let m = crate::DataMap::parse(
+            r#"
+[[systems]]
+name = "shop"
+kind = "sqlite"
+url_env = "X"
+[[systems.tables]]
+name = "users"
+owner = "id"
+action = "delete"
+[[systems.tables]]
+name = "reviews"
+owner = "user_id"
+action = "nullify"
+columns = ["author_name"]
+"#,
+        )
+        .unwrap();
+        let s = schema_of(&[
+            ("users", &["id"], None),
+            (
+                "delivery_notes",
+                &["id", "user_id", "phone"],
+                Some(("user_id", "users", "id")),
+            ),
+            ("leads", &["id", "crm_customer_id", "phone"], None),
+            (
+                "reviews",
+                &["id", "user_id", "author_name", "author_phone"],
+                None,
+            ),
+        ]);
+        let sys = &m.systems[0];
+        let fix = map_text(sys, &s, "delivery_notes", "phone");
+        assert!(
+            fix.contains("name = \"delivery_notes\"")
+                && fix.contains("belongs_to = { table = \"users\", columns = [\"user_id\"], references = [\"id\"] }")
+                && fix.contains("[[systems.ignore]]"),
+            "{fix}"
+        );
+        assert!(map_text(sys, &s, "leads", "phone").contains("owner = \"crm_customer_id\""));
+        let fix = map_text(sys, &s, "reviews", "author_phone");
+        assert!(
+            fix.contains("set_null = [\"author_name\", \"author_phone\"]"),
+            "{fix}"
+        );
+        // The check's finding carries it.
+        let f = check(sys, &s, &Default::default());
+        let phone = f.iter().find(|x| x.at == "delivery_notes.phone").unwrap();
+        assert!(phone.fix.contains("[[systems.tables]]"), "{phone:?}");
     }
 
     /// A table referencing a mapped table that is only updated (its rows
