@@ -132,6 +132,13 @@ impl Store {
     /// Runs left `running` since before `before` (their instance stopped):
     /// failed, with the reason. Returns how many.
     pub async fn fail_stale_reapply(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let sql = "SELECT 1 FROM reapply_runs WHERE state = 'running' AND created_at < $1 LIMIT 1";
+        if !self
+            .any_due(sql, before, "find interrupted reapply runs")
+            .await?
+        {
+            return Ok(0);
+        }
         self.writer
             .run_unlogged(move |ctx| {
                 Box::pin(async move {

@@ -566,15 +566,18 @@ async fn cooling_off_notices_reach_the_platform_webhook_signed() {
         base64::engine::general_purpose::STANDARD.encode(m.finalize().into_bytes())
     );
     assert_eq!(h["webhook-signature"].to_str().unwrap(), expected);
-    let (_, n) = demo
-        .get(&format!("/v1/notifications?case_id={id}&state=delivered"))
-        .await;
-    assert!(
+    // Marked delivered once the platform's answer is in (just after it
+    // reached the hook).
+    wait_for("the freeze marked delivered", 10, async || {
+        let (_, n) = demo
+            .get(&format!("/v1/notifications?case_id={id}&state=delivered"))
+            .await;
         n.as_array()
             .unwrap()
             .iter()
             .any(|x| x["kind"] == "account.freeze")
-    );
+    })
+    .await;
 }
 
 /// Moves the demo clock to `when` (it only goes forward).
