@@ -275,9 +275,8 @@ pub async fn run_scheduled(st: &AppState) {
         };
         let name = format!("purge_rule:{}", rule.name);
         let every = SignedDuration::from_hours(24 * i64::from(days));
-        let due = match st.store.schedule_state(&name).await {
-            Ok(Some((last, _))) => last.checked_add(every).is_ok_and(|t| t <= now),
-            Ok(None) => true,
+        let due = match st.store.schedule_due(&name, now, every).await {
+            Ok(due) => due,
             Err(e) => {
                 tracing::warn!(error = %e, rule = %rule.name, "reading a purge rule's schedule failed");
                 false

@@ -176,9 +176,12 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
         if !drift_running.load(std::sync::atomic::Ordering::Acquire) {
             let now = st.clock.now();
             let every = SignedDuration::from_hours(i64::from(st.worker.datamap_check_hours));
-            let due = match st.store.drift_check_state().await {
-                Ok(Some((last, _))) => last.checked_add(every).is_ok_and(|t| t <= now),
-                Ok(None) => true,
+            let due = match st
+                .store
+                .schedule_due(lethe_store::DATAMAP_CHECK, now, every)
+                .await
+            {
+                Ok(due) => due,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the data-map check's state failed");
                     false

@@ -9,7 +9,7 @@ use sqlx::Row;
 use crate::{Store, StoreError, db, from_ms, ms};
 
 /// The schedule name of the data-map check.
-const DATAMAP_CHECK: &str = "datamap";
+pub const DATAMAP_CHECK: &str = "datamap";
 
 /// The notification sent when a check finds something new.
 pub const DRIFT_NOTICE: &str = lethe_domain::notice::DATAMAP_DRIFT;
@@ -158,6 +158,20 @@ impl Store {
             .await
             .map_err(db("read scheduled work"))?;
         Ok(r.map(|r| (from_ms(r.get(0)), r.get(1))))
+    }
+
+    /// Whether scheduled work `name` is due: never run, or `every` has
+    /// passed since its last run (a read; `claim_schedule` takes it).
+    pub async fn schedule_due(
+        &self,
+        name: &str,
+        now: Timestamp,
+        every: SignedDuration,
+    ) -> Result<bool, StoreError> {
+        Ok(match self.schedule_state(name).await? {
+            Some((last, _)) => last.checked_add(every).is_ok_and(|t| t <= now),
+            None => true,
+        })
     }
 
     /// Notes how scheduled work's last run ended (None: well).

@@ -63,10 +63,6 @@ pub(crate) async fn keep_tombstone(
     Ok(())
 }
 
-fn is_hex(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 impl Store {
     /// Of these pseudonyms, those tombstoned in `system` by an erasure at
     /// or after `since` (with `platform`, only that platform's cases).
@@ -80,19 +76,13 @@ impl Store {
     ) -> Result<Vec<ErasedMatch>, StoreError> {
         let mut out = vec![];
         for chunk in hashes.chunks(MATCH_CHUNK) {
-            let list: Vec<String> = chunk
-                .iter()
-                .filter(|h| is_hex(h))
-                .map(|h| format!("'{h}'"))
-                .collect();
-            if list.is_empty() {
+            let Some(list) = crate::hex_literals(chunk) else {
                 continue;
-            }
+            };
             let sql = format!(
                 "SELECT subject_hash, case_id, erased_at FROM erased_subjects
                  WHERE system = $1 AND erased_at >= $2 AND ($3 IS NULL OR principal = $3)
-                   AND subject_hash IN ({})",
-                list.join(",")
+                   AND subject_hash IN ({list})"
             );
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(system.to_owned())

@@ -27,7 +27,7 @@ pub use audit::ProofError;
 pub use claims::ClaimRow;
 pub use console::AgentRow;
 pub use deadlines::{Alert, DeadlineRow, MetricsSnapshot, NotificationRow};
-pub use drift::{DriftFinding, NewFinding};
+pub use drift::{DATAMAP_CHECK, DriftFinding, NewFinding};
 pub use erased::{ErasedMatch, MATCH_CHUNK, ReapplyRun};
 pub use events::CaseEvent;
 pub use exports::{ExportRow, NewExport};
@@ -120,6 +120,24 @@ pub(crate) fn db(action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError
         message.truncate(300);
         StoreError::Db { action, message }
     }
+}
+
+/// Whether a value is a keyed hash (hexadecimal, 1 to 64 characters), and
+/// may so be inlined in SQL text as a literal.
+pub(crate) fn is_hex(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The keyed hashes among `items` as a SQL list of literals (`'ab','cd'`):
+/// the others are left out, so nothing else reaches the text. None when
+/// none is a hash.
+pub(crate) fn hex_literals<'a>(items: impl IntoIterator<Item = &'a String>) -> Option<String> {
+    let list: Vec<String> = items
+        .into_iter()
+        .filter(|h| is_hex(h))
+        .map(|h| format!("'{h}'"))
+        .collect();
+    (!list.is_empty()).then(|| list.join(","))
 }
 
 pub(crate) fn ms(t: Timestamp) -> i64 {

@@ -472,17 +472,11 @@ impl Store {
             .collect();
         let mut out = std::collections::HashSet::new();
         for chunk in hashes.chunks(1000) {
-            let list: Vec<String> = chunk
-                .iter()
-                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
-                .map(|h| format!("'{h}'"))
-                .collect();
-            if list.is_empty() {
+            let Some(list) = crate::hex_literals(chunk) else {
                 continue;
-            }
+            };
             let found: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT DISTINCT subject_pseudonym FROM cases WHERE subject_pseudonym IN ({}) AND state IN ({})",
-                list.join(","),
+                "SELECT DISTINCT subject_pseudonym FROM cases WHERE subject_pseudonym IN ({list}) AND state IN ({})",
                 open.join(",")
             )))
             .fetch_all(&self.read)

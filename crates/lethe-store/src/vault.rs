@@ -103,10 +103,10 @@ impl KeyStore for Store {
     }
 
     async fn destroy_many(&self, subjects: &[String], at: &str) -> Result<u32, VaultError> {
-        // Subject references are hexadecimal (keyed hashes): inlined.
+        // Subject references are keyed hashes: inlined as literals.
         let refs: Vec<String> = subjects
             .iter()
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .filter(|s| crate::is_hex(s))
             .cloned()
             .collect();
         let at = at.to_owned();
@@ -116,10 +116,11 @@ impl KeyStore for Store {
                 Box::pin(async move {
                     let mut n = 0u64;
                     for chunk in refs.chunks(1000) {
-                        let list: Vec<String> = chunk.iter().map(|r| format!("'{r}'")).collect();
+                        let Some(list) = crate::hex_literals(chunk) else {
+                            continue;
+                        };
                         n += sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "DELETE FROM vault_keys WHERE subject IN ({})",
-                            list.join(",")
+                            "DELETE FROM vault_keys WHERE subject IN ({list})"
                         )))
                         .execute(&mut ctx.conn)
                         .await
