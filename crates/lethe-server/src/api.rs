@@ -1141,7 +1141,7 @@ async fn apply(
 
 /// The deletion receipt of an erased case.
 #[utoipa::path(get, path = "/v1/cases/{id}/receipt", tag = "proof", params(("id" = String, Path)),
-    responses((status = 200, description = "the receipt (JSON)"), (status = 404, body = Problem)), security(("api_key" = [])))]
+    responses((status = 200, description = "the receipt (JSON)"), (status = 404, body = Problem), (status = 503, description = "the case's last event is not in the audit log's tree yet; retry", body = Problem)), security(("api_key" = [])))]
 pub async fn receipt(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,

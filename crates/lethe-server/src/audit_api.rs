@@ -5,7 +5,8 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use lethe_ledger::Receipt;
+use lethe_ledger::{FinalEvent, Receipt};
+use lethe_store::FinalEventState;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -13,6 +14,30 @@ use crate::AppState;
 use crate::api::ApiQuery;
 use crate::middleware::Principal;
 use crate::problem::Problem;
+
+/// How long signing a receipt waits for its final event to be integrated.
+const SEAL_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+const SEAL_POLL: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// Waits (up to the maximum merge delay) until every audit event committed
+/// before now is in the tree, so that a head signed or a log read next
+/// shows what the caller just did.
+async fn caught_up(st: &AppState) -> Result<(), Problem> {
+    st.store
+        .integrate_queued(lethe_store::MAX_MERGE_DELAY)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "events wait for the sequencer");
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sequencer-behind",
+                "The audit log's sequencer is behind",
+                "events committed before this request are not in the tree yet",
+            )
+            .retry_after(5)
+            .fix("retry shortly; if it persists, check lethe_audit_merge_delay_seconds")
+        })
+}
 
 /// Signs the receipt of an erased case if it is not signed yet: a tree head
 /// covering its final event is signed (on demand), the inclusion proof of
@@ -24,17 +49,48 @@ pub async fn seal_receipt(st: &AppState, case_id: &str) -> Result<Option<String>
     if signed {
         return Ok(Some(body));
     }
-    let receipt: Receipt = serde_json::from_str(&body).map_err(|_| Problem::internal())?;
+    let mut receipt: Receipt = serde_json::from_str(&body).map_err(|_| Problem::internal())?;
+    // The closing event is integrated into the tree by the sequencer after
+    // the case closed; the receipt waits for it (briefly here, else the
+    // timer signs it later).
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        match st.store.receipt_final_event(case_id).await? {
+            FinalEventState::InBody => break,
+            FinalEventState::Sequenced(seq, hash) => {
+                receipt.final_event = Some(FinalEvent { seq, hash });
+                break;
+            }
+            FinalEventState::Queued if waited < SEAL_WAIT => {
+                tokio::time::sleep(SEAL_POLL).await;
+                waited += SEAL_POLL;
+            }
+            FinalEventState::Queued => {
+                return Err(Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "receipt-pending",
+                    "The receipt is being sealed",
+                    "the case's last event is not in the audit log's tree yet",
+                )
+                .retry_after(2)
+                .fix("retry in a few seconds"));
+            }
+        }
+    }
     let seq = receipt
         .final_event
         .as_ref()
         .map(|f| f.seq)
         .ok_or_else(Problem::internal)?;
-    let head = st
-        .store
-        .sign_tree_head(st.signer.clone(), st.clock.now().to_string())
-        .await?
-        .ok_or_else(Problem::internal)?;
+    // A signed head that already covers the event serves; else one now.
+    let head = match st.store.latest_tree_head().await? {
+        Some(h) if h.tree_size >= seq => h,
+        _ => st
+            .store
+            .sign_tree_head(st.signer.clone(), st.clock.now().to_string())
+            .await?
+            .ok_or_else(Problem::internal)?,
+    };
     let proof = st
         .store
         .inclusion_proof(seq, head.tree_size)
@@ -103,11 +159,13 @@ pub async fn tree_head(
 }
 
 /// Sign a tree head now (on demand).
-#[utoipa::path(post, path = "/v1/audit/tree-heads", tag = "proof", responses((status = 200, body = TreeHeadView)), security(("api_key" = [])))]
+#[utoipa::path(post, path = "/v1/audit/tree-heads", tag = "proof", responses((status = 200, body = TreeHeadView), (status = 503, description = "events committed before the request are not in the tree yet (the sequencer is behind); retry", body = Problem)), security(("api_key" = [])))]
 pub async fn sign_now(
     State(st): State<AppState>,
     Extension(_p): Extension<Principal>,
 ) -> Result<Response, Problem> {
+    // The head covers every event committed before this request.
+    caught_up(&st).await?;
     let h = st
         .store
         .sign_tree_head(st.signer.clone(), st.clock.now().to_string())
@@ -229,7 +287,7 @@ fn page() -> u32 {
 /// offline verification with `lethe audit verify`. Events of other
 /// platforms' cases, claims and exports, and installation events, come redacted:
 /// their sequence number and leaf hash only (`redacted: true`).
-#[utoipa::path(get, path = "/v1/audit/export", tag = "proof", params(ExportQuery), responses((status = 200, description = "a LogExport: events and tree heads")), security(("api_key" = [])))]
+#[utoipa::path(get, path = "/v1/audit/export", tag = "proof", params(ExportQuery), responses((status = 200, description = "a LogExport: events and tree heads"), (status = 503, description = "events committed before the request are not in the tree yet (the sequencer is behind); retry", body = Problem)), security(("api_key" = [])))]
 pub async fn export(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -242,6 +300,7 @@ pub async fn export(
         .ok()
         .filter(|f| *f >= 1)
         .ok_or_else(|| Problem::unprocessable("from must be 1 or more").field("from"))?;
+    caught_up(&st).await?;
     let events = st.store.export_events(from, q.limit).await?;
     // One tree for the installation: another platform's events keep their
     // place and leaf hash (the tree still verifies), not their content.

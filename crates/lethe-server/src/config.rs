@@ -50,13 +50,44 @@ pub struct Config {
 /// instances share. One of `url` (a URL without a password: trust, peer or
 /// certificate authentication) or `url_env` (the variable holding a URL
 /// with its password) chooses PostgreSQL.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub url: Option<String>,
     /// The environment variable holding the PostgreSQL URL
     /// (`postgres://user:password@host/db`).
     pub url_env: Option<String>,
+    /// Connections for reads (1 to 32; default 4).
+    pub read_connections: u32,
+    /// PostgreSQL: writer connections, each committing one change at a time
+    /// so that independent cases commit side by side (1 to 32; default 4).
+    /// SQLite has one writer that commits changes in groups.
+    pub write_connections: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            url_env: None,
+            read_connections: 4,
+            write_connections: 4,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("store.read_connections", self.read_connections),
+            ("store.write_connections", self.write_connections),
+        ] {
+            if !(1..=32).contains(&v) {
+                return Err(format!("{name} must be between 1 and 32, got {v}"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Config {
@@ -581,6 +612,7 @@ impl Config {
             }
         }
         self.store_url()?;
+        self.store.validate()?;
         if !(1..=86_400).contains(&self.worker.purge_interval_secs) {
             return Err(
                 "worker.purge_interval_secs must be between 1 and 86400; 300 is the usual value"

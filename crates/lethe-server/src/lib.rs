@@ -29,6 +29,7 @@ pub mod reapply;
 pub mod reapply_api;
 pub mod report;
 pub mod secrets;
+pub mod sequencer;
 pub mod systems;
 pub mod totp;
 pub mod vault_api;
@@ -110,6 +111,8 @@ pub const VAULT_BODY_LIMIT: usize = 96 * 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// This instance's audit-log sequencer, for the metrics.
+    pub sequencer: Arc<sequencer::SequencerStats>,
     pub clock: Arc<dyn Clock>,
     /// Present only in demo mode: the clock the dev routes can move.
     pub manual_clock: Option<Arc<ManualClock>>,
@@ -900,7 +903,8 @@ impl Server {
                 case_events: cfg.events.nats_url.is_some(),
                 erasure_jobs: worker::erasure_jobs(&systems, cfg.worker.max_attempts),
                 settle_attempts: cfg.worker.max_attempts,
-                ..Default::default()
+                read_connections: cfg.store.read_connections,
+                write_connections: cfg.store.write_connections,
             },
         )
         .await?;
@@ -914,6 +918,7 @@ impl Server {
         };
         let demo = manual_clock.is_some();
         let state = AppState {
+            sequencer: Arc::default(),
             store,
             clock,
             manual_clock,

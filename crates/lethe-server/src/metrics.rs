@@ -87,6 +87,17 @@ pub async fn metrics(State(st): State<AppState>) -> Result<Response, Problem> {
     for (k, n) in &snap.events_by_kind {
         let _ = writeln!(o, "lethe_audit_events_total{{kind=\"{}\"}} {n}", label(k));
     }
+    let (queued, oldest_ms) = st.store.audit_queue_state(lethe_store::now_wall()).await?;
+    let seq = &st.sequencer;
+    let _ = writeln!(
+        o,
+        "# HELP lethe_audit_queue_depth Audit events written but not yet in the Merkle tree.\n# TYPE lethe_audit_queue_depth gauge\nlethe_audit_queue_depth {queued}\n# HELP lethe_audit_merge_delay_seconds Age of the oldest audit event waiting for the sequencer (alert well below the maximum merge delay of {} s).\n# TYPE lethe_audit_merge_delay_seconds gauge\nlethe_audit_merge_delay_seconds {:.3}\n# HELP lethe_audit_sequencer_holder 1 if this instance holds the sequencer's lease.\n# TYPE lethe_audit_sequencer_holder gauge\nlethe_audit_sequencer_holder {}\n# HELP lethe_audit_sequenced_total Audit events this instance integrated into the tree.\n# TYPE lethe_audit_sequenced_total counter\nlethe_audit_sequenced_total {}\n# HELP lethe_audit_sequencer_batches_total Batches this instance integrated.\n# TYPE lethe_audit_sequencer_batches_total counter\nlethe_audit_sequencer_batches_total {}",
+        lethe_store::MAX_MERGE_DELAY.as_secs(),
+        oldest_ms as f64 / 1000.0,
+        u8::from(seq.holder.load(std::sync::atomic::Ordering::Relaxed)),
+        seq.integrated.load(std::sync::atomic::Ordering::Relaxed),
+        seq.batches.load(std::sync::atomic::Ordering::Relaxed),
+    );
     let _ = writeln!(
         o,
         "# HELP lethe_jobs Background jobs not done, by kind and state.\n# TYPE lethe_jobs gauge"

@@ -25,7 +25,10 @@ const IDEMPOTENCY_PURGE_BATCH: u32 = 10_000;
 const DUE_BATCH: u32 = 500;
 
 pub fn spawn(st: AppState, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut handles = vec![tokio::spawn(timer(st.clone(), shutdown.clone()))];
+    let mut handles = vec![
+        tokio::spawn(timer(st.clone(), shutdown.clone())),
+        tokio::spawn(crate::sequencer::run(st.clone(), shutdown.clone())),
+    ];
     if st.notifications.url.is_some() || st.demo_platform.get().is_some() {
         handles.push(tokio::spawn(crate::webhook::deliver_loop(
             st.clone(),
@@ -1032,10 +1035,14 @@ pub fn build_receipt(
             at: e.event.at.clone(),
         })
         .collect();
-    let final_event = events.last().map(|e| FinalEvent {
-        seq: e.event.seq,
-        hash: e.hash.clone(),
-    });
+    // Filled when the receipt is signed if the event is still queued.
+    let final_event = events
+        .last()
+        .filter(|e| !e.hash.is_empty())
+        .map(|e| FinalEvent {
+            seq: e.event.seq,
+            hash: e.hash.clone(),
+        });
     let subject = events
         .first()
         .map(|e| e.event.subject.clone())

@@ -3,10 +3,9 @@
 use lethe_ledger::merkle::{
     Range, consistency_ranges, inclusion_ranges, perfect_pieces, range_hash,
 };
-use lethe_ledger::{Hash, RecordedEvent, Signer, TreeHead};
+use lethe_ledger::{Hash, RecordedEvent, TreeHead};
 use sqlx::Row;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use crate::{Store, StoreError, db};
 
@@ -22,7 +21,7 @@ pub enum ProofError {
     Store(#[from] StoreError),
 }
 
-fn row_head(r: &crate::DbRow) -> TreeHead {
+pub(crate) fn row_head(r: &crate::DbRow) -> TreeHead {
     TreeHead {
         tree_size: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
         root_hash: r.get(1),
@@ -32,44 +31,6 @@ fn row_head(r: &crate::DbRow) -> TreeHead {
 }
 
 impl Store {
-    /// Signs the current tree head (size and root at this commit point), unless
-    /// the log is empty or the latest head already has this size.
-    pub async fn sign_tree_head(
-        &self,
-        signer: Arc<Signer>,
-        timestamp: String,
-    ) -> Result<Option<TreeHead>, StoreError> {
-        self.writer
-            .run(move |ctx| {
-                Box::pin(async move {
-                    ctx.lock_log().await?;
-                    let size = ctx.head.seq();
-                    if size == 0 {
-                        return Ok(None);
-                    }
-                    let existing = sqlx::query("SELECT tree_size, root_hash, timestamp, signature FROM tree_heads WHERE tree_size = $1")
-                        .bind(i64::try_from(size).unwrap_or(i64::MAX))
-                        .fetch_optional(&mut ctx.conn)
-                        .await
-                        .map_err(db("read tree head"))?;
-                    if let Some(r) = existing {
-                        return Ok(Some(row_head(&r)));
-                    }
-                    let head = TreeHead::sign(&signer, size, &ctx.head.frontier.root(), &timestamp);
-                    sqlx::query("INSERT INTO tree_heads (tree_size, root_hash, timestamp, signature) VALUES ($1, $2, $3, $4)")
-                        .bind(i64::try_from(size).unwrap_or(i64::MAX))
-                        .bind(head.root_hash.clone())
-                        .bind(head.timestamp.clone())
-                        .bind(head.signature.clone())
-                        .execute(&mut ctx.conn)
-                        .await
-                        .map_err(db("store tree head"))?;
-                    Ok(Some(head))
-                })
-            })
-            .await
-    }
-
     pub async fn latest_tree_head(&self) -> Result<Option<TreeHead>, StoreError> {
         let r = sqlx::query("SELECT tree_size, root_hash, timestamp, signature FROM tree_heads ORDER BY tree_size DESC LIMIT 1")
             .fetch_optional(&self.read)

@@ -379,7 +379,7 @@ impl Store {
     pub async fn instance_alive(&self, now: Timestamp) -> Result<u32, StoreError> {
         let id = self.instance().to_owned();
         self.writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     sqlx::query("INSERT INTO instances (id, seen_at) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET seen_at = $2")
                         .bind(id)
@@ -430,7 +430,7 @@ impl Store {
         forget_before: Timestamp,
     ) -> Result<(), StoreError> {
         self.writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     for k in keys {
                         sqlx::query("INSERT INTO sms_sent (quota_key, sent_at) VALUES ($1, $2)")

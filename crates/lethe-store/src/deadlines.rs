@@ -251,7 +251,7 @@ impl Store {
         let until = now.checked_add(lease).unwrap_or(now);
         let mut rows = self
             .writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                         "UPDATE notifications SET next_at = $1 WHERE id IN (SELECT id FROM notifications WHERE state = 'pending' AND next_at <= $2 ORDER BY id LIMIT $3 {})
@@ -280,7 +280,7 @@ impl Store {
         retry_at: Option<Timestamp>,
     ) -> Result<(), StoreError> {
         self.writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     let now = ms(crate::now_wall());
                     let q = match (&result, retry_at) {
@@ -407,7 +407,7 @@ impl Store {
     /// Deletes tombstones that expired or were released.
     pub async fn purge_tombstones(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     Ok(sqlx::query(
                         "DELETE FROM tombstones WHERE expires_at <= $1 OR released_at IS NOT NULL",
@@ -450,7 +450,7 @@ impl Store {
                 .map_err(db("metrics"))?,
         );
         let events_by_kind = pairs(
-            sqlx::query("SELECT kind, COUNT(*) FROM audit_events GROUP BY kind")
+            sqlx::query("SELECT kind, SUM(n) FROM (SELECT kind, n FROM audit_kind_counts UNION ALL SELECT kind, COUNT(*) AS n FROM audit_queue GROUP BY kind) AS k GROUP BY kind")
                 .fetch_all(&self.read)
                 .await
                 .map_err(db("metrics"))?,

@@ -121,7 +121,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let due = now.checked_sub(interval).unwrap_or(now);
         self.writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     let n = sqlx::query("INSERT INTO schedules (name, last_run_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
                         .bind(name.clone())
@@ -181,9 +181,7 @@ impl Store {
         error: Option<String>,
     ) -> Result<(), StoreError> {
         self.writer
-            .run_unlogged(move |ctx| {
-                Box::pin(async move { set_schedule_error(ctx, &name, error).await })
-            })
+            .run(move |ctx| Box::pin(async move { set_schedule_error(ctx, &name, error).await }))
             .await
     }
 

@@ -130,7 +130,7 @@ impl Store {
             return Ok(0);
         }
         self.writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     Ok(sqlx::query("UPDATE reapply_runs SET state = 'failed', error = 'interrupted: the instance running it stopped; run it again' WHERE state = 'running' AND created_at < $1")
                         .bind(ms(before))

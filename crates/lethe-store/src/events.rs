@@ -94,7 +94,7 @@ impl Store {
         let until = now.checked_add(lease).unwrap_or(now);
         let mut events = self
             .writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                         "UPDATE case_events SET lease_until = $1 WHERE id IN (SELECT id FROM case_events WHERE published_at IS NULL AND (lease_until IS NULL OR lease_until <= $2) ORDER BY id LIMIT $3 {})
@@ -132,7 +132,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     for id in &ids {
                         sqlx::query("UPDATE case_events SET published_at = $1, lease_until = NULL WHERE id = $2")
@@ -152,7 +152,7 @@ impl Store {
     /// part-way): the next publisher takes them at once.
     pub async fn release_case_events(&self, ids: Vec<i64>) -> Result<(), StoreError> {
         self.writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     for id in &ids {
                         sqlx::query("UPDATE case_events SET lease_until = NULL WHERE id = $1 AND published_at IS NULL")
@@ -170,7 +170,7 @@ impl Store {
     /// A publish failed: counted, with the reason, for operators.
     pub async fn case_event_failed(&self, id: i64, error: String) -> Result<(), StoreError> {
         self.writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     sqlx::query("UPDATE case_events SET attempts = attempts + 1, last_error = $1, lease_until = NULL WHERE id = $2")
                         .bind(error.clone())

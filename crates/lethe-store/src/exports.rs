@@ -297,7 +297,7 @@ impl Store {
         lease: jiff::SignedDuration,
     ) -> Result<Option<ExportRow>, StoreError> {
         self.writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     let until = wall.checked_add(lease).unwrap_or(wall);
                     let r = sqlx::query(sql!(
@@ -327,7 +327,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     Ok(sqlx::query("UPDATE exports SET progress = $1, lease_until = $2 WHERE id = $3 AND state = 'building'")
                         .bind(progress_text(&progress))
@@ -597,7 +597,7 @@ impl Store {
     pub async fn export_cleaned(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
         let id = id.to_owned();
         self.writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     sqlx::query("UPDATE exports SET key_sealed = NULL, cleaned_at = $1 WHERE id = $2 AND cleaned_at IS NULL")
                         .bind(ms(now))

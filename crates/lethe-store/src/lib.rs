@@ -19,6 +19,7 @@ mod drift;
 mod erased;
 mod events;
 mod exports;
+mod log;
 mod purges;
 mod vault;
 mod writer;
@@ -35,13 +36,18 @@ pub use purges::{NewPurge, PendingSubject, PurgeEntry, PurgeOutcome, PurgeRow};
 
 use jiff::Timestamp;
 use lethe_domain::{Case, CaseCommand, CaseId, CaseState, Change, TransitionError};
-use lethe_ledger::{AuditEvent, Hash, RecordedEvent};
+use lethe_ledger::{AuditEvent, RecordedEvent};
 use sqlx::{Connection, Row};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use writer::{MAX_BATCH, QUEUE_DEPTH, WriteCtx};
+pub use log::{
+    FinalEventState, LEASE_TTL_MS, MAX_MERGE_DELAY, MAX_SEQUENCE_BATCH, SEQUENCER_LEASE,
+    SequenceOutcome,
+};
+pub(crate) use log::{insert_event, insert_events, perfect_node};
+pub use writer::{MAX_BATCH, MAX_WRITE_CONNECTIONS, QUEUE_DEPTH, WriteCtx};
 
 /// The store's connections go through sqlx's `Any` driver: the SQL is
 /// written once, for both backends (integers and text only, `$n`
@@ -168,6 +174,9 @@ pub type DeadlineFn =
 #[derive(Clone)]
 pub struct StoreOptions {
     pub read_connections: u32,
+    /// PostgreSQL: writer connections, each committing one operation at a
+    /// time (1 to [`writer::MAX_WRITE_CONNECTIONS`]). SQLite has one writer.
+    pub write_connections: u32,
     /// When set, every change of a case recomputes and stores its deadlines.
     pub deadlines: Option<DeadlineFn>,
     /// Record case events for the platform's services (NATS).
@@ -184,6 +193,7 @@ impl std::fmt::Debug for StoreOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreOptions")
             .field("read_connections", &self.read_connections)
+            .field("write_connections", &self.write_connections)
             .finish_non_exhaustive()
     }
 }
@@ -192,6 +202,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             read_connections: 4,
+            write_connections: 4,
             deadlines: None,
             case_events: false,
             erasure_jobs: Vec::new(),
@@ -278,6 +289,9 @@ pub struct Store {
     /// This instance's name on the leases it takes: host/pid/random.
     instance: Arc<str>,
     writer: Arc<writer::Writer>,
+    /// The audit log's Merkle frontier as this instance last sequenced it
+    /// (checked against the log's size in every batch).
+    sequencer: Arc<std::sync::Mutex<Option<lethe_ledger::merkle::Frontier>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -340,8 +354,18 @@ impl Store {
             .connect(url)
             .await
             .map_err(db("open read connections"))?;
-        let head = load_head(&mut wconn).await?;
-        let writer = writer::Writer::start(wconn, url.to_owned(), backend, head, &opts);
+        // A log written before the Merkle tree existed is upgraded.
+        log::load_head(&mut wconn).await?;
+        let mut conns = vec![wconn];
+        if backend == Backend::Postgres {
+            let lanes = opts
+                .write_connections
+                .clamp(1, writer::MAX_WRITE_CONNECTIONS);
+            for _ in 1..lanes {
+                conns.push(DbConn::connect(url).await.map_err(db("open the store"))?);
+            }
+        }
+        let writer = writer::Writer::start(conns, url.to_owned(), backend, &opts);
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "localhost".into());
@@ -355,6 +379,7 @@ impl Store {
             backend,
             instance: instance.into(),
             writer: Arc::new(writer),
+            sequencer: Arc::default(),
         })
     }
 
@@ -553,14 +578,10 @@ impl Store {
                             .execute(&mut ctx.conn)
                             .await
                             .map_err(db("transaction control"))?;
-                        let snap = ctx.head.clone();
                         // The settlement or erasure jobs are written with the
                         // change (see `write_effects`).
                         let r = apply_in(ctx, id, &CaseCommand::StartErasure { today }, now, &actor).await;
                         let undo = if r.is_err() { "ROLLBACK TO due_case" } else { "RELEASE due_case" };
-                        if r.is_err() {
-                            ctx.head = snap;
-                        }
                         sqlx::query(undo)
                             .execute(&mut ctx.conn)
                             .await
@@ -653,14 +674,8 @@ impl Store {
     // ---------------------------------------------------------------- audit
 
     pub async fn audit_for_case(&self, id: CaseId) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash FROM audit_events WHERE case_id = $1 ORDER BY seq",
-        )
-        .bind(id.to_string())
-        .fetch_all(&self.read)
-        .await
-        .map_err(db("read audit"))?;
-        rows.iter().map(row_to_event).collect()
+        let mut conn = self.read.acquire().await.map_err(db("read audit"))?;
+        case_events(&mut conn, &id.to_string()).await
     }
 
     /// Events `from_seq..` in order, at most `limit`.
@@ -864,7 +879,7 @@ impl Store {
         let since = since.to_string();
         let count = |r: Option<i64>| u32::try_from(r.unwrap_or(0)).unwrap_or(u32::MAX);
         let on_case: Option<i64> = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM audit_events WHERE case_id = $1 AND kind = $2 AND at >= $3",
+            "SELECT (SELECT COUNT(*) FROM audit_events WHERE case_id = $1 AND kind = $2 AND at >= $3) + (SELECT COUNT(*) FROM audit_queue WHERE case_id = $1 AND kind = $2 AND at >= $3)",
         )
         .bind(id.to_string())
         .bind(IDENTITY_CHECK_FAILED)
@@ -873,7 +888,7 @@ impl Store {
         .await
         .map_err(db("count identity check failures"))?;
         let by_agent: Option<i64> = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM audit_events WHERE actor = $1 AND kind = $2 AND at >= $3",
+            "SELECT (SELECT COUNT(*) FROM audit_events WHERE actor = $1 AND kind = $2 AND at >= $3) + (SELECT COUNT(*) FROM audit_queue WHERE actor = $1 AND kind = $2 AND at >= $3)",
         )
         .bind(actor.to_owned())
         .bind(IDENTITY_CHECK_FAILED)
@@ -1105,7 +1120,7 @@ impl Store {
     ) -> Result<Option<Job>, StoreError> {
         let owner = self.instance.to_string();
         self.writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     let until = now.checked_add(lease).unwrap_or(now);
                     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -1135,7 +1150,7 @@ impl Store {
         until: Timestamp,
     ) -> Result<(), StoreError> {
         self.writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     for (job_id, attempt) in &jobs {
                         // A job row another transaction holds (recording the
@@ -1209,7 +1224,7 @@ impl Store {
         action: &'static str,
     ) -> Result<(), StoreError> {
         self.writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     sqlx::query("UPDATE jobs SET state = $1, run_at = $2, lease_until = NULL, last_error = $3 WHERE id = $4 AND ($5 < 0 OR (state = 'leased' AND attempts = $5))")
                         .bind(state)
@@ -1237,7 +1252,7 @@ impl Store {
         run_at: Timestamp,
     ) -> Result<(), StoreError> {
         self.writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     sqlx::query("UPDATE jobs SET state = 'ready', run_at = $1, lease_until = NULL, last_error = $2, attempts = attempts - 1 WHERE id = $3 AND state = 'leased' AND attempts = $4")
                         .bind(ms(run_at))
@@ -1462,7 +1477,7 @@ impl Store {
         let (kind, system) = (kind.to_owned(), system.to_owned());
         let owner = self.instance.to_string();
         self.writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     let until = now.checked_add(lease).unwrap_or(now);
                     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -1622,124 +1637,6 @@ fn unique_to_conflict(e: sqlx::Error, action: &'static str) -> StoreError {
     db(action)(e)
 }
 
-/// Rebuilds the audit log's Merkle frontier at start-up. A log written
-/// before the Merkle tree existed (no nodes) is upgraded: leaf hashes are
-/// recomputed from the events and the nodes stored.
-async fn load_head(conn: &mut DbConn) -> Result<writer::Head, StoreError> {
-    let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_events")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db("read audit size"))?;
-    let size = u64::try_from(size).unwrap_or(0);
-    if size == 0 {
-        return Ok(writer::Head::default());
-    }
-    let nodes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_nodes")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db("read audit nodes"))?;
-    if nodes == 0 && size > 1 {
-        return rebuild_tree(conn).await;
-    }
-    load_frontier(conn).await
-}
-
-/// The audit log's Merkle frontier from its stored nodes: one perfect
-/// subtree per bit of the log's size.
-pub(crate) async fn load_frontier(conn: &mut DbConn) -> Result<writer::Head, StoreError> {
-    let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_events")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db("read audit size"))?;
-    let size = u64::try_from(size).unwrap_or(0);
-    if size == 0 {
-        return Ok(writer::Head::default());
-    }
-    let mut pieces = vec![];
-    for level in (0..64u32).rev() {
-        if size & (1u64 << level) != 0 {
-            pieces.push(level);
-        }
-    }
-    let mut start = 0u64;
-    let mut found = std::collections::HashMap::new();
-    for level in pieces {
-        let idx = start >> level;
-        let h = perfect_node(conn, level, idx).await?;
-        found.insert((level, idx), h);
-        start += 1u64 << level;
-    }
-    let frontier =
-        lethe_ledger::merkle::Frontier::restore(size, |l, i| found.get(&(l, i)).copied().flatten())
-            .ok_or_else(|| {
-                StoreError::Corrupt("the audit log's Merkle nodes are incomplete".into())
-            })?;
-    Ok(writer::Head { frontier })
-}
-
-pub(crate) async fn perfect_node(
-    conn: &mut DbConn,
-    level: u32,
-    idx: u64,
-) -> Result<Option<Hash>, StoreError> {
-    let text: Option<String> = if level == 0 {
-        sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = $1")
-            .bind(i64::try_from(idx + 1).unwrap_or(i64::MAX))
-            .fetch_optional(&mut *conn)
-            .await
-    } else {
-        sqlx::query_scalar("SELECT hash FROM audit_nodes WHERE level = $1 AND idx = $2")
-            .bind(i64::from(level))
-            .bind(i64::try_from(idx).unwrap_or(i64::MAX))
-            .fetch_optional(&mut *conn)
-            .await
-    }
-    .map_err(db("read audit node"))?;
-    Ok(text.and_then(|t| {
-        let mut h = [0u8; 32];
-        hex::decode_to_slice(t, &mut h).ok().map(|_| h)
-    }))
-}
-
-async fn rebuild_tree(conn: &mut DbConn) -> Result<writer::Head, StoreError> {
-    tracing::info!("upgrading the audit log to a Merkle tree");
-    let rows = sqlx::query("SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash FROM audit_events ORDER BY seq")
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db("read audit"))?;
-    let mut frontier = lethe_ledger::merkle::Frontier::default();
-    sqlx::query("BEGIN")
-        .execute(&mut *conn)
-        .await
-        .map_err(db("begin"))?;
-    for r in &rows {
-        let e = row_to_event(r)?;
-        let leaf = e.event.leaf_hash();
-        sqlx::query("UPDATE audit_events SET hash = $1 WHERE seq = $2")
-            .bind(hex::encode(leaf))
-            .bind(i64::try_from(e.event.seq).unwrap_or(i64::MAX))
-            .execute(&mut *conn)
-            .await
-            .map_err(db("upgrade audit"))?;
-        let mut new_nodes = vec![];
-        frontier.push(leaf, |l, i, h| new_nodes.push((l, i, *h)));
-        for (l, i, h) in new_nodes {
-            sqlx::query("INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3)")
-                .bind(i64::from(l))
-                .bind(i64::try_from(i).unwrap_or(i64::MAX))
-                .bind(hex::encode(h))
-                .execute(&mut *conn)
-                .await
-                .map_err(db("upgrade audit"))?;
-        }
-    }
-    sqlx::query("COMMIT")
-        .execute(&mut *conn)
-        .await
-        .map_err(db("commit"))?;
-    Ok(writer::Head { frontier })
-}
-
 /// Records one system's erasure outcome and marks its job done; closes the
 /// case (receipt built by `finish`) when it was the last open job.
 async fn record_erasure_in(
@@ -1798,22 +1695,20 @@ async fn record_erasure_in(
         )
     })
     .collect();
-    let events: Vec<RecordedEvent> = sqlx::query("SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash FROM audit_events WHERE case_id = $1 ORDER BY seq")
-        .bind(id.to_string())
-        .fetch_all(&mut ctx.conn)
-        .await
-        .map_err(db("read audit"))?
-        .iter()
-        .map(row_to_event)
-        .collect::<Result<_, _>>()?;
+    let events = case_events(&mut ctx.conn, &id.to_string()).await?;
     let receipt = finish(&case, &outcomes, &events, now);
-    sqlx::query("INSERT INTO receipts (case_id, body, created_at) VALUES ($1, $2, $3)")
-        .bind(id.to_string())
-        .bind(receipt)
-        .bind(ms(now))
-        .execute(&mut ctx.conn)
-        .await
-        .map_err(db("store receipt"))?;
+    // The final event is sequenced after this commit: the receipt names
+    // it by queue id and is signed once it is in the tree.
+    sqlx::query(
+        "INSERT INTO receipts (case_id, body, created_at, final_qid) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id.to_string())
+    .bind(receipt)
+    .bind(ms(now))
+    .bind(ctx.last_qid)
+    .execute(&mut ctx.conn)
+    .await
+    .map_err(db("store receipt"))?;
     forget_subject(ctx, &case).await?;
     Ok(case)
 }
@@ -2090,9 +1985,8 @@ async fn append_audit(
     change: &Change,
     actor: &str,
 ) -> Result<(), StoreError> {
-    ctx.lock_log().await?;
     let event = AuditEvent {
-        seq: ctx.head.seq() + 1,
+        seq: 0,
         case_id: case.id.to_string(),
         subject: pseudonym.to_owned(),
         kind: change.kind.clone(),
@@ -2102,177 +1996,11 @@ async fn append_audit(
         at: change.at.to_string(),
         detail: change.detail.clone(),
     };
-    insert_event(ctx, event).await
+    insert_event(ctx, event).await.map(drop)
 }
 
 /// The audit event of a failed hotline or counter check.
 pub const IDENTITY_CHECK_FAILED: &str = "case.identity_check_failed";
-
-/// Every string in a JSON value (keys too) without control or
-/// bidirectional formatting characters.
-fn clean_json(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::String(s)
-            if s.chars()
-                .any(|c| c.is_control() || lethe_domain::ids::is_bidi_control(c)) =>
-        {
-            *s = lethe_domain::ids::clean_text(s);
-        }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(clean_json),
-        serde_json::Value::Object(m) => {
-            let dirty: Vec<String> = m
-                .keys()
-                .filter(|k| {
-                    k.chars()
-                        .any(|c| c.is_control() || lethe_domain::ids::is_bidi_control(c))
-                })
-                .cloned()
-                .collect();
-            for k in dirty {
-                if let Some(x) = m.remove(&k) {
-                    m.insert(lethe_domain::ids::clean_text(&k), x);
-                }
-            }
-            m.values_mut().for_each(clean_json);
-        }
-        _ => {}
-    }
-}
-
-/// Events written per multi-row INSERT (10 values each).
-const EVENTS_PER_INSERT: usize = 500;
-
-/// Appends many events (of no case: purges) in order, with multi-row
-/// INSERTs: the same rows, leaves and completed subtrees as one
-/// [`insert_event`] each. `events` carry no sequence numbers yet.
-pub(crate) async fn insert_events(
-    ctx: &mut WriteCtx,
-    events: Vec<AuditEvent>,
-) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    ctx.lock_log().await?;
-    let mut rows = Vec::with_capacity(events.len());
-    let mut nodes = vec![];
-    for mut e in events {
-        e.actor = lethe_domain::ids::clean_text(&e.actor);
-        clean_json(&mut e.detail);
-        e.seq = ctx.head.seq() + 1;
-        let hash = e.leaf_hash();
-        ctx.head
-            .frontier
-            .push(hash, |l, i, h| nodes.push((l, i, *h)));
-        rows.push((e, hash));
-    }
-    for chunk in rows.chunks(EVENTS_PER_INSERT) {
-        let marks: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let b = i * 10;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8,
-                    b + 9,
-                    b + 10
-                )
-            })
-            .collect();
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO audit_events (seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash) VALUES {}",
-            marks.join(", ")
-        )));
-        for (e, hash) in chunk {
-            q = q
-                .bind(i64::try_from(e.seq).unwrap_or(i64::MAX))
-                .bind(e.case_id.clone())
-                .bind(e.subject.clone())
-                .bind(e.kind.clone())
-                .bind(e.from_state.clone())
-                .bind(e.to_state.clone())
-                .bind(e.actor.clone())
-                .bind(e.at.clone())
-                .bind(e.detail.to_string())
-                .bind(hex::encode(hash));
-        }
-        q.execute(&mut ctx.conn)
-            .await
-            .map_err(db("append audit events"))?;
-    }
-    for chunk in nodes.chunks(EVENTS_PER_INSERT) {
-        let marks: Vec<String> = (0..chunk.len())
-            .map(|i| format!("(${}, ${}, ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3))
-            .collect();
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO audit_nodes (level, idx, hash) VALUES {}",
-            marks.join(", ")
-        )));
-        for (l, i, h) in chunk {
-            q = q
-                .bind(i64::from(*l))
-                .bind(i64::try_from(*i).unwrap_or(i64::MAX))
-                .bind(hex::encode(h));
-        }
-        q.execute(&mut ctx.conn)
-            .await
-            .map_err(db("append audit nodes"))?;
-    }
-    Ok(())
-}
-
-/// Appends one event to the log: the row, the leaf, the completed subtrees.
-pub(crate) async fn insert_event(
-    ctx: &mut WriteCtx,
-    mut event: AuditEvent,
-) -> Result<(), StoreError> {
-    // Free text from agents and platforms (reasons, branches, notes) never
-    // carries control or bidirectional formatting characters into the log.
-    event.actor = lethe_domain::ids::clean_text(&event.actor);
-    clean_json(&mut event.detail);
-    ctx.lock_log().await?;
-    if event.seq != ctx.head.seq() + 1 {
-        return Err(StoreError::Corrupt(format!(
-            "audit event {} does not follow the log's head {}",
-            event.seq,
-            ctx.head.seq()
-        )));
-    }
-    let hash = event.leaf_hash();
-    sqlx::query("INSERT INTO audit_events (seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
-        .bind(i64::try_from(event.seq).unwrap_or(i64::MAX))
-        .bind(event.case_id)
-        .bind(event.subject)
-        .bind(event.kind)
-        .bind(event.from_state)
-        .bind(event.to_state)
-        .bind(event.actor)
-        .bind(event.at)
-        .bind(event.detail.to_string())
-        .bind(hex::encode(hash))
-        .execute(&mut ctx.conn)
-        .await
-        .map_err(db("append audit event"))?;
-    let mut new_nodes = vec![];
-    ctx.head
-        .frontier
-        .push(hash, |l, i, h| new_nodes.push((l, i, *h)));
-    for (l, i, h) in new_nodes {
-        sqlx::query("INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3)")
-            .bind(i64::from(l))
-            .bind(i64::try_from(i).unwrap_or(i64::MAX))
-            .bind(hex::encode(h))
-            .execute(&mut ctx.conn)
-            .await
-            .map_err(db("append audit node"))?;
-    }
-    Ok(())
-}
 
 /// How long an idempotency record answers retries; older ones are purged.
 pub const IDEMPOTENCY_TTL_HOURS: i64 = 24;
@@ -2358,7 +2086,33 @@ async fn enqueue(
     Ok(())
 }
 
-fn row_to_event(r: &crate::DbRow) -> Result<RecordedEvent, StoreError> {
+/// A case's events in the order they happened: those in the tree by
+/// sequence number, then those still queued (sequence number 0, no hash
+/// yet) by queue id.
+pub(crate) async fn case_events(
+    conn: &mut DbConn,
+    case_id: &str,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut events: Vec<RecordedEvent> = sqlx::query("SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash FROM audit_events WHERE case_id = $1 ORDER BY seq")
+        .bind(case_id.to_owned())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db("read audit"))?
+        .iter()
+        .map(row_to_event)
+        .collect::<Result<_, _>>()?;
+    let queued = sqlx::query("SELECT 0, case_id, subject, kind, from_state, to_state, actor, at, detail, '' FROM audit_queue WHERE case_id = $1 ORDER BY qid")
+        .bind(case_id.to_owned())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db("read audit"))?;
+    for r in &queued {
+        events.push(row_to_event(r)?);
+    }
+    Ok(events)
+}
+
+pub(crate) fn row_to_event(r: &crate::DbRow) -> Result<RecordedEvent, StoreError> {
     Ok(RecordedEvent {
         event: AuditEvent {
             seq: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),

@@ -326,7 +326,7 @@ impl Store {
             return Ok(None);
         }
         self.writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     let id: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                         "SELECT id FROM purges WHERE ((state = 'noticing' AND notice_until <= $1) OR state = 'running')
@@ -362,7 +362,7 @@ impl Store {
         until: Timestamp,
     ) -> Result<bool, StoreError> {
         self.writer
-            .run_unlogged(move |ctx| {
+            .run(move |ctx| {
                 Box::pin(async move {
                     let n = sqlx::query("UPDATE purges SET lease_until = $2 WHERE id = $1 AND state = 'running' AND lease_owner = $3")
                         .bind(id)

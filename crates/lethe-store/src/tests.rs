@@ -120,6 +120,7 @@ proptest! {
                     Err(e) => panic!("{e}"),
                 }
             }
+            settle(&store).await;
             let events = store.audit_for_case(case.id).await.unwrap();
             let transitions = events.iter().filter(|e| e.event.from_state.as_deref() != Some(e.event.to_state.as_str())).count();
             assert_eq!(transitions, changes);
@@ -144,9 +145,18 @@ async fn group_commit_keeps_the_chain_across_concurrent_writers() {
     for t in tasks {
         t.await.unwrap();
     }
+    settle(&store).await;
     let all = store.audit_range(1, 1000).await.unwrap();
     assert_eq!(all.len(), 200);
     verified(&store, all).await;
+}
+
+/// Integrates every queued audit event (the sequencer's work).
+async fn settle(store: &Store) {
+    store
+        .integrate_queued(std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
 }
 
 /// Signs a tree head and verifies the whole exported log with the public key.
@@ -191,6 +201,7 @@ async fn a_failed_operation_does_not_disturb_its_batch() {
     assert!(matches!(bad.await.unwrap(), Err(StoreError::Transition(_))));
     assert_eq!(store.audit_for_case(a.id).await.unwrap().len(), 1);
     assert_eq!(store.audit_for_case(b.id).await.unwrap().len(), 1);
+    settle(&store).await;
     let all = store.audit_range(1, 10).await.unwrap();
     verified(&store, all).await;
 }
@@ -283,6 +294,7 @@ async fn the_merkle_frontier_survives_a_restart_and_proofs_stay_consistent() {
         for n in 0..37u128 {
             new_case(&store, n + 100).await;
         }
+        settle(&store).await;
         store
             .sign_tree_head(signer.clone(), "t1".into())
             .await
@@ -295,6 +307,7 @@ async fn the_merkle_frontier_survives_a_restart_and_proofs_stay_consistent() {
     for n in 0..21u128 {
         new_case(&store, n + 500).await;
     }
+    settle(&store).await;
     let second = store
         .sign_tree_head(signer.clone(), "t2".into())
         .await
@@ -309,6 +322,7 @@ async fn the_merkle_frontier_survives_a_restart_and_proofs_stay_consistent() {
         &second.root().unwrap(),
         &proof
     ));
+    settle(&store).await;
     let all = store.audit_range(1, 1000).await.unwrap();
     let export = lethe_ledger::LogExport {
         events: all,
@@ -471,6 +485,7 @@ async fn instances_sharing_postgres_append_to_one_audit_tree() {
     }
     // 300 events, numbered 1..=300 without a gap, one tree: a head signed
     // by either instance covers them all and every proof verifies.
+    settle(&a).await;
     let all = a.audit_range(1, 1000).await.unwrap();
     assert_eq!(all.len(), 300);
     for (i, e) in all.iter().enumerate() {
@@ -478,6 +493,7 @@ async fn instances_sharing_postgres_append_to_one_audit_tree() {
     }
     verified(&b, all.clone()).await;
     new_case(&a, 999).await;
+    settle(&b).await;
     let all = b.audit_range(1, 1000).await.unwrap();
     assert_eq!(all.len(), 301);
     verified(&a, all).await;
@@ -559,6 +575,7 @@ async fn instances_claim_each_job_once_and_close_each_case_once() {
             .count();
         assert_eq!(closing, 1, "case {id} closed {closing} times");
     }
+    settle(&a).await;
     let all = a.audit_range(1, 10_000).await.unwrap();
     verified(&b, all).await;
 }
@@ -608,7 +625,7 @@ fn audit_details_lose_control_and_bidi_characters() {
         "notes": ["ok\u{2066}", {"k\u{200F}": "x\u{0007}y"}],
         "n": 3
     });
-    super::clean_json(&mut v);
+    crate::log::clean_json(&mut v);
     assert_eq!(
         v,
         serde_json::json!({"branch": "Counter 1", "notes": ["ok", {"k": "xy"}], "n": 3})

@@ -13,24 +13,11 @@ pub const MAX_BATCH: usize = 256;
 /// Operations waiting for the writer at most; callers wait beyond that.
 pub const QUEUE_DEPTH: usize = 4096;
 
-/// The audit log's state: its size and the Merkle frontier.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Head {
-    pub frontier: lethe_ledger::merkle::Frontier,
-}
-
-impl Head {
-    pub fn seq(&self) -> u64 {
-        self.frontier.size()
-    }
-}
-
-/// What an operation sees: the writer's connection, inside a transaction
-/// and a savepoint of its own, and the audit chain head.
+/// What an operation sees: a writer connection, inside a transaction (and,
+/// on SQLite, a savepoint of its own in the group commit).
 pub struct WriteCtx {
     pub(crate) conn: DbConn,
     pub(crate) backend: crate::Backend,
-    pub(crate) head: Head,
     pub(crate) deadlines: Option<crate::DeadlineFn>,
     /// Whether changes record case events (see `events.rs`).
     pub(crate) case_events: bool,
@@ -39,14 +26,12 @@ pub struct WriteCtx {
     pub(crate) erasure_jobs: std::sync::Arc<[crate::NewJob]>,
     /// Attempts of a settlement instruction's job.
     pub(crate) settle_attempts: u32,
-    /// PostgreSQL: whether this transaction holds the audit log's lock, so
-    /// that `head` is the log's current head (other instances append too).
-    pub(crate) log_locked: bool,
+    /// The queue id of the last audit event this operation queued.
+    pub(crate) last_qid: Option<i64>,
+    /// Whether this operation queued audit events (the sequencer is woken
+    /// after the commit).
+    pub(crate) queued: bool,
 }
-
-/// The key of the PostgreSQL advisory lock that orders appends to the audit
-/// log across instances ("LETHELOG" in ASCII).
-const LOG_LOCK: i64 = 0x4c45_5448_454c_4f47;
 
 impl WriteCtx {
     /// The clause that makes a claim's inner `SELECT` lock the rows it
@@ -69,91 +54,74 @@ impl WriteCtx {
             crate::Backend::Sqlite => "",
         }
     }
-
-    /// Makes `head` the audit log's current head before an append or a
-    /// signature. SQLite has one writer, whose head is always current. On
-    /// PostgreSQL this takes the log's transaction-scoped advisory lock
-    /// (held until commit or rollback, so appends of several instances form
-    /// one sequence) and reloads the Merkle frontier when another instance
-    /// appended since this one last looked.
-    pub(crate) async fn lock_log(&mut self) -> Result<(), StoreError> {
-        if self.log_locked {
-            return Ok(());
-        }
-        // On SQLite the write transaction (BEGIN IMMEDIATE) is the lock;
-        // another process (a CLI command) may still have appended since
-        // this writer last looked, so the head is checked on both.
-        if self.backend != crate::Backend::Sqlite {
-            // pg_advisory_xact_lock returns void, which the Any driver
-            // cannot decode: select a constant beside it.
-            sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS l")
-                .bind(LOG_LOCK)
-                .execute(&mut self.conn)
-                .await
-                .map_err(db("lock the audit log"))?;
-        }
-        let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_events")
-            .fetch_one(&mut self.conn)
-            .await
-            .map_err(db("read audit size"))?;
-        if u64::try_from(size).unwrap_or(0) != self.head.seq() {
-            self.head = crate::load_frontier(&mut self.conn).await?;
-        }
-        self.log_locked = true;
-        Ok(())
-    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type OpFn = Box<dyn for<'c> FnOnce(&'c mut WriteCtx) -> BoxFuture<'c, (bool, Deliver)> + Send>;
 
-/// An operation, run inside the group transaction or on its own outside
-/// any transaction (for statements SQLite refuses in one, like checkpoints).
+/// An operation, run inside a transaction or on its own outside any
+/// transaction (for statements SQLite refuses in one, like checkpoints).
 enum Op {
-    /// `logged`: the operation may append to the audit log, so on
-    /// PostgreSQL its transaction takes the log's lock first (before any
-    /// row lock, so instances never wait on each other in a cycle).
-    InTx {
-        f: OpFn,
-        logged: bool,
-    },
+    InTx(OpFn),
     Outside(OpFn),
 }
 
+/// Writer connections on PostgreSQL at most.
+pub const MAX_WRITE_CONNECTIONS: u32 = 32;
+
 pub(crate) struct Writer {
     tx: mpsc::Sender<Op>,
+    /// Notified after a commit that queued audit events.
+    pub(crate) queued: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Writer {
-    /// `url`: where to connect again if the connection is lost (a
-    /// PostgreSQL server restarted, a network cut).
+    /// `conns`: one connection per lane. SQLite has one lane that commits
+    /// operations in groups (one writer is all SQLite allows). PostgreSQL
+    /// has one lane per connection, each committing every operation in a
+    /// transaction of its own, so independent cases commit side by side
+    /// (and no transaction holds another operation's row locks: group
+    /// commit across connections could wait in a cycle). `url`: where to
+    /// connect again if a connection is lost (a server restarted, a
+    /// network cut).
     pub(crate) fn start(
-        conn: DbConn,
+        conns: Vec<DbConn>,
         url: String,
         backend: crate::Backend,
-        head: Head,
         opts: &crate::StoreOptions,
     ) -> Self {
         let (tx, rx) = mpsc::channel::<Op>(QUEUE_DEPTH);
-        tokio::spawn(run(
-            WriteCtx {
-                conn,
-                backend,
-                head,
-                deadlines: opts.deadlines.clone(),
-                case_events: opts.case_events,
-                erasure_jobs: opts.erasure_jobs.clone().into(),
-                settle_attempts: opts.settle_attempts,
-                log_locked: false,
-            },
-            url,
-            rx,
-        ));
-        Self { tx }
+        let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+        let max_batch = match backend {
+            crate::Backend::Sqlite => MAX_BATCH,
+            crate::Backend::Postgres => 1,
+        };
+        let erasure_jobs: std::sync::Arc<[crate::NewJob]> = opts.erasure_jobs.clone().into();
+        let queued = std::sync::Arc::new(tokio::sync::Notify::new());
+        for conn in conns {
+            tokio::spawn(run(
+                WriteCtx {
+                    conn,
+                    backend,
+                    deadlines: opts.deadlines.clone(),
+                    case_events: opts.case_events,
+                    erasure_jobs: erasure_jobs.clone(),
+                    settle_attempts: opts.settle_attempts,
+                    last_qid: None,
+                    queued: false,
+                },
+                url.clone(),
+                rx.clone(),
+                max_batch,
+                queued.clone(),
+            ));
+        }
+        Self { tx, queued }
     }
 
-    /// Runs `f` in the next group commit; resolves once it is durable.
+    /// Runs `f` in a transaction (the next group commit on SQLite);
+    /// resolves once it is durable.
     pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -161,24 +129,10 @@ impl Writer {
             + Send
             + 'static,
     {
-        self.submit(f, Some(true)).await
+        self.submit(f, true).await
     }
 
-    /// Runs `f` in the next group commit, for an operation that never
-    /// appends to the audit log (job claims, leases, delivery marks): on
-    /// PostgreSQL such a batch does not take the log's lock, so instances
-    /// claim work side by side (`FOR UPDATE SKIP LOCKED`).
-    pub(crate) async fn run_unlogged<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut WriteCtx) -> BoxFuture<'c, Result<T, StoreError>>
-            + Send
-            + 'static,
-    {
-        self.submit(f, Some(false)).await
-    }
-
-    /// Runs `f` alone, between group commits, outside any transaction.
+    /// Runs `f` alone, between transactions, outside any transaction.
     pub(crate) async fn run_outside_tx<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -186,12 +140,10 @@ impl Writer {
             + Send
             + 'static,
     {
-        self.submit(f, None).await
+        self.submit(f, false).await
     }
 
-    /// `logged`: `None` outside any transaction, else whether the operation
-    /// may append to the audit log.
-    async fn submit<T, F>(&self, f: F, logged: Option<bool>) -> Result<T, StoreError>
+    async fn submit<T, F>(&self, f: F, in_tx: bool) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut WriteCtx) -> BoxFuture<'c, Result<T, StoreError>>
@@ -218,10 +170,7 @@ impl Writer {
                 (keep, deliver)
             })
         });
-        let op = match logged {
-            Some(logged) => Op::InTx { f: op, logged },
-            None => Op::Outside(op),
-        };
+        let op = if in_tx { Op::InTx(op) } else { Op::Outside(op) };
         self.tx.send(op).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -256,7 +205,6 @@ async fn reconnect_if_lost(ctx: &mut WriteCtx, url: &str) {
             Ok(conn) => {
                 tracing::warn!("the store's writer connected again");
                 ctx.conn = conn;
-                ctx.log_locked = false;
                 return;
             }
             Err(e) => {
@@ -271,74 +219,96 @@ async fn reconnect_if_lost(ctx: &mut WriteCtx, url: &str) {
 /// The longest wait between two reconnection attempts of the writer.
 const RECONNECT_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-async fn run(mut ctx: WriteCtx, url: String, mut rx: mpsc::Receiver<Op>) {
+type SharedRx = std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<Op>>>;
+
+/// One lane: takes the next operation (and, up to `max_batch`, those
+/// waiting behind it) and commits them together.
+async fn run(
+    mut ctx: WriteCtx,
+    url: String,
+    rx: SharedRx,
+    max_batch: usize,
+    queued: std::sync::Arc<tokio::sync::Notify>,
+) {
     let mut carried: Option<Op> = None;
     loop {
-        let first = match carried.take() {
-            Some(op) => op,
-            None => match rx.recv().await {
+        let mut batch = Vec::new();
+        {
+            let mut rx = rx.lock().await;
+            let first = match carried.take() {
                 Some(op) => op,
-                None => return,
-            },
-        };
-        let first = match first {
-            Op::Outside(op) => {
-                let (_, deliver) = op(&mut ctx).await;
-                deliver(Ok(()));
-                continue;
+                None => match rx.recv().await {
+                    Some(op) => op,
+                    None => return,
+                },
+            };
+            match first {
+                Op::Outside(op) => {
+                    drop(rx);
+                    let (_, deliver) = op(&mut ctx).await;
+                    deliver(Ok(()));
+                    continue;
+                }
+                Op::InTx(f) => batch.push(f),
             }
-            Op::InTx { f, logged } => (f, logged),
-        };
-        let mut logged = first.1;
-        let mut batch = vec![first.0];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(Op::InTx { f, logged: l }) => {
-                    logged |= l;
-                    batch.push(f);
+            while batch.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(Op::InTx(f)) => batch.push(f),
+                    Ok(outside) => {
+                        carried = Some(outside);
+                        break;
+                    }
+                    Err(_) => break,
                 }
-                Ok(outside) => {
-                    carried = Some(outside);
-                    break;
-                }
-                Err(_) => break,
             }
         }
-        let head_before = ctx.head.clone();
+        // One operation alone needs no savepoint: it is the transaction.
+        let alone = batch.len() == 1;
         let mut delivers: Vec<Deliver> = Vec::with_capacity(batch.len());
         let mut pending = batch.into_iter();
+        let mut any_queued = false;
         let result: Result<(), StoreError> = async {
             // SQLite: take the write lock at once. PostgreSQL: a plain
-            // transaction (several instances write at the same time).
+            // transaction (other lanes and instances write at the same time).
             let begin = match ctx.backend {
                 crate::Backend::Sqlite => "BEGIN IMMEDIATE",
                 crate::Backend::Postgres => "BEGIN",
             };
             exec(&mut ctx.conn, begin).await?;
-            if logged {
-                ctx.lock_log().await?;
-            }
             for op in pending.by_ref() {
+                ctx.last_qid = None;
+                ctx.queued = false;
+                if alone {
+                    let (keep, deliver) = op(&mut ctx).await;
+                    delivers.push(deliver);
+                    any_queued |= keep && ctx.queued;
+                    if !keep {
+                        return exec(&mut ctx.conn, "ROLLBACK").await;
+                    }
+                    continue;
+                }
                 exec(&mut ctx.conn, "SAVEPOINT op").await?;
-                let snap = (ctx.head.clone(), ctx.log_locked);
                 let (keep, deliver) = op(&mut ctx).await;
                 delivers.push(deliver);
+                any_queued |= keep && ctx.queued;
                 if !keep {
                     exec(&mut ctx.conn, "ROLLBACK TO op").await?;
-                    (ctx.head, ctx.log_locked) = snap;
                 }
                 exec(&mut ctx.conn, "RELEASE op").await?;
             }
             exec(&mut ctx.conn, "COMMIT").await
         }
         .await;
-        ctx.log_locked = false;
         match result {
-            Ok(()) => delivers.into_iter().for_each(|d| d(Ok(()))),
+            Ok(()) => {
+                if any_queued {
+                    queued.notify_one();
+                }
+                delivers.into_iter().for_each(|d| d(Ok(())));
+            }
             Err(e) => {
-                tracing::error!(error = %e, "group commit failed; the batch is rolled back");
+                tracing::error!(error = %e, "a commit failed; its operations are rolled back");
                 let _ = exec(&mut ctx.conn, "ROLLBACK").await;
-                ctx.head = head_before;
                 if ctx.backend == crate::Backend::Postgres {
                     reconnect_if_lost(&mut ctx, &url).await;
                 }

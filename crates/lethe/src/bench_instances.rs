@@ -567,6 +567,9 @@ pub async fn soak(pg_url: &str, n: usize, minutes: u64, concurrency: usize) -> a
     let mut last_req = REQUESTS.load(Ordering::Relaxed);
     let mut next_advance = t0 + Duration::from_secs(30);
     let mut peak = vec![0f64; n];
+    // (seconds since start, operations/s in the last interval, RSS MB per
+    // instance) every 30 s, for the decay and memory checks at the end.
+    let mut samples: Vec<(f64, f64, Vec<f64>)> = vec![];
     while Instant::now() < end {
         tokio::time::sleep(Duration::from_secs(1)).await;
         if Instant::now() >= next_advance {
@@ -592,10 +595,12 @@ pub async fn soak(pg_url: &str, n: usize, minutes: u64, concurrency: usize) -> a
                 *p = p.max(*r);
             }
             let req = REQUESTS.load(Ordering::Relaxed);
+            let rate = (done - last_ops) as f64 / last.elapsed().as_secs_f64();
+            samples.push((t0.elapsed().as_secs_f64(), rate, rss.clone()));
             println!(
                 "  {:5.0}  {:6.1}  {:5.0}  {errs:6}  {:9}  {erased:6}  [{}]",
                 t0.elapsed().as_secs_f64(),
-                (done - last_ops) as f64 / last.elapsed().as_secs_f64(),
+                rate,
                 (req - last_req) as f64 / last.elapsed().as_secs_f64(),
                 confirmed.load(Ordering::Relaxed),
                 rss.iter()
@@ -624,6 +629,12 @@ pub async fn soak(pg_url: &str, n: usize, minutes: u64, concurrency: usize) -> a
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // Every event in the tree (within the maximum merge delay).
+    let until = Instant::now() + lethe_store::MAX_MERGE_DELAY;
+    while count(&mut pg, "SELECT COUNT(*) FROM audit_queue").await? > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let queued = count(&mut pg, "SELECT COUNT(*) FROM audit_queue").await?;
     let events = count(&mut pg, "SELECT COUNT(*) FROM audit_events").await?;
     let max_seq = count(&mut pg, "SELECT COALESCE(MAX(seq), 0) FROM audit_events").await?;
     let failed_cases = count(&mut pg, "SELECT COUNT(*) FROM cases WHERE state = 'failed'").await?;
@@ -647,7 +658,80 @@ pub async fn soak(pg_url: &str, n: usize, minutes: u64, concurrency: usize) -> a
     for (e, n) in &errors {
         println!("  error x{n}: {e}");
     }
-    if total_errors > 0 || erased < want || events != max_seq || failed_cases > 0 || dead_jobs > 0 {
+    // Decay: operations/s over the last 5 minutes against minutes 2 to 5;
+    // memory: each instance's last RSS against its RSS at minute 5.
+    let mean = |xs: Vec<f64>| {
+        if xs.is_empty() {
+            f64::NAN
+        } else {
+            xs.iter().sum::<f64>() / xs.len() as f64
+        }
+    };
+    let total = samples.last().map_or(0.0, |s| s.0);
+    let early = mean(
+        samples
+            .iter()
+            .filter(|s| s.0 > 60.0 && s.0 <= 300.0)
+            .map(|s| s.1)
+            .collect(),
+    );
+    let late = mean(
+        samples
+            .iter()
+            .filter(|s| s.0 > total - 300.0)
+            .map(|s| s.1)
+            .collect(),
+    );
+    let decay_ok = minutes < 10 || late >= 0.8 * early;
+    println!(
+        "throughput: minutes 2-5 {early:.1} ops/s, last 5 minutes {late:.1} ops/s: ratio {:.2} (target >= 0.80{})",
+        late / early,
+        if minutes < 10 {
+            "; needs 10 minutes or more"
+        } else {
+            ""
+        }
+    );
+    let at5 = samples
+        .iter()
+        .min_by(|a, b| (a.0 - 300.0).abs().total_cmp(&(b.0 - 300.0).abs()))
+        .map(|s| s.2.clone())
+        .unwrap_or_default();
+    let last_rss = samples.last().map(|s| s.2.clone()).unwrap_or_default();
+    let ratios: Vec<f64> = last_rss.iter().zip(&at5).map(|(l, f)| l / f).collect();
+    let rss_ok = ratios.iter().all(|r| *r <= 1.2);
+    println!(
+        "memory: RSS MB at minute 5 [{}], at the end [{}]: ratios [{}] (target <= 1.20)",
+        at5.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        last_rss
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        ratios
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "RESULT: {}",
+        if decay_ok && rss_ok && total_errors == 0 && queued == 0 {
+            "targets met"
+        } else {
+            "targets NOT met"
+        }
+    );
+    if total_errors > 0
+        || erased < want
+        || events != max_seq
+        || queued > 0
+        || failed_cases > 0
+        || dead_jobs > 0
+    {
         bail!("the soak test found problems (see above)");
     }
     Ok(())

@@ -185,5 +185,5 @@ async fn reapply(
         std::fs::write(&path, serde_json::to_string_pretty(&signed)?)?;
         eprintln!("signed report written to {}", path.display());
     }
-    Ok(())
+    crate::integrate_audit(&store).await
 }

@@ -7,6 +7,7 @@ mod bench_export;
 mod bench_instances;
 mod bench_purge;
 mod bench_reapply;
+mod bench_sequencer;
 mod demo_mart;
 mod erasures_cmd;
 mod export_cmd;
@@ -294,6 +295,15 @@ enum BenchCmd {
         /// Subjects erased since the backup (tombstones), spread over the ids.
         #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
         erased: u64,
+    },
+    /// The audit log's sequencer integrating a backlog of queued events,
+    /// against the raw move of the same rows.
+    Sequencer {
+        /// postgres (127.0.0.1:5432) or sqlite.
+        #[arg(long, default_value = "postgres", value_parser = ["postgres", "sqlite"])]
+        kind: String,
+        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1000..=20_000_000))]
+        leaves: u64,
     },
     /// A data export of about 1 GB (one subject, SQLite): Lethe's sealed
     /// archive against raw JSON lines; throughput and peak memory.
@@ -776,6 +786,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Bench {
             cmd: BenchCmd::Reapply { kind, ids, erased },
         } => bench_reapply::run(&kind, ids, erased).await,
+        Cmd::Bench {
+            cmd: BenchCmd::Sequencer { kind, leaves },
+        } => bench_sequencer::run(&kind, leaves).await,
         Cmd::Bench {
             cmd: BenchCmd::Export { mb },
         } => bench_export::run(mb).await,
@@ -1388,10 +1401,22 @@ async fn open_store(config: &Path) -> anyhow::Result<(Config, lethe_store::Store
     Ok((cfg, store))
 }
 
+/// Puts the audit events this command (or a running instance) queued into
+/// the tree: the running instance's sequencer does it, or, if none runs,
+/// this process takes the sequencer's lease and does.
+pub(crate) async fn integrate_audit(store: &lethe_store::Store) -> anyhow::Result<()> {
+    let wait = std::time::Duration::from_millis(
+        u64::try_from(lethe_store::LEASE_TTL_MS).unwrap_or(10_000) + 5_000,
+    );
+    store.integrate_queued(wait).await?;
+    Ok(())
+}
+
 async fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
     match cmd {
         AuditCmd::Export { config, out } => {
             let (_, store) = open_store(&config).await?;
+            integrate_audit(&store).await?;
             let mut events = vec![];
             loop {
                 let page = store.export_events(events.len() as u64 + 1, 50_000).await?;

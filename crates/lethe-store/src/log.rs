@@ -1,0 +1,658 @@
+//! The audit log's write side: queue, then sequence.
+//!
+//! A change appends its event to `audit_queue` in its own transaction,
+//! without any lock shared with other changes (an unsequenced leaf, as in
+//! Trillian). One sequencer at a time, the holder of the
+//! [`SEQUENCER_LEASE`], takes queued events in queue order, gives them the
+//! next sequence numbers, computes their leaf hashes, extends the Merkle
+//! tree and moves them to `audit_events`, a batch per transaction. The
+//! lease is renewed in that same transaction and its row stays locked until
+//! commit, so two sequencers never integrate at once; `audit_events.seq` is
+//! the primary key and the queued row is deleted in the transaction that
+//! sequences it, so an event is never sequenced twice, and a holder killed
+//! mid-batch leaves nothing behind (the transaction rolls back; another
+//! instance takes the lease once it expires and goes on from the stored
+//! tree).
+//!
+//! Causal order: events of one case are written by changes that lock the
+//! case's row, so a later change of a case queues after the earlier one
+//! committed: its queue id is larger, and any reader that sees it sees the
+//! earlier one too. Sequencing in queue-id order keeps each case's events
+//! in the order they happened.
+
+use lethe_ledger::merkle::Frontier;
+use lethe_ledger::{AuditEvent, Hash, Signer, TreeHead};
+use sqlx::Row;
+use std::sync::Arc;
+
+use crate::{DbConn, Store, StoreError, WriteCtx, db, ms};
+
+/// The lease the sequencer holds.
+pub const SEQUENCER_LEASE: &str = "audit.sequencer";
+/// How long the sequencer's lease lasts without renewal: an instance that
+/// dies holding it is replaced after at most this long.
+pub const LEASE_TTL_MS: i64 = 10_000;
+/// The log's maximum merge delay: an event is in the signed tree at most
+/// this long after its change committed, as long as one instance runs
+/// (lease expiry of a dead holder, the followers' look, a full backlog).
+pub const MAX_MERGE_DELAY: std::time::Duration = std::time::Duration::from_secs(30);
+/// Events integrated per transaction at most.
+pub const MAX_SEQUENCE_BATCH: u32 = 10_000;
+/// Rows per multi-row statement of the sequencer.
+const ROWS_PER_STATEMENT: usize = 1_000;
+
+/// What one sequencing pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SequenceOutcome {
+    /// Whether this instance holds the lease (and so sequenced).
+    pub held: bool,
+    /// The lease's epoch (grows at every change of holder).
+    pub epoch: i64,
+    /// Events integrated by this pass.
+    pub integrated: u64,
+    /// The log's size after it.
+    pub size: u64,
+}
+
+/// Every string in a JSON value (keys too) without control or
+/// bidirectional formatting characters.
+pub(crate) fn clean_json(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s)
+            if s.chars()
+                .any(|c| c.is_control() || lethe_domain::ids::is_bidi_control(c)) =>
+        {
+            *s = lethe_domain::ids::clean_text(s);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(clean_json),
+        serde_json::Value::Object(m) => {
+            let dirty: Vec<String> = m
+                .keys()
+                .filter(|k| {
+                    k.chars()
+                        .any(|c| c.is_control() || lethe_domain::ids::is_bidi_control(c))
+                })
+                .cloned()
+                .collect();
+            for k in dirty {
+                if let Some(x) = m.remove(&k) {
+                    m.insert(lethe_domain::ids::clean_text(&k), x);
+                }
+            }
+            m.values_mut().for_each(clean_json);
+        }
+        _ => {}
+    }
+}
+
+/// Events queued per multi-row INSERT (9 values each).
+const EVENTS_PER_INSERT: usize = 500;
+
+/// Queues one event (its `seq` is ignored: the sequencer assigns it);
+/// returns its queue id.
+pub(crate) async fn insert_event(
+    ctx: &mut WriteCtx,
+    mut event: AuditEvent,
+) -> Result<i64, StoreError> {
+    // Free text from agents and platforms (reasons, branches, notes) never
+    // carries control or bidirectional formatting characters into the log.
+    event.actor = lethe_domain::ids::clean_text(&event.actor);
+    clean_json(&mut event.detail);
+    let qid: i64 = sqlx::query_scalar("INSERT INTO audit_queue (case_id, subject, kind, from_state, to_state, actor, at, detail, queued_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING qid")
+        .bind(event.case_id)
+        .bind(event.subject)
+        .bind(event.kind)
+        .bind(event.from_state)
+        .bind(event.to_state)
+        .bind(event.actor)
+        .bind(event.at)
+        .bind(event.detail.to_string())
+        .bind(ms(crate::now_wall()))
+        .fetch_one(&mut ctx.conn)
+        .await
+        .map_err(db("queue audit event"))?;
+    ctx.last_qid = Some(qid);
+    ctx.queued = true;
+    Ok(qid)
+}
+
+/// Queues many events (of no case: purges) in order, with multi-row
+/// INSERTs.
+pub(crate) async fn insert_events(
+    ctx: &mut WriteCtx,
+    events: Vec<AuditEvent>,
+) -> Result<(), StoreError> {
+    let now = ms(crate::now_wall());
+    ctx.queued |= !events.is_empty();
+    for chunk in events.chunks(EVENTS_PER_INSERT) {
+        let marks: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 9;
+                let p: Vec<String> = (1..=9).map(|k| format!("${}", b + k)).collect();
+                format!("({})", p.join(", "))
+            })
+            .collect();
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO audit_queue (case_id, subject, kind, from_state, to_state, actor, at, detail, queued_at) VALUES {}",
+            marks.join(", ")
+        )));
+        for e in chunk {
+            let mut detail = e.detail.clone();
+            clean_json(&mut detail);
+            q = q
+                .bind(e.case_id.clone())
+                .bind(e.subject.clone())
+                .bind(e.kind.clone())
+                .bind(e.from_state.clone())
+                .bind(e.to_state.clone())
+                .bind(lethe_domain::ids::clean_text(&e.actor))
+                .bind(e.at.clone())
+                .bind(detail.to_string())
+                .bind(now);
+        }
+        q.execute(&mut ctx.conn)
+            .await
+            .map_err(db("queue audit events"))?;
+    }
+    Ok(())
+}
+
+/// The log's size: its highest sequence number.
+async fn log_size(conn: &mut DbConn) -> Result<u64, StoreError> {
+    let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_events")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db("read audit size"))?;
+    Ok(u64::try_from(size).unwrap_or(0))
+}
+
+/// Upgrades a log written before the Merkle tree existed (no nodes): leaf
+/// hashes are recomputed from the events and the nodes stored.
+pub(crate) async fn load_head(conn: &mut DbConn) -> Result<(), StoreError> {
+    let size = log_size(conn).await?;
+    if size <= 1 {
+        return Ok(());
+    }
+    let nodes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_nodes")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db("read audit nodes"))?;
+    if nodes == 0 {
+        rebuild_tree(conn).await?;
+    }
+    Ok(())
+}
+
+/// The audit log's Merkle frontier at `size` from its stored nodes: one
+/// perfect subtree per bit of the size.
+async fn frontier_at(conn: &mut DbConn, size: u64) -> Result<Frontier, StoreError> {
+    if size == 0 {
+        return Ok(Frontier::default());
+    }
+    let mut start = 0u64;
+    let mut found = std::collections::HashMap::new();
+    for level in (0..64u32).rev() {
+        if size & (1u64 << level) == 0 {
+            continue;
+        }
+        let idx = start >> level;
+        let h = perfect_node(conn, level, idx).await?;
+        found.insert((level, idx), h);
+        start += 1u64 << level;
+    }
+    Frontier::restore(size, |l, i| found.get(&(l, i)).copied().flatten())
+        .ok_or_else(|| StoreError::Corrupt("the audit log's Merkle nodes are incomplete".into()))
+}
+
+pub(crate) async fn perfect_node(
+    conn: &mut DbConn,
+    level: u32,
+    idx: u64,
+) -> Result<Option<Hash>, StoreError> {
+    let text: Option<String> = if level == 0 {
+        sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = $1")
+            .bind(i64::try_from(idx + 1).unwrap_or(i64::MAX))
+            .fetch_optional(&mut *conn)
+            .await
+    } else {
+        sqlx::query_scalar("SELECT hash FROM audit_nodes WHERE level = $1 AND idx = $2")
+            .bind(i64::from(level))
+            .bind(i64::try_from(idx).unwrap_or(i64::MAX))
+            .fetch_optional(&mut *conn)
+            .await
+    }
+    .map_err(db("read audit node"))?;
+    Ok(text.and_then(|t| {
+        let mut h = [0u8; 32];
+        hex::decode_to_slice(t, &mut h).ok().map(|_| h)
+    }))
+}
+
+async fn rebuild_tree(conn: &mut DbConn) -> Result<(), StoreError> {
+    tracing::info!("upgrading the audit log to a Merkle tree");
+    let rows = sqlx::query("SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash FROM audit_events ORDER BY seq")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db("read audit"))?;
+    let mut frontier = Frontier::default();
+    sqlx::query("BEGIN")
+        .execute(&mut *conn)
+        .await
+        .map_err(db("begin"))?;
+    for r in &rows {
+        let e = crate::row_to_event(r)?;
+        let leaf = e.event.leaf_hash();
+        sqlx::query("UPDATE audit_events SET hash = $1 WHERE seq = $2")
+            .bind(hex::encode(leaf))
+            .bind(i64::try_from(e.event.seq).unwrap_or(i64::MAX))
+            .execute(&mut *conn)
+            .await
+            .map_err(db("upgrade audit"))?;
+        let mut new_nodes = vec![];
+        frontier.push(leaf, |l, i, h| new_nodes.push((l, i, *h)));
+        for (l, i, h) in new_nodes {
+            sqlx::query("INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3)")
+                .bind(i64::from(l))
+                .bind(i64::try_from(i).unwrap_or(i64::MAX))
+                .bind(hex::encode(h))
+                .execute(&mut *conn)
+                .await
+                .map_err(db("upgrade audit"))?;
+        }
+    }
+    sqlx::query("COMMIT")
+        .execute(&mut *conn)
+        .await
+        .map_err(db("commit"))?;
+    Ok(())
+}
+
+/// Takes or renews `name` for `owner` until `now + ttl`, in the caller's
+/// transaction (the row stays locked until it ends); the epoch if held.
+async fn take_lease(
+    ctx: &mut WriteCtx,
+    name: &str,
+    owner: &str,
+    now: i64,
+    ttl: i64,
+) -> Result<Option<i64>, StoreError> {
+    let epoch: Option<i64> = sqlx::query_scalar("UPDATE leases SET epoch = epoch + CASE WHEN owner = $1 THEN 0 ELSE 1 END, owner = $1, expires_at = $2 WHERE name = $3 AND (owner = $1 OR expires_at < $4) RETURNING epoch")
+        .bind(owner.to_owned())
+        .bind(now + ttl)
+        .bind(name.to_owned())
+        .bind(now)
+        .fetch_optional(&mut ctx.conn)
+        .await
+        .map_err(db("take the sequencer's lease"))?;
+    if epoch.is_some() {
+        return Ok(epoch);
+    }
+    sqlx::query_scalar("INSERT INTO leases (name, owner, expires_at, epoch) VALUES ($1, $2, $3, 1) ON CONFLICT (name) DO NOTHING RETURNING epoch")
+        .bind(name.to_owned())
+        .bind(owner.to_owned())
+        .bind(now + ttl)
+        .fetch_optional(&mut ctx.conn)
+        .await
+        .map_err(db("take the sequencer's lease"))
+}
+
+/// A queued event read by the sequencer.
+struct Queued {
+    qid: i64,
+    event: AuditEvent,
+}
+
+/// `(qid, seq, 'hash')` rows inlined as literals: integers the store made
+/// and hex it computed, nothing from outside.
+fn value_rows(rows: &[(i64, u64, Hash)]) -> String {
+    let mut out = String::with_capacity(rows.len() * 90);
+    for (i, (qid, seq, hash)) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&format!("({qid},{seq},'{}')", hex::encode(hash)));
+    }
+    out
+}
+
+async fn sequence_in(
+    ctx: &mut WriteCtx,
+    owner: String,
+    max: u32,
+    cached: Option<Frontier>,
+    sign: Option<(Arc<Signer>, String)>,
+) -> Result<(SequenceOutcome, Option<Frontier>), StoreError> {
+    let now = ms(crate::now_wall());
+    let Some(epoch) = take_lease(ctx, SEQUENCER_LEASE, &owner, now, LEASE_TTL_MS).await? else {
+        return Ok((
+            SequenceOutcome {
+                held: false,
+                epoch: 0,
+                integrated: 0,
+                size: 0,
+            },
+            None,
+        ));
+    };
+    // The stored tree is the truth: a cached frontier of another size (a
+    // holder before this one appended) is read again.
+    let size = log_size(&mut ctx.conn).await?;
+    let mut frontier = match cached {
+        Some(f) if f.size() == size => f,
+        _ => frontier_at(&mut ctx.conn, size).await?,
+    };
+    let rows = sqlx::query("SELECT qid, case_id, subject, kind, from_state, to_state, actor, at, detail FROM audit_queue ORDER BY qid LIMIT $1")
+        .bind(i64::from(max.clamp(1, MAX_SEQUENCE_BATCH)))
+        .fetch_all(&mut ctx.conn)
+        .await
+        .map_err(db("read the audit queue"))?;
+    let mut queued = Vec::with_capacity(rows.len());
+    for r in &rows {
+        queued.push(Queued {
+            qid: r.get(0),
+            event: AuditEvent {
+                seq: 0,
+                case_id: r.get(1),
+                subject: r.get(2),
+                kind: r.get(3),
+                from_state: r.get(4),
+                to_state: r.get(5),
+                actor: r.get(6),
+                at: r.get(7),
+                detail: serde_json::from_str(&r.get::<String, _>(8))
+                    .map_err(|_| StoreError::Corrupt("queued audit detail".into()))?,
+            },
+        });
+    }
+    drop(rows);
+    let mut leaves = Vec::with_capacity(queued.len());
+    let mut nodes = vec![];
+    let mut kinds: std::collections::BTreeMap<String, i64> = Default::default();
+    let mut buf = Vec::with_capacity(512);
+    for q in &mut queued {
+        q.event.seq = frontier.size() + 1;
+        let hash = q.event.leaf_hash_with(&mut buf);
+        frontier.push(hash, |l, i, h| nodes.push((l, i, *h)));
+        leaves.push((q.qid, q.event.seq, hash));
+        *kinds.entry(std::mem::take(&mut q.event.kind)).or_default() += 1;
+    }
+    for chunk in leaves.chunks(ROWS_PER_STATEMENT) {
+        let values = value_rows(chunk);
+        let qids: Vec<String> = chunk.iter().map(|(q, _, _)| q.to_string()).collect();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO audit_events (seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash, qid) \
+             SELECT v.column2, q.case_id, q.subject, q.kind, q.from_state, q.to_state, q.actor, q.at, q.detail, v.column3, q.qid \
+             FROM audit_queue q JOIN (VALUES {values}) AS v ON q.qid = v.column1 ORDER BY v.column2"
+        )))
+        .execute(&mut ctx.conn)
+        .await
+        .map_err(db("sequence audit events"))?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM audit_queue WHERE qid IN ({})",
+            qids.join(",")
+        )))
+        .execute(&mut ctx.conn)
+        .await
+        .map_err(db("sequence audit events"))?;
+    }
+    for chunk in nodes.chunks(ROWS_PER_STATEMENT) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|(l, i, h)| format!("({l},{i},'{}')", hex::encode(h)))
+            .collect();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO audit_nodes (level, idx, hash) VALUES {}",
+            values.join(",")
+        )))
+        .execute(&mut ctx.conn)
+        .await
+        .map_err(db("append audit nodes"))?;
+    }
+    for (kind, n) in kinds {
+        sqlx::query("INSERT INTO audit_kind_counts (kind, n) VALUES ($1, $2) ON CONFLICT (kind) DO UPDATE SET n = audit_kind_counts.n + excluded.n")
+            .bind(kind)
+            .bind(n)
+            .execute(&mut ctx.conn)
+            .await
+            .map_err(db("count audit events"))?;
+    }
+    if let Some((signer, timestamp)) = sign
+        && frontier.size() > 0
+    {
+        store_head(
+            ctx,
+            &TreeHead::sign(&signer, frontier.size(), &frontier.root(), &timestamp),
+        )
+        .await?;
+    }
+    Ok((
+        SequenceOutcome {
+            held: true,
+            epoch,
+            integrated: leaves.len() as u64,
+            size: frontier.size(),
+        },
+        Some(frontier),
+    ))
+}
+
+async fn store_head(ctx: &mut WriteCtx, head: &TreeHead) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO tree_heads (tree_size, root_hash, timestamp, signature) VALUES ($1, $2, $3, $4) ON CONFLICT (tree_size) DO NOTHING")
+        .bind(i64::try_from(head.tree_size).unwrap_or(i64::MAX))
+        .bind(head.root_hash.clone())
+        .bind(head.timestamp.clone())
+        .bind(head.signature.clone())
+        .execute(&mut ctx.conn)
+        .await
+        .map_err(db("store tree head"))?;
+    Ok(())
+}
+
+impl Store {
+    /// One sequencing pass: takes or renews the sequencer's lease and, if
+    /// this instance holds it, integrates up to `max` queued events (and
+    /// signs the new tree head when `sign` is given).
+    pub async fn sequence(
+        &self,
+        max: u32,
+        sign: Option<(Arc<Signer>, String)>,
+    ) -> Result<SequenceOutcome, StoreError> {
+        let owner = self.instance.to_string();
+        let cached = self
+            .sequencer
+            .lock()
+            .map(|mut c| c.take())
+            .unwrap_or_default();
+        let r = self
+            .writer
+            .run(move |ctx| Box::pin(sequence_in(ctx, owner, max, cached, sign)))
+            .await;
+        match r {
+            Ok((outcome, frontier)) => {
+                if let Ok(mut c) = self.sequencer.lock() {
+                    *c = frontier;
+                }
+                Ok(outcome)
+            }
+            // The cache was taken: the next pass reads the stored tree.
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Notified when a change of this instance queued audit events.
+    pub fn audit_queued_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.writer.queued.clone()
+    }
+
+    /// Gives the lease up (a clean shutdown), so another instance goes on
+    /// at once instead of after the lease expires.
+    pub async fn release_sequencer(&self) -> Result<(), StoreError> {
+        self.expire_sequencer_of(self.instance.to_string()).await
+    }
+
+    /// Ends `owner`'s lease now (its process is known to be gone).
+    pub async fn expire_sequencer_of(&self, owner: String) -> Result<(), StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE leases SET expires_at = 0 WHERE name = $1 AND owner = $2")
+                        .bind(SEQUENCER_LEASE)
+                        .bind(owner)
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("release the sequencer's lease"))?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// The sequencer's lease: holder, expiry, epoch.
+    pub async fn sequencer_lease(&self) -> Result<Option<(String, i64, i64)>, StoreError> {
+        let r = sqlx::query("SELECT owner, expires_at, epoch FROM leases WHERE name = $1")
+            .bind(SEQUENCER_LEASE)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db("read the sequencer's lease"))?;
+        Ok(r.map(|r| (r.get(0), r.get(1), r.get(2))))
+    }
+
+    /// Queued events and the age of the oldest (ms), for metrics and the
+    /// merge-delay check.
+    pub async fn audit_queue_state(&self, now: jiff::Timestamp) -> Result<(i64, i64), StoreError> {
+        let r = sqlx::query("SELECT COUNT(*), MIN(queued_at) FROM audit_queue")
+            .fetch_one(&self.read)
+            .await
+            .map_err(db("read the audit queue"))?;
+        let n: i64 = r.get(0);
+        let oldest: Option<i64> = r.get(1);
+        Ok((n, oldest.map_or(0, |t| (ms(now) - t).max(0))))
+    }
+
+    /// Whether any event waits in the queue (a cheap read).
+    pub async fn audit_queued(&self) -> Result<bool, StoreError> {
+        let r: Option<i64> = sqlx::query_scalar("SELECT qid FROM audit_queue ORDER BY qid LIMIT 1")
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db("read the audit queue"))?;
+        Ok(r.is_some())
+    }
+
+    /// Waits until every event queued before this call is in the tree
+    /// (for a tree head that must cover what was just done, a command that
+    /// ends, tests): sequences itself while it gets the lease, else waits
+    /// for the holder, up to `wait`.
+    pub async fn integrate_queued(&self, wait: std::time::Duration) -> Result<(), StoreError> {
+        let until = std::time::Instant::now() + wait;
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(qid) FROM audit_queue")
+            .fetch_one(&self.read)
+            .await
+            .map_err(db("read the audit queue"))?;
+        let Some(last) = last else {
+            return Ok(());
+        };
+        loop {
+            let waiting: Option<i64> =
+                sqlx::query_scalar("SELECT qid FROM audit_queue WHERE qid <= $1 LIMIT 1")
+                    .bind(last)
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(db("read the audit queue"))?;
+            if waiting.is_none() {
+                return Ok(());
+            }
+            let out = self.sequence(MAX_SEQUENCE_BATCH, None).await?;
+            if out.held && out.integrated > 0 {
+                continue;
+            }
+            if std::time::Instant::now() >= until {
+                return Err(StoreError::Refused(
+                    "audit events still wait for the sequencer; is an instance running?".into(),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Signs the head of the tree as it stands (size and root of the
+    /// integrated events), unless the log is empty; the stored head of
+    /// that size if one exists.
+    pub async fn sign_tree_head(
+        &self,
+        signer: Arc<Signer>,
+        timestamp: String,
+    ) -> Result<Option<TreeHead>, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    let size = log_size(&mut ctx.conn).await?;
+                    if size == 0 {
+                        return Ok(None);
+                    }
+                    if let Some(head) = head_of_size(&mut ctx.conn, size).await? {
+                        return Ok(Some(head));
+                    }
+                    // Nodes and leaves up to `size` never change once
+                    // written: this root is the tree's at `size`.
+                    let frontier = frontier_at(&mut ctx.conn, size).await?;
+                    store_head(
+                        ctx,
+                        &TreeHead::sign(&signer, size, &frontier.root(), &timestamp),
+                    )
+                    .await?;
+                    head_of_size(&mut ctx.conn, size).await
+                })
+            })
+            .await
+    }
+}
+
+async fn head_of_size(conn: &mut DbConn, size: u64) -> Result<Option<TreeHead>, StoreError> {
+    let r = sqlx::query(
+        "SELECT tree_size, root_hash, timestamp, signature FROM tree_heads WHERE tree_size = $1",
+    )
+    .bind(i64::try_from(size).unwrap_or(i64::MAX))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db("read tree head"))?;
+    Ok(r.as_ref().map(crate::audit::row_head))
+}
+
+/// Where a receipt's final event stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinalEventState {
+    /// The receipt predates the queue: its body names the event.
+    InBody,
+    /// Still queued: the receipt is signed once it is integrated.
+    Queued,
+    /// In the tree: its sequence number and hex leaf hash.
+    Sequenced(u64, String),
+}
+
+impl Store {
+    /// The sequence number and hash of a receipt's final event, once the
+    /// sequencer integrated it.
+    pub async fn receipt_final_event(&self, case_id: &str) -> Result<FinalEventState, StoreError> {
+        let qid: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT final_qid FROM receipts WHERE case_id = $1")
+                .bind(case_id.to_owned())
+                .fetch_optional(&self.read)
+                .await
+                .map_err(db("read receipt"))?;
+        let Some(Some(qid)) = qid else {
+            return Ok(FinalEventState::InBody);
+        };
+        let r = sqlx::query("SELECT seq, hash FROM audit_events WHERE case_id = $1 AND qid = $2")
+            .bind(case_id.to_owned())
+            .bind(qid)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db("read receipt"))?;
+        Ok(match r {
+            Some(r) => {
+                FinalEventState::Sequenced(u64::try_from(r.get::<i64, _>(0)).unwrap_or(0), r.get(1))
+            }
+            None => FinalEventState::Queued,
+        })
+    }
+}
