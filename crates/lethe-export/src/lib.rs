@@ -73,26 +73,6 @@ pub struct Manifest {
 }
 
 /// A writer that hashes and counts what goes through it.
-struct Hashing<'a, W: Write> {
-    inner: &'a mut W,
-    hash: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> Write for Hashing<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// A path segment from a system or dataset name: letters, digits, `_`,
-/// `-` and `.` kept, anything else becomes `_`; never empty, never `..`.
 fn segment(s: &str) -> String {
     let mut o: String = s
         .chars()
@@ -114,20 +94,100 @@ fn segment(s: &str) -> String {
 /// A streaming archive under construction.
 ///
 /// Datasets are pushed row by row ([`Archive::begin_dataset`],
-/// [`Archive::row`], [`Archive::end_dataset`]): each row goes straight into
-/// the dataset's JSON file inside the ZIP, and into a CSV spool file on
-/// disk, sealed under a key that exists only in memory; when the dataset
-/// ends, the spool is copied into the ZIP as the CSV file and removed. One
-/// read of the source gives both files, so they always agree, and memory
-/// stays constant whatever the number of rows.
-pub struct Archive<W: Write> {
-    zip: zip::ZipWriter<zip::write::StreamWriter<W>>,
+/// [`Archive::row`], [`Archive::end_dataset`]): each row goes into the
+/// dataset's JSON file inside the ZIP, and into a CSV spool file on disk,
+/// sealed under a key that exists only in memory; when the dataset ends,
+/// the spool is copied into the ZIP as the CSV file and removed. One read
+/// of the source gives both files, so they always agree, and memory stays
+/// constant whatever the number of rows.
+///
+/// The work is split over two threads: the caller's formats rows (JSON and
+/// CSV), hashes them and writes the sealed CSV spool; a compressing thread
+/// owns the ZIP, deflates what it is sent (through a bounded queue of
+/// [`CHUNK`]-byte buffers) and writes it out. So the JSON of a dataset is
+/// compressed while its rows are formatted, and a dataset's CSV while the
+/// next dataset's rows are.
+pub struct Archive<W: Write + Send + 'static> {
+    zip: Option<Zipper<W>>,
+    /// JSON bytes not yet handed to the compressing thread.
+    pending: Vec<u8>,
     export_id: String,
     created_at: String,
     datasets: Vec<DatasetEntry>,
     files: Vec<FileEntry>,
     spool_dir: std::path::PathBuf,
     current: Option<Current>,
+}
+
+/// Bytes handed to the compressing thread at a time.
+pub const CHUNK: usize = 64 * 1024;
+/// Buffers waiting for the compressing thread at most (memory: this many
+/// times [`CHUNK`]).
+const QUEUE: usize = 16;
+/// The deflate level: fast (1). Exports are read once; level 1 keeps most
+/// of the size saving at a fraction of the time.
+const LEVEL: i64 = 1;
+
+/// What the compressing thread is told to do.
+enum ZipCmd {
+    Start(String),
+    Data(Vec<u8>),
+    /// Copy a sealed CSV spool in as the file `path` (the spool is removed
+    /// when the guard drops).
+    Spool {
+        path: String,
+        spool: SpoolGuard,
+        key: Key,
+    },
+    Finish,
+}
+
+/// The caller's end of the compressing thread.
+struct Zipper<W: Write + Send + 'static> {
+    tx: std::sync::mpsc::SyncSender<ZipCmd>,
+    thread: std::thread::JoinHandle<Result<W, ExportError>>,
+}
+
+impl<W: Write + Send + 'static> Zipper<W> {
+    fn start(out: W) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<ZipCmd>(QUEUE);
+        let thread = std::thread::spawn(move || compress(out, rx));
+        Self { tx, thread }
+    }
+}
+
+fn zip_options() -> SimpleFileOptions {
+    SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(LEVEL))
+        .large_file(true)
+}
+
+/// The compressing thread: the ZIP is written here only. A queue closed
+/// before `Finish` (the archive dropped half-way) ends it with an error,
+/// never with a ZIP that looks complete.
+fn compress<W: Write>(out: W, rx: std::sync::mpsc::Receiver<ZipCmd>) -> Result<W, ExportError> {
+    let mut zip = zip::ZipWriter::new_stream(out);
+    loop {
+        match rx.recv() {
+            Ok(ZipCmd::Start(path)) => zip.start_file(path.as_str(), zip_options())?,
+            Ok(ZipCmd::Data(buf)) => zip.write_all(&buf)?,
+            Ok(ZipCmd::Spool { path, spool, key }) => {
+                zip.start_file(path.as_str(), zip_options())?;
+                let mut r = open(
+                    &key,
+                    std::io::BufReader::with_capacity(CHUNK, std::fs::File::open(&spool.0)?),
+                )?;
+                std::io::copy(&mut r, &mut zip)?;
+            }
+            Ok(ZipCmd::Finish) => return Ok(zip.finish()?.into_inner()),
+            Err(_) => {
+                return Err(ExportError::Invalid(
+                    "the archive was abandoned before it was finished".into(),
+                ));
+            }
+        }
+    }
 }
 
 /// The dataset being written.
@@ -139,11 +199,31 @@ struct Current {
     rows: u64,
     hash: Sha256,
     bytes: u64,
-    csv: csv::Writer<SealWriter<std::io::BufWriter<std::fs::File>>>,
+    csv: csv::Writer<Hashing<SealWriter<std::io::BufWriter<std::fs::File>>>>,
     /// The spool file, removed when the dataset ends or the archive is
     /// dropped half-way.
     spool: SpoolGuard,
     spool_key: Key,
+}
+
+/// Hashes and counts what passes to the writer it owns (the plain CSV on
+/// its way into the sealed spool).
+struct Hashing<W: Write> {
+    inner: W,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Removes a spool file however the dataset ends.
@@ -155,10 +235,11 @@ impl Drop for SpoolGuard {
     }
 }
 
-impl<W: Write> Archive<W> {
+impl<W: Write + Send + 'static> Archive<W> {
     pub fn new(out: W, export_id: &str, created_at: &str) -> Self {
         Self {
-            zip: zip::ZipWriter::new_stream(out),
+            zip: Some(Zipper::start(out)),
+            pending: Vec::with_capacity(CHUNK),
             export_id: export_id.to_owned(),
             created_at: created_at.to_owned(),
             datasets: vec![],
@@ -174,30 +255,47 @@ impl<W: Write> Archive<W> {
         self
     }
 
-    fn options() -> SimpleFileOptions {
-        SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated)
-            .large_file(true)
+    /// Hands a command to the compressing thread; if that thread stopped
+    /// (it failed: the output refused a write, say), its error.
+    fn send(&mut self, cmd: ZipCmd) -> Result<(), ExportError> {
+        let Some(z) = self.zip.as_ref() else {
+            return Err(ExportError::Invalid("the archive failed earlier".into()));
+        };
+        if z.tx.send(cmd).is_ok() {
+            return Ok(());
+        }
+        Err(self.stopped())
+    }
+
+    /// The compressing thread's error, once it has stopped.
+    fn stopped(&mut self) -> ExportError {
+        match self.zip.take().map(|z| z.thread.join()) {
+            Some(Ok(Err(e))) => e,
+            Some(Err(_)) => ExportError::Invalid("the compressing thread failed".into()),
+            _ => ExportError::Invalid("the archive failed earlier".into()),
+        }
+    }
+
+    /// Hands the buffered JSON bytes over.
+    fn flush_pending(&mut self) -> Result<(), ExportError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK));
+        self.send(ZipCmd::Data(buf))
     }
 
     /// Writes one whole file, hashing what is written.
-    fn file(
-        &mut self,
-        path: String,
-        body: impl FnOnce(&mut dyn Write) -> Result<(), ExportError>,
-    ) -> Result<(), ExportError> {
-        self.zip.start_file(path.as_str(), Self::options())?;
-        let mut h = Hashing {
-            inner: &mut self.zip,
-            hash: Sha256::new(),
-            bytes: 0,
-        };
-        body(&mut h)?;
-        let (sha, bytes) = (hex::encode(h.hash.finalize()), h.bytes);
+    fn file(&mut self, path: String, body: &[u8]) -> Result<(), ExportError> {
+        self.flush_pending()?;
+        self.send(ZipCmd::Start(path.clone()))?;
+        for chunk in body.chunks(CHUNK) {
+            self.send(ZipCmd::Data(chunk.to_vec()))?;
+        }
         self.files.push(FileEntry {
             path,
-            bytes,
-            sha256: sha,
+            bytes: body.len() as u64,
+            sha256: hex::encode(Sha256::digest(body)),
         });
         Ok(())
     }
@@ -208,9 +306,12 @@ impl<W: Write> Archive<W> {
             .current
             .as_mut()
             .ok_or_else(|| ExportError::Invalid("no dataset is open".into()))?;
-        self.zip.write_all(bytes)?;
         c.hash.update(bytes);
         c.bytes += bytes.len() as u64;
+        self.pending.extend_from_slice(bytes);
+        if self.pending.len() >= CHUNK {
+            self.flush_pending()?;
+        }
         Ok(())
     }
 
@@ -247,13 +348,18 @@ impl<W: Write> Archive<W> {
         ));
         let file = std::fs::File::create(&spool_path)?;
         let guard = SpoolGuard(spool_path);
-        let mut sealed = seal(&spool_key, std::io::BufWriter::new(file))?;
+        let sealed = seal(&spool_key, std::io::BufWriter::new(file))?;
+        let mut hashing = Hashing {
+            inner: sealed,
+            hash: Sha256::new(),
+            bytes: 0,
+        };
         // A BOM so spreadsheet programs read UTF-8 (Chinese) correctly.
-        sealed.write_all("\u{feff}".as_bytes())?;
-        let mut csv = csv::Writer::from_writer(sealed);
+        hashing.write_all("\u{feff}".as_bytes())?;
+        let mut csv = csv::Writer::from_writer(hashing);
         csv.write_record(columns).map_err(std::io::Error::other)?;
-        self.zip
-            .start_file(format!("{base}.json"), Self::options())?;
+        self.flush_pending()?;
+        self.send(ZipCmd::Start(format!("{base}.json")))?;
         self.current = Some(Current {
             system: system.to_owned(),
             name: name.to_owned(),
@@ -283,27 +389,37 @@ impl<W: Write> Archive<W> {
                 "a dataset holds at most {MAX_ROWS_PER_DATASET} rows"
             )));
         }
-        let mut buf = Vec::with_capacity(256);
+        let start = self.pending.len();
         if rows > 0 {
-            buf.push(b',');
+            self.pending.push(b',');
         }
-        buf.push(b'\n');
-        serde_json::to_writer(&mut buf, row).map_err(std::io::Error::other)?;
-        self.json(&buf)?;
+        self.pending.push(b'\n');
+        serde_json::to_writer(&mut self.pending, row).map_err(std::io::Error::other)?;
         if let Some(c) = self.current.as_mut() {
+            let written = &self.pending[start..];
+            c.hash.update(written);
+            c.bytes += written.len() as u64;
             c.rows += 1;
-            let rec = c.columns.iter().map(|k| match row.get(k) {
-                None | Some(serde_json::Value::Null) => String::new(),
-                Some(serde_json::Value::String(s)) => s.clone(),
-                Some(v) => v.to_string(),
-            });
-            c.csv.write_record(rec).map_err(std::io::Error::other)?;
+            for k in &c.columns {
+                match row.get(k) {
+                    None | Some(serde_json::Value::Null) => c.csv.write_field(""),
+                    Some(serde_json::Value::String(s)) => c.csv.write_field(s),
+                    Some(v) => c.csv.write_field(v.to_string()),
+                }
+                .map_err(std::io::Error::other)?;
+            }
+            c.csv
+                .write_record(None::<&[u8]>)
+                .map_err(std::io::Error::other)?;
+        }
+        if self.pending.len() >= CHUNK {
+            self.flush_pending()?;
         }
         Ok(())
     }
 
-    /// Ends the open dataset: closes its JSON file and copies the CSV spool
-    /// into the archive. Returns the number of rows.
+    /// Ends the open dataset: closes its JSON file and hands the CSV spool
+    /// to the compressing thread. Returns the number of rows.
     pub fn end_dataset(&mut self) -> Result<u64, ExportError> {
         self.json(b"\n]\n")?;
         let Some(c) = self.current.take() else {
@@ -314,19 +430,24 @@ impl<W: Write> Archive<W> {
             bytes: c.bytes,
             sha256: hex::encode(c.hash.finalize()),
         });
-        let sealed = c
+        let hashing = c
             .csv
             .into_inner()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        sealed.finish()?.flush()?;
-        let mut spool = open(
-            &c.spool_key,
-            std::io::BufReader::new(std::fs::File::open(&c.spool.0)?),
-        )?;
-        self.file(format!("{}.csv", c.base), |w| {
-            std::io::copy(&mut spool, w)?;
-            Ok(())
+        let (csv_hash, csv_bytes) = (hashing.hash.finalize(), hashing.bytes);
+        hashing.inner.finish()?.flush()?;
+        self.flush_pending()?;
+        let path = format!("{}.csv", c.base);
+        self.send(ZipCmd::Spool {
+            path: path.clone(),
+            spool: c.spool,
+            key: c.spool_key,
         })?;
+        self.files.push(FileEntry {
+            path,
+            bytes: csv_bytes,
+            sha256: hex::encode(csv_hash),
+        });
         self.datasets.push(DatasetEntry {
             system: c.system,
             name: c.name,
@@ -365,10 +486,7 @@ impl<W: Write> Archive<W> {
             self.end_dataset()?;
         }
         let readme = readme(&self.export_id, &self.created_at, &self.datasets);
-        self.file("README.md".into(), |w| {
-            w.write_all(readme.as_bytes())?;
-            Ok(())
-        })?;
+        self.file("README.md".into(), readme.as_bytes())?;
         let manifest = Manifest {
             format: "lethe-export/1".into(),
             export_id: self.export_id.clone(),
@@ -376,9 +494,14 @@ impl<W: Write> Archive<W> {
             datasets: self.datasets.clone(),
             files: self.files.clone(),
         };
-        self.zip.start_file("manifest.json", Self::options())?;
-        serde_json::to_writer_pretty(&mut self.zip, &manifest).map_err(std::io::Error::other)?;
-        let out = self.zip.finish()?.into_inner();
+        let body = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other)?;
+        self.send(ZipCmd::Start("manifest.json".into()))?;
+        self.send(ZipCmd::Data(body))?;
+        self.send(ZipCmd::Finish)?;
+        let out = match self.zip.take().map(|z| z.thread.join()) {
+            Some(Ok(r)) => r?,
+            _ => return Err(ExportError::Invalid("the compressing thread failed".into())),
+        };
         Ok((out, manifest))
     }
 }
