@@ -49,6 +49,13 @@ impl AuditEvent {
         out.extend_from_slice(b"{\"seq\":");
         let mut num = [0u8; 20];
         out.extend_from_slice(fmt_u64(self.seq, &mut num));
+        self.canonical_tail_into(out);
+    }
+
+    /// The canonical bytes after the sequence number (`,"case_id":…}`):
+    /// what an event is before it is sequenced. [`leaf_hash_of`] gives the
+    /// leaf hash from it and a sequence number.
+    pub fn canonical_tail_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b",\"case_id\":");
         json_str(out, &self.case_id);
         out.extend_from_slice(b",\"subject\":");
@@ -185,6 +192,18 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// The leaf hash of the event whose canonical bytes after the sequence
+/// number are `tail` ([`AuditEvent::canonical_tail_into`]), given `seq`.
+pub fn leaf_hash_of(seq: u64, tail: &[u8]) -> Hash {
+    let mut num = [0u8; 20];
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(b"{\"seq\":");
+    h.update(fmt_u64(seq, &mut num));
+    h.update(tail);
+    h.finalize().into()
 }
 
 /// RFC 6962 leaf hash: SHA-256(0x00 || bytes).

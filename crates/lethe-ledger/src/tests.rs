@@ -315,6 +315,11 @@ mod canonical {
                 detail: serde_json::json!({ "z": n, "a": [k, "\\u{7f}\\u{1}"], "m": { "y": null, "b": true } }),
             };
             prop_assert_eq!(e.canonical(), serde_json::to_vec(&e).unwrap());
+            // The sequencer hashes the tail written before the event had a
+            // sequence number: the same leaf hash.
+            let mut tail = vec![];
+            e.canonical_tail_into(&mut tail);
+            prop_assert_eq!(crate::leaf_hash_of(e.seq, &tail), e.leaf_hash());
         }
     }
 }

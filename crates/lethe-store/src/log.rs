@@ -38,8 +38,6 @@ pub const LEASE_TTL_MS: i64 = 10_000;
 pub const MAX_MERGE_DELAY: std::time::Duration = std::time::Duration::from_secs(30);
 /// Events integrated per transaction at most.
 pub const MAX_SEQUENCE_BATCH: u32 = 10_000;
-/// Rows per multi-row statement of the sequencer.
-const ROWS_PER_STATEMENT: usize = 1_000;
 
 /// What one sequencing pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +83,16 @@ pub(crate) fn clean_json(v: &mut serde_json::Value) {
     }
 }
 
-/// Events queued per multi-row INSERT (9 values each).
+/// The event's canonical bytes after its sequence number, as text (JSON
+/// is UTF-8 and escapes every control character, so the sequencer's
+/// separators never occur in it).
+fn tail(event: &AuditEvent) -> String {
+    let mut out = Vec::with_capacity(256);
+    event.canonical_tail_into(&mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Events queued per multi-row INSERT (10 values each).
 const EVENTS_PER_INSERT: usize = 500;
 
 /// Queues one event (its `seq` is ignored: the sequencer assigns it);
@@ -98,7 +105,8 @@ pub(crate) async fn insert_event(
     // carries control or bidirectional formatting characters into the log.
     event.actor = lethe_domain::ids::clean_text(&event.actor);
     clean_json(&mut event.detail);
-    let qid: i64 = sqlx::query_scalar("INSERT INTO audit_queue (case_id, subject, kind, from_state, to_state, actor, at, detail, queued_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING qid")
+    let body = tail(&event);
+    let qid: i64 = sqlx::query_scalar("INSERT INTO audit_queue (case_id, subject, kind, from_state, to_state, actor, at, detail, queued_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING qid")
         .bind(event.case_id)
         .bind(event.subject)
         .bind(event.kind)
@@ -108,6 +116,7 @@ pub(crate) async fn insert_event(
         .bind(event.at)
         .bind(event.detail.to_string())
         .bind(ms(crate::now_wall()))
+        .bind(body)
         .fetch_one(&mut ctx.conn)
         .await
         .map_err(db("queue audit event"))?;
@@ -127,28 +136,31 @@ pub(crate) async fn insert_events(
     for chunk in events.chunks(EVENTS_PER_INSERT) {
         let marks: Vec<String> = (0..chunk.len())
             .map(|i| {
-                let b = i * 9;
-                let p: Vec<String> = (1..=9).map(|k| format!("${}", b + k)).collect();
+                let b = i * 10;
+                let p: Vec<String> = (1..=10).map(|k| format!("${}", b + k)).collect();
                 format!("({})", p.join(", "))
             })
             .collect();
         let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO audit_queue (case_id, subject, kind, from_state, to_state, actor, at, detail, queued_at) VALUES {}",
+            "INSERT INTO audit_queue (case_id, subject, kind, from_state, to_state, actor, at, detail, queued_at, body) VALUES {}",
             marks.join(", ")
         )));
         for e in chunk {
-            let mut detail = e.detail.clone();
-            clean_json(&mut detail);
+            let mut e = e.clone();
+            clean_json(&mut e.detail);
+            e.actor = lethe_domain::ids::clean_text(&e.actor);
+            let body = tail(&e);
             q = q
                 .bind(e.case_id.clone())
                 .bind(e.subject.clone())
                 .bind(e.kind.clone())
                 .bind(e.from_state.clone())
                 .bind(e.to_state.clone())
-                .bind(lethe_domain::ids::clean_text(&e.actor))
+                .bind(e.actor.clone())
                 .bind(e.at.clone())
-                .bind(detail.to_string())
-                .bind(now);
+                .bind(e.detail.to_string())
+                .bind(now)
+                .bind(body);
         }
         q.execute(&mut ctx.conn)
             .await
@@ -204,11 +216,20 @@ async fn frontier_at(conn: &mut DbConn, size: u64) -> Result<Frontier, StoreErro
         .ok_or_else(|| StoreError::Corrupt("the audit log's Merkle nodes are incomplete".into()))
 }
 
+/// Perfect subtrees are stored at every [`NODE_STRIDE`]-th level only
+/// (an aligned subtree of 16 leaves, of 256, ...): one stored node per 15
+/// leaves instead of one per leaf. A node between two stored levels is
+/// computed from at most 8 stored nodes (or leaf hashes) below it.
+pub const NODE_STRIDE: u32 = 4;
+
 pub(crate) async fn perfect_node(
     conn: &mut DbConn,
     level: u32,
     idx: u64,
 ) -> Result<Option<Hash>, StoreError> {
+    if !level.is_multiple_of(NODE_STRIDE) {
+        return computed_node(conn, level, idx).await;
+    }
     let text: Option<String> = if level == 0 {
         sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = $1")
             .bind(i64::try_from(idx + 1).unwrap_or(i64::MAX))
@@ -226,6 +247,53 @@ pub(crate) async fn perfect_node(
         let mut h = [0u8; 32];
         hex::decode_to_slice(t, &mut h).ok().map(|_| h)
     }))
+}
+
+/// A node at a level that is not stored, from the stored level below.
+async fn computed_node(
+    conn: &mut DbConn,
+    level: u32,
+    idx: u64,
+) -> Result<Option<Hash>, StoreError> {
+    let base = level - level % NODE_STRIDE;
+    let n = 1u64 << (level - base);
+    let start = idx << (level - base);
+    let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let rows: Vec<String> = if base == 0 {
+        sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq BETWEEN $1 AND $2 ORDER BY seq")
+            .bind(i(start + 1))
+            .bind(i(start + n))
+            .fetch_all(&mut *conn)
+            .await
+    } else {
+        sqlx::query_scalar(
+            "SELECT hash FROM audit_nodes WHERE level = $1 AND idx BETWEEN $2 AND $3 ORDER BY idx",
+        )
+        .bind(i64::from(base))
+        .bind(i(start))
+        .bind(i(start + n - 1))
+        .fetch_all(&mut *conn)
+        .await
+    }
+    .map_err(db("read audit nodes"))?;
+    if rows.len() as u64 != n {
+        return Ok(None);
+    }
+    let mut layer: Vec<Hash> = Vec::with_capacity(rows.len());
+    for t in rows {
+        let mut h = [0u8; 32];
+        if hex::decode_to_slice(t, &mut h).is_err() {
+            return Ok(None);
+        }
+        layer.push(h);
+    }
+    while layer.len() > 1 {
+        layer = layer
+            .chunks(2)
+            .map(|p| lethe_ledger::merkle::node_hash(&p[0], &p[1]))
+            .collect();
+    }
+    Ok(layer.pop())
 }
 
 async fn rebuild_tree(conn: &mut DbConn) -> Result<(), StoreError> {
@@ -296,23 +364,104 @@ async fn take_lease(
         .map_err(db("take the sequencer's lease"))
 }
 
-/// A queued event read by the sequencer.
-struct Queued {
-    qid: i64,
-    event: AuditEvent,
+/// The event kind in a canonical tail (`,"case_id":…,"kind":"…",…`):
+/// kinds are Lethe's own dotted names, never escaped.
+fn kind_of(body: &str) -> &str {
+    body.split_once(",\"kind\":\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map_or("unknown", |(k, _)| k)
 }
 
-/// `(qid, seq, 'hash')` rows inlined as literals: integers the store made
-/// and hex it computed, nothing from outside.
-fn value_rows(rows: &[(i64, u64, Hash)]) -> String {
-    let mut out = String::with_capacity(rows.len() * 90);
-    for (i, (qid, seq, hash)) in rows.iter().enumerate() {
+/// Moves a sequenced batch from the queue to the log in three statements,
+/// whatever its size: the rows (sequence number and leaf hash joined in
+/// from one JSON parameter), the deletion from the queue, the Merkle nodes.
+async fn move_batch(
+    ctx: &mut WriteCtx,
+    leaves: &[(i64, u64, Hash)],
+    nodes: &[(u32, u64, Hash)],
+) -> Result<(), StoreError> {
+    use std::fmt::Write as _;
+    let mut json = String::with_capacity(leaves.len() * 100 + 2);
+    json.push('[');
+    for (i, (qid, seq, hash)) in leaves.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            json.push(',');
         }
-        out.push_str(&format!("({qid},{seq},'{}')", hex::encode(hash)));
+        let _ = write!(
+            json,
+            "{{\"q\":{qid},\"s\":{seq},\"h\":\"{}\"}}",
+            hex::encode(hash)
+        );
     }
-    out
+    json.push(']');
+    let (lo, hi) = (leaves[0].0, leaves[leaves.len() - 1].0);
+    let insert = match ctx.backend {
+        crate::Backend::Postgres => {
+            "INSERT INTO audit_events (seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash, qid) \
+             SELECT v.s, q.case_id, q.subject, q.kind, q.from_state, q.to_state, q.actor, q.at, q.detail, v.h, q.qid \
+             FROM jsonb_to_recordset(CAST($1 AS jsonb)) AS v(q bigint, s bigint, h text) JOIN audit_queue q ON q.qid = v.q \
+             WHERE q.qid BETWEEN $2 AND $3"
+        }
+        crate::Backend::Sqlite => {
+            "INSERT INTO audit_events (seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash, qid) \
+             SELECT json_extract(v.value, '$.s'), q.case_id, q.subject, q.kind, q.from_state, q.to_state, q.actor, q.at, q.detail, json_extract(v.value, '$.h'), q.qid \
+             FROM json_each($1) AS v JOIN audit_queue q ON q.qid = json_extract(v.value, '$.q') \
+             WHERE q.qid BETWEEN $2 AND $3"
+        }
+    };
+    let moved = sqlx::query(insert)
+        .bind(json)
+        .bind(lo)
+        .bind(hi)
+        .execute(&mut ctx.conn)
+        .await
+        .map_err(db("sequence audit events"))?
+        .rows_affected();
+    if moved != leaves.len() as u64 {
+        return Err(StoreError::Corrupt(format!(
+            "{} queued audit events read, {moved} moved",
+            leaves.len()
+        )));
+    }
+    // The queue ids inlined: integers the store itself issued.
+    let mut ids = String::with_capacity(leaves.len() * 8);
+    for (i, (qid, _, _)) in leaves.iter().enumerate() {
+        if i > 0 {
+            ids.push(',');
+        }
+        let _ = write!(ids, "{qid}");
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM audit_queue WHERE qid IN ({ids})"
+    )))
+    .execute(&mut ctx.conn)
+    .await
+    .map_err(db("sequence audit events"))?;
+    if !nodes.is_empty() {
+        let mut json = String::with_capacity(nodes.len() * 100 + 2);
+        json.push('[');
+        for (i, (l, x, h)) in nodes.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            let _ = write!(json, "{{\"l\":{l},\"i\":{x},\"h\":\"{}\"}}", hex::encode(h));
+        }
+        json.push(']');
+        let insert = match ctx.backend {
+            crate::Backend::Postgres => {
+                "INSERT INTO audit_nodes (level, idx, hash) SELECT v.l, v.i, v.h FROM jsonb_to_recordset(CAST($1 AS jsonb)) AS v(l bigint, i bigint, h text)"
+            }
+            crate::Backend::Sqlite => {
+                "INSERT INTO audit_nodes (level, idx, hash) SELECT json_extract(value, '$.l'), json_extract(value, '$.i'), json_extract(value, '$.h') FROM json_each($1)"
+            }
+        };
+        sqlx::query(insert)
+            .bind(json)
+            .execute(&mut ctx.conn)
+            .await
+            .map_err(db("append audit nodes"))?;
+    }
+    Ok(())
 }
 
 async fn sequence_in(
@@ -341,81 +490,62 @@ async fn sequence_in(
         Some(f) if f.size() == size => f,
         _ => frontier_at(&mut ctx.conn, size).await?,
     };
-    let rows = sqlx::query("SELECT qid, case_id, subject, kind, from_state, to_state, actor, at, detail FROM audit_queue ORDER BY qid LIMIT $1")
+    // One row for the whole batch (per-row decoding would cost more than
+    // the rest): `qid US body` joined by RS, in queue order.
+    let agg = match ctx.backend {
+        crate::Backend::Postgres => {
+            "SELECT string_agg(CAST(qid AS TEXT) || chr(31) || body, chr(30) ORDER BY qid), COUNT(*) FROM (SELECT qid, body FROM audit_queue ORDER BY qid LIMIT $1) AS b"
+        }
+        crate::Backend::Sqlite => {
+            "SELECT group_concat(qid || char(31) || body, char(30)), COUNT(*) FROM (SELECT qid, body FROM audit_queue ORDER BY qid LIMIT $1) AS b"
+        }
+    };
+    let row = sqlx::query(agg)
         .bind(i64::from(max.clamp(1, MAX_SEQUENCE_BATCH)))
-        .fetch_all(&mut ctx.conn)
+        .fetch_one(&mut ctx.conn)
         .await
         .map_err(db("read the audit queue"))?;
-    let mut queued = Vec::with_capacity(rows.len());
-    for r in &rows {
-        queued.push(Queued {
-            qid: r.get(0),
-            event: AuditEvent {
-                seq: 0,
-                case_id: r.get(1),
-                subject: r.get(2),
-                kind: r.get(3),
-                from_state: r.get(4),
-                to_state: r.get(5),
-                actor: r.get(6),
-                at: r.get(7),
-                detail: serde_json::from_str(&r.get::<String, _>(8))
-                    .map_err(|_| StoreError::Corrupt("queued audit detail".into()))?,
-            },
-        });
+    let text: Option<String> = row.get(0);
+    let text = text.unwrap_or_default();
+    let mut queued: Vec<(i64, &str)> =
+        Vec::with_capacity(usize::try_from(row.get::<i64, _>(1)).unwrap_or(0));
+    for item in text.split('\u{1e}').filter(|x| !x.is_empty()) {
+        let (qid, body) = item
+            .split_once('\u{1f}')
+            .ok_or_else(|| StoreError::Corrupt("queued audit event".into()))?;
+        let qid: i64 = qid
+            .parse()
+            .map_err(|_| StoreError::Corrupt("queued audit event id".into()))?;
+        queued.push((qid, body));
     }
-    drop(rows);
+    // Queue order, whatever order the aggregate kept.
+    queued.sort_unstable_by_key(|(q, _)| *q);
     let mut leaves = Vec::with_capacity(queued.len());
     let mut nodes = vec![];
-    let mut kinds: std::collections::BTreeMap<String, i64> = Default::default();
-    let mut buf = Vec::with_capacity(512);
-    for q in &mut queued {
-        q.event.seq = frontier.size() + 1;
-        let hash = q.event.leaf_hash_with(&mut buf);
-        frontier.push(hash, |l, i, h| nodes.push((l, i, *h)));
-        leaves.push((q.qid, q.event.seq, hash));
-        *kinds.entry(std::mem::take(&mut q.event.kind)).or_default() += 1;
+    let mut kinds: std::collections::BTreeMap<&str, i64> = Default::default();
+    for (qid, body) in &queued {
+        let seq = frontier.size() + 1;
+        let hash = lethe_ledger::leaf_hash_of(seq, body.as_bytes());
+        frontier.push(hash, |l, i, h| {
+            if l.is_multiple_of(NODE_STRIDE) {
+                nodes.push((l, i, *h));
+            }
+        });
+        leaves.push((*qid, seq, hash));
+        *kinds.entry(kind_of(body)).or_default() += 1;
     }
-    for chunk in leaves.chunks(ROWS_PER_STATEMENT) {
-        let values = value_rows(chunk);
-        let qids: Vec<String> = chunk.iter().map(|(q, _, _)| q.to_string()).collect();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO audit_events (seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash, qid) \
-             SELECT v.column2, q.case_id, q.subject, q.kind, q.from_state, q.to_state, q.actor, q.at, q.detail, v.column3, q.qid \
-             FROM audit_queue q JOIN (VALUES {values}) AS v ON q.qid = v.column1 ORDER BY v.column2"
-        )))
-        .execute(&mut ctx.conn)
-        .await
-        .map_err(db("sequence audit events"))?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM audit_queue WHERE qid IN ({})",
-            qids.join(",")
-        )))
-        .execute(&mut ctx.conn)
-        .await
-        .map_err(db("sequence audit events"))?;
-    }
-    for chunk in nodes.chunks(ROWS_PER_STATEMENT) {
-        let values: Vec<String> = chunk
-            .iter()
-            .map(|(l, i, h)| format!("({l},{i},'{}')", hex::encode(h)))
-            .collect();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO audit_nodes (level, idx, hash) VALUES {}",
-            values.join(",")
-        )))
-        .execute(&mut ctx.conn)
-        .await
-        .map_err(db("append audit nodes"))?;
+    if !leaves.is_empty() {
+        move_batch(ctx, &leaves, &nodes).await?;
     }
     for (kind, n) in kinds {
         sqlx::query("INSERT INTO audit_kind_counts (kind, n) VALUES ($1, $2) ON CONFLICT (kind) DO UPDATE SET n = audit_kind_counts.n + excluded.n")
-            .bind(kind)
+            .bind(kind.to_owned())
             .bind(n)
             .execute(&mut ctx.conn)
             .await
             .map_err(db("count audit events"))?;
     }
+    drop(queued);
     if let Some((signer, timestamp)) = sign
         && frontier.size() > 0
     {

@@ -16,12 +16,17 @@ fn series(kind: &str, n: u64) -> String {
     }
 }
 
-/// Queues `n` events shaped like a case's (a transition with a detail).
+/// Queues `n` events shaped like a case's (a transition with a detail),
+/// each with its canonical bytes after the sequence number, as a change
+/// writes them.
 async fn fill(pool: &AnyPool, kind: &str, n: u64, table: &str) -> anyhow::Result<()> {
+    let detail = "'{\"assurance\":\"L1\",\"cooling_off_ends_at\":\"2026-12-13T08:00:00Z\",\"n\":' || g || '}'";
     pool.execute(AssertSqlSafe(format!(
-        "INSERT INTO {table} (case_id, subject, kind, from_state, to_state, actor, at, detail, queued_at) \
+        "INSERT INTO {table} (case_id, subject, kind, from_state, to_state, actor, at, detail, queued_at, body) \
          SELECT 'c-' || g, '8f2c3d' || g, 'case.confirmed', 'consequences_acknowledged', 'cooling_off', 'platform:demo', \
-         '2026-12-06T08:00:00Z', '{{\"assurance\":\"L1\",\"cooling_off_ends_at\":\"2026-12-13T08:00:00Z\",\"n\":' || g || '}}', 0 FROM {}",
+         '2026-12-06T08:00:00Z', {detail}, 0, \
+         ',\"case_id\":\"c-' || g || '\",\"subject\":\"8f2c3d' || g || '\",\"kind\":\"case.confirmed\",\"from_state\":\"consequences_acknowledged\",\"to_state\":\"cooling_off\",\"actor\":\"platform:demo\",\"at\":\"2026-12-06T08:00:00Z\",\"detail\":' || {detail} || '}}' \
+         FROM {}",
         series(kind, n)
     )))
     .await?;

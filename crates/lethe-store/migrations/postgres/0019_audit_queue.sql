@@ -15,6 +15,9 @@ CREATE TABLE audit_queue (
     actor TEXT NOT NULL,
     at TEXT NOT NULL,
     detail TEXT NOT NULL,
+    -- The event's canonical JSON after its sequence number (what the
+    -- sequencer hashes with the number it assigns).
+    body TEXT NOT NULL,
     queued_at BIGINT NOT NULL
 );
 CREATE INDEX audit_queue_case ON audit_queue (case_id, qid);
