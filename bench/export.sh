@@ -8,4 +8,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p lethe
-./target/release/lethe bench export --mb "${1:-1024}"
+"${CARGO_TARGET_DIR:-target}/release/lethe" bench export --mb "${1:-1024}"

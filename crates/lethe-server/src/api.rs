@@ -1166,12 +1166,15 @@ pub async fn receipt_body(st: &AppState, p: &Principal, id: &str) -> Result<Stri
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TimelineEntry {
+    /// The event's place in the audit log; 0 while it waits for the
+    /// sequencer (at most the maximum merge delay, usually milliseconds).
     pub seq: u64,
     pub kind: String,
     pub from_state: Option<String>,
     pub to_state: String,
     pub actor: String,
     pub at: String,
+    /// Hex leaf hash; empty while the event waits for the sequencer.
     pub hash: String,
 }
 

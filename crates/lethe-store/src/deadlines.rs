@@ -125,8 +125,8 @@ impl Store {
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<Alert>, StoreError> {
-        // The timer calls this every tick, and the write below holds the
-        // audit log's lock (shared by all instances): look first.
+        // The timer calls this every tick: look first, write only when
+        // there is an alert to raise.
         let sql = "SELECT 1 FROM deadlines WHERE met_at IS NULL AND due_at IS NOT NULL
                AND ((due_at <= $1 AND escalated_at IS NULL) OR (warn_at <= $1 AND warned_at IS NULL AND due_at > $1)) LIMIT 1";
         if !self.any_due(sql, now, "look for deadline alerts").await? {
@@ -135,13 +135,17 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    let due: Vec<(String, String, bool, bool)> = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    // Read without locking: each alert then locks its case
+                    // first and its deadline second, the order every change
+                    // of a case takes (so the monitor never waits in a cycle
+                    // with one), passing over a case another transaction
+                    // holds (the next tick takes it).
+                    let due: Vec<(String, String, bool, bool)> = sqlx::query(
                         "SELECT case_id, kind, CASE WHEN due_at <= $1 THEN 1 ELSE 0 END AS overdue, provisional FROM deadlines
                          WHERE met_at IS NULL AND due_at IS NOT NULL
                            AND ((due_at <= $1 AND escalated_at IS NULL) OR (warn_at <= $1 AND warned_at IS NULL AND due_at > $1))
-                         ORDER BY due_at LIMIT $2 {}",
-                        ctx.skip_locked()
-                    )))
+                         ORDER BY due_at LIMIT $2",
+                    )
                     .bind(ms(now))
                     .bind(i64::from(limit))
                     .fetch_all(&mut ctx.conn)
@@ -153,12 +157,28 @@ impl Store {
                     let mut out = vec![];
                     for (case_id, kind, overdue, provisional) in due {
                         let id = CaseId::parse(&case_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        let locked: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                            "SELECT id FROM cases WHERE id = $1 {}",
+                            ctx.skip_locked()
+                        )))
+                        .bind(case_id.clone())
+                        .fetch_optional(&mut ctx.conn)
+                        .await
+                        .map_err(db("lock case"))?;
+                        if locked.is_none() {
+                            continue;
+                        }
+                        // Flagged once: another instance may have raised it
+                        // since the read above.
                         let sql = if overdue {
-                            "UPDATE deadlines SET escalated_at = $1, warned_at = COALESCE(warned_at, $1) WHERE case_id = $2 AND kind = $3"
+                            "UPDATE deadlines SET escalated_at = $1, warned_at = COALESCE(warned_at, $1) WHERE case_id = $2 AND kind = $3 AND met_at IS NULL AND escalated_at IS NULL"
                         } else {
-                            "UPDATE deadlines SET warned_at = $1 WHERE case_id = $2 AND kind = $3"
+                            "UPDATE deadlines SET warned_at = $1 WHERE case_id = $2 AND kind = $3 AND met_at IS NULL AND warned_at IS NULL"
                         };
-                        sqlx::query(sql).bind(ms(now)).bind(case_id.clone()).bind(kind.clone()).execute(&mut ctx.conn).await.map_err(db("flag deadline"))?;
+                        let flagged = sqlx::query(sql).bind(ms(now)).bind(case_id.clone()).bind(kind.clone()).execute(&mut ctx.conn).await.map_err(db("flag deadline"))?.rows_affected();
+                        if flagged == 0 {
+                            continue;
+                        }
                         let case = load_case(ctx, id).await?;
                         let event = if overdue { lethe_domain::notice::DEADLINE_OVERDUE } else { lethe_domain::notice::DEADLINE_WARNING };
                         // A provisional due date is the earliest possible one

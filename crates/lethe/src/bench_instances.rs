@@ -151,11 +151,19 @@ impl Api {
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
         REQUESTS.fetch_add(1, Ordering::Relaxed);
         let url = format!("{}{path}", self.url);
+        // The end user's address, as a platform forwards it: each case's
+        // caller has its own (one address for every simulated user would
+        // soon meet the per-address limit on one-time codes).
+        let h = path
+            .bytes()
+            .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
+        let client = format!("10.{}.{}.{}", (h >> 16) & 255, (h >> 8) & 255, h & 255);
         let rb = match method {
             "GET" => self.http.get(url),
             _ => self
                 .http
                 .post(url)
+                .header("lethe-client-address", client)
                 .header("content-type", "application/json")
                 .header("idempotency-key", uuid::Uuid::new_v4().to_string())
                 .body(body.unwrap_or(json!({})).to_string()),
