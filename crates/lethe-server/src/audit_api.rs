@@ -43,6 +43,17 @@ async fn caught_up(st: &AppState) -> Result<(), Problem> {
 /// covering its final event is signed (on demand), the inclusion proof of
 /// that event is attached, and the whole receipt is signed.
 pub async fn seal_receipt(st: &AppState, case_id: &str) -> Result<Option<String>, Problem> {
+    seal_receipt_within(st, case_id, SEAL_WAIT).await
+}
+
+/// [`seal_receipt`], waiting at most `wait` for the final event (the
+/// timer, sealing many, does not wait: a receipt still waiting is taken up
+/// on a later tick).
+pub async fn seal_receipt_within(
+    st: &AppState,
+    case_id: &str,
+    wait: std::time::Duration,
+) -> Result<Option<String>, Problem> {
     let Some((body, signed)) = st.store.receipt_signed(case_id).await? else {
         return Ok(None);
     };
@@ -61,7 +72,7 @@ pub async fn seal_receipt(st: &AppState, case_id: &str) -> Result<Option<String>
                 receipt.final_event = Some(FinalEvent { seq, hash });
                 break;
             }
-            FinalEventState::Queued if waited < SEAL_WAIT => {
+            FinalEventState::Queued if waited < wait => {
                 tokio::time::sleep(SEAL_POLL).await;
                 waited += SEAL_POLL;
             }

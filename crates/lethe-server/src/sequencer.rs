@@ -74,7 +74,11 @@ pub async fn run(st: AppState, mut shutdown: watch::Receiver<bool>) {
             match st.store.sequencer_lease().await {
                 Ok(None) => true,
                 Ok(Some((owner, expires_at, _))) => {
-                    if expires_at < lethe_store::now_wall().as_millisecond() {
+                    // Ours (after a failed pass, or taken by a request
+                    // that caught the log up), free, or run out.
+                    if owner == st.store.instance()
+                        || expires_at < lethe_store::now_wall().as_millisecond()
+                    {
                         true
                     } else if process_gone(st.store.instance(), &owner) {
                         // The holder ran on this host and its process is

@@ -155,7 +155,13 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
             match st.store.unsigned_receipts(50).await {
                 Ok(list) => {
                     for (case_id, _) in list {
-                        if let Err(e) = crate::audit_api::seal_receipt(&st, &case_id).await {
+                        if let Err(e) = crate::audit_api::seal_receipt_within(
+                            &st,
+                            &case_id,
+                            std::time::Duration::ZERO,
+                        )
+                        .await
+                        {
                             tracing::error!(case = %case_id, problem = %e.detail, "signing a receipt failed");
                         }
                     }

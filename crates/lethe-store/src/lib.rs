@@ -369,8 +369,22 @@ impl Store {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "localhost".into());
+        // The PID namespace beside the host name: two containers sharing a
+        // host name but not their process ids are told apart (a holder's
+        // pid is only looked up on the same host and namespace).
+        let pidns = std::fs::read_link("/proc/self/ns/pid")
+            .ok()
+            .map(|l| {
+                l.to_string_lossy()
+                    .chars()
+                    .filter(char::is_ascii_digit)
+                    .collect::<String>()
+            })
+            .filter(|d| !d.is_empty())
+            .map(|d| format!(":{d}"))
+            .unwrap_or_default();
         let instance = format!(
-            "{host}/{}/{}",
+            "{host}{pidns}/{}/{}",
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..6]
         );
@@ -2093,23 +2107,20 @@ pub(crate) async fn case_events(
     conn: &mut DbConn,
     case_id: &str,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    let mut events: Vec<RecordedEvent> = sqlx::query("SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash FROM audit_events WHERE case_id = $1 ORDER BY seq")
-        .bind(case_id.to_owned())
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db("read audit"))?
-        .iter()
-        .map(row_to_event)
-        .collect::<Result<_, _>>()?;
-    let queued = sqlx::query("SELECT 0, case_id, subject, kind, from_state, to_state, actor, at, detail, '' FROM audit_queue WHERE case_id = $1 ORDER BY qid")
+    // One statement, one snapshot: the sequencer moving an event between
+    // two reads could otherwise hide it from both.
+    let rows = sqlx::query("SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash, CAST(0 AS BIGINT) AS queued, seq AS n FROM audit_events WHERE case_id = $1 UNION ALL SELECT CAST(0 AS BIGINT), case_id, subject, kind, from_state, to_state, actor, at, detail, '', CAST(1 AS BIGINT), qid FROM audit_queue WHERE case_id = $1")
         .bind(case_id.to_owned())
         .fetch_all(&mut *conn)
         .await
         .map_err(db("read audit"))?;
-    for r in &queued {
-        events.push(row_to_event(r)?);
+    let mut keyed = Vec::with_capacity(rows.len());
+    for r in &rows {
+        keyed.push(((r.get::<i64, _>(10), r.get::<i64, _>(11)), row_to_event(r)?));
     }
-    Ok(events)
+    // Sequenced first by sequence number, then queued by queue id.
+    keyed.sort_unstable_by_key(|(k, _)| *k);
+    Ok(keyed.into_iter().map(|(_, e)| e).collect())
 }
 
 pub(crate) fn row_to_event(r: &crate::DbRow) -> Result<RecordedEvent, StoreError> {

@@ -185,11 +185,18 @@ pub(crate) async fn load_head(conn: &mut DbConn) -> Result<(), StoreError> {
     if size <= 1 {
         return Ok(());
     }
-    let nodes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_nodes")
-        .fetch_one(&mut *conn)
+    // A log the sequencer wrote has queue ids; one written before the
+    // Merkle tree existed has neither nodes nor queue ids.
+    let nodes: Option<i64> = sqlx::query_scalar("SELECT level FROM audit_nodes LIMIT 1")
+        .fetch_optional(&mut *conn)
         .await
         .map_err(db("read audit nodes"))?;
-    if nodes == 0 {
+    let sequenced: Option<i64> =
+        sqlx::query_scalar("SELECT seq FROM audit_events WHERE qid IS NOT NULL LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db("read audit"))?;
+    if nodes.is_none() && sequenced.is_none() {
         rebuild_tree(conn).await?;
     }
     Ok(())
@@ -319,7 +326,7 @@ async fn rebuild_tree(conn: &mut DbConn) -> Result<(), StoreError> {
         let mut new_nodes = vec![];
         frontier.push(leaf, |l, i, h| new_nodes.push((l, i, *h)));
         for (l, i, h) in new_nodes {
-            sqlx::query("INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3)")
+            sqlx::query("INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3) ON CONFLICT (level, idx) DO NOTHING")
                 .bind(i64::from(l))
                 .bind(i64::try_from(i).unwrap_or(i64::MAX))
                 .bind(hex::encode(h))
@@ -344,6 +351,27 @@ async fn take_lease(
     now: i64,
     ttl: i64,
 ) -> Result<Option<i64>, StoreError> {
+    // Never wait for the lease row: a holder frozen mid-batch keeps it
+    // locked until its transaction ends (the server ends idle ones), and
+    // the others must stay free to take the lease after that.
+    let present: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT owner FROM leases WHERE name = $1 {}",
+        ctx.skip_locked()
+    )))
+    .bind(name.to_owned())
+    .fetch_optional(&mut ctx.conn)
+    .await
+    .map_err(db("take the sequencer's lease"))?;
+    if present.is_none() {
+        let exists: Option<i64> = sqlx::query_scalar("SELECT epoch FROM leases WHERE name = $1")
+            .bind(name.to_owned())
+            .fetch_optional(&mut ctx.conn)
+            .await
+            .map_err(db("take the sequencer's lease"))?;
+        if exists.is_some() {
+            return Ok(None);
+        }
+    }
     let epoch: Option<i64> = sqlx::query_scalar("UPDATE leases SET epoch = epoch + CASE WHEN owner = $1 THEN 0 ELSE 1 END, owner = $1, expires_at = $2 WHERE name = $3 AND (owner = $1 OR expires_at < $4) RETURNING epoch")
         .bind(owner.to_owned())
         .bind(now + ttl)
@@ -691,9 +719,19 @@ impl Store {
             if waiting.is_none() {
                 return Ok(());
             }
-            let out = self.sequence(MAX_SEQUENCE_BATCH, None).await?;
-            if out.held && out.integrated > 0 {
-                continue;
+            // Sequence here only when the lease is free, run out or ours;
+            // else the holder does it.
+            let free = match self.sequencer_lease().await? {
+                None => true,
+                Some((owner, expires_at, _)) => {
+                    owner == *self.instance || expires_at < ms(crate::now_wall())
+                }
+            };
+            if free {
+                let out = self.sequence(MAX_SEQUENCE_BATCH, None).await?;
+                if out.held && out.integrated > 0 {
+                    continue;
+                }
             }
             if std::time::Instant::now() >= until {
                 return Err(StoreError::Refused(

@@ -1409,6 +1409,9 @@ pub(crate) async fn integrate_audit(store: &lethe_store::Store) -> anyhow::Resul
         u64::try_from(lethe_store::LEASE_TTL_MS).unwrap_or(10_000) + 5_000,
     );
     store.integrate_queued(wait).await?;
+    // A lease this command took is given back, so a running instance
+    // need not wait for it to expire.
+    store.release_sequencer().await?;
     Ok(())
 }
 
