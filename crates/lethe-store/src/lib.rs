@@ -1117,7 +1117,7 @@ impl Store {
     /// workers do not write).
     pub async fn job_ready(&self, now: Timestamp) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT CASE WHEN EXISTS(SELECT 1 FROM jobs WHERE (state = 'ready' AND run_at <= $1) OR (state = 'leased' AND lease_until <= $1)) THEN 1 ELSE 0 END",
+            "SELECT CASE WHEN EXISTS(SELECT 1 FROM jobs WHERE state = 'ready' AND run_at <= $1) OR EXISTS(SELECT 1 FROM jobs WHERE state = 'leased' AND lease_until <= $1) THEN 1 ELSE 0 END",
         )
         .bind(ms(now))
         .fetch_one(&self.read)
