@@ -337,7 +337,8 @@ async fn show_case(
                 to => e.event.to_state,
                 actor => e.event.actor,
                 at => local_time(&e.event.at, &st.tz),
-                hash => e.hash.get(..16).map(str::to_owned),
+                // None while the event waits for the sequencer.
+                hash => e.hash.get(..16).filter(|h| !h.is_empty()).map(str::to_owned),
             }
         })
         .collect();

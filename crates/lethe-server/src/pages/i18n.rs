@@ -132,6 +132,11 @@ static TEXTS: &[(&str, &str, &str)] = &[
     ("case.event", "事件", "Event"),
     ("case.hash", "审计哈希", "Audit hash"),
     ("case.job", "任务", "Job"),
+    (
+        "case.sequencing",
+        "正在写入审计日志",
+        "being added to the audit log",
+    ),
     ("case.title", "注销案件", "Cancellation case"),
     ("case.verified_by", "核验方式", "verified by"),
     ("case.when", "时间", "When"),
