@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The audit log's sequencer: a backlog of queued events integrated into the
-# Merkle tree (sequence numbers, leaf hashes, nodes, the move into the log)
-# against the raw move of the same rows in one statement, same database,
-# same run; on SQLite and on the machine's PostgreSQL.
+# Merkle tree (sequence numbers, leaf hashes, nodes, a narrow leaf row per
+# event, the pending marks deleted) against plain SQL doing the same writes
+# in one statement each, same database, same run; on SQLite and on the
+# machine's PostgreSQL.
 #
 #   bench/sequencer.sh [queued events]
 set -euo pipefail

@@ -55,7 +55,7 @@ impl Store {
     }
 
     pub async fn audit_size(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_events")
+        let n: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_leaves")
             .fetch_one(&self.read)
             .await
             .map_err(db("read audit size"))?;

@@ -470,7 +470,7 @@ impl Store {
                 .map_err(db("metrics"))?,
         );
         let events_by_kind = pairs(
-            sqlx::query("SELECT kind, CAST(SUM(n) AS BIGINT) FROM (SELECT kind, n FROM audit_kind_counts UNION ALL SELECT kind, COUNT(*) AS n FROM audit_queue GROUP BY kind) AS k GROUP BY kind")
+            sqlx::query("SELECT kind, CAST(SUM(n) AS BIGINT) FROM (SELECT kind, n FROM audit_kind_counts UNION ALL SELECT e.kind, COUNT(*) AS n FROM audit_pending p JOIN audit_entries e ON e.qid = p.qid GROUP BY e.kind) AS k GROUP BY kind")
                 .fetch_all(&self.read)
                 .await
                 .map_err(db("metrics"))?,

@@ -699,7 +699,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT $2",
+            "SELECT l.seq, e.case_id, e.subject, e.kind, e.from_state, e.to_state, e.actor, e.at, e.detail, l.hash FROM audit_leaves l JOIN audit_entries e ON e.qid = l.qid WHERE l.seq >= $1 ORDER BY l.seq LIMIT $2",
         )
         .bind(i64::try_from(from_seq).unwrap_or(i64::MAX))
         .bind(i64::from(limit))
@@ -893,7 +893,7 @@ impl Store {
         let since = since.to_string();
         let count = |r: Option<i64>| u32::try_from(r.unwrap_or(0)).unwrap_or(u32::MAX);
         let on_case: Option<i64> = sqlx::query_scalar(
-            "SELECT (SELECT COUNT(*) FROM audit_events WHERE case_id = $1 AND kind = $2 AND at >= $3) + (SELECT COUNT(*) FROM audit_queue WHERE case_id = $1 AND kind = $2 AND at >= $3)",
+            "SELECT COUNT(*) FROM audit_entries WHERE case_id = $1 AND kind = $2 AND at >= $3",
         )
         .bind(id.to_string())
         .bind(IDENTITY_CHECK_FAILED)
@@ -903,7 +903,7 @@ impl Store {
         .map_err(db("count identity check failures"))?;
         // The kind as a literal: the partial index on these events serves.
         let by_agent: Option<i64> = sqlx::query_scalar(
-            "SELECT (SELECT COUNT(*) FROM audit_events WHERE actor = $1 AND kind = 'case.identity_check_failed' AND at >= $2) + (SELECT COUNT(*) FROM audit_queue WHERE actor = $1 AND kind = 'case.identity_check_failed' AND at >= $2)",
+            "SELECT COUNT(*) FROM audit_entries WHERE actor = $1 AND kind = 'case.identity_check_failed' AND at >= $2",
         )
         .bind(actor.to_owned())
         .bind(since)
@@ -2107,9 +2107,8 @@ pub(crate) async fn case_events(
     conn: &mut DbConn,
     case_id: &str,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    // One statement, one snapshot: the sequencer moving an event between
-    // two reads could otherwise hide it from both.
-    let rows = sqlx::query("SELECT seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash, CAST(0 AS BIGINT) AS queued, seq AS n FROM audit_events WHERE case_id = $1 UNION ALL SELECT CAST(0 AS BIGINT), case_id, subject, kind, from_state, to_state, actor, at, detail, '', CAST(1 AS BIGINT), qid FROM audit_queue WHERE case_id = $1")
+    // One statement, one snapshot: each event with its leaf if it has one.
+    let rows = sqlx::query("SELECT COALESCE(l.seq, 0), e.case_id, e.subject, e.kind, e.from_state, e.to_state, e.actor, e.at, e.detail, COALESCE(l.hash, ''), CAST(CASE WHEN l.seq IS NULL THEN 1 ELSE 0 END AS BIGINT), COALESCE(l.seq, e.qid) FROM audit_entries e LEFT JOIN audit_leaves l ON l.qid = e.qid WHERE e.case_id = $1")
         .bind(case_id.to_owned())
         .fetch_all(&mut *conn)
         .await

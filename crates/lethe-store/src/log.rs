@@ -1,15 +1,18 @@
 //! The audit log's write side: queue, then sequence.
 //!
-//! A change appends its event to `audit_queue` in its own transaction,
+//! A change appends its event to `audit_entries` in its own transaction,
 //! without any lock shared with other changes (an unsequenced leaf, as in
-//! Trillian). One sequencer at a time, the holder of the
-//! [`SEQUENCER_LEASE`], takes queued events in queue order, gives them the
-//! next sequence numbers, computes their leaf hashes, extends the Merkle
-//! tree and moves them to `audit_events`, a batch per transaction. The
-//! lease is renewed in that same transaction and its row stays locked until
-//! commit, so two sequencers never integrate at once; `audit_events.seq` is
-//! the primary key and the queued row is deleted in the transaction that
-//! sequences it, so an event is never sequenced twice, and a holder killed
+//! Trillian); a trigger marks it in `audit_pending`. One sequencer at a
+//! time, the holder of the [`SEQUENCER_LEASE`], takes pending events in
+//! queue order, gives them the next sequence numbers, computes their leaf
+//! hashes, extends the Merkle tree and inserts one narrow row per event
+//! into `audit_leaves` (sequence number, queue id, hash), a batch per
+//! transaction: the event itself is never moved or rewritten. The lease is
+//! renewed in that same transaction and its row stays locked until commit,
+//! so two sequencers never integrate at once; `audit_leaves.seq` is the
+//! primary key, `audit_leaves.qid` is unique, and the pending mark is
+//! deleted in the transaction that sequences it, so an event is never
+//! sequenced twice, and a holder killed
 //! mid-batch leaves nothing behind (the transaction rolls back; another
 //! instance takes the lease once it expires and goes on from the stored
 //! tree).
@@ -106,7 +109,7 @@ pub(crate) async fn insert_event(
     event.actor = lethe_domain::ids::clean_text(&event.actor);
     clean_json(&mut event.detail);
     let body = tail(&event);
-    let qid: i64 = sqlx::query_scalar("INSERT INTO audit_queue (case_id, subject, kind, from_state, to_state, actor, at, detail, queued_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING qid")
+    let qid: i64 = sqlx::query_scalar("INSERT INTO audit_entries (case_id, subject, kind, from_state, to_state, actor, at, detail, queued_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING qid")
         .bind(event.case_id)
         .bind(event.subject)
         .bind(event.kind)
@@ -142,7 +145,7 @@ pub(crate) async fn insert_events(
             })
             .collect();
         let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO audit_queue (case_id, subject, kind, from_state, to_state, actor, at, detail, queued_at, body) VALUES {}",
+            "INSERT INTO audit_entries (case_id, subject, kind, from_state, to_state, actor, at, detail, queued_at, body) VALUES {}",
             marks.join(", ")
         )));
         for e in chunk {
@@ -171,7 +174,7 @@ pub(crate) async fn insert_events(
 
 /// The log's size: its highest sequence number.
 async fn log_size(conn: &mut DbConn) -> Result<u64, StoreError> {
-    let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_events")
+    let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_leaves")
         .fetch_one(&mut *conn)
         .await
         .map_err(db("read audit size"))?;
@@ -185,14 +188,15 @@ pub(crate) async fn load_head(conn: &mut DbConn) -> Result<(), StoreError> {
     if size <= 1 {
         return Ok(());
     }
-    // A log the sequencer wrote has queue ids; one written before the
-    // Merkle tree existed has neither nodes nor queue ids.
+    // A log the sequencer wrote has entries queued with a time; one written
+    // before the Merkle tree existed has neither nodes nor such entries
+    // (its events were carried over with queued_at -1).
     let nodes: Option<i64> = sqlx::query_scalar("SELECT level FROM audit_nodes LIMIT 1")
         .fetch_optional(&mut *conn)
         .await
         .map_err(db("read audit nodes"))?;
     let sequenced: Option<i64> =
-        sqlx::query_scalar("SELECT seq FROM audit_events WHERE qid IS NOT NULL LIMIT 1")
+        sqlx::query_scalar("SELECT qid FROM audit_entries WHERE queued_at >= 0 LIMIT 1")
             .fetch_optional(&mut *conn)
             .await
             .map_err(db("read audit"))?;
@@ -238,7 +242,7 @@ pub(crate) async fn perfect_node(
         return computed_node(conn, level, idx).await;
     }
     let text: Option<String> = if level == 0 {
-        sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = $1")
+        sqlx::query_scalar("SELECT hash FROM audit_leaves WHERE seq = $1")
             .bind(i64::try_from(idx + 1).unwrap_or(i64::MAX))
             .fetch_optional(&mut *conn)
             .await
@@ -267,7 +271,7 @@ async fn computed_node(
     let start = idx << (level - base);
     let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let rows: Vec<String> = if base == 0 {
-        sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq BETWEEN $1 AND $2 ORDER BY seq")
+        sqlx::query_scalar("SELECT hash FROM audit_leaves WHERE seq BETWEEN $1 AND $2 ORDER BY seq")
             .bind(i(start + 1))
             .bind(i(start + n))
             .fetch_all(&mut *conn)
@@ -317,7 +321,7 @@ async fn rebuild_tree(conn: &mut DbConn) -> Result<(), StoreError> {
     for r in &rows {
         let e = crate::row_to_event(r)?;
         let leaf = e.event.leaf_hash();
-        sqlx::query("UPDATE audit_events SET hash = $1 WHERE seq = $2")
+        sqlx::query("UPDATE audit_leaves SET hash = $1 WHERE seq = $2")
             .bind(hex::encode(leaf))
             .bind(i64::try_from(e.event.seq).unwrap_or(i64::MAX))
             .execute(&mut *conn)
@@ -400,71 +404,63 @@ fn kind_of(body: &str) -> &str {
         .map_or("unknown", |(k, _)| k)
 }
 
-/// Moves a sequenced batch from the queue to the log in three statements,
-/// whatever its size: the rows (sequence number and leaf hash joined in
-/// from one JSON parameter), the deletion from the queue, the Merkle nodes.
+/// Writes a sequenced batch on SQLite in three statements, whatever its
+/// size: the narrow leaf rows (sequence number, queue id, hash), the
+/// deletion of the pending marks, the Merkle nodes. The events themselves
+/// stay where their changes wrote them.
 async fn move_batch(
     ctx: &mut WriteCtx,
     leaves: &[(i64, u64, Hash)],
     nodes: &[(u32, u64, Hash)],
 ) -> Result<(), StoreError> {
     use std::fmt::Write as _;
-    let mut json = String::with_capacity(leaves.len() * 100 + 2);
+    let (lo, hi) = (leaves[0].0, leaves[leaves.len() - 1].0);
+    let mut json = String::with_capacity(leaves.len() * 90 + 2);
     json.push('[');
     for (i, (qid, seq, hash)) in leaves.iter().enumerate() {
         if i > 0 {
             json.push(',');
         }
-        let _ = write!(
-            json,
-            "{{\"q\":{qid},\"s\":{seq},\"h\":\"{}\"}}",
-            hex::encode(hash)
-        );
+        let _ = write!(json, "[{seq},{qid},\"{}\"]", hex::encode(hash));
     }
     json.push(']');
-    let (lo, hi) = (leaves[0].0, leaves[leaves.len() - 1].0);
-    let insert = match ctx.backend {
-        crate::Backend::Postgres => {
-            "INSERT INTO audit_events (seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash, qid) \
-             SELECT v.s, q.case_id, q.subject, q.kind, q.from_state, q.to_state, q.actor, q.at, q.detail, v.h, q.qid \
-             FROM jsonb_to_recordset(CAST($1 AS jsonb)) AS v(q bigint, s bigint, h text) JOIN audit_queue q ON q.qid = v.q \
-             WHERE q.qid BETWEEN $2 AND $3"
-        }
-        crate::Backend::Sqlite => {
-            "INSERT INTO audit_events (seq, case_id, subject, kind, from_state, to_state, actor, at, detail, hash, qid) \
-             SELECT json_extract(v.value, '$.s'), q.case_id, q.subject, q.kind, q.from_state, q.to_state, q.actor, q.at, q.detail, json_extract(v.value, '$.h'), q.qid \
-             FROM json_each($1) AS v JOIN audit_queue q ON q.qid = json_extract(v.value, '$.q') \
-             WHERE q.qid BETWEEN $2 AND $3"
-        }
-    };
-    let moved = sqlx::query(insert)
-        .bind(json)
+    let inserted = sqlx::query(
+        "INSERT INTO audit_leaves (seq, qid, hash) \
+         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each($1)",
+    )
+    .bind(json)
+    .execute(&mut ctx.conn)
+    .await
+    .map_err(db("sequence audit events"))?
+    .rows_affected();
+    if inserted != leaves.len() as u64 {
+        return Err(StoreError::Corrupt(format!(
+            "{} queued audit events read, {inserted} sequenced",
+            leaves.len()
+        )));
+    }
+    // The batch is every pending event up to its last queue id (the one
+    // writer: nothing committed since the read), so a range deletes
+    // exactly the batch's marks.
+    let deleted = sqlx::query("DELETE FROM audit_pending WHERE qid BETWEEN $1 AND $2")
         .bind(lo)
         .bind(hi)
         .execute(&mut ctx.conn)
         .await
         .map_err(db("sequence audit events"))?
         .rows_affected();
-    if moved != leaves.len() as u64 {
+    if deleted != leaves.len() as u64 {
         return Err(StoreError::Corrupt(format!(
-            "{} queued audit events read, {moved} moved",
+            "{} queued audit events sequenced, {deleted} pending marks",
             leaves.len()
         )));
     }
-    // The queue ids inlined: integers the store itself issued.
-    let mut ids = String::with_capacity(leaves.len() * 8);
-    for (i, (qid, _, _)) in leaves.iter().enumerate() {
-        if i > 0 {
-            ids.push(',');
-        }
-        let _ = write!(ids, "{qid}");
-    }
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM audit_queue WHERE qid IN ({ids})"
-    )))
-    .execute(&mut ctx.conn)
-    .await
-    .map_err(db("sequence audit events"))?;
+    insert_nodes(ctx, nodes).await
+}
+
+/// Stores new Merkle nodes in one statement.
+async fn insert_nodes(ctx: &mut WriteCtx, nodes: &[(u32, u64, Hash)]) -> Result<(), StoreError> {
+    use std::fmt::Write as _;
     if !nodes.is_empty() {
         let mut json = String::with_capacity(nodes.len() * 100 + 2);
         json.push('[');
@@ -492,42 +488,17 @@ async fn move_batch(
     Ok(())
 }
 
-async fn sequence_in(
+/// One batch on SQLite: the pending events read as one aggregated row,
+/// hashed here, their leaves written (the one writer: nothing commits in
+/// between).
+async fn sequence_batch_sqlite(
     ctx: &mut WriteCtx,
-    owner: String,
     max: u32,
-    cached: Option<Frontier>,
-    sign: Option<(Arc<Signer>, String)>,
-) -> Result<(SequenceOutcome, Option<Frontier>), StoreError> {
-    let now = ms(crate::now_wall());
-    let Some(epoch) = take_lease(ctx, SEQUENCER_LEASE, &owner, now, LEASE_TTL_MS).await? else {
-        return Ok((
-            SequenceOutcome {
-                held: false,
-                epoch: 0,
-                integrated: 0,
-                size: 0,
-            },
-            None,
-        ));
-    };
-    // The stored tree is the truth: a cached frontier of another size (a
-    // holder before this one appended) is read again.
-    let size = log_size(&mut ctx.conn).await?;
-    let mut frontier = match cached {
-        Some(f) if f.size() == size => f,
-        _ => frontier_at(&mut ctx.conn, size).await?,
-    };
+    frontier: &mut Frontier,
+) -> Result<u64, StoreError> {
     // One row for the whole batch (per-row decoding would cost more than
     // the rest): `qid US body` joined by RS, in queue order.
-    let agg = match ctx.backend {
-        crate::Backend::Postgres => {
-            "SELECT string_agg(CAST(qid AS TEXT) || chr(31) || body, chr(30) ORDER BY qid), COUNT(*) FROM (SELECT qid, body FROM audit_queue ORDER BY qid LIMIT $1) AS b"
-        }
-        crate::Backend::Sqlite => {
-            "SELECT group_concat(qid || char(31) || body, char(30)), COUNT(*) FROM (SELECT qid, body FROM audit_queue ORDER BY qid LIMIT $1) AS b"
-        }
-    };
+    let agg = "SELECT group_concat(qid || char(31) || body, char(30)), COUNT(*) FROM (SELECT p.qid, e.body FROM audit_pending p JOIN audit_entries e ON e.qid = p.qid ORDER BY p.qid LIMIT $1) AS b";
     let row = sqlx::query(agg)
         .bind(i64::from(max.clamp(1, MAX_SEQUENCE_BATCH)))
         .fetch_one(&mut ctx.conn)
@@ -573,7 +544,133 @@ async fn sequence_in(
             .await
             .map_err(db("count audit events"))?;
     }
-    drop(queued);
+    Ok(leaves.len() as u64)
+}
+
+/// One batch on PostgreSQL in one statement: the pending events are read,
+/// hashed (the database's SHA-256 over the same canonical bytes, so the
+/// events never travel), written as leaves, their pending marks deleted
+/// and the counts by kind kept; the leaf hashes come back in order to
+/// extend the tree. The first leaf's hash is checked here against the
+/// ledger's own function.
+async fn sequence_batch_pg(
+    ctx: &mut WriteCtx,
+    max: u32,
+    frontier: &mut Frontier,
+) -> Result<u64, StoreError> {
+    const BATCH: &str = "WITH b AS MATERIALIZED ( \
+            SELECT qid FROM audit_pending ORDER BY qid LIMIT $1 \
+        ), bounds AS MATERIALIZED ( \
+            SELECT MIN(qid) AS lo, MAX(qid) AS hi, COUNT(*) AS n FROM b \
+        ), h AS MATERIALIZED ( \
+            SELECT qid, kind, seq, \
+                   encode(sha256(decode('00', 'hex') || convert_to('{\"seq\":' || CAST(seq AS TEXT) || body, 'UTF8')), 'hex') AS hash \
+            FROM (SELECT e.qid, e.kind, e.body, $2 + row_number() OVER (ORDER BY e.qid) AS seq \
+                  FROM audit_entries e, bounds \
+                  WHERE e.qid BETWEEN bounds.lo AND bounds.hi AND e.qid IN (SELECT qid FROM b)) AS r \
+        ), ins AS ( \
+            INSERT INTO audit_leaves (seq, qid, hash) SELECT seq, qid, hash FROM h \
+        ), del AS ( \
+            DELETE FROM audit_pending USING bounds WHERE qid BETWEEN bounds.lo AND bounds.hi RETURNING qid \
+        ), kinds AS ( \
+            INSERT INTO audit_kind_counts (kind, n) SELECT kind, COUNT(*) FROM h GROUP BY kind \
+            ON CONFLICT (kind) DO UPDATE SET n = audit_kind_counts.n + excluded.n \
+        ) \
+        SELECT (SELECT string_agg(hash, ',' ORDER BY seq) FROM h), \
+               (SELECT COUNT(*) FROM h), (SELECT COUNT(*) FROM del), (SELECT n FROM bounds), \
+               (SELECT e.body FROM audit_entries e WHERE e.qid = (SELECT lo FROM bounds))";
+    let first = frontier.size();
+    let row = sqlx::query(BATCH)
+        .bind(i64::from(max.clamp(1, MAX_SEQUENCE_BATCH)))
+        .bind(i64::try_from(first).unwrap_or(i64::MAX))
+        .fetch_one(&mut ctx.conn)
+        .await
+        .map_err(db("sequence audit events"))?;
+    let hashes: Option<String> = row.get(0);
+    let (inserted, deleted, pending): (i64, i64, i64) = (row.get(1), row.get(2), row.get(3));
+    if inserted != pending || deleted != pending {
+        return Err(StoreError::Corrupt(format!(
+            "{pending} audit events pending, {inserted} found, {deleted} marks"
+        )));
+    }
+    if pending == 0 {
+        return Ok(0);
+    }
+    let first_body: Option<String> = row.get(4);
+    let hashes = hashes.unwrap_or_default();
+    let mut nodes = vec![];
+    let mut n = 0u64;
+    for text in hashes.split(',') {
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(text, &mut hash)
+            .map_err(|_| StoreError::Corrupt("a leaf hash from the database".into()))?;
+        if n == 0 {
+            let expect = lethe_ledger::leaf_hash_of(
+                first + 1,
+                first_body.as_deref().unwrap_or_default().as_bytes(),
+            );
+            if expect != hash {
+                return Err(StoreError::Corrupt(
+                    "the database's leaf hash differs from the ledger's (is the database's encoding UTF-8?)".into(),
+                ));
+            }
+        }
+        frontier.push(hash, |l, i, h| {
+            if l.is_multiple_of(NODE_STRIDE) {
+                nodes.push((l, i, *h));
+            }
+        });
+        n += 1;
+    }
+    if n != inserted as u64 {
+        return Err(StoreError::Corrupt(format!(
+            "{inserted} leaves written, {n} hashes read"
+        )));
+    }
+    insert_nodes(ctx, &nodes).await?;
+    Ok(n)
+}
+
+async fn sequence_in(
+    ctx: &mut WriteCtx,
+    owner: String,
+    max: u32,
+    cached: Option<Frontier>,
+    sign: Option<(Arc<Signer>, String)>,
+) -> Result<(SequenceOutcome, Option<Frontier>), StoreError> {
+    // One snapshot for the whole pass on PostgreSQL: the pending events
+    // read, the range of marks deleted and the tree extended are the same
+    // ones, whatever other changes commit meanwhile (a change that got its
+    // queue id earlier may commit later; the next pass takes it).
+    if ctx.backend == crate::Backend::Postgres {
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut ctx.conn)
+            .await
+            .map_err(db("sequence audit events"))?;
+    }
+    let now = ms(crate::now_wall());
+    let Some(epoch) = take_lease(ctx, SEQUENCER_LEASE, &owner, now, LEASE_TTL_MS).await? else {
+        return Ok((
+            SequenceOutcome {
+                held: false,
+                epoch: 0,
+                integrated: 0,
+                size: 0,
+            },
+            None,
+        ));
+    };
+    // The stored tree is the truth: a cached frontier of another size (a
+    // holder before this one appended) is read again.
+    let size = log_size(&mut ctx.conn).await?;
+    let mut frontier = match cached {
+        Some(f) if f.size() == size => f,
+        _ => frontier_at(&mut ctx.conn, size).await?,
+    };
+    let integrated = match ctx.backend {
+        crate::Backend::Postgres => sequence_batch_pg(ctx, max, &mut frontier).await?,
+        crate::Backend::Sqlite => sequence_batch_sqlite(ctx, max, &mut frontier).await?,
+    };
     if let Some((signer, timestamp)) = sign
         && frontier.size() > 0
     {
@@ -587,7 +684,7 @@ async fn sequence_in(
         SequenceOutcome {
             held: true,
             epoch,
-            integrated: leaves.len() as u64,
+            integrated,
             size: frontier.size(),
         },
         Some(frontier),
@@ -631,6 +728,19 @@ impl Store {
                     *c = frontier;
                 }
                 Ok(outcome)
+            }
+            // Another instance changed the lease (or signed the same head)
+            // after this pass's snapshot was taken: this pass did nothing,
+            // the next one sees the new state.
+            Err(StoreError::Db { message, .. })
+                if message.starts_with("could not serialize access") =>
+            {
+                Ok(SequenceOutcome {
+                    held: false,
+                    epoch: 0,
+                    integrated: 0,
+                    size: 0,
+                })
             }
             // The cache was taken: the next pass reads the stored tree.
             Err(e) => Err(e),
@@ -678,7 +788,7 @@ impl Store {
     /// Queued events and the age of the oldest (ms), for metrics and the
     /// merge-delay check.
     pub async fn audit_queue_state(&self, now: jiff::Timestamp) -> Result<(i64, i64), StoreError> {
-        let r = sqlx::query("SELECT COUNT(*), MIN(queued_at) FROM audit_queue")
+        let r = sqlx::query("SELECT COUNT(*), (SELECT queued_at FROM audit_entries WHERE qid = (SELECT MIN(qid) FROM audit_pending)) FROM audit_pending")
             .fetch_one(&self.read)
             .await
             .map_err(db("read the audit queue"))?;
@@ -689,10 +799,11 @@ impl Store {
 
     /// Whether any event waits in the queue (a cheap read).
     pub async fn audit_queued(&self) -> Result<bool, StoreError> {
-        let r: Option<i64> = sqlx::query_scalar("SELECT qid FROM audit_queue ORDER BY qid LIMIT 1")
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db("read the audit queue"))?;
+        let r: Option<i64> =
+            sqlx::query_scalar("SELECT qid FROM audit_pending ORDER BY qid LIMIT 1")
+                .fetch_optional(&self.read)
+                .await
+                .map_err(db("read the audit queue"))?;
         Ok(r.is_some())
     }
 
@@ -702,7 +813,7 @@ impl Store {
     /// for the holder, up to `wait`.
     pub async fn integrate_queued(&self, wait: std::time::Duration) -> Result<(), StoreError> {
         let until = std::time::Instant::now() + wait;
-        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(qid) FROM audit_queue")
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(qid) FROM audit_pending")
             .fetch_one(&self.read)
             .await
             .map_err(db("read the audit queue"))?;
@@ -711,7 +822,7 @@ impl Store {
         };
         loop {
             let waiting: Option<i64> =
-                sqlx::query_scalar("SELECT qid FROM audit_queue WHERE qid <= $1 LIMIT 1")
+                sqlx::query_scalar("SELECT qid FROM audit_pending WHERE qid <= $1 LIMIT 1")
                     .bind(last)
                     .fetch_optional(&self.read)
                     .await
@@ -810,8 +921,7 @@ impl Store {
         let Some(Some(qid)) = qid else {
             return Ok(FinalEventState::InBody);
         };
-        let r = sqlx::query("SELECT seq, hash FROM audit_events WHERE case_id = $1 AND qid = $2")
-            .bind(case_id.to_owned())
+        let r = sqlx::query("SELECT seq, hash FROM audit_leaves WHERE qid = $1")
             .bind(qid)
             .fetch_optional(&self.read)
             .await

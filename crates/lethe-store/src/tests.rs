@@ -376,7 +376,7 @@ async fn postgres_migrations_match_the_sqlite_schema() {
         .unwrap();
     let lite_cols: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT m.name, p.name, CASE WHEN p.\"notnull\" = 0 AND p.pk = 0 THEN 1 ELSE 0 END FROM sqlite_master m JOIN pragma_table_info(m.name) p \
-         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '_sqlx_migrations' ORDER BY 1, 2",
+         WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite_%' AND m.name <> '_sqlx_migrations' ORDER BY 1, 2",
     )
     .fetch_all(&store.read)
     .await

@@ -639,10 +639,11 @@ pub async fn soak(pg_url: &str, n: usize, minutes: u64, concurrency: usize) -> a
     };
     // Every event in the tree (within the maximum merge delay).
     let until = Instant::now() + lethe_store::MAX_MERGE_DELAY;
-    while count(&mut pg, "SELECT COUNT(*) FROM audit_queue").await? > 0 && Instant::now() < until {
+    while count(&mut pg, "SELECT COUNT(*) FROM audit_pending").await? > 0 && Instant::now() < until
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let queued = count(&mut pg, "SELECT COUNT(*) FROM audit_queue").await?;
+    let queued = count(&mut pg, "SELECT COUNT(*) FROM audit_pending").await?;
     let events = count(&mut pg, "SELECT COUNT(*) FROM audit_events").await?;
     let max_seq = count(&mut pg, "SELECT COALESCE(MAX(seq), 0) FROM audit_events").await?;
     let failed_cases = count(&mut pg, "SELECT COUNT(*) FROM cases WHERE state = 'failed'").await?;

@@ -159,7 +159,7 @@ async fn receipts_logs_and_reports_verify_and_forgeries_do_not() {
     ]);
     assert!(ok && out.contains("log verified"), "{out}{err}");
     let lethe_db = demo.lethe_db_writable().await;
-    sqlx::query("UPDATE audit_events SET actor = 'agent:mallory' WHERE seq = 5")
+    sqlx::query("UPDATE audit_entries SET actor = 'agent:mallory' WHERE qid = (SELECT qid FROM audit_leaves WHERE seq = 5)")
         .execute(&lethe_db)
         .await
         .unwrap();
@@ -181,7 +181,7 @@ async fn receipts_logs_and_reports_verify_and_forgeries_do_not() {
         &pk,
     ]);
     assert!(!ok && err.contains("event 5 was modified"), "{err}");
-    sqlx::query("UPDATE audit_events SET actor = 'platform:demo' WHERE seq = 5")
+    sqlx::query("UPDATE audit_entries SET actor = 'platform:demo' WHERE qid = (SELECT qid FROM audit_leaves WHERE seq = 5)")
         .execute(&lethe_db)
         .await
         .unwrap();

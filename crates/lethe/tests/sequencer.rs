@@ -49,7 +49,7 @@ async fn lease(pg: &sqlx::PgPool) -> Option<(String, i64)> {
 }
 
 async fn queued(pg: &sqlx::PgPool) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM audit_queue")
+    sqlx::query_scalar("SELECT COUNT(*) FROM audit_pending")
         .fetch_one(pg)
         .await
         .unwrap()
@@ -103,7 +103,7 @@ async fn killing_the_sequencer_mid_batch_loses_nothing_and_proofs_hold_across_th
 
     // A backlog, as after a burst: the holder integrates it in batches.
     sqlx::query(
-        "INSERT INTO audit_queue (case_id, subject, kind, from_state, to_state, actor, at, detail, queued_at, body) \
+        "INSERT INTO audit_entries (case_id, subject, kind, from_state, to_state, actor, at, detail, queued_at, body) \
          SELECT 'load-' || g, 'p' || g, 'load.burst', NULL, 'none', 'test', '2026-12-06T00:00:00Z', '{\"n\":' || g || '}', 0, \
          ',\"case_id\":\"load-' || g || '\",\"subject\":\"p' || g || '\",\"kind\":\"load.burst\",\"from_state\":null,\"to_state\":\"none\",\"actor\":\"test\",\"at\":\"2026-12-06T00:00:00Z\",\"detail\":{\"n\":' || g || '}}' \
          FROM generate_series(1, $1) AS g",
