@@ -101,12 +101,13 @@ fn segment(s: &str) -> String {
 /// of the source gives both files, so they always agree, and memory stays
 /// constant whatever the number of rows.
 ///
-/// The work is split over two threads: the caller's formats rows (JSON and
-/// CSV), hashes them and writes the sealed CSV spool; a compressing thread
-/// owns the ZIP, deflates what it is sent (through a bounded queue of
-/// [`CHUNK`]-byte buffers) and writes it out. So the JSON of a dataset is
-/// compressed while its rows are formatted, and a dataset's CSV while the
-/// next dataset's rows are.
+/// The work is split over three threads: the caller's formats rows (JSON
+/// and CSV) and hashes the JSON; a dataset's CSV thread hashes its CSV and
+/// deflates it into the sealed spool; a compressing thread owns the ZIP,
+/// deflates the JSON it is sent and copies each deflated CSV spool in
+/// verbatim. Each hand-over is a bounded queue of [`CHUNK`]-byte buffers.
+/// So a dataset's JSON and CSV are compressed at the same time as its rows
+/// are formatted, and nothing is compressed twice.
 pub struct Archive<W: Write + Send + 'static> {
     zip: Option<Zipper<W>>,
     /// JSON bytes not yet handed to the compressing thread.
@@ -132,12 +133,15 @@ const LEVEL: i64 = 1;
 enum ZipCmd {
     Start(String),
     Data(Vec<u8>),
-    /// Copy a sealed CSV spool in as the file `path` (the spool is removed
-    /// when the guard drops).
+    /// Copy a sealed spool of already deflated CSV in as the file `path`,
+    /// verbatim (the spool is removed when the guard drops).
     Spool {
         path: String,
         spool: SpoolGuard,
         key: Key,
+        /// CRC-32 and size of the plain CSV.
+        crc32: u32,
+        bytes: u64,
     },
     Finish,
 }
@@ -172,13 +176,33 @@ fn compress<W: Write>(out: W, rx: std::sync::mpsc::Receiver<ZipCmd>) -> Result<W
         match rx.recv() {
             Ok(ZipCmd::Start(path)) => zip.start_file(path.as_str(), zip_options())?,
             Ok(ZipCmd::Data(buf)) => zip.write_all(&buf)?,
-            Ok(ZipCmd::Spool { path, spool, key }) => {
+            Ok(ZipCmd::Spool {
+                path,
+                spool,
+                key,
+                crc32,
+                bytes,
+            }) => {
                 zip.start_file(path.as_str(), zip_options())?;
                 let mut r = open(
                     &key,
                     std::io::BufReader::with_capacity(CHUNK, std::fs::File::open(&spool.0)?),
                 )?;
-                std::io::copy(&mut r, &mut zip)?;
+                // The spool holds a raw DEFLATE stream of the CSV that ends
+                // on a sync flush (byte-aligned, no final block); it goes
+                // into the entry as it is, and the entry's own (idle)
+                // compressor then ends the stream with its empty final
+                // block when the entry is finished: one valid DEFLATE
+                // stream, never compressed twice.
+                // SAFETY (get_mut): only appended to, never sought; the
+                // stream writer below counts the bytes, so the entry's
+                // compressed size is right.
+                let out = unsafe { zip.get_mut() }
+                    .ok_or_else(|| ExportError::Invalid("the archive is closed".into()))?;
+                std::io::copy(&mut r, out)?;
+                // SAFETY (set_file_metadata): `bytes` and `crc32` were
+                // computed over exactly the plain CSV that was deflated.
+                unsafe { zip.set_file_metadata(bytes, crc32) }?;
             }
             Ok(ZipCmd::Finish) => return Ok(zip.finish()?.into_inner()),
             Err(_) => {
@@ -199,30 +223,105 @@ struct Current {
     rows: u64,
     hash: Sha256,
     bytes: u64,
-    csv: csv::Writer<Hashing<SealWriter<std::io::BufWriter<std::fs::File>>>>,
+    csv: csv::Writer<CsvSink>,
+    /// The thread deflating, hashing and sealing the CSV into its spool.
+    csv_thread: std::thread::JoinHandle<Result<CsvDone, ExportError>>,
     /// The spool file, removed when the dataset ends or the archive is
     /// dropped half-way.
     spool: SpoolGuard,
     spool_key: Key,
 }
 
-/// Hashes and counts what passes to the writer it owns (the plain CSV on
-/// its way into the sealed spool).
-struct Hashing<W: Write> {
-    inner: W,
-    hash: Sha256,
+/// The caller's end of a dataset's CSV thread: buffers of [`CHUNK`] bytes
+/// through a bounded queue.
+struct CsvSink {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    buf: Vec<u8>,
+}
+
+impl CsvSink {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        match &self.tx {
+            Some(tx) if tx.send(buf).is_ok() => Ok(()),
+            _ => Err(std::io::Error::other("the CSV thread stopped")),
+        }
+    }
+}
+
+impl Write for CsvSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(buf);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a dataset's CSV thread measured of the plain CSV.
+struct CsvDone {
+    sha256: [u8; 32],
+    crc32: u32,
     bytes: u64,
 }
 
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
+/// A dataset's CSV thread: hashes (SHA-256 for the manifest, CRC-32 for the
+/// ZIP), deflates (raw DEFLATE, [`LEVEL`]) and seals what it is sent into
+/// the spool. The stream ends on a sync flush, not a final block (see
+/// [`ZipCmd::Spool`]).
+fn deflate_csv(
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    mut out: SealWriter<std::io::BufWriter<std::fs::File>>,
+) -> Result<CsvDone, ExportError> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut z = Compress::new(Compression::new(LEVEL as u32), false);
+    let mut sha = Sha256::new();
+    let mut crc = crc32fast::Hasher::new();
+    let mut bytes = 0u64;
+    let mut buf = Vec::with_capacity(CHUNK);
+    for input in rx {
+        sha.update(&input);
+        crc.update(&input);
+        bytes += input.len() as u64;
+        deflate_into(&mut z, &input, FlushCompress::None, &mut out, &mut buf)?;
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+    deflate_into(&mut z, &[], FlushCompress::Sync, &mut out, &mut buf)?;
+    out.finish()?.flush()?;
+    Ok(CsvDone {
+        sha256: sha.finalize().into(),
+        crc32: crc.finalize(),
+        bytes,
+    })
+}
+
+/// Feeds `input` to the compressor and writes what it gives out, until the
+/// input is taken and nothing more is pending for `flush`.
+fn deflate_into<W: Write>(
+    z: &mut flate2::Compress,
+    mut input: &[u8],
+    flush: flate2::FlushCompress,
+    out: &mut W,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    loop {
+        buf.clear();
+        let before = z.total_in();
+        z.compress_vec(input, buf, flush)
+            .map_err(std::io::Error::other)?;
+        let taken = usize::try_from(z.total_in() - before).unwrap_or(input.len());
+        input = &input[taken.min(input.len())..];
+        out.write_all(buf)?;
+        // A buffer not filled means the compressor has nothing pending.
+        if input.is_empty() && buf.len() < buf.capacity() {
+            return Ok(());
+        }
     }
 }
 
@@ -349,14 +448,15 @@ impl<W: Write + Send + 'static> Archive<W> {
         let file = std::fs::File::create(&spool_path)?;
         let guard = SpoolGuard(spool_path);
         let sealed = seal(&spool_key, std::io::BufWriter::new(file))?;
-        let mut hashing = Hashing {
-            inner: sealed,
-            hash: Sha256::new(),
-            bytes: 0,
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(QUEUE);
+        let csv_thread = std::thread::spawn(move || deflate_csv(rx, sealed));
+        let mut sink = CsvSink {
+            tx: Some(tx),
+            buf: Vec::with_capacity(CHUNK),
         };
         // A BOM so spreadsheet programs read UTF-8 (Chinese) correctly.
-        hashing.write_all("\u{feff}".as_bytes())?;
-        let mut csv = csv::Writer::from_writer(hashing);
+        sink.write_all("\u{feff}".as_bytes())?;
+        let mut csv = csv::Writer::from_writer(sink);
         csv.write_record(columns).map_err(std::io::Error::other)?;
         self.flush_pending()?;
         self.send(ZipCmd::Start(format!("{base}.json")))?;
@@ -369,6 +469,7 @@ impl<W: Write + Send + 'static> Archive<W> {
             hash: Sha256::new(),
             bytes: 0,
             csv,
+            csv_thread,
             spool: guard,
             spool_key,
         });
@@ -430,23 +531,31 @@ impl<W: Write + Send + 'static> Archive<W> {
             bytes: c.bytes,
             sha256: hex::encode(c.hash.finalize()),
         });
-        let hashing = c
+        let mut sink = c
             .csv
             .into_inner()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let (csv_hash, csv_bytes) = (hashing.hash.finalize(), hashing.bytes);
-        hashing.inner.finish()?.flush()?;
+        // The last buffer, then the end of the queue: the thread finishes.
+        let sent = sink.send();
+        drop(sink.tx.take());
+        let done = match c.csv_thread.join() {
+            Ok(r) => r?,
+            Err(_) => return Err(ExportError::Invalid("the CSV thread failed".into())),
+        };
+        sent?;
         self.flush_pending()?;
         let path = format!("{}.csv", c.base);
         self.send(ZipCmd::Spool {
             path: path.clone(),
             spool: c.spool,
             key: c.spool_key,
+            crc32: done.crc32,
+            bytes: done.bytes,
         })?;
         self.files.push(FileEntry {
             path,
-            bytes: csv_bytes,
-            sha256: hex::encode(csv_hash),
+            bytes: done.bytes,
+            sha256: hex::encode(done.sha256),
         });
         self.datasets.push(DatasetEntry {
             system: c.system,

@@ -195,3 +195,51 @@ fn a_row_without_dataset_is_refused() -> bool {
     let mut a = Archive::new(Vec::new(), "exp-4", "t");
     a.row(&Map::new()).is_err() && a.end_dataset().is_err()
 }
+
+/// The CSV goes into the ZIP as it was deflated on its own thread (a raw
+/// DEFLATE stream ended by the entry's own final block): an independent
+/// reader (Python's zipfile, which checks every CRC and size) reads every
+/// entry, including a CSV of many buffers and an empty dataset's.
+#[test]
+fn an_independent_zip_reader_reads_every_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Archive::new(Vec::new(), "exp-2", "2026-11-23T00:00:00Z").spool_dir(dir.path());
+    let cols = vec!["id".to_owned(), "text".to_owned()];
+    let big = (0..60_000).map(|i| {
+        json!({"id": i, "text": format!("行 {i} {}", "x".repeat(i % 97))})
+            .as_object()
+            .cloned()
+            .unwrap()
+    });
+    assert_eq!(a.dataset("shop", "orders", &cols, big).unwrap(), 60_000);
+    assert_eq!(
+        a.dataset("shop", "empty", &cols, std::iter::empty())
+            .unwrap(),
+        0
+    );
+    let (zip, manifest) = a.finish().unwrap();
+    let path = dir.path().join("archive.zip");
+    std::fs::write(&path, &zip).unwrap();
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import hashlib, json, sys, zipfile\n\
+             z = zipfile.ZipFile(sys.argv[1])\n\
+             assert z.testzip() is None\n\
+             print(json.dumps({n: hashlib.sha256(z.read(n)).hexdigest() for n in z.namelist()}))",
+        ])
+        .arg(&path)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sums: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    for f in &manifest.files {
+        assert_eq!(sums.get(&f.path), Some(&f.sha256), "{}", f.path);
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}

@@ -31,6 +31,26 @@ struct Cluster {
 
 impl Cluster {
     async fn start(admin_url: &str, n: usize, users: u32) -> anyhow::Result<Self> {
+        if admin_url == "sqlite" {
+            // The store is the data directory's own SQLite file.
+            let dir = tempfile::tempdir()?;
+            let mut c = Cluster {
+                children: vec![],
+                urls: vec![],
+                key: String::new(),
+                db_url: format!("sqlite://{}", dir.path().join("lethe.db").display()),
+                admin_url: String::new(),
+                db_name: String::new(),
+                dir,
+            };
+            for i in 0..n {
+                c.spawn(i, users).await?;
+            }
+            c.key = std::fs::read_to_string(c.dir.path().join("demo-api-key"))?
+                .trim()
+                .to_owned();
+            return Ok(c);
+        }
         let db_name = format!("lethe_bench_{}", uuid::Uuid::new_v4().simple());
         let mut admin = sqlx::PgConnection::connect(admin_url)
             .await
@@ -64,6 +84,7 @@ impl Cluster {
 
     async fn spawn(&mut self, i: usize, users: u32) -> anyhow::Result<()> {
         let ready = self.dir.path().join(format!("ready-{i}.json"));
+        let _ = std::fs::remove_file(&ready);
         let log = std::fs::File::create(self.dir.path().join(format!("lethe-{i}.log")))?;
         let child = Command::new(std::env::current_exe()?)
             .args(["demo", "--listen", "127.0.0.1:0", "--users"])
@@ -72,7 +93,12 @@ impl Cluster {
             .arg(self.dir.path())
             .arg("--ready-file")
             .arg(&ready)
-            .args(["--store-url", &self.db_url, "--rate", "1000000"])
+            .args(if self.db_name.is_empty() {
+                vec![]
+            } else {
+                vec!["--store-url", self.db_url.as_str()]
+            })
+            .args(["--rate", "1000000"])
             .args(["--lease-secs", "5"])
             .env("LETHE_LOG", "warn")
             .stdout(Stdio::null())
@@ -112,6 +138,9 @@ impl Drop for Cluster {
         for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if self.db_name.is_empty() {
+            return;
         }
         // The children are gone: the database can go too.
         let _ = Command::new("psql")
@@ -744,4 +773,288 @@ pub async fn soak(pg_url: &str, n: usize, minutes: u64, concurrency: usize) -> a
         bail!("the soak test found problems (see above)");
     }
     Ok(())
+}
+
+/// `lethe bench history`: case intake and whole-case throughput of one
+/// instance on an empty store, then on the same kind of store preloaded
+/// with `preload` erased cases and their audit events (about ten each),
+/// written by bulk SQL; the ratios must stay ≥ 0.85.
+pub async fn history(
+    kind: &str,
+    pg_url: &str,
+    preload: u64,
+    cases: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    sqlx::any::install_default_drivers();
+    println!(
+        "bench history ({kind}): {cases} cases per measure, {concurrency} clients; empty store, then {preload} erased cases preloaded"
+    );
+    let admin = if kind == "sqlite" { "sqlite" } else { pg_url };
+    let mut rows = vec![];
+    for preloaded in [false, true] {
+        let mut cluster = Cluster::start(admin, 1, u32::try_from(cases * 2 + 1000)?).await?;
+        let users = clear_users(&cluster.mart(), cases * 2 + 1).await?;
+        if users.len() < cases * 2 + 1 {
+            bail!("Demo Mart has only {} clear users", users.len());
+        }
+        if preloaded {
+            // One real case, cancelled and erased through the API, is the
+            // template every preloaded case and its events are cloned from.
+            let api = apis(&cluster)?.remove(0);
+            let id = api
+                .to_cooling_off(users[cases * 2])
+                .await
+                .map_err(anyhow::Error::msg)?;
+            advance_all(std::slice::from_ref(&api))
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let mut db = sqlx::AnyConnection::connect(&cluster.db_url).await?;
+            wait_for(
+                &mut db,
+                &format!("SELECT COUNT(*) FROM cases WHERE id = '{id}' AND state = 'erased'"),
+                1,
+            )
+            .await?;
+            wait_for(
+                &mut db,
+                "SELECT CAST(1 - COUNT(*) AS BIGINT) FROM audit_pending",
+                1,
+            )
+            .await?;
+            // Stop the instance while the history is written, then start
+            // it again: its sequencer integrates the preloaded events.
+            for c in &mut cluster.children {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            cluster.children.clear();
+            cluster.urls.clear();
+            let t = Instant::now();
+            let events = preload_history(&mut db, kind, &id, preload).await?;
+            println!(
+                "  preloaded {preload} erased cases and {events} audit events in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+            drop(db);
+            let t = Instant::now();
+            cluster.spawn(0, u32::try_from(cases * 2 + 1000)?).await?;
+            let mut db = sqlx::AnyConnection::connect(&cluster.db_url).await?;
+            let until = Instant::now() + Duration::from_secs(3600);
+            loop {
+                let pending = count_any(&mut db, "SELECT COUNT(*) FROM audit_pending").await?;
+                if pending == 0 {
+                    break;
+                }
+                if Instant::now() > until {
+                    bail!("{pending} preloaded events still not sequenced after an hour");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let size = count_any(&mut db, "SELECT COALESCE(MAX(seq), 0) FROM audit_leaves").await?;
+            println!(
+                "  sequenced by the restarted instance: log of {size} events after {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+            let analyze = if kind == "sqlite" {
+                "ANALYZE"
+            } else {
+                "VACUUM ANALYZE"
+            };
+            sqlx::raw_sql(analyze).execute(&mut db).await?;
+        }
+        let apis = apis(&cluster)?;
+        let api = apis[0].clone();
+        // Intake: case creation only.
+        let intake_users = Arc::new(users[cases..cases * 2].to_vec());
+        let intake = run_clients(concurrency, intake_users, {
+            let api = api.clone();
+            move |u| {
+                let api = api.clone();
+                async move {
+                    api.call(
+                        "POST",
+                        "/v1/cases",
+                        Some(json!({"subject_id": u.to_string(), "channel": "app"})),
+                    )
+                    .await
+                    .map(|_| ())
+                }
+            }
+        })
+        .await?;
+        // Whole case: the API steps to cooling-off, then the erasure.
+        let whole_users = Arc::new(users[..cases].to_vec());
+        let t = Instant::now();
+        let api_part = run_clients(concurrency, whole_users, {
+            let api = api.clone();
+            move |u| {
+                let api = api.clone();
+                async move { api.to_cooling_off(u).await.map(|_| ()) }
+            }
+        })
+        .await?;
+        let mut db = sqlx::AnyConnection::connect(&cluster.db_url).await?;
+        let before =
+            count_any(&mut db, "SELECT COUNT(*) FROM cases WHERE state = 'erased'").await?;
+        advance_all(&apis).await.map_err(anyhow::Error::msg)?;
+        wait_for(
+            &mut db,
+            "SELECT COUNT(*) FROM cases WHERE state = 'erased'",
+            before + i64::try_from(cases)? - i64::try_from(api_part.1)?,
+        )
+        .await?;
+        let whole = cases as f64 / t.elapsed().as_secs_f64();
+        let errors = intake.1 + api_part.1;
+        println!(
+            "  {}: intake {:.0} cases/s, whole case {:.1} cases/s, {errors} error(s)",
+            if preloaded { "preloaded" } else { "empty" },
+            intake.0,
+            whole
+        );
+        rows.push((intake.0, whole, errors));
+        drop(db);
+        drop(cluster);
+    }
+    let (i0, w0, _) = rows[0];
+    let (i1, w1, _) = rows[1];
+    let errors: u64 = rows.iter().map(|r| r.2).sum();
+    println!(
+        "ratios preloaded / empty (same run): intake {:.2}x, whole case {:.2}x (target >= 0.85 each, 0 errors)",
+        i1 / i0,
+        w1 / w0
+    );
+    println!(
+        "RESULT: {}",
+        if i1 / i0 >= 0.85 && w1 / w0 >= 0.85 && errors == 0 {
+            "target met"
+        } else {
+            "target NOT met"
+        }
+    );
+    Ok(())
+}
+
+async fn count_any(db: &mut sqlx::AnyConnection, sql: &str) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(db)
+        .await?)
+}
+
+/// Waits until `sql` counts at least `n` (ten minutes at most).
+async fn wait_for(db: &mut sqlx::AnyConnection, sql: &str, n: i64) -> anyhow::Result<()> {
+    let until = Instant::now() + Duration::from_secs(600);
+    loop {
+        let got = count_any(db, sql).await?;
+        if got >= n {
+            return Ok(());
+        }
+        if Instant::now() > until {
+            bail!("waited ten minutes for {n} from `{sql}`, got {got}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs `f` once per user with `concurrency` clients; (per second, errors).
+async fn run_clients<F, Fut>(
+    concurrency: usize,
+    users: Arc<Vec<i64>>,
+    f: F,
+) -> anyhow::Result<(f64, u64)>
+where
+    F: Fn(i64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let t = Instant::now();
+    let mut tasks = vec![];
+    for _ in 0..concurrency {
+        let (next, errors, users, f) = (next.clone(), errors.clone(), users.clone(), f.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(u) = users.get(i) else { return };
+                if let Err(e) = f(*u).await {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("user {u}: {e}");
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    Ok((
+        users.len() as f64 / t.elapsed().as_secs_f64(),
+        errors.load(Ordering::Relaxed),
+    ))
+}
+
+/// Writes `n` erased cases cloned from `template` (ids, subjects and
+/// pseudonyms made unique) and each with a copy of the template's audit
+/// events, in chunks of 50,000 cases per statement; the number of events.
+async fn preload_history(
+    db: &mut sqlx::AnyConnection,
+    kind: &str,
+    template: &str,
+    n: u64,
+) -> anyhow::Result<i64> {
+    let pseudonym: String = sqlx::query_scalar("SELECT subject_pseudonym FROM cases WHERE id = $1")
+        .bind(template)
+        .fetch_one(&mut *db)
+        .await?;
+    let subject: String = sqlx::query_scalar("SELECT subject FROM cases WHERE id = $1")
+        .bind(template)
+        .fetch_one(&mut *db)
+        .await?;
+    // A case id of the same shape (a UUID) and a pseudonym of the same
+    // length, both from the row number.
+    let (new_id, new_pseud, series) = match kind {
+        "postgres" => (
+            "CAST(CAST(md5('case' || g) AS uuid) AS TEXT)",
+            "substr(md5('p' || g) || md5('q' || g), 1, length($2))",
+            "generate_series(CAST($3 AS BIGINT), CAST($4 AS BIGINT)) AS s(g)",
+        ),
+        _ => (
+            "printf('%08x-0000-4000-8000-%012x', g, g)",
+            "substr(printf('%064x', g), 1, length($2))",
+            "(WITH RECURSIVE c(g) AS (SELECT $3 UNION ALL SELECT g + 1 FROM c WHERE g < $4) SELECT g FROM c) AS s",
+        ),
+    };
+    let chunk = 50_000u64;
+    let mut from = 1u64;
+    while from <= n {
+        let to = (from + chunk - 1).min(n);
+        let mut tx = sqlx::Connection::begin(&mut *db).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO cases (id, subject, principal, channel, state, body, version, created_at, updated_at, cooling_off_ends_at, subject_pseudonym) \
+             SELECT {new_id}, replace(t.subject, $2, {new_pseud}), t.principal, t.channel, t.state, \
+                    replace(replace(t.body, $1, {new_id}), $2, {new_pseud}), t.version, t.created_at, t.updated_at, t.cooling_off_ends_at, {new_pseud} \
+             FROM cases t, {series} WHERE t.id = $1"
+        )))
+        .bind(template)
+        .bind(&pseudonym)
+        .bind(i64::try_from(from)?)
+        .bind(i64::try_from(to)?)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO audit_entries (case_id, subject, kind, from_state, to_state, actor, at, detail, body, queued_at) \
+             SELECT {new_id}, replace(replace(e.subject, $2, {new_pseud}), $5, {new_pseud}), e.kind, e.from_state, e.to_state, e.actor, e.at, \
+                    replace(e.detail, $1, {new_id}), replace(replace(replace(e.body, $1, {new_id}), $2, {new_pseud}), $5, {new_pseud}), e.queued_at \
+             FROM {series}, audit_entries e WHERE e.case_id = $1 ORDER BY g, e.qid"
+        )))
+        .bind(template)
+        .bind(&pseudonym)
+        .bind(i64::try_from(from)?)
+        .bind(i64::try_from(to)?)
+        .bind(&subject)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        from = to + 1;
+    }
+    count_any(db, "SELECT COUNT(*) FROM audit_entries").await
 }

@@ -340,6 +340,25 @@ enum BenchCmd {
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
         concurrency: u64,
     },
+    /// Case intake and whole-case throughput of one instance on an empty
+    /// store and on one preloaded with erased cases and their audit events
+    /// (bulk SQL); ratios against the empty store.
+    History {
+        /// postgres (a fresh database on --pg-url's server) or sqlite.
+        #[arg(long, default_value = "postgres", value_parser = ["postgres", "sqlite"])]
+        kind: String,
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        pg_url: String,
+        /// Erased cases preloaded (each with the template case's audit
+        /// events, about ten).
+        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        preload: u64,
+        /// Cases per measure (intake, and whole cases).
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=100_000))]
+        cases: u64,
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
+        concurrency: u64,
+    },
     /// A soak test: mixed traffic from this process against instances on
     /// one PostgreSQL store, with errors, throughput and memory over time.
     Soak {
@@ -746,6 +765,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bench_instances::instances(
                 &pg_url,
                 &counts,
+                usize::try_from(cases)?,
+                usize::try_from(concurrency)?,
+            )
+            .await
+        }
+        Cmd::Bench {
+            cmd:
+                BenchCmd::History {
+                    kind,
+                    pg_url,
+                    preload,
+                    cases,
+                    concurrency,
+                },
+        } => {
+            bench_instances::history(
+                &kind,
+                &pg_url,
+                preload,
                 usize::try_from(cases)?,
                 usize::try_from(concurrency)?,
             )
