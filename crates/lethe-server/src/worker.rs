@@ -12,6 +12,10 @@ use tokio::sync::watch;
 
 use crate::AppState;
 
+/// How often an instance looks for its own tables to vacuum (PostgreSQL
+/// with autovacuum off only; see `Store::vacuum_if_needed`).
+const VACUUM_EVERY: Duration = Duration::from_secs(60);
+
 /// The name under which the vault's key destruction is recorded.
 pub const VAULT_SYSTEM: &str = "lethe_vault";
 
@@ -75,6 +79,7 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
     let mut last_head: Option<std::time::Instant> = None;
     let purge_every = Duration::from_secs(st.worker.purge_interval_secs);
     let mut last_purge: Option<std::time::Instant> = None;
+    let mut last_vacuum: Option<std::time::Instant> = None;
     let mut last_beat: Option<std::time::Instant> = None;
     let mut warned_on: Option<jiff::civil::Date> = None;
     let drift_running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -217,6 +222,17 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
                     datamap_check(&st2).await;
                     flag.store(false, std::sync::atomic::Ordering::Release);
                 });
+            }
+        }
+        // PostgreSQL with autovacuum off: Lethe's own tables, every minute.
+        if last_vacuum.is_none_or(|t| t.elapsed() >= VACUUM_EVERY) {
+            last_vacuum = Some(std::time::Instant::now());
+            match st.store.vacuum_if_needed().await {
+                Ok(t) if t.is_empty() => {}
+                Ok(t) => {
+                    tracing::info!(tables = %t.join(", "), "vacuumed (PostgreSQL's autovacuum is off)")
+                }
+                Err(e) => tracing::warn!(error = %e, "vacuuming failed"),
             }
         }
         if last_purge.is_none_or(|t| t.elapsed() >= purge_every) {

@@ -117,6 +117,9 @@ impl StoreError {
     }
 }
 
+/// Tables vacuumed at most per [`Store::vacuum_if_needed`] call.
+pub const VACUUM_TABLES: i64 = 8;
+
 pub(crate) fn db(action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |e| {
         let mut message = match &e {
@@ -783,6 +786,55 @@ impl Store {
                 })
             })
             .await
+    }
+
+    /// On a PostgreSQL whose autovacuum is off (some installations turn it
+    /// off), the dead rows that queues, job leases and idempotency records
+    /// leave behind are never reclaimed and statistics never refreshed:
+    /// every scan slows down as history grows and plans go stale. Then
+    /// Lethe vacuums and analyzes its own tables whose dead or changed rows
+    /// passed a threshold (at most [`VACUUM_TABLES`] a call, busiest first,
+    /// skipping a table another session is vacuuming). With autovacuum on
+    /// it leaves that to PostgreSQL. Returns the tables vacuumed.
+    pub async fn vacuum_if_needed(&self) -> Result<Vec<String>, StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(vec![]);
+        }
+        let setting: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+            .fetch_one(&self.read)
+            .await
+            .map_err(db("read the autovacuum setting"))?;
+        if setting != "off" {
+            return Ok(vec![]);
+        }
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT CAST(relname AS TEXT) FROM pg_stat_user_tables WHERE schemaname = current_schema() \
+             AND (n_dead_tup > GREATEST(1000, n_live_tup / 5) OR n_mod_since_analyze > GREATEST(1000, n_live_tup / 10)) \
+             ORDER BY n_dead_tup + n_mod_since_analyze DESC LIMIT $1",
+        )
+        .bind(VACUUM_TABLES)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db("read table statistics"))?;
+        let mut done = Vec::with_capacity(tables.len());
+        for t in tables {
+            // Names from the catalogue, inlined: only plain identifiers.
+            if t.is_empty()
+                || !t
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                continue;
+            }
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "VACUUM (ANALYZE, SKIP_LOCKED) {t}"
+            )))
+            .execute(&self.read)
+            .await
+            .map_err(db("vacuum"))?;
+            done.push(t);
+        }
+        Ok(done)
     }
 
     // ------------------------------------------------------------- api keys

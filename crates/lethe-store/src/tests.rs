@@ -694,3 +694,53 @@ async fn age(store: &Store, sql: &'static str, at: i64) {
         .await
         .unwrap();
 }
+
+/// On a PostgreSQL with autovacuum off (this machine's), a table that
+/// changes change after change is vacuumed and analyzed by Lethe itself
+/// once its dead rows pass the threshold; with autovacuum on, Lethe leaves
+/// it to PostgreSQL.
+#[tokio::test]
+async fn lethe_vacuums_its_tables_when_autovacuum_is_off() {
+    let url = fresh_pg_database().await;
+    let store = Store::open_url(&url, StoreOptions::default())
+        .await
+        .unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let autovacuum: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO idempotency (principal, key, request_hash, status, body, created_at) SELECT 'p', 'k' || g, 'h', 200, '{}', 0 FROM generate_series(1, 5000) AS g")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM idempotency")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // A session's statistics reach the shared counters when it ends.
+    pool.close().await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let vacuumed = store.vacuum_if_needed().await.unwrap();
+    if autovacuum == "off" {
+        assert!(vacuumed.contains(&"idempotency".to_owned()), "{vacuumed:?}");
+        let dead: i64 = sqlx::query_scalar(
+            "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'idempotency'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert!(dead < 5000, "{dead} dead rows left");
+    } else {
+        assert!(vacuumed.is_empty(), "{vacuumed:?}");
+    }
+    // Nothing to do right after.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        !store
+            .vacuum_if_needed()
+            .await
+            .unwrap()
+            .contains(&"idempotency".to_owned())
+    );
+}

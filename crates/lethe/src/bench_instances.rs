@@ -793,7 +793,7 @@ pub async fn history(
     let admin = if kind == "sqlite" { "sqlite" } else { pg_url };
     let mut rows = vec![];
     for preloaded in [false, true] {
-        let mut cluster = Cluster::start(admin, 1, u32::try_from(cases * 2 + 1000)?).await?;
+        let mut cluster = Cluster::start(admin, 1, u32::try_from(cases * 4 + 1000)?).await?;
         let users = clear_users(&cluster.mart(), cases * 2 + 1).await?;
         if users.len() < cases * 2 + 1 {
             bail!("Demo Mart has only {} clear users", users.len());
@@ -838,7 +838,7 @@ pub async fn history(
             );
             drop(db);
             let t = Instant::now();
-            cluster.spawn(0, u32::try_from(cases * 2 + 1000)?).await?;
+            cluster.spawn(0, u32::try_from(cases * 4 + 1000)?).await?;
             let mut db = sqlx::AnyConnection::connect(&cluster.db_url).await?;
             let until = Instant::now() + Duration::from_secs(3600);
             loop {

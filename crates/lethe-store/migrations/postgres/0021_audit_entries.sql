@@ -63,3 +63,9 @@ FROM audit_leaves l JOIN audit_entries e ON e.qid = l.qid;
 -- receipt's final event): a B-tree, so the lookup does not grow with the
 -- log (a block-range index was cheaper to keep up but is scanned whole).
 CREATE UNIQUE INDEX audit_leaves_qid ON audit_leaves (qid);
+
+-- A case's events are a handful of rows: never a parallel plan for them,
+-- whatever stale statistics suggest (a worker's start-up alone costs more
+-- than the read).
+ALTER TABLE audit_entries SET (parallel_workers = 0, autovacuum_analyze_scale_factor = 0.02);
+ALTER TABLE audit_leaves SET (parallel_workers = 0);
