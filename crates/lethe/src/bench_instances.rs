@@ -793,9 +793,9 @@ pub async fn history(
     let admin = if kind == "sqlite" { "sqlite" } else { pg_url };
     let mut rows = vec![];
     for preloaded in [false, true] {
-        let mut cluster = Cluster::start(admin, 1, u32::try_from(cases * 4 + 1000)?).await?;
-        let users = clear_users(&cluster.mart(), cases * 2 + 1).await?;
-        if users.len() < cases * 2 + 1 {
+        let mut cluster = Cluster::start(admin, 1, u32::try_from(cases * 16 + 1000)?).await?;
+        let users = clear_users(&cluster.mart(), cases * 11 + 1).await?;
+        if users.len() < cases * 11 + 1 {
             bail!("Demo Mart has only {} clear users", users.len());
         }
         if preloaded {
@@ -803,7 +803,7 @@ pub async fn history(
             // template every preloaded case and its events are cloned from.
             let api = apis(&cluster)?.remove(0);
             let id = api
-                .to_cooling_off(users[cases * 2])
+                .to_cooling_off(users[cases * 11])
                 .await
                 .map_err(anyhow::Error::msg)?;
             advance_all(std::slice::from_ref(&api))
@@ -838,7 +838,7 @@ pub async fn history(
             );
             drop(db);
             let t = Instant::now();
-            cluster.spawn(0, u32::try_from(cases * 4 + 1000)?).await?;
+            cluster.spawn(0, u32::try_from(cases * 16 + 1000)?).await?;
             let mut db = sqlx::AnyConnection::connect(&cluster.db_url).await?;
             let until = Instant::now() + Duration::from_secs(3600);
             loop {
@@ -865,8 +865,9 @@ pub async fn history(
         }
         let apis = apis(&cluster)?;
         let api = apis[0].clone();
-        // Intake: case creation only.
-        let intake_users = Arc::new(users[cases..cases * 2].to_vec());
+        // Intake: case creation only, ten times as many cases (a short
+        // measure is mostly noise).
+        let intake_users = Arc::new(users[cases..cases * 11].to_vec());
         let intake = run_clients(concurrency, intake_users, {
             let api = api.clone();
             move |u| {
