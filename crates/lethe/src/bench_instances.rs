@@ -30,45 +30,35 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// `admin_url` "sqlite": the store is the data directory's own SQLite
+    /// file; else a fresh database on that PostgreSQL server.
     async fn start(admin_url: &str, n: usize, users: u32) -> anyhow::Result<Self> {
-        if admin_url == "sqlite" {
-            // The store is the data directory's own SQLite file.
-            let dir = tempfile::tempdir()?;
-            let mut c = Cluster {
-                children: vec![],
-                urls: vec![],
-                key: String::new(),
-                db_url: format!("sqlite://{}", dir.path().join("lethe.db").display()),
-                admin_url: String::new(),
-                db_name: String::new(),
-                dir,
-            };
-            for i in 0..n {
-                c.spawn(i, users).await?;
-            }
-            c.key = std::fs::read_to_string(c.dir.path().join("demo-api-key"))?
-                .trim()
-                .to_owned();
-            return Ok(c);
-        }
-        let db_name = format!("lethe_bench_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(admin_url)
-            .await
-            .with_context(|| "connecting to PostgreSQL (set --pg-url)".to_string())?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
-            .execute(&mut admin)
-            .await?;
-        let base = admin_url.rsplit_once('/').map(|(b, _)| b).context(
-            "--pg-url must name a database, like postgres://postgres@127.0.0.1:5432/postgres",
-        )?;
-        let db_url = format!("{base}/{db_name}");
         let dir = tempfile::tempdir()?;
+        let (db_url, db_name, admin) = if admin_url == "sqlite" {
+            (
+                format!("sqlite://{}", dir.path().join("lethe.db").display()),
+                String::new(),
+                String::new(),
+            )
+        } else {
+            let db_name = format!("lethe_bench_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = sqlx::PgConnection::connect(admin_url)
+                .await
+                .with_context(|| "connecting to PostgreSQL (set --pg-url)".to_string())?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
+                .execute(&mut admin)
+                .await?;
+            let base = admin_url.rsplit_once('/').map(|(b, _)| b).context(
+                "--pg-url must name a database, like postgres://postgres@127.0.0.1:5432/postgres",
+            )?;
+            (format!("{base}/{db_name}"), db_name, admin_url.to_owned())
+        };
         let mut c = Cluster {
             children: vec![],
             urls: vec![],
             key: String::new(),
             db_url,
-            admin_url: admin_url.to_owned(),
+            admin_url: admin,
             db_name,
             dir,
         };
