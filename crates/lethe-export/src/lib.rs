@@ -128,6 +128,39 @@ const QUEUE: usize = 16;
 /// The deflate level: fast (1). Exports are read once; level 1 keeps most
 /// of the size saving at a fraction of the time.
 const LEVEL: i64 = 1;
+/// A compressing thread this many buffers behind its producer stores what
+/// it is given (DEFLATE stored blocks) instead of deflating it, until it is
+/// back to [`DEFLATE_AT`] or fewer: on a busy machine the export is as fast
+/// as its rows can be read and the archive is larger, never slower than
+/// that. Content, hashes and the manifest do not depend on it.
+const STORE_AT: usize = QUEUE * 3 / 4;
+/// See [`STORE_AT`].
+const DEFLATE_AT: usize = QUEUE / 4;
+// Storing starts only with a queue that can hold that many, and stops lower.
+const _: () = assert!(DEFLATE_AT < STORE_AT && STORE_AT <= QUEUE);
+
+/// Buffers sent to a compressing thread and not yet taken by it.
+type Backlog = std::sync::Arc<std::sync::atomic::AtomicUsize>;
+
+fn backlog_add(b: &Backlog) {
+    b.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// One buffer taken: the backlog left behind it.
+fn backlog_take(b: &Backlog) -> usize {
+    b.fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
+        .saturating_sub(1)
+}
+
+/// Whether a compressor that is (or is not) storing should store next,
+/// given its backlog.
+fn store_next(storing: bool, backlog: usize) -> bool {
+    if storing {
+        backlog > DEFLATE_AT
+    } else {
+        backlog >= STORE_AT
+    }
+}
 
 /// What the compressing thread is told to do.
 enum ZipCmd {
@@ -149,14 +182,23 @@ enum ZipCmd {
 /// The caller's end of the compressing thread.
 struct Zipper<W: Write + Send + 'static> {
     tx: std::sync::mpsc::SyncSender<ZipCmd>,
+    backlog: Backlog,
     thread: std::thread::JoinHandle<Result<W, ExportError>>,
 }
 
 impl<W: Write + Send + 'static> Zipper<W> {
     fn start(out: W) -> Self {
         let (tx, rx) = std::sync::mpsc::sync_channel::<ZipCmd>(QUEUE);
-        let thread = std::thread::spawn(move || compress(out, rx));
-        Self { tx, thread }
+        let backlog = Backlog::default();
+        let thread = std::thread::spawn({
+            let backlog = backlog.clone();
+            move || compress(out, rx, &backlog)
+        });
+        Self {
+            tx,
+            backlog,
+            thread,
+        }
     }
 }
 
@@ -170,12 +212,42 @@ fn zip_options() -> SimpleFileOptions {
 /// The compressing thread: the ZIP is written here only. A queue closed
 /// before `Finish` (the archive dropped half-way) ends it with an error,
 /// never with a ZIP that looks complete.
-fn compress<W: Write>(out: W, rx: std::sync::mpsc::Receiver<ZipCmd>) -> Result<W, ExportError> {
+///
+/// Each entry's data is deflated here by a [`Deflater`] (raw DEFLATE
+/// ending on a sync flush) and written into the entry as it is; the
+/// entry's own compressor in `zip` is given nothing and ends the stream
+/// with its empty final block when the entry is finished.
+fn compress<W: Write>(
+    out: W,
+    rx: std::sync::mpsc::Receiver<ZipCmd>,
+    backlog: &Backlog,
+) -> Result<W, ExportError> {
     let mut zip = zip::ZipWriter::new_stream(out);
+    let mut entry: Option<Deflater> = None;
     loop {
-        match rx.recv() {
-            Ok(ZipCmd::Start(path)) => zip.start_file(path.as_str(), zip_options())?,
-            Ok(ZipCmd::Data(buf)) => zip.write_all(&buf)?,
+        let cmd = rx.recv();
+        if !matches!(cmd, Ok(ZipCmd::Data(_)))
+            && let Some(d) = entry.take()
+        {
+            end_entry(&mut zip, d)?;
+        }
+        match cmd {
+            Ok(ZipCmd::Start(path)) => {
+                zip.start_file(path.as_str(), zip_options())?;
+                entry = Some(Deflater::new());
+            }
+            Ok(ZipCmd::Data(buf)) => {
+                let behind = backlog_take(backlog);
+                let d = entry.as_mut().ok_or_else(|| {
+                    ExportError::Invalid("data for the archive before its file".into())
+                })?;
+                // SAFETY (get_mut): only appended to, never sought; the
+                // stream writer counts the bytes, so the entry's compressed
+                // size is right.
+                let out = unsafe { zip.get_mut() }
+                    .ok_or_else(|| ExportError::Invalid("the archive is closed".into()))?;
+                d.feed(&buf, behind, out)?;
+            }
             Ok(ZipCmd::Spool {
                 path,
                 spool,
@@ -184,22 +256,13 @@ fn compress<W: Write>(out: W, rx: std::sync::mpsc::Receiver<ZipCmd>) -> Result<W
                 bytes,
             }) => {
                 zip.start_file(path.as_str(), zip_options())?;
-                let mut r = open(
-                    &key,
-                    std::io::BufReader::with_capacity(CHUNK, std::fs::File::open(&spool.0)?),
-                )?;
                 // The spool holds a raw DEFLATE stream of the CSV that ends
                 // on a sync flush (byte-aligned, no final block); it goes
-                // into the entry as it is, and the entry's own (idle)
-                // compressor then ends the stream with its empty final
-                // block when the entry is finished: one valid DEFLATE
-                // stream, never compressed twice.
-                // SAFETY (get_mut): only appended to, never sought; the
-                // stream writer below counts the bytes, so the entry's
-                // compressed size is right.
+                // into the entry as it is, never compressed twice.
+                // SAFETY (get_mut): as above.
                 let out = unsafe { zip.get_mut() }
                     .ok_or_else(|| ExportError::Invalid("the archive is closed".into()))?;
-                std::io::copy(&mut r, out)?;
+                copy_spool(&spool.0, &key, out)?;
                 // SAFETY (set_file_metadata): `bytes` and `crc32` were
                 // computed over exactly the plain CSV that was deflated.
                 unsafe { zip.set_file_metadata(bytes, crc32) }?;
@@ -212,6 +275,150 @@ fn compress<W: Write>(out: W, rx: std::sync::mpsc::Receiver<ZipCmd>) -> Result<W
             }
         }
     }
+}
+
+/// Copies a sealed spool into `out`: opened (decrypted) on a thread of its
+/// own while this one writes (and the archive's sealing encrypts), so the
+/// copy at the end of a dataset uses both cores.
+fn copy_spool<W: Write>(path: &std::path::Path, key: &Key, out: &mut W) -> Result<(), ExportError> {
+    let file = std::fs::File::open(path)?;
+    let mut r = open(key, std::io::BufReader::with_capacity(CHUNK, file))?;
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let reader = s.spawn(move || -> std::io::Result<()> {
+            loop {
+                let mut buf = vec![0u8; CHUNK];
+                let mut n = 0;
+                while n < CHUNK {
+                    match r.read(&mut buf[n..])? {
+                        0 => break,
+                        k => n += k,
+                    }
+                }
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.truncate(n);
+                if tx.send(buf).is_err() {
+                    // The writer stopped; its error is reported.
+                    return Ok(());
+                }
+            }
+        });
+        let written = rx.iter().try_for_each(|buf| out.write_all(&buf));
+        // The reader ends once the queue is dropped or the spool is read.
+        drop(rx);
+        let read = reader
+            .join()
+            .map_err(|_| ExportError::Invalid("the spool reader failed".into()))?;
+        written?;
+        read?;
+        Ok(())
+    })
+}
+
+/// Ends the entry being written: the rest of its DEFLATE stream, then its
+/// CRC and size.
+fn end_entry<W: Write + Seek>(
+    zip: &mut zip::ZipWriter<W>,
+    mut d: Deflater,
+) -> Result<(), ExportError> {
+    // SAFETY (get_mut): as in `compress`.
+    let out = unsafe { zip.get_mut() }
+        .ok_or_else(|| ExportError::Invalid("the archive is closed".into()))?;
+    let (crc32, bytes) = d.end(out)?;
+    // SAFETY (set_file_metadata): the Deflater computed both over exactly
+    // the plain bytes it deflated into this entry.
+    unsafe { zip.set_file_metadata(bytes, crc32) }?;
+    Ok(())
+}
+
+/// A raw DEFLATE stream that deflates at [`LEVEL`] while it keeps up with
+/// its producer and stores while it falls behind (see [`STORE_AT`]), with
+/// the CRC-32 and size of what it was given. It ends on a sync flush
+/// (byte-aligned, no final block).
+struct Deflater {
+    z: flate2::Compress,
+    storing: bool,
+    crc: crc32fast::Hasher,
+    bytes: u64,
+    buf: Vec<u8>,
+}
+
+impl Deflater {
+    fn new() -> Self {
+        Self {
+            z: flate2::Compress::new(flate2::Compression::new(LEVEL as u32), false),
+            storing: false,
+            crc: crc32fast::Hasher::new(),
+            bytes: 0,
+            buf: Vec::with_capacity(CHUNK),
+        }
+    }
+
+    /// Compresses `input` into `out`; `behind` is the producer's lead
+    /// (buffers waiting), which decides between deflating and storing.
+    fn feed<W: Write>(&mut self, input: &[u8], behind: usize, out: &mut W) -> std::io::Result<()> {
+        let store = store_next(self.storing, behind);
+        if store && !self.storing {
+            // A sync flush: what the compressor holds is written out and
+            // the stream is at a byte boundary, where stored blocks begin.
+            deflate_into(
+                &mut self.z,
+                &[],
+                flate2::FlushCompress::Sync,
+                out,
+                &mut self.buf,
+            )?;
+        } else if !store && self.storing {
+            // Deflating again with a fresh window: the compressor never
+            // refers back past the stored bytes it did not see.
+            self.z.reset();
+        }
+        self.storing = store;
+        self.crc.update(input);
+        self.bytes += input.len() as u64;
+        if store {
+            store_into(input, out)
+        } else {
+            deflate_into(
+                &mut self.z,
+                input,
+                flate2::FlushCompress::None,
+                out,
+                &mut self.buf,
+            )
+        }
+    }
+
+    /// Flushes what is pending (sync flush); the CRC-32 and size of all
+    /// that was fed.
+    fn end<W: Write>(&mut self, out: &mut W) -> std::io::Result<(u32, u64)> {
+        if !self.storing {
+            deflate_into(
+                &mut self.z,
+                &[],
+                flate2::FlushCompress::Sync,
+                out,
+                &mut self.buf,
+            )?;
+        }
+        Ok((self.crc.clone().finalize(), self.bytes))
+    }
+}
+
+/// Writes `input` as DEFLATE stored blocks (RFC 1951, 3.2.4: a byte-aligned
+/// header with BFINAL 0 and BTYPE 00, LEN, NLEN, then the bytes), at most
+/// 65,535 bytes each. The stream must be at a byte boundary.
+fn store_into<W: Write>(input: &[u8], out: &mut W) -> std::io::Result<()> {
+    for part in input.chunks(usize::from(u16::MAX)) {
+        let len = u16::try_from(part.len()).map_err(std::io::Error::other)?;
+        let [l0, l1] = len.to_le_bytes();
+        let [n0, n1] = (!len).to_le_bytes();
+        out.write_all(&[0, l0, l1, n0, n1])?;
+        out.write_all(part)?;
+    }
+    Ok(())
 }
 
 /// The dataset being written.
@@ -236,6 +443,7 @@ struct Current {
 /// through a bounded queue.
 struct CsvSink {
     tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    backlog: Backlog,
     buf: Vec<u8>,
 }
 
@@ -245,6 +453,7 @@ impl CsvSink {
             return Ok(());
         }
         let buf = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        backlog_add(&self.backlog);
         match &self.tx {
             Some(tx) if tx.send(buf).is_ok() => Ok(()),
             _ => Err(std::io::Error::other("the CSV thread stopped")),
@@ -272,31 +481,27 @@ struct CsvDone {
     bytes: u64,
 }
 
-/// A dataset's CSV thread: hashes (SHA-256 for the manifest, CRC-32 for the
-/// ZIP), deflates (raw DEFLATE, [`LEVEL`]) and seals what it is sent into
-/// the spool. The stream ends on a sync flush, not a final block (see
-/// [`ZipCmd::Spool`]).
+/// A dataset's CSV thread: hashes (SHA-256 for the manifest; the
+/// [`Deflater`] keeps the CRC-32 for the ZIP), deflates (or stores, when
+/// behind) and seals what it is sent into the spool. The stream ends on a
+/// sync flush, not a final block (see [`ZipCmd::Spool`]).
 fn deflate_csv(
     rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    backlog: &Backlog,
     mut out: SealWriter<std::io::BufWriter<std::fs::File>>,
 ) -> Result<CsvDone, ExportError> {
-    use flate2::{Compress, Compression, FlushCompress};
-    let mut z = Compress::new(Compression::new(LEVEL as u32), false);
+    let mut d = Deflater::new();
     let mut sha = Sha256::new();
-    let mut crc = crc32fast::Hasher::new();
-    let mut bytes = 0u64;
-    let mut buf = Vec::with_capacity(CHUNK);
     for input in rx {
+        let behind = backlog_take(backlog);
         sha.update(&input);
-        crc.update(&input);
-        bytes += input.len() as u64;
-        deflate_into(&mut z, &input, FlushCompress::None, &mut out, &mut buf)?;
+        d.feed(&input, behind, &mut out)?;
     }
-    deflate_into(&mut z, &[], FlushCompress::Sync, &mut out, &mut buf)?;
+    let (crc32, bytes) = d.end(&mut out)?;
     out.finish()?.flush()?;
     Ok(CsvDone {
         sha256: sha.finalize().into(),
-        crc32: crc.finalize(),
+        crc32,
         bytes,
     })
 }
@@ -360,6 +565,9 @@ impl<W: Write + Send + 'static> Archive<W> {
         let Some(z) = self.zip.as_ref() else {
             return Err(ExportError::Invalid("the archive failed earlier".into()));
         };
+        if matches!(cmd, ZipCmd::Data(_)) {
+            backlog_add(&z.backlog);
+        }
         if z.tx.send(cmd).is_ok() {
             return Ok(());
         }
@@ -449,9 +657,14 @@ impl<W: Write + Send + 'static> Archive<W> {
         let guard = SpoolGuard(spool_path);
         let sealed = seal(&spool_key, std::io::BufWriter::new(file))?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(QUEUE);
-        let csv_thread = std::thread::spawn(move || deflate_csv(rx, sealed));
+        let backlog = Backlog::default();
+        let csv_thread = std::thread::spawn({
+            let backlog = backlog.clone();
+            move || deflate_csv(rx, &backlog, sealed)
+        });
         let mut sink = CsvSink {
             tx: Some(tx),
+            backlog,
             buf: Vec::with_capacity(CHUNK),
         };
         // A BOM so spreadsheet programs read UTF-8 (Chinese) correctly.

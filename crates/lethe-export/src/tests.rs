@@ -243,3 +243,138 @@ fn an_independent_zip_reader_reads_every_entry() {
     }
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+#[test]
+fn a_compressor_stores_only_while_it_is_behind() {
+    // Deflating: stays so below STORE_AT, stores from it on.
+    assert!(!store_next(false, 0));
+    assert!(!store_next(false, STORE_AT - 1));
+    assert!(store_next(false, STORE_AT));
+    // Storing: stays so until back to DEFLATE_AT (no flapping between).
+    assert!(store_next(true, STORE_AT - 1));
+    assert!(store_next(true, DEFLATE_AT + 1));
+    assert!(!store_next(true, DEFLATE_AT));
+}
+
+fn text(n: usize) -> Vec<u8> {
+    (0..n)
+        .flat_map(|i| {
+            format!("{{\"id\":{i},\"name\":\"张三 {}\"}},\n", i * 7919 % 10007).into_bytes()
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// Whatever the backlog does, the stream switching between deflated and
+    /// stored blocks inflates to exactly what was fed, with its CRC.
+    #[test]
+    fn a_stream_switching_between_deflate_and_store_inflates_back(
+        behind in proptest::collection::vec(0usize..=QUEUE + 1, 1..40),
+    ) {
+        let data = text(20_000);
+        let mut d = Deflater::new();
+        let mut out = Vec::new();
+        for (chunk, b) in data.chunks(CHUNK / 4).zip(behind.iter().cycle()) {
+            d.feed(chunk, *b, &mut out).unwrap();
+        }
+        let (crc, bytes) = d.end(&mut out).unwrap();
+        prop_assert_eq!(bytes, data.len() as u64);
+        prop_assert_eq!(crc, crc32fast::hash(&data));
+        // The entry's final block, as `zip` adds it: an empty fixed block.
+        out.extend_from_slice(&[0x03, 0x00]);
+        let mut back = Vec::with_capacity(data.len() + 1);
+        let mut z = flate2::Decompress::new(false);
+        z.decompress_vec(&out, &mut back, flate2::FlushDecompress::Finish).unwrap();
+        prop_assert_eq!(back, data);
+    }
+}
+
+/// The compressing thread far behind stores, caught up deflates; both in
+/// one entry, read back by the zip crate and by Python's zipfile, which
+/// check each entry's CRC and size.
+#[test]
+fn an_entry_both_stored_and_deflated_is_a_valid_zip_entry() {
+    let data = text(40_000);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<ZipCmd>(QUEUE);
+    let backlog = Backlog::default();
+    let thread = std::thread::spawn({
+        let backlog = backlog.clone();
+        move || compress(Vec::new(), rx, &backlog)
+    });
+    tx.send(ZipCmd::Start("a.json".into())).unwrap();
+    let half = data.len() / 2;
+    // Far behind for the first half (each buffer taken still leaves a long
+    // queue), caught up for the second.
+    let far = 1_000_000;
+    backlog.store(far, std::sync::atomic::Ordering::Relaxed);
+    let mut sent = 0;
+    for c in data[..half].chunks(CHUNK) {
+        tx.send(ZipCmd::Data(c.to_vec())).unwrap();
+        sent += 1;
+    }
+    tx.send(ZipCmd::Start("b.json".into())).unwrap();
+    tx.send(ZipCmd::Data(b"{}".to_vec())).unwrap();
+    tx.send(ZipCmd::Start("c.json".into())).unwrap();
+    sent += 1;
+    for c in data[..half].chunks(CHUNK) {
+        tx.send(ZipCmd::Data(c.to_vec())).unwrap();
+        sent += 1;
+    }
+    // Once the thread has taken all of those, it has caught up.
+    while backlog.load(std::sync::atomic::Ordering::Relaxed) > far - sent {
+        std::thread::yield_now();
+    }
+    backlog.store(0, std::sync::atomic::Ordering::Relaxed);
+    for c in data[half..].chunks(CHUNK) {
+        backlog_add(&backlog);
+        tx.send(ZipCmd::Data(c.to_vec())).unwrap();
+    }
+    tx.send(ZipCmd::Finish).unwrap();
+    let zip_bytes = thread.join().unwrap().unwrap();
+    let mut z = zip::ZipArchive::new(Cursor::new(&zip_bytes)).unwrap();
+    // a.json was stored whole; c.json's second half was deflated.
+    let a = z.by_name("a.json").unwrap();
+    let stored = a.compressed_size();
+    assert!(stored >= a.size(), "a.json was stored");
+    drop(a);
+    let c = z.by_name("c.json").unwrap();
+    assert!(
+        c.compressed_size() < stored + (c.size() - stored) * 9 / 10,
+        "c.json's second half was deflated"
+    );
+    drop(c);
+    let mut read = |name: &str| {
+        let mut v = Vec::new();
+        z.by_name(name).unwrap().read_to_end(&mut v).unwrap();
+        v
+    };
+    assert_eq!(read("a.json"), data[..half]);
+    assert_eq!(read("b.json"), b"{}");
+    let mut c = data[..half].to_vec();
+    c.extend_from_slice(&data[half..]);
+    assert_eq!(read("c.json"), c);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mixed.zip");
+    std::fs::write(&path, &zip_bytes).unwrap();
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile\n\
+             z = zipfile.ZipFile(sys.argv[1])\n\
+             assert z.testzip() is None\n\
+             print(sum(len(z.read(n)) for n in z.namelist()))",
+        ])
+        .arg(&path)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        (half + data.len() + 2).to_string()
+    );
+}
