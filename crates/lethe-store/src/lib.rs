@@ -793,7 +793,11 @@ impl Store {
     /// leave behind are never reclaimed and statistics never refreshed:
     /// every scan slows down as history grows and plans go stale. Then
     /// Lethe vacuums and analyzes its own tables whose dead or changed rows
-    /// passed a threshold (at most [`VACUUM_TABLES`] a call, busiest first,
+    /// passed autovacuum's default thresholds (50 rows plus a fifth of the
+    /// live ones dead, or plus a tenth changed since the last analyze: a
+    /// table analyzed while nearly empty is analyzed again soon after it
+    /// grows, before prepared statements settle on plans that scan it) (at
+    /// most [`VACUUM_TABLES`] a call, busiest first,
     /// skipping a table another session is vacuuming). With autovacuum on
     /// it leaves that to PostgreSQL. Returns the tables vacuumed.
     pub async fn vacuum_if_needed(&self) -> Result<Vec<String>, StoreError> {
@@ -809,7 +813,7 @@ impl Store {
         }
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT CAST(relname AS TEXT) FROM pg_stat_user_tables WHERE schemaname = current_schema() \
-             AND (n_dead_tup > GREATEST(1000, n_live_tup / 5) OR n_mod_since_analyze > GREATEST(1000, n_live_tup / 10)) \
+             AND (n_dead_tup > 50 + n_live_tup / 5 OR n_mod_since_analyze > 50 + n_live_tup / 10) \
              ORDER BY n_dead_tup + n_mod_since_analyze DESC LIMIT $1",
         )
         .bind(VACUUM_TABLES)
