@@ -361,15 +361,9 @@ impl Deflater {
     fn feed<W: Write>(&mut self, input: &[u8], behind: usize, out: &mut W) -> std::io::Result<()> {
         let store = store_next(self.storing, behind);
         if store && !self.storing {
-            // A sync flush: what the compressor holds is written out and
-            // the stream is at a byte boundary, where stored blocks begin.
-            deflate_into(
-                &mut self.z,
-                &[],
-                flate2::FlushCompress::Sync,
-                out,
-                &mut self.buf,
-            )?;
+            // What the compressor holds is written out and the stream is at
+            // a byte boundary, where stored blocks begin.
+            self.sync_flush(out)?;
         } else if !store && self.storing {
             // Deflating again with a fresh window: the compressor never
             // refers back past the stored bytes it did not see.
@@ -395,15 +389,21 @@ impl Deflater {
     /// that was fed.
     fn end<W: Write>(&mut self, out: &mut W) -> std::io::Result<(u32, u64)> {
         if !self.storing {
-            deflate_into(
-                &mut self.z,
-                &[],
-                flate2::FlushCompress::Sync,
-                out,
-                &mut self.buf,
-            )?;
+            self.sync_flush(out)?;
         }
         Ok((self.crc.clone().finalize(), self.bytes))
+    }
+
+    /// A sync flush: everything fed so far is written, ending on a byte
+    /// boundary (an empty stored block), with no final block.
+    fn sync_flush<W: Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+        deflate_into(
+            &mut self.z,
+            &[],
+            flate2::FlushCompress::Sync,
+            out,
+            &mut self.buf,
+        )
     }
 }
 
