@@ -287,18 +287,10 @@ fn copy_spool<W: Write>(path: &std::path::Path, key: &Key, out: &mut W) -> Resul
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
         let reader = s.spawn(move || -> std::io::Result<()> {
             loop {
-                let mut buf = vec![0u8; CHUNK];
-                let mut n = 0;
-                while n < CHUNK {
-                    match r.read(&mut buf[n..])? {
-                        0 => break,
-                        k => n += k,
-                    }
-                }
-                if n == 0 {
+                let mut buf = Vec::with_capacity(CHUNK);
+                if (&mut r).take(CHUNK as u64).read_to_end(&mut buf)? == 0 {
                     return Ok(());
                 }
-                buf.truncate(n);
                 if tx.send(buf).is_err() {
                     // The writer stopped; its error is reported.
                     return Ok(());

@@ -793,13 +793,13 @@ impl Store {
     /// leave behind are never reclaimed and statistics never refreshed:
     /// every scan slows down as history grows and plans go stale. Then
     /// Lethe vacuums and analyzes its own tables whose dead or changed rows
-    /// passed autovacuum's default thresholds (50 rows plus a fifth of the
-    /// live ones dead, or plus a tenth changed since the last analyze: a
-    /// table analyzed while nearly empty is analyzed again soon after it
-    /// grows, before prepared statements settle on plans that scan it) (at
-    /// most [`VACUUM_TABLES`] a call, busiest first,
-    /// skipping a table another session is vacuuming). With autovacuum on
-    /// it leaves that to PostgreSQL. Returns the tables vacuumed.
+    /// passed autovacuum's default thresholds: 50 rows plus a fifth of the
+    /// live ones dead, or 50 plus a tenth changed since the last analyze —
+    /// so a table analyzed while nearly empty is analyzed again soon after
+    /// it grows, before prepared statements settle on plans that scan it.
+    /// At most [`VACUUM_TABLES`] a call, busiest first, skipping a table
+    /// another session is vacuuming. With autovacuum on it leaves that to
+    /// PostgreSQL. Returns the tables vacuumed.
     pub async fn vacuum_if_needed(&self) -> Result<Vec<String>, StoreError> {
         if self.backend != Backend::Postgres {
             return Ok(vec![]);
