@@ -7,6 +7,9 @@
 //! receipt with this crate and the public key alone.
 
 pub mod merkle;
+pub mod monitor;
+pub mod note;
+pub mod public;
 pub mod report;
 
 use base64::Engine;
@@ -302,9 +305,16 @@ impl Signer {
     pub fn public_key_hex(&self) -> String {
         hex::encode(self.key.verifying_key().to_bytes())
     }
+    pub fn public_key_bytes(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
     /// Base64 Ed25519 signature.
     pub fn sign(&self, msg: &[u8]) -> String {
-        base64::engine::general_purpose::STANDARD.encode(self.key.sign(msg).to_bytes())
+        base64::engine::general_purpose::STANDARD.encode(self.sign_raw(msg))
+    }
+    /// The raw 64-byte Ed25519 signature.
+    pub fn sign_raw(&self, msg: &[u8]) -> [u8; 64] {
+        self.key.sign(msg).to_bytes()
     }
 }
 

@@ -221,7 +221,7 @@ pub struct Proof {
     pub proof: Vec<String>,
 }
 
-fn proof_problem(e: lethe_store::ProofError) -> Problem {
+pub(crate) fn proof_problem(e: lethe_store::ProofError) -> Problem {
     match e {
         lethe_store::ProofError::OutOfRange { what, .. } => {
             Problem::unprocessable(e.to_string()).field(what)

@@ -43,6 +43,91 @@ pub struct Config {
     pub events: EventsConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub transparency: TransparencyConfig,
+}
+
+/// Public transparency: `/transparency` (the latest signed tree head, the
+/// public key, consistency proofs, the monthly reports), without
+/// credentials.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransparencyConfig {
+    /// On by default; false answers 404 on every public route and
+    /// publishes no report.
+    pub enabled: bool,
+    /// Counts from 1 to threshold - 1 are published as "< threshold"
+    /// (1-1000; default 5; 1 publishes every count).
+    pub threshold: u64,
+    /// The checkpoint origin (and note key name); default the public URL's
+    /// host and path followed by `/audit-log`.
+    pub origin: Option<String>,
+    /// Witnesses asked to cosign each new checkpoint (at most 16).
+    pub witnesses: Vec<WitnessConfig>,
+}
+
+impl Default for TransparencyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            threshold: lethe_ledger::public::DEFAULT_THRESHOLD,
+            origin: None,
+            witnesses: vec![],
+        }
+    }
+}
+
+/// A witness (c2sp.org/tlog-witness).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// Its verifier key: `<name>+<key id>+<base64(0x04 || Ed25519 key)>`.
+    pub vkey: String,
+    /// Its submission prefix (`add-checkpoint` is appended).
+    pub url: String,
+}
+
+impl WitnessConfig {
+    /// The witness's name (the vkey's first part).
+    pub fn name(&self) -> &str {
+        self.vkey.split('+').next().unwrap_or_default()
+    }
+}
+
+impl TransparencyConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=1000).contains(&self.threshold) {
+            return Err(format!(
+                "transparency.threshold must be between 1 and 1000; 5 is the usual value, got {}",
+                self.threshold
+            ));
+        }
+        if let Some(o) = &self.origin
+            && !lethe_ledger::note::valid_name(o)
+        {
+            return Err("transparency.origin must be non-empty with no space and no '+', e.g. lethe.example.com/audit-log".into());
+        }
+        if self.witnesses.len() > 16 {
+            return Err("transparency.witnesses lists at most 16 witnesses".into());
+        }
+        for (i, w) in self.witnesses.iter().enumerate() {
+            match lethe_ledger::note::parse_vkey(&w.vkey) {
+                Ok((_, lethe_ledger::note::SIG_COSIGNATURE, _)) => {}
+                Ok(_) => {
+                    return Err(format!(
+                        "transparency.witnesses[{i}].vkey is not a cosignature key (its type byte must be 0x04, c2sp.org/tlog-cosignature)"
+                    ));
+                }
+                Err(e) => return Err(format!("transparency.witnesses[{i}].vkey: {e}")),
+            }
+            if !(w.url.starts_with("https://") || w.url.starts_with("http://")) {
+                return Err(format!(
+                    "transparency.witnesses[{i}].url must be an http(s) URL, the witness's submission prefix"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where Lethe keeps its own data: an embedded SQLite file under
@@ -600,6 +685,7 @@ impl Config {
         let policy = self.policy.to_policy()?;
         self.export.validate()?;
         self.events.validate()?;
+        self.transparency.validate()?;
         for (key, days) in [
             ("phone_days", self.tombstones.phone_days),
             ("email_days", self.tombstones.email_days),

@@ -32,6 +32,7 @@ pub mod secrets;
 pub mod sequencer;
 pub mod systems;
 pub mod totp;
+pub mod transparency;
 pub mod vault_api;
 pub mod webhook;
 pub mod worker;
@@ -150,6 +151,7 @@ pub struct AppState {
     /// Wakes idle export builders when an export is requested.
     pub export_wake: Arc<Notify>,
     pub events: config::EventsConfig,
+    pub transparency: config::TransparencyConfig,
     pub keys: Arc<middleware::KeyCache>,
     pub limiter: Arc<middleware::RateLimiter>,
     pub demo: bool,
@@ -235,7 +237,9 @@ pub enum ClockMode {
         purge::create, purge::list, purge::read, purge::report, purge::object,
         export_api::create, export_api::create_for_case, export_api::read, export_api::delete,
         export_api::download, export_api::console_create, export_api::console_read,
-        pages::user::create_handoff
+        pages::user::create_handoff,
+        transparency::page, transparency::json, transparency::report, transparency::consistency,
+        transparency::checkpoint_text, transparency::publish_on_demand
     ),
     components(schemas(problem::Problem)),
     modifiers(&SecurityAddon, &ProblemResponses)
@@ -555,6 +559,10 @@ pub fn router(st: AppState) -> Router {
         .route(
             "/v1/reports/compliance",
             guard_idem(&st, get(audit_api::compliance)),
+        )
+        .route(
+            "/v1/transparency/reports",
+            guard_idem(&st, post(transparency::publish_on_demand)),
         );
     if st.manual_clock.is_some() {
         v1 = v1
@@ -766,6 +774,18 @@ pub fn router(st: AppState) -> Router {
         )
         .merge(vault)
         .merge(vault_admin)
+        // Public: no credentials (transparency.enabled turns them off).
+        .route("/transparency", get(transparency::page))
+        .route("/transparency.json", get(transparency::json))
+        .route("/transparency/reports/{id}", get(transparency::report))
+        .route(
+            "/transparency/proofs/consistency",
+            get(transparency::consistency),
+        )
+        .route(
+            "/transparency/checkpoint",
+            get(transparency::checkpoint_text),
+        )
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(metrics::metrics))
@@ -964,6 +984,7 @@ impl Server {
             export_ttl: cfg.export.validate().map_err(ServeError::Config)?,
             export_wake: Arc::new(Notify::new()),
             events: cfg.events.clone(),
+            transparency: cfg.transparency.clone(),
             keys: Arc::new(middleware::KeyCache::new()),
             limiter: Arc::new(middleware::RateLimiter::new(
                 cfg.limits.rate_per_second,

@@ -77,6 +77,8 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
     let mut tick: u64 = 0;
     let head_every = Duration::from_secs(st.worker.tree_head_interval_secs);
     let mut last_head: Option<std::time::Instant> = None;
+    let mut reports_done: Option<jiff::civil::Date> = None;
+    let cosigning = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let purge_every = Duration::from_secs(st.worker.purge_interval_secs);
     let mut last_purge: Option<std::time::Instant> = None;
     let mut last_vacuum: Option<std::time::Instant> = None;
@@ -147,13 +149,36 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
         // Signed tree heads on a schedule.
         if last_head.is_none_or(|t| t.elapsed() >= head_every) {
             last_head = Some(std::time::Instant::now());
-            if let Err(e) = st
+            match st
                 .store
                 .sign_tree_head(st.signer.clone(), st.clock.now().to_string())
                 .await
             {
-                tracing::error!(error = %e, "signing a tree head failed");
+                // Witnesses cosign the new checkpoint (beside the timer:
+                // a slow witness must not hold it).
+                Ok(Some(head)) if !st.transparency.witnesses.is_empty() => {
+                    let st2 = st.clone();
+                    if !cosigning.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                        let flag = cosigning.clone();
+                        tokio::spawn(async move {
+                            crate::transparency::cosign(&st2, &head).await;
+                            flag.store(false, std::sync::atomic::Ordering::Release);
+                        });
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "signing a tree head failed"),
             }
+        }
+        // Last month's compliance reports, published once (by one instance).
+        let month = st
+            .clock
+            .now()
+            .to_zoned_datetime(st.tz.clone())
+            .date()
+            .first_of_month();
+        if reports_done != Some(month) && crate::transparency::publish_due(&st).await {
+            reports_done = Some(month);
         }
         // Receipts of cases closed just before a crash get signed now.
         if tick % SEAL_EVERY == 1 {

@@ -21,6 +21,7 @@ mod events;
 mod exports;
 mod log;
 mod purges;
+mod transparency;
 mod vault;
 mod writer;
 
@@ -33,6 +34,7 @@ pub use erased::{ErasedMatch, MATCH_CHUNK, ReapplyRun};
 pub use events::CaseEvent;
 pub use exports::{ExportRow, NewExport};
 pub use purges::{NewPurge, PendingSubject, PurgeEntry, PurgeOutcome, PurgeRow};
+pub use transparency::{MAX_LISTED_REPORTS, NewReport, PublishedReport};
 
 use jiff::Timestamp;
 use lethe_domain::{Case, CaseCommand, CaseId, CaseState, Change, TransitionError};

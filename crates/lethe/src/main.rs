@@ -11,6 +11,7 @@ mod bench_sequencer;
 mod demo_mart;
 mod erasures_cmd;
 mod export_cmd;
+mod monitor_cmd;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -239,6 +240,26 @@ enum AuditCmd {
         /// Hex Ed25519 public key (GET /v1/audit/public-key).
         #[arg(long)]
         public_key: String,
+    },
+    /// Watch an installation's published log as a third party: each new
+    /// head must extend the last one seen (exit code 3 on a fork, a
+    /// rollback or a changed key).
+    Monitor {
+        /// The installation's URL; its /transparency.json is read.
+        #[arg(long)]
+        url: String,
+        /// Where the monitor keeps the last head it checked (made on the
+        /// first run).
+        #[arg(long, default_value = "lethe-monitor.json")]
+        state: PathBuf,
+        /// The log's hex Ed25519 key, if known; else the first key seen is
+        /// pinned in the state file.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// Keep watching, checking every this many seconds (5-86400);
+        /// without it, check once (for cron).
+        #[arg(long)]
+        every: Option<u64>,
     },
     /// Print the public key that signs tree heads, receipts and reports.
     PublicKey {
@@ -578,6 +599,13 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(run(cli))
+        .inspect_err(|e| {
+            // A misbehaving log is not a failure to check: its own code.
+            if let Some(a) = e.downcast_ref::<monitor_cmd::Alert>() {
+                eprintln!("{a}");
+                std::process::exit(monitor_cmd::EXIT_MISBEHAVIOUR);
+            }
+        })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -1502,6 +1530,12 @@ async fn audit(cmd: AuditCmd) -> anyhow::Result<()> {
                 Err(e) => bail!("log does NOT verify: {e}"),
             }
         }
+        AuditCmd::Monitor {
+            url,
+            state,
+            public_key,
+            every,
+        } => monitor_cmd::run(url, state, public_key, every).await,
         AuditCmd::PublicKey { config } => {
             let cfg = load_config(&config)?;
             println!(
@@ -1525,13 +1559,21 @@ async fn report(
         let pk = public_key.context("--verify needs --public-key")?;
         let text = std::fs::read_to_string(&file)
             .with_context(|| format!("reading {}", file.display()))?;
-        let r: lethe_ledger::report::SignedReport = serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{} is not a signed report: {e}", file.display()))?;
-        if r.verify(&pk) {
-            println!(
-                "report {} — {} is signed by {pk}",
-                r.report.from, r.report.to
-            );
+        // A report made here, or one published on /transparency.
+        let (ok, from, to) = match serde_json::from_str::<lethe_ledger::report::SignedReport>(&text)
+        {
+            Ok(r) => (r.verify(&pk), r.report.from, r.report.to),
+            Err(_) => {
+                let d: lethe_ledger::report::SignedDoc =
+                    serde_json::from_str(&text).map_err(|e| {
+                        anyhow::anyhow!("{} is not a signed report: {e}", file.display())
+                    })?;
+                let field = |k: &str| d.report[k].as_str().unwrap_or("?").to_owned();
+                (d.verify(&pk), field("from"), field("to"))
+            }
+        };
+        if ok {
+            println!("report {from} — {to} is signed by {pk}");
             return Ok(());
         }
         bail!("report {} does NOT verify", file.display());

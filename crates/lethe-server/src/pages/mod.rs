@@ -65,6 +65,14 @@ static TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/c_report.html"),
     ),
     (
+        "transparency.html",
+        include_str!("../../templates/transparency.html"),
+    ),
+    (
+        "transparency_report.html",
+        include_str!("../../templates/transparency_report.html"),
+    ),
+    (
         "demo_app.html",
         include_str!("../../templates/demo_app.html"),
     ),

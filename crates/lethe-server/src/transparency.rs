@@ -1,0 +1,769 @@
+//! Public transparency, without credentials: the latest signed tree head
+//! (also as a C2SP checkpoint with its witnesses' cosignatures), the
+//! public key, consistency proofs between published heads, and the
+//! compliance reports published each month (aggregate figures, small
+//! counts suppressed, signed). `transparency.enabled = false` turns it off.
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jiff::{SignedDuration, Timestamp, ToSpan};
+use lethe_ledger::note::{self, Checkpoint, Note};
+use lethe_ledger::public::PublicReport;
+use lethe_ledger::report::SignedDoc;
+use lethe_store::{NewReport, PublishedReport};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::api::{ApiJson, ApiQuery};
+use crate::middleware::Principal;
+use crate::problem::Problem;
+
+/// Heads listed on the page, newest first, each with its consistency
+/// proof from the one before it.
+pub const LISTED_HEADS: u32 = 8;
+/// Reports listed on the page at most.
+pub const LISTED_REPORTS: u32 = 120;
+/// Platforms given their own monthly report at most (the installation's
+/// report covers them all).
+pub const MAX_PLATFORM_REPORTS: u32 = 200;
+/// How long one witness may take to answer.
+const WITNESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Largest witness answer read.
+const WITNESS_ANSWER_BYTES: usize = 16 * 1024;
+
+/// The log's origin line: configured, or the public URL's host and path
+/// followed by `/audit-log`.
+pub fn origin(st: &AppState) -> String {
+    if let Some(o) = &st.transparency.origin {
+        return o.clone();
+    }
+    let host = st
+        .public_url
+        .split_once("://")
+        .map_or(st.public_url.as_str(), |(_, r)| r)
+        .trim_end_matches('/');
+    format!("{host}/audit-log")
+}
+
+fn disabled() -> Problem {
+    Problem::not_found("the transparency pages are turned off on this installation")
+        .fix("an operator turns them on with transparency.enabled = true")
+}
+
+/// A per-address rate limit for the public routes (they have no key).
+fn limited(st: &AppState, peer: std::net::SocketAddr) -> Result<(), Problem> {
+    st.limiter
+        .check(&format!("public:{}", peer.ip()))
+        .map_err(|wait| {
+            Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+                "this address is over its request rate",
+            )
+            .retry_after(wait)
+            .fix("slow down")
+        })
+}
+
+/// The checkpoint of a signed head, with the log's note signature and the
+/// cosignatures its witnesses answered.
+pub async fn checkpoint(st: &AppState, head: &lethe_ledger::TreeHead) -> Result<Note, Problem> {
+    let root = head.root().ok_or_else(Problem::internal)?;
+    let origin = origin(st);
+    let text = Checkpoint {
+        origin: origin.clone(),
+        size: head.tree_size,
+        root,
+    }
+    .body();
+    let mut signatures = vec![note::sign_text(&st.signer, &origin, &text)];
+    for (_, line) in st.store.cosignatures(head.tree_size).await? {
+        if let Ok(mut s) = note::parse_signature_lines(&line) {
+            signatures.append(&mut s);
+        }
+    }
+    Ok(Note { text, signatures })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CosignatureView {
+    pub witness: String,
+    /// When the witness cosigned (RFC 3339).
+    pub timestamp: String,
+    /// The note signature line.
+    pub line: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublishedHead {
+    pub tree_size: u64,
+    pub root_hash: String,
+    pub timestamp: String,
+    pub signature: String,
+    /// The head as a C2SP checkpoint (signed note), with cosignatures.
+    pub checkpoint: String,
+    pub cosignatures: Vec<CosignatureView>,
+    /// The consistency proof from the previous listed head to this one
+    /// (hex hashes, RFC 9162 order).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consistency_from: Option<ConsistencyView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsistencyView {
+    pub tree_size: u64,
+    pub proof: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportLink {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    pub kind: String,
+    pub label: String,
+    pub period_from: String,
+    pub period_to: String,
+    pub published_at: String,
+    /// The signed report (JSON).
+    pub json: String,
+    /// The same report as a page.
+    pub html: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WitnessView {
+    pub name: String,
+    pub vkey: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Transparency {
+    /// The log's checkpoint origin (and note key name).
+    pub origin: String,
+    /// Hex Ed25519 key: verifies tree heads, receipts and reports.
+    pub public_key: String,
+    pub algorithm: String,
+    /// The same key as a signed-note verifier key.
+    pub log_vkey: String,
+    /// Counts below this are published as "< threshold".
+    pub threshold: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latest: Option<PublishedHead>,
+    /// Recent heads, newest first (the first is `latest`).
+    pub heads: Vec<PublishedHead>,
+    pub reports: Vec<ReportLink>,
+    pub witnesses: Vec<WitnessView>,
+    /// Where to ask for a consistency proof between any two sizes.
+    pub consistency_url: String,
+}
+
+fn link(r: &PublishedReport) -> ReportLink {
+    ReportLink {
+        id: r.id.clone(),
+        platform: r.platform.clone(),
+        kind: r.kind.clone(),
+        label: r.label.clone(),
+        period_from: r.period_from.to_string(),
+        period_to: r.period_to.to_string(),
+        published_at: r.created_at.to_string(),
+        json: format!("/transparency/reports/{}", r.id),
+        html: format!("/transparency/reports/{}?format=html", r.id),
+    }
+}
+
+async fn view(st: &AppState) -> Result<Transparency, Problem> {
+    let heads = st.store.recent_tree_heads(LISTED_HEADS).await?;
+    let mut listed = Vec::with_capacity(heads.len());
+    for (i, h) in heads.iter().enumerate() {
+        let consistency_from = match heads.get(i + 1) {
+            Some(prev) => Some(ConsistencyView {
+                tree_size: prev.tree_size,
+                proof: st
+                    .store
+                    .consistency_proof(prev.tree_size, h.tree_size)
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "consistency proof for the transparency page");
+                        Problem::internal()
+                    })?
+                    .iter()
+                    .map(hex::encode)
+                    .collect(),
+            }),
+            None => None,
+        };
+        let cp = checkpoint(st, h).await?;
+        let cosignatures = cosignature_views(st, &cp);
+        listed.push(PublishedHead {
+            tree_size: h.tree_size,
+            root_hash: h.root_hash.clone(),
+            timestamp: h.timestamp.clone(),
+            signature: h.signature.clone(),
+            checkpoint: cp.render(),
+            cosignatures,
+            consistency_from,
+        });
+    }
+    let reports = st.store.published_reports(LISTED_REPORTS).await?;
+    let origin = origin(st);
+    let latest = listed.first().map(|h| PublishedHead {
+        tree_size: h.tree_size,
+        root_hash: h.root_hash.clone(),
+        timestamp: h.timestamp.clone(),
+        signature: h.signature.clone(),
+        checkpoint: h.checkpoint.clone(),
+        cosignatures: h
+            .cosignatures
+            .iter()
+            .map(|c| CosignatureView {
+                witness: c.witness.clone(),
+                timestamp: c.timestamp.clone(),
+                line: c.line.clone(),
+            })
+            .collect(),
+        consistency_from: None,
+    });
+    Ok(Transparency {
+        log_vkey: note::vkey(&origin, note::SIG_ED25519, &st.signer.public_key_bytes()),
+        origin,
+        public_key: st.signer.public_key_hex(),
+        algorithm: "ed25519".into(),
+        threshold: st.transparency.threshold,
+        latest,
+        heads: listed,
+        reports: reports.iter().map(link).collect(),
+        witnesses: st
+            .transparency
+            .witnesses
+            .iter()
+            .map(|w| WitnessView {
+                name: w.name().to_owned(),
+                vkey: w.vkey.clone(),
+            })
+            .collect(),
+        consistency_url: "/transparency/proofs/consistency?first={size}&second={size}".into(),
+    })
+}
+
+/// The cosignatures of a checkpoint that verify under a configured
+/// witness key.
+fn cosignature_views(st: &AppState, cp: &Note) -> Vec<CosignatureView> {
+    let mut out = vec![];
+    for w in &st.transparency.witnesses {
+        let Ok((name, _, key)) = note::parse_vkey(&w.vkey) else {
+            continue;
+        };
+        for s in &cp.signatures {
+            if let Some(ts) = note::verify_cosignature(&cp.text, &name, &key, s) {
+                out.push(CosignatureView {
+                    witness: name.clone(),
+                    timestamp: i64::try_from(ts)
+                        .ok()
+                        .and_then(|t| Timestamp::from_second(t).ok())
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
+                    line: s.line().trim_end().to_owned(),
+                });
+            }
+        }
+    }
+    out
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LangQuery {
+    pub lang: Option<String>,
+    pub format: Option<String>,
+}
+
+fn lang(headers: &HeaderMap, q: Option<&str>) -> crate::pages::Lang {
+    if let Some(l) = q {
+        return crate::pages::Lang::parse(l);
+    }
+    if let Some(c) = crate::pages::cookie(headers, "lethe_lang") {
+        return crate::pages::Lang::parse(c);
+    }
+    headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| crate::pages::Lang::parse(v.split([',', ';']).next().unwrap_or("").trim()))
+        .unwrap_or_default()
+}
+
+fn wants_json(headers: &HeaderMap, format: Option<&str>) -> bool {
+    match format {
+        Some(f) => f == "json",
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.starts_with("application/json")),
+    }
+}
+
+fn json_response<T: Serialize>(v: &T) -> Response {
+    let mut r = axum::Json(v).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    r
+}
+
+/// The transparency page (zh-CN or English), or its JSON.
+#[utoipa::path(get, path = "/transparency", tag = "transparency", params(("lang" = Option<String>, Query, description = "zh-CN or en"), ("format" = Option<String>, Query, description = "json for the JSON document")), responses((status = 200, body = Transparency), (status = 404, description = "turned off", body = Problem)))]
+pub async fn page(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    if let Err(p) = limited(&st, peer) {
+        return p.into_response();
+    }
+    if !st.transparency.enabled {
+        return disabled().into_response();
+    }
+    let v = match view(&st).await {
+        Ok(v) => v,
+        Err(p) => return p.into_response(),
+    };
+    if wants_json(&headers, q.format.as_deref()) {
+        return json_response(&v);
+    }
+    let lang = lang(&headers, q.lang.as_deref());
+    crate::pages::render(
+        "transparency.html",
+        minijinja::context! {
+            lang => lang.tag(),
+            back => "/transparency",
+            tp => minijinja::Value::from(minijinja::value::Serde(&v)),
+        },
+    )
+}
+
+/// The same as `/transparency?format=json`.
+#[utoipa::path(get, path = "/transparency.json", tag = "transparency", responses((status = 200, body = Transparency)))]
+pub async fn json(
+    st: State<AppState>,
+    peer: ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    page(
+        st,
+        peer,
+        headers,
+        Query(LangQuery {
+            lang: None,
+            format: Some("json".into()),
+        }),
+    )
+    .await
+}
+
+/// A published report: the signed JSON (`{"report", "public_key",
+/// "signature"}`), or `?format=html` as a page.
+#[utoipa::path(get, path = "/transparency/reports/{id}", tag = "transparency", params(("id" = String, Path), ("format" = Option<String>, Query), ("lang" = Option<String>, Query)), responses((status = 200, description = "the signed report"), (status = 404, body = Problem)))]
+pub async fn report(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<LangQuery>,
+) -> Result<Response, Problem> {
+    limited(&st, peer)?;
+    if !st.transparency.enabled {
+        return Err(disabled());
+    }
+    if id.len() > 64 {
+        return Err(Problem::not_found("no such report"));
+    }
+    let (meta, body) = st.store.published_report(&id).await?.ok_or_else(|| {
+        Problem::not_found("no such report").fix("GET /transparency lists the published reports")
+    })?;
+    match q.format.as_deref() {
+        None | Some("json") => {
+            let mut r = (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response();
+            r.headers_mut().insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!(
+                "attachment; filename=\"lethe-report-{}.json\"",
+                meta.id
+            )) {
+                r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+            }
+            Ok(r)
+        }
+        Some("html") => {
+            let doc: SignedDoc = serde_json::from_str(&body).map_err(|_| Problem::internal())?;
+            let lang = lang(&headers, q.lang.as_deref());
+            Ok(crate::pages::render(
+                "transparency_report.html",
+                minijinja::context! {
+                    lang => lang.tag(),
+                    back => format!("/transparency/reports/{}?format=html", meta.id),
+                    meta => minijinja::Value::from(minijinja::value::Serde(link(&meta))),
+                    r => minijinja::Value::from(minijinja::value::Serde(&doc.report)),
+                    signature => doc.signature,
+                    public_key => doc.public_key,
+                },
+            ))
+        }
+        Some(_) => Err(Problem::unprocessable("format must be json or html").field("format")),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConsistencyQuery {
+    pub first: u64,
+    pub second: u64,
+}
+
+/// The consistency proof between two tree sizes (for monitors and
+/// witnesses; no credentials).
+#[utoipa::path(get, path = "/transparency/proofs/consistency", tag = "transparency", params(ConsistencyQuery), responses((status = 200, body = crate::audit_api::Proof), (status = 422, body = Problem)))]
+pub async fn consistency(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    ApiQuery(q): ApiQuery<ConsistencyQuery>,
+) -> Result<Response, Problem> {
+    limited(&st, peer)?;
+    if !st.transparency.enabled {
+        return Err(disabled());
+    }
+    let p = st
+        .store
+        .consistency_proof(q.first, q.second)
+        .await
+        .map_err(crate::audit_api::proof_problem)?;
+    Ok(json_response(&crate::audit_api::Proof {
+        proof: p.iter().map(hex::encode).collect(),
+    }))
+}
+
+/// The latest checkpoint as a C2SP signed note (text), with cosignatures.
+#[utoipa::path(get, path = "/transparency/checkpoint", tag = "transparency", responses((status = 200, description = "text/plain signed note"), (status = 404, body = Problem)))]
+pub async fn checkpoint_text(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+) -> Result<Response, Problem> {
+    limited(&st, peer)?;
+    if !st.transparency.enabled {
+        return Err(disabled());
+    }
+    let h = st
+        .store
+        .latest_tree_head()
+        .await?
+        .ok_or_else(|| Problem::not_found("no tree head signed yet"))?;
+    let note = checkpoint(&st, &h).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        note.render(),
+    )
+        .into_response())
+}
+
+// ------------------------------------------------------------- publishing
+
+/// The month before the one `now` falls in, in `tz`: its start, its end
+/// and its name (`2026-11`).
+pub fn previous_month(
+    now: Timestamp,
+    tz: &jiff::tz::TimeZone,
+) -> Result<(Timestamp, Timestamp, String), jiff::Error> {
+    let today = now.to_zoned_datetime(tz.clone()).date();
+    let this = today.first_of_month();
+    let prev = this.checked_sub(1.month())?;
+    let from = prev.to_zoned_datetime(tz.clone())?.timestamp();
+    let to = this.to_zoned_datetime(tz.clone())?.timestamp();
+    Ok((from, to, format!("{:04}-{:02}", prev.year(), prev.month())))
+}
+
+fn report_id(platform: Option<&str>, kind: &str, from: Timestamp, to: Timestamp) -> String {
+    let mut h = sha2::Sha256::new();
+    h.update(platform.unwrap_or("").as_bytes());
+    h.update(b"\n");
+    h.update(kind.as_bytes());
+    h.update(format!("\n{}\n{}", from.as_millisecond(), to.as_millisecond()).as_bytes());
+    format!("rpt-{}", hex::encode(&h.finalize()[..10]))
+}
+
+/// Builds, signs and publishes one report. False if it was published
+/// already.
+pub async fn publish(
+    st: &AppState,
+    platform: Option<&str>,
+    kind: &str,
+    from: Timestamp,
+    to: Timestamp,
+    label: &str,
+) -> Result<(bool, String), Problem> {
+    let now = st.clock.now();
+    let signed = crate::report::compliance(&st.store, &st.signer, from, to, now, platform).await?;
+    let public = PublicReport::from_report(&signed.report, kind, st.transparency.threshold);
+    let doc = SignedDoc::sign(&public, &st.signer);
+    let body = serde_json::to_string_pretty(&doc).map_err(|_| Problem::internal())?;
+    let id = report_id(platform, kind, from, to);
+    let fresh = st
+        .store
+        .publish_report(
+            NewReport {
+                id: id.clone(),
+                platform: platform.map(str::to_owned),
+                kind: kind.to_owned(),
+                period_from: from,
+                period_to: to,
+                label: label.to_owned(),
+                body,
+            },
+            now,
+        )
+        .await?;
+    Ok((fresh, id))
+}
+
+/// Publishes last month's reports if no instance has yet: the
+/// installation's, and one per platform with cases in it. True once they
+/// exist.
+pub async fn publish_due(st: &AppState) -> bool {
+    if !st.transparency.enabled {
+        return true;
+    }
+    let now = st.clock.now();
+    let Ok((from, to, label)) = previous_month(now, &st.tz) else {
+        return false;
+    };
+    match st.store.report_published("monthly", from, to).await {
+        Ok(true) => return true,
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the published reports failed");
+            return false;
+        }
+    }
+    // One instance publishes; if it stops half-way, another retries in an hour.
+    let claimed = st
+        .store
+        .claim_schedule(
+            format!("report:{label}"),
+            now,
+            SignedDuration::from_hours(1),
+            true,
+        )
+        .await
+        .unwrap_or(false);
+    if !claimed {
+        return false;
+    }
+    let platforms = match st
+        .store
+        .platforms_with_cases(from, to, MAX_PLATFORM_REPORTS)
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the month's platforms failed");
+            return false;
+        }
+    };
+    // Platforms first: the installation's report marks the month done.
+    for p in platforms
+        .iter()
+        .map(|p| Some(p.as_str()))
+        .chain(std::iter::once(None))
+    {
+        if let Err(e) = publish(st, p, "monthly", from, to, &label).await {
+            tracing::error!(problem = %e.detail, "publishing the monthly report failed");
+            return false;
+        }
+    }
+    tracing::info!(month = %label, platforms = platforms.len(), "monthly compliance reports published");
+    true
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    /// Start (a date in the platform's time zone, or RFC 3339).
+    pub from: String,
+    /// End, exclusive.
+    pub to: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Published {
+    pub id: String,
+    /// False when the same report was published before.
+    pub created: bool,
+    pub json: String,
+    pub html: String,
+}
+
+/// Publish the calling platform's report of a period now (on demand): it
+/// appears on `/transparency` beside the monthly ones.
+#[utoipa::path(post, path = "/v1/transparency/reports", tag = "transparency", request_body = PublishRequest, responses((status = 201, body = Published), (status = 200, body = Published), (status = 422, body = Problem)), security(("api_key" = [])))]
+pub async fn publish_on_demand(
+    State(st): State<AppState>,
+    axum::Extension(p): axum::Extension<Principal>,
+    ApiJson(req): ApiJson<PublishRequest>,
+) -> Result<Response, Problem> {
+    if !st.transparency.enabled {
+        return Err(disabled());
+    }
+    let from = crate::report::parse_when(&req.from, &st.tz)
+        .map_err(|e| Problem::unprocessable(e).field("from"))?;
+    let to = crate::report::parse_when(&req.to, &st.tz)
+        .map_err(|e| Problem::unprocessable(e).field("to"))?;
+    if to <= from {
+        return Err(Problem::unprocessable("to must be after from").field("to"));
+    }
+    if to > st.clock.now() {
+        return Err(Problem::unprocessable(
+            "to must not be in the future: a published report covers a period that has ended",
+        )
+        .field("to"));
+    }
+    let label = format!(
+        "{} – {}",
+        from.to_zoned_datetime(st.tz.clone()).date(),
+        to.to_zoned_datetime(st.tz.clone()).date()
+    );
+    let (created, id) = publish(&st, Some(&p.0), "on-demand", from, to, &label).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        axum::Json(Published {
+            json: format!("/transparency/reports/{id}"),
+            html: format!("/transparency/reports/{id}?format=html"),
+            id,
+            created,
+        }),
+    )
+        .into_response())
+}
+
+// --------------------------------------------------------------- witnesses
+
+/// Asks each configured witness to cosign the checkpoint of `head`
+/// (c2sp.org/tlog-witness `add-checkpoint`), with a consistency proof from
+/// the last checkpoint it cosigned; keeps the cosignatures that verify.
+pub async fn cosign(st: &AppState, head: &lethe_ledger::TreeHead) {
+    if st.transparency.witnesses.is_empty() {
+        return;
+    }
+    let cp = match checkpoint(st, head).await {
+        Ok(cp) => cp,
+        Err(e) => {
+            tracing::error!(problem = %e.detail, "building the checkpoint failed");
+            return;
+        }
+    };
+    // Only the log's own signature goes to the witness.
+    let signed = Note {
+        text: cp.text.clone(),
+        signatures: cp.signatures.iter().take(1).cloned().collect(),
+    };
+    for w in &st.transparency.witnesses {
+        if let Err(e) = cosign_one(st, w, head, &signed).await {
+            tracing::warn!(witness = %w.name(), error = %e, "a witness did not cosign");
+        }
+    }
+}
+
+async fn cosign_one(
+    st: &AppState,
+    w: &crate::config::WitnessConfig,
+    head: &lethe_ledger::TreeHead,
+    signed: &Note,
+) -> Result<(), String> {
+    let (name, _, key) = note::parse_vkey(&w.vkey).map_err(|e| e.to_string())?;
+    let mut old = st
+        .store
+        .last_cosigned(&name)
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or(0);
+    if old >= head.tree_size {
+        return Ok(());
+    }
+    // A witness that remembers another size says so (409): one retry with it.
+    for _ in 0..2 {
+        let proof = if old == 0 {
+            vec![]
+        } else {
+            st.store
+                .consistency_proof(old, head.tree_size)
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        let body = note::add_checkpoint_body(old, &proof, signed);
+        let url = format!("{}/add-checkpoint", w.url.trim_end_matches('/'));
+        let resp = st
+            .http
+            .post(&url)
+            .timeout(WITNESS_TIMEOUT)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+        if bytes.len() > WITNESS_ANSWER_BYTES {
+            return Err("the witness answered more than 16 KiB".into());
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        match status.as_u16() {
+            200 => {
+                let sigs = note::parse_signature_lines(&text).map_err(|e| e.to_string())?;
+                let good: Vec<_> = sigs
+                    .iter()
+                    .filter(|s| note::verify_cosignature(&signed.text, &name, &key, s).is_some())
+                    .collect();
+                let Some(s) = good.first() else {
+                    return Err(
+                        "no cosignature in the answer verifies under the witness's key".into(),
+                    );
+                };
+                st.store
+                    .store_cosignature(head.tree_size, name.clone(), s.line(), st.clock.now())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return Ok(());
+            }
+            409 if old != text.trim().parse::<u64>().unwrap_or(old) => {
+                old = text.trim().parse::<u64>().unwrap_or(old);
+                if old > head.tree_size {
+                    return Err(format!(
+                        "the witness has cosigned {old} events, more than this log's {}: a fork or a rollback",
+                        head.tree_size
+                    ));
+                }
+            }
+            s => return Err(format!("the witness answered {s}: {}", text.trim())),
+        }
+    }
+    Err("the witness kept answering 409".into())
+}
