@@ -182,6 +182,12 @@ pub async fn sign_now(
         .sign_tree_head(st.signer.clone(), st.clock.now().to_string())
         .await?
         .ok_or_else(|| Problem::conflict("empty-log", "the audit log is empty"))?;
+    // Witnesses cosign it in the background (a slow one must not hold the
+    // answer).
+    if !st.transparency.witnesses.is_empty() {
+        let (st, head) = (st.clone(), h.clone());
+        tokio::spawn(async move { crate::transparency::cosign(&st, &head).await });
+    }
     Ok(axum::Json(TreeHeadView::from(h)).into_response())
 }
 

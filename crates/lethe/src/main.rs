@@ -1689,6 +1689,13 @@ struct DemoOptions {
     /// holding its URL.
     #[arg(long)]
     store_url_env: Option<String>,
+    /// Ask this witness to cosign each checkpoint: `<vkey>=<url>` (the
+    /// witness's verifier key and submission prefix); repeatable.
+    #[arg(long)]
+    witness: Vec<String>,
+    /// Turn the public /transparency pages and monthly reports off.
+    #[arg(long)]
+    no_transparency: bool,
 }
 
 async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
@@ -1712,6 +1719,8 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
         events_prefix,
         store_url,
         store_url_env,
+        witness,
+        no_transparency,
     } = o;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -1777,6 +1786,15 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
     if let Some(url) = store_url {
         cfg_value["store"] = serde_json::json!({ "url": url });
     }
+    let witnesses = witness
+        .iter()
+        .map(|w| {
+            let (vkey, url) = w.split_once('=').context("--witness takes <vkey>=<url>")?;
+            Ok(serde_json::json!({ "vkey": vkey, "url": url }))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    cfg_value["transparency"] =
+        serde_json::json!({ "enabled": !no_transparency, "witnesses": witnesses });
     let cfg: Config = serde_json::from_value(cfg_value.clone())?;
     cfg.validate()
         .map_err(|e| anyhow::anyhow!("demo configuration: {e}"))?;
