@@ -17,6 +17,7 @@ pub mod labels;
 pub mod notice;
 pub mod policy;
 pub mod settlement;
+pub mod support;
 
 pub use case::{
     Acknowledgement, Blocker, Case, CaseCommand, CaseState, Change, Consequence, Locale, Notice,

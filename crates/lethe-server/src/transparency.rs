@@ -320,7 +320,7 @@ fn json_response<T: Serialize>(v: &T) -> Response {
 }
 
 /// The transparency page (zh-CN or English), or its JSON.
-#[utoipa::path(get, path = "/transparency", tag = "transparency", params(("lang" = Option<String>, Query, description = "zh-CN or en"), ("format" = Option<String>, Query, description = "json for the JSON document")), responses((status = 200, body = Transparency), (status = 404, description = "turned off", body = Problem)))]
+#[utoipa::path(get, path = "/transparency", tag = "transparency", params(("lang" = Option<String>, Query, description = "zh-CN or en"), ("format" = Option<String>, Query, description = "json for the JSON document")), responses((status = 200, description = "the page (text/html), or the JSON document with `format=json` or `Accept: application/json`", content((Transparency = "application/json"), (String = "text/html"))), (status = 404, description = "turned off", body = Problem), (status = 429, body = Problem)))]
 pub async fn page(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -352,7 +352,7 @@ pub async fn page(
 }
 
 /// The same as `/transparency?format=json`.
-#[utoipa::path(get, path = "/transparency.json", tag = "transparency", responses((status = 200, body = Transparency)))]
+#[utoipa::path(get, path = "/transparency.json", tag = "transparency", responses((status = 200, body = Transparency), (status = 404, description = "turned off", body = Problem), (status = 429, body = Problem)))]
 pub async fn json(
     st: State<AppState>,
     peer: ConnectInfo<std::net::SocketAddr>,
@@ -372,7 +372,7 @@ pub async fn json(
 
 /// A published report: the signed JSON (`{"report", "public_key",
 /// "signature"}`), or `?format=html` as a page.
-#[utoipa::path(get, path = "/transparency/reports/{id}", tag = "transparency", params(("id" = String, Path), ("format" = Option<String>, Query), ("lang" = Option<String>, Query)), responses((status = 200, description = "the signed report"), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/transparency/reports/{id}", tag = "transparency", params(("id" = String, Path), ("format" = Option<String>, Query), ("lang" = Option<String>, Query)), responses((status = 200, description = "the signed report (application/json), or a page (text/html) with `format=html`", content((SignedReportView = "application/json"), (String = "text/html"))), (status = 404, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
 pub async fn report(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -429,6 +429,16 @@ pub async fn report(
     }
 }
 
+/// A published report as downloaded: the report and its signature over
+/// the report's JSON (keys sorted).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignedReportView {
+    #[schema(value_type = Object)]
+    pub report: serde_json::Value,
+    pub public_key: String,
+    pub signature: String,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -439,7 +449,7 @@ pub struct ConsistencyQuery {
 
 /// The consistency proof between two tree sizes (for monitors and
 /// witnesses; no credentials).
-#[utoipa::path(get, path = "/transparency/proofs/consistency", tag = "transparency", params(ConsistencyQuery), responses((status = 200, body = crate::audit_api::Proof), (status = 422, body = Problem)))]
+#[utoipa::path(get, path = "/transparency/proofs/consistency", tag = "transparency", params(ConsistencyQuery), responses((status = 200, body = crate::audit_api::Proof), (status = 404, description = "turned off", body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
 pub async fn consistency(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -460,7 +470,7 @@ pub async fn consistency(
 }
 
 /// The latest checkpoint as a C2SP signed note (text), with cosignatures.
-#[utoipa::path(get, path = "/transparency/checkpoint", tag = "transparency", responses((status = 200, description = "text/plain signed note"), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/transparency/checkpoint", tag = "transparency", responses((status = 200, description = "the signed note", content_type = "text/plain", body = String), (status = 404, body = Problem), (status = 429, body = Problem)))]
 pub async fn checkpoint_text(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
