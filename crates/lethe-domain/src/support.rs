@@ -219,7 +219,17 @@ mod tests {
         assert_eq!(e.expose(), "li.lei@example.com");
         assert_eq!(e.masked(), "l···@example.com");
         assert!(!format!("{e:?}").contains("lei"));
-        for bad in ["", "1380013800", "23800138000", "a@b", "@x.cn", "a b@x.cn", "+12", "li@x.cn\u{7}", "li@x..cn."] {
+        for bad in [
+            "",
+            "1380013800",
+            "23800138000",
+            "a@b",
+            "@x.cn",
+            "a b@x.cn",
+            "+12",
+            "li@x.cn\u{7}",
+            "li@x..cn.",
+        ] {
             assert!(Contact::parse(bad).is_err(), "{bad:?}");
         }
     }
@@ -230,7 +240,10 @@ mod tests {
         assert!(Text::parse(&"退".repeat(MAX_MESSAGE_CHARS)).is_ok());
         assert!(Text::parse(&"退".repeat(MAX_MESSAGE_CHARS + 1)).is_err());
         assert_eq!(Text::parse("a\r\nb").unwrap().expose(), "a\nb");
-        assert_eq!(Text::parse("a\u{0}b").unwrap_err(), SupportError::MessageControl);
+        assert_eq!(
+            Text::parse("a\u{0}b").unwrap_err(),
+            SupportError::MessageControl
+        );
         assert!(!format!("{:?}", Text::parse("secret").unwrap()).contains("secret"));
         for t in Topic::ALL {
             assert_eq!(Topic::parse(t.as_str()).unwrap(), t);

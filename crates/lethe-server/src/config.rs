@@ -45,6 +45,70 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub transparency: TransparencyConfig,
+    #[serde(default)]
+    pub support: SupportConfig,
+}
+
+/// Support requests (also after erasure, opened with the receipt).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupportConfig {
+    /// Working days (the platform's calendar) an agent has to answer
+    /// (1-30; default 3).
+    pub answer_within_working_days: u32,
+    /// Requests one receipt (or one live case) may open per day (1-100;
+    /// default 3).
+    pub per_receipt_per_day: u32,
+    /// Requests one client address may open per hour (1-10000; default 10).
+    pub per_client_per_hour: u32,
+    /// The platform's messaging endpoint that delivers answers to the
+    /// holder's phone or email (signed webhook); required outside the demo.
+    pub delivery_url: Option<String>,
+    /// The environment variable holding that endpoint's signing secret.
+    pub delivery_secret_env: Option<String>,
+}
+
+impl Default for SupportConfig {
+    fn default() -> Self {
+        Self {
+            answer_within_working_days: 3,
+            per_receipt_per_day: 3,
+            per_client_per_hour: 10,
+            delivery_url: None,
+            delivery_secret_env: None,
+        }
+    }
+}
+
+impl SupportConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=30).contains(&self.answer_within_working_days) {
+            return Err(
+                "support.answer_within_working_days must be between 1 and 30; 3 is the usual value"
+                    .into(),
+            );
+        }
+        if !(1..=100).contains(&self.per_receipt_per_day) {
+            return Err(
+                "support.per_receipt_per_day must be between 1 and 100; 3 is the usual value"
+                    .into(),
+            );
+        }
+        if !(1..=10_000).contains(&self.per_client_per_hour) {
+            return Err(
+                "support.per_client_per_hour must be between 1 and 10000; 10 is the usual value"
+                    .into(),
+            );
+        }
+        match (&self.delivery_url, &self.delivery_secret_env) {
+            (Some(u), Some(_)) if u.starts_with("https://") || u.starts_with("http://") => Ok(()),
+            (Some(_), Some(_)) => Err("support.delivery_url must be an http(s) URL".into()),
+            (None, None) => Ok(()),
+            _ => Err(
+                "set both support.delivery_url and support.delivery_secret_env, or neither".into(),
+            ),
+        }
+    }
 }
 
 /// Public transparency: `/transparency` (the latest signed tree head, the
@@ -686,6 +750,7 @@ impl Config {
         self.export.validate()?;
         self.events.validate()?;
         self.transparency.validate()?;
+        self.support.validate()?;
         for (key, days) in [
             ("phone_days", self.tombstones.phone_days),
             ("email_days", self.tombstones.email_days),

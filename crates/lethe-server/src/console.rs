@@ -410,6 +410,8 @@ pub fn allowed(route: &str) -> &'static [Role] {
         "datamap" => &[Agent, Reviewer, Auditor, Admin],
         "report" => &[Auditor, Admin],
         "overdue" => &[Agent, Reviewer, Auditor, Admin],
+        "support" => &[Agent],
+        "support_read" => &[Agent, Auditor],
         _ => &[],
     }
 }

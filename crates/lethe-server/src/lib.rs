@@ -30,6 +30,7 @@ pub mod reapply_api;
 pub mod report;
 pub mod secrets;
 pub mod sequencer;
+pub mod support;
 pub mod systems;
 pub mod totp;
 pub mod transparency;
@@ -152,6 +153,7 @@ pub struct AppState {
     pub export_wake: Arc<Notify>,
     pub events: config::EventsConfig,
     pub transparency: config::TransparencyConfig,
+    pub support: config::SupportConfig,
     pub keys: Arc<middleware::KeyCache>,
     pub limiter: Arc<middleware::RateLimiter>,
     pub demo: bool,
@@ -239,7 +241,9 @@ pub enum ClockMode {
         export_api::download, export_api::console_create, export_api::console_read,
         pages::user::create_handoff,
         transparency::page, transparency::json, transparency::report, transparency::consistency,
-        transparency::checkpoint_text, transparency::publish_on_demand
+        transparency::checkpoint_text, transparency::publish_on_demand,
+        support::open_with_receipt, support::queue, support::read, support::answer,
+        support::resend, support::close
     ),
     components(schemas(problem::Problem)),
     modifiers(&SecurityAddon, &ProblemResponses)
@@ -670,6 +674,26 @@ pub fn router(st: AppState) -> Router {
             "/v1/console/datamap/findings/{id}/accept",
             guard_console(&st, post(drift_api::accept)),
         )
+        .route(
+            "/v1/console/support",
+            guard_console(&st, get(support::queue)),
+        )
+        .route(
+            "/v1/console/support/{id}",
+            guard_console(&st, get(support::read)),
+        )
+        .route(
+            "/v1/console/support/{id}/answer",
+            guard_console(&st, post(support::answer)),
+        )
+        .route(
+            "/v1/console/support/{id}/resend",
+            guard_console(&st, post(support::resend)),
+        )
+        .route(
+            "/v1/console/support/{id}/close",
+            guard_console(&st, post(support::close)),
+        )
         .route("/v1/console/login", post(console::login));
     // Exports answer with their download link, which must not be kept in
     // the idempotency store: the export itself is keyed by the platform's
@@ -774,6 +798,8 @@ pub fn router(st: AppState) -> Router {
         )
         .merge(vault)
         .merge(vault_admin)
+        // Public: a former holder's support request, keyed by the receipt.
+        .route("/v1/support/requests", post(support::open_with_receipt))
         // Public: no credentials (transparency.enabled turns them off).
         .route("/transparency", get(transparency::page))
         .route("/transparency.json", get(transparency::json))
@@ -985,6 +1011,7 @@ impl Server {
             export_wake: Arc::new(Notify::new()),
             events: cfg.events.clone(),
             transparency: cfg.transparency.clone(),
+            support: cfg.support.clone(),
             keys: Arc::new(middleware::KeyCache::new()),
             limiter: Arc::new(middleware::RateLimiter::new(
                 cfg.limits.rate_per_second,

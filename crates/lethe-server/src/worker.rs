@@ -840,21 +840,7 @@ async fn settle(st: &AppState, job: &Job) -> Result<(), String> {
     let Some(s) = asset.settlement.as_ref() else {
         return Ok(());
     };
-    let (url, secret, timeout) = match st
-        .datamap
-        .providers
-        .iter()
-        .find(|p| p.name.as_str() == asset.source && p.settlement_url_env.is_some())
-    {
-        Some(p) => {
-            let env = p.settlement_url_env.as_deref().unwrap_or_default();
-            let url = std::env::var(env).map_err(|_| format!("{env} is not set"))?;
-            let secret =
-                std::env::var(&p.secret_env).map_err(|_| format!("{} is not set", p.secret_env))?;
-            (url, secret, p.timeout_ms)
-        }
-        None => settlement_target(st)?,
-    };
+    let (url, secret, timeout) = settlement_endpoint(st, &asset.source)?;
     let body = serde_json::json!({
         "instruction_id": s.instruction_id,
         "case_id": case.id.to_string(),
@@ -907,6 +893,30 @@ async fn settle(st: &AppState, job: &Job) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Where the settlement instruction of an asset from `source` goes: its
+/// provider's settlement endpoint, else the platform's (URL, secret,
+/// timeout in ms).
+pub(crate) fn settlement_endpoint(
+    st: &AppState,
+    source: &str,
+) -> Result<(String, String, u64), String> {
+    match st
+        .datamap
+        .providers
+        .iter()
+        .find(|p| p.name.as_str() == source && p.settlement_url_env.is_some())
+    {
+        Some(p) => {
+            let env = p.settlement_url_env.as_deref().unwrap_or_default();
+            let url = std::env::var(env).map_err(|_| format!("{env} is not set"))?;
+            let secret =
+                std::env::var(&p.secret_env).map_err(|_| format!("{} is not set", p.secret_env))?;
+            Ok((url, secret, p.timeout_ms))
+        }
+        None => settlement_target(st),
+    }
 }
 
 fn settlement_target(st: &AppState) -> Result<(String, String, u64), String> {

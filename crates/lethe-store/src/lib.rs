@@ -21,6 +21,7 @@ mod events;
 mod exports;
 mod log;
 mod purges;
+mod support;
 mod transparency;
 mod vault;
 mod writer;
@@ -34,6 +35,9 @@ pub use erased::{ErasedMatch, MATCH_CHUNK, ReapplyRun};
 pub use events::CaseEvent;
 pub use exports::{ExportRow, NewExport};
 pub use purges::{NewPurge, PendingSubject, PurgeEntry, PurgeOutcome, PurgeRow};
+pub use support::{
+    MAX_QUEUE as MAX_SUPPORT_QUEUE, NewSupport, SupportLimits, SupportRow, Throttled,
+};
 pub use transparency::{MAX_LISTED_REPORTS, NewReport, PublishedReport};
 
 use jiff::Timestamp;

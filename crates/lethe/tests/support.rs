@@ -1,0 +1,391 @@
+//! Support after the account is gone, end to end over HTTP: a case is
+//! erased; its former holder opens a request with the receipt; an agent
+//! reads the case's non-personal record, answers, re-sends the refund
+//! instruction (the platform settles once), and closes the request, which
+//! destroys the contact; Lethe's store then holds neither the contact nor
+//! the subject id.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::process::Command;
+
+const FACE: &str = "whsec_ZmFjZS1wcm92aWRlci1zZWNyZXQ=";
+
+/// A POST without any credentials.
+async fn public_post(demo: &Demo, path: &str, body: &Value) -> (u16, Value) {
+    let (s, v, _) = demo
+        .raw_post(
+            path,
+            &body.to_string(),
+            &[("content-type", "application/json")],
+        )
+        .await;
+    (s, v)
+}
+
+async fn console(
+    demo: &Demo,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = demo
+        .http
+        .request(method, format!("{}{path}", demo.url))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.unwrap();
+    let s = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        s,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Lethe's store as text: a `pg_dump`, or a backup of the SQLite file.
+fn store_text(dir: &std::path::Path) -> Vec<u8> {
+    if let Some(url) = store_url(dir) {
+        let out = Command::new("pg_dump")
+            .args(["--data-only", "--no-owner", &url])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        out.stdout
+    } else {
+        let backup = dir.join("support-backup");
+        lethe_cli(dir, &["backup"], &["--out", backup.to_str().unwrap()]);
+        fn walk(d: &std::path::Path, all: &mut Vec<u8>) {
+            for e in std::fs::read_dir(d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, all);
+                } else {
+                    all.extend(std::fs::read(&p).unwrap());
+                }
+            }
+        }
+        let mut all = vec![];
+        walk(&backup, &mut all);
+        all
+    }
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn a_former_holder_is_answered_and_refunded_once_and_then_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    // Face verification on: moving money needs assurance level 2.
+    let demo = Demo::start_env(
+        dir.path(),
+        3,
+        &["--face-secret-env", "T_FACE"],
+        &[("T_FACE", FACE)],
+    )
+    .await;
+    // A subject whose id appears nowhere else, with a wallet balance.
+    let r = uuid::Uuid::new_v4().as_u128();
+    let subject: i64 = 700_000_000_000 + (r % 100_000_000_000) as i64;
+    let contact = format!("139{:08}", (r >> 64) % 100_000_000);
+    let mart = demo.mart().await;
+    sqlx::query("INSERT INTO users (id, phone, email, nickname, status, created_at) VALUES (?, ?, NULL, 'n', 'active', '2020-01-01T00:00:00Z')")
+        .bind(subject)
+        .bind(format!("1{:010}", (r >> 20) % 10_000_000_000))
+        .execute(&mart)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO wallets (user_id, balance_fen) VALUES (?, 4321)")
+        .bind(subject)
+        .execute(&mart)
+        .await
+        .unwrap();
+
+    // The case: the balance withdrawn (a refund), cooling-off, erasure.
+    let id = demo.create(subject).await;
+    demo.verify(&id).await;
+    let checks = demo.ok(&format!("/v1/cases/{id}/checks"), json!({})).await;
+    for c in checks["consequences"].as_array().unwrap() {
+        demo.ok(
+            &format!("/v1/cases/{id}/acknowledgements"),
+            json!({"consequence_id": c["id"], "version": c["version"], "locale": "zh-CN"}),
+        )
+        .await;
+    }
+    let mut withdrawn = None;
+    for a in checks["assets"].as_array().unwrap() {
+        let option = if a["kind"] == "balance" {
+            withdrawn = Some(a["id"].as_str().unwrap().to_owned());
+            "withdraw"
+        } else {
+            "forfeit"
+        };
+        demo.ok(
+            &format!("/v1/cases/{id}/settlements"),
+            json!({"asset_id": a["id"], "option": option, "locale": "zh-CN"}),
+        )
+        .await;
+    }
+    let balance = withdrawn.expect("the wallet is listed");
+    demo.wait_state(&id, "consequences_acknowledged", 30).await;
+    demo.face_pass(&id, FACE).await;
+    demo.ok(&format!("/v1/cases/{id}/confirm"), json!({})).await;
+    demo.advance(8 * 86_400).await;
+    demo.wait_state(&id, "erased", 60).await;
+    let receipt = loop {
+        let (s, v) = demo.get(&format!("/v1/cases/{id}/receipt")).await;
+        if s == 200 && v["signature"].as_str().is_some_and(|s| !s.is_empty()) {
+            break v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let (_, case) = demo.get(&format!("/v1/cases/{id}")).await;
+    let settlement = &case["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == balance.as_str())
+        .unwrap()["settlement"];
+    assert_eq!(settlement["status"], "done", "{case}");
+    let instruction = settlement["instruction_id"].as_str().unwrap().to_owned();
+    let settled = |mart: sqlx::SqlitePool, instruction: String| async move {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM settlement_log WHERE instruction_id = ?")
+                .bind(instruction)
+                .fetch_one(&mart)
+                .await
+                .unwrap();
+        n
+    };
+    assert_eq!(settled(mart.clone(), instruction.clone()).await, 1);
+
+    // A receipt that does not verify opens nothing; a forged signature
+    // neither.
+    let mut forged = receipt.clone();
+    forged["issued_at"] = json!("2020-01-01T00:00:00Z");
+    let ask = |receipt: Value| json!({"receipt": receipt, "topic": "refund_not_received", "message": "退款没有到账 The refund never arrived", "contact": contact});
+    let (s, v) = public_post(&demo, "/v1/support/requests", &ask(forged)).await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["type"], "urn:lethe:problem:receipt-not-verified", "{v}");
+    let (s, v) = public_post(
+        &demo,
+        "/v1/support/requests",
+        &json!({"case_id": id, "signature": "AAAA", "topic": "other", "message": "hi", "contact": contact}),
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    // Bad input names the field.
+    let (s, v) = public_post(
+        &demo,
+        "/v1/support/requests",
+        &json!({"receipt": receipt, "topic": "refund", "message": "x", "contact": contact}),
+    )
+    .await;
+    assert_eq!((s, v["field"].as_str()), (422, Some("topic")), "{v}");
+
+    // The holder opens a request with the receipt (no account, no key).
+    let (s, opened) = public_post(&demo, "/v1/support/requests", &ask(receipt.clone())).await;
+    assert_eq!(s, 201, "{opened}");
+    let req = opened["id"].as_str().unwrap().to_owned();
+    assert_eq!(opened["state"], "open");
+    // The answer is due in 3 working days.
+    let due: jiff::Timestamp = opened["due_at"].as_str().unwrap().parse().unwrap();
+    assert!(due > jiff::Timestamp::now());
+
+    // The agent's queue and the case's non-personal record.
+    let token = agent_session(&demo, "helper", "agent").await;
+    let (s, q) = console(
+        &demo,
+        &token,
+        reqwest::Method::GET,
+        "/v1/console/support",
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{q}");
+    assert!(
+        q.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == req.as_str()),
+        "{q}"
+    );
+    let (s, v) = console(
+        &demo,
+        &token,
+        reqwest::Method::GET,
+        &format!("/v1/console/support/{req}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["message"], "退款没有到账 The refund never arrived");
+    assert_eq!(v["case"]["state"], "erased");
+    assert_eq!(v["case"]["receipt_digest"], receipt["digest"]);
+    let s_view = v["case"]["settlements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["instruction_id"] == instruction.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(s_view["amount_minor"], 4321);
+    assert!(
+        v["case"]["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "support.opened")
+    );
+    let text = v.to_string();
+    assert!(
+        !text.contains(&subject.to_string()),
+        "the request never re-links the subject"
+    );
+    assert!(
+        !text.contains(&contact),
+        "agents see a hint, not the contact"
+    );
+    assert!(
+        v["request"]["contact_hint"]
+            .as_str()
+            .unwrap()
+            .ends_with(&contact[contact.len() - 2..])
+    );
+
+    // The agent answers (to the sealed contact) and re-sends the refund.
+    let (s, v) = console(
+        &demo,
+        &token,
+        reqwest::Method::POST,
+        &format!("/v1/console/support/{req}/answer"),
+        Some(json!({"answer": "已重新发起退款 The refund was sent again"})),
+    )
+    .await;
+    assert_eq!(s, 204, "{v}");
+    let (s, resent) = console(
+        &demo,
+        &token,
+        reqwest::Method::POST,
+        &format!("/v1/console/support/{req}/resend"),
+        Some(json!({"instruction_id": instruction})),
+    )
+    .await;
+    assert_eq!(s, 200, "{resent}");
+    assert_eq!(resent["status"], "done");
+    assert_eq!(
+        resent["reference"], settlement["reference"],
+        "the platform answers its first settlement"
+    );
+    let (s, _) = console(
+        &demo,
+        &token,
+        reqwest::Method::POST,
+        &format!("/v1/console/support/{req}/resend"),
+        Some(json!({"instruction_id": instruction})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        settled(mart.clone(), instruction.clone()).await,
+        1,
+        "the platform settled once"
+    );
+    let refunds: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM refunds WHERE instruction_id = ?")
+        .bind(&instruction)
+        .fetch_one(&mart)
+        .await
+        .unwrap();
+    assert!(refunds <= 1, "one refund at most: {refunds}");
+
+    // Closing destroys the contact (its key) and empties the texts.
+    let (s, _) = console(
+        &demo,
+        &token,
+        reqwest::Method::POST,
+        &format!("/v1/console/support/{req}/close"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (s, v) = console(
+        &demo,
+        &token,
+        reqwest::Method::GET,
+        &format!("/v1/console/support/{req}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["request"]["state"], "closed");
+    assert!(
+        v["message"].is_null() && v["answer"].is_null() && v["request"]["contact_hint"].is_null(),
+        "{v}"
+    );
+    let (s, v) = console(
+        &demo,
+        &token,
+        reqwest::Method::POST,
+        &format!("/v1/console/support/{req}/answer"),
+        Some(json!({"answer": "again"})),
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
+    // Every action is in the case's audit trail.
+    let (_, tl) = demo.get(&format!("/v1/cases/{id}/timeline")).await;
+    let kinds: Vec<&str> = tl["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "support.opened",
+        "support.answered",
+        "support.settlement_resent",
+        "support.closed",
+    ] {
+        assert!(kinds.contains(&k), "{k} in {kinds:?}");
+    }
+    let db = demo.lethe_db().await;
+    let (sealed, outbox): (Option<String>, i64) = (
+        sqlx::query_scalar("SELECT contact_sealed FROM support_requests WHERE id = $1")
+            .bind(&req)
+            .fetch_one(&db)
+            .await
+            .unwrap(),
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE case_id = $1")
+            .bind(&req)
+            .fetch_one(&db)
+            .await
+            .unwrap(),
+    );
+    assert!(sealed.is_none() && outbox == 0);
+
+    // A search of Lethe's whole store finds neither.
+    let all = store_text(dir.path());
+    assert!(all.len() > 1000);
+    assert!(!holds(&all, &contact), "the contact is gone from the store");
+    assert!(
+        !holds(&all, &subject.to_string()),
+        "the subject id is gone from the store"
+    );
+    // Abuse limits: three requests per receipt per day.
+    for n in 0..3 {
+        let (s, v) = public_post(&demo, "/v1/support/requests", &ask(receipt.clone())).await;
+        if n < 2 {
+            assert_eq!(s, 201, "{v}");
+        } else {
+            assert_eq!(s, 429, "{v}");
+        }
+    }
+}
