@@ -29,6 +29,7 @@ const DESKTOP = { viewport: { width: 1280, height: 900 } };
 
 let demo, browser;
 const checked = []; // pages that passed axe
+let supportHref = null; // the receipt's support link (first test)
 
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 
@@ -262,6 +263,9 @@ test("a full self-service cancellation, live to the signed receipt", async () =>
   assert.match(text, /signature|签名/i);
   await axeCheck(page, "receipt document");
   await shot(page, "09-receipt-document");
+  // The receipt carries its support link (case id and signature).
+  supportHref = await page.locator("#support-link").getAttribute("href");
+  assert.match(supportHref, /^\/support\?case=[0-9a-f-]{36}&sig=[A-Za-z0-9_-]+$/);
   assert.deepEqual(page.errors, [], "no console errors (CSP violations included)");
 });
 
@@ -483,9 +487,92 @@ test("a real-name dispute reviewed with the document viewer", async () => {
   assert.deepEqual(page.errors, []);
 });
 
+test("support after erasure: the holder asks with the receipt, an agent answers and closes", async () => {
+  assert.ok(supportHref, "the first test left the receipt's support link");
+  // No account, no session: the receipt's link is enough.
+  const holder = await newPage(MOBILE);
+  await holder.goto(demo.url + supportHref);
+  assert.match(await holder.locator("h1").textContent(), /注销后客服支持/);
+  assert.ok(await holder.locator("#receipt-linked").count(), "the receipt is recognised from its link");
+  await axeCheck(holder, "support form");
+  await shot(holder, "16-support-form");
+  // Bad input is refused with the field named, and nothing is lost.
+  await holder.check("#topic-refund_not_received");
+  await holder.fill("#support-message", "退款一直没有到账。");
+  await holder.fill("#support-contact", "not-a-contact");
+  await holder.click("#support-send");
+  assert.match(await holder.locator("#form-error").textContent(), /contact|联系方式|手机|mobile/i);
+  assert.equal(await holder.locator("#support-message").inputValue(), "退款一直没有到账。");
+  await holder.fill("#support-contact", "13812345678");
+  await holder.click("#support-send");
+  const reqId = (await holder.locator("#support-id").textContent()).trim();
+  assert.match(reqId, /^sup_[0-9a-f]{32}$/);
+  await axeCheck(holder, "support sent");
+  await shot(holder, "17-support-sent");
+  // The agent's queue, the request with the case's record, the answer.
+  const agent = createAgent("care.zhao", "agent");
+  const page = await newPage(DESKTOP);
+  await page.goto(`${demo.url}/console/login`);
+  await page.fill("#username", "care.zhao");
+  await page.fill("#password", agent.password);
+  await page.fill("#totp", totp(agent.secret));
+  await page.click("#login");
+  await page.waitForURL(/\/console\/$/);
+  await page.goto(`${demo.url}/console/support`);
+  assert.ok(await page.locator(`a[href="/console/support/${reqId}"]`).count(), "the request is queued");
+  assert.ok(await page.locator("#support-queue [data-countdown]").count(), "with a countdown");
+  await axeCheck(page, "support queue");
+  await shot(page, "18-console-support-queue");
+  await page.click(`a[href="/console/support/${reqId}"]`);
+  assert.match(await page.locator("#support-message-text").textContent(), /退款一直没有到账/);
+  assert.doesNotMatch(await page.locator("main").textContent(), /13812345678/, "the agent sees a hint only");
+  assert.match(await page.locator("#support-timeline").textContent(), /support\.opened/);
+  await axeCheck(page, "support request");
+  await shot(page, "19-console-support");
+  await page.fill("#support-answer", "退款已于今日重新发起，请留意到账。");
+  await page.click("#support-answer-send");
+  assert.match(await page.locator("#support-notice").textContent(), /答复已发送/);
+  await page.click("#support-close");
+  assert.match(await page.locator("#support-state").textContent(), /已结案/);
+  assert.doesNotMatch(await page.locator("main").textContent(), /退款一直没有到账/, "the texts are destroyed");
+  // Before erasure: every case page of the centre has the entry.
+  const user = await newPage(MOBILE);
+  await enterFromApp(user, 6);
+  await user.click("#start");
+  await user.click("#support summary");
+  await user.check("#topic-other");
+  await user.fill("#support-message", "我想确认注销后积分如何处理。");
+  await user.fill("#support-contact", "li.lei@example.com");
+  await user.click("#support-live-send");
+  assert.ok(await user.locator("#support-sent").count());
+  await axeCheck(user, "support (live case)");
+  assert.deepEqual(holder.errors, []);
+  assert.deepEqual(page.errors, []);
+  assert.deepEqual(user.errors, []);
+});
+
+test("the public transparency page and a published report, without credentials", async () => {
+  const page = await newPage(DESKTOP);
+  await page.goto(`${demo.url}/transparency`);
+  assert.match(await page.locator("h1").textContent(), /透明度与合规/);
+  assert.ok(await page.locator("#tr-report-list a").count(), "last month's report is listed");
+  await axeCheck(page, "transparency");
+  await shot(page, "20-transparency");
+  await page.goto(`${demo.url}/transparency?lang=en`);
+  assert.match(await page.locator("h1").textContent(), /Transparency and compliance/);
+  await axeCheck(page, "transparency (en)");
+  await page.locator("#tr-report-list a").first().click();
+  assert.match(await page.locator("h1").textContent(), /compliance report/);
+  assert.match(await page.locator("#trr-cases").textContent(), /^(\d+|< \d+)$/);
+  await axeCheck(page, "published report");
+  await shot(page, "21-transparency-report");
+  assert.deepEqual(page.errors, []);
+});
+
 test("every page was checked by axe-core", () => {
   for (const p of ["start", "start (en)", "blocked", "expired link", "receipt document", "verify", "assets", "consequences", "export", "confirm", "progress", "receipt",
-    "restored", "console login", "console queues", "console case", "data-map check", "compliance report", "dispute review"]) {
+    "restored", "console login", "console queues", "console case", "data-map check", "compliance report", "dispute review",
+    "support form", "support sent", "support queue", "support request", "support (live case)", "transparency", "transparency (en)", "published report"]) {
     assert.ok(checked.includes(p), `axe ran on ${p}`);
   }
 });

@@ -776,6 +776,16 @@ pub fn router(st: AppState) -> Router {
             post(pages::agent::accept_finding),
         )
         .route("/console/report", get(pages::agent::report))
+        .route("/console/support", get(pages::support::queue))
+        .route("/console/support/{id}", get(pages::support::request_page))
+        .route(
+            "/console/support/{id}/{action}",
+            post(pages::support::request_action),
+        )
+        .route(
+            "/support",
+            get(pages::support::form).post(pages::support::submit),
+        )
         .route("/assets/lethe.css", get(pages::css))
         .route("/assets/lethe.js", get(pages::js))
         .route("/assets/icon.svg", get(pages::icon))

@@ -382,8 +382,32 @@ pub fn receipt_page(r: &Receipt) -> String {
             esc(&r.public_key)
         );
     }
+    if let Some(link) = support_link(r) {
+        let _ = write!(
+            h,
+            "<h2>Questions after erasure? 注销后仍有问题？</h2><p>A refund that never arrived, a dispute over a settlement, data still showing somewhere: support still answers, with this receipt and no account. 退款未到账、权益结算有异议、数据仍可见：客服仍会处理，凭本回执即可，无需账号。 <a id=\"support-link\" href=\"{}\">Contact support 联系客服</a></p>",
+            esc(&link)
+        );
+    }
     h.push_str("</main></body></html>");
     h
+}
+
+/// The receipt's support link: its case id and signature (URL-safe), which
+/// only the receipt's holder has.
+pub fn support_link(r: &Receipt) -> Option<String> {
+    use base64::Engine;
+    if r.signature.is_empty() {
+        return None;
+    }
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(&r.signature)
+        .ok()?;
+    let case = lethe_domain::CaseId::parse(&r.case_id).ok()?;
+    Some(format!(
+        "/support?case={case}&sig={}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig)
+    ))
 }
 
 #[cfg(test)]

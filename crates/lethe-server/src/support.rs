@@ -596,6 +596,7 @@ pub async fn answer_with(st: &AppState, a: &Agent, id: &str, text: &str) -> Resu
     Ok(())
 }
 
+/// Answer a request: the text goes to the holder's sealed contact.
 #[utoipa::path(post, path = "/v1/console/support/{id}/answer", tag = "support", params(("id" = String, Path)), request_body = AnswerRequest, responses((status = 204, description = "delivered"), (status = 404, body = Problem), (status = 409, body = Problem)), security(("console" = [])))]
 pub async fn answer(
     State(st): State<AppState>,
@@ -718,6 +719,8 @@ pub async fn resend_with(
     Ok(resent)
 }
 
+/// Re-send a settlement instruction of the request's case (same
+/// idempotency key: the platform settles once and answers what it did).
 #[utoipa::path(post, path = "/v1/console/support/{id}/resend", tag = "support", params(("id" = String, Path)), request_body = ResendRequest, responses((status = 200, body = Resent), (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem)), security(("console" = [])))]
 pub async fn resend(
     State(st): State<AppState>,
@@ -751,6 +754,7 @@ pub async fn close_with(st: &AppState, a: &Agent, id: &str) -> Result<(), Proble
     Ok(())
 }
 
+/// Close a request: its key, contact, message and answer are destroyed.
 #[utoipa::path(post, path = "/v1/console/support/{id}/close", tag = "support", params(("id" = String, Path)), responses((status = 204, description = "closed; the contact is destroyed"), (status = 404, body = Problem)), security(("console" = [])))]
 pub async fn close(
     State(st): State<AppState>,

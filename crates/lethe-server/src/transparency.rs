@@ -285,13 +285,9 @@ fn lang(headers: &HeaderMap, q: Option<&str>) -> crate::pages::Lang {
     if let Some(l) = q {
         return crate::pages::Lang::parse(l);
     }
-    if let Some(c) = crate::pages::cookie(headers, "lethe_lang") {
-        return crate::pages::Lang::parse(c);
-    }
-    headers
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| crate::pages::Lang::parse(v.split([',', ';']).next().unwrap_or("").trim()))
+    // Like every page: the visitor's choice, else zh-CN.
+    crate::pages::cookie(headers, "lethe_lang")
+        .map(crate::pages::Lang::parse)
         .unwrap_or_default()
 }
 

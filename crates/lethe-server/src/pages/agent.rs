@@ -37,7 +37,7 @@ fn lang_of(headers: &HeaderMap) -> Lang {
 }
 
 /// The signed-in agent and the session token, from the cookie.
-async fn agent_of(st: &AppState, headers: &HeaderMap) -> Option<(Agent, String)> {
+pub(super) async fn agent_of(st: &AppState, headers: &HeaderMap) -> Option<(Agent, String)> {
     let token = super::cookie(headers, COOKIE)?;
     if !token.starts_with("ls_") || token.len() > 100 {
         return None;
@@ -58,11 +58,17 @@ async fn agent_of(st: &AppState, headers: &HeaderMap) -> Option<(Agent, String)>
     ))
 }
 
-fn to_login() -> Response {
+pub(super) fn to_login() -> Response {
     super::redirect("/console/login")
 }
 
-fn base_ctx(lang: Lang, a: &Agent, token: &str, st: &AppState, back: &str) -> minijinja::Value {
+pub(super) fn base_ctx(
+    lang: Lang,
+    a: &Agent,
+    token: &str,
+    st: &AppState,
+    back: &str,
+) -> minijinja::Value {
     context! {
         lang => lang.tag(),
         csrf => csrf_token(st.secrets.pages_key(), token),
@@ -439,7 +445,7 @@ pub async fn new_case(
     }
 }
 
-fn checked_form(
+pub(super) fn checked_form(
     st: &AppState,
     headers: &HeaderMap,
     token: &str,

@@ -241,6 +241,7 @@ static TEXTS: &[(&str, &str, &str)] = &[
     ("console.name", "注销工作台", "Cancellation console"),
     ("console.queues", "工作队列", "Queues"),
     ("console.report", "合规报告", "Compliance report"),
+    ("console.support", "客服请求", "Support"),
     ("counter.branch", "网点", "Branch"),
     (
         "counter.foreign_permanent_residence",
@@ -680,6 +681,11 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "This way of checking your identity is not available; choose another.",
     ),
     (
+        "problem.no-case",
+        "请先开始注销；在此之前请使用平台自己的客服。",
+        "Start a cancellation first; until then, use the platform's own help.",
+    ),
+    (
         "problem.not-found",
         "找不到这项申请，请从应用里重新进入。",
         "This request cannot be found; enter again from the app.",
@@ -698,6 +704,11 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "problem.rate-limited",
         "操作过于频繁，请稍后再试。",
         "Too many requests; try again in a moment.",
+    ),
+    (
+        "problem.receipt-not-verified",
+        "注销回执无法验证：请使用本服务签发的原始回执（文件或回执页上的客服链接）。",
+        "The deletion receipt does not verify: use the receipt exactly as this service issued it (the file, or the support link on its page).",
     ),
     (
         "problem.refused",
@@ -725,6 +736,16 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "Too many codes were sent; try again later.",
     ),
     (
+        "problem.support-closed",
+        "该请求已结案，联系方式已销毁。",
+        "The request is closed and its contact destroyed.",
+    ),
+    (
+        "problem.support-throttled",
+        "提交过于频繁：客服已在处理你之前的请求，请等待答复。",
+        "Too many requests: support is handling your earlier request; please wait for the answer.",
+    ),
+    (
         "problem.throttled",
         "请求验证码过于频繁，请稍后再试。",
         "Codes were asked for too often; try again later.",
@@ -748,6 +769,11 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "problem.validation",
         "填写的内容有误，请检查后重试。",
         "Something you entered is not valid; check it and try again.",
+    ),
+    (
+        "problem.validation.answer",
+        "请填写答复（1 至 2000 字）。",
+        "Write the answer (1 to 2,000 characters).",
     ),
     (
         "problem.validation.asset_id",
@@ -775,6 +801,11 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "This statement changed; reload the page and acknowledge it again.",
     ),
     (
+        "problem.validation.contact",
+        "联系方式应为 11 位手机号（或 + 国家码和号码）或邮箱地址。",
+        "The contact must be a mobile number (11 digits, or + country code and number) or an email address.",
+    ),
+    (
         "problem.validation.from",
         "开始日期无效，请填写如 2026-01-01 的日期。",
         "The start date is not valid; write a date such as 2026-01-01.",
@@ -783,6 +814,11 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "problem.validation.last4",
         "证件与账号的实名信息不一致。",
         "The document does not match the account's real-name record.",
+    ),
+    (
+        "problem.validation.message",
+        "请填写问题描述（1 至 2000 字）。",
+        "Describe what happened (1 to 2,000 characters).",
     ),
     (
         "problem.validation.note",
@@ -795,6 +831,11 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "Choose how this asset is settled.",
     ),
     (
+        "problem.validation.receipt",
+        "粘贴的内容不是注销回执（JSON）。",
+        "The pasted text is not a deletion receipt (JSON).",
+    ),
+    (
         "problem.validation.records",
         "请填写删除的记录数。",
         "Give the number of records erased.",
@@ -803,6 +844,11 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "problem.validation.to",
         "结束日期无效，请填写如 2026-04-01 的日期。",
         "The end date is not valid; write a date such as 2026-04-01.",
+    ),
+    (
+        "problem.validation.topic",
+        "请选择问题类型。",
+        "Choose a topic.",
     ),
     (
         "problem.validation.transfer_to",
@@ -1036,6 +1082,161 @@ static TEXTS: &[(&str, &str, &str)] = &[
     ("step.restore", "恢复", "Restore"),
     ("step.start", "开始", "Start"),
     ("step.verify", "核验身份", "Verify"),
+    ("support.answer", "答复", "Answer"),
+    (
+        "support.answer_label",
+        "答复内容（发送到申请人留下的一次性联系方式）",
+        "Your answer (sent to the one-time contact the holder left)",
+    ),
+    ("support.answer_send", "发送答复", "Send the answer"),
+    ("support.answered", "答复已发送。", "The answer was sent."),
+    ("support.asset", "权益", "Asset"),
+    ("support.case", "注销案件", "The case"),
+    (
+        "support.close",
+        "结案并销毁联系方式",
+        "Close and destroy the contact",
+    ),
+    (
+        "support.close_hint",
+        "结案后，申请人的联系方式、留言和答复将随其密钥一并销毁，无法恢复。",
+        "Closing destroys the holder's contact, message and answer with their key; they cannot be recovered.",
+    ),
+    (
+        "support.closed",
+        "已结案，联系方式已销毁。",
+        "Closed; the contact is destroyed.",
+    ),
+    (
+        "support.contact",
+        "一次性联系方式（手机号或邮箱）",
+        "One-time contact (mobile number or email)",
+    ),
+    ("support.contact_destroyed", "已销毁", "Destroyed"),
+    (
+        "support.contact_hint",
+        "只用于回复本次请求，结案后即销毁，不会与已注销的账号关联。",
+        "Used only to answer this request and destroyed when it closes; never linked to the erased account.",
+    ),
+    ("support.done", "请求已收到", "Request received"),
+    (
+        "support.done_lead",
+        "客服已收到你的请求，会在期限内通过你留下的联系方式答复。",
+        "Support has your request and will answer through the contact you left, within the time limit.",
+    ),
+    (
+        "support.done_next",
+        "答复发出后，客服会结案并销毁你的联系方式。请保存请求编号以便查询。",
+        "Once answered, support closes the request and destroys your contact. Keep the request number for reference.",
+    ),
+    ("support.due", "答复期限", "Answer due"),
+    (
+        "support.due_hint",
+        "客服会在 {n} 个工作日内答复（按国务院节假日安排计算）。",
+        "Support answers within {n} working days (by the State Council holiday calendar).",
+    ),
+    ("support.entry", "联系客服", "Contact support"),
+    ("support.instruction", "结算指令", "Instruction"),
+    (
+        "support.lead",
+        "账号注销后，问题依然有人管：退款未到账、权益结算有异议、数据仍可见，都可以凭注销回执联系客服，无需账号。",
+        "Even after the account is gone, someone still answers: a refund that never arrived, a dispute over a settlement, data still showing — contact support with your deletion receipt, no account needed.",
+    ),
+    (
+        "support.lead_live",
+        "对注销有疑问？客服会处理与本次注销相关的问题。",
+        "A question about this cancellation? Support handles anything about it.",
+    ),
+    ("support.message", "问题描述", "What happened"),
+    (
+        "support.no_settlements",
+        "本案没有需要结算的权益。",
+        "The case had nothing to settle.",
+    ),
+    ("support.opened", "提交时间", "Opened"),
+    ("support.option", "方式", "Option"),
+    ("support.origin", "来源", "Opened from"),
+    (
+        "support.origin.live",
+        "注销中心（注销进行中）",
+        "Cancellation centre (case live)",
+    ),
+    (
+        "support.origin.receipt",
+        "注销回执（账号已注销）",
+        "Deletion receipt (account erased)",
+    ),
+    (
+        "support.queue_empty",
+        "没有待处理的客服请求。",
+        "No support request is waiting.",
+    ),
+    (
+        "support.queue_lead",
+        "含账号已注销用户凭回执提交的请求；按答复期限排序。",
+        "Includes requests former holders opened with their receipt; soonest due first.",
+    ),
+    (
+        "support.receipt",
+        "注销回执（粘贴回执 JSON 全文）",
+        "Deletion receipt (paste the whole receipt JSON)",
+    ),
+    ("support.receipt_digest", "回执摘要", "Receipt digest"),
+    (
+        "support.receipt_hint",
+        "回执的签名必须能验证通过，且是本服务签发的那一份。",
+        "The receipt's signature must verify and be the one this service issued.",
+    ),
+    (
+        "support.receipt_linked",
+        "已通过回执链接识别你的注销回执。",
+        "Your deletion receipt was recognised from its link.",
+    ),
+    ("support.reference", "平台流水号", "Reference"),
+    ("support.request", "请求", "Request"),
+    ("support.resend", "重新发送指令", "Send again"),
+    (
+        "support.resent",
+        "结算指令已按原幂等键重新发送：",
+        "Settlement instruction sent again with its idempotency key:",
+    ),
+    ("support.send", "提交请求", "Send the request"),
+    (
+        "support.sent_live",
+        "请求已提交，客服会通过你留下的联系方式答复。",
+        "Request sent; support will answer through the contact you left.",
+    ),
+    ("support.settlements", "权益结算", "Settlements"),
+    ("support.state.answered", "已答复", "Answered"),
+    ("support.state.closed", "已结案", "Closed"),
+    ("support.state.open", "待处理", "Open"),
+    (
+        "support.title",
+        "注销后客服支持",
+        "Support after cancellation",
+    ),
+    ("support.topic", "问题类型", "Topic"),
+    (
+        "support.topic.data_still_visible",
+        "数据仍可见",
+        "Data still visible",
+    ),
+    (
+        "support.topic.export_problem",
+        "数据导出问题",
+        "Export problem",
+    ),
+    ("support.topic.other", "其他", "Other"),
+    (
+        "support.topic.refund_not_received",
+        "退款未到账",
+        "Refund not received",
+    ),
+    (
+        "support.topic.settlement_dispute",
+        "权益结算有异议",
+        "Settlement dispute",
+    ),
     ("task.complete", "标记为已完成", "Mark as done"),
     ("task.done", "完成任务", "Complete"),
     (

@@ -16,6 +16,7 @@
 
 pub mod agent;
 mod i18n;
+pub mod support;
 pub mod user;
 
 use std::sync::LazyLock;
@@ -63,6 +64,19 @@ static TEMPLATES: &[(&str, &str)] = &[
     (
         "c_report.html",
         include_str!("../../templates/c_report.html"),
+    ),
+    ("support.html", include_str!("../../templates/support.html")),
+    (
+        "support_done.html",
+        include_str!("../../templates/support_done.html"),
+    ),
+    (
+        "c_support_queue.html",
+        include_str!("../../templates/c_support_queue.html"),
+    ),
+    (
+        "c_support.html",
+        include_str!("../../templates/c_support.html"),
     ),
     (
         "transparency.html",

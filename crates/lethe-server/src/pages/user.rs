@@ -316,6 +316,8 @@ pub async fn switch_lang(State(st): State<AppState>, Query(q): Query<LangQuery>)
 #[derive(Debug, Deserialize)]
 pub struct PageQuery {
     step: Option<String>,
+    /// `sent` after a support request was opened from the page.
+    support: Option<String>,
 }
 
 /// The cancellation centre: the page of the step the case is at.
@@ -328,7 +330,7 @@ pub async fn page(
     let Some(s) = session_of(&st, &headers).await else {
         return expired(lang);
     };
-    let r = show(&st, &s, lang, q.step.as_deref(), None).await;
+    let r = show_with(&st, &s, lang, q.step.as_deref(), None, q.support.is_some()).await;
     with_session(&st, r, &s)
 }
 
@@ -385,6 +387,17 @@ async fn show(
     lang: Lang,
     want: Option<&str>,
     error: Option<String>,
+) -> Response {
+    show_with(st, s, lang, want, error, false).await
+}
+
+async fn show_with(
+    st: &AppState,
+    s: &UserSession,
+    lang: Lang,
+    want: Option<&str>,
+    error: Option<String>,
+    support_sent: bool,
 ) -> Response {
     let case = match load(st, s).await {
         Ok(c) => c,
@@ -447,7 +460,8 @@ async fn show(
     super::with_status(
         render(
             "u_case.html",
-            context! { lang => lang.tag(), csrf, steps, step, case => view, error, dev_sms,
+            context! { lang => lang.tag(), csrf, steps, step, case => view, error, dev_sms, support_sent,
+            topics => super::support::topics(lang),
             otp_minutes => st.policy.otp_ttl.as_secs() / 60,
             cooling_days => st.policy.cooling_off.as_secs() / 86_400 },
         ),
@@ -944,6 +958,34 @@ pub async fn act(
                     .await,
                 )
                 .await?;
+                Ok(())
+            }
+            // A support request tied to the live case (the same kind a
+            // former holder opens with the receipt).
+            "support" => {
+                let ask = crate::support::Ask::parse(
+                    &field("topic"),
+                    &field("message"),
+                    &field("contact"),
+                )?;
+                if case_id.is_empty() {
+                    return Err(Problem::conflict(
+                        "no-case",
+                        "start a cancellation first; until then the platform's own help answers",
+                    ));
+                }
+                crate::support::open(
+                    &st,
+                    case_id.clone(),
+                    s.p.clone(),
+                    lethe_domain::support::Origin::Live,
+                    ask,
+                    None,
+                    crate::support::client_of(&headers, peer),
+                    "holder:app".into(),
+                )
+                .await?;
+                next = "/u/?support=sent#support".into();
                 Ok(())
             }
             _ => Err(Problem::not_found("no such action")),

@@ -1,0 +1,341 @@
+//! Support pages: the public form a former holder opens with the receipt
+//! (`/support`, no account), and the console's support queue and request
+//! page (`/console/support`). Every action calls the same functions as the
+//! API (`crate::support`), so checks, limits and audit events are the
+//! API's.
+
+use std::collections::HashMap;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use lethe_domain::support::{Origin, Topic};
+use minijinja::context;
+use serde::Deserialize;
+
+use super::agent::{agent_of, base_ctx, checked_form, to_login};
+use super::{Lang, csrf_ok, csrf_token, local_time, problem_text, render};
+use crate::AppState;
+use crate::problem::Problem;
+use crate::support::{Ask, ReceiptProof};
+
+/// The public form's CSRF secret lives in this cookie (no session here).
+const FORM_COOKIE: &str = "lethe_support";
+
+fn lang_of(headers: &HeaderMap, q: Option<&str>) -> Lang {
+    q.map(Lang::parse)
+        .or_else(|| super::cookie(headers, "lethe_lang").map(Lang::parse))
+        .unwrap_or_default()
+}
+
+pub(super) fn topics(lang: Lang) -> Vec<minijinja::Value> {
+    Topic::ALL
+        .iter()
+        .map(|t| context! { value => t.as_str(), label => super::i18n::text(lang, &format!("support.topic.{}", t.as_str())) })
+        .collect()
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct FormQuery {
+    case: Option<String>,
+    sig: Option<String>,
+    lang: Option<String>,
+}
+
+/// The values a re-shown form keeps.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+struct Filled {
+    case: String,
+    sig: String,
+    receipt: String,
+    topic: String,
+    message: String,
+    contact: String,
+}
+
+fn form_page(
+    st: &AppState,
+    lang: Lang,
+    secret: &str,
+    filled: &Filled,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let linked = !filled.case.is_empty() && !filled.sig.is_empty();
+    let mut r = super::with_status(
+        render(
+            "support.html",
+            context! {
+                lang => lang.tag(),
+                back => "/support",
+                csrf => csrf_token(st.secrets.pages_key(), secret),
+                topics => topics(lang),
+                f => minijinja::Value::from(minijinja::value::Serde(filled)),
+                linked,
+                error,
+                days => st.support.answer_within_working_days,
+            },
+        ),
+        status,
+    );
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        super::set_cookie(FORM_COOKIE, secret, "/support", 3600, "Strict", !st.demo),
+    );
+    r
+}
+
+/// The form: with the receipt page's link the receipt is already known;
+/// else the holder pastes the receipt.
+pub async fn form(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<FormQuery>,
+) -> Response {
+    let lang = lang_of(&headers, q.lang.as_deref());
+    let secret = super::cookie(&headers, FORM_COOKIE)
+        .filter(|c| c.len() == 32 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
+    let filled = Filled {
+        case: q.case.unwrap_or_default().chars().take(64).collect(),
+        sig: q.sig.unwrap_or_default().chars().take(200).collect(),
+        ..Default::default()
+    };
+    form_page(&st, lang, &secret, &filled, None, StatusCode::OK)
+}
+
+/// Opens the request; shows what happens next.
+pub async fn submit(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Response {
+    let lang = lang_of(&headers, None);
+    let Some(secret) = super::cookie(&headers, FORM_COOKIE).map(str::to_owned) else {
+        return super::forbidden_post(lang);
+    };
+    let Some(form) = super::site_form(&headers, &st.public_url, form) else {
+        return super::forbidden_post(lang);
+    };
+    let given = form.get("_csrf").map(String::as_str).unwrap_or_default();
+    if !csrf_ok(st.secrets.pages_key(), &secret, given) {
+        return super::forbidden_post(lang);
+    }
+    let get = |k: &str| form.get(k).cloned().unwrap_or_default();
+    let filled = Filled {
+        case: get("case"),
+        sig: get("sig"),
+        receipt: get("receipt")
+            .chars()
+            .take(crate::support::MAX_RECEIPT_BYTES)
+            .collect(),
+        topic: get("topic"),
+        message: get("message"),
+        contact: get("contact"),
+    };
+    let result: Result<lethe_store::SupportRow, Problem> = async {
+        let ask = Ask::parse(&filled.topic, &filled.message, &filled.contact)?;
+        let proof = if filled.receipt.trim().is_empty() {
+            ReceiptProof {
+                receipt: None,
+                case_id: Some(filled.case.clone()).filter(|c| !c.is_empty()),
+                signature: Some(filled.sig.clone()).filter(|c| !c.is_empty()),
+            }
+        } else {
+            ReceiptProof {
+                receipt: Some(serde_json::from_str(filled.receipt.trim()).map_err(|_| {
+                    Problem::unprocessable("the pasted text is not a receipt (JSON)")
+                        .field("receipt")
+                })?),
+                case_id: None,
+                signature: None,
+            }
+        };
+        let (case_id, principal, digest) = crate::support::verify_receipt(&st, &proof).await?;
+        crate::support::open(
+            &st,
+            case_id,
+            principal,
+            Origin::Receipt,
+            ask,
+            Some(digest),
+            crate::support::client_of(&headers, peer),
+            "holder:receipt".into(),
+        )
+        .await
+    }
+    .await;
+    match result {
+        Ok(row) => render(
+            "support_done.html",
+            context! {
+                lang => lang.tag(),
+                back => "/support",
+                id => row.id,
+                due => local_time(&row.due_at.to_string(), &st.tz),
+                contact => row.contact_hint,
+            },
+        ),
+        Err(p) => form_page(
+            &st,
+            lang,
+            &secret,
+            &filled,
+            Some(problem_text(lang, &p)),
+            StatusCode::from_u16(p.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+        ),
+    }
+}
+
+// ------------------------------------------------------------------ console
+
+fn row_ctx(st: &AppState, lang: Lang, r: &lethe_store::SupportRow) -> minijinja::Value {
+    let now = st.clock.now();
+    context! {
+        id => r.id.clone(),
+        case_id => r.case_id.clone(),
+        topic => super::i18n::text(lang, &format!("support.topic.{}", r.topic)),
+        origin => super::i18n::text(lang, &format!("support.origin.{}", r.origin)),
+        state => super::i18n::text(lang, &format!("support.state.{}", r.state)),
+        state_key => r.state.clone(),
+        platform => r.principal.clone(),
+        created => local_time(&r.created_at.to_string(), &st.tz),
+        due => r.due_at.to_string(),
+        due_local => local_time(&r.due_at.to_string(), &st.tz),
+        left => r.due_at.as_second() - now.as_second(),
+        contact => r.contact_hint.clone(),
+    }
+}
+
+pub async fn queue(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let lang = lang_of(&headers, None);
+    let Some((a, token)) = agent_of(&st, &headers).await else {
+        return to_login();
+    };
+    if let Err(p) = crate::console::require(&a, "support_read") {
+        return p.into_response();
+    }
+    let rows = match st
+        .store
+        .support_queue(a.platform.as_deref(), lethe_store::MAX_SUPPORT_QUEUE)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return Problem::from(e).into_response(),
+    };
+    let rows: Vec<_> = rows.iter().map(|r| row_ctx(&st, lang, r)).collect();
+    render(
+        "c_support_queue.html",
+        context! { ..base_ctx(lang, &a, &token, &st, "/console/support"), ..context! { rows } },
+    )
+}
+
+async fn show(
+    st: &AppState,
+    lang: Lang,
+    a: &crate::console::Agent,
+    token: &str,
+    id: &str,
+    error: Option<String>,
+    notice: Option<String>,
+) -> Response {
+    if let Err(p) = crate::console::require(a, "support_read") {
+        return p.into_response();
+    }
+    let r = match st.store.support_request(id).await {
+        Ok(Some(r)) if a.serves(&r.principal) && id.len() <= 64 => r,
+        Ok(_) => return Problem::not_found("no support request with this id").into_response(),
+        Err(e) => return Problem::from(e).into_response(),
+    };
+    let row = row_ctx(st, lang, &r);
+    let v = match crate::support::view(st, r).await {
+        Ok(v) => v,
+        Err(p) => return p.into_response(),
+    };
+    let can_act = crate::console::allowed("support").contains(&a.role);
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    super::with_status(
+        render(
+            "c_support.html",
+            context! { ..base_ctx(lang, a, token, st, &format!("/console/support/{id}")), ..context! {
+                r => row,
+                message => v.message,
+                answer => v.answer,
+                case => minijinja::Value::from(minijinja::value::Serde(&v.case)),
+                can_act, error, notice,
+            } },
+        ),
+        status,
+    )
+}
+
+pub async fn request_page(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let lang = lang_of(&headers, None);
+    let Some((a, token)) = agent_of(&st, &headers).await else {
+        return to_login();
+    };
+    show(&st, lang, &a, &token, &id, None, None).await
+}
+
+/// answer, resend or close.
+pub async fn request_action(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Response {
+    let lang = lang_of(&headers, None);
+    let Some((a, token)) = agent_of(&st, &headers).await else {
+        return to_login();
+    };
+    let Some(form): Option<HashMap<String, String>> = checked_form(&st, &headers, &token, form)
+    else {
+        return super::forbidden_post(lang);
+    };
+    let get = |k: &str| form.get(k).cloned().unwrap_or_default();
+    let r: Result<Option<String>, Problem> = match action.as_str() {
+        "answer" => crate::support::answer_with(&st, &a, &id, &get("answer"))
+            .await
+            .map(|()| Some(super::i18n::text(lang, "support.answered").to_owned())),
+        "resend" => crate::support::resend_with(&st, &a, &id, &get("instruction_id"))
+            .await
+            .map(|r| {
+                Some(format!(
+                    "{} {} · {}{}",
+                    super::i18n::text(lang, "support.resent"),
+                    r.instruction_id,
+                    r.status,
+                    r.reference.map(|x| format!(" · {x}")).unwrap_or_default()
+                ))
+            }),
+        "close" => crate::support::close_with(&st, &a, &id)
+            .await
+            .map(|()| Some(super::i18n::text(lang, "support.closed").to_owned())),
+        _ => Err(Problem::not_found("no such action")),
+    };
+    match r {
+        Ok(notice) => show(&st, lang, &a, &token, &id, None, notice).await,
+        Err(p) => {
+            show(
+                &st,
+                lang,
+                &a,
+                &token,
+                &id,
+                Some(problem_text(lang, &p)),
+                None,
+            )
+            .await
+        }
+    }
+}
