@@ -135,6 +135,11 @@ pub async fn metrics(State(st): State<AppState>) -> Result<Response, Problem> {
         "# HELP lethe_deadlines_overdue Open deadlines past due.\n# TYPE lethe_deadlines_overdue gauge\nlethe_deadlines_overdue {}",
         snap.overdue
     );
+    let (waiting, late) = st.store.support_waiting(now).await?;
+    let _ = writeln!(
+        o,
+        "# HELP lethe_support_open Support requests waiting for an answer.\n# TYPE lethe_support_open gauge\nlethe_support_open {waiting}\n# HELP lethe_support_overdue Support requests past their answer deadline.\n# TYPE lethe_support_overdue gauge\nlethe_support_overdue {late}"
+    );
     let _ = writeln!(
         o,
         "# HELP lethe_deadlines_provisional Open deadlines counted over days the working-day calendar does not cover yet.\n# TYPE lethe_deadlines_provisional gauge\nlethe_deadlines_provisional {}",

@@ -140,6 +140,20 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
             Err(e) => tracing::error!(error = %e, "deadline monitor failed"),
         }
         tick = tick.wrapping_add(1);
+        // Support requests past their answer deadline escalate like cases.
+        if tick % SUPPORT_EVERY == 1 {
+            match st.store.support_waiting(st.clock.now()).await {
+                Ok((_, 0)) => {}
+                Ok((waiting, late)) => {
+                    tracing::error!(
+                        overdue = late,
+                        waiting,
+                        "support requests past their answer deadline: escalated"
+                    )
+                }
+                Err(e) => tracing::warn!(error = %e, "reading the support queue failed"),
+            }
+        }
         if tick % CALENDAR_EVERY == 1 {
             reload_calendar(&st).await;
         }
@@ -362,6 +376,8 @@ pub async fn datamap_check(st: &AppState) {
     }
 }
 
+/// Ticks between checks of the support queue's deadlines.
+const SUPPORT_EVERY: u64 = 60;
 /// Ticks between checks of the operator's calendar file.
 const CALENDAR_EVERY: u64 = 5;
 /// Ticks between looks at the calendar's coverage (it warns once a day).

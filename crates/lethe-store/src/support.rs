@@ -360,6 +360,16 @@ impl Store {
             .await
     }
 
+    /// Requests waiting for an answer, and how many of them are past due.
+    pub async fn support_waiting(&self, now: Timestamp) -> Result<(i64, i64), StoreError> {
+        let r = sqlx::query("SELECT COUNT(*), COALESCE(SUM(CASE WHEN due_at < $1 THEN 1 ELSE 0 END), 0) FROM support_requests WHERE state = 'open'")
+            .bind(ms(now))
+            .fetch_one(&self.read)
+            .await
+            .map_err(db("count support requests"))?;
+        Ok((r.get(0), r.get(1)))
+    }
+
     /// The signed receipt of a case and whether it is signed.
     pub async fn receipt_of(&self, case_id: &str) -> Result<Option<String>, StoreError> {
         Ok(self

@@ -1696,6 +1696,10 @@ struct DemoOptions {
     /// Turn the public /transparency pages and monthly reports off.
     #[arg(long)]
     no_transparency: bool,
+    /// Deliver support answers to this endpoint (signed; the secret is in
+    /// LETHE_SUPPORT_SECRET) instead of the dev outbox.
+    #[arg(long)]
+    support_delivery_url: Option<String>,
 }
 
 async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
@@ -1721,6 +1725,7 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
         store_url_env,
         witness,
         no_transparency,
+        support_delivery_url,
     } = o;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -1795,6 +1800,12 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     cfg_value["transparency"] =
         serde_json::json!({ "enabled": !no_transparency, "witnesses": witnesses });
+    if let Some(u) = support_delivery_url {
+        cfg_value["support"] = serde_json::json!({
+            "delivery_url": u,
+            "delivery_secret_env": "LETHE_SUPPORT_SECRET",
+        });
+    }
     let cfg: Config = serde_json::from_value(cfg_value.clone())?;
     cfg.validate()
         .map_err(|e| anyhow::anyhow!("demo configuration: {e}"))?;

@@ -389,3 +389,219 @@ async fn a_former_holder_is_answered_and_refunded_once_and_then_forgotten() {
         }
     }
 }
+
+/// `application/x-www-form-urlencoded`, by hand.
+fn form_body(fields: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// What the platform's messaging endpoint received.
+type Inbox = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+
+const DELIVERY_SECRET: &str = "whsec_c3VwcG9ydC1kZWxpdmVyeS1zZWNyZXQ=";
+
+async fn messaging(
+    axum::extract::State(inbox): axum::extract::State<Inbox>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    // As the platform must: the call is signed by Lethe.
+    if lethe_server::webhook::verify_inbound(
+        DELIVERY_SECRET,
+        &headers,
+        &body,
+        jiff::Timestamp::now().as_second(),
+    )
+    .is_err()
+    {
+        return axum::http::StatusCode::UNAUTHORIZED.into_response();
+    }
+    inbox
+        .lock()
+        .unwrap()
+        .push(serde_json::from_slice(&body).unwrap());
+    // And its answer is signed back.
+    let text = json!({"status": "sent"}).to_string();
+    let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+    let ts = jiff::Timestamp::now().as_second();
+    let sig = lethe_server::webhook::sign(
+        &lethe_server::webhook::secret_bytes(DELIVERY_SECRET),
+        &id,
+        ts,
+        text.as_bytes(),
+    );
+    (
+        [
+            ("content-type", "application/json".to_owned()),
+            ("webhook-id", id),
+            ("webhook-timestamp", ts.to_string()),
+            ("webhook-signature", sig),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+#[tokio::test]
+async fn answers_go_to_the_platforms_messaging_endpoint_signed_and_live_cases_get_support_too() {
+    let inbox: Inbox = Default::default();
+    let app = axum::Router::new()
+        .route("/send", axum::routing::post(messaging))
+        .with_state(inbox.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/send", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start_env(
+        dir.path(),
+        3,
+        &["--support-delivery-url", &url],
+        &[("LETHE_SUPPORT_SECRET", DELIVERY_SECRET)],
+    )
+    .await;
+    // A live case: its holder asks from the centre (here through the same
+    // function the page calls, via a hand-off and the page's form).
+    let id = demo.create(1).await;
+    let link = demo
+        .ok("/v1/handoffs", json!({"subject_id": "1", "channel": "app"}))
+        .await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client
+        .get(link["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    // The session cookie the hand-off set (no cookie jar: by hand).
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let page = client
+        .get(format!("{}/u/", demo.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"_csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        page.contains("action=\"/u/do/support\""),
+        "the case page has the support entry"
+    );
+    let r = client
+        .post(format!("{}/u/do/support", demo.url))
+        .header("origin", &demo.url)
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[
+            ("_csrf", csrf.as_str()),
+            ("topic", "settlement_dispute"),
+            ("message", "积分清算有误"),
+            ("contact", "wang.fang@example.com"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303, "{}", r.text().await.unwrap());
+    // The agent sees it, tied to the live case, and answers.
+    let token = agent_session(&demo, "care", "agent").await;
+    let (_, q) = console(
+        &demo,
+        &token,
+        reqwest::Method::GET,
+        "/v1/console/support",
+        None,
+    )
+    .await;
+    let req = q
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["case_id"] == id.as_str())
+        .expect("queued")
+        .clone();
+    assert_eq!(req["origin"], "live");
+    assert_eq!(req["topic"], "settlement_dispute");
+    let rid = req["id"].as_str().unwrap();
+    let (s, v) = console(
+        &demo,
+        &token,
+        reqwest::Method::POST,
+        &format!("/v1/console/support/{rid}/answer"),
+        Some(json!({"answer": "已核对，积分将补发。"})),
+    )
+    .await;
+    assert_eq!(s, 204, "{v}");
+    let got = inbox.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["type"], "support.answer");
+    assert_eq!(got[0]["channel"], "email");
+    assert_eq!(got[0]["to"], "wang.fang@example.com");
+    assert!(got[0]["text"].as_str().unwrap().contains("积分将补发"));
+    assert!(
+        got[0].get("subject_id").is_none(),
+        "the delivery never names the subject"
+    );
+    // Without the outbox: nothing of the answer is queued in Lethe.
+    let db = demo.lethe_db().await;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE case_id = $1")
+        .bind(rid)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    // An agent of another platform does not see it.
+    other_platform_key(dir.path(), "other-platform");
+    let other = agent_session_for(&demo, "elsewhere", "agent", Some("other-platform")).await;
+    let (s, _) = console(
+        &demo,
+        &other,
+        reqwest::Method::GET,
+        &format!("/v1/console/support/{rid}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    // A reviewer may not answer.
+    let reviewer = agent_session(&demo, "rev", "reviewer").await;
+    let (s, _) = console(
+        &demo,
+        &reviewer,
+        reqwest::Method::POST,
+        &format!("/v1/console/support/{rid}/answer"),
+        Some(json!({"answer": "x"})),
+    )
+    .await;
+    assert_eq!(s, 403);
+}
