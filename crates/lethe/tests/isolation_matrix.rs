@@ -59,6 +59,7 @@ struct Owned {
     ciphertext: String,
     reapply: String,
     purge: String,
+    support: String,
 }
 
 fn spec(method: &str, path: &str, a: &Owned) -> Option<Spec> {
@@ -278,6 +279,40 @@ fn spec(method: &str, path: &str, a: &Owned) -> Option<Spec> {
         ),
         ("GET", "/v1/reapply-runs/{id}") => s(Owned, None, None, ""),
         ("GET", "/v1/reports/compliance") => s(Collection, None, None, &report_q),
+        ("POST", "/v1/transparency/reports") => s(
+            Collection,
+            None,
+            Some(json!({"from": "2020-01-01", "to": "2020-02-01"})),
+            "",
+        ),
+        ("GET", "/v1/console/support") => s(Collection, Some("support_read"), None, ""),
+        ("GET", "/v1/console/support/{id}") => s(Owned, Some("support_read"), None, ""),
+        ("POST", "/v1/console/support/{id}/answer") => s(
+            Owned,
+            Some("support"),
+            Some(json!({"answer": "an answer"})),
+            "",
+        ),
+        ("POST", "/v1/console/support/{id}/resend") => s(
+            Owned,
+            Some("support"),
+            Some(json!({"instruction_id": "stl_none"})),
+            "",
+        ),
+        ("POST", "/v1/console/support/{id}/close") => s(Owned, Some("support"), None, ""),
+        ("POST", "/v1/support/requests") => s(
+            Public,
+            None,
+            Some(
+                json!({"case_id": a.case, "signature": "AAAA", "topic": "other", "message": "hi", "contact": "13800000000"}),
+            ),
+            "",
+        ),
+        ("GET", "/transparency")
+        | ("GET", "/transparency.json")
+        | ("GET", "/transparency/checkpoint")
+        | ("GET", "/transparency/reports/{id}") => s(Public, None, None, ""),
+        ("GET", "/transparency/proofs/consistency") => s(Public, None, None, "first=1&second=2"),
         ("POST", "/v1/vault/blind-index") => s(
             Collection,
             None,
@@ -311,6 +346,8 @@ fn concrete(path: &str, a: &Owned) -> String {
         a.purge.as_str()
     } else if path.contains("/reapply-runs/{id}") {
         a.reapply.as_str()
+    } else if path.contains("/support/{id}") {
+        a.support.as_str()
     } else if path.contains("/manual-tasks/{id}") {
         "1"
     } else {
@@ -368,6 +405,7 @@ fn not_owned(status: u16, body: &str) -> bool {
             "no manual task with this id",
             "no reapply run of this platform has this id",
             "no purge of this platform has this id",
+            "no support request with this id",
         ]
         .iter()
         .any(|t| body.contains(t))
@@ -429,6 +467,9 @@ async fn two_platforms_every_role_every_operation() {
         .await;
     assert_eq!(s, 202, "{pg}");
     let purge = pg["id"].as_str().unwrap().to_owned();
+    // A support request the holder of A's case opened from the centre.
+    let support_message = format!("matrix-support-{}", uuid::Uuid::new_v4().simple());
+    let support = support_from_centre(&demo, "1", "other", &support_message, "13800000001").await;
     let a = Owned {
         case: case.clone(),
         export: export.clone(),
@@ -436,6 +477,7 @@ async fn two_platforms_every_role_every_operation() {
         ciphertext,
         reapply: reapply.clone(),
         purge: purge.clone(),
+        support: support.clone(),
     };
     // What must never reach platform B or its agents.
     let leaks = [
@@ -446,6 +488,8 @@ async fn two_platforms_every_role_every_operation() {
         index_a,
         reapply,
         purge,
+        support,
+        support_message,
     ];
 
     // Every role, for each platform; and installation staff.

@@ -390,25 +390,6 @@ async fn a_former_holder_is_answered_and_refunded_once_and_then_forgotten() {
     }
 }
 
-/// `application/x-www-form-urlencoded`, by hand.
-fn form_body(fields: &[(&str, &str)]) -> String {
-    let enc = |s: &str| {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
-    fields
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 /// What the platform's messaging endpoint received.
 type Inbox = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
 
@@ -474,66 +455,16 @@ async fn answers_go_to_the_platforms_messaging_endpoint_signed_and_live_cases_ge
         &[("LETHE_SUPPORT_SECRET", DELIVERY_SECRET)],
     )
     .await;
-    // A live case: its holder asks from the centre (here through the same
-    // function the page calls, via a hand-off and the page's form).
+    // A live case: its holder asks from the centre's case page.
     let id = demo.create(1).await;
-    let link = demo
-        .ok("/v1/handoffs", json!({"subject_id": "1", "channel": "app"}))
-        .await;
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let r = client
-        .get(link["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_redirection(), "{}", r.status());
-    // The session cookie the hand-off set (no cookie jar: by hand).
-    let cookie = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
-        .collect::<Vec<_>>()
-        .join("; ");
-    let page = client
-        .get(format!("{}/u/", demo.url))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = page
-        .split("name=\"_csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
-    assert!(
-        page.contains("action=\"/u/do/support\""),
-        "the case page has the support entry"
-    );
-    let r = client
-        .post(format!("{}/u/do/support", demo.url))
-        .header("origin", &demo.url)
-        .header("cookie", &cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_body(&[
-            ("_csrf", csrf.as_str()),
-            ("topic", "settlement_dispute"),
-            ("message", "积分清算有误"),
-            ("contact", "wang.fang@example.com"),
-        ]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 303, "{}", r.text().await.unwrap());
+    support_from_centre(
+        &demo,
+        "1",
+        "settlement_dispute",
+        "积分清算有误",
+        "wang.fang@example.com",
+    )
+    .await;
     // The agent sees it, tied to the live case, and answers.
     let token = agent_session(&demo, "care", "agent").await;
     let (_, q) = console(

@@ -731,3 +731,99 @@ pub fn find<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
         .and_then(|a| a.iter().find(|x| x[key] == value))
         .unwrap_or_else(|| panic!("no element with {key} = {value} in {list}"))
 }
+
+/// `application/x-www-form-urlencoded`, by hand.
+fn form_body(fields: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The account holder opens a support request from the cancellation
+/// centre's case page (hand-off, session cookie, the page's CSRF token,
+/// the form): the request's id.
+pub async fn support_from_centre(
+    demo: &Demo,
+    subject: &str,
+    topic: &str,
+    message: &str,
+    contact: &str,
+) -> String {
+    let link = demo
+        .ok(
+            "/v1/handoffs",
+            json!({"subject_id": subject, "channel": "app"}),
+        )
+        .await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client
+        .get(link["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    // The session cookie the hand-off set (no cookie jar: by hand).
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let page = client
+        .get(format!("{}/u/", demo.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("action=\"/u/do/support\""),
+        "the case page has the support entry"
+    );
+    let csrf = page
+        .split("name=\"_csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = client
+        .post(format!("{}/u/do/support", demo.url))
+        .header("origin", &demo.url)
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[
+            ("_csrf", csrf.as_str()),
+            ("topic", topic),
+            ("message", message),
+            ("contact", contact),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303, "{}", r.text().await.unwrap());
+    let db = demo.lethe_db().await;
+    sqlx::query_scalar("SELECT id FROM support_requests ORDER BY created_at DESC, id LIMIT 1")
+        .fetch_one(&db)
+        .await
+        .unwrap()
+}
