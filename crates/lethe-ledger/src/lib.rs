@@ -894,6 +894,9 @@ pub struct Receipt {
     /// differs from the one paid out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub settlements: Vec<ReceiptSettlement>,
+    /// Where the holder reaches support after erasure, with this receipt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub support_url: Option<String>,
     /// Sequence number and leaf hash of the audit event that closed the case.
     pub final_event: Option<FinalEvent>,
     /// The signed tree head the final event is proven to be in.

@@ -198,6 +198,7 @@ fn receipt() -> Receipt {
         }),
         steps: vec![],
         settlements: vec![],
+        support_url: None,
         final_event: Some(FinalEvent {
             seq: 17,
             hash: hex::encode(leaves[16]),

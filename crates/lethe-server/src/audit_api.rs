@@ -110,6 +110,10 @@ pub async fn seal_receipt_within(
             tracing::error!(error = %e, "receipt proof");
             Problem::internal()
         })?;
+    // The signed receipt says where its holder finds support after erasure.
+    if receipt.support_url.is_none() {
+        receipt.support_url = Some(format!("{}/support", st.public_url));
+    }
     let sealed = receipt.sign(&st.signer, head, proof);
     let text = serde_json::to_string(&sealed).map_err(|_| Problem::internal())?;
     st.store

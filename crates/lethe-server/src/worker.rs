@@ -1148,6 +1148,7 @@ pub fn build_receipt(
         key_destruction,
         steps,
         settlements,
+        support_url: None,
         final_event,
         tree_head: None,
         inclusion_proof: vec![],

@@ -148,6 +148,8 @@ async fn a_former_holder_is_answered_and_refunded_once_and_then_forgotten() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
+    // The signed receipt names where its holder finds support.
+    assert_eq!(receipt["support_url"], format!("{}/support", demo.url));
     let (_, case) = demo.get(&format!("/v1/cases/{id}")).await;
     let settlement = &case["assets"]
         .as_array()
