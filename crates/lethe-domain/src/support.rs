@@ -96,7 +96,9 @@ pub enum SupportError {
     Topic,
     #[error("the message must have 1 to {MAX_MESSAGE_CHARS} characters")]
     MessageLength,
-    #[error("the message may not contain control characters other than line breaks")]
+    #[error(
+        "the message may not contain control characters (other than line breaks) or direction overrides"
+    )]
     MessageControl,
     #[error(
         "the contact must be a mobile number (11 digits starting with 1, or +country code and number) or an email address"
@@ -116,7 +118,13 @@ impl Text {
         if n == 0 || n > MAX_MESSAGE_CHARS {
             return Err(SupportError::MessageLength);
         }
-        if t.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        // Control characters, and the bidirectional overrides that make a
+        // text read otherwise than it is (U+202A-202E, U+2066-2069).
+        if t.chars().any(|c| {
+            (c.is_control() && c != '\n' && c != '\t')
+                || ('\u{202A}'..='\u{202E}').contains(&c)
+                || ('\u{2066}'..='\u{2069}').contains(&c)
+        }) {
             return Err(SupportError::MessageControl);
         }
         Ok(Self(t))
@@ -145,7 +153,8 @@ impl Contact {
         let s = s.trim();
         if s.contains('@') {
             let (local, domain) = s.rsplit_once('@').ok_or(SupportError::Contact)?;
-            let ok = s.len() <= 254
+            let ok = s.matches('@').count() == 1
+                && s.len() <= 254
                 && !local.is_empty()
                 && local.len() <= 64
                 && domain.contains('.')
@@ -189,7 +198,7 @@ impl Contact {
     /// first letter and the domain).
     pub fn masked(&self) -> String {
         match self {
-            Self::Phone(p) => format!("phone ···{}", &p[p.len().saturating_sub(2)..]),
+            Self::Phone(p) => format!("···{}", &p[p.len().saturating_sub(2)..]),
             Self::Email(e) => {
                 let (l, d) = e.rsplit_once('@').unwrap_or(("", e));
                 format!("{}···@{d}", l.chars().next().unwrap_or('·'))
@@ -212,7 +221,7 @@ mod tests {
     fn contacts_parse_and_never_print() {
         let p = Contact::parse(" 138-0013-8000 ").unwrap();
         assert_eq!(p.expose(), "13800138000");
-        assert_eq!(p.masked(), "phone ···00");
+        assert_eq!(p.masked(), "···00");
         assert!(!format!("{p:?}").contains("138"));
         assert_eq!(Contact::parse("+85291234567").unwrap().kind(), "phone");
         let e = Contact::parse("Li.Lei@Example.COM").unwrap();

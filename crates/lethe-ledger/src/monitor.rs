@@ -38,6 +38,8 @@ pub enum Misbehaviour {
     BadSignature { size: u64 },
     #[error("the head's root hash is not 32 bytes of hex")]
     BadRoot,
+    #[error("the log publishes no tree head any more; it showed {seen} events before")]
+    Vanished { seen: u64 },
     #[error("rollback: the log shows {now} events, it showed {seen} before")]
     Rollback { seen: u64, now: u64 },
     #[error("fork: two different roots for {size} events")]

@@ -196,10 +196,19 @@ impl PublicReport {
                 })
                 .collect(),
             overdue_cases: count(r.overdue_cases.len(), t),
-            verification: PublicVerification {
-                systems_erased: count(r.verification.systems_erased, t),
-                systems_verified: count(r.verification.systems_verified, t),
-                rows_erased: Count::of(r.verification.rows_erased, t),
+            // Sums over few cases are those cases' own figures: shown only
+            // when the cases they come from are published exactly.
+            verification: {
+                let few = count(r.cases, t).exact().is_none();
+                let hide = |c: Count| match c {
+                    Count::Exact(n) if few && n > 0 => Count::Below(t),
+                    c => c,
+                };
+                PublicVerification {
+                    systems_erased: hide(count(r.verification.systems_erased, t)),
+                    systems_verified: hide(count(r.verification.systems_verified, t)),
+                    rows_erased: hide(Count::of(r.verification.rows_erased, t)),
+                }
             },
             expiring_within_days: r.expiring_within_days,
             expiring: expiring

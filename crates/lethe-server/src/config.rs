@@ -61,6 +61,9 @@ pub struct SupportConfig {
     pub per_receipt_per_day: u32,
     /// Requests one client address may open per hour (1-10000; default 10).
     pub per_client_per_hour: u32,
+    /// An answered request is closed (its contact destroyed) this many days
+    /// after the answer if no agent closed it (1-365; default 14).
+    pub close_answered_after_days: u32,
     /// The platform's messaging endpoint that delivers answers to the
     /// holder's phone or email (signed webhook); required outside the demo.
     pub delivery_url: Option<String>,
@@ -74,6 +77,7 @@ impl Default for SupportConfig {
             answer_within_working_days: 3,
             per_receipt_per_day: 3,
             per_client_per_hour: 10,
+            close_answered_after_days: 14,
             delivery_url: None,
             delivery_secret_env: None,
         }
@@ -93,6 +97,9 @@ impl SupportConfig {
                 "support.per_receipt_per_day must be between 1 and 100; 3 is the usual value"
                     .into(),
             );
+        }
+        if !(1..=365).contains(&self.close_answered_after_days) {
+            return Err("support.close_answered_after_days must be between 1 and 365; 14 is the usual value".into());
         }
         if !(1..=10_000).contains(&self.per_client_per_hour) {
             return Err(
@@ -683,6 +690,12 @@ pub struct Limits {
     pub request_timeout_secs: u64,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Reverse proxies in front of Lethe (at most 64 addresses): from a
+    /// connection of one of them, the public routes (support requests,
+    /// transparency) take the client's address from `X-Forwarded-For`
+    /// (the rightmost address that is not a listed proxy). From any other
+    /// connection the header is ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for Limits {
@@ -693,6 +706,7 @@ impl Default for Limits {
             rate_burst: 2000,
             request_timeout_secs: 30,
             max_connections: 1024,
+            trusted_proxies: vec![],
         }
     }
 }
@@ -801,6 +815,9 @@ impl Config {
         }
         if !(1..=100_000).contains(&l.max_connections) {
             return Err("limits.max_connections must be between 1 and 100000".into());
+        }
+        if self.limits.trusted_proxies.len() > 64 {
+            return Err("limits.trusted_proxies lists at most 64 addresses".into());
         }
         if jiff::tz::TimeZone::get(&self.time_zone).is_err() {
             return Err(format!(

@@ -411,7 +411,8 @@ pub fn allowed(route: &str) -> &'static [Role] {
         "report" => &[Auditor, Admin],
         "overdue" => &[Agent, Reviewer, Auditor, Admin],
         "support" => &[Agent],
-        "support_read" => &[Agent, Auditor],
+        // The holder's message is personal: agents who answer read it.
+        "support_read" => &[Agent],
         _ => &[],
     }
 }

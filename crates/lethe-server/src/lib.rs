@@ -727,6 +727,16 @@ pub fn router(st: AppState) -> Router {
         )
         .layer(DefaultBodyLimit::max(purge::BODY_LIMIT))
         .layer(axum::Extension(middleware::BodyLimit(purge::BODY_LIMIT)));
+    // Public: a former holder's support request, keyed by the receipt
+    // (which may be pasted whole: its own body limit).
+    let support_public = Router::new()
+        .route("/v1/support/requests", post(support::open_with_receipt))
+        .route(
+            "/support",
+            get(pages::support::form).post(pages::support::submit),
+        )
+        .layer(DefaultBodyLimit::max(support::BODY_LIMIT))
+        .layer(axum::Extension(middleware::BodyLimit(support::BODY_LIMIT)));
     let vault_admin = Router::new().route(
         "/v1/console/vault/kek/rotate",
         guard_console(&st, post(vault_api::rotate)),
@@ -782,10 +792,6 @@ pub fn router(st: AppState) -> Router {
             "/console/support/{id}/{action}",
             post(pages::support::request_action),
         )
-        .route(
-            "/support",
-            get(pages::support::form).post(pages::support::submit),
-        )
         .route("/assets/lethe.css", get(pages::css))
         .route("/assets/lethe.js", get(pages::js))
         .route("/assets/icon.svg", get(pages::icon))
@@ -799,6 +805,7 @@ pub fn router(st: AppState) -> Router {
         .merge(exports)
         .merge(claims)
         .merge(purges)
+        .merge(support_public)
         .merge(pages)
         .route("/v1/callbacks/face", post(identity_api::face))
         .route("/v1/callbacks/carrier", post(ops_api::carrier_callback))
@@ -808,8 +815,6 @@ pub fn router(st: AppState) -> Router {
         )
         .merge(vault)
         .merge(vault_admin)
-        // Public: a former holder's support request, keyed by the receipt.
-        .route("/v1/support/requests", post(support::open_with_receipt))
         // Public: no credentials (transparency.enabled turns them off).
         .route("/transparency", get(transparency::page))
         .route("/transparency.json", get(transparency::json))

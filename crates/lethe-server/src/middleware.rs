@@ -30,6 +30,35 @@ pub struct IdemKey {
 #[derive(Debug, Clone, Copy)]
 pub struct IdemStored;
 
+/// The client's address on a public route: the connection's own, unless
+/// it comes from a trusted reverse proxy; then the rightmost address of
+/// `X-Forwarded-For` that is not itself a trusted proxy (the leftmost ones
+/// are the client's word, which anyone can write).
+pub fn client_address(
+    trusted: &[std::net::IpAddr],
+    headers: &axum::http::HeaderMap,
+    peer: std::net::IpAddr,
+) -> std::net::IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let mut hops: Vec<std::net::IpAddr> = vec![];
+    for v in headers.get_all("x-forwarded-for").iter().take(8) {
+        let Ok(v) = v.to_str() else { return peer };
+        for part in v.split(',').take(32) {
+            match part.trim().parse() {
+                Ok(ip) => hops.push(ip),
+                // A malformed hop: nothing left of it can be trusted.
+                Err(_) => hops.clear(),
+            }
+        }
+    }
+    hops.into_iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .unwrap_or(peer)
+}
+
 pub fn hash_api_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
@@ -402,6 +431,35 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_address_is_forwarded_only_by_trusted_proxies() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let proxy = ip("10.0.0.1");
+        let mut h = axum::http::HeaderMap::new();
+        h.insert("x-forwarded-for", "9.9.9.9, 1.2.3.4".parse().unwrap());
+        // From anyone else the header is the caller's word: ignored.
+        assert_eq!(client_address(&[proxy], &h, ip("5.5.5.5")), ip("5.5.5.5"));
+        assert_eq!(client_address(&[], &h, proxy), proxy);
+        // From the proxy: the rightmost hop it saw, not the spoofable left.
+        assert_eq!(client_address(&[proxy], &h, proxy), ip("1.2.3.4"));
+        // Two proxies in a row: skip the trusted one.
+        h.insert(
+            "x-forwarded-for",
+            "9.9.9.9, 1.2.3.4, 10.0.0.2".parse().unwrap(),
+        );
+        assert_eq!(
+            client_address(&[proxy, ip("10.0.0.2")], &h, proxy),
+            ip("1.2.3.4")
+        );
+        // Garbage, or no header: the proxy's own address.
+        h.insert("x-forwarded-for", "nonsense".parse().unwrap());
+        assert_eq!(client_address(&[proxy], &h, proxy), proxy);
+        assert_eq!(
+            client_address(&[proxy], &axum::http::HeaderMap::new(), proxy),
+            proxy
+        );
+    }
 
     #[test]
     fn the_rate_limiter_allows_the_burst_then_refuses() {

@@ -404,8 +404,11 @@ pub fn support_link(r: &Receipt) -> Option<String> {
         .decode(&r.signature)
         .ok()?;
     let case = lethe_domain::CaseId::parse(&r.case_id).ok()?;
+    // Absolute when the receipt names its support page: a saved copy of
+    // the page still leads there.
+    let base = r.support_url.as_deref().unwrap_or("/support");
     Some(format!(
-        "/support?case={case}&sig={}",
+        "{base}?case={case}&sig={}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig)
     ))
 }

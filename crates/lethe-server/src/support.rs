@@ -29,8 +29,13 @@ use crate::problem::Problem;
 
 /// Largest pasted receipt read.
 pub const MAX_RECEIPT_BYTES: usize = 256 * 1024;
+/// Body limit of the routes that take a receipt (a pasted receipt grows up
+/// to three times when a form encodes it).
+pub const BODY_LIMIT: usize = 1024 * 1024;
 /// Attempts to deliver an answer.
 const DELIVERY_ATTEMPTS: u64 = 3;
+/// Requests the worker closes per pass at most.
+const CLOSE_BATCH: u32 = 100;
 
 fn vault_subject(id: &str) -> String {
     format!("support:{id}")
@@ -76,11 +81,9 @@ async fn open_sealed(
 
 /// The receipt a request is opened with: the whole receipt (as the user
 /// saved it), or its case id and signature (the receipt page's link).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct ReceiptProof {
     /// The signed receipt, as downloaded.
-    #[schema(value_type = Option<Object>)]
     pub receipt: Option<serde_json::Value>,
     /// With `signature`: the receipt's case id.
     pub case_id: Option<String>,
@@ -88,12 +91,15 @@ pub struct ReceiptProof {
     pub signature: Option<String>,
 }
 
-fn not_a_receipt(why: &str) -> Problem {
+/// One answer for every receipt that does not verify (a forged one, a
+/// wrong signature, a case with no receipt): which of them it was would
+/// tell a prober whether a case id was erased.
+fn not_a_receipt() -> Problem {
     Problem::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "receipt-not-verified",
         "The receipt does not verify",
-        why.to_owned(),
+        "the receipt does not verify against the receipts this service issued",
     )
     .field("receipt")
     .fix("use the deletion receipt exactly as it was issued (the file, or the support link on its page)")
@@ -106,25 +112,33 @@ pub async fn verify_receipt(
     proof: &ReceiptProof,
 ) -> Result<(String, String, String), Problem> {
     let given: Option<Receipt> = match &proof.receipt {
-        Some(v) => Some(
-            serde_json::from_value(v.clone())
-                .map_err(|_| not_a_receipt("this is not a Lethe deletion receipt"))?,
-        ),
+        Some(v) => Some(serde_json::from_value(v.clone()).map_err(|_| not_a_receipt())?),
         None => None,
     };
+    if given.is_some() && (proof.case_id.is_some() || proof.signature.is_some()) {
+        return Err(Problem::unprocessable(
+            "give the receipt, or its case_id and signature, not both",
+        )
+        .field("receipt"));
+    }
     let case_id = match (&given, &proof.case_id) {
         (Some(r), _) => r.case_id.clone(),
         (None, Some(c)) => c.clone(),
-        (None, None) => return Err(not_a_receipt("no receipt was given")),
+        (None, None) => {
+            return Err(Problem::unprocessable(
+                "give the receipt (the file's JSON), or its case_id and signature",
+            )
+            .field("receipt"));
+        }
     };
     if lethe_domain::CaseId::parse(&case_id).is_err() {
-        return Err(not_a_receipt("no receipt was issued for this case"));
+        return Err(not_a_receipt());
     }
     let stored = st
         .store
         .receipt_of(&case_id)
         .await?
-        .ok_or_else(|| not_a_receipt("no receipt was issued for this case"))?;
+        .ok_or_else(not_a_receipt)?;
     let ours: Receipt = serde_json::from_str(&stored).map_err(|_| Problem::internal())?;
     let signature_matches = match (&given, &proof.signature) {
         (Some(r), _) => r.digest == ours.digest && r.signature == ours.signature,
@@ -148,18 +162,16 @@ pub async fn verify_receipt(
         (None, None) => false,
     };
     if !signature_matches {
-        return Err(not_a_receipt(
-            "the receipt's signature is not the one this service issued",
-        ));
+        return Err(not_a_receipt());
     }
     let r = given.as_ref().unwrap_or(&ours);
     r.verify(&st.signer.public_key_hex())
-        .map_err(|_| not_a_receipt("the receipt's signature does not verify"))?;
+        .map_err(|_| not_a_receipt())?;
     let principal = match lethe_domain::CaseId::parse(&case_id) {
         Ok(id) => st.store.case_principal(id).await?,
         Err(_) => None,
     }
-    .ok_or_else(|| not_a_receipt("no receipt was issued for this case"))?;
+    .ok_or_else(not_a_receipt)?;
     Ok((case_id, principal, ours.digest))
 }
 
@@ -265,20 +277,18 @@ pub async fn open(
     }
 }
 
-/// The end user's address as the platform forwards it, else the peer's.
-pub fn client_of(headers: &HeaderMap, peer: std::net::SocketAddr) -> std::net::IpAddr {
-    headers
-        .get("lethe-client-address")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
-        .unwrap_or(peer.ip())
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenRequest {
-    #[serde(flatten)]
-    pub proof: ReceiptProof,
+    /// The signed deletion receipt, as downloaded (or give `case_id` and
+    /// `signature` instead, as the receipt page's support link does).
+    #[schema(value_type = Option<Object>)]
+    pub receipt: Option<serde_json::Value>,
+    /// With `signature`: the receipt's case id.
+    pub case_id: Option<String>,
+    /// With `case_id`: the receipt's signature (base64, standard or
+    /// URL-safe).
+    pub signature: Option<String>,
     /// refund_not_received, settlement_dispute, data_still_visible,
     /// export_problem or other.
     pub topic: String,
@@ -317,8 +327,15 @@ pub async fn open_with_receipt(
     headers: HeaderMap,
     ApiJson(req): ApiJson<OpenRequest>,
 ) -> Result<Response, Problem> {
+    // Every attempt counts against the address's rate, failed ones too.
+    crate::transparency::limited(&st, &headers, peer)?;
     let ask = Ask::parse(&req.topic, &req.message, &req.contact)?;
-    let (case_id, principal, digest) = verify_receipt(&st, &req.proof).await?;
+    let proof = ReceiptProof {
+        receipt: req.receipt,
+        case_id: req.case_id,
+        signature: req.signature,
+    };
+    let (case_id, principal, digest) = verify_receipt(&st, &proof).await?;
     let row = open(
         &st,
         case_id,
@@ -326,7 +343,9 @@ pub async fn open_with_receipt(
         Origin::Receipt,
         ask,
         Some(digest),
-        client_of(&headers, peer),
+        // The connection's own address, or what a trusted proxy says: a
+        // public route takes no caller's word for it.
+        crate::middleware::client_address(&st.limits.trusted_proxies, &headers, peer.ip()),
         "holder:receipt".into(),
     )
     .await?;
@@ -450,7 +469,20 @@ pub async fn case_record(st: &AppState, case_id: &str) -> Result<CaseRecord, Pro
     })
 }
 
-pub async fn view(st: &AppState, r: SupportRow) -> Result<RequestView, Problem> {
+/// The request as `reader` sees it; opening its sealed texts is an audit
+/// event (who read a holder's message, and when).
+pub async fn view(st: &AppState, reader: &Agent, r: SupportRow) -> Result<RequestView, Problem> {
+    if r.message_sealed.is_some() {
+        st.store
+            .support_action(
+                r.id.clone(),
+                "support.read".into(),
+                format!("agent:{}", reader.id),
+                serde_json::json!({}),
+                st.clock.now(),
+            )
+            .await?;
+    }
     let message = open_sealed(st, &r.id, "message", r.message_sealed.as_deref()).await?;
     let answer = open_sealed(st, &r.id, "answer", r.answer_sealed.as_deref()).await?;
     let case = case_record(st, &r.case_id).await?;
@@ -486,7 +518,7 @@ pub async fn read(
 ) -> Result<Response, Problem> {
     require(&a, "support_read")?;
     let r = load(&st, &a, &id).await?;
-    Ok(axum::Json(view(&st, r).await?).into_response())
+    Ok(axum::Json(view(&st, &a, r).await?).into_response())
 }
 
 /// Delivers an answer to the sealed contact: the configured delivery
@@ -731,27 +763,47 @@ pub async fn resend(
     Ok(axum::Json(resend_with(&st, &a, &id, &req.instruction_id).await?).into_response())
 }
 
-/// Closes a request: its key is destroyed (contact, message and answer
-/// unreadable), then the sealed columns are emptied.
+/// Closes a request as an agent (see [`close_request`]).
 pub async fn close_with(st: &AppState, a: &Agent, id: &str) -> Result<(), Problem> {
     require(a, "support")?;
     let r = load(st, a, id).await?;
     if r.state == "closed" {
         return Ok(());
     }
+    close_request(st, &r.id, format!("agent:{}", a.id)).await
+}
+
+/// Closes a request: its key is destroyed (contact, message and answer
+/// unreadable), then the sealed columns are emptied.
+pub async fn close_request(st: &AppState, id: &str, actor: String) -> Result<(), Problem> {
     let now = st.clock.now();
     let d = st
         .vault
-        .destroy(&vault_subject(&r.id), &now.to_string())
+        .destroy(&vault_subject(id), &now.to_string())
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "destroying a support request's key failed");
             Problem::internal()
         })?;
     st.store
-        .close_support(r.id, format!("agent:{}", a.id), d.versions_destroyed, now)
+        .close_support(id.to_owned(), actor, d.versions_destroyed, now)
         .await?;
     Ok(())
+}
+
+/// Requests answered more than `support.close_answered_after_days` ago are
+/// closed by the worker: no contact is kept longer than that.
+pub async fn close_stale(st: &AppState) -> Result<usize, Problem> {
+    let days = i64::from(st.support.close_answered_after_days);
+    let now = st.clock.now();
+    let before = now
+        .checked_sub(jiff::SignedDuration::from_hours(24 * days))
+        .unwrap_or(now);
+    let ids = st.store.answered_before(before, CLOSE_BATCH).await?;
+    for id in &ids {
+        close_request(st, id, "worker".into()).await?;
+    }
+    Ok(ids.len())
 }
 
 /// Close a request: its key, contact, message and answer are destroyed.

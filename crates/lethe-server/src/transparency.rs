@@ -54,19 +54,22 @@ fn disabled() -> Problem {
 }
 
 /// A per-address rate limit for the public routes (they have no key).
-fn limited(st: &AppState, peer: std::net::SocketAddr) -> Result<(), Problem> {
-    st.limiter
-        .check(&format!("public:{}", peer.ip()))
-        .map_err(|wait| {
-            Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate-limited",
-                "Too many requests",
-                "this address is over its request rate",
-            )
-            .retry_after(wait)
-            .fix("slow down")
-        })
+pub(crate) fn limited(
+    st: &AppState,
+    headers: &HeaderMap,
+    peer: std::net::SocketAddr,
+) -> Result<(), Problem> {
+    let ip = crate::middleware::client_address(&st.limits.trusted_proxies, headers, peer.ip());
+    st.limiter.check(&format!("public:{ip}")).map_err(|wait| {
+        Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            "this address is over its request rate",
+        )
+        .retry_after(wait)
+        .fix("slow down")
+    })
 }
 
 /// The checkpoint of a signed head, with the log's note signature and the
@@ -323,7 +326,7 @@ pub async fn page(
     headers: HeaderMap,
     Query(q): Query<LangQuery>,
 ) -> Response {
-    if let Err(p) = limited(&st, peer) {
+    if let Err(p) = limited(&st, &headers, peer) {
         return p.into_response();
     }
     if !st.transparency.enabled {
@@ -376,7 +379,7 @@ pub async fn report(
     Path(id): Path<String>,
     Query(q): Query<LangQuery>,
 ) -> Result<Response, Problem> {
-    limited(&st, peer)?;
+    limited(&st, &headers, peer)?;
     if !st.transparency.enabled {
         return Err(disabled());
     }
@@ -449,9 +452,10 @@ pub struct ConsistencyQuery {
 pub async fn consistency(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
     ApiQuery(q): ApiQuery<ConsistencyQuery>,
 ) -> Result<Response, Problem> {
-    limited(&st, peer)?;
+    limited(&st, &headers, peer)?;
     if !st.transparency.enabled {
         return Err(disabled());
     }
@@ -470,8 +474,9 @@ pub async fn consistency(
 pub async fn checkpoint_text(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    limited(&st, peer)?;
+    limited(&st, &headers, peer)?;
     if !st.transparency.enabled {
         return Err(disabled());
     }
@@ -609,23 +614,45 @@ pub async fn publish_due(st: &AppState) -> bool {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishRequest {
-    /// Start (a date in the platform's time zone, or RFC 3339).
-    pub from: String,
-    /// End, exclusive.
-    pub to: String,
+    /// The calendar month (`YYYY-MM`, the platform's time zone), ended.
+    #[schema(example = "2026-11")]
+    pub month: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Published {
     pub id: String,
-    /// False when the same report was published before.
+    /// False when the month's report was published before.
     pub created: bool,
     pub json: String,
     pub html: String,
 }
 
-/// Publish the calling platform's report of a period now (on demand): it
-/// appears on `/transparency` beside the monthly ones.
+/// The month `YYYY-MM` in `tz`: its start, its end and its name.
+pub fn month_bounds(
+    month: &str,
+    tz: &jiff::tz::TimeZone,
+) -> Option<(Timestamp, Timestamp, String)> {
+    let (y, m) = month.split_once('-')?;
+    if y.len() != 4 || m.len() != 2 {
+        return None;
+    }
+    let first = jiff::civil::Date::new(y.parse().ok()?, m.parse().ok()?, 1).ok()?;
+    let next = first.checked_add(1.month()).ok()?;
+    let from = first.to_zoned_datetime(tz.clone()).ok()?.timestamp();
+    let to = next.to_zoned_datetime(tz.clone()).ok()?.timestamp();
+    Some((
+        from,
+        to,
+        format!("{:04}-{:02}", first.year(), first.month()),
+    ))
+}
+
+/// Publish the calling platform's report of an ended month now, without
+/// waiting for the start of the next month's run. Only whole months: the
+/// published figures are the same cells for everyone, so no two reports of
+/// overlapping periods can be subtracted to single out a case; publishing a
+/// month twice returns the report already published.
 #[utoipa::path(post, path = "/v1/transparency/reports", tag = "transparency", request_body = PublishRequest, responses((status = 201, body = Published), (status = 200, body = Published), (status = 422, body = Problem)), security(("api_key" = [])))]
 pub async fn publish_on_demand(
     State(st): State<AppState>,
@@ -635,25 +662,17 @@ pub async fn publish_on_demand(
     if !st.transparency.enabled {
         return Err(disabled());
     }
-    let from = crate::report::parse_when(&req.from, &st.tz)
-        .map_err(|e| Problem::unprocessable(e).field("from"))?;
-    let to = crate::report::parse_when(&req.to, &st.tz)
-        .map_err(|e| Problem::unprocessable(e).field("to"))?;
-    if to <= from {
-        return Err(Problem::unprocessable("to must be after from").field("to"));
-    }
+    let (from, to, label) = month_bounds(&req.month, &st.tz).ok_or_else(|| {
+        Problem::unprocessable("month must be a calendar month written YYYY-MM, e.g. 2026-11")
+            .field("month")
+    })?;
     if to > st.clock.now() {
         return Err(Problem::unprocessable(
-            "to must not be in the future: a published report covers a period that has ended",
+            "the month has not ended: a published report covers a whole month that is over",
         )
-        .field("to"));
+        .field("month"));
     }
-    let label = format!(
-        "{} – {}",
-        from.to_zoned_datetime(st.tz.clone()).date(),
-        to.to_zoned_datetime(st.tz.clone()).date()
-    );
-    let (created, id) = publish(&st, Some(&p.0), "on-demand", from, to, &label).await?;
+    let (created, id) = publish(&st, Some(&p.0), "monthly", from, to, &label).await?;
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -153,6 +153,16 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
                 }
                 Err(e) => tracing::warn!(error = %e, "reading the support queue failed"),
             }
+            match crate::support::close_stale(&st).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    requests = n,
+                    "answered support requests closed; their contacts destroyed"
+                ),
+                Err(e) => {
+                    tracing::warn!(problem = %e.detail, "closing answered support requests failed")
+                }
+            }
         }
         if tick % CALENDAR_EVERY == 1 {
             reload_calendar(&st).await;

@@ -360,6 +360,20 @@ impl Store {
             .await
     }
 
+    /// Requests answered before `before` and not closed (at most `limit`).
+    pub async fn answered_before(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT id FROM support_requests WHERE state = 'answered' AND answered_at < $1 ORDER BY answered_at LIMIT $2")
+            .bind(ms(before))
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("read answered support requests"))
+    }
+
     /// Requests waiting for an answer, and how many of them are past due.
     pub async fn support_waiting(&self, now: Timestamp) -> Result<(i64, i64), StoreError> {
         let r = sqlx::query("SELECT COUNT(*), COALESCE(SUM(CASE WHEN due_at < $1 THEN 1 ELSE 0 END), 0) FROM support_requests WHERE state = 'open'")

@@ -123,11 +123,18 @@ async fn check_once(
         })
         .into());
     }
+    let seen = prev.as_ref().map(|p| &p.seen);
     let Some(head) = published.latest else {
+        // Once a head was seen, a log that shows none hides its history.
+        if let Some(s) = seen {
+            return Err(Alert(Misbehaviour::Vanished {
+                seen: s.head.tree_size,
+            })
+            .into());
+        }
         println!("{base}: no tree head published yet; nothing to check");
         return Ok(());
     };
-    let seen = prev.as_ref().map(|p| &p.seen);
     let proof: Vec<Hash> = match seen {
         Some(s) if head.tree_size > s.head.tree_size => {
             let url = format!(

@@ -279,12 +279,9 @@ fn spec(method: &str, path: &str, a: &Owned) -> Option<Spec> {
         ),
         ("GET", "/v1/reapply-runs/{id}") => s(Owned, None, None, ""),
         ("GET", "/v1/reports/compliance") => s(Collection, None, None, &report_q),
-        ("POST", "/v1/transparency/reports") => s(
-            Collection,
-            None,
-            Some(json!({"from": "2020-01-01", "to": "2020-02-01"})),
-            "",
-        ),
+        ("POST", "/v1/transparency/reports") => {
+            s(Collection, None, Some(json!({"month": "2020-01"})), "")
+        }
         ("GET", "/v1/console/support") => s(Collection, Some("support_read"), None, ""),
         ("GET", "/v1/console/support/{id}") => s(Owned, Some("support_read"), None, ""),
         ("POST", "/v1/console/support/{id}/answer") => s(

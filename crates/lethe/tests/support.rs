@@ -490,6 +490,19 @@ async fn answers_go_to_the_platforms_messaging_endpoint_signed_and_live_cases_ge
     let (s, v) = console(
         &demo,
         &token,
+        reqwest::Method::GET,
+        &format!("/v1/console/support/{rid}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, v["message"].as_str()),
+        (200, Some("积分清算有误")),
+        "{v}"
+    );
+    let (s, v) = console(
+        &demo,
+        &token,
         reqwest::Method::POST,
         &format!("/v1/console/support/{rid}/answer"),
         Some(json!({"answer": "已核对，积分将补发。"})),
@@ -514,6 +527,37 @@ async fn answers_go_to_the_platforms_messaging_endpoint_signed_and_live_cases_ge
         .await
         .unwrap();
     assert_eq!(n, 0);
+    // Reading the holder's message is on the record too.
+    let (_, tl) = demo.get(&format!("/v1/cases/{id}/timeline")).await;
+    assert!(
+        tl["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "support.read"),
+        "{tl}"
+    );
+    // Answered and left open: the worker closes it after 14 days, and the
+    // contact goes with it.
+    demo.advance(15 * 86_400).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let (_, v) = console(
+            &demo,
+            &token,
+            reqwest::Method::GET,
+            &format!("/v1/console/support/{rid}"),
+            None,
+        )
+        .await;
+        if v["request"]["state"] == "closed" {
+            assert_eq!(v["request"]["closed_by"], "worker");
+            assert!(v["request"]["contact_hint"].is_null());
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not closed: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
     // An agent of another platform does not see it.
     other_platform_key(dir.path(), "other-platform");
     let other = agent_session_for(&demo, "elsewhere", "agent", Some("other-platform")).await;

@@ -135,25 +135,53 @@ async fn the_monthly_report_is_published_for_anyone_with_small_counts_hidden() {
     assert_eq!(Some(body.root), head.root());
     let (name, _, key) = lethe_ledger::note::parse_vkey(t["log_vkey"].as_str().unwrap()).unwrap();
     assert!(lethe_ledger::note::verify_text(&note, &name, &key));
-    // On demand: the platform publishes a period now; it is listed too.
-    let on_demand = demo
-        .ok(
-            "/v1/transparency/reports",
-            json!({"from": today.first_of_month().to_string(), "to": next.to_string()}),
-        )
+    // On demand: a platform publishes an ended month now. Only whole
+    // months (no two overlapping periods to subtract); the month published
+    // already comes back as it is.
+    let (s, v) = demo
+        .post("/v1/transparency/reports", json!({"month": month}))
         .await;
+    assert_eq!(s, 200, "{v}");
+    let platform_report = found.iter().find(|r| r.get("platform").is_some()).unwrap();
+    assert_eq!(v["id"], platform_report["id"]);
+    assert_eq!(v["created"], false);
+    let earlier = format!("{:04}-{:02}", today.year() - 1, today.month());
+    let (s, v) = demo
+        .post("/v1/transparency/reports", json!({"month": earlier}))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    for bad in [
+        json!({"month": next.to_string()}),
+        json!({"month": "2026-13"}),
+        json!({"from": "2026-01-01", "to": "2026-01-02"}),
+    ] {
+        let (s, v) = demo.post("/v1/transparency/reports", bad).await;
+        assert_eq!(s, 422, "{v}");
+    }
     let t = transparency(&demo).await;
     assert!(
         t["reports"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|r| r["id"] == on_demand["id"] && r["kind"] == "on-demand"),
+            .any(|r| r["id"] == v_id(&t, &earlier)),
         "{t}"
     );
 }
 
-#[tokio::test]
+fn v_id(t: &Value, label: &str) -> Value {
+    t["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["label"] == label)
+        .map(|r| r["id"].clone())
+        .unwrap_or(Value::Null)
+}
+
+// Multi-threaded: the monitor runs as a blocking child process while a
+// server of this test answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_monitor_passes_appends_and_fails_on_a_rolled_back_or_rewritten_log() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("monitor.json");
@@ -209,6 +237,26 @@ async fn the_monitor_passes_appends_and_fails_on_a_rolled_back_or_rewritten_log(
     // The state file is left as it was: the alert repeats.
     let (code, _) = monitor(&rewritten.url, &fork);
     assert_eq!(code, 3);
+    // A log that stops showing any head after one was seen hides its
+    // history: an alert too, not "nothing to check".
+    let key = transparency(&demo).await["public_key"].clone();
+    let app = axum::Router::new().route(
+        "/transparency.json",
+        axum::routing::get(move || {
+            let key = key.clone();
+            async move { axum::Json(json!({"public_key": key, "latest": null})) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hidden = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let vanished = dir.path().join("vanished.json");
+    let mut st: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    st["url"] = json!(hidden);
+    std::fs::write(&vanished, st.to_string()).unwrap();
+    let (code, out) = monitor(&hidden, &vanished);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("no tree head any more"), "{out}");
 }
 
 /// A witness (c2sp.org/tlog-witness) run in this test process: it knows

@@ -1118,6 +1118,11 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "只用于回复本次请求，结案后即销毁，不会与已注销的账号关联。",
         "Used only to answer this request and destroyed when it closes; never linked to the erased account.",
     ),
+    (
+        "support.contact_hint_live",
+        "只用于回复本次请求，结案后即销毁。",
+        "Used only to answer this request, and destroyed when it closes.",
+    ),
     ("support.done", "请求已收到", "Request received"),
     (
         "support.done_lead",
@@ -1126,16 +1131,26 @@ static TEXTS: &[(&str, &str, &str)] = &[
     ),
     (
         "support.done_next",
-        "答复发出后，客服会结案并销毁你的联系方式。请保存请求编号以便查询。",
-        "Once answered, support closes the request and destroys your contact. Keep the request number for reference.",
+        "答复发出后，请求会结案，你的联系方式随之销毁。如需再次联系客服，请提供上面的请求编号。",
+        "Once answered, the request is closed and your contact destroyed with it. If you contact support again, quote the request number above.",
     ),
     ("support.due", "答复期限", "Answer due"),
+    (
+        "support.due_by",
+        "最迟答复日期（当天结束前）",
+        "Answered by the end of",
+    ),
     (
         "support.due_hint",
         "客服会在 {n} 个工作日内答复（按国务院节假日安排计算）。",
         "Support answers within {n} working days (by the State Council holiday calendar).",
     ),
     ("support.entry", "联系客服", "Contact support"),
+    (
+        "support.expired",
+        "表单已过期，请确认内容后再次提交。",
+        "The form expired; check your entries and send it again.",
+    ),
     ("support.instruction", "结算指令", "Instruction"),
     (
         "support.lead",

@@ -21,6 +21,8 @@ use crate::support::{Ask, ReceiptProof};
 
 /// The public form's CSRF secret lives in this cookie (no session here).
 const FORM_COOKIE: &str = "lethe_support";
+/// How long a form stays valid (a slow writer keeps a day).
+const FORM_COOKIE_SECS: i64 = 86_400;
 
 fn lang_of(headers: &HeaderMap, q: Option<&str>) -> Lang {
     q.map(Lang::parse)
@@ -61,13 +63,26 @@ fn form_page(
     error: Option<String>,
     status: StatusCode,
 ) -> Response {
-    let linked = !filled.case.is_empty() && !filled.sig.is_empty();
+    let safe = |v: &str| {
+        !v.is_empty()
+            && v.len() <= 200
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let linked = safe(&filled.case) && safe(&filled.sig);
+    // The language switch comes back with the receipt's link ('&' written
+    // %26: it travels inside the switch's own query).
+    let back = if linked {
+        format!("/support?case={}%26sig={}", filled.case, filled.sig)
+    } else {
+        "/support".to_owned()
+    };
     let mut r = super::with_status(
         render(
             "support.html",
             context! {
                 lang => lang.tag(),
-                back => "/support",
+                back,
                 csrf => csrf_token(st.secrets.pages_key(), secret),
                 topics => topics(lang),
                 f => minijinja::Value::from(minijinja::value::Serde(filled)),
@@ -80,7 +95,14 @@ fn form_page(
     );
     r.headers_mut().append(
         header::SET_COOKIE,
-        super::set_cookie(FORM_COOKIE, secret, "/support", 3600, "Strict", !st.demo),
+        super::set_cookie(
+            FORM_COOKIE,
+            secret,
+            "/support",
+            FORM_COOKIE_SECS,
+            "Strict",
+            !st.demo,
+        ),
     );
     r
 }
@@ -113,17 +135,41 @@ pub async fn submit(
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> Response {
     let lang = lang_of(&headers, None);
-    let Some(secret) = super::cookie(&headers, FORM_COOKIE).map(str::to_owned) else {
-        return super::forbidden_post(lang);
-    };
+    // A post from another site is refused outright.
     let Some(form) = super::site_form(&headers, &st.public_url, form) else {
         return super::forbidden_post(lang);
     };
-    let given = form.get("_csrf").map(String::as_str).unwrap_or_default();
-    if !csrf_ok(st.secrets.pages_key(), &secret, given) {
-        return super::forbidden_post(lang);
-    }
     let get = |k: &str| form.get(k).cloned().unwrap_or_default();
+    let secret = super::cookie(&headers, FORM_COOKIE).map(str::to_owned);
+    let given = form.get("_csrf").map(String::as_str).unwrap_or_default();
+    if !secret
+        .as_deref()
+        .is_some_and(|s| csrf_ok(st.secrets.pages_key(), s, given))
+    {
+        // From this site but expired (or the cookie was cleared): nothing
+        // is sent, nothing is lost — the form comes back filled in.
+        let filled = Filled {
+            case: get("case"),
+            sig: get("sig"),
+            receipt: get("receipt")
+                .chars()
+                .take(crate::support::MAX_RECEIPT_BYTES)
+                .collect(),
+            topic: get("topic"),
+            message: get("message"),
+            contact: get("contact"),
+        };
+        let fresh = hex::encode(rand::random::<[u8; 16]>());
+        return form_page(
+            &st,
+            lang,
+            &fresh,
+            &filled,
+            Some(super::i18n::text(lang, "support.expired").to_owned()),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    let secret = secret.unwrap_or_default();
     let filled = Filled {
         case: get("case"),
         sig: get("sig"),
@@ -136,6 +182,7 @@ pub async fn submit(
         contact: get("contact"),
     };
     let result: Result<lethe_store::SupportRow, Problem> = async {
+        crate::transparency::limited(&st, &headers, peer)?;
         let ask = Ask::parse(&filled.topic, &filled.message, &filled.contact)?;
         let proof = if filled.receipt.trim().is_empty() {
             ReceiptProof {
@@ -161,7 +208,7 @@ pub async fn submit(
             Origin::Receipt,
             ask,
             Some(digest),
-            crate::support::client_of(&headers, peer),
+            crate::middleware::client_address(&st.limits.trusted_proxies, &headers, peer.ip()),
             "holder:receipt".into(),
         )
         .await
@@ -174,18 +221,27 @@ pub async fn submit(
                 lang => lang.tag(),
                 back => "/support",
                 id => row.id,
-                due => local_time(&row.due_at.to_string(), &st.tz),
+                // Due at midnight: the answer comes by the end of the day before.
+                due => row.due_at.checked_sub(jiff::SignedDuration::from_secs(1)).unwrap_or(row.due_at).to_zoned_datetime(st.tz.clone()).date().to_string(),
                 contact => row.contact_hint,
             },
         ),
-        Err(p) => form_page(
-            &st,
-            lang,
-            &secret,
-            &filled,
-            Some(problem_text(lang, &p)),
-            StatusCode::from_u16(p.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
-        ),
+        Err(p) => {
+            let mut filled = filled;
+            if p.kind.ends_with("receipt-not-verified") {
+                // The link did not verify: offer the paste box instead.
+                filled.case.clear();
+                filled.sig.clear();
+            }
+            form_page(
+                &st,
+                lang,
+                &secret,
+                &filled,
+                Some(problem_text(lang, &p)),
+                StatusCode::from_u16(p.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+            )
+        }
     }
 }
 
@@ -250,7 +306,7 @@ async fn show(
         Err(e) => return Problem::from(e).into_response(),
     };
     let row = row_ctx(st, lang, &r);
-    let v = match crate::support::view(st, r).await {
+    let v = match crate::support::view(st, a, r).await {
         Ok(v) => v,
         Err(p) => return p.into_response(),
     };

@@ -981,7 +981,11 @@ pub async fn act(
                     lethe_domain::support::Origin::Live,
                     ask,
                     None,
-                    crate::support::client_of(&headers, peer),
+                    crate::middleware::client_address(
+                        &st.limits.trusted_proxies,
+                        &headers,
+                        peer.ip(),
+                    ),
                     "holder:app".into(),
                 )
                 .await?;
