@@ -113,26 +113,7 @@ mod tests {
         (0..n).map(|i| [i ^ salt; 32]).collect()
     }
 
-    fn consistency(leaves: &[Hash], m: usize) -> Vec<Hash> {
-        // RFC 9162 2.1.4.1 SUBPROOF, straight from the definition.
-        fn sub(m: usize, d: &[Hash], b: bool) -> Vec<Hash> {
-            let n = d.len();
-            if m == n {
-                return if b { vec![] } else { vec![mth(d)] };
-            }
-            let k = n.next_power_of_two() / 2;
-            if m <= k {
-                let mut p = sub(m, &d[..k], b);
-                p.push(mth(&d[k..]));
-                p
-            } else {
-                let mut p = sub(m - k, &d[k..], false);
-                p.push(mth(&d[..k]));
-                p
-            }
-        }
-        sub(m, leaves, true)
-    }
+    use crate::merkle::consistency_by_definition as consistency;
 
     #[test]
     fn appends_pass_rollbacks_forks_and_other_keys_fail() {

@@ -404,25 +404,7 @@ mod tests {
     use super::*;
     use crate::merkle::mth;
 
-    fn consistency(leaves: &[Hash], m: usize) -> Vec<Hash> {
-        fn sub(m: usize, d: &[Hash], b: bool) -> Vec<Hash> {
-            let n = d.len();
-            if m == n {
-                return if b { vec![] } else { vec![mth(d)] };
-            }
-            let k = n.next_power_of_two() / 2;
-            if m <= k {
-                let mut p = sub(m, &d[..k], b);
-                p.push(mth(&d[k..]));
-                p
-            } else {
-                let mut p = sub(m - k, &d[k..], false);
-                p.push(mth(&d[..k]));
-                p
-            }
-        }
-        sub(m, leaves, true)
-    }
+    use crate::merkle::consistency_by_definition as consistency;
 
     fn checkpoint(signer: &Signer, origin: &str, leaves: &[Hash]) -> Note {
         let cp = Checkpoint {

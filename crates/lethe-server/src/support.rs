@@ -317,6 +317,31 @@ fn opened(r: &SupportRow) -> Opened {
     }
 }
 
+/// Opens a request on the case of a verified receipt (the API and the
+/// public form).
+pub async fn open_with_receipt_proof(
+    st: &AppState,
+    proof: &ReceiptProof,
+    ask: Ask,
+    headers: &HeaderMap,
+    peer: std::net::SocketAddr,
+) -> Result<SupportRow, Problem> {
+    let (case_id, principal, digest) = verify_receipt(st, proof).await?;
+    open(
+        st,
+        case_id,
+        principal,
+        Origin::Receipt,
+        ask,
+        Some(digest),
+        // The connection's own address, or what a trusted proxy says: a
+        // public route takes no caller's word for it.
+        crate::middleware::client_address(&st.limits.trusted_proxies, headers, peer.ip()),
+        "holder:receipt".into(),
+    )
+    .await
+}
+
 /// Open a support request with a deletion receipt (no account needed: the
 /// account is gone). The receipt must verify and be the one this service
 /// issued.
@@ -335,20 +360,7 @@ pub async fn open_with_receipt(
         case_id: req.case_id,
         signature: req.signature,
     };
-    let (case_id, principal, digest) = verify_receipt(&st, &proof).await?;
-    let row = open(
-        &st,
-        case_id,
-        principal,
-        Origin::Receipt,
-        ask,
-        Some(digest),
-        // The connection's own address, or what a trusted proxy says: a
-        // public route takes no caller's word for it.
-        crate::middleware::client_address(&st.limits.trusted_proxies, &headers, peer.ip()),
-        "holder:receipt".into(),
-    )
-    .await?;
+    let row = open_with_receipt_proof(&st, &proof, ask, &headers, peer).await?;
     Ok((StatusCode::CREATED, axum::Json(opened(&row))).into_response())
 }
 

@@ -48,6 +48,14 @@ async fn console(
     )
 }
 
+async fn agent_get(demo: &Demo, token: &str, path: &str) -> (u16, Value) {
+    console(demo, token, reqwest::Method::GET, path, None).await
+}
+
+async fn agent_post(demo: &Demo, token: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    console(demo, token, reqwest::Method::POST, path, body).await
+}
+
 /// Lethe's store as text: a `pg_dump`, or a backup of the SQLite file.
 fn store_text(dir: &std::path::Path) -> Vec<u8> {
     if let Some(url) = store_url(dir) {
@@ -205,14 +213,7 @@ async fn a_former_holder_is_answered_and_refunded_once_and_then_forgotten() {
 
     // The agent's queue and the case's non-personal record.
     let token = agent_session(&demo, "helper", "agent").await;
-    let (s, q) = console(
-        &demo,
-        &token,
-        reqwest::Method::GET,
-        "/v1/console/support",
-        None,
-    )
-    .await;
+    let (s, q) = agent_get(&demo, &token, "/v1/console/support").await;
     assert_eq!(s, 200, "{q}");
     assert!(
         q.as_array()
@@ -221,14 +222,7 @@ async fn a_former_holder_is_answered_and_refunded_once_and_then_forgotten() {
             .any(|r| r["id"] == req.as_str()),
         "{q}"
     );
-    let (s, v) = console(
-        &demo,
-        &token,
-        reqwest::Method::GET,
-        &format!("/v1/console/support/{req}"),
-        None,
-    )
-    .await;
+    let (s, v) = agent_get(&demo, &token, &format!("/v1/console/support/{req}")).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["message"], "退款没有到账 The refund never arrived");
     assert_eq!(v["case"]["state"], "erased");
@@ -265,19 +259,17 @@ async fn a_former_holder_is_answered_and_refunded_once_and_then_forgotten() {
     );
 
     // The agent answers (to the sealed contact) and re-sends the refund.
-    let (s, v) = console(
+    let (s, v) = agent_post(
         &demo,
         &token,
-        reqwest::Method::POST,
         &format!("/v1/console/support/{req}/answer"),
         Some(json!({"answer": "已重新发起退款 The refund was sent again"})),
     )
     .await;
     assert_eq!(s, 204, "{v}");
-    let (s, resent) = console(
+    let (s, resent) = agent_post(
         &demo,
         &token,
-        reqwest::Method::POST,
         &format!("/v1/console/support/{req}/resend"),
         Some(json!({"instruction_id": instruction})),
     )
@@ -288,10 +280,9 @@ async fn a_former_holder_is_answered_and_refunded_once_and_then_forgotten() {
         resent["reference"], settlement["reference"],
         "the platform answers its first settlement"
     );
-    let (s, _) = console(
+    let (s, _) = agent_post(
         &demo,
         &token,
-        reqwest::Method::POST,
         &format!("/v1/console/support/{req}/resend"),
         Some(json!({"instruction_id": instruction})),
     )
@@ -310,33 +301,24 @@ async fn a_former_holder_is_answered_and_refunded_once_and_then_forgotten() {
     assert!(refunds <= 1, "one refund at most: {refunds}");
 
     // Closing destroys the contact (its key) and empties the texts.
-    let (s, _) = console(
+    let (s, _) = agent_post(
         &demo,
         &token,
-        reqwest::Method::POST,
         &format!("/v1/console/support/{req}/close"),
         None,
     )
     .await;
     assert_eq!(s, 204);
-    let (s, v) = console(
-        &demo,
-        &token,
-        reqwest::Method::GET,
-        &format!("/v1/console/support/{req}"),
-        None,
-    )
-    .await;
+    let (s, v) = agent_get(&demo, &token, &format!("/v1/console/support/{req}")).await;
     assert_eq!(s, 200);
     assert_eq!(v["request"]["state"], "closed");
     assert!(
         v["message"].is_null() && v["answer"].is_null() && v["request"]["contact_hint"].is_null(),
         "{v}"
     );
-    let (s, v) = console(
+    let (s, v) = agent_post(
         &demo,
         &token,
-        reqwest::Method::POST,
         &format!("/v1/console/support/{req}/answer"),
         Some(json!({"answer": "again"})),
     )
@@ -469,14 +451,7 @@ async fn answers_go_to_the_platforms_messaging_endpoint_signed_and_live_cases_ge
     .await;
     // The agent sees it, tied to the live case, and answers.
     let token = agent_session(&demo, "care", "agent").await;
-    let (_, q) = console(
-        &demo,
-        &token,
-        reqwest::Method::GET,
-        "/v1/console/support",
-        None,
-    )
-    .await;
+    let (_, q) = agent_get(&demo, &token, "/v1/console/support").await;
     let req = q
         .as_array()
         .unwrap()
@@ -487,23 +462,15 @@ async fn answers_go_to_the_platforms_messaging_endpoint_signed_and_live_cases_ge
     assert_eq!(req["origin"], "live");
     assert_eq!(req["topic"], "settlement_dispute");
     let rid = req["id"].as_str().unwrap();
-    let (s, v) = console(
-        &demo,
-        &token,
-        reqwest::Method::GET,
-        &format!("/v1/console/support/{rid}"),
-        None,
-    )
-    .await;
+    let (s, v) = agent_get(&demo, &token, &format!("/v1/console/support/{rid}")).await;
     assert_eq!(
         (s, v["message"].as_str()),
         (200, Some("积分清算有误")),
         "{v}"
     );
-    let (s, v) = console(
+    let (s, v) = agent_post(
         &demo,
         &token,
-        reqwest::Method::POST,
         &format!("/v1/console/support/{rid}/answer"),
         Some(json!({"answer": "已核对，积分将补发。"})),
     )
@@ -542,14 +509,7 @@ async fn answers_go_to_the_platforms_messaging_endpoint_signed_and_live_cases_ge
     demo.advance(15 * 86_400).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
     loop {
-        let (_, v) = console(
-            &demo,
-            &token,
-            reqwest::Method::GET,
-            &format!("/v1/console/support/{rid}"),
-            None,
-        )
-        .await;
+        let (_, v) = agent_get(&demo, &token, &format!("/v1/console/support/{rid}")).await;
         if v["request"]["state"] == "closed" {
             assert_eq!(v["request"]["closed_by"], "worker");
             assert!(v["request"]["contact_hint"].is_null());
@@ -561,21 +521,13 @@ async fn answers_go_to_the_platforms_messaging_endpoint_signed_and_live_cases_ge
     // An agent of another platform does not see it.
     other_platform_key(dir.path(), "other-platform");
     let other = agent_session_for(&demo, "elsewhere", "agent", Some("other-platform")).await;
-    let (s, _) = console(
-        &demo,
-        &other,
-        reqwest::Method::GET,
-        &format!("/v1/console/support/{rid}"),
-        None,
-    )
-    .await;
+    let (s, _) = agent_get(&demo, &other, &format!("/v1/console/support/{rid}")).await;
     assert_eq!(s, 404);
     // A reviewer may not answer.
     let reviewer = agent_session(&demo, "rev", "reviewer").await;
-    let (s, _) = console(
+    let (s, _) = agent_post(
         &demo,
         &reviewer,
-        reqwest::Method::POST,
         &format!("/v1/console/support/{rid}/answer"),
         Some(json!({"answer": "x"})),
     )

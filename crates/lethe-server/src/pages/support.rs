@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use lethe_domain::support::{Origin, Topic};
+use lethe_domain::support::Topic;
 use minijinja::context;
 use serde::Deserialize;
 
@@ -53,6 +53,23 @@ struct Filled {
     topic: String,
     message: String,
     contact: String,
+}
+
+impl Filled {
+    fn from_form(form: &HashMap<String, String>) -> Self {
+        let get = |k: &str| form.get(k).cloned().unwrap_or_default();
+        Self {
+            case: get("case"),
+            sig: get("sig"),
+            receipt: get("receipt")
+                .chars()
+                .take(crate::support::MAX_RECEIPT_BYTES)
+                .collect(),
+            topic: get("topic"),
+            message: get("message"),
+            contact: get("contact"),
+        }
+    }
 }
 
 fn form_page(
@@ -139,7 +156,6 @@ pub async fn submit(
     let Some(form) = super::site_form(&headers, &st.public_url, form) else {
         return super::forbidden_post(lang);
     };
-    let get = |k: &str| form.get(k).cloned().unwrap_or_default();
     let secret = super::cookie(&headers, FORM_COOKIE).map(str::to_owned);
     let given = form.get("_csrf").map(String::as_str).unwrap_or_default();
     if !secret
@@ -148,17 +164,7 @@ pub async fn submit(
     {
         // From this site but expired (or the cookie was cleared): nothing
         // is sent, nothing is lost — the form comes back filled in.
-        let filled = Filled {
-            case: get("case"),
-            sig: get("sig"),
-            receipt: get("receipt")
-                .chars()
-                .take(crate::support::MAX_RECEIPT_BYTES)
-                .collect(),
-            topic: get("topic"),
-            message: get("message"),
-            contact: get("contact"),
-        };
+        let filled = Filled::from_form(&form);
         let fresh = hex::encode(rand::random::<[u8; 16]>());
         return form_page(
             &st,
@@ -170,17 +176,7 @@ pub async fn submit(
         );
     }
     let secret = secret.unwrap_or_default();
-    let filled = Filled {
-        case: get("case"),
-        sig: get("sig"),
-        receipt: get("receipt")
-            .chars()
-            .take(crate::support::MAX_RECEIPT_BYTES)
-            .collect(),
-        topic: get("topic"),
-        message: get("message"),
-        contact: get("contact"),
-    };
+    let filled = Filled::from_form(&form);
     let result: Result<lethe_store::SupportRow, Problem> = async {
         crate::transparency::limited(&st, &headers, peer)?;
         let ask = Ask::parse(&filled.topic, &filled.message, &filled.contact)?;
@@ -200,18 +196,7 @@ pub async fn submit(
                 signature: None,
             }
         };
-        let (case_id, principal, digest) = crate::support::verify_receipt(&st, &proof).await?;
-        crate::support::open(
-            &st,
-            case_id,
-            principal,
-            Origin::Receipt,
-            ask,
-            Some(digest),
-            crate::middleware::client_address(&st.limits.trusted_proxies, &headers, peer.ip()),
-            "holder:receipt".into(),
-        )
-        .await
+        crate::support::open_with_receipt_proof(&st, &proof, ask, &headers, peer).await
     }
     .await;
     match result {
