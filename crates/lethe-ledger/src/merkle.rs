@@ -299,6 +299,29 @@ pub fn verify_consistency(
     &fr == first_root && &sr == second_root && sn == 0
 }
 
+/// RFC 9162 2.1.4.1 SUBPROOF, straight from the definition: an
+/// independent consistency proof for tests (the monitor's, the witness's).
+#[cfg(test)]
+pub(crate) fn consistency_by_definition(leaves: &[Hash], m: usize) -> Vec<Hash> {
+    fn sub(m: usize, d: &[Hash], b: bool) -> Vec<Hash> {
+        let n = d.len();
+        if m == n {
+            return if b { vec![] } else { vec![mth(d)] };
+        }
+        let k = n.next_power_of_two() / 2;
+        if m <= k {
+            let mut p = sub(m, &d[..k], b);
+            p.push(mth(&d[k..]));
+            p
+        } else {
+            let mut p = sub(m - k, &d[k..], false);
+            p.push(mth(&d[..k]));
+            p
+        }
+    }
+    sub(m, leaves, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,27 +424,4 @@ mod tests {
             }
         }
     }
-}
-
-/// RFC 9162 2.1.4.1 SUBPROOF, straight from the definition: an
-/// independent consistency proof for tests (the monitor's, the witness's).
-#[cfg(test)]
-pub(crate) fn consistency_by_definition(leaves: &[Hash], m: usize) -> Vec<Hash> {
-    fn sub(m: usize, d: &[Hash], b: bool) -> Vec<Hash> {
-        let n = d.len();
-        if m == n {
-            return if b { vec![] } else { vec![mth(d)] };
-        }
-        let k = n.next_power_of_two() / 2;
-        if m <= k {
-            let mut p = sub(m, &d[..k], b);
-            p.push(mth(&d[k..]));
-            p
-        } else {
-            let mut p = sub(m - k, &d[k..], false);
-            p.push(mth(&d[..k]));
-            p
-        }
-    }
-    sub(m, leaves, true)
 }

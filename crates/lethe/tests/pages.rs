@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Demo, create_agent, totp};
+use common::{Demo, create_agent, csrf, form, totp};
 use serde_json::json;
 
 fn client() -> reqwest::Client {
@@ -44,30 +44,6 @@ async fn post_form(
         r = r.header("origin", o);
     }
     r.send().await.unwrap()
-}
-
-/// An application/x-www-form-urlencoded body.
-fn form(pairs: &[(&str, &str)]) -> String {
-    let enc = |s: &str| {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn csrf(html: &str) -> String {
-    let at = html.find("name=\"_csrf\" value=\"").expect("a CSRF field") + 20;
-    html[at..].split('"').next().unwrap().to_owned()
 }
 
 async fn handoff(demo: &Demo, subject: &str, channel: &str) -> (u16, serde_json::Value) {

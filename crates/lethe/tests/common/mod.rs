@@ -732,8 +732,8 @@ pub fn find<'a>(list: &'a Value, key: &str, value: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no element with {key} = {value} in {list}"))
 }
 
-/// `application/x-www-form-urlencoded`, by hand.
-fn form_body(fields: &[(&str, &str)]) -> String {
+/// An application/x-www-form-urlencoded body.
+pub fn form(pairs: &[(&str, &str)]) -> String {
     let enc = |s: &str| {
         s.bytes()
             .map(|b| match b {
@@ -744,11 +744,17 @@ fn form_body(fields: &[(&str, &str)]) -> String {
             })
             .collect::<String>()
     };
-    fields
+    pairs
         .iter()
         .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// A page's CSRF token.
+pub fn csrf(html: &str) -> String {
+    let at = html.find("name=\"_csrf\" value=\"").expect("a CSRF field") + 20;
+    html[at..].split('"').next().unwrap().to_owned()
 }
 
 /// The account holder opens a support request from the cancellation
@@ -798,20 +804,13 @@ pub async fn support_from_centre(
         page.contains("action=\"/u/do/support\""),
         "the case page has the support entry"
     );
-    let csrf = page
-        .split("name=\"_csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let csrf = csrf(&page);
     let r = client
         .post(format!("{}/u/do/support", demo.url))
         .header("origin", &demo.url)
         .header("cookie", &cookie)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(form_body(&[
+        .body(form(&[
             ("_csrf", csrf.as_str()),
             ("topic", topic),
             ("message", message),
