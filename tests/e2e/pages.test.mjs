@@ -535,6 +535,13 @@ test("support after erasure: the holder asks with the receipt, an agent answers 
   assert.match(await page.locator("#support-timeline").textContent(), /support\.opened/);
   await axeCheck(page, "support request");
   await shot(page, "19-console-support");
+  // The case's receipt, as its holder got it, one click away.
+  const receiptHref = await page.locator("#support-receipt-link").getAttribute("href");
+  const rp = await newPage(DESKTOP);
+  await rp.context().addCookies(await page.context().cookies());
+  const rr = await rp.goto(demo.url + receiptHref);
+  assert.equal(rr.status(), 200);
+  assert.match(await rp.locator("body").textContent(), /Proof|证明/);
   await page.fill("#support-answer", "退款已于今日重新发起，请留意到账。");
   await page.click("#support-answer-send");
   assert.match(await page.locator("#support-notice").textContent(), /答复已发送/);

@@ -789,6 +789,10 @@ pub fn router(st: AppState) -> Router {
         .route("/console/support", get(pages::support::queue))
         .route("/console/support/{id}", get(pages::support::request_page))
         .route(
+            "/console/support/{id}/receipt",
+            get(pages::support::receipt),
+        )
+        .route(
             "/console/support/{id}/{action}",
             post(pages::support::request_action),
         )

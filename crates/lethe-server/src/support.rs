@@ -391,6 +391,10 @@ pub struct CaseRecord {
     pub timeline: Vec<TimelineItem>,
     /// The receipt's digest, when one was issued.
     pub receipt_digest: Option<String>,
+    /// The signed receipt itself (what was erased, kept, settled; no
+    /// subject: its pseudonym only).
+    #[schema(value_type = Option<Object>)]
+    pub receipt: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -465,12 +469,13 @@ pub async fn case_record(st: &AppState, case_id: &str) -> Result<CaseRecord, Pro
             at: e.event.at,
         })
         .collect();
-    let receipt_digest = st
+    let receipt: Option<Receipt> = st
         .store
         .receipt_of(case_id)
         .await?
-        .and_then(|b| serde_json::from_str::<Receipt>(&b).ok())
-        .map(|r| r.digest);
+        .and_then(|b| serde_json::from_str::<Receipt>(&b).ok());
+    let receipt_digest = receipt.as_ref().map(|r| r.digest.clone());
+    let receipt = receipt.and_then(|r| serde_json::to_value(r).ok());
     Ok(CaseRecord {
         id: case_id.to_owned(),
         state: case.state.as_str().into(),
@@ -478,7 +483,26 @@ pub async fn case_record(st: &AppState, case_id: &str) -> Result<CaseRecord, Pro
         settlements,
         timeline,
         receipt_digest,
+        receipt,
     })
+}
+
+/// The receipt of a request's case as its readable page, for the agent
+/// answering the request.
+pub async fn receipt_page(st: &AppState, a: &Agent, id: &str) -> Result<Response, Problem> {
+    require(a, "support_read")?;
+    let r = load(st, a, id).await?;
+    let body = st
+        .store
+        .receipt_of(&r.case_id)
+        .await?
+        .ok_or_else(|| Problem::not_found("the case has no signed receipt (yet)"))?;
+    let receipt: Receipt = serde_json::from_str(&body).map_err(|_| Problem::internal())?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        crate::report::receipt_page(&receipt),
+    )
+        .into_response())
 }
 
 /// The request as `reader` sees it; opening its sealed texts is an audit

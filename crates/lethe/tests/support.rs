@@ -227,6 +227,10 @@ async fn a_former_holder_is_answered_and_refunded_once_and_then_forgotten() {
     assert_eq!(v["message"], "退款没有到账 The refund never arrived");
     assert_eq!(v["case"]["state"], "erased");
     assert_eq!(v["case"]["receipt_digest"], receipt["digest"]);
+    assert_eq!(
+        v["case"]["receipt"]["signature"], receipt["signature"],
+        "the agent sees the receipt"
+    );
     let s_view = v["case"]["settlements"]
         .as_array()
         .unwrap()

@@ -1207,6 +1207,7 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "已通过回执链接识别你的注销回执。",
         "Your deletion receipt was recognised from its link.",
     ),
+    ("support.receipt_open", "查看回执", "Open the receipt"),
     ("support.reference", "平台流水号", "Reference"),
     ("support.request", "请求", "Request"),
     ("support.resend", "重新发送指令", "Send again"),

@@ -316,6 +316,18 @@ async fn show(
     )
 }
 
+/// The receipt of the request's case, as the holder got it.
+pub async fn receipt(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Some((a, _)) = agent_of(&st, &headers).await else {
+        return to_login();
+    };
+    super::document(crate::support::receipt_page(&st, &a, &id).await)
+}
+
 pub async fn request_page(
     State(st): State<AppState>,
     headers: HeaderMap,
