@@ -198,6 +198,14 @@ async fn apply(
             serde_json::json!({ "status": r.get::<String, _>(0), "reference": r.get::<Option<String>, _>(1), "reason": r.get::<Option<String>, _>(2) }),
         );
     }
+    // A re-sent instruction (support after erasure) carries no account: the
+    // platform acts on it only from its record of the first one.
+    if v["resend"] == true {
+        tx.rollback().await?;
+        return Ok(
+            serde_json::json!({ "status": "failed", "reference": null, "reason": "no record of this instruction" }),
+        );
+    }
     let mut outcome: Result<(), String> = Ok(());
     let now = jiff::Timestamp::now().to_string();
     match option.as_str() {

@@ -703,6 +703,12 @@ pub async fn resend_with(
 ) -> Result<Resent, Problem> {
     require(a, "support")?;
     let r = load(st, a, id).await?;
+    if r.state == "closed" {
+        return Err(Problem::conflict(
+            "support-closed",
+            "the request is closed; open a new one to act again",
+        ));
+    }
     let case_id = lethe_domain::CaseId::parse(&r.case_id).map_err(|_| Problem::internal())?;
     let case = st
         .store

@@ -125,6 +125,15 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
+                    // Opens for one case wait for each other (PostgreSQL:
+                    // the case row stays locked to commit), so two at once
+                    // cannot both pass the per-receipt count.
+                    let lock = format!("SELECT id FROM cases WHERE id = $1 {}", ctx.for_update());
+                    sqlx::query(sqlx::AssertSqlSafe(lock))
+                        .bind(n.case_id.clone())
+                        .fetch_optional(&mut ctx.conn)
+                        .await
+                        .map_err(db("lock the case"))?;
                     let day = now.checked_sub(jiff::SignedDuration::from_hours(24)).unwrap_or(now);
                     let hour = now.checked_sub(jiff::SignedDuration::from_hours(1)).unwrap_or(now);
                     // Per receipt (or, for a live case, per case).
@@ -249,14 +258,19 @@ impl Store {
                     let Some((case_id, state)) = prev.filter(|(_, s)| s != "closed") else {
                         return Ok(false);
                     };
-                    sqlx::query("UPDATE support_requests SET state = 'answered', answer_sealed = $1, answered_at = $2, answered_by = $3 WHERE id = $4")
+                    // Guarded: a close that committed since the read wins.
+                    let n = sqlx::query("UPDATE support_requests SET state = 'answered', answer_sealed = $1, answered_at = $2, answered_by = $3 WHERE id = $4 AND state <> 'closed'")
                         .bind(answer_sealed)
                         .bind(ms(now))
                         .bind(actor.clone())
                         .bind(id.clone())
                         .execute(&mut ctx.conn)
                         .await
-                        .map_err(db("answer a support request"))?;
+                        .map_err(db("answer a support request"))?
+                        .rows_affected();
+                    if n == 0 {
+                        return Ok(false);
+                    }
                     if let Some(o) = outbox {
                         sqlx::query("INSERT INTO outbox (case_id, channel, destination, body, created_at) VALUES ($1, $2, $3, $4, $5)")
                             .bind(id.clone())
@@ -341,13 +355,17 @@ impl Store {
                     let Some((case_id, state)) = r.filter(|(_, s)| s != "closed") else {
                         return Ok(false);
                     };
-                    sqlx::query("UPDATE support_requests SET state = 'closed', message_sealed = NULL, contact_sealed = NULL, contact_hint = NULL, answer_sealed = NULL, closed_at = $1, closed_by = $2 WHERE id = $3")
+                    let n = sqlx::query("UPDATE support_requests SET state = 'closed', message_sealed = NULL, contact_sealed = NULL, contact_hint = NULL, answer_sealed = NULL, closed_at = $1, closed_by = $2 WHERE id = $3 AND state <> 'closed'")
                         .bind(ms(now))
                         .bind(actor.clone())
                         .bind(id.clone())
                         .execute(&mut ctx.conn)
                         .await
-                        .map_err(db("close a support request"))?;
+                        .map_err(db("close a support request"))?
+                        .rows_affected();
+                    if n == 0 {
+                        return Ok(false);
+                    }
                     sqlx::query("DELETE FROM outbox WHERE case_id = $1")
                         .bind(id.clone())
                         .execute(&mut ctx.conn)
