@@ -744,15 +744,7 @@ pub async fn resend_with(
         })?;
     // The same instruction, without the subject (the account is gone; the
     // platform knows the instruction by its id).
-    let body = serde_json::json!({
-        "instruction_id": s.instruction_id,
-        "case_id": case.id.to_string(),
-        "asset": { "id": asset.id, "kind": asset.kind.as_str(), "label": asset.label, "source": asset.source },
-        "option": s.option.as_str(),
-        "amount_minor": s.amount.map(|m| m.get()),
-        "currency": "CNY",
-        "resend": true,
-    });
+    let body = crate::worker::instruction_body(case.id, asset, s, None);
     let answer = crate::providers::signed_call(
         &st.http,
         "the settlement endpoint",

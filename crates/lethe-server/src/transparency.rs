@@ -92,7 +92,7 @@ pub async fn checkpoint(st: &AppState, head: &lethe_ledger::TreeHead) -> Result<
     Ok(Note { text, signatures })
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CosignatureView {
     pub witness: String,
     /// When the witness cosigned (RFC 3339).
@@ -101,7 +101,7 @@ pub struct CosignatureView {
     pub line: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PublishedHead {
     pub tree_size: u64,
     pub root_hash: String,
@@ -116,7 +116,7 @@ pub struct PublishedHead {
     pub consistency_from: Option<ConsistencyView>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConsistencyView {
     pub tree_size: u64,
     pub proof: Vec<String>,
@@ -214,22 +214,10 @@ async fn view(st: &AppState) -> Result<Transparency, Problem> {
     }
     let reports = st.store.published_reports(LISTED_REPORTS).await?;
     let origin = origin(st);
-    let latest = listed.first().map(|h| PublishedHead {
-        tree_size: h.tree_size,
-        root_hash: h.root_hash.clone(),
-        timestamp: h.timestamp.clone(),
-        signature: h.signature.clone(),
-        checkpoint: h.checkpoint.clone(),
-        cosignatures: h
-            .cosignatures
-            .iter()
-            .map(|c| CosignatureView {
-                witness: c.witness.clone(),
-                timestamp: c.timestamp.clone(),
-                line: c.line.clone(),
-            })
-            .collect(),
+    // The newest head; its proof from the one before is in `heads`.
+    let latest = listed.first().cloned().map(|h| PublishedHead {
         consistency_from: None,
+        ..h
     });
     Ok(Transparency {
         log_vkey: note::vkey(&origin, note::SIG_ED25519, &st.signer.public_key_bytes()),
@@ -284,16 +272,6 @@ pub struct LangQuery {
     pub format: Option<String>,
 }
 
-fn lang(headers: &HeaderMap, q: Option<&str>) -> crate::pages::Lang {
-    if let Some(l) = q {
-        return crate::pages::Lang::parse(l);
-    }
-    // Like every page: the visitor's choice, else zh-CN.
-    crate::pages::cookie(headers, "lethe_lang")
-        .map(crate::pages::Lang::parse)
-        .unwrap_or_default()
-}
-
 fn wants_json(headers: &HeaderMap, format: Option<&str>) -> bool {
     match format {
         Some(f) => f == "json",
@@ -339,7 +317,7 @@ pub async fn page(
     if wants_json(&headers, q.format.as_deref()) {
         return json_response(&v);
     }
-    let lang = lang(&headers, q.lang.as_deref());
+    let lang = crate::pages::lang_of(&headers, q.lang.as_deref());
     crate::pages::render(
         "transparency.html",
         minijinja::context! {
@@ -411,7 +389,7 @@ pub async fn report(
         }
         Some("html") => {
             let doc: SignedDoc = serde_json::from_str(&body).map_err(|_| Problem::internal())?;
-            let lang = lang(&headers, q.lang.as_deref());
+            let lang = crate::pages::lang_of(&headers, q.lang.as_deref());
             Ok(crate::pages::render(
                 "transparency_report.html",
                 minijinja::context! {

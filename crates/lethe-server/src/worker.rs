@@ -867,17 +867,7 @@ async fn settle(st: &AppState, job: &Job) -> Result<(), String> {
         return Ok(());
     };
     let (url, secret, timeout) = settlement_endpoint(st, &asset.source)?;
-    let body = serde_json::json!({
-        "instruction_id": s.instruction_id,
-        "case_id": case.id.to_string(),
-        "subject_id": case.subject.expose(),
-        "asset": { "id": asset.id, "kind": asset.kind.as_str(), "label": asset.label, "source": asset.source },
-        "option": s.option.as_str(),
-        "amount_minor": s.amount.map(|m| m.get()),
-        "currency": "CNY",
-        "transfer_to": s.transfer_to.as_ref().map(|t| t.expose().to_owned()),
-        "cancel_auto_renewal": asset.kind == lethe_domain::asset::AssetKind::Subscription,
-    });
+    let body = instruction_body(case.id, asset, s, Some(case.subject.expose()));
     let answer = crate::providers::signed_call(
         &st.http,
         "the settlement endpoint",
@@ -919,6 +909,37 @@ async fn settle(st: &AppState, job: &Job) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// A settlement instruction as the platform receives it. With the subject
+/// it is the first sending (the transfer target and whether to end the
+/// auto-renewal with it); without, it is a re-send after erasure, which
+/// the platform answers from its record of that instruction id.
+pub(crate) fn instruction_body(
+    case: lethe_domain::CaseId,
+    asset: &lethe_domain::asset::Asset,
+    s: &lethe_domain::asset::Settlement,
+    subject: Option<&str>,
+) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "instruction_id": s.instruction_id,
+        "case_id": case.to_string(),
+        "asset": { "id": asset.id, "kind": asset.kind.as_str(), "label": asset.label, "source": asset.source },
+        "option": s.option.as_str(),
+        "amount_minor": s.amount.map(|m| m.get()),
+        "currency": "CNY",
+    });
+    match subject {
+        Some(subject) => {
+            body["subject_id"] = serde_json::json!(subject);
+            body["transfer_to"] =
+                serde_json::json!(s.transfer_to.as_ref().map(|t| t.expose().to_owned()));
+            body["cancel_auto_renewal"] =
+                serde_json::json!(asset.kind == lethe_domain::asset::AssetKind::Subscription);
+        }
+        None => body["resend"] = serde_json::json!(true),
+    }
+    body
 }
 
 /// Where the settlement instruction of an asset from `source` goes: its

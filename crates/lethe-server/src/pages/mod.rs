@@ -282,6 +282,14 @@ pub fn open<T: DeserializeOwned>(
 }
 
 /// A cookie's value from the request.
+/// The language of a page without a session: the `lang` parameter, else
+/// the visitor's choice (cookie), else zh-CN.
+pub fn lang_of(headers: &HeaderMap, q: Option<&str>) -> Lang {
+    q.map(Lang::parse)
+        .or_else(|| cookie(headers, "lethe_lang").map(Lang::parse))
+        .unwrap_or_default()
+}
+
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)

@@ -24,12 +24,6 @@ const FORM_COOKIE: &str = "lethe_support";
 /// How long a form stays valid (a slow writer keeps a day).
 const FORM_COOKIE_SECS: i64 = 86_400;
 
-fn lang_of(headers: &HeaderMap, q: Option<&str>) -> Lang {
-    q.map(Lang::parse)
-        .or_else(|| super::cookie(headers, "lethe_lang").map(Lang::parse))
-        .unwrap_or_default()
-}
-
 pub(super) fn topics(lang: Lang) -> Vec<minijinja::Value> {
     Topic::ALL
         .iter()
@@ -131,7 +125,7 @@ pub async fn form(
     headers: HeaderMap,
     Query(q): Query<FormQuery>,
 ) -> Response {
-    let lang = lang_of(&headers, q.lang.as_deref());
+    let lang = super::lang_of(&headers, q.lang.as_deref());
     let secret = super::cookie(&headers, FORM_COOKIE)
         .filter(|c| c.len() == 32 && c.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(str::to_owned)
@@ -151,7 +145,7 @@ pub async fn submit(
     headers: HeaderMap,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> Response {
-    let lang = lang_of(&headers, None);
+    let lang = super::lang_of(&headers, None);
     // A post from another site is refused outright.
     let Some(form) = super::site_form(&headers, &st.public_url, form) else {
         return super::forbidden_post(lang);
@@ -251,7 +245,7 @@ fn row_ctx(st: &AppState, lang: Lang, r: &lethe_store::SupportRow) -> minijinja:
 }
 
 pub async fn queue(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    let lang = lang_of(&headers, None);
+    let lang = super::lang_of(&headers, None);
     let Some((a, token)) = agent_of(&st, &headers).await else {
         return to_login();
     };
@@ -333,7 +327,7 @@ pub async fn request_page(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let lang = lang_of(&headers, None);
+    let lang = super::lang_of(&headers, None);
     let Some((a, token)) = agent_of(&st, &headers).await else {
         return to_login();
     };
@@ -347,7 +341,7 @@ pub async fn request_action(
     Path((id, action)): Path<(String, String)>,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> Response {
-    let lang = lang_of(&headers, None);
+    let lang = super::lang_of(&headers, None);
     let Some((a, token)) = agent_of(&st, &headers).await else {
         return to_login();
     };
