@@ -301,6 +301,8 @@ test("a restore during cooling-off", async () => {
   const again = await newPage(MOBILE);
   const r = await again.goto(link.body.url);
   assert.equal(r.status(), 401);
+  // Signed out, support is still a click away (with the receipt).
+  assert.equal(await again.locator("#support-link").getAttribute("href"), "/support");
   await axeCheck(again, "expired link");
   // A form posted without the page's token is refused.
   const forged = await fresh.evaluate(async () => {
@@ -551,6 +553,14 @@ test("support after erasure: the holder asks with the receipt, an agent answers 
   // Before erasure: every case page of the centre has the entry.
   const user = await newPage(MOBILE);
   await enterFromApp(user, 6);
+  // The start page too (no case yet): a question before cancelling.
+  await user.click("#support summary");
+  await user.check("#topic-other");
+  await user.fill("#support-message", "注销后优惠券还能用吗？");
+  await user.fill("#support-contact", "13900001111");
+  await user.click("#support-live-send");
+  assert.ok(await user.locator("#support-sent").count());
+  await axeCheck(user, "support (start page)");
   await user.click("#start");
   await user.click("#support summary");
   await user.check("#topic-other");
@@ -585,7 +595,7 @@ test("the public transparency page and a published report, without credentials",
 test("every page was checked by axe-core", () => {
   for (const p of ["start", "start (en)", "blocked", "expired link", "receipt document", "verify", "assets", "consequences", "export", "confirm", "progress", "receipt",
     "restored", "console login", "console queues", "console case", "data-map check", "compliance report", "dispute review",
-    "support form", "support sent", "support queue", "support request", "support (live case)", "transparency", "transparency (en)", "published report"]) {
+    "support form", "support sent", "support queue", "support request", "support (start page)", "support (live case)", "transparency", "transparency (en)", "published report"]) {
     assert.ok(checked.includes(p), `axe ran on ${p}`);
   }
 });

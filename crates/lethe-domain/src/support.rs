@@ -49,6 +49,9 @@ pub enum Origin {
     Receipt,
     /// Opened from the cancellation centre while the case is live.
     Live,
+    /// Opened from the cancellation centre before any case was started (a
+    /// question before cancelling); it names no case and no subject.
+    Account,
 }
 
 impl Origin {
@@ -56,6 +59,7 @@ impl Origin {
         match self {
             Self::Receipt => "receipt",
             Self::Live => "live",
+            Self::Account => "account",
         }
     }
 }

@@ -61,6 +61,9 @@ pub struct SupportConfig {
     pub per_receipt_per_day: u32,
     /// Requests one client address may open per hour (1-10000; default 10).
     pub per_client_per_hour: u32,
+    /// Receipts that did not verify one client address may send per hour
+    /// before it is refused without a check (1-10000; default 20).
+    pub failed_receipts_per_hour: u32,
     /// An answered request is closed (its contact destroyed) this many days
     /// after the answer if no agent closed it (1-365; default 14).
     pub close_answered_after_days: u32,
@@ -77,6 +80,7 @@ impl Default for SupportConfig {
             answer_within_working_days: 3,
             per_receipt_per_day: 3,
             per_client_per_hour: 10,
+            failed_receipts_per_hour: 20,
             close_answered_after_days: 14,
             delivery_url: None,
             delivery_secret_env: None,
@@ -104,6 +108,12 @@ impl SupportConfig {
         if !(1..=10_000).contains(&self.per_client_per_hour) {
             return Err(
                 "support.per_client_per_hour must be between 1 and 10000; 10 is the usual value"
+                    .into(),
+            );
+        }
+        if !(1..=10_000).contains(&self.failed_receipts_per_hour) {
+            return Err(
+                "support.failed_receipts_per_hour must be between 1 and 10000; 20 is the usual value"
                     .into(),
             );
         }

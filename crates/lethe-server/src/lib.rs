@@ -156,6 +156,8 @@ pub struct AppState {
     pub support: config::SupportConfig,
     pub keys: Arc<middleware::KeyCache>,
     pub limiter: Arc<middleware::RateLimiter>,
+    /// Receipts that did not verify, per client address (support).
+    pub receipt_tries: Arc<middleware::RateLimiter>,
     pub demo: bool,
     /// Wakes idle workers when jobs are enqueued.
     pub wake: Arc<Notify>,
@@ -1035,6 +1037,9 @@ impl Server {
             limiter: Arc::new(middleware::RateLimiter::new(
                 cfg.limits.rate_per_second,
                 cfg.limits.rate_burst,
+            )),
+            receipt_tries: Arc::new(middleware::RateLimiter::per_hour(
+                cfg.support.failed_receipts_per_hour,
             )),
             demo,
             wake: Arc::new(Notify::new()),

@@ -190,6 +190,39 @@ impl RateLimiter {
         }
     }
 
+    /// A bucket of `count` per hour (failed tries, not requests): burst
+    /// `count`, refilled over the hour.
+    pub fn per_hour(count: u32) -> Self {
+        let count = f64::from(count.max(1));
+        Self {
+            rate: count / 3600.0,
+            burst: count,
+            share: std::sync::atomic::AtomicU32::new(1),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `who` has a token left, without taking it (or how many
+    /// seconds until one).
+    pub fn available(&self, who: &str) -> Result<(), i64> {
+        let (rate, burst) = self.shares();
+        let b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((tokens, at)) = b.get(who) else {
+            return Ok(());
+        };
+        let tokens = (*tokens + at.elapsed().as_secs_f64() * rate).min(burst);
+        if tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(((1.0 - tokens) / rate).ceil() as i64)
+        }
+    }
+
+    fn shares(&self) -> (f64, f64) {
+        let n = f64::from(self.share.load(std::sync::atomic::Ordering::Relaxed).max(1));
+        ((self.rate / n).max(0.0001), (self.burst / n).max(1.0))
+    }
+
     /// How many live instances share the limits.
     pub fn set_instances(&self, n: u32) {
         self.share
@@ -198,8 +231,7 @@ impl RateLimiter {
 
     /// Takes a token, or says how many seconds to wait.
     pub fn check(&self, who: &str) -> Result<(), i64> {
-        let n = f64::from(self.share.load(std::sync::atomic::Ordering::Relaxed).max(1));
-        let (rate, burst) = ((self.rate / n).max(0.01), (self.burst / n).max(1.0));
+        let (rate, burst) = self.shares();
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if b.len() >= MAX_BUCKETS && !b.contains_key(who) {
             b.retain(|_, (tokens, at)| *tokens < burst && at.elapsed() < Duration::from_secs(60));

@@ -33,6 +33,21 @@ pub async fn compliance(
     now: Timestamp,
     platform: Option<&str>,
 ) -> Result<SignedReport, StoreError> {
+    Ok(SignedReport::sign(
+        unsigned(store, from, to, now, platform).await?,
+        signer,
+    ))
+}
+
+/// The report of a period (one platform's, or the installation's),
+/// unsigned.
+pub async fn unsigned(
+    store: &Store,
+    from: Timestamp,
+    to: Timestamp,
+    now: Timestamp,
+    platform: Option<&str>,
+) -> Result<lethe_ledger::report::Report, StoreError> {
     let (cases, deadlines, erasures) = store
         .report_rows(
             from.as_millisecond(),
@@ -53,7 +68,7 @@ pub async fn compliance(
         EXPIRING_WITHIN_DAYS,
     );
     r.platform = platform.map(str::to_owned);
-    Ok(SignedReport::sign(r, signer))
+    Ok(r)
 }
 
 pub fn esc(s: &str) -> String {

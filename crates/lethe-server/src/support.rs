@@ -35,7 +35,7 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 /// Attempts to deliver an answer.
 const DELIVERY_ATTEMPTS: u64 = 3;
 /// Requests the worker closes per pass at most.
-const CLOSE_BATCH: u32 = 100;
+pub(crate) const CLOSE_BATCH: u32 = 100;
 
 fn vault_subject(id: &str) -> String {
     format!("support:{id}")
@@ -201,11 +201,11 @@ impl Ask {
 #[allow(clippy::too_many_arguments)]
 pub async fn open(
     st: &AppState,
-    case_id: String,
+    case_id: Option<String>,
     principal: String,
     origin: Origin,
     ask: Ask,
-    receipt_digest: Option<String>,
+    limit_key: &str,
     client: std::net::IpAddr,
     actor: String,
 ) -> Result<SupportRow, Problem> {
@@ -237,7 +237,7 @@ pub async fn open(
                 contact_hint: ask.contact.masked(),
                 due_at,
                 provisional,
-                receipt_digest,
+                limit_key: st.secrets.identifier_hash("support_limit", limit_key),
                 client_hash: st
                     .secrets
                     .identifier_hash("client_address", &client.to_string()),
@@ -259,7 +259,10 @@ pub async fn open(
                 .destroy(&vault_subject(&id), &now.to_string())
                 .await;
             let (what, wait) = match t {
-                Throttled::Receipt(w) => ("too many requests were opened for this case today", w),
+                Throttled::Receipt(w) => (
+                    "too many requests were opened with this receipt (or case, or account) today",
+                    w,
+                ),
                 Throttled::Client(w) => (
                     "too many requests were opened from this address in the last hour",
                     w,
@@ -326,20 +329,44 @@ pub async fn open_with_receipt_proof(
     headers: &HeaderMap,
     peer: std::net::SocketAddr,
 ) -> Result<SupportRow, Problem> {
-    let (case_id, principal, digest) = verify_receipt(st, proof).await?;
+    let client = crate::middleware::client_address(&st.limits.trusted_proxies, headers, peer.ip());
+    // Failed tries are counted per address, apart from the request rate:
+    // once an address has spent them, it is refused before any check.
+    let tries = format!("receipt:{client}");
+    st.receipt_tries.available(&tries).map_err(too_many_tries)?;
+    let (case_id, principal, digest) = match verify_receipt(st, proof).await {
+        Ok(v) => v,
+        Err(p) => {
+            if p.status == 422 {
+                st.receipt_tries.check(&tries).map_err(too_many_tries)?;
+            }
+            return Err(p);
+        }
+    };
     open(
         st,
-        case_id,
+        Some(case_id),
         principal,
         Origin::Receipt,
         ask,
-        Some(digest),
+        &format!("receipt:{digest}"),
         // The connection's own address, or what a trusted proxy says: a
         // public route takes no caller's word for it.
-        crate::middleware::client_address(&st.limits.trusted_proxies, headers, peer.ip()),
+        client,
         "holder:receipt".into(),
     )
     .await
+}
+
+fn too_many_tries(wait: i64) -> Problem {
+    Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "receipt-tries-exhausted",
+        "Too many receipts that did not verify",
+        "this address sent too many receipts that did not verify",
+    )
+    .retry_after(wait)
+    .fix("use the deletion receipt exactly as it was issued; try again later")
 }
 
 /// Open a support request with a deletion receipt (no account needed: the
@@ -377,7 +404,10 @@ pub struct RequestView {
     pub answer: Option<String>,
     /// Seconds left before the answer is due (negative: overdue).
     pub seconds_left: i64,
-    pub case: CaseRecord,
+    /// The case's record (none for a question asked before any case).
+    pub case: Option<CaseRecord>,
+    /// The request's own audit trail, when it has no case.
+    pub timeline: Vec<TimelineItem>,
 }
 
 /// The case as the agent may see it after erasure: state, settlements,
@@ -429,6 +459,16 @@ async fn load(st: &AppState, a: &Agent, id: &str) -> Result<SupportRow, Problem>
     }
 }
 
+fn timeline_item(e: lethe_ledger::RecordedEvent) -> TimelineItem {
+    TimelineItem {
+        seq: e.event.seq,
+        kind: e.event.kind,
+        to_state: e.event.to_state,
+        actor: e.event.actor,
+        at: e.event.at,
+    }
+}
+
 pub async fn case_record(st: &AppState, case_id: &str) -> Result<CaseRecord, Problem> {
     let id = lethe_domain::CaseId::parse(case_id).map_err(|_| Problem::internal())?;
     let case = st
@@ -461,13 +501,7 @@ pub async fn case_record(st: &AppState, case_id: &str) -> Result<CaseRecord, Pro
         .audit_for_case(id)
         .await?
         .into_iter()
-        .map(|e| TimelineItem {
-            seq: e.event.seq,
-            kind: e.event.kind,
-            to_state: e.event.to_state,
-            actor: e.event.actor,
-            at: e.event.at,
-        })
+        .map(timeline_item)
         .collect();
     let receipt: Option<Receipt> = st
         .store
@@ -492,9 +526,13 @@ pub async fn case_record(st: &AppState, case_id: &str) -> Result<CaseRecord, Pro
 pub async fn receipt_page(st: &AppState, a: &Agent, id: &str) -> Result<Response, Problem> {
     require(a, "support_read")?;
     let r = load(st, a, id).await?;
+    let case_id = r
+        .case_id
+        .as_deref()
+        .ok_or_else(|| Problem::not_found("the request names no case, so no receipt"))?;
     let body = st
         .store
-        .receipt_of(&r.case_id)
+        .receipt_of(case_id)
         .await?
         .ok_or_else(|| Problem::not_found("the case has no signed receipt (yet)"))?;
     let receipt: Receipt = serde_json::from_str(&body).map_err(|_| Problem::internal())?;
@@ -521,8 +559,20 @@ pub async fn view(st: &AppState, reader: &Agent, r: SupportRow) -> Result<Reques
     }
     let message = open_sealed(st, &r.id, "message", r.message_sealed.as_deref()).await?;
     let answer = open_sealed(st, &r.id, "answer", r.answer_sealed.as_deref()).await?;
-    let case = case_record(st, &r.case_id).await?;
+    let (case, timeline) = match &r.case_id {
+        Some(c) => (Some(case_record(st, c).await?), Vec::new()),
+        None => (
+            None,
+            st.store
+                .support_events(&r.id)
+                .await?
+                .into_iter()
+                .map(timeline_item)
+                .collect(),
+        ),
+    };
     Ok(RequestView {
+        timeline,
         seconds_left: r.due_at.as_second() - st.clock.now().as_second(),
         message,
         answer,
@@ -709,7 +759,13 @@ pub async fn resend_with(
             "the request is closed; open a new one to act again",
         ));
     }
-    let case_id = lethe_domain::CaseId::parse(&r.case_id).map_err(|_| Problem::internal())?;
+    let case_id = r.case_id.as_deref().ok_or_else(|| {
+        Problem::conflict(
+            "support-no-case",
+            "the request was asked before any case existed; there is no settlement to re-send",
+        )
+    })?;
+    let case_id = lethe_domain::CaseId::parse(case_id).map_err(|_| Problem::internal())?;
     let case = st
         .store
         .get_case(case_id)

@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp, ToSpan};
 use lethe_ledger::note::{self, Checkpoint, Note};
-use lethe_ledger::public::PublicReport;
 use lethe_ledger::report::SignedDoc;
 use lethe_store::{NewReport, PublishedReport};
 use serde::{Deserialize, Serialize};
@@ -496,43 +495,69 @@ fn report_id(platform: Option<&str>, kind: &str, from: Timestamp, to: Timestamp)
     format!("rpt-{}", hex::encode(&h.finalize()[..10]))
 }
 
-/// Builds, signs and publishes one report. False if it was published
-/// already.
-pub async fn publish(
+/// Builds, signs and publishes a month's reports together (see
+/// [`lethe_ledger::public::publish_set`]): the installation's, and one for
+/// each platform with enough cases of its own. Platforms first: the
+/// installation's report marks the month done. Returns how many were new.
+/// The caller holds the month's schedule claim, so one instance builds
+/// the whole set from one reading.
+pub async fn publish_month(
     st: &AppState,
-    platform: Option<&str>,
     kind: &str,
     from: Timestamp,
     to: Timestamp,
     label: &str,
-) -> Result<(bool, String), Problem> {
+) -> Result<usize, Problem> {
     let now = st.clock.now();
-    let signed = crate::report::compliance(&st.store, &st.signer, from, to, now, platform).await?;
-    let public = PublicReport::from_report(&signed.report, kind, st.transparency.threshold);
-    let doc = SignedDoc::sign(&public, &st.signer);
-    let body = serde_json::to_string_pretty(&doc).map_err(|_| Problem::internal())?;
-    let id = report_id(platform, kind, from, to);
-    let fresh = st
+    let names = st
         .store
-        .publish_report(
-            NewReport {
-                id: id.clone(),
-                platform: platform.map(str::to_owned),
-                kind: kind.to_owned(),
-                period_from: from,
-                period_to: to,
-                label: label.to_owned(),
-                body,
-            },
-            now,
-        )
+        .platforms_with_cases(from, to, MAX_PLATFORM_REPORTS)
         .await?;
-    Ok((fresh, id))
+    let mut platforms = Vec::with_capacity(names.len());
+    for p in &names {
+        platforms.push(crate::report::unsigned(&st.store, from, to, now, Some(p)).await?);
+    }
+    let installation = crate::report::unsigned(&st.store, from, to, now, None).await?;
+    let set = lethe_ledger::public::publish_set(
+        &installation,
+        &platforms,
+        kind,
+        st.transparency.threshold,
+    );
+    let mut fresh = 0;
+    for public in set
+        .platforms
+        .iter()
+        .chain(std::iter::once(&set.installation))
+    {
+        let doc = SignedDoc::sign(public, &st.signer);
+        let body = serde_json::to_string_pretty(&doc).map_err(|_| Problem::internal())?;
+        let platform = public.platform.as_deref();
+        if st
+            .store
+            .publish_report(
+                NewReport {
+                    id: report_id(platform, kind, from, to),
+                    platform: platform.map(str::to_owned),
+                    kind: kind.to_owned(),
+                    period_from: from,
+                    period_to: to,
+                    label: label.to_owned(),
+                    body,
+                },
+                now,
+            )
+            .await?
+        {
+            fresh += 1;
+        }
+    }
+    Ok(fresh)
 }
 
 /// Publishes last month's reports if no instance has yet: the
-/// installation's, and one per platform with cases in it. True once they
-/// exist.
+/// installation's, and one per platform with enough cases in it. True once
+/// they exist.
 pub async fn publish_due(st: &AppState) -> bool {
     if !st.transparency.enabled {
         return true;
@@ -563,30 +588,16 @@ pub async fn publish_due(st: &AppState) -> bool {
     if !claimed {
         return false;
     }
-    let platforms = match st
-        .store
-        .platforms_with_cases(from, to, MAX_PLATFORM_REPORTS)
-        .await
-    {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %e, "reading the month's platforms failed");
-            return false;
+    match publish_month(st, "monthly", from, to, &label).await {
+        Ok(n) => {
+            tracing::info!(month = %label, reports = n, "monthly compliance reports published");
+            true
         }
-    };
-    // Platforms first: the installation's report marks the month done.
-    for p in platforms
-        .iter()
-        .map(|p| Some(p.as_str()))
-        .chain(std::iter::once(None))
-    {
-        if let Err(e) = publish(st, p, "monthly", from, to, &label).await {
+        Err(e) => {
             tracing::error!(problem = %e.detail, "publishing the monthly report failed");
-            return false;
+            false
         }
     }
-    tracing::info!(month = %label, platforms = platforms.len(), "monthly compliance reports published");
-    true
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -600,8 +611,13 @@ pub struct PublishRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Published {
     pub id: String,
-    /// False when the month's report was published before.
+    /// False when the month's reports were published before.
     pub created: bool,
+    /// False when the platform had too few cases in the month for a report
+    /// of its own (or a report of its own would have let another
+    /// platform's few cases be worked out): `id` is then the
+    /// installation's report, which counts them.
+    pub own: bool,
     pub json: String,
     pub html: String,
 }
@@ -626,12 +642,13 @@ pub fn month_bounds(
     ))
 }
 
-/// Publish the calling platform's report of an ended month now, without
-/// waiting for the start of the next month's run. Only whole months: the
-/// published figures are the same cells for everyone, so no two reports of
-/// overlapping periods can be subtracted to single out a case; publishing a
-/// month twice returns the report already published.
-#[utoipa::path(post, path = "/v1/transparency/reports", tag = "transparency", request_body = PublishRequest, responses((status = 201, body = Published), (status = 200, body = Published), (status = 422, body = Problem)), security(("api_key" = [])))]
+/// Publish an ended month's reports now (the installation's and the
+/// platforms', as the start of the next month would), without waiting, and
+/// get the calling platform's. Only whole months: the published figures are
+/// the same cells for everyone, so no two reports of overlapping periods can
+/// be subtracted to single out a case; publishing a month twice returns the
+/// reports already published.
+#[utoipa::path(post, path = "/v1/transparency/reports", tag = "transparency", request_body = PublishRequest, responses((status = 201, body = Published), (status = 200, body = Published), (status = 422, body = Problem), (status = 503, body = Problem)), security(("api_key" = [])))]
 pub async fn publish_on_demand(
     State(st): State<AppState>,
     axum::Extension(p): axum::Extension<Principal>,
@@ -650,7 +667,39 @@ pub async fn publish_on_demand(
         )
         .field("month"));
     }
-    let (created, id) = publish(&st, Some(&p.0), "monthly", from, to, &label).await?;
+    let mut created = false;
+    if !st.store.report_published("monthly", from, to).await? {
+        // The same run as the start of the next month's, now: one
+        // instance builds the month's whole set.
+        let claimed = st
+            .store
+            .claim_schedule(
+                format!("report:{label}"),
+                st.clock.now(),
+                SignedDuration::from_hours(1),
+                true,
+            )
+            .await?;
+        if !claimed {
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "report-in-progress",
+                "The month's reports are being published",
+                "another instance is publishing this month's reports right now",
+            )
+            .retry_after(10)
+            .fix("retry in a few seconds"));
+        }
+        created = publish_month(&st, "monthly", from, to, &label).await? > 0;
+    }
+    // The platform's own report, or (too few cases for one of its own) the
+    // installation's, which counts them.
+    let own = report_id(Some(&p.0), "monthly", from, to);
+    let (id, own) = if st.store.published_report(&own).await?.is_some() {
+        (own, true)
+    } else {
+        (report_id(None, "monthly", from, to), false)
+    };
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -663,6 +712,7 @@ pub async fn publish_on_demand(
             html: format!("/transparency/reports/{id}?format=html"),
             id,
             created,
+            own,
         }),
     )
         .into_response())

@@ -97,7 +97,10 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
         if last_beat.is_none_or(|t| t.elapsed() >= HEARTBEAT_EVERY) {
             last_beat = Some(std::time::Instant::now());
             match st.store.instance_alive(jiff::Timestamp::now()).await {
-                Ok(n) => st.limiter.set_instances(n),
+                Ok(n) => {
+                    st.limiter.set_instances(n);
+                    st.receipt_tries.set_instances(n);
+                }
                 Err(e) => tracing::warn!(error = %e, "instance heartbeat failed"),
             }
         }
@@ -162,6 +165,21 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
                 Err(e) => {
                     tracing::warn!(problem = %e.detail, "closing answered support requests failed")
                 }
+            }
+            // Limit keys and client hashes count for a day; after that
+            // they only link requests together, so they are emptied.
+            let now = st.clock.now();
+            let day_ago = now
+                .checked_sub(jiff::SignedDuration::from_hours(25))
+                .unwrap_or(now);
+            match st
+                .store
+                .scrub_support_limits(day_ago, crate::support::CLOSE_BATCH)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(requests = n, "support limit keys emptied"),
+                Err(e) => tracing::warn!(error = %e, "emptying support limit keys failed"),
             }
         }
         if tick % CALENDAR_EVERY == 1 {

@@ -170,6 +170,29 @@ impl Store {
                     .map_err(db("read the owners of audit events"))?,
             );
         }
+        // Support requests asked before any case have a trail of their own
+        // (`support-<request id>`), owned by the request's platform.
+        let requests: Vec<&str> = ids
+            .iter()
+            .filter_map(|i| i.strip_prefix("support-"))
+            .collect();
+        for chunk in requests.chunks(200) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT id FROM support_requests WHERE principal = $1 AND case_id IS NULL AND id IN ({})",
+                marks.join(", ")
+            );
+            let mut q =
+                sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(platform.to_owned());
+            for id in chunk {
+                q = q.bind((*id).to_owned());
+            }
+            let found = q
+                .fetch_all(&self.read)
+                .await
+                .map_err(db("read the owners of audit events"))?;
+            out.extend(found.into_iter().map(|id| format!("support-{id}")));
+        }
         Ok(out)
     }
 

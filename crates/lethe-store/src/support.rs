@@ -14,7 +14,8 @@ pub const MAX_QUEUE: u32 = 500;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SupportRow {
     pub id: String,
-    pub case_id: String,
+    /// None for a question asked before any case existed.
+    pub case_id: Option<String>,
     pub principal: String,
     pub origin: String,
     pub topic: String,
@@ -40,7 +41,7 @@ pub struct SupportRow {
 #[derive(Debug, Clone)]
 pub struct NewSupport {
     pub id: String,
-    pub case_id: String,
+    pub case_id: Option<String>,
     pub principal: String,
     pub origin: String,
     pub topic: String,
@@ -50,7 +51,9 @@ pub struct NewSupport {
     pub contact_hint: String,
     pub due_at: Timestamp,
     pub provisional: bool,
-    pub receipt_digest: Option<String>,
+    /// What the per-receipt limit counts: a keyed hash of the receipt's
+    /// digest, of the live case or of the signed-in account.
+    pub limit_key: String,
     pub client_hash: String,
     pub actor: String,
 }
@@ -59,7 +62,8 @@ pub struct NewSupport {
 /// transaction as its insert (every instance sees every request).
 #[derive(Debug, Clone, Copy)]
 pub struct SupportLimits {
-    /// Requests opened with one receipt (or for one live case) per day.
+    /// Requests opened with one receipt (or for one live case, or from one
+    /// signed-in account) per day.
     pub per_receipt_per_day: u32,
     /// Requests opened from one client address per hour.
     pub per_client_per_hour: u32,
@@ -73,6 +77,12 @@ pub enum Throttled {
 }
 
 const COLS: &str = "id, case_id, principal, origin, topic, state, message_sealed, contact_sealed, contact_kind, contact_hint, answer_sealed, due_at, provisional, created_at, answered_at, answered_by, closed_at, closed_by";
+
+/// The audit trail a request's events join: its case's, or (asked before
+/// any case existed) its own.
+pub fn audit_key(case_id: Option<&str>, request: &str) -> String {
+    case_id.map_or_else(|| format!("support-{request}"), str::to_owned)
+}
 
 fn row(r: &crate::DbRow) -> SupportRow {
     SupportRow {
@@ -128,20 +138,17 @@ impl Store {
                     // Opens for one case wait for each other (PostgreSQL:
                     // the case row stays locked to commit), so two at once
                     // cannot both pass the per-receipt count.
-                    let lock = format!("SELECT id FROM cases WHERE id = $1 {}", ctx.for_update());
-                    sqlx::query(sqlx::AssertSqlSafe(lock))
-                        .bind(n.case_id.clone())
-                        .fetch_optional(&mut ctx.conn)
-                        .await
-                        .map_err(db("lock the case"))?;
+                    if let Some(case_id) = &n.case_id {
+                        let lock = format!("SELECT id FROM cases WHERE id = $1 {}", ctx.for_update());
+                        sqlx::query(sqlx::AssertSqlSafe(lock))
+                            .bind(case_id.clone())
+                            .fetch_optional(&mut ctx.conn)
+                            .await
+                            .map_err(db("lock the case"))?;
+                    }
                     let day = now.checked_sub(jiff::SignedDuration::from_hours(24)).unwrap_or(now);
                     let hour = now.checked_sub(jiff::SignedDuration::from_hours(1)).unwrap_or(now);
-                    // Per receipt (or, for a live case, per case).
-                    let (per, col) = match &n.receipt_digest {
-                        Some(d) => (d.clone(), "receipt_digest"),
-                        None => (n.case_id.clone(), "case_id"),
-                    };
-                    let (c, oldest) = count_since(ctx, col, &per, day).await?;
+                    let (c, oldest) = count_since(ctx, "limit_key", &n.limit_key, day).await?;
                     if c >= i64::from(limits.per_receipt_per_day) {
                         let wait = oldest.map_or(3600, |o| (o + 86_400_000 - ms(now)) / 1000).max(1);
                         return Ok(Err(Throttled::Receipt(wait)));
@@ -151,7 +158,7 @@ impl Store {
                         let wait = oldest.map_or(60, |o| (o + 3_600_000 - ms(now)) / 1000).max(1);
                         return Ok(Err(Throttled::Client(wait)));
                     }
-                    sqlx::query("INSERT INTO support_requests (id, case_id, principal, origin, topic, state, message_sealed, contact_sealed, contact_kind, contact_hint, due_at, provisional, created_at, receipt_digest, client_hash) VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $9, $10, $11, $12, $13, $14)")
+                    sqlx::query("INSERT INTO support_requests (id, case_id, principal, origin, topic, state, message_sealed, contact_sealed, contact_kind, contact_hint, due_at, provisional, created_at, limit_key, client_hash) VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $9, $10, $11, $12, $13, $14)")
                         .bind(n.id.clone())
                         .bind(n.case_id.clone())
                         .bind(n.principal.clone())
@@ -164,12 +171,12 @@ impl Store {
                         .bind(ms(n.due_at))
                         .bind(i64::from(n.provisional))
                         .bind(ms(now))
-                        .bind(n.receipt_digest.clone())
+                        .bind(n.limit_key.clone())
                         .bind(n.client_hash.clone())
                         .execute(&mut ctx.conn)
                         .await
                         .map_err(db("open a support request"))?;
-                    crate::claims::append_event(ctx, &n.case_id, "",
+                    crate::claims::append_event(ctx, &audit_key(n.case_id.as_deref(), &n.id), "",
                         "support.opened",
                         None,
                         "open",
@@ -249,7 +256,7 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    let prev: Option<(String, String)> = sqlx::query("SELECT case_id, state FROM support_requests WHERE id = $1")
+                    let prev: Option<(Option<String>, String)> = sqlx::query("SELECT case_id, state FROM support_requests WHERE id = $1")
                         .bind(id.clone())
                         .fetch_optional(&mut ctx.conn)
                         .await
@@ -282,7 +289,7 @@ impl Store {
                             .await
                             .map_err(db("queue a message"))?;
                     }
-                    crate::claims::append_event(ctx, &case_id, "", "support.answered", Some(&state), "answered", &actor, serde_json::json!({ "request": id }), now).await?;
+                    crate::claims::append_event(ctx, &audit_key(case_id.as_deref(), &id), "", "support.answered", Some(&state), "answered", &actor, serde_json::json!({ "request": id }), now).await?;
                     Ok(true)
                 })
             })
@@ -303,7 +310,7 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    let r: Option<(String, String)> =
+                    let r: Option<(Option<String>, String)> =
                         sqlx::query("SELECT case_id, state FROM support_requests WHERE id = $1")
                             .bind(id.clone())
                             .fetch_optional(&mut ctx.conn)
@@ -317,7 +324,7 @@ impl Store {
                     detail["request"] = serde_json::json!(id);
                     crate::claims::append_event(
                         ctx,
-                        &case_id,
+                        &audit_key(case_id.as_deref(), &id),
                         "",
                         &kind,
                         Some(&state),
@@ -346,7 +353,7 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    let r: Option<(String, String)> = sqlx::query("SELECT case_id, state FROM support_requests WHERE id = $1")
+                    let r: Option<(Option<String>, String)> = sqlx::query("SELECT case_id, state FROM support_requests WHERE id = $1")
                         .bind(id.clone())
                         .fetch_optional(&mut ctx.conn)
                         .await
@@ -371,7 +378,7 @@ impl Store {
                         .execute(&mut ctx.conn)
                         .await
                         .map_err(db("delete a request's messages"))?;
-                    crate::claims::append_event(ctx, &case_id, "", "support.closed", Some(&state), "closed", &actor, serde_json::json!({ "request": id, "contact_destroyed": true, "key_versions_destroyed": key_versions_destroyed }), now).await?;
+                    crate::claims::append_event(ctx, &audit_key(case_id.as_deref(), &id), "", "support.closed", Some(&state), "closed", &actor, serde_json::json!({ "request": id, "contact_destroyed": true, "key_versions_destroyed": key_versions_destroyed }), now).await?;
                     Ok(true)
                 })
             })
@@ -390,6 +397,39 @@ impl Store {
             .fetch_all(&self.read)
             .await
             .map_err(db("read answered support requests"))
+    }
+
+    /// Empties the limit keys and client hashes of requests opened before
+    /// `before` (they no longer count against any limit), at most `limit`
+    /// rows; how many were emptied. Index-backed (the partial index on
+    /// rows not yet emptied), so the cost does not grow with history.
+    pub async fn scrub_support_limits(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.writer
+            .run(move |ctx| {
+                Box::pin(async move {
+                    Ok(sqlx::query("UPDATE support_requests SET limit_key = NULL, client_hash = '' WHERE id IN (SELECT id FROM support_requests WHERE client_hash <> '' AND created_at < $1 ORDER BY created_at LIMIT $2)")
+                        .bind(ms(before))
+                        .bind(i64::from(limit))
+                        .execute(&mut ctx.conn)
+                        .await
+                        .map_err(db("empty support limit keys"))?
+                        .rows_affected())
+                })
+            })
+            .await
+    }
+
+    /// The audit events of a request asked before any case existed.
+    pub async fn support_events(
+        &self,
+        request: &str,
+    ) -> Result<Vec<lethe_ledger::RecordedEvent>, StoreError> {
+        let mut conn = self.read.acquire().await.map_err(db("read audit"))?;
+        crate::case_events(&mut conn, &audit_key(None, request)).await
     }
 
     /// Requests waiting for an answer, and how many of them are past due.

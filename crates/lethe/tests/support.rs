@@ -567,3 +567,215 @@ async fn answers_go_to_the_platforms_messaging_endpoint_signed_and_live_cases_ge
     .await;
     assert_eq!(s, 403);
 }
+
+/// The demo's own log, for the lines the worker writes.
+fn log_of(demo: &Demo) -> String {
+    std::fs::read_to_string(demo.dir.join("lethe.log")).unwrap_or_default()
+}
+
+async fn metric(demo: &Demo, name: &str) -> i64 {
+    let text = demo
+        .http
+        .get(format!("{}/metrics", demo.url))
+        .bearer_auth(&demo.key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[tokio::test]
+async fn a_question_before_any_case_is_answered_and_every_limit_holds_and_late_requests_escalate() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 5).await;
+    // Users 1-4 have no case: the start page has the entry too. Three
+    // requests per account per day, ten per address per hour.
+    let mut opened = 0;
+    for user in ["1", "2", "3", "4"] {
+        for n in 0..4 {
+            let (s, page) = try_support_from_centre(
+                &demo,
+                user,
+                "other",
+                "注销后优惠券还能用吗？",
+                "13900001111",
+            )
+            .await;
+            let expect_ok = n < 3 && opened < 10;
+            if expect_ok {
+                assert_eq!(s, 303, "user {user}, request {n}: {page}");
+                opened += 1;
+            } else {
+                assert_ne!(s, 303, "user {user}, request {n} passed a limit");
+                assert!(page.contains("提交过于频繁"), "{page}");
+            }
+        }
+    }
+    assert_eq!(opened, 10);
+    let db = demo.lethe_db().await;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM support_requests")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(n, 10, "a refused request stores nothing");
+    let (none, account): (i64, i64) = (
+        sqlx::query_scalar("SELECT COUNT(*) FROM support_requests WHERE case_id IS NULL")
+            .fetch_one(&db)
+            .await
+            .unwrap(),
+        sqlx::query_scalar("SELECT COUNT(*) FROM support_requests WHERE origin = 'account'")
+            .fetch_one(&db)
+            .await
+            .unwrap(),
+    );
+    assert_eq!((none, account), (10, 10));
+
+    // The agent reads one: no case, its own trail; nothing to re-send.
+    let token = agent_session(&demo, "care", "agent").await;
+    let (_, q) = agent_get(&demo, &token, "/v1/console/support").await;
+    let q = q.as_array().unwrap();
+    assert_eq!(q.len(), 10);
+    assert!(
+        q.iter()
+            .all(|r| r["case_id"].is_null() && r["origin"] == "account")
+    );
+    let rid = q[0]["id"].as_str().unwrap().to_owned();
+    let (s, v) = agent_get(&demo, &token, &format!("/v1/console/support/{rid}")).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v["case"].is_null(), "{v}");
+    assert_eq!(v["message"], "注销后优惠券还能用吗？");
+    let kinds: Vec<&str> = v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["support.opened", "support.read"], "{v}");
+    let (s, v) = agent_post(
+        &demo,
+        &token,
+        &format!("/v1/console/support/{rid}/resend"),
+        Some(json!({"instruction_id": "ins_x"})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["type"].as_str()),
+        (409, Some("urn:lethe:problem:support-no-case")),
+        "{v}"
+    );
+    let page = demo
+        .http
+        .get(format!("{}/console/support/{rid}", demo.url))
+        .header("cookie", format!("lethe_console={token}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"support-no-case\""), "{page}");
+    let (s, v) = agent_post(
+        &demo,
+        &token,
+        &format!("/v1/console/support/{rid}/answer"),
+        Some(json!({"answer": "余额、积分会先结算，优惠券注销后失效。"})),
+    )
+    .await;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = agent_post(
+        &demo,
+        &token,
+        &format!("/v1/console/support/{rid}/close"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 204, "{v}");
+    // The whole trail is in the log under the request's own key.
+    let (_, log) = demo.get("/v1/audit/export").await;
+    let mine: Vec<&str> = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["case_id"] == format!("support-{rid}").as_str())
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        mine,
+        // Read twice: over the API and on the console page.
+        [
+            "support.opened",
+            "support.read",
+            "support.read",
+            "support.answered",
+            "support.closed"
+        ],
+        "{log}"
+    );
+
+    // Receipts that do not verify: 20 per address per hour, then the
+    // address is refused before any check.
+    let bad = json!({
+        "case_id": "c_00000000000000000000000000",
+        "signature": "AAAA",
+        "topic": "other",
+        "message": "x",
+        "contact": "13900001111",
+    });
+    for n in 0..21 {
+        let (s, v) = public_post(&demo, "/v1/support/requests", &bad).await;
+        if n < 20 {
+            assert_eq!(
+                (
+                    s,
+                    v["type"]
+                        .as_str()
+                        .map(|t| t.ends_with("receipt-not-verified"))
+                ),
+                (422, Some(true)),
+                "try {n}: {v}"
+            );
+        } else {
+            assert_eq!(s, 429, "{v}");
+            assert!(
+                v["type"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("receipt-tries-exhausted"),
+                "{v}"
+            );
+        }
+    }
+
+    // Nine requests wait; past their third working day they are overdue,
+    // in the metrics and escalated in the log.
+    assert_eq!(metric(&demo, "lethe_support_open").await, 9);
+    assert_eq!(metric(&demo, "lethe_support_overdue").await, 0);
+    demo.advance(8 * 86_400).await;
+    assert_eq!(metric(&demo, "lethe_support_overdue").await, 9);
+    // The worker escalates them and, a day on, empties the limit keys and
+    // client hashes (they no longer count, they would only link requests).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let left: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM support_requests WHERE client_hash <> '' OR limit_key IS NOT NULL",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        let escalated = log_of(&demo).contains("support requests past their answer deadline");
+        if left == 0 && escalated {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left {left}, escalated {escalated}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}

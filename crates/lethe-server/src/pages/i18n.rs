@@ -711,6 +711,11 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "The deletion receipt does not verify: use the receipt exactly as this service issued it (the file, or the support link on its page).",
     ),
     (
+        "problem.receipt-tries-exhausted",
+        "回执验证失败次数过多，请稍后再试，并使用本服务签发的原始回执。",
+        "Too many receipts from this address did not verify; try again later with the receipt exactly as this service issued it.",
+    ),
+    (
         "problem.refused",
         "这项操作未被接受，请刷新页面查看当前状态。",
         "This was not accepted; reload the page to see where things stand.",
@@ -1151,11 +1156,26 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "表单已过期，请确认内容后再次提交。",
         "The form expired; check your entries and send it again.",
     ),
+    (
+        "support.expired_lead",
+        "登录已失效。重新登录后，可在注销中心的每一页联系客服；如果账号已经注销，可以凭注销回执联系客服。",
+        "Your sign-in has ended. Sign in again to contact support from any page of the cancellation centre; if the account is already erased, contact support with your deletion receipt.",
+    ),
+    (
+        "support.expired_link",
+        "凭注销回执联系客服",
+        "Contact support with a deletion receipt",
+    ),
     ("support.instruction", "结算指令", "Instruction"),
     (
         "support.lead",
         "账号注销后，问题依然有人管：退款未到账、权益结算有异议、数据仍可见，都可以凭注销回执联系客服，无需账号。",
         "Even after the account is gone, someone still answers: a refund that never arrived, a dispute over a settlement, data still showing — contact support with your deletion receipt, no account needed.",
+    ),
+    (
+        "support.lead_account",
+        "开始注销前有疑问？例如注销后余额、积分、优惠券如何处理。客服会答复到你留下的联系方式；这条请求不关联你的账号信息。",
+        "A question before you start? For example what happens to your balance, points or coupons. Support answers at the contact you leave; the request carries no account details.",
     ),
     (
         "support.lead_live",
@@ -1164,6 +1184,11 @@ static TEXTS: &[(&str, &str, &str)] = &[
     ),
     ("support.message", "问题描述", "What happened"),
     (
+        "support.no_case",
+        "提交时尚未发起注销，没有关联的案件。",
+        "Asked before any cancellation was started: no case is linked.",
+    ),
+    (
         "support.no_settlements",
         "本案没有需要结算的权益。",
         "The case had nothing to settle.",
@@ -1171,6 +1196,11 @@ static TEXTS: &[(&str, &str, &str)] = &[
     ("support.opened", "提交时间", "Opened"),
     ("support.option", "方式", "Option"),
     ("support.origin", "来源", "Opened from"),
+    (
+        "support.origin.account",
+        "注销中心（尚未发起注销）",
+        "Cancellation centre (no case yet)",
+    ),
     (
         "support.origin.live",
         "注销中心（注销进行中）",
@@ -1332,6 +1362,12 @@ static TEXTS: &[(&str, &str, &str)] = &[
         "Reports carry aggregate figures only; counts from 1 to below {n} are shown as \"< {n}\" so that no one can be singled out.",
     ),
     ("tr.title", "透明度与合规", "Transparency and compliance"),
+    ("tr.withheld", "不公开", "withheld"),
+    (
+        "tr.withheld_hint",
+        "“不公开”的数目并不小，但若公开，就能与同组的总数相减，推算出另一个小于阈值的数目（次级隐藏）；各平台的报告与全站报告一起发布，彼此相减也推算不出小数目。",
+        "A \"withheld\" figure is not small, but shown it would let a reader subtract it from its group's total and work out a count below the threshold (secondary suppression); the platforms' reports and the installation's are published together so that none can be subtracted from another either.",
+    ),
     ("tr.witnesses", "见证方", "Witnesses"),
     ("verify.code", "6 位验证码", "6-digit code"),
     ("verify.go", "验证", "Verify"),

@@ -303,6 +303,7 @@ async fn show(
                 message => v.message,
                 answer => v.answer,
                 case => minijinja::Value::from(minijinja::value::Serde(&v.case)),
+                timeline => minijinja::Value::from(minijinja::value::Serde(&v.timeline)),
                 can_act, error, notice,
             } },
         ),

@@ -430,7 +430,8 @@ async fn show_with(
             .collect();
         let r = render(
             "u_start.html",
-            context! { lang => lang.tag(), csrf, steps, step, alternatives, error,
+            context! { lang => lang.tag(), csrf, steps, step, alternatives, error, support_sent,
+            topics => super::support::topics(lang),
             cooling_days => st.policy.cooling_off.as_secs() / 86_400 },
         );
         return r;
@@ -968,19 +969,29 @@ pub async fn act(
                     &field("message"),
                     &field("contact"),
                 )?;
-                if case_id.is_empty() {
-                    return Err(Problem::conflict(
-                        "no-case",
-                        "start a cancellation first; until then the platform's own help answers",
-                    ));
-                }
+                // Before any case: a question about cancelling, tied to
+                // no case and naming no subject (the limit counts a keyed
+                // hash of the account, emptied after a day).
+                let (case, origin, limit_key) = if case_id.is_empty() {
+                    (
+                        None,
+                        lethe_domain::support::Origin::Account,
+                        format!("account:{}:{}", s.p, s.s),
+                    )
+                } else {
+                    (
+                        Some(case_id.clone()),
+                        lethe_domain::support::Origin::Live,
+                        format!("case:{case_id}"),
+                    )
+                };
                 crate::support::open(
                     &st,
-                    case_id.clone(),
+                    case,
                     s.p.clone(),
-                    lethe_domain::support::Origin::Live,
+                    origin,
                     ask,
-                    None,
+                    &limit_key,
                     crate::middleware::client_address(
                         &st.limits.trusted_proxies,
                         &headers,

@@ -767,6 +767,24 @@ pub async fn support_from_centre(
     message: &str,
     contact: &str,
 ) -> String {
+    let (status, text) = try_support_from_centre(demo, subject, topic, message, contact).await;
+    assert_eq!(status, 303, "{text}");
+    let db = demo.lethe_db().await;
+    sqlx::query_scalar("SELECT id FROM support_requests ORDER BY created_at DESC, id LIMIT 1")
+        .fetch_one(&db)
+        .await
+        .unwrap()
+}
+
+/// Opens a support request from the cancellation centre's page (the start
+/// page when the subject has no case): the answer's status and text.
+pub async fn try_support_from_centre(
+    demo: &Demo,
+    subject: &str,
+    topic: &str,
+    message: &str,
+    contact: &str,
+) -> (u16, String) {
     let link = demo
         .ok(
             "/v1/handoffs",
@@ -819,10 +837,5 @@ pub async fn support_from_centre(
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 303, "{}", r.text().await.unwrap());
-    let db = demo.lethe_db().await;
-    sqlx::query_scalar("SELECT id FROM support_requests ORDER BY created_at DESC, id LIMIT 1")
-        .fetch_one(&db)
-        .await
-        .unwrap()
+    (r.status().as_u16(), r.text().await.unwrap())
 }
