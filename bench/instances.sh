@@ -8,5 +8,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p lethe
 "${CARGO_TARGET_DIR:-target}/release/lethe" bench instances --instances 1,2,3 \
-  --cases "${1:-300}" --concurrency "${2:-16}" \
+  --cases "${1:-1000}" --concurrency "${2:-16}" \
   --pg-url "${3:-postgres://postgres@127.0.0.1:5432/postgres}"

@@ -158,6 +158,8 @@ pub struct AppState {
     pub limiter: Arc<middleware::RateLimiter>,
     /// Receipts that did not verify, per client address (support).
     pub receipt_tries: Arc<middleware::RateLimiter>,
+    /// Receipts being sealed beside the workers (bounded).
+    pub seal_slots: Arc<tokio::sync::Semaphore>,
     pub demo: bool,
     /// Wakes idle workers when jobs are enqueued.
     pub wake: Arc<Notify>,
@@ -1038,6 +1040,7 @@ impl Server {
                 cfg.limits.rate_per_second,
                 cfg.limits.rate_burst,
             )),
+            seal_slots: Arc::new(tokio::sync::Semaphore::new(worker::SEALS_IN_FLIGHT)),
             receipt_tries: Arc::new(middleware::RateLimiter::per_hour(
                 cfg.support.failed_receipts_per_hour,
             )),

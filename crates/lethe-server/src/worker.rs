@@ -805,7 +805,7 @@ async fn erase_jobs(st: &AppState, jobs: &[Job]) -> Result<(), String> {
                     )
                     .await
                     .map_err(|e| e.to_string())?;
-                seal_if_erased(st, &closed).await;
+                seal_in_background(st, closed);
             }
             crate::systems::Erased::AwaitingCallback => {
                 // Not a failure: the service accepted. Without its callback
@@ -1010,6 +1010,32 @@ pub async fn seal_if_erased(st: &AppState, case: &Case) {
     }
 }
 
+/// Receipts a worker hands off to be sealed at once, beside it, at most.
+pub const SEALS_IN_FLIGHT: usize = 64;
+
+/// Seals the receipt of a case a worker just closed without holding the
+/// worker: the seal waits for the sequencer to integrate the closing
+/// event, and the worker goes on to the next job meanwhile. At most
+/// [`SEALS_IN_FLIGHT`] at once; beyond that the timer's next pass over
+/// unsigned receipts seals it.
+fn seal_in_background(st: &AppState, case: Case) {
+    if case.state != lethe_domain::CaseState::Erased {
+        return;
+    }
+    match st.seal_slots.clone().try_acquire_owned() {
+        Ok(slot) => {
+            let st = st.clone();
+            tokio::spawn(async move {
+                seal_if_erased(&st, &case).await;
+                drop(slot);
+            });
+        }
+        Err(_) => {
+            tracing::debug!(case = %case.id, "many receipts being sealed; the timer seals this one");
+        }
+    }
+}
+
 /// 1 s, 2 s, 4 s ... capped.
 fn backoff(attempt: u32, max_secs: i64) -> SignedDuration {
     let secs = 1i64
@@ -1075,7 +1101,7 @@ async fn run_job(st: &AppState, job: &Job) -> Result<(), String> {
                 )
                 .await
                 .map_err(|e| e.to_string())?;
-            seal_if_erased(st, &closed).await;
+            seal_in_background(st, closed);
             Ok(())
         }
         "erase" => erase_jobs(st, std::slice::from_ref(job)).await,

@@ -90,6 +90,14 @@ impl Cluster {
             })
             .args(["--rate", "1000000"])
             .args(["--lease-secs", "5"])
+            // The timers of `lethe serve`, not the demo's quick ones: what
+            // an idle instance spends is part of what instances cost.
+            .args([
+                "--timer-interval-ms",
+                "1000",
+                "--purge-interval-secs",
+                "300",
+            ])
             .env("LETHE_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

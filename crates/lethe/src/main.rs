@@ -1636,6 +1636,14 @@ struct DemoOptions {
     /// Seconds of a job lease (shorter makes crash recovery faster).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=3600))]
     lease_secs: i64,
+    /// How often the timer looks at deadlines (ms; the demo looks often so
+    /// that its clock jumps act at once; `lethe serve` defaults to 1000).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    timer_interval_ms: u64,
+    /// How often expired keeps and tombstones are purged (s; `lethe serve`
+    /// defaults to 300).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    purge_interval_secs: u64,
     /// Cases need an agent's review before cooling-off.
     #[arg(long)]
     review: bool,
@@ -1708,6 +1716,8 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
         users,
         ready_file,
         lease_secs,
+        timer_interval_ms,
+        purge_interval_secs,
         max_attempts,
         max_backoff_secs,
         rate,
@@ -1752,7 +1762,7 @@ async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()> {
         "datamap": datamap,
         "policy": { "cooling_off_days": 7, "review_required": review, "deadlines": deadlines },
         "limits": { "rate_per_second": rate, "rate_burst": rate.saturating_mul(2) },
-        "worker": { "lease_secs": lease_secs, "max_attempts": max_attempts, "max_backoff_secs": max_backoff_secs, "timer_interval_ms": 200, "purge_interval_secs": 1 },
+        "worker": { "lease_secs": lease_secs, "max_attempts": max_attempts, "max_backoff_secs": max_backoff_secs, "timer_interval_ms": timer_interval_ms, "purge_interval_secs": purge_interval_secs },
     });
     if let Some(f) = calendar_file {
         cfg_value["calendar_file"] = serde_json::json!(std::path::absolute(f)?);
