@@ -110,8 +110,19 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest body of a vault batch call.
 pub const VAULT_BODY_LIMIT: usize = 96 * 1024 * 1024;
 
+/// What every handler, page and worker shares: one allocation, so a
+/// request's copy of the state is one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub store: Store,
     /// This instance's audit-log sequencer, for the metrics.
     pub sequencer: Arc<sequencer::SequencerStats>,
@@ -986,7 +997,7 @@ impl Server {
             }
         };
         let demo = manual_clock.is_some();
-        let state = AppState {
+        let state = Shared {
             sequencer: Arc::default(),
             store,
             clock,
@@ -1059,6 +1070,7 @@ impl Server {
             Some(u) => u.trim_end_matches('/').to_owned(),
             None => format!("http://{}", listener.local_addr()?),
         };
+        let state = AppState(Arc::new(state));
         Ok(Self { state, listener })
     }
 
