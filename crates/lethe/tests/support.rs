@@ -56,6 +56,23 @@ async fn agent_post(demo: &Demo, token: &str, path: &str, body: Option<Value>) -
     console(demo, token, reqwest::Method::POST, path, body).await
 }
 
+/// An agent's action on a support request (answer, resend, close).
+async fn on_request(
+    demo: &Demo,
+    token: &str,
+    request: &str,
+    action: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    agent_post(
+        demo,
+        token,
+        &format!("/v1/console/support/{request}/{action}"),
+        body,
+    )
+    .await
+}
+
 /// Lethe's store as text: a `pg_dump`, or a backup of the SQLite file.
 fn store_text(dir: &std::path::Path) -> Vec<u8> {
     if let Some(url) = store_url(dir) {
@@ -279,18 +296,20 @@ async fn a_former_holder_is_answered_and_refunded_once_and_then_forgotten() {
     );
 
     // The agent answers (to the sealed contact) and re-sends the refund.
-    let (s, v) = agent_post(
+    let (s, v) = on_request(
         &demo,
         &token,
-        &format!("/v1/console/support/{req}/answer"),
+        &req,
+        "answer",
         Some(json!({"answer": "已重新发起退款 The refund was sent again"})),
     )
     .await;
     assert_eq!(s, 204, "{v}");
-    let (s, resent) = agent_post(
+    let (s, resent) = on_request(
         &demo,
         &token,
-        &format!("/v1/console/support/{req}/resend"),
+        &req,
+        "resend",
         Some(json!({"instruction_id": instruction})),
     )
     .await;
@@ -300,10 +319,11 @@ async fn a_former_holder_is_answered_and_refunded_once_and_then_forgotten() {
         resent["reference"], settlement["reference"],
         "the platform answers its first settlement"
     );
-    let (s, _) = agent_post(
+    let (s, _) = on_request(
         &demo,
         &token,
-        &format!("/v1/console/support/{req}/resend"),
+        &req,
+        "resend",
         Some(json!({"instruction_id": instruction})),
     )
     .await;
@@ -321,13 +341,7 @@ async fn a_former_holder_is_answered_and_refunded_once_and_then_forgotten() {
     assert_eq!(refunds, 1, "one refund, paid once");
 
     // Closing destroys the contact (its key) and empties the texts.
-    let (s, _) = agent_post(
-        &demo,
-        &token,
-        &format!("/v1/console/support/{req}/close"),
-        None,
-    )
-    .await;
+    let (s, _) = on_request(&demo, &token, &req, "close", None).await;
     assert_eq!(s, 204);
     let (s, v) = agent_get(&demo, &token, &format!("/v1/console/support/{req}")).await;
     assert_eq!(s, 200);
@@ -336,10 +350,11 @@ async fn a_former_holder_is_answered_and_refunded_once_and_then_forgotten() {
         v["message"].is_null() && v["answer"].is_null() && v["request"]["contact_hint"].is_null(),
         "{v}"
     );
-    let (s, v) = agent_post(
+    let (s, v) = on_request(
         &demo,
         &token,
-        &format!("/v1/console/support/{req}/answer"),
+        &req,
+        "answer",
         Some(json!({"answer": "again"})),
     )
     .await;
@@ -501,10 +516,11 @@ async fn answers_go_to_the_platforms_messaging_endpoint_signed_and_live_cases_ge
         (200, Some("积分清算有误")),
         "{v}"
     );
-    let (s, v) = agent_post(
+    let (s, v) = on_request(
         &demo,
         &token,
-        &format!("/v1/console/support/{rid}/answer"),
+        rid,
+        "answer",
         Some(json!({"answer": "已核对，积分将补发。"})),
     )
     .await;
@@ -558,10 +574,11 @@ async fn answers_go_to_the_platforms_messaging_endpoint_signed_and_live_cases_ge
     assert_eq!(s, 404);
     // A reviewer may not answer.
     let reviewer = agent_session(&demo, "rev", "reviewer").await;
-    let (s, _) = agent_post(
+    let (s, _) = on_request(
         &demo,
         &reviewer,
-        &format!("/v1/console/support/{rid}/answer"),
+        rid,
+        "answer",
         Some(json!({"answer": "x"})),
     )
     .await;
@@ -657,10 +674,11 @@ async fn a_question_before_any_case_is_answered_and_every_limit_holds_and_late_r
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["support.opened", "support.read"], "{v}");
-    let (s, v) = agent_post(
+    let (s, v) = on_request(
         &demo,
         &token,
-        &format!("/v1/console/support/{rid}/resend"),
+        &rid,
+        "resend",
         Some(json!({"instruction_id": "ins_x"})),
     )
     .await;
@@ -680,21 +698,16 @@ async fn a_question_before_any_case_is_answered_and_every_limit_holds_and_late_r
         .await
         .unwrap();
     assert!(page.contains("id=\"support-no-case\""), "{page}");
-    let (s, v) = agent_post(
+    let (s, v) = on_request(
         &demo,
         &token,
-        &format!("/v1/console/support/{rid}/answer"),
+        &rid,
+        "answer",
         Some(json!({"answer": "余额、积分会先结算，优惠券注销后失效。"})),
     )
     .await;
     assert_eq!(s, 204, "{v}");
-    let (s, v) = agent_post(
-        &demo,
-        &token,
-        &format!("/v1/console/support/{rid}/close"),
-        None,
-    )
-    .await;
+    let (s, v) = on_request(&demo, &token, &rid, "close", None).await;
     assert_eq!(s, 204, "{v}");
     // The whole trail is in the log under the request's own key.
     let (_, log) = demo.get("/v1/audit/export").await;
