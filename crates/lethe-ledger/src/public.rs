@@ -157,10 +157,6 @@ pub struct PublicReport {
     pub expiring: Vec<PublicRetention>,
 }
 
-fn count(n: usize, t: u64) -> Count {
-    Count::of(u64::try_from(n).unwrap_or(u64::MAX), t)
-}
-
 fn n(v: usize) -> u64 {
     u64::try_from(v).unwrap_or(u64::MAX)
 }
@@ -297,17 +293,19 @@ impl PublicReport {
     /// own (see [`publish_set`] for a month's installation and platform
     /// reports together).
     pub fn from_report(r: &Report, kind: &str, threshold: u64) -> Self {
-        let mut p = Self::shape(r, kind, threshold);
-        p.apply(&protect(&raw_cells(r), threshold));
-        p
+        Self::assemble(r, kind, threshold, &protect(&raw_cells(r), threshold))
     }
 
-    /// The report's structure with every count primarily suppressed.
-    fn shape(r: &Report, kind: &str, t: u64) -> Self {
-        let mut expiring: BTreeMap<&str, usize> = BTreeMap::new();
-        for k in &r.expiring {
-            *expiring.entry(k.legal_basis.as_str()).or_insert(0) += 1;
-        }
+    /// The report of `r` with its counts as `cells` publishes them; shares
+    /// and percentiles are shown only where the counts they come from are
+    /// exact (a share of a published total would give a hidden part away).
+    fn assemble(r: &Report, kind: &str, t: u64, cells: &BTreeMap<String, Count>) -> Self {
+        let get = |k: &str| cells.get(k).copied().unwrap_or(Count::Exact(0));
+        let mut bases: Vec<&str> = r.expiring.iter().map(|k| k.legal_basis.as_str()).collect();
+        bases.sort_unstable();
+        bases.dedup();
+        let closed = get("closed");
+        let enough = closed.exact().is_some_and(|n| n > 0);
         Self {
             platform: r.platform.clone(),
             kind: kind.to_owned(),
@@ -315,86 +313,55 @@ impl PublicReport {
             to: r.to.clone(),
             generated_at: r.generated_at.clone(),
             threshold: t,
-            cases: count(r.cases, t),
+            cases: get("cases"),
             by_channel: r
                 .by_channel
-                .iter()
-                .map(|(k, v)| (k.clone(), count(*v, t)))
+                .keys()
+                .map(|k| (k.clone(), get(&format!("by_channel/{k}"))))
                 .collect(),
             by_outcome: r
                 .by_outcome
-                .iter()
-                .map(|(k, v)| (k.clone(), count(*v, t)))
+                .keys()
+                .map(|k| (k.clone(), get(&format!("by_outcome/{k}"))))
                 .collect(),
             durations: PublicDurations {
-                closed: count(r.durations.count, t),
-                p50_hours: Some(r.durations.p50_hours),
-                p90_hours: Some(r.durations.p90_hours),
+                closed,
+                p50_hours: enough.then_some(r.durations.p50_hours),
+                p90_hours: enough.then_some(r.durations.p90_hours),
             },
             deadlines: r
                 .deadlines
                 .iter()
-                .map(|d| PublicDeadline {
-                    kind: d.kind.clone(),
-                    with_due_date: count(d.with_due_date, t),
-                    met_on_time: count(d.met_on_time, t),
-                    met_late: count(d.met_late, t),
-                    open_overdue: count(d.open_overdue, t),
-                    share_on_time: Some(d.share_on_time),
+                .map(|d| {
+                    let k = &d.kind;
+                    let with_due_date = get(&format!("deadline/{k}/with_due_date"));
+                    let met_on_time = get(&format!("deadline/{k}/met_on_time"));
+                    let shown = with_due_date.exact().is_some_and(|n| n > 0)
+                        && met_on_time.exact().is_some();
+                    PublicDeadline {
+                        kind: k.clone(),
+                        with_due_date,
+                        met_on_time,
+                        met_late: get(&format!("deadline/{k}/met_late")),
+                        open_overdue: get(&format!("deadline/{k}/open_overdue")),
+                        share_on_time: shown.then_some(d.share_on_time),
+                    }
                 })
                 .collect(),
-            overdue_cases: count(r.overdue_cases.len(), t),
+            overdue_cases: get("overdue_cases"),
             verification: PublicVerification {
-                systems_erased: count(r.verification.systems_erased, t),
-                systems_verified: count(r.verification.systems_verified, t),
-                rows_erased: Count::of(r.verification.rows_erased, t),
+                systems_erased: get("systems_erased"),
+                systems_verified: get("systems_verified"),
+                rows_erased: get("rows_erased"),
             },
             expiring_within_days: r.expiring_within_days,
-            expiring: expiring
+            expiring: bases
                 .into_iter()
-                .map(|(basis, n)| PublicRetention {
+                .map(|basis| PublicRetention {
                     legal_basis: basis.to_owned(),
-                    tables: count(n, t),
+                    tables: get(&format!("expiring/{basis}")),
                 })
                 .collect(),
-        }
-    }
-
-    /// Writes the published cells in; shares and percentiles are shown
-    /// only where the counts they come from are exact (a share of a
-    /// published total would give a hidden part away).
-    fn apply(&mut self, cells: &BTreeMap<String, Count>) {
-        let get = |k: &str| cells.get(k).copied().unwrap_or(Count::Exact(0));
-        self.cases = get("cases");
-        for (k, v) in self.by_channel.iter_mut() {
-            *v = get(&format!("by_channel/{k}"));
-        }
-        for (k, v) in self.by_outcome.iter_mut() {
-            *v = get(&format!("by_outcome/{k}"));
-        }
-        self.durations.closed = get("closed");
-        if self.durations.closed.exact().is_none_or(|n| n == 0) {
-            self.durations.p50_hours = None;
-            self.durations.p90_hours = None;
-        }
-        for d in &mut self.deadlines {
-            let k = d.kind.clone();
-            d.with_due_date = get(&format!("deadline/{k}/with_due_date"));
-            d.met_on_time = get(&format!("deadline/{k}/met_on_time"));
-            d.met_late = get(&format!("deadline/{k}/met_late"));
-            d.open_overdue = get(&format!("deadline/{k}/open_overdue"));
-            let shown =
-                d.with_due_date.exact().is_some_and(|n| n > 0) && d.met_on_time.exact().is_some();
-            if !shown {
-                d.share_on_time = None;
-            }
-        }
-        self.overdue_cases = get("overdue_cases");
-        self.verification.systems_erased = get("systems_erased");
-        self.verification.systems_verified = get("systems_verified");
-        self.verification.rows_erased = get("rows_erased");
-        for e in &mut self.expiring {
-            e.tables = get(&format!("expiring/{}", e.legal_basis));
         }
     }
 }
@@ -446,9 +413,7 @@ pub fn publish_set(installation: &Report, platforms: &[Report], kind: &str, t: u
             *sum_published.entry(k.clone()).or_insert(0) += v;
         }
         let cells = protect(&raw, t);
-        let mut p = PublicReport::shape(r, kind, t);
-        p.apply(&cells);
-        reports.push(p);
+        reports.push(PublicReport::assemble(r, kind, t, &cells));
         parts.push(cells);
     }
     // The rest of the installation (platforms left out, and anything the
@@ -481,10 +446,8 @@ pub fn publish_set(installation: &Report, platforms: &[Report], kind: &str, t: u
             (k.clone(), c)
         })
         .collect();
-    let mut inst = PublicReport::shape(installation, kind, t);
-    inst.apply(&cells);
     PublicSet {
-        installation: inst,
+        installation: PublicReport::assemble(installation, kind, t, &cells),
         platforms: reports,
     }
 }

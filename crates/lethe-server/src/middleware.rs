@@ -182,9 +182,13 @@ const MAX_BUCKETS: usize = 10_000;
 
 impl RateLimiter {
     pub fn new(rate_per_second: u32, burst: u32) -> Self {
+        Self::with(f64::from(rate_per_second.max(1)), f64::from(burst.max(1)))
+    }
+
+    fn with(rate: f64, burst: f64) -> Self {
         Self {
-            rate: f64::from(rate_per_second.max(1)),
-            burst: f64::from(burst.max(1)),
+            rate,
+            burst,
             share: std::sync::atomic::AtomicU32::new(1),
             buckets: Mutex::new(HashMap::new()),
         }
@@ -194,12 +198,7 @@ impl RateLimiter {
     /// `count`, refilled over the hour.
     pub fn per_hour(count: u32) -> Self {
         let count = f64::from(count.max(1));
-        Self {
-            rate: count / 3600.0,
-            burst: count,
-            share: std::sync::atomic::AtomicU32::new(1),
-            buckets: Mutex::new(HashMap::new()),
-        }
+        Self::with(count / 3600.0, count)
     }
 
     /// Whether `who` has a token left, without taking it (or how many

@@ -555,6 +555,19 @@ pub async fn publish_month(
     Ok(fresh)
 }
 
+/// Claims the publication of a month's reports for this instance (an
+/// hour; another instance may retry after it).
+async fn claim_month(st: &AppState, label: &str) -> Result<bool, lethe_store::StoreError> {
+    st.store
+        .claim_schedule(
+            format!("report:{label}"),
+            st.clock.now(),
+            SignedDuration::from_hours(1),
+            true,
+        )
+        .await
+}
+
 /// Publishes last month's reports if no instance has yet: the
 /// installation's, and one per platform with enough cases in it. True once
 /// they exist.
@@ -575,16 +588,7 @@ pub async fn publish_due(st: &AppState) -> bool {
         }
     }
     // One instance publishes; if it stops half-way, another retries in an hour.
-    let claimed = st
-        .store
-        .claim_schedule(
-            format!("report:{label}"),
-            now,
-            SignedDuration::from_hours(1),
-            true,
-        )
-        .await
-        .unwrap_or(false);
+    let claimed = claim_month(st, &label).await.unwrap_or(false);
     if !claimed {
         return false;
     }
@@ -671,15 +675,7 @@ pub async fn publish_on_demand(
     if !st.store.report_published("monthly", from, to).await? {
         // The same run as the start of the next month's, now: one
         // instance builds the month's whole set.
-        let claimed = st
-            .store
-            .claim_schedule(
-                format!("report:{label}"),
-                st.clock.now(),
-                SignedDuration::from_hours(1),
-                true,
-            )
-            .await?;
+        let claimed = claim_month(&st, &label).await?;
         if !claimed {
             return Err(Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -148,19 +148,48 @@ impl Store {
         platform: &str,
         ids: &[&str],
     ) -> Result<std::collections::HashSet<String>, StoreError> {
-        let mut out = std::collections::HashSet::new();
+        let mut out: std::collections::HashSet<String> = self
+            .owned_of(platform, ids, |marks| {
+                format!(
+                    "SELECT id FROM cases WHERE principal = $1 AND id IN ({marks}) \
+                     UNION SELECT id FROM claims WHERE principal = $1 AND id IN ({marks}) \
+                     UNION SELECT id FROM exports WHERE principal = $1 AND id IN ({marks}) \
+                     UNION SELECT id FROM reapply_runs WHERE principal = $1 AND id IN ({marks}) \
+                     UNION SELECT id FROM purges WHERE principal = $1 AND id IN ({marks})"
+                )
+            })
+            .await?
+            .into_iter()
+            .collect();
+        // Support requests asked before any case have a trail of their own
+        // (`support-<request id>`), owned by the request's platform.
+        let requests: Vec<&str> = ids
+            .iter()
+            .filter_map(|i| i.strip_prefix("support-"))
+            .collect();
+        let found = self
+            .owned_of(platform, &requests, |marks| {
+                format!("SELECT id FROM support_requests WHERE principal = $1 AND case_id IS NULL AND id IN ({marks})")
+            })
+            .await?;
+        out.extend(found.into_iter().map(|id| format!("support-{id}")));
+        Ok(out)
+    }
+
+    /// The ids `sql(marks)` finds among `ids` for `platform` ($1), in
+    /// chunks of 200 bound as $2...
+    async fn owned_of(
+        &self,
+        platform: &str,
+        ids: &[&str],
+        sql: impl Fn(&str) -> String,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut out = vec![];
         for chunk in ids.chunks(200) {
             let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            let marks = marks.join(", ");
-            let sql = format!(
-                "SELECT id FROM cases WHERE principal = $1 AND id IN ({marks}) \
-                 UNION SELECT id FROM claims WHERE principal = $1 AND id IN ({marks}) \
-                 UNION SELECT id FROM exports WHERE principal = $1 AND id IN ({marks}) \
-                 UNION SELECT id FROM reapply_runs WHERE principal = $1 AND id IN ({marks}) \
-                 UNION SELECT id FROM purges WHERE principal = $1 AND id IN ({marks})"
-            );
             let mut q =
-                sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(platform.to_owned());
+                sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql(&marks.join(", "))))
+                    .bind(platform.to_owned());
             for id in chunk {
                 q = q.bind((*id).to_owned());
             }
@@ -169,29 +198,6 @@ impl Store {
                     .await
                     .map_err(db("read the owners of audit events"))?,
             );
-        }
-        // Support requests asked before any case have a trail of their own
-        // (`support-<request id>`), owned by the request's platform.
-        let requests: Vec<&str> = ids
-            .iter()
-            .filter_map(|i| i.strip_prefix("support-"))
-            .collect();
-        for chunk in requests.chunks(200) {
-            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            let sql = format!(
-                "SELECT id FROM support_requests WHERE principal = $1 AND case_id IS NULL AND id IN ({})",
-                marks.join(", ")
-            );
-            let mut q =
-                sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(platform.to_owned());
-            for id in chunk {
-                q = q.bind((*id).to_owned());
-            }
-            let found = q
-                .fetch_all(&self.read)
-                .await
-                .map_err(db("read the owners of audit events"))?;
-            out.extend(found.into_iter().map(|id| format!("support-{id}")));
         }
         Ok(out)
     }
