@@ -391,20 +391,9 @@ async fn one_archive_from_every_kind_of_system_with_a_single_use_link() {
     );
 
     // The audit log tells the story.
-    let (_, tl) = demo.get("/v1/audit/export").await;
-    let kinds: Vec<String> = tl["events"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|e| e["case_id"] == json!(id))
-                .map(|e| e["kind"].as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default();
     assert_eq!(
-        kinds,
-        ["export.requested", "export.ready", "export.downloaded"],
-        "{tl}"
+        export_events(&demo, &id, 3).await,
+        ["export.requested", "export.ready", "export.downloaded"]
     );
     drop(demo);
     platform.drop().await;
@@ -463,6 +452,8 @@ async fn links_expire_and_exports_are_deleted_before_the_erasure_completes() {
         assert_eq!(s, 200);
         lethe_export::verify(Cursor::new(&zip)).unwrap();
     }
+    // Both downloads are counted (each just after its last byte).
+    assert_eq!(export_events(&demo, &id, 4).await.len(), 4);
     demo.advance(7 * 86_400 + 60).await;
     let expired = wait_export(&demo, &id, "expired", 30).await;
     assert_eq!(expired["downloads"], 2);
@@ -656,16 +647,8 @@ async fn an_export_interrupted_by_a_crash_starts_again_cleanly() {
     assert_eq!(dataset(&m, "crm", "tickets").rows, 2);
     assert_eq!(dataset(&m, "reviews", "reviews").rows, 3);
     // One request, one ready: the crashed attempt left no trace but the retry.
-    let (_, log) = demo.get("/v1/audit/export").await;
-    let kinds: Vec<&str> = log["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["case_id"] == json!(id))
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        kinds,
+        export_events(&demo, &id, 3).await,
         ["export.requested", "export.ready", "export.downloaded"]
     );
     drop(demo);
@@ -809,4 +792,27 @@ async fn an_aborted_download_does_not_spend_the_link() {
     // Spent by the complete download.
     wait_export(&demo, &id, "downloaded", 10).await;
     assert_eq!(fetch(&demo, &link).await.0, 410);
+}
+
+/// The kinds of an export's audit events, once `want` of them are there:
+/// a download is recorded when its body is dropped, just after the client
+/// has read the last byte, so the log is read until it has caught up.
+async fn export_events(demo: &Demo, id: &str, want: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, log) = demo.get("/v1/audit/export").await;
+        let kinds: Vec<String> = log["events"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|e| e["case_id"] == json!(id))
+                    .filter_map(|e| e["kind"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if kinds.len() >= want || Instant::now() >= deadline {
+            return kinds;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
