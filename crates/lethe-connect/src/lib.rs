@@ -113,15 +113,31 @@ pub struct ExportDataset {
     pub rows: u64,
 }
 
+/// One exported row: the text of a JSON object (column name to value) as
+/// the database built it. It is passed on as it is, not parsed into a map
+/// and written again: the archive reads its fields as it writes it, and
+/// refuses text that is not one JSON object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowJson(String);
+
+impl RowJson {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The row as a JSON object (for checks and tests; the export itself
+    /// does not parse it into a map).
+    pub fn to_object(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        match serde_json::from_str(&self.0) {
+            Ok(serde_json::Value::Object(m)) => Some(m),
+            _ => None,
+        }
+    }
+}
+
 /// A stream of one table's export rows.
-pub type ExportStream<'a> = std::pin::Pin<
-    Box<
-        dyn futures_util::Stream<
-                Item = Result<serde_json::Map<String, serde_json::Value>, ConnectError>,
-            > + Send
-            + 'a,
-    >,
->;
+pub type ExportStream<'a> =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<RowJson, ConnectError>> + Send + 'a>>;
 
 /// A dataset read whole (Redis entries, an HTTP service's answer; both
 /// bounded by the connector's limits).

@@ -15,12 +15,12 @@ use sqlx::{AnyPool, AssertSqlSafe, ConnectOptions, Row};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::ExportStream;
 use crate::datamap::{Action, BlockerRule, Dialect, Ident, Ownership, System, Table};
 use crate::planner::{Plan, plan_for};
 use crate::schema::{self, Schema};
 use crate::sqlgen::{Path, Sql, Val, json_set};
 use crate::{ConnectError, SystemOutcome, TableOutcome};
+use crate::{ExportStream, RowJson};
 use lethe_domain::{Blocker, SubjectId};
 
 /// The table Lethe keeps in each SQL system it erases from: per case, the
@@ -989,8 +989,10 @@ impl SqlSystem {
         Ok(Box::pin(q.fetch(&self.pool).map(move |r| {
             n += 1;
             let r = r.map_err(|e| db_err(&system, "export rows", e))?;
-            match serde_json::from_str(&first_text(&r).unwrap_or_default()) {
-                Ok(serde_json::Value::Object(m)) => Ok(m),
+            // The archive parses the object as it writes it; here only
+            // what is plainly not one is refused.
+            match first_text(&r) {
+                Some(t) if t.trim_start().starts_with('{') => Ok(RowJson(t)),
                 _ => Err(ConnectError::Db {
                     system: system.clone(),
                     action: "export rows",
@@ -1011,12 +1013,24 @@ impl SqlSystem {
         let mut out = vec![];
         for step in &self.plan.steps {
             use futures_util::{StreamExt, TryStreamExt};
-            let values: Vec<serde_json::Value> = self
+            let rows: Vec<RowJson> = self
                 .export_rows(subject, step.table.as_str())?
                 .take(limit as usize)
-                .map_ok(serde_json::Value::Object)
                 .try_collect()
                 .await?;
+            let mut values = Vec::with_capacity(rows.len());
+            for (n, r) in rows.iter().enumerate() {
+                let m = r.to_object().ok_or_else(|| ConnectError::Db {
+                    system: self.name.clone(),
+                    action: "export rows",
+                    message: format!(
+                        "row {} of table {} did not come out as a JSON object",
+                        n + 1,
+                        step.table
+                    ),
+                })?;
+                values.push(serde_json::Value::Object(m));
+            }
             out.push((step.table.to_string(), values));
         }
         Ok(out)

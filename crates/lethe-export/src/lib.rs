@@ -136,8 +136,32 @@ const LEVEL: i64 = 1;
 const STORE_AT: usize = QUEUE * 3 / 4;
 /// See [`STORE_AT`].
 const DEFLATE_AT: usize = QUEUE / 4;
+/// Deflating that does not pay is stopped for a while: a buffer of at least
+/// [`PROBE_MIN`] bytes that deflates to 15/16 of its size or more (random
+/// tokens, hashes, media already compressed: level 1's static codes save
+/// nothing on them) has the next [`SKIP_AFTER_POOR`] buffers stored, then
+/// deflating is tried again. Data that compresses is deflated throughout.
+const SKIP_AFTER_POOR: u32 = 15;
+/// See [`SKIP_AFTER_POOR`].
+const PROBE_MIN: u64 = (CHUNK / 2) as u64;
 // Storing starts only with a queue that can hold that many, and stops lower.
 const _: () = assert!(DEFLATE_AT < STORE_AT && STORE_AT <= QUEUE);
+
+/// Lowers the calling thread's CPU priority (Linux: nice +10; a thread's
+/// nice value is its own there). The compressing threads call it: deflating
+/// is what an export can do without, so it gets the CPU time the rest of
+/// the export (reading, formatting, hashing) and the server's requests
+/// leave, and a compressor short of time falls behind and stores (see
+/// [`STORE_AT`]) instead of slowing the export down.
+fn background_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority has no memory effects; `who` 0 is this thread.
+    // A refusal (a sandbox without the permission) leaves the priority
+    // as it was, which is only slower.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+}
 
 /// Buffers sent to a compressing thread and not yet taken by it.
 type Backlog = std::sync::Arc<std::sync::atomic::AtomicUsize>;
@@ -192,7 +216,10 @@ impl<W: Write + Send + 'static> Zipper<W> {
         let backlog = Backlog::default();
         let thread = std::thread::spawn({
             let backlog = backlog.clone();
-            move || compress(out, rx, &backlog)
+            move || {
+                background_priority();
+                compress(out, rx, &backlog)
+            }
         });
         Self {
             tx,
@@ -332,6 +359,9 @@ fn end_entry<W: Write + Seek>(
 struct Deflater {
     z: flate2::Compress,
     storing: bool,
+    /// Buffers still to store because deflating did not pay (see
+    /// [`SKIP_AFTER_POOR`]).
+    skip: u32,
     crc: crc32fast::Hasher,
     bytes: u64,
     buf: Vec<u8>,
@@ -342,6 +372,7 @@ impl Deflater {
         Self {
             z: flate2::Compress::new(flate2::Compression::new(LEVEL as u32), false),
             storing: false,
+            skip: 0,
             crc: crc32fast::Hasher::new(),
             bytes: 0,
             buf: Vec::with_capacity(CHUNK),
@@ -349,9 +380,11 @@ impl Deflater {
     }
 
     /// Compresses `input` into `out`; `behind` is the producer's lead
-    /// (buffers waiting), which decides between deflating and storing.
+    /// (buffers waiting) and how well the last buffers deflated decide
+    /// between deflating and storing.
     fn feed<W: Write>(&mut self, input: &[u8], behind: usize, out: &mut W) -> std::io::Result<()> {
-        let store = store_next(self.storing, behind);
+        let store = store_next(self.storing, behind) || self.skip > 0;
+        self.skip = self.skip.saturating_sub(1);
         if store && !self.storing {
             // What the compressor holds is written out and the stream is at
             // a byte boundary, where stored blocks begin.
@@ -365,16 +398,21 @@ impl Deflater {
         self.crc.update(input);
         self.bytes += input.len() as u64;
         if store {
-            store_into(input, out)
-        } else {
-            deflate_into(
-                &mut self.z,
-                input,
-                flate2::FlushCompress::None,
-                out,
-                &mut self.buf,
-            )
+            return store_into(input, out);
         }
+        let (took, gave) = (self.z.total_in(), self.z.total_out());
+        deflate_into(
+            &mut self.z,
+            input,
+            flate2::FlushCompress::None,
+            out,
+            &mut self.buf,
+        )?;
+        let (took, gave) = (self.z.total_in() - took, self.z.total_out() - gave);
+        if poor(took, gave) {
+            self.skip = SKIP_AFTER_POOR;
+        }
+        Ok(())
     }
 
     /// Flushes what is pending (sync flush); the CRC-32 and size of all
@@ -399,6 +437,12 @@ impl Deflater {
     }
 }
 
+/// Whether deflating `took` bytes into `gave` did not pay (see
+/// [`SKIP_AFTER_POOR`]).
+fn poor(took: u64, gave: u64) -> bool {
+    took >= PROBE_MIN && gave.saturating_mul(16) >= took.saturating_mul(15)
+}
+
 /// Writes `input` as DEFLATE stored blocks (RFC 1951, 3.2.4: a byte-aligned
 /// header with BFINAL 0 and BTYPE 00, LEN, NLEN, then the bytes), at most
 /// 65,535 bytes each. The stream must be at a byte boundary.
@@ -419,6 +463,9 @@ struct Current {
     name: String,
     base: String,
     columns: Vec<String>,
+    /// Where each column was found in the last row (rows of one table come
+    /// with their fields in one order, so a column is found in one step).
+    positions: Vec<usize>,
     rows: u64,
     hash: Sha256,
     bytes: u64,
@@ -520,6 +567,95 @@ fn deflate_into<W: Write>(
             return Ok(());
         }
     }
+}
+
+/// One row's fields in the order of its JSON object: each name (unescaped)
+/// and its value's JSON text, borrowed from the row where it can be.
+struct Fields<'a>(Vec<(std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue)>);
+
+impl<'a> Fields<'a> {
+    /// The value of field `name`; `hint` is where it was in the last row
+    /// and is updated when it moved.
+    fn get(&self, name: &str, hint: Option<&mut usize>) -> Option<&'a serde_json::value::RawValue> {
+        if let Some(h) = hint {
+            if let Some((k, v)) = self.0.get(*h)
+                && k == name
+            {
+                return Some(v);
+            }
+            let i = self.0.iter().position(|(k, _)| k == name)?;
+            *h = i;
+            return Some(self.0[i].1);
+        }
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Fields<'de>, A::Error> {
+                let mut v = Vec::with_capacity(m.size_hint().unwrap_or(8).min(256));
+                while let Some((k, val)) =
+                    m.next_entry::<Name<'de>, &'de serde_json::value::RawValue>()?
+                {
+                    v.push((k.0, val));
+                }
+                Ok(Fields(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A field name: borrowed from the row unless it had escapes.
+struct Name<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Borrowed(s)))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Owned(s.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A value as its CSV cell: text as it is, nothing for null or a missing
+/// field, numbers and booleans as written, nested values as compact JSON.
+fn csv_text(
+    v: Option<&serde_json::value::RawValue>,
+) -> Result<std::borrow::Cow<'_, str>, serde_json::Error> {
+    use std::borrow::Cow;
+    let Some(v) = v else {
+        return Ok(Cow::Borrowed(""));
+    };
+    let s = v.get();
+    Ok(match s.as_bytes().first() {
+        Some(b'n') => Cow::Borrowed(""),
+        // A string without escapes is its own text between the quotes.
+        Some(b'"') if !s.contains('\\') => Cow::Borrowed(s.get(1..s.len() - 1).unwrap_or("")),
+        Some(b'"') => Cow::Owned(serde_json::from_str::<String>(s)?),
+        Some(b'{' | b'[') => Cow::Owned(serde_json::from_str::<serde_json::Value>(s)?.to_string()),
+        _ => Cow::Borrowed(s),
+    })
 }
 
 /// Removes a spool file however the dataset ends.
@@ -652,7 +788,10 @@ impl<W: Write + Send + 'static> Archive<W> {
         let backlog = Backlog::default();
         let csv_thread = std::thread::spawn({
             let backlog = backlog.clone();
-            move || deflate_csv(rx, &backlog, sealed)
+            move || {
+                background_priority();
+                deflate_csv(rx, &backlog, sealed)
+            }
         });
         let mut sink = CsvSink {
             tx: Some(tx),
@@ -670,6 +809,7 @@ impl<W: Write + Send + 'static> Archive<W> {
             name: name.to_owned(),
             base,
             columns: columns.to_vec(),
+            positions: (0..columns.len()).collect(),
             rows: 0,
             hash: Sha256::new(),
             bytes: 0,
@@ -686,38 +826,65 @@ impl<W: Write + Send + 'static> Archive<W> {
         &mut self,
         row: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<(), ExportError> {
-        let rows = match &self.current {
-            Some(c) => c.rows,
-            None => return Err(ExportError::Invalid("no dataset is open".into())),
+        let text = serde_json::to_string(row).map_err(std::io::Error::other)?;
+        self.row_json(&text)
+    }
+
+    /// Adds one row to the open dataset, given as the text of a JSON object
+    /// (as a database builds it: `row_to_json`, `JSON_OBJECT`,
+    /// `json_object`). The JSON file gets the text as it is (the database's
+    /// column order and number forms: a `NUMERIC` keeps its digits); the CSV
+    /// gets each column's value. Text that is not one JSON object is refused
+    /// and nothing of it is written.
+    pub fn row_json(&mut self, text: &str) -> Result<(), ExportError> {
+        let Some(c) = self.current.as_mut() else {
+            return Err(ExportError::Invalid("no dataset is open".into()));
         };
-        if rows >= MAX_ROWS_PER_DATASET {
+        if c.rows >= MAX_ROWS_PER_DATASET {
             return Err(ExportError::Invalid(format!(
                 "a dataset holds at most {MAX_ROWS_PER_DATASET} rows"
             )));
         }
+        // The error names the row and the kind of fault, never its content.
+        let fields: Fields<'_> = serde_json::from_str(text).map_err(|e| {
+            let why = match e.classify() {
+                serde_json::error::Category::Data => "not an object",
+                serde_json::error::Category::Eof => "cut short",
+                _ => "not valid JSON",
+            };
+            ExportError::Invalid(format!(
+                "row {} of {} is not a JSON object ({why} at column {})",
+                c.rows + 1,
+                c.base,
+                e.column()
+            ))
+        })?;
+        // The CSV record first: a value that cannot be read leaves the
+        // JSON file untouched.
+        let mut record = Vec::with_capacity(c.columns.len());
+        for (j, k) in c.columns.iter().enumerate() {
+            let value = fields.get(k, c.positions.get_mut(j));
+            record.push(csv_text(value).map_err(|_| {
+                ExportError::Invalid(format!(
+                    "row {} of {}, column {k}: the value cannot be read",
+                    c.rows + 1,
+                    c.base
+                ))
+            })?);
+        }
+        c.csv
+            .write_record(record.iter().map(|f| f.as_bytes()))
+            .map_err(std::io::Error::other)?;
         let start = self.pending.len();
-        if rows > 0 {
+        if c.rows > 0 {
             self.pending.push(b',');
         }
         self.pending.push(b'\n');
-        serde_json::to_writer(&mut self.pending, row).map_err(std::io::Error::other)?;
-        if let Some(c) = self.current.as_mut() {
-            let written = &self.pending[start..];
-            c.hash.update(written);
-            c.bytes += written.len() as u64;
-            c.rows += 1;
-            for k in &c.columns {
-                match row.get(k) {
-                    None | Some(serde_json::Value::Null) => c.csv.write_field(""),
-                    Some(serde_json::Value::String(s)) => c.csv.write_field(s),
-                    Some(v) => c.csv.write_field(v.to_string()),
-                }
-                .map_err(std::io::Error::other)?;
-            }
-            c.csv
-                .write_record(None::<&[u8]>)
-                .map_err(std::io::Error::other)?;
-        }
+        self.pending.extend_from_slice(text.trim().as_bytes());
+        let written = &self.pending[start..];
+        c.hash.update(written);
+        c.bytes += written.len() as u64;
+        c.rows += 1;
         if self.pending.len() >= CHUNK {
             self.flush_pending()?;
         }

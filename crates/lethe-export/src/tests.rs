@@ -243,6 +243,52 @@ fn a_compressor_stores_only_while_it_is_behind() {
     assert!(!store_next(true, DEFLATE_AT));
 }
 
+/// Hex of random bytes: level 1 saves nothing on it.
+fn random_hex(n: usize) -> Vec<u8> {
+    let mut raw = vec![0u8; n / 2];
+    rand::fill(&mut raw[..]);
+    hex::encode(raw).into_bytes()
+}
+
+#[test]
+fn deflating_that_does_not_pay_is_stopped_and_tried_again() {
+    assert!(!poor(PROBE_MIN - 1, PROBE_MIN * 2), "too small to judge");
+    assert!(poor(16_000 * 4, 15_000 * 4));
+    assert!(!poor(16_000 * 4, 14_999 * 4));
+    // Random hex, then JSON that compresses, then random hex again, with
+    // the compressor never behind: the hex is stored after a probe, the
+    // JSON is deflated, and the stream inflates back whole.
+    let (hex1, json, hex2) = (
+        random_hex(40 * CHUNK),
+        text(120_000),
+        random_hex(40 * CHUNK),
+    );
+    let mut d = Deflater::new();
+    let mut out = Vec::new();
+    let mut sizes = vec![];
+    for part in [&hex1, &json, &hex2] {
+        let before = out.len();
+        for c in part.chunks(CHUNK) {
+            d.feed(c, 0, &mut out).unwrap();
+        }
+        sizes.push(out.len() - before);
+    }
+    let (crc, bytes) = d.end(&mut out).unwrap();
+    let all: Vec<u8> = [hex1.clone(), json.clone(), hex2.clone()].concat();
+    assert_eq!((crc, bytes), (crc32fast::hash(&all), all.len() as u64));
+    // Stored (plus block headers), not grown by a failed deflate.
+    assert!(sizes[0] <= hex1.len() + hex1.len() / 100, "{sizes:?}");
+    // The JSON after it was deflated: well under half its size.
+    assert!(sizes[1] < json.len() / 2, "{sizes:?} of {}", json.len());
+    assert!(sizes[2] <= hex2.len() + hex2.len() / 100, "{sizes:?}");
+    out.extend_from_slice(&[0x03, 0x00]);
+    let mut back = Vec::with_capacity(all.len() + 1);
+    flate2::Decompress::new(false)
+        .decompress_vec(&out, &mut back, flate2::FlushDecompress::Finish)
+        .unwrap();
+    assert_eq!(back, all);
+}
+
 fn text(n: usize) -> Vec<u8> {
     (0..n)
         .flat_map(|i| {
@@ -366,4 +412,61 @@ fn python_zipfile(path: &std::path::Path, expr: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// A database's row goes into the JSON file as the database wrote it (its
+/// column order, a NUMERIC's digits) and into the CSV column by column;
+/// text that is not one JSON object is refused, names the row and not its
+/// content, and leaves nothing of it in either file.
+#[test]
+fn rows_as_json_text_go_in_as_written_and_bad_text_is_refused() {
+    let cols: Vec<String> = ["id", "amount", "note", "tags", "gone", "quote"]
+        .map(String::from)
+        .to_vec();
+    let mut a = Archive::new(Vec::new(), "exp-5", "t");
+    a.begin_dataset("shop", "orders", &cols).unwrap();
+    let first = r#"{"quote":"say \"hi\"\n","id":1,"amount":12345678901234567890.10,"note":"张三","tags":{"a": [1, 2]},"gone":null}"#;
+    a.row_json(first).unwrap();
+    for bad in [
+        r#"["not", "an object"]"#,
+        r#"{"id": 2, "note": "13800138000""#,
+        "13800138000",
+        "",
+    ] {
+        let e = a.row_json(bad).unwrap_err().to_string();
+        assert!(e.contains("row 2 of shop/orders"), "{e}");
+        assert!(
+            !e.contains("13800138000") && !e.contains("object\"]"),
+            "{e}"
+        );
+    }
+    // Fields in another order, one missing: found by name.
+    a.row_json(r#"{"amount":2,"id":3,"note":"李四"}"#).unwrap();
+    assert_eq!(a.end_dataset().unwrap(), 2);
+    let (zip, m) = a.finish().unwrap();
+    assert_eq!(verify(Cursor::new(&zip)).unwrap(), m);
+    let mut z = zip::ZipArchive::new(Cursor::new(&zip)).unwrap();
+    let mut json = String::new();
+    z.by_name("shop/orders.json")
+        .unwrap()
+        .read_to_string(&mut json)
+        .unwrap();
+    assert_eq!(
+        json,
+        format!(
+            "[\n{first},\n{}\n]\n",
+            r#"{"amount":2,"id":3,"note":"李四"}"#
+        )
+    );
+    let mut csv = String::new();
+    z.by_name("shop/orders.csv")
+        .unwrap()
+        .read_to_string(&mut csv)
+        .unwrap();
+    assert_eq!(
+        csv,
+        "\u{feff}id,amount,note,tags,gone,quote\n\
+         1,12345678901234567890.10,张三,\"{\"\"a\"\":[1,2]}\",,\"say \"\"hi\"\"\n\"\n\
+         3,2,李四,,,\n"
+    );
 }

@@ -44,8 +44,15 @@ use crate::middleware::Principal;
 use crate::problem::Problem;
 use crate::systems::Connector;
 
-/// Rows in flight between the connectors and the archive writer.
-const ROW_QUEUE: usize = 1024;
+/// Messages in flight between the connectors and the archive writer.
+const ROW_QUEUE: usize = 16;
+/// A database's rows go to the archive writer in batches of this many rows
+/// or [`ROW_BATCH_BYTES`] (one hand-over, one wake-up of the writer, per
+/// batch: per row, the hand-overs cost as much as the writing).
+const ROW_BATCH_ROWS: usize = 512;
+/// See [`ROW_BATCH_ROWS`]; memory in flight is at most [`ROW_QUEUE`] times
+/// this (plus one row).
+const ROW_BATCH_BYTES: usize = 256 * 1024;
 /// Download chunks in flight to the client.
 const CHUNK_QUEUE: usize = 8;
 const CHUNK: usize = 64 * 1024;
@@ -880,7 +887,10 @@ enum Msg {
         name: String,
         columns: Vec<String>,
     },
+    /// A row a connector returned whole (Redis, HTTP).
     Row(serde_json::Map<String, serde_json::Value>),
+    /// Database rows, each as the text of its JSON object.
+    Rows(Vec<lethe_connect::RowJson>),
     End,
     /// Everything was sent: close the archive. Without it, the writer
     /// treats a closed channel as an abort.
@@ -911,6 +921,75 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
+/// Archive bytes written between two background write-backs.
+const WRITE_BACK_EVERY: u64 = 64 * 1024 * 1024;
+
+/// The archive file, written back to disk while it is written: every
+/// [`WRITE_BACK_EVERY`] bytes a thread of its own syncs what is there, so
+/// the sync at the end (before the export is `ready`) finds little left and
+/// the disk works while the cores compress. Without it the kernel holds
+/// gigabytes of dirty pages and writes them all during that last sync.
+struct WriteBack {
+    file: std::fs::File,
+    since: u64,
+    /// One sync asked for at a time; a request while one runs is dropped.
+    tx: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WriteBack {
+    fn new(file: std::fs::File) -> Self {
+        // Without a second handle there is no background sync; the final
+        // one still makes the file durable.
+        let (tx, thread) = match file.try_clone() {
+            Ok(f) => {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+                let thread = std::thread::spawn(move || {
+                    for () in rx {
+                        if let Err(e) = f.sync_data() {
+                            tracing::warn!(error = %e, "writing an archive back to disk failed; the final sync will retry");
+                        }
+                    }
+                });
+                (Some(tx), Some(thread))
+            }
+            Err(_) => (None, None),
+        };
+        Self {
+            file,
+            since: 0,
+            tx,
+            thread,
+        }
+    }
+
+    /// Waits for the background sync, then syncs the rest.
+    fn finish(mut self) -> std::io::Result<()> {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.file.sync_all()
+    }
+}
+
+impl Write for WriteBack {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.since += n as u64;
+        if self.since >= WRITE_BACK_EVERY {
+            self.since = 0;
+            if let Some(tx) = &self.tx {
+                let _ = tx.try_send(());
+            }
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// What a finished archive is.
 #[derive(Debug)]
 pub struct Built {
@@ -923,8 +1002,11 @@ pub struct Built {
 fn write_archive(t: Target, mut rx: mpsc::Receiver<Msg>) -> Result<Built, String> {
     let err = |e: &dyn std::fmt::Display| format!("writing the archive: {e}");
     let file = std::fs::File::create(&t.path).map_err(|e| err(&e))?;
-    let sealed = lethe_export::seal(&t.key, std::io::BufWriter::with_capacity(256 * 1024, file))
-        .map_err(|e| err(&e))?;
+    let sealed = lethe_export::seal(
+        &t.key,
+        std::io::BufWriter::with_capacity(256 * 1024, WriteBack::new(file)),
+    )
+    .map_err(|e| err(&e))?;
     let counting = Counting {
         inner: sealed,
         bytes: 0,
@@ -942,6 +1024,11 @@ fn write_archive(t: Target, mut rx: mpsc::Receiver<Msg>) -> Result<Built, String
                 .begin_dataset(&system, &name, &columns)
                 .map_err(|e| err(&e))?,
             Some(Msg::Row(r)) => a.row(&r).map_err(|e| err(&e))?,
+            Some(Msg::Rows(rows)) => {
+                for r in rows {
+                    a.row_json(r.as_str()).map_err(|e| err(&e))?;
+                }
+            }
             Some(Msg::End) => {
                 a.end_dataset().map_err(|e| err(&e))?;
             }
@@ -954,7 +1041,7 @@ fn write_archive(t: Target, mut rx: mpsc::Receiver<Msg>) -> Result<Built, String
     let mut buf = counting.inner.finish().map_err(|e| err(&e))?;
     buf.flush().map_err(|e| err(&e))?;
     let file = buf.into_inner().map_err(|e| err(&e.error()))?;
-    file.sync_all().map_err(|e| err(&e))?;
+    file.finish().map_err(|e| err(&e))?;
     Ok(Built { manifest, bytes })
 }
 
@@ -1056,15 +1143,35 @@ async fn feed(
                     .await
                     .map_err(|_| gone())?;
                     let mut rows = s.export_rows(subject, &d.name).map_err(|e| e.to_string())?;
-                    while let Some(row) = rows.try_next().await.map_err(|e| e.to_string())? {
+                    let mut batch = Vec::with_capacity(ROW_BATCH_ROWS);
+                    let mut bytes = 0;
+                    loop {
+                        let row = rows.try_next().await.map_err(|e| e.to_string())?;
+                        let ended = row.is_none();
+                        if let Some(r) = row {
+                            bytes += r.as_str().len();
+                            batch.push(r);
+                        }
+                        if !ended && batch.len() < ROW_BATCH_ROWS && bytes < ROW_BATCH_BYTES {
+                            continue;
+                        }
                         if cancel.load(Ordering::Relaxed) {
                             return Err("the export was deleted".into());
                         }
-                        tx.send(Msg::Row(row)).await.map_err(|_| gone())?;
-                        set(progress, i, |p| {
-                            p.done += 1;
-                            p.total = p.total.max(p.done);
-                        });
+                        if !batch.is_empty() {
+                            let n = batch.len() as u64;
+                            let full =
+                                std::mem::replace(&mut batch, Vec::with_capacity(ROW_BATCH_ROWS));
+                            bytes = 0;
+                            tx.send(Msg::Rows(full)).await.map_err(|_| gone())?;
+                            set(progress, i, |p| {
+                                p.done += n;
+                                p.total = p.total.max(p.done);
+                            });
+                        }
+                        if ended {
+                            break;
+                        }
                     }
                     tx.send(Msg::End).await.map_err(|_| gone())?;
                 }

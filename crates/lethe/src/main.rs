@@ -332,6 +332,10 @@ enum BenchCmd {
         /// Size of the subject's data in MB.
         #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65_536))]
         mb: u64,
+        /// Rounds (each: the baseline, then Lethe); the ratio reported is
+        /// the median of the rounds' ratios.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
+        rounds: u32,
     },
     /// One side of `bench export`, in its own process (internal).
     #[command(hide = true)]
@@ -856,8 +860,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cmd: BenchCmd::Sequencer { kind, leaves },
         } => bench_sequencer::run(&kind, leaves).await,
         Cmd::Bench {
-            cmd: BenchCmd::Export { mb },
-        } => bench_export::run(mb).await,
+            cmd: BenchCmd::Export { mb, rounds },
+        } => bench_export::run(mb, rounds).await,
         Cmd::Bench {
             cmd: BenchCmd::ExportChild { side, db, out },
         } => bench_export::child(&side, db, out).await,
