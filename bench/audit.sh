@@ -5,5 +5,5 @@
 #   bench/audit.sh [events]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p lethe
-./target/release/lethe bench audit --events "${1:-2000000}"
+cargo build --release -q -p lethe --features bench
+"${CARGO_TARGET_DIR:-target}/release/lethe" bench audit --events "${1:-2000000}"

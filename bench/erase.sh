@@ -11,7 +11,7 @@ users=${1:-1000000}
 erase=${2:-10000}
 shift $(( $# > 2 ? 2 : $# ))
 kinds=${*:-postgres sqlite mysql}
-cargo build --release -q -p lethe
+cargo build --release -q -p lethe --features bench
 for k in $kinds; do
-  ./target/release/lethe bench erase --kind "$k" --users "$users" --erase "$erase" 2>/dev/null
+  "${CARGO_TARGET_DIR:-target}/release/lethe" bench erase --kind "$k" --users "$users" --erase "$erase" 2>/dev/null
 done

@@ -8,5 +8,5 @@
 #   bench/export.sh [MB] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p lethe
+cargo build --release -q -p lethe --features bench
 "${CARGO_TARGET_DIR:-target}/release/lethe" bench export --mb "${1:-1024}" --rounds "${2:-3}"

@@ -10,7 +10,7 @@
 #   bench/history.sh [preloaded cases] [cases per measure] [pg-url]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p lethe
+cargo build --release -q -p lethe --features bench
 for kind in sqlite postgres; do
   "${CARGO_TARGET_DIR:-target}/release/lethe" bench history --kind "$kind" \
     --preload "${1:-1000000}" --cases "${2:-300}" \

@@ -6,7 +6,7 @@
 #   bench/instances.sh [cases] [clients] [pg-url]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p lethe
+cargo build --release -q -p lethe --features bench
 "${CARGO_TARGET_DIR:-target}/release/lethe" bench instances --instances 1,2,3 \
   --cases "${1:-1000}" --concurrency "${2:-16}" \
   --pg-url "${3:-postgres://postgres@127.0.0.1:5432/postgres}"

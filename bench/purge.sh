@@ -10,6 +10,6 @@
 #   bench/purge.sh [subjects]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p lethe
+cargo build --release -q -p lethe --features bench
 target=${CARGO_TARGET_DIR:-target}
 "$target/release/lethe" bench purge --subjects "${1:-100000}"

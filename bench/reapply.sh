@@ -13,7 +13,7 @@ ids=${1:-1000000}
 erased=${2:-1000}
 shift $(( $# > 2 ? 2 : $# ))
 kinds=${*:-postgres sqlite mysql}
-cargo build --release -q -p lethe
+cargo build --release -q -p lethe --features bench
 target=${CARGO_TARGET_DIR:-target}
 for k in $kinds; do
   "$target/release/lethe" bench reapply --kind "$k" --ids "$ids" --erased "$erased"

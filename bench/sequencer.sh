@@ -8,7 +8,7 @@
 #   bench/sequencer.sh [queued events]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p lethe
+cargo build --release -q -p lethe --features bench
 for kind in sqlite postgres; do
   "${CARGO_TARGET_DIR:-target}/release/lethe" bench sequencer --kind "$kind" --leaves "${1:-1000000}"
 done

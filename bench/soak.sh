@@ -7,7 +7,7 @@
 #   bench/soak.sh [minutes] [instances] [clients] [pg-url]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p lethe
+cargo build --release -q -p lethe --features bench
 "${CARGO_TARGET_DIR:-target}/release/lethe" bench soak --minutes "${1:-10}" \
   --instances "${2:-3}" --concurrency "${3:-8}" \
   --pg-url "${4:-postgres://postgres@127.0.0.1:5432/postgres}"

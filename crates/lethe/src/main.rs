@@ -1,13 +1,8 @@
 //! The `lethe` command.
 
 mod backup;
+#[cfg(feature = "bench")]
 mod bench;
-mod bench_erase;
-mod bench_export;
-mod bench_instances;
-mod bench_purge;
-mod bench_reapply;
-mod bench_sequencer;
 mod demo_mart;
 mod erasures_cmd;
 mod export_cmd;
@@ -120,10 +115,12 @@ enum Cmd {
         #[arg(long)]
         public_key: Option<String>,
     },
-    /// Benchmarks that print figures against a raw baseline.
+    /// Benchmarks that print figures against a raw baseline (built with
+    /// `--features bench` only: the production binary carries none).
+    #[cfg(feature = "bench")]
     Bench {
         #[command(subcommand)]
-        cmd: BenchCmd,
+        cmd: bench::BenchCmd,
     },
     /// Copies of an account's data: request one from a running Lethe (with
     /// progress bars), or verify a downloaded archive.
@@ -277,150 +274,6 @@ enum ReceiptCmd {
         receipt: PathBuf,
         #[arg(long)]
         public_key: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum BenchCmd {
-    /// Erasure: Lethe's SQL connector against hand-written set-based SQL on
-    /// the same database (8 related tables, 20 rows per user).
-    Erase {
-        /// postgres (127.0.0.1:5432), mysql (MariaDB, 127.0.0.1:3306) or sqlite.
-        #[arg(long, default_value = "postgres", value_parser = ["postgres", "mysql", "sqlite"])]
-        kind: String,
-        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1000..=10_000_000))]
-        users: u64,
-        /// Users erased by each of Lethe and the baseline.
-        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=1_000_000))]
-        erase: u64,
-        /// Subjects per set-based batch.
-        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1000))]
-        batch: u64,
-    },
-    /// A purge of many accounts on PostgreSQL, end to end through a
-    /// `lethe serve` of its own, against the erasure engine alone on as
-    /// many other accounts of the same database.
-    Purge {
-        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1000..=1_000_000))]
-        subjects: u64,
-    },
-    /// Reapply after a backup restore: the subject ids of a restored
-    /// system scanned, pseudonymised and matched against the erasure
-    /// tombstones, against the raw scan of the same ids; then erased again.
-    Reapply {
-        /// postgres (127.0.0.1:5432), mysql (MariaDB, 127.0.0.1:3306) or sqlite.
-        #[arg(long, default_value = "postgres", value_parser = ["postgres", "mysql", "sqlite"])]
-        kind: String,
-        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1000..=20_000_000))]
-        ids: u64,
-        /// Subjects erased since the backup (tombstones), spread over the ids.
-        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-        erased: u64,
-    },
-    /// The audit log's sequencer integrating a backlog of queued events,
-    /// against the raw move of the same rows.
-    Sequencer {
-        /// postgres (127.0.0.1:5432) or sqlite.
-        #[arg(long, default_value = "postgres", value_parser = ["postgres", "sqlite"])]
-        kind: String,
-        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1000..=20_000_000))]
-        leaves: u64,
-    },
-    /// A data export of about 1 GB (one subject, SQLite): Lethe's sealed
-    /// archive against raw JSON lines; throughput and peak memory.
-    Export {
-        /// Size of the subject's data in MB.
-        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65_536))]
-        mb: u64,
-        /// Rounds (each: the baseline, then Lethe); the ratio reported is
-        /// the median of the rounds' ratios.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
-        rounds: u32,
-    },
-    /// One side of `bench export`, in its own process (internal).
-    #[command(hide = true)]
-    ExportChild {
-        #[arg(long, value_parser = ["raw", "lethe"])]
-        side: String,
-        #[arg(long)]
-        db: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
-    },
-    /// Cases per second with 1, 2 and 3 instances of `lethe demo` on one
-    /// PostgreSQL store, driven over HTTP from this process; ratios against
-    /// one instance.
-    Instances {
-        /// An existing database to connect to; the runs use fresh databases
-        /// of their own, dropped at the end.
-        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
-        pg_url: String,
-        /// Instance counts to measure, comma-separated (1 to 8 each).
-        #[arg(long, default_value = "1,2,3", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=8))]
-        instances: Vec<u64>,
-        /// Cases per run.
-        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=100_000))]
-        cases: u64,
-        /// Concurrent clients.
-        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
-        concurrency: u64,
-    },
-    /// Case intake and whole-case throughput of one instance on an empty
-    /// store and on one preloaded with erased cases and their audit events
-    /// (bulk SQL); ratios against the empty store.
-    History {
-        /// postgres (a fresh database on --pg-url's server) or sqlite.
-        #[arg(long, default_value = "postgres", value_parser = ["postgres", "sqlite"])]
-        kind: String,
-        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
-        pg_url: String,
-        /// Erased cases preloaded (each with the template case's audit
-        /// events, about ten).
-        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-        preload: u64,
-        /// Cases per measure (intake, and whole cases).
-        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=100_000))]
-        cases: u64,
-        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
-        concurrency: u64,
-    },
-    /// A soak test: mixed traffic from this process against instances on
-    /// one PostgreSQL store, with errors, throughput and memory over time.
-    Soak {
-        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
-        pg_url: String,
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=8))]
-        instances: u64,
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1440))]
-        minutes: u64,
-        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
-        concurrency: u64,
-    },
-    /// Audit appends (batched, Merkle tree), verification, raw SHA-256.
-    Audit {
-        #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1000..=50_000_000))]
-        events: u64,
-    },
-    /// The vault library against the raw AEAD, 1 KiB fields.
-    Vault {
-        #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-        ops: u64,
-        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-        subjects: u64,
-    },
-    /// The vault's HTTP batch API of a running Lethe (the API key is read
-    /// from the file, never from a flag).
-    VaultHttp {
-        #[arg(long)]
-        url: String,
-        #[arg(long)]
-        key_file: PathBuf,
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
-        seconds: u64,
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
-        batch: u64,
-        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
-        concurrency: u64,
     },
 }
 
@@ -781,90 +634,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Cmd::Bench {
-            cmd:
-                BenchCmd::Instances {
-                    pg_url,
-                    instances,
-                    cases,
-                    concurrency,
-                },
-        } => {
-            let counts: Vec<usize> = instances
-                .iter()
-                .map(|n| usize::try_from(*n))
-                .collect::<Result<_, _>>()?;
-            bench_instances::instances(
-                &pg_url,
-                &counts,
-                usize::try_from(cases)?,
-                usize::try_from(concurrency)?,
-            )
-            .await
-        }
-        Cmd::Bench {
-            cmd:
-                BenchCmd::History {
-                    kind,
-                    pg_url,
-                    preload,
-                    cases,
-                    concurrency,
-                },
-        } => {
-            bench_instances::history(
-                &kind,
-                &pg_url,
-                preload,
-                usize::try_from(cases)?,
-                usize::try_from(concurrency)?,
-            )
-            .await
-        }
-        Cmd::Bench {
-            cmd:
-                BenchCmd::Soak {
-                    pg_url,
-                    instances,
-                    minutes,
-                    concurrency,
-                },
-        } => {
-            bench_instances::soak(
-                &pg_url,
-                usize::try_from(instances)?,
-                minutes,
-                usize::try_from(concurrency)?,
-            )
-            .await
-        }
-        Cmd::Bench {
-            cmd: BenchCmd::Audit { events },
-        } => bench::audit(events as usize),
-        Cmd::Bench {
-            cmd:
-                BenchCmd::Erase {
-                    kind,
-                    users,
-                    erase,
-                    batch,
-                },
-        } => bench_erase::erase(&kind, users, erase, batch).await,
-        Cmd::Bench {
-            cmd: BenchCmd::Purge { subjects },
-        } => bench_purge::run(subjects).await,
-        Cmd::Bench {
-            cmd: BenchCmd::Reapply { kind, ids, erased },
-        } => bench_reapply::run(&kind, ids, erased).await,
-        Cmd::Bench {
-            cmd: BenchCmd::Sequencer { kind, leaves },
-        } => bench_sequencer::run(&kind, leaves).await,
-        Cmd::Bench {
-            cmd: BenchCmd::Export { mb, rounds },
-        } => bench_export::run(mb, rounds).await,
-        Cmd::Bench {
-            cmd: BenchCmd::ExportChild { side, db, out },
-        } => bench_export::child(&side, db, out).await,
+        #[cfg(feature = "bench")]
+        Cmd::Bench { cmd } => bench::run(cmd).await,
         Cmd::Audit { cmd } => audit(cmd).await,
         Cmd::Export { cmd } => export_cmd::run(cmd).await,
         Cmd::Receipt {
@@ -900,30 +671,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             verify,
             public_key,
         } => report(config, from, to, out, verify, public_key).await,
-        Cmd::Bench {
-            cmd: BenchCmd::Vault { ops, subjects },
-        } => bench::vault_library(ops as usize, subjects as usize).await,
-        Cmd::Bench {
-            cmd:
-                BenchCmd::VaultHttp {
-                    url,
-                    key_file,
-                    seconds,
-                    batch,
-                    concurrency,
-                },
-        } => {
-            let key = std::fs::read_to_string(&key_file)
-                .with_context(|| format!("reading the API key from {}", key_file.display()))?;
-            bench::vault_http(
-                &url,
-                key.trim(),
-                seconds,
-                batch as usize,
-                concurrency as usize,
-            )
-            .await
-        }
         Cmd::Datamap { cmd } => datamap_cmd(cmd).await,
         Cmd::Openapi { demo } => {
             println!(

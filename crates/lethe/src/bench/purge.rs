@@ -74,12 +74,12 @@ pub async fn run(subjects: u64) -> anyhow::Result<()> {
     let pool = AnyPool::connect(&platform_url).await?;
     eprintln!("postgres: loading {users} users x 20 rows in 8 tables ...");
     let t = Instant::now();
-    crate::bench_erase::load(&pool, "postgres", users).await?;
+    super::erase::load(&pool, "postgres", users).await?;
     eprintln!("postgres: loaded in {:.1} s", t.elapsed().as_secs_f64());
 
     let map_text = format!(
         "{}{RULES}",
-        crate::bench_erase::MAP
+        super::erase::MAP
             .replace("KIND", "postgres")
             .replace("BATCH", "500")
     );

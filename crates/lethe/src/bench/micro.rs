@@ -1,5 +1,5 @@
-//! `lethe bench ...`: benchmarks that print figures against a raw baseline
-//! measured in the same run.
+//! Micro-benchmarks of the audit log and the vault (`lethe bench audit`,
+//! `vault`, `vault-http`).
 
 use anyhow::Context;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
