@@ -576,6 +576,68 @@ mod tests {
         }
     }
 
+    /// Every text in the Fluent files is used: named whole in a template
+    /// (`t("key")`) or in the code (`"key"`), or in a family a template or
+    /// the code completes at run time (`t("state." ~ s)`,
+    /// `format!("state.{}", s)`).
+    #[test]
+    fn every_text_key_is_used() {
+        fn rust_files(dir: &std::path::Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    rust_files(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push(std::fs::read_to_string(&p).unwrap());
+                }
+            }
+        }
+        let mut code = vec![];
+        rust_files(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut code,
+        );
+        let templates: Vec<&str> = TEMPLATES.iter().map(|(_, src)| *src).collect();
+        // Families: a quoted prefix ending in '.' that is completed at run
+        // time, in a template (`t("state." ~`) or in code (`"state.{`).
+        let mut families = vec![];
+        for src in templates
+            .iter()
+            .copied()
+            .chain(code.iter().map(String::as_str))
+        {
+            for (i, _) in src.match_indices('"') {
+                let rest = &src[i + 1..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+                    .unwrap_or(rest.len());
+                let (word, after) = rest.split_at(end);
+                if word.ends_with('.')
+                    && word.len() > 1
+                    && (after.starts_with('{')
+                        || after.starts_with("\" ~")
+                        || after.starts_with("\"~"))
+                {
+                    families.push(word.to_owned());
+                }
+            }
+        }
+        let mut unused = vec![];
+        for key in i18n::keys() {
+            let quoted = [format!("\"{key}\""), format!("'{key}'")];
+            let named = templates
+                .iter()
+                .copied()
+                .chain(code.iter().map(String::as_str))
+                .any(|src| quoted.iter().any(|q| src.contains(q.as_str())));
+            if !named && !families.iter().any(|f| key.starts_with(f.as_str())) {
+                unused.push(key);
+            }
+        }
+        unused.sort_unstable();
+        assert!(unused.is_empty(), "texts no page or code uses: {unused:?}");
+    }
+
     #[test]
     fn sealed_tokens_are_bound_to_key_and_purpose() {
         let k = [7u8; 32];
