@@ -588,7 +588,7 @@ mod tests {
         let doc = serde_json::to_value(crate::openapi(true)).unwrap();
         let paths = doc["paths"].as_object().unwrap();
         // The router's API paths, read from its source.
-        let src = include_str!("lib.rs");
+        let src = include_str!("routes.rs");
         let mut routed = std::collections::BTreeSet::new();
         let mut rest = src;
         while let Some(i) = rest.find(".route(") {
