@@ -1092,6 +1092,22 @@ columns = ["user_id"]
     }
 }
 
+/// What in the live schema would break this system's erasure (see
+/// [`is_breaking`]): the schema as `sql` last read it (afresh at most once per
+/// `max_age`), checked against the map (`system`, the entry the connector
+/// was made from), its accepted findings set aside.
+pub async fn breaking_drift(
+    sql: &crate::SqlSystem,
+    system: &System,
+    max_age: std::time::Duration,
+) -> Result<Vec<Finding>, crate::ConnectError> {
+    let live = sql.live_schema(max_age).await?;
+    let mut found = check(system, &live, &BTreeMap::new());
+    apply_ignores(system, &mut found);
+    found.retain(is_breaking);
+    Ok(found)
+}
+
 /// Whether a finding means erasure in its system would fail part-way: a
 /// table or column the map names is gone, or an unmapped table references
 /// an erased one with a key that blocks deletion. Erasure waits on these.

@@ -94,8 +94,8 @@ pub struct SqlSystem {
     /// made at the first erasure or purge (or by `lethe datamap install`),
     /// never by a connection that only reads (`check`, `plan`).
     record_ready: tokio::sync::OnceCell<()>,
-    /// The last structural check against the live schema, and when.
-    drift: std::sync::Mutex<Option<(std::time::Instant, Vec<crate::check::Finding>)>>,
+    /// The live schema as last read, and when (see [`Self::live_schema`]).
+    live: std::sync::Mutex<Option<(std::time::Instant, std::sync::Arc<schema::Schema>)>>,
 }
 
 impl std::fmt::Debug for SqlSystem {
@@ -433,7 +433,7 @@ impl SqlSystem {
             schema,
             returning: true,
             record_ready: tokio::sync::OnceCell::new(),
-            drift: std::sync::Mutex::new(None),
+            live: std::sync::Mutex::new(None),
         })
     }
 
@@ -658,20 +658,18 @@ impl SqlSystem {
         Ok(out)
     }
 
-    /// What in the live schema would break this system's erasure (see
-    /// [`crate::check::is_breaking`]): the schema read afresh, at most once
-    /// per `max_age`, and checked against the map (`system`, the entry
-    /// this connector was made from), its accepted findings set aside.
-    pub async fn breaking_drift(
+    /// The platform's schema as the database reports it now, read afresh
+    /// at most once per `max_age` (the drift check before each erasure
+    /// reads it through here: [`crate::check::breaking_drift`]).
+    pub async fn live_schema(
         &self,
-        system: &System,
         max_age: Duration,
-    ) -> Result<Vec<crate::check::Finding>, ConnectError> {
-        if let Ok(g) = self.drift.lock()
-            && let Some((at, found)) = g.as_ref()
+    ) -> Result<std::sync::Arc<schema::Schema>, ConnectError> {
+        if let Ok(g) = self.live.lock()
+            && let Some((at, live)) = g.as_ref()
             && at.elapsed() < max_age
         {
-            return Ok(found.clone());
+            return Ok(live.clone());
         }
         let mut c = self
             .pool
@@ -682,13 +680,11 @@ impl SqlSystem {
             .await
             .map_err(|e| db_err(&self.name, "read the schema", e))?;
         drop(c);
-        let mut found = crate::check::check(system, &live, &BTreeMap::new());
-        crate::check::apply_ignores(system, &mut found);
-        found.retain(crate::check::is_breaking);
-        if let Ok(mut g) = self.drift.lock() {
-            *g = Some((std::time::Instant::now(), found.clone()));
+        let live = std::sync::Arc::new(live);
+        if let Ok(mut g) = self.live.lock() {
+            *g = Some((std::time::Instant::now(), live.clone()));
         }
-        Ok(found)
+        Ok(live)
     }
 
     /// The tables whose owner column holds whole subject ids: directly

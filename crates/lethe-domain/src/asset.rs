@@ -13,8 +13,7 @@
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
-use crate::case::Locale;
-use crate::{MinorUnits, SubjectId};
+use crate::{Locale, MinorUnits, SubjectId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

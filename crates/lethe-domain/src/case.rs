@@ -28,7 +28,9 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use crate::{AssuranceLevel, CaseId, Channel, Policy, Reason, SubjectId};
+use crate::calendar::Calendar;
+use crate::deadline::{self, Deadline};
+use crate::{AssuranceLevel, CaseId, Channel, Locale, Policy, Reason, SubjectId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -89,6 +91,18 @@ impl CaseState {
     }
 
     /// A terminal case never changes again.
+    /// States in which the case waits for the user, not for the platform.
+    pub fn waits_for_user(self) -> bool {
+        matches!(
+            self,
+            CaseState::Submitted
+                | CaseState::ChecksBlocked
+                | CaseState::ChecksClear
+                | CaseState::ConsequencesAcknowledged
+                | CaseState::CoolingOff
+        )
+    }
+
     pub fn is_terminal(&self) -> bool {
         matches!(self, Self::Erased | Self::Withdrawn | Self::Rejected)
     }
@@ -177,14 +191,6 @@ impl Consequence {
             Locale::En => &self.text_en,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Locale {
-    #[serde(rename = "zh-CN")]
-    ZhCn,
-    #[serde(rename = "en")]
-    En,
 }
 
 /// The user's acknowledgement of one consequence: the exact text shown, its
@@ -460,6 +466,26 @@ fn illegal(cmd: &CaseCommand, state: CaseState) -> TransitionError {
 }
 
 impl Case {
+    /// The case's deadlines under its policy's profile, on the platform's
+    /// calendar and time zone. A closed case (erased, withdrawn, rejected)
+    /// has none open: each is met when the case closed, if not before, so a
+    /// withdrawn case never goes overdue.
+    pub fn deadlines(&self, cal: &Calendar, tz: &jiff::tz::TimeZone) -> Vec<Deadline> {
+        let facts = deadline::Facts {
+            profile: self.policy.deadlines,
+            created_at: self.created_at,
+            review_started_at: self.review_started_at,
+            review_ended_at: self.review_ended_at,
+            cooling_off_ends_at: self.cooling_off_ends_at,
+            erasure_started_at: self.erasure_started_at,
+            closed_at: self.closed_at.filter(|_| self.state.is_terminal()),
+            waiting_for_user: self.state.waits_for_user(),
+            user_wait: self.user_wait,
+            extended: self.extension.is_some(),
+        };
+        deadline::deadlines(&facts, cal, tz)
+    }
+
     /// Opens a new case in `submitted`, with the change that records it.
     pub fn open(
         id: CaseId,
@@ -927,7 +953,7 @@ impl Case {
         };
         if to != from {
             let since = self.state_since.unwrap_or(self.updated_at);
-            if crate::deadline::waits_for_user(from) && now > since {
+            if from.waits_for_user() && now > since {
                 next.user_wait = self
                     .user_wait
                     .checked_add(now.duration_since(since))

@@ -18,7 +18,6 @@ use jiff::{SignedDuration, Timestamp, ToSpan};
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::Calendar;
-use crate::{Case, CaseState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -128,24 +127,26 @@ impl Deadline {
     }
 }
 
-/// States in which the case waits for the user, not for the platform.
-pub fn waits_for_user(s: CaseState) -> bool {
-    matches!(
-        s,
-        CaseState::Submitted
-            | CaseState::ChecksBlocked
-            | CaseState::ChecksClear
-            | CaseState::ConsequencesAcknowledged
-            | CaseState::CoolingOff
-    )
-}
-
-fn closed(case: &Case) -> Option<Timestamp> {
-    if case.state.is_terminal() {
-        case.closed_at
-    } else {
-        None
-    }
+/// What one case's deadlines are computed from: its policy's profile and the
+/// moments its history recorded. The case builds it
+/// ([`crate::Case::deadlines`]); this module knows nothing of the state
+/// machine, only of time and the calendar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts {
+    pub profile: Profile,
+    pub created_at: Timestamp,
+    pub review_started_at: Option<Timestamp>,
+    pub review_ended_at: Option<Timestamp>,
+    pub cooling_off_ends_at: Option<Timestamp>,
+    pub erasure_started_at: Option<Timestamp>,
+    /// When the case closed (erased, withdrawn, rejected); `None` while open.
+    pub closed_at: Option<Timestamp>,
+    /// The case waits for the user now, not for the platform.
+    pub waiting_for_user: bool,
+    /// The time the case has waited for the user so far.
+    pub user_wait: SignedDuration,
+    /// The response deadline was extended (GDPR, CCPA).
+    pub extended: bool,
 }
 
 fn working(
@@ -208,12 +209,12 @@ fn plus_business_days(start: Timestamp, n: u32, tz: &TimeZone) -> Option<Timesta
         .map(|z| z.timestamp())
 }
 
-/// The case's deadlines under its policy's profile. A closed case
+/// The deadlines of one case, from its facts, under its profile. A closed case
 /// (erased, withdrawn, rejected) has none open: each is met when the case
 /// closed, if not before, so a withdrawn case never goes overdue.
-pub fn deadlines(case: &Case, cal: &Calendar, tz: &TimeZone) -> Vec<Deadline> {
+pub fn deadlines(case: &Facts, cal: &Calendar, tz: &TimeZone) -> Vec<Deadline> {
     let mut out = open_deadlines(case, cal, tz);
-    if let Some(done) = closed(case) {
+    if let Some(done) = case.closed_at {
         for d in &mut out {
             if d.met_at.is_none() {
                 d.met_at = Some(done);
@@ -224,11 +225,11 @@ pub fn deadlines(case: &Case, cal: &Calendar, tz: &TimeZone) -> Vec<Deadline> {
     out
 }
 
-fn open_deadlines(case: &Case, cal: &Calendar, tz: &TimeZone) -> Vec<Deadline> {
+fn open_deadlines(case: &Facts, cal: &Calendar, tz: &TimeZone) -> Vec<Deadline> {
     let created = case.created_at;
-    let done = closed(case);
-    let extended = case.extension.is_some();
-    match case.policy.deadlines {
+    let done = case.closed_at;
+    let extended = case.extended;
+    match case.profile {
         Profile::Cn => {
             let mut out = vec![];
             if let Some(start) = case.review_started_at {
@@ -253,7 +254,7 @@ fn open_deadlines(case: &Case, cal: &Calendar, tz: &TimeZone) -> Vec<Deadline> {
                     provisional: false,
                 });
             }
-            let waiting_now = done.is_none() && waits_for_user(case.state);
+            let waiting_now = done.is_none() && case.waiting_for_user;
             if waiting_now {
                 out.push(Deadline {
                     kind: DeadlineKind::Completion,
@@ -316,6 +317,11 @@ fn open_deadlines(case: &Case, cal: &Calendar, tz: &TimeZone) -> Vec<Deadline> {
 mod tests {
     use super::*;
     use crate::{AssuranceLevel, CaseCommand, CaseId, Channel, Locale, Policy, Reason, SubjectId};
+    use crate::{Case, CaseState};
+
+    fn deadlines(case: &Case, cal: &Calendar, tz: &TimeZone) -> Vec<Deadline> {
+        case.deadlines(cal, tz)
+    }
 
     fn tz() -> TimeZone {
         TimeZone::get("Asia/Shanghai").unwrap()

@@ -315,6 +315,15 @@ impl From<MinorUnits> for i64 {
     }
 }
 
+/// The language a page, notice or consequence is shown in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Locale {
+    #[serde(rename = "zh-CN")]
+    ZhCn,
+    #[serde(rename = "en")]
+    En,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

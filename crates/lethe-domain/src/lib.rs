@@ -20,11 +20,12 @@ pub mod settlement;
 pub mod support;
 
 pub use case::{
-    Acknowledgement, Blocker, Case, CaseCommand, CaseState, Change, Consequence, Locale, Notice,
+    Acknowledgement, Blocker, Case, CaseCommand, CaseState, Change, Consequence, Notice,
     TransitionError,
 };
 pub use clock::{Clock, ManualClock};
 pub use ids::{
-    AssuranceLevel, CaseId, Channel, IdError, MinorUnits, OtpCode, Reason, SubjectId, phone_key,
+    AssuranceLevel, CaseId, Channel, IdError, Locale, MinorUnits, OtpCode, Reason, SubjectId,
+    phone_key,
 };
 pub use policy::{Policy, PolicyError};

@@ -255,8 +255,7 @@ async fn erase_again(
     // Like a case's erasure, this one does not start on a schema that
     // would break it part-way.
     if let (Some(sql), Some(entry)) = (d.systems.sql(system), d.datamap.system(system)) {
-        let found = sql
-            .breaking_drift(entry, std::time::Duration::ZERO)
+        let found = lethe_connect::check::breaking_drift(sql, entry, std::time::Duration::ZERO)
             .await
             .map_err(|e| e.to_string())?;
         if let Some(f) = found.first() {

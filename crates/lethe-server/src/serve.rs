@@ -108,7 +108,7 @@ impl Server {
             let (calendar, tz) = (calendar.clone(), tz.clone());
             Arc::new(move |case: &lethe_domain::Case| {
                 let cal = calendar.current.read().unwrap_or_else(|p| p.into_inner());
-                lethe_domain::deadline::deadlines(case, &cal, &tz)
+                case.deadlines(&cal, &tz)
             })
         };
         let store = Store::open_url(

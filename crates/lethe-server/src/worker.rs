@@ -671,13 +671,13 @@ pub(crate) async fn drift_hold(st: &AppState, system: &str) -> Result<Option<Str
     ) else {
         return Ok(None);
     };
-    let found = sql
-        .breaking_drift(
-            entry,
-            std::time::Duration::from_secs(drift_wait(st).unsigned_abs()),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    let found = lethe_connect::check::breaking_drift(
+        sql,
+        entry,
+        std::time::Duration::from_secs(drift_wait(st).unsigned_abs()),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     if found.is_empty() {
         return Ok(None);
     }

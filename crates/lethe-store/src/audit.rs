@@ -7,6 +7,7 @@ use lethe_ledger::{Hash, RecordedEvent, TreeHead};
 use sqlx::Row;
 use std::collections::HashMap;
 
+use crate::log::row_head;
 use crate::{Store, StoreError, db};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,15 +20,6 @@ pub enum ProofError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-pub(crate) fn row_head(r: &crate::DbRow) -> TreeHead {
-    TreeHead {
-        tree_size: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
-        root_hash: r.get(1),
-        timestamp: r.get(2),
-        signature: r.get(3),
-    }
 }
 
 impl Store {

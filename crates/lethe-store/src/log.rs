@@ -886,6 +886,16 @@ impl Store {
     }
 }
 
+/// A tree head from its row (`size, root, timestamp, signature`).
+pub(crate) fn row_head(r: &crate::DbRow) -> TreeHead {
+    TreeHead {
+        tree_size: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
+        root_hash: r.get(1),
+        timestamp: r.get(2),
+        signature: r.get(3),
+    }
+}
+
 async fn head_of_size(conn: &mut DbConn, size: u64) -> Result<Option<TreeHead>, StoreError> {
     let r = sqlx::query(
         "SELECT tree_size, root_hash, timestamp, signature FROM tree_heads WHERE tree_size = $1",
@@ -894,7 +904,7 @@ async fn head_of_size(conn: &mut DbConn, size: u64) -> Result<Option<TreeHead>, 
     .fetch_optional(&mut *conn)
     .await
     .map_err(db("read tree head"))?;
-    Ok(r.as_ref().map(crate::audit::row_head))
+    Ok(r.as_ref().map(row_head))
 }
 
 /// Where a receipt's final event stands.

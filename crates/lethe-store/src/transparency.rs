@@ -217,6 +217,6 @@ impl Store {
             .fetch_all(&self.read)
             .await
             .map_err(db("read tree heads"))?;
-        Ok(rows.iter().map(crate::audit::row_head).collect())
+        Ok(rows.iter().map(crate::log::row_head).collect())
     }
 }

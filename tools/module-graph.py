@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""The module graph of every crate in the workspace, and its two rules.
+
+1. No import circle between the modules of a crate: module A naming an item
+   of module B (a `use`, or a path written inline) is an edge A -> B; a
+   re-export (`pub use`, `pub(crate) use`) is followed to the module that
+   defines the item, so a parent that only re-exports its children is not a
+   node in anyone's circle. Every strongly connected set of two or more
+   modules is reported with the lines that make its edges.
+2. In `lethe-server`, no module names an item that `lib.rs` defines itself
+   (lib.rs declares modules and re-exports only).
+
+Test modules (`#[cfg(test)] mod ... { }`) are left out: they sit below
+their file by definition. Comments and string literals are removed before
+reading. Exit status 1 when a rule is broken, with what to fix.
+
+Usage: tools/module-graph.py [--dot CRATE]   (--dot prints the crate's graph)
+"""
+
+import os
+import re
+import sys
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+ITEM_DEF = re.compile(
+    r"^\s*(?:pub(?:\([^)]*\))?\s+)?(?:(?:async|unsafe|const|extern\s+\"C\")\s+)*"
+    r"(?:fn|struct|enum|trait|type|const|static|union|mod|macro_rules!)\s+(" + IDENT + ")",
+    re.M,
+)
+
+
+def strip(src):
+    """Source without comments, string and char literals (kept as "")."""
+    out, i, n = [], 0, len(src)
+    while i < n:
+        c = src[i]
+        if src.startswith("//", i):
+            j = src.find("\n", i)
+            i = n if j < 0 else j
+        elif src.startswith("/*", i):
+            depth, i = 1, i + 2
+            while i < n and depth:
+                if src.startswith("/*", i):
+                    depth, i = depth + 1, i + 2
+                elif src.startswith("*/", i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    if src[i] == "\n":
+                        out.append("\n")
+                    i += 1
+        elif c == "r" and re.match(r'r#*"', src[i:i + 10]) and not (i and re.match(r"\w", src[i - 1])):
+            m = re.match(r'r(#*)"', src[i:])
+            end = src.find('"' + m.group(1), i + len(m.group(0)))
+            end = n if end < 0 else end + 1 + len(m.group(1))
+            out.append('""' + "\n" * src.count("\n", i, end))
+            i = end
+        elif c == '"':
+            j = i + 1
+            while j < n and src[j] != '"':
+                j += 2 if src[j] == "\\" else 1
+            out.append('""' + "\n" * src.count("\n", i, j))
+            i = j + 1
+        elif c == "'" and re.match(r"'(\\.|[^\\'])'|'\\u\{[0-9a-fA-F]+\}'|'\\x[0-9a-fA-F]{2}'", src[i:i + 12]):
+            m = re.match(r"'(\\.|[^\\'])'|'\\u\{[0-9a-fA-F]+\}'|'\\x[0-9a-fA-F]{2}'", src[i:i + 12])
+            out.append("' '")
+            i += len(m.group(0))
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def drop_test_modules(src):
+    """`src` with every `#[cfg(test)] mod name { ... }` body blanked (lines kept)."""
+    pat = re.compile(r"#\[cfg\(test\)\]\s*(?:#\[[^\]]*\]\s*)*(?:pub(?:\([^)]*\))?\s+)?mod\s+" + IDENT + r"\s*\{")
+    while True:
+        m = pat.search(src)
+        if not m:
+            return src
+        depth, j = 1, m.end()
+        while j < len(src) and depth:
+            depth += {"{": 1, "}": -1}.get(src[j], 0)
+            j += 1
+        src = src[: m.start()] + "\n" * src.count("\n", m.start(), j) + src[j:]
+
+
+class Module:
+    def __init__(self, name, path, text, raw):
+        self.name, self.path, self.text, self.raw = name, path, text, raw
+        self.defs = set(ITEM_DEF.findall(text))
+        self.uses = []  # (segments, line, is_reexport, alias)
+        self.inline = []  # (segments, line)
+
+
+def line_of(text, pos):
+    return text.count("\n", 0, pos) + 1
+
+
+def load_crate(src_dir):
+    mods = {}
+    for dirpath, _, files in os.walk(src_dir):
+        for f in files:
+            if not f.endswith(".rs"):
+                continue
+            full = os.path.join(dirpath, f)
+            rel = os.path.relpath(full, src_dir)[:-3].split(os.sep)
+            if rel[-1] in ("lib", "main", "mod"):
+                rel = rel[:-1]
+            if rel and rel[0] == "bin":
+                continue
+            raw = open(full, encoding="utf-8").read()
+            text = drop_test_modules(strip(raw))
+            m = Module("::".join(rel), os.path.relpath(full, ROOT), text, raw)
+            spans = []
+            for u in re.finditer(r"(?m)^[ \t]*(pub(?:\([^)]*\))?\s+)?use\s+([^;]+);", text):
+                spans.append(u.span())
+                for p in expand_use(u.group(2)):
+                    path, alias = p
+                    m.uses.append((path.split("::"), line_of(text, u.start()), bool(u.group(1)), alias))
+            blanked = list(text)
+            for a, b in spans:
+                for k in range(a, b):
+                    if blanked[k] != "\n":
+                        blanked[k] = " "
+            blanked = "".join(blanked)
+            for r in re.finditer(r"(?<![\w:])((?:crate|super|self)(?:::" + IDENT + r")+)", blanked):
+                m.inline.append((r.group(1).split("::"), line_of(blanked, r.start())))
+            mods[m.name] = m
+    return mods
+
+
+def expand_use(tree):
+    out = []
+    for p in brace_expand(re.sub(r"\s+", " ", tree).strip()):
+        p = p.strip()
+        alias = None
+        am = re.match(r"^(.*?)\s+as\s+(" + IDENT + r")$", p)
+        if am:
+            p, alias = am.group(1), am.group(2)
+        out.append((p.replace(" ", ""), alias))
+    return out
+
+
+def brace_expand(tree):
+    i = tree.find("{")
+    if i < 0:
+        return [tree]
+    prefix, inner = tree[:i], tree[i + 1 : tree.rindex("}")]
+    parts, d, start = [], 0, 0
+    for k, ch in enumerate(inner):
+        d += {"{": 1, "}": -1}.get(ch, 0)
+        if ch == "," and d == 0:
+            parts.append(inner[start:k])
+            start = k + 1
+    parts.append(inner[start:])
+    res = []
+    for p in parts:
+        p = p.strip()
+        if not p:
+            continue
+        for q in brace_expand(p):
+            q = q.strip()
+            res.append(prefix.rstrip(": ") if q == "self" else prefix.replace(" ", "") + q)
+    return res
+
+
+def resolve(mods, segs, seen=None):
+    """(module, item) that a crate-relative path lands on, following re-exports."""
+    seen = seen or set()
+    k = len(segs)
+    while k > 0 and "::".join(segs[:k]) not in mods:
+        k -= 1
+    target = "::".join(segs[:k])
+    rest = segs[k:]
+    if not rest or rest[0] == "*":
+        return target, None
+    item = rest[0]
+    m = mods[target]
+    if item in m.defs or (target, item) in seen:
+        return target, item
+    seen.add((target, item))
+    for segs2, _, reexp, alias in m.uses:
+        if not reexp:
+            continue
+        abs2 = absolute_simple(target, segs2) if segs2[0] in ("crate", "self", "super") else None
+        if abs2 is None:
+            cand = (target + "::" if target else "") + segs2[0]
+            if cand in mods:
+                abs2 = cand.split("::") + segs2[1:]
+        if abs2 is None:
+            continue
+        name = alias or abs2[-1]
+        if name == item:
+            return resolve(mods, abs2, seen)
+        if abs2[-1] == "*":
+            src = "::".join(abs2[:-1])
+            if src in mods and item in mods[src].defs:
+                return resolve(mods, abs2[:-1] + [item], seen)
+    return target, item
+
+
+def graph(crate_dir):
+    mods = load_crate(os.path.join(crate_dir, "src"))
+    edges, root_items = {}, []
+    for name, m in sorted(mods.items()):
+        refs = [(s, ln, r) for s, ln, r, _ in m.uses] + [(s, ln, False) for s, ln in m.inline]
+        for segs, ln, reexp in refs:
+            abs_ = None
+            if segs[0] in ("crate", "self", "super"):
+                abs_ = absolute_simple(name, segs)
+            else:
+                cand = (name + "::" if name else "") + segs[0]
+                if cand in mods:
+                    abs_ = cand.split("::") + segs[1:]
+            if abs_ is None or reexp:
+                continue
+            target, item = resolve(mods, abs_)
+            if target == name or (name.startswith(target + "::") and item is None):
+                continue
+            if target == "" and item is None:
+                continue
+            if target == "" and item is not None:
+                root_items.append((m.path, ln, item))
+            edges.setdefault(name, {}).setdefault(target, []).append((m.path, ln))
+    return mods, edges, root_items
+
+
+def absolute_simple(mod, segs):
+    base = mod.split("::") if mod else []
+    if segs[0] == "crate":
+        return segs[1:]
+    cur, k = list(base), 0
+    while k < len(segs) and segs[k] in ("self", "super"):
+        if segs[k] == "super":
+            if not cur:
+                return None
+            cur.pop()
+        k += 1
+    return cur + segs[k:]
+
+
+def sccs(nodes, edges):
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+    sys.setrecursionlimit(10000)
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in edges.get(v, {}):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            out.append(comp)
+
+    for v in nodes:
+        if v not in index:
+            visit(v)
+    return [c for c in out if len(c) > 1]
+
+
+def main():
+    crates_dir = os.path.join(ROOT, "crates")
+    dot = sys.argv[2] if len(sys.argv) > 2 and sys.argv[1] == "--dot" else None
+    broken = False
+    for crate in sorted(os.listdir(crates_dir)):
+        cdir = os.path.join(crates_dir, crate)
+        if not os.path.isdir(os.path.join(cdir, "src")):
+            continue
+        mods, edges, root_items = graph(cdir)
+        if dot == crate:
+            print("digraph %s {" % crate.replace("-", "_"))
+            for a in sorted(edges):
+                for b in sorted(edges[a]):
+                    print('  "%s" -> "%s";' % (a or "lib", b or "lib"))
+            print("}")
+        for comp in sccs(sorted(mods), edges):
+            broken = True
+            members = set(comp)
+            print("%s: import circle between modules %s:" % (crate, ", ".join(sorted(m or "lib" for m in comp))))
+            for a in sorted(members):
+                for b, where in sorted(edges.get(a, {}).items()):
+                    if b in members:
+                        path, ln = where[0]
+                        more = " (+%d more)" % (len(where) - 1) if len(where) > 1 else ""
+                        print("  %s -> %s  at %s:%d%s" % (a or "lib", b or "lib", path, ln, more))
+        if crate == "lethe-server":
+            for path, ln, item in root_items:
+                broken = True
+                print("%s: %s:%d names `%s`, defined in lib.rs; define it in a module and re-export it" % (crate, path, ln, item))
+    if broken:
+        print("module-graph: fix the imports above (a shared item moves down to a module both sides can import)")
+        return 1
+    print("module-graph: no import circle in any crate; lethe-server's lib.rs is declarations and re-exports only")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
