@@ -2,11 +2,15 @@
 """The module graph of every crate in the workspace, and its two rules.
 
 1. No import circle between the modules of a crate: module A naming an item
-   of module B (a `use`, or a path written inline) is an edge A -> B; a
-   re-export (`pub use`, `pub(crate) use`) is followed to the module that
-   defines the item, so a parent that only re-exports its children is not a
-   node in anyone's circle. Every strongly connected set of two or more
-   modules is reported with the lines that make its edges.
+   of module B (a `use`, or a path written inline, also through a module
+   name imported or declared as a child) is an edge A -> B; a re-export
+   (`pub use`, `pub(crate) use`) is followed to the module that defines the
+   item, so a parent that only re-exports its children is not a node in
+   anyone's circle. Items the crate root defines itself are the crate's
+   base (lethe-store's `Store`, extended by one module per aggregate; the
+   ledger's core types) and naming them is not an edge. Every strongly
+   connected set of two or more modules is reported with the lines that
+   make its edges.
 2. In `lethe-server`, no module names an item that `lib.rs` defines itself
    (lib.rs declares modules and re-exports only).
 
@@ -126,7 +130,22 @@ def load_crate(src_dir):
             blanked = "".join(blanked)
             for r in re.finditer(r"(?<![\w:])((?:crate|super|self)(?:::" + IDENT + r")+)", blanked):
                 m.inline.append((r.group(1).split("::"), line_of(blanked, r.start())))
+            m.blanked = blanked
             mods[m.name] = m
+    for m in mods.values():
+        prefix = m.name + "::" if m.name else ""
+        names = {c[len(prefix):]: c.split("::") for c in mods if c.startswith(prefix) and "::" not in c[len(prefix):] and c != m.name}
+        for segs, _, _, alias in m.uses:
+            if segs[0] in ("crate", "self", "super") and segs[-1] != "*":
+                target = absolute_simple(m.name, segs)
+                if target is not None and "::".join(target) in mods:
+                    names[alias or segs[-1]] = target
+        if not names:
+            continue
+        pat = r"(?<![\w:])(" + "|".join(map(re.escape, names)) + r")((?:::" + IDENT + r")+)"
+        for r in re.finditer(pat, m.blanked):
+            segs = names[r.group(1)] + r.group(2).split("::")[1:]
+            m.inline.append((["crate"] + segs, line_of(m.blanked, r.start())))
     return mods
 
 
@@ -221,7 +240,12 @@ def graph(crate_dir):
             if target == "" and item is None:
                 continue
             if target == "" and item is not None:
+                # The crate root's own items (lethe-store's `Store`, which
+                # each aggregate's module extends; the ledger's core types)
+                # are the crate's base: naming them is not an edge. In
+                # lethe-server the root defines nothing (rule 2).
                 root_items.append((m.path, ln, item))
+                continue
             edges.setdefault(name, {}).setdefault(target, []).append((m.path, ln))
     return mods, edges, root_items
 

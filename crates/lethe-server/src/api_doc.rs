@@ -1,7 +1,7 @@
 //! The OpenAPI document: every operation, the security scheme, the problem
 //! responses each operation can give.
 
-use crate::*;
+use crate::{api, console, http, openapi_doc, pages, worker};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
@@ -9,32 +9,32 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 #[openapi(
     info(title = "Lethe", description = "Account cancellation (账号注销) and erasure, safely, provably, on time.\n\nEvery POST needs an `Idempotency-Key` header. Errors are RFC 9457 problem details naming the field at fault."),
     paths(
-        api::create_case, api::get_case, api::send_code, api::verify_code, api::run_checks, api::acknowledge,
-        api::confirm, api::withdraw, api::review, api::retry, api::receipt, api::timeline,
-        api::dev_outbox, api::dev_advance, api::healthz, api::readyz,
-        vault_api::encrypt, vault_api::decrypt, vault_api::blind_index, vault_api::rotate,
-        api::restore, api::extend, api::settle, api::alternatives, api::choose_alternative, ops_api::check, ops_api::carrier_event, ops_api::carrier_callback, ops_api::overdue,
-        ops_api::notifications, ops_api::calendar,
-        audit_api::public_key, audit_api::tree_head, audit_api::sign_now, audit_api::tree_heads,
-        audit_api::inclusion, audit_api::consistency, audit_api::export, audit_api::receipt_html,
-        audit_api::compliance,
+        api::cases::create_case, api::cases::get_case, api::cases::send_code, api::cases::verify_code, api::cases::run_checks, api::cases::acknowledge,
+        api::cases::confirm, api::cases::withdraw, api::cases::review, api::cases::retry, api::cases::receipt, api::cases::timeline,
+        api::cases::dev_outbox, api::cases::dev_advance, api::cases::healthz, api::cases::readyz,
+        api::vault::encrypt, api::vault::decrypt, api::vault::blind_index, api::vault::rotate,
+        api::cases::restore, api::cases::extend, api::cases::settle, api::cases::alternatives, api::cases::choose_alternative, api::operations::check, api::operations::carrier_event, api::operations::carrier_callback, api::operations::overdue,
+        api::operations::notifications, api::operations::calendar,
+        api::audit::public_key, api::audit::tree_head, api::audit::sign_now, api::audit::tree_heads,
+        api::audit::inclusion, api::audit::consistency, api::audit::export, api::audit::receipt_html,
+        api::audit::compliance,
         console::login, console::create_case, console::read_case, console::hotline, console::counter,
         console::review, console::create_agent_route, console::report,
-        identity_api::session, identity_api::face,
-        claims_api::create, claims_api::read, claims_api::receipt, claims_api::list, claims_api::document, claims_api::decide,
-        erasure_api::list, erasure_api::complete, erasure_api::callback, erasure_api::acknowledge,
-        reapply_api::start, reapply_api::list, reapply_api::get_run,
-        drift_api::list, drift_api::accept,
-        purge::create, purge::list, purge::read, purge::report, purge::object,
-        export_api::create, export_api::create_for_case, export_api::read, export_api::delete,
-        export_api::download, export_api::console_create, export_api::console_read,
+        api::identity::session, api::identity::face,
+        api::claims::create, api::claims::read, api::claims::receipt, api::claims::list, api::claims::document, api::claims::decide,
+        api::erasure::list, api::erasure::complete, api::erasure::callback, api::erasure::acknowledge,
+        api::reapply::start, api::reapply::list, api::reapply::get_run,
+        api::drift::list, api::drift::accept,
+        worker::purge::create, worker::purge::list, worker::purge::read, worker::purge::report, worker::purge::object,
+        api::exports::create, api::exports::create_for_case, api::exports::read, api::exports::delete,
+        api::exports::download, api::exports::console_create, api::exports::console_read,
         pages::user::create_handoff,
-        transparency::page, transparency::json, transparency::report, transparency::consistency,
-        transparency::checkpoint_text, transparency::publish_on_demand,
-        support::open_with_receipt, support::queue, support::read, support::answer,
-        support::resend, support::close
+        api::transparency::page, api::transparency::json, api::transparency::report, api::transparency::consistency,
+        api::transparency::checkpoint_text, api::transparency::publish_on_demand,
+        api::support::open_with_receipt, api::support::queue, api::support::read, api::support::answer,
+        api::support::resend, api::support::close
     ),
-    components(schemas(problem::Problem)),
+    components(schemas(http::problem::Problem)),
     modifiers(&SecurityAddon, &ProblemResponses)
 )]
 pub struct ApiDoc;

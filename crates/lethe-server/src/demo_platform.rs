@@ -13,26 +13,8 @@ use axum::response::{IntoResponse, Response};
 use sqlx::Row;
 
 use crate::AppState;
-use crate::webhook::{secret_bytes, sign};
-
-/// Where the demo platform listens and the secret its calls are signed
-/// with (one per run).
-#[derive(Debug, Clone)]
-pub struct Link {
-    /// Lethe's own URL: the demo platform is served by the same process.
-    pub url: String,
-    pub secret: String,
-}
-
-impl Link {
-    pub fn settlements(&self) -> String {
-        format!("{}/demo-platform/settlements", self.url)
-    }
-
-    pub fn notifications(&self) -> String {
-        format!("{}/demo-platform/notifications", self.url)
-    }
-}
+use crate::outbound::webhook::{secret_bytes, sign};
+pub use crate::state::Link;
 
 /// A notification from Lethe (signed like every webhook). Only the demo
 /// platform's own cases touch Demo Mart; others are acknowledged.
@@ -40,7 +22,7 @@ pub async fn notification(State(st): State<AppState>, headers: HeaderMap, body: 
     let Some(link) = st.demo_platform.get() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    if crate::webhook::verify_inbound(
+    if crate::outbound::webhook::verify_inbound(
         &link.secret,
         &headers,
         &body,
@@ -152,8 +134,13 @@ pub async fn settle(State(st): State<AppState>, headers: HeaderMap, body: Bytes)
     let key = secret_bytes(secret);
     // As a platform should: a constant-time comparison of every signature
     // sent, within the timestamp window.
-    if crate::webhook::verify_inbound(secret, &headers, &body, jiff::Timestamp::now().as_second())
-        .is_err()
+    if crate::outbound::webhook::verify_inbound(
+        secret,
+        &headers,
+        &body,
+        jiff::Timestamp::now().as_second(),
+    )
+    .is_err()
     {
         return StatusCode::UNAUTHORIZED.into_response();
     }

@@ -11,47 +11,29 @@
 
 pub mod api;
 mod api_doc;
-pub mod audit_api;
-pub mod claims_api;
 pub mod config;
 pub mod console;
 pub mod demo_platform;
-pub mod drift_api;
-pub mod erasure_api;
-pub mod events;
-pub mod export_api;
-pub mod identity_api;
+pub mod http;
 pub mod jwt;
 pub mod metrics;
-pub mod middleware;
 pub mod openapi_doc;
-pub mod ops_api;
+pub mod outbound;
 pub mod pages;
-pub mod problem;
-pub mod providers;
-pub mod purge;
-pub mod reapply;
-pub mod reapply_api;
+pub mod receipt;
 pub mod report;
 mod routes;
 pub mod secrets;
-pub mod sequencer;
 mod serve;
 mod state;
-pub mod support;
-pub mod systems;
-pub mod totp;
-pub mod transparency;
-pub mod vault_api;
-pub mod webhook;
 pub mod worker;
 
 pub use api_doc::{ApiDoc, openapi};
 pub use config::Config;
+pub use outbound::systems::Systems;
 pub use routes::router;
 pub use secrets::Secrets;
 pub use serve::{ServeError, Server, install_crypto_provider, open_vault};
 pub use state::{
     AppState, CalendarState, ClockMode, HEADER_READ_TIMEOUT, Shared, SystemClock, VAULT_BODY_LIMIT,
 };
-pub use systems::Systems;

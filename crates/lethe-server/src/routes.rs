@@ -1,7 +1,9 @@
 //! The route table: every endpoint with its guard (authentication,
 //! idempotency, console session), in one place.
 
-use crate::*;
+use crate::api_doc::openapi;
+use crate::state::{AppState, VAULT_BODY_LIMIT};
+use crate::{api, console, demo_platform, http, pages, worker};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodRouter, get, post};
@@ -13,7 +15,7 @@ use utoipa_swagger_ui::SwaggerUi;
 fn guard_auth(st: &AppState, m: MethodRouter<AppState>) -> MethodRouter<AppState> {
     m.route_layer(axum::middleware::from_fn_with_state(
         st.clone(),
-        middleware::auth,
+        http::middleware::auth,
     ))
 }
 
@@ -22,7 +24,7 @@ fn guard_idem(st: &AppState, m: MethodRouter<AppState>) -> MethodRouter<AppState
         st,
         m.route_layer(axum::middleware::from_fn_with_state(
             st.clone(),
-            middleware::idempotency,
+            http::middleware::idempotency,
         )),
     )
 }
@@ -30,144 +32,165 @@ fn guard_idem(st: &AppState, m: MethodRouter<AppState>) -> MethodRouter<AppState
 fn guard_console(st: &AppState, m: MethodRouter<AppState>) -> MethodRouter<AppState> {
     m.route_layer(axum::middleware::from_fn_with_state(
         st.clone(),
-        console::auth,
+        http::agent::auth,
     ))
 }
 
 pub fn router(st: AppState) -> Router {
     let mut v1 = Router::new()
-        .route("/v1/cases", guard_idem(&st, post(api::create_case)))
-        .route("/v1/cases/{id}", guard_idem(&st, get(api::get_case)))
+        .route("/v1/cases", guard_idem(&st, post(api::cases::create_case)))
+        .route("/v1/cases/{id}", guard_idem(&st, get(api::cases::get_case)))
         .route(
             "/v1/cases/{id}/verification/sms/send",
-            guard_idem(&st, post(api::send_code)),
+            guard_idem(&st, post(api::cases::send_code)),
         )
         .route(
             "/v1/cases/{id}/verification/sms/verify",
-            guard_idem(&st, post(api::verify_code)),
+            guard_idem(&st, post(api::cases::verify_code)),
         )
         .route(
             "/v1/cases/{id}/checks",
-            guard_idem(&st, post(api::run_checks)),
+            guard_idem(&st, post(api::cases::run_checks)),
         )
         .route(
             "/v1/cases/{id}/acknowledgements",
-            guard_idem(&st, post(api::acknowledge)),
+            guard_idem(&st, post(api::cases::acknowledge)),
         )
         .route(
             "/v1/cases/{id}/confirm",
-            guard_idem(&st, post(api::confirm)),
+            guard_idem(&st, post(api::cases::confirm)),
         )
         .route(
             "/v1/cases/{id}/withdraw",
-            guard_idem(&st, post(api::withdraw)),
+            guard_idem(&st, post(api::cases::withdraw)),
         )
-        .route("/v1/cases/{id}/review", guard_idem(&st, post(api::review)))
+        .route(
+            "/v1/cases/{id}/review",
+            guard_idem(&st, post(api::cases::review)),
+        )
         .route(
             "/v1/cases/{id}/erasures/{system}",
-            guard_idem(&st, post(erasure_api::acknowledge)),
+            guard_idem(&st, post(api::erasure::acknowledge)),
         )
-        .route("/v1/cases/{id}/retry", guard_idem(&st, post(api::retry)))
-        .route("/v1/cases/{id}/receipt", guard_idem(&st, get(api::receipt)))
+        .route(
+            "/v1/cases/{id}/retry",
+            guard_idem(&st, post(api::cases::retry)),
+        )
+        .route(
+            "/v1/cases/{id}/receipt",
+            guard_idem(&st, get(api::cases::receipt)),
+        )
         .route(
             "/v1/cases/{id}/timeline",
-            guard_idem(&st, get(api::timeline)),
+            guard_idem(&st, get(api::cases::timeline)),
         )
         .route(
             "/v1/cases/{id}/restore",
-            guard_idem(&st, post(api::restore)),
+            guard_idem(&st, post(api::cases::restore)),
         )
         .route(
             "/v1/cases/{id}/settlements",
-            guard_idem(&st, post(api::settle)),
+            guard_idem(&st, post(api::cases::settle)),
         )
         .route(
             "/v1/cases/{id}/verification/session",
-            guard_idem(&st, post(identity_api::session)),
+            guard_idem(&st, post(api::identity::session)),
         )
         .route(
             "/v1/cases/{id}/alternative",
-            guard_idem(&st, post(api::choose_alternative)),
+            guard_idem(&st, post(api::cases::choose_alternative)),
         )
-        .route("/v1/alternatives", guard_idem(&st, get(api::alternatives)))
-        .route("/v1/cases/{id}/extend", guard_idem(&st, post(api::extend)))
+        .route(
+            "/v1/alternatives",
+            guard_idem(&st, get(api::cases::alternatives)),
+        )
+        .route(
+            "/v1/cases/{id}/extend",
+            guard_idem(&st, post(api::cases::extend)),
+        )
         .route(
             "/v1/identifiers/check",
-            guard_idem(&st, get(ops_api::check)),
+            guard_idem(&st, get(api::operations::check)),
         )
         .route(
             "/v1/carrier-events",
-            guard_idem(&st, post(ops_api::carrier_event)),
+            guard_idem(&st, post(api::operations::carrier_event)),
         )
         .route(
             "/v1/console/manual-tasks",
-            guard_idem(&st, get(erasure_api::list)),
+            guard_idem(&st, get(api::erasure::list)),
         )
-        .route("/v1/purges/{id}", guard_idem(&st, get(purge::read)))
+        .route("/v1/purges/{id}", guard_idem(&st, get(worker::purge::read)))
         .route(
             "/v1/purges/{id}/report",
-            guard_auth(&st, get(purge::report)),
+            guard_auth(&st, get(worker::purge::report)),
         )
         .route(
             "/v1/purges/{id}/objections",
-            guard_idem(&st, post(purge::object)),
+            guard_idem(&st, post(worker::purge::object)),
         )
         .route(
             "/v1/reapply-runs",
-            guard_idem(&st, post(reapply_api::start).get(reapply_api::list)),
+            guard_idem(&st, post(api::reapply::start).get(api::reapply::list)),
         )
         .route(
             "/v1/reapply-runs/{id}",
-            guard_idem(&st, get(reapply_api::get_run)),
+            guard_idem(&st, get(api::reapply::get_run)),
         )
         .route(
             "/v1/console/manual-tasks/{id}/complete",
-            guard_idem(&st, post(erasure_api::complete)),
+            guard_idem(&st, post(api::erasure::complete)),
         )
         .route(
             "/v1/notifications",
-            guard_idem(&st, get(ops_api::notifications)),
+            guard_idem(&st, get(api::operations::notifications)),
         )
-        .route("/v1/calendar", guard_idem(&st, get(ops_api::calendar)))
+        .route(
+            "/v1/calendar",
+            guard_idem(&st, get(api::operations::calendar)),
+        )
         .route(
             "/v1/cases/{id}/receipt.html",
-            guard_idem(&st, get(audit_api::receipt_html)),
+            guard_idem(&st, get(api::audit::receipt_html)),
         )
         .route(
             "/v1/audit/public-key",
-            guard_idem(&st, get(audit_api::public_key)),
+            guard_idem(&st, get(api::audit::public_key)),
         )
         .route(
             "/v1/audit/tree-head",
-            guard_idem(&st, get(audit_api::tree_head)),
+            guard_idem(&st, get(api::audit::tree_head)),
         )
         .route(
             "/v1/audit/tree-heads",
-            guard_idem(&st, get(audit_api::tree_heads).post(audit_api::sign_now)),
+            guard_idem(&st, get(api::audit::tree_heads).post(api::audit::sign_now)),
         )
         .route(
             "/v1/audit/proofs/inclusion",
-            guard_idem(&st, get(audit_api::inclusion)),
+            guard_idem(&st, get(api::audit::inclusion)),
         )
         .route(
             "/v1/audit/proofs/consistency",
-            guard_idem(&st, get(audit_api::consistency)),
+            guard_idem(&st, get(api::audit::consistency)),
         )
-        .route("/v1/audit/export", guard_idem(&st, get(audit_api::export)))
+        .route("/v1/audit/export", guard_idem(&st, get(api::audit::export)))
         .route(
             "/v1/reports/compliance",
-            guard_idem(&st, get(audit_api::compliance)),
+            guard_idem(&st, get(api::audit::compliance)),
         )
         .route(
             "/v1/transparency/reports",
-            guard_idem(&st, post(transparency::publish_on_demand)),
+            guard_idem(&st, post(api::transparency::publish_on_demand)),
         );
     if st.manual_clock.is_some() {
         v1 = v1
-            .route("/v1/dev/outbox/{id}", guard_idem(&st, get(api::dev_outbox)))
+            .route(
+                "/v1/dev/outbox/{id}",
+                guard_idem(&st, get(api::cases::dev_outbox)),
+            )
             .route(
                 "/v1/dev/clock/advance",
-                guard_idem(&st, post(api::dev_advance)),
+                guard_idem(&st, post(api::cases::dev_advance)),
             );
     }
     // Demo only: Demo Mart's own settlement endpoint (signed, no API key).
@@ -189,15 +212,15 @@ pub fn router(st: AppState) -> Router {
     let vault = Router::new()
         .route(
             "/v1/vault/encrypt",
-            guard_auth(&st, post(vault_api::encrypt)),
+            guard_auth(&st, post(api::vault::encrypt)),
         )
         .route(
             "/v1/vault/decrypt",
-            guard_auth(&st, post(vault_api::decrypt)),
+            guard_auth(&st, post(api::vault::decrypt)),
         )
         .route(
             "/v1/vault/blind-index",
-            guard_auth(&st, post(vault_api::blind_index)),
+            guard_auth(&st, post(api::vault::blind_index)),
         )
         .layer(DefaultBodyLimit::max(VAULT_BODY_LIMIT));
     let console = Router::new()
@@ -231,109 +254,116 @@ pub fn router(st: AppState) -> Router {
         )
         .route(
             "/v1/console/claims",
-            guard_console(&st, get(claims_api::list)),
+            guard_console(&st, get(api::claims::list)),
         )
         .route(
             "/v1/console/claims/{id}/documents/{n}",
-            guard_console(&st, get(claims_api::document)),
+            guard_console(&st, get(api::claims::document)),
         )
         .route(
             "/v1/console/claims/{id}/decision",
-            guard_console(&st, post(claims_api::decide)),
+            guard_console(&st, post(api::claims::decide)),
         )
         .route(
             "/v1/console/exports",
-            guard_console(&st, post(export_api::console_create)),
+            guard_console(&st, post(api::exports::console_create)),
         )
         .route(
             "/v1/console/exports/{id}",
-            guard_console(&st, get(export_api::console_read)),
+            guard_console(&st, get(api::exports::console_read)),
         )
         // A platform key or an agent's console token.
         .route(
             "/v1/console/overdue",
-            get(ops_api::overdue).route_layer(axum::middleware::from_fn_with_state(
+            get(api::operations::overdue).route_layer(axum::middleware::from_fn_with_state(
                 st.clone(),
-                middleware::key_or_console,
+                http::agent::key_or_console,
             )),
         )
         .route(
             "/v1/console/datamap/findings",
-            get(drift_api::list).route_layer(axum::middleware::from_fn_with_state(
+            get(api::drift::list).route_layer(axum::middleware::from_fn_with_state(
                 st.clone(),
-                middleware::key_or_console,
+                http::agent::key_or_console,
             )),
         )
         .route(
             "/v1/console/datamap/findings/{id}/accept",
-            guard_console(&st, post(drift_api::accept)),
+            guard_console(&st, post(api::drift::accept)),
         )
         .route(
             "/v1/console/support",
-            guard_console(&st, get(support::queue)),
+            guard_console(&st, get(api::support::queue)),
         )
         .route(
             "/v1/console/support/{id}",
-            guard_console(&st, get(support::read)),
+            guard_console(&st, get(api::support::read)),
         )
         .route(
             "/v1/console/support/{id}/answer",
-            guard_console(&st, post(support::answer)),
+            guard_console(&st, post(api::support::answer)),
         )
         .route(
             "/v1/console/support/{id}/resend",
-            guard_console(&st, post(support::resend)),
+            guard_console(&st, post(api::support::resend)),
         )
         .route(
             "/v1/console/support/{id}/close",
-            guard_console(&st, post(support::close)),
+            guard_console(&st, post(api::support::close)),
         )
         .route("/v1/console/login", post(console::login));
     // Exports answer with their download link, which must not be kept in
     // the idempotency store: the export itself is keyed by the platform's
     // Idempotency-Key instead (see export_api).
     let exports = Router::new()
-        .route("/v1/exports", guard_auth(&st, post(export_api::create)))
+        .route("/v1/exports", guard_auth(&st, post(api::exports::create)))
         .route(
             "/v1/exports/{id}",
-            guard_auth(&st, get(export_api::read).delete(export_api::delete)),
+            guard_auth(&st, get(api::exports::read).delete(api::exports::delete)),
         )
         .route(
             "/v1/cases/{id}/exports",
-            guard_auth(&st, post(export_api::create_for_case)),
+            guard_auth(&st, post(api::exports::create_for_case)),
         )
-        .route("/v1/exports/{id}/download", get(export_api::download));
+        .route("/v1/exports/{id}/download", get(api::exports::download));
     // Claims carry document images: a larger body limit, and (like the
     // vault) no idempotency store, which would keep the images.
     let claims = Router::new()
-        .route("/v1/claims", guard_auth(&st, post(claims_api::create)))
-        .route("/v1/claims/{id}", guard_auth(&st, get(claims_api::read)))
+        .route("/v1/claims", guard_auth(&st, post(api::claims::create)))
+        .route("/v1/claims/{id}", guard_auth(&st, get(api::claims::read)))
         .route(
             "/v1/claims/{id}/receipt",
-            guard_auth(&st, get(claims_api::receipt)),
+            guard_auth(&st, get(api::claims::receipt)),
         )
-        .layer(DefaultBodyLimit::max(claims_api::CLAIM_BODY_LIMIT));
+        .layer(DefaultBodyLimit::max(api::claims::CLAIM_BODY_LIMIT));
     // A purge names up to a million accounts: its own body limit.
     let purges = Router::new()
         .route(
             "/v1/purges",
-            guard_idem(&st, post(purge::create).get(purge::list)),
+            guard_idem(&st, post(worker::purge::create).get(worker::purge::list)),
         )
-        .layer(DefaultBodyLimit::max(purge::BODY_LIMIT))
-        .layer(axum::Extension(middleware::BodyLimit(purge::BODY_LIMIT)));
+        .layer(DefaultBodyLimit::max(worker::purge::BODY_LIMIT))
+        .layer(axum::Extension(http::middleware::BodyLimit(
+            worker::purge::BODY_LIMIT,
+        )));
     // Public: a former holder's support request, keyed by the receipt
     // (which may be pasted whole: its own body limit).
     let support_public = Router::new()
-        .route("/v1/support/requests", post(support::open_with_receipt))
+        .route(
+            "/v1/support/requests",
+            post(api::support::open_with_receipt),
+        )
         .route(
             "/support",
             get(pages::support::form).post(pages::support::submit),
         )
-        .layer(DefaultBodyLimit::max(support::BODY_LIMIT))
-        .layer(axum::Extension(middleware::BodyLimit(support::BODY_LIMIT)));
+        .layer(DefaultBodyLimit::max(api::support::BODY_LIMIT))
+        .layer(axum::Extension(http::middleware::BodyLimit(
+            api::support::BODY_LIMIT,
+        )));
     let vault_admin = Router::new().route(
         "/v1/console/vault/kek/rotate",
-        guard_console(&st, post(vault_api::rotate)),
+        guard_console(&st, post(api::vault::rotate)),
     );
     // The pages: the user's cancellation centre and the agent console.
     let pages = Router::new()
@@ -405,40 +435,43 @@ pub fn router(st: AppState) -> Router {
         .merge(purges)
         .merge(support_public)
         .merge(pages)
-        .route("/v1/callbacks/face", post(identity_api::face))
-        .route("/v1/callbacks/carrier", post(ops_api::carrier_callback))
+        .route("/v1/callbacks/face", post(api::identity::face))
+        .route(
+            "/v1/callbacks/carrier",
+            post(api::operations::carrier_callback),
+        )
         .route(
             "/v1/erasure-callbacks/{system}",
-            post(erasure_api::callback),
+            post(api::erasure::callback),
         )
         .merge(vault)
         .merge(vault_admin)
         // Public: no credentials (transparency.enabled turns them off).
-        .route("/transparency", get(transparency::page))
-        .route("/transparency.json", get(transparency::json))
-        .route("/transparency/reports/{id}", get(transparency::report))
+        .route("/transparency", get(api::transparency::page))
+        .route("/transparency.json", get(api::transparency::json))
+        .route("/transparency/reports/{id}", get(api::transparency::report))
         .route(
             "/transparency/proofs/consistency",
-            get(transparency::consistency),
+            get(api::transparency::consistency),
         )
         .route(
             "/transparency/checkpoint",
-            get(transparency::checkpoint_text),
+            get(api::transparency::checkpoint_text),
         )
-        .route("/healthz", get(api::healthz))
-        .route("/readyz", get(api::readyz))
-        .route("/metrics", get(metrics::metrics))
+        .route("/healthz", get(api::cases::healthz))
+        .route("/readyz", get(api::cases::readyz))
+        .route("/metrics", get(api::metrics::metrics))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi(st.demo)))
         .fallback(|| async {
-            problem::Problem::not_found("no such route").fix("see /docs for the API")
+            http::problem::Problem::not_found("no such route").fix("see /docs for the API")
         })
-        .layer(axum::middleware::from_fn(middleware::request_id))
+        .layer(axum::middleware::from_fn(http::middleware::request_id))
         .layer(axum::middleware::from_fn(
             move |req, next: axum::middleware::Next| async move {
                 match tokio::time::timeout(timeout, next.run(req)).await {
                     Ok(r) => r,
                     Err(_) => axum::response::IntoResponse::into_response(
-                        problem::Problem::new(
+                        http::problem::Problem::new(
                             axum::http::StatusCode::SERVICE_UNAVAILABLE,
                             "timeout",
                             "Request timed out",
@@ -450,7 +483,9 @@ pub fn router(st: AppState) -> Router {
             },
         ))
         // Outermost: the timeout's answer carries the headers too.
-        .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(axum::middleware::from_fn(
+            http::middleware::security_headers,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(st)
 }

@@ -1,7 +1,12 @@
 //! Start-up: the vault opened, the state built, the socket bound, the server
 //! and its workers run until shutdown; connections counted per client.
 
-use crate::*;
+use crate::config::Config;
+use crate::outbound::systems::Systems;
+use crate::routes::router;
+use crate::secrets::{self, Secrets};
+use crate::state::{AppState, CalendarState, ClockMode, HEADER_READ_TIMEOUT, Shared, SystemClock};
+use crate::{http, jwt, metrics, worker};
 use jiff::SignedDuration;
 use lethe_connect::DataMap;
 use lethe_domain::Clock;
@@ -181,13 +186,13 @@ impl Server {
             events: cfg.events.clone(),
             transparency: cfg.transparency.clone(),
             support: cfg.support.clone(),
-            keys: Arc::new(middleware::KeyCache::new()),
-            limiter: Arc::new(middleware::RateLimiter::new(
+            keys: Arc::new(http::limits::KeyCache::new()),
+            limiter: Arc::new(http::limits::RateLimiter::new(
                 cfg.limits.rate_per_second,
                 cfg.limits.rate_burst,
             )),
             seal_slots: Arc::new(tokio::sync::Semaphore::new(worker::SEALS_IN_FLIGHT)),
-            receipt_tries: Arc::new(middleware::RateLimiter::per_hour(
+            receipt_tries: Arc::new(http::limits::RateLimiter::per_hour(
                 cfg.support.failed_receipts_per_hour,
             )),
             demo,
@@ -296,7 +301,7 @@ impl Server {
                     async move {
                         if shed && !health {
                             return Ok(axum::response::IntoResponse::into_response(
-                                problem::Problem::new(
+                                http::problem::Problem::new(
                                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
                                     "busy",
                                     "Too many connections",

@@ -1,7 +1,9 @@
 //! The server's shared state (`AppState`: store, vault, systems, clock,
 //! limits, calendar) and the clock modes.
 
-use crate::*;
+use crate::outbound::systems::Systems;
+use crate::secrets::Secrets;
+use crate::{config, http, jwt, metrics};
 use jiff::{SignedDuration, Timestamp};
 use lethe_connect::DataMap;
 use lethe_domain::{Clock, ManualClock, Policy};
@@ -42,7 +44,7 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     pub store: Store,
     /// This instance's audit-log sequencer, for the metrics.
-    pub sequencer: Arc<sequencer::SequencerStats>,
+    pub sequencer: Arc<metrics::SequencerStats>,
     pub clock: Arc<dyn Clock>,
     /// Present only in demo mode: the clock the dev routes can move.
     pub manual_clock: Option<Arc<ManualClock>>,
@@ -65,7 +67,7 @@ pub struct Shared {
     pub public_url: String,
     /// The demo points settlement instructions and notifications at its
     /// own demo platform.
-    pub demo_platform: Arc<std::sync::OnceLock<demo_platform::Link>>,
+    pub demo_platform: Arc<std::sync::OnceLock<Link>>,
     pub calendar: Arc<CalendarState>,
     pub tz: jiff::tz::TimeZone,
     pub tombstones: config::TombstoneConfig,
@@ -82,10 +84,10 @@ pub struct Shared {
     pub events: config::EventsConfig,
     pub transparency: config::TransparencyConfig,
     pub support: config::SupportConfig,
-    pub keys: Arc<middleware::KeyCache>,
-    pub limiter: Arc<middleware::RateLimiter>,
+    pub keys: Arc<http::limits::KeyCache>,
+    pub limiter: Arc<http::limits::RateLimiter>,
     /// Receipts that did not verify, per client address (support).
-    pub receipt_tries: Arc<middleware::RateLimiter>,
+    pub receipt_tries: Arc<http::limits::RateLimiter>,
     /// Receipts being sealed beside the workers (bounded).
     pub seal_slots: Arc<tokio::sync::Semaphore>,
     pub demo: bool,
@@ -146,4 +148,23 @@ pub enum ClockMode {
         clock: Arc<ManualClock>,
         offset_file: PathBuf,
     },
+}
+
+/// Where the demo platform listens and the secret its calls are signed
+/// with (one per run).
+#[derive(Debug, Clone)]
+pub struct Link {
+    /// Lethe's own URL: the demo platform is served by the same process.
+    pub url: String,
+    pub secret: String,
+}
+
+impl Link {
+    pub fn settlements(&self) -> String {
+        format!("{}/demo-platform/settlements", self.url)
+    }
+
+    pub fn notifications(&self) -> String {
+        format!("{}/demo-platform/notifications", self.url)
+    }
 }

@@ -376,7 +376,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 let key = new_api_key();
                 store
-                    .insert_api_key(name.clone(), lethe_server::middleware::hash_api_key(&key))
+                    .insert_api_key(
+                        name.clone(),
+                        lethe_server::http::middleware::hash_api_key(&key),
+                    )
                     .await?;
                 println!("{key}");
                 eprintln!(
@@ -400,9 +403,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let key = data_encoding::BASE32_NOPAD
                 .decode(secret.trim_end_matches('=').as_bytes())
                 .context("the secret must be the base32 secret of an otpauth:// URL")?;
-            let step = jiff::Timestamp::now().as_second() / lethe_server::totp::STEP_SECS;
+            let step = jiff::Timestamp::now().as_second() / lethe_server::console::totp::STEP_SECS;
             let step = u64::try_from(step).context("the system clock is before 1970")?;
-            println!("{:06}", lethe_server::totp::code_at(&key, step));
+            println!("{:06}", lethe_server::console::totp::code_at(&key, step));
             Ok(())
         }
         Cmd::Agent {

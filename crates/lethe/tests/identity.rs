@@ -318,7 +318,7 @@ async fn an_identity_claim_end_to_end_with_document_destruction() {
     assert_eq!(rc["decision"], "approved");
     let mut body = rc.clone();
     body["signature"] = json!("");
-    let receipt: lethe_server::claims_api::ClaimReceipt = serde_json::from_value(body).unwrap();
+    let receipt: lethe_server::api::claims::ClaimReceipt = serde_json::from_value(body).unwrap();
     assert!(lethe_ledger::verify_signature(
         rc["public_key"].as_str().unwrap(),
         &serde_json::to_vec(&receipt).unwrap(),
@@ -356,10 +356,10 @@ async fn codes_go_to_the_sms_gateway_signed_and_are_not_stored() {
         axum::routing::post(move |h: HeaderMap, b: Bytes| {
             let sink = sink.clone();
             async move {
-                let key = lethe_server::webhook::secret_bytes(SMS);
+                let key = lethe_server::outbound::webhook::secret_bytes(SMS);
                 let g = |n: &str| h[n].to_str().unwrap().to_owned();
                 assert_eq!(
-                    lethe_server::webhook::sign(
+                    lethe_server::outbound::webhook::sign(
                         &key,
                         &g("webhook-id"),
                         g("webhook-timestamp").parse().unwrap(),
@@ -378,7 +378,7 @@ async fn codes_go_to_the_sms_gateway_signed_and_are_not_stored() {
                         ("webhook-timestamp", ts.to_string()),
                         (
                             "webhook-signature",
-                            lethe_server::webhook::sign(&key, "ok", ts, body.as_bytes()),
+                            lethe_server::outbound::webhook::sign(&key, "ok", ts, body.as_bytes()),
                         ),
                     ],
                     body,

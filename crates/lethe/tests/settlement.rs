@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use common::*;
-use lethe_server::webhook::{secret_bytes, sign};
+use lethe_server::outbound::webhook::{secret_bytes, sign};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

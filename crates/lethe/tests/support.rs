@@ -434,7 +434,7 @@ async fn messaging(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     // As the platform must: the call is signed by Lethe.
-    if lethe_server::webhook::verify_inbound(
+    if lethe_server::outbound::webhook::verify_inbound(
         DELIVERY_SECRET,
         &headers,
         &body,
@@ -452,8 +452,8 @@ async fn messaging(
     let text = json!({"status": "sent"}).to_string();
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
     let ts = jiff::Timestamp::now().as_second();
-    let sig = lethe_server::webhook::sign(
-        &lethe_server::webhook::secret_bytes(DELIVERY_SECRET),
+    let sig = lethe_server::outbound::webhook::sign(
+        &lethe_server::outbound::webhook::secret_bytes(DELIVERY_SECRET),
         &id,
         ts,
         text.as_bytes(),

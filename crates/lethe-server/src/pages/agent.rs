@@ -20,9 +20,9 @@ use serde::Deserialize;
 
 use super::{Lang, answer, csrf_ok, csrf_token, local_time, problem_text, render};
 use crate::AppState;
-use crate::api::{ApiJson, ApiQuery};
 use crate::console::{Agent, Role};
-use crate::problem::Problem;
+use crate::http::extract::{ApiJson, ApiQuery};
+use crate::http::problem::Problem;
 
 const COOKIE: &str = "lethe_console";
 /// Rows per queue on the page.
@@ -42,7 +42,7 @@ pub(super) async fn agent_of(st: &AppState, headers: &HeaderMap) -> Option<(Agen
     if !token.starts_with("ls_") || token.len() > 100 {
         return None;
     }
-    let hash = crate::middleware::hash_api_key(token);
+    let hash = crate::http::middleware::hash_api_key(token);
     let (id, role, platform) = st
         .store
         .console_session(&hash, jiff::Timestamp::now())
@@ -145,7 +145,7 @@ pub async fn logout(
     }
     if let Err(e) = st
         .store
-        .end_console_session(crate::middleware::hash_api_key(&token))
+        .end_console_session(crate::http::middleware::hash_api_key(&token))
         .await
     {
         return Problem::from(e).into_response();
@@ -311,8 +311,12 @@ async fn show_case(
     id: &str,
     error: Option<String>,
 ) -> Response {
-    let r = crate::console::read_case(State(st.clone()), Extension(a.clone()), Path(id.to_owned()))
-        .await;
+    let r = crate::console::read_case(crate::http::extract::CaseCall::new(
+        st.clone(),
+        a.clone(),
+        id.to_owned(),
+    ))
+    .await;
     let v = match answer(r).await {
         Ok(v) => v,
         Err(p) => {
@@ -359,7 +363,7 @@ async fn show_case(
         Ok(d) => d
             .iter()
             .map(|d| {
-                let v = crate::api::DeadlineView::from_row(d, now);
+                let v = crate::api::cases::DeadlineView::from_row(d, now);
                 context! {
                     kind => super::i18n::text(lang, &format!("deadline.{}", v.kind)),
                     due => v.due_at.clone(),
@@ -471,13 +475,11 @@ pub async fn case_action(
         return super::forbidden_post(lang);
     };
     let f = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
-    let (s, ag, path) = (State(st.clone()), Extension(a.clone()), Path(id.clone()));
+    let call = || crate::http::extract::CaseCall::new(st.clone(), a.clone(), id.clone());
     let r = match action.as_str() {
         "hotline" => {
             crate::console::hotline(
-                s,
-                ag,
-                path,
+                call(),
                 ApiJson(crate::console::Hotline {
                     name: f("name"),
                     id_number: f("id_number"),
@@ -488,9 +490,7 @@ pub async fn case_action(
         }
         "counter" => {
             crate::console::counter(
-                s,
-                ag,
-                path,
+                call(),
                 ApiJson(crate::console::Counter {
                     document_type: f("document_type"),
                     last4: f("last4"),
@@ -505,7 +505,7 @@ pub async fn case_action(
                 "reason": Some(f("reason")).filter(|r| !r.is_empty()),
             });
             match serde_json::from_value::<crate::console::ConsoleReview>(body) {
-                Ok(b) => crate::console::review(s, ag, path, ApiJson(b)).await,
+                Ok(b) => crate::console::review(call(), ApiJson(b)).await,
                 Err(_) => Err(Problem::unprocessable(
                     "choose approve or reject; a rejection needs a reason",
                 )),
@@ -552,11 +552,11 @@ pub async fn complete_task(
         )
         .field("records")),
         (Ok(()), Ok(records)) => {
-            crate::erasure_api::complete_as(
+            crate::api::erasure::complete_as(
                 &st,
-                crate::erasure_api::TaskActor::Agent(a.id.clone(), a.platform.clone()),
+                crate::api::erasure::TaskActor::Agent(a.id.clone(), a.platform.clone()),
                 &id,
-                crate::erasure_api::CompleteTask {
+                crate::api::erasure::CompleteTask {
                     note: f("note"),
                     records,
                     why_none: Some(f("why_none")).filter(|w| !w.is_empty()),
@@ -652,7 +652,7 @@ pub async fn claim_document(
     let Some((a, _)) = agent_of(&st, &headers).await else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    let r = crate::claims_api::document(State(st.clone()), Extension(a), Path((id, n))).await;
+    let r = crate::api::claims::document(State(st.clone()), Extension(a), Path((id, n))).await;
     let mut r = match r {
         Ok(r) => r,
         Err(p) => return p.into_response(),
@@ -699,9 +699,9 @@ pub async fn claim_decide(
         "decision": f("decision"),
         "reason": Some(f("reason")).filter(|r| !r.is_empty()),
     });
-    let r = match serde_json::from_value::<crate::claims_api::ClaimDecision>(body) {
+    let r = match serde_json::from_value::<crate::api::claims::ClaimDecision>(body) {
         Ok(b) => {
-            crate::claims_api::decide(
+            crate::api::claims::decide(
                 State(st.clone()),
                 Extension(a.clone()),
                 Path(id.clone()),
@@ -801,7 +801,7 @@ pub async fn accept_finding(
         return super::forbidden_post(lang);
     };
     let reason = form.get("reason").cloned().unwrap_or_default();
-    match crate::drift_api::accept_as(&st, &a, &id, &reason).await {
+    match crate::api::drift::accept_as(&st, &a, &id, &reason).await {
         Ok(_) => super::redirect("/console/datamap#drift"),
         Err(p) => super::with_status(
             datamap_page(&st, lang, &a, &token, Some(problem_text(lang, &p))).await,

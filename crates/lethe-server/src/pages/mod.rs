@@ -32,7 +32,7 @@ use serde::de::DeserializeOwned;
 
 pub use i18n::Lang;
 
-use crate::problem::Problem;
+use crate::http::problem::Problem;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -449,7 +449,7 @@ mod tests {
     /// problems, and the named kinds the handlers answer.
     #[test]
     fn problems_on_chinese_pages_are_chinese() {
-        use crate::problem::Problem;
+        use crate::http::problem::Problem;
         use lethe_domain::TransitionError as T;
         use lethe_store::StoreError as S;
         let ts = jiff::Timestamp::UNIX_EPOCH;

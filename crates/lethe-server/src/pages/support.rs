@@ -1,7 +1,7 @@
 //! Support pages: the public form a former holder opens with the receipt
 //! (`/support`, no account), and the console's support queue and request
 //! page (`/console/support`). Every action calls the same functions as the
-//! API (`crate::support`), so checks, limits and audit events are the
+//! API (`crate::api::support`), so checks, limits and audit events are the
 //! API's.
 
 use std::collections::HashMap;
@@ -16,8 +16,8 @@ use serde::Deserialize;
 use super::agent::{agent_of, base_ctx, checked_form, to_login};
 use super::{Lang, csrf_ok, csrf_token, local_time, problem_text, render};
 use crate::AppState;
-use crate::problem::Problem;
-use crate::support::{Ask, ReceiptProof};
+use crate::api::support::{Ask, ReceiptProof};
+use crate::http::problem::Problem;
 
 /// The public form's CSRF secret lives in this cookie (no session here).
 const FORM_COOKIE: &str = "lethe_support";
@@ -57,7 +57,7 @@ impl Filled {
             sig: get("sig"),
             receipt: get("receipt")
                 .chars()
-                .take(crate::support::MAX_RECEIPT_BYTES)
+                .take(crate::api::support::MAX_RECEIPT_BYTES)
                 .collect(),
             topic: get("topic"),
             message: get("message"),
@@ -172,7 +172,7 @@ pub async fn submit(
     let secret = secret.unwrap_or_default();
     let filled = Filled::from_form(&form);
     let result: Result<lethe_store::SupportRow, Problem> = async {
-        crate::transparency::limited(&st, &headers, peer)?;
+        crate::http::middleware::limited(&st, &headers, peer)?;
         let ask = Ask::parse(&filled.topic, &filled.message, &filled.contact)?;
         let proof = if filled.receipt.trim().is_empty() {
             ReceiptProof {
@@ -190,7 +190,7 @@ pub async fn submit(
                 signature: None,
             }
         };
-        crate::support::open_with_receipt_proof(&st, &proof, ask, &headers, peer).await
+        crate::api::support::open_with_receipt_proof(&st, &proof, ask, &headers, peer).await
     }
     .await;
     match result {
@@ -285,7 +285,7 @@ async fn show(
         Err(e) => return Problem::from(e).into_response(),
     };
     let row = row_ctx(st, lang, &r);
-    let v = match crate::support::view(st, a, r).await {
+    let v = match crate::api::support::view(st, a, r).await {
         Ok(v) => v,
         Err(p) => return p.into_response(),
     };
@@ -320,7 +320,7 @@ pub async fn receipt(
     let Some((a, _)) = agent_of(&st, &headers).await else {
         return to_login();
     };
-    super::document(crate::support::receipt_page(&st, &a, &id).await)
+    super::document(crate::api::support::receipt_page(&st, &a, &id).await)
 }
 
 pub async fn request_page(
@@ -352,10 +352,10 @@ pub async fn request_action(
     };
     let get = |k: &str| form.get(k).cloned().unwrap_or_default();
     let r: Result<Option<String>, Problem> = match action.as_str() {
-        "answer" => crate::support::answer_with(&st, &a, &id, &get("answer"))
+        "answer" => crate::api::support::answer_with(&st, &a, &id, &get("answer"))
             .await
             .map(|()| Some(super::i18n::text(lang, "support.answered").to_owned())),
-        "resend" => crate::support::resend_with(&st, &a, &id, &get("instruction_id"))
+        "resend" => crate::api::support::resend_with(&st, &a, &id, &get("instruction_id"))
             .await
             .map(|r| {
                 Some(format!(
@@ -366,7 +366,7 @@ pub async fn request_action(
                     r.reference.map(|x| format!(" · {x}")).unwrap_or_default()
                 ))
             }),
-        "close" => crate::support::close_with(&st, &a, &id)
+        "close" => crate::api::support::close_with(&st, &a, &id)
             .await
             .map(|()| Some(super::i18n::text(lang, "support.closed").to_owned())),
         _ => Err(Problem::not_found("no such action")),

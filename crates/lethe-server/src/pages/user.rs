@@ -25,9 +25,10 @@ use utoipa::ToSchema;
 
 use super::{Lang, answer, csrf_ok, csrf_token, local_time, problem_text, render};
 use crate::AppState;
-use crate::api::ApiJson;
-use crate::middleware::Principal;
-use crate::problem::Problem;
+use crate::http::extract::ApiJson;
+use crate::http::extract::CaseCall;
+use crate::http::middleware::Principal;
+use crate::http::problem::Problem;
 
 const SESSION_COOKIE: &str = "lethe_u";
 const LANG_COOKIE: &str = "lethe_lang";
@@ -150,7 +151,7 @@ pub async fn handoff(
         .field("channel")
         .fix("send app or recovery"));
     }
-    crate::api::live_account(st, &p.0, subject).await?;
+    crate::http::ownership::live_account(st, &p.0, subject).await?;
     let now = jiff::Timestamp::now().as_second();
     let h = Handoff {
         p: p.0.clone(),
@@ -193,7 +194,7 @@ impl UserSession {
     /// The session's id: a hash of its secret (the secret itself stays in
     /// the cookie).
     fn sid(&self) -> String {
-        crate::middleware::hash_api_key(&format!("session:{}", self.k))
+        crate::http::middleware::hash_api_key(&format!("session:{}", self.k))
     }
 }
 
@@ -418,7 +419,7 @@ async fn show_with(
         })
         .collect();
     let Some(case) = case else {
-        let alternatives: Vec<_> = crate::api::alternatives_list()
+        let alternatives: Vec<_> = crate::api::cases::alternatives_list()
             .into_iter()
             .map(|a| {
                 context! {
@@ -552,7 +553,7 @@ async fn case_context(st: &AppState, c: &Case, lang: Lang) -> Result<minijinja::
         .await?
         .iter()
         .map(|d| {
-            let v = crate::api::DeadlineView::from_row(d, now);
+            let v = crate::api::cases::DeadlineView::from_row(d, now);
             context! {
                 kind => super::i18n::text(lang, &format!("deadline.{}", v.kind)),
                 due => v.due_at.as_deref().map(|t| local_time(t, &st.tz)),
@@ -560,7 +561,7 @@ async fn case_context(st: &AppState, c: &Case, lang: Lang) -> Result<minijinja::
             }
         })
         .collect();
-    let exports: Vec<_> = crate::export_api::views_for_case(st, &c.id.to_string())
+    let exports: Vec<_> = crate::api::exports::views_for_case(st, &c.id.to_string())
         .await?
         .into_iter()
         .map(|e| {
@@ -724,6 +725,8 @@ pub async fn act(
     let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     let p = Principal(s.p.clone());
     let case_id = s.case.clone().unwrap_or_default();
+    // Each action is the API's own handler, called for this user's case.
+    let call = || CaseCall::new(st.clone(), p.clone(), case_id.clone());
     let mut next = "/u/".to_owned();
     let result: Result<(), Problem> = async {
         match action.as_str() {
@@ -731,11 +734,11 @@ pub async fn act(
                 let subject = SubjectId::parse(&s.s).map_err(|_| Problem::internal())?;
                 let channel = Channel::parse(&s.ch).map_err(|_| Problem::internal())?;
                 let v = answer(
-                    crate::api::create_case(
+                    crate::api::cases::create_case(
                         State(st.clone()),
                         Extension(p.clone()),
                         None,
-                        ApiJson(crate::api::CreateCase {
+                        ApiJson(crate::api::cases::CreateCase {
                             subject_id: subject.clone(),
                             channel,
                         }),
@@ -760,7 +763,7 @@ pub async fn act(
             }
             "alternative" => {
                 let kind = field("kind");
-                if !crate::api::alternatives_list()
+                if !crate::api::cases::alternatives_list()
                     .iter()
                     .any(|a| a.kind == kind)
                 {
@@ -770,11 +773,11 @@ pub async fn act(
                     let subject = SubjectId::parse(&s.s).map_err(|_| Problem::internal())?;
                     let channel = Channel::parse(&s.ch).map_err(|_| Problem::internal())?;
                     let v = answer(
-                        crate::api::create_case(
+                        crate::api::cases::create_case(
                             State(st.clone()),
                             Extension(p.clone()),
                             None,
-                            ApiJson(crate::api::CreateCase {
+                            ApiJson(crate::api::cases::CreateCase {
                                 subject_id: subject,
                                 channel,
                             }),
@@ -786,12 +789,9 @@ pub async fn act(
                 }
                 let id = s.case.clone().unwrap_or_default();
                 answer(
-                    crate::api::choose_alternative(
-                        State(st.clone()),
-                        Extension(p.clone()),
-                        None,
-                        Path(id),
-                        ApiJson(crate::api::ChooseAlternative { kind }),
+                    crate::api::cases::choose_alternative(
+                        CaseCall::new(st.clone(), p.clone(), id),
+                        ApiJson(crate::api::cases::ChooseAlternative { kind }),
                     )
                     .await,
                 )
@@ -805,56 +805,27 @@ pub async fn act(
                     HeaderValue::from_str(&peer.ip().to_string())
                         .unwrap_or(HeaderValue::from_static("0.0.0.0")),
                 );
-                answer(
-                    crate::api::send_code(
-                        State(st.clone()),
-                        Extension(p.clone()),
-                        None,
-                        ConnectInfo(peer),
-                        h,
-                        Path(case_id.clone()),
-                    )
-                    .await,
-                )
-                .await?;
+                answer(crate::api::cases::send_code(call(), ConnectInfo(peer), h).await).await?;
                 Ok(())
             }
             "verify" | "restore" => {
                 let code = lethe_domain::OtpCode::parse(&field("code"))
                     .map_err(|e| Problem::unprocessable(format!("the code {e}")).field("code"))?;
                 let r = if action == "verify" {
-                    crate::api::verify_code(
-                        State(st.clone()),
-                        Extension(p.clone()),
-                        None,
-                        Path(case_id.clone()),
-                        ApiJson(crate::api::VerifyCode { code }),
+                    crate::api::cases::verify_code(
+                        call(),
+                        ApiJson(crate::api::cases::VerifyCode { code }),
                     )
                     .await
                 } else {
-                    crate::api::restore(
-                        State(st.clone()),
-                        Extension(p.clone()),
-                        None,
-                        Path(case_id.clone()),
-                        ApiJson(crate::api::Restore { code }),
-                    )
-                    .await
+                    crate::api::cases::restore(call(), ApiJson(crate::api::cases::Restore { code }))
+                        .await
                 };
                 answer(r).await?;
                 Ok(())
             }
             "checks" => {
-                answer(
-                    crate::api::run_checks(
-                        State(st.clone()),
-                        Extension(p.clone()),
-                        None,
-                        Path(case_id.clone()),
-                    )
-                    .await,
-                )
-                .await?;
+                answer(crate::api::cases::run_checks(call()).await).await?;
                 Ok(())
             }
             "settle" => {
@@ -870,12 +841,9 @@ pub async fn act(
                     })?),
                 };
                 answer(
-                    crate::api::settle(
-                        State(st.clone()),
-                        Extension(p.clone()),
-                        None,
-                        Path(case_id.clone()),
-                        ApiJson(crate::api::Settle {
+                    crate::api::cases::settle(
+                        call(),
+                        ApiJson(crate::api::cases::Settle {
                             asset_id: field("asset_id"),
                             option,
                             locale: lang.locale(),
@@ -892,12 +860,9 @@ pub async fn act(
                     Problem::unprocessable("the text's version is missing").field("version")
                 })?;
                 answer(
-                    crate::api::acknowledge(
-                        State(st.clone()),
-                        Extension(p.clone()),
-                        None,
-                        Path(case_id.clone()),
-                        ApiJson(crate::api::Acknowledge {
+                    crate::api::cases::acknowledge(
+                        call(),
+                        ApiJson(crate::api::cases::Acknowledge {
                             consequence_id: field("consequence_id"),
                             version,
                             locale: lang.locale(),
@@ -916,12 +881,12 @@ pub async fn act(
                     HeaderValue::from_str(&key).map_err(|_| Problem::internal())?,
                 );
                 answer(
-                    crate::export_api::create_for_case(
+                    crate::api::exports::create_for_case(
                         State(st.clone()),
                         Extension(p.clone()),
                         h,
                         Path(case_id.clone()),
-                        ApiJson(crate::export_api::CaseExportRequest { single_use: None }),
+                        ApiJson(crate::api::exports::CaseExportRequest { single_use: None }),
                     )
                     .await,
                 )
@@ -936,35 +901,17 @@ pub async fn act(
                     )
                     .field("understood"));
                 }
-                answer(
-                    crate::api::confirm(
-                        State(st.clone()),
-                        Extension(p.clone()),
-                        None,
-                        Path(case_id.clone()),
-                    )
-                    .await,
-                )
-                .await?;
+                answer(crate::api::cases::confirm(call()).await).await?;
                 Ok(())
             }
             "withdraw" => {
-                answer(
-                    crate::api::withdraw(
-                        State(st.clone()),
-                        Extension(p.clone()),
-                        None,
-                        Path(case_id.clone()),
-                    )
-                    .await,
-                )
-                .await?;
+                answer(crate::api::cases::withdraw(call()).await).await?;
                 Ok(())
             }
             // A support request tied to the live case (the same kind a
             // former holder opens with the receipt).
             "support" => {
-                let ask = crate::support::Ask::parse(
+                let ask = crate::api::support::Ask::parse(
                     &field("topic"),
                     &field("message"),
                     &field("contact"),
@@ -985,14 +932,14 @@ pub async fn act(
                         format!("case:{case_id}"),
                     )
                 };
-                crate::support::open(
+                crate::api::support::open(
                     &st,
                     case,
                     s.p.clone(),
                     origin,
                     ask,
                     &limit_key,
-                    crate::middleware::client_address(
+                    crate::http::middleware::client_address(
                         &st.limits.trusted_proxies,
                         &headers,
                         peer.ip(),
@@ -1090,7 +1037,7 @@ pub async fn receipt(State(st): State<AppState>, headers: HeaderMap) -> Response
     let Some(s) = session_of(&st, &headers).await else {
         return expired(lang);
     };
-    let r = crate::audit_api::receipt_html(
+    let r = crate::api::audit::receipt_html(
         State(st.clone()),
         Extension(Principal(s.p.clone())),
         Path(s.case.clone().unwrap_or_default()),

@@ -191,15 +191,16 @@ pub async fn child(side: &str, db: PathBuf, out: PathBuf) -> anyhow::Result<()> 
             serde_json::json!({ "rows": rows, "data_bytes": bytes, "file_bytes": std::fs::metadata(&path)?.len() })
         }
         _ => {
-            let systems = lethe_server::systems::Systems::connect(&map, reqwest::Client::new())
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let systems =
+                lethe_server::outbound::systems::Systems::connect(&map, reqwest::Client::new())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
             let path = out.join("lethe.zip.sealed");
             let progress = Arc::new(Mutex::new(vec![]));
-            let built = lethe_server::export_api::build_to_file(
+            let built = lethe_server::api::exports::build_to_file(
                 &systems,
                 &subject,
-                lethe_server::export_api::Target {
+                lethe_server::api::exports::Target {
                     export_id: "exp_bench".into(),
                     created_at: jiff::Timestamp::now().to_string(),
                     path: path.clone(),

@@ -165,8 +165,10 @@ pub async fn run(kind: &str, ids: u64, erased: u64) -> anyhow::Result<()> {
 
     let map = DataMap::parse(&MAP.replace("KIND", kind))?;
     let sys = SqlSystem::connect(&map.systems[0], &url).await?;
-    let systems = Arc::new(lethe_server::systems::Systems::from_sql(vec![sys]));
-    let deps = lethe_server::reapply::Deps {
+    let systems = Arc::new(lethe_server::outbound::systems::Systems::from_sql(vec![
+        sys,
+    ]));
+    let deps = lethe_server::worker::reapply::Deps {
         store: &store,
         datamap: &map,
         systems,
@@ -174,14 +176,14 @@ pub async fn run(kind: &str, ids: u64, erased: u64) -> anyhow::Result<()> {
         signer: &signer,
     };
     let clock = jiff::Timestamp::now;
-    let mut req = lethe_server::reapply::Request {
+    let mut req = lethe_server::worker::reapply::Request {
         system: "restored".into(),
         since,
         dry_run: true,
         platform: None,
     };
     let t = Instant::now();
-    let dry = lethe_server::reapply::run(&deps, "reapply-bench0001", &req, &clock)
+    let dry = lethe_server::worker::reapply::run(&deps, "reapply-bench0001", &req, &clock)
         .await
         .map_err(|f| anyhow::Error::msg(f.error))?;
     let t_dry = t.elapsed();
@@ -193,7 +195,7 @@ pub async fn run(kind: &str, ids: u64, erased: u64) -> anyhow::Result<()> {
     );
     req.dry_run = false;
     let t = Instant::now();
-    let full = lethe_server::reapply::run(&deps, "reapply-bench0002", &req, &clock)
+    let full = lethe_server::worker::reapply::run(&deps, "reapply-bench0002", &req, &clock)
         .await
         .map_err(|f| anyhow::Error::msg(f.error))?;
     let t_full = t.elapsed();

@@ -230,7 +230,10 @@ pub(crate) async fn demo(data_dir: PathBuf, o: DemoOptions) -> anyhow::Result<()
             server
                 .state
                 .store
-                .insert_api_key("demo".into(), lethe_server::middleware::hash_api_key(&k))
+                .insert_api_key(
+                    "demo".into(),
+                    lethe_server::http::middleware::hash_api_key(&k),
+                )
                 .await?;
             write_private(&key_file, &k)?;
             k

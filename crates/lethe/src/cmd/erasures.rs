@@ -133,18 +133,18 @@ async fn reapply(
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()?;
-    let systems = Arc::new(lethe_server::systems::Systems::connect(&map, http).await?);
+    let systems = Arc::new(lethe_server::outbound::systems::Systems::connect(&map, http).await?);
     let secrets = lethe_server::secrets::Secrets::load_or_create(&cfg.data_dir)?;
     let signer = lethe_server::secrets::load_or_create_signer(&cfg.data_dir)?;
-    let deps = lethe_server::reapply::Deps {
+    let deps = lethe_server::worker::reapply::Deps {
         store: &store,
         datamap: &map,
         systems,
         secrets: &secrets,
         signer: &signer,
     };
-    let id = lethe_server::reapply::new_run_id();
-    let req = lethe_server::reapply::Request {
+    let id = lethe_server::worker::reapply::new_run_id();
+    let req = lethe_server::worker::reapply::Request {
         system,
         since: since_t,
         dry_run,
@@ -161,9 +161,10 @@ async fn reapply(
         )
         .await?;
     let now = jiff::Timestamp::now;
-    let signed = lethe_server::reapply::run_recorded(&deps, &id, &req, "operator:cli", &now)
-        .await
-        .map_err(|e| anyhow::anyhow!("reapply {id} failed: {e}"))?;
+    let signed =
+        lethe_server::worker::reapply::run_recorded(&deps, &id, &req, "operator:cli", &now)
+            .await
+            .map_err(|e| anyhow::anyhow!("reapply {id} failed: {e}"))?;
     let r = &signed.report;
     println!(
         "{id}: {} subject id(s) read from {}; {} of the {} subject(s) erased since {} came back; {}",

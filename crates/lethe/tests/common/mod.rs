@@ -189,8 +189,8 @@ impl Demo {
         secret: &str,
     ) -> (u16, Value) {
         let text = body.to_string();
-        let sig = lethe_server::webhook::sign(
-            &lethe_server::webhook::secret_bytes(secret),
+        let sig = lethe_server::outbound::webhook::sign(
+            &lethe_server::outbound::webhook::secret_bytes(secret),
             id,
             ts,
             text.as_bytes(),
@@ -671,7 +671,7 @@ pub fn create_agent_for(
 
 pub fn totp(secret: &[u8], offset_steps: i64) -> String {
     let step = (jiff::Timestamp::now().as_second() / 30 + offset_steps) as u64;
-    format!("{:06}", lethe_server::totp::code_at(secret, step))
+    format!("{:06}", lethe_server::console::totp::code_at(secret, step))
 }
 
 /// Signs an agent in (password and the current TOTP code); returns the

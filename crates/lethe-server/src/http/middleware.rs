@@ -2,16 +2,14 @@
 
 use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::AppState;
-use crate::problem::Problem;
+use crate::http::problem::Problem;
 
 /// The authenticated platform (the API key's name).
 #[derive(Debug, Clone)]
@@ -63,44 +61,6 @@ pub fn hash_api_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// Bounded cache of verified API keys (hash -> name), so a request does not
-/// read the database to authenticate. Entries live 1 second, so a key
-/// revoked on any instance stops working on every instance within that
-/// time (each key costs each instance one read a second at most).
-pub struct KeyCache {
-    map: Mutex<HashMap<String, (String, Instant)>>,
-}
-
-const KEY_CACHE_MAX: usize = 10_000;
-const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
-
-impl KeyCache {
-    pub fn new() -> Self {
-        Self {
-            map: Mutex::new(HashMap::new()),
-        }
-    }
-    fn get(&self, hash: &str) -> Option<String> {
-        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(hash)
-            .filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL)
-            .map(|(n, _)| n.clone())
-    }
-    fn put(&self, hash: String, name: String) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= KEY_CACHE_MAX {
-            map.clear();
-        }
-        map.insert(hash, (name, Instant::now()));
-    }
-}
-
-impl Default for KeyCache {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 fn unauthorized(detail: &str) -> Response {
     let mut r = Problem::new(
         StatusCode::UNAUTHORIZED,
@@ -114,21 +74,6 @@ fn unauthorized(detail: &str) -> Response {
     r.headers_mut()
         .insert("www-authenticate", HeaderValue::from_static("Bearer"));
     r
-}
-
-/// For the operations both a platform and its agents use: a console
-/// session token (`ls_…`) is an agent's, anything else an API key.
-pub async fn key_or_console(st: State<AppState>, req: Request, next: Next) -> Response {
-    let console = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Bearer ls_"));
-    if console {
-        crate::console::auth(st, req, next).await
-    } else {
-        auth(st, req, next).await
-    }
 }
 
 pub async fn auth(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -166,86 +111,6 @@ pub async fn auth(State(st): State<AppState>, mut req: Request, next: Next) -> R
     }
     req.extensions_mut().insert(Principal(name));
     next.run(req).await
-}
-
-/// Token buckets per principal, bounded in number. Each instance takes its
-/// share of the configured rate and burst: the live instances (counted in
-/// the store) share them out, so N instances together allow the rate once.
-pub struct RateLimiter {
-    rate: f64,
-    burst: f64,
-    share: std::sync::atomic::AtomicU32,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
-}
-
-const MAX_BUCKETS: usize = 10_000;
-
-impl RateLimiter {
-    pub fn new(rate_per_second: u32, burst: u32) -> Self {
-        Self::with(f64::from(rate_per_second.max(1)), f64::from(burst.max(1)))
-    }
-
-    fn with(rate: f64, burst: f64) -> Self {
-        Self {
-            rate,
-            burst,
-            share: std::sync::atomic::AtomicU32::new(1),
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// A bucket of `count` per hour (failed tries, not requests): burst
-    /// `count`, refilled over the hour.
-    pub fn per_hour(count: u32) -> Self {
-        let count = f64::from(count.max(1));
-        Self::with(count / 3600.0, count)
-    }
-
-    /// Whether `who` has a token left, without taking it (or how many
-    /// seconds until one).
-    pub fn available(&self, who: &str) -> Result<(), i64> {
-        let (rate, burst) = self.shares();
-        let b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((tokens, at)) = b.get(who) else {
-            return Ok(());
-        };
-        let tokens = (*tokens + at.elapsed().as_secs_f64() * rate).min(burst);
-        if tokens >= 1.0 {
-            Ok(())
-        } else {
-            Err(((1.0 - tokens) / rate).ceil() as i64)
-        }
-    }
-
-    fn shares(&self) -> (f64, f64) {
-        let n = f64::from(self.share.load(std::sync::atomic::Ordering::Relaxed).max(1));
-        ((self.rate / n).max(0.0001), (self.burst / n).max(1.0))
-    }
-
-    /// How many live instances share the limits.
-    pub fn set_instances(&self, n: u32) {
-        self.share
-            .store(n.max(1), std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Takes a token, or says how many seconds to wait.
-    pub fn check(&self, who: &str) -> Result<(), i64> {
-        let (rate, burst) = self.shares();
-        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if b.len() >= MAX_BUCKETS && !b.contains_key(who) {
-            b.retain(|_, (tokens, at)| *tokens < burst && at.elapsed() < Duration::from_secs(60));
-        }
-        let now = Instant::now();
-        let (tokens, at) = b.entry(who.to_owned()).or_insert((burst, now));
-        *tokens = (*tokens + at.elapsed().as_secs_f64() * rate).min(burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - *tokens) / rate).ceil() as i64)
-        }
-    }
 }
 
 fn valid_idem_key(k: &str) -> bool {
@@ -459,9 +324,29 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     r
 }
 
+/// A per-address rate limit for the public routes (they have no key).
+pub fn limited(
+    st: &AppState,
+    headers: &HeaderMap,
+    peer: std::net::SocketAddr,
+) -> Result<(), Problem> {
+    let ip = client_address(&st.limits.trusted_proxies, headers, peer.ip());
+    st.limiter.check(&format!("public:{ip}")).map_err(|wait| {
+        Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            "this address is over its request rate",
+        )
+        .retry_after(wait)
+        .fix("slow down")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::limits::RateLimiter;
 
     #[test]
     fn the_client_address_is_forwarded_only_by_trusted_proxies() {

@@ -12,9 +12,10 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::api::{ApiJson, CaseView};
-use crate::middleware::{IdemKey, Principal};
-use crate::problem::Problem;
+use crate::api::cases::CaseView;
+use crate::http::extract::ApiJson;
+use crate::http::middleware::{IdemKey, Principal};
+use crate::http::problem::Problem;
 
 fn method_enabled(st: &AppState, m: &str) -> Result<(), Problem> {
     if st.identity.methods.iter().any(|x| x == m) {
@@ -146,9 +147,9 @@ pub async fn face(
         .as_ref()
         .and_then(|v| std::env::var(v).ok())
         .ok_or_else(Problem::internal)?;
-    crate::webhook::accept_callback(&st, &secret, &headers, &body, "face").await?;
+    crate::outbound::webhook::accept_callback(&st, &secret, &headers, &body, "face").await?;
     let r: FaceResult = serde_json::from_slice(&body)
-        .map_err(|e| Problem::unprocessable(crate::problem::redact_serde(&e.to_string())))?;
+        .map_err(|e| Problem::unprocessable(crate::http::problem::redact_serde(&e.to_string())))?;
     let case_id = CaseId::parse(&r.case_id)
         .map_err(|e| Problem::unprocessable(format!("case_id {e}")).field("case_id"))?;
     let case = st

@@ -15,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::api::ApiJson;
 use crate::console::Agent;
-use crate::middleware::Principal;
-use crate::problem::Problem;
+use crate::http::extract::ApiJson;
+use crate::http::middleware::Principal;
+use crate::http::problem::Problem;
 
 /// Documents per claim, and bytes per document, at most.
 pub const MAX_DOCUMENTS: usize = 5;
@@ -301,7 +301,7 @@ pub async fn document(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimDecision {
-    pub decision: crate::api::Decision,
+    pub decision: crate::api::cases::Decision,
     #[schema(value_type = Option<String>)]
     pub reason: Option<lethe_domain::Reason>,
 }
@@ -329,7 +329,7 @@ pub async fn decide(
             "the claim is already decided",
         ));
     }
-    let approved = matches!(body.decision, crate::api::Decision::Approve);
+    let approved = matches!(body.decision, crate::api::cases::Decision::Approve);
     if !approved && body.reason.is_none() {
         return Err(
             Problem::unprocessable("a rejection needs a reason the claimant can read")

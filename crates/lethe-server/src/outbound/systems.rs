@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
-use crate::problem::Problem;
+use crate::http::problem::Problem;
 
 /// One system's connector.
 pub enum Connector {

@@ -79,7 +79,7 @@ pub async fn check(
     let a: ProviderAnswer = serde_json::from_value(v).map_err(|e| {
         format!(
             "{name}: the answer does not match the provider schema ({})",
-            crate::problem::redact_serde(&e.to_string())
+            crate::http::problem::redact_serde(&e.to_string())
         )
     })?;
     if a.blockers.len() > 100 || a.assets.len() > 500 {

@@ -20,8 +20,8 @@ use lethe_domain::SubjectId;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::outbound::systems::{Erased, Systems};
 use crate::secrets::Secrets;
-use crate::systems::{Erased, Systems};
 
 /// Ids per chunk read from a system.
 pub const SCAN_CHUNK: usize = 5_000;

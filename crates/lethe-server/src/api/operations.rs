@@ -7,10 +7,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::api::ApiQuery;
-use crate::api::{ApiJson, DeadlineView};
-use crate::middleware::Principal;
-use crate::problem::Problem;
+use crate::api::cases::DeadlineView;
+use crate::http::extract::ApiJson;
+use crate::http::extract::ApiQuery;
+use crate::http::middleware::Principal;
+use crate::http::problem::Problem;
 
 const KINDS: [&str; 3] = ["phone", "email", "id_number"];
 
@@ -130,9 +131,9 @@ pub async fn carrier_callback(
         return Err(Problem::not_found("carrier callbacks are not configured")
             .fix("set identity.carrier_secret_env to the variable holding the carrier's whsec_ secret"));
     };
-    crate::webhook::accept_callback(&st, &secret, &headers, &body, "carrier").await?;
+    crate::outbound::webhook::accept_callback(&st, &secret, &headers, &body, "carrier").await?;
     let ev: CarrierEvent = serde_json::from_slice(&body)
-        .map_err(|e| Problem::unprocessable(crate::problem::redact_serde(&e.to_string())))?;
+        .map_err(|e| Problem::unprocessable(crate::http::problem::redact_serde(&e.to_string())))?;
     apply_carrier_event(&st, ev, None).await
 }
 

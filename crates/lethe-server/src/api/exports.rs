@@ -38,11 +38,11 @@ use tokio::sync::{mpsc, watch};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::api::ApiJson;
-use crate::console::{Agent, require};
-use crate::middleware::Principal;
-use crate::problem::Problem;
-use crate::systems::Connector;
+use crate::http::agent::{Agent, require};
+use crate::http::extract::ApiJson;
+use crate::http::middleware::Principal;
+use crate::http::problem::Problem;
+use crate::outbound::systems::Connector;
 
 /// Messages in flight between the connectors and the archive writer.
 const ROW_QUEUE: usize = 16;
@@ -270,7 +270,7 @@ async fn request(st: &AppState, r: Request) -> Result<Response, Problem> {
                 principal: r.principal.clone(),
                 requested_by: r.requested_by,
                 single_use: r.single_use,
-                idem_key: crate::middleware::hash_api_key(&format!(
+                idem_key: crate::http::middleware::hash_api_key(&format!(
                     "export\n{}\n{}",
                     r.principal, r.idem
                 )),
@@ -297,7 +297,7 @@ async fn request(st: &AppState, r: Request) -> Result<Response, Problem> {
 }
 
 fn idem_key(headers: &HeaderMap) -> Result<String, Problem> {
-    crate::middleware::idem_key_of(headers)
+    crate::http::middleware::idem_key_of(headers)
 }
 
 /// Ask for a copy of an account's data (an access request of its own). The
@@ -338,7 +338,7 @@ pub async fn create_for_case(
     ApiJson(body): ApiJson<CaseExportRequest>,
 ) -> Result<Response, Problem> {
     let idem = idem_key(&headers)?;
-    let case = crate::api::owned_case(&st, &p, &id).await?;
+    let case = crate::http::ownership::owned_case(&st, &p, &id).await?;
     still_open(&case)?;
     request(
         &st,
@@ -455,7 +455,7 @@ pub async fn console_create(
         still_open(&case)?;
         owner
     } else {
-        crate::console::platform_for(&st, &a, body.platform.as_deref()).await?
+        crate::http::agent::platform_for(&st, &a, body.platform.as_deref()).await?
     };
     request(
         &st,
@@ -508,7 +508,7 @@ fn gone(detail: impl Into<String>, fix: &str) -> Problem {
 pub async fn download(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    q: crate::api::ApiQuery<DownloadQuery>,
+    q: crate::http::extract::ApiQuery<DownloadQuery>,
 ) -> Result<Response, Problem> {
     let no_link = || {
         Problem::not_found("no export link matches")
@@ -1060,7 +1060,7 @@ pub struct Target {
 /// Builds an export from the platform's systems into a sealed file.
 /// Progress goes to `progress` as rows are written; `cancel` stops it.
 pub async fn build_to_file(
-    systems: &crate::systems::Systems,
+    systems: &crate::outbound::systems::Systems,
     subject: &SubjectId,
     t: Target,
     progress: Arc<Mutex<Vec<SystemProgress>>>,
@@ -1095,7 +1095,7 @@ fn set<F: FnOnce(&mut SystemProgress)>(p: &Mutex<Vec<SystemProgress>>, i: usize,
 }
 
 async fn feed(
-    systems: &crate::systems::Systems,
+    systems: &crate::outbound::systems::Systems,
     subject: &SubjectId,
     export_id: &str,
     tx: &mpsc::Sender<Msg>,

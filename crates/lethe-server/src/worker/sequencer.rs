@@ -5,21 +5,13 @@
 //! `lethe_store::log` for the invariants and docs/performance.md for the
 //! maximum merge delay.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use lethe_store::{LEASE_TTL_MS, MAX_SEQUENCE_BATCH};
 use tokio::sync::watch;
 
 use crate::AppState;
-
-/// What the metrics show of this instance's sequencer.
-#[derive(Debug, Default)]
-pub struct SequencerStats {
-    pub holder: AtomicBool,
-    pub integrated: AtomicU64,
-    pub batches: AtomicU64,
-}
 
 /// How long the holder gathers events after a wake-up before a batch (more
 /// events per transaction under load, at little delay).

@@ -11,6 +11,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::AppState;
+use crate::outbound::settlement::{instruction_body, settlement_endpoint};
+use drift::{drift_hold, drift_wait};
+
+pub mod drift;
+pub mod purge;
+pub mod reapply;
+pub mod sequencer;
 
 /// How often an instance looks for its own tables to vacuum (PostgreSQL
 /// with autovacuum off only; see `Store::vacuum_if_needed`).
@@ -31,10 +38,10 @@ const DUE_BATCH: u32 = 500;
 pub fn spawn(st: AppState, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = vec![
         tokio::spawn(timer(st.clone(), shutdown.clone())),
-        tokio::spawn(crate::sequencer::run(st.clone(), shutdown.clone())),
+        tokio::spawn(crate::worker::sequencer::run(st.clone(), shutdown.clone())),
     ];
     if st.notifications.url.is_some() || st.demo_platform.get().is_some() {
-        handles.push(tokio::spawn(crate::webhook::deliver_loop(
+        handles.push(tokio::spawn(crate::outbound::webhook::deliver_loop(
             st.clone(),
             shutdown.clone(),
         )));
@@ -42,9 +49,9 @@ pub fn spawn(st: AppState, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::
     for n in 0..st.worker.concurrency {
         handles.push(tokio::spawn(work(st.clone(), shutdown.clone(), n)));
     }
-    handles.extend(crate::export_api::spawn(st.clone(), shutdown.clone()));
+    handles.extend(crate::api::exports::spawn(st.clone(), shutdown.clone()));
     if st.events.nats_url.is_some() {
-        handles.push(tokio::spawn(crate::events::publish_loop(
+        handles.push(tokio::spawn(crate::outbound::events::publish_loop(
             st.clone(),
             shutdown.clone(),
         )));
@@ -156,7 +163,7 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
                 }
                 Err(e) => tracing::warn!(error = %e, "reading the support queue failed"),
             }
-            match crate::support::close_stale(&st).await {
+            match crate::api::support::close_stale(&st).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(
                     requests = n,
@@ -174,7 +181,7 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
                 .unwrap_or(now);
             match st
                 .store
-                .scrub_support_limits(day_ago, crate::support::CLOSE_BATCH)
+                .scrub_support_limits(day_ago, crate::api::support::CLOSE_BATCH)
                 .await
             {
                 Ok(0) => {}
@@ -203,7 +210,7 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
                     if !cosigning.swap(true, std::sync::atomic::Ordering::AcqRel) {
                         let flag = cosigning.clone();
                         tokio::spawn(async move {
-                            crate::transparency::cosign(&st2, &head).await;
+                            crate::outbound::witness::cosign(&st2, &head).await;
                             flag.store(false, std::sync::atomic::Ordering::Release);
                         });
                     }
@@ -219,7 +226,7 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
             .to_zoned_datetime(st.tz.clone())
             .date()
             .first_of_month();
-        if reports_done != Some(month) && crate::transparency::publish_due(&st).await {
+        if reports_done != Some(month) && crate::api::transparency::publish_due(&st).await {
             reports_done = Some(month);
         }
         // Receipts of cases closed just before a crash get signed now.
@@ -227,7 +234,7 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
             match st.store.unsigned_receipts(50).await {
                 Ok(list) => {
                     for (case_id, _) in list {
-                        if let Err(e) = crate::audit_api::seal_receipt_within(
+                        if let Err(e) = crate::receipt::seal_receipt_within(
                             &st,
                             &case_id,
                             std::time::Duration::ZERO,
@@ -247,11 +254,11 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
         if !rules_running.swap(true, std::sync::atomic::Ordering::AcqRel) {
             let (st2, flag) = (st.clone(), rules_running.clone());
             tokio::spawn(async move {
-                crate::purge::run_scheduled(&st2).await;
+                crate::worker::purge::run_scheduled(&st2).await;
                 flag.store(false, std::sync::atomic::Ordering::Release);
             });
         }
-        crate::purge::run_due(&st, &purge_running).await;
+        crate::worker::purge::run_due(&st, &purge_running).await;
         // The data map against the live schemas, on its schedule (one
         // instance claims each run; it runs beside the timer).
         if !drift_running.load(std::sync::atomic::Ordering::Acquire) {
@@ -323,7 +330,7 @@ async fn timer(st: AppState, mut shutdown: watch::Receiver<bool>) {
                 Err(e) => tracing::error!(error = %e, "purging idempotency records failed"),
             }
             // Export links that expired, and what ended exports left.
-            crate::export_api::purge(&st).await;
+            crate::api::exports::purge(&st).await;
             // Rows kept for a legal reason go when their retention ends.
             for (system, r) in st.systems.purge_expired(st.clock.now()).await {
                 match r {
@@ -649,51 +656,6 @@ async fn job_failed(st: &AppState, job: &Job, err: String) {
     }
 }
 
-/// How long an erasure held by schema drift waits before it looks again
-/// (at most; `worker.max_backoff_secs` when shorter); a system's
-/// structural check is reused for as long.
-const DRIFT_RETRY_SECS: i64 = 300;
-
-pub(crate) fn drift_wait(st: &AppState) -> i64 {
-    st.worker.max_backoff_secs.clamp(1, DRIFT_RETRY_SECS)
-}
-
-/// Why a SQL system's erasure must wait, if it must: what in its live
-/// schema would break it (a table or column the map names is gone, an
-/// unmapped reference blocks deletion), with the fix.
-pub(crate) async fn drift_hold(st: &AppState, system: &str) -> Result<Option<String>, String> {
-    let (Some(sql), Some(entry)) = (
-        st.systems.sql(system),
-        st.datamap
-            .systems
-            .iter()
-            .find(|s| s.name.as_str() == system),
-    ) else {
-        return Ok(None);
-    };
-    let found = lethe_connect::check::breaking_drift(
-        sql,
-        entry,
-        std::time::Duration::from_secs(drift_wait(st).unsigned_abs()),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    if found.is_empty() {
-        return Ok(None);
-    }
-    let mut why = format!(
-        "erasure in {system} waits: its schema no longer matches the data map, and erasing now would fail part-way: "
-    );
-    why.push_str(
-        &found
-            .iter()
-            .map(|f| format!("{} at {}: {} (fix: {})", f.kind, f.at, f.message, f.fix))
-            .collect::<Vec<_>>()
-            .join("; "),
-    );
-    Ok(Some(why.chars().take(2000).collect()))
-}
-
 /// Runs a batch of erase jobs of one system: keyed hashes of the subjects'
 /// identifiers are kept first (tombstones), then the system erases the
 /// whole batch (set-based on SQL) and verifies; each case's outcome is
@@ -790,7 +752,7 @@ async fn erase_jobs(st: &AppState, jobs: &[Job]) -> Result<(), String> {
         .erase_latency(&system, started.elapsed().as_secs_f64());
     for ((job, case), r) in live.into_iter().zip(results) {
         match r {
-            crate::systems::Erased::Done(mut outcome) => {
+            crate::outbound::systems::Erased::Done(mut outcome) => {
                 label_tables(st, &system, &mut outcome);
                 let value = serde_json::to_value(&outcome).map_err(|e| e.to_string())?;
                 let closed = st
@@ -807,7 +769,7 @@ async fn erase_jobs(st: &AppState, jobs: &[Job]) -> Result<(), String> {
                     .map_err(|e| e.to_string())?;
                 seal_in_background(st, closed);
             }
-            crate::systems::Erased::AwaitingCallback => {
+            crate::outbound::systems::Erased::AwaitingCallback => {
                 // Not a failure: the service accepted. Without its callback
                 // in time, the request is sent again (same idempotency key).
                 let at = now_wall()
@@ -823,7 +785,7 @@ async fn erase_jobs(st: &AppState, jobs: &[Job]) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string())?;
             }
-            crate::systems::Erased::Manual {
+            crate::outbound::systems::Erased::Manual {
                 instructions,
                 due_days,
             } => {
@@ -886,7 +848,7 @@ async fn settle(st: &AppState, job: &Job) -> Result<(), String> {
     };
     let (url, secret, timeout) = settlement_endpoint(st, &asset.source)?;
     let body = instruction_body(case.id, asset, s, Some(case.subject.expose()));
-    let answer = crate::providers::signed_call(
+    let answer = crate::outbound::providers::signed_call(
         &st.http,
         "the settlement endpoint",
         &url,
@@ -929,82 +891,12 @@ async fn settle(st: &AppState, job: &Job) -> Result<(), String> {
     Ok(())
 }
 
-/// A settlement instruction as the platform receives it. With the subject
-/// it is the first sending (the transfer target and whether to end the
-/// auto-renewal with it); without, it is a re-send after erasure, which
-/// the platform answers from its record of that instruction id.
-pub(crate) fn instruction_body(
-    case: lethe_domain::CaseId,
-    asset: &lethe_domain::asset::Asset,
-    s: &lethe_domain::asset::Settlement,
-    subject: Option<&str>,
-) -> serde_json::Value {
-    let mut body = serde_json::json!({
-        "instruction_id": s.instruction_id,
-        "case_id": case.to_string(),
-        "asset": { "id": asset.id, "kind": asset.kind.as_str(), "label": asset.label, "source": asset.source },
-        "option": s.option.as_str(),
-        "amount_minor": s.amount.map(|m| m.get()),
-        "currency": "CNY",
-    });
-    match subject {
-        Some(subject) => {
-            body["subject_id"] = serde_json::json!(subject);
-            body["transfer_to"] =
-                serde_json::json!(s.transfer_to.as_ref().map(|t| t.expose().to_owned()));
-            body["cancel_auto_renewal"] =
-                serde_json::json!(asset.kind == lethe_domain::asset::AssetKind::Subscription);
-        }
-        None => body["resend"] = serde_json::json!(true),
-    }
-    body
-}
-
-/// Where the settlement instruction of an asset from `source` goes: its
-/// provider's settlement endpoint, else the platform's (URL, secret,
-/// timeout in ms).
-pub(crate) fn settlement_endpoint(
-    st: &AppState,
-    source: &str,
-) -> Result<(String, String, u64), String> {
-    match st
-        .datamap
-        .providers
-        .iter()
-        .find(|p| p.name.as_str() == source && p.settlement_url_env.is_some())
-    {
-        Some(p) => {
-            let env = p.settlement_url_env.as_deref().unwrap_or_default();
-            let url = std::env::var(env).map_err(|_| format!("{env} is not set"))?;
-            let secret =
-                std::env::var(&p.secret_env).map_err(|_| format!("{} is not set", p.secret_env))?;
-            Ok((url, secret, p.timeout_ms))
-        }
-        None => settlement_target(st),
-    }
-}
-
-fn settlement_target(st: &AppState) -> Result<(String, String, u64), String> {
-    if let Some(d) = st.demo_platform.get() {
-        return Ok((d.settlements(), d.secret.clone(), 5000));
-    }
-    let t = st
-        .datamap
-        .settlement
-        .as_ref()
-        .ok_or("no settlement endpoint is configured ([settlement] in the data map)")?;
-    let url = std::env::var(&t.url_env).map_err(|_| format!("{} is not set", t.url_env))?;
-    let secret =
-        std::env::var(&t.secret_env).map_err(|_| format!("{} is not set", t.secret_env))?;
-    Ok((url, secret, t.timeout_ms))
-}
-
 /// Signs the receipt right after the case closed (a tree head covering the
 /// closing event is signed on demand). A failure here is retried by the
 /// timer; the erasure itself is complete.
 pub async fn seal_if_erased(st: &AppState, case: &Case) {
     if case.state == lethe_domain::CaseState::Erased
-        && let Err(e) = crate::audit_api::seal_receipt(st, &case.id.to_string()).await
+        && let Err(e) = crate::receipt::seal_receipt(st, &case.id.to_string()).await
     {
         tracing::error!(case = %case.id, problem = %e.detail, "signing the receipt failed; will retry");
     }
@@ -1064,7 +956,7 @@ async fn run_job(st: &AppState, job: &Job) -> Result<(), String> {
             // The subject's exports go before the erasure can complete:
             // the case closes only once this job has recorded its outcome.
             let exports_deleted =
-                crate::export_api::delete_for_subject(st, case.subject.expose()).await?;
+                crate::api::exports::delete_for_subject(st, case.subject.expose()).await?;
             let now = st.clock.now();
             // The subject's keys under every platform of the installation
             // (one data map: the account is gone for all of them), and the
@@ -1077,7 +969,7 @@ async fn run_job(st: &AppState, job: &Job) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             for p in st.store.platforms().await.map_err(|e| e.to_string())? {
-                let key = crate::vault_api::platform_subject(&p, subject);
+                let key = crate::api::vault::platform_subject(&p, subject);
                 let more = st
                     .vault
                     .destroy(&key, &now.to_string())

@@ -1,117 +1,19 @@
 //! The HTTP JSON API for the platform's back end.
 
 use axum::Extension;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lethe_domain::{Case, CaseCommand, CaseId, Channel, Locale, OtpCode, Reason, SubjectId};
 use lethe_store::{Idem, NewJob, OutboxDraft};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::middleware::{IdemKey, IdemStored, Principal};
-use crate::problem::{Problem, redact_serde};
-
-// ------------------------------------------------------------------ extractor
-
-/// JSON body extractor that answers with problem+json naming the field.
-pub struct ApiJson<T>(pub T);
-
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    S: Send + Sync,
-    T: DeserializeOwned,
-{
-    type Rejection = Response;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let ct_ok = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        if !ct_ok {
-            return Err(Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "media-type",
-                "JSON expected",
-                "the body must be JSON",
-            )
-            .field("Content-Type")
-            .fix("send `Content-Type: application/json`")
-            .into_response());
-        }
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    crate::middleware::too_large(None)
-                } else {
-                    Problem::bad_request("body", "the body could not be read").into_response()
-                }
-            })?;
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize::<_, T>(de) {
-            Ok(v) => Ok(ApiJson(v)),
-            Err(e) => {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                let msg = redact_serde(&inner.to_string());
-                let p = if inner.is_syntax() || inner.is_eof() {
-                    Problem::bad_request(
-                        "malformed-json",
-                        format!("the body is not valid JSON: {msg}"),
-                    )
-                    .fix("send a well-formed JSON object")
-                } else {
-                    let field = if path == "." {
-                        None
-                    } else {
-                        Some(path.clone())
-                    };
-                    let mut p = Problem::unprocessable(format!(
-                        "{}: {msg}",
-                        field.as_deref().unwrap_or("body")
-                    ));
-                    if let Some(f) = field {
-                        p = p.field(f);
-                    }
-                    p.fix("see the request schema at /openapi.json")
-                };
-                Err(p.into_response())
-            }
-        }
-    }
-}
-
-/// Query-string extractor that answers with problem+json (axum's own answers
-/// in plain text), the message stripped of any value the client sent.
-pub struct ApiQuery<T>(pub T);
-
-impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
-where
-    S: Send + Sync,
-    T: DeserializeOwned,
-{
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::try_from_uri(&parts.uri) {
-            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
-            Err(e) => {
-                let msg = redact_serde(&e.body_text());
-                Err(Problem::bad_request("query", msg)
-                    .field("query")
-                    .fix("see the parameters of this operation at /openapi.json")
-                    .into_response())
-            }
-        }
-    }
-}
+use crate::http::extract::{ApiJson, CaseCall, parse_case_id};
+use crate::http::middleware::{IdemKey, IdemStored, Principal};
+use crate::http::ownership::{live_account, owned};
+use crate::http::problem::Problem;
 
 // ---------------------------------------------------------------------- views
 
@@ -146,7 +48,7 @@ pub struct CaseView {
     /// Copies of the data taken before cancelling, with their progress per
     /// system (in GET responses).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub exports: Option<Vec<crate::export_api::ExportView>>,
+    pub exports: Option<Vec<crate::api::exports::ExportView>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -361,61 +263,51 @@ fn idem(k: Option<Extension<IdemKey>>, status: StatusCode) -> Option<Idem> {
     })
 }
 
-fn parse_id(s: &str) -> Result<CaseId, Problem> {
-    CaseId::parse(s).map_err(|e| {
-        Problem::bad_request("case-id", format!("the case id in the path {e}")).field("id")
-    })
-}
+// ------------------------------------------------------------------ one case
 
-/// Loads a case and checks it belongs to the caller (another platform's
-/// case is reported as not found).
-/// A case of the principal, from the id in a path.
-pub(crate) async fn owned_case(st: &AppState, p: &Principal, id: &str) -> Result<Case, Problem> {
-    owned(st, p, parse_id(id)?).await
-}
+impl CaseCall<Principal> {
+    /// The case named in the path, if the calling platform owns it.
+    pub async fn case(&self) -> Result<Case, Problem> {
+        owned(&self.st, &self.caller, parse_case_id(&self.id)?).await
+    }
 
-async fn owned(st: &AppState, p: &Principal, id: CaseId) -> Result<Case, Problem> {
-    match st.store.case_principal(id).await? {
-        // A case an agent opened belongs to the platform the agent named
-        // (or serves), so it continues in that platform's app only.
-        Some(owner) if owner == p.0 => {}
-        _ => return Err(Problem::not_found("no case with this id")),
+    /// Applies one command to the caller's case, with the jobs it starts,
+    /// in one transaction with its audit event (and the idempotency
+    /// record), and answers with the case.
+    pub async fn apply(self, cmd: CaseCommand, jobs: Vec<NewJob>) -> Result<Response, Problem> {
+        let case = self.case().await?;
+        self.apply_to(case.id, cmd, jobs).await
     }
-    st.store
-        .get_case(id)
-        .await?
-        .ok_or_else(|| Problem::not_found("no case with this id"))
-}
 
-/// A case may be opened only for a live account: one already erased (the
-/// data map may keep accounting rows that make it look present) is a 409
-/// naming the earlier case, whose receipt proves the erasure (the id only
-/// to the platform that erased it); an unknown one is a 422.
-pub(crate) async fn live_account(
-    st: &AppState,
-    platform: &str,
-    subject: &SubjectId,
-) -> Result<(), Problem> {
-    let pseudo = st.secrets.pseudonym(subject.expose());
-    if let Some((case, owner)) = st.store.erased_case_of(&pseudo).await? {
-        let p = Problem::conflict("account-erased", "this account was already erased")
-            .field("subject_id");
-        return Err(if owner == platform {
-            p.fix(format!(
-                "nothing is left to cancel; the receipt of the erasure is GET /v1/cases/{case}/receipt"
-            ))
-        } else {
-            p.fix("nothing is left to cancel")
-        });
+    async fn apply_to(
+        self,
+        id: CaseId,
+        cmd: CaseCommand,
+        jobs: Vec<NewJob>,
+    ) -> Result<Response, Problem> {
+        self.record(async |st, actor, idem| {
+            st.store
+                .apply(id, cmd, st.clock.now(), actor, jobs, idem)
+                .await
+        })
+        .await
     }
-    if !st.systems.subject_exists(subject).await? {
-        return Err(Problem::unprocessable(
-            "no account with this subject_id exists on the platform",
-        )
-        .field("subject_id")
-        .fix("send the platform's id of an existing account"));
+
+    /// Runs one store operation for the caller (its actor,
+    /// `platform:<name>`, and the idempotency record go into the
+    /// operation's own transaction) and answers with the case it returns.
+    async fn record<E>(
+        self,
+        op: impl AsyncFnOnce(&AppState, String, Option<Idem>) -> Result<Case, E>,
+    ) -> Result<Response, Problem>
+    where
+        Problem: From<E>,
+    {
+        let stored = self.key.is_some();
+        let actor = format!("platform:{}", self.caller.0);
+        let case = op(&self.st, actor, idem(self.key, StatusCode::OK)).await?;
+        Ok(case_response(StatusCode::OK, &case, stored))
     }
-    Ok(())
 }
 
 // ------------------------------------------------------------------- handlers
@@ -480,12 +372,9 @@ pub async fn create_case(
 /// Read a case: its state, the next step, blockers and consequences.
 #[utoipa::path(get, path = "/v1/cases/{id}", tag = "cases", params(("id" = String, Path)),
     responses((status = 200, body = CaseView), (status = 404, body = Problem)), security(("api_key" = [])))]
-pub async fn get_case(
-    State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Path(id): Path<String>,
-) -> Result<Response, Problem> {
-    let case = owned(&st, &p, parse_id(&id)?).await?;
+pub async fn get_case(call: CaseCall<Principal>) -> Result<Response, Problem> {
+    let case = call.case().await?;
+    let st = &call.st;
     let now = st.clock.now();
     let mut view = CaseView::from(&case);
     view.deadlines = Some(
@@ -496,7 +385,7 @@ pub async fn get_case(
             .map(|d| DeadlineView::from_row(d, now))
             .collect(),
     );
-    view.exports = Some(crate::export_api::views_for_case(&st, &case.id.to_string()).await?);
+    view.exports = Some(crate::api::exports::views_for_case(st, &case.id.to_string()).await?);
     Ok(axum::Json(view).into_response())
 }
 
@@ -506,14 +395,14 @@ pub async fn get_case(
 #[utoipa::path(post, path = "/v1/cases/{id}/verification/sms/send", tag = "verification", params(("id" = String, Path)),
     responses((status = 200, body = CaseView), (status = 429, body = Problem)), security(("api_key" = [])))]
 pub async fn send_code(
-    State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    key: Option<Extension<IdemKey>>,
+    call: CaseCall<Principal>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: axum::http::HeaderMap,
-    Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let case = owned(&st, &p, parse_id(&id)?).await?;
+    let case = call.case().await?;
+    let CaseCall {
+        st, caller: p, key, ..
+    } = call;
     if !st.identity.methods.iter().any(|m| m == "sms") {
         return Err(Problem::new(
             StatusCode::FORBIDDEN,
@@ -619,7 +508,7 @@ pub async fn send_code(
         let msg = serde_json::json!({ "type": "sms.send", "to": phone, "text": text, "case_id": case.id.to_string() });
         let mut delivered = Err(String::new());
         for attempt in 0..3u64 {
-            delivered = crate::providers::signed_call(
+            delivered = crate::outbound::providers::signed_call(
                 &st.http,
                 "the SMS gateway",
                 &url,
@@ -675,50 +564,39 @@ pub struct VerifyCode {
 #[utoipa::path(post, path = "/v1/cases/{id}/verification/sms/verify", request_body = VerifyCode, tag = "verification", params(("id" = String, Path)),
     responses((status = 200, body = CaseView), (status = 422, body = Problem), (status = 429, body = Problem)), security(("api_key" = [])))]
 pub async fn verify_code(
-    State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    key: Option<Extension<IdemKey>>,
-    Path(id): Path<String>,
+    call: CaseCall<Principal>,
     ApiJson(body): ApiJson<VerifyCode>,
 ) -> Result<Response, Problem> {
-    check_code(
-        &st,
-        &p,
-        key,
-        &id,
-        &body.code,
-        lethe_store::CodePurpose::Verify,
-    )
-    .await
+    check_code(call, &body.code, lethe_store::CodePurpose::Verify).await
 }
 
 /// Checks a one-time code for a purpose; the store applies the command and
 /// its audit event in one transaction (attempt limits and lockout included).
 async fn check_code(
-    st: &AppState,
-    p: &Principal,
-    key: Option<Extension<IdemKey>>,
-    id: &str,
+    call: CaseCall<Principal>,
     code: &OtpCode,
     purpose: lethe_store::CodePurpose,
 ) -> Result<Response, Problem> {
-    let case = owned(st, p, parse_id(id)?).await?;
-    let hash = st.secrets.code_hash(&case.id.to_string(), code.expose());
-    let stored = key.is_some();
-    let case = st
-        .store
-        .verify_code(
-            case.id,
-            purpose,
-            hash,
-            st.clock.now(),
-            st.policy.otp_max_attempts,
-            st.otp_lockout,
-            format!("platform:{}", p.0),
-            idem(key, StatusCode::OK),
-        )
-        .await?;
-    Ok(case_response(StatusCode::OK, &case, stored))
+    let case = call.case().await?;
+    let hash = call
+        .st
+        .secrets
+        .code_hash(&case.id.to_string(), code.expose());
+    call.record(async |st, actor, idem| {
+        st.store
+            .verify_code(
+                case.id,
+                purpose,
+                hash,
+                st.clock.now(),
+                st.policy.otp_max_attempts,
+                st.otp_lockout,
+                actor,
+                idem,
+            )
+            .await
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -734,21 +612,10 @@ pub struct Restore {
 #[utoipa::path(post, path = "/v1/cases/{id}/restore", request_body = Restore, tag = "cases", params(("id" = String, Path)),
     responses((status = 200, body = CaseView), (status = 409, body = Problem), (status = 422, body = Problem)), security(("api_key" = [])))]
 pub async fn restore(
-    State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    key: Option<Extension<IdemKey>>,
-    Path(id): Path<String>,
+    call: CaseCall<Principal>,
     ApiJson(body): ApiJson<Restore>,
 ) -> Result<Response, Problem> {
-    check_code(
-        &st,
-        &p,
-        key,
-        &id,
-        &body.code,
-        lethe_store::CodePurpose::Restore,
-    )
-    .await
+    check_code(call, &body.code, lethe_store::CodePurpose::Restore).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -763,41 +630,25 @@ pub struct Extend {
 #[utoipa::path(post, path = "/v1/cases/{id}/extend", request_body = Extend, tag = "cases", params(("id" = String, Path)),
     responses((status = 200, body = CaseView), (status = 409, body = Problem)), security(("api_key" = [])))]
 pub async fn extend(
-    State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    key: Option<Extension<IdemKey>>,
-    Path(id): Path<String>,
+    call: CaseCall<Principal>,
     ApiJson(body): ApiJson<Extend>,
 ) -> Result<Response, Problem> {
-    let id = parse_id(&id)?;
-    owned(&st, &p, id).await?;
-    apply(
-        &st,
-        &p,
-        key,
-        id,
-        CaseCommand::Extend {
-            reason: body.reason,
-        },
-        vec![],
-    )
-    .await
+    let cmd = CaseCommand::Extend {
+        reason: body.reason,
+    };
+    call.apply(cmd, vec![]).await
 }
 
 /// Run the checks: blockers (unfinished orders...) and the consequences to acknowledge.
 #[utoipa::path(post, path = "/v1/cases/{id}/checks", tag = "cases", params(("id" = String, Path)),
     responses((status = 200, body = CaseView)), security(("api_key" = [])))]
-pub async fn run_checks(
-    State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    key: Option<Extension<IdemKey>>,
-    Path(id): Path<String>,
-) -> Result<Response, Problem> {
-    let case = owned(&st, &p, parse_id(&id)?).await?;
+pub async fn run_checks(call: CaseCall<Principal>) -> Result<Response, Problem> {
+    let case = call.case().await?;
+    let (st, p) = (call.st.clone(), call.caller.clone());
     let (mut blockers, consequences) = st.systems.checks(&st.datamap, &case.subject).await?;
     let mut assets = st.systems.assets(&st.datamap, &case.subject).await?;
     for provider in &st.datamap.providers {
-        match crate::providers::check(
+        match crate::outbound::providers::check(
             &st.http,
             provider,
             case.subject.expose(),
@@ -835,19 +686,12 @@ pub async fn run_checks(
             }
         }
     }
-    apply(
-        &st,
-        &p,
-        key,
-        case.id,
-        CaseCommand::RecordChecks {
-            blockers,
-            consequences,
-            assets,
-        },
-        vec![],
-    )
-    .await
+    let cmd = CaseCommand::RecordChecks {
+        blockers,
+        consequences,
+        assets,
+    };
+    call.apply_to(case.id, cmd, vec![]).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -876,26 +720,21 @@ pub struct Settle {
 #[utoipa::path(post, path = "/v1/cases/{id}/settlements", request_body = Settle, tag = "cases", params(("id" = String, Path)),
     responses((status = 200, body = CaseView), (status = 422, body = Problem)), security(("api_key" = [])))]
 pub async fn settle(
-    State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    key: Option<Extension<IdemKey>>,
-    Path(id): Path<String>,
+    call: CaseCall<Principal>,
     ApiJson(body): ApiJson<Settle>,
 ) -> Result<Response, Problem> {
-    let id = parse_id(&id)?;
-    owned(&st, &p, id).await?;
-    let instruction_id = format!("stl_{}", uuid::Uuid::now_v7().simple());
+    let st = call.st.clone();
     let today = st.clock.now().to_zoned_datetime(st.tz.clone()).date();
     let cmd = CaseCommand::ChooseSettlement {
         asset_id: body.asset_id,
         option: body.option,
         locale: body.locale,
-        instruction_id,
+        instruction_id: format!("stl_{}", uuid::Uuid::now_v7().simple()),
         today,
         transfer_to: body.transfer_to,
     };
     // An instruction that is due now is enqueued with the change.
-    let resp = apply(&st, &p, key, id, cmd, vec![]).await?;
+    let resp = call.apply(cmd, vec![]).await?;
     st.wake.notify_waiters();
     Ok(resp)
 }
@@ -958,14 +797,10 @@ pub struct ChooseAlternative {
 #[utoipa::path(post, path = "/v1/cases/{id}/alternative", request_body = ChooseAlternative, tag = "cases", params(("id" = String, Path)),
     responses((status = 200, body = CaseView), (status = 422, body = Problem)), security(("api_key" = [])))]
 pub async fn choose_alternative(
-    State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    key: Option<Extension<IdemKey>>,
-    Path(id): Path<String>,
+    call: CaseCall<Principal>,
     ApiJson(body): ApiJson<ChooseAlternative>,
 ) -> Result<Response, Problem> {
-    let id = parse_id(&id)?;
-    let case = owned(&st, &p, id).await?;
+    let case = call.case().await?;
     if !alternatives_list().iter().any(|a| a.kind == body.kind) {
         return Err(Problem::unprocessable("unknown alternative")
             .field("kind")
@@ -978,15 +813,8 @@ pub async fn choose_alternative(
         )
         .fix("use /restore"));
     }
-    apply(
-        &st,
-        &p,
-        key,
-        id,
-        CaseCommand::ChooseAlternative { kind: body.kind },
-        vec![],
-    )
-    .await
+    let cmd = CaseCommand::ChooseAlternative { kind: body.kind };
+    call.apply_to(case.id, cmd, vec![]).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -1004,52 +832,34 @@ pub struct Acknowledge {
 #[utoipa::path(post, path = "/v1/cases/{id}/acknowledgements", request_body = Acknowledge, tag = "cases", params(("id" = String, Path)),
     responses((status = 200, body = CaseView), (status = 422, body = Problem)), security(("api_key" = [])))]
 pub async fn acknowledge(
-    State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    key: Option<Extension<IdemKey>>,
-    Path(id): Path<String>,
+    call: CaseCall<Principal>,
     ApiJson(body): ApiJson<Acknowledge>,
 ) -> Result<Response, Problem> {
-    let id = parse_id(&id)?;
-    owned(&st, &p, id).await?;
     let cmd = CaseCommand::Acknowledge {
         consequence_id: body.consequence_id,
         version: body.version,
         locale: body.locale,
     };
-    apply(&st, &p, key, id, cmd, vec![]).await
+    call.apply(cmd, vec![]).await
 }
 
 /// Confirm the cancellation: cooling-off starts (or review, if the policy asks).
 #[utoipa::path(post, path = "/v1/cases/{id}/confirm", tag = "cases", params(("id" = String, Path)),
     responses((status = 200, body = CaseView), (status = 409, body = Problem)), security(("api_key" = [])))]
-pub async fn confirm(
-    State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    key: Option<Extension<IdemKey>>,
-    Path(id): Path<String>,
-) -> Result<Response, Problem> {
-    let id = parse_id(&id)?;
-    owned(&st, &p, id).await?;
-    apply(&st, &p, key, id, CaseCommand::Confirm, vec![]).await
+pub async fn confirm(call: CaseCall<Principal>) -> Result<Response, Problem> {
+    call.apply(CaseCommand::Confirm, vec![]).await
 }
 
 /// Withdraw the case and keep the account (before cooling-off; during it, use /restore).
 #[utoipa::path(post, path = "/v1/cases/{id}/withdraw", tag = "cases", params(("id" = String, Path)),
     responses((status = 200, body = CaseView), (status = 409, body = Problem)), security(("api_key" = [])))]
-pub async fn withdraw(
-    State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    key: Option<Extension<IdemKey>>,
-    Path(id): Path<String>,
-) -> Result<Response, Problem> {
-    let id = parse_id(&id)?;
-    let case = owned(&st, &p, id).await?;
+pub async fn withdraw(call: CaseCall<Principal>) -> Result<Response, Problem> {
+    let case = call.case().await?;
     if case.state == lethe_domain::CaseState::CoolingOff {
         return Err(Problem::conflict("restore-needs-code", "during cooling-off the account is restored with one verified step")
             .fix("send a code (POST /v1/cases/{id}/verification/sms/send), then POST /v1/cases/{id}/restore with it"));
     }
-    apply(&st, &p, key, id, CaseCommand::Withdraw, vec![]).await
+    call.apply_to(case.id, CaseCommand::Withdraw, vec![]).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -1075,13 +885,8 @@ pub struct Review {
 #[utoipa::path(post, path = "/v1/cases/{id}/review", request_body = Review, tag = "cases", params(("id" = String, Path)),
     responses((status = 403, description = "a platform key cannot review; a reviewer decides in the console", body = Problem), (status = 404, description = "no such case for this key", body = Problem)),
     security(("api_key" = [])))]
-pub async fn review(
-    State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Path(id): Path<String>,
-) -> Result<Response, Problem> {
-    let id = parse_id(&id)?;
-    owned(&st, &p, id).await?;
+pub async fn review(call: CaseCall<Principal>) -> Result<Response, Problem> {
+    call.case().await?;
     Err(Problem::new(
         StatusCode::FORBIDDEN,
         "reviewer-only",
@@ -1094,68 +899,33 @@ pub async fn review(
 /// Retry the erasure of a failed case (operator action).
 #[utoipa::path(post, path = "/v1/cases/{id}/retry", tag = "cases", params(("id" = String, Path)),
     responses((status = 200, body = CaseView), (status = 409, body = Problem)), security(("api_key" = [])))]
-pub async fn retry(
-    State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    key: Option<Extension<IdemKey>>,
-    Path(id): Path<String>,
-) -> Result<Response, Problem> {
-    let id = parse_id(&id)?;
-    owned(&st, &p, id).await?;
-    let stored = key.is_some();
-    let case = st
-        .store
-        .retry_erasure(
-            id,
-            st.clock.now(),
-            format!("platform:{}", p.0),
-            idem(key, StatusCode::OK),
-        )
+pub async fn retry(call: CaseCall<Principal>) -> Result<Response, Problem> {
+    let id = call.case().await?.id;
+    let st = call.st.clone();
+    let resp = call
+        .record(async |st, actor, idem| {
+            st.store
+                .retry_erasure(id, st.clock.now(), actor, idem)
+                .await
+        })
         .await?;
     st.wake.notify_waiters();
-    Ok(case_response(StatusCode::OK, &case, stored))
-}
-
-async fn apply(
-    st: &AppState,
-    p: &Principal,
-    key: Option<Extension<IdemKey>>,
-    id: CaseId,
-    cmd: CaseCommand,
-    jobs: Vec<NewJob>,
-) -> Result<Response, Problem> {
-    let stored = key.is_some();
-    let case = st
-        .store
-        .apply(
-            id,
-            cmd,
-            st.clock.now(),
-            format!("platform:{}", p.0),
-            jobs,
-            idem(key, StatusCode::OK),
-        )
-        .await?;
-    Ok(case_response(StatusCode::OK, &case, stored))
+    Ok(resp)
 }
 
 /// The deletion receipt of an erased case.
 #[utoipa::path(get, path = "/v1/cases/{id}/receipt", tag = "proof", params(("id" = String, Path)),
     responses((status = 200, description = "the receipt (JSON)"), (status = 404, body = Problem), (status = 503, description = "the case's last event is not in the audit log's tree yet; retry", body = Problem)), security(("api_key" = [])))]
-pub async fn receipt(
-    State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Path(id): Path<String>,
-) -> Result<Response, Problem> {
-    let body = receipt_body(&st, &p, &id).await?;
+pub async fn receipt(call: CaseCall<Principal>) -> Result<Response, Problem> {
+    let body = receipt_body(&call.st, &call.caller, &call.id).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// The signed receipt of an owned, erased case (signed now if needed).
 pub async fn receipt_body(st: &AppState, p: &Principal, id: &str) -> Result<String, Problem> {
-    let id = parse_id(id)?;
+    let id = parse_case_id(id)?;
     let case = owned(st, p, id).await?;
-    match crate::audit_api::seal_receipt(st, &id.to_string()).await? {
+    match crate::receipt::seal_receipt(st, &id.to_string()).await? {
         Some(body) => Ok(body),
         None => Err(
             Problem::not_found(format!("no receipt yet: the case is {}", case.state))
@@ -1196,13 +966,9 @@ pub struct JobView {
 /// The case's audit events and background jobs.
 #[utoipa::path(get, path = "/v1/cases/{id}/timeline", tag = "proof", params(("id" = String, Path)),
     responses((status = 200, body = Timeline)), security(("api_key" = [])))]
-pub async fn timeline(
-    State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Path(id): Path<String>,
-) -> Result<Response, Problem> {
-    let id = parse_id(&id)?;
-    owned(&st, &p, id).await?;
+pub async fn timeline(call: CaseCall<Principal>) -> Result<Response, Problem> {
+    let id = call.case().await?.id;
+    let st = &call.st;
     let events = st.store.audit_for_case(id).await?;
     let jobs = st.store.jobs_for_case(id).await?;
     Ok(axum::Json(Timeline {
@@ -1246,13 +1012,9 @@ pub struct OutboxView {
 /// Demo only: messages the SMS gateway would have delivered for a case.
 #[utoipa::path(get, path = "/v1/dev/outbox/{id}", tag = "demo", params(("id" = String, Path)),
     responses((status = 200, body = [OutboxView])), security(("api_key" = [])))]
-pub async fn dev_outbox(
-    State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    Path(id): Path<String>,
-) -> Result<Response, Problem> {
-    let id = parse_id(&id)?;
-    owned(&st, &p, id).await?;
+pub async fn dev_outbox(call: CaseCall<Principal>) -> Result<Response, Problem> {
+    let id = call.case().await?.id;
+    let st = &call.st;
     let msgs = st.store.outbox_for(id).await?;
     Ok(axum::Json(
         msgs.into_iter()

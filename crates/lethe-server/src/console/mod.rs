@@ -2,111 +2,24 @@
 //! roles (agent, reviewer, admin, auditor), and the hotline and counter
 //! channels. Every agent action is audited with the agent's id.
 
+pub mod totp;
+
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::Extension;
-use axum::extract::{Path, Request, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use lethe_domain::{AssuranceLevel, Case, CaseCommand, CaseId, Channel, SubjectId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::api::ApiQuery;
-use crate::api::{ApiJson, CaseView};
-use crate::problem::Problem;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Agent,
-    Reviewer,
-    Admin,
-    Auditor,
-}
-
-impl Role {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "agent" => Some(Self::Agent),
-            "reviewer" => Some(Self::Reviewer),
-            "admin" => Some(Self::Admin),
-            "auditor" => Some(Self::Auditor),
-            _ => None,
-        }
-    }
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Agent => "agent",
-            Self::Reviewer => "reviewer",
-            Self::Admin => "admin",
-            Self::Auditor => "auditor",
-        }
-    }
-}
-
-/// The signed-in agent.
-#[derive(Debug, Clone)]
-pub struct Agent {
-    pub id: String,
-    pub role: Role,
-    /// The platform the agent serves; None for installation staff, who
-    /// serve every platform of the installation.
-    pub platform: Option<String>,
-}
-
-impl Agent {
-    fn actor(&self) -> String {
-        format!("agent:{}", self.id)
-    }
-
-    /// Whether the agent may see and act on what this platform owns.
-    pub fn serves(&self, platform: &str) -> bool {
-        self.platform.as_deref().is_none_or(|p| p == platform)
-    }
-}
-
-/// The platform a console action is for: the agent's own, or for
-/// installation staff the one named, or the installation's only platform.
-pub async fn platform_for(
-    st: &AppState,
-    a: &Agent,
-    named: Option<&str>,
-) -> Result<String, Problem> {
-    let live = st.store.live_platforms().await?;
-    match (&a.platform, named) {
-        (Some(own), None) => Ok(own.clone()),
-        (Some(own), Some(n)) if n == own => Ok(own.clone()),
-        (Some(_), Some(_)) => Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Not allowed",
-            "the agent serves another platform",
-        )
-        .field("platform")
-        .fix("leave platform out: the agent's own platform is used")),
-        (None, Some(n)) if live.iter().any(|p| p == n) => Ok(n.to_owned()),
-        (None, Some(_)) => Err(Problem::unprocessable(
-            "no platform of this installation has this name",
-        )
-        .field("platform")
-        .fix("name a platform by its API key name (lethe apikey create --name)")),
-        (None, None) => match live.as_slice() {
-            [only] => Ok(only.clone()),
-            [] => Err(
-                Problem::unprocessable("the installation has no platform yet")
-                    .fix("create the platform's API key first (lethe apikey create)"),
-            ),
-            _ => Err(Problem::unprocessable(
-                "this installation serves several platforms; say which one",
-            )
-            .field("platform")
-            .fix("send platform: the API key name of the user's platform")),
-        },
-    }
-}
+use crate::api::cases::CaseView;
+use crate::http::agent::hash_token;
+pub use crate::http::agent::{Agent, Role, allowed, platform_for, require};
+use crate::http::extract::{ApiJson, ApiQuery, CaseCall, parse_case_id};
+use crate::http::problem::Problem;
 
 /// Failed logins (from any address) before each further attempt waits a
 /// little (a backoff of at most about a minute). The lockout that lasts is
@@ -114,10 +27,6 @@ pub async fn platform_for(
 const MAX_FAILED_LOGINS: u32 = 10;
 /// A console session lasts this long.
 const SESSION_HOURS: i64 = 8;
-
-fn hash_token(t: &str) -> String {
-    crate::middleware::hash_api_key(t)
-}
 
 /// Creates an agent: returns the initial password and the TOTP secret's
 /// otpauth:// URL, shown once. The TOTP secret is stored sealed by the vault.
@@ -153,7 +62,7 @@ pub async fn create_agent(
         .hash_password(password.as_bytes(), &salt)
         .map_err(|_| Problem::internal())?
         .to_string();
-    let secret = crate::totp::new_secret();
+    let secret = crate::console::totp::new_secret();
     let id = format!("ag_{}", uuid::Uuid::now_v7().simple());
     let field = lethe_vault::FieldName::parse("totp_secret").map_err(|_| Problem::internal())?;
     let sealed = st
@@ -177,7 +86,10 @@ pub async fn create_agent(
             }
             other => other.into(),
         })?;
-    Ok((password, crate::totp::otpauth_url(username, &secret)))
+    Ok((
+        password,
+        crate::console::totp::otpauth_url(username, &secret),
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -313,7 +225,7 @@ pub async fn login(
             .map_err(|_| Problem::internal())?,
         Err(_) => return Err(Problem::internal()),
     };
-    let step = crate::totp::verify(&secret, &body.totp, now.as_second());
+    let step = crate::console::totp::verify(&secret, &body.totp, now.as_second());
     let (Some(step), true) = (step, pw_ok) else {
         st.store
             .login_failed(agent.id.clone(), MAX_FAILED_LOGINS, now)
@@ -355,88 +267,6 @@ pub async fn login(
     .into_response())
 }
 
-/// Console authentication: a session token from /v1/console/login.
-pub async fn auth(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
-    let token = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    let Some(token) = token.filter(|t| t.starts_with("ls_") && t.len() < 100) else {
-        return Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "console-auth",
-            "Not signed in",
-            "the console needs a session token",
-        )
-        .field("Authorization")
-        .fix("sign in with POST /v1/console/login and send `Authorization: Bearer <token>`")
-        .into_response();
-    };
-    match st
-        .store
-        .console_session(&hash_token(&token), jiff::Timestamp::now())
-        .await
-    {
-        Ok(Some((id, role, platform))) => match Role::parse(&role) {
-            Some(role) => {
-                req.extensions_mut().insert(Agent { id, role, platform });
-                next.run(req).await
-            }
-            None => Problem::internal().into_response(),
-        },
-        Ok(None) => Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "console-auth",
-            "Not signed in",
-            "the session is unknown or expired",
-        )
-        .field("Authorization")
-        .fix("sign in again")
-        .into_response(),
-        Err(e) => Problem::from(e).into_response(),
-    }
-}
-
-/// The roles allowed on each console endpoint (the authorization matrix).
-pub fn allowed(route: &str) -> &'static [Role] {
-    use Role::*;
-    match route {
-        "create_case" | "hotline" | "counter" | "export" | "manual_task" => &[Agent],
-        "read_case" => &[Agent, Reviewer, Auditor],
-        "review" | "claims" => &[Reviewer],
-        "create_agent" | "rotate_kek" | "datamap_accept" => &[Admin],
-        "datamap" => &[Agent, Reviewer, Auditor, Admin],
-        "report" => &[Auditor, Admin],
-        "overdue" => &[Agent, Reviewer, Auditor, Admin],
-        "support" => &[Agent],
-        // The holder's message is personal: agents who answer read it.
-        "support_read" => &[Agent],
-        _ => &[],
-    }
-}
-
-pub fn require(a: &Agent, route: &str) -> Result<(), Problem> {
-    if allowed(route).contains(&a.role) {
-        Ok(())
-    } else {
-        Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Not allowed",
-            format!("the role {} may not do this", a.role.as_str()),
-        )
-        .fix("ask an agent with the right role"))
-    }
-}
-
-fn parse_id(s: &str) -> Result<CaseId, Problem> {
-    CaseId::parse(s).map_err(|e| {
-        Problem::bad_request("case-id", format!("the case id in the path {e}")).field("id")
-    })
-}
-
 /// A case the agent serves (another platform's case is not found).
 pub async fn load(st: &AppState, a: &Agent, id: CaseId) -> Result<Case, Problem> {
     match st.store.case_principal(id).await? {
@@ -447,6 +277,24 @@ pub async fn load(st: &AppState, a: &Agent, id: CaseId) -> Result<Case, Problem>
         .get_case(id)
         .await?
         .ok_or_else(|| Problem::not_found("no case with this id"))
+}
+
+impl CaseCall<Agent> {
+    /// The case named in the path, if the agent serves its platform.
+    pub async fn case(&self) -> Result<Case, Problem> {
+        load(&self.st, &self.caller, parse_case_id(&self.id)?).await
+    }
+
+    /// Applies one command as this agent (the actor the audit log records)
+    /// and answers with the case.
+    pub async fn apply(&self, id: CaseId, cmd: CaseCommand) -> Result<Response, Problem> {
+        let st = &self.st;
+        let case = st
+            .store
+            .apply(id, cmd, st.clock.now(), self.caller.actor(), vec![], None)
+            .await?;
+        Ok(view(&case))
+    }
 }
 
 fn view(c: &Case) -> Response {
@@ -482,7 +330,7 @@ pub async fn create_case(
         );
     }
     let platform = platform_for(&st, &a, body.platform.as_deref()).await?;
-    crate::api::live_account(&st, &platform, &body.subject_id).await?;
+    crate::http::ownership::live_account(&st, &platform, &body.subject_id).await?;
     let id = CaseId::from_uuid(uuid::Uuid::now_v7());
     let (case, change) = Case::open(
         id,
@@ -501,13 +349,9 @@ pub async fn create_case(
 
 /// Read a case (never the subject's ID number).
 #[utoipa::path(get, path = "/v1/console/cases/{id}", tag = "console", params(("id" = String, Path)), responses((status = 200, body = CaseView)), security(("console" = [])))]
-pub async fn read_case(
-    State(st): State<AppState>,
-    Extension(a): Extension<Agent>,
-    Path(id): Path<String>,
-) -> Result<Response, Problem> {
-    require(&a, "read_case")?;
-    Ok(view(&load(&st, &a, parse_id(&id)?).await?))
+pub async fn read_case(call: CaseCall<Agent>) -> Result<Response, Problem> {
+    require(&call.caller, "read_case")?;
+    Ok(view(&call.case().await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -591,14 +435,13 @@ async fn identity_check_failed(
 /// the platform's record by keyed-hash comparison, without seeing the record.
 #[utoipa::path(post, path = "/v1/console/cases/{id}/hotline", request_body = Hotline, tag = "console", params(("id" = String, Path)), responses((status = 200, body = CaseView), (status = 422, body = Problem), (status = 429, description = "too many failed checks on this case or by this agent in the last hour", body = Problem)), security(("console" = [])))]
 pub async fn hotline(
-    State(st): State<AppState>,
-    Extension(a): Extension<Agent>,
-    Path(id): Path<String>,
+    call: CaseCall<Agent>,
     ApiJson(body): ApiJson<Hotline>,
 ) -> Result<Response, Problem> {
-    require(&a, "hotline")?;
-    let case = load(&st, &a, parse_id(&id)?).await?;
-    check_attempts_left(&st, &case, &a).await?;
+    let (st, a) = (&call.st, &call.caller);
+    require(a, "hotline")?;
+    let case = call.case().await?;
+    check_attempts_left(st, &case, a).await?;
     let record = st.systems.identifiers(&case.subject).await?;
     let matches = |kind: &str, said: &str| {
         let said = st.secrets.identifier_hash(kind, said);
@@ -615,7 +458,7 @@ pub async fn hotline(
         & matches("id_number", &body.id_number)
         & matches("phone", &body.phone);
     if !all {
-        identity_check_failed(&st, &case, &a, "hotline").await?;
+        identity_check_failed(st, &case, a, "hotline").await?;
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "identity-mismatch",
@@ -628,11 +471,7 @@ pub async fn hotline(
         method: "hotline".into(),
         level: AssuranceLevel::PHONE,
     };
-    Ok(view(
-        &st.store
-            .apply(case.id, cmd, st.clock.now(), a.actor(), vec![], None)
-            .await?,
-    ))
+    call.apply(case.id, cmd).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -652,12 +491,11 @@ pub struct Counter {
 /// last 4 digits, the branch); the digits must match the platform's record.
 #[utoipa::path(post, path = "/v1/console/cases/{id}/counter", request_body = Counter, tag = "console", params(("id" = String, Path)), responses((status = 200, body = CaseView), (status = 422, body = Problem), (status = 429, description = "too many failed checks on this case or by this agent in the last hour", body = Problem)), security(("console" = [])))]
 pub async fn counter(
-    State(st): State<AppState>,
-    Extension(a): Extension<Agent>,
-    Path(id): Path<String>,
+    call: CaseCall<Agent>,
     ApiJson(body): ApiJson<Counter>,
 ) -> Result<Response, Problem> {
-    require(&a, "counter")?;
+    let (st, a) = (&call.st, &call.caller);
+    require(a, "counter")?;
     if body.last4.chars().count() != 4 || !body.last4.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(Problem::unprocessable(
             "last4 must be the last 4 characters of the document number",
@@ -682,14 +520,14 @@ pub async fn counter(
             Problem::unprocessable("branch (1-100 characters) is required").field("branch"),
         );
     }
-    let case = load(&st, &a, parse_id(&id)?).await?;
-    check_attempts_left(&st, &case, &a).await?;
+    let case = call.case().await?;
+    check_attempts_left(st, &case, a).await?;
     let record = st.systems.identifiers(&case.subject).await?;
     let ok = record.iter().any(|(k, v)| {
         k == "id_number" && v.len() >= 4 && v[v.len() - 4..].eq_ignore_ascii_case(&body.last4)
     });
     if !ok {
-        identity_check_failed(&st, &case, &a, "counter").await?;
+        identity_check_failed(st, &case, a, "counter").await?;
         return Err(Problem::unprocessable(
             "the document does not match the account's real-name record",
         )
@@ -711,17 +549,13 @@ pub async fn counter(
         method,
         level: AssuranceLevel::STRONG,
     };
-    Ok(view(
-        &st.store
-            .apply(case.id, cmd, st.clock.now(), a.actor(), vec![], None)
-            .await?,
-    ))
+    call.apply(case.id, cmd).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleReview {
-    pub decision: crate::api::Decision,
+    pub decision: crate::api::cases::Decision,
     #[schema(value_type = Option<String>)]
     pub reason: Option<lethe_domain::Reason>,
 }
@@ -729,28 +563,22 @@ pub struct ConsoleReview {
 /// A reviewer decides on a case under review.
 #[utoipa::path(post, path = "/v1/console/cases/{id}/review", request_body = ConsoleReview, tag = "console", params(("id" = String, Path)), responses((status = 200, body = CaseView)), security(("console" = [])))]
 pub async fn review(
-    State(st): State<AppState>,
-    Extension(a): Extension<Agent>,
-    Path(id): Path<String>,
+    call: CaseCall<Agent>,
     ApiJson(body): ApiJson<ConsoleReview>,
 ) -> Result<Response, Problem> {
-    require(&a, "review")?;
-    let id = load(&st, &a, parse_id(&id)?).await?.id;
+    require(&call.caller, "review")?;
+    let id = call.case().await?.id;
     let cmd = match (body.decision, body.reason) {
-        (crate::api::Decision::Approve, _) => CaseCommand::Approve,
-        (crate::api::Decision::Reject, Some(reason)) => CaseCommand::Reject { reason },
-        (crate::api::Decision::Reject, None) => {
+        (crate::api::cases::Decision::Approve, _) => CaseCommand::Approve,
+        (crate::api::cases::Decision::Reject, Some(reason)) => CaseCommand::Reject { reason },
+        (crate::api::cases::Decision::Reject, None) => {
             return Err(
                 Problem::unprocessable("a rejection needs a reason the user can read")
                     .field("reason"),
             );
         }
     };
-    Ok(view(
-        &st.store
-            .apply(id, cmd, st.clock.now(), a.actor(), vec![], None)
-            .await?,
-    ))
+    call.apply(id, cmd).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::api::ApiJson;
 use crate::console::Agent;
-use crate::middleware::Principal;
-use crate::problem::Problem;
+use crate::http::extract::ApiJson;
+use crate::http::middleware::Principal;
+use crate::http::problem::Problem;
 
 /// Shortest and longest reason for accepting a finding.
 const REASON_CHARS: std::ops::RangeInclusive<usize> = 10..=500;

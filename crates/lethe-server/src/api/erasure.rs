@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::api::ApiJson;
-use crate::middleware::Principal;
-use crate::problem::Problem;
+use crate::http::extract::ApiJson;
+use crate::http::middleware::Principal;
+use crate::http::problem::Problem;
 
 /// Longest operator note on a manual task.
 const MAX_NOTE: usize = 2000;
@@ -48,7 +48,7 @@ pub struct TaskQuery {
 pub async fn list(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
-    q: crate::api::ApiQuery<TaskQuery>,
+    q: crate::http::extract::ApiQuery<TaskQuery>,
 ) -> Result<Response, Problem> {
     let now = st.clock.now();
     // A platform key sees the tasks of its own cases only.
@@ -206,7 +206,7 @@ pub async fn callback(
             "no HTTP system with this name in the data map",
         ));
     };
-    crate::webhook::accept_callback(
+    crate::outbound::webhook::accept_callback(
         &st,
         http.secret(),
         &headers,
@@ -215,7 +215,7 @@ pub async fn callback(
     )
     .await?;
     let report: lethe_connect::http::ErasureReport = serde_json::from_slice(&body)
-        .map_err(|e| Problem::unprocessable(crate::problem::redact_serde(&e.to_string())))?;
+        .map_err(|e| Problem::unprocessable(crate::http::problem::redact_serde(&e.to_string())))?;
     let case_id = report
         .case_id
         .as_deref()
@@ -288,10 +288,10 @@ pub async fn acknowledge(
     Path((id, system)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let case = crate::api::owned_case(&st, &p, &id).await?;
+    let case = crate::http::ownership::owned_case(&st, &p, &id).await?;
     if !matches!(
         st.systems.get(&system),
-        Some(crate::systems::Connector::Event)
+        Some(crate::outbound::systems::Connector::Event)
     ) {
         return Err(
             Problem::not_found("no system of kind event with this name in the data map")
@@ -299,7 +299,7 @@ pub async fn acknowledge(
         );
     }
     let report: lethe_connect::http::ErasureReport = serde_json::from_slice(&body)
-        .map_err(|e| Problem::unprocessable(crate::problem::redact_serde(&e.to_string())))?;
+        .map_err(|e| Problem::unprocessable(crate::http::problem::redact_serde(&e.to_string())))?;
     if report.case_id.as_deref().is_some_and(|c| c != id) {
         return Err(
             Problem::unprocessable("case_id differs from the case in the path").field("case_id"),

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::api::ApiJson;
-use crate::middleware::Principal;
-use crate::problem::Problem;
+use crate::http::extract::ApiJson;
+use crate::http::middleware::Principal;
+use crate::http::problem::Problem;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

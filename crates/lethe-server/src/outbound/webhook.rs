@@ -28,8 +28,8 @@ pub async fn accept_callback(
     headers: &axum::http::HeaderMap,
     body: &[u8],
     scope: &str,
-) -> Result<String, crate::problem::Problem> {
-    use crate::problem::Problem;
+) -> Result<String, crate::http::problem::Problem> {
+    use crate::http::problem::Problem;
     let now = jiff::Timestamp::now();
     let id = verify_inbound(secret, headers, body, now.as_second()).map_err(|e| {
         Problem::new(

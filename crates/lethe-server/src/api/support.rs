@@ -23,9 +23,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::api::ApiJson;
-use crate::console::{Agent, require};
-use crate::problem::Problem;
+use crate::http::agent::{Agent, require};
+use crate::http::extract::ApiJson;
+use crate::http::problem::Problem;
 
 /// Largest pasted receipt read.
 pub const MAX_RECEIPT_BYTES: usize = 256 * 1024;
@@ -329,7 +329,8 @@ pub async fn open_with_receipt_proof(
     headers: &HeaderMap,
     peer: std::net::SocketAddr,
 ) -> Result<SupportRow, Problem> {
-    let client = crate::middleware::client_address(&st.limits.trusted_proxies, headers, peer.ip());
+    let client =
+        crate::http::middleware::client_address(&st.limits.trusted_proxies, headers, peer.ip());
     // Failed tries are counted per address, apart from the request rate:
     // once an address has spent them, it is refused before any check.
     let tries = format!("receipt:{client}");
@@ -380,7 +381,7 @@ pub async fn open_with_receipt(
     ApiJson(req): ApiJson<OpenRequest>,
 ) -> Result<Response, Problem> {
     // Every attempt counts against the address's rate, failed ones too.
-    crate::transparency::limited(&st, &headers, peer)?;
+    crate::http::middleware::limited(&st, &headers, peer)?;
     let ask = Ask::parse(&req.topic, &req.message, &req.contact)?;
     let proof = ReceiptProof {
         receipt: req.receipt,
@@ -628,7 +629,7 @@ async fn deliver(
             });
             let mut last = String::new();
             for attempt in 0..DELIVERY_ATTEMPTS {
-                match crate::providers::signed_call(
+                match crate::outbound::providers::signed_call(
                     &st.http,
                     "the support delivery endpoint",
                     url,
@@ -790,7 +791,7 @@ pub async fn resend_with(
         );
     }
     let (url, secret, timeout) =
-        crate::worker::settlement_endpoint(st, &asset.source).map_err(|e| {
+        crate::outbound::settlement::settlement_endpoint(st, &asset.source).map_err(|e| {
             Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "settlement-not-configured",
@@ -800,8 +801,8 @@ pub async fn resend_with(
         })?;
     // The same instruction, without the subject (the account is gone; the
     // platform knows the instruction by its id).
-    let body = crate::worker::instruction_body(case.id, asset, s, None);
-    let answer = crate::providers::signed_call(
+    let body = crate::outbound::settlement::instruction_body(case.id, asset, s, None);
+    let answer = crate::outbound::providers::signed_call(
         &st.http,
         "the settlement endpoint",
         &url,

@@ -27,10 +27,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::api::ApiJson;
-use crate::middleware::Principal;
-use crate::problem::Problem;
-use crate::systems::Erased;
+use crate::http::extract::ApiJson;
+use crate::http::middleware::Principal;
+use crate::http::problem::Problem;
+use crate::outbound::systems::Erased;
 
 /// Subjects one request (or rule) may name.
 pub const MAX_SUBJECTS: usize = 1_000_000;
@@ -453,7 +453,7 @@ pub async fn run_due(st: &AppState, running: &Arc<std::sync::atomic::AtomicBool>
                 // Not the purge's fault (schema drift): tried again later,
                 // without counting.
                 tracing::warn!(purge = %id, reason = %why, "purge waits");
-                let at = later(crate::worker::drift_wait(&st));
+                let at = later(crate::worker::drift::drift_wait(&st));
                 let _ = st
                     .store
                     .purge_failed(id.clone(), owner.clone(), why, u32::MAX, at, st.clock.now())
@@ -705,7 +705,10 @@ async fn erase_checked(
     for system in names {
         if matches!(
             st.systems.get(&system),
-            Some(crate::systems::Connector::Manual(_) | crate::systems::Connector::Event)
+            Some(
+                crate::outbound::systems::Connector::Manual(_)
+                    | crate::outbound::systems::Connector::Event
+            )
         ) {
             // Done by hand or by a service's own listener: not part of a
             // purge (the report says so).
@@ -713,7 +716,7 @@ async fn erase_checked(
         }
         // Like a case's erasure, a purge waits while the system's schema
         // would break it.
-        if let Some(why) = crate::worker::drift_hold(st, &system).await? {
+        if let Some(why) = crate::worker::drift::drift_hold(st, &system).await? {
             return Err(Stop::Wait(why));
         }
         let mut i = 0;
@@ -759,7 +762,7 @@ async fn erase_checked(
         keys.extend(
             platforms
                 .iter()
-                .map(|p| crate::vault_api::platform_subject(p, subject)),
+                .map(|p| crate::api::vault::platform_subject(p, subject)),
         );
     }
     st.vault
@@ -871,7 +874,10 @@ async fn finish(st: &AppState, id: &str, owner: &str) -> Result<(), Stop> {
         .filter(|n| {
             matches!(
                 st.systems.get(n),
-                Some(crate::systems::Connector::Manual(_) | crate::systems::Connector::Event)
+                Some(
+                    crate::outbound::systems::Connector::Manual(_)
+                        | crate::outbound::systems::Connector::Event
+                )
             )
         })
         .map(str::to_owned)
