@@ -16,24 +16,30 @@ use crate::AppState;
 use crate::outbound::webhook::{secret_bytes, sign};
 pub use crate::state::Link;
 
+/// A call from Lethe as a platform should take it: every signature sent
+/// compared in constant time, within the timestamp window (else 401), and
+/// a JSON body (else 400).
+fn signed_json(
+    secret: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<serde_json::Value, Response> {
+    let now = jiff::Timestamp::now().as_second();
+    if crate::outbound::webhook::verify_inbound(secret, headers, body, now).is_err() {
+        return Err(StatusCode::UNAUTHORIZED.into_response());
+    }
+    serde_json::from_slice(body).map_err(|_| StatusCode::BAD_REQUEST.into_response())
+}
+
 /// A notification from Lethe (signed like every webhook). Only the demo
 /// platform's own cases touch Demo Mart; others are acknowledged.
 pub async fn notification(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(link) = st.demo_platform.get() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    if crate::outbound::webhook::verify_inbound(
-        &link.secret,
-        &headers,
-        &body,
-        jiff::Timestamp::now().as_second(),
-    )
-    .is_err()
-    {
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return StatusCode::BAD_REQUEST.into_response();
+    let v = match signed_json(&link.secret, &headers, &body) {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let kind = v["type"].as_str().unwrap_or_default();
     if !matches!(kind, "account.freeze" | "account.restore") {
@@ -132,20 +138,9 @@ pub async fn settle(State(st): State<AppState>, headers: HeaderMap, body: Bytes)
     };
     let secret = &link.secret;
     let key = secret_bytes(secret);
-    // As a platform should: a constant-time comparison of every signature
-    // sent, within the timestamp window.
-    if crate::outbound::webhook::verify_inbound(
-        secret,
-        &headers,
-        &body,
-        jiff::Timestamp::now().as_second(),
-    )
-    .is_err()
-    {
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return StatusCode::BAD_REQUEST.into_response();
+    let v = match signed_json(secret, &headers, &body) {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let Some(sys) = st.systems.sql("demo_mart") else {
         return StatusCode::NOT_FOUND.into_response();

@@ -124,6 +124,18 @@ pub struct Proof {
     pub proof: Vec<String>,
 }
 
+/// A proof as the API answers it (hex hashes), or the problem naming the
+/// size that is out of range.
+pub(crate) fn proof_answer(
+    r: Result<Vec<lethe_ledger::Hash>, lethe_store::ProofError>,
+) -> Result<Response, Problem> {
+    let p = r.map_err(proof_problem)?;
+    Ok(axum::Json(Proof {
+        proof: p.iter().map(hex::encode).collect(),
+    })
+    .into_response())
+}
+
 pub(crate) fn proof_problem(e: lethe_store::ProofError) -> Problem {
     match e {
         lethe_store::ProofError::OutOfRange { what, .. } => {
@@ -140,15 +152,7 @@ pub async fn inclusion(
     Extension(_p): Extension<Principal>,
     ApiQuery(q): ApiQuery<InclusionQuery>,
 ) -> Result<Response, Problem> {
-    let p = st
-        .store
-        .inclusion_proof(q.seq, q.tree_size)
-        .await
-        .map_err(proof_problem)?;
-    Ok(axum::Json(Proof {
-        proof: p.iter().map(hex::encode).collect(),
-    })
-    .into_response())
+    proof_answer(st.store.inclusion_proof(q.seq, q.tree_size).await)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -166,15 +170,7 @@ pub async fn consistency(
     Extension(_p): Extension<Principal>,
     ApiQuery(q): ApiQuery<ConsistencyQuery>,
 ) -> Result<Response, Problem> {
-    let p = st
-        .store
-        .consistency_proof(q.first, q.second)
-        .await
-        .map_err(proof_problem)?;
-    Ok(axum::Json(Proof {
-        proof: p.iter().map(hex::encode).collect(),
-    })
-    .into_response())
+    proof_answer(st.store.consistency_proof(q.first, q.second).await)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::AppState;
 use crate::http::extract::{ApiJson, CaseCall, parse_case_id};
 use crate::http::middleware::{IdemKey, IdemStored, Principal};
-use crate::http::ownership::{live_account, owned};
+use crate::http::ownership::{open_case, owned};
 use crate::http::problem::Problem;
 
 // ---------------------------------------------------------------------- views
@@ -334,16 +334,7 @@ pub async fn create_case(
     key: Option<Extension<IdemKey>>,
     ApiJson(body): ApiJson<CreateCase>,
 ) -> Result<Response, Problem> {
-    live_account(&st, &p.0, &body.subject_id).await?;
-    let id = CaseId::from_uuid(uuid::Uuid::now_v7());
-    let (case, change) = Case::open(
-        id,
-        body.subject_id,
-        body.channel,
-        st.policy.clone(),
-        st.clock.now(),
-    );
-    let pseudo = st.secrets.pseudonym(case.subject.expose());
+    let (case, change, pseudo) = open_case(&st, &p.0, body.subject_id, body.channel).await?;
     let stored = key.is_some();
     let case = st
         .store

@@ -150,6 +150,33 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(view(&c))).into_response())
 }
 
+/// A claim of the calling platform (another platform's is not found).
+async fn own_claim(
+    st: &AppState,
+    p: &Principal,
+    id: &str,
+) -> Result<lethe_store::ClaimRow, Problem> {
+    st.store
+        .claim(id)
+        .await?
+        .filter(|c| c.principal == p.0)
+        .ok_or_else(|| Problem::not_found("no claim with this id"))
+}
+
+/// A claim an agent with the claims role may see (its platform's).
+async fn served_claim(
+    st: &AppState,
+    a: &Agent,
+    id: &str,
+) -> Result<lethe_store::ClaimRow, Problem> {
+    crate::console::require(a, "claims")?;
+    st.store
+        .claim(id)
+        .await?
+        .filter(|c| a.serves(&c.principal))
+        .ok_or_else(|| Problem::not_found("no claim with this id"))
+}
+
 /// The claim's status (never any account data).
 #[utoipa::path(get, path = "/v1/claims/{id}", tag = "claims", params(("id" = String, Path)), responses((status = 200, body = ClaimView)), security(("api_key" = [])))]
 pub async fn read(
@@ -157,12 +184,7 @@ pub async fn read(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let c = st
-        .store
-        .claim(&id)
-        .await?
-        .filter(|c| c.principal == p.0)
-        .ok_or_else(|| Problem::not_found("no claim with this id"))?;
+    let c = own_claim(&st, &p, &id).await?;
     Ok(axum::Json(view(&c)).into_response())
 }
 
@@ -184,12 +206,7 @@ pub async fn receipt(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let c = st
-        .store
-        .claim(&id)
-        .await?
-        .filter(|c| c.principal == p.0)
-        .ok_or_else(|| Problem::not_found("no claim with this id"))?;
+    let c = own_claim(&st, &p, &id).await?;
     if c.state == "submitted" {
         return Err(Problem::not_found("the claim is still under review")
             .fix("the receipt exists once a reviewer decided"));
@@ -249,13 +266,7 @@ pub async fn document(
     Extension(a): Extension<Agent>,
     Path((id, n)): Path<(String, i64)>,
 ) -> Result<Response, Problem> {
-    crate::console::require(&a, "claims")?;
-    let c = st
-        .store
-        .claim(&id)
-        .await?
-        .filter(|c| a.serves(&c.principal))
-        .ok_or_else(|| Problem::not_found("no claim with this id"))?;
+    let c = served_claim(&st, &a, &id).await?;
     let Some((kind, sealed)) = st.store.claim_document(&id, n).await? else {
         return Err(Problem::not_found(if c.documents_destroyed_at.is_some() {
             "the documents were destroyed when the claim closed"
@@ -316,13 +327,7 @@ pub async fn decide(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ClaimDecision>,
 ) -> Result<Response, Problem> {
-    crate::console::require(&a, "claims")?;
-    let c = st
-        .store
-        .claim(&id)
-        .await?
-        .filter(|c| a.serves(&c.principal))
-        .ok_or_else(|| Problem::not_found("no claim with this id"))?;
+    let c = served_claim(&st, &a, &id).await?;
     if c.state != "submitted" {
         return Err(Problem::conflict(
             "claim-closed",

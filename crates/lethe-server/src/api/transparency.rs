@@ -13,9 +13,10 @@ use lethe_ledger::report::SignedDoc;
 use lethe_store::{NewReport, PublishedReport};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::api::audit::ConsistencyQuery;
 use crate::http::extract::{ApiJson, ApiQuery};
 use crate::http::middleware::Principal;
 use crate::http::middleware::limited;
@@ -358,14 +359,6 @@ pub struct SignedReportView {
     pub report: serde_json::Value,
     pub public_key: String,
     pub signature: String,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ConsistencyQuery {
-    pub first: u64,
-    pub second: u64,
 }
 
 /// The consistency proof between two tree sizes (for monitors and

@@ -137,35 +137,18 @@ fn check_batch(n: usize) -> Result<(), Problem> {
     Ok(())
 }
 
-/// Encrypt fields, each bound to its subject and field name.
-#[utoipa::path(post, path = "/v1/vault/encrypt", request_body = EncryptRequest, tag = "vault",
-    responses((status = 200, body = BatchResponse), (status = 422, body = Problem)), security(("api_key" = [])))]
-pub async fn encrypt(
-    State(st): State<AppState>,
-    Extension(p): Extension<Principal>,
-    ApiJson(req): ApiJson<EncryptRequest>,
+/// Runs one vault operation per item of a batch, in order: an item's own
+/// error (a bad field name or ciphertext, an erased subject, tampering) is
+/// answered in its place; any other error fails the whole batch.
+async fn each<F: Future<Output = Result<ItemResult, VaultError>>>(
+    n: usize,
+    op: impl Fn(usize) -> F,
 ) -> Result<Response, Problem> {
-    check_batch(req.items.len())?;
-    let mut out = Vec::with_capacity(req.items.len());
-    for it in &req.items {
-        let r = match FieldName::parse(&it.field) {
-            Ok(f) => {
-                st.vault
-                    .encrypt(
-                        &platform_subject(&p.0, it.subject_id.expose()),
-                        &f,
-                        it.plaintext.as_bytes(),
-                    )
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        out.push(match r {
-            Ok(ct) => ItemResult {
-                ciphertext: Some(lethe_vault::to_text(&ct)),
-                plaintext: None,
-                error: None,
-            },
+    check_batch(n)?;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        out.push(match op(i).await {
+            Ok(r) => r,
             Err(e) => ItemResult {
                 ciphertext: None,
                 plaintext: None,
@@ -176,6 +159,35 @@ pub async fn encrypt(
     Ok(axum::Json(BatchResponse { items: out }).into_response())
 }
 
+/// Encrypt fields, each bound to its subject and field name.
+#[utoipa::path(post, path = "/v1/vault/encrypt", request_body = EncryptRequest, tag = "vault",
+    responses((status = 200, body = BatchResponse), (status = 422, body = Problem)), security(("api_key" = [])))]
+pub async fn encrypt(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ApiJson(req): ApiJson<EncryptRequest>,
+) -> Result<Response, Problem> {
+    each(req.items.len(), |i| encrypt_one(&st, &p, &req.items[i])).await
+}
+
+async fn encrypt_one(
+    st: &AppState,
+    p: &Principal,
+    it: &EncryptItem,
+) -> Result<ItemResult, VaultError> {
+    let f = FieldName::parse(&it.field)?;
+    let subject = platform_subject(&p.0, it.subject_id.expose());
+    let ct = st
+        .vault
+        .encrypt(&subject, &f, it.plaintext.as_bytes())
+        .await?;
+    Ok(ItemResult {
+        ciphertext: Some(lethe_vault::to_text(&ct)),
+        plaintext: None,
+        error: None,
+    })
+}
+
 /// Decrypt fields. A subject whose keys were destroyed gives the item error `erased`.
 #[utoipa::path(post, path = "/v1/vault/decrypt", request_body = DecryptRequest, tag = "vault",
     responses((status = 200, body = BatchResponse), (status = 422, body = Problem)), security(("api_key" = [])))]
@@ -184,34 +196,26 @@ pub async fn decrypt(
     Extension(p): Extension<Principal>,
     ApiJson(req): ApiJson<DecryptRequest>,
 ) -> Result<Response, Problem> {
-    check_batch(req.items.len())?;
-    let mut out = Vec::with_capacity(req.items.len());
-    for it in &req.items {
-        let r = match (
-            FieldName::parse(&it.field),
-            lethe_vault::from_text(&it.ciphertext),
-        ) {
-            (Ok(f), Ok(ct)) => {
-                st.vault
-                    .decrypt(&platform_subject(&p.0, it.subject_id.expose()), &f, &ct)
-                    .await
-            }
-            (Err(e), _) | (_, Err(e)) => Err(e),
-        };
-        out.push(match r {
-            Ok(pt) => ItemResult {
-                ciphertext: None,
-                plaintext: Some(String::from_utf8_lossy(&pt).into_owned()),
-                error: None,
-            },
-            Err(e) => ItemResult {
-                ciphertext: None,
-                plaintext: None,
-                error: Some(item_error(&e).ok_or_else(|| fatal(e))?),
-            },
-        });
-    }
-    Ok(axum::Json(BatchResponse { items: out }).into_response())
+    each(req.items.len(), |i| decrypt_one(&st, &p, &req.items[i])).await
+}
+
+async fn decrypt_one(
+    st: &AppState,
+    p: &Principal,
+    it: &DecryptItem,
+) -> Result<ItemResult, VaultError> {
+    let (f, ct) = (
+        FieldName::parse(&it.field),
+        lethe_vault::from_text(&it.ciphertext),
+    );
+    let (f, ct) = (f?, ct?);
+    let subject = platform_subject(&p.0, it.subject_id.expose());
+    let pt = st.vault.decrypt(&subject, &f, &ct).await?;
+    Ok(ItemResult {
+        ciphertext: None,
+        plaintext: Some(String::from_utf8_lossy(&pt).into_owned()),
+        error: None,
+    })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -330,16 +330,8 @@ pub async fn create_case(
         );
     }
     let platform = platform_for(&st, &a, body.platform.as_deref()).await?;
-    crate::http::ownership::live_account(&st, &platform, &body.subject_id).await?;
-    let id = CaseId::from_uuid(uuid::Uuid::now_v7());
-    let (case, change) = Case::open(
-        id,
-        body.subject_id,
-        body.channel,
-        st.policy.clone(),
-        st.clock.now(),
-    );
-    let pseudo = st.secrets.pseudonym(case.subject.expose());
+    let (case, change, pseudo) =
+        crate::http::ownership::open_case(&st, &platform, body.subject_id, body.channel).await?;
     let case = st
         .store
         .create_case(case, change, pseudo, platform, None)

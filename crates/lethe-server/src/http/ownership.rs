@@ -2,7 +2,7 @@
 //! platform's case is "not found", never "forbidden"), and a case opens only
 //! for a live account.
 
-use lethe_domain::{Case, CaseId, SubjectId};
+use lethe_domain::{Case, CaseId, Change, Channel, SubjectId};
 
 use crate::AppState;
 use crate::http::extract::parse_case_id;
@@ -58,4 +58,21 @@ pub async fn live_account(
         .fix("send the platform's id of an existing account"));
     }
     Ok(())
+}
+
+/// A new case, opened now under the installation's policy, for a live
+/// account of `platform` ([`live_account`]), with the change that opens it
+/// and the account's pseudonym; the caller stores all three in one
+/// transaction.
+pub async fn open_case(
+    st: &AppState,
+    platform: &str,
+    subject: SubjectId,
+    channel: Channel,
+) -> Result<(Case, Change, String), Problem> {
+    live_account(st, platform, &subject).await?;
+    let id = CaseId::from_uuid(uuid::Uuid::now_v7());
+    let (case, change) = Case::open(id, subject, channel, st.policy.clone(), st.clock.now());
+    let pseudo = st.secrets.pseudonym(case.subject.expose());
+    Ok((case, change, pseudo))
 }

@@ -12,12 +12,14 @@
 use std::collections::HashMap;
 
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::Deserialize;
 
+use super::SiteForm;
 use super::{Lang, answer, csrf_ok, csrf_token, local_time, problem_text, render};
 use crate::AppState;
 use crate::console::{Agent, Role};
@@ -58,6 +60,78 @@ pub(super) async fn agent_of(st: &AppState, headers: &HeaderMap) -> Option<(Agen
     ))
 }
 
+/// A console page's request: the state, the language (the `lethe_lang`
+/// cookie), the signed-in agent and the session token its forms are bound
+/// to. A request without a live session gets the sign-in page instead,
+/// before the handler runs; the pages that take a form read it first and
+/// check the session after (`agent_of`), as they always did.
+pub struct Console {
+    pub st: AppState,
+    pub lang: Lang,
+    pub agent: Agent,
+    pub token: String,
+}
+
+impl FromRequestParts<AppState> for Console {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Response> {
+        match agent_of(st, &parts.headers).await {
+            Some((agent, token)) => Ok(Console::of(st, lang_of(&parts.headers), agent, token)),
+            None => Err(to_login()),
+        }
+    }
+}
+
+impl Console {
+    pub(super) fn of(st: &AppState, lang: Lang, agent: Agent, token: String) -> Self {
+        Self {
+            st: st.clone(),
+            lang,
+            agent,
+            token,
+        }
+    }
+}
+
+/// A console form as posted, checked in the order the pages always had:
+/// the form is read first (a malformed one is refused), then the session
+/// (else the sign-in page), then the form's origin and CSRF token (else
+/// 403).
+pub struct Posted {
+    pub console: Console,
+    pub form: HashMap<String, String>,
+}
+
+impl FromRequest<AppState> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, st: &AppState) -> Result<Self, Response> {
+        let headers = req.headers().clone();
+        let axum::Form(form) = axum::Form::<Vec<(String, String)>>::from_request(req, st)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let lang = lang_of(&headers);
+        let Some((agent, token)) = agent_of(st, &headers).await else {
+            return Err(to_login());
+        };
+        let Some(form) = checked_form(st, &headers, &token, form) else {
+            return Err(super::forbidden_post(lang));
+        };
+        Ok(Self {
+            console: Console::of(st, lang, agent, token),
+            form,
+        })
+    }
+}
+
+impl Console {
+    /// The state, the language, the agent and the session token, owned.
+    pub(super) fn parts(self) -> (AppState, Lang, Agent, String) {
+        (self.st, self.lang, self.agent, self.token)
+    }
+}
+
 pub(super) fn to_login() -> Response {
     super::redirect("/console/login")
 }
@@ -90,13 +164,8 @@ pub async fn login_page(headers: HeaderMap) -> Response {
 pub async fn login(
     State(st): State<AppState>,
     peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-    axum::Form(form): axum::Form<Vec<(String, String)>>,
+    SiteForm { lang, form, .. }: SiteForm,
 ) -> Response {
-    let lang = lang_of(&headers);
-    let Some(form) = super::site_form(&headers, &st.public_url, form) else {
-        return super::forbidden_post(lang);
-    };
     let f = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     let username = f("username");
     let r = crate::console::login(
@@ -131,18 +200,8 @@ pub async fn login(
 
 /// Signs out: the session ends in the store (the token stops working
 /// everywhere) and the cookie is cleared.
-pub async fn logout(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    axum::Form(form): axum::Form<Vec<(String, String)>>,
-) -> Response {
-    let lang = lang_of(&headers);
-    let Some((_, token)) = agent_of(&st, &headers).await else {
-        return to_login();
-    };
-    if checked_form(&st, &headers, &token, form).is_none() {
-        return super::forbidden_post(lang);
-    }
+pub async fn logout(Posted { console, .. }: Posted) -> Response {
+    let (st, _, _, token) = console.parts();
     if let Err(e) = st
         .store
         .end_console_session(crate::http::middleware::hash_api_key(&token))
@@ -160,11 +219,8 @@ pub async fn logout(
 
 // ----------------------------------------------------------------- queues
 
-pub async fn queues(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    let lang = lang_of(&headers);
-    let Some((a, token)) = agent_of(&st, &headers).await else {
-        return to_login();
-    };
+pub async fn queues(console: Console) -> Response {
+    let (st, lang, a, token) = console.parts();
     match queues_ctx(&st, lang, a.platform.as_deref()).await {
         Ok(q) => render(
             "c_queues.html",
@@ -291,26 +347,12 @@ async fn queues_ctx(
 
 // ------------------------------------------------------------------- cases
 
-pub async fn case_page(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let lang = lang_of(&headers);
-    let Some((a, token)) = agent_of(&st, &headers).await else {
-        return to_login();
-    };
-    show_case(&st, lang, &a, &token, &id, None).await
+pub async fn case_page(Path(id): Path<String>, c: Console) -> Response {
+    show_case(&c, &id, None).await
 }
 
-async fn show_case(
-    st: &AppState,
-    lang: Lang,
-    a: &Agent,
-    token: &str,
-    id: &str,
-    error: Option<String>,
-) -> Response {
+async fn show_case(c: &Console, id: &str, error: Option<String>) -> Response {
+    let (st, lang, a, token) = (&c.st, c.lang, &c.agent, c.token.as_str());
     let r = crate::console::read_case(crate::http::extract::CaseCall::new(
         st.clone(),
         a.clone(),
@@ -400,18 +442,8 @@ async fn show_case(
 }
 
 /// Opens a hotline or counter case, then shows it.
-pub async fn new_case(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    axum::Form(form): axum::Form<Vec<(String, String)>>,
-) -> Response {
-    let lang = lang_of(&headers);
-    let Some((a, token)) = agent_of(&st, &headers).await else {
-        return to_login();
-    };
-    let Some(form) = checked_form(&st, &headers, &token, form) else {
-        return super::forbidden_post(lang);
-    };
+pub async fn new_case(Posted { console, form }: Posted) -> Response {
+    let (st, lang, a, token) = console.parts();
     let f = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     let mut body = serde_json::json!({ "subject_id": f("subject_id"), "channel": f("channel") });
     // Installation staff name the platform when there are several.
@@ -462,18 +494,10 @@ pub(super) fn checked_form(
 
 /// Actions on a case: hotline, counter, review.
 pub async fn case_action(
-    State(st): State<AppState>,
-    headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
-    axum::Form(form): axum::Form<Vec<(String, String)>>,
+    Posted { console, form }: Posted,
 ) -> Response {
-    let lang = lang_of(&headers);
-    let Some((a, token)) = agent_of(&st, &headers).await else {
-        return to_login();
-    };
-    let Some(form) = checked_form(&st, &headers, &token, form) else {
-        return super::forbidden_post(lang);
-    };
+    let (st, lang, a, token) = console.parts();
     let f = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     let call = || crate::http::extract::CaseCall::new(st.clone(), a.clone(), id.clone());
     let r = match action.as_str() {
@@ -516,7 +540,12 @@ pub async fn case_action(
     match answer(r).await {
         Ok(_) => super::redirect(&format!("/console/cases/{id}")),
         Err(p) => {
-            let r = show_case(&st, lang, &a, &token, &id, Some(problem_text(lang, &p))).await;
+            let r = show_case(
+                &Console::of(&st, lang, a, token),
+                &id,
+                Some(problem_text(lang, &p)),
+            )
+            .await;
             if r.status().is_success() {
                 super::with_status(r, StatusCode::UNPROCESSABLE_ENTITY)
             } else {
@@ -528,19 +557,8 @@ pub async fn case_action(
 
 /// An operator completes a manual erasure task: what was done, and how
 /// many records; recorded as done by this agent.
-pub async fn complete_task(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    axum::Form(form): axum::Form<Vec<(String, String)>>,
-) -> Response {
-    let lang = lang_of(&headers);
-    let Some((a, token)) = agent_of(&st, &headers).await else {
-        return to_login();
-    };
-    let Some(form) = checked_form(&st, &headers, &token, form) else {
-        return super::forbidden_post(lang);
-    };
+pub async fn complete_task(Path(id): Path<String>, Posted { console, form }: Posted) -> Response {
+    let (st, lang, a, token) = console.parts();
     let f = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     let r = match (
         crate::console::require(&a, "manual_task"),
@@ -582,26 +600,12 @@ pub async fn complete_task(
 
 // ----------------------------------------------------------------- claims
 
-pub async fn claim_page(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let lang = lang_of(&headers);
-    let Some((a, token)) = agent_of(&st, &headers).await else {
-        return to_login();
-    };
-    show_claim(&st, lang, &a, &token, &id, None).await
+pub async fn claim_page(Path(id): Path<String>, c: Console) -> Response {
+    show_claim(&c, &id, None).await
 }
 
-async fn show_claim(
-    st: &AppState,
-    lang: Lang,
-    a: &Agent,
-    token: &str,
-    id: &str,
-    error: Option<String>,
-) -> Response {
+async fn show_claim(c: &Console, id: &str, error: Option<String>) -> Response {
+    let (st, lang, a, token) = (&c.st, c.lang, &c.agent, c.token.as_str());
     if let Err(p) = crate::console::require(a, "claims") {
         return super::with_status(
             render(
@@ -681,19 +685,8 @@ pub async fn claim_document(
     r
 }
 
-pub async fn claim_decide(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    axum::Form(form): axum::Form<Vec<(String, String)>>,
-) -> Response {
-    let lang = lang_of(&headers);
-    let Some((a, token)) = agent_of(&st, &headers).await else {
-        return to_login();
-    };
-    let Some(form) = checked_form(&st, &headers, &token, form) else {
-        return super::forbidden_post(lang);
-    };
+pub async fn claim_decide(Path(id): Path<String>, Posted { console, form }: Posted) -> Response {
+    let (st, lang, a, token) = console.parts();
     let f = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     let body = serde_json::json!({
         "decision": f("decision"),
@@ -716,7 +709,12 @@ pub async fn claim_decide(
     match answer(r).await {
         Ok(_) => super::redirect(&format!("/console/claims/{id}")),
         Err(p) => super::with_status(
-            show_claim(&st, lang, &a, &token, &id, Some(problem_text(lang, &p))).await,
+            show_claim(
+                &Console::of(&st, lang, a, token),
+                &id,
+                Some(problem_text(lang, &p)),
+            )
+            .await,
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
     }
@@ -732,11 +730,8 @@ fn drift_row(f: lethe_store::DriftFinding) -> minijinja::Value {
     }
 }
 
-pub async fn datamap(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    let lang = lang_of(&headers);
-    let Some((a, token)) = agent_of(&st, &headers).await else {
-        return to_login();
-    };
+pub async fn datamap(console: Console) -> Response {
+    let (st, lang, a, token) = console.parts();
     datamap_page(&st, lang, &a, &token, None).await
 }
 
@@ -787,19 +782,8 @@ async fn datamap_page(
 }
 
 /// An installation admin accepts a drift finding with a reason (audited).
-pub async fn accept_finding(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    axum::Form(form): axum::Form<Vec<(String, String)>>,
-) -> Response {
-    let lang = lang_of(&headers);
-    let Some((a, token)) = agent_of(&st, &headers).await else {
-        return to_login();
-    };
-    let Some(form) = checked_form(&st, &headers, &token, form) else {
-        return super::forbidden_post(lang);
-    };
+pub async fn accept_finding(Path(id): Path<String>, Posted { console, form }: Posted) -> Response {
+    let (st, lang, a, token) = console.parts();
     let reason = form.get("reason").cloned().unwrap_or_default();
     match crate::api::drift::accept_as(&st, &a, &id, &reason).await {
         Ok(_) => super::redirect("/console/datamap#drift"),
@@ -816,15 +800,8 @@ pub struct ReportForm {
     to: Option<String>,
 }
 
-pub async fn report(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<ReportForm>,
-) -> Response {
-    let lang = lang_of(&headers);
-    let Some((a, token)) = agent_of(&st, &headers).await else {
-        return to_login();
-    };
+pub async fn report(Query(q): Query<ReportForm>, console: Console) -> Response {
+    let (st, lang, a, token) = console.parts();
     let today = st.clock.now().to_zoned_datetime(st.tz.clone()).date();
     let from = q
         .from

@@ -21,6 +21,7 @@ pub mod user;
 
 use std::sync::LazyLock;
 
+use axum::extract::FromRequest;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -32,6 +33,7 @@ use serde::de::DeserializeOwned;
 
 pub use i18n::Lang;
 
+use crate::AppState;
 use crate::http::problem::Problem;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -338,6 +340,36 @@ pub fn csrf_ok(key: &[u8; 32], session_secret: &str, given: &str) -> bool {
 
 /// Form fields a page POST may have at most (the largest form has four).
 pub const MAX_FIELDS: usize = 16;
+
+/// A form posted to one of the pages from this site: read first (a
+/// malformed form is refused by axum's own form reader), then its origin
+/// and size checked (else 403 in the page's language). `headers` are the
+/// request's, for what the handler reads next (cookies).
+pub struct SiteForm {
+    pub lang: Lang,
+    pub headers: HeaderMap,
+    pub form: std::collections::HashMap<String, String>,
+}
+
+impl FromRequest<AppState> for SiteForm {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, st: &AppState) -> Result<Self, Response> {
+        let headers = req.headers().clone();
+        let axum::Form(form) = axum::Form::<Vec<(String, String)>>::from_request(req, st)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let lang = lang_of(&headers, None);
+        match site_form(&headers, &st.public_url, form) {
+            Some(form) => Ok(Self {
+                lang,
+                headers,
+                form,
+            }),
+            None => Err(forbidden_post(lang)),
+        }
+    }
+}
 
 /// A form POSTed from this site's own pages, as a map; None for one from
 /// another origin or with more than [`MAX_FIELDS`] fields.

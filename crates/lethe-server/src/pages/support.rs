@@ -13,7 +13,8 @@ use lethe_domain::support::Topic;
 use minijinja::context;
 use serde::Deserialize;
 
-use super::agent::{agent_of, base_ctx, checked_form, to_login};
+use super::SiteForm;
+use super::agent::{Console, Posted, base_ctx};
 use super::{Lang, csrf_ok, csrf_token, local_time, problem_text, render};
 use crate::AppState;
 use crate::api::support::{Ask, ReceiptProof};
@@ -142,14 +143,13 @@ pub async fn form(
 pub async fn submit(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-    axum::Form(form): axum::Form<Vec<(String, String)>>,
+    SiteForm {
+        lang,
+        headers,
+        form,
+    }: SiteForm,
 ) -> Response {
-    let lang = super::lang_of(&headers, None);
     // A post from another site is refused outright.
-    let Some(form) = super::site_form(&headers, &st.public_url, form) else {
-        return super::forbidden_post(lang);
-    };
     let secret = super::cookie(&headers, FORM_COOKIE).map(str::to_owned);
     let given = form.get("_csrf").map(String::as_str).unwrap_or_default();
     if !secret
@@ -244,11 +244,8 @@ fn row_ctx(st: &AppState, lang: Lang, r: &lethe_store::SupportRow) -> minijinja:
     }
 }
 
-pub async fn queue(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    let lang = super::lang_of(&headers, None);
-    let Some((a, token)) = agent_of(&st, &headers).await else {
-        return to_login();
-    };
+pub async fn queue(console: Console) -> Response {
+    let (st, lang, a, token) = console.parts();
     if let Err(p) = crate::console::require(&a, "support_read") {
         return p.into_response();
     }
@@ -267,15 +264,8 @@ pub async fn queue(State(st): State<AppState>, headers: HeaderMap) -> Response {
     )
 }
 
-async fn show(
-    st: &AppState,
-    lang: Lang,
-    a: &crate::console::Agent,
-    token: &str,
-    id: &str,
-    error: Option<String>,
-    notice: Option<String>,
-) -> Response {
+async fn show(c: &Console, id: &str, error: Option<String>, notice: Option<String>) -> Response {
+    let (st, lang, a, token) = (&c.st, c.lang, &c.agent, c.token.as_str());
     if let Err(p) = crate::console::require(a, "support_read") {
         return p.into_response();
     }
@@ -314,42 +304,22 @@ async fn show(
 /// The receipt of the request's case, as the holder got it.
 pub async fn receipt(
     State(st): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    Console { agent: a, .. }: Console,
 ) -> Response {
-    let Some((a, _)) = agent_of(&st, &headers).await else {
-        return to_login();
-    };
     super::document(crate::api::support::receipt_page(&st, &a, &id).await)
 }
 
-pub async fn request_page(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let lang = super::lang_of(&headers, None);
-    let Some((a, token)) = agent_of(&st, &headers).await else {
-        return to_login();
-    };
-    show(&st, lang, &a, &token, &id, None, None).await
+pub async fn request_page(Path(id): Path<String>, c: Console) -> Response {
+    show(&c, &id, None, None).await
 }
 
 /// answer, resend or close.
 pub async fn request_action(
-    State(st): State<AppState>,
-    headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
-    axum::Form(form): axum::Form<Vec<(String, String)>>,
+    Posted { console, form }: Posted,
 ) -> Response {
-    let lang = super::lang_of(&headers, None);
-    let Some((a, token)) = agent_of(&st, &headers).await else {
-        return to_login();
-    };
-    let Some(form): Option<HashMap<String, String>> = checked_form(&st, &headers, &token, form)
-    else {
-        return super::forbidden_post(lang);
-    };
+    let (st, lang, a, token) = console.parts();
     let get = |k: &str| form.get(k).cloned().unwrap_or_default();
     let r: Result<Option<String>, Problem> = match action.as_str() {
         "answer" => crate::api::support::answer_with(&st, &a, &id, &get("answer"))
@@ -372,13 +342,10 @@ pub async fn request_action(
         _ => Err(Problem::not_found("no such action")),
     };
     match r {
-        Ok(notice) => show(&st, lang, &a, &token, &id, None, notice).await,
+        Ok(notice) => show(&Console::of(&st, lang, a, token), &id, None, notice).await,
         Err(p) => {
             show(
-                &st,
-                lang,
-                &a,
-                &token,
+                &Console::of(&st, lang, a, token),
                 &id,
                 Some(problem_text(lang, &p)),
                 None,

@@ -13,7 +13,8 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Extension;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -23,6 +24,7 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::SiteForm;
 use super::{Lang, answer, csrf_ok, csrf_token, local_time, problem_text, render};
 use crate::AppState;
 use crate::http::extract::ApiJson;
@@ -177,6 +179,26 @@ fn lang_of(headers: &HeaderMap) -> Lang {
         .unwrap_or_default()
 }
 
+/// A page of the centre for its user: the language and the live session.
+/// Without one (expired, signed out, never opened) the answer is the
+/// "expired" page, before the handler runs.
+pub struct Centre {
+    lang: Lang,
+    session: UserSession,
+}
+
+impl FromRequestParts<AppState> for Centre {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Response> {
+        let lang = lang_of(&parts.headers);
+        match session_of(st, &parts.headers).await {
+            Some(session) => Ok(Self { lang, session }),
+            None => Err(expired(lang)),
+        }
+    }
+}
+
 async fn session_of(st: &AppState, headers: &HeaderMap) -> Option<UserSession> {
     let raw = super::cookie(headers, SESSION_COOKIE)?;
     let s: UserSession = super::open(st.secrets.pages_key(), "session", raw).ok()?;
@@ -324,13 +346,9 @@ pub struct PageQuery {
 /// The cancellation centre: the page of the step the case is at.
 pub async fn page(
     State(st): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<PageQuery>,
+    Centre { lang, session: s }: Centre,
 ) -> Response {
-    let lang = lang_of(&headers);
-    let Some(s) = session_of(&st, &headers).await else {
-        return expired(lang);
-    };
     let r = show_with(&st, &s, lang, q.step.as_deref(), None, q.support.is_some()).await;
     with_session(&st, r, &s)
 }
@@ -683,6 +701,29 @@ async fn stamp(st: &AppState, c: &Case) -> Result<String, Problem> {
 
 // ----------------------------------------------------------------- actions
 
+/// Opens the session's case through the API's own handler (the account
+/// and channel the hand-off named).
+async fn open_case(
+    st: &AppState,
+    p: &Principal,
+    s: &UserSession,
+) -> Result<serde_json::Value, Problem> {
+    let subject = SubjectId::parse(&s.s).map_err(|_| Problem::internal())?;
+    let channel = Channel::parse(&s.ch).map_err(|_| Problem::internal())?;
+    let body = crate::api::cases::CreateCase {
+        subject_id: subject,
+        channel,
+    };
+    let r = crate::api::cases::create_case(
+        State(st.clone()),
+        Extension(p.clone()),
+        None,
+        ApiJson(body),
+    )
+    .await;
+    answer(r).await
+}
+
 /// A form post: session, CSRF token and origin checked, then the action.
 pub async fn act(
     State(st): State<AppState>,
@@ -731,21 +772,7 @@ pub async fn act(
     let result: Result<(), Problem> = async {
         match action.as_str() {
             "start" => {
-                let subject = SubjectId::parse(&s.s).map_err(|_| Problem::internal())?;
-                let channel = Channel::parse(&s.ch).map_err(|_| Problem::internal())?;
-                let v = answer(
-                    crate::api::cases::create_case(
-                        State(st.clone()),
-                        Extension(p.clone()),
-                        None,
-                        ApiJson(crate::api::cases::CreateCase {
-                            subject_id: subject.clone(),
-                            channel,
-                        }),
-                    )
-                    .await,
-                )
-                .await;
+                let v = open_case(&st, &p, &s).await;
                 match v {
                     Ok(v) => s.case = v["id"].as_str().map(str::to_owned),
                     // An open case exists (another tab, or an agent's):
@@ -770,21 +797,7 @@ pub async fn act(
                     return Err(Problem::unprocessable("unknown alternative").field("kind"));
                 }
                 if s.case.is_none() {
-                    let subject = SubjectId::parse(&s.s).map_err(|_| Problem::internal())?;
-                    let channel = Channel::parse(&s.ch).map_err(|_| Problem::internal())?;
-                    let v = answer(
-                        crate::api::cases::create_case(
-                            State(st.clone()),
-                            Extension(p.clone()),
-                            None,
-                            ApiJson(crate::api::cases::CreateCase {
-                                subject_id: subject,
-                                channel,
-                            }),
-                        )
-                        .await,
-                    )
-                    .await?;
+                    let v = open_case(&st, &p, &s).await?;
                     s.case = v["id"].as_str().map(str::to_owned);
                 }
                 let id = s.case.clone().unwrap_or_default();
@@ -1032,11 +1045,7 @@ pub async fn events(State(st): State<AppState>, headers: HeaderMap) -> Response 
 }
 
 /// The signed receipt of the erased case, as a page.
-pub async fn receipt(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    let lang = lang_of(&headers);
-    let Some(s) = session_of(&st, &headers).await else {
-        return expired(lang);
-    };
+pub async fn receipt(State(st): State<AppState>, Centre { session: s, .. }: Centre) -> Response {
     let r = crate::api::audit::receipt_html(
         State(st.clone()),
         Extension(Principal(s.p.clone())),
@@ -1083,13 +1092,8 @@ pub async fn demo_app(State(st): State<AppState>, headers: HeaderMap) -> Respons
 /// (Demo Mart has no passwords; a real platform has its own sign-in).
 pub async fn demo_signin(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    axum::Form(form): axum::Form<Vec<(String, String)>>,
+    SiteForm { lang, form, .. }: SiteForm,
 ) -> Response {
-    let lang = lang_of(&headers);
-    let Some(form) = super::site_form(&headers, &st.public_url, form) else {
-        return super::forbidden_post(lang);
-    };
     let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
     let (Ok(id), phone) = (field("subject_id").parse::<i64>(), field("phone")) else {
         return super::with_status(demo_page(lang, None, true), StatusCode::UNAUTHORIZED);
@@ -1138,13 +1142,8 @@ pub async fn demo_signin(
 /// sign in) for the account named, which Lethe then verifies by SMS code.
 pub async fn demo_cancel(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    axum::Form(form): axum::Form<Vec<(String, String)>>,
+    SiteForm { headers, form, .. }: SiteForm,
 ) -> Response {
-    let lang = lang_of(&headers);
-    let Some(form) = super::site_form(&headers, &st.public_url, form) else {
-        return super::forbidden_post(lang);
-    };
     let channel = Channel::parse(form.get("channel").map(String::as_str).unwrap_or("app"));
     let subject = match channel {
         Ok(Channel::App) => demo_user(&st, &headers),
