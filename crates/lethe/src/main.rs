@@ -317,97 +317,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logs();
             demo(data_dir, *opts).await
         }
-        Cmd::Serve { config } => {
-            init_logs();
-            let cfg = load_config(&config)?;
-            let server = Server::prepare(&cfg, ClockMode::System).await?;
-            tracing::info!(addr = %server.local_addr()?, "lethe listening");
-            server.run().await?;
-            Ok(())
-        }
+        Cmd::Serve { config } => cmd::serve::run(config).await,
         Cmd::Config {
             cmd: ConfigCmd::Check { config },
-        } => {
-            let cfg = load_config(&config)?;
-            // The calendar file through the same parser as start-up.
-            lethe_server::CalendarState::load(cfg.calendar_file.as_deref())
-                .map_err(|e| anyhow::anyhow!("configuration {}: {e}", config.display()))?;
-            let map = lethe_connect::DataMap::load(&cfg.datamap)?;
-            for s in &map.systems {
-                lethe_connect::planner::plan(s)?;
-                if std::env::var(&s.url_env).is_err() {
-                    bail!(
-                        "system {}: the environment variable {} is not set; export it with the connection URL",
-                        s.name,
-                        s.url_env
-                    );
-                }
-            }
-            println!(
-                "configuration {} is valid ({} system(s) in the data map)",
-                config.display(),
-                map.systems.len()
-            );
-            Ok(())
-        }
-        Cmd::Apikey { cmd } => {
-            let (config, name, create) = match cmd {
-                ApikeyCmd::Create { config, name } => (config, name, true),
-                ApikeyCmd::Revoke { config, name } => (config, name, false),
-            };
-            let cfg = load_config(&config)?;
-            std::fs::create_dir_all(&cfg.data_dir)?;
-            let store = lethe_store::Store::open_url(
-                &cfg.store_url().map_err(anyhow::Error::msg)?,
-                Default::default(),
-            )
-            .await?;
-            if create {
-                // A key's name is the principal that owns what it opens: it
-                // may not pass for the console or an agent.
-                let plain = (1..=64).contains(&name.len())
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-                if !plain || name == "console" || name.starts_with("agent") {
-                    bail!(
-                        "--name '{name}': use 1 to 64 letters, digits, '-', '_' or '.', not 'console' and not starting with 'agent' (names Lethe uses for the console and its agents)"
-                    );
-                }
-                let key = new_api_key();
-                store
-                    .insert_api_key(
-                        name.clone(),
-                        lethe_server::http::middleware::hash_api_key(&key),
-                    )
-                    .await?;
-                println!("{key}");
-                eprintln!(
-                    "API key '{name}' created. It is shown only now; Lethe keeps only its hash."
-                );
-            } else if store.revoke_api_key(name.clone()).await? {
-                eprintln!("API key '{name}' revoked.");
-            } else {
-                bail!("no live API key named '{name}'");
-            }
-            Ok(())
-        }
+        } => cmd::config::check(config),
+        Cmd::Apikey { cmd } => cmd::apikey::run(cmd).await,
         Cmd::Agent {
             cmd: AgentCmd::Code { otpauth },
-        } => {
-            let secret = otpauth
-                .split("secret=")
-                .nth(1)
-                .map(|r| r.split('&').next().unwrap_or_default())
-                .unwrap_or(&otpauth);
-            let key = data_encoding::BASE32_NOPAD
-                .decode(secret.trim_end_matches('=').as_bytes())
-                .context("the secret must be the base32 secret of an otpauth:// URL")?;
-            let step = jiff::Timestamp::now().as_second() / lethe_server::console::totp::STEP_SECS;
-            let step = u64::try_from(step).context("the system clock is before 1970")?;
-            println!("{:06}", lethe_server::console::totp::code_at(&key, step));
-            Ok(())
-        }
+        } => cmd::agent::code(otpauth),
         Cmd::Agent {
             cmd:
                 AgentCmd::Create {
@@ -416,73 +333,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     role,
                     platform,
                 },
-        } => {
-            let role = lethe_server::console::Role::parse(&role)
-                .context("--role must be agent, reviewer, admin or auditor")?;
-            let cfg = load_config(&config)?;
-            let server = Server::prepare(
-                &Config {
-                    listen: "127.0.0.1:0".parse()?,
-                    ..cfg
-                },
-                ClockMode::System,
-            )
-            .await?;
-            let (password, url) =
-                lethe_server::console::create_agent(&server.state, &username, role, platform)
-                    .await
-                    .map_err(|p| anyhow::anyhow!("{}", p.detail))?;
-            println!("password: {password}\ntotp: {url}");
-            eprintln!(
-                "Agent '{username}' created. The password and TOTP secret are shown only now."
-            );
-            Ok(())
-        }
-        Cmd::Backup { config, out } => {
-            let cfg = load_config(&config)?;
-            sqlite_only(&cfg, "backup")?;
-            let (data, keys) = cmd::backup::backup(&cfg.data_dir, &out).await?;
-            println!("data: {}\nkeys: {}", data.display(), keys.display());
-            eprintln!(
-                "Keep the keys directory apart from the data and only for a short time (see docs/operations.md)."
-            );
-            Ok(())
-        }
+        } => cmd::agent::create(config, username, role, platform).await,
+        Cmd::Backup { config, out } => cmd::backup::run_backup(config, out).await,
         Cmd::Restore {
             config,
             data,
             keys,
             force,
-        } => {
-            let cfg = load_config(&config)?;
-            sqlite_only(&cfg, "restore")?;
-            let n = cmd::backup::restore(&cfg.data_dir, &data, keys.as_deref(), force).await?;
-            println!(
-                "restored into {} ({n} vault key(s) restored)",
-                cfg.data_dir.display()
-            );
-            Ok(())
-        }
+        } => cmd::backup::run_restore(config, data, keys, force).await,
         Cmd::Policy {
             cmd: PolicyCmd::Check { config },
-        } => {
-            let cfg = load_config(&config)?;
-            let map = lethe_connect::DataMap::load(&cfg.datamap)?;
-            println!(
-                "policy of {} is acceptable: cooling-off {} days, review {}, deadlines {}, {} blocker rule(s), {} provider(s)",
-                config.display(),
-                cfg.policy.cooling_off_days,
-                if cfg.policy.review_required {
-                    "required"
-                } else {
-                    "not required"
-                },
-                cfg.policy.deadlines,
-                map.blockers.len(),
-                map.providers.len()
-            );
-            Ok(())
-        }
+        } => cmd::policy::check(config),
         #[cfg(feature = "bench")]
         Cmd::Bench { cmd } => bench::run(cmd).await,
         Cmd::Audit { cmd } => audit(cmd).await,
@@ -493,25 +354,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     receipt,
                     public_key,
                 },
-        } => {
-            let text = std::fs::read_to_string(&receipt)
-                .with_context(|| format!("reading {}", receipt.display()))?;
-            let r: lethe_ledger::Receipt = serde_json::from_str(&text).map_err(|e| {
-                anyhow::anyhow!("{} is not a Lethe receipt: {e}", receipt.display())
-            })?;
-            match r.verify(&public_key) {
-                Ok(()) => {
-                    println!(
-                        "receipt for case {} is genuine: signed, and its final event #{} is in the signed audit log of size {}",
-                        r.case_id,
-                        r.final_event.as_ref().map_or(0, |f| f.seq),
-                        r.tree_head.as_ref().map_or(0, |h| h.tree_size)
-                    );
-                    Ok(())
-                }
-                Err(e) => bail!("receipt {} does NOT verify: {e}", receipt.display()),
-            }
-        }
+        } => cmd::receipt::verify(receipt, public_key),
         Cmd::Report {
             config,
             from,
@@ -521,28 +364,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             public_key,
         } => report(config, from, to, out, verify, public_key).await,
         Cmd::Datamap { cmd } => datamap_cmd(cmd).await,
-        Cmd::Openapi { demo } => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&lethe_server::openapi(demo))?
-            );
-            Ok(())
-        }
+        Cmd::Openapi { demo } => cmd::openapi::run(demo),
         Cmd::Retention { cmd } => retention_cmd(cmd).await,
         Cmd::Erasures { cmd } => cmd::erasures::run(cmd).await,
         Cmd::Calendar { cmd } => calendar_cmd(cmd),
     }
-}
-
-/// `lethe backup` and `restore` copy the embedded SQLite store; a
-/// PostgreSQL store is backed up by PostgreSQL's own tools.
-fn sqlite_only(cfg: &Config, what: &str) -> anyhow::Result<()> {
-    if cfg.store.url.is_some() || cfg.store.url_env.is_some() {
-        anyhow::bail!(
-            "lethe {what} copies the embedded SQLite store; this installation keeps its data in PostgreSQL: use pg_dump or continuous archiving for the database, and keep the data directory's key files (lethe.key, audit.key, vault.kek) apart, as docs/operations.md describes"
-        );
-    }
-    Ok(())
 }
 
 async fn open_store(config: &Path) -> anyhow::Result<(Config, lethe_store::Store)> {

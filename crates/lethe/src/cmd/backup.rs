@@ -13,6 +13,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::load_config;
+use lethe_server::Config;
+
 const KEY_FILES: [&str; 3] = ["lethe.key", "vault.kek", "audit.key"];
 
 async fn open(path: &Path, create: bool) -> anyhow::Result<SqliteConnection> {
@@ -122,4 +125,42 @@ pub async fn restore(
         sqlx::query("DETACH DATABASE k").execute(&mut db).await?;
     }
     Ok(restored)
+}
+
+pub(crate) async fn run_backup(config: PathBuf, out: PathBuf) -> anyhow::Result<()> {
+    let cfg = load_config(&config)?;
+    sqlite_only(&cfg, "backup")?;
+    let (data, keys) = backup(&cfg.data_dir, &out).await?;
+    println!("data: {}\nkeys: {}", data.display(), keys.display());
+    eprintln!(
+        "Keep the keys directory apart from the data and only for a short time (see docs/operations.md)."
+    );
+    Ok(())
+}
+
+pub(crate) async fn run_restore(
+    config: PathBuf,
+    data: PathBuf,
+    keys: Option<PathBuf>,
+    force: bool,
+) -> anyhow::Result<()> {
+    let cfg = load_config(&config)?;
+    sqlite_only(&cfg, "restore")?;
+    let n = restore(&cfg.data_dir, &data, keys.as_deref(), force).await?;
+    println!(
+        "restored into {} ({n} vault key(s) restored)",
+        cfg.data_dir.display()
+    );
+    Ok(())
+}
+
+/// `lethe backup` and `restore` copy the embedded SQLite store; a
+/// PostgreSQL store is backed up by PostgreSQL's own tools.
+fn sqlite_only(cfg: &Config, what: &str) -> anyhow::Result<()> {
+    if cfg.store.url.is_some() || cfg.store.url_env.is_some() {
+        anyhow::bail!(
+            "lethe {what} copies the embedded SQLite store; this installation keeps its data in PostgreSQL: use pg_dump or continuous archiving for the database, and keep the data directory's key files (lethe.key, audit.key, vault.kek) apart, as docs/operations.md describes"
+        );
+    }
+    Ok(())
 }
