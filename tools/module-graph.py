@@ -324,6 +324,8 @@ def main():
             for path, ln, item in root_items:
                 broken = True
                 print("%s: %s:%d names `%s`, defined in lib.rs; define it in a module and re-export it" % (crate, path, ln, item))
+    if dot:
+        return 1 if broken else 0
     if broken:
         print("module-graph: fix the imports above (a shared item moves down to a module both sides can import)")
         return 1
