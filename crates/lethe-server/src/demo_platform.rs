@@ -142,6 +142,21 @@ pub async fn settle(State(st): State<AppState>, headers: HeaderMap, body: Bytes)
         Ok(v) => v,
         Err(r) => return r,
     };
+    // Demo Mart keys a settlement by its Idempotency-Key, as a payment back
+    // end does: Lethe sends the instruction id there, the first time and on
+    // every re-send (a support agent's included), so a re-send is answered
+    // from the record of the first and never pays twice.
+    let idem = headers
+        .get("idempotency-key")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    if idem.is_empty() || v["instruction_id"].as_str() != Some(idem) {
+        return signed(
+            &key,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            serde_json::json!({ "error": "the Idempotency-Key header must be the instruction id" }),
+        );
+    }
     let Some(sys) = st.systems.sql("demo_mart") else {
         return StatusCode::NOT_FOUND.into_response();
     };

@@ -73,7 +73,8 @@ async fn on_request(
     .await
 }
 
-/// Lethe's store as text: a `pg_dump`, or a backup of the SQLite file.
+/// Lethe's store as text: a `pg_dump`, or a backup of the SQLite file and
+/// the live database files themselves.
 fn store_text(dir: &std::path::Path) -> Vec<u8> {
     if let Some(url) = store_url(dir) {
         let out = Command::new("pg_dump")
@@ -97,6 +98,17 @@ fn store_text(dir: &std::path::Path) -> Vec<u8> {
         }
         let mut all = vec![];
         walk(&backup, &mut all);
+        // Read once: the next search takes a backup of its own.
+        std::fs::remove_dir_all(&backup).unwrap();
+        // And the live files as they are on disk, free pages and the
+        // write-ahead log included (what a copy of the disk would hold).
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("lethe.db") {
+                all.extend(std::fs::read(&p).unwrap());
+            }
+        }
         all
     }
 }
@@ -137,6 +149,12 @@ async fn a_former_holder_is_answered_and_refunded_once_and_then_forgotten() {
 
     // The case: the balance withdrawn (a refund), cooling-off, erasure.
     let id = demo.create(subject).await;
+    // The search below finds the subject while the case is open (so its
+    // finding nothing at the end means something).
+    assert!(
+        holds(&store_text(dir.path()), &subject.to_string()),
+        "the open case's subject is in the store"
+    );
     demo.verify(&id).await;
     let checks = demo.ok(&format!("/v1/cases/{id}/checks"), json!({})).await;
     for c in checks["consequences"].as_array().unwrap() {

@@ -383,3 +383,78 @@ async fn transparency_can_be_turned_off() {
         assert_eq!(s, 404, "{path}");
     }
 }
+
+/// What `/transparency` lists is checkable as it stands: every head is
+/// signed by the published key, and each head's consistency proof from the
+/// one listed before it verifies (RFC 9162), the way an auditor reading the
+/// page, not a monitor, would check it.
+#[tokio::test]
+async fn the_page_s_heads_are_signed_and_each_extends_the_one_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), 6).await;
+    sign_head(&demo).await;
+    for round in 0..3i64 {
+        for u in 1..=2 {
+            demo.create(round * 2 + u).await;
+        }
+        sign_head(&demo).await;
+    }
+    let t = transparency(&demo).await;
+    let key = t["public_key"].as_str().unwrap();
+    let heads = t["heads"].as_array().unwrap();
+    assert!(heads.len() >= 4, "{t}");
+    let hash = |s: &str| {
+        let mut h = [0u8; 32];
+        hex::decode_to_slice(s, &mut h).unwrap();
+        h
+    };
+    let mut checked = 0;
+    for (i, h) in heads.iter().enumerate() {
+        let head = lethe_ledger::TreeHead {
+            tree_size: h["tree_size"].as_u64().unwrap(),
+            root_hash: h["root_hash"].as_str().unwrap().to_owned(),
+            timestamp: h["timestamp"].as_str().unwrap().to_owned(),
+            signature: h["signature"].as_str().unwrap().to_owned(),
+        };
+        assert!(
+            head.verify(key),
+            "head {} is not signed by the key",
+            head.tree_size
+        );
+        // Newest first: the proof runs from the next entry (older) to this.
+        let Some(prev) = heads.get(i + 1) else {
+            assert!(h.get("consistency_from").is_none(), "{h}");
+            continue;
+        };
+        let from = &h["consistency_from"];
+        assert_eq!(from["tree_size"], prev["tree_size"], "{h}");
+        let proof: Vec<[u8; 32]> = from["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| hash(p.as_str().unwrap()))
+            .collect();
+        let (old, new) = (prev["tree_size"].as_u64().unwrap(), head.tree_size);
+        assert!(
+            lethe_ledger::merkle::verify_consistency(
+                old,
+                new,
+                &hash(prev["root_hash"].as_str().unwrap()),
+                &hash(&head.root_hash),
+                &proof
+            ),
+            "the proof from {old} to {new} does not verify"
+        );
+        // A proof that verifies for any pair would prove nothing: the same
+        // proof must fail against another root.
+        assert!(!lethe_ledger::merkle::verify_consistency(
+            old,
+            new,
+            &hash(prev["root_hash"].as_str().unwrap()),
+            &[0u8; 32],
+            &proof
+        ));
+        checked += 1;
+    }
+    assert!(checked >= 3, "{checked} proofs checked");
+}
