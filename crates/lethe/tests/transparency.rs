@@ -374,11 +374,48 @@ async fn a_witness_cosigns_each_checkpoint_and_the_page_shows_it() {
 async fn transparency_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();
     let demo = Demo::start_with(dir.path(), 2, &["--no-transparency"]).await;
-    for path in [
+    demo.create(1).await;
+    sign_head(&demo).await;
+    demo.create(2).await;
+    sign_head(&demo).await;
+    let public_routes = [
         "/transparency",
         "/transparency.json",
         "/transparency/checkpoint",
-    ] {
+        "/transparency/proofs/consistency?first=1&second=2",
+        "/transparency/reports/00000000-0000-0000-0000-000000000000",
+    ];
+    for path in public_routes {
+        let (s, _) = public(&demo, path).await;
+        assert_eq!(s, 404, "{path}");
+    }
+    // Nothing is published while it is off: not on demand, and not by the
+    // worker when a month ends.
+    let today = demo.today().await;
+    let month = format!("{:04}-{:02}", today.year(), today.month());
+    let next = today
+        .first_of_month()
+        .checked_add(jiff::Span::new().months(1))
+        .unwrap();
+    demo.advance((next - today).get_days() as i64 * 86_400 + 3_600)
+        .await;
+    let (s, v) = demo
+        .post("/v1/transparency/reports", json!({ "month": month }))
+        .await;
+    assert_eq!(s, 404, "{v}");
+    // The worker publishes within a tick or two of the month's end when
+    // it is on (the test above waits for it); it has had five.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let db = demo.lethe_db().await;
+    let published: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM published_reports")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        published, 0,
+        "no report is published while transparency is off"
+    );
+    for path in public_routes {
         let (s, _) = public(&demo, path).await;
         assert_eq!(s, 404, "{path}");
     }
