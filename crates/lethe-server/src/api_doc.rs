@@ -13,7 +13,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         api::cases::confirm, api::cases::withdraw, api::cases::review, api::cases::retry, api::cases::receipt, api::cases::timeline,
         api::cases::dev_outbox, api::cases::dev_advance, api::cases::healthz, api::cases::readyz,
         api::vault::encrypt, api::vault::decrypt, api::vault::blind_index, api::vault::rotate,
-        api::cases::restore, api::cases::extend, api::cases::settle, api::cases::alternatives, api::cases::choose_alternative, api::operations::check, api::operations::carrier_event, api::operations::carrier_callback, api::operations::overdue,
+        api::cases::restore, api::cases::extend, api::settlement::settle, api::cases::alternatives, api::cases::choose_alternative, api::operations::check, api::operations::carrier_event, api::operations::carrier_callback, api::operations::overdue,
         api::operations::notifications, api::operations::calendar,
         api::audit::public_key, api::audit::tree_head, api::audit::sign_now, api::audit::tree_heads,
         api::audit::inclusion, api::audit::consistency, api::audit::export, api::audit::receipt_html,

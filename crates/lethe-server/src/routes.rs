@@ -90,7 +90,7 @@ pub fn router(st: AppState) -> Router {
         )
         .route(
             "/v1/cases/{id}/settlements",
-            guard_idem(&st, post(api::cases::settle)),
+            guard_idem(&st, post(api::settlement::settle)),
         )
         .route(
             "/v1/cases/{id}/verification/session",

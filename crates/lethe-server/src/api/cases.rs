@@ -685,51 +685,6 @@ pub async fn run_checks(call: CaseCall<Principal>) -> Result<Response, Problem> 
     call.apply_to(case.id, cmd, vec![]).await
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Settle {
-    /// The asset's id, from the case's `assets`.
-    #[schema(example = "sub-1")]
-    pub asset_id: String,
-    /// refund_pro_rata, withdraw, transfer, forfeit or unbind (per the asset's options).
-    #[schema(value_type = String, example = "forfeit")]
-    pub option: lethe_domain::asset::OptionKind,
-    /// The language the statement was shown in.
-    #[schema(value_type = String, example = "zh-CN")]
-    pub locale: Locale,
-    /// For a transfer: the platform id of the receiving account.
-    #[schema(value_type = Option<String>)]
-    pub transfer_to: Option<SubjectId>,
-}
-
-/// Choose how one asset is settled (or forfeit it). The statement of what
-/// will happen, and when, is recorded as acknowledged. Nothing moves yet:
-/// the platform receives the idempotent, signed instruction (retried until
-/// it answers) when the cooling-off period ends, or at once for a kind the
-/// policy settles early and for a choice made again after the platform
-/// refused one. A choice not carried out yet may be changed.
-#[utoipa::path(post, path = "/v1/cases/{id}/settlements", request_body = Settle, tag = "cases", params(("id" = String, Path)),
-    responses((status = 200, body = CaseView), (status = 422, body = Problem)), security(("api_key" = [])))]
-pub async fn settle(
-    call: CaseCall<Principal>,
-    ApiJson(body): ApiJson<Settle>,
-) -> Result<Response, Problem> {
-    let st = call.st.clone();
-    let today = st.clock.now().to_zoned_datetime(st.tz.clone()).date();
-    let cmd = CaseCommand::ChooseSettlement {
-        asset_id: body.asset_id,
-        option: body.option,
-        locale: body.locale,
-        instruction_id: format!("stl_{}", uuid::Uuid::now_v7().simple()),
-        today,
-        transfer_to: body.transfer_to,
-    };
-    // An instruction that is due now is enqueued with the change.
-    let resp = call.apply(cmd, vec![]).await?;
-    st.wake.notify_waiters();
-    Ok(resp)
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Alternative {
     /// deactivate, change_password or unbind_real_name.

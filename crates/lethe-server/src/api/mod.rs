@@ -12,6 +12,7 @@ pub mod identity;
 pub mod metrics;
 pub mod operations;
 pub mod reapply;
+pub mod settlement;
 pub mod support;
 pub mod transparency;
 pub mod vault;

@@ -790,7 +790,7 @@ pub async fn resend_with(
             Problem::unprocessable("a forfeit sends no instruction").field("instruction_id")
         );
     }
-    let (url, secret, timeout) =
+    let endpoint =
         crate::outbound::settlement::settlement_endpoint(st, &asset.source).map_err(|e| {
             Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -802,17 +802,9 @@ pub async fn resend_with(
     // The same instruction, without the subject (the account is gone; the
     // platform knows the instruction by its id).
     let body = crate::outbound::settlement::instruction_body(case.id, asset, s, None);
-    let answer = crate::outbound::providers::signed_call(
-        &st.http,
-        "the settlement endpoint",
-        &url,
-        &secret,
-        timeout,
-        &s.instruction_id,
-        &body,
-    )
-    .await
-    .map_err(|e| {
+    let answer = crate::outbound::settlement::send(st, &endpoint, &s.instruction_id, &body)
+        .await
+        .map_err(|e| {
         tracing::warn!(request = %r.id, error = %e, "re-sending a settlement instruction failed");
         Problem::new(
             StatusCode::BAD_GATEWAY,

@@ -69,3 +69,26 @@ fn settlement_target(st: &AppState) -> Result<(String, String, u64), String> {
         std::env::var(&t.secret_env).map_err(|_| format!("{} is not set", t.secret_env))?;
     Ok((url, secret, t.timeout_ms))
 }
+
+/// Sends one settlement instruction, signed, to `endpoint` (from
+/// [`settlement_endpoint`]) with its instruction id as the Idempotency-Key,
+/// the first time and on every re-send, and returns the platform's signed
+/// answer.
+pub async fn send(
+    st: &AppState,
+    endpoint: &(String, String, u64),
+    instruction_id: &str,
+    body: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    let (url, secret, timeout) = endpoint;
+    crate::outbound::providers::signed_call(
+        &st.http,
+        "the settlement endpoint",
+        url,
+        secret,
+        *timeout,
+        instruction_id,
+        body,
+    )
+    .await
+}

@@ -854,9 +854,9 @@ pub async fn act(
                     })?),
                 };
                 answer(
-                    crate::api::cases::settle(
+                    crate::api::settlement::settle(
                         call(),
-                        ApiJson(crate::api::cases::Settle {
+                        ApiJson(crate::api::settlement::Settle {
                             asset_id: field("asset_id"),
                             option,
                             locale: lang.locale(),

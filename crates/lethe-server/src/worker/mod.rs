@@ -846,18 +846,9 @@ async fn settle(st: &AppState, job: &Job) -> Result<(), String> {
     let Some(s) = asset.settlement.as_ref() else {
         return Ok(());
     };
-    let (url, secret, timeout) = settlement_endpoint(st, &asset.source)?;
+    let endpoint = settlement_endpoint(st, &asset.source)?;
     let body = instruction_body(case.id, asset, s, Some(case.subject.expose()));
-    let answer = crate::outbound::providers::signed_call(
-        &st.http,
-        "the settlement endpoint",
-        &url,
-        &secret,
-        timeout,
-        &s.instruction_id,
-        &body,
-    )
-    .await?;
+    let answer = crate::outbound::settlement::send(st, &endpoint, &s.instruction_id, &body).await?;
     let (ok, reference, error) = match answer["status"].as_str() {
         Some("done") => (true, answer["reference"].as_str().map(str::to_owned), None),
         Some("failed") => (
