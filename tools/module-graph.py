@@ -6,9 +6,11 @@
    name imported or declared as a child) is an edge A -> B; a re-export
    (`pub use`, `pub(crate) use`) is followed to the module that defines the
    item, so a parent that only re-exports its children is not a node in
-   anyone's circle. Items the crate root defines itself are the crate's
-   base (lethe-store's `Store`, extended by one module per aggregate; the
-   ledger's core types) and naming them is not an edge. Every strongly
+   anyone's circle. A glob import (`use m::*`) is an edge to `m`. In
+   lethe-store and lethe-ledger the root defines the crate's base
+   (`Store`, extended by one module per aggregate; the ledger's core types)
+   and naming those items is not an edge; in every other crate the root is
+   a module like the others. Every strongly
    connected set of two or more modules is reported with the lines that
    make its edges.
 2. In `lethe-server`, no module names an item that `lib.rs` defines itself
@@ -117,7 +119,7 @@ def load_crate(src_dir):
             text = drop_test_modules(strip(raw))
             m = Module("::".join(rel), os.path.relpath(full, ROOT), text, raw)
             spans = []
-            for u in re.finditer(r"(?m)^[ \t]*(pub(?:\([^)]*\))?\s+)?use\s+([^;]+);", text):
+            for u in re.finditer(r"(?m)^[ \t]*(?:#\[[^\]]*\][ \t]*)*(pub(?:\([^)]*\))?\s+)?use\s+([^;]+);", text):
                 spans.append(u.span())
                 for p in expand_use(u.group(2)):
                     path, alias = p
@@ -136,10 +138,22 @@ def load_crate(src_dir):
         prefix = m.name + "::" if m.name else ""
         names = {c[len(prefix):]: c.split("::") for c in mods if c.startswith(prefix) and "::" not in c[len(prefix):] and c != m.name}
         for segs, _, _, alias in m.uses:
-            if segs[0] in ("crate", "self", "super") and segs[-1] != "*":
-                target = absolute_simple(m.name, segs)
-                if target is not None and "::".join(target) in mods:
-                    names[alias or segs[-1]] = target
+            if segs[0] not in ("crate", "self", "super"):
+                continue
+            target = absolute_simple(m.name, segs[:-1] if segs[-1] == "*" else segs)
+            if target is None or "::".join(target) not in mods:
+                continue
+            if segs[-1] == "*":
+                # A glob brings the module's own child modules into scope.
+                base = "::".join(target)
+                base_prefix = base + "::" if base else ""
+                for c in mods:
+                    rest = c[len(base_prefix):]
+                    if c.startswith(base_prefix) and rest and "::" not in rest and c != m.name:
+                        names.setdefault(rest, c.split("::"))
+            else:
+                names[alias or segs[-1]] = target
+        m.names = names
         if not names:
             continue
         pat = r"(?<![\w:])(" + "|".join(map(re.escape, names)) + r")((?:::" + IDENT + r")+)"
@@ -219,33 +233,41 @@ def resolve(mods, segs, seen=None):
     return target, item
 
 
+# Crates whose root defines their base type, which every module extends or
+# uses: lethe-store's `Store` (one `impl Store` block per aggregate's
+# module) and the ledger's core types. Naming those root items is not an
+# edge; in every other crate the root is a module like the others.
+BASE_ROOT = {"lethe-store", "lethe-ledger"}
+
+
 def graph(crate_dir):
+    crate = os.path.basename(os.path.normpath(crate_dir))
     mods = load_crate(os.path.join(crate_dir, "src"))
     edges, root_items = {}, []
     for name, m in sorted(mods.items()):
+        names = getattr(m, "names", {})
         refs = [(s, ln, r) for s, ln, r, _ in m.uses] + [(s, ln, False) for s, ln in m.inline]
         for segs, ln, reexp in refs:
             abs_ = None
             if segs[0] in ("crate", "self", "super"):
                 abs_ = absolute_simple(name, segs)
-            else:
-                cand = (name + "::" if name else "") + segs[0]
-                if cand in mods:
-                    abs_ = cand.split("::") + segs[1:]
-            if abs_ is None or reexp:
+            elif segs[0] in names:
+                abs_ = names[segs[0]] + segs[1:]
+            if abs_ is None:
                 continue
+            glob = abs_[-1] == "*"
             target, item = resolve(mods, abs_)
-            if target == name or (name.startswith(target + "::") and item is None):
+            inside = target == name or (name == "" or target.startswith(name + "::"))
+            if reexp and inside:
+                continue  # a facade re-exporting its own children
+            if target == name:
                 continue
-            if target == "" and item is None:
-                continue
-            if target == "" and item is not None:
-                # The crate root's own items (lethe-store's `Store`, which
-                # each aggregate's module extends; the ledger's core types)
-                # are the crate's base: naming them is not an edge. In
-                # lethe-server the root defines nothing (rule 2).
-                root_items.append((m.path, ln, item))
-                continue
+            if item is None and not glob and (target == "" or name.startswith(target + "::")):
+                continue  # a path through an ancestor module, not a use of it
+            if target == "":
+                root_items.append((m.path, ln, "*" if glob else item))
+                if crate in BASE_ROOT:
+                    continue
             edges.setdefault(name, {}).setdefault(target, []).append((m.path, ln))
     return mods, edges, root_items
 
@@ -323,7 +345,8 @@ def main():
         if crate == "lethe-server":
             for path, ln, item in root_items:
                 broken = True
-                print("%s: %s:%d names `%s`, defined in lib.rs; define it in a module and re-export it" % (crate, path, ln, item))
+                what = "imports lib.rs with a glob" if item == "*" else "names `%s`, defined in lib.rs" % item
+                print("%s: %s:%d %s; import it from the module that defines it" % (crate, path, ln, what))
     if dot:
         return 1 if broken else 0
     if broken:

@@ -90,7 +90,6 @@ impl CaseState {
         Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
-    /// A terminal case never changes again.
     /// States in which the case waits for the user, not for the platform.
     pub fn waits_for_user(self) -> bool {
         matches!(
@@ -103,6 +102,7 @@ impl CaseState {
         )
     }
 
+    /// A terminal case never changes again.
     pub fn is_terminal(&self) -> bool {
         matches!(self, Self::Erased | Self::Withdrawn | Self::Rejected)
     }

@@ -2,21 +2,6 @@
 
 use super::*;
 
-/// Loads a case to change it. On PostgreSQL the row stays locked until the
-/// transaction ends, so a change made by another instance at the same time
-/// waits and then sees this one's result.
-pub(crate) async fn load_case(ctx: &mut WriteCtx, id: CaseId) -> Result<Case, StoreError> {
-    let body: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT body FROM cases WHERE id = $1 {}",
-        ctx.for_update()
-    )))
-    .bind(id.to_string())
-    .fetch_optional(&mut ctx.conn)
-    .await
-    .map_err(db("load case"))?;
-    from_json(&body.ok_or(StoreError::NotFound(id))?)
-}
-
 /// Loads, applies, writes and audits one command inside the current
 /// transaction. The update checks the version it read (optimistic lock).
 pub(crate) async fn apply_in(
@@ -258,39 +243,6 @@ pub(crate) async fn forget_subject(ctx: &mut WriteCtx, case: &Case) -> Result<()
     Ok(())
 }
 
-pub(crate) async fn insert_notification(
-    ctx: &mut WriteCtx,
-    kind: &str,
-    case_id: Option<&str>,
-    payload: &serde_json::Value,
-    at: Timestamp,
-) -> Result<(), StoreError> {
-    insert_notification_for(ctx, kind, case_id, None, payload, at).await
-}
-
-/// A notification for one platform (`principal`), when no case says whose
-/// it is.
-pub(crate) async fn insert_notification_for(
-    ctx: &mut WriteCtx,
-    kind: &str,
-    case_id: Option<&str>,
-    principal: Option<&str>,
-    payload: &serde_json::Value,
-    at: Timestamp,
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO notifications (kind, case_id, payload, created_at, state, next_at, principal) VALUES ($1, $2, $3, $4, 'pending', $5, $6)")
-        .bind(kind.to_owned())
-        .bind(case_id.map(str::to_owned))
-        .bind(payload.to_string())
-        .bind(ms(at))
-        .bind(ms(now_wall()))
-        .bind(principal.map(str::to_owned))
-        .execute(&mut ctx.conn)
-        .await
-        .map_err(db("queue notification"))?;
-    Ok(())
-}
-
 pub(crate) async fn upsert_deadlines(
     ctx: &mut WriteCtx,
     case: &Case,
@@ -375,25 +327,6 @@ pub(crate) async fn case_events(
     // Sequenced first by sequence number, then queued by queue id.
     keyed.sort_unstable_by_key(|(k, _)| *k);
     Ok(keyed.into_iter().map(|(_, e)| e).collect())
-}
-
-pub(crate) fn row_to_event(r: &crate::DbRow) -> Result<RecordedEvent, StoreError> {
-    Ok(RecordedEvent {
-        event: AuditEvent {
-            seq: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
-            case_id: r.get(1),
-            subject: r.get(2),
-            kind: r.get(3),
-            from_state: r.get(4),
-            to_state: r.get(5),
-            actor: r.get(6),
-            at: r.get(7),
-            detail: serde_json::from_str(&r.get::<String, _>(8))
-                .map_err(|_| StoreError::Corrupt("audit detail".into()))?,
-        },
-        hash: r.get(9),
-        redacted: false,
-    })
 }
 
 impl Store {

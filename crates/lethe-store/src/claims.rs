@@ -1,10 +1,10 @@
 //! Identity claims and their sealed documents.
 
 use jiff::Timestamp;
-use lethe_ledger::AuditEvent;
 use sqlx::Row;
 
-use crate::{Store, StoreError, WriteCtx, db, from_ms, ms};
+use crate::log::append_event;
+use crate::{Store, StoreError, db, from_ms, ms};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ClaimRow {
@@ -19,33 +19,6 @@ pub struct ClaimRow {
     pub closed_at: Option<Timestamp>,
     pub documents_destroyed_at: Option<String>,
     pub documents: Vec<(i64, String)>,
-}
-
-/// Appends an audit event that belongs to no case (claims).
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn append_event(
-    ctx: &mut WriteCtx,
-    case_id: &str,
-    subject: &str,
-    kind: &str,
-    from: Option<&str>,
-    to: &str,
-    actor: &str,
-    detail: serde_json::Value,
-    at: Timestamp,
-) -> Result<(), StoreError> {
-    let event = AuditEvent {
-        seq: 0,
-        case_id: case_id.to_owned(),
-        subject: subject.to_owned(),
-        kind: kind.to_owned(),
-        from_state: from.map(str::to_owned),
-        to_state: to.to_owned(),
-        actor: actor.to_owned(),
-        at: at.to_string(),
-        detail,
-    };
-    crate::insert_event(ctx, event).await.map(drop)
 }
 
 impl Store {
@@ -215,8 +188,8 @@ impl Store {
                     for a in &accounts {
                         let payload = serde_json::json!({ "claim_id": id, "subject_id": a, "reason": "identity_claim_approved" });
                         // For the platform the claim was made through only.
-                        crate::insert_notification_for(ctx, lethe_domain::notice::REALNAME_UNBIND, None, Some(&principal), &payload, now).await?;
-                        crate::insert_notification_for(ctx, lethe_domain::notice::ACCOUNT_FREEZE, None, Some(&principal), &payload, now).await?;
+                        crate::tx::insert_notification_for(ctx, lethe_domain::notice::REALNAME_UNBIND, None, Some(&principal), &payload, now).await?;
+                        crate::tx::insert_notification_for(ctx, lethe_domain::notice::ACCOUNT_FREEZE, None, Some(&principal), &payload, now).await?;
                     }
                     append_event(ctx, &id, &subject, "claim.decided", Some("submitted"), state, &actor, serde_json::json!({ "accounts": accounts.len() }), now).await?;
                     append_event(ctx, &id, &subject, "claim.documents_destroyed", Some(state), state, "worker", serde_json::json!({ "documents": n }), now).await?;

@@ -328,7 +328,7 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    crate::insert_notification_for(
+                    crate::tx::insert_notification_for(
                         ctx,
                         kind,
                         None,

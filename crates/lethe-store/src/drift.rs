@@ -276,7 +276,7 @@ impl Store {
                             })).collect::<Vec<_>>(),
                         });
                         for p in &platforms {
-                            crate::insert_notification_for(
+                            crate::tx::insert_notification_for(
                                 ctx,
                                 DRIFT_NOTICE,
                                 None,
@@ -380,7 +380,7 @@ impl Store {
                     .await
                     .map_err(db("read a drift finding"))?;
                     let f = row(&r);
-                    crate::claims::append_event(
+                    crate::log::append_event(
                         ctx,
                         &format!("drift-{id}"),
                         "",

@@ -213,7 +213,7 @@ impl Store {
                         .await
                         .map_err(db("close the reapply run"))?;
                     if let Some(detail) = event {
-                        crate::claims::append_event(
+                        crate::log::append_event(
                             ctx,
                             &id,
                             "",

@@ -71,7 +71,7 @@ pub(crate) async fn erasure_requested(
     system: &str,
     at: Timestamp,
 ) -> Result<(), StoreError> {
-    let case = crate::load_case(ctx, *id).await?;
+    let case = crate::tx::load_case(ctx, *id).await?;
     insert(ctx, &case, "erasure_requested", Some(system), at).await
 }
 

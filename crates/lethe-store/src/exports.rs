@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use lethe_domain::export::{ExportState, SystemProgress};
 use sqlx::Row;
 
-use crate::claims::append_event;
+use crate::log::append_event;
 use crate::{Store, StoreError, WriteCtx, db, from_ms, ms};
 
 /// A new export request.
@@ -381,7 +381,7 @@ impl Store {
                             "subject_id": e.subject_id,
                             "requested_by": "agent",
                         });
-                        crate::insert_notification_for(ctx, lethe_domain::notice::EXPORT_READY, e.case_id.as_deref(), Some(&e.principal), &payload, now).await?;
+                        crate::tx::insert_notification_for(ctx, lethe_domain::notice::EXPORT_READY, e.case_id.as_deref(), Some(&e.principal), &payload, now).await?;
                     }
                     Ok(true)
                 })

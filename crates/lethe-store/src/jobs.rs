@@ -2,14 +2,6 @@
 
 use super::*;
 
-/// Work to enqueue in the same transaction as a case change.
-#[derive(Debug, Clone)]
-pub struct NewJob {
-    pub kind: String,
-    pub system: String,
-    pub max_attempts: u32,
-}
-
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: i64,

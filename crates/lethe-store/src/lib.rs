@@ -38,6 +38,7 @@ mod log;
 mod purges;
 mod support;
 mod transparency;
+mod tx;
 mod vault;
 mod writer;
 
@@ -52,7 +53,7 @@ pub use events::CaseEvent;
 pub use exports::{ExportRow, NewExport};
 pub use idempotency::{IDEMPOTENCY_TTL_HOURS, Idem, IdemRecord};
 pub use identity_checks::IDENTITY_CHECK_FAILED;
-pub use jobs::{Job, JobInfo, ManualTask, NewJob, OutboxDraft, OutboxMessage};
+pub use jobs::{Job, JobInfo, ManualTask, OutboxDraft, OutboxMessage};
 pub use purges::{NewPurge, PendingSubject, PurgeEntry, PurgeOutcome, PurgeRow};
 pub use support::{
     MAX_QUEUE as MAX_SUPPORT_QUEUE, NewSupport, SupportLimits, SupportRow, Throttled,
@@ -60,7 +61,7 @@ pub use support::{
 pub use transparency::{MAX_LISTED_REPORTS, NewReport, PublishedReport};
 // What the aggregates' modules share inside the crate (each module has
 // `use super::*`).
-pub(crate) use {cases::*, idempotency::*, jobs::*};
+pub(crate) use {cases::*, idempotency::*, jobs::*, tx::*};
 
 use jiff::Timestamp;
 use lethe_domain::{Case, CaseCommand, CaseId, CaseState, Change, TransitionError};
@@ -74,8 +75,8 @@ pub use log::{
     FinalEventState, LEASE_TTL_MS, MAX_MERGE_DELAY, MAX_SEQUENCE_BATCH, SEQUENCER_LEASE,
     SequenceOutcome,
 };
-pub(crate) use log::{insert_event, insert_events, perfect_node};
-pub use writer::{MAX_BATCH, MAX_WRITE_CONNECTIONS, QUEUE_DEPTH, WriteCtx};
+pub(crate) use log::{insert_event, insert_events, perfect_node, row_to_event};
+pub use writer::{MAX_BATCH, MAX_WRITE_CONNECTIONS, NewJob, QUEUE_DEPTH, WriteCtx};
 
 /// The store's connections go through sqlx's `Any` driver: the SQL is
 /// written once, for both backends (integers and text only, `$n`

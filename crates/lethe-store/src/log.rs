@@ -28,6 +28,9 @@ use lethe_ledger::{AuditEvent, Hash, Signer, TreeHead};
 use sqlx::Row;
 use std::sync::Arc;
 
+use jiff::Timestamp;
+use lethe_ledger::RecordedEvent;
+
 use crate::{DbConn, Store, StoreError, WriteCtx, db, ms};
 
 /// The lease the sequencer holds.
@@ -319,7 +322,7 @@ async fn rebuild_tree(conn: &mut DbConn) -> Result<(), StoreError> {
         .await
         .map_err(db("begin"))?;
     for r in &rows {
-        let e = crate::row_to_event(r)?;
+        let e = row_to_event(r)?;
         let leaf = e.event.leaf_hash();
         sqlx::query("UPDATE audit_leaves SET hash = $1 WHERE seq = $2")
             .bind(hex::encode(leaf))
@@ -884,6 +887,52 @@ impl Store {
             })
             .await
     }
+}
+
+pub(crate) fn row_to_event(r: &crate::DbRow) -> Result<RecordedEvent, StoreError> {
+    Ok(RecordedEvent {
+        event: AuditEvent {
+            seq: u64::try_from(r.get::<i64, _>(0)).unwrap_or(0),
+            case_id: r.get(1),
+            subject: r.get(2),
+            kind: r.get(3),
+            from_state: r.get(4),
+            to_state: r.get(5),
+            actor: r.get(6),
+            at: r.get(7),
+            detail: serde_json::from_str(&r.get::<String, _>(8))
+                .map_err(|_| StoreError::Corrupt("audit detail".into()))?,
+        },
+        hash: r.get(9),
+        redacted: false,
+    })
+}
+
+/// Appends an audit event that belongs to no case (claims).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn append_event(
+    ctx: &mut WriteCtx,
+    case_id: &str,
+    subject: &str,
+    kind: &str,
+    from: Option<&str>,
+    to: &str,
+    actor: &str,
+    detail: serde_json::Value,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let event = AuditEvent {
+        seq: 0,
+        case_id: case_id.to_owned(),
+        subject: subject.to_owned(),
+        kind: kind.to_owned(),
+        from_state: from.map(str::to_owned),
+        to_state: to.to_owned(),
+        actor: actor.to_owned(),
+        at: at.to_string(),
+        detail,
+    };
+    insert_event(ctx, event).await.map(drop)
 }
 
 /// A tree head from its row (`size, root, timestamp, signature`).

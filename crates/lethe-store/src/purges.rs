@@ -213,7 +213,7 @@ impl Store {
                                 .map_err(db("queue the purge's notices"))?;
                         }
                     }
-                    crate::claims::append_event(
+                    crate::log::append_event(
                         ctx,
                         &p.id,
                         "",
@@ -415,7 +415,7 @@ impl Store {
                         .rows_affected()
                         == 1;
                     if failed {
-                        crate::claims::append_event(
+                        crate::log::append_event(
                             ctx,
                             &id,
                             "",
@@ -641,7 +641,7 @@ impl Store {
                     if n == 0 {
                         return Ok(false);
                     }
-                    crate::claims::append_event(
+                    crate::log::append_event(
                         ctx,
                         &id,
                         &subject_hash,
@@ -707,7 +707,7 @@ impl Store {
                         .execute(&mut ctx.conn)
                         .await
                         .map_err(db("close the purge"))?;
-                    crate::claims::append_event(
+                    crate::log::append_event(
                         ctx,
                         &id,
                         "",

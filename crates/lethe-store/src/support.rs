@@ -176,7 +176,7 @@ impl Store {
                         .execute(&mut ctx.conn)
                         .await
                         .map_err(db("open a support request"))?;
-                    crate::claims::append_event(ctx, &audit_key(n.case_id.as_deref(), &n.id), "",
+                    crate::log::append_event(ctx, &audit_key(n.case_id.as_deref(), &n.id), "",
                         "support.opened",
                         None,
                         "open",
@@ -289,7 +289,7 @@ impl Store {
                             .await
                             .map_err(db("queue a message"))?;
                     }
-                    crate::claims::append_event(ctx, &audit_key(case_id.as_deref(), &id), "", "support.answered", Some(&state), "answered", &actor, serde_json::json!({ "request": id }), now).await?;
+                    crate::log::append_event(ctx, &audit_key(case_id.as_deref(), &id), "", "support.answered", Some(&state), "answered", &actor, serde_json::json!({ "request": id }), now).await?;
                     Ok(true)
                 })
             })
@@ -322,7 +322,7 @@ impl Store {
                     };
                     let mut detail = detail;
                     detail["request"] = serde_json::json!(id);
-                    crate::claims::append_event(
+                    crate::log::append_event(
                         ctx,
                         &audit_key(case_id.as_deref(), &id),
                         "",
@@ -378,7 +378,7 @@ impl Store {
                         .execute(&mut ctx.conn)
                         .await
                         .map_err(db("delete a request's messages"))?;
-                    crate::claims::append_event(ctx, &audit_key(case_id.as_deref(), &id), "", "support.closed", Some(&state), "closed", &actor, serde_json::json!({ "request": id, "contact_destroyed": true, "key_versions_destroyed": key_versions_destroyed }), now).await?;
+                    crate::log::append_event(ctx, &audit_key(case_id.as_deref(), &id), "", "support.closed", Some(&state), "closed", &actor, serde_json::json!({ "request": id, "contact_destroyed": true, "key_versions_destroyed": key_versions_destroyed }), now).await?;
                     Ok(true)
                 })
             })

@@ -77,7 +77,7 @@ impl Store {
                     if n == 0 {
                         return Ok(false);
                     }
-                    crate::claims::append_event(
+                    crate::log::append_event(
                         ctx,
                         &format!("report-{}", r.id),
                         "",

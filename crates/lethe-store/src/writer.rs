@@ -8,6 +8,15 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{StoreError, db};
 
+/// Work to enqueue in the same transaction as a case change (the write
+/// context carries the jobs an erasure consists of).
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub kind: String,
+    pub system: String,
+    pub max_attempts: u32,
+}
+
 /// Operations committed together at most.
 pub const MAX_BATCH: usize = 256;
 /// Operations waiting for the writer at most; callers wait beyond that.
@@ -23,7 +32,7 @@ pub struct WriteCtx {
     pub(crate) case_events: bool,
     /// The jobs an erasure consists of, enqueued with the change that
     /// starts it.
-    pub(crate) erasure_jobs: std::sync::Arc<[crate::NewJob]>,
+    pub(crate) erasure_jobs: std::sync::Arc<[NewJob]>,
     /// Attempts of a settlement instruction's job.
     pub(crate) settle_attempts: u32,
     /// The queue id of the last audit event this operation queued.
@@ -97,7 +106,7 @@ impl Writer {
             crate::Backend::Sqlite => MAX_BATCH,
             crate::Backend::Postgres => 1,
         };
-        let erasure_jobs: std::sync::Arc<[crate::NewJob]> = opts.erasure_jobs.clone().into();
+        let erasure_jobs: std::sync::Arc<[NewJob]> = opts.erasure_jobs.clone().into();
         let queued = std::sync::Arc::new(tokio::sync::Notify::new());
         for conn in conns {
             tokio::spawn(run(

@@ -386,8 +386,10 @@ async fn transparency_can_be_turned_off() {
         "/transparency/reports/00000000-0000-0000-0000-000000000000",
     ];
     for path in public_routes {
-        let (s, _) = public(&demo, path).await;
+        let (s, body) = public(&demo, path).await;
         assert_eq!(s, 404, "{path}");
+        // Off, not merely "no such report": each route says so.
+        assert!(body.contains("turned off"), "{path}: {body}");
     }
     // Nothing is published while it is off: not on demand, and not by the
     // worker when a month ends.

@@ -5,7 +5,7 @@ use anyhow::Context;
 use lethe_server::{ClockMode, Config, Server};
 use std::path::PathBuf;
 
-use crate::load_config;
+use crate::shared::load_config;
 
 pub(crate) fn code(otpauth: String) -> anyhow::Result<()> {
     let secret = otpauth

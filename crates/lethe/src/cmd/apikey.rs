@@ -3,7 +3,27 @@
 
 use anyhow::bail;
 
-use crate::{ApikeyCmd, load_config, new_api_key};
+use crate::shared::{load_config, new_api_key};
+use clap::Subcommand;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub(crate) enum ApikeyCmd {
+    /// Create a key; it is printed once and stored only as a hash.
+    Create {
+        #[arg(long, default_value = "lethe.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+    /// Revoke a key by name.
+    Revoke {
+        #[arg(long, default_value = "lethe.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+}
 
 pub(crate) async fn run(cmd: ApikeyCmd) -> anyhow::Result<()> {
     let (config, name, create) = match cmd {

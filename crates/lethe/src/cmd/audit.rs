@@ -1,6 +1,10 @@
 //! `lethe audit export|verify|monitor|public-key`: the audit log from outside.
 
-use crate::*;
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use std::path::PathBuf;
+
+use crate::shared::*;
 
 #[derive(Subcommand)]
 pub(crate) enum AuditCmd {

@@ -13,7 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::load_config;
+use crate::shared::load_config;
 use lethe_server::Config;
 
 const KEY_FILES: [&str; 3] = ["lethe.key", "vault.kek", "audit.key"];

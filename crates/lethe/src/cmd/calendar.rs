@@ -1,6 +1,7 @@
 //! `lethe calendar show|deadline`: the working-day calendar and the deadlines it gives.
 
-use crate::*;
+use clap::Subcommand;
+use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub(crate) enum CalendarCmd {

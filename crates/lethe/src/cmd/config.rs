@@ -4,7 +4,7 @@
 use anyhow::bail;
 use std::path::PathBuf;
 
-use crate::load_config;
+use crate::shared::load_config;
 
 pub(crate) fn check(config: PathBuf) -> anyhow::Result<()> {
     let cfg = load_config(&config)?;

@@ -1,6 +1,8 @@
 //! `lethe datamap init|check|plan|install`: the data map from a live schema, its check and plan.
 
-use crate::*;
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub(crate) enum DatamapCmd {

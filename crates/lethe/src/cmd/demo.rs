@@ -1,6 +1,14 @@
 //! `lethe demo`: Demo Mart's database, a store and a server with the demo's agents and key.
 
-use crate::*;
+use anyhow::Context;
+use lethe_domain::ManualClock;
+use lethe_server::{ClockMode, Config, Server};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::demo_mart;
+use crate::shared::*;
 
 /// The demo's settings (flags of `lethe demo`).
 #[derive(clap::Args)]

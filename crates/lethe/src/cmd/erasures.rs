@@ -55,7 +55,7 @@ pub async fn run(cmd: ErasuresCmd) -> anyhow::Result<()> {
             out,
         } => reapply(config, system, since, dry_run, out).await,
         ErasuresCmd::Runs { config } => {
-            let (_, store) = crate::open_store(&config).await?;
+            let (_, store) = crate::shared::open_store(&config).await?;
             let runs = store.reapply_runs(None, 100).await?;
             if runs.is_empty() {
                 println!("no reapply runs yet");
@@ -111,7 +111,7 @@ async fn reapply(
     out: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     lethe_server::install_crypto_provider();
-    let (cfg, store) = crate::open_store(&config).await?;
+    let (cfg, store) = crate::shared::open_store(&config).await?;
     let tz = jiff::tz::TimeZone::get(&cfg.time_zone)?;
     let since_t = lethe_server::report::parse_when(&since, &tz)
         .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
@@ -186,5 +186,5 @@ async fn reapply(
         std::fs::write(&path, serde_json::to_string_pretty(&signed)?)?;
         eprintln!("signed report written to {}", path.display());
     }
-    crate::integrate_audit(&store).await
+    crate::shared::integrate_audit(&store).await
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::load_config;
+use crate::shared::load_config;
 
 pub(crate) fn check(config: PathBuf) -> anyhow::Result<()> {
     let cfg = load_config(&config)?;

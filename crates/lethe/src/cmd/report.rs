@@ -1,6 +1,9 @@
 //! `lethe report`: the public compliance report, written and verified.
 
-use crate::*;
+use anyhow::{Context, bail};
+use std::path::PathBuf;
+
+use crate::shared::*;
 
 pub(crate) async fn report(
     config: PathBuf,

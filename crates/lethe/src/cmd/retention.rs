@@ -1,6 +1,8 @@
 //! `lethe retention list|purge`: data kept past erasure under a legal hold, and its purge at expiry.
 
-use crate::*;
+use anyhow::bail;
+use clap::Subcommand;
+use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub(crate) enum RetentionCmd {

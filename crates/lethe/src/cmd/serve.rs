@@ -3,7 +3,7 @@
 use lethe_server::{ClockMode, Server};
 use std::path::PathBuf;
 
-use crate::{init_logs, load_config};
+use crate::shared::{init_logs, load_config};
 
 pub(crate) async fn run(config: PathBuf) -> anyhow::Result<()> {
     init_logs();
