@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
 """The module graph of every crate in the workspace, and its two rules.
 
-1. No import circle between the modules of a crate: module A naming an item
-   of module B (a `use`, or a path written inline, also through a module
-   name imported or declared as a child) is an edge A -> B; a re-export
-   (`pub use`, `pub(crate) use`) is followed to the module that defines the
-   item, so a parent that only re-exports its children is not a node in
-   anyone's circle. A glob import (`use m::*`) is an edge to `m`. In
-   lethe-store and lethe-ledger the root defines the crate's base
-   (`Store`, extended by one module per aggregate; the ledger's core types)
-   and naming those items is not an edge; in every other crate the root is
-   a module like the others. Every strongly
+1. No import circle between the modules of a crate. Module A naming an
+   item of module B is an edge A -> B: a `use` (anywhere, grouped, renamed,
+   behind an attribute), a path written inline (`crate::`, `super::`,
+   `self::`, inside inline modules too), a path through a module name
+   imported or declared as a child, a glob import (`use m::*`: an edge to
+   `m` and to every module `m` re-exports from), a macro called where it is
+   not defined. Re-exports (`pub use`) are followed to the module that
+   defines the item, so a parent that only re-exports its children is not a
+   node in anyone's circle; a module that also uses what it re-exports
+   depends on it. In lethe-store and lethe-ledger the root defines the
+   crate's base (`Store`, extended by one module per aggregate; the
+   ledger's core types) and naming those items is not an edge; in every
+   other crate the root is a module like the others. Every strongly
    connected set of two or more modules is reported with the lines that
    make its edges.
-2. In `lethe-server`, no module names an item that `lib.rs` defines itself
-   (lib.rs declares modules and re-exports only).
+2. In `lethe-server`, `lib.rs` defines nothing (declarations and
+   re-exports only) and no module names an item defined there.
+
+Not seen: paths assembled inside a macro (`crate::$m::f`).
 
 Test modules (`#[cfg(test)] mod ... { }`) are left out: they sit below
 their file by definition. Comments and string literals are removed before
@@ -55,8 +60,8 @@ def strip(src):
                     if src[i] == "\n":
                         out.append("\n")
                     i += 1
-        elif c == "r" and re.match(r'r#*"', src[i:i + 10]) and not (i and re.match(r"\w", src[i - 1])):
-            m = re.match(r'r(#*)"', src[i:])
+        elif re.match(r'[bc]?r#*"', src[i:i + 12]) and not (i and re.match(r"\w", src[i - 1])):
+            m = re.match(r'[bc]?r(#*)"', src[i:])
             end = src.find('"' + m.group(1), i + len(m.group(0)))
             end = n if end < 0 else end + 1 + len(m.group(1))
             out.append('""' + "\n" * src.count("\n", i, end))
@@ -99,6 +104,30 @@ class Module:
         self.inline = []  # (segments, line)
 
 
+def inline_spans(text):
+    spans = []
+    for mm in re.finditer(r"(?<![\w:])mod\s+" + IDENT + r"\s*\{", text):
+        depth, j = 1, mm.end()
+        while j < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[j], 0)
+            j += 1
+        spans.append((mm.end(), j))
+    return spans
+
+
+def in_file(segs, spans, pos):
+    """Rewrite a self/super path written inside inline modules to the file module."""
+    d = sum(1 for a, b in spans if a <= pos < b)
+    if not d or segs[0] not in ("self", "super"):
+        return segs
+    k = 0
+    while k < len(segs) and segs[k] == "super":
+        k += 1
+    if k == 0:
+        return segs  # self:: inside an inline module: still this file
+    return (["super"] * (k - d) if k > d else ["self"]) + segs[k:]
+
+
 def line_of(text, pos):
     return text.count("\n", 0, pos) + 1
 
@@ -118,22 +147,38 @@ def load_crate(src_dir):
             raw = open(full, encoding="utf-8").read()
             text = drop_test_modules(strip(raw))
             m = Module("::".join(rel), os.path.relpath(full, ROOT), text, raw)
-            spans = []
-            for u in re.finditer(r"(?m)^[ \t]*(?:#\[[^\]]*\][ \t]*)*(pub(?:\([^)]*\))?\s+)?use\s+([^;]+);", text):
+            spans, ispans = [], inline_spans(text)
+            for u in re.finditer(r"(?m)(?<![\w.:$])(?:#\[[^\]]*\][ \t]*)*(pub(?:\([^)]*\))?\s+)?use\s+([^;]+);", text):
                 spans.append(u.span())
                 for p in expand_use(u.group(2)):
                     path, alias = p
-                    m.uses.append((path.split("::"), line_of(text, u.start()), bool(u.group(1)), alias))
+                    m.uses.append((in_file(path.split("::"), ispans, u.start()), line_of(text, u.start()), bool(u.group(1)), alias))
             blanked = list(text)
             for a, b in spans:
                 for k in range(a, b):
                     if blanked[k] != "\n":
                         blanked[k] = " "
             blanked = "".join(blanked)
-            for r in re.finditer(r"(?<![\w:])((?:crate|super|self)(?:::" + IDENT + r")+)", blanked):
-                m.inline.append((r.group(1).split("::"), line_of(blanked, r.start())))
+            for r in re.finditer(r"(?<![\w:])((?:crate|super|self)(?:\s*::\s*" + IDENT + r")+)", blanked):
+                m.inline.append((in_file(re.sub(r"\s+", "", r.group(1)).split("::"), ispans, r.start()), line_of(blanked, r.start())))
             m.blanked = blanked
             mods[m.name] = m
+    homes = {}
+    for m in mods.values():
+        for mac in re.findall(r"macro_rules!\s*(" + IDENT + ")", m.text):
+            homes.setdefault(mac, []).append(m.name)
+        if m.name and re.search(r"#\[macro_export\]\s*(?:#\[[^\]]*\]\s*)*macro_rules!", m.text):
+            for mac in re.findall(r"#\[macro_export\]\s*(?:#\[[^\]]*\]\s*)*macro_rules!\s*(" + IDENT + ")", m.text):
+                if "" in mods:
+                    mods[""].uses.append((["crate"] + m.name.split("::") + [mac], 0, True, None))
+    self_alias = set()
+    for m in mods.values():
+        self_alias |= set(re.findall(r"extern\s+crate\s+self\s+as\s+(" + IDENT + ")", m.text))
+    for m in mods.values():
+        for mac, hs in homes.items():
+            if len(hs) == 1 and hs[0] != m.name:
+                for r in re.finditer(r"(?<![\w:])" + mac + r"\s*!", m.blanked):
+                    m.inline.append((["crate"] + (hs[0].split("::") if hs[0] else []) + [mac], line_of(m.blanked, r.start())))
     for m in mods.values():
         prefix = m.name + "::" if m.name else ""
         names = {c[len(prefix):]: c.split("::") for c in mods if c.startswith(prefix) and "::" not in c[len(prefix):] and c != m.name}
@@ -153,12 +198,14 @@ def load_crate(src_dir):
                         names.setdefault(rest, c.split("::"))
             else:
                 names[alias or segs[-1]] = target
+        for a in self_alias:
+            names[a] = []
         m.names = names
         if not names:
             continue
-        pat = r"(?<![\w:])(" + "|".join(map(re.escape, names)) + r")((?:::" + IDENT + r")+)"
+        pat = r"(?<![\w:])(" + "|".join(map(re.escape, names)) + r")((?:\s*::\s*" + IDENT + r")+)"
         for r in re.finditer(pat, m.blanked):
-            segs = names[r.group(1)] + r.group(2).split("::")[1:]
+            segs = names[r.group(1)] + re.sub(r"\s+", "", r.group(2)).split("::")[1:]
             m.inline.append((["crate"] + segs, line_of(m.blanked, r.start())))
     return mods
 
@@ -246,8 +293,8 @@ def graph(crate_dir):
     edges, root_items = {}, []
     for name, m in sorted(mods.items()):
         names = getattr(m, "names", {})
-        refs = [(s, ln, r) for s, ln, r, _ in m.uses] + [(s, ln, False) for s, ln in m.inline]
-        for segs, ln, reexp in refs:
+        refs = [(s, ln, r, a) for s, ln, r, a in m.uses] + [(s, ln, False, None) for s, ln in m.inline]
+        for segs, ln, reexp, alias in refs:
             abs_ = None
             if segs[0] in ("crate", "self", "super"):
                 abs_ = absolute_simple(name, segs)
@@ -258,7 +305,8 @@ def graph(crate_dir):
             glob = abs_[-1] == "*"
             target, item = resolve(mods, abs_)
             inside = target == name or (name == "" or target.startswith(name + "::"))
-            if reexp and inside:
+            used_here = re.search(r"(?<![\w:])" + re.escape(alias or segs[-1]) + r"\b", m.blanked) if segs[-1] != "*" else None
+            if reexp and inside and not used_here:
                 continue  # a facade re-exporting its own children
             if target == name:
                 continue
@@ -269,6 +317,15 @@ def graph(crate_dir):
                 if crate in BASE_ROOT:
                     continue
             edges.setdefault(name, {}).setdefault(target, []).append((m.path, ln))
+            if glob:
+                for segs2, _, reexp2, _ in mods[target].uses:
+                    a2 = absolute_simple(target, segs2) if reexp2 and segs2[0] in ("crate", "self", "super") else None
+                    if a2 is None and reexp2 and (target + "::" if target else "") + segs2[0] in mods:
+                        a2 = ((target + "::" if target else "") + segs2[0]).split("::") + segs2[1:]
+                    if a2:
+                        t2 = resolve(mods, a2[:-1] if a2[-1] == "*" else a2)[0]
+                        if t2 != name:
+                            edges[name].setdefault(t2, []).append((m.path, ln))
     return mods, edges, root_items
 
 
@@ -343,6 +400,11 @@ def main():
                         more = " (+%d more)" % (len(where) - 1) if len(where) > 1 else ""
                         print("  %s -> %s  at %s:%d%s" % (a or "lib", b or "lib", path, ln, more))
         if crate == "lethe-server":
+            root = mods[""]
+            own = sorted(d for d in root.defs if d not in {n.split("::")[0] for n in mods if n})
+            if own or re.search(r"(?m)^\s*impl\b", root.text):
+                broken = True
+                print("%s: %s defines %s; lib.rs declares modules and re-exports only" % (crate, root.path, ", ".join(own) or "an impl block"))
             for path, ln, item in root_items:
                 broken = True
                 what = "imports lib.rs with a glob" if item == "*" else "names `%s`, defined in lib.rs" % item
