@@ -19,7 +19,11 @@ for t in $TARGETS; do
     grep -E "^Done" "$log" || true
   else
     tail -40 "$log"
-    echo "fuzz: $t found a crash (see fuzz/artifacts/$t)"
+    if compgen -G "fuzz/artifacts/$t/*" >/dev/null; then
+      echo "fuzz: $t found a crash (see fuzz/artifacts/$t)"
+    else
+      echo "fuzz: $t did not run: the build or cargo-fuzz failed (the log above, $log)"
+    fi
     exit 1
   fi
 done

@@ -13,5 +13,5 @@ fuzz_target!(|data: &[u8]| {
             h.insert(name, v);
         }
     }
-    let _ = lethe_server::webhook::verify_inbound("whsec_c2VjcmV0 whsec_b2xk", &h, parts[3], 1_700_000_000);
+    let _ = lethe_server::outbound::webhook::verify_inbound("whsec_c2VjcmV0 whsec_b2xk", &h, parts[3], 1_700_000_000);
 });
