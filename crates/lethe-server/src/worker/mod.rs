@@ -686,12 +686,7 @@ async fn erase_jobs(st: &AppState, jobs: &[Job]) -> Result<(), String> {
     let mut items = vec![];
     let mut live = vec![];
     for job in jobs {
-        let case = st
-            .store
-            .get_case(job.case_id)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("the case is gone")?;
+        let case = job_case(st, job).await?;
         if case.state != lethe_domain::CaseState::Erasing {
             // Withdrawn or already finished: nothing to erase. Close the job.
             tracing::info!(job = job.id, state = %case.state, "erase job for a case not erasing; closing it");
@@ -810,12 +805,7 @@ async fn erase_jobs(st: &AppState, jobs: &[Job]) -> Result<(), String> {
 /// transaction. A retry after a crash sends the same key again, so the
 /// platform settles once.
 async fn settle(st: &AppState, job: &Job) -> Result<(), String> {
-    let case = st
-        .store
-        .get_case(job.case_id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("the case is gone")?;
+    let case = job_case(st, job).await?;
     // Withdrawn (or rejected) before the platform was instructed: nothing
     // is settled for a case that is closed.
     if case.state.is_terminal() {
@@ -928,15 +918,20 @@ fn backoff(attempt: u32, max_secs: i64) -> SignedDuration {
     SignedDuration::from_secs(secs)
 }
 
+/// The case a job works for (a job outlives no case: "the case is gone"
+/// is an error the job's retries report).
+async fn job_case(st: &AppState, job: &Job) -> Result<Case, String> {
+    st.store
+        .get_case(job.case_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "the case is gone".to_owned())
+}
+
 async fn run_job(st: &AppState, job: &Job) -> Result<(), String> {
     match job.kind.as_str() {
         "shred" => {
-            let case = st
-                .store
-                .get_case(job.case_id)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or("the case is gone")?;
+            let case = job_case(st, job).await?;
             if case.state != lethe_domain::CaseState::Erasing {
                 st.store
                     .finish_job(job.id, job.attempts, format!("case is {}", case.state))
