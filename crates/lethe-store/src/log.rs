@@ -43,7 +43,7 @@ pub const LEASE_TTL_MS: i64 = 10_000;
 /// (lease expiry of a dead holder, the followers' look, a full backlog).
 pub const MAX_MERGE_DELAY: std::time::Duration = std::time::Duration::from_secs(30);
 /// Events integrated per transaction at most.
-pub const MAX_SEQUENCE_BATCH: u32 = 10_000;
+pub const MAX_SEQUENCE_BATCH: u32 = 20_000;
 
 /// What one sequencing pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -550,63 +550,92 @@ async fn sequence_batch_sqlite(
     Ok(leaves.len() as u64)
 }
 
-/// One batch on PostgreSQL in one statement: the pending events are read,
-/// hashed (the database's SHA-256 over the same canonical bytes, so the
-/// events never travel), written as leaves, their pending marks deleted
-/// and the counts by kind kept; the leaf hashes come back in order to
-/// extend the tree. The first leaf's hash is checked here against the
-/// ledger's own function.
+/// One batch on PostgreSQL in two statements. The first finds the oldest
+/// pending queue id `lo` (one probe of the queue's key); the batch is every
+/// event pending in `lo ..= lo + max - 1` (queue ids run without gaps but
+/// for changes rolled back, so a batch is `max` events or a few fewer).
+/// With the bounds as values (and a custom plan, see [`sequence_in`]) the
+/// second reads the pending marks and the events as two range scans of
+/// their primary keys merged in queue order (no lookup per event, no
+/// sort), hashes each event (the database's SHA-256 over the same
+/// canonical bytes, so the events never travel), writes the leaves,
+/// deletes the marks and keeps the counts by kind; the leaf hashes come
+/// back with their sequence numbers to extend the tree. The first leaf's
+/// hash is checked here against the ledger's own function.
 async fn sequence_batch_pg(
     ctx: &mut WriteCtx,
     max: u32,
     frontier: &mut Frontier,
 ) -> Result<u64, StoreError> {
-    const BATCH: &str = "WITH b AS MATERIALIZED ( \
-            SELECT qid FROM audit_pending ORDER BY qid LIMIT $1 \
-        ), bounds AS MATERIALIZED ( \
-            SELECT MIN(qid) AS lo, MAX(qid) AS hi, COUNT(*) AS n FROM b \
-        ), h AS MATERIALIZED ( \
+    const OLDEST: &str = "SELECT MIN(qid) FROM audit_pending";
+    const BATCH: &str = "WITH h AS MATERIALIZED ( \
             SELECT qid, kind, seq, \
                    encode(sha256(decode('00', 'hex') || convert_to('{\"seq\":' || CAST(seq AS TEXT) || body, 'UTF8')), 'hex') AS hash \
-            FROM (SELECT e.qid, e.kind, e.body, $2 + row_number() OVER (ORDER BY e.qid) AS seq \
-                  FROM audit_entries e, bounds \
-                  WHERE e.qid BETWEEN bounds.lo AND bounds.hi AND e.qid IN (SELECT qid FROM b)) AS r \
+            FROM (SELECT e.qid, e.kind, e.body, $3 + row_number() OVER (ORDER BY e.qid) AS seq \
+                  FROM audit_pending p JOIN audit_entries e ON e.qid = p.qid \
+                  WHERE p.qid BETWEEN $1 AND $2 AND e.qid BETWEEN $1 AND $2) AS r \
         ), ins AS ( \
             INSERT INTO audit_leaves (seq, qid, hash) SELECT seq, qid, hash FROM h \
         ), del AS ( \
-            DELETE FROM audit_pending USING bounds WHERE qid BETWEEN bounds.lo AND bounds.hi RETURNING qid \
+            DELETE FROM audit_pending WHERE qid BETWEEN $1 AND $2 RETURNING qid \
         ), kinds AS ( \
             INSERT INTO audit_kind_counts (kind, n) SELECT kind, COUNT(*) FROM h GROUP BY kind \
             ON CONFLICT (kind) DO UPDATE SET n = audit_kind_counts.n + excluded.n \
         ) \
-        SELECT (SELECT string_agg(hash, ',' ORDER BY seq) FROM h), \
-               (SELECT COUNT(*) FROM h), (SELECT COUNT(*) FROM del), (SELECT n FROM bounds), \
-               (SELECT e.body FROM audit_entries e WHERE e.qid = (SELECT lo FROM bounds))";
+        SELECT (SELECT string_agg(CAST(seq AS TEXT) || ':' || hash, ',') FROM h), \
+               (SELECT COUNT(*) FROM h), (SELECT COUNT(*) FROM del), \
+               (SELECT e.body FROM audit_entries e WHERE e.qid = $1)";
+    let lo: Option<i64> = sqlx::query_scalar(OLDEST)
+        .fetch_one(&mut ctx.conn)
+        .await
+        .map_err(db("read the audit queue"))?;
+    let Some(lo) = lo else {
+        return Ok(0);
+    };
+    let hi = lo.saturating_add(i64::from(max.clamp(1, MAX_SEQUENCE_BATCH)) - 1);
     let first = frontier.size();
     let row = sqlx::query(BATCH)
-        .bind(i64::from(max.clamp(1, MAX_SEQUENCE_BATCH)))
+        .bind(lo)
+        .bind(hi)
         .bind(i64::try_from(first).unwrap_or(i64::MAX))
         .fetch_one(&mut ctx.conn)
         .await
         .map_err(db("sequence audit events"))?;
     let hashes: Option<String> = row.get(0);
-    let (inserted, deleted, pending): (i64, i64, i64) = (row.get(1), row.get(2), row.get(3));
-    if inserted != pending || deleted != pending {
+    let (inserted, deleted): (i64, i64) = (row.get(1), row.get(2));
+    if inserted != deleted || inserted == 0 {
         return Err(StoreError::Corrupt(format!(
-            "{pending} audit events pending, {inserted} found, {deleted} marks"
+            "{deleted} audit events pending from the oldest on, {inserted} of them found"
         )));
     }
-    if pending == 0 {
-        return Ok(0);
-    }
-    let first_body: Option<String> = row.get(4);
+    let first_body: Option<String> = row.get(3);
+    // `seq:hash` pairs in whatever order the aggregate kept (asking it for
+    // an order would sort them): each put in its place, each place once.
     let hashes = hashes.unwrap_or_default();
+    let mut placed: Vec<Option<Hash>> = vec![None; usize::try_from(inserted).unwrap_or(0)];
+    for item in hashes.split(',').filter(|x| !x.is_empty()) {
+        let bad = || StoreError::Corrupt("a leaf hash from the database".into());
+        let (seq, text) = item.split_once(':').ok_or_else(bad)?;
+        let seq: u64 = seq.parse().map_err(|_| bad())?;
+        let slot = seq
+            .checked_sub(first + 1)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| placed.get_mut(i))
+            .ok_or_else(bad)?;
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(text, &mut hash).map_err(|_| bad())?;
+        if slot.replace(hash).is_some() {
+            return Err(bad());
+        }
+    }
     let mut nodes = vec![];
     let mut n = 0u64;
-    for text in hashes.split(',') {
-        let mut hash = [0u8; 32];
-        hex::decode_to_slice(text, &mut hash)
-            .map_err(|_| StoreError::Corrupt("a leaf hash from the database".into()))?;
+    for hash in placed {
+        let hash = hash.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "{inserted} leaves written, a sequence number missing"
+            ))
+        })?;
         if n == 0 {
             let expect = lethe_ledger::leaf_hash_of(
                 first + 1,
@@ -625,11 +654,6 @@ async fn sequence_batch_pg(
         });
         n += 1;
     }
-    if n != inserted as u64 {
-        return Err(StoreError::Corrupt(format!(
-            "{inserted} leaves written, {n} hashes read"
-        )));
-    }
     insert_nodes(ctx, &nodes).await?;
     Ok(n)
 }
@@ -646,8 +670,12 @@ async fn sequence_in(
     // ones, whatever other changes commit meanwhile (a change that got its
     // queue id earlier may commit later; the next pass takes it).
     if ctx.backend == crate::Backend::Postgres {
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            .execute(&mut ctx.conn)
+        // A custom plan for every pass: the batch's bounds are values that
+        // move, and a generic plan would guess the size of their range.
+        sqlx::raw_sql(
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; SET LOCAL plan_cache_mode = force_custom_plan",
+        )
+        .execute(&mut ctx.conn)
             .await
             .map_err(db("sequence audit events"))?;
     }
