@@ -384,13 +384,24 @@ pub async fn instances(
     counts: &[usize],
     cases: usize,
     concurrency: usize,
+    rounds: usize,
 ) -> anyhow::Result<()> {
     println!(
-        "bench instances: {cases} cases per run, {concurrency} concurrent clients, {} cores, PostgreSQL store",
+        "bench instances: {cases} cases per run, {concurrency} concurrent clients, {} cores, PostgreSQL store, {rounds} round(s)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    // Round r runs the counts in order when r is even, in reverse when odd.
+    let order: Vec<usize> = (0..rounds)
+        .flat_map(|r| {
+            let mut c = counts.to_vec();
+            if r % 2 == 1 {
+                c.reverse();
+            }
+            c
+        })
+        .collect();
     let mut rows = vec![];
-    for &n in counts {
+    for &n in &order {
         let cluster = Cluster::start(pg_url, n, u32::try_from(cases * 3 + 1000)?).await?;
         let apis = apis(&cluster)?;
         let users = clear_users(&cluster.mart(), cases).await?;
@@ -465,9 +476,17 @@ pub async fn instances(
         drop(pg);
         drop(cluster);
     }
-    if let Some(&(base_n, base_api, base_erase, base_total, _)) = rows.first() {
-        println!("ratios against {base_n} instance(s) (the baseline, same run):");
-        for (n, api, erase, total, _) in &rows {
+    let medians = medians_by_count(counts, &rows);
+    if let Some(&(base_n, base_api, base_erase, base_total)) = medians.first() {
+        println!(
+            "ratios against {base_n} instance(s) (the baseline, same run{}):",
+            if rounds > 1 {
+                ", medians of each count's runs"
+            } else {
+                ""
+            }
+        );
+        for (n, api, erase, total) in &medians {
             println!(
                 "  {n} instance(s): API {:.2}x, erasure {:.2}x, whole case {:.2}x",
                 api / base_api,
@@ -480,6 +499,37 @@ pub async fn instances(
         bail!("some cases failed (see above)");
     }
     Ok(())
+}
+
+/// Each count's median API, erasure and whole-case rates over its runs,
+/// in the order the counts were given.
+fn medians_by_count(
+    counts: &[usize],
+    rows: &[(usize, f64, f64, f64, u64)],
+) -> Vec<(usize, f64, f64, f64)> {
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+    let mut seen = vec![];
+    for &n in counts {
+        if seen.contains(&n) {
+            continue;
+        }
+        seen.push(n);
+    }
+    seen.into_iter()
+        .map(|n| {
+            let of = |f: fn(&(usize, f64, f64, f64, u64)) -> f64| {
+                median(rows.iter().filter(|r| r.0 == n).map(f).collect())
+            };
+            (n, of(|r| r.1), of(|r| r.2), of(|r| r.3))
+        })
+        .collect()
 }
 
 /// Mixed traffic for `minutes` against `n` instances from this process:
@@ -1080,4 +1130,28 @@ async fn preload_history(
         from = to + 1;
     }
     count_any(db, "SELECT COUNT(*) FROM audit_entries").await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::medians_by_count;
+
+    #[test]
+    fn each_count_gets_the_median_of_its_own_runs_in_the_order_given() {
+        // Rounds 1,3 then 3,1 (and a third round 1,3): count 1 ran at 10,
+        // 30, 20; count 3 at 12 and 8 and 11.
+        let rows = vec![
+            (1, 10.0, 1.0, 5.0, 0),
+            (3, 12.0, 2.0, 6.0, 0),
+            (3, 8.0, 4.0, 4.0, 0),
+            (1, 30.0, 3.0, 7.0, 0),
+            (1, 20.0, 2.0, 6.0, 0),
+            (3, 11.0, 3.0, 5.0, 0),
+        ];
+        let m = medians_by_count(&[1, 3], &rows);
+        assert_eq!(m, vec![(1, 20.0, 2.0, 6.0), (3, 11.0, 3.0, 5.0)]);
+        // Two runs: the mean of the middle two.
+        let m = medians_by_count(&[3], &rows[1..3]);
+        assert_eq!(m, vec![(3, 10.0, 3.0, 5.0)]);
+    }
 }

@@ -98,6 +98,12 @@ pub enum BenchCmd {
         /// Concurrent clients.
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
         concurrency: u64,
+        /// Rounds: the counts run in order, then in reverse, and so on
+        /// (1,2,3,3,2,1,...), so that a machine getting faster or slower
+        /// during the run weighs on every count alike; the ratios are of
+        /// each count's median.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10))]
+        rounds: u64,
     },
     /// Case intake and whole-case throughput of one instance on an empty
     /// store and on one preloaded with erased cases and their audit events
@@ -166,6 +172,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
             instances,
             cases,
             concurrency,
+            rounds,
         } => {
             let counts: Vec<usize> = instances
                 .iter()
@@ -176,6 +183,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
                 &counts,
                 usize::try_from(cases)?,
                 usize::try_from(concurrency)?,
+                usize::try_from(rounds)?,
             )
             .await
         }
