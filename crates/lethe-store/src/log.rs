@@ -56,6 +56,9 @@ pub struct SequenceOutcome {
     pub integrated: u64,
     /// The log's size after it.
     pub size: u64,
+    /// Whether events were already waiting beyond this pass's batch (go on
+    /// at once instead of waiting to be woken).
+    pub more: bool,
 }
 
 /// Every string in a JSON value (keys too) without control or
@@ -498,12 +501,13 @@ async fn sequence_batch_sqlite(
     ctx: &mut WriteCtx,
     max: u32,
     frontier: &mut Frontier,
-) -> Result<u64, StoreError> {
+) -> Result<(u64, bool), StoreError> {
     // One row for the whole batch (per-row decoding would cost more than
     // the rest): `qid US body` joined by RS, in queue order.
     let agg = "SELECT group_concat(qid || char(31) || body, char(30)), COUNT(*) FROM (SELECT p.qid, e.body FROM audit_pending p JOIN audit_entries e ON e.qid = p.qid ORDER BY p.qid LIMIT $1) AS b";
+    let max = max.clamp(1, MAX_SEQUENCE_BATCH);
     let row = sqlx::query(agg)
-        .bind(i64::from(max.clamp(1, MAX_SEQUENCE_BATCH)))
+        .bind(i64::from(max))
         .fetch_one(&mut ctx.conn)
         .await
         .map_err(db("read the audit queue"))?;
@@ -547,7 +551,8 @@ async fn sequence_batch_sqlite(
             .await
             .map_err(db("count audit events"))?;
     }
-    Ok(leaves.len() as u64)
+    // A full batch: more may wait.
+    Ok((leaves.len() as u64, leaves.len() as u64 >= u64::from(max)))
 }
 
 /// One batch on PostgreSQL in two statements. The first finds the oldest
@@ -566,7 +571,7 @@ async fn sequence_batch_pg(
     ctx: &mut WriteCtx,
     max: u32,
     frontier: &mut Frontier,
-) -> Result<u64, StoreError> {
+) -> Result<(u64, bool), StoreError> {
     const OLDEST: &str = "SELECT MIN(qid) FROM audit_pending";
     const BATCH: &str = "WITH h AS MATERIALIZED ( \
             SELECT qid, kind, seq, \
@@ -584,13 +589,14 @@ async fn sequence_batch_pg(
         ) \
         SELECT (SELECT string_agg(CAST(seq AS TEXT) || ':' || hash, ',') FROM h), \
                (SELECT COUNT(*) FROM h), (SELECT COUNT(*) FROM del), \
-               (SELECT e.body FROM audit_entries e WHERE e.qid = $1)";
+               (SELECT e.body FROM audit_entries e WHERE e.qid = $1), \
+               EXISTS (SELECT 1 FROM audit_pending WHERE qid > $2)";
     let lo: Option<i64> = sqlx::query_scalar(OLDEST)
         .fetch_one(&mut ctx.conn)
         .await
         .map_err(db("read the audit queue"))?;
     let Some(lo) = lo else {
-        return Ok(0);
+        return Ok((0, false));
     };
     let hi = lo.saturating_add(i64::from(max.clamp(1, MAX_SEQUENCE_BATCH)) - 1);
     let first = frontier.size();
@@ -609,6 +615,7 @@ async fn sequence_batch_pg(
         )));
     }
     let first_body: Option<String> = row.get(3);
+    let more: bool = row.get(4);
     // `seq:hash` pairs in whatever order the aggregate kept (asking it for
     // an order would sort them): each put in its place, each place once.
     let hashes = hashes.unwrap_or_default();
@@ -655,7 +662,7 @@ async fn sequence_batch_pg(
         n += 1;
     }
     insert_nodes(ctx, &nodes).await?;
-    Ok(n)
+    Ok((n, more))
 }
 
 async fn sequence_in(
@@ -687,6 +694,7 @@ async fn sequence_in(
                 epoch: 0,
                 integrated: 0,
                 size: 0,
+                more: false,
             },
             None,
         ));
@@ -698,7 +706,7 @@ async fn sequence_in(
         Some(f) if f.size() == size => f,
         _ => frontier_at(&mut ctx.conn, size).await?,
     };
-    let integrated = match ctx.backend {
+    let (integrated, more) = match ctx.backend {
         crate::Backend::Postgres => sequence_batch_pg(ctx, max, &mut frontier).await?,
         crate::Backend::Sqlite => sequence_batch_sqlite(ctx, max, &mut frontier).await?,
     };
@@ -717,6 +725,7 @@ async fn sequence_in(
             epoch,
             integrated,
             size: frontier.size(),
+            more,
         },
         Some(frontier),
     ))
@@ -771,6 +780,7 @@ impl Store {
                     epoch: 0,
                     integrated: 0,
                     size: 0,
+                    more: false,
                 })
             }
             // The cache was taken: the next pass reads the stored tree.

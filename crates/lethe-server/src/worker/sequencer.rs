@@ -112,8 +112,8 @@ pub async fn run(st: AppState, mut shutdown: watch::Receiver<bool>) {
                             .fetch_add(out.integrated, Ordering::Relaxed);
                         st.sequencer.batches.fetch_add(1, Ordering::Relaxed);
                     }
-                    // A full batch: more wait; go on at once.
-                    if out.integrated >= u64::from(MAX_SEQUENCE_BATCH) {
+                    // Events wait beyond this batch: go on at once.
+                    if out.more {
                         continue;
                     }
                 }
