@@ -26,6 +26,11 @@ use cmd::retention::{RetentionCmd, retention_cmd};
     about = "Account cancellation and erasure: safely, provably, on time."
 )]
 struct Cli {
+    /// Threads of the async runtime (default: the CPUs this process may
+    /// use). Several instances on one host: give each about its share of
+    /// the cores, leaving the database its own.
+    #[arg(long, global = true, env = "LETHE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    worker_threads: Option<u16>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -248,7 +253,11 @@ fn main() -> anyhow::Result<()> {
         let mart = std::path::absolute(data_dir.join("demo-mart.db"))?;
         unsafe { std::env::set_var("DEMO_MART_URL", format!("sqlite://{}", mart.display())) };
     }
-    tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cli.worker_threads {
+        runtime.worker_threads(usize::from(n));
+    }
+    runtime
         .enable_all()
         .build()?
         .block_on(run(cli))

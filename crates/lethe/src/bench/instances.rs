@@ -27,12 +27,20 @@ struct Cluster {
     admin_url: String,
     db_name: String,
     dir: tempfile::TempDir,
+    threads: Option<u16>,
 }
 
 impl Cluster {
     /// `admin_url` "sqlite": the store is the data directory's own SQLite
     /// file; else a fresh database on that PostgreSQL server.
-    async fn start(admin_url: &str, n: usize, users: u32) -> anyhow::Result<Self> {
+    /// `threads`: each instance's runtime threads (`--worker-threads`), or
+    /// its default.
+    async fn start(
+        admin_url: &str,
+        n: usize,
+        users: u32,
+        threads: Option<u16>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let (db_url, db_name, admin) = if admin_url == "sqlite" {
             (
@@ -61,6 +69,7 @@ impl Cluster {
             admin_url: admin,
             db_name,
             dir,
+            threads,
         };
         // The first instance makes the keys and Demo Mart; the others join.
         for i in 0..n {
@@ -90,6 +99,11 @@ impl Cluster {
             })
             .args(["--rate", "1000000"])
             .args(["--lease-secs", "5"])
+            .args(
+                self.threads
+                    .map(|t| vec!["--worker-threads".to_owned(), t.to_string()])
+                    .unwrap_or_default(),
+            )
             // The timers of `lethe serve`, not the demo's quick ones: what
             // an idle instance spends is part of what instances cost.
             .args([
@@ -385,11 +399,17 @@ pub async fn instances(
     cases: usize,
     concurrency: usize,
     rounds: usize,
+    threads: Option<u16>,
 ) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "bench instances: {cases} cases per run, {concurrency} concurrent clients, {} cores, PostgreSQL store, {rounds} round(s)",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "bench instances: {cases} cases per run, {concurrency} concurrent clients, {cores} cores, PostgreSQL store, {rounds} round(s), runtime threads per instance: {}",
+        threads.map_or(
+            "its share of the cores (cores / instances, at least 1)".to_owned(),
+            |t| t.to_string()
+        )
     );
+    let share = |n: usize| -> u16 { u16::try_from((cores / n.max(1)).max(1)).unwrap_or(u16::MAX) };
     // Round r runs the counts in order when r is even, in reverse when odd.
     let order: Vec<usize> = (0..rounds)
         .flat_map(|r| {
@@ -402,7 +422,14 @@ pub async fn instances(
         .collect();
     let mut rows = vec![];
     for &n in &order {
-        let cluster = Cluster::start(pg_url, n, u32::try_from(cases * 3 + 1000)?).await?;
+        let per_instance = threads.unwrap_or_else(|| share(n));
+        let cluster = Cluster::start(
+            pg_url,
+            n,
+            u32::try_from(cases * 3 + 1000)?,
+            Some(per_instance),
+        )
+        .await?;
         let apis = apis(&cluster)?;
         let users = clear_users(&cluster.mart(), cases).await?;
         if users.len() < cases {
@@ -459,7 +486,7 @@ pub async fn instances(
             .collect();
         let total = api_secs + erase_secs;
         println!(
-            "  {n} instance(s): API steps {:.1} cases/s ({api_secs:.1} s), erasure {:.1} cases/s ({erase_secs:.1} s), whole case {:.1} cases/s, {events} audit events ({:.0}/s), {failed} error(s), RSS MB per instance [{}]",
+            "  {n} instance(s) x {per_instance} thread(s): API steps {:.1} cases/s ({api_secs:.1} s), erasure {:.1} cases/s ({erase_secs:.1} s), whole case {:.1} cases/s, {events} audit events ({:.0}/s), {failed} error(s), RSS MB per instance [{}]",
             cases as f64 / api_secs,
             confirmed as f64 / erase_secs,
             confirmed as f64 / total,
@@ -540,7 +567,7 @@ fn medians_by_count(
 /// erased and that the audit log has no gap.
 pub async fn soak(pg_url: &str, n: usize, minutes: u64, concurrency: usize) -> anyhow::Result<()> {
     let users_needed = usize::try_from(minutes)? * 60 * 40 + 1000;
-    let cluster = Cluster::start(pg_url, n, u32::try_from(users_needed * 3 / 2)?).await?;
+    let cluster = Cluster::start(pg_url, n, u32::try_from(users_needed * 3 / 2)?, None).await?;
     let apis = apis(&cluster)?;
     let users = Arc::new(clear_users(&cluster.mart(), users_needed).await?);
     println!(
@@ -841,7 +868,7 @@ pub async fn history(
     let admin = if kind == "sqlite" { "sqlite" } else { pg_url };
     let mut rows = vec![];
     for preloaded in [false, true] {
-        let mut cluster = Cluster::start(admin, 1, u32::try_from(cases * 16 + 1000)?).await?;
+        let mut cluster = Cluster::start(admin, 1, u32::try_from(cases * 16 + 1000)?, None).await?;
         let users = clear_users(&cluster.mart(), cases * 11 + 1).await?;
         if users.len() < cases * 11 + 1 {
             bail!("Demo Mart has only {} clear users", users.len());

@@ -104,6 +104,12 @@ pub enum BenchCmd {
         /// each count's median.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10))]
         rounds: u64,
+        /// Each instance's runtime threads (`lethe --worker-threads`), the
+        /// same for every count. Without it, each instance gets its share
+        /// of the cores, as docs/operations.md advises: cores / instances,
+        /// at least 1 (one instance keeps the runtime's default, all cores).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+        instance_threads: Option<u16>,
     },
     /// Case intake and whole-case throughput of one instance on an empty
     /// store and on one preloaded with erased cases and their audit events
@@ -173,6 +179,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
             cases,
             concurrency,
             rounds,
+            instance_threads,
         } => {
             let counts: Vec<usize> = instances
                 .iter()
@@ -184,6 +191,7 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
                 usize::try_from(cases)?,
                 usize::try_from(concurrency)?,
                 usize::try_from(rounds)?,
+                instance_threads,
             )
             .await
         }
