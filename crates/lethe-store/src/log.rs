@@ -505,7 +505,6 @@ async fn sequence_batch_sqlite(
     // One row for the whole batch (per-row decoding would cost more than
     // the rest): `qid US body` joined by RS, in queue order.
     let agg = "SELECT group_concat(qid || char(31) || body, char(30)), COUNT(*) FROM (SELECT p.qid, e.body FROM audit_pending p JOIN audit_entries e ON e.qid = p.qid ORDER BY p.qid LIMIT $1) AS b";
-    let max = max.clamp(1, MAX_SEQUENCE_BATCH);
     let row = sqlx::query(agg)
         .bind(i64::from(max))
         .fetch_one(&mut ctx.conn)
@@ -598,7 +597,7 @@ async fn sequence_batch_pg(
     let Some(lo) = lo else {
         return Ok((0, false));
     };
-    let hi = lo.saturating_add(i64::from(max.clamp(1, MAX_SEQUENCE_BATCH)) - 1);
+    let hi = lo.saturating_add(i64::from(max) - 1);
     let first = frontier.size();
     let row = sqlx::query(BATCH)
         .bind(lo)
@@ -635,34 +634,30 @@ async fn sequence_batch_pg(
             return Err(bad());
         }
     }
+    let leaves: Vec<Hash> = placed.into_iter().collect::<Option<_>>().ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "{inserted} leaves written, a sequence number missing"
+        ))
+    })?;
+    let expect = lethe_ledger::leaf_hash_of(
+        first + 1,
+        first_body.as_deref().unwrap_or_default().as_bytes(),
+    );
+    if leaves.first() != Some(&expect) {
+        return Err(StoreError::Corrupt(
+            "the database's leaf hash differs from the ledger's (is the database's encoding UTF-8?)".into(),
+        ));
+    }
     let mut nodes = vec![];
-    let mut n = 0u64;
-    for hash in placed {
-        let hash = hash.ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "{inserted} leaves written, a sequence number missing"
-            ))
-        })?;
-        if n == 0 {
-            let expect = lethe_ledger::leaf_hash_of(
-                first + 1,
-                first_body.as_deref().unwrap_or_default().as_bytes(),
-            );
-            if expect != hash {
-                return Err(StoreError::Corrupt(
-                    "the database's leaf hash differs from the ledger's (is the database's encoding UTF-8?)".into(),
-                ));
-            }
-        }
-        frontier.push(hash, |l, i, h| {
+    for hash in &leaves {
+        frontier.push(*hash, |l, i, h| {
             if l.is_multiple_of(NODE_STRIDE) {
                 nodes.push((l, i, *h));
             }
         });
-        n += 1;
     }
     insert_nodes(ctx, &nodes).await?;
-    Ok((n, more))
+    Ok((leaves.len() as u64, more))
 }
 
 async fn sequence_in(
@@ -683,8 +678,8 @@ async fn sequence_in(
             "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; SET LOCAL plan_cache_mode = force_custom_plan",
         )
         .execute(&mut ctx.conn)
-            .await
-            .map_err(db("sequence audit events"))?;
+        .await
+        .map_err(db("sequence audit events"))?;
     }
     let now = ms(crate::now_wall());
     let Some(epoch) = take_lease(ctx, SEQUENCER_LEASE, &owner, now, LEASE_TTL_MS).await? else {
@@ -706,6 +701,8 @@ async fn sequence_in(
         Some(f) if f.size() == size => f,
         _ => frontier_at(&mut ctx.conn, size).await?,
     };
+    // Every batch function takes a `max` already within 1 ..= MAX_SEQUENCE_BATCH.
+    let max = max.clamp(1, MAX_SEQUENCE_BATCH);
     let (integrated, more) = match ctx.backend {
         crate::Backend::Postgres => sequence_batch_pg(ctx, max, &mut frontier).await?,
         crate::Backend::Sqlite => sequence_batch_sqlite(ctx, max, &mut frontier).await?,
