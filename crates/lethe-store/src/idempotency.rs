@@ -28,36 +28,59 @@ pub(crate) fn idem_cutoff() -> i64 {
     ms(now_wall()) - IDEMPOTENCY_TTL_HOURS * 3_600_000
 }
 
-/// An expired record of this key goes, so the key may be used again.
-pub(crate) async fn drop_expired_idem(
-    ctx: &mut WriteCtx,
-    principal: &str,
-    key: &str,
-) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM idempotency WHERE principal = $1 AND key = $2 AND created_at < $3")
-        .bind(principal.to_owned())
-        .bind(key.to_owned())
-        .bind(idem_cutoff())
-        .execute(&mut ctx.conn)
-        .await
-        .map_err(db("expire idempotency record"))?;
+/// Writes the record of a key: a new key, or one whose record has expired
+/// (the expired record is replaced, so the key may be used again). A live
+/// record of the key — a concurrent request with the same key that
+/// committed first — makes this an [`StoreError::IdempotencyConflict`].
+/// One statement: the upsert only replaces a record older than the cutoff.
+pub(crate) async fn write_idem(ctx: &mut WriteCtx, record: IdemRow) -> Result<(), StoreError> {
+    let n = sqlx::query(
+        "INSERT INTO idempotency (principal, key, request_hash, status, body, created_at, case_id) VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (principal, key) DO UPDATE SET request_hash = excluded.request_hash, status = excluded.status, body = excluded.body, created_at = excluded.created_at, case_id = excluded.case_id
+         WHERE idempotency.created_at < $8",
+    )
+    .bind(record.principal)
+    .bind(record.key)
+    .bind(record.request_hash)
+    .bind(i64::from(record.status))
+    .bind(record.body)
+    .bind(ms(now_wall()))
+    .bind(record.case_id)
+    .bind(idem_cutoff())
+    .execute(&mut ctx.conn)
+    .await
+    .map_err(|e| unique_to_conflict(e, "store idempotency record"))?
+    .rows_affected();
+    if n == 0 {
+        return Err(StoreError::IdempotencyConflict);
+    }
     Ok(())
+}
+
+/// The columns of one idempotency record.
+pub(crate) struct IdemRow {
+    principal: String,
+    key: String,
+    request_hash: String,
+    status: u16,
+    body: String,
+    case_id: Option<String>,
 }
 
 /// Reserves the idempotency key inside the transaction: a concurrent request
 /// with the same key that committed first makes this one a conflict.
 pub(crate) async fn claim_idem(ctx: &mut WriteCtx, idem: Option<&Idem>) -> Result<(), StoreError> {
     let Some(i) = idem else { return Ok(()) };
-    drop_expired_idem(ctx, &i.principal, &i.key).await?;
-    let existing: Option<String> = sqlx::query_scalar(
-        "SELECT request_hash FROM idempotency WHERE principal = $1 AND key = $2",
+    let live: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM idempotency WHERE principal = $1 AND key = $2 AND created_at >= $3",
     )
     .bind(i.principal.clone())
     .bind(i.key.clone())
+    .bind(idem_cutoff())
     .fetch_optional(&mut ctx.conn)
     .await
     .map_err(db("read idempotency record"))?;
-    if existing.is_some() {
+    if live.is_some() {
         return Err(StoreError::IdempotencyConflict);
     }
     Ok(())
@@ -69,18 +92,18 @@ pub(crate) async fn finish_idem(
     case: &Case,
 ) -> Result<(), StoreError> {
     let Some(i) = idem else { return Ok(()) };
-    sqlx::query("INSERT INTO idempotency (principal, key, request_hash, status, body, created_at, case_id) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-        .bind(i.principal.clone())
-        .bind(i.key.clone())
-        .bind(i.request_hash.clone())
-        .bind(i64::from(i.status))
-        .bind((i.render)(case))
-        .bind(ms(now_wall()))
-        .bind(case.id.to_string())
-        .execute(&mut ctx.conn)
-        .await
-        .map_err(|e| unique_to_conflict(e, "store idempotency record"))?;
-    Ok(())
+    write_idem(
+        ctx,
+        IdemRow {
+            principal: i.principal.clone(),
+            key: i.key.clone(),
+            request_hash: i.request_hash.clone(),
+            status: i.status,
+            body: (i.render)(case),
+            case_id: Some(case.id.to_string()),
+        },
+    )
+    .await
 }
 
 impl Store {
@@ -121,19 +144,18 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    drop_expired_idem(ctx, &principal, &key).await?;
-                    sqlx::query("INSERT INTO idempotency (principal, key, request_hash, status, body, created_at, case_id) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                        .bind(principal)
-                        .bind(key)
-                        .bind(request_hash)
-                        .bind(i64::from(status))
-                        .bind(body)
-                        .bind(ms(now_wall()))
-                        .bind(case_id)
-                        .execute(&mut ctx.conn)
-                        .await
-                        .map_err(|e| unique_to_conflict(e, "store idempotency record"))?;
-                    Ok(())
+                    write_idem(
+                        ctx,
+                        IdemRow {
+                            principal,
+                            key,
+                            request_hash,
+                            status,
+                            body,
+                            case_id,
+                        },
+                    )
+                    .await
                 })
             })
             .await

@@ -741,6 +741,24 @@ async fn idempotency_records_expire_after_a_day_and_are_purged() {
         store.idem_get("p", "old").await.unwrap().unwrap().status,
         201
     );
+    // A live record is never replaced: the key is taken.
+    assert!(matches!(
+        store
+            .idem_put(
+                "p".into(),
+                "new".into(),
+                "h3".into(),
+                202,
+                "{}".into(),
+                None
+            )
+            .await,
+        Err(StoreError::IdempotencyConflict)
+    ));
+    assert_eq!(
+        store.idem_get("p", "new").await.unwrap().unwrap().status,
+        200
+    );
     age(&store, "UPDATE idempotency SET created_at = $1", old).await;
     assert_eq!(store.purge_idempotency(1000).await.unwrap(), 2);
     let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM idempotency")

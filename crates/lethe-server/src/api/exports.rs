@@ -440,17 +440,11 @@ pub async fn console_create(
             .map_err(|e| Problem::unprocessable(format!("case_id {e}")).field("case_id"))?;
         let no_case =
             || Problem::unprocessable("no case of this account has this id").field("case_id");
-        let owner = st
+        let (owner, case) = st
             .store
-            .case_principal(id)
+            .get_case_and_principal(id)
             .await?
-            .filter(|o| a.serves(o))
-            .ok_or_else(no_case)?;
-        let case = st
-            .store
-            .get_case(id)
-            .await?
-            .filter(|c| c.subject == body.subject_id)
+            .filter(|(o, c)| a.serves(o) && c.subject == body.subject_id)
             .ok_or_else(no_case)?;
         still_open(&case)?;
         owner

@@ -54,15 +54,7 @@ pub async fn session(
     let id = CaseId::parse(&id).map_err(|e| {
         Problem::bad_request("case-id", format!("the case id in the path {e}")).field("id")
     })?;
-    let case = st
-        .store
-        .get_case(id)
-        .await?
-        .ok_or_else(|| Problem::not_found("no case with this id"))?;
-    match st.store.case_principal(id).await? {
-        Some(o) if o == p.0 => {}
-        _ => return Err(Problem::not_found("no case with this id")),
-    }
+    let case = crate::http::ownership::owned(&st, &p, id).await?;
     let key = st.session_key.as_ref().ok_or_else(|| {
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,

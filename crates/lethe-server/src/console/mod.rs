@@ -269,14 +269,10 @@ pub async fn login(
 
 /// A case the agent serves (another platform's case is not found).
 pub async fn load(st: &AppState, a: &Agent, id: CaseId) -> Result<Case, Problem> {
-    match st.store.case_principal(id).await? {
-        Some(owner) if a.serves(&owner) => {}
-        _ => return Err(Problem::not_found("no case with this id")),
+    match st.store.get_case_and_principal(id).await? {
+        Some((owner, case)) if a.serves(&owner) => Ok(case),
+        _ => Err(Problem::not_found("no case with this id")),
     }
-    st.store
-        .get_case(id)
-        .await?
-        .ok_or_else(|| Problem::not_found("no case with this id"))
 }
 
 impl CaseCall<Agent> {

@@ -17,16 +17,12 @@ pub async fn owned_case(st: &AppState, p: &Principal, id: &str) -> Result<Case, 
 }
 
 pub async fn owned(st: &AppState, p: &Principal, id: CaseId) -> Result<Case, Problem> {
-    match st.store.case_principal(id).await? {
+    match st.store.get_case_and_principal(id).await? {
         // A case an agent opened belongs to the platform the agent named
         // (or serves), so it continues in that platform's app only.
-        Some(owner) if owner == p.0 => {}
-        _ => return Err(Problem::not_found("no case with this id")),
+        Some((owner, case)) if owner == p.0 => Ok(case),
+        _ => Err(Problem::not_found("no case with this id")),
     }
-    st.store
-        .get_case(id)
-        .await?
-        .ok_or_else(|| Problem::not_found("no case with this id"))
 }
 
 /// A case may be opened only for a live account: one already erased (the
