@@ -351,7 +351,6 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    claim_idem(ctx, idem.as_ref()).await?;
                     sqlx::query(
                         "INSERT INTO cases (id, subject, subject_pseudonym, principal, channel, state, version, created_at, updated_at, cooling_off_ends_at, body)
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -394,7 +393,6 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    claim_idem(ctx, idem.as_ref()).await?;
                     let case = apply_in(ctx, id, &cmd, now, &actor).await?;
                     for j in &jobs {
                         enqueue(ctx, &case.id, j, now_wall()).await?;

@@ -67,8 +67,11 @@ pub(crate) struct IdemRow {
     case_id: Option<String>,
 }
 
-/// Reserves the idempotency key inside the transaction: a concurrent request
-/// with the same key that committed first makes this one a conflict.
+/// Reserves the idempotency key at the start of the transaction: a
+/// concurrent request with the same key that committed first makes this
+/// one a conflict before it does anything. For the operations that keep
+/// some writes when they fail (a wrong code is counted); the others learn
+/// of the conflict from [`finish_idem`], which rolls them back whole.
 pub(crate) async fn claim_idem(ctx: &mut WriteCtx, idem: Option<&Idem>) -> Result<(), StoreError> {
     let Some(i) = idem else { return Ok(()) };
     let live: Option<i64> = sqlx::query_scalar(

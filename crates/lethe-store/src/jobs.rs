@@ -569,7 +569,6 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    claim_idem(ctx, idem.as_ref()).await?;
                     let case = apply_in(ctx, id, &CaseCommand::RetryErasure, now, &actor).await?;
                     sqlx::query("UPDATE jobs SET state = 'ready', attempts = 0, run_at = $1, lease_until = NULL WHERE case_id = $2 AND state = 'dead'")
                         .bind(ms(now_wall()))

@@ -768,6 +768,55 @@ async fn idempotency_records_expire_after_a_day_and_are_purged() {
     assert_eq!(left, 0);
 }
 
+#[tokio::test]
+async fn a_key_taken_by_a_committed_change_rolls_the_second_change_back_whole() {
+    let (_d, store) = open().await;
+    let idem = || {
+        Some(Idem {
+            principal: "p".into(),
+            key: "k".into(),
+            request_hash: "h".into(),
+            status: 201,
+            render: |c: &Case| c.id.to_string(),
+        })
+    };
+    let open_case = |n: u128| {
+        Case::open(
+            CaseId::from_uuid(uuid::Uuid::from_u128(n)),
+            SubjectId::parse(&format!("u{n}")).unwrap(),
+            Channel::App,
+            Policy::default(),
+            t0(),
+        )
+    };
+    let (a, change) = open_case(1);
+    store
+        .create_case(a, change, "p1".into(), "p".into(), idem())
+        .await
+        .unwrap();
+    // The same key again (the read before the change missed the first
+    // one's commit): a conflict, and nothing of the second change stays.
+    let (b, change) = open_case(2);
+    let b_id = b.id;
+    assert!(matches!(
+        store
+            .create_case(b, change, "p2".into(), "p".into(), idem())
+            .await,
+        Err(StoreError::IdempotencyConflict)
+    ));
+    assert!(store.get_case(b_id).await.unwrap().is_none());
+    let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_entries WHERE case_id = $1")
+        .bind(b_id.to_string())
+        .fetch_one(&store.read)
+        .await
+        .unwrap();
+    assert_eq!(events, 0);
+    assert_eq!(
+        store.idem_get("p", "k").await.unwrap().unwrap().body,
+        CaseId::from_uuid(uuid::Uuid::from_u128(1)).to_string()
+    );
+}
+
 async fn age(store: &Store, sql: &'static str, at: i64) {
     store
         .writer

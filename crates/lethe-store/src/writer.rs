@@ -193,6 +193,21 @@ async fn exec(conn: &mut DbConn, sql: &'static str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Runs the transaction control statements gathered so far, in one round
+/// trip, and empties the list.
+async fn control_now(conn: &mut DbConn, control: &mut Vec<&'static str>) -> Result<(), StoreError> {
+    if control.is_empty() {
+        return Ok(());
+    }
+    let sql = control.join("; ");
+    control.clear();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut *conn)
+        .await
+        .map_err(db("transaction control"))?;
+    Ok(())
+}
+
 fn copy_err(e: &StoreError) -> StoreError {
     StoreError::Db {
         action: "commit",
@@ -283,11 +298,18 @@ async fn run(
                 crate::Backend::Sqlite => "BEGIN IMMEDIATE",
                 crate::Backend::Postgres => "BEGIN",
             };
-            exec(&mut ctx.conn, begin).await?;
+            // Transaction control rides with its neighbour: the statements
+            // due before an operation go in one round trip (`BEGIN;
+            // SAVEPOINT op`, then `RELEASE op; SAVEPOINT op` between two
+            // operations, `RELEASE op; COMMIT` at the end). On SQLite every
+            // round trip is a hop to the connection's thread, and the one
+            // writer spends them for every change.
+            let mut control: Vec<&'static str> = vec![begin];
             for op in pending.by_ref() {
                 ctx.last_qid = None;
                 ctx.queued = false;
                 if alone {
+                    control_now(&mut ctx.conn, &mut control).await?;
                     let (keep, deliver) = op(&mut ctx).await;
                     delivers.push(deliver);
                     any_queued |= keep && ctx.queued;
@@ -296,16 +318,18 @@ async fn run(
                     }
                     continue;
                 }
-                exec(&mut ctx.conn, "SAVEPOINT op").await?;
+                control.push("SAVEPOINT op");
+                control_now(&mut ctx.conn, &mut control).await?;
                 let (keep, deliver) = op(&mut ctx).await;
                 delivers.push(deliver);
                 any_queued |= keep && ctx.queued;
                 if !keep {
-                    exec(&mut ctx.conn, "ROLLBACK TO op").await?;
+                    control.push("ROLLBACK TO op");
                 }
-                exec(&mut ctx.conn, "RELEASE op").await?;
+                control.push("RELEASE op");
             }
-            exec(&mut ctx.conn, "COMMIT").await
+            control.push("COMMIT");
+            control_now(&mut ctx.conn, &mut control).await
         }
         .await;
         match result {

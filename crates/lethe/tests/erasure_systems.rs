@@ -161,19 +161,6 @@ async fn every_kind_of_system_completes_the_case() {
             .unwrap()
             .ends_with("/v1/erasure-callbacks/crm")
     );
-    // Redis was erased, and only this subject.
-    let left: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:sess:*"))
-        .query_async(&mut r)
-        .await
-        .unwrap();
-    assert_eq!(left, vec![format!("{prefix}:sess:6:0")]);
-    assert!(
-        !r.sismember::<_, _, bool>(format!("{prefix}:online"), user.to_string())
-            .await
-            .unwrap()
-    );
-    // The keys go first, then the job's result is recorded.
     let job_in = |tl: &Value, sys: &str| {
         tl["jobs"]
             .as_array()
@@ -203,6 +190,19 @@ async fn every_kind_of_system_completes_the_case() {
     };
     let job = |sys: &str| job_in(&tl, sys);
     assert_eq!(job("cache")["state"], "done", "{tl}");
+    // Redis was erased, and only this subject: the keys go before the job
+    // is recorded done.
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:sess:*"))
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert_eq!(left, vec![format!("{prefix}:sess:6:0")]);
+    assert!(
+        !r.sismember::<_, _, bool>(format!("{prefix}:online"), user.to_string())
+            .await
+            .unwrap()
+    );
     assert_eq!(job("paper_archive")["state"], "waiting", "{tl}");
     assert!(crm_waiting(&tl), "{tl}");
     assert_eq!(demo.state(&id).await, "erasing");
