@@ -49,7 +49,7 @@ pub(crate) async fn write_idem(ctx: &mut WriteCtx, record: IdemRow) -> Result<()
     .bind(idem_cutoff())
     .execute(&mut ctx.conn)
     .await
-    .map_err(|e| unique_to_conflict(e, "store idempotency record"))?
+    .map_err(db("store idempotency record"))?
     .rows_affected();
     if n == 0 {
         return Err(StoreError::IdempotencyConflict);

@@ -434,14 +434,5 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, St
         .map_err(|e| StoreError::Corrupt(format!("case record: {}", e.classify() as u8)))
 }
 
-pub(crate) fn unique_to_conflict(e: sqlx::Error, action: &'static str) -> StoreError {
-    if let sqlx::Error::Database(d) = &e
-        && d.is_unique_violation()
-    {
-        return StoreError::IdempotencyConflict;
-    }
-    db(action)(e)
-}
-
 #[cfg(test)]
 mod tests;
