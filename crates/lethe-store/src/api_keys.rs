@@ -15,7 +15,7 @@ impl Store {
                     .bind(name)
                     .bind(key_hash)
                     .bind(ms(now_wall()))
-                    .execute(&mut ctx.conn)
+                    .execute(ctx.conn().await?)
                     .await
                     .map_err(db("insert API key"))?;
                     Ok(())
@@ -59,7 +59,7 @@ impl Store {
                     let n = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
                         .bind(ms(now_wall()))
                         .bind(name)
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("revoke API key"))?
                         .rows_affected();

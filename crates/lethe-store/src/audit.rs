@@ -216,7 +216,7 @@ impl Store {
                     sqlx::query("UPDATE receipts SET body = $1, signed = 1 WHERE case_id = $2")
                         .bind(body)
                         .bind(case_id)
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("store signed receipt"))?;
                     Ok(())

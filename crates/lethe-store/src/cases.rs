@@ -22,7 +22,7 @@ pub(crate) async fn apply_in(
         .bind(to_json(&next)?)
         .bind(id.to_string())
         .bind(i64::try_from(case.version).unwrap_or(i64::MAX))
-        .fetch_optional(&mut ctx.conn)
+        .fetch_optional(ctx.conn().await?)
         .await
         .map_err(db("update case"))?;
     let Some(pseudo) = pseudo else {
@@ -101,7 +101,7 @@ pub(crate) async fn write_effects(
 pub(crate) async fn pseudonym_of(ctx: &mut WriteCtx, id: CaseId) -> Result<String, StoreError> {
     sqlx::query_scalar("SELECT subject_pseudonym FROM cases WHERE id = $1")
         .bind(id.to_string())
-        .fetch_optional(&mut ctx.conn)
+        .fetch_optional(ctx.conn().await?)
         .await
         .map_err(db("load case"))?
         .ok_or(StoreError::NotFound(id))
@@ -128,7 +128,7 @@ pub(crate) async fn record_erasure_in(
         .bind(system)
         .bind(outcome.to_string())
         .bind(ms(now))
-        .execute(&mut ctx.conn)
+        .execute(ctx.conn().await?)
         .await
         .map_err(db("record erasure result"))?;
     erased::keep_tombstone(ctx, &id.to_string(), &system_name, now).await?;
@@ -136,13 +136,13 @@ pub(crate) async fn record_erasure_in(
         "UPDATE jobs SET state = 'done', lease_until = NULL, last_error = NULL WHERE id = $1",
     )
     .bind(job_id)
-    .execute(&mut ctx.conn)
+    .execute(ctx.conn().await?)
     .await
     .map_err(db("complete job"))?;
     let open: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE case_id = $1 AND state <> 'done'")
             .bind(id.to_string())
-            .fetch_one(&mut ctx.conn)
+            .fetch_one(ctx.conn().await?)
             .await
             .map_err(db("count open jobs"))?;
     let case = load_case(ctx, id).await?;
@@ -154,7 +154,7 @@ pub(crate) async fn record_erasure_in(
         "SELECT system, outcome FROM erasure_results WHERE case_id = $1 ORDER BY system",
     )
     .bind(id.to_string())
-    .fetch_all(&mut ctx.conn)
+    .fetch_all(ctx.conn().await?)
     .await
     .map_err(db("read erasure results"))?
     .iter()
@@ -165,8 +165,9 @@ pub(crate) async fn record_erasure_in(
         )
     })
     .collect();
-    let events = case_events(&mut ctx.conn, &id.to_string()).await?;
+    let events = case_events(ctx.conn().await?, &id.to_string()).await?;
     let receipt = finish(&case, &outcomes, &events, now);
+    let final_qid = ctx.last_qid().await?;
     // The final event is sequenced after this commit: the receipt names
     // it by queue id and is signed once it is in the tree.
     sqlx::query(
@@ -175,8 +176,8 @@ pub(crate) async fn record_erasure_in(
     .bind(id.to_string())
     .bind(receipt)
     .bind(ms(now))
-    .bind(ctx.last_qid)
-    .execute(&mut ctx.conn)
+    .bind(final_qid)
+    .execute(ctx.conn().await?)
     .await
     .map_err(db("store receipt"))?;
     forget_subject(ctx, &case).await?;
@@ -196,7 +197,7 @@ pub(crate) async fn forget_subject(ctx: &mut WriteCtx, case: &Case) -> Result<()
     sqlx::query("UPDATE cases SET subject = subject_pseudonym, body = $2 WHERE id = $1")
         .bind(id.clone())
         .bind(to_json(&forgotten)?)
-        .execute(&mut ctx.conn)
+        .execute(ctx.conn().await?)
         .await
         .map_err(db("forget subject id"))?;
     for table in ["notifications", "case_events"] {
@@ -204,7 +205,7 @@ pub(crate) async fn forget_subject(ctx: &mut WriteCtx, case: &Case) -> Result<()
             "SELECT id, payload FROM {table} WHERE case_id = $1"
         )))
         .bind(id.clone())
-        .fetch_all(&mut ctx.conn)
+        .fetch_all(ctx.conn().await?)
         .await
         .map_err(db("read payloads to forget"))?;
         for r in rows {
@@ -224,7 +225,7 @@ pub(crate) async fn forget_subject(ctx: &mut WriteCtx, case: &Case) -> Result<()
             )))
             .bind(payload.to_string())
             .bind(r.get::<i64, _>(0))
-            .execute(&mut ctx.conn)
+            .execute(ctx.conn().await?)
             .await
             .map_err(db("forget payload"))?;
         }
@@ -235,7 +236,7 @@ pub(crate) async fn forget_subject(ctx: &mut WriteCtx, case: &Case) -> Result<()
     ] {
         sqlx::query(sql)
             .bind(id.clone())
-            .execute(&mut ctx.conn)
+            .execute(ctx.conn().await?)
             .await
             .map_err(db("forget the case's messages"))?;
     }
@@ -249,25 +250,26 @@ pub(crate) async fn upsert_deadlines(
 ) -> Result<(), StoreError> {
     let id = case.id;
     for d in ds {
-        sqlx::query(
-            "INSERT INTO deadlines (case_id, kind, starts_at, due_at, warn_at, paused, met_at, problem, provisional) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (case_id, kind) DO UPDATE SET starts_at = excluded.starts_at, due_at = excluded.due_at, warn_at = excluded.warn_at,
-               paused = excluded.paused, met_at = excluded.met_at, problem = excluded.problem, provisional = excluded.provisional,
-               warned_at = CASE WHEN excluded.due_at > deadlines.due_at THEN NULL ELSE deadlines.warned_at END,
-               escalated_at = CASE WHEN excluded.due_at > deadlines.due_at THEN NULL ELSE deadlines.escalated_at END",
+        ctx.defer(
+            Stmt::new(
+                "store deadline",
+                "INSERT INTO deadlines (case_id, kind, starts_at, due_at, warn_at, paused, met_at, problem, provisional) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (case_id, kind) DO UPDATE SET starts_at = excluded.starts_at, due_at = excluded.due_at, warn_at = excluded.warn_at,
+                   paused = excluded.paused, met_at = excluded.met_at, problem = excluded.problem, provisional = excluded.provisional,
+                   warned_at = CASE WHEN excluded.due_at > deadlines.due_at THEN NULL ELSE deadlines.warned_at END,
+                   escalated_at = CASE WHEN excluded.due_at > deadlines.due_at THEN NULL ELSE deadlines.escalated_at END",
+            )
+            .arg(id.to_string())
+            .arg(d.kind.as_str())
+            .arg(ms(d.starts_at))
+            .arg(d.due_at.map(ms))
+            .arg(d.warn_at().map(ms))
+            .arg(i64::from(d.paused))
+            .arg(d.met_at.map(ms))
+            .arg(d.problem.clone())
+            .arg(i64::from(d.provisional)),
         )
-        .bind(id.to_string())
-        .bind(d.kind.as_str())
-        .bind(ms(d.starts_at))
-        .bind(d.due_at.map(ms))
-        .bind(d.warn_at().map(ms))
-        .bind(i64::from(d.paused))
-        .bind(d.met_at.map(ms))
-        .bind(d.problem.clone())
-        .bind(i64::from(d.provisional))
-        .execute(&mut ctx.conn)
-        .await
-        .map_err(db("store deadline"))?;
+        .await?;
     }
     // A closed case (erased, withdrawn, rejected) leaves no deadline open,
     // including one computed before it closed that no longer applies (the
@@ -275,12 +277,15 @@ pub(crate) async fn upsert_deadlines(
     if case.state.is_terminal()
         && let Some(closed) = case.closed_at
     {
-        sqlx::query("UPDATE deadlines SET met_at = $1 WHERE case_id = $2 AND met_at IS NULL")
-            .bind(ms(closed))
-            .bind(id.to_string())
-            .execute(&mut ctx.conn)
-            .await
-            .map_err(db("close deadlines"))?;
+        ctx.defer(
+            Stmt::new(
+                "close deadlines",
+                "UPDATE deadlines SET met_at = $1 WHERE case_id = $2 AND met_at IS NULL",
+            )
+            .arg(ms(closed))
+            .arg(id.to_string()),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -303,7 +308,7 @@ pub(crate) async fn append_audit(
         at: change.at.to_string(),
         detail: change.detail.clone(),
     };
-    insert_event(ctx, event).await.map(drop)
+    insert_event(ctx, event).await
 }
 
 /// A case's events in the order they happened: those in the tree by
@@ -351,24 +356,25 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    sqlx::query(
-                        "INSERT INTO cases (id, subject, subject_pseudonym, principal, channel, state, version, created_at, updated_at, cooling_off_ends_at, body)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    ctx.defer(
+                        Stmt::new(
+                            "insert case",
+                            "INSERT INTO cases (id, subject, subject_pseudonym, principal, channel, state, version, created_at, updated_at, cooling_off_ends_at, body)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                        )
+                        .arg(case.id.to_string())
+                        .arg(case.subject.expose())
+                        .arg(pseudonym.clone())
+                        .arg(principal.clone())
+                        .arg(case.channel.as_str())
+                        .arg(case.state.as_str())
+                        .arg(i64::try_from(case.version).unwrap_or(i64::MAX))
+                        .arg(ms(case.created_at))
+                        .arg(ms(case.updated_at))
+                        .arg(case.cooling_off_ends_at.map(ms))
+                        .arg(to_json(&case)?),
                     )
-                    .bind(case.id.to_string())
-                    .bind(case.subject.expose().to_owned())
-                    .bind(pseudonym.clone())
-                    .bind(principal.clone())
-                    .bind(case.channel.as_str())
-                    .bind(case.state.as_str())
-                    .bind(i64::try_from(case.version).unwrap_or(i64::MAX))
-                    .bind(ms(case.created_at))
-                    .bind(ms(case.updated_at))
-                    .bind(case.cooling_off_ends_at.map(ms))
-                    .bind(to_json(&case)?)
-                    .execute(&mut ctx.conn)
-                    .await
-                    .map_err(db("insert case"))?;
+                    .await?;
                     append_audit(ctx, &case, &pseudonym, &change, &principal).await?;
                     write_effects(ctx, &case, &change).await?;
                     finish_idem(ctx, idem.as_ref(), &case).await?;
@@ -479,22 +485,32 @@ impl Store {
                     )))
                     .bind(ms(now))
                     .bind(i64::from(limit.min(1000)))
-                    .fetch_all(&mut ctx.conn)
+                    .fetch_all(ctx.conn().await?)
                     .await
                     .map_err(db("claim due cases"))?;
                     let mut out = Vec::with_capacity(ids.len());
                     for id in ids {
                         let id = CaseId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                         sqlx::query("SAVEPOINT due_case")
-                            .execute(&mut ctx.conn)
+                            .execute(ctx.conn().await?)
                             .await
                             .map_err(db("transaction control"))?;
                         // The settlement or erasure jobs are written with the
                         // change (see `write_effects`).
-                        let r = apply_in(ctx, id, &CaseCommand::StartErasure { today }, now, &actor).await;
+                        let mut r = apply_in(ctx, id, &CaseCommand::StartErasure { today }, now, &actor).await;
+                        // The case's deferred statements run inside its
+                        // savepoint: a failure undoes this case alone.
+                        if r.is_ok()
+                            && let Err(e) = ctx.flush().await
+                        {
+                            r = Err(e);
+                        }
+                        if r.is_err() {
+                            ctx.discard();
+                        }
                         let undo = if r.is_err() { "ROLLBACK TO due_case" } else { "RELEASE due_case" };
                         sqlx::query(undo)
-                            .execute(&mut ctx.conn)
+                            .execute(ctx.conn().await?)
                             .await
                             .map_err(db("transaction control"))?;
                         out.push((id, r));

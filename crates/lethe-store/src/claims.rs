@@ -40,7 +40,7 @@ impl Store {
                         .bind(subject.clone())
                         .bind(id_number_sealed)
                         .bind(ms(now))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("store claim"))?;
                     for (n, (kind, sealed)) in documents.iter().enumerate() {
@@ -49,7 +49,7 @@ impl Store {
                             .bind(n as i64)
                             .bind(kind.clone())
                             .bind(sealed.clone())
-                            .execute(&mut ctx.conn)
+                            .execute(ctx.conn().await?)
                             .await
                             .map_err(db("store claim document"))?;
                     }
@@ -169,7 +169,7 @@ impl Store {
                 Box::pin(async move {
                     let row: Option<(String, String)> = sqlx::query_as("SELECT subject, principal FROM claims WHERE id = $1 AND state = 'submitted'")
                         .bind(id.clone())
-                        .fetch_optional(&mut ctx.conn)
+                        .fetch_optional(ctx.conn().await?)
                         .await
                         .map_err(db("read claim"))?;
                     let Some((subject, principal)) = row else { return Ok(false) };
@@ -181,10 +181,10 @@ impl Store {
                         .bind(ms(now))
                         .bind(destroyed_at.clone())
                         .bind(id.clone())
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("decide claim"))?;
-                    let n = sqlx::query("DELETE FROM claim_documents WHERE claim_id = $1").bind(id.clone()).execute(&mut ctx.conn).await.map_err(db("delete claim documents"))?.rows_affected();
+                    let n = sqlx::query("DELETE FROM claim_documents WHERE claim_id = $1").bind(id.clone()).execute(ctx.conn().await?).await.map_err(db("delete claim documents"))?.rows_affected();
                     for a in &accounts {
                         let payload = serde_json::json!({ "claim_id": id, "subject_id": a, "reason": "identity_claim_approved" });
                         // For the platform the claim was made through only.

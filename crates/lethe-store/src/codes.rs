@@ -39,7 +39,7 @@ impl Store {
                     }
                     let prev = sqlx::query("SELECT sent_at, locked_until, lockouts FROM otp_codes WHERE case_id = $1")
                         .bind(id.to_string())
-                        .fetch_optional(&mut ctx.conn)
+                        .fetch_optional(ctx.conn().await?)
                         .await
                         .map_err(db("read code"))?;
                     let mut lockouts = 0i64;
@@ -67,7 +67,7 @@ impl Store {
                     .bind(ms(now.checked_add(ttl).unwrap_or(now)))
                     .bind(lockouts)
                     .bind(ms(now))
-                    .execute(&mut ctx.conn)
+                    .execute(ctx.conn().await?)
                     .await
                     .map_err(db("store code"))?;
                     sqlx::query("INSERT INTO outbox (case_id, channel, destination, body, created_at) VALUES ($1, $2, $3, $4, $5)")
@@ -76,7 +76,7 @@ impl Store {
                         .bind(message.destination)
                         .bind(message.body)
                         .bind(ms(now))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("queue message"))?;
                     let change = Change {
@@ -129,7 +129,7 @@ impl Store {
                     }
                     let row = sqlx::query("SELECT code_hash, expires_at, attempts, lockouts, locked_until FROM otp_codes WHERE case_id = $1")
                         .bind(id.to_string())
-                        .fetch_optional(&mut ctx.conn)
+                        .fetch_optional(ctx.conn().await?)
                         .await
                         .map_err(db("read code"))?
                         .ok_or(StoreError::NoCode)?;
@@ -159,7 +159,7 @@ impl Store {
                                 .bind(attempts)
                                 .bind(ms(until))
                                 .bind(id.to_string())
-                                .execute(&mut ctx.conn)
+                                .execute(ctx.conn().await?)
                                 .await
                                 .map_err(db("lock code"))?;
                             let pseudo = pseudonym_of(ctx, id).await?;
@@ -170,7 +170,7 @@ impl Store {
                         sqlx::query("UPDATE otp_codes SET attempts = $1 WHERE case_id = $2")
                             .bind(attempts)
                             .bind(id.to_string())
-                            .execute(&mut ctx.conn)
+                            .execute(ctx.conn().await?)
                             .await
                             .map_err(db("count attempt"))?;
                         let left = u32::try_from(i64::from(max_attempts) - attempts).unwrap_or(0);
@@ -178,7 +178,7 @@ impl Store {
                     }
                     sqlx::query("DELETE FROM otp_codes WHERE case_id = $1")
                         .bind(id.to_string())
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("consume code"))?;
                     let case = apply_in(ctx, id, &then, now, &actor).await?;

@@ -41,7 +41,7 @@ impl Store {
                         .bind(role)
                         .bind(ms(crate::now_wall()))
                         .bind(platform)
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(|e| match &e {
                             sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Db { action: "create agent", message: "the username is taken".into() },
@@ -88,7 +88,7 @@ impl Store {
                 Box::pin(async move {
                     let n: i64 = sqlx::query_scalar("UPDATE agents SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins")
                         .bind(agent_id.clone())
-                        .fetch_one(&mut ctx.conn)
+                        .fetch_one(ctx.conn().await?)
                         .await
                         .map_err(db("count failed login"))?;
                     if n >= i64::from(max) {
@@ -97,7 +97,7 @@ impl Store {
                         // (the long lockout is per address, login_throttle).
                         let secs = 1i64 << (n - i64::from(max)).clamp(0, 6);
                         let until = now.checked_add(jiff::SignedDuration::from_secs(secs)).unwrap_or(now);
-                        sqlx::query("UPDATE agents SET locked_until = $1 WHERE id = $2").bind(ms(until)).bind(agent_id).execute(&mut ctx.conn).await.map_err(db("lock agent"))?;
+                        sqlx::query("UPDATE agents SET locked_until = $1 WHERE id = $2").bind(ms(until)).bind(agent_id).execute(ctx.conn().await?).await.map_err(db("lock agent"))?;
                     }
                     Ok(())
                 })
@@ -121,7 +121,7 @@ impl Store {
                     let n = sqlx::query("UPDATE agents SET failed_logins = 0, locked_until = NULL, last_totp_step = $1 WHERE id = $2 AND (last_totp_step IS NULL OR last_totp_step < $1)")
                         .bind(i64::try_from(totp_step).unwrap_or(i64::MAX))
                         .bind(agent_id.clone())
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("record login"))?
                         .rows_affected();
@@ -133,7 +133,7 @@ impl Store {
                         .bind(agent_id)
                         .bind(role)
                         .bind(ms(expires))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("store session"))?;
                     Ok(true)
@@ -149,7 +149,7 @@ impl Store {
                 Box::pin(async move {
                     sqlx::query("DELETE FROM console_sessions WHERE token_hash = $1")
                         .bind(token_hash)
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("end session"))?;
                     Ok(())
@@ -178,11 +178,11 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    sqlx::query("DELETE FROM callback_ids WHERE seen_at < $1").bind(ms(now) - 86_400_000).execute(&mut ctx.conn).await.map_err(db("expire callback ids"))?;
+                    sqlx::query("DELETE FROM callback_ids WHERE seen_at < $1").bind(ms(now) - 86_400_000).execute(ctx.conn().await?).await.map_err(db("expire callback ids"))?;
                     let n = sqlx::query("INSERT INTO callback_ids (id, seen_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
                         .bind(id)
                         .bind(ms(now))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("record callback id"))?
                         .rows_affected();
@@ -248,7 +248,7 @@ impl Store {
                         "SELECT failures, window_start FROM login_throttle WHERE key = $1",
                     )
                     .bind(key.clone())
-                    .fetch_optional(&mut ctx.conn)
+                    .fetch_optional(ctx.conn().await?)
                     .await
                     .map_err(db("read sign-in throttle"))?;
                     let (n, start) = match row {
@@ -264,7 +264,7 @@ impl Store {
                             "SELECT failures FROM login_throttle WHERE key = $1",
                         )
                         .bind(key.clone())
-                        .fetch_optional(&mut ctx.conn)
+                        .fetch_optional(ctx.conn().await?)
                         .await
                         .map_err(db("read sign-in throttle"))?
                         .unwrap_or(0)
@@ -291,7 +291,7 @@ impl Store {
                 Box::pin(async move {
                     sqlx::query("DELETE FROM login_throttle WHERE key = $1")
                         .bind(format!("acct:{agent_id}:{addr}"))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("clear sign-in throttle"))?;
                     Ok(())
@@ -313,7 +313,7 @@ async fn upsert_throttle(
         .bind(failures)
         .bind(window_start)
         .bind(locked_until)
-        .execute(&mut ctx.conn)
+        .execute(ctx.conn().await?)
         .await
         .map_err(db("count failed sign-in"))?;
     Ok(())
@@ -328,7 +328,7 @@ impl Store {
                     sqlx::query("INSERT INTO signed_out (sid, until_at) VALUES ($1, $2) ON CONFLICT (sid) DO NOTHING")
                         .bind(sid)
                         .bind(ms(until))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("sign out"))?;
                     Ok(())
@@ -354,13 +354,13 @@ impl Store {
                 Box::pin(async move {
                     sqlx::query("DELETE FROM signed_out WHERE until_at < $1")
                         .bind(ms(now))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("purge signed-out sessions"))?;
                     sqlx::query("DELETE FROM login_throttle WHERE (locked_until IS NULL OR locked_until < $1) AND window_start < $2")
                         .bind(ms(now))
                         .bind(ms(now) - ADDRESS_WINDOW_SECS * 1000)
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("purge sign-in counts"))?;
                     Ok(())
@@ -384,17 +384,17 @@ impl Store {
                     sqlx::query("INSERT INTO instances (id, seen_at) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET seen_at = $2")
                         .bind(id)
                         .bind(ms(now))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("record instance"))?;
                     sqlx::query("DELETE FROM instances WHERE seen_at < $1")
                         .bind(ms(now) - 10 * INSTANCE_LIVE_MS)
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("forget instances"))?;
                     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM instances WHERE seen_at >= $1")
                         .bind(ms(now) - INSTANCE_LIVE_MS)
-                        .fetch_one(&mut ctx.conn)
+                        .fetch_one(ctx.conn().await?)
                         .await
                         .map_err(db("count instances"))?;
                     Ok(u32::try_from(n).unwrap_or(u32::MAX).max(1))
@@ -436,13 +436,13 @@ impl Store {
                         sqlx::query("INSERT INTO sms_sent (quota_key, sent_at) VALUES ($1, $2)")
                             .bind(k)
                             .bind(ms(at))
-                            .execute(&mut ctx.conn)
+                            .execute(ctx.conn().await?)
                             .await
                             .map_err(db("count SMS sent"))?;
                     }
                     sqlx::query("DELETE FROM sms_sent WHERE sent_at < $1")
                         .bind(ms(forget_before))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("forget SMS sent"))?;
                     Ok(())

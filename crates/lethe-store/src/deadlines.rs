@@ -148,7 +148,7 @@ impl Store {
                     )
                     .bind(ms(now))
                     .bind(i64::from(limit))
-                    .fetch_all(&mut ctx.conn)
+                    .fetch_all(ctx.conn().await?)
                     .await
                     .map_err(db("find deadline alerts"))?
                     .iter()
@@ -162,7 +162,7 @@ impl Store {
                             ctx.skip_locked()
                         )))
                         .bind(case_id.clone())
-                        .fetch_optional(&mut ctx.conn)
+                        .fetch_optional(ctx.conn().await?)
                         .await
                         .map_err(db("lock case"))?;
                         if locked.is_none() {
@@ -175,7 +175,7 @@ impl Store {
                         } else {
                             "UPDATE deadlines SET warned_at = $1 WHERE case_id = $2 AND kind = $3 AND met_at IS NULL AND warned_at IS NULL"
                         };
-                        let flagged = sqlx::query(sql).bind(ms(now)).bind(case_id.clone()).bind(kind.clone()).execute(&mut ctx.conn).await.map_err(db("flag deadline"))?.rows_affected();
+                        let flagged = sqlx::query(sql).bind(ms(now)).bind(case_id.clone()).bind(kind.clone()).execute(ctx.conn().await?).await.map_err(db("flag deadline"))?.rows_affected();
                         if flagged == 0 {
                             continue;
                         }
@@ -211,7 +211,7 @@ impl Store {
                     let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM cases WHERE state NOT IN ('erased', 'withdrawn', 'rejected') AND id > $1 ORDER BY id LIMIT $2")
                         .bind(after.unwrap_or_default())
                         .bind(i64::from(limit))
-                        .fetch_all(&mut ctx.conn)
+                        .fetch_all(ctx.conn().await?)
                         .await
                         .map_err(db("list open cases"))?;
                     for id in &ids {
@@ -281,7 +281,7 @@ impl Store {
                     .bind(ms(until))
                     .bind(ms(now))
                     .bind(i64::from(limit.min(1000)))
-                    .fetch_all(&mut ctx.conn)
+                    .fetch_all(ctx.conn().await?)
                     .await
                     .map_err(db("claim notifications"))?;
                     Ok(rows.iter().map(row_notification).collect::<Vec<_>>())
@@ -308,7 +308,7 @@ impl Store {
                         (Err(e), Some(at)) => sqlx::query("UPDATE notifications SET attempts = attempts + 1, next_at = $1, last_error = $2 WHERE id = $3").bind(ms(at)).bind(e.clone()).bind(id),
                         (Err(e), None) => sqlx::query("UPDATE notifications SET state = 'dead', attempts = attempts + 1, last_error = $1 WHERE id = $2").bind(e.clone()).bind(id),
                     };
-                    q.execute(&mut ctx.conn).await.map_err(db("record delivery"))?;
+                    q.execute(ctx.conn().await?).await.map_err(db("record delivery"))?;
                     Ok(())
                 })
             })
@@ -365,7 +365,7 @@ impl Store {
                         .bind(case_id.to_string())
                         .bind(ms(now))
                         .bind(ms(expires))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("store tombstone"))?;
                     }
@@ -414,7 +414,7 @@ impl Store {
                         .bind(kind)
                         .bind(hash)
                         .bind(platform)
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("release tombstone"))?
                         .rows_affected();
@@ -433,7 +433,7 @@ impl Store {
                         "DELETE FROM tombstones WHERE expires_at <= $1 OR released_at IS NOT NULL",
                     )
                     .bind(ms(now))
-                    .execute(&mut ctx.conn)
+                    .execute(ctx.conn().await?)
                     .await
                     .map_err(db("purge tombstones"))?
                     .rows_affected())

@@ -71,7 +71,7 @@ async fn set_schedule_error(
     sqlx::query("UPDATE schedules SET last_error = $1 WHERE name = $2")
         .bind(error)
         .bind(name.to_owned())
-        .execute(&mut ctx.conn)
+        .execute(ctx.conn().await?)
         .await
         .map_err(db("record scheduled work"))?;
     Ok(())
@@ -126,7 +126,7 @@ impl Store {
                     let n = sqlx::query("INSERT INTO schedules (name, last_run_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
                         .bind(name.clone())
                         .bind(ms(now))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("claim scheduled work"))?
                         .rows_affected();
@@ -137,7 +137,7 @@ impl Store {
                         .bind(ms(now))
                         .bind(name)
                         .bind(ms(due))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("claim scheduled work"))?
                         .rows_affected();
@@ -209,7 +209,7 @@ impl Store {
                         let state: Option<String> =
                             sqlx::query_scalar("SELECT state FROM drift_findings WHERE id = $1")
                                 .bind(id.clone())
-                                .fetch_optional(&mut ctx.conn)
+                                .fetch_optional(ctx.conn().await?)
                                 .await
                                 .map_err(db("read a drift finding"))?;
                         let sql = match state.as_deref() {
@@ -227,7 +227,7 @@ impl Store {
                             .bind(f.message.clone())
                             .bind(f.fix.clone())
                             .bind(ms(now))
-                            .execute(&mut ctx.conn)
+                            .execute(ctx.conn().await?)
                             .await
                             .map_err(db("record a drift finding"))?;
                         if matches!(state.as_deref(), None | Some("gone")) {
@@ -240,13 +240,13 @@ impl Store {
                             "SELECT id FROM drift_findings WHERE system = $1 AND state <> 'gone'",
                         )
                         .bind(system.clone())
-                        .fetch_all(&mut ctx.conn)
+                        .fetch_all(ctx.conn().await?)
                         .await
                         .map_err(db("read drift findings"))?;
                         for id in live.into_iter().filter(|i| !ids.contains(i)) {
                             sqlx::query("UPDATE drift_findings SET state = 'gone' WHERE id = $1")
                                 .bind(id)
-                                .execute(&mut ctx.conn)
+                                .execute(ctx.conn().await?)
                                 .await
                                 .map_err(db("clear a drift finding"))?;
                         }
@@ -257,7 +257,7 @@ impl Store {
                             "SELECT {COLS} FROM drift_findings WHERE id = $1"
                         )))
                         .bind(id)
-                        .fetch_one(&mut ctx.conn)
+                        .fetch_one(ctx.conn().await?)
                         .await
                         .map_err(db("read a drift finding"))?;
                         out.push(row(&r));
@@ -365,7 +365,7 @@ impl Store {
                         .bind(actor.clone())
                         .bind(reason.clone())
                         .bind(ms(now))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("accept a drift finding"))?
                         .rows_affected();
@@ -376,7 +376,7 @@ impl Store {
                         "SELECT {COLS} FROM drift_findings WHERE id = $1"
                     )))
                     .bind(id.clone())
-                    .fetch_one(&mut ctx.conn)
+                    .fetch_one(ctx.conn().await?)
                     .await
                     .map_err(db("read a drift finding"))?;
                     let f = row(&r);

@@ -57,7 +57,7 @@ pub(crate) async fn keep_tombstone(
     .bind(system.to_owned())
     .bind(ms(now))
     .bind(case_id.to_owned())
-    .execute(&mut ctx.conn)
+    .execute(ctx.conn().await?)
     .await
     .map_err(db("keep the erased subject's tombstone"))?;
     Ok(())
@@ -134,7 +134,7 @@ impl Store {
                 Box::pin(async move {
                     Ok(sqlx::query("UPDATE reapply_runs SET state = 'failed', error = 'interrupted: the instance running it stopped; run it again' WHERE state = 'running' AND created_at < $1")
                         .bind(ms(before))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("close interrupted reapply runs"))?
                         .rows_affected())
@@ -161,7 +161,7 @@ impl Store {
                         "SELECT id FROM reapply_runs WHERE system = $1 AND state = 'running' LIMIT 1",
                     )
                     .bind(system.clone())
-                    .fetch_optional(&mut ctx.conn)
+                    .fetch_optional(ctx.conn().await?)
                     .await
                     .map_err(db("look for a running reapply"))?;
                     if busy.is_some() {
@@ -176,7 +176,7 @@ impl Store {
                         .bind(ms(since))
                         .bind(i64::from(dry_run))
                         .bind(ms(now))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("open the reapply run"))?;
                     Ok(())
@@ -209,7 +209,7 @@ impl Store {
                         .bind(ms(now))
                         .bind(report)
                         .bind(error)
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("close the reapply run"))?;
                     if let Some(detail) = event {

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use lethe_domain::{Case, CaseId};
 use sqlx::Row;
 
-use crate::{Store, StoreError, WriteCtx, db, ms};
+use crate::{Stmt, Store, StoreError, WriteCtx, db, ms};
 
 /// One event waiting to be published.
 #[derive(Debug, Clone)]
@@ -51,16 +51,16 @@ pub(crate) async fn insert(
     if let (Some(s), Some(m)) = (system, payload.as_object_mut()) {
         m.insert("system".into(), s.into());
     }
-    sqlx::query("INSERT INTO case_events (dedupe_id, kind, system, case_id, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dedupe_id) DO NOTHING")
-        .bind(dedupe_id)
-        .bind(kind.to_owned())
-        .bind(system.map(str::to_owned))
-        .bind(case.id.to_string())
-        .bind(payload.to_string())
-        .bind(ms(at))
-        .execute(&mut ctx.conn)
-        .await
-        .map_err(db("record case event"))?;
+    ctx.defer(
+        Stmt::new("record case event", "INSERT INTO case_events (dedupe_id, kind, system, case_id, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dedupe_id) DO NOTHING")
+            .arg(dedupe_id)
+            .arg(kind)
+            .arg(system.map(str::to_owned))
+            .arg(case.id.to_string())
+            .arg(payload.to_string())
+            .arg(ms(at)),
+    )
+    .await?;
     Ok(())
 }
 
@@ -104,7 +104,7 @@ impl Store {
                     .bind(ms(until))
                     .bind(ms(now))
                     .bind(i64::from(limit.min(1000)))
-                    .fetch_all(&mut ctx.conn)
+                    .fetch_all(ctx.conn().await?)
                     .await
                     .map_err(db("claim case events"))?;
                     Ok(rows
@@ -138,7 +138,7 @@ impl Store {
                         sqlx::query("UPDATE case_events SET published_at = $1, lease_until = NULL WHERE id = $2")
                             .bind(ms(now))
                             .bind(*id)
-                            .execute(&mut ctx.conn)
+                            .execute(ctx.conn().await?)
                             .await
                             .map_err(db("mark case event published"))?;
                     }
@@ -157,7 +157,7 @@ impl Store {
                     for id in &ids {
                         sqlx::query("UPDATE case_events SET lease_until = NULL WHERE id = $1 AND published_at IS NULL")
                             .bind(*id)
-                            .execute(&mut ctx.conn)
+                            .execute(ctx.conn().await?)
                             .await
                             .map_err(db("release case event"))?;
                     }
@@ -175,7 +175,7 @@ impl Store {
                     sqlx::query("UPDATE case_events SET attempts = attempts + 1, last_error = $1, lease_until = NULL WHERE id = $2")
                         .bind(error.clone())
                         .bind(id)
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("record case event failure"))?;
                     Ok(())

@@ -141,7 +141,7 @@ async fn event(
 async fn load(ctx: &mut WriteCtx, id: &str) -> Result<Option<ExportRow>, StoreError> {
     sqlx::query(sql!("SELECT {COLS} FROM exports WHERE id = $1"))
         .bind(id.to_owned())
-        .fetch_optional(&mut ctx.conn)
+        .fetch_optional(ctx.conn().await?)
         .await
         .map_err(db("read export"))?
         .as_ref()
@@ -169,7 +169,7 @@ async fn close(
         .bind(ms(now))
         .bind(e.id.clone())
         .bind(e.state.as_str())
-        .execute(&mut ctx.conn)
+        .execute(ctx.conn().await?)
         .await
         .map_err(db("close export"))?
         .rows_affected();
@@ -193,7 +193,7 @@ impl Store {
                 Box::pin(async move {
                     let earlier = sqlx::query(sql!("SELECT {COLS} FROM exports WHERE idem_key = $1"))
                         .bind(x.idem_key.clone())
-                        .fetch_optional(&mut ctx.conn)
+                        .fetch_optional(ctx.conn().await?)
                         .await
                         .map_err(db("read export"))?;
                     if let Some(r) = earlier {
@@ -204,7 +204,7 @@ impl Store {
                     // export of the subject, so none may start after it.
                     let erasing: Option<String> = sqlx::query_scalar("SELECT state FROM cases WHERE subject_pseudonym = $1 AND state IN ('erasing', 'erased') LIMIT 1")
                         .bind(x.subject_ref.clone())
-                        .fetch_optional(&mut ctx.conn)
+                        .fetch_optional(ctx.conn().await?)
                         .await
                         .map_err(db("read cases of subject"))?;
                     if let Some(state) = erasing {
@@ -225,7 +225,7 @@ impl Store {
                         .bind(ms(crate::now_wall()))
                         .bind(ms(now))
                         .bind(ms(x.expires_at))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("store export"))?;
                     let mut detail = serde_json::json!({
@@ -308,7 +308,7 @@ impl Store {
                     ))
                     .bind(ms(until))
                     .bind(ms(wall))
-                    .fetch_optional(&mut ctx.conn)
+                    .fetch_optional(ctx.conn().await?)
                     .await
                     .map_err(db("claim export"))?;
                     r.as_ref().map(row_of).transpose()
@@ -333,7 +333,7 @@ impl Store {
                         .bind(progress_text(&progress))
                         .bind(ms(lease_until))
                         .bind(id.clone())
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("record export progress"))?
                         .rows_affected()
@@ -367,7 +367,7 @@ impl Store {
                         .bind(summary.to_string())
                         .bind(ms(now))
                         .bind(id.clone())
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("mark export ready"))?;
                     event(ctx, &e, "export.ready", ExportState::Ready, "worker", summary, now).await?;
@@ -411,7 +411,7 @@ impl Store {
                             .bind(ms(retry_at))
                             .bind(error.clone())
                             .bind(id.clone())
-                            .execute(&mut ctx.conn)
+                            .execute(ctx.conn().await?)
                             .await
                             .map_err(db("requeue export"))?;
                         return Ok(ExportState::Queued);
@@ -419,7 +419,7 @@ impl Store {
                     sqlx::query("UPDATE exports SET last_error = $1 WHERE id = $2")
                         .bind(error.clone())
                         .bind(id.clone())
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("record export error"))?;
                     close(ctx, &e, ExportState::Failed, "export.failed", "worker", serde_json::json!({ "attempts": e.attempts }), now).await?;
@@ -448,7 +448,7 @@ impl Store {
                     if e.single_use {
                         sqlx::query("UPDATE exports SET state = 'downloading' WHERE id = $1 AND state = 'ready'")
                             .bind(id.clone())
-                            .execute(&mut ctx.conn)
+                            .execute(ctx.conn().await?)
                             .await
                             .map_err(db("take export link"))?;
                     }
@@ -470,7 +470,7 @@ impl Store {
                     };
                     sqlx::query("UPDATE exports SET downloads = downloads + 1 WHERE id = $1")
                         .bind(id.clone())
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("count download"))?;
                     let detail = serde_json::json!({ "download": e.downloads + 1 });
@@ -507,7 +507,7 @@ impl Store {
                 Box::pin(async move {
                     sqlx::query("UPDATE exports SET state = 'ready' WHERE id = $1 AND state = 'downloading'")
                         .bind(id.clone())
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("release export link"))?;
                     Ok(())
@@ -563,7 +563,7 @@ impl Store {
                     ))
                     .bind(ms(now))
                     .bind(i64::from(limit))
-                    .fetch_all(&mut ctx.conn)
+                    .fetch_all(ctx.conn().await?)
                     .await
                     .map_err(db("read expired exports"))?;
                     let mut n = 0;
@@ -602,7 +602,7 @@ impl Store {
                     sqlx::query("UPDATE exports SET key_sealed = NULL, cleaned_at = $1 WHERE id = $2 AND cleaned_at IS NULL")
                         .bind(ms(now))
                         .bind(id.clone())
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("mark export cleaned"))?;
                     Ok(())

@@ -34,27 +34,24 @@ pub(crate) fn idem_cutoff() -> i64 {
 /// committed first — makes this an [`StoreError::IdempotencyConflict`].
 /// One statement: the upsert only replaces a record older than the cutoff.
 pub(crate) async fn write_idem(ctx: &mut WriteCtx, record: IdemRow) -> Result<(), StoreError> {
-    let n = sqlx::query(
-        "INSERT INTO idempotency (principal, key, request_hash, status, body, created_at, case_id) VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (principal, key) DO UPDATE SET request_hash = excluded.request_hash, status = excluded.status, body = excluded.body, created_at = excluded.created_at, case_id = excluded.case_id
-         WHERE idempotency.created_at < $8",
+    ctx.defer(
+        Stmt::new(
+            "store idempotency record",
+            "INSERT INTO idempotency (principal, key, request_hash, status, body, created_at, case_id) VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (principal, key) DO UPDATE SET request_hash = excluded.request_hash, status = excluded.status, body = excluded.body, created_at = excluded.created_at, case_id = excluded.case_id
+             WHERE idempotency.created_at < $8",
+        )
+        .arg(record.principal)
+        .arg(record.key)
+        .arg(record.request_hash)
+        .arg(i64::from(record.status))
+        .arg(record.body)
+        .arg(ms(now_wall()))
+        .arg(record.case_id)
+        .arg(idem_cutoff())
+        .then(Then::AtLeastOneRow(|| StoreError::IdempotencyConflict)),
     )
-    .bind(record.principal)
-    .bind(record.key)
-    .bind(record.request_hash)
-    .bind(i64::from(record.status))
-    .bind(record.body)
-    .bind(ms(now_wall()))
-    .bind(record.case_id)
-    .bind(idem_cutoff())
-    .execute(&mut ctx.conn)
     .await
-    .map_err(db("store idempotency record"))?
-    .rows_affected();
-    if n == 0 {
-        return Err(StoreError::IdempotencyConflict);
-    }
-    Ok(())
 }
 
 /// The columns of one idempotency record.
@@ -80,7 +77,7 @@ pub(crate) async fn claim_idem(ctx: &mut WriteCtx, idem: Option<&Idem>) -> Resul
     .bind(i.principal.clone())
     .bind(i.key.clone())
     .bind(idem_cutoff())
-    .fetch_optional(&mut ctx.conn)
+    .fetch_optional(ctx.conn().await?)
     .await
     .map_err(db("read idempotency record"))?;
     if live.is_some() {
@@ -175,7 +172,7 @@ impl Store {
                     )
                     .bind(idem_cutoff())
                     .bind(i64::from(limit))
-                    .execute(&mut ctx.conn)
+                    .execute(ctx.conn().await?)
                     .await
                     .map_err(db("purge idempotency records"))?
                     .rows_affected();

@@ -74,15 +74,15 @@ pub(crate) async fn enqueue(
     j: &NewJob,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO jobs (kind, case_id, system, state, attempts, max_attempts, run_at, created_at) VALUES ($1, $2, $3, 'ready', 0, $4, $5, $5) ON CONFLICT (kind, case_id, system) DO NOTHING")
-        .bind(j.kind.clone())
-        .bind(id.to_string())
-        .bind(j.system.clone())
-        .bind(i64::from(j.max_attempts))
-        .bind(ms(now))
-        .execute(&mut ctx.conn)
-        .await
-        .map_err(db("enqueue job"))?;
+    ctx.defer(
+        Stmt::new("enqueue job", "INSERT INTO jobs (kind, case_id, system, state, attempts, max_attempts, run_at, created_at) VALUES ($1, $2, $3, 'ready', 0, $4, $5, $5) ON CONFLICT (kind, case_id, system) DO NOTHING")
+            .arg(j.kind.clone())
+            .arg(id.to_string())
+            .arg(j.system.clone())
+            .arg(i64::from(j.max_attempts))
+            .arg(ms(now)),
+    )
+    .await?;
     if ctx.case_events && j.kind == "erase" {
         events::erasure_requested(ctx, id, &j.system, now).await?;
     }
@@ -125,7 +125,7 @@ impl Store {
                     .bind(ms(until))
                     .bind(ms(now))
                     .bind(owner)
-                    .fetch_optional(&mut ctx.conn)
+                    .fetch_optional(ctx.conn().await?)
                     .await
                     .map_err(db("claim job"))?;
                     row.as_ref().map(job_of).transpose()
@@ -155,7 +155,7 @@ impl Store {
                         .bind(ms(until))
                         .bind(*job_id)
                         .bind(i64::from(*attempt))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("heartbeat"))?;
                     }
@@ -225,7 +225,7 @@ impl Store {
                         .bind(note)
                         .bind(job_id)
                         .bind(attempt.map_or(-1, i64::from))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db(action))?;
                     Ok(())
@@ -252,7 +252,7 @@ impl Store {
                         .bind(note)
                         .bind(job_id)
                         .bind(i64::from(attempt))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("defer job"))?;
                     Ok(())
@@ -323,19 +323,19 @@ impl Store {
                         .bind(instructions)
                         .bind(ms(due))
                         .bind(ms(now))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("open manual task"))?;
                     let task: i64 = sqlx::query_scalar("SELECT id FROM manual_tasks WHERE job_id = $1")
                         .bind(job_id)
-                        .fetch_one(&mut ctx.conn)
+                        .fetch_one(ctx.conn().await?)
                         .await
                         .map_err(db("read manual task"))?;
                     sqlx::query("UPDATE jobs SET state = 'waiting', lease_until = NULL, run_at = $1, last_error = $2 WHERE id = $3")
                         .bind(ms(due))
                         .bind(format!("waiting for manual task {task}, due {due}"))
                         .bind(job_id)
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("park job"))?;
                     Ok(task)
@@ -417,7 +417,7 @@ impl Store {
                         .bind(note)
                         .bind(i64::try_from(records).unwrap_or(i64::MAX))
                         .bind(task_id)
-                        .fetch_optional(&mut ctx.conn)
+                        .fetch_optional(ctx.conn().await?)
                         .await
                         .map_err(db("complete manual task"))?;
                     let Some(row) = row else {
@@ -485,7 +485,7 @@ impl Store {
                     .bind(ms(now))
                     .bind(i64::from(limit.min(1000)))
                     .bind(owner)
-                    .fetch_all(&mut ctx.conn)
+                    .fetch_all(ctx.conn().await?)
                     .await
                     .map_err(db("claim jobs"))?;
                     rows.iter().map(job_of).collect()
@@ -517,7 +517,7 @@ impl Store {
                 Box::pin(async move {
                     sqlx::query("UPDATE jobs SET state = 'done', lease_until = NULL, last_error = NULL WHERE id = $1")
                         .bind(job_id)
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("complete job"))?;
                     apply_in(ctx, id, &cmd, now, &actor).await
@@ -545,7 +545,7 @@ impl Store {
                         .bind(reason.clone())
                         .bind(job_id)
                         .bind(i64::from(attempt))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("fail job"))?
                         .rows_affected();
@@ -573,7 +573,7 @@ impl Store {
                     sqlx::query("UPDATE jobs SET state = 'ready', attempts = 0, run_at = $1, lease_until = NULL WHERE case_id = $2 AND state = 'dead'")
                         .bind(ms(now_wall()))
                         .bind(id.to_string())
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("re-arm jobs"))?;
                     finish_idem(ctx, idem.as_ref(), &case).await?;

@@ -76,7 +76,11 @@ pub use log::{
     SequenceOutcome,
 };
 pub(crate) use log::{insert_event, insert_events, perfect_node, row_to_event};
-pub use writer::{MAX_BATCH, MAX_WRITE_CONNECTIONS, NewJob, QUEUE_DEPTH, WriteCtx};
+pub use writer::{
+    MAX_BATCH, MAX_DEFERRED, MAX_DEFERRED_ARGS, MAX_WRITE_CONNECTIONS, NewJob, QUEUE_DEPTH,
+    WriteCtx,
+};
+pub(crate) use writer::{Stmt, Then};
 
 /// The store's connections go through sqlx's `Any` driver: the SQL is
 /// written once, for both backends (integers and text only, `$n`
@@ -396,7 +400,7 @@ impl Store {
             .run_outside_tx(|ctx| {
                 Box::pin(async move {
                     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("checkpoint"))?;
                     Ok(())

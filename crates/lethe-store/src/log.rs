@@ -31,7 +31,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use lethe_ledger::RecordedEvent;
 
-use crate::{DbConn, Store, StoreError, WriteCtx, db, ms};
+use crate::{DbConn, Stmt, Store, StoreError, Then, WriteCtx, db, ms};
 
 /// The lease the sequencer holds.
 pub const SEQUENCER_LEASE: &str = "audit.sequencer";
@@ -104,34 +104,34 @@ fn tail(event: &AuditEvent) -> String {
 /// Events queued per multi-row INSERT (10 values each).
 const EVENTS_PER_INSERT: usize = 500;
 
-/// Queues one event (its `seq` is ignored: the sequencer assigns it);
-/// returns its queue id.
+/// Queues one event (its `seq` is ignored: the sequencer assigns it). The
+/// insert is deferred; its queue id becomes [`WriteCtx::last_qid`].
 pub(crate) async fn insert_event(
     ctx: &mut WriteCtx,
     mut event: AuditEvent,
-) -> Result<i64, StoreError> {
+) -> Result<(), StoreError> {
     // Free text from agents and platforms (reasons, branches, notes) never
     // carries control or bidirectional formatting characters into the log.
     event.actor = lethe_domain::ids::clean_text(&event.actor);
     clean_json(&mut event.detail);
     let body = tail(&event);
-    let qid: i64 = sqlx::query_scalar("INSERT INTO audit_entries (case_id, subject, kind, from_state, to_state, actor, at, detail, queued_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING qid")
-        .bind(event.case_id)
-        .bind(event.subject)
-        .bind(event.kind)
-        .bind(event.from_state)
-        .bind(event.to_state)
-        .bind(event.actor)
-        .bind(event.at)
-        .bind(event.detail.to_string())
-        .bind(ms(crate::now_wall()))
-        .bind(body)
-        .fetch_one(&mut ctx.conn)
-        .await
-        .map_err(db("queue audit event"))?;
-    ctx.last_qid = Some(qid);
+    ctx.defer(
+        Stmt::new("queue audit event", "INSERT INTO audit_entries (case_id, subject, kind, from_state, to_state, actor, at, detail, queued_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING qid")
+            .arg(event.case_id)
+            .arg(event.subject)
+            .arg(event.kind)
+            .arg(event.from_state)
+            .arg(event.to_state)
+            .arg(event.actor)
+            .arg(event.at)
+            .arg(event.detail.to_string())
+            .arg(ms(crate::now_wall()))
+            .arg(body)
+            .then(Then::QueueId),
+    )
+    .await?;
     ctx.queued = true;
-    Ok(qid)
+    Ok(())
 }
 
 /// Queues many events (of no case: purges) in order, with multi-row
@@ -171,7 +171,7 @@ pub(crate) async fn insert_events(
                 .bind(now)
                 .bind(body);
         }
-        q.execute(&mut ctx.conn)
+        q.execute(ctx.conn().await?)
             .await
             .map_err(db("queue audit events"))?;
     }
@@ -369,13 +369,13 @@ async fn take_lease(
         ctx.skip_locked()
     )))
     .bind(name.to_owned())
-    .fetch_optional(&mut ctx.conn)
+    .fetch_optional(ctx.conn().await?)
     .await
     .map_err(db("take the sequencer's lease"))?;
     if present.is_none() {
         let exists: Option<i64> = sqlx::query_scalar("SELECT epoch FROM leases WHERE name = $1")
             .bind(name.to_owned())
-            .fetch_optional(&mut ctx.conn)
+            .fetch_optional(ctx.conn().await?)
             .await
             .map_err(db("take the sequencer's lease"))?;
         if exists.is_some() {
@@ -387,7 +387,7 @@ async fn take_lease(
         .bind(now + ttl)
         .bind(name.to_owned())
         .bind(now)
-        .fetch_optional(&mut ctx.conn)
+        .fetch_optional(ctx.conn().await?)
         .await
         .map_err(db("take the sequencer's lease"))?;
     if epoch.is_some() {
@@ -397,7 +397,7 @@ async fn take_lease(
         .bind(name.to_owned())
         .bind(owner.to_owned())
         .bind(now + ttl)
-        .fetch_optional(&mut ctx.conn)
+        .fetch_optional(ctx.conn().await?)
         .await
         .map_err(db("take the sequencer's lease"))
 }
@@ -435,7 +435,7 @@ async fn move_batch(
          SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each($1)",
     )
     .bind(json)
-    .execute(&mut ctx.conn)
+    .execute(ctx.conn().await?)
     .await
     .map_err(db("sequence audit events"))?
     .rows_affected();
@@ -451,7 +451,7 @@ async fn move_batch(
     let deleted = sqlx::query("DELETE FROM audit_pending WHERE qid BETWEEN $1 AND $2")
         .bind(lo)
         .bind(hi)
-        .execute(&mut ctx.conn)
+        .execute(ctx.conn().await?)
         .await
         .map_err(db("sequence audit events"))?
         .rows_affected();
@@ -487,7 +487,7 @@ async fn insert_nodes(ctx: &mut WriteCtx, nodes: &[(u32, u64, Hash)]) -> Result<
         };
         sqlx::query(insert)
             .bind(json)
-            .execute(&mut ctx.conn)
+            .execute(ctx.conn().await?)
             .await
             .map_err(db("append audit nodes"))?;
     }
@@ -507,7 +507,7 @@ async fn sequence_batch_sqlite(
     let agg = "SELECT group_concat(qid || char(31) || body, char(30)), COUNT(*) FROM (SELECT p.qid, e.body FROM audit_pending p JOIN audit_entries e ON e.qid = p.qid ORDER BY p.qid LIMIT $1) AS b";
     let row = sqlx::query(agg)
         .bind(i64::from(max))
-        .fetch_one(&mut ctx.conn)
+        .fetch_one(ctx.conn().await?)
         .await
         .map_err(db("read the audit queue"))?;
     let text: Option<String> = row.get(0);
@@ -546,7 +546,7 @@ async fn sequence_batch_sqlite(
         sqlx::query("INSERT INTO audit_kind_counts (kind, n) VALUES ($1, $2) ON CONFLICT (kind) DO UPDATE SET n = audit_kind_counts.n + excluded.n")
             .bind(kind.to_owned())
             .bind(n)
-            .execute(&mut ctx.conn)
+            .execute(ctx.conn().await?)
             .await
             .map_err(db("count audit events"))?;
     }
@@ -591,7 +591,7 @@ async fn sequence_batch_pg(
                (SELECT e.body FROM audit_entries e WHERE e.qid = $1), \
                EXISTS (SELECT 1 FROM audit_pending WHERE qid > $2)";
     let lo: Option<i64> = sqlx::query_scalar(OLDEST)
-        .fetch_one(&mut ctx.conn)
+        .fetch_one(ctx.conn().await?)
         .await
         .map_err(db("read the audit queue"))?;
     let Some(lo) = lo else {
@@ -603,7 +603,7 @@ async fn sequence_batch_pg(
         .bind(lo)
         .bind(hi)
         .bind(i64::try_from(first).unwrap_or(i64::MAX))
-        .fetch_one(&mut ctx.conn)
+        .fetch_one(ctx.conn().await?)
         .await
         .map_err(db("sequence audit events"))?;
     let hashes: Option<String> = row.get(0);
@@ -677,7 +677,7 @@ async fn sequence_in(
         sqlx::raw_sql(
             "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; SET LOCAL plan_cache_mode = force_custom_plan",
         )
-        .execute(&mut ctx.conn)
+        .execute(ctx.conn().await?)
         .await
         .map_err(db("sequence audit events"))?;
     }
@@ -696,10 +696,10 @@ async fn sequence_in(
     };
     // The stored tree is the truth: a cached frontier of another size (a
     // holder before this one appended) is read again.
-    let size = log_size(&mut ctx.conn).await?;
+    let size = log_size(ctx.conn().await?).await?;
     let mut frontier = match cached {
         Some(f) if f.size() == size => f,
-        _ => frontier_at(&mut ctx.conn, size).await?,
+        _ => frontier_at(ctx.conn().await?, size).await?,
     };
     // Every batch function takes a `max` already within 1 ..= MAX_SEQUENCE_BATCH.
     let max = max.clamp(1, MAX_SEQUENCE_BATCH);
@@ -734,7 +734,7 @@ async fn store_head(ctx: &mut WriteCtx, head: &TreeHead) -> Result<(), StoreErro
         .bind(head.root_hash.clone())
         .bind(head.timestamp.clone())
         .bind(head.signature.clone())
-        .execute(&mut ctx.conn)
+        .execute(ctx.conn().await?)
         .await
         .map_err(db("store tree head"))?;
     Ok(())
@@ -804,7 +804,7 @@ impl Store {
                     sqlx::query("UPDATE leases SET expires_at = 0 WHERE name = $1 AND owner = $2")
                         .bind(SEQUENCER_LEASE)
                         .bind(owner)
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("release the sequencer's lease"))?;
                     Ok(())
@@ -902,22 +902,22 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    let size = log_size(&mut ctx.conn).await?;
+                    let size = log_size(ctx.conn().await?).await?;
                     if size == 0 {
                         return Ok(None);
                     }
-                    if let Some(head) = head_of_size(&mut ctx.conn, size).await? {
+                    if let Some(head) = head_of_size(ctx.conn().await?, size).await? {
                         return Ok(Some(head));
                     }
                     // Nodes and leaves up to `size` never change once
                     // written: this root is the tree's at `size`.
-                    let frontier = frontier_at(&mut ctx.conn, size).await?;
+                    let frontier = frontier_at(ctx.conn().await?, size).await?;
                     store_head(
                         ctx,
                         &TreeHead::sign(&signer, size, &frontier.root(), &timestamp),
                     )
                     .await?;
-                    head_of_size(&mut ctx.conn, size).await
+                    head_of_size(ctx.conn().await?, size).await
                 })
             })
             .await
@@ -967,7 +967,7 @@ pub(crate) async fn append_event(
         at: at.to_string(),
         detail,
     };
-    insert_event(ctx, event).await.map(drop)
+    insert_event(ctx, event).await
 }
 
 /// A tree head from its row (`size, root, timestamp, signature`).

@@ -74,7 +74,7 @@ async fn holds(ctx: &mut crate::WriteCtx, id: &str, owner: &str) -> Result<(), S
     )))
     .bind(id.to_owned())
     .bind(owner.to_owned())
-    .fetch_optional(&mut ctx.conn)
+    .fetch_optional(ctx.conn().await?)
     .await
     .map_err(db("read the purge's lease"))?;
     match held {
@@ -94,7 +94,7 @@ async fn scrub_notices(ctx: &mut crate::WriteCtx, id: &str) -> Result<(), StoreE
             .bind(lethe_domain::notice::PURGE_NOTICE)
             .bind(after)
             .bind(format!("%\"purge_id\":\"{id}\"%"))
-            .fetch_all(&mut ctx.conn)
+            .fetch_all(ctx.conn().await?)
             .await
             .map_err(db("read the purge's notices"))?;
         let Some(last) = rows.last() else {
@@ -113,7 +113,7 @@ async fn scrub_notices(ctx: &mut crate::WriteCtx, id: &str) -> Result<(), StoreE
             sqlx::query("UPDATE notifications SET payload = $2 WHERE id = $1")
                 .bind(r.get::<i64, _>(0))
                 .bind(v.to_string())
-                .execute(&mut ctx.conn)
+                .execute(ctx.conn().await?)
                 .await
                 .map_err(db("forget the purge's notices"))?;
         }
@@ -149,7 +149,7 @@ impl Store {
                         .bind(state)
                         .bind(p.subjects.len() as i64)
                         .bind(ms(now))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("open the purge"))?;
                     for (c, chunk) in p.subjects.chunks(INSERT_CHUNK).enumerate() {
@@ -177,7 +177,7 @@ impl Store {
                                 .bind(subject.clone())
                                 .bind(hash.clone());
                         }
-                        q.execute(&mut ctx.conn)
+                        q.execute(ctx.conn().await?)
                             .await
                             .map_err(db("store the purge's subjects"))?;
                     }
@@ -208,7 +208,7 @@ impl Store {
                                     .to_string(),
                                 );
                             }
-                            q.execute(&mut ctx.conn)
+                            q.execute(ctx.conn().await?)
                                 .await
                                 .map_err(db("queue the purge's notices"))?;
                         }
@@ -335,7 +335,7 @@ impl Store {
                     )))
                     .bind(ms(now))
                     .bind(ms(wall))
-                    .fetch_optional(&mut ctx.conn)
+                    .fetch_optional(ctx.conn().await?)
                     .await
                     .map_err(db("find a purge to run"))?;
                     let Some(id) = id else { return Ok(None) };
@@ -344,7 +344,7 @@ impl Store {
                         .bind(ms(lease_until))
                         .bind(ms(now))
                         .bind(owner)
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("lease the purge"))?;
                     Ok(Some(id))
@@ -368,7 +368,7 @@ impl Store {
                         .bind(id)
                         .bind(ms(until))
                         .bind(owner)
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("renew the purge's lease"))?
                         .rows_affected();
@@ -398,7 +398,7 @@ impl Store {
                         .bind(owner)
                         .bind(error.clone())
                         .bind(ms(retry_at))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("record the purge's failure"))?
                         .rows_affected();
@@ -409,7 +409,7 @@ impl Store {
                         .bind(id.clone())
                         .bind(i64::from(max))
                         .bind(ms(now))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("fail the purge"))?
                         .rows_affected()
@@ -504,7 +504,7 @@ impl Store {
                     holds(ctx, &id, &owner).await?;
                     sqlx::query("UPDATE purges SET failures = 0 WHERE id = $1")
                         .bind(id.clone())
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("record the purge's progress"))?;
                     for chunk in outcomes.chunks(INSERT_CHUNK) {
@@ -516,7 +516,7 @@ impl Store {
                             ns.join(",")
                         )))
                         .bind(id.clone())
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("record purged subjects"))?
                         .rows_affected();
@@ -544,7 +544,7 @@ impl Store {
                                 .bind(o.reason.clone())
                                 .bind(i64::try_from(o.rows).unwrap_or(i64::MAX));
                         }
-                        q.execute(&mut ctx.conn)
+                        q.execute(ctx.conn().await?)
                             .await
                             .map_err(db("record purged subjects"))?;
                         let stones: Vec<(&str, &str)> = chunk
@@ -567,7 +567,7 @@ impl Store {
                             for (system, hash) in part {
                                 q = q.bind((*system).to_owned()).bind((*hash).to_owned());
                             }
-                            q.execute(&mut ctx.conn)
+                            q.execute(ctx.conn().await?)
                                 .await
                                 .map_err(db("keep the erased subjects' tombstones"))?;
                         }
@@ -623,7 +623,7 @@ impl Store {
                     let noticing: Option<String> = sqlx::query_scalar("SELECT id FROM purges WHERE id = $1 AND principal = $2 AND state = 'noticing'")
                         .bind(id.clone())
                         .bind(platform.clone())
-                        .fetch_optional(&mut ctx.conn)
+                        .fetch_optional(ctx.conn().await?)
                         .await
                         .map_err(db("read the purge"))?;
                     if noticing.is_none() {
@@ -634,7 +634,7 @@ impl Store {
                         .bind(id.clone())
                         .bind(subject_hash.clone())
                         .bind(reason)
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("record the objection"))?
                         .rows_affected();
@@ -704,7 +704,7 @@ impl Store {
                         .bind(report)
                         .bind(error)
                         .bind(ms(now))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("close the purge"))?;
                     crate::log::append_event(

@@ -118,7 +118,7 @@ async fn count_since(
     )))
     .bind(value.to_owned())
     .bind(ms(since))
-    .fetch_one(&mut ctx.conn)
+    .fetch_one(ctx.conn().await?)
     .await
     .map_err(db("count support requests"))?;
     Ok((r.get(0), r.get(1)))
@@ -142,7 +142,7 @@ impl Store {
                         let lock = format!("SELECT id FROM cases WHERE id = $1 {}", ctx.for_update());
                         sqlx::query(sqlx::AssertSqlSafe(lock))
                             .bind(case_id.clone())
-                            .fetch_optional(&mut ctx.conn)
+                            .fetch_optional(ctx.conn().await?)
                             .await
                             .map_err(db("lock the case"))?;
                     }
@@ -173,7 +173,7 @@ impl Store {
                         .bind(ms(now))
                         .bind(n.limit_key.clone())
                         .bind(n.client_hash.clone())
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("open a support request"))?;
                     crate::log::append_event(ctx, &audit_key(n.case_id.as_deref(), &n.id), "",
@@ -193,7 +193,7 @@ impl Store {
                     .await?;
                     let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM support_requests WHERE id = $1")))
                         .bind(n.id)
-                        .fetch_one(&mut ctx.conn)
+                        .fetch_one(ctx.conn().await?)
                         .await
                         .map_err(db("read a support request"))?;
                     Ok(Ok(row(&r)))
@@ -258,7 +258,7 @@ impl Store {
                 Box::pin(async move {
                     let prev: Option<(Option<String>, String)> = sqlx::query("SELECT case_id, state FROM support_requests WHERE id = $1")
                         .bind(id.clone())
-                        .fetch_optional(&mut ctx.conn)
+                        .fetch_optional(ctx.conn().await?)
                         .await
                         .map_err(db("read a support request"))?
                         .map(|r| (r.get(0), r.get(1)));
@@ -271,7 +271,7 @@ impl Store {
                         .bind(ms(now))
                         .bind(actor.clone())
                         .bind(id.clone())
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("answer a support request"))?
                         .rows_affected();
@@ -285,7 +285,7 @@ impl Store {
                             .bind(o.destination)
                             .bind(o.body)
                             .bind(ms(now))
-                            .execute(&mut ctx.conn)
+                            .execute(ctx.conn().await?)
                             .await
                             .map_err(db("queue a message"))?;
                     }
@@ -313,7 +313,7 @@ impl Store {
                     let r: Option<(Option<String>, String)> =
                         sqlx::query("SELECT case_id, state FROM support_requests WHERE id = $1")
                             .bind(id.clone())
-                            .fetch_optional(&mut ctx.conn)
+                            .fetch_optional(ctx.conn().await?)
                             .await
                             .map_err(db("read a support request"))?
                             .map(|r| (r.get(0), r.get(1)));
@@ -355,7 +355,7 @@ impl Store {
                 Box::pin(async move {
                     let r: Option<(Option<String>, String)> = sqlx::query("SELECT case_id, state FROM support_requests WHERE id = $1")
                         .bind(id.clone())
-                        .fetch_optional(&mut ctx.conn)
+                        .fetch_optional(ctx.conn().await?)
                         .await
                         .map_err(db("read a support request"))?
                         .map(|r| (r.get(0), r.get(1)));
@@ -366,7 +366,7 @@ impl Store {
                         .bind(ms(now))
                         .bind(actor.clone())
                         .bind(id.clone())
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("close a support request"))?
                         .rows_affected();
@@ -375,7 +375,7 @@ impl Store {
                     }
                     sqlx::query("DELETE FROM outbox WHERE case_id = $1")
                         .bind(id.clone())
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("delete a request's messages"))?;
                     crate::log::append_event(ctx, &audit_key(case_id.as_deref(), &id), "", "support.closed", Some(&state), "closed", &actor, serde_json::json!({ "request": id, "contact_destroyed": true, "key_versions_destroyed": key_versions_destroyed }), now).await?;
@@ -414,7 +414,7 @@ impl Store {
                     Ok(sqlx::query("UPDATE support_requests SET limit_key = NULL, client_hash = '' WHERE id IN (SELECT id FROM support_requests WHERE client_hash <> '' AND created_at < $1 ORDER BY created_at LIMIT $2)")
                         .bind(ms(before))
                         .bind(i64::from(limit))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("empty support limit keys"))?
                         .rows_affected())

@@ -493,7 +493,7 @@ async fn queue_ids_with_gaps_and_late_commits_are_each_integrated_once() {
                      FROM audit_entries WHERE qid = (SELECT MIN(qid) FROM audit_entries)",
                 )
                 .bind(qid)
-                .execute(&mut ctx.conn)
+                .execute(ctx.conn().await?)
                 .await
                 .map_err(db("queue a test event"))?;
                 Ok(())
@@ -817,6 +817,47 @@ async fn a_key_taken_by_a_committed_change_rolls_the_second_change_back_whole() 
     );
 }
 
+/// A change's writes wait to be sent together; one that fails when they are
+/// sent fails its own change, named by what it did, and the change beside
+/// it in the same commit stays whole.
+#[tokio::test]
+async fn a_deferred_write_that_fails_fails_its_change_alone() {
+    let (_d, store) = open().await;
+    let open_case = |n: u128| {
+        Case::open(
+            CaseId::from_uuid(uuid::Uuid::from_u128(n)),
+            SubjectId::parse(&format!("u{n}")).unwrap(),
+            Channel::App,
+            Policy::default(),
+            t0(),
+        )
+    };
+    let (a, change) = open_case(1);
+    store
+        .create_case(a, change, "p1".into(), "p".into(), None)
+        .await
+        .unwrap();
+    let (again, change_again) = open_case(1);
+    let (b, change_b) = open_case(2);
+    let (again, b) = tokio::join!(
+        store.create_case(again, change_again, "p1".into(), "p".into(), None),
+        store.create_case(b, change_b, "p2".into(), "p".into(), None)
+    );
+    let e = again.unwrap_err();
+    assert!(e.to_string().contains("insert case"), "{e}");
+    let b = b.unwrap();
+    for (id, n) in [(CaseId::from_uuid(uuid::Uuid::from_u128(1)), 1), (b.id, 1)] {
+        let events: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM audit_entries WHERE case_id = $1")
+                .bind(id.to_string())
+                .fetch_one(&store.read)
+                .await
+                .unwrap();
+        assert_eq!(events, n);
+    }
+    assert!(store.get_case(b.id).await.unwrap().is_some());
+}
+
 async fn age(store: &Store, sql: &'static str, at: i64) {
     store
         .writer
@@ -824,7 +865,7 @@ async fn age(store: &Store, sql: &'static str, at: i64) {
             Box::pin(async move {
                 sqlx::query(sql)
                     .bind(at)
-                    .execute(&mut ctx.conn)
+                    .execute(ctx.conn().await?)
                     .await
                     .map_err(db("age"))?;
                 Ok(())

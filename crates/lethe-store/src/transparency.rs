@@ -70,7 +70,7 @@ impl Store {
                         .bind(r.label.clone())
                         .bind(r.body.clone())
                         .bind(ms(now))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("publish a report"))?
                         .rows_affected();
@@ -176,7 +176,7 @@ impl Store {
                         .bind(witness)
                         .bind(line)
                         .bind(ms(now))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(db("store a cosignature"))?;
                     Ok(())

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use lethe_domain::{Case, CaseId};
 
-use crate::{StoreError, WriteCtx, db, from_json, ms, now_wall};
+use crate::{Stmt, StoreError, WriteCtx, db, from_json, ms, now_wall};
 
 /// Loads a case to change it. On PostgreSQL the row stays locked until the
 /// transaction ends, so a change made by another instance at the same time
@@ -15,7 +15,7 @@ pub(crate) async fn load_case(ctx: &mut WriteCtx, id: CaseId) -> Result<Case, St
         ctx.for_update()
     )))
     .bind(id.to_string())
-    .fetch_optional(&mut ctx.conn)
+    .fetch_optional(ctx.conn().await?)
     .await
     .map_err(db("load case"))?;
     from_json(&body.ok_or(StoreError::NotFound(id))?)
@@ -41,15 +41,14 @@ pub(crate) async fn insert_notification_for(
     payload: &serde_json::Value,
     at: Timestamp,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO notifications (kind, case_id, payload, created_at, state, next_at, principal) VALUES ($1, $2, $3, $4, 'pending', $5, $6)")
-        .bind(kind.to_owned())
-        .bind(case_id.map(str::to_owned))
-        .bind(payload.to_string())
-        .bind(ms(at))
-        .bind(ms(now_wall()))
-        .bind(principal.map(str::to_owned))
-        .execute(&mut ctx.conn)
-        .await
-        .map_err(db("queue notification"))?;
-    Ok(())
+    ctx.defer(
+        Stmt::new("queue notification", "INSERT INTO notifications (kind, case_id, payload, created_at, state, next_at, principal) VALUES ($1, $2, $3, $4, 'pending', $5, $6)")
+            .arg(kind)
+            .arg(case_id.map(str::to_owned))
+            .arg(payload.to_string())
+            .arg(ms(at))
+            .arg(ms(now_wall()))
+            .arg(principal.map(str::to_owned)),
+    )
+    .await
 }

@@ -49,7 +49,7 @@ impl KeyStore for Store {
                 Box::pin(async move {
                     let gone: Option<String> = sqlx::query_scalar("SELECT destroyed_at FROM vault_tombstones WHERE subject = $1")
                         .bind(key.subject.clone())
-                        .fetch_optional(&mut ctx.conn)
+                        .fetch_optional(ctx.conn().await?)
                         .await
                         .map_err(crate::db("read vault tombstone"))?;
                     if gone.is_some() {
@@ -61,7 +61,7 @@ impl KeyStore for Store {
                         .bind(i64::from(key.wrapped.kek_version))
                         .bind(key.wrapped.bytes)
                         .bind(ms(now_wall()))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(crate::db("store vault key"))?
                         .rows_affected();
@@ -80,7 +80,7 @@ impl KeyStore for Store {
                 Box::pin(async move {
                     let n = sqlx::query("DELETE FROM vault_keys WHERE subject = $1")
                         .bind(subject.clone())
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(crate::db("destroy vault keys"))?
                         .rows_affected();
@@ -88,7 +88,7 @@ impl KeyStore for Store {
                         .bind(subject)
                         .bind(at)
                         .bind(i64::try_from(n).unwrap_or(0))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(crate::db("record vault tombstone"))?;
                     Ok(u32::try_from(n).unwrap_or(u32::MAX))
@@ -122,7 +122,7 @@ impl KeyStore for Store {
                         n += sqlx::query(sqlx::AssertSqlSafe(format!(
                             "DELETE FROM vault_keys WHERE subject IN ({list})"
                         )))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(crate::db("destroy vault keys"))?
                         .rows_affected();
@@ -133,7 +133,7 @@ impl KeyStore for Store {
                             rows.join(",")
                         )))
                         .bind(at.clone())
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(crate::db("record vault tombstones"))?;
                     }
@@ -185,7 +185,7 @@ impl KeyStore for Store {
                         .bind(key.subject)
                         .bind(i64::from(key.version))
                         .bind(i64::from(old))
-                        .execute(&mut ctx.conn)
+                        .execute(ctx.conn().await?)
                         .await
                         .map_err(crate::db("re-wrap vault key"))?
                         .rows_affected();

@@ -25,7 +25,9 @@ pub const QUEUE_DEPTH: usize = 4096;
 /// What an operation sees: a writer connection, inside a transaction (and,
 /// on SQLite, a savepoint of its own in the group commit).
 pub struct WriteCtx {
-    pub(crate) conn: DbConn,
+    /// Reached through [`WriteCtx::conn`], which first sends the deferred
+    /// statements: nothing reads past a write not yet made.
+    conn: DbConn,
     pub(crate) backend: crate::Backend,
     pub(crate) deadlines: Option<crate::DeadlineFn>,
     /// Whether changes record case events (see `events.rs`).
@@ -35,8 +37,18 @@ pub struct WriteCtx {
     pub(crate) erasure_jobs: std::sync::Arc<[NewJob]>,
     /// Attempts of a settlement instruction's job.
     pub(crate) settle_attempts: u32,
-    /// The queue id of the last audit event this operation queued.
-    pub(crate) last_qid: Option<i64>,
+    /// The queue id of the last audit event this operation queued (read
+    /// through [`WriteCtx::last_qid`]).
+    last_qid: Option<i64>,
+    /// Statements whose results the operation does not wait for, sent
+    /// together in one round trip (see [`Stmt`]).
+    later: Vec<Stmt>,
+    /// Their arguments, counted against [`MAX_DEFERRED_ARGS`].
+    later_args: usize,
+    /// Transaction control due before the operation's next statement
+    /// (`BEGIN; SAVEPOINT op`, `RELEASE op; SAVEPOINT op`): it rides with
+    /// that statement in one round trip.
+    control: Vec<&'static str>,
     /// Whether this operation queued audit events (the sequencer is woken
     /// after the commit).
     pub(crate) queued: bool,
@@ -63,6 +75,263 @@ impl WriteCtx {
             crate::Backend::Sqlite => "",
         }
     }
+
+    /// The connection, once the deferred statements are sent: a read sees
+    /// every write the operation made before it.
+    pub(crate) async fn conn(&mut self) -> Result<&mut DbConn, StoreError> {
+        self.flush().await?;
+        Ok(&mut self.conn)
+    }
+
+    /// The queue id of the last audit event this operation queued, once it
+    /// is known (its insert is sent).
+    pub(crate) async fn last_qid(&mut self) -> Result<Option<i64>, StoreError> {
+        self.flush().await?;
+        Ok(self.last_qid)
+    }
+
+    /// Defers a statement: it is sent with the others deferred, before the
+    /// operation next uses the connection or when it ends, in one round trip
+    /// on SQLite (where each round trip is a hop to the connection's thread,
+    /// and the one writer spends them for every change). Its failure fails
+    /// the operation then, with its own action named.
+    pub(crate) async fn defer(&mut self, stmt: Stmt) -> Result<(), StoreError> {
+        self.later_args += stmt.args.len();
+        self.later.push(stmt);
+        if self.later.len() >= MAX_DEFERRED || self.later_args >= MAX_DEFERRED_ARGS {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the transaction control due and the deferred statements: on
+    /// SQLite as one query (each statement's `$n` renumbered after the
+    /// arguments of those before it), on PostgreSQL one by one (its protocol
+    /// prepares one statement at a time; its lanes write side by side
+    /// instead).
+    pub(crate) async fn flush(&mut self) -> Result<(), StoreError> {
+        use futures_util::TryStreamExt;
+        if self.later.is_empty() || self.backend == crate::Backend::Postgres {
+            control_now(&mut self.conn, &mut self.control).await?;
+        }
+        if self.later.is_empty() {
+            return Ok(());
+        }
+        let control = std::mem::take(&mut self.control);
+        let stmts = std::mem::take(&mut self.later);
+        self.later_args = 0;
+        let groups: Vec<&[Stmt]> = match self.backend {
+            crate::Backend::Sqlite => vec![&stmts[..]],
+            crate::Backend::Postgres => stmts.chunks(1).collect(),
+        };
+        for group in groups {
+            let mut sql = String::new();
+            for c in &control {
+                sql.push_str(c);
+                sql.push_str(";\n");
+            }
+            sql.push_str(&joined_sql(group)?);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for stmt in group {
+                for a in &stmt.args {
+                    q = match a {
+                        Arg::Int(v) => q.bind(*v),
+                        Arg::Text(v) => q.bind(v.clone()),
+                    };
+                }
+            }
+            // Each statement ends with its result (rows affected), after
+            // the rows it returns; the control statements come first. The
+            // results are read to the end, so the connection is left idle.
+            let mut at = 0usize;
+            let mut rows: Vec<crate::DbRow> = Vec::new();
+            let mut failed: Option<StoreError> = None;
+            let mut results = sqlx::Executor::fetch_many(&mut self.conn, q);
+            loop {
+                let stmt = at.checked_sub(control.len()).and_then(|i| group.get(i));
+                let action = stmt.map_or("transaction control", |s| s.action);
+                let step = match results.try_next().await {
+                    Ok(Some(step)) => step,
+                    Ok(None) => break,
+                    Err(e) => {
+                        failed.get_or_insert(db(action)(e));
+                        break;
+                    }
+                };
+                match step {
+                    sqlx::Either::Right(row) => rows.push(row),
+                    sqlx::Either::Left(done) => {
+                        let outcome = stmt.map_or(Ok(()), |s| match s.then {
+                            Then::AtLeastOneRow(err) if done.rows_affected() == 0 => Err(err()),
+                            Then::QueueId => match rows.first() {
+                                Some(r) => sqlx::Row::try_get::<i64, _>(r, 0)
+                                    .map(|qid| self.last_qid = Some(qid))
+                                    .map_err(db(s.action)),
+                                None => Ok(()),
+                            },
+                            _ => Ok(()),
+                        });
+                        if let Err(e) = outcome {
+                            failed.get_or_insert(e);
+                        }
+                        rows.clear();
+                        at += 1;
+                    }
+                }
+            }
+            drop(results);
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if at != control.len() + group.len() {
+                return Err(StoreError::Db {
+                    action: "deferred statements",
+                    message: format!("{} of {} statements ran", at, control.len() + group.len()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the deferred statements of an operation (or a savepoint's
+    /// part of one) that is rolled back.
+    pub(crate) fn discard(&mut self) {
+        self.later.clear();
+        self.later_args = 0;
+    }
+}
+
+/// Deferred statements at most before they are sent.
+pub const MAX_DEFERRED: usize = 64;
+/// Their arguments at most (SQLite allows 32,766 in one query).
+pub const MAX_DEFERRED_ARGS: usize = 2_000;
+
+/// An argument of a deferred statement.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Int(Option<i64>),
+    Text(Option<String>),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Self::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        Self::Int(v)
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Self::Text(Some(v))
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Self {
+        Self::Text(v)
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Self::Text(Some(v.to_owned()))
+    }
+}
+
+/// What a deferred statement's result must show once it ran.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Then {
+    Nothing,
+    /// It changed a row, or the operation fails with this error.
+    AtLeastOneRow(fn() -> StoreError),
+    /// It returned an audit event's queue id (the operation's last so far).
+    QueueId,
+}
+
+/// A statement whose result the operation does not wait for: its SQL (with
+/// `$1`, `$2` … for its own arguments), its arguments, and what its result
+/// must show.
+#[derive(Debug, Clone)]
+pub(crate) struct Stmt {
+    action: &'static str,
+    sql: &'static str,
+    args: Vec<Arg>,
+    then: Then,
+}
+
+impl Stmt {
+    /// `action` names the statement in an error ("store deadline").
+    pub(crate) fn new(action: &'static str, sql: &'static str) -> Self {
+        Self {
+            action,
+            sql,
+            args: Vec::new(),
+            then: Then::Nothing,
+        }
+    }
+
+    pub(crate) fn arg(mut self, a: impl Into<Arg>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    pub(crate) fn then(mut self, then: Then) -> Self {
+        self.then = then;
+        self
+    }
+}
+
+/// The statements as one query: each statement's `$n` becomes `$(n +
+/// the arguments of the statements before it)`; quoted text is left alone.
+/// A statement naming an argument it was not given is an error.
+fn joined_sql(stmts: &[Stmt]) -> Result<String, StoreError> {
+    if let [one] = stmts {
+        return Ok(one.sql.to_owned());
+    }
+    let mut out = String::new();
+    let mut offset = 0usize;
+    for (i, stmt) in stmts.iter().enumerate() {
+        if i > 0 {
+            out.push_str(";\n");
+        }
+        let mut chars = stmt.sql.char_indices().peekable();
+        let mut quoted = false;
+        while let Some((_, c)) = chars.next() {
+            if c == '\'' {
+                quoted = !quoted;
+            }
+            if c != '$' || quoted {
+                out.push(c);
+                continue;
+            }
+            let mut n = 0usize;
+            let mut digits = 0usize;
+            while let Some(&(_, d)) = chars.peek() {
+                let Some(v) = d.to_digit(10) else { break };
+                n = n.saturating_mul(10).saturating_add(v as usize);
+                digits += 1;
+                chars.next();
+            }
+            if digits == 0 {
+                out.push('$');
+                continue;
+            }
+            if n == 0 || n > stmt.args.len() {
+                return Err(StoreError::Db {
+                    action: stmt.action,
+                    message: format!(
+                        "the statement names argument ${n} of the {} it was given",
+                        stmt.args.len()
+                    ),
+                });
+            }
+            out.push('$');
+            out.push_str(&(offset + n).to_string());
+        }
+        offset += stmt.args.len();
+    }
+    Ok(out)
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -118,6 +387,9 @@ impl Writer {
                     erasure_jobs: erasure_jobs.clone(),
                     settle_attempts: opts.settle_attempts,
                     last_qid: None,
+                    later: Vec::new(),
+                    later_args: 0,
+                    control: Vec::new(),
                     queued: false,
                 },
                 url.clone(),
@@ -162,11 +434,17 @@ impl Writer {
         let (reply, rx) = oneshot::channel::<Result<T, StoreError>>();
         let op: OpFn = Box::new(move |ctx| {
             Box::pin(async move {
-                let r = f(ctx).await;
-                let keep = match &r {
+                let mut r = f(ctx).await;
+                let mut keep = match &r {
                     Ok(_) => true,
                     Err(e) => e.keeps_writes(),
                 };
+                // The operation's deferred statements go before its end.
+                if keep && let Err(e) = ctx.flush().await {
+                    r = Err(e);
+                    keep = false;
+                }
+                ctx.discard();
                 let deliver: Deliver = Box::new(move |commit| {
                     let out = match (r, commit) {
                         (Err(e), _) => Err(e),
@@ -299,37 +577,37 @@ async fn run(
                 crate::Backend::Postgres => "BEGIN",
             };
             // Transaction control rides with its neighbour: the statements
-            // due before an operation go in one round trip (`BEGIN;
-            // SAVEPOINT op`, then `RELEASE op; SAVEPOINT op` between two
-            // operations, `RELEASE op; COMMIT` at the end). On SQLite every
-            // round trip is a hop to the connection's thread, and the one
-            // writer spends them for every change.
-            let mut control: Vec<&'static str> = vec![begin];
+            // due before an operation (`BEGIN; SAVEPOINT op`, then `RELEASE
+            // op; SAVEPOINT op` between two operations) wait in the context
+            // and go with the operation's first statements in one round trip
+            // (see `WriteCtx::flush`); `RELEASE op; COMMIT` goes at the end.
+            // On SQLite every round trip is a hop to the connection's thread,
+            // and the one writer spends them for every change.
+            ctx.control.clear();
+            ctx.control.push(begin);
             for op in pending.by_ref() {
                 ctx.last_qid = None;
                 ctx.queued = false;
-                if alone {
-                    control_now(&mut ctx.conn, &mut control).await?;
-                    let (keep, deliver) = op(&mut ctx).await;
-                    delivers.push(deliver);
-                    any_queued |= keep && ctx.queued;
-                    if !keep {
-                        return exec(&mut ctx.conn, "ROLLBACK").await;
-                    }
-                    continue;
+                if !alone {
+                    ctx.control.push("SAVEPOINT op");
                 }
-                control.push("SAVEPOINT op");
-                control_now(&mut ctx.conn, &mut control).await?;
                 let (keep, deliver) = op(&mut ctx).await;
                 delivers.push(deliver);
                 any_queued |= keep && ctx.queued;
-                if !keep {
-                    control.push("ROLLBACK TO op");
+                if alone {
+                    if !keep {
+                        ctx.control.push("ROLLBACK");
+                        return control_now(&mut ctx.conn, &mut ctx.control).await;
+                    }
+                    continue;
                 }
-                control.push("RELEASE op");
+                if !keep {
+                    ctx.control.push("ROLLBACK TO op");
+                }
+                ctx.control.push("RELEASE op");
             }
-            control.push("COMMIT");
-            control_now(&mut ctx.conn, &mut control).await
+            ctx.control.push("COMMIT");
+            control_now(&mut ctx.conn, &mut ctx.control).await
         }
         .await;
         match result {
@@ -341,6 +619,8 @@ async fn run(
             }
             Err(e) => {
                 tracing::error!(error = %e, "a commit failed; its operations are rolled back");
+                ctx.control.clear();
+                ctx.discard();
                 let _ = exec(&mut ctx.conn, "ROLLBACK").await;
                 if ctx.backend == crate::Backend::Postgres {
                     reconnect_if_lost(&mut ctx, &url).await;
@@ -354,5 +634,42 @@ async fn run(
                 drop(pending);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stmt(sql: &'static str, args: usize) -> Stmt {
+        (0..args).fold(Stmt::new("test", sql), |s, i| s.arg(i as i64))
+    }
+
+    #[test]
+    fn joined_statements_number_their_arguments_after_those_before() {
+        let sql = joined_sql(&[
+            stmt("INSERT INTO a VALUES ($1, $2, $1)", 2),
+            stmt("UPDATE b SET x = $2 WHERE y = $1 AND z = '$1'", 2),
+            stmt("DELETE FROM c WHERE d = $1", 1),
+        ])
+        .unwrap();
+        assert_eq!(
+            sql,
+            "INSERT INTO a VALUES ($1, $2, $1);\nUPDATE b SET x = $4 WHERE y = $3 AND z = '$1';\nDELETE FROM c WHERE d = $5"
+        );
+    }
+
+    #[test]
+    fn one_statement_is_sent_as_written() {
+        let sql = joined_sql(&[stmt("SELECT $1", 1)]).unwrap();
+        assert_eq!(sql, "SELECT $1");
+    }
+
+    #[test]
+    fn a_statement_naming_an_argument_it_was_not_given_is_refused() {
+        let e = joined_sql(&[stmt("SELECT $1", 1), stmt("SELECT $2", 1)]).unwrap_err();
+        assert!(e.to_string().contains("$2"), "{e}");
+        let e = joined_sql(&[stmt("SELECT $1", 1), stmt("SELECT $0", 1)]).unwrap_err();
+        assert!(e.to_string().contains("$0"), "{e}");
     }
 }
