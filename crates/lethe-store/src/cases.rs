@@ -11,26 +11,29 @@ pub(crate) async fn apply_in(
     now: Timestamp,
     actor: &str,
 ) -> Result<Case, StoreError> {
-    let case = load_case(ctx, id).await?;
+    let (case, pseudo) = load_case_and_pseudonym(ctx, id).await?;
     let (next, change) = case.apply(cmd, now)?;
-    // The pseudonym comes back with the update: the audit event needs it.
-    let pseudo: Option<String> = sqlx::query_scalar("UPDATE cases SET state = $1, version = $2, updated_at = $3, cooling_off_ends_at = $4, body = $5 WHERE id = $6 AND version = $7 RETURNING subject_pseudonym")
-        .bind(next.state.as_str())
-        .bind(i64::try_from(next.version).unwrap_or(i64::MAX))
-        .bind(ms(next.updated_at))
-        .bind(next.cooling_off_ends_at.map(ms))
-        .bind(to_json(&next)?)
-        .bind(id.to_string())
-        .bind(i64::try_from(case.version).unwrap_or(i64::MAX))
-        .fetch_optional(ctx.conn().await?)
-        .await
-        .map_err(db("update case"))?;
-    let Some(pseudo) = pseudo else {
-        return Err(StoreError::Db {
+    // The update checks the version it read; on PostgreSQL the row is
+    // locked as well, so it fails only if the store was changed beside
+    // Lethe.
+    ctx.defer(
+        Stmt::new(
+            "update case",
+            "UPDATE cases SET state = $1, version = $2, updated_at = $3, cooling_off_ends_at = $4, body = $5 WHERE id = $6 AND version = $7",
+        )
+        .arg(next.state.as_str())
+        .arg(i64::try_from(next.version).unwrap_or(i64::MAX))
+        .arg(ms(next.updated_at))
+        .arg(next.cooling_off_ends_at.map(ms))
+        .arg(to_json(&next)?)
+        .arg(id.to_string())
+        .arg(i64::try_from(case.version).unwrap_or(i64::MAX))
+        .then(Then::AtLeastOneRow(|| StoreError::Db {
             action: "update case",
             message: "the case changed concurrently; retry".into(),
-        });
-    };
+        })),
+    )
+    .await?;
     append_audit(ctx, &next, &pseudo, &change, actor).await?;
     write_effects(ctx, &next, &change).await?;
     Ok(next)

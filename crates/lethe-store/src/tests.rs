@@ -858,6 +858,53 @@ async fn a_deferred_write_that_fails_fails_its_change_alone() {
     assert!(store.get_case(b.id).await.unwrap().is_some());
 }
 
+/// A change of a case checks the version it read when its deferred update
+/// runs: a row changed beside Lethe in between fails the change, names
+/// why, and leaves no audit event or effect of it; the next change, on
+/// the row as it now is, goes through and reads its own writes.
+#[tokio::test]
+async fn a_change_whose_case_moved_underneath_fails_whole() {
+    let (_d, store) = open().await;
+    let a = new_case(&store, 1).await;
+    // The row's version moves, its body does not: the store was written
+    // beside Lethe.
+    age(&store, "UPDATE cases SET version = version + $1", 1).await;
+    let e = store
+        .apply(a.id, command(0), t0(), "t".into(), vec![], None)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("changed concurrently"), "{e}");
+    assert_eq!(store.audit_for_case(a.id).await.unwrap().len(), 1);
+    let stored = store.get_case(a.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, a.state);
+    // Put the row back in line with its body: the change goes through,
+    // and the one after it sees it.
+    age(&store, "UPDATE cases SET version = version - $1", 1).await;
+    let next = store
+        .apply(a.id, command(0), t0(), "t".into(), vec![], None)
+        .await
+        .unwrap();
+    store
+        .apply(a.id, command(1), t0(), "t".into(), vec![], None)
+        .await
+        .unwrap();
+    assert_eq!(next.version, a.version + 1);
+    assert_eq!(store.audit_for_case(a.id).await.unwrap().len(), 3);
+    assert!(matches!(
+        store
+            .apply(
+                CaseId::from_uuid(uuid::Uuid::from_u128(99)),
+                command(0),
+                t0(),
+                "t".into(),
+                vec![],
+                None
+            )
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
 async fn age(store: &Store, sql: &'static str, at: i64) {
     store
         .writer

@@ -4,21 +4,43 @@
 use jiff::Timestamp;
 use lethe_domain::{Case, CaseId};
 
-use crate::{Stmt, StoreError, WriteCtx, db, from_json, ms, now_wall};
+use crate::{DbRow, Stmt, StoreError, WriteCtx, db, from_json, ms, now_wall};
+use sqlx::Row;
 
 /// Loads a case to change it. On PostgreSQL the row stays locked until the
 /// transaction ends, so a change made by another instance at the same time
 /// waits and then sees this one's result.
 pub(crate) async fn load_case(ctx: &mut WriteCtx, id: CaseId) -> Result<Case, StoreError> {
-    let body: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT body FROM cases WHERE id = $1 {}",
+    let row = load_case_row(ctx, id, "body").await?;
+    from_json(&row.try_get::<String, _>(0).map_err(db("load case"))?)
+}
+
+/// [`load_case`], with the case's pseudonym (its audit events carry it).
+pub(crate) async fn load_case_and_pseudonym(
+    ctx: &mut WriteCtx,
+    id: CaseId,
+) -> Result<(Case, String), StoreError> {
+    let row = load_case_row(ctx, id, "body, subject_pseudonym").await?;
+    let case = from_json(&row.try_get::<String, _>(0).map_err(db("load case"))?)?;
+    Ok((case, row.try_get(1).map_err(db("load case"))?))
+}
+
+/// The case's columns `cols`, read in the round trip of the control due
+/// and any deferred writes.
+async fn load_case_row(
+    ctx: &mut WriteCtx,
+    id: CaseId,
+    cols: &'static str,
+) -> Result<DbRow, StoreError> {
+    let sql = format!(
+        "SELECT {cols} FROM cases WHERE id = $1 {}",
         ctx.for_update()
-    )))
-    .bind(id.to_string())
-    .fetch_optional(ctx.conn().await?)
-    .await
-    .map_err(db("load case"))?;
-    from_json(&body.ok_or(StoreError::NotFound(id))?)
+    );
+    ctx.fetch(Stmt::new("load case", sql).arg(id.to_string()))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(StoreError::NotFound(id))
 }
 
 pub(crate) async fn insert_notification(

@@ -110,16 +110,31 @@ impl WriteCtx {
     /// prepares one statement at a time; its lanes write side by side
     /// instead).
     pub(crate) async fn flush(&mut self) -> Result<(), StoreError> {
+        self.send(None).await.map(drop)
+    }
+
+    /// Runs a read (or a write whose rows the operation needs) in the same
+    /// round trip as the transaction control due and the deferred
+    /// statements, after them; returns its rows.
+    pub(crate) async fn fetch(&mut self, stmt: Stmt) -> Result<Vec<crate::DbRow>, StoreError> {
+        self.send(Some(stmt.then(Then::Rows))).await
+    }
+
+    /// Sends the control due, the deferred statements and `last`; returns
+    /// the rows of the statements marked [`Then::Rows`].
+    async fn send(&mut self, last: Option<Stmt>) -> Result<Vec<crate::DbRow>, StoreError> {
         use futures_util::TryStreamExt;
-        if self.later.is_empty() || self.backend == crate::Backend::Postgres {
+        let mut stmts = std::mem::take(&mut self.later);
+        self.later_args = 0;
+        stmts.extend(last);
+        if stmts.is_empty() || self.backend == crate::Backend::Postgres {
             control_now(&mut self.conn, &mut self.control).await?;
         }
-        if self.later.is_empty() {
-            return Ok(());
+        let mut out = Vec::new();
+        if stmts.is_empty() {
+            return Ok(out);
         }
         let control = std::mem::take(&mut self.control);
-        let stmts = std::mem::take(&mut self.later);
-        self.later_args = 0;
         let groups: Vec<&[Stmt]> = match self.backend {
             crate::Backend::Sqlite => vec![&stmts[..]],
             crate::Backend::Postgres => stmts.chunks(1).collect(),
@@ -163,6 +178,10 @@ impl WriteCtx {
                     sqlx::Either::Left(done) => {
                         let outcome = stmt.map_or(Ok(()), |s| match s.then {
                             Then::AtLeastOneRow(err) if done.rows_affected() == 0 => Err(err()),
+                            Then::Rows => {
+                                out.append(&mut rows);
+                                Ok(())
+                            }
                             Then::QueueId => match rows.first() {
                                 Some(r) => sqlx::Row::try_get::<i64, _>(r, 0)
                                     .map(|qid| self.last_qid = Some(qid))
@@ -190,7 +209,7 @@ impl WriteCtx {
                 });
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Drops the deferred statements of an operation (or a savepoint's
@@ -247,6 +266,8 @@ pub(crate) enum Then {
     AtLeastOneRow(fn() -> StoreError),
     /// It returned an audit event's queue id (the operation's last so far).
     QueueId,
+    /// Its rows are what [`WriteCtx::fetch`] returns.
+    Rows,
 }
 
 /// A statement whose result the operation does not wait for: its SQL (with
@@ -255,17 +276,20 @@ pub(crate) enum Then {
 #[derive(Debug, Clone)]
 pub(crate) struct Stmt {
     action: &'static str,
-    sql: &'static str,
+    sql: std::borrow::Cow<'static, str>,
     args: Vec<Arg>,
     then: Then,
 }
 
 impl Stmt {
     /// `action` names the statement in an error ("store deadline").
-    pub(crate) fn new(action: &'static str, sql: &'static str) -> Self {
+    pub(crate) fn new(
+        action: &'static str,
+        sql: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Self {
         Self {
             action,
-            sql,
+            sql: sql.into(),
             args: Vec::new(),
             then: Then::Nothing,
         }
@@ -287,7 +311,7 @@ impl Stmt {
 /// A statement naming an argument it was not given is an error.
 fn joined_sql(stmts: &[Stmt]) -> Result<String, StoreError> {
     if let [one] = stmts {
-        return Ok(one.sql.to_owned());
+        return Ok(one.sql.to_string());
     }
     let mut out = String::new();
     let mut offset = 0usize;
