@@ -102,12 +102,16 @@ pub(crate) async fn write_effects(
 }
 
 pub(crate) async fn pseudonym_of(ctx: &mut WriteCtx, id: CaseId) -> Result<String, StoreError> {
-    sqlx::query_scalar("SELECT subject_pseudonym FROM cases WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_optional(ctx.conn().await?)
-        .await
-        .map_err(db("load case"))?
-        .ok_or(StoreError::NotFound(id))
+    let stmt = Stmt::new(
+        "load case",
+        "SELECT subject_pseudonym FROM cases WHERE id = $1",
+    );
+    ctx.fetch(stmt.arg(id.to_string()))
+        .await?
+        .first()
+        .ok_or(StoreError::NotFound(id))?
+        .try_get(0)
+        .map_err(db("load case"))
 }
 
 /// Records one system's erasure outcome and marks its job done; closes the

@@ -33,7 +33,7 @@ impl Store {
             .run(move |ctx| {
                 Box::pin(async move {
                     claim_idem(ctx, idem.as_ref()).await?;
-                    let case = load_case(ctx, id).await?;
+                    let (case, pseudo) = load_case_and_pseudonym(ctx, id).await?;
                     if !matches!(case.state, CaseState::Submitted | CaseState::CoolingOff) {
                         return Err(TransitionError::Illegal { command: "send a code for", state: case.state, next: case.state.next_step() }.into());
                     }
@@ -86,7 +86,6 @@ impl Store {
                         at: now,
                         detail: serde_json::json!({ "channel": "sms" }),
                     };
-                    let pseudo = pseudonym_of(ctx, id).await?;
                     append_audit(ctx, &case, &pseudo, &change, &actor).await?;
                     finish_idem(ctx, idem.as_ref(), &case).await?;
                     Ok(case)
@@ -115,7 +114,7 @@ impl Store {
             .run(move |ctx| {
                 Box::pin(async move {
                     claim_idem(ctx, idem.as_ref()).await?;
-                    let case = load_case(ctx, id).await?;
+                    let (case, pseudo) = load_case_and_pseudonym(ctx, id).await?;
                     let (expected, then) = match purpose {
                         CodePurpose::Verify => (CaseState::Submitted, CaseCommand::VerifyIdentity { method: "sms_code".into(), level: lethe_domain::AssuranceLevel::PHONE }),
                         CodePurpose::Restore => (CaseState::CoolingOff, CaseCommand::Withdraw),
@@ -162,7 +161,6 @@ impl Store {
                                 .execute(ctx.conn().await?)
                                 .await
                                 .map_err(db("lock code"))?;
-                            let pseudo = pseudonym_of(ctx, id).await?;
                             let change = Change { kind: "case.code_locked".into(), from: Some(case.state), to: case.state, at: now, detail: serde_json::json!({ "attempts": attempts }) };
                             append_audit(ctx, &case, &pseudo, &change, &actor).await?;
                             return Err(StoreError::CodeLocked { until });

@@ -5,8 +5,8 @@ use lethe_domain::{Case, CaseId, Change};
 use sqlx::Row;
 
 use crate::{
-    Store, StoreError, append_audit, db, from_ms, insert_notification, load_case, ms, pseudonym_of,
-    upsert_deadlines,
+    Store, StoreError, append_audit, db, from_ms, insert_notification, load_case,
+    load_case_and_pseudonym, ms, upsert_deadlines,
 };
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -179,14 +179,13 @@ impl Store {
                         if flagged == 0 {
                             continue;
                         }
-                        let case = load_case(ctx, id).await?;
+                        let (case, pseudo) = load_case_and_pseudonym(ctx, id).await?;
                         let event = if overdue { lethe_domain::notice::DEADLINE_OVERDUE } else { lethe_domain::notice::DEADLINE_WARNING };
                         // A provisional due date is the earliest possible one
                         // (the calendar does not cover it yet): said so.
                         let payload = serde_json::json!({ "case_id": case_id, "deadline": kind, "state": case.state.as_str(), "provisional": provisional });
                         insert_notification(ctx, event, Some(&case_id), &payload, now).await?;
                         let change = Change { kind: event.into(), from: Some(case.state), to: case.state, at: now, detail: serde_json::json!({ "deadline": kind }) };
-                        let pseudo = pseudonym_of(ctx, id).await?;
                         append_audit(ctx, &case, &pseudo, &change, "monitor").await?;
                         out.push(Alert { case_id: id, kind, overdue });
                     }

@@ -21,7 +21,7 @@ impl Store {
         self.writer
             .run(move |ctx| {
                 Box::pin(async move {
-                    let case = load_case(ctx, id).await?;
+                    let (case, pseudo) = load_case_and_pseudonym(ctx, id).await?;
                     let change = Change {
                         kind: IDENTITY_CHECK_FAILED.into(),
                         from: Some(case.state),
@@ -29,7 +29,6 @@ impl Store {
                         at: now,
                         detail: serde_json::json!({ "method": method }),
                     };
-                    let pseudo = pseudonym_of(ctx, id).await?;
                     append_audit(ctx, &case, &pseudo, &change, &actor).await
                 })
             })

@@ -427,7 +427,7 @@ impl Store {
                     let system: String = row.get(2);
                     // Who completed it, and what they claimed: an audit
                     // event of the case, in the same transaction.
-                    let case = load_case(ctx, id).await?;
+                    let (case, pseudo) = load_case_and_pseudonym(ctx, id).await?;
                     let change = Change {
                         kind: "case.manual_task_completed".into(),
                         from: Some(case.state),
@@ -435,7 +435,6 @@ impl Store {
                         at: now,
                         detail: serde_json::json!({ "task": task_id, "system": system, "records": records }),
                     };
-                    let pseudo = pseudonym_of(ctx, id).await?;
                     append_audit(ctx, &case, &pseudo, &change, &actor).await?;
                     record_erasure_in(ctx, row.get(0), id, system, outcome, now, finish).await.map(Some)
                 })

@@ -905,6 +905,49 @@ async fn a_change_whose_case_moved_underneath_fails_whole() {
     ));
 }
 
+/// An operation whose deferred statements are refused before they are sent
+/// leaves the transaction control it would have carried in place: the
+/// change committed before it in the same batch stays.
+#[tokio::test]
+async fn a_refused_deferred_statement_keeps_the_batch_before_it() {
+    let (_d, store) = open().await;
+    // The writer is busy, so the next two operations wait and are
+    // committed together.
+    let busy = store.writer.run(|_ctx| {
+        Box::pin(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            Ok(())
+        })
+    });
+    let rest = async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let (case, change) = Case::open(
+            CaseId::from_uuid(uuid::Uuid::from_u128(1)),
+            SubjectId::parse("u1").unwrap(),
+            Channel::App,
+            Policy::default(),
+            t0(),
+        );
+        let created = store.create_case(case, change, "p1".into(), "test".into(), None);
+        let refused = store.writer.run(|ctx| {
+            Box::pin(async move {
+                ctx.defer(Stmt::new("first", "SELECT $1").arg(1i64)).await?;
+                ctx.defer(Stmt::new("second", "SELECT $2").arg(1i64))
+                    .await?;
+                ctx.flush().await
+            })
+        });
+        tokio::join!(created, refused)
+    };
+    let (busy, (created, refused)) = tokio::join!(busy, rest);
+    busy.unwrap();
+    let e = refused.unwrap_err();
+    assert!(e.to_string().contains("$2"), "{e}");
+    let created = created.unwrap();
+    assert!(store.get_case(created.id).await.unwrap().is_some());
+    assert_eq!(store.audit_for_case(created.id).await.unwrap().len(), 1);
+}
+
 async fn age(store: &Store, sql: &'static str, at: i64) {
     store
         .writer

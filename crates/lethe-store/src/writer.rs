@@ -49,6 +49,10 @@ pub struct WriteCtx {
     /// (`BEGIN; SAVEPOINT op`, `RELEASE op; SAVEPOINT op`): it rides with
     /// that statement in one round trip.
     control: Vec<&'static str>,
+    /// Set when transaction control due did not run (the round trip that
+    /// carried it failed before or at it): the savepoints of the batch are
+    /// then not what the writer believes, so the whole batch is rolled back.
+    control_lost: Option<StoreError>,
     /// Whether this operation queued audit events (the sequencer is woken
     /// after the commit).
     pub(crate) queued: bool,
@@ -127,25 +131,34 @@ impl WriteCtx {
         let mut stmts = std::mem::take(&mut self.later);
         self.later_args = 0;
         stmts.extend(last);
-        if stmts.is_empty() || self.backend == crate::Backend::Postgres {
-            control_now(&mut self.conn, &mut self.control).await?;
+        let groups: Vec<&[Stmt]> = match self.backend {
+            crate::Backend::Sqlite => vec![&stmts[..]],
+            crate::Backend::Postgres => stmts.chunks(1).collect(),
+        };
+        // Checked before anything is sent: a statement refused here leaves
+        // the control due where it was.
+        let sqls = groups
+            .iter()
+            .map(|g| joined_sql(g))
+            .collect::<Result<Vec<_>, _>>()?;
+        if (stmts.is_empty() || self.backend == crate::Backend::Postgres)
+            && let Err(e) = control_now(&mut self.conn, &mut self.control).await
+        {
+            self.control_lost.get_or_insert(copy_err(&e));
+            return Err(e);
         }
         let mut out = Vec::new();
         if stmts.is_empty() {
             return Ok(out);
         }
         let control = std::mem::take(&mut self.control);
-        let groups: Vec<&[Stmt]> = match self.backend {
-            crate::Backend::Sqlite => vec![&stmts[..]],
-            crate::Backend::Postgres => stmts.chunks(1).collect(),
-        };
-        for group in groups {
+        for (group, joined) in groups.into_iter().zip(sqls) {
             let mut sql = String::new();
             for c in &control {
                 sql.push_str(c);
                 sql.push_str(";\n");
             }
-            sql.push_str(&joined_sql(group)?);
+            sql.push_str(&joined);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for stmt in group {
                 for a in &stmt.args {
@@ -199,15 +212,20 @@ impl WriteCtx {
                 }
             }
             drop(results);
-            if let Some(e) = failed {
-                return Err(e);
-            }
-            if at != control.len() + group.len() {
-                return Err(StoreError::Db {
+            let e = match failed {
+                Some(e) => e,
+                None if at == control.len() + group.len() => continue,
+                None => StoreError::Db {
                     action: "deferred statements",
                     message: format!("{} of {} statements ran", at, control.len() + group.len()),
-                });
+                },
+            };
+            // The statements stop at the first that fails: control from
+            // there on did not run.
+            if at < control.len() {
+                self.control_lost.get_or_insert(copy_err(&e));
             }
+            return Err(e);
         }
         Ok(out)
     }
@@ -310,9 +328,6 @@ impl Stmt {
 /// the arguments of the statements before it)`; quoted text is left alone.
 /// A statement naming an argument it was not given is an error.
 fn joined_sql(stmts: &[Stmt]) -> Result<String, StoreError> {
-    if let [one] = stmts {
-        return Ok(one.sql.to_string());
-    }
     let mut out = String::new();
     let mut offset = 0usize;
     for (i, stmt) in stmts.iter().enumerate() {
@@ -414,6 +429,7 @@ impl Writer {
                     later: Vec::new(),
                     later_args: 0,
                     control: Vec::new(),
+                    control_lost: None,
                     queued: false,
                 },
                 url.clone(),
@@ -485,14 +501,6 @@ impl Writer {
         self.tx.send(op).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
-}
-
-async fn exec(conn: &mut DbConn, sql: &'static str) -> Result<(), StoreError> {
-    sqlx::query(sql)
-        .execute(&mut *conn)
-        .await
-        .map_err(db("transaction control"))?;
-    Ok(())
 }
 
 /// Runs the transaction control statements gathered so far, in one round
@@ -572,6 +580,7 @@ async fn run(
                 Op::Outside(op) => {
                     drop(rx);
                     let (_, deliver) = op(&mut ctx).await;
+                    ctx.control_lost = None;
                     deliver(Ok(()));
                     continue;
                 }
@@ -608,6 +617,7 @@ async fn run(
             // On SQLite every round trip is a hop to the connection's thread,
             // and the one writer spends them for every change.
             ctx.control.clear();
+            ctx.control_lost = None;
             ctx.control.push(begin);
             for op in pending.by_ref() {
                 ctx.last_qid = None;
@@ -617,6 +627,9 @@ async fn run(
                 }
                 let (keep, deliver) = op(&mut ctx).await;
                 delivers.push(deliver);
+                if let Some(e) = ctx.control_lost.take() {
+                    return Err(e);
+                }
                 any_queued |= keep && ctx.queued;
                 if alone {
                     if !keep {
@@ -644,8 +657,10 @@ async fn run(
             Err(e) => {
                 tracing::error!(error = %e, "a commit failed; its operations are rolled back");
                 ctx.control.clear();
+                ctx.control_lost = None;
                 ctx.discard();
-                let _ = exec(&mut ctx.conn, "ROLLBACK").await;
+                ctx.control.push("ROLLBACK");
+                let _ = control_now(&mut ctx.conn, &mut ctx.control).await;
                 if ctx.backend == crate::Backend::Postgres {
                     reconnect_if_lost(&mut ctx, &url).await;
                 }
@@ -695,5 +710,8 @@ mod tests {
         assert!(e.to_string().contains("$2"), "{e}");
         let e = joined_sql(&[stmt("SELECT $1", 1), stmt("SELECT $0", 1)]).unwrap_err();
         assert!(e.to_string().contains("$0"), "{e}");
+        // Alone too: SQLite would bind the missing argument as NULL.
+        let e = joined_sql(&[stmt("SELECT $2", 1)]).unwrap_err();
+        assert!(e.to_string().contains("$2"), "{e}");
     }
 }
