@@ -518,10 +518,18 @@ async fn control_now(conn: &mut DbConn, control: &mut Vec<&'static str>) -> Resu
     Ok(())
 }
 
+/// The error of a failed batch, for each of its operations: a storage
+/// error as it was, anything else as the commit's.
 fn copy_err(e: &StoreError) -> StoreError {
-    StoreError::Db {
-        action: "commit",
-        message: e.to_string(),
+    match e {
+        StoreError::Db { action, message } => StoreError::Db {
+            action,
+            message: message.clone(),
+        },
+        other => StoreError::Db {
+            action: "commit",
+            message: other.to_string(),
+        },
     }
 }
 
