@@ -55,14 +55,19 @@ async fn create_pg_database(prefix: &str) -> (String, String) {
     (db, url)
 }
 
-async fn new_case(store: &Store, n: u128) -> Case {
-    let (case, change) = Case::open(
+/// Case `n` (subject `u{n}`), just opened in the app, not yet stored.
+fn opened(n: u128) -> (Case, Change) {
+    Case::open(
         CaseId::from_uuid(uuid::Uuid::from_u128(n)),
         SubjectId::parse(&format!("u{n}")).unwrap(),
         Channel::App,
         Policy::default(),
         t0(),
-    );
+    )
+}
+
+async fn new_case(store: &Store, n: u128) -> Case {
+    let (case, change) = opened(n);
     store
         .create_case(case, change, format!("p{n}"), "test".into(), None)
         .await
@@ -780,23 +785,14 @@ async fn a_key_taken_by_a_committed_change_rolls_the_second_change_back_whole() 
             render: |c: &Case| c.id.to_string(),
         })
     };
-    let open_case = |n: u128| {
-        Case::open(
-            CaseId::from_uuid(uuid::Uuid::from_u128(n)),
-            SubjectId::parse(&format!("u{n}")).unwrap(),
-            Channel::App,
-            Policy::default(),
-            t0(),
-        )
-    };
-    let (a, change) = open_case(1);
+    let (a, change) = opened(1);
     store
         .create_case(a, change, "p1".into(), "p".into(), idem())
         .await
         .unwrap();
     // The same key again (the read before the change missed the first
     // one's commit): a conflict, and nothing of the second change stays.
-    let (b, change) = open_case(2);
+    let (b, change) = opened(2);
     let b_id = b.id;
     assert!(matches!(
         store
@@ -823,22 +819,13 @@ async fn a_key_taken_by_a_committed_change_rolls_the_second_change_back_whole() 
 #[tokio::test]
 async fn a_deferred_write_that_fails_fails_its_change_alone() {
     let (_d, store) = open().await;
-    let open_case = |n: u128| {
-        Case::open(
-            CaseId::from_uuid(uuid::Uuid::from_u128(n)),
-            SubjectId::parse(&format!("u{n}")).unwrap(),
-            Channel::App,
-            Policy::default(),
-            t0(),
-        )
-    };
-    let (a, change) = open_case(1);
+    let (a, change) = opened(1);
     store
         .create_case(a, change, "p1".into(), "p".into(), None)
         .await
         .unwrap();
-    let (again, change_again) = open_case(1);
-    let (b, change_b) = open_case(2);
+    let (again, change_again) = opened(1);
+    let (b, change_b) = opened(2);
     let (again, b) = tokio::join!(
         store.create_case(again, change_again, "p1".into(), "p".into(), None),
         store.create_case(b, change_b, "p2".into(), "p".into(), None)
@@ -921,13 +908,7 @@ async fn a_refused_deferred_statement_keeps_the_batch_before_it() {
     });
     let rest = async {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let (case, change) = Case::open(
-            CaseId::from_uuid(uuid::Uuid::from_u128(1)),
-            SubjectId::parse("u1").unwrap(),
-            Channel::App,
-            Policy::default(),
-            t0(),
-        );
+        let (case, change) = opened(1);
         let created = store.create_case(case, change, "p1".into(), "test".into(), None);
         let refused = store.writer.run(|ctx| {
             Box::pin(async move {
