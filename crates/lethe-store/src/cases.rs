@@ -101,19 +101,6 @@ pub(crate) async fn write_effects(
     Ok(())
 }
 
-pub(crate) async fn pseudonym_of(ctx: &mut WriteCtx, id: CaseId) -> Result<String, StoreError> {
-    let stmt = Stmt::new(
-        "load case",
-        "SELECT subject_pseudonym FROM cases WHERE id = $1",
-    );
-    ctx.fetch(stmt.arg(id.to_string()))
-        .await?
-        .first()
-        .ok_or(StoreError::NotFound(id))?
-        .try_get(0)
-        .map_err(db("load case"))
-}
-
 /// Records one system's erasure outcome and marks its job done; closes the
 /// case (receipt built by `finish`) when it was the last open job.
 pub(crate) async fn record_erasure_in(

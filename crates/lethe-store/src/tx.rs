@@ -25,6 +25,13 @@ pub(crate) async fn load_case_and_pseudonym(
     Ok((case, row.try_get(1).map_err(db("load case"))?))
 }
 
+/// The case's pseudonym (its audit events and what Lethe keeps once the
+/// case is erased carry it).
+pub(crate) async fn pseudonym_of(ctx: &mut WriteCtx, id: CaseId) -> Result<String, StoreError> {
+    let row = load_case_row(ctx, id, "subject_pseudonym").await?;
+    row.try_get(0).map_err(db("load case"))
+}
+
 /// The case's columns `cols`, read in the round trip of the control due
 /// and any deferred writes.
 async fn load_case_row(
